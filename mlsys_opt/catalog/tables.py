@@ -1,0 +1,68 @@
+"""Device-resident struct-of-arrays catalog tables (the contract jitted code sees).
+
+Every field is a jnp array indexed by an integer row (the entry's position in
+the catalog, see `Catalog.index(kind, name)`), in SI units unless the name says
+otherwise.  Missing values are explicit: a precision an accelerator lacks has
+`has_precision[i, p] == False` and `peak_flop_per_s[i, p] == 0.0`; scenarios
+turn that into an infeasible configuration, never a division by zero.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from .._types import Array
+
+
+class AcceleratorTable(NamedTuple):
+    peak_flop_per_s: Array        # [n_hw, n_precision] dense peak per precision (0 where missing)
+    has_precision: Array          # [n_hw, n_precision] bool
+    mem_capacity_bytes: Array     # [n_hw] HBM/DRAM capacity (wafer-scale: on-chip SRAM)
+    mem_bw_bytes_per_s: Array     # [n_hw] HBM/DRAM bandwidth
+    sram_bytes: Array             # [n_hw] on-chip SRAM (L2 / SRAM)
+    tdp_w: Array                  # [n_hw] board power
+    scaleup_bw_bytes_per_s: Array  # [n_hw] per-accelerator scale-up link bw (NVLink/ICI/xGMI), unidirectional
+    accelerators_per_node: Array  # [n_hw] typical scale-up domain size (8 for DGX, 1 for a card)
+    price_usd: Array              # [n_hw] purchase price per accelerator
+    cloud_usd_per_hour: Array     # [n_hw] on-demand cloud price per accelerator-hour
+    mtbf_s: Array                 # [n_hw] component MTBF per accelerator
+    injection_bw_bytes_per_s: Array  # [n_hw] weight-streaming injection bw (wafer-scale; 0 otherwise)
+    is_wafer_scale: Array         # [n_hw] bool
+
+
+class ModelTable(NamedTuple):
+    kind: Array                   # [n_model] int code into _types.MODEL_KINDS
+    n_params: Array               # [n_model] total parameters
+    n_active_params: Array        # [n_model] parameters used per token (== n_params for dense)
+    n_layers: Array
+    hidden_dim: Array
+    n_heads: Array
+    n_kv_heads: Array
+    head_dim: Array
+    ffn_dim: Array
+    vocab_size: Array
+    context_len: Array            # max context, tokens
+    n_experts: Array              # 1 for dense
+    top_k: Array                  # experts per token, 1 for dense
+    flop_per_sample: Array        # forward FLOP per sample (CNNs); 0 for transformers (use 2·active params per token)
+
+
+class FabricTable(NamedTuple):
+    bw_bytes_per_s: Array         # [n_fabric] per-link, per-accelerator unidirectional bandwidth
+    latency_s: Array              # [n_fabric] alpha, per-message latency
+    topology: Array               # [n_fabric] int code into _types.TOPOLOGIES
+    bisection_frac: Array         # [n_fabric] bisection bandwidth fraction (1 for full fat tree)
+    oversubscription: Array       # [n_fabric] >= 1
+
+
+class RegionTable(NamedTuple):
+    carbon_gco2e_per_kwh: Array   # [n_region] grid carbon intensity
+    pue: Array                    # [n_region] typical datacenter PUE (>= 1)
+    wue_l_per_kwh: Array          # [n_region] water usage effectiveness
+    electricity_usd_per_kwh: Array  # [n_region]
+
+
+class Tables(NamedTuple):
+    hw: AcceleratorTable
+    model: ModelTable
+    fabric: FabricTable
+    region: RegionTable
