@@ -1,0 +1,143 @@
+"""Sweep-engine throughput: configurations/second vs chunk size, and peak RSS.
+
+A synthetic ~300-flop evaluator (roofline-like time, cost and carbon of a
+training step over 7 axes: hardware, tensor/pipeline/data parallel degree,
+batch, sequence length, region; 3 objectives, 2 constraints, 2 aux columns)
+is streamed through ``mlsys_opt.sweep_engine.stream`` on whatever device JAX
+has.  It prints a table; it is not a test.
+
+    python benchmarks/engine_throughput.py                    # chunk-size table, 10^6 + 10^7
+    python benchmarks/engine_throughput.py --sizes 1e6 1e8    # RSS while streaming 10^8
+    python benchmarks/engine_throughput.py --chunks 16 18 20 --sizes 1e7
+
+Peak RSS is the process high-water mark (resource.getrusage ru_maxrss),
+which must stay flat as the number of streamed configurations grows.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import resource
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlsys_opt import sweep_engine
+
+# hardware table: peak FLOP/s, HBM B/s, HBM bytes, W, USD/h   (illustrative numbers)
+_HW = np.array([[989e12, 3.35e12, 80e9, 700.0, 4.0],
+                [312e12, 2.0e12, 80e9, 400.0, 2.0],
+                [2250e12, 8.0e12, 192e9, 1000.0, 8.0],
+                [125e12, 0.9e12, 32e9, 300.0, 1.0]], np.float32)
+_REGION_G_PER_KWH = np.array([20.0, 429.0, 820.0, 30.0, 250.0], np.float32)
+_REGION_PRICE = np.array([1.3, 1.0, 0.7, 1.2, 0.85], np.float32)   # price multiplier
+
+
+def radices_for(n_target: float) -> tuple[int, ...]:
+    """7 axes whose product is close to (>=) n_target."""
+    base = [4, 8, 8, 16, 32, 16, 5]          # hw, tp, pp, dp, batch, seq, region = 10.5 M
+    size = math.prod(base)
+    scale = n_target / size
+    if scale <= 1:
+        for i in (4, 5, 3, 2, 1):
+            while math.prod(base) / 2 >= n_target and base[i] > 1:
+                base[i] //= 2
+    else:
+        i = 3
+        while math.prod(base) < n_target:
+            base[i] *= 2
+            i = 3 if i == 4 else 4
+    return tuple(base)
+
+
+def make_chunk_fn(dtype=jnp.float32):
+    hw = jnp.asarray(_HW, dtype)
+    reg = jnp.asarray(_REGION_G_PER_KWH, dtype)
+    rprice = jnp.asarray(_REGION_PRICE, dtype)
+
+    def chunk_fn(d):
+        h = hw[d[:, 0] % hw.shape[0]]
+        tp = 2.0 ** d[:, 1].astype(dtype)
+        pp = 2.0 ** d[:, 2].astype(dtype)
+        dp = 1.0 + d[:, 3].astype(dtype)
+        batch = 1.0 + d[:, 4].astype(dtype)
+        seq = 512.0 * (1.0 + d[:, 5].astype(dtype))
+        g_per_kwh = reg[d[:, 6] % reg.shape[0]]
+        price = rprice[d[:, 6] % rprice.shape[0]]
+        clock = 0.5 + 0.5 * d[:, 4].astype(dtype) / 31.0        # DVFS: batch axis doubles as clock
+        params = 70e9
+        n_gpu = tp * pp * dp
+        tokens = batch * seq
+        flop = 6.0 * params * tokens
+        t_comp = flop / (n_gpu * h[:, 0] * 0.5)
+        weight_bytes = 2.0 * params / (tp * pp)
+        act_bytes = 34.0 * seq * 8192.0 * batch / (tp * dp)
+        t_mem = (weight_bytes + act_bytes) / h[:, 1]
+        t_tp = 2.0 * (tp - 1.0) / tp * act_bytes / 450e9
+        t_dp = 2.0 * (dp - 1.0) / dp * weight_bytes / 50e9
+        bubble = (pp - 1.0) / (pp - 1.0 + 8.0)
+        t = (jnp.maximum(t_comp, t_mem) + t_tp + t_dp) / (1.0 - bubble)
+        # a few refinement stages to reach ~300 flops per configuration
+        eff = jnp.ones_like(t)
+        for s in range(12):
+            eff = eff * (1.0 - 0.01 * jnp.tanh(t * (s + 1.0) * 1e-3)) + 1e-4 * eff * eff
+        t = t / (eff * clock)
+        energy_j = t * n_gpu * h[:, 3] * 1.2 * clock * clock * clock
+        cost_usd = t / 3600.0 * n_gpu * h[:, 4] * price
+        carbon_kg = energy_j / 3.6e6 * g_per_kwh / 1000.0
+        tok_per_s = tokens / t
+        F = jnp.stack([t / tokens * 1e6, cost_usd / tokens * 1e6, carbon_kg / tokens * 1e9], 1)
+        mem = weight_bytes * 3.0 + act_bytes
+        G = jnp.stack([mem / h[:, 2] - 1.0, n_gpu / 4096.0 - 1.0], 1)
+        aux = jnp.stack([tok_per_s, n_gpu], 1)
+        return F.astype(dtype), G.astype(dtype), aux.astype(dtype)
+
+    return chunk_fn
+
+
+def peak_rss_mb() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return r / 1024.0 if sys.platform != "darwin" else r / 2**20
+
+
+def run(n_target: float, chunk: int, fn, repeat_warm: bool = True):
+    rad = radices_for(n_target)
+    kw = dict(n_obj=3, n_constr=2, n_aux=2, chunk_size=chunk, progress=False, front_capacity=8192)
+    if repeat_warm:   # compile on a small space with the same chunk (same jit key except radices)
+        sweep_engine.stream(rad, fn, **kw)
+    t0 = time.perf_counter()
+    res = sweep_engine.stream(rad, fn, **kw)
+    dt = time.perf_counter() - t0
+    return rad, res, dt
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--chunks", type=int, nargs="*", default=[12, 14, 16, 18],
+                    help="log2 chunk sizes for the throughput table (default 12 14 16 18)")
+    ap.add_argument("--table-size", type=float, default=4e6, help="configurations per table row")
+    ap.add_argument("--sizes", type=float, nargs="*", default=[1e6, 1e7],
+                    help="space sizes for the RSS rows (e.g. 1e6 1e7 1e8)")
+    ap.add_argument("--rss-chunk", type=int, default=16, help="log2 chunk size for the RSS rows")
+    args = ap.parse_args(argv)
+    fn = make_chunk_fn()
+    print(f"jax {jax.__version__}, devices: {jax.devices()}")
+    print(f"\nthroughput, space of ~{args.table_size:.0e} configurations (warm: compiled beforehand)")
+    print(f"{'chunk':>10} {'configs/s':>12} {'seconds':>9} {'front':>6} {'feasible':>10}")
+    for c in args.chunks:
+        rad, res, dt = run(args.table_size, 2**c, fn)
+        print(f"{2**c:>10} {res.n_evaluated / dt:>12.3e} {dt:>9.2f} {len(res.front['index']):>6} "
+              f"{res.n_feasible:>10}")
+    print(f"\npeak RSS while streaming (chunk 2^{args.rss_chunk})")
+    print(f"{'configs':>12} {'configs/s':>12} {'seconds':>9} {'front':>6} {'peak RSS MB':>12}")
+    for n in args.sizes:
+        rad, res, dt = run(n, 2**args.rss_chunk, fn, repeat_warm=False)
+        print(f"{res.n_evaluated:>12} {res.n_evaluated / dt:>12.3e} {dt:>9.2f} {len(res.front['index']):>6} "
+              f"{peak_rss_mb():>12.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,568 @@
+"""Fidelity: published measurements -> scenario predictions -> error tables -> calibration.
+
+Every row of ``calibration_data/measurements.json`` (Megatron-LM on up to 3,072
+A100s, PaLM, BLOOM, Llama, Patterson et al. 2021, TensorRT-LLM) becomes one or
+more scenario evaluations (`to_scenario`); ``calibration_data/cases.toml`` holds
+what a row needs and does not print, each value with its source or marked as an
+assumption.  Each compared number ("target") is predicted in the row's own
+convention from the scenario outputs q::
+
+    prediction = coef · (Σ w_num · q) / (Σ w_den · q)
+
+    tflops_per_gpu  Megatron eq.(3) 96·B·s·l·h²·(1 + s/6h + V/16lh) / (step_time · N)
+                    (hardware FLOPs incl. full recompute, Narayanan et al. 2021 §5.1)
+    mfu             the scenario's own MFU (PaLM App. B: 6·N + 12·L·H·Q·T per token)
+    energy_mwh      (energy_j / time_to_train_s) · published duration: the facility
+    carbon_t        power (resp. carbon rate) over the run's own duration, so these
+                    check the power·PUE·grid chain, not the throughput model
+    gpu_hours       time_to_train_s · N / 3600
+    ttft_ms         ttft_s of one prompt
+    tok_per_s_per_gpu  TensorRT-LLM static batch: B·out / (prefill of B·in tokens
+                    + out · mean decode step) / GPUs (two evaluations of the scenario)
+
+`validate` gives a DataFrame (id, category, metric, measured, predicted,
+error_pct, plus a constant-η roofline baseline: T = 6·P·D/(N·peak·η), memory
+roofline for serving, N·TDP·PUE for energy, one η fitted on the same rows).
+`calibrate` fits the efficiency parameters (`mlsys_opt.efficiency`) with optax
+Adam on L = mean_t (log pred_t − log meas_t)², all rows in one jitted call, over a
+bounded reparametrisation (sigmoid for fractions, exp for positive values).
+`leave_one_out` refits with each row (or each source) held out — one vmapped
+optimisation — and reports the held-out error before and after.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from . import schema
+from ._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from .catalog import load_catalog
+from .efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .errors import MlsysOptError, suggest
+from .scenarios import SCENARIO_FNS, params_from_dict
+
+DATA_DIR = Path(__file__).resolve().parent / "calibration_data"
+MEASUREMENTS_PATH = DATA_DIR / "measurements.json"
+CASES_PATH = DATA_DIR / "cases.toml"
+DEFAULT_CALIBRATION_PATH = DATA_DIR / "default_calibration.json"
+
+# measured key -> (metric, factor to the metric's unit); keys not listed are context only.
+METRICS: dict[str, tuple[str, float]] = {
+    "tflops_per_gpu": ("tflops_per_gpu", 1.0), "mfu": ("mfu", 1.0),
+    "energy_MWh": ("energy_mwh", 1.0), "dynamic_energy_kWh": ("energy_mwh", 1e-3),
+    "tco2e": ("carbon_t", 1.0), "net_tco2e": ("carbon_t", 1.0), "dynamic_tco2e": ("carbon_t", 1.0),
+    "gpu_hours": ("gpu_hours", 1.0), "out_tokens_per_s_per_gpu": ("tok_per_s_per_gpu", 1.0),
+    "first_token_latency_ms": ("ttft_ms", 1.0)}
+FIELDS = {"training": ("step_time_s", "time_to_train_s", "energy_j", "carbon_kg", "mfu"),
+          "serving": ("ttft_s", "itl_s")}
+HARDWARE_NAMES = {"a100sxm480gb": "a100_80gb", "a10080gb": "a100_80gb", "a100": "a100_80gb",
+                  "tpuv4": "tpu_v4", "tpuv3": "tpu_v3", "v100": "v100"}
+# Parameters fitted by default: the ones the fit rows identify (see `calibrate`).
+FIT_PARAMS = ("compute_eff_scale", "scaleup_comm_eff", "scaleout_comm_eff", "prefill_eff_scale",
+              "mem_bw_eff", "matmul_rows_half", "dispatch_s_per_layer")
+_FRACTIONS = ("mem_bw_eff", "scaleup_comm_eff", "scaleout_comm_eff", "tp_comm_overlap",
+              "ep_comm_overlap", "pipeline_overhead_frac", "idle_power_frac")
+
+
+def _kind(name: str) -> str:
+    """'frac' (in [0, 1], sigmoid) or 'pos' (> 0, exp) for an efficiency parameter."""
+    return "frac" if name in _FRACTIONS or name.endswith(("_frac", "_overlap")) else "pos"
+
+
+# --------------------------------------------------------------------------- measurements
+class Measurement(NamedTuple):
+    """One published measurement (a row of measurements.json; dicts as published)."""
+    id: str
+    category: str
+    source: str
+    hardware: dict
+    model: dict
+    parallelism: dict
+    precision: str
+    measured: dict
+    notes: str
+    verification: str
+
+
+def load_measurements(path: str | Path | None = None) -> list[Measurement]:
+    """Rows of a measurements file (default: the packaged copy of reality/measurements.json)."""
+    path = Path(path) if path is not None else MEASUREMENTS_PATH
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MlsysOptError(f"{path}: cannot read measurements ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise MlsysOptError(f"{path}: not valid JSON: {exc}") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise MlsysOptError(f"{path}: expected an object with a 'rows' list of measurements")
+    out = []
+    for i, r in enumerate(rows):
+        if not isinstance(r, dict) or not all(k in r for k in ("id", "category", "measured")):
+            raise MlsysOptError(f"{path}: rows[{i}] needs 'id', 'category' and 'measured' fields")
+        out.append(Measurement(str(r["id"]), str(r["category"]), str(r.get("source", "")),
+                               dict(r.get("hardware") or {}), dict(r.get("model") or {}),
+                               dict(r.get("parallelism") or {}), str(r.get("precision", "")),
+                               dict(r["measured"]), str(r.get("notes", "")),
+                               str(r.get("verification", ""))))
+    return out
+
+
+@functools.lru_cache(maxsize=1)
+def _cases() -> dict:
+    with open(CASES_PATH, "rb") as fh:
+        return tomllib.load(fh)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"[^0-9a-z]", "", re.sub(r"\(.*?\)", "", str(text).lower()))
+
+
+# --------------------------------------------------------------------------- rows -> evaluations
+class Target(NamedTuple):
+    """One compared number: prediction = coef · Σ num / Σ den over (evaluation, field) terms."""
+    id: str
+    category: str
+    metric: str
+    measured: float
+    coef: float
+    num: tuple        # ((evaluation index within the row, field) | ("const", 1.0), weight), ...
+    den: tuple
+    fit: bool
+    target: str       # accuracy-target group ("megatron", "mfu", "energy", "serving", "")
+    notes: str
+
+
+class RowPlan(NamedTuple):
+    """What `to_scenario` makes of a row: catalog entries, evaluations and targets."""
+    id: str
+    entries: dict     # kind -> {name: fields}
+    evaluations: tuple  # ((scenario, settings dict), ...)
+    targets: tuple    # Target, ...
+
+
+def _megatron_settings(row: Measurement, cfg: dict) -> tuple[dict, dict]:
+    """Settings and the model entry of a fully specified Megatron-style row."""
+    m, par, hw = row.model, row.parallelism, row.hardware
+    need = [k for k in ("layers", "hidden", "heads", "seq_len", "vocab", "params_B") if k not in m]
+    need += [k for k in ("TP", "PP", "DP", "global_batch") if k not in par]
+    if need or "count" not in hw or "type" not in hw:
+        raise MlsysOptError(f"measurement {row.id!r}: not in calibration_data/cases.toml and missing "
+                            f"{', '.join(need or ['hardware.type/count'])} to derive its scenario")
+    name = re.sub(r"[^a-z0-9]+", "_", row.id.lower()).strip("_")
+    year = re.search(r"(19|20)\d\d", row.source)
+    model = {"display_name": f"{row.id} model", "kind": "transformer",
+             "year": int(year.group(0)) if year else 2021, "params": f"{float(m['params_B']) * 1e9:.6g}",
+             "layers": int(m["layers"]), "hidden": int(m["hidden"]), "heads": int(m["heads"]),
+             "kv_heads": int(m.get("kv_heads", m["heads"])), "head_dim": int(m["hidden"]) // int(m["heads"]),
+             "ffn_dim": 4 * int(m["hidden"]), "vocab": int(m["vocab"]), "context": int(m["seq_len"]),
+             "source": f"{row.source} (shape as in measurements.json row {row.id})"}
+    tp, pp, dp, batch = (int(par[k]) for k in ("TP", "PP", "DP", "global_batch"))
+    per_stage = int(m["layers"]) // pp
+    v = 1 if pp == 1 else next((d for d in range(2, per_stage + 1) if per_stage % d == 0), 1)
+    hardware = HARDWARE_NAMES.get(_norm(hw["type"]), hw["type"])
+    full = "full" in str(par.get("recompute", "")).lower()
+    settings = {"hardware": hardware, "model": name, "n_accelerators": int(hw["count"]), "tp": tp,
+                "pp": pp, "global_batch": batch, "seq_len": int(m["seq_len"]),
+                "microbatches": batch // (dp * int(cfg.get("micro_batch", 1))), "virtual_stages": v,
+                "recompute": "full" if full else "selective",
+                **{k: cfg[k] for k in ("fabric", "zero_stage", "overlap", "precision", "efficiency") if k in cfg}}
+    return settings, {"models": {name: model}}
+
+
+def _eq3_flop(row: Measurement) -> float:
+    """Megatron eq.(3): 96·B·s·l·h²·(1 + s/(6h) + V/(16·l·h)) FLOP per iteration (incl. recompute)."""
+    m, b = row.model, float(row.parallelism["global_batch"])
+    s, l, h, v = (float(m[k]) for k in ("seq_len", "layers", "hidden", "vocab"))
+    return 96.0 * b * s * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h))
+
+
+def _duration_s(row: Measurement, how: str, n: float) -> float:
+    meas = row.measured
+    if how == "training_days":
+        return float(meas["training_days"]) * SECONDS_PER_DAY
+    if how == "gpu_hours":
+        return float(meas["gpu_hours"]) * SECONDS_PER_HOUR / n
+    if how == "duration_months":
+        return float(meas["duration_months"]) * 30.44 * SECONDS_PER_DAY
+    raise MlsysOptError(f"{CASES_PATH.name}: [rows.{row.id}] duration: {how!r} is not one of "
+                        "training_days, gpu_hours, duration_months")
+
+
+def plan_row(row: Measurement) -> RowPlan:
+    """The evaluations and targets of one measurement (see the module docstring)."""
+    cfg = _cases()
+    spec = cfg.get("rows", {}).get(row.id)
+    entries: dict = {}
+    if spec is None:
+        settings, entries = _megatron_settings(row, cfg.get("megatron", {}))
+        spec = {"scenario": "training", "metrics": ["tflops_per_gpu"], "fit": True, "target": "megatron",
+                "assumptions": "micro-batch 1 and the least interleaving the layer split allows (assumptions)"}
+    else:
+        settings = dict(spec.get("set", {}))
+    scenario, notes = spec.get("scenario", "training"), spec.get("assumptions", "")
+    if scenario == "training":   # throughput rows: any run length (1000 steps) gives the step time
+        settings.setdefault("n_tokens", 1000.0 * settings.get("global_batch", 1) * settings.get("seq_len", 1))
+    else:                        # latency/throughput rows do not depend on the arrival rate
+        settings.setdefault("request_rate", "0.1 /s")
+    evals: list = [(scenario, settings)]
+    targets = []
+    for key in spec.get("metrics", []):
+        if key not in row.measured or key not in METRICS:
+            raise MlsysOptError(f"{CASES_PATH.name}: [rows.{row.id}] metrics: {key!r} is not a measured "
+                                f"key of the row with a known convention;{suggest(key, row.measured)} "
+                                f"(known: {', '.join(k for k in METRICS if k in row.measured)})")
+        metric, factor = METRICS[key]
+        measured = float(row.measured[key]) * factor
+        n = float(settings.get("n_accelerators", 1))
+        group = spec.get("target", "")
+        if group == "energy" and metric not in ("energy_mwh", "carbon_t"):
+            group = ""     # e.g. GPU-hours of an energy row: a throughput figure, not the energy chain
+        variants = [("", 0)]
+        if metric in ("energy_mwh", "carbon_t"):
+            for var in spec.get("variants", []):
+                evals.append((scenario, {**settings, **var["set"]}))
+                variants.append((var["label"], len(evals) - 1))
+        for label, e in variants:
+            num, den, coef = ((("const", 1.0), 1.0),), ((("const", 1.0), 1.0),), 1.0
+            if metric == "tflops_per_gpu":
+                coef, den = _eq3_flop(row) / (n * 1e12), (((e, "step_time_s"), 1.0),)
+            elif metric == "mfu":
+                num = (((e, "mfu"), 1.0),)
+            elif metric in ("energy_mwh", "carbon_t"):
+                dur = _duration_s(row, spec.get("duration", "training_days"), n)
+                coef = dur / (3.6e9 if metric == "energy_mwh" else 1e3)
+                num = (((e, "energy_j" if metric == "energy_mwh" else "carbon_kg"), 1.0),)
+                den = (((e, "time_to_train_s"), 1.0),)
+            elif metric == "gpu_hours":
+                coef, num = n / SECONDS_PER_HOUR, (((e, "time_to_train_s"), 1.0),)
+            elif metric == "ttft_ms":
+                coef, num = 1e3, (((e, "ttft_s"), 1.0),)
+            elif metric == "tok_per_s_per_gpu":
+                b, p_in, out = (float(settings[k]) for k in ("batch", "prompt_tokens", "output_tokens"))
+                gpus = float(settings.get("tp", 1)) * float(settings.get("pp", 1))
+                evals.append(("serving", {**settings, "batch": 1, "prompt_tokens": b * p_in, "output_tokens": 1}))
+                evals.append(("serving", {**settings, "output_tokens": max(out / 2.0, 1.0)}))
+                coef = b * out / gpus
+                den = (((len(evals) - 2, "ttft_s"), 1.0), ((len(evals) - 1, "itl_s"), out))
+            targets.append(Target(row.id, row.category, metric + (f" [{label}]" if label else ""), measured,
+                                  coef, num, den, bool(spec.get("fit", False)) and not label,
+                                  "" if label else group, notes))
+    for kind, table in cfg.get("entries", {}).items():   # shared additions (small; always included)
+        entries.setdefault(kind, {}).update(table)
+    return RowPlan(row.id, entries, tuple(evals), tuple(targets))
+
+
+def _values(scenario: str, settings: dict, catalog, where: str) -> dict:
+    """Schema parameters (SI floats / int codes) of one evaluation, validated by space.load_space."""
+    from .space import load_space
+    fixed = {k: v for k, v in settings.items() if k != "tp"}
+    spec = {"scenario": scenario, "fixed": fixed, "axes": {"tp": [settings.get("tp", 1)]},
+            "objectives": {"minimize": [next(iter(schema.OUTPUTS[scenario]))]}}
+    try:
+        space = load_space(spec, catalog=catalog)
+    except MlsysOptError as exc:
+        raise MlsysOptError(f"{where}: {exc}") from None
+    return {**space.constants, "tp": float(space.axes[0].values[0])}
+
+
+class Batch(NamedTuple):
+    """All evaluations and targets of a set of rows, as arrays (what the jitted loss sees)."""
+    params: dict      # scenario -> Params NamedTuple of [n_eval(scenario)] arrays
+    tables: Any
+    coef: Any         # [n_targets]
+    num_idx: Any      # [n_targets, K] int32 into the flat q vector
+    num_w: Any
+    den_idx: Any
+    den_w: Any
+    measured: Any     # [n_targets]
+    fit: Any          # [n_targets] bool
+
+
+class Plan(NamedTuple):
+    """Host-side view of a Batch: the targets and the catalog it was built on."""
+    targets: tuple
+    evaluations: tuple  # (row id, scenario, settings)
+    catalog: Any
+    batch: Batch
+
+
+def build(rows: Sequence[Measurement] | None = None, catalog=None, dtype=None) -> Plan:
+    """Plan and batch every row: one catalog (with every row's entries), stacked parameters."""
+    rows = load_measurements() if rows is None else list(rows)
+    plans = [plan_row(r) for r in rows]
+    catalog = load_catalog() if catalog is None else catalog
+    for kind in ("accelerators", "models", "fabrics", "regions"):
+        table = {k: v for p in plans for k, v in p.entries.get(kind, {}).items()}
+        if table:
+            catalog = catalog.with_entries(kind, table)
+    dtype = jnp.result_type(float) if dtype is None else dtype
+    evals, offsets, stacks = [], {}, {"training": [], "serving": []}
+    for p in plans:
+        for j, (sc, settings) in enumerate(p.evaluations):
+            offsets[(p.id, j)] = (sc, len(stacks[sc]))
+            stacks[sc].append(_values(sc, settings, catalog, f"measurement {p.id!r}"))
+            evals.append((p.id, sc, settings))
+    n_train = len(stacks["training"])
+    sizes = {"training": 0, "serving": n_train * len(FIELDS["training"])}
+    const = sizes["serving"] + len(stacks["serving"]) * len(FIELDS["serving"])
+
+    def flat(rid, term):
+        (e, field), w = term
+        if e == "const":
+            return const, float(field) * w
+        sc, i = offsets[(rid, e)]
+        return sizes[sc] + i * len(FIELDS[sc]) + FIELDS[sc].index(field), w
+
+    targets = [t for p in plans for t in p.targets]
+    k = max([len(t.num) for t in targets] + [len(t.den) for t in targets] + [1])
+    arr = {n: np.zeros((len(targets), k), dt) for n, dt in
+           (("ni", np.int32), ("nw", float), ("di", np.int32), ("dw", float))}
+    for i, t in enumerate(targets):
+        for j, term in enumerate(t.num):
+            arr["ni"][i, j], arr["nw"][i, j] = flat(t.id, term)
+        for j, term in enumerate(t.den):
+            arr["di"][i, j], arr["dw"][i, j] = flat(t.id, term)
+    params = {sc: params_from_dict(sc, {key: np.array([v[key] for v in vs]) for key in schema.PARAMS[sc]})
+              for sc, vs in stacks.items() if vs}
+    batch = Batch(params, catalog.tables(dtype=dtype), jnp.asarray([t.coef for t in targets], dtype),
+                  jnp.asarray(arr["ni"]), jnp.asarray(arr["nw"], dtype), jnp.asarray(arr["di"]),
+                  jnp.asarray(arr["dw"], dtype), jnp.asarray([t.measured for t in targets], dtype),
+                  jnp.asarray([t.fit for t in targets]))
+    return Plan(tuple(targets), tuple(evals), catalog, batch)
+
+
+def _quantities(eff: Efficiency, batch: Batch):
+    """The flat q vector: per evaluation its FIELDS, then a constant 1."""
+    parts = []
+    for sc in ("training", "serving"):
+        if sc in batch.params:
+            out, _ = SCENARIO_FNS[sc](batch.params[sc], batch.tables, eff)
+            parts.append(jnp.stack([getattr(out, f) for f in FIELDS[sc]], axis=-1).ravel())
+    parts.append(jnp.ones((1,), batch.coef.dtype))
+    return jnp.concatenate([p.astype(batch.coef.dtype) for p in parts])
+
+
+def _combine(q, batch: Batch):
+    num = jnp.sum(batch.num_w * q[batch.num_idx], axis=-1)
+    den = jnp.sum(batch.den_w * q[batch.den_idx], axis=-1)
+    return batch.coef * num / jnp.maximum(den, 1e-30)
+
+
+@jax.jit
+def predict(eff: Efficiency, batch: Batch):
+    """Predicted figure of every target [n_targets] (jitted; one scenario call per scenario)."""
+    return _combine(_quantities(eff, batch), batch)
+
+
+def to_scenario(row: Measurement, catalog=None, eff: Efficiency = DEFAULT_EFFICIENCY) -> pd.DataFrame:
+    """One row as scenario evaluations: a frame of its targets with measured and predicted figures.
+
+    `frame.attrs` holds the extended catalog ("catalog"), the evaluations'
+    settings ("evaluations") and the scenario parameters ("params").
+    """
+    plan = build([row], catalog)
+    pred = np.asarray(predict(eff, plan.batch), dtype=float)
+    df = _frame(plan, pred)
+    df.attrs.update(catalog=plan.catalog, evaluations=plan.evaluations, params=plan.batch.params)
+    return df
+
+
+# --------------------------------------------------------------------------- baseline
+def _baseline_q(plan: Plan, eta: float) -> np.ndarray:
+    """q of the constant-η roofline: T = 6·P·D/(N·peak·η) (no comm, bubble, recompute,
+    goodput), energy N·TDP·PUE·T; serving max(2·P·tokens/(peak·η), bytes/BW) per step."""
+    t = jax.tree_util.tree_map(np.asarray, plan.batch.tables)
+    parts = []
+    if "training" in plan.batch.params:
+        p = jax.tree_util.tree_map(np.asarray, plan.batch.params["training"])
+        h, m, r = p.hardware, p.model, p.region
+        peak, n = t.hw.peak_flop_per_s[h, p.precision], p.n_accelerators
+        tokens = p.global_batch * p.seq_len
+        step = 6.0 * t.model.n_active_params[m] * tokens / (n * peak * eta)
+        ttt = step * p.n_tokens / tokens
+        energy = n * t.hw.tdp_w[h] * t.region.pue[r] * ttt
+        model_flop = (6.0 * t.model.n_active_params[m] + 12.0 * t.model.n_layers[m] * t.model.n_heads[m]
+                      * t.model.head_dim[m] * p.seq_len) * tokens
+        parts.append(np.stack([step, ttt, energy, energy / 3.6e6 * t.region.carbon_gco2e_per_kwh[r] / 1e3,
+                               model_flop / (step * n * peak)], -1).ravel())
+    if "serving" in plan.batch.params:
+        p = jax.tree_util.tree_map(np.asarray, plan.batch.params["serving"])
+        h, m = p.hardware, p.model
+        gpus = p.tp * p.pp
+        peak, bw = t.hw.peak_flop_per_s[h, p.precision] * gpus, t.hw.mem_bw_bytes_per_s[h] * gpus
+        bpe = np.asarray(BYTES_PER_ELEMENT)[p.precision]
+        w = t.model.n_params[m] * bpe
+        kv = 2.0 * t.model.n_layers[m] * t.model.n_kv_heads[m] * t.model.head_dim[m] \
+            * (p.prompt_tokens + p.output_tokens) * p.batch * bpe
+        flop_tok = 2.0 * t.model.n_active_params[m]
+        ttft = np.maximum(flop_tok * p.prompt_tokens / (peak * eta), w / bw)
+        itl = np.maximum(flop_tok * p.batch / (peak * eta), (w + kv) / bw)
+        parts.append(np.stack([ttft, itl], -1).ravel())
+    parts.append(np.ones(1))
+    return np.concatenate(parts)
+
+
+def _baseline(plan: Plan, eta: float | None = None) -> tuple[np.ndarray, float]:
+    """Baseline predictions and its η (fitted on the fit targets by a log-grid search when None)."""
+    b = jax.tree_util.tree_map(np.asarray, plan.batch)
+
+    def pred(e):
+        q = _baseline_q(plan, e)
+        return b.coef * np.sum(b.num_w * q[b.num_idx], -1) / np.maximum(np.sum(b.den_w * q[b.den_idx], -1), 1e-30)
+
+    if eta is None:
+        grid = np.exp(np.linspace(np.log(0.02), 0.0, 400))
+        losses = [np.mean((np.log(pred(e)[b.fit]) - np.log(b.measured[b.fit])) ** 2) for e in grid]
+        eta = float(grid[int(np.argmin(losses))])
+    return pred(eta), eta
+
+
+# --------------------------------------------------------------------------- validation tables
+def _frame(plan: Plan, pred) -> pd.DataFrame:
+    t = plan.targets
+    df = pd.DataFrame({"id": [x.id for x in t], "category": [x.category for x in t],
+                       "metric": [x.metric for x in t], "measured": [x.measured for x in t]})
+    df["predicted"] = np.asarray(pred, float)
+    df["error_pct"] = 100.0 * (df["predicted"] / df["measured"] - 1.0)
+    df["fit"] = [x.fit for x in t]
+    df["target"] = [x.target for x in t]
+    df["notes"] = [x.notes for x in t]
+    return df
+
+
+@functools.lru_cache(maxsize=4)
+def _default_plan(dtype_name: str) -> Plan:
+    return build(dtype=jnp.dtype(dtype_name))
+
+
+def _plan(rows, catalog) -> Plan:
+    if rows is None and catalog is None:
+        return _default_plan(jnp.dtype(jnp.result_type(float)).name)
+    return build(rows, catalog)
+
+
+def _violations(plan: Plan, eff: Efficiency) -> dict[str, str]:
+    """Row id -> names of structural constraints its evaluations violate (g > 0)."""
+    bad: dict[str, set] = {}
+    for sc, p in plan.batch.params.items():
+        _, g = SCENARIO_FNS[sc](p, plan.batch.tables, eff)
+        ids = [rid for rid, s, _ in plan.evaluations if s == sc]
+        for name, arr in zip(g._fields, g):
+            for rid, val in zip(ids, np.asarray(arr)):
+                if val > 1e-6:
+                    bad.setdefault(rid, set()).add(name)
+    return {k: ", ".join(sorted(v)) for k, v in bad.items()}
+
+
+def validate(eff: Efficiency | None = None, rows: Sequence[Measurement] | None = None, *,
+             calibrated: Efficiency | None = None, catalog=None,
+             baseline_eta: float | None = None) -> pd.DataFrame:
+    """Measured vs predicted for every target (one row per compared number).
+
+    Columns: id, category, metric, measured, predicted, error_pct (with `eff`,
+    default DEFAULT_EFFICIENCY), [calibrated, calibrated_error_pct], baseline,
+    baseline_error_pct (constant-η roofline, η fitted on the fit rows unless
+    given), fit, target, violations, notes.  error_pct = 100·(pred/meas − 1).
+    attrs: "summary" (`summarize`), "baseline_eta".
+    """
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    plan = _plan(rows, catalog)
+    df = _frame(plan, predict(eff, plan.batch))
+    if calibrated is not None:
+        df.insert(6, "calibrated", np.asarray(predict(calibrated, plan.batch), float))
+        df.insert(7, "calibrated_error_pct", 100.0 * (df["calibrated"] / df["measured"] - 1.0))
+    base, eta = _baseline(plan, baseline_eta)
+    at = df.columns.get_loc("fit")
+    df.insert(at, "baseline", base)
+    df.insert(at + 1, "baseline_error_pct", 100.0 * (df["baseline"] / df["measured"] - 1.0))
+    viol = _violations(plan, calibrated if calibrated is not None else eff)
+    df.insert(df.columns.get_loc("notes"), "violations", [viol.get(i, "") for i in df["id"]])
+    df.attrs.update(summary=summarize(df), baseline_eta=eta)
+    return df
+
+
+_MODELS = (("default", "error_pct"), ("calibrated", "calibrated_error_pct"), ("baseline", "baseline_error_pct"))
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per category and per accuracy-target group: n, median and worst |error| % of each model."""
+    groups = [(c, df["category"] == c) for c in dict.fromkeys(df["category"])]
+    groups += [(f"target:{g}", df["target"] == g) for g in dict.fromkeys(df["target"]) if g]
+    groups += [("fit rows", df["fit"]), ("all", df["category"] == df["category"])]
+    out = []
+    for name, mask in groups:
+        rec = {"group": name, "n": int(mask.sum())}
+        for label, col in _MODELS:
+            if col in df:
+                err = df.loc[mask, col].abs()
+                rec[f"{label}_median"], rec[f"{label}_worst"] = float(err.median()), float(err.max())
+        out.append(rec)
+    return pd.DataFrame(out).set_index("group")
+
+
+def check_targets(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The issue's accuracy targets: requirement, value and whether it is met."""
+    meg = df[df["target"] == "megatron"]
+    energy = df[df["target"] == "energy"]
+    cal = "calibrated_error_pct" if "calibrated_error_pct" in df else "error_pct"
+    rows = [("Megatron median |err|, defaults", "<= 10 %", meg["error_pct"].abs().median(), 10.0),
+            ("Megatron median |err|, calibrated", "<= 5 %", meg[cal].abs().median(), 5.0),
+            ("Megatron worst |err|, calibrated", "<= 20 %", meg[cal].abs().max(), 20.0),
+            ("energy/carbon (power, duration, grid given) worst |err|", "<= 15 %",
+             energy[cal].abs().max(), 15.0)]
+    out = [{"target": a, "requirement": b, "value_pct": float(c), "met": bool(c <= d)} for a, b, c, d in rows]
+    if loo is not None and len(loo):
+        before, after = loo["before_abs_error_pct"].median(), loo["after_abs_error_pct"].median()
+        out.append({"target": "held-out median |err| improves (leave-one-out)",
+                    "requirement": f"< {before:.1f} % (before)", "value_pct": float(after),
+                    "met": bool(after < before)})
+    return pd.DataFrame(out)
+
+
+def _fmt_row(cells, widths):
+    return "  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+
+def format_validation_table(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> str:
+    """Plain-text table: every target (measured, predictions, errors), per-group summary, targets."""
+    cols = [("measured", "measured"), ("predicted", "default"), ("error_pct", "err%")]
+    if "calibrated" in df:
+        cols += [("calibrated", "calibrated"), ("calibrated_error_pct", "err%")]
+    cols += [("baseline", "baseline"), ("baseline_error_pct", "err%")]
+    head = ["id", "metric", "fit"] + [c[1] for c in cols]
+    body = [[r["id"], r["metric"], "*" if r["fit"] else ""] +
+            [f"{r[c]:+.1f}" if c.endswith("pct") else f"{r[c]:.4g}" for c, _ in cols]
+            for _, r in df.iterrows()]
+    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
+    lines = [_fmt_row(head, widths), _fmt_row(["-" * w for w in widths], widths)]
+    lines += [_fmt_row(b, widths) for b in body]
+    summary = df.attrs.get("summary", summarize(df))
+    lines += ["", f"|error| % per group (median / worst); baseline = constant-η roofline, "
+                  f"η = {df.attrs.get('baseline_eta', float('nan')):.3f} fitted on the fit rows (*)"]
+    shead = ["group", "n"] + [lab for lab, col in _MODELS if col in df]
+    sbody = [[g, int(r["n"])] + [f"{r[f'{lab}_median']:.1f} / {r[f'{lab}_worst']:.1f}"
+                                 for lab, col in _MODELS if col in df] for g, r in summary.iterrows()]
+    sw = [max(len(str(x[i])) for x in [shead] + sbody) for i in range(len(shead))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(shead, sw))]
+    lines += ["  ".join(str(c).ljust(w) for c, w in zip(b, sw)) for b in sbody]
+    tgt = check_targets(df, loo)
+    lines += ["", "targets:"] + [f"  [{'met' if r.met else 'NOT met'}] {r.target}: {r.value_pct:.1f} % "
+                                 f"({r.requirement})" for r in tgt.itertuples()]
+    viol = df.drop_duplicates("id")
+    viol = viol[viol["violations"] != ""] if "violations" in viol else viol.iloc[:0]
+    if len(viol):
+        lines += ["", "constraint violations (the configuration as published breaks a modelled limit):"]
+        lines += [f"  {r.id}: {r.violations}" for r in viol.itertuples()]
+    return "\n".join(lines)

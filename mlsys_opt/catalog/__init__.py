@@ -1,0 +1,275 @@
+"""The catalog: hardware, models, fabrics and regions with provenance.
+
+Data lives in human-editable TOML next to this file (``accelerators.toml``,
+``models.toml``, ``fabrics.toml``, ``regions.toml``); units are strings read by
+`mlsys_opt.units.parse`, every entry has a ``source``.  `load_catalog()`
+validates everything once (see ``_load.py`` for the rules and messages) and
+gives a `Catalog`:
+
+>>> cat = load_catalog()
+>>> i = cat.index("accelerators", "H100")          # -> row of 'h100_sxm'
+>>> cat.frames["accelerators"].loc[i, "mem_bw_bytes_per_s"]
+3350000000000.0
+>>> t = cat.tables()                                 # jnp struct-of-arrays, float32
+>>> t.hw.mem_bw_bytes_per_s[i]                       # gathered by integer row inside jit
+
+User entries override by name (field by field) and extend, from a dict or a
+TOML file of their own, validated the same way; errors name the user's file:
+
+>>> mine = cat.with_entries("accelerators", {"h100_sxm": {"price": "25000 USD"},
+...                                          "h100_cheap": {"based_on": "h100_sxm", "price": "20000 USD",
+...                                                         "source": "my quote"}})
+
+Row order is stable: built-in rows keep their index when entries are
+overridden or appended, so integer indices in a jitted sweep stay valid.
+"""
+from __future__ import annotations
+
+import copy
+import difflib
+import functools
+from pathlib import Path
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .._types import MODEL_KINDS, TOPOLOGIES
+from ..errors import CatalogError
+from . import _load
+from ._load import COLUMNS, KINDS, kind_of
+from .tables import AcceleratorTable, FabricTable, ModelTable, RegionTable, Tables
+
+__all__ = ["KINDS", "Catalog", "load_catalog", "Tables", "AcceleratorTable", "ModelTable",
+           "FabricTable", "RegionTable"]
+
+_DATA_DIR = Path(__file__).resolve().parent
+_FILES = {kind: f"{kind}.toml" for kind in KINDS}
+
+
+def _merge(base: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Field-by-field override; the peak table merges per precision."""
+    out = copy.deepcopy(dict(base))
+    for key, value in new.items():
+        if key == "peak" and isinstance(value, Mapping) and isinstance(out.get("peak"), Mapping):
+            out["peak"] = {**out["peak"], **value}
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+class Catalog:
+    """Validated catalog: per kind, raw entries, SI rows, DataFrames and lookups.
+
+    Build it with `load_catalog`; it is immutable (`with_entries` returns a new one).
+    """
+
+    def __init__(self, raw: dict[str, dict[str, dict]], rows: dict[str, dict[str, dict]],
+                 labels: dict[str, dict[str, str]]):
+        self._raw = raw        # kind -> name -> raw TOML-level fields (for merging)
+        self._rows = rows      # kind -> name -> {column: SI value}
+        self._labels = labels  # kind -> name -> file/dict label the entry came from
+        self._frames: dict[str, pd.DataFrame] = {}
+        self._lookup: dict[str, dict[str, int]] = {}
+        for kind in KINDS:
+            row_list = list(rows[kind].values())
+            self._lookup[kind] = _load.check_names(kind, row_list, labels[kind])
+            frame = pd.DataFrame(row_list, columns=list(COLUMNS[kind]))
+            self._frames[kind] = frame
+        self._tables: dict[str, Tables] = {}
+
+    # ------------------------------------------------------------ queries
+    @property
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """kind -> DataFrame (a copy: SI columns with unit suffixes, name, display_name, source, ...)."""
+        return {kind: frame.copy() for kind, frame in self._frames.items()}
+
+    def names(self, kind: str) -> list[str]:
+        """Entry slugs of `kind` in row order (row i of frames/tables)."""
+        return list(self._rows[kind_of(kind)])
+
+    def index(self, kind: str, name: str) -> int:
+        """Row of `name` in `kind`: slug, display name or alias, case/punctuation-insensitive.
+
+        index("accelerators", "H100") == index("accelerators", "h100_sxm").
+        Raises CatalogError with a suggestion on a miss.
+        """
+        kind = kind_of(kind)
+        key = _load.norm_key(name)
+        lookup = self._lookup[kind]
+        if key in lookup:
+            return lookup[key]
+        choices = self.names(kind)
+        close = difflib.get_close_matches(key, list(lookup), n=1, cutoff=0.6) if key else []
+        hint = f"; did you mean '{choices[lookup[close[0]]]}'?" if close else _load.hint(str(name), choices)
+        raise CatalogError(f"{name!r} is not a known {kind[:-1]}{hint} "
+                           f"(allowed: {', '.join(choices)})")
+
+    def entry(self, kind: str, name: str) -> pd.Series:
+        """The DataFrame row of `name` (a copy), indexed by column."""
+        kind = kind_of(kind)
+        row = self._frames[kind].iloc[self.index(kind, name)].copy()
+        row.name = row["name"]
+        return row
+
+    def source_of(self, kind: str, name: str) -> str:
+        """The file (or dict label) that defined entry `name`."""
+        kind = kind_of(kind)
+        return self._labels[kind][self.names(kind)[self.index(kind, name)]]
+
+    def tables(self, dtype: Any = jnp.float32) -> Tables:
+        """Device-resident struct-of-arrays (catalog/tables.py); floats in `dtype`, codes int32, flags bool."""
+        key = jnp.dtype(dtype).name
+        if key not in self._tables:
+            self._tables[key] = _build_tables(self._frames, dtype)
+        return self._tables[key]
+
+    # ------------------------------------------------------------ user entries
+    def with_entries(self, kind: str, entries: Mapping[str, Any] | str | Path) -> "Catalog":
+        """A new Catalog with `entries` of `kind` overriding (by name, field by field) and extending.
+
+        entries: {name: {field: value}} or a TOML file of [name] tables (or of
+        [kind.name] tables of this kind).  A name that `index` resolves (slug,
+        display name, alias: "H100") overrides that entry.  A new name needs every required field,
+        or ``based_on = "<existing name>"`` to start from a copy of that entry.
+        SI column names with bare floats are accepted too ({"mem_bw_bytes_per_s": 4e12}).
+        Errors name the user's file (or "<kind> (dict)").
+        """
+        kind = kind_of(kind)
+        new_entries, label = _load.entries_from(entries, kind)
+        raw = {k: dict(v) for k, v in self._raw.items()}
+        rows = {k: dict(v) for k, v in self._rows.items()}
+        labels = {k: dict(v) for k, v in self._labels.items()}
+        for name, fields in new_entries.items():
+            fields = _load.apply_si_columns(kind, fields)
+            base_name = fields.pop("based_on", None)
+            if name not in raw[kind] and base_name is None:
+                # {"H100": {...}} overrides h100_sxm: names resolve like index() does.
+                j = self._lookup[kind].get(_load.norm_key(name))
+                name = self.names(kind)[j] if j is not None else name
+            if name in raw[kind]:
+                if base_name is not None:
+                    raise CatalogError(f"{label}: [{name}] based_on: {name!r} already exists; "
+                                       "override its fields directly")
+                merged = _merge(raw[kind][name], fields)
+                if "source" not in fields:
+                    merged["source"] = f"{raw[kind][name]['source']} [overridden by {label}: " \
+                                       f"{', '.join(sorted(fields)) or 'nothing'}]"
+            elif base_name is not None:
+                try:
+                    base_key = self.names(kind)[self.index(kind, str(base_name))]
+                except CatalogError as exc:
+                    raise CatalogError(f"{label}: [{name}] based_on: {exc}") from None
+                base = {k: v for k, v in raw[kind][base_key].items() if k not in ("aliases", "display_name")}
+                merged = _merge(base, fields)
+                merged.setdefault("display_name", name)
+                if "source" not in fields:
+                    merged["source"] = f"based on {base_key} ({raw[kind][base_key]['source']}) " \
+                                       f"with {', '.join(sorted(fields)) or 'no changes'} from {label}"
+            else:
+                merged = fields
+            rows[kind][name] = _load.validate_entry(kind, name, merged, label)
+            raw[kind][name] = merged
+            labels[kind][name] = label
+        return Catalog(raw, rows, labels)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{k}={len(self._rows[k])}" for k in KINDS)
+        return f"Catalog({sizes})"
+
+
+def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any) -> Tables:
+    def f(frame: pd.DataFrame, col: str) -> jnp.ndarray:
+        return jnp.asarray(frame[col].to_numpy(dtype=np.float64), dtype=dtype)
+
+    a, m, fb, r = (frames[k] for k in KINDS)
+    hw = AcceleratorTable(
+        peak_flop_per_s=jnp.asarray(a[list(_load.PEAK_COLUMNS)].to_numpy(dtype=np.float64), dtype=dtype),
+        has_precision=jnp.asarray(a[list(_load.HAS_COLUMNS)].to_numpy(dtype=bool)),
+        mem_capacity_bytes=f(a, "mem_capacity_bytes"),
+        mem_bw_bytes_per_s=f(a, "mem_bw_bytes_per_s"),
+        sram_bytes=f(a, "sram_bytes"),
+        tdp_w=f(a, "tdp_w"),
+        scaleup_bw_bytes_per_s=f(a, "scaleup_bw_bytes_per_s"),
+        accelerators_per_node=f(a, "accelerators_per_node"),
+        price_usd=f(a, "price_usd"),
+        cloud_usd_per_hour=f(a, "cloud_usd_per_hour"),
+        mtbf_s=f(a, "mtbf_s"),
+        injection_bw_bytes_per_s=f(a, "injection_bw_bytes_per_s"),
+        is_wafer_scale=jnp.asarray(a["is_wafer_scale"].to_numpy(dtype=bool)),
+    )
+    model = ModelTable(
+        kind=jnp.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=jnp.int32),
+        n_params=f(m, "n_params"), n_active_params=f(m, "n_active_params"), n_layers=f(m, "n_layers"),
+        hidden_dim=f(m, "hidden_dim"), n_heads=f(m, "n_heads"), n_kv_heads=f(m, "n_kv_heads"),
+        head_dim=f(m, "head_dim"), ffn_dim=f(m, "ffn_dim"), vocab_size=f(m, "vocab_size"),
+        context_len=f(m, "context_len"), n_experts=f(m, "n_experts"), top_k=f(m, "top_k"),
+        flop_per_sample=f(m, "flop_per_sample"),
+    )
+    fabric = FabricTable(
+        bw_bytes_per_s=f(fb, "bw_bytes_per_s"), latency_s=f(fb, "latency_s"),
+        topology=jnp.asarray([TOPOLOGIES.index(t) for t in fb["topology"]], dtype=jnp.int32),
+        bisection_frac=f(fb, "bisection_frac"), oversubscription=f(fb, "oversubscription"),
+    )
+    region = RegionTable(
+        carbon_gco2e_per_kwh=f(r, "carbon_gco2e_per_kwh"), pue=f(r, "pue"),
+        wue_l_per_kwh=f(r, "wue_l_per_kwh"), electricity_usd_per_kwh=f(r, "electricity_usd_per_kwh"),
+    )
+    return Tables(hw=hw, model=model, fabric=fabric, region=region)
+
+
+@functools.lru_cache(maxsize=1)
+def _default_catalog() -> Catalog:
+    raw: dict[str, dict[str, dict]] = {}
+    rows: dict[str, dict[str, dict]] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for kind in KINDS:
+        label = _FILES[kind]
+        entries, _ = _load.entries_from(_DATA_DIR / label, kind)
+        raw[kind] = entries
+        rows[kind] = {name: _load.validate_entry(kind, name, fields, label) for name, fields in entries.items()}
+        labels[kind] = {name: label for name in entries}
+    return Catalog(raw, rows, labels)
+
+
+def load_catalog(extra: Mapping[str, Any] | str | Path | None = None) -> Catalog:
+    """The built-in catalog (cached), plus `extra` user entries.
+
+    extra: None; a TOML file path whose tables are ``[accelerators.my_chip]``,
+    ``[models.my_model]``, ...; or a dict {kind: {name: fields} or path}.
+    Raises CatalogError (one message naming file, entry and field) on bad data.
+    """
+    cat = _default_catalog()
+    if extra is None:
+        return cat
+    if isinstance(extra, (str, Path)):
+        label = str(extra)
+        data = _load.read_toml(extra, label)
+        for kind, entries in data.items():
+            if kind_of_or_none(kind) is None or not isinstance(entries, Mapping):
+                raise CatalogError(f"{label}: [{kind}] is not a catalog kind{_load.hint(kind, KINDS)} "
+                                   f"(allowed top-level tables: {', '.join(KINDS)})")
+            cat = cat.with_entries(kind_of(kind), _Labelled(entries, label))
+        return cat
+    if not isinstance(extra, Mapping):
+        raise CatalogError(f"load_catalog(extra=...) takes a TOML path or a dict of kind -> entries, "
+                           f"got {type(extra).__name__}")
+    for kind, entries in extra.items():
+        cat = cat.with_entries(kind_of(kind), entries)
+    return cat
+
+
+def kind_of_or_none(kind: str) -> str | None:
+    try:
+        return kind_of(kind)
+    except CatalogError:
+        return None
+
+
+class _Labelled(dict):
+    """A dict of entries that remembers the file it came from (for error messages)."""
+
+    def __init__(self, data: Mapping[str, Any], label: str):
+        super().__init__(data)
+        self.label = label

@@ -1,0 +1,431 @@
+"""Read and validate catalog TOML files: one entry -> one row of SI floats.
+
+Every field of every entry is checked here (missing field, unknown field,
+wrong unit, NaN/inf, negative or zero where a positive value is required,
+duplicate names, kind-specific fields) and the first problem raises ONE
+`CatalogError` naming the file, the entry, the field and what is allowed::
+
+    accelerators.toml: [h100_sxm] mem_bw: expected bandwidth (bytes/second), got '3.35 TB'
+
+Rows are plain dicts keyed by DataFrame column (SI, unit in the name); the
+public `Catalog` (``catalog/__init__.py``) turns them into pandas DataFrames
+and the jnp `Tables` of ``catalog/tables.py``.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import numbers
+import re
+import tomllib
+import unicodedata
+from pathlib import Path
+from typing import Any, Mapping, NamedTuple
+
+from .. import units
+from .._types import MODEL_KINDS, PRECISION_ALIASES, PRECISIONS, TOPOLOGIES
+from ..errors import CatalogError, MlsysOptError, suggest
+
+KINDS: tuple[str, ...] = ("accelerators", "models", "fabrics", "regions")
+SEGMENTS: tuple[str, ...] = ("datacenter", "edge", "mobile", "tiny")
+SCOPES: tuple[str, ...] = ("scale_up", "scale_out")
+DEFAULT_MTBF = "50000 hour"  # seed 000, Sec. 7.1: 50,000 h per GPU
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
+_ALL = None  # "allowed for every model kind"
+
+
+class Field(NamedTuple):
+    """One TOML field: its column, type and rule.
+
+    type: "qty" (units.parse with `dim`), "int", "float" (plain number), "str",
+    "enum", "aliases", "year", "peak".  rule: "pos" (> 0), "nonneg" (>= 0),
+    "ge1" (>= 1), "frac" (in (0, 1]).  required: True, False, or the model kinds
+    that require it; allowed: None (all kinds) or the model kinds that may set it.
+    """
+
+    key: str
+    column: str | None
+    type: str
+    dim: str = ""
+    rule: str = ""
+    required: bool | tuple[str, ...] = True
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    allowed: tuple[str, ...] | None = _ALL
+    example: str = ""
+
+
+def _common() -> list[Field]:
+    return [
+        Field("display_name", "display_name", "str"),
+        Field("aliases", "aliases", "aliases", required=False, default=[]),
+        Field("year", "year", "year"),
+        Field("source", "source", "str"),
+        Field("notes", "notes", "str", required=False, default=""),
+    ]
+
+
+_TF = ("transformer", "moe")
+
+SCHEMA: dict[str, list[Field]] = {
+    "accelerators": _common() + [
+        Field("vendor", "vendor", "str"),
+        Field("segment", "segment", "enum", choices=SEGMENTS),
+        Field("peak", None, "peak"),
+        Field("mem_capacity", "mem_capacity_bytes", "qty", "bytes", "pos"),
+        Field("mem_bw", "mem_bw_bytes_per_s", "qty", "bandwidth", "pos"),
+        Field("sram", "sram_bytes", "qty", "bytes", "pos"),
+        Field("tdp", "tdp_w", "qty", "power", "pos"),
+        Field("scaleup_bw", "scaleup_bw_bytes_per_s", "qty", "bandwidth", "nonneg"),
+        Field("accelerators_per_node", "accelerators_per_node", "int", rule="pos"),
+        Field("price", "price_usd", "qty", "usd", "pos"),
+        Field("cloud_price", "cloud_usd_per_hour", "qty", "usd_per_hour", "pos"),
+        Field("price_source", "price_source", "str"),
+        Field("mtbf", "mtbf_s", "qty", "time", "pos", required=False, default=DEFAULT_MTBF),
+        Field("injection_bw", "injection_bw_bytes_per_s", "qty", "bandwidth", "pos", required=False),
+    ],
+    "models": _common() + [
+        Field("kind", "kind", "enum", choices=MODEL_KINDS),
+        Field("params", "n_params", "qty", "params", "pos"),
+        Field("active_params", "n_active_params", "qty", "params", "pos", required=("moe",)),
+        Field("layers", "n_layers", "int", rule="pos"),
+        Field("hidden", "hidden_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("heads", "n_heads", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("kv_heads", "n_kv_heads", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("head_dim", "head_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("ffn_dim", "ffn_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("vocab", "vocab_size", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("context", "context_len", "int", rule="pos", required=_TF, default=0, allowed=_TF),
+        Field("experts", "n_experts", "int", rule="pos", required=("moe",), default=1, allowed=("moe",)),
+        Field("top_k", "top_k", "int", rule="pos", required=("moe",), default=1, allowed=("moe",)),
+        Field("flop_per_sample", "flop_per_sample", "qty", "flop", "pos", required=("cnn",),
+              default=0.0, allowed=("cnn",)),
+    ],
+    "fabrics": _common() + [
+        Field("scope", "scope", "enum", choices=SCOPES),
+        Field("bw", "bw_bytes_per_s", "qty", "bandwidth", "pos"),
+        Field("latency", "latency_s", "qty", "time", "pos"),
+        Field("topology", "topology", "enum", choices=TOPOLOGIES),
+        Field("bisection_frac", "bisection_frac", "float", rule="frac"),
+        Field("oversubscription", "oversubscription", "float", rule="ge1"),
+    ],
+    "regions": _common() + [
+        Field("carbon_intensity", "carbon_gco2e_per_kwh", "qty", "carbon_intensity", "nonneg"),
+        Field("pue", "pue", "float", rule="ge1"),
+        Field("wue", "wue_l_per_kwh", "qty", "water_per_energy", "nonneg"),
+        Field("electricity_price", "electricity_usd_per_kwh", "qty", "usd_per_kwh", "pos"),
+    ],
+}
+
+PEAK_COLUMNS = tuple(f"peak_{p}_flop_per_s" for p in PRECISIONS)
+HAS_COLUMNS = tuple(f"has_{p}" for p in PRECISIONS)
+
+# DataFrame column order per kind (name first, provenance last).
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "accelerators": ("name", "display_name", "vendor", "segment", "year", *PEAK_COLUMNS, *HAS_COLUMNS,
+                     "mem_capacity_bytes", "mem_bw_bytes_per_s", "sram_bytes", "tdp_w",
+                     "scaleup_bw_bytes_per_s", "accelerators_per_node", "price_usd", "cloud_usd_per_hour",
+                     "mtbf_s", "injection_bw_bytes_per_s", "is_wafer_scale", "ridge_flop_per_byte",
+                     "aliases", "price_source", "source", "notes"),
+    "models": ("name", "display_name", "kind", "year", "n_params", "n_active_params", "n_layers",
+               "hidden_dim", "n_heads", "n_kv_heads", "head_dim", "ffn_dim", "vocab_size", "context_len",
+               "n_experts", "top_k", "flop_per_sample", "aliases", "source", "notes"),
+    "fabrics": ("name", "display_name", "scope", "year", "bw_bytes_per_s", "latency_s", "topology",
+                "bisection_frac", "oversubscription", "aliases", "source", "notes"),
+    "regions": ("name", "display_name", "year", "carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh",
+                "electricity_usd_per_kwh", "aliases", "source", "notes"),
+}
+
+# SI column name -> (TOML key, units dimension), accepted in dict overrides with a bare SI float.
+_COLUMN_KEYS: dict[str, dict[str, tuple[str, str]]] = {
+    kind: {f.column: (f.key, f.dim) for f in fields if f.type == "qty" and f.column}
+    for kind, fields in SCHEMA.items()
+}
+
+
+def kind_of(kind: str) -> str:
+    """Canonical kind name ("accelerator" and "hardware" -> "accelerators"), or CatalogError."""
+    k = str(kind).strip().lower()
+    k = {"accelerator": "accelerators", "hardware": "accelerators", "hw": "accelerators",
+         "model": "models", "fabric": "fabrics", "network": "fabrics", "region": "regions",
+         "grid": "regions"}.get(k, k)
+    if k not in KINDS:
+        raise CatalogError(f"unknown catalog kind {kind!r}{hint(str(kind), KINDS)} "
+                           f"(allowed: {', '.join(KINDS)})")
+    return k
+
+
+def hint(name: str, choices) -> str:
+    """'; did you mean 'x'?' or '' (for messages)."""
+    s = suggest(name, choices)
+    return f";{s}" if s else ""
+
+
+_WORDS = {"str": "text", "int": "a whole number", "float": "a number", "year": "a year such as 2024",
+          "aliases": "a list of names", "enum": "one of"}
+
+
+def norm_key(text: str) -> str:
+    """Lookup key: lower case, accents and non-alphanumerics dropped ('H100 SXM' -> 'h100sxm')."""
+    s = unicodedata.normalize("NFKD", str(text)).encode("ascii", "ignore").decode()
+    return re.sub(r"[^0-9a-z]", "", s.lower())
+
+
+# ---------------------------------------------------------------- reading files
+
+def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
+    """tomllib with duplicate-table and syntax errors turned into CatalogError naming the file."""
+    p = Path(path)
+    label = label or str(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise CatalogError(f"{label}: cannot read catalog file ({exc.strerror or exc})") from None
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if not m:
+            continue
+        header = re.sub(r"\s*\.\s*", ".", m.group(1).strip())
+        if header in seen:
+            entry = header.split(".")[-1] if header.count(".") == 1 and header.split(".")[0] in KINDS \
+                else header.split(".")[0]
+            raise CatalogError(f"{label}: [{entry}] is defined twice (lines {seen[header]} and {lineno}); "
+                               "entry names must be unique")
+        seen[header] = lineno
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise CatalogError(f"{label}: not valid TOML: {exc}") from None
+
+
+def entries_from(source: Mapping[str, Any] | str | Path, kind: str) -> tuple[dict[str, dict], str]:
+    """(name -> raw entry dict, label) from a dict or a TOML file of entries of one kind."""
+    if isinstance(source, (str, Path)):
+        label = str(source)
+        data = read_toml(source, label)
+        # A file of several kinds ([accelerators.x]) is accepted when it holds this kind only.
+        if set(data) <= set(KINDS) and data:
+            if set(data) != {kind}:
+                raise CatalogError(f"{label}: holds kinds {sorted(data)}, expected entries of {kind!r} "
+                                   f"(or pass it to load_catalog(extra=...))")
+            data = data[kind]
+    elif isinstance(source, Mapping):
+        label, data = getattr(source, "label", f"{kind} (dict)"), dict(source)
+    else:
+        raise CatalogError(f"{kind}: entries must be a dict of name -> fields or a TOML file path, "
+                           f"got {type(source).__name__}")
+    out: dict[str, dict] = {}
+    for name, fields in data.items():
+        if not isinstance(fields, Mapping):
+            raise CatalogError(f"{label}: [{name}] expected a table of fields, got {fields!r}")
+        out[str(name)] = copy.deepcopy(dict(fields))
+    return out, label
+
+
+# ---------------------------------------------------------------- validation
+
+def _fail(ctx: str, key: str, msg: str) -> CatalogError:
+    return CatalogError(f"{ctx} {key}: {msg}")
+
+
+def _number(value: Any, ctx: str, f: Field) -> float:
+    try:
+        x = units.parse(value, "dimensionless")
+    except MlsysOptError as exc:
+        raise _fail(ctx, f.key, str(exc)) from None
+    return _check_rule(x, value, ctx, f)
+
+
+def _check_rule(x: float, value: Any, ctx: str, f: Field) -> float:
+    bad = {"pos": not x > 0, "nonneg": not x >= 0, "ge1": not x >= 1, "frac": not 0 < x <= 1}.get(f.rule, False)
+    if bad:
+        want = {"pos": "> 0", "nonneg": ">= 0", "ge1": ">= 1", "frac": "in (0, 1]"}[f.rule]
+        raise _fail(ctx, f.key, f"must be {want}, got {value!r}")
+    return x
+
+
+def _parse_field(f: Field, value: Any, ctx: str) -> Any:
+    if f.type == "qty":
+        try:
+            return units.parse(value, f.dim, positive=f.rule == "pos", nonnegative=f.rule == "nonneg")
+        except MlsysOptError as exc:
+            raise _fail(ctx, f.key, str(exc)) from None
+    if f.type == "float":
+        return _number(value, ctx, f)
+    if f.type in ("int", "year"):
+        if isinstance(value, bool):
+            raise _fail(ctx, f.key, f"expected a whole number, got {value!r}")
+        try:
+            x = units.parse(value, "count")
+        except MlsysOptError as exc:
+            raise _fail(ctx, f.key, str(exc)) from None
+        if x != math.floor(x):
+            raise _fail(ctx, f.key, f"expected a whole number, got {value!r}")
+        if f.type == "year":
+            if not 1940 <= x <= 2100:
+                raise _fail(ctx, f.key, f"expected a year such as 2024, got {value!r}")
+            return int(x)
+        return int(_check_rule(x, value, ctx, f))
+    if f.type == "str":
+        if not isinstance(value, str):
+            raise _fail(ctx, f.key, f"expected text, got {value!r}")
+        if f.required and not value.strip():
+            raise _fail(ctx, f.key, "must not be empty")
+        return value.strip()
+    if f.type == "enum":
+        v = value.strip().lower() if isinstance(value, str) else value
+        if v not in f.choices:
+            raise _fail(ctx, f.key, f"unknown value {value!r}{hint(str(value), f.choices)} "
+                                    f"(allowed: {', '.join(f.choices)})")
+        return v
+    if f.type == "aliases":
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, (list, tuple)) or not all(isinstance(a, str) and a.strip() for a in value):
+            raise _fail(ctx, f.key, f"expected a list of names, got {value!r}")
+        return tuple(a.strip() for a in value)
+    raise AssertionError(f.type)  # pragma: no cover
+
+
+def _parse_peak(value: Any, ctx: str) -> dict[str, float]:
+    """peak = {fp32 = "...", ...}: every precision present, "none" where absent."""
+    if not isinstance(value, Mapping):
+        raise _fail(ctx, "peak", f"expected a table of precisions ({', '.join(PRECISIONS)}), got {value!r}")
+    out: dict[str, float] = {}
+    for key, v in value.items():
+        k = PRECISION_ALIASES.get(str(key).lower(), str(key).lower())
+        if k not in PRECISIONS:
+            raise _fail(ctx, f"peak.{key}", f"unknown precision{hint(str(key), PRECISIONS)} "
+                                            f"(allowed: {', '.join(PRECISIONS)})")
+        if k in out:
+            raise _fail(ctx, f"peak.{key}", f"duplicates peak.{k}")
+        if isinstance(v, str) and v.strip().lower() == "none":
+            out[k] = 0.0
+            continue
+        try:
+            out[k] = units.parse(v, "flop_rate")
+        except MlsysOptError as exc:
+            raise _fail(ctx, f"peak.{k}", f"{exc} (or \"none\" if the device lacks it)") from None
+        if not out[k] > 0:
+            raise _fail(ctx, f"peak.{k}", f"must be > 0, got {v!r}; write {k} = \"none\" if the device lacks it")
+    for p in PRECISIONS:
+        if p not in out:
+            raise _fail(ctx, f"peak.{p}", f"missing; give its dense peak or write {p} = \"none\" "
+                                          "if the device lacks it")
+    if not any(out.values()):
+        raise _fail(ctx, "peak", "every precision is \"none\"; at least one is needed")
+    return out
+
+
+def apply_si_columns(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
+    """Accept SI column names in overrides: {"mem_bw_bytes_per_s": 4e12} -> {"mem_bw": Quantity}."""
+    out: dict[str, Any] = {}
+    for key, value in fields.items():
+        if key in _COLUMN_KEYS[kind] and isinstance(value, numbers.Real) and not isinstance(value, bool):
+            toml_key, dim = _COLUMN_KEYS[kind][key]
+            out[toml_key] = units.quantity(float(value), dim)
+        elif kind == "accelerators" and key in PEAK_COLUMNS and isinstance(value, numbers.Real):
+            peak = dict(out.get("peak", fields.get("peak", {})) or {})
+            peak[key[len("peak_"):-len("_flop_per_s")]] = units.quantity(float(value), "flop_rate") \
+                if value > 0 else "none"
+            out["peak"] = peak
+        else:
+            out[key] = value
+    return out
+
+
+def validate_entry(kind: str, name: str, raw: Mapping[str, Any], label: str) -> dict[str, Any]:
+    """Check one raw entry and return its row: {column: value} in SI units."""
+    ctx = f"{label}: [{name}]"
+    if not _SLUG.match(name):
+        raise CatalogError(f"{ctx} is not a valid name: use lower-case letters, digits and '_' "
+                           f"(e.g. '{norm_key(name) or 'my_entry'}')")
+    fields = SCHEMA[kind]
+    keys = {f.key for f in fields}
+    for key in raw:
+        if key not in keys:
+            raise _fail(ctx, key, f"unknown field{hint(key, keys)} (allowed: {', '.join(f.key for f in fields)})")
+    model_kind = None
+    if kind == "models":
+        kf = next(f for f in fields if f.key == "kind")
+        if "kind" not in raw:
+            raise _fail(ctx, "kind", f"missing (allowed: {', '.join(MODEL_KINDS)})")
+        model_kind = _parse_field(kf, raw["kind"], ctx)
+
+    row: dict[str, Any] = {"name": name}
+    for f in fields:
+        required = f.required if isinstance(f.required, bool) else model_kind in f.required
+        present = f.key in raw
+        if present and f.allowed is not _ALL and model_kind not in f.allowed:
+            raise _fail(ctx, f.key, f"applies to kind {' / '.join(repr(k) for k in f.allowed)} only, "
+                                    f"not {model_kind!r}")
+        if f.type == "peak":
+            if not present:
+                raise _fail(ctx, "peak", f"missing (a table with {', '.join(PRECISIONS)})")
+            peaks = _parse_peak(raw["peak"], ctx)
+            for p in PRECISIONS:
+                row[f"peak_{p}_flop_per_s"] = peaks[p]
+                row[f"has_{p}"] = peaks[p] > 0
+            continue
+        if not present:
+            if required:
+                if f.type == "qty":
+                    dim = units.DIMENSIONS[f.dim]
+                    what = f"{f.dim} ({dim.label}), e.g. '{dim.example}'"
+                elif f.type == "enum":
+                    what = f"one of {', '.join(f.choices)}"
+                else:
+                    what = _WORDS[f.type]
+                raise _fail(ctx, f.key, f"missing (required: {what})")
+            value = f.default
+            if f.type == "qty" and isinstance(value, str):
+                value = _parse_field(f, value, ctx)
+        else:
+            value = _parse_field(f, raw[f.key], ctx)
+        if f.column:
+            row[f.column] = value
+    _cross_check(kind, row, raw, ctx)
+    return row
+
+
+def _cross_check(kind: str, row: dict[str, Any], raw: Mapping[str, Any], ctx: str) -> None:
+    if kind == "accelerators":
+        if row["accelerators_per_node"] > 1 and not row["scaleup_bw_bytes_per_s"] > 0:
+            raise _fail(ctx, "scaleup_bw", f"must be > 0 when accelerators_per_node = {row['accelerators_per_node']}")
+        inj = row["injection_bw_bytes_per_s"]
+        row["is_wafer_scale"] = inj is not None
+        row["injection_bw_bytes_per_s"] = 0.0 if inj is None else inj
+        row["ridge_flop_per_byte"] = row["peak_fp16_flop_per_s"] / row["mem_bw_bytes_per_s"]
+    elif kind == "models":
+        if row["n_active_params"] is None:
+            row["n_active_params"] = row["n_params"]
+        if row["n_active_params"] > row["n_params"]:
+            raise _fail(ctx, "active_params", f"must be <= params ({row['n_params']:.6g}), "
+                                              f"got {raw.get('active_params')!r}")
+        if row["kind"] in _TF:
+            if row["n_kv_heads"] > row["n_heads"] or row["n_heads"] % row["n_kv_heads"]:
+                raise _fail(ctx, "kv_heads", f"must divide heads ({row['n_heads']}), got {row['n_kv_heads']}")
+        if row["kind"] == "moe":
+            if row["n_experts"] < 2:
+                raise _fail(ctx, "experts", f"a moe model needs >= 2 experts, got {row['n_experts']}")
+            if row["top_k"] > row["n_experts"]:
+                raise _fail(ctx, "top_k", f"must be <= experts ({row['n_experts']}), got {row['top_k']}")
+
+
+def check_names(kind: str, rows: list[dict[str, Any]], labels: Mapping[str, str]) -> dict[str, int]:
+    """name/display name/alias lookup key -> row index; a key shared by two entries is an error."""
+    lookup: dict[str, int] = {}
+    for i, row in enumerate(rows):
+        for what, text in [("name", row["name"]), ("display_name", row["display_name"])] + \
+                [("alias", a) for a in row["aliases"]]:
+            key = norm_key(text)
+            if not key:
+                continue
+            j = lookup.setdefault(key, i)
+            if j != i:
+                other = rows[j]["name"]
+                raise CatalogError(f"{labels[row['name']]}: [{row['name']}] {what} {text!r} is ambiguous: "
+                                   f"it also names [{other}] ({labels[other]})")
+    return lookup

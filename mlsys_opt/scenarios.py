@@ -1,0 +1,486 @@
+"""Scenarios: the walls composed into a training job and a serving deployment.
+
+`training(p, tables, eff)` and `serving(p, tables, eff)` take a NamedTuple of
+parameters (fields = `schema.TRAINING_PARAMS` / `schema.SERVING_PARAMS` keys;
+catalog and choice parameters are int32 codes, everything else SI floats; all
+arrays broadcast to one batch shape `[n]`), the device-resident catalog
+`Tables`, and the efficiency model (`mlsys_opt.efficiency`).  They return
+`(Outputs, Constraints)`: outputs named exactly as `schema.*_OUTPUTS`, finite
+for every valid index combination; constraints named as `schema.*_CONSTRAINTS`,
+relative margins with g <= 0 feasible (pymoo).  Branch-free, float32-safe,
+jit/vmap/grad-able w.r.t. every float parameter, table float and efficiency leaf.
+
+Every equation comes from a wall (`mlsys_opt.walls.*`); this module only
+gathers catalog rows, converts units, and does glue arithmetic (degrees,
+counts, byte sizes).  Modelling choices and their sources are documented on
+`training` and `serving`.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from ._types import BYTES_PER_ELEMENT, MODEL_KINDS, SECONDS_PER_HOUR, Array
+from .catalog.tables import Tables
+from .efficiency import (DEFAULT_EFFICIENCY, Efficiency, decode_compute_efficiency,
+                         matmul_efficiency, prefill_efficiency)
+from .errors import MlsysOptError, suggest
+from .schema import PARAMS, PRICING, RECOMPUTE
+from .walls import algorithm, data, fleet, node, ops
+
+CNN = MODEL_KINDS.index("cnn")
+CLOUD = PRICING.index("cloud")
+FULL_RECOMPUTE = RECOMPUTE.index("full")
+SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
+OPTIMIZER_BYTES_PER_PARAM = 12.0   # fp32 master + Adam m + v (seed 001 "16 B/param" rule)
+MAX_AUTO_REPLICAS = 1e7            # auto-sizing stops here; beyond it the queue is flagged unstable
+_TINY = 1e-30
+
+
+# --------------------------------------------------------------------------- parameters
+class TrainingParams(NamedTuple):
+    """One training configuration per row (schema.TRAINING_PARAMS, same order)."""
+    hardware: Array                  # int32 row of tables.hw
+    model: Array                     # int32 row of tables.model
+    region: Array                    # int32 row of tables.region
+    fabric: Array                    # int32 row of tables.fabric (scale-out network)
+    precision: Array                 # int32 code into _types.PRECISIONS
+    tp: Array                        # tensor-parallel degree
+    pp: Array                        # pipeline-parallel degree
+    efficiency: Array                # user η, asymptotic matmul fraction of peak
+    pricing: Array                   # int32 code into schema.PRICING
+    depreciation: Array              # s
+    maintenance_frac_per_year: Array  # 1/year fraction of price
+    n_tokens: Array                  # tokens (samples for a CNN)
+    n_accelerators: Array            # count
+    ep: Array                        # expert-parallel degree
+    microbatches: Array              # M per step per pipeline
+    virtual_stages: Array            # V
+    global_batch: Array              # sequences per step
+    seq_len: Array                   # tokens per sequence (ignored for CNNs)
+    recompute: Array                 # int32 code into schema.RECOMPUTE
+    zero_stage: Array                # 0-3
+    overlap: Array                   # fraction of DP all-reduce hidden
+    checkpoint_interval: Array       # s; 0 = Young-Daly
+    checkpoint_bw: Array             # B/s
+    recovery: Array                  # s
+
+
+class ServingParams(NamedTuple):
+    """One serving configuration per row (schema.SERVING_PARAMS, same order)."""
+    hardware: Array
+    model: Array
+    region: Array
+    fabric: Array
+    precision: Array
+    tp: Array
+    pp: Array
+    efficiency: Array
+    pricing: Array
+    depreciation: Array              # s
+    maintenance_frac_per_year: Array
+    request_rate: Array              # requests/s
+    prompt_tokens: Array             # tokens
+    output_tokens: Array             # tokens
+    batch: Array                     # concurrent sequences per replica
+    replicas: Array                  # 0 = auto
+    max_utilization: Array           # fraction
+    duration: Array                  # s
+
+
+class TrainingOutputs(NamedTuple):
+    time_to_train_s: Array
+    tco_usd: Array
+    carbon_kg: Array
+    energy_j: Array
+    water_l: Array
+    step_time_s: Array
+    mfu: Array
+    scaling_efficiency: Array
+    goodput: Array
+    bubble_frac: Array
+    memory_per_accelerator_bytes: Array
+    n_accelerators: Array
+    dp: Array
+    bottleneck: Array                # int32 code into BOTTLENECKS
+
+
+class ServingOutputs(NamedTuple):
+    p99_latency_s: Array
+    ttft_s: Array
+    itl_s: Array
+    cost_per_mtok_usd: Array
+    carbon_per_mtok_kg: Array
+    tco_usd: Array
+    carbon_kg: Array
+    n_accelerators: Array
+    replicas: Array
+    throughput_tok_per_s: Array
+    utilization: Array
+    kv_cache_bytes: Array
+    memory_per_accelerator_bytes: Array
+    bottleneck: Array
+
+
+class TrainingConstraints(NamedTuple):
+    memory: Array            # memory / capacity - 1
+    divisibility: Array      # |N mod (tp·pp·ep)| - 1/2  (GPUs)
+    tp_within_node: Array    # tp / accelerators_per_node - 1
+    pipeline_depth: Array    # pp / n_layers - 1
+    experts: Array           # ep / n_experts - 1
+    batch_split: Array       # dp·ep·M / global_batch - 1
+    precision: Array         # -1 supported, +1 not
+
+
+class ServingConstraints(NamedTuple):
+    memory: Array
+    tp_within_node: Array
+    pipeline_depth: Array
+    precision: Array
+    queue_stable: Array      # utilisation - 1 (+1e-6: rho = 1 is unstable)
+
+
+PARAMS_TYPES = {"training": TrainingParams, "serving": ServingParams}
+INT_PARAMS = {s: tuple(k for k, v in t.items() if v.kind in ("catalog", "choice"))
+              for s, t in PARAMS.items()}
+
+
+def params_from_dict(scenario: str, values: dict) -> NamedTuple:
+    """Build TrainingParams/ServingParams from {name: scalar or array} (SI values, int codes).
+
+    Catalog and choice parameters become int32 arrays, the rest default-float arrays.
+    Every schema key must be present; unknown or missing keys raise MlsysOptError.
+    (Display-form defaults such as "3 year" are resolved by `space.py`, not here.)
+    """
+    if scenario not in PARAMS_TYPES:
+        raise MlsysOptError(f"unknown scenario {scenario!r};{suggest(scenario, PARAMS_TYPES)} "
+                            f"(allowed: {', '.join(PARAMS_TYPES)})")
+    cls, keys = PARAMS_TYPES[scenario], PARAMS[scenario]
+    unknown = [k for k in values if k not in keys]
+    if unknown:
+        k = unknown[0]
+        raise MlsysOptError(f"{scenario} parameters: unknown parameter {k!r};{suggest(k, keys)} "
+                            f"(allowed: {', '.join(keys)})")
+    missing = [k for k in keys if k not in values]
+    if missing:
+        raise MlsysOptError(f"{scenario} parameters: missing {', '.join(missing)} "
+                            f"(every parameter of schema.{scenario.upper()}_PARAMS is required)")
+    ints = INT_PARAMS[scenario]
+    return cls(**{k: jnp.asarray(values[k], dtype=jnp.int32 if k in ints else float)
+                  for k in cls._fields})
+
+
+# --------------------------------------------------------------------------- shared helpers
+def _shape(p: NamedTuple):
+    return jnp.broadcast_shapes(*(jnp.shape(x) for x in p))
+
+
+def _full(shape, tup):
+    """Broadcast every field of a NamedTuple to `shape` (the sweep stacks columns)."""
+    return type(tup)(*(jnp.broadcast_to(x, shape) for x in tup))
+
+
+def _safe_pos(x, floor=_TINY):
+    return jnp.maximum(x, floor)
+
+
+class _Common(NamedTuple):
+    peak: Array; has_precision: Array; bpe: Array; apn: Array; capacity: Array
+    mem_bw: Array; inj_bw: Array; wafer: Array; tdp: Array; price: Array; cloud_usd_per_s: Array
+    mtbf: Array; bw_up: Array; alpha_up: Array; bw_out: Array; alpha_out: Array
+    is_cnn: Array; n_params: Array; n_active: Array; n_eff: Array; n_layers: Array; hidden: Array; n_heads: Array
+    attn_width: Array; n_kv_heads: Array; head_dim: Array; n_experts: Array; top_k: Array
+    reuse_per_item: Array; carbon: Array; pue: Array; wue: Array; elec: Array
+
+
+def _gather(p, t: Tables, eff: Efficiency) -> _Common:
+    """Gather catalog rows and derive achieved link rates (safe against zero rows)."""
+    h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
+    r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
+    prec = jnp.asarray(p.precision, jnp.int32)
+    row_peak = t.hw.peak_flop_per_s[h]                       # [..., n_precision]
+    peak_raw = t.hw.peak_flop_per_s[h, prec]
+    has = t.hw.has_precision[h, prec]
+    has = has & (peak_raw > 0)
+    # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
+    peak = jnp.where(has, peak_raw, _safe_pos(jnp.max(row_peak, axis=-1), 1.0))
+    bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
+    is_cnn = t.model.kind[m] == CNN
+    n_params = _safe_pos(t.model.n_params[m], 1.0)
+    fps = t.model.flop_per_sample[m]
+    # Parameters "used per item": a CNN sample costs flop_per_sample = 2·n_eff forward FLOP.
+    n_eff = jnp.where(is_cnn, 0.5 * fps, t.model.n_active_params[m])
+    # GEMM rows per item (weight reuse): 1 per token; fps/(2·params) per CNN sample.
+    reuse = jnp.where(is_cnn, fps / (2.0 * n_params), 1.0)
+    bw_out = data.locality(t.fabric.bw_bytes_per_s[f], t.fabric.bisection_frac[f],
+                           _safe_pos(t.fabric.oversubscription[f], 1.0))
+    return _Common(
+        peak=peak, has_precision=has, bpe=bpe,
+        apn=_safe_pos(t.hw.accelerators_per_node[h], 1.0),
+        capacity=_safe_pos(t.hw.mem_capacity_bytes[h], 1.0),
+        mem_bw=_safe_pos(t.hw.mem_bw_bytes_per_s[h] * eff.mem_bw_eff, 1.0),
+        inj_bw=_safe_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
+        wafer=t.hw.is_wafer_scale[h], tdp=t.hw.tdp_w[h], price=t.hw.price_usd[h],
+        cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
+        mtbf=_safe_pos(t.hw.mtbf_s[h], 1.0),
+        bw_up=_safe_pos(t.hw.scaleup_bw_bytes_per_s[h] * eff.scaleup_comm_eff, 1.0),
+        alpha_up=eff.scaleup_latency_s,
+        bw_out=_safe_pos(bw_out * eff.scaleout_comm_eff, 1.0), alpha_out=t.fabric.latency_s[f],
+        is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,
+        n_layers=_safe_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
+        n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
+        n_kv_heads=t.model.n_kv_heads[m], head_dim=t.model.head_dim[m],
+        n_experts=_safe_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
+        reuse_per_item=reuse,
+        carbon=t.region.carbon_gco2e_per_kwh[r], pue=t.region.pue[r],
+        wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r])
+
+
+def _cost(c: _Common, pricing, n_dev, duration_s, power_w, depreciation_s, maint):
+    """Cloud (pay per device-second, energy included) or on-prem TCO (ops walls, wall 17)."""
+    onprem = ops.tco(c.price, n_dev, duration_s, power_w, c.elec, c.pue,
+                     depreciation_s=_safe_pos(depreciation_s, 1.0),
+                     maintenance_frac_per_year=maint).tco_usd
+    cloud = ops.cloud_cost(c.cloud_usd_per_s, n_dev, duration_s)
+    return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem)
+
+
+# --------------------------------------------------------------------------- training
+def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
+    """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
+
+    Modelling (seed 000 §2-9, seed 003; walls named in brackets):
+    - dp = N/(tp·pp·ep); EP ranks also split the data, so a micro-batch holds
+      b = global_batch/(dp·ep·M) sequences and rows = b·seq GEMM rows.
+    - Model FLOPs per step = 6·P_active·T [algorithm.training_flop] + 12·L·(a·d)·s·T
+      (attention scores, PaLM App. B MFU count; a·d = heads·head_dim), T = tokens per
+      step.  CNN: 3·flop_per_sample per sample (seq_len ignored, n_tokens = samples).
+      Recompute adds hardware FLOPs only: full +1 forward, selective +the attention
+      core forward 4·L·(a·d)·s·T (Korthikanti et al. 2022 §5), × recompute_flop_scale.
+    - Per-GPU step compute [node.roofline]: hardware FLOPs/N at η_matmul (efficiency.py)
+      vs HBM traffic M·(3 [+1 full])·W_shard + 2·(weights+grads+optimizer shard)
+      + 2·M·activations; dispatch tax per layer per pass.  Wafer-scale rows stream
+      weights over the injection link instead [node.weight_streaming].
+    - Communication and bubble [fleet.parallel_step]: hierarchical DP all-reduce of the
+      gradient over scale-up + locality-derated scale-out [data.locality], Megatron TP
+      all-reduces over the scale-up link (k = 4 per layer, 6 with full recompute,
+      × (1 - tp_comm_overlap)), EP all-to-all (k = 4 × (1 - ep_comm_overlap)), PP p2p,
+      bubble (P-1)/(V·M+P-1) [fleet.pipeline_bubble].
+    - Memory [node.training_memory, node.transformer_activation_bytes]: shared params
+      sharded by tp·pp, expert params by tp·pp·ep, ZeRO over dp; 16-bit activations
+      with sequence parallelism, min(pp, M) micro-batches in flight (1F1B).  Wafer-scale:
+      weights stream from external memory, only activations + two layers stay on-wafer.
+      CNN activations are not in the catalog and count as 0.
+    - Reliability [fleet.cluster_mtbf_s, ops.young_daly_interval_s, ops.goodput]:
+      checkpoint = P·(bytes + 12) bytes written at checkpoint_bw; τ = interval or
+      Young-Daly; steady-state goodput 1 - δ/τ - (τ/2 + R)/M (seed 002 fix).
+      time_to_train = steps·step/goodput.
+    - Energy/carbon/water [ops.sustainability]: N·TDP·active_power_frac for the whole
+      run, PUE; cost [ops.tco / ops.cloud_cost].
+    """
+    c = _gather(p, tables, eff)
+    shape = _shape(p)
+    n = _safe_pos(p.n_accelerators, 1.0)
+    tp, pp, ep = (_safe_pos(x, 1.0) for x in (p.tp, p.pp, p.ep))
+    mb, v = _safe_pos(p.microbatches, 1.0), _safe_pos(p.virtual_stages, 1.0)
+    dp_out = n / (tp * pp * ep)
+    dp = _safe_pos(dp_out, 1.0)      # a group larger than the fleet is infeasible (divisibility)
+    seq = jnp.where(c.is_cnn, 1.0, _safe_pos(p.seq_len, 1.0))
+    tokens_step = _safe_pos(p.global_batch, 1.0) * seq
+    steps = _safe_pos(p.n_tokens, 1.0) / tokens_step
+    rc = jnp.asarray(p.recompute)
+    full = (rc == FULL_RECOMPUTE).astype(c.peak.dtype)
+    selective = (rc == SELECTIVE_RECOMPUTE).astype(c.peak.dtype)
+
+    # FLOPs: model (MFU) and hardware (with recomputation).
+    attn_fwd_per_token = 4.0 * c.n_layers * c.attn_width * seq          # QK^T + AV, forward
+    model_flop = algorithm.training_flop(c.n_eff, tokens_step) + 3.0 * attn_fwd_per_token * tokens_step
+    fwd_flop = model_flop / 3.0
+    extra = eff.recompute_flop_scale * (full * fwd_flop + selective * attn_fwd_per_token * tokens_step)
+    flop_gpu = (model_flop + extra) / n
+
+    # Micro-batch geometry and achieved matmul efficiency.
+    micro_seqs = _safe_pos(p.global_batch, 1.0) / (dp * ep * mb)
+    rows = micro_seqs * seq * c.reuse_per_item
+    eta = matmul_efficiency(p.efficiency, rows, eff)
+
+    # Parameters: shared vs routed experts (MoE), per-GPU shards.
+    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / _safe_pos(c.n_experts - c.top_k, 1.0)
+    expert_params = jnp.where(c.n_experts > c.top_k, c.n_experts * per_expert, 0.0)
+    shared_params = c.n_params - expert_params
+    layers_stage = c.n_layers / pp
+    act_micro = node.transformer_activation_bytes(seq, micro_seqs, c.hidden, c.n_heads, layers_stage,
+                                                  tp=tp, recompute_code=rc, sequence_parallel=True)
+    act = act_micro * jnp.minimum(pp, mb)
+    zs = p.zero_stage
+    m_shared = node.training_memory(shared_params, act, weight_bytes_per_param=c.bpe,
+                                    grad_bytes_per_param=c.bpe,
+                                    optimizer_bytes_per_param=OPTIMIZER_BYTES_PER_PARAM,
+                                    shard_factor=tp * pp, zero_stage=zs, dp=dp)
+    m_expert = node.training_memory(expert_params, 0.0, weight_bytes_per_param=c.bpe,
+                                    grad_bytes_per_param=c.bpe,
+                                    optimizer_bytes_per_param=OPTIMIZER_BYTES_PER_PARAM,
+                                    shard_factor=tp * pp * ep, zero_stage=zs, dp=dp)
+    w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * c.bpe
+    states = (m_shared.weights_bytes + m_shared.gradients_bytes + m_shared.optimizer_bytes
+              + m_expert.weights_bytes + m_expert.gradients_bytes + m_expert.optimizer_bytes)
+    mem_gpu = jnp.where(c.wafer, act + 2.0 * w_shard / layers_stage, states + act)
+
+    # Per-GPU compute time of one step (roofline, or weight streaming on a wafer).
+    passes = 3.0 + full
+    weight_traffic = mb * passes * w_shard
+    bytes_gpu = weight_traffic + 2.0 * states + 2.0 * mb * act_micro
+    tax = eff.dispatch_s_per_layer * layers_stage * mb * passes
+    rl = node.roofline(flop_gpu, bytes_gpu, c.peak, c.mem_bw, efficiency=eta, dispatch_tax_s=tax)
+    ws = node.weight_streaming(weight_traffic / layers_stage, flop_gpu / layers_stage, layers_stage,
+                               c.inj_bw, c.peak, efficiency=eta, dispatch_tax_s=tax / layers_stage)
+    t_compute = jnp.where(c.wafer, ws.latency_s, rl.latency_s)
+    bottleneck = jnp.where(c.wafer, ws.bottleneck, rl.bottleneck)
+
+    # Communication, bubble, step.
+    act_msg = micro_seqs * seq * c.hidden * c.bpe
+    step = fleet.parallel_step(
+        t_compute, dp=dp, tp=tp, pp=pp, ep=ep,
+        grad_bytes=(shared_params + expert_params / ep) * c.bpe, tp_act_bytes_per_layer=act_msg,
+        n_layers=c.n_layers, bw_intra_bytes_per_s=c.bw_up, bw_inter_bytes_per_s=c.bw_out,
+        alpha_intra_s=c.alpha_up, alpha_inter_s=c.alpha_out, n_microbatches=mb, n_virtual_stages=v,
+        ep_token_bytes=act_msg * c.top_k, pp_act_bytes=act_msg, gpus_per_node=c.apn,
+        overlap_frac=p.overlap,
+        tp_allreduces_per_layer=(4.0 + 2.0 * full) * (1.0 - eff.tp_comm_overlap),
+        ep_alltoalls_per_layer=4.0 * (1.0 - eff.ep_comm_overlap))
+    bubble = fleet.pipeline_bubble(pp, mb, v)
+
+    # Reliability and wall-clock time.
+    mtbf = fleet.cluster_mtbf_s(c.mtbf, n)
+    ckpt_s = c.n_params * (c.bpe + OPTIMIZER_BYTES_PER_PARAM) / _safe_pos(p.checkpoint_bw, 1.0)
+    tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval,
+                    ops.young_daly_interval_s(ckpt_s, mtbf))
+    good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
+    time = steps * step.step_s / good
+
+    # Energy, carbon, water, cost.
+    power = c.tdp * eff.active_power_frac
+    fp = ops.sustainability(n * power, time, c.pue, c.carbon, c.wue)
+    cost = _cost(c, p.pricing, n, time, power, p.depreciation, p.maintenance_frac_per_year)
+    mfu = node.model_flops_utilization(model_flop, step.step_s, n, c.peak)
+
+    group = tp * pp * ep
+    out = TrainingOutputs(
+        time_to_train_s=time, tco_usd=cost, carbon_kg=fp.carbon_kg, energy_j=fp.energy_j,
+        water_l=fp.water_l, step_time_s=step.step_s, mfu=mfu,
+        scaling_efficiency=step.scaling_efficiency, goodput=good, bubble_frac=bubble,
+        memory_per_accelerator_bytes=mem_gpu, n_accelerators=n, dp=dp_out,
+        bottleneck=bottleneck.astype(jnp.int32))
+    g = TrainingConstraints(
+        memory=mem_gpu / c.capacity - 1.0,
+        divisibility=jnp.abs(n - group * jnp.round(n / group)) - 0.5,
+        tp_within_node=tp / c.apn - 1.0,
+        pipeline_depth=pp / c.n_layers - 1.0,
+        experts=ep / c.n_experts - 1.0,
+        batch_split=dp * ep * mb / _safe_pos(p.global_batch, 1.0) - 1.0,
+        precision=jnp.where(c.has_precision, -1.0, 1.0))
+    return _full(shape, out), _full(shape, g)
+
+
+# --------------------------------------------------------------------------- serving
+def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
+    """A serving deployment: (ServingOutputs, ServingConstraints), every field shaped like the batch.
+
+    Modelling (seed 000 §4, walls 4, 5, 7; walls named in brackets):
+    - A replica is tp·pp accelerators holding all weights P·bytes (MoE: every expert).
+      Pipeline stages run one after another for one request, so latency sees the
+      tp-aggregate peak and bandwidth; pp adds memory and one activation hop per stage
+      (scale-up link while the replica fits in a node, else the scale-out fabric).
+    - TTFT [node.prefill]: 2·P_active·prompt FLOP at η_prefill (efficiency.py), never
+      below reading the weights, + dispatch per layer + 2 Megatron all-reduces per layer
+      of prompt·hidden·bytes over the scale-up link [fleet.ring_allreduce].
+    - ITL [node.decode, node.kv_cache_bytes]: weights + KV of `batch` sequences at
+      prompt + output tokens over tp·mem_bw·mem_bw_eff, never below compute, + dispatch
+      + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale rows stream
+      weights over the injection link [node.weight_streaming], KV stays on-wafer.
+    - Service time S = TTFT + (output-1)·ITL [node.serving_throughput].  Continuous
+      batching = M/M/c [node.mmc_queue] with c = replicas·batch servers of rate 1/S and
+      arrival rate request_rate; p99 = S + 99th-percentile wait.  replicas = given, or
+      (0) ceil(λ·S/(batch·max_utilization)), clipped to [1, MAX_AUTO_REPLICAS] (a
+      float32 guard: past 1e7 replicas the queue constraint reports the overload).
+    - Throughput = min(λ·output, replicas·batch·output/S).  Power per accelerator
+      TDP·(idle + (active - idle)·utilisation); energy/carbon [ops.sustainability] and
+      cost [ops.tco / ops.cloud_cost] over `duration`; per-Mtok = total / tokens served.
+    - CNN models: a "token" is one sample (flop_per_sample per prompt token, no KV).
+    """
+    c = _gather(p, tables, eff)
+    shape = _shape(p)
+    tp, pp = _safe_pos(p.tp, 1.0), _safe_pos(p.pp, 1.0)
+    replica = tp * pp
+    batch = _safe_pos(p.batch, 1.0)
+    prompt, out_tok = _safe_pos(p.prompt_tokens, 1.0), _safe_pos(p.output_tokens, 1.0)
+    n_l = c.n_layers
+    w_bytes = c.n_params * c.bpe
+    kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe)
+    peak_r, bw_r, inj_r = c.peak * tp, c.mem_bw * tp, c.inj_bw * tp
+    tax = eff.dispatch_s_per_layer * n_l
+
+    in_node = replica <= c.apn
+    bw_pp = jnp.where(in_node, c.bw_up, c.bw_out)
+    alpha_pp = jnp.where(in_node, c.alpha_up, c.alpha_out)
+
+    def comm(tokens):   # Megatron TP all-reduces (2 per layer) + one hop per pipeline stage
+        msg = tokens * c.hidden * c.bpe
+        t_tp = 2.0 * n_l * fleet.ring_allreduce(msg, tp, c.bw_up, c.alpha_up)
+        return t_tp + (pp - 1.0) * (alpha_pp + msg / bw_pp)
+
+    # Prefill (time to first token).
+    eta_p = prefill_efficiency(p.efficiency, prompt * c.reuse_per_item, eff)
+    pf = node.prefill(c.n_eff, prompt, 1.0, peak_r, bw_r, w_bytes, efficiency=eta_p, dispatch_tax_s=tax)
+    pf_ws = node.weight_streaming(w_bytes / n_l, pf.flop / n_l, n_l, inj_r, peak_r,
+                                  efficiency=eta_p, dispatch_tax_s=tax / n_l)
+    ttft = jnp.where(c.wafer, pf_ws.latency_s, pf.ttft_s) + comm(prompt)
+
+    # Decode (one token for each of `batch` sequences).
+    eta_d = decode_compute_efficiency(p.efficiency, eff)
+    dec = node.decode(w_bytes, kv, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax)
+    dec_ws = node.weight_streaming(w_bytes / n_l, 2.0 * c.n_eff * batch / n_l, n_l, inj_r, peak_r,
+                                   efficiency=eta_d, dispatch_tax_s=tax / n_l)
+    itl = jnp.where(c.wafer, dec_ws.latency_s + kv / bw_r, dec.itl_s) + comm(batch)
+    bottleneck = jnp.where(c.wafer, dec_ws.bottleneck, dec.bottleneck)
+
+    # Queue: every batch slot of every replica is one server.
+    st = node.serving_throughput(itl, ttft, batch, out_tok)
+    service = _safe_pos(st.request_latency_s, 1e-12)
+    lam = jnp.maximum(p.request_rate, 0.0)
+    auto = jnp.clip(jnp.ceil(lam * service / (batch * _safe_pos(p.max_utilization, 1e-3))), 1.0,
+                    MAX_AUTO_REPLICAS)
+    replicas = jnp.where(p.replicas >= 0.5, p.replicas, auto)
+    q = node.mmc_queue(lam, 1.0 / service, replicas * batch)
+    throughput = jnp.minimum(lam * out_tok, replicas * st.tokens_per_s)
+
+    # Fleet power, energy, cost.
+    n_dev = replicas * replica
+    busy = jnp.clip(q.utilization, 0.0, 1.0)
+    power = c.tdp * (eff.idle_power_frac + (eff.active_power_frac - eff.idle_power_frac) * busy)
+    fp = ops.sustainability(n_dev * power, p.duration, c.pue, c.carbon, c.wue)
+    cost = _cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
+    mtok = _safe_pos(throughput * p.duration, 1.0) / 1e6
+
+    mem = jnp.where(c.wafer, kv / replica + 2.0 * w_bytes / n_l, (w_bytes + kv) / replica)
+    out = ServingOutputs(
+        p99_latency_s=q.p99_latency_s, ttft_s=ttft, itl_s=itl, cost_per_mtok_usd=cost / mtok,
+        carbon_per_mtok_kg=fp.carbon_kg / mtok, tco_usd=cost, carbon_kg=fp.carbon_kg,
+        n_accelerators=n_dev, replicas=replicas, throughput_tok_per_s=throughput,
+        utilization=q.utilization, kv_cache_bytes=kv, memory_per_accelerator_bytes=mem,
+        bottleneck=bottleneck.astype(jnp.int32))
+    g = ServingConstraints(
+        memory=mem / c.capacity - 1.0,
+        tp_within_node=tp / c.apn - 1.0,
+        pipeline_depth=pp / n_l - 1.0,
+        precision=jnp.where(c.has_precision, -1.0, 1.0),
+        queue_stable=jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6)
+    return _full(shape, out), _full(shape, g)
+
+
+SCENARIO_FNS = {"training": training, "serving": serving}
+
+__all__ = ["TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
+           "TrainingConstraints", "ServingConstraints", "training", "serving", "SCENARIO_FNS",
+           "PARAMS_TYPES", "INT_PARAMS", "params_from_dict", "OPTIMIZER_BYTES_PER_PARAM"]

@@ -1,0 +1,514 @@
+"""A design space as ONE vectorised pymoo ``Problem``, and ``run_search`` over it.
+
+Encoding (STYLE.md §3.3): the variables are the axis digits of the space,
+integers ``0 <= x_k <= radix_k - 1`` (axes with a single value are held at
+digit 0 and are not variables).  ``_evaluate`` receives the whole population
+``X[n_pop, n_var]`` and evaluates it in one jitted call (digits ->
+``Space.param_values`` -> scenario -> F, G).  Populations are padded to the
+next power of two (>= 32 rows) so a run compiles a handful of shapes at most.
+
+    F = objectives in minimize sense (maximized outputs negated)
+    G = structural constraints, then one column per spec limit
+        ((out - limit)/|limit| for a maximum), <= 0 feasible (pymoo convention)
+
+exactly as the sweep computes them (``mlsys_opt.sweep.evaluate_params``), so
+a search front and a sweep front are directly comparable.
+
+Every evaluated configuration is kept in an archive (digits, F, feasibility),
+and the returned front is the exact non-dominated set of the FEASIBLE points
+evaluated over the whole run, not only of the final population.  Ties
+(identical objective vectors) keep the configuration with the lowest index in
+the space, the sweep's rule (``mlsys_opt.pareto``).
+
+Operators (pymoo mixed-integer guide): integer random sampling, SBX and
+polynomial mutation on the digits with ``RoundingRepair``, duplicate
+elimination; categorical axes (catalog names, choices) additionally get a
+uniform-resampling mutation, since "h100 + 1 = h200" carries no meaning.
+The initial population is seeded with the per-objective best and the
+non-dominated feasible points of a random sample (``seed_frac`` of the
+budget), which the evaluation count includes.
+
+Source: Deb et al. 2002 (NSGA-II), Deb & Jain 2014 (NSGA-III), pymoo 0.6
+(Blank & Deb 2020) ``core/problem.py`` vectorised ``_evaluate`` contract.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from pymoo.core.mutation import Mutation
+from pymoo.core.problem import Problem
+from pymoo.core.sampling import Sampling
+from pymoo.operators.crossover.sbx import SBX
+from pymoo.operators.mutation.pm import PM
+from pymoo.operators.repair.rounding import RoundingRepair
+from pymoo.operators.sampling.rnd import IntegerRandomSampling
+
+from ..errors import MlsysOptError, suggest
+
+MIN_BUCKET = 32
+
+# canonical name -> aliases accepted by run_search
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "nsga2": (),
+    "nsga3": (),
+    "unsga3": (),
+    "age": ("agemoea",),
+    "age2": ("agemoea2",),
+    "spea2": (),
+    "smsemoa": ("sms", "sms-emoa"),
+    "rvea": (),
+    "ctaea": (),
+    "moead": (),
+    "ga": (),
+    "random": (),
+}
+_ALIAS = {alias: name for name, aliases in ALGORITHMS.items() for alias in (name, *aliases)}
+
+
+class SearchResult(NamedTuple):
+    """What ``run_search`` returns.
+
+    front: DataFrame like ``SweepResult.front`` (axis columns decoded, every
+      scenario output with its unit suffix, human columns), one row per
+      non-dominated feasible configuration found, sorted by the first objective.
+    digits: int32 [n_front, n_axes] of those rows.  F: float64 [n_front, n_obj]
+      their objectives in minimize sense.
+    n_evaluated: configurations evaluated (seeding sample included; padding not).
+    n_feasible: feasible configurations among them (with repeats).
+    elapsed_s: wall time of the whole call, s (compilation included).
+    algorithm, seed: as run.
+    archive: (digits int32 [n, n_axes], F float64 [n, n_obj], feasible bool [n],
+      position int64 [n]) of every evaluation in order, for anytime analysis
+      (``front_at``); position = the configuration's index in the space.
+    """
+    front: pd.DataFrame
+    digits: np.ndarray
+    F: np.ndarray
+    n_evaluated: int
+    n_feasible: int
+    elapsed_s: float
+    algorithm: str
+    seed: int
+    archive: tuple
+
+
+# --------------------------------------------------------------------------- evaluation
+
+_EVAL_CACHE: dict = {}
+
+
+def _bucket(n: int) -> int:
+    return max(MIN_BUCKET, 1 << max(0, int(n - 1).bit_length()))
+
+
+def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32) -> Callable:
+    """Host callable ``digits int[n, n_axes] -> (F, G, aux)`` as float64 numpy arrays.
+
+    F [n, n_obj] minimize sense, G [n, n_constr] (<= 0 feasible), aux [n,
+    n_outputs] every scenario output in ``sweep.output_names(space)`` order.
+    One jitted call per batch; rows are padded to a power of two (>= 32) by
+    repeating the first row, so batch sizes share compilations.
+    """
+    from ..efficiency import DEFAULT_EFFICIENCY
+    from ..sweep import _tables, evaluate_params, output_names
+
+    tables = _tables(space, tables, dtype)
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    key = (id(space), jnp.dtype(dtype).name)
+    if key not in _EVAL_CACHE:
+        names = output_names(space)
+
+        def run(digits, tables, eff):
+            ev = evaluate_params(space, space.param_values(digits, dtype), tables, eff)
+            n = ev.F.shape[0]
+            aux = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(ev.outputs, k), dtype), (n,))
+                             for k in names], axis=-1)
+            return ev.F.astype(dtype), ev.G.astype(dtype), aux
+
+        _EVAL_CACHE[key] = (space, jax.jit(run))   # holding `space` keeps its id unique
+    fn = _EVAL_CACHE[key][1]
+
+    def evaluate(digits):
+        digits = np.asarray(digits, np.int32).reshape(-1, len(space.axes))
+        n = len(digits)
+        if n == 0:
+            z = np.zeros((0, 0))
+            return z, z, z
+        m = _bucket(n)
+        padded = np.concatenate([digits, np.repeat(digits[:1], m - n, axis=0)]) if m > n else digits
+        F, G, aux = fn(jnp.asarray(padded), tables, eff)
+        return (np.asarray(F, np.float64)[:n], np.asarray(G, np.float64)[:n],
+                np.asarray(aux, np.float64)[:n])
+
+    return evaluate
+
+
+class SpaceProblem(Problem):
+    """Vectorised pymoo problem over the digits of a ``Space`` (never elementwise).
+
+    Args:
+      space: a ``mlsys_opt.space.Space``.
+      tables: catalog ``Tables`` (default: the space's catalog, float32).
+      eff: ``Efficiency`` (default ``DEFAULT_EFFICIENCY``).
+
+    Attributes:
+      active: indices of the axes that are variables (radix > 1).
+      archive_digits / archive_F / archive_feasible: every evaluation, in order.
+    """
+
+    def __init__(self, space, tables=None, eff=None):
+        from ..sweep import constraint_names
+
+        self.space = space
+        self.radices = np.asarray(space.radices, np.int64)
+        self.active = np.flatnonzero(self.radices > 1)
+        if len(self.active) == 0:
+            raise MlsysOptError(f"{space.source}: every axis of {space.name} has one value; "
+                                "there is nothing to search (use the sweep or evaluate)")
+        self.categorical = np.array([space.axes[k].kind in ("catalog", "choice") for k in self.active])
+        self._eval = batch_evaluator(space, tables, eff)
+        self._strides = _strides(space.radices)
+        n_constr = len(constraint_names(space))
+        self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        super().__init__(n_var=len(self.active), n_obj=len(space.objectives), n_ieq_constr=n_constr,
+                         xl=np.zeros(len(self.active)), xu=(self.radices[self.active] - 1).astype(float),
+                         vtype=int)
+
+    def digits(self, X) -> np.ndarray:
+        """Full digits int32 [n, n_axes] of population X [n, n_var] (inactive axes at 0)."""
+        X = np.clip(np.rint(np.asarray(X, np.float64)), 0, self.radices[self.active] - 1).astype(np.int32)
+        D = np.zeros((len(X), len(self.radices)), np.int32)
+        D[:, self.active] = X
+        return D
+
+    def evaluate_digits(self, digits):
+        """(F, G) of digits [n, n_axes], recorded in the archive."""
+        F, G, _ = self._eval(digits)
+        feasible = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(F), bool)
+        self._archive.append((np.asarray(digits, np.int32), F, feasible))
+        return F, G
+
+    def _evaluate(self, X, out, *args, **kwargs):
+        F, G = self.evaluate_digits(self.digits(X))
+        out["F"] = F
+        if self.n_ieq_constr:
+            out["G"] = G
+
+    def archive(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(digits [n, n_axes], F [n, n_obj], feasible [n]) of every evaluation so far."""
+        if not self._archive:
+            return (np.zeros((0, len(self.radices)), np.int32), np.zeros((0, self.n_obj)), np.zeros(0, bool))
+        d, f, ok = zip(*self._archive)
+        return np.concatenate(d), np.concatenate(f), np.concatenate(ok)
+
+    def positions(self, digits) -> np.ndarray:
+        """Index of each configuration in the space (int64; the sweep's tie-break key)."""
+        return np.asarray(digits, np.int64) @ self._strides
+
+
+def _strides(radices) -> np.ndarray:
+    s = np.ones(len(radices), np.int64)
+    for k in range(len(radices) - 2, -1, -1):
+        s[k] = s[k + 1] * int(radices[k + 1])
+    return s
+
+
+# --------------------------------------------------------------------------- non-dominated filtering (host)
+
+def nondominated(F: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """Mask of rows no other row beats (``pareto.beats``: all <= and (any < or lower pos)).
+
+    F float [n, d] minimize sense; pos int64 [n] positions (distinct per configuration;
+    repeated evaluations of one configuration share a position and collapse to one row).
+    """
+    n = len(F)
+    if n == 0:
+        return np.zeros(0, bool)
+    # repeated configurations: keep the first occurrence only
+    _, first = np.unique(pos, return_index=True)
+    keep = np.zeros(n, bool)
+    keep[first] = True
+    idx = np.flatnonzero(keep)
+    Fi, pi = F[idx], pos[idx]
+    beaten = np.zeros(len(idx), bool)
+    block = max(1, 4_000_000 // max(1, len(idx) * F.shape[1]))
+    for s in range(0, len(idx), block):
+        a, pa = Fi[s:s + block], pi[s:s + block]
+        le = np.all(a[:, None, :] <= Fi[None, :, :], axis=-1)
+        lt = np.any(a[:, None, :] < Fi[None, :, :], axis=-1) | (pa[:, None] < pi[None, :])
+        beaten |= np.any(le & lt, axis=0)
+    out = np.zeros(n, bool)
+    out[idx[~beaten]] = True
+    return out
+
+
+def front_at(result: SearchResult, budgets) -> dict[int, np.ndarray]:
+    """Non-dominated feasible F [m, n_obj] after the first b evaluations, for each b in budgets.
+
+    Anytime view of a run from ``result.archive`` (used by the quality benchmark).
+    """
+    _, F, ok, pos = result.archive
+    out, front_idx, start = {}, np.zeros(0, np.int64), 0
+    for b in sorted(int(x) for x in budgets):
+        b = min(b, len(F))
+        new = np.arange(start, b)
+        new = new[ok[new]]
+        cand = np.concatenate([front_idx, new])
+        front_idx = cand[nondominated(F[cand], pos[cand])]
+        start = b
+        out[b] = F[front_idx]
+    return out
+
+
+# --------------------------------------------------------------------------- operators
+
+class CategoricalMutation(Mutation):
+    """Uniform resampling of categorical digits (prob ``prob_var`` each), PM-like for ordinal ones.
+
+    Ordinal (int/float axes): with probability ``prob_var`` a digit moves by a
+    step drawn from a discrete two-sided geometric distribution (P(|step| = s)
+    ∝ 0.5^s), clipped to the axis; categorical (catalog/choice) digits are
+    redrawn uniformly among the other values.
+    """
+
+    def __init__(self, categorical: np.ndarray, prob_var: float | None = None, **kwargs):
+        super().__init__(prob=1.0, **kwargs)
+        self.categorical = np.asarray(categorical, bool)
+        self.prob_var_value = prob_var
+
+    def _do(self, problem, X, *args, random_state=None, **kwargs):
+        X = np.rint(np.asarray(X, np.float64)).astype(np.int64)
+        n, m = X.shape
+        hi = np.asarray(problem.xu, np.int64)
+        p = self.prob_var_value if self.prob_var_value is not None else 1.0 / m
+        hit = random_state.random((n, m)) < p
+        # guarantee at least one change per individual
+        none = ~hit.any(axis=1)
+        hit[none, random_state.integers(0, m, size=none.sum())] = True
+        hit &= hi[None, :] > 0
+        # categorical: a different value uniformly
+        shift = random_state.integers(1, np.maximum(hi, 1)[None, :] + 1, size=(n, m))
+        cat = (X + shift) % (hi[None, :] + 1)
+        # ordinal: geometric step, random sign
+        step = random_state.geometric(0.5, size=(n, m)) * np.where(random_state.random((n, m)) < 0.5, -1, 1)
+        ordi = np.clip(X + step, 0, hi[None, :])
+        new = np.where(self.categorical[None, :], cat, ordi)
+        return np.where(hit, new, X)
+
+
+class SeededSampling(Sampling):
+    """Initial population = given rows first, then integer random rows."""
+
+    def __init__(self, rows: np.ndarray):
+        super().__init__()
+        self.rows = np.asarray(rows, np.int64)
+
+    def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
+        rows = self.rows[:n_samples]
+        rest = IntegerRandomSampling()._do(problem, n_samples - len(rows), random_state=random_state)
+        return np.concatenate([rows, np.asarray(rest, np.int64).reshape(-1, problem.n_var)])
+
+
+def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.ndarray:
+    """Rows X [<= pop_size, n_var]: best of a random sample per objective, then its feasible front."""
+    X = np.column_stack([rng.integers(0, int(h) + 1, size=n_sample) for h in problem.xu])
+    X = np.unique(X, axis=0)
+    rng.shuffle(X)
+    F, G = problem.evaluate_digits(problem.digits(X))
+    ok = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(F), bool)
+    cv = np.maximum(G, 0).sum(axis=1) if G.shape[1] else np.zeros(len(F))
+    picks: list[int] = []
+    for j in range(F.shape[1]):           # per objective: best feasible, else least violating
+        order = np.lexsort((F[:, j], cv)) if not ok.any() else np.flatnonzero(ok)[np.argsort(F[ok, j])]
+        picks.extend(int(i) for i in order[:1])
+    if ok.any():
+        idx = np.flatnonzero(ok)
+        nd = idx[nondominated(F[idx], problem.positions(problem.digits(X[idx])))]
+        picks.extend(int(i) for i in nd)
+    seen, rows = set(), []
+    for i in picks:
+        if i not in seen:
+            seen.add(i)
+            rows.append(X[i])
+    return np.asarray(rows[:pop_size], np.int64).reshape(-1, problem.n_var)
+
+
+def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows=None,
+                   mutation_prob: float | None = None, crossover_prob: float = 0.9,
+                   eta_c: float = 15.0, eta_m: float = 20.0):
+    """A pymoo algorithm object by name (see ``ALGORITHMS``) with integer operators."""
+    from pymoo.util.ref_dirs import get_reference_directions
+
+    sampling = SeededSampling(seed_rows) if seed_rows is not None and len(seed_rows) else IntegerRandomSampling()
+    crossover = SBX(prob=crossover_prob, eta=eta_c, vtype=float, repair=RoundingRepair())
+    mutation = _MixedMutation(problem.categorical, mutation_prob, eta_m)
+    common = dict(sampling=sampling, crossover=crossover, mutation=mutation, eliminate_duplicates=True)
+    n_obj = problem.n_obj
+
+    def ref_dirs():
+        # Das-Dennis: the largest partition count whose direction count fits pop_size
+        p = 1
+        while _n_dirs(n_obj, p + 1) <= pop_size:
+            p += 1
+        return get_reference_directions("das-dennis", n_obj, n_partitions=p)
+
+    if name == "nsga2":
+        from pymoo.algorithms.moo.nsga2 import NSGA2
+        return NSGA2(pop_size=pop_size, **common)
+    if name == "nsga3":
+        from pymoo.algorithms.moo.nsga3 import NSGA3
+        return NSGA3(ref_dirs=ref_dirs(), pop_size=pop_size, **common)
+    if name == "unsga3":
+        from pymoo.algorithms.moo.unsga3 import UNSGA3
+        return UNSGA3(ref_dirs=ref_dirs(), pop_size=pop_size, **common)
+    if name == "age":
+        from pymoo.algorithms.moo.age import AGEMOEA
+        return AGEMOEA(pop_size=pop_size, **common)
+    if name == "age2":
+        from pymoo.algorithms.moo.age2 import AGEMOEA2
+        return AGEMOEA2(pop_size=pop_size, **common)
+    if name == "spea2":
+        from pymoo.algorithms.moo.spea2 import SPEA2
+        return SPEA2(pop_size=pop_size, **common)
+    if name == "smsemoa":
+        from pymoo.algorithms.moo.sms import SMSEMOA
+        return SMSEMOA(pop_size=pop_size, **common)
+    if name == "rvea":
+        from pymoo.algorithms.moo.rvea import RVEA
+        return RVEA(ref_dirs=ref_dirs(), pop_size=pop_size, **common)
+    if name == "ctaea":
+        from pymoo.algorithms.moo.ctaea import CTAEA
+        return CTAEA(ref_dirs=ref_dirs(), sampling=common["sampling"], crossover=crossover,
+                     mutation=mutation, eliminate_duplicates=True)
+    if name == "moead":
+        from pymoo.algorithms.moo.moead import MOEAD
+        return MOEAD(ref_dirs=ref_dirs(), sampling=common["sampling"], crossover=crossover, mutation=mutation)
+    if name == "ga":
+        from pymoo.algorithms.soo.nonconvex.ga import GA
+        return GA(pop_size=pop_size, **common)
+    raise AssertionError(name)
+
+
+def _n_dirs(n_obj: int, p: int) -> int:
+    from math import comb
+    return comb(n_obj + p - 1, p)
+
+
+class _MixedMutation(Mutation):
+    """Polynomial mutation (rounded) on ordinal digits + uniform resampling on categorical ones."""
+
+    def __init__(self, categorical, prob_var, eta):
+        super().__init__(prob=1.0)
+        self.categorical = np.asarray(categorical, bool)
+        self.pm = PM(prob=1.0, prob_var=prob_var, eta=eta, vtype=float, repair=RoundingRepair())
+        self.cat = CategoricalMutation(self.categorical, prob_var)
+
+    def _do(self, problem, X, *args, random_state=None, **kwargs):
+        Xo = np.asarray(self.pm._do(problem, np.asarray(X, np.float64), random_state=random_state))
+        Xo = np.clip(np.rint(Xo), problem.xl, problem.xu)
+        if self.categorical.any():
+            Xc = self.cat._do(problem, X, random_state=random_state)
+            Xo = np.where(self.categorical[None, :], Xc, Xo)
+        return Xo.astype(np.int64)
+
+
+# --------------------------------------------------------------------------- entry point
+
+def resolve_algorithm(name: str) -> str:
+    """Canonical algorithm name, or MlsysOptError listing the allowed ones."""
+    key = str(name).strip().lower()
+    if key not in _ALIAS:
+        raise MlsysOptError(f"unknown search algorithm {name!r};{suggest(str(name), list(_ALIAS))} "
+                            f"(allowed: {', '.join(ALGORITHMS)}; aliases: "
+                            f"{', '.join(a for n, al in ALGORITHMS.items() for a in al)})")
+    return _ALIAS[key]
+
+
+def run_search(space, *, algorithm: str | None = None, evals: int | None = None, pop_size: int | None = None,
+               seed: int | None = None, verbose: bool = False, tables=None, eff=None,
+               seed_frac: float = 0.05, mutation_prob: float | None = None, crossover_prob: float = 0.9,
+               eta_c: float = 15.0, eta_m: float = 20.0) -> SearchResult:
+    """Evolutionary search of a design space's Pareto front with pymoo.
+
+    Args:
+      space: a ``Space`` or anything ``load_space`` accepts (path, name, dict).
+      algorithm: one of ``ALGORITHMS`` (aliases allowed); default the spec's
+        ``[search] algorithm``, else "nsga2".  "random" evaluates ``evals``
+        uniform random configurations (a baseline).  "ga" needs one objective.
+      evals: evaluation budget (default ``[search] evals``, else 20,000).  The
+        run may exceed it by less than one generation; ``n_evaluated`` is exact.
+      pop_size: population size (default ``[search] pop_size``, else 200; the
+        reference-direction algorithms use the largest Das-Dennis set that fits).
+      seed: random seed (default ``[search] seed``, else 0); equal seeds give
+        equal results.
+      verbose: pymoo's per-generation log.
+      tables, eff: catalog tables / efficiency model (defaults as the sweep).
+      seed_frac: fraction of the budget spent on a random sample whose
+        per-objective best and feasible front seed the initial population (0: off).
+      mutation_prob: per-variable mutation probability (default 1/n_var).
+      crossover_prob, eta_c, eta_m: SBX probability and distribution indices.
+
+    Returns:
+      SearchResult; ``front`` has the sweep front's columns.
+    """
+    from pymoo.optimize import minimize
+
+    from ..space import Space, load_space
+    from ..sweep import add_human_columns, output_names
+
+    t0 = time.perf_counter()
+    if not isinstance(space, Space):
+        space = load_space(space)
+    settings = dict(getattr(space, "search", None) or {})
+    name = resolve_algorithm(algorithm if algorithm is not None else settings.get("algorithm", "nsga2"))
+    evals = int(evals if evals is not None else settings.get("evals", 20000))
+    pop_size = int(pop_size if pop_size is not None else settings.get("pop_size", 200))
+    seed = int(seed if seed is not None else settings.get("seed", 0))
+    if evals < 1 or pop_size < 2:
+        raise MlsysOptError(f"run_search: evals must be >= 1 and pop_size >= 2; got evals={evals}, "
+                            f"pop_size={pop_size}")
+    problem = SpaceProblem(space, tables, eff)
+    if name == "ga" and problem.n_obj != 1:
+        raise MlsysOptError(f"algorithm 'ga' optimizes one objective; {space.name} has {problem.n_obj} "
+                            f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
+    rng = np.random.default_rng(seed)
+    pop_size = min(pop_size, max(2, evals))
+    if name == "random":
+        X = np.column_stack([rng.integers(0, int(h) + 1, size=evals) for h in problem.xu])
+        for s in range(0, evals, 65536):
+            problem.evaluate_digits(problem.digits(X[s:s + 65536]))
+    else:
+        n_seed = int(seed_frac * evals) if seed_frac > 0 else 0
+        rows = _seed_rows(problem, n_seed, pop_size, rng) if n_seed >= 1 else None
+        algo = make_algorithm(name, problem, pop_size=pop_size, seed_rows=rows, mutation_prob=mutation_prob,
+                              crossover_prob=crossover_prob, eta_c=eta_c, eta_m=eta_m)
+        if name == "moead" and problem.n_ieq_constr:
+            from pymoo.constraints.as_penalty import ConstraintsAsPenalty
+            target = ConstraintsAsPenalty(problem, penalty=1e6)
+        else:
+            target = problem
+        remaining = max(1, evals - sum(len(a[1]) for a in problem._archive))
+        minimize(target, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
+    digits, F, ok = problem.archive()
+    idx = np.flatnonzero(ok)
+    front_idx = idx[nondominated(F[idx], problem.positions(digits[idx]))]
+    fd = digits[front_idx]
+    _, _, aux = problem._eval(fd)
+    df = space.labels(fd)
+    for k, col in enumerate(output_names(space)):
+        df[col] = aux[:, k] if len(fd) else np.zeros(0)
+    df = add_human_columns(df)
+    order = np.argsort(F[front_idx, 0], kind="stable") if len(fd) else np.zeros(0, np.int64)
+    df = df.iloc[order].reset_index(drop=True)
+    return SearchResult(front=df, digits=fd[order], F=F[front_idx][order], n_evaluated=int(len(F)),
+                        n_feasible=int(ok.sum()), elapsed_s=time.perf_counter() - t0, algorithm=name,
+                        seed=seed, archive=(digits, F, ok, problem.positions(digits)))
+
+
+__all__ = ["SpaceProblem", "SearchResult", "run_search", "batch_evaluator", "make_algorithm",
+           "nondominated", "front_at", "resolve_algorithm", "ALGORITHMS", "CategoricalMutation"]

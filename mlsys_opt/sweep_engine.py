@@ -1,0 +1,557 @@
+"""Streaming sweep engine: evaluate every configuration of a mixed-radix space
+in fixed-size chunks and reduce each chunk ON THE DEVICE to an exact Pareto
+front, best-k lists, a feasible count and histograms.  Generic: it knows only
+a chunk evaluator
+
+    chunk_fn(digits: int32[chunk, n_axes]) -> (F [chunk, n_obj]   minimize sense,
+                                               G [chunk, n_constr] <= 0 feasible,
+                                               aux [chunk, n_aux]  extra columns)
+
+A point is FEASIBLE when its lane is inside the space, every G <= 0 and no F
+is NaN.  Only feasible points are counted, ranked, binned and fronted.
+
+How one chunk is reduced (one jitted step, sharded over the devices' lanes):
+  1. decode digits (indexing.decode_chunk), evaluate, mask feasibility;
+  2. feasible count and histograms (psum of per-device counts, int32 per
+     chunk, summed on the host in Python ints: exact for any space size);
+  3. best-k per objective: skipped unless some point beats the current k-th
+     value; else per-device top_k, all-gather, lexicographic merge
+     (value, then position) with the running list;
+  4. Pareto front, exact (pareto.py's "beats" relation, positions = lane in
+     the chunk, -1 for members kept from earlier chunks):
+     (a) anchors: K_f members of the running front that minimise positive
+         weighted sums of the normalised objectives, plus K_c such minimisers
+         of the device's own chunk points.  Every point beaten by an anchor is
+         dropped (K comparisons per point).  Anchors are data points, so this
+         never drops a point that belongs on the final front;
+     (b) survivors are compacted (prefix sum) and merged into the front in
+         batches of M per device (all-gathered, so every device applies the
+         same exact merge to its replicated copy) by pareto.merge_fronts:
+         O(M·n_front + M²) per batch, as many batches as needed (a while
+         loop: nothing is ever dropped for lack of buffer room);
+     (c) if the front would exceed ``front_capacity`` the step flags it and
+         the host raises MlsysOptError asking for a larger capacity.
+Only a few scalars per chunk return to the host (fetched two chunks late so
+the device never waits); device memory is fixed by chunk_size and
+front_capacity, host memory is flat in the number of chunks.
+
+Exactness: the front is the set of feasible configurations no feasible
+configuration beats, ties between identical objective vectors going to the
+lowest configuration index; it does not depend on chunk size or device count.
+
+Source: docs/CONTRACTS.md "Sweep engine"; Deb (2001) ch. 2 for domination.
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import hashlib
+import json
+import os
+import sys
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import Mesh, PartitionSpec as P
+
+from . import indexing, pareto
+from .errors import MlsysOptError
+
+_AXIS = "lanes"
+_LAG = 2                      # chunks between dispatch and host read-back
+_SURVIVOR_BATCH = 256         # M: survivors merged per device per loop step
+_FRONT_ANCHORS = 16           # K_f
+_CHECKPOINT_VERSION = 1
+
+
+class ChunkEval(NamedTuple):
+    """What a chunk evaluator returns (rows = configurations of the chunk)."""
+    F: Any    # float[chunk, n_obj], minimize sense
+    G: Any    # float[chunk, n_constr], <= 0 feasible
+    aux: Any  # float[chunk, n_aux]
+
+
+class EngineResult(NamedTuple):
+    """Outcome of :func:`stream`.
+
+    Attributes:
+      n_evaluated: configurations evaluated (the space size N), Python int.
+      n_feasible: feasible configurations, Python int (exact).
+      front: dict of numpy arrays for the exact Pareto front, rows sorted by
+        configuration index: ``index`` int64[n], ``digits`` int32[n, n_axes],
+        ``F`` [n, n_obj], ``G`` [n, n_constr], ``aux`` [n, n_aux].
+      best: list (one per objective j) of dicts with the same keys: the
+        <= top_k feasible configurations with the smallest F[:, j] (ties: lower
+        index first), sorted best first.
+      histograms: dict objective -> (edges float64[nb+1], counts int64[nb+2])
+        over feasible points; counts[0] counts F < edges[0], counts[i] counts
+        edges[i-1] <= F < edges[i], counts[-1] counts F >= edges[-1].
+      elapsed_s: wall time of this call, seconds.
+    """
+    n_evaluated: int
+    n_feasible: int
+    front: dict
+    best: list
+    histograms: dict
+    elapsed_s: float
+
+
+class _Best(NamedTuple):
+    F: Any        # [n_obj, k, n_obj]
+    G: Any        # [n_obj, k, n_constr]
+    aux: Any      # [n_obj, k, n_aux]
+    digits: Any   # int32[n_obj, k, n_axes]
+    valid: Any    # bool[n_obj, k]
+
+
+class _State(NamedTuple):
+    front: pareto.Front   # payload = (G, aux, digits)
+    best: _Best
+    overflow: Any         # bool[]
+
+
+class _Cfg(NamedTuple):
+    radices: tuple
+    n_obj: int
+    n_constr: int
+    n_aux: int
+    chunk: int            # lanes per step (all devices)
+    lanes: int            # lanes per device
+    capacity: int
+    top_k: int
+    hist: tuple           # ((objective, edges tuple), ...)
+    dtypes: tuple         # (F, G, aux) dtype names
+
+
+# --------------------------------------------------------------------------- helpers
+
+def _weights(n_obj: int, k: int) -> np.ndarray:
+    """k strictly positive weight vectors (rows sum to 1): minimisers of w·F are Pareto-optimal."""
+    eps = 1e-3
+    if n_obj == 1:
+        return np.ones((1, 1))
+    if n_obj == 2:
+        t = np.linspace(eps, 1 - eps, k)
+        return np.stack([t, 1 - t], 1)
+    rows = [np.full(n_obj, 1.0 / n_obj)]
+    for j in range(n_obj):
+        e = np.full(n_obj, eps)
+        e[j] = 1.0
+        rows.append(e)
+    rng = np.random.default_rng(0)
+    while len(rows) < k:
+        rows.append(rng.dirichlet(np.ones(n_obj)) + eps)
+    w = np.array(rows[:k])
+    return w / w.sum(1, keepdims=True)
+
+
+def _ranges(F, mask):
+    big = jnp.asarray(jnp.finfo(F.dtype).max, F.dtype)
+    lo = jnp.min(jnp.where(mask[:, None], F, big), axis=0)
+    hi = jnp.max(jnp.where(mask[:, None], F, -big), axis=0)
+    span = hi - lo
+    ok = jnp.isfinite(span) & (span > 0)
+    return jnp.where(ok, lo, 0), jnp.where(ok, 1 / jnp.where(ok, span, 1), 1)
+
+
+def _argmin_weighted(F, mask, lo, inv, W, pos):
+    """Rows minimising each weighted sum Σ_j w_j (F_j - lo_j) inv_j over ``mask`` (ties -> first row).
+
+    Args: F [n, n_obj]; mask bool[n]; lo, inv [n_obj]; W numpy [K, n_obj] (static);
+    pos int32[n].  Returns (F rows [K, n_obj], positions [K], found bool[K]).
+    """
+    n = F.shape[0]
+    row = jnp.arange(n, dtype=jnp.int32)
+    cols = [(F[:, j] - lo[j]) * inv[j] for j in range(F.shape[1])]
+    idx, ok = [], []
+    for w in W:
+        s = sum(c * float(wj) for c, wj in zip(cols, w))
+        s = jnp.where(mask, s, jnp.inf)
+        i = jnp.min(jnp.where(mask & (s == jnp.min(s)), row, n))
+        idx.append(jnp.minimum(i, n - 1))
+        ok.append(i < n)
+    idx = jnp.stack(idx)
+    return F[idx], pos[idx], jnp.stack(ok)
+
+
+def _host(x) -> np.ndarray:
+    """A replicated device array as numpy (works when not every shard is addressable)."""
+    if hasattr(x, "addressable_data"):
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
+def _gather(x):
+    return lax.all_gather(x, _AXIS, tiled=True)
+
+
+# --------------------------------------------------------------------------- the jitted step
+
+@functools.lru_cache(maxsize=16)
+def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
+    n_axes = len(cfg.radices)
+    L, k_loc = cfg.lanes, min(cfg.top_k, cfg.lanes)
+    M = min(_SURVIVOR_BATCH, L)
+    W_front = _weights(cfg.n_obj, _FRONT_ANCHORS if cfg.n_obj > 1 else 1)
+    mesh = Mesh(np.array(devices), (_AXIS,))
+
+    def local(state: _State, start_digits, n_valid):
+        d = lax.axis_index(_AXIS)
+        lane = d.astype(jnp.int32) * L + jnp.arange(L, dtype=jnp.int32)
+        digits = indexing.decode_chunk(start_digits, lane, cfg.radices)
+        F, G, aux = chunk_fn(digits)
+        feas = (lane < n_valid) & jnp.all(G <= 0, axis=1) & ~jnp.any(jnp.isnan(F), axis=1)
+        count = lax.psum(jnp.sum(feas, dtype=jnp.int32), _AXIS)
+
+        hists = []
+        for j, edges in cfg.hist:
+            e = jnp.asarray(edges, F.dtype)
+            b = jnp.searchsorted(e, F[:, j], side="right", method="compare_all")
+            h = jnp.zeros((len(edges) + 1,), jnp.int32).at[b].add(feas.astype(jnp.int32))
+            hists.append(lax.psum(h, _AXIS))
+
+        best = _update_best(state.best, F, G, aux, digits, feas)
+
+        # ---- front: prefilter by anchors, then exact merges of the best survivors
+        cols = [F[:, j] for j in range(cfg.n_obj)]
+        W = jnp.asarray(W_front, F.dtype)
+        slot = jnp.arange(cfg.capacity, dtype=jnp.int32)
+
+        def prefilter(fr, surv):
+            """Drop points beaten by K_f weighted-sum minimisers of the front ``fr``."""
+            member = slot < fr.n
+            lo, inv = _ranges(fr.F, member)
+            AF, Ap, Av = _argmin_weighted(fr.F, member, lo, inv, W_front, fr.pos)
+            beaten = jnp.zeros((L,), bool)
+            for a in range(AF.shape[0]):        # unrolled: one fused pass over the chunk
+                le, lt = Av[a], Ap[a] < lane
+                for j in range(cfg.n_obj):
+                    le = le & (AF[a, j] <= cols[j])
+                    lt = lt | (AF[a, j] < cols[j])
+                beaten = beaten | (le & lt)
+            return surv & ~beaten, lo, inv
+
+        front = state.front._replace(pos=jnp.full_like(state.front.pos, -1))
+        surv, _, _ = prefilter(front, feas)
+        ns_total = lax.psum(jnp.sum(surv, dtype=jnp.int32), _AXIS)
+        big = jnp.asarray(jnp.finfo(F.dtype).max, F.dtype)
+
+        def body(carry):
+            t, fr, ovf, surv, _ = carry
+            # the M survivors with the smallest weighted sum (weights cycle): near-Pareto first
+            member = slot < fr.n
+            lo, inv = _ranges(fr.F, member)
+            w = W[t % W.shape[0]] * inv
+            sc = sum((cols[j] - lo[j]) * w[j] for j in range(cfg.n_obj))
+            sc = jnp.where(jnp.isfinite(sc), sc, big)          # survivors always rank before others
+            _, sel = lax.top_k(jnp.where(surv, -sc, -jnp.inf), M)
+            rows = (F[sel], lane[sel], surv[sel], (G[sel], aux[sel], digits[sel]))
+            cF_, cp_, cv_, pay = jax.tree_util.tree_map(_gather, rows)
+            fr, o = pareto.merge_fronts(fr, cF_, cp_, cv_, pay)
+            surv = surv.at[sel].set(False)
+            surv, _, _ = prefilter(fr, surv)
+            more = lax.psum(jnp.sum(surv, dtype=jnp.int32), _AXIS) > 0
+            return t + 1, fr, ovf | o, surv, more
+
+        _, front, ovf, _, _ = lax.while_loop(
+            lambda c: c[4], body, (jnp.zeros((), jnp.int32), front, jnp.zeros((), bool), surv, ns_total > 0))
+        ns = ns_total
+        overflow = state.overflow | ovf
+        outs = (count, tuple(hists), overflow, front.n, ns)
+        return _State(front, best, overflow), outs
+
+    def _update_best(best: _Best, F, G, aux, digits, feas):
+        k, n_obj = cfg.top_k, cfg.n_obj
+        diag = jnp.arange(n_obj)
+        thr = jnp.where(best.valid[:, k - 1], best.F[diag, k - 1, diag], jnp.inf)      # [n_obj]
+        any_better = lax.pmax(jnp.any(feas[:, None] & (F < thr[None, :])).astype(jnp.int32), _AXIS) > 0
+
+        def take(_):
+            _, idx = lax.top_k(-jnp.where(feas[:, None], F, jnp.inf).T, k_loc)        # [n_obj, k_loc]
+            return F[idx], G[idx], aux[idx], digits[idx], feas[idx]
+
+        def none(_):
+            z = lambda *shape, dt: jnp.zeros((n_obj, k_loc) + shape, dt)          # noqa: E731
+            return (z(n_obj, dt=F.dtype), z(cfg.n_constr, dt=G.dtype), z(cfg.n_aux, dt=aux.dtype),
+                    z(n_axes, dt=jnp.int32), z(dt=bool))
+
+        cand = lax.cond(any_better, take, none, None)
+        cand = jax.tree_util.tree_map(lambda x: lax.all_gather(x, _AXIS, axis=1, tiled=True), cand)
+        both = [jnp.concatenate([o, c], axis=1) for o, c in zip(best, cand)]    # [n_obj, m, ...]
+        val, ok = both[0][diag, :, diag], both[4]                                 # [n_obj, m]
+        order = jax.vmap(lambda v, o: jnp.lexsort((jnp.arange(v.shape[0]), v, ~o))[:k])(val, ok)
+        pick = lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
+        return _Best(*(pick(x) for x in both))
+
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
+                            check_vma=False)
+    return jax.jit(sharded), mesh
+
+
+# --------------------------------------------------------------------------- host side
+
+class _Acc(NamedTuple):
+    next_index: int          # first configuration not yet dispatched
+    n_feasible: int          # over folded (read-back) chunks
+    hist: tuple              # int64 arrays, folded chunks
+    n_chunks: int
+
+
+class _Loop(NamedTuple):     # rebound in one statement per chunk (interrupt-safe)
+    state: _State
+    pending: tuple           # device outputs not yet read back
+    acc: _Acc
+
+
+def _fold(acc: _Acc, outs, capacity: int) -> _Acc:
+    count, hists, overflow, n_front, _ = outs
+    if bool(_host(overflow)):
+        raise MlsysOptError(
+            f"the Pareto front has more than front_capacity={capacity} non-dominated configurations; "
+            f"rerun with a larger front_capacity (e.g. {4 * capacity}) or fewer objectives/axes")
+    return acc._replace(n_feasible=acc.n_feasible + int(_host(count)),
+                        hist=tuple(h + _host(c).astype(np.int64) for h, c in zip(acc.hist, hists)))
+
+
+def _describe(cfg: _Cfg, run_key: str) -> dict:
+    return {"radices": list(cfg.radices), "n_obj": cfg.n_obj, "n_constr": cfg.n_constr,
+            "n_aux": cfg.n_aux, "top_k": cfg.top_k, "dtypes": list(cfg.dtypes),
+            "histograms": [[j, [float(e).hex() for e in edges]] for j, edges in cfg.hist],
+            "run_key": run_key}
+
+
+def _fingerprint(desc: dict) -> str:
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+
+
+def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict, elapsed_s: float) -> None:
+    st = loop.state
+    n = int(_host(st.front.n))
+    arrs = {f"front_{name}": _host(x)[:n] for name, x in
+            (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
+             ("digits", st.front.payload[2]))}
+    arrs.update({f"best_{name}": _host(x) for name, x in zip(_Best._fields, st.best)})
+    for i, h in enumerate(loop.acc.hist):
+        arrs[f"hist_{i}"] = h
+    arrs.update(version=np.int64(_CHECKPOINT_VERSION), radices=np.array(cfg.radices, np.int64),
+                fingerprint=np.array(_fingerprint(desc)), config=np.array(json.dumps(desc, sort_keys=True)),
+                next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
+                n_chunks=np.int64(loop.acc.n_chunks), elapsed_s=np.float64(elapsed_s))
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        np.savez(fh, **arrs)
+    os.replace(tmp, path)
+
+
+def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
+    try:
+        z = dict(np.load(path, allow_pickle=False))
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise MlsysOptError(f"checkpoint {path}: cannot be read ({exc}); delete it or pass resume=False") from None
+    saved = json.loads(str(z["config"]))
+    if str(z["fingerprint"]) != _fingerprint(desc):
+        diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
+        raise MlsysOptError(
+            f"checkpoint {path} was written by a different run ({'; '.join(diff) or 'fingerprint differs'}); "
+            "resume only with the same space, evaluator outputs, top_k, histograms and run_key, "
+            "or pass resume=False (or another checkpoint_path) to start over")
+    n = z["front_F"].shape[0]
+    if n > cfg.capacity:
+        raise MlsysOptError(f"checkpoint {path} holds a front of {n} configurations; "
+                            f"front_capacity={cfg.capacity} is too small to resume it")
+
+    def put(dst, src):
+        return dst.at[:n].set(jnp.asarray(src, dst.dtype))
+    fr = init.front
+    front = pareto.Front(put(fr.F, z["front_F"]), fr.pos,
+                         tuple(put(a, z[f"front_{k}"]) for a, k in zip(fr.payload, ("G", "aux", "digits"))),
+                         jnp.asarray(n, jnp.int32))
+    best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
+    acc = _Acc(int(str(z["next_index"])), int(str(z["n_feasible"])),
+               tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))), int(z["n_chunks"]))
+    return _State(front, best, jnp.zeros((), bool)), acc, float(z["elapsed_s"])
+
+
+def _stderr_bar():
+    if not sys.stderr.isatty():
+        return None
+    t0, last = time.perf_counter(), [0.0]
+
+    def bar(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if now - last[0] < 0.2 and done < total:
+            return
+        last[0] = now
+        frac = done / max(total, 1)
+        rate = done / max(now - t0, 1e-9)
+        eta = (total - done) / rate if rate > 0 else float("inf")
+        n = int(30 * frac)
+        sys.stderr.write(f"\r[{'#' * n}{'.' * (30 - n)}] {100 * frac:5.1f}% {rate:.3g} cfg/s ETA {eta:.0f}s")
+        if done >= total:
+            sys.stderr.write("\n")
+        sys.stderr.flush()
+    return bar
+
+
+def _rows(st: _State, cfg: _Cfg, radices) -> tuple[dict, list]:
+    n = int(_host(st.front.n))
+    fr = {"digits": _host(st.front.payload[2])[:n], "F": _host(st.front.F)[:n],
+          "G": _host(st.front.payload[0])[:n], "aux": _host(st.front.payload[1])[:n]}
+    order = np.lexsort(fr["digits"].T[::-1]) if n else np.zeros(0, int)
+    fr = {k: v[order] for k, v in fr.items()}
+    fr["index"] = np.array(indexing.indices_of(fr["digits"], radices), dtype=np.int64)
+    b = _Best(*(_host(x) for x in st.best))
+    best = []
+    for j in range(cfg.n_obj):
+        v = b.valid[j]
+        d = {"digits": b.digits[j][v], "F": b.F[j][v], "G": b.G[j][v], "aux": b.aux[j][v]}
+        d["index"] = np.array(indexing.indices_of(d["digits"], radices), dtype=np.int64)
+        best.append(d)
+    return fr, best
+
+
+def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: int, n_aux: int,
+           chunk_size: int = 2**16, front_capacity: int = 4096, top_k: int = 16,
+           histograms: Mapping[int, Sequence[float]] | None = None, devices=None,
+           progress: Callable[[int, int], None] | bool | None = None,
+           checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
+           checkpoint_every: int = 64, run_key: str = "") -> EngineResult:
+    """Evaluate every configuration of the space and reduce on the device.
+
+    Args:
+      radices: axis sizes (ints >= 1, each < 2**31, product <= 2**63 - 1).
+      chunk_fn: pure, jit-able ``digits int32[chunk, n_axes] -> (F, G, aux)``
+        (see module docstring; a :class:`ChunkEval` or any 3-sequence),
+        rows independent of each other.  Objectives must be finite.
+      n_obj, n_constr, n_aux: column counts of F, G, aux (n_obj >= 1).
+      chunk_size: configurations per jitted step (rounded up to a multiple of
+        the device count).  Does not change the result.
+      front_capacity: most front members kept; exceeding it raises.
+      top_k: length of each per-objective best list.
+      histograms: ``{objective: increasing bin edges}`` over feasible points.
+      devices: jax devices to shard lanes over (default: ``jax.devices()``),
+        or an int n for the first n.
+      progress: ``callable(done, total)`` after each chunk; None: a stderr bar
+        when stderr is a terminal; False: silent.
+      checkpoint_path: ``.npz`` written atomically every ``checkpoint_every``
+        chunks, on KeyboardInterrupt and at the end.
+      resume: continue from ``checkpoint_path`` when it exists (chunk_size and
+        devices may differ from the interrupted run).
+      run_key: text mixed into the checkpoint fingerprint (e.g. a hash of the
+        spec and scenario) so a checkpoint of another problem is refused.
+
+    Returns:
+      :class:`EngineResult`.
+    """
+    t_start = time.perf_counter()
+    radices = tuple(int(r) for r in radices)
+    N = indexing.space_size(radices)
+    for name, v, lo in (("n_obj", n_obj, 1), ("n_constr", n_constr, 0), ("n_aux", n_aux, 0),
+                        ("chunk_size", chunk_size, 1), ("front_capacity", front_capacity, 1),
+                        ("top_k", top_k, 1), ("checkpoint_every", checkpoint_every, 1)):
+        if int(v) != v or v < lo:
+            raise MlsysOptError(f"stream: {name}={v!r} must be an int >= {lo}")
+    if devices is None:
+        devices = jax.devices()
+    elif isinstance(devices, int):
+        devices = jax.devices()[:devices]
+    devices = tuple(devices)
+    D = len(devices)
+    chunk = -(-min(int(chunk_size), -(-N // D) * D) // D) * D
+    if chunk >= 2**31:
+        raise MlsysOptError(f"stream: chunk_size={chunk_size} must be below 2**31 (int32 lanes)")
+    hist = _check_hist(histograms, n_obj)
+
+    spec = jax.ShapeDtypeStruct((chunk // D, len(radices)), jnp.int32)
+    try:
+        out = jax.eval_shape(lambda d: tuple(chunk_fn(d)), spec)
+    except MlsysOptError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        raise MlsysOptError(f"stream: chunk_fn failed on digits int32{list(spec.shape)}: {exc}") from exc
+    want = ((chunk // D, n_obj), (chunk // D, n_constr), (chunk // D, n_aux))
+    if len(out) != 3 or any(tuple(o.shape) != w for o, w in zip(out, want)):
+        raise MlsysOptError(
+            f"stream: chunk_fn must return (F, G, aux) of shapes {want} for a chunk of {chunk // D} "
+            f"configurations; got {[tuple(o.shape) for o in out]}")
+    cfg = _Cfg(radices, int(n_obj), int(n_constr), int(n_aux), chunk, chunk // D, int(front_capacity),
+               int(top_k), hist, tuple(str(o.dtype) for o in out))
+    step, mesh = _build_step(chunk_fn, cfg, devices)
+
+    k = cfg.top_k
+    dt = [o.dtype for o in out]
+    init = _State(
+        pareto.empty_front(cfg.capacity, n_obj, (jax.ShapeDtypeStruct((n_constr,), dt[1]),
+                                                 jax.ShapeDtypeStruct((n_aux,), dt[2]),
+                                                 jax.ShapeDtypeStruct((len(radices),), jnp.int32)), dt[0]),
+        _Best(jnp.zeros((n_obj, k, n_obj), dt[0]), jnp.zeros((n_obj, k, n_constr), dt[1]),
+              jnp.zeros((n_obj, k, n_aux), dt[2]), jnp.zeros((n_obj, k, len(radices)), jnp.int32),
+              jnp.zeros((n_obj, k), bool)),
+        jnp.zeros((), bool))
+    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in hist), 0)
+    desc = _describe(cfg, run_key)
+    path = os.fspath(checkpoint_path) if checkpoint_path is not None else None
+    if resume and path and os.path.exists(path):
+        init, acc, _ = _load(path, cfg, desc, init)
+    if progress is None:
+        progress = _stderr_bar()
+    elif progress is False:
+        progress = None
+    writer = jax.process_index() == 0
+
+    loop = _Loop(init, (), acc)
+    try:
+        while loop.acc.next_index < N or loop.pending:
+            a = loop.acc
+            state, pending = loop.state, loop.pending
+            if a.next_index < N:
+                nv = min(chunk, N - a.next_index)
+                sd = indexing.digits_of(a.next_index, radices)
+                state, outs = step(state, sd, np.int32(nv))
+                pending = pending + (outs,)
+                a = a._replace(next_index=a.next_index + nv, n_chunks=a.n_chunks + 1)
+            while pending and (len(pending) > _LAG or a.next_index >= N):
+                a = _fold(a, pending[0], cfg.capacity)
+                pending = pending[1:]
+            loop = _Loop(state, pending, a)
+            if progress is not None:
+                progress(loop.acc.next_index, N)
+            if path and writer and loop.acc.n_chunks % checkpoint_every == 0 and loop.acc.next_index < N:
+                loop = _drain(loop, cfg)
+                _save(path, loop, cfg, desc, time.perf_counter() - t_start)
+    except KeyboardInterrupt:
+        if path and writer:
+            loop = _drain(loop, cfg)
+            _save(path, loop, cfg, desc, time.perf_counter() - t_start)
+        raise
+    if path and writer:
+        _save(path, loop, cfg, desc, time.perf_counter() - t_start)
+    front, best = _rows(loop.state, cfg, radices)
+    hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(hist, loop.acc.hist)}
+    return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start)
+
+
+def _drain(loop: _Loop, cfg: _Cfg) -> _Loop:
+    a = loop.acc
+    for outs in loop.pending:
+        a = _fold(a, outs, cfg.capacity)
+    return _Loop(loop.state, (), a)
+
+
+def _check_hist(histograms, n_obj: int) -> tuple:
+    if not histograms:
+        return ()
+    out = []
+    for j, edges in sorted(dict(histograms).items()):
+        if int(j) != j or not 0 <= j < n_obj:
+            raise MlsysOptError(f"histograms: objective {j!r} is not an objective index in [0, {n_obj})")
+        e = np.asarray(edges, dtype=np.float64).reshape(-1)
+        if e.size < 2 or not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+            raise MlsysOptError(f"histograms[{j}]: bin edges must be >= 2 finite, strictly increasing "
+                                f"numbers; got {np.asarray(edges).tolist()}")
+        out.append((int(j), tuple(float(x) for x in e)))
+    return tuple(out)

@@ -1,0 +1,327 @@
+"""Algorithm walls (11-13): how much compute a model needs, and what compression buys.
+
+Wall 11 (Complexity): training compute C = 6PD and the Chinchilla-optimal split.
+Wall 12 (Reasoning): inference-time compute of a chain of reasoning steps.
+Wall 13 (Fidelity): quantization and pruning, with storage, speed-up and an
+accuracy-delta heuristic.
+
+Every function is pure ``jax.numpy``: arguments are SI floats (scalars or arrays
+that broadcast to one batch shape ``[...]``), knobs are keyword-only with
+documented defaults, results are arrays or NamedTuples of arrays. Everything
+is jit/vmap/grad-able and finite over the valid domain (degenerate
+denominators are guarded, never raised on).
+
+Sources: seed 000 (mlsysim "Mathematical Foundations") section 3; seed 002
+(the 22 laws) walls 11-13; Hoffmann et al. (2022) Chinchilla; Kaplan et al.
+(2020); Gholami et al. (2021) quantization survey; Blalock et al. (2020)
+pruning survey; NVIDIA Ampere whitepaper (2020) for 2:4 sparsity.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from mlsys_opt._types import Array
+
+__all__ = [
+    "Chinchilla", "Reasoning", "Compression",
+    "training_flop", "chinchilla", "tokens_per_param", "flop_for_budget",
+    "reasoning", "quantization", "pruning", "quantization_loss_frac",
+    "STRUCTURE_CODES",
+]
+
+# Pruning structure codes (int codes, names for reports only).
+STRUCTURE_CODES: tuple[str, ...] = ("unstructured", "structured", "n_m_2_4")
+
+
+def _safe_sqrt(x: Array) -> Array:
+    """sqrt(x) for x > 0, else 0, with a finite (zero) gradient at and below 0."""
+    ok = x > 0
+    return jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0)
+
+
+def _safe_div(num: Array, den: Array) -> Array:
+    """num / den where den > 0, else 0 (inner denominator kept safe for gradients)."""
+    ok = den > 0
+    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
+
+
+# --------------------------------------------------------------------------- wall 11
+
+class Chinchilla(NamedTuple):
+    """Compute-optimal model size and data for a budget. Shapes ``[...]``."""
+
+    optimal_params: Array  # P*, parameters
+    optimal_tokens: Array  # D*, tokens
+
+
+def training_flop(n_params: Array, n_tokens: Array, *, flop_per_param_token: float = 6.0) -> Array:
+    """Total dense-transformer training compute, C = 6·P·D.
+
+    The 6 is 2 FLOP per parameter per token for the forward multiply-add,
+    times 3 for forward + backward-activations + backward-weights.
+
+    Args:
+      n_params: P, model parameters (count), broadcastable to ``[...]``.
+      n_tokens: D, training tokens (count), broadcastable to ``[...]``.
+      flop_per_param_token: the constant 6 (FLOP / (param·token)).
+
+    Returns:
+      C, FLOP, shape ``[...]``.
+
+    Source: seed 000 section 3 (6PD rule); Kaplan et al. (2020); Hoffmann et al. (2022).
+
+    Worked example (seed 000 section 3, GPT-3): P = 175e9, D = 300e9 gives
+    C = 6 · 175e9 · 300e9 = 3.15e23 FLOP.
+    """
+    return flop_per_param_token * jnp.asarray(n_params) * jnp.asarray(n_tokens)
+
+
+def chinchilla(compute_flop: Array, *, tokens_per_param: float = 20.0,
+               flop_per_param_token: float = 6.0) -> Chinchilla:
+    """Chinchilla compute-optimal allocation: D* = r·P*, C = 6·P*·D* so P* = sqrt(C / (6 r)).
+
+    With r = 20 tokens/parameter this is P* = sqrt(C / 120).
+
+    Args:
+      compute_flop: C, training budget in FLOP, ``[...]``; valid domain C >= 0
+        (negative values are treated as 0).
+      tokens_per_param: r, compute-optimal tokens per parameter (Hoffmann 2022: ~20).
+      flop_per_param_token: the 6 of C = 6PD.
+
+    Returns:
+      Chinchilla(optimal_params [params], optimal_tokens [tokens]), each ``[...]``.
+
+    Source: seed 002 wall 11 and seed 004 ("P* = sqrt(C/120)"); Hoffmann et al. (2022).
+
+    Worked example (seed 002 wall 11): C = 9.72e23 FLOP gives
+    P* = sqrt(9.72e23 / 120) = 9.0e10 (90B) and D* = 20 · 90e9 = 1.8e12 tokens.
+    (The seed states the budget as "$10M"; 9.72e23 FLOP is the C its own
+    90B / 1.8T answer implies, i.e. ~9.7e16 FLOP per dollar.)
+    """
+    p = _safe_sqrt(compute_flop / (flop_per_param_token * tokens_per_param))
+    return Chinchilla(optimal_params=p, optimal_tokens=tokens_per_param * p)
+
+
+def tokens_per_param(n_tokens: Array, n_params: Array) -> Array:
+    """Training tokens per parameter, D / P (compare with the Chinchilla ~20).
+
+    Args:
+      n_tokens: D, tokens, ``[...]``.
+      n_params: P, parameters, ``[...]``; P <= 0 returns 0.
+
+    Returns:
+      D / P, tokens per parameter (dimensionless), ``[...]``.
+
+    Source: seed 003 section 4 (tokens-per-parameter check); Hoffmann et al. (2022).
+
+    Worked example: Llama-3-70B on 15e12 tokens: 15e12 / 70e9 = 214 tokens/param
+    (about 10.7x over the Chinchilla ratio of 20).
+    """
+    return _safe_div(n_tokens, n_params)
+
+
+def flop_for_budget(budget_usd: Array, usd_per_device_s: Array, peak_flop_per_s: Array,
+                    mfu_frac: Array) -> Array:
+    """Useful training FLOP a dollar budget buys: C = (budget / price) · peak · MFU.
+
+    Args:
+      budget_usd: money to spend, USD, ``[...]``.
+      usd_per_device_s: rental price of one accelerator, USD per device-second
+        (a $/GPU-hour price divided by 3600), ``[...]``; <= 0 returns 0.
+      peak_flop_per_s: peak FLOP/s of one accelerator, ``[...]``.
+      mfu_frac: model FLOP utilization (0-1), ``[...]``.
+
+    Returns:
+      C, FLOP, ``[...]``.
+
+    Source: seed 003 section 4 (budget = GPUs · peak · time · MFU).
+
+    Worked example: $10M at $2.40/GPU-hour on H100 (989e12 FLOP/s) at MFU 0.4:
+    device-seconds = 1e7 / (2.40/3600) = 1.5e10 s, C = 1.5e10 · 989e12 · 0.4 = 5.93e24 FLOP.
+    """
+    return _safe_div(budget_usd, usd_per_device_s) * peak_flop_per_s * mfu_frac
+
+
+# --------------------------------------------------------------------------- wall 12
+
+class Reasoning(NamedTuple):
+    """Cost of one reasoning query. Shapes ``[...]``."""
+
+    time_s: Array    # wall-clock time of the query, s
+    flop: Array      # inference FLOP spent on generated reasoning tokens
+    n_tokens: Array  # generated reasoning tokens
+
+
+def reasoning(n_steps: Array, step_time_s: Array, n_params: Array, *,
+              tokens_per_step: float = 50.0, ttft_s: Array = 0.0) -> Reasoning:
+    """Inference-time (chain-of-thought) compute: T = TTFT + K · T_step, F = K · t · 2P.
+
+    Args:
+      n_steps: K, reasoning steps, ``[...]``.
+      step_time_s: T_step, time to generate one step, s (typically
+        tokens_per_step x inter-token latency), ``[...]``.
+      n_params: P, parameters active per token (for an MoE: the active ones), ``[...]``.
+      tokens_per_step: t, generated tokens per step (mlsysim's heuristic
+        default is 50; real chains range 10-1000+).
+      ttft_s: prefill time before the first step, s (default 0).
+
+    Returns:
+      Reasoning(time_s [s], flop [FLOP], n_tokens [tokens]), each ``[...]``.
+      FLOP counts 2 FLOP per active parameter per generated token (decode;
+      attention over the context is not included).
+
+    Source: seed 002 wall 12 ("Time = Steps x Time_per_Step"); Wei et al. (2022)
+    chain-of-thought; Snell et al. (2024) test-time compute.
+
+    Worked example: K = 8 steps of 50 tokens at 20 ms/token (T_step = 1 s) on a
+    70e9-parameter model: time 8 s, 400 tokens, F = 400 · 2 · 70e9 = 5.6e13 FLOP.
+    """
+    n_steps, step_time_s, n_params = (jnp.asarray(x) for x in (n_steps, step_time_s, n_params))
+    n_tokens = n_steps * tokens_per_step
+    return Reasoning(time_s=ttft_s + n_steps * step_time_s,
+                     flop=n_tokens * 2.0 * n_params,
+                     n_tokens=n_tokens)
+
+
+# --------------------------------------------------------------------------- wall 13
+
+class Compression(NamedTuple):
+    """Result of compressing a model. Shapes ``[...]``."""
+
+    ratio: Array                # storage compression ratio (>= 1 when shrinking)
+    size_bytes: Array           # compressed weight bytes
+    speedup: Array              # inference speed-up factor (1 = none)
+    accuracy_delta_frac: Array  # signed accuracy change, fraction (-0.005 = -0.5 points); HEURISTIC
+
+
+def quantization_loss_frac(bits: Array, *, loss_8bit_frac: float = 0.005,
+                           loss_4bit_frac: float = 0.025) -> Array:
+    """Heuristic accuracy loss of weights at ``bits`` relative to 16-bit (fraction, >= 0).
+
+    HEURISTIC, not a law. Form: L(b) = A · (exp(λ · max(16 - b, 0)) - 1), i.e. 0 at
+    16 bits and above, growing exponentially as bits drop. A and λ are fitted in
+    closed form through the two anchors L(8) = loss_8bit_frac and
+    L(4) = loss_4bit_frac (with x = exp(4λ), r = L4/L8 > 1:
+    x = ((r-1) + sqrt((r-1)^2 + 4(r-1))) / 2, A = L8 / (x^2 - 1)).
+
+    Anchors: the Gholami et al. (2021) survey medians that mlsysim's defaults
+    use (INT8 PTQ -0.5 points, INT4 GPTQ -2.5 points). With these, 2 bits gives
+    ~5.5 points (mlsysim uses a flat -5% below 4 bits). For FP8 pass
+    loss_8bit_frac=0.002 (mlsysim's FP8 value).
+
+    Args:
+      bits: bit width, ``[...]``.
+      loss_8bit_frac, loss_4bit_frac: the two anchors (fractions, L4 > L8 > 0).
+
+    Returns:
+      L(bits), fraction, ``[...]``.
+
+    Source: Gholami et al. (2021) survey medians via mlsysim ``defaults.py``
+    (QUANT_ACCURACY_DELTA_INT8 / _INT4 / _FP8); the exponential form is ours.
+
+    Worked example: L(16) = 0, L(8) = 0.005, L(4) = 0.025, L(2) ≈ 0.055.
+    """
+    r = loss_4bit_frac / loss_8bit_frac
+    x = 0.5 * ((r - 1.0) + jnp.sqrt((r - 1.0) ** 2 + 4.0 * (r - 1.0)))
+    lam = jnp.log(x) / 4.0
+    a = loss_8bit_frac / (x * x - 1.0)
+    return a * jnp.expm1(lam * jnp.maximum(16.0 - bits, 0.0))
+
+
+def quantization(n_params: Array, bits_from: Array, bits_to: Array, *,
+                 memory_bound_frac: Array = 1.0, hw_compute_speedup: Array = 1.0,
+                 loss_8bit_frac: float = 0.005, loss_4bit_frac: float = 0.025) -> Compression:
+    """Quantize weights from ``bits_from`` to ``bits_to`` bits.
+
+    ratio r = b_from / b_to;  size = P · b_to / 8;
+    speedup = 1 / (f / r + (1 - f) / min(s_hw, r))   (Amdahl blend of the two regimes);
+    accuracy_delta = L(b_from) - L(b_to)   (see :func:`quantization_loss_frac`; HEURISTIC).
+
+    The memory-bound share f of the run time (weight streaming: decode, small
+    batch) speeds up by the full byte ratio r; the compute-bound share speeds
+    up only as far as the hardware has a faster low-precision path, s_hw =
+    peak(b_to) / peak(b_from) (1 when there is none), capped at r. f = 1 and
+    f = 0 reproduce mlsysim's two roofline branches.
+
+    Args:
+      n_params: P, parameters, ``[...]``.
+      bits_from: original bit width (e.g. 32 or 16), ``[...]``.
+      bits_to: target bit width (e.g. 8 or 4), ``[...]``; must be > 0.
+      memory_bound_frac: f, fraction of inference time that is memory-bound (0-1).
+        Default 1 (LLM decode is weight-bandwidth bound).
+      hw_compute_speedup: s_hw, low-precision peak over original-precision peak
+        (e.g. H100 fp8/fp16 = 2). Default 1 (no faster path).
+      loss_8bit_frac, loss_4bit_frac: accuracy anchors of the heuristic.
+
+    Returns:
+      Compression(ratio, size_bytes [bytes], speedup, accuracy_delta_frac), ``[...]``.
+
+    Source: seed 002 wall 13 ("Compression = 32/bits"); Gholami et al. (2021);
+    mlsysim CompressionModel (FP32 baseline there; here the baseline is an argument).
+
+    Worked example: 8e9 parameters FP16 -> INT4, decode (f = 1): r = 4,
+    size = 8e9 · 4 / 8 = 4e9 bytes, speedup 4, accuracy delta -0.025.
+    FP32 -> INT8 (seed 002): r = 32/8 = 4.
+    """
+    n_params, bits_from, bits_to = (jnp.asarray(x) for x in (n_params, bits_from, bits_to))
+    ratio = bits_from / bits_to
+    gain_compute = jnp.minimum(hw_compute_speedup, ratio)
+    f = memory_bound_frac
+    speedup = 1.0 / (f / ratio + (1.0 - f) / gain_compute)
+    delta = (quantization_loss_frac(bits_from, loss_8bit_frac=loss_8bit_frac, loss_4bit_frac=loss_4bit_frac)
+             - quantization_loss_frac(bits_to, loss_8bit_frac=loss_8bit_frac, loss_4bit_frac=loss_4bit_frac))
+    return Compression(ratio=ratio, size_bytes=n_params * bits_to / 8.0,
+                       speedup=speedup, accuracy_delta_frac=delta)
+
+
+def pruning(n_params: Array, sparsity: Array, structured_code: Array, *,
+            bytes_per_param: Array = 2.0, nm_speedup: float = 2.0, max_sparsity: float = 0.99,
+            mild_loss_frac: float = 0.001, knee_sparsity: float = 0.5,
+            steep_coef: float = 0.01, steep_exp: float = 2.0) -> Compression:
+    """Prune a fraction ``sparsity`` of the weights.
+
+    ratio = 1 / (1 - s)  for every pattern (storage shrinks; index/metadata
+    overhead ignored);  size = P · bytes_per_param / ratio;
+    speedup = 1 (unstructured: dense GEMM on a GPU skips nothing),
+              ratio (structured: whole rows/channels removed),
+              min(ratio, 2) (N:M 2:4 on Ampere+ sparse tensor cores, 2x at s = 0.5,
+              no further gain past the 2:4 pattern);
+    accuracy_delta = -( mild · min(s, s_k)/s_k + c · max(exp(k s) - exp(k s_k), 0) ).
+
+    The accuracy term is a HEURISTIC, not a law: a continuous version of
+    mlsysim's step rule (-0.1 % up to the 50 % knee, then -c·exp(k s), from
+    Blalock et al. 2020: degradation accelerates past ~50 % sparsity).
+    mlsysim's rule jumps from -0.1 % to -2.7 % at s = 0.5; this one rises
+    linearly to -0.1 % at the knee and then exponentially, with no jump
+    (at s = 0.9 it gives -3.4 % where mlsysim gives -6.0 %).
+
+    Args:
+      n_params: P, parameters, ``[...]``.
+      sparsity: s, fraction of weights removed, ``[...]``; clipped to [0, max_sparsity].
+      structured_code: 0 unstructured, 1 structured, 2 N:M (2:4) (see
+        ``STRUCTURE_CODES``); int or integer-valued float, ``[...]``.
+      bytes_per_param: bytes per stored weight before pruning (default 2, FP16/BF16).
+      nm_speedup: hardware speed-up cap of the N:M pattern (2 for 2:4).
+      max_sparsity: clip for s, so the ratio stays finite (0.99 -> 100x, mlsysim's cap).
+      mild_loss_frac, knee_sparsity, steep_coef, steep_exp: heuristic constants
+        (mlsysim defaults: 0.001, 0.5, 0.01, 2.0).
+
+    Returns:
+      Compression(ratio, size_bytes [bytes], speedup, accuracy_delta_frac), ``[...]``.
+
+    Source: seed 002 wall 13 ("1/(1-sparsity)"; unstructured pruning gives zero
+    GEMM speed-up); Han et al. (2015); Blalock et al. (2020); NVIDIA Ampere (2020).
+
+    Worked example: 8e9 params FP16 at s = 0.5: ratio 2, 8e9 bytes;
+    speedup 1 / 2 / 2 for codes 0 / 1 / 2; accuracy delta -0.001.
+    """
+    s = jnp.clip(sparsity, 0.0, max_sparsity)
+    ratio = 1.0 / (1.0 - s)
+    code = jnp.round(jnp.asarray(structured_code))
+    speedup = jnp.where(code == 1, ratio, jnp.where(code == 2, jnp.minimum(ratio, nm_speedup), 1.0))
+    mild = mild_loss_frac * jnp.minimum(s, knee_sparsity) / knee_sparsity
+    steep = steep_coef * jnp.maximum(jnp.exp(steep_exp * s) - jnp.exp(steep_exp * knee_sparsity), 0.0)
+    return Compression(ratio=ratio, size_bytes=n_params * bytes_per_param / ratio,
+                       speedup=speedup, accuracy_delta_frac=-(mild + steep))
