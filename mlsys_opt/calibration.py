@@ -566,3 +566,246 @@ def format_validation_table(df: pd.DataFrame, loo: pd.DataFrame | None = None) -
         lines += ["", "constraint violations (the configuration as published breaks a modelled limit):"]
         lines += [f"  {r.id}: {r.violations}" for r in viol.itertuples()]
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- calibration
+def _to_u(eff: Efficiency, names: tuple[str, ...]):
+    """Unconstrained coordinates: logit for fractions (clipped to [1e-4, 1 - 1e-4]), log for positives."""
+    u = []
+    for n in names:
+        x = float(getattr(eff, n))
+        if _kind(n) == "frac":
+            x = min(max(x, 1e-4), 1.0 - 1e-4)
+            u.append(math.log(x / (1.0 - x)))
+        else:
+            u.append(math.log(max(x, 1e-12)))
+    return jnp.asarray(u, jnp.result_type(float))
+
+
+def _from_u(u, eff0: Efficiency, names: tuple[str, ...]) -> Efficiency:
+    vals = {n: (jax.nn.sigmoid(u[i]) if _kind(n) == "frac" else jnp.exp(u[i])) for i, n in enumerate(names)}
+    return eff0._replace(**vals)
+
+
+def _loss(u, u0, eff0, batch, weights, names, prior):
+    """mean_w (log pred − log meas)² + prior · mean (u − u0)²."""
+    pred = _combine(_quantities(_from_u(u, eff0, names), batch), batch)
+    r = jnp.log(jnp.maximum(pred, 1e-30)) - jnp.log(batch.measured)
+    data = jnp.sum(weights * r * r) / jnp.maximum(jnp.sum(weights), 1e-30)
+    return data + prior * jnp.mean((u - u0) ** 2)
+
+
+@functools.partial(jax.jit, static_argnames=("names", "steps"))
+def _fit(u0, eff0, batch, weights, learning_rate, prior, *, names, steps):
+    """Adam on _loss for `steps` steps (lax.scan): (u at the lowest loss, loss history [steps])."""
+    opt = optax.adam(learning_rate)
+    grad = jax.value_and_grad(_loss)
+
+    def body(carry, _):
+        u, state, best_u, best = carry
+        loss, g = grad(u, u0, eff0, batch, weights, names, prior)
+        better = loss < best
+        best_u, best = jnp.where(better, u, best_u), jnp.where(better, loss, best)
+        upd, state = opt.update(g, state, u)
+        return (optax.apply_updates(u, upd), state, best_u, best), loss
+
+    init = (u0, opt.init(u0), u0, jnp.asarray(jnp.inf, u0.dtype))
+    (_, _, best_u, _), hist = jax.lax.scan(body, init, None, length=steps)
+    return best_u, hist
+
+
+class Calibration(NamedTuple):
+    """Result of `calibrate`: fitted efficiency, loss history [steps], sensitivities, provenance."""
+    eff: Efficiency
+    loss_history: np.ndarray
+    sensitivity: pd.DataFrame
+    fitted_on: tuple
+    fitted: tuple     # names of the fitted parameters
+    loss_before: float
+    loss_after: float
+
+
+def _check_names(names) -> tuple[str, ...]:
+    names = tuple(names)
+    for n in names:
+        if n not in Efficiency._fields:
+            raise MlsysOptError(f"calibrate(fit=...): {n!r} is not an efficiency parameter;"
+                                f"{suggest(n, Efficiency._fields)} (allowed: {', '.join(Efficiency._fields)})")
+    return names
+
+
+def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
+              steps: int = 400, learning_rate: float = 0.05, *, fit: Sequence[str] = FIT_PARAMS,
+              prior: float = 1e-3, catalog=None) -> Calibration:
+    """Fit the efficiency parameters `fit` to the rows' fit targets (cases.toml `fit = true`).
+
+    Loss L(θ) = mean_t (log pred_t(θ) − log meas_t)² + prior · mean_k (u_k − u0_k)² over the
+    unconstrained u (θ = sigmoid(u) for fractions, exp(u) for positive parameters); the
+    small prior keeps parameters the rows barely constrain near eff0.  Adam
+    (`learning_rate`, `steps`) in one jitted lax.scan over all rows at once; returns the
+    lowest-loss iterate.  Parameters not in `fit` keep eff0's values exactly.
+    """
+    names = _check_names(fit)
+    plan = _plan(rows, catalog)
+    b = plan.batch
+    w = b.fit.astype(b.coef.dtype)
+    if not bool(jnp.any(b.fit)):
+        raise MlsysOptError("calibrate: none of the given rows is marked fit = true in "
+                            f"{CASES_PATH.name}; nothing to fit")
+    eff0 = Efficiency(*(jnp.asarray(x, b.coef.dtype) for x in eff0))
+    u0 = _to_u(eff0, names).astype(b.coef.dtype)
+    u, hist = _fit(u0, eff0, b, w, learning_rate, prior, names=names, steps=int(steps))
+    eff = Efficiency(*(float(x) for x in _from_u(u, eff0, names)))
+    before = float(_loss(u0, u0, eff0, b, w, names, 0.0))
+    after = float(_loss(u, u0, eff0, b, w, names, 0.0))
+    ids = tuple(dict.fromkeys(t.id for t in plan.targets if t.fit))
+    return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, names), ids, names, before, after)
+
+
+def sensitivity(eff: Efficiency, plan: Plan, fitted: Sequence[str] = ()) -> pd.DataFrame:
+    """Per parameter: value, elasticities ∂log pred/∂log θ over the fit targets (mean and max of
+    |·|), loss elasticity θ·∂L/∂θ, and a Gauss-Newton relative standard error of the fitted ones
+    (sqrt diag σ²(JᵀJ)⁺ in log θ, σ² = Σr²/(n − k)): large means the rows do not pin it down."""
+    b = plan.batch
+    theta = jnp.asarray([float(x) for x in eff], b.coef.dtype)
+    mask = np.asarray(b.fit)
+
+    def logpred(th):
+        return jnp.log(jnp.maximum(_combine(_quantities(Efficiency(*th), b), b), 1e-30))
+
+    jac = np.asarray(jax.jacfwd(logpred)(theta)) * np.asarray(theta)[None, :]   # [n_targets, n_params]
+    r = np.asarray(logpred(theta)) - np.log(np.asarray(b.measured))
+    j_fit = jac[mask]
+    loss_el = 2.0 * np.mean(r[mask][:, None] * j_fit, axis=0)
+    cols = [Efficiency._fields.index(n) for n in fitted]
+    se = np.full(len(theta), np.nan)
+    if cols:
+        jf = j_fit[:, cols]
+        dof = max(int(mask.sum()) - len(cols), 1)
+        cov = float(np.sum(r[mask] ** 2)) / dof * np.linalg.pinv(jf.T @ jf)
+        se[cols] = np.sqrt(np.clip(np.diag(cov), 0.0, None))
+    return pd.DataFrame({"parameter": Efficiency._fields,
+                         "default": [float(x) for x in DEFAULT_EFFICIENCY], "value": np.asarray(theta),
+                         "fitted": [n in fitted for n in Efficiency._fields],
+                         "elasticity_mean_abs": np.abs(j_fit).mean(axis=0),
+                         "elasticity_max_abs": np.abs(j_fit).max(axis=0),
+                         "loss_elasticity": loss_el, "rel_std_err": se}).set_index("parameter")
+
+
+def leave_one_out(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
+                  steps: int = 400, learning_rate: float = 0.05, *, by: str = "row",
+                  fit: Sequence[str] = FIT_PARAMS, prior: float = 1e-3, catalog=None) -> pd.DataFrame:
+    """Refit with each fit row (by="row") or each source (by="source") held out, all folds in one
+    vmapped optimisation; per held-out target: |error| % before (eff0) and after (fold's fit)."""
+    if by not in ("row", "source"):
+        raise MlsysOptError(f"leave_one_out(by={by!r}): allowed 'row' or 'source'")
+    names = _check_names(fit)
+    rows = load_measurements() if rows is None else list(rows)
+    src = {r.id: r.source.split(",")[0].split("(")[0].strip() for r in rows}
+    plan = _plan(rows if rows else None, catalog)
+    b = plan.batch
+    key = [t.id if by == "row" else src[t.id] for t in plan.targets]
+    fit_mask = np.asarray(b.fit)
+    folds = list(dict.fromkeys(k for k, f in zip(key, fit_mask) if f))
+    held = np.array([[k == f for k in key] for f in folds])
+    w = jnp.asarray((fit_mask[None, :] & ~held).astype(float), b.coef.dtype)
+    eff0 = Efficiency(*(jnp.asarray(x, b.coef.dtype) for x in eff0))
+    u0 = _to_u(eff0, names).astype(b.coef.dtype)
+    fit_all = jax.vmap(lambda wi: _fit(u0, eff0, b, wi, learning_rate, prior, names=names, steps=int(steps))[0])
+    us = fit_all(w)
+    before = np.asarray(predict(eff0, b))
+    meas = np.asarray(b.measured)
+    out = []
+    for i, f in enumerate(folds):
+        after = np.asarray(predict(_from_u(us[i], eff0, names), b))
+        for j in np.flatnonzero(held[i] & fit_mask):
+            out.append({"fold": f, "id": plan.targets[j].id, "metric": plan.targets[j].metric,
+                        "measured": meas[j], "before_abs_error_pct": 100 * abs(before[j] / meas[j] - 1),
+                        "after_abs_error_pct": 100 * abs(after[j] / meas[j] - 1)})
+    return pd.DataFrame(out)
+
+
+def synthetic_rows(eff: Efficiency, rows: Sequence[Measurement] | None = None) -> list[Measurement]:
+    """Rows whose compared figures are this model's predictions under `eff` (for recovery tests)."""
+    rows = load_measurements() if rows is None else list(rows)
+    plan = build(rows)
+    pred = np.asarray(predict(eff, plan.batch), float)
+    by_id: dict[str, dict] = {}
+    for t, p in zip(plan.targets, pred):
+        if "[" not in t.metric:
+            by_id.setdefault(t.id, {})[t.metric] = p
+    out = []
+    for r in rows:
+        meas = dict(r.measured)
+        for key, (metric, factor) in METRICS.items():
+            if key in meas and metric in by_id.get(r.id, {}):
+                meas[key] = by_id[r.id][metric] / factor
+        out.append(r._replace(measured=meas))
+    return out
+
+
+# --------------------------------------------------------------------------- calibration files
+def save_calibration(cal: Calibration | Efficiency, path: str | Path) -> Path:
+    """Write a calibration (JSON, or TOML when the name ends in .toml): per parameter its
+    value, default, whether it was fitted and on which measurement rows."""
+    path = Path(path)
+    eff = cal.eff if isinstance(cal, Calibration) else cal
+    fitted = set(cal.fitted) if isinstance(cal, Calibration) else set()
+    rows = list(cal.fitted_on) if isinstance(cal, Calibration) else []
+    params = {n: {"value": float(getattr(eff, n)), "default": float(getattr(DEFAULT_EFFICIENCY, n)),
+                  "fitted_on": rows if n in fitted else []} for n in Efficiency._fields}
+    meta = {"format": "mlsys_opt calibration 1",
+            "note": "efficiency parameters (mlsys_opt.efficiency); load with calibration.load_calibration"}
+    if isinstance(cal, Calibration):
+        meta.update(loss_before=cal.loss_before, loss_after=cal.loss_after)
+    if path.suffix.lower() == ".toml":
+        lines = [f"{k} = {json.dumps(v)}" for k, v in meta.items()]
+        for n, p in params.items():
+            lines += ["", f"[parameters.{n}]"] + [f"{k} = {json.dumps(v)}" for k, v in p.items()]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    else:
+        path.write_text(json.dumps({**meta, "parameters": params}, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
+def load_calibration(path: str | Path = DEFAULT_CALIBRATION_PATH) -> Efficiency:
+    """Efficiency from a calibration file (JSON or TOML, as written by `save_calibration`).
+
+    `parameters.<name>` is a table with `value` (or a bare number); parameters the file
+    leaves out keep their DEFAULT_EFFICIENCY value.  Errors name the file and the field.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text) if path.suffix.lower() == ".toml" else json.loads(text)
+    except OSError as exc:
+        raise MlsysOptError(f"{path}: cannot read calibration file ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise MlsysOptError(f"{path}: not valid {'TOML' if path.suffix.lower() == '.toml' else 'JSON'}: "
+                            f"{exc}") from None
+    params = data.get("parameters") if isinstance(data, dict) else None
+    if not isinstance(params, dict):
+        raise MlsysOptError(f"{path}: parameters: missing; expected a table of efficiency parameters "
+                            f"({', '.join(Efficiency._fields)})")
+    values = {}
+    for name, entry in params.items():
+        where = f"{path}: parameters.{name}"
+        if name not in Efficiency._fields:
+            raise MlsysOptError(f"{where}: not an efficiency parameter;{suggest(name, Efficiency._fields)} "
+                                f"(allowed: {', '.join(Efficiency._fields)})")
+        value = entry.get("value") if isinstance(entry, dict) else entry
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise MlsysOptError(f"{where}.value: expected a finite number, got {value!r}")
+        low, high = (0.0, 1.0) if _kind(name) == "frac" else (0.0, math.inf)
+        if not low <= value <= high:
+            raise MlsysOptError(f"{where}.value: {value!r} is out of range (allowed: "
+                                f"{'0 to 1' if high == 1.0 else '>= 0'})")
+        values[name] = float(value)
+    return DEFAULT_EFFICIENCY._replace(**values)
+
+
+__all__ = ["Measurement", "Target", "RowPlan", "Plan", "Batch", "Calibration", "METRICS", "FIT_PARAMS",
+           "load_measurements", "plan_row", "build", "predict", "to_scenario", "validate", "summarize",
+           "check_targets", "format_validation_table", "calibrate", "sensitivity", "leave_one_out",
+           "synthetic_rows", "save_calibration", "load_calibration", "MEASUREMENTS_PATH",
+           "DEFAULT_CALIBRATION_PATH"]

@@ -111,28 +111,30 @@ def prefix_count(mask):
 
 
 class Front(NamedTuple):
-    """A bounded, compacted non-dominated set living on the device.
-
-    Members occupy rows ``[0, n)``; rows ``>= n`` are padding.
+    """A bounded non-dominated set living on the device (rows = slots).
 
     Attributes:
       F: float[capacity, n_obj], objectives (minimize sense).
       pos: int32[capacity], positions (lower wins among identical vectors).
       payload: pytree of arrays with leading dim ``capacity`` (e.g. G, aux, digits).
+      member: bool[capacity], which slots hold a member (others are holes).
       n: int32[], number of members.
+      hw: int32[], high-water mark: every member sits in a slot < hw.
     """
     F: Any
     pos: Any
     payload: Any
+    member: Any
     n: Any
+    hw: Any
 
 
 def empty_front(capacity: int, n_obj: int, payload_like, dtype=jnp.float32) -> Front:
-    """An empty :class:`Front`; ``payload_like`` is a pytree of (shape-without-lead, dtype) pairs."""
+    """An empty :class:`Front`; ``payload_like`` is a pytree of ShapeDtypeStructs (shape without the lead dim)."""
     payload = jax.tree_util.tree_map(
         lambda sd: jnp.zeros((capacity,) + tuple(sd.shape), sd.dtype), payload_like)
     return Front(jnp.zeros((capacity, n_obj), dtype), jnp.full((capacity,), -1, jnp.int32),
-                 payload, jnp.zeros((), jnp.int32))
+                 payload, jnp.zeros((capacity,), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
 
 
 def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
@@ -141,64 +143,76 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
     The result holds the points of ``front ∪ candidates`` that no point of the
     union beats (candidates that are themselves beaten may still eliminate
     front members: by transitivity this never removes a point that should
-    stay).  Cost O(m · n_front + m²) comparisons for m candidates: the front is
-    scanned in blocks of ``block`` rows up to its current size only.
+    stay).  Cost O(m · hw + m²) comparisons for m candidates (hw: the front's
+    high-water mark, scanned in blocks of ``block`` slots) plus O(capacity)
+    element moves; kept members stay in their slots and new members fill the
+    lowest free slots.
 
     Args:
-      front: a :class:`Front` (members in rows ``[0, n)``, mutually non-dominated).
+      front: a :class:`Front` (members mutually non-dominated).
       F: float[m, n_obj] candidate objectives; pos: int32[m] their positions
         (distinct from each other and from the members' positions).
       valid: bool[m], which candidates exist (e.g. feasible, not padding).
       payload: pytree like ``front.payload`` with leading dim m.
-      block: front rows compared per loop step (``capacity % block == 0`` is
-        not required; the front is padded on the fly).
+      block: front slots compared per loop step.
 
     Returns:
       ``(new_front, overflow)``: overflow (bool[]) is True when the union's
-      non-dominated set has more than ``capacity`` points; members beyond the
-      capacity are then dropped and the caller must report it.
+      non-dominated set has more than ``capacity`` points; the candidates that
+      find no free slot are then dropped and the caller must report it.
     """
     cap = front.F.shape[0]
     m = F.shape[0]
     block = min(block, cap)
     nblk_max = -(-cap // block)
     padc = nblk_max * block - cap
-    fF = jnp.pad(front.F, ((0, padc), (0, 0)))
-    fpos = jnp.pad(front.pos, (0, padc))
-    slot = jnp.arange(nblk_max * block, dtype=jnp.int32)
-    member = slot < front.n
+    if padc:
+        fF = jnp.pad(front.F, ((0, padc), (0, 0)))
+        fpos = jnp.pad(front.pos, (0, padc))
+        fmem = jnp.pad(front.member, (0, padc))
+    else:
+        fF, fpos, fmem = front.F, front.pos, front.member
 
-    # candidates among themselves
     cand_beaten = jnp.any(beats(F, pos, F, pos) & valid[:, None], axis=0)
 
     def body(i, carry):
         cb, fb = carry
         bF = lax.dynamic_slice_in_dim(fF, i * block, block)
         bp = lax.dynamic_slice_in_dim(fpos, i * block, block)
-        bm = lax.dynamic_slice_in_dim(member, i * block, block)
+        bm = lax.dynamic_slice_in_dim(fmem, i * block, block)
         cb = cb | jnp.any(beats(bF, bp, F, pos) & bm[:, None], axis=0)
         hit = jnp.any(beats(F, pos, bF, bp) & valid[:, None], axis=0)
         fb = lax.dynamic_update_slice_in_dim(fb, hit, i * block, axis=0)
         return cb, fb
 
-    nblk = (front.n + block - 1) // block
+    nblk = (front.hw + block - 1) // block
     cand_beaten, front_beaten = lax.fori_loop(
         0, nblk, body, (cand_beaten, jnp.zeros((nblk_max * block,), bool)))
-    keep = jnp.concatenate([member[:cap] & ~front_beaten[:cap], valid & ~cand_beaten])
-    rank = prefix_count(keep)                       # members first, then candidates
-    n_new = rank[-1]
-    overflow = n_new > cap
-    # one scatter builds the source row of each new slot; the arrays are then gathered
-    src = jnp.zeros((cap,), jnp.int32).at[jnp.where(keep, rank - 1, cap)].set(
-        jnp.arange(cap + m, dtype=jnp.int32), mode="drop")
+    keep_f = front.member & ~front_beaten[:cap]
+    keep_c = valid & ~cand_beaten
+    n_kf = jnp.sum(keep_f, dtype=jnp.int32)
+    n_kc = jnp.sum(keep_c, dtype=jnp.int32)
+    overflow = n_kf + n_kc > cap
+    # the r-th kept candidate goes to the r-th free slot: one scatter gives each
+    # slot the candidate it receives (-1: none); the arrays are then selected
+    free = ~keep_f
+    slot_rank = prefix_count(free) - 1                       # rank among free slots
+    cand_rank = jnp.where(keep_c, prefix_count(keep_c) - 1, m + 1)
+    by_rank = jnp.full((m + 1,), -1, jnp.int32).at[cand_rank].set(
+        jnp.arange(m, dtype=jnp.int32), mode="drop")
+    src = jnp.where(free, by_rank[jnp.minimum(slot_rank, m)], -1)   # [cap]
+    take = src >= 0
+    srcc = jnp.maximum(src, 0)
 
     def place(old, new):
-        return jnp.concatenate([old, new.astype(old.dtype)])[src]
+        t = take.reshape((cap,) + (1,) * (old.ndim - 1))
+        return jnp.where(t, new.astype(old.dtype)[srcc], old)
 
-    new = Front(place(front.F, F),
-                place(front.pos, pos),
+    slot = jnp.arange(cap, dtype=jnp.int32)
+    new = Front(place(front.F, F), place(front.pos, pos),
                 jax.tree_util.tree_map(place, front.payload, payload),
-                jnp.minimum(n_new, cap).astype(jnp.int32))
+                keep_f | take, jnp.minimum(n_kf + n_kc, cap),
+                jnp.max(jnp.where(keep_f | take, slot + 1, 0)))
     return new, overflow
 
 

@@ -65,6 +65,7 @@ _AXIS = "lanes"
 _LAG = 2                      # chunks between dispatch and host read-back
 _SURVIVOR_BATCH = 256         # M: survivors merged per device per loop step
 _FRONT_ANCHORS = 16           # K_f
+_CHUNK_ANCHORS = 8            # K_c (only for chunks with many survivors)
 _CHECKPOINT_VERSION = 1
 
 
@@ -196,7 +197,9 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
     n_axes = len(cfg.radices)
     L, k_loc = cfg.lanes, min(cfg.top_k, cfg.lanes)
     M = min(_SURVIVOR_BATCH, L)
+    n_pad = -(-L // M) * M
     W_front = _weights(cfg.n_obj, _FRONT_ANCHORS if cfg.n_obj > 1 else 1)
+    W_chunk = _weights(cfg.n_obj, _CHUNK_ANCHORS if cfg.n_obj > 1 else 1)
     mesh = Mesh(np.array(devices), (_AXIS,))
 
     def local(state: _State, start_digits, n_valid):
@@ -216,16 +219,11 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
 
         best = _update_best(state.best, F, G, aux, digits, feas)
 
-        # ---- front: prefilter by anchors, then exact merges of the best survivors
+        # ---- front: prefilter by anchors, then exact merges of the survivors
         cols = [F[:, j] for j in range(cfg.n_obj)]
-        W = jnp.asarray(W_front, F.dtype)
-        slot = jnp.arange(cfg.capacity, dtype=jnp.int32)
 
-        def prefilter(fr, surv):
-            """Drop points beaten by K_f weighted-sum minimisers of the front ``fr``."""
-            member = slot < fr.n
-            lo, inv = _ranges(fr.F, member)
-            AF, Ap, Av = _argmin_weighted(fr.F, member, lo, inv, W_front, fr.pos)
+        def prefilter(surv, AF, Ap, Av):
+            """Drop the points beaten by any anchor (rows of AF at positions Ap, valid Av)."""
             beaten = jnp.zeros((L,), bool)
             for a in range(AF.shape[0]):        # unrolled: one fused pass over the chunk
                 le, lt = Av[a], Ap[a] < lane
@@ -233,33 +231,41 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
                     le = le & (AF[a, j] <= cols[j])
                     lt = lt | (AF[a, j] < cols[j])
                 beaten = beaten | (le & lt)
-            return surv & ~beaten, lo, inv
+            return surv & ~beaten
 
         front = state.front._replace(pos=jnp.full_like(state.front.pos, -1))
-        surv, _, _ = prefilter(front, feas)
-        ns_total = lax.psum(jnp.sum(surv, dtype=jnp.int32), _AXIS)
-        big = jnp.asarray(jnp.finfo(F.dtype).max, F.dtype)
+        lo, inv = _ranges(front.F, front.member)
+        surv = prefilter(feas, *_argmin_weighted(front.F, front.member, lo, inv, W_front, front.pos))
+        ns = jnp.sum(surv, dtype=jnp.int32)
 
-        def body(carry):
-            t, fr, ovf, surv, _ = carry
-            # the M survivors with the smallest weighted sum (weights cycle): near-Pareto first
-            member = slot < fr.n
-            lo, inv = _ranges(fr.F, member)
-            w = W[t % W.shape[0]] * inv
-            sc = sum((cols[j] - lo[j]) * w[j] for j in range(cfg.n_obj))
-            sc = jnp.where(jnp.isfinite(sc), sc, big)          # survivors always rank before others
-            _, sel = lax.top_k(jnp.where(surv, -sc, -jnp.inf), M)
-            rows = (F[sel], lane[sel], surv[sel], (G[sel], aux[sel], digits[sel]))
-            cF_, cp_, cv_, pay = jax.tree_util.tree_map(_gather, rows)
-            fr, o = pareto.merge_fronts(fr, cF_, cp_, cv_, pay)
-            surv = surv.at[sel].set(False)
-            surv, _, _ = prefilter(fr, surv)
-            more = lax.psum(jnp.sum(surv, dtype=jnp.int32), _AXIS) > 0
-            return t + 1, fr, ovf | o, surv, more
+        def refine(surv):
+            """Many survivors: also drop those beaten by weighted-sum minimisers among them."""
+            lo_s, inv_s = _ranges(F, surv)
+            return prefilter(surv, *_argmin_weighted(F, surv, lo_s, inv_s, W_chunk, lane))
 
-        _, front, ovf, _, _ = lax.while_loop(
-            lambda c: c[4], body, (jnp.zeros((), jnp.int32), front, jnp.zeros((), bool), surv, ns_total > 0))
-        ns = ns_total
+        surv = lax.cond(ns > 2 * M, refine, lambda s_: s_, surv)
+        ns = jnp.sum(surv, dtype=jnp.int32)
+        n_iter = lax.pmax((ns + M - 1) // M, _AXIS)
+
+        def merge_all(front):
+            dest = jnp.where(surv, pareto.prefix_count(surv) - 1, n_pad)
+            buf = jnp.zeros((n_pad,), jnp.int32).at[dest].set(jnp.arange(L, dtype=jnp.int32), mode="drop")
+
+            def body(carry):
+                t, fr, ovf = carry
+                sel = lax.dynamic_slice_in_dim(buf, t * M, M)
+                sv = t * M + jnp.arange(M, dtype=jnp.int32) < ns
+                rows = (F[sel], lane[sel], sv, (G[sel], aux[sel], digits[sel]))
+                cF_, cp_, cv_, pay = jax.tree_util.tree_map(_gather, rows)
+                fr, o = pareto.merge_fronts(fr, cF_, cp_, cv_, pay)
+                return t + 1, fr, ovf | o
+
+            _, fr, ovf = lax.while_loop(lambda c: c[0] < n_iter, body,
+                                        (jnp.zeros((), jnp.int32), front, jnp.zeros((), bool)))
+            return fr, ovf
+
+        front, ovf = lax.cond(n_iter > 0, merge_all, lambda fr: (fr, jnp.zeros((), bool)), front)
+        ns = lax.psum(ns, _AXIS)
         overflow = state.overflow | ovf
         outs = (count, tuple(hists), overflow, front.n, ns)
         return _State(front, best, overflow), outs
@@ -330,8 +336,8 @@ def _fingerprint(desc: dict) -> str:
 
 def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict, elapsed_s: float) -> None:
     st = loop.state
-    n = int(_host(st.front.n))
-    arrs = {f"front_{name}": _host(x)[:n] for name, x in
+    mem = _host(st.front.member)
+    arrs = {f"front_{name}": _host(x)[mem] for name, x in
             (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
              ("digits", st.front.payload[2]))}
     arrs.update({f"best_{name}": _host(x) for name, x in zip(_Best._fields, st.best)})
@@ -369,7 +375,7 @@ def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
     fr = init.front
     front = pareto.Front(put(fr.F, z["front_F"]), fr.pos,
                          tuple(put(a, z[f"front_{k}"]) for a, k in zip(fr.payload, ("G", "aux", "digits"))),
-                         jnp.asarray(n, jnp.int32))
+                         jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
     best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
     acc = _Acc(int(str(z["next_index"])), int(str(z["n_feasible"])),
                tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))), int(z["n_chunks"]))
@@ -398,9 +404,10 @@ def _stderr_bar():
 
 
 def _rows(st: _State, cfg: _Cfg, radices) -> tuple[dict, list]:
-    n = int(_host(st.front.n))
-    fr = {"digits": _host(st.front.payload[2])[:n], "F": _host(st.front.F)[:n],
-          "G": _host(st.front.payload[0])[:n], "aux": _host(st.front.payload[1])[:n]}
+    mem = _host(st.front.member)
+    n = int(mem.sum())
+    fr = {"digits": _host(st.front.payload[2])[mem], "F": _host(st.front.F)[mem],
+          "G": _host(st.front.payload[0])[mem], "aux": _host(st.front.payload[1])[mem]}
     order = np.lexsort(fr["digits"].T[::-1]) if n else np.zeros(0, int)
     fr = {k: v[order] for k, v in fr.items()}
     fr["index"] = np.array(indexing.indices_of(fr["digits"], radices), dtype=np.int64)
