@@ -361,9 +361,15 @@ def _combine(q, batch: Batch):
 
 
 @jax.jit
+def _evaluate(eff: Efficiency, batch: Batch):
+    """(predictions [n_targets], {scenario: constraint margins [n_eval, n_constraints]})."""
+    g = {sc: jnp.stack(SCENARIO_FNS[sc](p, batch.tables, eff)[1], -1) for sc, p in batch.params.items()}
+    return _combine(_quantities(eff, batch), batch), g
+
+
 def predict(eff: Efficiency, batch: Batch):
-    """Predicted figure of every target [n_targets] (jitted; one scenario call per scenario)."""
-    return _combine(_quantities(eff, batch), batch)
+    """Predicted figure of every target [n_targets] (one jitted call, one scenario call per scenario)."""
+    return _evaluate(eff, batch)[0]
 
 
 def to_scenario(row: Measurement, catalog=None, eff: Efficiency = DEFAULT_EFFICIENCY) -> pd.DataFrame:
@@ -456,14 +462,12 @@ def _plan(rows, catalog) -> Plan:
 def _violations(plan: Plan, eff: Efficiency) -> dict[str, str]:
     """Row id -> names of structural constraints its evaluations violate (g > 0)."""
     bad: dict[str, set] = {}
-    for sc, p in plan.batch.params.items():
-        _, g = SCENARIO_FNS[sc](p, plan.batch.tables, eff)
+    for sc, g in _evaluate(eff, plan.batch)[1].items():
         ids = [rid for rid, s, _ in plan.evaluations if s == sc]
-        for name, arr in zip(g._fields, g):
-            for rid, val in zip(ids, np.asarray(arr)):
-                if val > 1e-6:
-                    bad.setdefault(rid, set()).add(name)
-    return {k: ", ".join(sorted(v)) for k, v in bad.items()}
+        names = schema.STRUCTURAL_CONSTRAINTS[sc]
+        for rid, row in zip(ids, np.asarray(g)):
+            bad.setdefault(rid, set()).update(n for n, v in zip(names, row) if v > 1e-6)
+    return {k: ", ".join(sorted(v)) for k, v in bad.items() if v}
 
 
 def validate(eff: Efficiency | None = None, rows: Sequence[Measurement] | None = None, *,
@@ -614,6 +618,12 @@ def _fit(u0, eff0, batch, weights, learning_rate, prior, *, names, steps):
     return best_u, hist
 
 
+def _log_loss(eff: Efficiency, b: Batch) -> float:
+    """mean over fit targets of (log pred − log meas)², on the host from `predict`."""
+    r = np.log(np.asarray(predict(eff, b), float)) - np.log(np.asarray(b.measured, float))
+    return float(np.mean(r[np.asarray(b.fit)] ** 2))
+
+
 class Calibration(NamedTuple):
     """Result of `calibrate`: fitted efficiency, loss history [steps], sensitivities, provenance."""
     eff: Efficiency
@@ -656,10 +666,17 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     u0 = _to_u(eff0, names).astype(b.coef.dtype)
     u, hist = _fit(u0, eff0, b, w, learning_rate, prior, names=names, steps=int(steps))
     eff = Efficiency(*(float(x) for x in _from_u(u, eff0, names)))
-    before = float(_loss(u0, u0, eff0, b, w, names, 0.0))
-    after = float(_loss(u, u0, eff0, b, w, names, 0.0))
+    before, after = (_log_loss(e, b) for e in (eff0, eff))
     ids = tuple(dict.fromkeys(t.id for t in plan.targets if t.fit))
     return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, names), ids, names, before, after)
+
+
+@jax.jit
+def _log_jacobian(theta, b: Batch):
+    """∂ log pred / ∂θ [n_targets, n_params] by reverse mode (forward mode overflows float32 in
+    the walls' MFU division for 1e22-FLOP steps)."""
+    return jax.jacrev(lambda th: jnp.log(jnp.maximum(_combine(_quantities(Efficiency(*th), b), b),
+                                                     1e-30)))(theta)
 
 
 def sensitivity(eff: Efficiency, plan: Plan, fitted: Sequence[str] = ()) -> pd.DataFrame:
@@ -670,11 +687,8 @@ def sensitivity(eff: Efficiency, plan: Plan, fitted: Sequence[str] = ()) -> pd.D
     theta = jnp.asarray([float(x) for x in eff], b.coef.dtype)
     mask = np.asarray(b.fit)
 
-    def logpred(th):
-        return jnp.log(jnp.maximum(_combine(_quantities(Efficiency(*th), b), b), 1e-30))
-
-    jac = np.asarray(jax.jacfwd(logpred)(theta)) * np.asarray(theta)[None, :]   # [n_targets, n_params]
-    r = np.asarray(logpred(theta)) - np.log(np.asarray(b.measured))
+    jac = np.asarray(_log_jacobian(theta, b)) * np.asarray(theta)[None, :]   # [n_targets, n_params]
+    r = np.log(np.asarray(predict(Efficiency(*theta), b))) - np.log(np.asarray(b.measured))
     j_fit = jac[mask]
     loss_el = 2.0 * np.mean(r[mask][:, None] * j_fit, axis=0)
     cols = [Efficiency._fields.index(n) for n in fitted]

@@ -186,12 +186,43 @@ def _safe_pos(x, floor=_TINY):
 
 
 class _Common(NamedTuple):
-    peak: Array; has_precision: Array; bpe: Array; apn: Array; capacity: Array
-    mem_bw: Array; inj_bw: Array; wafer: Array; tdp: Array; price: Array; cloud_usd_per_s: Array
-    mtbf: Array; bw_up: Array; alpha_up: Array; bw_out: Array; alpha_out: Array
-    is_cnn: Array; n_params: Array; n_active: Array; n_eff: Array; n_layers: Array; hidden: Array; n_heads: Array
-    attn_width: Array; n_kv_heads: Array; head_dim: Array; n_experts: Array; top_k: Array
-    reuse_per_item: Array; carbon: Array; pue: Array; wue: Array; elec: Array
+    """Catalog rows gathered for a batch, in SI units, with safe (positive) denominators."""
+    # accelerator
+    peak: Array                # FLOP/s at the precision (row's best if unsupported)
+    has_precision: Array       # bool
+    bpe: Array                 # bytes per element of the precision
+    apn: Array                 # accelerators per node (scale-up domain)
+    capacity: Array            # bytes
+    mem_bw: Array              # achieved HBM B/s (× mem_bw_eff)
+    inj_bw: Array              # weight-streaming injection B/s (wafer-scale)
+    wafer: Array               # bool
+    tdp: Array                 # W
+    price: Array               # USD per accelerator
+    cloud_usd_per_s: Array     # USD per accelerator-second
+    mtbf: Array                # s per accelerator
+    bw_up: Array               # achieved scale-up B/s (× scaleup_comm_eff)
+    alpha_up: Array            # s
+    bw_out: Array              # achieved scale-out B/s (locality × scaleout_comm_eff)
+    alpha_out: Array           # s
+    # model
+    is_cnn: Array
+    n_params: Array            # total parameters
+    n_active: Array            # parameters per token
+    n_eff: Array               # forward FLOP / 2 per item (token; CNN sample)
+    n_layers: Array
+    hidden: Array
+    n_heads: Array
+    attn_width: Array          # heads · head_dim
+    n_kv_heads: Array
+    head_dim: Array
+    n_experts: Array
+    top_k: Array
+    reuse_per_item: Array      # GEMM rows per item (1 per token)
+    # region
+    carbon: Array              # g CO2e / kWh
+    pue: Array
+    wue: Array                 # L / kWh
+    elec: Array                # USD / kWh
 
 
 def _gather(p, t: Tables, eff: Efficiency) -> _Common:
@@ -201,8 +232,7 @@ def _gather(p, t: Tables, eff: Efficiency) -> _Common:
     prec = jnp.asarray(p.precision, jnp.int32)
     row_peak = t.hw.peak_flop_per_s[h]                       # [..., n_precision]
     peak_raw = t.hw.peak_flop_per_s[h, prec]
-    has = t.hw.has_precision[h, prec]
-    has = has & (peak_raw > 0)
+    has = t.hw.has_precision[h, prec] & (peak_raw > 0)
     # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
     peak = jnp.where(has, peak_raw, _safe_pos(jnp.max(row_peak, axis=-1), 1.0))
     bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
@@ -395,8 +425,9 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     - TTFT [node.prefill]: 2·P_active·prompt FLOP at η_prefill (efficiency.py), never
       below reading the weights, + dispatch per layer + 2 Megatron all-reduces per layer
       of prompt·hidden·bytes over the scale-up link [fleet.ring_allreduce].
-    - ITL [node.decode, node.kv_cache_bytes]: weights + KV of `batch` sequences at
-      prompt + output tokens over tp·mem_bw·mem_bw_eff, never below compute, + dispatch
+    - ITL [node.decode, node.kv_cache_bytes]: weights + KV of `batch` sequences at their
+      mean context prompt + output/2 (continuous batching spreads the slots over the
+      generation) over tp·mem_bw·mem_bw_eff, never below compute, + dispatch
       + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale rows stream
       weights over the injection link [node.weight_streaming], KV stays on-wafer.
     - Service time S = TTFT + (output-1)·ITL [node.serving_throughput].  Continuous
@@ -418,6 +449,9 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     n_l = c.n_layers
     w_bytes = c.n_params * c.bpe
     kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe)
+    # A decode step reads the KV of the batch at its mean context: under continuous batching
+    # the slots are spread evenly over the generation, prompt + output/2 tokens on average.
+    kv_read = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + 0.5 * out_tok, batch, c.bpe)
     peak_r, bw_r, inj_r = c.peak * tp, c.mem_bw * tp, c.inj_bw * tp
     tax = eff.dispatch_s_per_layer * n_l
 
@@ -439,10 +473,10 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
 
     # Decode (one token for each of `batch` sequences).
     eta_d = decode_compute_efficiency(p.efficiency, eff)
-    dec = node.decode(w_bytes, kv, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax)
+    dec = node.decode(w_bytes, kv_read, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax)
     dec_ws = node.weight_streaming(w_bytes / n_l, 2.0 * c.n_eff * batch / n_l, n_l, inj_r, peak_r,
                                    efficiency=eta_d, dispatch_tax_s=tax / n_l)
-    itl = jnp.where(c.wafer, dec_ws.latency_s + kv / bw_r, dec.itl_s) + comm(batch)
+    itl = jnp.where(c.wafer, dec_ws.latency_s + kv_read / bw_r, dec.itl_s) + comm(batch)
     bottleneck = jnp.where(c.wafer, dec_ws.bottleneck, dec.bottleneck)
 
     # Queue: every batch slot of every replica is one server.

@@ -78,6 +78,8 @@ def _make_registry() -> pint.UnitRegistry:
         "kgCO2e = 1000 * gCO2e = kgCO2 = kgCO2eq",
         "tCO2e = 1e6 * gCO2e = tCO2 = tCO2eq",
         "CO2e = gCO2e / gram = CO2 = CO2eq",
+        "request = 1 = req = query",
+        "QPS = 1 / second = qps",
         "thousand = 1e3",
         "million = 1e6",
         "billion = 1e9",

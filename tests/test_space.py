@@ -355,7 +355,7 @@ _SPECS = st.fixed_dictionaries(
               "search": _SECTION, "sweep": _SECTION, "name": _SCALARS})
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=_SPECS, base=st.booleans())
 def test_fuzz_dict_specs_parse_or_raise_spec_error(data, base):
     if base:    # start from a valid spec so that deeper checks are reached too
@@ -371,7 +371,7 @@ def test_fuzz_dict_specs_parse_or_raise_spec_error(data, base):
         assert space.size >= 1 and space.objectives
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(cut=st.integers(0, 10**6), length=st.integers(0, 12), junk=st.text(max_size=6))
 def test_fuzz_mutated_toml_parses_or_raises_spec_error(tmp_path_factory, cut, length, junk):
     text = (Path(__file__).parents[1] / "spaces" / "llama3_serving.toml").read_text()
