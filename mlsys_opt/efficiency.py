@@ -70,10 +70,11 @@ class Efficiency(NamedTuple):
       Shoeybi et al. 2019 §3; async-TP/sequence-parallel overlap raises it).
     - `ep_comm_overlap` = 0.0: same for the expert-parallel all-to-all
       (GShard/DeepSpeed-MoE dispatch is synchronous by default).
-    - `pipeline_overhead_frac` = 0.0: extra pipelined-compute time per step on top
-      of the ideal 1F1B bubble (stage imbalance, schedule gaps), applied as
-      compute × pipeline_overhead_frac × (1 − 1/pp); 0 = Narayanan et al. 2021's
-      ideal schedule.
+    - `pipeline_overhead_frac` = 0.0: pipeline stage imbalance.  The per-GPU step
+      compute is multiplied by 1 + pipeline_overhead_frac × (1 − 1/pp): the slowest
+      stage (embedding / LM head on the end stages, an uneven layer split) sets the
+      pace of every micro-batch, so the bubble grows with it too.  0 = Narayanan
+      et al. 2021's ideal, perfectly balanced 1F1B schedule.
     - `recompute_flop_scale` = 1.0: multiplies the extra hardware FLOPs of
       activation recomputation (full: one more forward; selective: the attention
       core, Korthikanti et al. 2022 §5); 1 = exactly those FLOPs.

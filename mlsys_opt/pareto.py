@@ -173,23 +173,39 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
     else:
         fF, fpos, fmem = front.F, front.pos, front.member
 
-    cand_beaten = jnp.any(beats(F, pos, F, pos) & valid[:, None], axis=0)
-
-    def body(i, carry):
-        cb, fb = carry
-        bF = lax.dynamic_slice_in_dim(fF, i * block, block)
-        bp = lax.dynamic_slice_in_dim(fpos, i * block, block)
-        bm = lax.dynamic_slice_in_dim(fmem, i * block, block)
-        cb = cb | jnp.any(beats(bF, bp, F, pos) & bm[:, None], axis=0)
-        hit = jnp.any(beats(F, pos, bF, bp) & valid[:, None], axis=0)
-        fb = lax.dynamic_update_slice_in_dim(fb, hit, i * block, axis=0)
-        return cb, fb
-
     nblk = (front.hw + block - 1) // block
-    cand_beaten, front_beaten = lax.fori_loop(
-        0, nblk, body, (cand_beaten, jnp.zeros((nblk_max * block,), bool)))
-    keep_f = front.member & ~front_beaten[:cap]
-    keep_c = valid & ~cand_beaten
+
+    def block_of(i):
+        return (lax.dynamic_slice_in_dim(fF, i * block, block), lax.dynamic_slice_in_dim(fpos, i * block, block),
+                lax.dynamic_slice_in_dim(fmem, i * block, block))
+
+    # phase 1: candidates beaten by a member (one direction, m x hw)
+    def beaten_by_members(i, cb):
+        bF, bp, bm = block_of(i)
+        return cb | jnp.any(beats(bF, bp, F, pos) & bm[:, None], axis=0)
+
+    alive = valid & ~lax.fori_loop(0, nblk, beaten_by_members, jnp.zeros((m,), bool))
+
+    # phase 2, only if some candidate survived.  A candidate beaten by a member
+    # can beat neither a member nor a surviving candidate (transitivity and the
+    # members being mutually unbeaten), so only survivors need comparing.
+    def phase2(front):
+        cand_beaten = jnp.any(beats(F, pos, F, pos) & alive[:, None], axis=0)
+
+        def members_beaten(i, fb):
+            bF, bp, _ = block_of(i)
+            hit = jnp.any(beats(F, pos, bF, bp) & alive[:, None], axis=0)
+            return lax.dynamic_update_slice_in_dim(fb, hit, i * block, axis=0)
+
+        front_beaten = lax.fori_loop(0, nblk, members_beaten, jnp.zeros((nblk_max * block,), bool))
+        return _place(front, F, pos, payload, front.member & ~front_beaten[:cap], alive & ~cand_beaten)
+
+    return lax.cond(jnp.any(alive), phase2, lambda fr: (fr, jnp.zeros((), bool)), front)
+
+
+def _place(front: Front, F, pos, payload, keep_f, keep_c):
+    """Drop members not in keep_f; put the kept candidates into the lowest free slots."""
+    cap, m = front.F.shape[0], F.shape[0]
     n_kf = jnp.sum(keep_f, dtype=jnp.int32)
     n_kc = jnp.sum(keep_c, dtype=jnp.int32)
     overflow = n_kf + n_kc > cap

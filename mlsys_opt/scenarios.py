@@ -149,7 +149,8 @@ INT_PARAMS = {s: tuple(k for k, v in t.items() if v.kind in ("catalog", "choice"
 def params_from_dict(scenario: str, values: dict) -> NamedTuple:
     """Build TrainingParams/ServingParams from {name: scalar or array} (SI values, int codes).
 
-    Catalog and choice parameters become int32 arrays, the rest default-float arrays.
+    Catalog and choice parameters become int32 arrays; float arrays keep their dtype
+    (a float32 sweep stays float32), other numbers become default-float arrays.
     Every schema key must be present; unknown or missing keys raise MlsysOptError.
     (Display-form defaults such as "3 year" are resolved by `space.py`, not here.)
     """
@@ -167,8 +168,14 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
         raise MlsysOptError(f"{scenario} parameters: missing {', '.join(missing)} "
                             f"(every parameter of schema.{scenario.upper()}_PARAMS is required)")
     ints = INT_PARAMS[scenario]
-    return cls(**{k: jnp.asarray(values[k], dtype=jnp.int32 if k in ints else float)
-                  for k in cls._fields})
+
+    def conv(k):
+        a = jnp.asarray(values[k])
+        if k in ints:
+            return a.astype(jnp.int32)
+        return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(float)
+
+    return cls(**{k: conv(k) for k in cls._fields})
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -291,7 +298,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Per-GPU step compute [node.roofline]: hardware FLOPs/N at η_matmul (efficiency.py)
       vs HBM traffic M·(3 [+1 full])·W_shard + 2·(weights+grads+optimizer shard)
       + 2·M·activations; dispatch tax per layer per pass.  Wafer-scale rows stream
-      weights over the injection link instead [node.weight_streaming].
+      weights over the injection link instead [node.weight_streaming].  Pipeline stage
+      imbalance: × (1 + pipeline_overhead_frac·(1 - 1/pp)).
     - Communication and bubble [fleet.parallel_step]: hierarchical DP all-reduce of the
       gradient over scale-up + locality-derated scale-out [data.locality], Megatron TP
       all-reduces over the scale-up link (k = 4 per layer, 6 with full recompute,
@@ -306,6 +314,9 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
       checkpoint = P·(bytes + 12) bytes written at checkpoint_bw; τ = interval or
       Young-Daly; steady-state goodput 1 - δ/τ - (τ/2 + R)/M (seed 002 fix).
       time_to_train = steps·step/goodput.
+    - MFU [node.model_flops_utilization] = model FLOPs per step / (step·N·peak): PaLM
+      App. B's steady-state definition (communication and bubble count, checkpoints and
+      failures do not), so time_to_train = model FLOPs / (N·peak·MFU·goodput).
     - Energy/carbon/water [ops.sustainability]: N·TDP·active_power_frac for the whole
       run, PUE; cost [ops.tco / ops.cloud_cost].
     """
@@ -344,7 +355,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
                                                   tp=tp, recompute_code=rc, sequence_parallel=True)
     act = act_micro * jnp.minimum(pp, mb)
     zs = p.zero_stage
-    m_shared = node.training_memory(shared_params, act, weight_bytes_per_param=c.bpe,
+    m_shared = node.training_memory(shared_params, 0.0, weight_bytes_per_param=c.bpe,
                                     grad_bytes_per_param=c.bpe,
                                     optimizer_bytes_per_param=OPTIMIZER_BYTES_PER_PARAM,
                                     shard_factor=tp * pp, zero_stage=zs, dp=dp)
@@ -366,6 +377,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     ws = node.weight_streaming(weight_traffic / layers_stage, flop_gpu / layers_stage, layers_stage,
                                c.inj_bw, c.peak, efficiency=eta, dispatch_tax_s=tax / layers_stage)
     t_compute = jnp.where(c.wafer, ws.latency_s, rl.latency_s)
+    # The slowest pipeline stage sets the pace (stage imbalance), bubble included.
+    t_compute = t_compute * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / pp))
     bottleneck = jnp.where(c.wafer, ws.bottleneck, rl.bottleneck)
 
     # Communication, bubble, step.

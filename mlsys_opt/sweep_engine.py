@@ -63,9 +63,10 @@ from .errors import MlsysOptError
 
 _AXIS = "lanes"
 _LAG = 2                      # chunks between dispatch and host read-back
-_SURVIVOR_BATCH = 256         # M: survivors merged per device per loop step
+_SURVIVOR_BATCH = 256         # M: survivors merged per device per loop step (CPU)
 _FRONT_ANCHORS = 16           # K_f
-_CHUNK_ANCHORS = 8            # K_c (only for chunks with many survivors)
+_CHUNK_ANCHORS = 32           # K_c (only for chunks with many survivors)
+_SAMPLE = 512                 # S: survivors sampled to find them
 _CHECKPOINT_VERSION = 1
 
 
@@ -166,17 +167,20 @@ def _argmin_weighted(F, mask, lo, inv, W, pos):
     pos int32[n].  Returns (F rows [K, n_obj], positions [K], found bool[K]).
     """
     n = F.shape[0]
-    row = jnp.arange(n, dtype=jnp.int32)
-    cols = [(F[:, j] - lo[j]) * inv[j] for j in range(F.shape[1])]
-    idx, ok = [], []
-    for w in W:
-        s = sum(c * float(wj) for c, wj in zip(cols, w))
-        s = jnp.where(mask, s, jnp.inf)
-        i = jnp.min(jnp.where(mask & (s == jnp.min(s)), row, n))
-        idx.append(jnp.minimum(i, n - 1))
-        ok.append(i < n)
-    idx = jnp.stack(idx)
-    return F[idx], pos[idx], jnp.stack(ok)
+    Wj = jnp.asarray(W, F.dtype)
+    s = sum(((F[:, j] - lo[j]) * inv[j])[:, None] * Wj[None, :, j] for j in range(F.shape[1]))  # [n, K]
+    s = jnp.where(mask[:, None], s, jnp.inf)
+    hit = mask[:, None] & (s == jnp.min(s, axis=0)[None, :])
+    i = jnp.min(jnp.where(hit, jnp.arange(n, dtype=jnp.int32)[:, None], n), axis=0)
+    idx = jnp.minimum(i, n - 1)
+    return F[idx], pos[idx], i < n
+
+
+def _beaten_by(F, lane, AF, Ap, Av):
+    """bool[n]: row beaten by some anchor (vectorised [n, K] form, cheap to compile)."""
+    le = jnp.all(AF[None, :, :] <= F[:, None, :], axis=2) & Av[None, :]
+    lt = jnp.any(AF[None, :, :] < F[:, None, :], axis=2) | (Ap[None, :] < lane[:, None])
+    return jnp.any(le & lt, axis=1)
 
 
 def _host(x) -> np.ndarray:
@@ -197,6 +201,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
     n_axes = len(cfg.radices)
     L, k_loc = cfg.lanes, min(cfg.top_k, cfg.lanes)
     M = min(_SURVIVOR_BATCH, L)
+    S = min(_SAMPLE, L)
     n_pad = -(-L // M) * M
     W_front = _weights(cfg.n_obj, _FRONT_ANCHORS if cfg.n_obj > 1 else 1)
     W_chunk = _weights(cfg.n_obj, _CHUNK_ANCHORS if cfg.n_obj > 1 else 1)
@@ -239,9 +244,21 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         ns = jnp.sum(surv, dtype=jnp.int32)
 
         def refine(surv):
-            """Many survivors: also drop those beaten by weighted-sum minimisers among them."""
-            lo_s, inv_s = _ranges(F, surv)
-            return prefilter(surv, *_argmin_weighted(F, surv, lo_s, inv_s, W_chunk, lane))
+            """Many survivors: anchors from the chunk's own front, estimated on an even sample.
+
+            S survivors spread evenly over the survivor list are filtered exactly
+            among themselves (S² comparisons); the sample's non-dominated points
+            that minimise K_c weighted sums then prefilter the whole chunk.
+            """
+            ns_ = jnp.sum(surv, dtype=jnp.int32)
+            dest = jnp.where(surv, pareto.prefix_count(surv) - 1, L)
+            buf = jnp.zeros((L,), jnp.int32).at[dest].set(jnp.arange(L, dtype=jnp.int32), mode="drop")
+            pick = jnp.floor(jnp.arange(S, dtype=jnp.float32) * (ns_.astype(jnp.float32) / S)).astype(jnp.int32)
+            sl = buf[jnp.clip(pick, 0, L - 1)]
+            SF, sp = F[sl], lane[sl]
+            nd = ~jnp.any(pareto.beats(SF, sp, SF, sp), axis=0)
+            lo_s, inv_s = _ranges(SF, nd)
+            return surv & ~_beaten_by(F, lane, *_argmin_weighted(SF, nd, lo_s, inv_s, W_chunk, sp))
 
         surv = lax.cond(ns > 2 * M, refine, lambda s_: s_, surv)
         ns = jnp.sum(surv, dtype=jnp.int32)

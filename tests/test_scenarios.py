@@ -257,20 +257,24 @@ def test_grad_time_to_train_vs_finite_differences():
     assert float(ge.compute_eff_scale) < 0       # more efficiency, less time
 
 
-def test_grad_serving_itl_vs_finite_differences():
+def test_grad_serving_vs_finite_differences():
     d = serving_dict(tp=2, batch=64, replicas=4)
     p = S.params_from_dict("serving", d)
     h = d["hardware"]
 
-    def itl(tables):
-        return S.serving(p, tables)[0].itl_s
+    def loss_of(o):
+        return jnp.log(o.itl_s) + jnp.log(o.p99_latency_s) + jnp.log(o.carbon_kg)
 
-    g = jax.jit(jax.grad(itl, allow_int=True))(T64)
+    gt, ge = jax.jit(jax.grad(lambda t, e: loss_of(S.serving(p, t, e)[0]), argnums=(0, 1),
+                              allow_int=True))(T64, DEFAULT_EFFICIENCY)
     x0 = float(T64.hw.mem_bw_bytes_per_s[h])
-    fd = _central_fd(lambda v: float(SERVE(p, T64._replace(hw=T64.hw._replace(
-        mem_bw_bytes_per_s=T64.hw.mem_bw_bytes_per_s.at[h].set(v))))[0].itl_s), x0, 1e-5 * x0)
+    fd = _central_fd(lambda v: float(loss_of(SERVE(p, T64._replace(hw=T64.hw._replace(
+        mem_bw_bytes_per_s=T64.hw.mem_bw_bytes_per_s.at[h].set(v))))[0])), x0, 1e-5 * x0)
     assert fd < 0
-    assert float(g.hw.mem_bw_bytes_per_s[h]) == pytest.approx(fd, rel=1e-5)
+    assert float(gt.hw.mem_bw_bytes_per_s[h]) == pytest.approx(fd, rel=1e-5)
+    for name in ("prefill_eff_scale", "mem_bw_eff", "scaleup_comm_eff", "idle_power_frac",
+                 "active_power_frac", "dispatch_s_per_layer", "scaleup_latency_s"):
+        assert float(getattr(ge, name)) != 0, name
 
 
 # --------------------------------------------------------------------------- finiteness
@@ -300,10 +304,15 @@ def test_all_outputs_finite_over_1e5_random_configs_float32(scenario):
 
 def test_gradients_finite_over_random_configs():
     p = random_params("training", N_GRAD, seed=4)
-    for leaf in jax.tree_util.tree_leaves(GRAD_LOG_TIME(p, T64, DEFAULT_EFFICIENCY)):
+    gt, ge = GRAD_LOG_TIME(p, T64, DEFAULT_EFFICIENCY)
+    for leaf in jax.tree_util.tree_leaves((gt, ge)):
         a = np.asarray(leaf)
         if a.dtype.kind == "f":
             assert np.all(np.isfinite(a))
+    # Every efficiency leaf that can move a training time does so somewhere in the batch.
+    for name in Efficiency._fields:
+        if name not in ("prefill_eff_scale", "active_power_frac", "idle_power_frac"):
+            assert float(getattr(ge, name)) != 0, name
 
 
 # --------------------------------------------------------------------------- monotonicity

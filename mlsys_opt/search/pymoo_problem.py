@@ -106,13 +106,15 @@ def _bucket(n: int) -> int:
     return max(MIN_BUCKET, 1 << max(0, int(n - 1).bit_length()))
 
 
-def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32) -> Callable:
+def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32, batch_size: int | None = None) -> Callable:
     """Host callable ``digits int[n, n_axes] -> (F, G, aux)`` as float64 numpy arrays.
 
     F [n, n_obj] minimize sense, G [n, n_constr] (<= 0 feasible), aux [n,
     n_outputs] every scenario output in ``sweep.output_names(space)`` order.
-    One jitted call per batch; rows are padded to a power of two (>= 32) by
-    repeating the first row, so batch sizes share compilations.
+    One jitted call per batch.  With `batch_size`, every call is cut into
+    chunks of exactly that many rows (the last one padded by repeating its
+    first row): one compilation for the whole run.  Without it, a call is
+    padded to the next power of two (>= 32).
     """
     from ..efficiency import DEFAULT_EFFICIENCY
     from ..sweep import _tables, evaluate_params, output_names
@@ -133,17 +135,22 @@ def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32) -> Callable
         _EVAL_CACHE[key] = (space, jax.jit(run))   # holding `space` keeps its id unique
     fn = _EVAL_CACHE[key][1]
 
-    def evaluate(digits):
-        digits = np.asarray(digits, np.int32).reshape(-1, len(space.axes))
+    def call(digits):
         n = len(digits)
-        if n == 0:
-            z = np.zeros((0, 0))
-            return z, z, z
-        m = _bucket(n)
+        m = batch_size if batch_size is not None else _bucket(n)
         padded = np.concatenate([digits, np.repeat(digits[:1], m - n, axis=0)]) if m > n else digits
         F, G, aux = fn(jnp.asarray(padded), tables, eff)
         return (np.asarray(F, np.float64)[:n], np.asarray(G, np.float64)[:n],
                 np.asarray(aux, np.float64)[:n])
+
+    def evaluate(digits):
+        digits = np.asarray(digits, np.int32).reshape(-1, len(space.axes))
+        if len(digits) == 0:
+            z = np.zeros((0, 0))
+            return z, z, z
+        step = batch_size if batch_size is not None else max(len(digits), 1)
+        parts = [call(digits[s:s + step]) for s in range(0, len(digits), step)]
+        return tuple(np.concatenate([q[i] for q in parts]) for i in range(3))
 
     return evaluate
 
@@ -155,13 +162,15 @@ class SpaceProblem(Problem):
       space: a ``mlsys_opt.space.Space``.
       tables: catalog ``Tables`` (default: the space's catalog, float32).
       eff: ``Efficiency`` (default ``DEFAULT_EFFICIENCY``).
+      batch_size: rows per jitted call (one compilation; populations of up to
+        this many rows take one call).
 
     Attributes:
       active: indices of the axes that are variables (radix > 1).
       archive_digits / archive_F / archive_feasible: every evaluation, in order.
     """
 
-    def __init__(self, space, tables=None, eff=None):
+    def __init__(self, space, tables=None, eff=None, batch_size: int = 256):
         from ..sweep import constraint_names
 
         self.space = space
@@ -171,7 +180,7 @@ class SpaceProblem(Problem):
             raise MlsysOptError(f"{space.source}: every axis of {space.name} has one value; "
                                 "there is nothing to search (use the sweep or evaluate)")
         self.categorical = np.array([space.axes[k].kind in ("catalog", "choice") for k in self.active])
-        self._eval = batch_evaluator(space, tables, eff)
+        self._eval = batch_evaluator(space, tables, eff, batch_size=batch_size)
         self._strides = _strides(space.radices)
         n_constr = len(constraint_names(space))
         self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
@@ -472,12 +481,12 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     if evals < 1 or pop_size < 2:
         raise MlsysOptError(f"run_search: evals must be >= 1 and pop_size >= 2; got evals={evals}, "
                             f"pop_size={pop_size}")
-    problem = SpaceProblem(space, tables, eff)
+    pop_size = min(pop_size, max(2, evals))
+    problem = SpaceProblem(space, tables, eff, batch_size=_bucket(pop_size))
     if name == "ga" and problem.n_obj != 1:
         raise MlsysOptError(f"algorithm 'ga' optimizes one objective; {space.name} has {problem.n_obj} "
                             f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
     rng = np.random.default_rng(seed)
-    pop_size = min(pop_size, max(2, evals))
     if name == "random":
         X = np.column_stack([rng.integers(0, int(h) + 1, size=evals) for h in problem.xu])
         for s in range(0, evals, 65536):
