@@ -15,7 +15,7 @@ convention from the scenario outputs q::
     energy_mwh      (energy_j / time_to_train_s) · published duration: the facility
     carbon_t        power (resp. carbon rate) over the run's own duration, so these
                     check the power·PUE·grid chain, not the throughput model
-    gpu_hours       time_to_train_s · N / 3600
+    gpu_hours       time_to_train_s · N / 3600  (training_days: time_to_train_s / 86400)
     ttft_ms         ttft_s of one prompt
     tok_per_s_per_gpu  TensorRT-LLM static batch: B·out / (prefill of B·in tokens
                     + out · mean decode step) / GPUs (two evaluations of the scenario)
@@ -46,7 +46,7 @@ import optax
 import pandas as pd
 
 from . import schema
-from ._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY, SECONDS_PER_HOUR
+from ._types import BYTES_PER_ELEMENT, SECONDS_PER_DAY, SECONDS_PER_HOUR
 from .catalog import load_catalog
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .errors import MlsysOptError, suggest
@@ -62,7 +62,7 @@ METRICS: dict[str, tuple[str, float]] = {
     "tflops_per_gpu": ("tflops_per_gpu", 1.0), "mfu": ("mfu", 1.0),
     "energy_MWh": ("energy_mwh", 1.0), "dynamic_energy_kWh": ("energy_mwh", 1e-3),
     "tco2e": ("carbon_t", 1.0), "net_tco2e": ("carbon_t", 1.0), "dynamic_tco2e": ("carbon_t", 1.0),
-    "gpu_hours": ("gpu_hours", 1.0), "out_tokens_per_s_per_gpu": ("tok_per_s_per_gpu", 1.0),
+    "gpu_hours": ("gpu_hours", 1.0), "training_days": ("training_days", 1.0), "out_tokens_per_s_per_gpu": ("tok_per_s_per_gpu", 1.0),
     "first_token_latency_ms": ("ttft_ms", 1.0)}
 FIELDS = {"training": ("step_time_s", "time_to_train_s", "energy_j", "carbon_kg", "mfu"),
           "serving": ("ttft_s", "itl_s")}
@@ -188,16 +188,16 @@ def _eq3_flop(row: Measurement) -> float:
     return 96.0 * b * s * l * h * h * (1.0 + s / (6.0 * h) + v / (16.0 * l * h))
 
 
+_DURATION_S = {"training_days": lambda v, n: v * SECONDS_PER_DAY,       # measured key -> s of the run
+               "gpu_hours": lambda v, n: v * SECONDS_PER_HOUR / n,        # (n accelerators)
+               "duration_months": lambda v, n: v * 30.44 * SECONDS_PER_DAY}
+
+
 def _duration_s(row: Measurement, how: str, n: float) -> float:
-    meas = row.measured
-    if how == "training_days":
-        return float(meas["training_days"]) * SECONDS_PER_DAY
-    if how == "gpu_hours":
-        return float(meas["gpu_hours"]) * SECONDS_PER_HOUR / n
-    if how == "duration_months":
-        return float(meas["duration_months"]) * 30.44 * SECONDS_PER_DAY
-    raise MlsysOptError(f"{CASES_PATH.name}: [rows.{row.id}] duration: {how!r} is not one of "
-                        "training_days, gpu_hours, duration_months")
+    if how not in _DURATION_S or how not in row.measured:
+        raise MlsysOptError(f"{CASES_PATH.name}: [rows.{row.id}] duration: {how!r} must be a measured key "
+                            f"of the row among {', '.join(_DURATION_S)}")
+    return _DURATION_S[how](float(row.measured[how]), n)
 
 
 def plan_row(row: Measurement) -> RowPlan:
@@ -217,6 +217,10 @@ def plan_row(row: Measurement) -> RowPlan:
     else:                        # latency/throughput rows do not depend on the arrival rate
         settings.setdefault("request_rate", "0.1 /s")
     evals: list = [(scenario, settings)]
+    variants = [("", 0)]   # energy/carbon figures are also evaluated with each variant's settings
+    for var in spec.get("variants", []):
+        evals.append((scenario, {**settings, **var["set"]}))
+        variants.append((var["label"], len(evals) - 1))
     targets = []
     for key in spec.get("metrics", []):
         if key not in row.measured or key not in METRICS:
@@ -229,12 +233,7 @@ def plan_row(row: Measurement) -> RowPlan:
         group = spec.get("target", "")
         if group == "energy" and metric not in ("energy_mwh", "carbon_t"):
             group = ""     # e.g. GPU-hours of an energy row: a throughput figure, not the energy chain
-        variants = [("", 0)]
-        if metric in ("energy_mwh", "carbon_t"):
-            for var in spec.get("variants", []):
-                evals.append((scenario, {**settings, **var["set"]}))
-                variants.append((var["label"], len(evals) - 1))
-        for label, e in variants:
+        for label, e in variants if metric in ("energy_mwh", "carbon_t") else variants[:1]:
             num, den, coef = ((("const", 1.0), 1.0),), ((("const", 1.0), 1.0),), 1.0
             if metric == "tflops_per_gpu":
                 coef, den = _eq3_flop(row) / (n * 1e12), (((e, "step_time_s"), 1.0),)
@@ -245,8 +244,9 @@ def plan_row(row: Measurement) -> RowPlan:
                 coef = dur / (3.6e9 if metric == "energy_mwh" else 1e3)
                 num = (((e, "energy_j" if metric == "energy_mwh" else "carbon_kg"), 1.0),)
                 den = (((e, "time_to_train_s"), 1.0),)
-            elif metric == "gpu_hours":
-                coef, num = n / SECONDS_PER_HOUR, (((e, "time_to_train_s"), 1.0),)
+            elif metric in ("gpu_hours", "training_days"):
+                coef = n / SECONDS_PER_HOUR if metric == "gpu_hours" else 1.0 / SECONDS_PER_DAY
+                num = (((e, "time_to_train_s"), 1.0),)
             elif metric == "ttft_ms":
                 coef, num = 1e3, (((e, "ttft_s"), 1.0),)
             elif metric == "tok_per_s_per_gpu":
@@ -412,7 +412,7 @@ def _baseline_q(plan: Plan, eta: float) -> np.ndarray:
         bpe = np.asarray(BYTES_PER_ELEMENT)[p.precision]
         w = t.model.n_params[m] * bpe
         kv = 2.0 * t.model.n_layers[m] * t.model.n_kv_heads[m] * t.model.head_dim[m] \
-            * (p.prompt_tokens + p.output_tokens) * p.batch * bpe
+            * (p.prompt_tokens + 0.5 * p.output_tokens) * p.batch * bpe     # mean context over decode
         flop_tok = 2.0 * t.model.n_active_params[m]
         ttft = np.maximum(flop_tok * p.prompt_tokens / (peak * eta), w / bw)
         itl = np.maximum(flop_tok * p.batch / (peak * eta), (w + kv) / bw)
@@ -454,10 +454,9 @@ def _default_plan(dtype_name: str) -> Plan:
     return build(dtype=jnp.dtype(dtype_name))
 
 
-def _plan(rows, catalog) -> Plan:
-    if rows is None and catalog is None:
-        return _default_plan(jnp.dtype(jnp.result_type(float)).name)
-    return build(rows, catalog)
+def _plan(rows, catalog) -> Plan:   # the packaged rows on the packaged catalog are built once
+    return _default_plan(jnp.dtype(jnp.result_type(float)).name) if rows is None and catalog is None \
+        else build(rows, catalog)
 
 
 def _violations(plan: Plan, eff: Efficiency) -> dict[str, str]:
@@ -536,35 +535,28 @@ def check_targets(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> pd.DataF
     return pd.DataFrame(out)
 
 
-def _fmt_row(cells, widths):
-    return "  ".join(str(c).rjust(w) if i >= 3 else str(c).ljust(w) for i, (c, w) in enumerate(zip(cells, widths)))
-
-
 def format_validation_table(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> str:
-    """Plain-text table: every target (measured, predictions, errors), per-group summary, targets."""
-    cols = [("measured", "measured"), ("predicted", "default"), ("error_pct", "err%")]
-    if "calibrated" in df:
-        cols += [("calibrated", "calibrated"), ("calibrated_error_pct", "err%")]
-    cols += [("baseline", "baseline"), ("baseline_error_pct", "err%")]
-    head = ["id", "metric", "fit"] + [c[1] for c in cols]
-    body = [[r["id"], r["metric"], "*" if r["fit"] else ""] +
-            [f"{r[c]:+.1f}" if c.endswith("pct") else f"{r[c]:.4g}" for c, _ in cols]
-            for _, r in df.iterrows()]
-    widths = [max(len(str(x[i])) for x in [head] + body) for i in range(len(head))]
-    lines = [_fmt_row(head, widths), _fmt_row(["-" * w for w in widths], widths)]
-    lines += [_fmt_row(b, widths) for b in body]
+    """Plain-text report of a `validate` frame: every target (measured, predictions, % errors),
+    median / worst |error| per group, the accuracy targets (with `loo`: the held-out one too)."""
+    cols = [("predicted", "default"), ("error_pct", "err%"), ("calibrated", "calibrated"),
+            ("calibrated_error_pct", "cal.err%"), ("baseline", "baseline"), ("baseline_error_pct", "base.err%")]
+    pad = {c: df[c].str.ljust(df[c].str.len().max()) for c in ("id", "metric")}   # left-aligned text
+    table = pd.DataFrame({"id": pad["id"], "metric": pad["metric"], "fit": np.where(df["fit"], "*", ""),
+                          "measured": df["measured"].map("{:.4g}".format)})
+    for col, label in cols:
+        if col in df:
+            table[label] = df[col].map(("{:+.1f}" if col.endswith("pct") else "{:.4g}").format)
     summary = df.attrs.get("summary", summarize(df))
-    lines += ["", f"|error| % per group (median / worst); baseline = constant-η roofline, "
-                  f"η = {df.attrs.get('baseline_eta', float('nan')):.3f} fitted on the fit rows (*)"]
-    shead = ["group", "n"] + [lab for lab, col in _MODELS if col in df]
-    sbody = [[g, int(r["n"])] + [f"{r[f'{lab}_median']:.1f} / {r[f'{lab}_worst']:.1f}"
-                                 for lab, col in _MODELS if col in df] for g, r in summary.iterrows()]
-    sw = [max(len(str(x[i])) for x in [shead] + sbody) for i in range(len(shead))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(shead, sw))]
-    lines += ["  ".join(str(c).ljust(w) for c, w in zip(b, sw)) for b in sbody]
-    tgt = check_targets(df, loo)
-    lines += ["", "targets:"] + [f"  [{'met' if r.met else 'NOT met'}] {r.target}: {r.value_pct:.1f} % "
-                                 f"({r.requirement})" for r in tgt.itertuples()]
+    groups = pd.DataFrame({"n": summary["n"]})
+    for label, col in _MODELS:
+        if col in df:
+            groups[label] = [f"{a:.1f} / {b:.1f}" for a, b in zip(summary[f"{label}_median"], summary[f"{label}_worst"])]
+    lines = [table.to_string(index=False), "",
+             "|error| % per group (median / worst); baseline = constant-η roofline with "
+             f"η = {df.attrs.get('baseline_eta', float('nan')):.3f} fitted on the fit rows (*)",
+             groups.to_string(), "", "targets:"]
+    lines += [f"  [{'met' if r.met else 'NOT met'}] {r.target}: {r.value_pct:.1f} % ({r.requirement})"
+              for r in check_targets(df, loo).itertuples()]
     viol = df.drop_duplicates("id")
     viol = viol[viol["violations"] != ""] if "violations" in viol else viol.iloc[:0]
     if len(viol):
@@ -637,12 +629,10 @@ class Calibration(NamedTuple):
 
 
 def _check_names(names) -> tuple[str, ...]:
-    names = tuple(names)
-    for n in names:
-        if n not in Efficiency._fields:
-            raise MlsysOptError(f"calibrate(fit=...): {n!r} is not an efficiency parameter;"
-                                f"{suggest(n, Efficiency._fields)} (allowed: {', '.join(Efficiency._fields)})")
-    return names
+    for n in (bad for bad in names if bad not in Efficiency._fields):
+        raise MlsysOptError(f"calibrate(fit=...): {n!r} is not an efficiency parameter;"
+                            f"{suggest(n, Efficiency._fields)} (allowed: {', '.join(Efficiency._fields)})")
+    return tuple(names)
 
 
 def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
@@ -651,8 +641,11 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     """Fit the efficiency parameters `fit` to the rows' fit targets (cases.toml `fit = true`).
 
     Loss L(θ) = mean_t (log pred_t(θ) − log meas_t)² + prior · mean_k (u_k − u0_k)² over the
-    unconstrained u (θ = sigmoid(u) for fractions, exp(u) for positive parameters); the
-    small prior keeps parameters the rows barely constrain near eff0.  Adam
+    unconstrained u (θ = sigmoid(u) for fractions, exp(u) for positive parameters).  The prior
+    is a Gaussian in u: with ~5 % data error, k = 7 parameters and n = 15 targets, prior = 1e-2
+    is σ_u ≈ sqrt(0.05²·k/(n·prior)) ≈ 0.34 (±40 %) around eff0, which keeps the parameters the
+    rows barely constrain (see `sensitivity`'s rel_std_err) near their documented defaults; against
+    1e-3 it lowers the serving rows' leave-one-out errors (bs-32 throughput 30 -> 7 %).  Adam
     (`learning_rate`, `steps`) in one jitted lax.scan over all rows at once; returns the
     lowest-loss iterate.  Parameters not in `fit` keep eff0's values exactly.
     """
@@ -761,25 +754,29 @@ def synthetic_rows(eff: Efficiency, rows: Sequence[Measurement] | None = None) -
 
 # --------------------------------------------------------------------------- calibration files
 def save_calibration(cal: Calibration | Efficiency, path: str | Path) -> Path:
-    """Write a calibration (JSON, or TOML when the name ends in .toml): per parameter its
-    value, default, whether it was fitted and on which measurement rows."""
+    """Write a calibration (JSON, or TOML when the name ends in .toml): per parameter its value,
+    default and what it was fitted on (the measurement ids in `fitted_on`, or the default)."""
     path = Path(path)
     eff = cal.eff if isinstance(cal, Calibration) else cal
     fitted = set(cal.fitted) if isinstance(cal, Calibration) else set()
-    rows = list(cal.fitted_on) if isinstance(cal, Calibration) else []
-    params = {n: {"value": float(getattr(eff, n)), "default": float(getattr(DEFAULT_EFFICIENCY, n)),
-                  "fitted_on": rows if n in fitted else []} for n in Efficiency._fields}
     meta = {"format": "mlsys_opt calibration 1",
-            "note": "efficiency parameters (mlsys_opt.efficiency); load with calibration.load_calibration"}
+            "note": "efficiency parameters (mlsys_opt.efficiency); load with mlsys_opt.calibration.load_calibration",
+            "fitted_on": list(cal.fitted_on) if isinstance(cal, Calibration) else []}
     if isinstance(cal, Calibration):
-        meta.update(loss_before=cal.loss_before, loss_after=cal.loss_after)
+        meta.update(loss_before=round(cal.loss_before, 8), loss_after=round(cal.loss_after, 8))
+    params = {n: {"value": float(getattr(eff, n)), "default": float(getattr(DEFAULT_EFFICIENCY, n)),
+                  "fitted_on": f"measurements.json rows in fitted_on ({len(meta['fitted_on'])})" if n in fitted
+                  else "not fitted (efficiency.py default or a user value)"} for n in Efficiency._fields}
     if path.suffix.lower() == ".toml":
         lines = [f"{k} = {json.dumps(v)}" for k, v in meta.items()]
         for n, p in params.items():
             lines += ["", f"[parameters.{n}]"] + [f"{k} = {json.dumps(v)}" for k, v in p.items()]
-        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        text = "\n".join(lines)
     else:
-        path.write_text(json.dumps({**meta, "parameters": params}, indent=1) + "\n", encoding="utf-8")
+        body = ",\n".join(f"  {json.dumps(n)}: {json.dumps(p)}" for n, p in params.items())
+        text = "{\n" + "".join(f" {json.dumps(k)}: {json.dumps(v)},\n" for k, v in meta.items()) \
+            + f' "parameters": {{\n{body}\n }}\n}}'
+    path.write_text(text + "\n", encoding="utf-8")
     return path
 
 

@@ -18,7 +18,9 @@ NonDominatedSorting keeps every copy of a duplicated vector; our front is its
 first front with duplicates reduced to the lowest-position copy.
 
 Device functions (jit-able, fixed shapes): :func:`beats`,
-:func:`nondominated_mask`, :func:`merge_fronts`.  Host function:
+:func:`nondominated_mask`, :func:`merge_fronts` (bounded :class:`Front`),
+anchor helpers :func:`weighted_minimizers` / :func:`beaten_by_anchors`,
+:func:`prefix_count`.  Host function:
 :func:`hypervolume` (numpy, exact for any number of objectives by slicing;
 practical for 2-D and 3-D fronts of a few thousand points).
 
@@ -110,6 +112,83 @@ def prefix_count(mask):
     return (within + offset[:, None]).reshape(-1)[:n].astype(jnp.int32)
 
 
+# --------------------------------------------------------------------------- anchors (device)
+
+def positive_weights(n_obj: int, k: int) -> np.ndarray:
+    """``k`` strictly positive weight vectors [k, n_obj] (host, deterministic; rows sum to 1).
+
+    A minimiser of w·F with every w_j > 0 is Pareto-optimal (nothing can
+    dominate it without having a smaller weighted sum), so such minimisers are
+    good anchors.  2-D: evenly spaced; more objectives: the centroid, the
+    near-corners, then Dirichlet draws from a fixed seed.
+    """
+    eps = 1e-3
+    if n_obj == 1:
+        return np.ones((1, 1))
+    if n_obj == 2:
+        t = np.linspace(eps, 1 - eps, k)
+        return np.stack([t, 1 - t], 1)
+    rows = [np.full(n_obj, 1.0 / n_obj)]
+    for j in range(n_obj):
+        e = np.full(n_obj, eps)
+        e[j] = 1.0
+        rows.append(e)
+    rng = np.random.default_rng(0)
+    while len(rows) < k:
+        rows.append(rng.dirichlet(np.ones(n_obj)) + eps)
+    w = np.array(rows[:k])
+    return w / w.sum(1, keepdims=True)
+
+
+def normalizer(F, mask):
+    """``(lo, inv)`` [n_obj] with (F - lo)·inv in [0, 1] over the rows in ``mask``.
+
+    Objectives with no spread (or no rows) get lo = 0, inv = 1.
+    """
+    big = jnp.asarray(jnp.finfo(F.dtype).max, F.dtype)
+    lo = jnp.min(jnp.where(mask[:, None], F, big), axis=0)
+    hi = jnp.max(jnp.where(mask[:, None], F, -big), axis=0)
+    span = hi - lo
+    ok = jnp.isfinite(span) & (span > 0)
+    return jnp.where(ok, lo, 0), jnp.where(ok, 1 / jnp.where(ok, span, 1), 1)
+
+
+def weighted_minimizers(F, mask, lo, inv, W, pos):
+    """Rows minimising each weighted sum Σ_j w_j (F_j - lo_j) inv_j over ``mask`` (ties -> first row).
+
+    Args:
+      F: float[n, n_obj]; mask: bool[n], rows allowed; lo, inv: [n_obj] (see
+        :func:`normalizer`); W: numpy [K, n_obj] positive weights (static);
+      pos: int32[n], the rows' positions.
+
+    Returns:
+      ``(F[idx] [K, n_obj], pos[idx] [K], found bool[K])``; found is False
+      where ``mask`` has no row.
+    """
+    n = F.shape[0]
+    Wj = jnp.asarray(W, F.dtype)
+    s = sum(((F[:, j] - lo[j]) * inv[j])[:, None] * Wj[None, :, j] for j in range(F.shape[1]))  # [n, K]
+    s = jnp.where(mask[:, None], s, jnp.inf)
+    hit = mask[:, None] & (s == jnp.min(s, axis=0)[None, :])
+    i = jnp.min(jnp.where(hit, jnp.arange(n, dtype=jnp.int32)[:, None], n), axis=0)
+    idx = jnp.minimum(i, n - 1)
+    return F[idx], pos[idx], i < n
+
+
+def beaten_by_anchors(F, pos, AF, Ap, Av):
+    """bool[n]: True where some valid anchor beats the row (n × K comparisons).
+
+    Args: F [n, n_obj] and pos int32[n] (the points); AF [K, n_obj], Ap int32[K],
+    Av bool[K] (the anchors: objectives, positions, validity).  Any anchor that
+    is a data point of the same set is a sound eliminator.
+    """
+    le = jnp.all(AF[None, :, :] <= F[:, None, :], axis=2) & Av[None, :]
+    lt = jnp.any(AF[None, :, :] < F[:, None, :], axis=2) | (Ap[None, :] < pos[:, None])
+    return jnp.any(le & lt, axis=1)
+
+
+# --------------------------------------------------------------------------- bounded fronts (device)
+
 class Front(NamedTuple):
     """A bounded non-dominated set living on the device (rows = slots).
 
@@ -143,10 +222,11 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
     The result holds the points of ``front ∪ candidates`` that no point of the
     union beats (candidates that are themselves beaten may still eliminate
     front members: by transitivity this never removes a point that should
-    stay).  Cost O(m · hw + m²) comparisons for m candidates (hw: the front's
-    high-water mark, scanned in blocks of ``block`` slots) plus O(capacity)
-    element moves; kept members stay in their slots and new members fill the
-    lowest free slots.
+    stay).  Phase 1 compares the m candidates with the members (m · hw, hw the
+    front's high-water mark, in blocks of ``block`` slots); only if some
+    candidate survives does phase 2 compare survivors with each other (m²)
+    and with the members, then place them (O(capacity) element moves).  Kept
+    members stay in their slots; new members fill the lowest free slots.
 
     Args:
       front: a :class:`Front` (members mutually non-dominated).

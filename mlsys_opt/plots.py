@@ -81,7 +81,7 @@ def _limit_lines(ax, space, name: str, axis: str, values: np.ndarray) -> str | N
     """Dashed line at a spec limit on `name` when it lies near the data; else a note for the caption."""
     if space is None or name not in getattr(space, "limits", {}):
         return None
-    from .report import _factor, column
+    from .report import _factor, column, value_text
     sense, value = space.limits[name]
     col = column(name)
     v = value * _factor(col)
@@ -91,7 +91,7 @@ def _limit_lines(ax, space, name: str, axis: str, values: np.ndarray) -> str | N
         return f"{name} (off scale)"
     draw = ax.axvline if axis == "x" else ax.axhline
     draw(v, color="crimson", ls="--", lw=1.2, zorder=1)
-    text = f"{word} {_with_unit(v, col)}"
+    text = f"{word} {value_text(name, value, '{:,.4g}')}"
     if axis == "x":
         ax.annotate(text, (v, 0.0), xycoords=("data", "axes fraction"), xytext=(-3, 4),
                     textcoords="offset points", ha="right", va="bottom", color="crimson", fontsize=8, rotation=90)
@@ -101,19 +101,6 @@ def _limit_lines(ax, space, name: str, axis: str, values: np.ndarray) -> str | N
     return None
 
 
-_UNIT_TEXT = {"day": "days", "tCO2e": "t CO2e", "kgCO2e": "kg CO2e", "USD": "$"}
-
-
-def _with_unit(v: float, col) -> str:
-    """'30 days', '$20M', '50 ms', '1,000 t CO2e' for a value in a column's display unit."""
-    if col.unit == "MUSD":
-        return f"${v:,.3g}M"
-    if col.dimension is None:
-        return f"{v:,.3g} %" if col.unit == 100.0 else f"{v:,.4g}"
-    unit = _UNIT_TEXT.get(str(col.unit), str(col.unit))
-    return f"${v:,.4g}" if unit == "$" else f"{v:,.4g} {unit}"
-
-
 _SHORT = {"time_to_train_s": "time", "tco_usd": "cost", "carbon_kg": "carbon", "energy_j": "energy",
           "water_l": "water", "mfu": "MFU", "n_accelerators": "devices", "p99_latency_s": "P99",
           "ttft_s": "TTFT", "itl_s": "ITL", "cost_per_mtok_usd": "cost/Mtok"}
@@ -121,14 +108,13 @@ _SHORT = {"time_to_train_s": "time", "tco_usd": "cost", "carbon_kg": "carbon", "
 
 def limits_caption(space) -> str:
     """'limits: time_to_train ≤ 30 days, tco ≤ $20M, carbon ≤ 1,000 t CO2e' (empty without limits)."""
-    from .report import _factor, column
+    from .report import value_text
     if space is None or not space.limits:
         return ""
     parts = []
     for name, (sense, value) in space.limits.items():
-        col = column(name)
         short = _SHORT.get(name, name)
-        parts.append(f"{short} {'≤' if sense == 'max' else '≥'} {_with_unit(value * _factor(col), col)}")
+        parts.append(f"{short} {'≤' if sense == 'max' else '≥'} {value_text(name, value, '{:,.4g}')}")
     return "limits: " + ", ".join(parts)
 
 
@@ -333,8 +319,10 @@ def roofline(hardware: Sequence[str], points: pd.DataFrame | Sequence[Mapping[st
                 f"{bw / 1e12:.2f} TB/s)")
         ridge = float(node.ridge_point(peak, bw))
         ax.plot([ridge], [peak / 1e12], "o", color=c, markersize=7, markeredgecolor="k", zorder=4)
-        ax.annotate(f"ridge {ridge:,.0f} FLOP/B", (ridge, peak / 1e12), xytext=(6, -14 - 11 * k),
-                    textcoords="offset points", fontsize=8, color=c)
+        ax.axvline(ridge, color=c, ls=":", lw=1, zorder=1)
+        ax.annotate(f"ridge {ridge:,.0f} FLOP/B", (ridge, peak / 1e12), xytext=(-8, 5),
+                    textcoords="offset points", ha="right", va="bottom", fontsize=8, color=c,
+                    bbox=dict(boxstyle="round,pad=0.15", fc="white", ec="none", alpha=0.8))
     for _, p in pts.iterrows():
         hw = p.get("hardware", hardware[0])
         e = catalog.entry("accelerators", hw)
@@ -351,7 +339,8 @@ def roofline(hardware: Sequence[str], points: pd.DataFrame | Sequence[Mapping[st
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")
     ax.set_ylabel(f"attainable {precision} throughput (TFLOP/s)")
-    ax.grid(True, which="both", alpha=0.25)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.grid(True, which="minor", alpha=0.08)
     ax.legend(loc="lower right", frameon=True, framealpha=0.9)
     ax.set_title(title or "Roofline: memory-bound left of the ridge, compute-bound right")
     save(fig, path)
@@ -382,7 +371,7 @@ def tornado(sens: pd.DataFrame, output: str, *, top: int = 12, config: int = 0, 
         ax.annotate(f"{v:+.2f}", (v, i), xytext=(4 if v >= 0 else -4, 0), textcoords="offset points",
                     ha="left" if v >= 0 else "right", va="center", fontsize=8)
     ax.set_xlim(-1.25 * span if (e < 0).any() else -0.05 * span, 1.25 * span if (e > 0).any() else 0.05 * span)
-    ax.set_xlabel(f"elasticity ∂ln({output}) / ∂ln(x): % change of {output} per +1 % of x")
+    ax.set_xlabel(f"elasticity ∂ln y/∂ln x: % change of {output} per +1 % of the input")
     ax.grid(True, axis="x", alpha=0.3)
     ax.set_title(title or f"What moves {output}? (blue: raises it, red: lowers it)")
     save(fig, path)
@@ -412,8 +401,12 @@ def loss_cascade(n_devices: float, peak_flop_per_s: float, kernel_frac: float, s
     ax.bar(range(4), lost, bottom=v, color="#f5b7b1", edgecolor="#c0392b", hatch="//", width=0.6,
            label="lost at this step")
     for i, val in enumerate(v):
-        ax.annotate(f"{val:,.3g} PFLOP/s\n{100 * val / v[0]:.0f} % of peak", (i, val), xytext=(0, 4),
+        top = val + lost[i]
+        ax.annotate(f"{val:,.3g} PFLOP/s\n{100 * val / v[0]:.0f} % of peak", (i, top), xytext=(0, 4),
                     textcoords="offset points", ha="center", va="bottom", fontsize=9)
+        if lost[i] > 0.06 * v[0]:
+            ax.annotate(f"−{100 * lost[i] / v[0]:.0f} %", (i, val + lost[i] / 2), ha="center", va="center",
+                        fontsize=9, color="#922b21", bbox=dict(boxstyle="round,pad=0.2", fc="white", ec="none"))
     ax.set_xticks(range(4), labels)
     ax.set_ylabel("fleet throughput (PFLOP/s)")
     ax.set_ylim(0, v[0] * 1.22)

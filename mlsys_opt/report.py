@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .errors import MlsysOptError
+from .errors import MlsysOptError, SpecError
 
 # --------------------------------------------------------------------------- column display
 
@@ -48,7 +48,7 @@ COLUMNS: dict[str, Column] = {
     "fabric": Column("fabric"), "precision": Column("prec"), "pricing": Column("pricing"),
     "n_accelerators": Column("N", fmt="{:,.0f}"), "tp": Column("tp", fmt="{:.0f}"),
     "pp": Column("pp", fmt="{:.0f}"), "ep": Column("ep", fmt="{:.0f}"),
-    "microbatches": Column("M", fmt="{:.0f}"), "virtual_stages": Column("V", fmt="{:.0f}"),
+    "microbatches": Column("micro", fmt="{:.0f}"), "virtual_stages": Column("V", fmt="{:.0f}"),
     "global_batch": Column("gbs", fmt="{:,.0f}"), "seq_len": Column("seq", fmt="{:,.0f}"),
     "zero_stage": Column("ZeRO", fmt="{:.0f}"), "recompute": Column("recompute"),
     "efficiency": Column("η", fmt="{:.2f}"), "overlap": Column("overlap", fmt="{:.2f}"),
@@ -221,15 +221,116 @@ def describe_row(row: Mapping[str, Any], names: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
+_UNIT_WORDS = {"day": "days", "tCO2e": "t CO2e", "kgCO2e": "kg CO2e", "us": "µs"}
+
+
+def value_text(name: str, value: Any, fmt: str | None = None) -> str:
+    """'38.6 days', '$1.42M', '7.3 t CO2e', '32.6 %', '512' for a result column's SI value.
+
+    fmt: a format for the number instead of the column's ("{:,.4g}" gives '30 days', '$20M')."""
+    col = column(name)
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        return str(value)
+    text = _fmt(float(value) * _factor(col), fmt or col.fmt)
+    if col.dimension is None:
+        return f"{text} %" if col.unit == 100.0 else text
+    unit = str(col.unit)
+    if unit == "MUSD":
+        return f"${text}M"
+    if unit == "USD":
+        return f"${text}"
+    return f"{text} {_UNIT_WORDS.get(unit, unit)}"
+
+
 def headline(row: Mapping[str, Any], names: Sequence[str]) -> str:
     """'6.9 days, $4.89M, 59.6 t CO2e' for the objective values of one row."""
-    out = []
-    for name in names:
-        col = column(name)
-        text = _fmt(float(row[name]) * _factor(col), col.fmt)
-        unit = {"days": " days", "$M": "M", "t CO2e": " t CO2e"}.get(col.header, f" {col.header}")
-        out.append(f"${text}M" if col.header == "$M" else f"{text}{unit}")
-    return ", ".join(out)
+    return ", ".join(value_text(n, row[n]) for n in names)
+
+
+# --------------------------------------------------------------------------- quantities and catalog entries
+
+# name suffix -> (units.convert dimension or None, display unit, format); first match wins
+_QUANTITY = (("_flop_per_s", "flop_rate", "TFLOP/s", "{:,.4g}"), ("_bytes_per_s", "bandwidth", "GB/s", "{:,.4g}"),
+             ("_bytes", "bytes", "GB", "{:,.4g}"), ("_gco2e_per_kwh", None, "g CO2e/kWh", "{:,.4g}"),
+             ("_usd_per_kwh", None, "$/kWh", "{:.4g}"), ("_l_per_kwh", None, "L/kWh", "{:.4g}"),
+             ("_usd_per_hour", None, "$/h", "{:,.4g}"), ("mtbf_s", "time", "hour", "{:,.0f}"),
+             ("latency_s", "time", "us", "{:.4g}"), ("_s", "time", "s", "{:.4g}"), ("_usd", None, "$", "{:,.0f}"),
+             ("_w", None, "W", "{:,.4g}"), ("_kg", "carbon", "kgCO2e", "{:,.4g}"), ("_j", "energy", "kWh", "{:.4g}"),
+             ("n_params", None, "params", "{:.4g}"), ("n_active_params", None, "params", "{:.4g}"),
+             ("flop_per_sample", "flop", "GFLOP", "{:,.4g}"), ("ridge_flop_per_byte", None, "FLOP/B", "{:,.4g}"))
+
+
+def quantity_text(name: str, value: Any) -> str:
+    """'989 TFLOP/s', '3.35 TB/s'-style text of an SI value from its (dotted) name's unit suffix."""
+    if not isinstance(value, (int, float, np.integer, np.floating)) or isinstance(value, (bool, np.bool_)):
+        return str(value)
+    key = str(name).rsplit(".", 1)[-1]
+    for suffix, dim, unit, fmt in _QUANTITY:
+        if key.endswith(suffix):
+            if dim is None:
+                if unit.startswith("$"):            # $30,000 ; $3/h ; $0.05/kWh
+                    return f"${fmt.format(float(value))}{unit[1:]}"
+                return f"{fmt.format(float(value))} {unit}"
+            if dim in ("bandwidth", "bytes", "time") and unit in ("GB/s", "GB", "s"):
+                return _h(float(value), dim)
+            return f"{fmt.format(convert_si(float(value), dim, unit))} {_SHOW_UNIT.get(unit, unit)}"
+    return f"{float(value):.4g}"
+
+
+def convert_si(value: float, dimension: str, unit: str) -> float:
+    from .units import convert
+    return convert(value, dimension, unit)
+
+
+_CATALOG_COLUMNS = {
+    "accelerators": ("name", "display_name", "peak_fp16_flop_per_s", "peak_fp8_flop_per_s", "mem_capacity_bytes",
+                     "mem_bw_bytes_per_s", "tdp_w", "cloud_usd_per_hour", "ridge_flop_per_byte"),
+    "models": ("name", "display_name", "kind", "n_params", "n_active_params", "n_layers", "hidden_dim",
+               "context_len"),
+    "fabrics": ("name", "display_name", "scope", "bw_bytes_per_s", "latency_s", "topology"),
+    "regions": ("name", "display_name", "carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh", "electricity_usd_per_kwh"),
+}
+_CATALOG_HEADERS = {"peak_fp16_flop_per_s": "fp16", "peak_fp8_flop_per_s": "fp8", "mem_capacity_bytes": "HBM",
+                    "mem_bw_bytes_per_s": "HBM BW", "tdp_w": "TDP", "cloud_usd_per_hour": "cloud",
+                    "ridge_flop_per_byte": "ridge", "n_params": "params", "n_active_params": "active",
+                    "n_layers": "layers", "hidden_dim": "hidden", "context_len": "context",
+                    "bw_bytes_per_s": "bandwidth", "latency_s": "latency", "carbon_gco2e_per_kwh": "carbon",
+                    "wue_l_per_kwh": "WUE", "electricity_usd_per_kwh": "electricity", "display_name": "display name"}
+
+
+def catalog_table(catalog, kind: str, *, width: int | None = None) -> str:
+    """Key columns of one catalog kind in human units; '*' marks entries from user files."""
+    frame = catalog.frames[kind]
+    cols = [c for c in _CATALOG_COLUMNS[kind] if c in frame]
+    out = {}
+    for c in cols:
+        if c in ("name", "display_name", "kind", "scope", "topology"):
+            out[_CATALOG_HEADERS.get(c, c)] = [str(v) for v in frame[c]]
+        elif c in ("n_layers", "hidden_dim", "context_len", "pue"):
+            out[_CATALOG_HEADERS.get(c, c)] = [f"{float(v):,.4g}" for v in frame[c]]
+        else:
+            out[_CATALOG_HEADERS.get(c, c)] = [quantity_text(c, float(v)) if float(v) != 0 else "-"
+                                               for v in frame[c]]
+    df = pd.DataFrame(out)
+    builtin = f"{kind}.toml"
+    df["name"] = [n + ("*" if catalog.source_of(kind, n) != builtin else "") for n in frame["name"]]
+    return format_table(df, human=False, width=width)
+
+
+def entry_table(entry: pd.Series) -> str:
+    """Every field of one catalog entry: field, value in human units, SI value; long texts below."""
+    rows, notes = [], []
+    for k, v in entry.items():
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(map(str, v))
+        number = isinstance(v, (int, float, np.number)) and not isinstance(v, (bool, np.bool_))
+        if not number and len(str(v)) > 48:
+            notes.append(f"{k}: {v}")
+            continue
+        rows.append({"field": str(k), "value": quantity_text(str(k), v) if number else str(v),
+                     "SI": f"{float(v):.6g}" if number else ""})
+    text = format_table(pd.DataFrame(rows), human=False)
+    return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 
 # --------------------------------------------------------------------------- JSON
@@ -297,13 +398,20 @@ def point_space(scenario: str, params: Mapping[str, Any], *, catalog=None, limit
             axes[k] = [_plain(x) for x in v]
         else:
             fixed[k] = _plain(v)
-    if not axes:                                    # a space needs one axis: a one-value axis
-        key = next((k for k in fixed if schema.PARAMS[scenario].get(k)), "hardware")
+    if not axes:      # a space needs one axis: a one-value axis of a parameter left at its default
+        key = next((k for k, spec in schema.PARAMS[scenario].items() if k not in fixed and spec.default is not None),
+                   next(iter(fixed), "hardware"))
         axes[key] = [fixed.pop(key)] if key in fixed else [schema.PARAMS[scenario][key].default]
     spec = {"name": f"{scenario}", "scenario": scenario, "fixed": fixed, "axes": axes,
             "constraints": dict(limits or {}),
             "objectives": {"minimize": list(DEFAULT_OBJECTIVES[scenario])}}
-    return load_space(spec, catalog=catalog)
+    try:
+        return load_space(spec, catalog=catalog)
+    except SpecError as exc:     # name the parameter, not the internal spec tables
+        msg = str(exc)
+        for table, word in (("fixed", ""), ("axes", ""), ("constraints", "limit ")):
+            msg = msg.replace(f"<dict>: [{table}] ", word)
+        raise SpecError(msg.replace("<dict>: ", "")) from None
 
 
 def _eval_fn(space, dtype):
@@ -642,4 +750,4 @@ def format_audit(df: pd.DataFrame) -> str:
 
 __all__ = ["Column", "COLUMNS", "column", "human_frame", "format_table", "front_columns", "describe_row",
            "headline", "to_jsonable", "dumps", "evaluate", "evaluate_frame", "point_space", "audit",
-           "format_audit", "AUDIT_COLUMNS", "terminal_width"]
+           "format_audit", "AUDIT_COLUMNS", "terminal_width", "value_text", "quantity_text", "catalog_table", "entry_table"]

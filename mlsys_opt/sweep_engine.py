@@ -10,40 +10,44 @@ a chunk evaluator
 A point is FEASIBLE when its lane is inside the space, every G <= 0 and no F
 is NaN.  Only feasible points are counted, ranked, binned and fronted.
 
-How one chunk is reduced (one jitted step, sharded over the devices' lanes):
+How one chunk is reduced (one jitted step; lanes sharded over the devices
+with shard_map on a 1-D mesh, the reducer state replicated):
   1. decode digits (indexing.decode_chunk), evaluate, mask feasibility;
-  2. feasible count and histograms (psum of per-device counts, int32 per
-     chunk, summed on the host in Python ints: exact for any space size);
+  2. feasible count and histograms: per-device counts, psum, int32 per chunk,
+     summed on the host in Python ints (exact for any space size);
   3. best-k per objective: skipped unless some point beats the current k-th
-     value; else per-device top_k, all-gather, lexicographic merge
-     (value, then position) with the running list;
-  4. Pareto front, exact (pareto.py's "beats" relation, positions = lane in
-     the chunk, -1 for members kept from earlier chunks):
-     (a) anchors: K_f members of the running front that minimise positive
-         weighted sums of the normalised objectives, plus K_c such minimisers
-         of the device's own chunk points.  Every point beaten by an anchor is
-         dropped (K comparisons per point).  Anchors are data points, so this
-         never drops a point that belongs on the final front;
-     (b) survivors are compacted (prefix sum) and merged into the front in
-         batches of M per device (all-gathered, so every device applies the
-         same exact merge to its replicated copy) by pareto.merge_fronts:
-         O(M·n_front + M²) per batch, as many batches as needed (a while
-         loop: nothing is ever dropped for lack of buffer room);
-     (c) if the front would exceed ``front_capacity`` the step flags it and
-         the host raises MlsysOptError asking for a larger capacity.
-Only a few scalars per chunk return to the host (fetched two chunks late so
-the device never waits); device memory is fixed by chunk_size and
+     value; else per-device top_k, all-gather, lexicographic merge (valid,
+     value, position) with the running list;
+  4. Pareto front, exact under pareto.py's "beats" relation (position = lane
+     in the chunk, -1 for members kept from earlier chunks):
+     (a) prefilter: drop every point beaten by one of K_f anchors, the front
+         members minimising positive weighted sums of the normalised
+         objectives (K_f·n_obj comparisons per point, one fused pass);
+     (b) if more than 2M points survive on a device: S survivors spread over
+         the device's survivor list are filtered exactly among themselves and
+         K_c of their non-dominated points (weighted-sum minimisers) prefilter
+         the chunk again.  Anchors are always data points, so (a) and (b)
+         never drop a point of the final front (transitivity of "beats");
+     (c) the survivors are compacted (prefix count) and merged in lane order,
+         M per device per step, all-gathered so that every device applies the
+         same exact merge (pareto.merge_fronts) to its copy of the front; a
+         while loop runs as many steps as needed, so nothing is dropped for
+         lack of buffer room;
+     (d) a front larger than ``front_capacity`` sets a flag; the host raises
+         MlsysOptError asking for a larger capacity (never a silent drop).
+Only a few scalars per chunk come back to the host, read two chunks late so
+the device never waits; device memory is fixed by chunk_size and
 front_capacity, host memory is flat in the number of chunks.
 
-Exactness: the front is the set of feasible configurations no feasible
-configuration beats, ties between identical objective vectors going to the
-lowest configuration index; it does not depend on chunk size or device count.
+Exactness: the front is the set of feasible configurations that no feasible
+configuration beats; of identical objective vectors only the lowest
+configuration index is kept.  It does not depend on chunk size, on the device
+count or on the anchors chosen (those only change the speed).
 
 Source: docs/CONTRACTS.md "Sweep engine"; Deb (2001) ch. 2 for domination.
 """
 from __future__ import annotations
 
-import collections
 import functools
 import hashlib
 import json
@@ -63,10 +67,13 @@ from .errors import MlsysOptError
 
 _AXIS = "lanes"
 _LAG = 2                      # chunks between dispatch and host read-back
-_SURVIVOR_BATCH = 256         # M: survivors merged per device per loop step (CPU)
+_BLOCK = 256                  # front slots compared per merge loop step
 _FRONT_ANCHORS = 16           # K_f
 _CHUNK_ANCHORS = 32           # K_c (only for chunks with many survivors)
-_SAMPLE = 512                 # S: survivors sampled to find them
+# per platform: (M survivors merged per device per loop step, S survivors sampled for chunk anchors);
+# accelerators pay a host round trip per loop step, so they take bigger bites
+_TUNING = {"cpu": (256, 512)}
+_TUNING_ACCEL = (2048, 4096)
 _CHECKPOINT_VERSION = 1
 
 
@@ -131,58 +138,6 @@ class _Cfg(NamedTuple):
 
 # --------------------------------------------------------------------------- helpers
 
-def _weights(n_obj: int, k: int) -> np.ndarray:
-    """k strictly positive weight vectors (rows sum to 1): minimisers of w·F are Pareto-optimal."""
-    eps = 1e-3
-    if n_obj == 1:
-        return np.ones((1, 1))
-    if n_obj == 2:
-        t = np.linspace(eps, 1 - eps, k)
-        return np.stack([t, 1 - t], 1)
-    rows = [np.full(n_obj, 1.0 / n_obj)]
-    for j in range(n_obj):
-        e = np.full(n_obj, eps)
-        e[j] = 1.0
-        rows.append(e)
-    rng = np.random.default_rng(0)
-    while len(rows) < k:
-        rows.append(rng.dirichlet(np.ones(n_obj)) + eps)
-    w = np.array(rows[:k])
-    return w / w.sum(1, keepdims=True)
-
-
-def _ranges(F, mask):
-    big = jnp.asarray(jnp.finfo(F.dtype).max, F.dtype)
-    lo = jnp.min(jnp.where(mask[:, None], F, big), axis=0)
-    hi = jnp.max(jnp.where(mask[:, None], F, -big), axis=0)
-    span = hi - lo
-    ok = jnp.isfinite(span) & (span > 0)
-    return jnp.where(ok, lo, 0), jnp.where(ok, 1 / jnp.where(ok, span, 1), 1)
-
-
-def _argmin_weighted(F, mask, lo, inv, W, pos):
-    """Rows minimising each weighted sum Σ_j w_j (F_j - lo_j) inv_j over ``mask`` (ties -> first row).
-
-    Args: F [n, n_obj]; mask bool[n]; lo, inv [n_obj]; W numpy [K, n_obj] (static);
-    pos int32[n].  Returns (F rows [K, n_obj], positions [K], found bool[K]).
-    """
-    n = F.shape[0]
-    Wj = jnp.asarray(W, F.dtype)
-    s = sum(((F[:, j] - lo[j]) * inv[j])[:, None] * Wj[None, :, j] for j in range(F.shape[1]))  # [n, K]
-    s = jnp.where(mask[:, None], s, jnp.inf)
-    hit = mask[:, None] & (s == jnp.min(s, axis=0)[None, :])
-    i = jnp.min(jnp.where(hit, jnp.arange(n, dtype=jnp.int32)[:, None], n), axis=0)
-    idx = jnp.minimum(i, n - 1)
-    return F[idx], pos[idx], i < n
-
-
-def _beaten_by(F, lane, AF, Ap, Av):
-    """bool[n]: row beaten by some anchor (vectorised [n, K] form, cheap to compile)."""
-    le = jnp.all(AF[None, :, :] <= F[:, None, :], axis=2) & Av[None, :]
-    lt = jnp.any(AF[None, :, :] < F[:, None, :], axis=2) | (Ap[None, :] < lane[:, None])
-    return jnp.any(le & lt, axis=1)
-
-
 def _host(x) -> np.ndarray:
     """A replicated device array as numpy (works when not every shard is addressable)."""
     if hasattr(x, "addressable_data"):
@@ -200,11 +155,11 @@ def _gather(x):
 def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
     n_axes = len(cfg.radices)
     L, k_loc = cfg.lanes, min(cfg.top_k, cfg.lanes)
-    M = min(_SURVIVOR_BATCH, L)
-    S = min(_SAMPLE, L)
+    M, S = _TUNING.get(devices[0].platform, _TUNING_ACCEL)
+    M, S = min(M, L), min(S, L)
     n_pad = -(-L // M) * M
-    W_front = _weights(cfg.n_obj, _FRONT_ANCHORS if cfg.n_obj > 1 else 1)
-    W_chunk = _weights(cfg.n_obj, _CHUNK_ANCHORS if cfg.n_obj > 1 else 1)
+    W_front = pareto.positive_weights(cfg.n_obj, _FRONT_ANCHORS if cfg.n_obj > 1 else 1)
+    W_chunk = pareto.positive_weights(cfg.n_obj, _CHUNK_ANCHORS if cfg.n_obj > 1 else 1)
     mesh = Mesh(np.array(devices), (_AXIS,))
 
     def local(state: _State, start_digits, n_valid):
@@ -239,8 +194,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
             return surv & ~beaten
 
         front = state.front._replace(pos=jnp.full_like(state.front.pos, -1))
-        lo, inv = _ranges(front.F, front.member)
-        surv = prefilter(feas, *_argmin_weighted(front.F, front.member, lo, inv, W_front, front.pos))
+        lo, inv = pareto.normalizer(front.F, front.member)
+        surv = prefilter(feas, *pareto.weighted_minimizers(front.F, front.member, lo, inv, W_front, front.pos))
         ns = jnp.sum(surv, dtype=jnp.int32)
 
         def refine(surv):
@@ -257,8 +212,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
             sl = buf[jnp.clip(pick, 0, L - 1)]
             SF, sp = F[sl], lane[sl]
             nd = ~jnp.any(pareto.beats(SF, sp, SF, sp), axis=0)
-            lo_s, inv_s = _ranges(SF, nd)
-            return surv & ~_beaten_by(F, lane, *_argmin_weighted(SF, nd, lo_s, inv_s, W_chunk, sp))
+            lo_s, inv_s = pareto.normalizer(SF, nd)
+            return surv & ~pareto.beaten_by_anchors(F, lane, *pareto.weighted_minimizers(SF, nd, lo_s, inv_s, W_chunk, sp))
 
         surv = lax.cond(ns > 2 * M, refine, lambda s_: s_, surv)
         ns = jnp.sum(surv, dtype=jnp.int32)
@@ -274,7 +229,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
                 sv = t * M + jnp.arange(M, dtype=jnp.int32) < ns
                 rows = (F[sel], lane[sel], sv, (G[sel], aux[sel], digits[sel]))
                 cF_, cp_, cv_, pay = jax.tree_util.tree_map(_gather, rows)
-                fr, o = pareto.merge_fronts(fr, cF_, cp_, cv_, pay)
+                fr, o = pareto.merge_fronts(fr, cF_, cp_, cv_, pay, block=_BLOCK)
                 return t + 1, fr, ovf | o
 
             _, fr, ovf = lax.while_loop(lambda c: c[0] < n_iter, body,
@@ -312,7 +267,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
 
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
                             check_vma=False)
-    return jax.jit(sharded), mesh
+    return jax.jit(sharded)
 
 
 # --------------------------------------------------------------------------- host side
@@ -351,7 +306,7 @@ def _fingerprint(desc: dict) -> str:
     return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
 
 
-def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict, elapsed_s: float) -> None:
+def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict) -> None:
     st = loop.state
     mem = _host(st.front.member)
     arrs = {f"front_{name}": _host(x)[mem] for name, x in
@@ -363,7 +318,7 @@ def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict, elapsed_s: float) -> No
     arrs.update(version=np.int64(_CHECKPOINT_VERSION), radices=np.array(cfg.radices, np.int64),
                 fingerprint=np.array(_fingerprint(desc)), config=np.array(json.dumps(desc, sort_keys=True)),
                 next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
-                n_chunks=np.int64(loop.acc.n_chunks), elapsed_s=np.float64(elapsed_s))
+                n_chunks=np.int64(loop.acc.n_chunks))
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "wb") as fh:
         np.savez(fh, **arrs)
@@ -396,7 +351,7 @@ def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
     best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
     acc = _Acc(int(str(z["next_index"])), int(str(z["n_feasible"])),
                tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))), int(z["n_chunks"]))
-    return _State(front, best, jnp.zeros((), bool)), acc, float(z["elapsed_s"])
+    return _State(front, best, jnp.zeros((), bool)), acc
 
 
 def _stderr_bar():
@@ -420,7 +375,8 @@ def _stderr_bar():
     return bar
 
 
-def _rows(st: _State, cfg: _Cfg, radices) -> tuple[dict, list]:
+def _rows(st: _State, cfg: _Cfg) -> tuple[dict, list]:
+    radices = cfg.radices
     mem = _host(st.front.member)
     n = int(mem.sum())
     fr = {"digits": _host(st.front.payload[2])[mem], "F": _host(st.front.F)[mem],
@@ -472,91 +428,112 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
       :class:`EngineResult`.
     """
     t_start = time.perf_counter()
-    radices = tuple(int(r) for r in radices)
-    N = indexing.space_size(radices)
-    for name, v, lo in (("n_obj", n_obj, 1), ("n_constr", n_constr, 0), ("n_aux", n_aux, 0),
-                        ("chunk_size", chunk_size, 1), ("front_capacity", front_capacity, 1),
-                        ("top_k", top_k, 1), ("checkpoint_every", checkpoint_every, 1)):
-        if int(v) != v or v < lo:
-            raise MlsysOptError(f"stream: {name}={v!r} must be an int >= {lo}")
-    if devices is None:
-        devices = jax.devices()
-    elif isinstance(devices, int):
-        devices = jax.devices()[:devices]
-    devices = tuple(devices)
-    D = len(devices)
-    chunk = -(-min(int(chunk_size), -(-N // D) * D) // D) * D
-    if chunk >= 2**31:
-        raise MlsysOptError(f"stream: chunk_size={chunk_size} must be below 2**31 (int32 lanes)")
-    hist = _check_hist(histograms, n_obj)
-
-    spec = jax.ShapeDtypeStruct((chunk // D, len(radices)), jnp.int32)
-    try:
-        out = jax.eval_shape(lambda d: tuple(chunk_fn(d)), spec)
-    except MlsysOptError:
-        raise
-    except Exception as exc:  # noqa: BLE001
-        raise MlsysOptError(f"stream: chunk_fn failed on digits int32{list(spec.shape)}: {exc}") from exc
-    want = ((chunk // D, n_obj), (chunk // D, n_constr), (chunk // D, n_aux))
-    if len(out) != 3 or any(tuple(o.shape) != w for o, w in zip(out, want)):
-        raise MlsysOptError(
-            f"stream: chunk_fn must return (F, G, aux) of shapes {want} for a chunk of {chunk // D} "
-            f"configurations; got {[tuple(o.shape) for o in out]}")
-    cfg = _Cfg(radices, int(n_obj), int(n_constr), int(n_aux), chunk, chunk // D, int(front_capacity),
-               int(top_k), hist, tuple(str(o.dtype) for o in out))
-    step, mesh = _build_step(chunk_fn, cfg, devices)
-
-    k = cfg.top_k
-    dt = [o.dtype for o in out]
-    init = _State(
-        pareto.empty_front(cfg.capacity, n_obj, (jax.ShapeDtypeStruct((n_constr,), dt[1]),
-                                                 jax.ShapeDtypeStruct((n_aux,), dt[2]),
-                                                 jax.ShapeDtypeStruct((len(radices),), jnp.int32)), dt[0]),
-        _Best(jnp.zeros((n_obj, k, n_obj), dt[0]), jnp.zeros((n_obj, k, n_constr), dt[1]),
-              jnp.zeros((n_obj, k, n_aux), dt[2]), jnp.zeros((n_obj, k, len(radices)), jnp.int32),
-              jnp.zeros((n_obj, k), bool)),
-        jnp.zeros((), bool))
-    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in hist), 0)
+    devices = _devices(devices)
+    cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
+                  histograms, checkpoint_every, len(devices))
+    N = indexing.space_size(cfg.radices)
+    init, acc = _initial(cfg), _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0)
     desc = _describe(cfg, run_key)
     path = os.fspath(checkpoint_path) if checkpoint_path is not None else None
     if resume and path and os.path.exists(path):
-        init, acc, _ = _load(path, cfg, desc, init)
+        init, acc = _load(path, cfg, desc, init)
+    step = _build_step(chunk_fn, cfg, devices)
     if progress is None:
         progress = _stderr_bar()
     elif progress is False:
         progress = None
-    writer = jax.process_index() == 0
+    writer = path is not None and jax.process_index() == 0
+
+    def save(loop: _Loop) -> _Loop:
+        loop = _drain(loop, cfg)
+        _save(path, loop, cfg, desc)
+        return loop
 
     loop = _Loop(init, (), acc)
     try:
         while loop.acc.next_index < N or loop.pending:
-            a = loop.acc
-            state, pending = loop.state, loop.pending
+            a, state, pending = loop.acc, loop.state, loop.pending
             if a.next_index < N:
-                nv = min(chunk, N - a.next_index)
-                sd = indexing.digits_of(a.next_index, radices)
-                state, outs = step(state, sd, np.int32(nv))
+                nv = min(cfg.chunk, N - a.next_index)
+                state, outs = step(state, indexing.digits_of(a.next_index, cfg.radices), np.int32(nv))
                 pending = pending + (outs,)
                 a = a._replace(next_index=a.next_index + nv, n_chunks=a.n_chunks + 1)
             while pending and (len(pending) > _LAG or a.next_index >= N):
                 a = _fold(a, pending[0], cfg.capacity)
                 pending = pending[1:]
-            loop = _Loop(state, pending, a)
+            loop = _Loop(state, pending, a)          # the one rebinding: interrupt-safe
             if progress is not None:
                 progress(loop.acc.next_index, N)
-            if path and writer and loop.acc.n_chunks % checkpoint_every == 0 and loop.acc.next_index < N:
-                loop = _drain(loop, cfg)
-                _save(path, loop, cfg, desc, time.perf_counter() - t_start)
+            if writer and loop.acc.n_chunks % checkpoint_every == 0 and loop.acc.next_index < N:
+                loop = save(loop)
     except KeyboardInterrupt:
-        if path and writer:
-            loop = _drain(loop, cfg)
-            _save(path, loop, cfg, desc, time.perf_counter() - t_start)
+        if writer:
+            save(loop)
         raise
-    if path and writer:
-        _save(path, loop, cfg, desc, time.perf_counter() - t_start)
-    front, best = _rows(loop.state, cfg, radices)
-    hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(hist, loop.acc.hist)}
+    if writer:
+        loop = save(loop)
+    front, best = _rows(loop.state, cfg)
+    hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(cfg.hist, loop.acc.hist)}
     return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start)
+
+
+def _devices(devices) -> tuple:
+    if devices is None:
+        return tuple(jax.devices())
+    if isinstance(devices, int):
+        if not 1 <= devices <= len(jax.devices()):
+            raise MlsysOptError(f"stream: devices={devices} but jax sees {len(jax.devices())} device(s)")
+        return tuple(jax.devices()[:devices])
+    devices = tuple(devices)
+    if not devices:
+        raise MlsysOptError("stream: devices is empty; pass None for all of jax.devices()")
+    return devices
+
+
+def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
+            histograms, checkpoint_every, n_dev: int) -> _Cfg:
+    """Validate the arguments of :func:`stream` and check chunk_fn's output shapes."""
+    N = indexing.space_size(radices)              # validates the axis sizes
+    radices = tuple(int(r) for r in radices)
+    for name, v, lo in (("n_obj", n_obj, 1), ("n_constr", n_constr, 0), ("n_aux", n_aux, 0),
+                        ("chunk_size", chunk_size, 1), ("front_capacity", front_capacity, 1),
+                        ("top_k", top_k, 1), ("checkpoint_every", checkpoint_every, 1)):
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise MlsysOptError(f"stream: {name}={v!r} must be an int >= {lo}")
+    # chunk: a multiple of the device count, no larger than the space needs
+    chunk = -(-min(int(chunk_size), -(-N // n_dev) * n_dev) // n_dev) * n_dev
+    if chunk >= 2**31:
+        raise MlsysOptError(f"stream: chunk_size={chunk_size} must be below 2**31 (int32 lanes)")
+    lanes = chunk // n_dev
+    spec = jax.ShapeDtypeStruct((lanes, len(radices)), jnp.int32)
+    try:
+        out = jax.eval_shape(lambda d: tuple(chunk_fn(d)), spec)
+    except MlsysOptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - report any evaluator failure as bad input
+        raise MlsysOptError(f"stream: chunk_fn failed on digits int32{list(spec.shape)}: {exc}") from exc
+    want = ((lanes, n_obj), (lanes, n_constr), (lanes, n_aux))
+    if len(out) != 3 or any(tuple(o.shape) != w for o, w in zip(out, want)):
+        raise MlsysOptError(
+            f"stream: chunk_fn must return (F, G, aux) of shapes {want} for a chunk of {lanes} "
+            f"configurations; got {[tuple(o.shape) for o in out]}")
+    capacity = int(front_capacity)
+    if capacity > _BLOCK:
+        capacity = -(-capacity // _BLOCK) * _BLOCK
+    return _Cfg(radices, int(n_obj), int(n_constr), int(n_aux), chunk, lanes, capacity, int(top_k),
+                _check_hist(histograms, n_obj), tuple(str(o.dtype) for o in out))
+
+
+def _initial(cfg: _Cfg) -> _State:
+    dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
+    n_obj, k, n_axes = cfg.n_obj, cfg.top_k, len(cfg.radices)
+    S = jax.ShapeDtypeStruct
+    front = pareto.empty_front(cfg.capacity, n_obj, (S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
+                                                     S((n_axes,), jnp.int32)), dF)
+    best = _Best(jnp.zeros((n_obj, k, n_obj), dF), jnp.zeros((n_obj, k, cfg.n_constr), dG),
+                 jnp.zeros((n_obj, k, cfg.n_aux), da), jnp.zeros((n_obj, k, n_axes), jnp.int32),
+                 jnp.zeros((n_obj, k), bool))
+    return _State(front, best, jnp.zeros((), bool))
 
 
 def _drain(loop: _Loop, cfg: _Cfg) -> _Loop:
