@@ -464,9 +464,10 @@ def cmd_evaluate(args) -> int:
     if not args.no_sensitivity:
         from .sensitivity import binding as find_binding, sensitivity
         sens = sensitivity(space, _config_of(space, row, params), outputs=[_first_objective(space)],
-                           parameters=_system_inputs(space.scenario), eff=_eff(args),
-                           tables=space.catalog.tables())
-        binding = find_binding(sens, _first_objective(space))
+                           eff=_eff(args), tables=space.catalog.tables())
+        system = sens[~sens["parameter"].isin(WORKLOAD_INPUTS)]      # the workload size is not a lever
+        system.attrs.update(sens.attrs)
+        binding = find_binding(system, _first_objective(space))
     audit = report.audit(row, space, sensitivity_binding=binding)
     if args.figure:
         _cascade_figure(row, space, args.figure)
@@ -498,12 +499,6 @@ def cmd_evaluate(args) -> int:
 
 
 WORKLOAD_INPUTS = ("n_tokens", "request_rate", "duration")   # what is asked, not how the system answers
-
-
-def _system_inputs(scenario: str) -> tuple[str, ...]:
-    """Sensitivity inputs for the audit's binding row: every continuous input except the workload size."""
-    from .sensitivity import parameter_names
-    return tuple(p for p in parameter_names(scenario) if p not in WORKLOAD_INPUTS)
 
 
 def _config_of(space, row, params: dict) -> dict:

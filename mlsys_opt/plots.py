@@ -333,8 +333,8 @@ def roofline(hardware: Sequence[str], points: pd.DataFrame | Sequence[Mapping[st
         c = colors.get(e["name"], "k")
         ax.plot([p["intensity"]], [at / 1e12], marker="X", ls="", color=c, markersize=10, markeredgecolor="k",
                 zorder=5)
-        ax.annotate(str(p.get("label", "")), (p["intensity"], at / 1e12), xytext=(6, 4),
-                    textcoords="offset points", fontsize=8)
+        ax.annotate(str(p.get("label", "")), (p["intensity"], at / 1e12), xytext=(8, -6),
+                    textcoords="offset points", ha="left", va="top", fontsize=8)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")

@@ -607,9 +607,10 @@ def audit(row: Mapping[str, Any], space, *, sensitivity_binding=None) -> pd.Data
     rows = _audit_training(row, space) if space.scenario == "training" else _audit_serving(row, space)
     if sensitivity_binding is not None:
         b = sensitivity_binding
-        rows.append(("Analysis", "21 Sensitivity",
-                     f"{b.output}: most sensitive to {b.parameter} (elasticity {b.elasticity:+.2f})",
-                     f"binding input: {b.parameter}"))
+        at = next((i for i, r in enumerate(rows) if r[1].startswith("22")), len(rows))
+        rows.insert(at, ("Analysis", "21 Sensitivity",
+                         f"{b.output}: most sensitive to {b.parameter} (elasticity {b.elasticity:+.2f})",
+                         f"binding input: {b.parameter}"))
     return pd.DataFrame(rows, columns=list(AUDIT_COLUMNS))
 
 

@@ -10,8 +10,9 @@ for every valid index combination; constraints named as `schema.*_CONSTRAINTS`,
 relative margins with g <= 0 feasible (pymoo).  Branch-free, float32-safe,
 jit/vmap/grad-able w.r.t. every float parameter, table float and efficiency leaf.
 
-Every equation comes from a wall (`mlsys_opt.walls.*`); this module only
-gathers catalog rows, converts units, and does glue arithmetic (degrees,
+Every equation comes from a wall (`mlsys_opt.walls.*`); this module and its
+helpers (`mlsys_opt.scenario_parts`: catalog gathering, cost, elementwise time)
+only gather catalog rows, convert units, and do glue arithmetic (degrees,
 counts, byte sizes).  Modelling choices and their sources are documented on
 `training` and `serving`.
 """
@@ -21,21 +22,20 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from ._types import BYTES_PER_ELEMENT, MODEL_KINDS, SECONDS_PER_HOUR, Array
+from ._types import Array
 from .catalog.tables import Tables
 from .efficiency import (DEFAULT_EFFICIENCY, Efficiency, decode_compute_efficiency,
                          matmul_efficiency, prefill_efficiency)
 from .errors import MlsysOptError, suggest
-from .schema import PARAMS, PRICING, RECOMPUTE
-from .walls import algorithm, data, fleet, node, ops
+from .scenario_parts import (COMPUTE, MEMORY, batch_shape, broadcast_all, elementwise_time_s,
+                             fleet_cost, gather, safe_pos)
+from .schema import PARAMS, RECOMPUTE
+from .walls import algorithm, fleet, node, ops
 
-CNN = MODEL_KINDS.index("cnn")
-CLOUD = PRICING.index("cloud")
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
 OPTIMIZER_BYTES_PER_PARAM = 12.0   # fp32 master + Adam m + v (seed 001 "16 B/param" rule)
 MAX_AUTO_REPLICAS = 1e7            # auto-sizing stops here; beyond it the queue is flagged unstable
-_TINY = 1e-30
 
 
 # --------------------------------------------------------------------------- parameters
@@ -178,111 +178,6 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
     return cls(**{k: conv(k) for k in cls._fields})
 
 
-# --------------------------------------------------------------------------- shared helpers
-def _shape(p: NamedTuple):
-    return jnp.broadcast_shapes(*(jnp.shape(x) for x in p))
-
-
-def _full(shape, tup):
-    """Broadcast every field of a NamedTuple to `shape` (the sweep stacks columns)."""
-    return type(tup)(*(jnp.broadcast_to(x, shape) for x in tup))
-
-
-def _safe_pos(x, floor=_TINY):
-    return jnp.maximum(x, floor)
-
-
-class _Common(NamedTuple):
-    """Catalog rows gathered for a batch, in SI units, with safe (positive) denominators."""
-    # accelerator
-    peak: Array                # FLOP/s at the precision (row's best if unsupported)
-    has_precision: Array       # bool
-    bpe: Array                 # bytes per element of the precision
-    apn: Array                 # accelerators per node (scale-up domain)
-    capacity: Array            # bytes
-    mem_bw: Array              # achieved HBM B/s (× mem_bw_eff)
-    inj_bw: Array              # weight-streaming injection B/s (wafer-scale)
-    wafer: Array               # bool
-    tdp: Array                 # W
-    price: Array               # USD per accelerator
-    cloud_usd_per_s: Array     # USD per accelerator-second
-    mtbf: Array                # s per accelerator
-    bw_up: Array               # achieved scale-up B/s (× scaleup_comm_eff)
-    alpha_up: Array            # s
-    bw_out: Array              # achieved scale-out B/s (locality × scaleout_comm_eff)
-    alpha_out: Array           # s
-    # model
-    is_cnn: Array
-    n_params: Array            # total parameters
-    n_active: Array            # parameters per token
-    n_eff: Array               # forward FLOP / 2 per item (token; CNN sample)
-    n_layers: Array
-    hidden: Array
-    n_heads: Array
-    attn_width: Array          # heads · head_dim
-    n_kv_heads: Array
-    head_dim: Array
-    n_experts: Array
-    top_k: Array
-    reuse_per_item: Array      # GEMM rows per item (1 per token)
-    # region
-    carbon: Array              # g CO2e / kWh
-    pue: Array
-    wue: Array                 # L / kWh
-    elec: Array                # USD / kWh
-
-
-def _gather(p, t: Tables, eff: Efficiency) -> _Common:
-    """Gather catalog rows and derive achieved link rates (safe against zero rows)."""
-    h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
-    r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
-    prec = jnp.asarray(p.precision, jnp.int32)
-    row_peak = t.hw.peak_flop_per_s[h]                       # [..., n_precision]
-    peak_raw = t.hw.peak_flop_per_s[h, prec]
-    has = t.hw.has_precision[h, prec] & (peak_raw > 0)
-    # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
-    peak = jnp.where(has, peak_raw, _safe_pos(jnp.max(row_peak, axis=-1), 1.0))
-    bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
-    is_cnn = t.model.kind[m] == CNN
-    n_params = _safe_pos(t.model.n_params[m], 1.0)
-    fps = t.model.flop_per_sample[m]
-    # Parameters "used per item": a CNN sample costs flop_per_sample = 2·n_eff forward FLOP.
-    n_eff = jnp.where(is_cnn, 0.5 * fps, t.model.n_active_params[m])
-    # GEMM rows per item (weight reuse): 1 per token; fps/(2·params) per CNN sample.
-    reuse = jnp.where(is_cnn, fps / (2.0 * n_params), 1.0)
-    bw_out = data.locality(t.fabric.bw_bytes_per_s[f], t.fabric.bisection_frac[f],
-                           _safe_pos(t.fabric.oversubscription[f], 1.0))
-    return _Common(
-        peak=peak, has_precision=has, bpe=bpe,
-        apn=_safe_pos(t.hw.accelerators_per_node[h], 1.0),
-        capacity=_safe_pos(t.hw.mem_capacity_bytes[h], 1.0),
-        mem_bw=_safe_pos(t.hw.mem_bw_bytes_per_s[h] * eff.mem_bw_eff, 1.0),
-        inj_bw=_safe_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
-        wafer=t.hw.is_wafer_scale[h], tdp=t.hw.tdp_w[h], price=t.hw.price_usd[h],
-        cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
-        mtbf=_safe_pos(t.hw.mtbf_s[h], 1.0),
-        bw_up=_safe_pos(t.hw.scaleup_bw_bytes_per_s[h] * eff.scaleup_comm_eff, 1.0),
-        alpha_up=eff.scaleup_latency_s,
-        bw_out=_safe_pos(bw_out * eff.scaleout_comm_eff, 1.0), alpha_out=t.fabric.latency_s[f],
-        is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,
-        n_layers=_safe_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
-        n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
-        n_kv_heads=t.model.n_kv_heads[m], head_dim=t.model.head_dim[m],
-        n_experts=_safe_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
-        reuse_per_item=reuse,
-        carbon=t.region.carbon_gco2e_per_kwh[r], pue=t.region.pue[r],
-        wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r])
-
-
-def _cost(c: _Common, pricing, n_dev, duration_s, power_w, depreciation_s, maint):
-    """Cloud (pay per device-second, energy included) or on-prem TCO (ops walls, wall 17)."""
-    onprem = ops.tco(c.price, n_dev, duration_s, power_w, c.elec, c.pue,
-                     depreciation_s=_safe_pos(depreciation_s, 1.0),
-                     maintenance_frac_per_year=maint).tco_usd
-    cloud = ops.cloud_cost(c.cloud_usd_per_s, n_dev, duration_s)
-    return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem)
-
-
 # --------------------------------------------------------------------------- training
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
     """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
@@ -298,8 +193,14 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Per-GPU step compute [node.roofline]: hardware FLOPs/N at η_matmul (efficiency.py)
       vs HBM traffic M·(3 [+1 full])·W_shard + 2·(weights+grads+optimizer shard)
       + 2·M·activations; dispatch tax per layer per pass.  Wafer-scale rows stream
-      weights over the injection link instead [node.weight_streaming].  Pipeline stage
-      imbalance: × (1 + pipeline_overhead_frac·(1 - 1/pp)).
+      weights over the injection link instead [node.weight_streaming].
+    - Plus the memory-bound non-matmul time (layernorm, dropout, residual, softmax,
+      GeLU) [scenario_parts.elementwise_time_s]: elementwise_traffic_scale·(3 + full)·M
+      ·(L/pp)·A / (mem_bw·mem_bw_eff), A = s·b·h·(10 + 24/tp) + 5·a·s²·b/tp bytes per layer
+      (Korthikanti et al. 2022 Table 2), added to the compute time (those kernels run
+      between the GEMMs), so the pipeline bubble stretches it too.  A step whose roofline
+      byte term plus this time exceeds its GEMM time is reported memory-bound.
+    - Pipeline stage imbalance: the compute time × (1 + pipeline_overhead_frac·(1 - 1/pp)).
     - Communication and bubble [fleet.parallel_step]: hierarchical DP all-reduce of the
       gradient over scale-up + locality-derated scale-out [data.locality], Megatron TP
       all-reduces over the scale-up link (k = 4 per layer, 6 with full recompute,
@@ -320,16 +221,16 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Energy/carbon/water [ops.sustainability]: N·TDP·active_power_frac for the whole
       run, PUE; cost [ops.tco / ops.cloud_cost].
     """
-    c = _gather(p, tables, eff)
-    shape = _shape(p)
-    n = _safe_pos(p.n_accelerators, 1.0)
-    tp, pp, ep = (_safe_pos(x, 1.0) for x in (p.tp, p.pp, p.ep))
-    mb, v = _safe_pos(p.microbatches, 1.0), _safe_pos(p.virtual_stages, 1.0)
+    c = gather(p, tables, eff)
+    shape = batch_shape(p)
+    n = safe_pos(p.n_accelerators, 1.0)
+    tp, pp, ep = (safe_pos(x, 1.0) for x in (p.tp, p.pp, p.ep))
+    mb, v = safe_pos(p.microbatches, 1.0), safe_pos(p.virtual_stages, 1.0)
     dp_out = n / (tp * pp * ep)
-    dp = _safe_pos(dp_out, 1.0)      # a group larger than the fleet is infeasible (divisibility)
-    seq = jnp.where(c.is_cnn, 1.0, _safe_pos(p.seq_len, 1.0))
-    tokens_step = _safe_pos(p.global_batch, 1.0) * seq
-    steps = _safe_pos(p.n_tokens, 1.0) / tokens_step
+    dp = safe_pos(dp_out, 1.0)      # a group larger than the fleet is infeasible (divisibility)
+    seq = jnp.where(c.is_cnn, 1.0, safe_pos(p.seq_len, 1.0))
+    tokens_step = safe_pos(p.global_batch, 1.0) * seq
+    steps = safe_pos(p.n_tokens, 1.0) / tokens_step
     rc = jnp.asarray(p.recompute)
     full = (rc == FULL_RECOMPUTE).astype(c.peak.dtype)
     selective = (rc == SELECTIVE_RECOMPUTE).astype(c.peak.dtype)
@@ -342,12 +243,12 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     flop_gpu = (model_flop + extra) / n
 
     # Micro-batch geometry and achieved matmul efficiency.
-    micro_seqs = _safe_pos(p.global_batch, 1.0) / (dp * ep * mb)
+    micro_seqs = safe_pos(p.global_batch, 1.0) / (dp * ep * mb)
     rows = micro_seqs * seq * c.reuse_per_item
     eta = matmul_efficiency(p.efficiency, rows, eff)
 
     # Parameters: shared vs routed experts (MoE), per-GPU shards.
-    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / _safe_pos(c.n_experts - c.top_k, 1.0)
+    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / safe_pos(c.n_experts - c.top_k, 1.0)
     expert_params = jnp.where(c.n_experts > c.top_k, c.n_experts * per_expert, 0.0)
     shared_params = c.n_params - expert_params
     layers_stage = c.n_layers / pp
@@ -376,10 +277,14 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     rl = node.roofline(flop_gpu, bytes_gpu, c.peak, c.mem_bw, efficiency=eta, dispatch_tax_s=tax)
     ws = node.weight_streaming(weight_traffic / layers_stage, flop_gpu / layers_stage, layers_stage,
                                c.inj_bw, c.peak, efficiency=eta, dispatch_tax_s=tax / layers_stage)
-    t_compute = jnp.where(c.wafer, ws.latency_s, rl.latency_s)
+    # Memory-bound non-matmul work runs between the GEMMs: added, not max-ed (scenario_parts).
+    t_elem = elementwise_time_s(c, eff, seq=seq, micro_seqs=micro_seqs, tp=tp, layers_stage=layers_stage,
+                                microbatches=mb, full=full, selective=selective).t_memory_s
+    t_compute = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
     # The slowest pipeline stage sets the pace (stage imbalance), bubble included.
     t_compute = t_compute * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / pp))
-    bottleneck = jnp.where(c.wafer, ws.bottleneck, rl.bottleneck)
+    memory_bound = (rl.bottleneck == COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
+    bottleneck = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, MEMORY, rl.bottleneck))
 
     # Communication, bubble, step.
     act_msg = micro_seqs * seq * c.hidden * c.bpe
@@ -396,7 +301,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
 
     # Reliability and wall-clock time.
     mtbf = fleet.cluster_mtbf_s(c.mtbf, n)
-    ckpt_s = c.n_params * (c.bpe + OPTIMIZER_BYTES_PER_PARAM) / _safe_pos(p.checkpoint_bw, 1.0)
+    ckpt_s = c.n_params * (c.bpe + OPTIMIZER_BYTES_PER_PARAM) / safe_pos(p.checkpoint_bw, 1.0)
     tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval,
                     ops.young_daly_interval_s(ckpt_s, mtbf))
     good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
@@ -405,7 +310,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     # Energy, carbon, water, cost.
     power = c.tdp * eff.active_power_frac
     fp = ops.sustainability(n * power, time, c.pue, c.carbon, c.wue)
-    cost = _cost(c, p.pricing, n, time, power, p.depreciation, p.maintenance_frac_per_year)
+    cost = fleet_cost(c, p.pricing, n, time, power, p.depreciation, p.maintenance_frac_per_year)
     mfu = node.model_flops_utilization(model_flop, step.step_s, n, c.peak)
 
     group = tp * pp * ep
@@ -421,9 +326,9 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
         tp_within_node=tp / c.apn - 1.0,
         pipeline_depth=pp / c.n_layers - 1.0,
         experts=ep / c.n_experts - 1.0,
-        batch_split=dp * ep * mb / _safe_pos(p.global_batch, 1.0) - 1.0,
+        batch_split=dp * ep * mb / safe_pos(p.global_batch, 1.0) - 1.0,
         precision=jnp.where(c.has_precision, -1.0, 1.0))
-    return _full(shape, out), _full(shape, g)
+    return broadcast_all(shape, out), broadcast_all(shape, g)
 
 
 # --------------------------------------------------------------------------- serving
@@ -453,12 +358,12 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
       cost [ops.tco / ops.cloud_cost] over `duration`; per-Mtok = total / tokens served.
     - CNN models: a "token" is one sample (flop_per_sample per prompt token, no KV).
     """
-    c = _gather(p, tables, eff)
-    shape = _shape(p)
-    tp, pp = _safe_pos(p.tp, 1.0), _safe_pos(p.pp, 1.0)
+    c = gather(p, tables, eff)
+    shape = batch_shape(p)
+    tp, pp = safe_pos(p.tp, 1.0), safe_pos(p.pp, 1.0)
     replica = tp * pp
-    batch = _safe_pos(p.batch, 1.0)
-    prompt, out_tok = _safe_pos(p.prompt_tokens, 1.0), _safe_pos(p.output_tokens, 1.0)
+    batch = safe_pos(p.batch, 1.0)
+    prompt, out_tok = safe_pos(p.prompt_tokens, 1.0), safe_pos(p.output_tokens, 1.0)
     n_l = c.n_layers
     w_bytes = c.n_params * c.bpe
     kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe)
@@ -494,9 +399,9 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
 
     # Queue: every batch slot of every replica is one server.
     st = node.serving_throughput(itl, ttft, batch, out_tok)
-    service = _safe_pos(st.request_latency_s, 1e-12)
+    service = safe_pos(st.request_latency_s, 1e-12)
     lam = jnp.maximum(p.request_rate, 0.0)
-    auto = jnp.clip(jnp.ceil(lam * service / (batch * _safe_pos(p.max_utilization, 1e-3))), 1.0,
+    auto = jnp.clip(jnp.ceil(lam * service / (batch * safe_pos(p.max_utilization, 1e-3))), 1.0,
                     MAX_AUTO_REPLICAS)
     replicas = jnp.where(p.replicas >= 0.5, p.replicas, auto)
     q = node.mmc_queue(lam, 1.0 / service, replicas * batch)
@@ -507,8 +412,8 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     busy = jnp.clip(q.utilization, 0.0, 1.0)
     power = c.tdp * (eff.idle_power_frac + (eff.active_power_frac - eff.idle_power_frac) * busy)
     fp = ops.sustainability(n_dev * power, p.duration, c.pue, c.carbon, c.wue)
-    cost = _cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
-    mtok = _safe_pos(throughput * p.duration, 1.0) / 1e6
+    cost = fleet_cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
+    mtok = safe_pos(throughput * p.duration, 1.0) / 1e6
 
     mem = jnp.where(c.wafer, kv / replica + 2.0 * w_bytes / n_l, (w_bytes + kv) / replica)
     out = ServingOutputs(
@@ -523,7 +428,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
         pipeline_depth=pp / n_l - 1.0,
         precision=jnp.where(c.has_precision, -1.0, 1.0),
         queue_stable=jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6)
-    return _full(shape, out), _full(shape, g)
+    return broadcast_all(shape, out), broadcast_all(shape, g)
 
 
 SCENARIO_FNS = {"training": training, "serving": serving}

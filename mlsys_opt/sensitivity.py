@@ -188,11 +188,19 @@ def output_vector(outs, names, dtype):
     return jnp.stack([jnp.reshape(jnp.asarray(getattr(outs, o), dtype), (-1,))[0] for o in names])
 
 
-def _kernel(scenario: str, limits: tuple, out_names: tuple, in_names: tuple, dtype):
-    """jit(vmap(one-config Jacobian)); cached per (scenario, limits, names, dtype)."""
-    key = (scenario, limits, out_names, in_names, jnp.dtype(dtype).name)
+def _kernel(scenario: str, in_names: tuple, dtype):
+    """jit(vmap(one-config Jacobian)); cached per (scenario, inputs, dtype).
+
+    Returns per config, for EVERY numeric output (forward mode costs one pass
+    per input whatever the number of outputs; selecting outputs happens on the
+    host so every selection shares one compilation): y [n_out], values [n_in],
+    derivative and elasticity [n_out, n_in], structural g [n_constr].  Spec
+    limits are applied on the host too, so all spaces of a scenario share it.
+    """
+    key = (scenario, in_names, jnp.dtype(dtype).name)
     if key in _KERNELS:
         return _KERNELS[key]
+    out_names = _output_names(scenario, None)
 
     def one(p, local, eff, prec):
         # p: {param: scalar}; local: one-row Tables (leading dim 1); prec: int32 scalar
@@ -203,7 +211,7 @@ def _kernel(scenario: str, limits: tuple, out_names: tuple, in_names: tuple, dty
 
         def f(delta):
             new = {k: x + delta[i] * t for i, (k, x, t) in enumerate(zip(in_names, xs, tangents))}
-            outs, g = run_scenario(scenario, *with_inputs(new, p1, local, eff), limits, dtype)
+            outs, g = run_scenario(scenario, *with_inputs(new, p1, local, eff), (), dtype)
             y = output_vector(outs, out_names, dtype)
             return y, (y, g)
 
@@ -219,6 +227,16 @@ def _kernel(scenario: str, limits: tuple, out_names: tuple, in_names: tuple, dty
 
     _KERNELS[key] = jax.jit(batch)
     return _KERNELS[key]
+
+
+def limit_g(limits, y_all: np.ndarray, all_names) -> np.ndarray:
+    """Spec-limit constraint columns [n, n_limits] from output values (sweep convention)."""
+    cols = []
+    for out, (sense, limit) in limits.items():
+        v = y_all[:, list(all_names).index(out)]
+        scale = max(abs(float(limit)), 1e-30)
+        cols.append((v - limit) / scale if sense == "max" else (limit - v) / scale)
+    return np.stack(cols, axis=1) if cols else np.zeros((len(y_all), 0))
 
 
 def gather_local(tables, p: dict) -> Any:
@@ -313,9 +331,8 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
     tables = catalog.tables(dtype=dtype) if tables is None else tables
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
-    limits = tuple((o, s, float(v)) for o, (s, v) in space.limits.items()) if space is not None else ()
     cnames = (constraint_names(space) if space is not None else schema.STRUCTURAL_CONSTRAINTS[scenario])
-    kernel = _kernel(scenario, limits, out_names, in_names, dtype)
+    kernel = _kernel(scenario, in_names, dtype)
     n = int(np.shape(p["hardware"])[0])
     size = min(chunk, 1 << max(0, (n - 1).bit_length()))
     parts = []
@@ -329,7 +346,11 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
         res = kernel(pc, local, eff, prec)
         parts.append([np.asarray(r)[:m] for r in res])
     y, value, deriv, elast, G = (np.concatenate([q[i] for q in parts]) for i in range(5))
-    return Sensitivities(out_names, in_names, tuple(cnames), y, value, deriv, elast, G)
+    all_names = _output_names(scenario, None)
+    if space is not None:
+        G = np.concatenate([G, limit_g(space.limits, y, all_names)], axis=1)
+    sel = [all_names.index(o) for o in out_names]
+    return Sensitivities(out_names, in_names, tuple(cnames), y[:, sel], value, deriv[:, sel], elast[:, sel], G)
 
 
 def sensitivity(target, config, *, outputs=None, parameters=None, eff=None, tables=None,

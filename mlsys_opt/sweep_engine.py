@@ -60,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import Mesh, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from . import indexing, pareto
 from .errors import MlsysOptError
@@ -267,7 +267,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
 
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
                             check_vma=False)
-    return jax.jit(sharded)
+    rep = NamedSharding(mesh, P())      # fixed shardings: the first call does not compile twice
+    return jax.jit(sharded, in_shardings=(rep, rep, rep), out_shardings=(rep, rep)), rep
 
 
 # --------------------------------------------------------------------------- host side
@@ -432,12 +433,14 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
                   histograms, checkpoint_every, len(devices))
     N = indexing.space_size(cfg.radices)
-    init, acc = _initial(cfg), _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0)
+    step, rep = _build_step(chunk_fn, cfg, devices)
+    init = _initial(cfg)
+    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0)
     desc = _describe(cfg, run_key)
     path = os.fspath(checkpoint_path) if checkpoint_path is not None else None
     if resume and path and os.path.exists(path):
         init, acc = _load(path, cfg, desc, init)
-    step = _build_step(chunk_fn, cfg, devices)
+    init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
     if progress is None:
         progress = _stderr_bar()
     elif progress is False:
@@ -455,7 +458,8 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
             a, state, pending = loop.acc, loop.state, loop.pending
             if a.next_index < N:
                 nv = min(cfg.chunk, N - a.next_index)
-                state, outs = step(state, indexing.digits_of(a.next_index, cfg.radices), np.int32(nv))
+                state, outs = step(state, jax.device_put(indexing.digits_of(a.next_index, cfg.radices), rep),
+                                   jax.device_put(np.int32(nv), rep))
                 pending = pending + (outs,)
                 a = a._replace(next_index=a.next_index + nv, n_chunks=a.n_chunks + 1)
             while pending and (len(pending) > _LAG or a.next_index >= N):

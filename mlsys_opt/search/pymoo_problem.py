@@ -24,9 +24,9 @@ Operators (pymoo mixed-integer guide): integer random sampling, SBX and
 polynomial mutation on the digits with ``RoundingRepair``, duplicate
 elimination; categorical axes (catalog names, choices) additionally get a
 uniform-resampling mutation, since "h100 + 1 = h200" carries no meaning.
-The initial population is seeded with the per-objective best and the
-non-dominated feasible points of a random sample (``seed_frac`` of the
-budget), which the evaluation count includes.
+Optionally (``seed_frac`` > 0) the initial population is seeded with the
+per-objective best and the non-dominated feasible points of a random sample,
+which the evaluation count includes.
 
 Source: Deb et al. 2002 (NSGA-II), Deb & Jain 2014 (NSGA-III), pymoo 0.6
 (Blank & Deb 2020) ``core/problem.py`` vectorised ``_evaluate`` contract.
@@ -51,6 +51,7 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 from ..errors import MlsysOptError, suggest
 
 MIN_BUCKET = 32
+MOEAD_PENALTY = 1e3   # MOEA/D has no constraint handling: F + penalty · total violation
 
 # canonical name -> aliases accepted by run_search
 ALGORITHMS: dict[str, tuple[str, ...]] = {
@@ -164,13 +165,17 @@ class SpaceProblem(Problem):
       eff: ``Efficiency`` (default ``DEFAULT_EFFICIENCY``).
       batch_size: rows per jitted call (one compilation; populations of up to
         this many rows take one call).
+      penalty: if set, constraints are folded into the objectives,
+        F + penalty · Σ max(G, 0), and the problem has no constraints (for
+        algorithms without constraint handling, e.g. MOEA/D).  The archive
+        keeps the raw F and the true feasibility.
 
     Attributes:
       active: indices of the axes that are variables (radix > 1).
       archive_digits / archive_F / archive_feasible: every evaluation, in order.
     """
 
-    def __init__(self, space, tables=None, eff=None, batch_size: int = 256):
+    def __init__(self, space, tables=None, eff=None, batch_size: int = 256, penalty: float | None = None):
         from ..sweep import constraint_names
 
         self.space = space
@@ -182,7 +187,8 @@ class SpaceProblem(Problem):
         self.categorical = np.array([space.axes[k].kind in ("catalog", "choice") for k in self.active])
         self._eval = batch_evaluator(space, tables, eff, batch_size=batch_size)
         self._strides = _strides(space.radices)
-        n_constr = len(constraint_names(space))
+        n_constr = len(constraint_names(space)) if penalty is None else 0
+        self.penalty = penalty
         self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         super().__init__(n_var=len(self.active), n_obj=len(space.objectives), n_ieq_constr=n_constr,
                          xl=np.zeros(len(self.active)), xu=(self.radices[self.active] - 1).astype(float),
@@ -204,6 +210,8 @@ class SpaceProblem(Problem):
 
     def _evaluate(self, X, out, *args, **kwargs):
         F, G = self.evaluate_digits(self.digits(X))
+        if self.penalty is not None and G.shape[1]:
+            F = F + self.penalty * np.maximum(G, 0.0).sum(axis=1, keepdims=True)
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
@@ -349,7 +357,7 @@ def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.n
 
 def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows=None,
                    mutation_prob: float | None = None, crossover_prob: float = 0.9,
-                   eta_c: float = 15.0, eta_m: float = 20.0):
+                   eta_c: float = 5.0, eta_m: float = 5.0):
     """A pymoo algorithm object by name (see ``ALGORITHMS``) with integer operators."""
     from pymoo.util.ref_dirs import get_reference_directions
 
@@ -375,12 +383,16 @@ def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows
     if name == "unsga3":
         from pymoo.algorithms.moo.unsga3 import UNSGA3
         return UNSGA3(ref_dirs=ref_dirs(), pop_size=pop_size, **common)
-    if name == "age":
-        from pymoo.algorithms.moo.age import AGEMOEA
-        return AGEMOEA(pop_size=pop_size, **common)
-    if name == "age2":
-        from pymoo.algorithms.moo.age2 import AGEMOEA2
-        return AGEMOEA2(pop_size=pop_size, **common)
+    if name in ("age", "age2"):
+        try:
+            if name == "age":
+                from pymoo.algorithms.moo.age import AGEMOEA as cls
+            else:
+                from pymoo.algorithms.moo.age2 import AGEMOEA2 as cls
+        except Exception as exc:   # pymoo raises a bare Exception when numba is missing
+            raise MlsysOptError(f"algorithm {name!r} (pymoo AGE-MOEA) needs the optional package numba "
+                                f"({exc}); install it or use nsga2/nsga3/spea2/smsemoa") from None
+        return cls(pop_size=pop_size, **common)
     if name == "spea2":
         from pymoo.algorithms.moo.spea2 import SPEA2
         return SPEA2(pop_size=pop_size, **common)
@@ -440,8 +452,8 @@ def resolve_algorithm(name: str) -> str:
 
 def run_search(space, *, algorithm: str | None = None, evals: int | None = None, pop_size: int | None = None,
                seed: int | None = None, verbose: bool = False, tables=None, eff=None,
-               seed_frac: float = 0.05, mutation_prob: float | None = None, crossover_prob: float = 0.9,
-               eta_c: float = 15.0, eta_m: float = 20.0) -> SearchResult:
+               seed_frac: float = 0.0, mutation_prob: float | None = None, crossover_prob: float = 0.9,
+               eta_c: float = 5.0, eta_m: float = 5.0) -> SearchResult:
     """Evolutionary search of a design space's Pareto front with pymoo.
 
     Args:
@@ -450,7 +462,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
         ``[search] algorithm``, else "nsga2".  "random" evaluates ``evals``
         uniform random configurations (a baseline).  "ga" needs one objective.
       evals: evaluation budget (default ``[search] evals``, else 20,000).  The
-        run may exceed it by less than one generation; ``n_evaluated`` is exact.
+        run may exceed it by less than one generation (RVEA converts it to a
+        generation count and may stop short); ``n_evaluated`` is exact.
       pop_size: population size (default ``[search] pop_size``, else 200; the
         reference-direction algorithms use the largest Das-Dennis set that fits).
       seed: random seed (default ``[search] seed``, else 0); equal seeds give
@@ -458,9 +471,14 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
       verbose: pymoo's per-generation log.
       tables, eff: catalog tables / efficiency model (defaults as the sweep).
       seed_frac: fraction of the budget spent on a random sample whose
-        per-objective best and feasible front seed the initial population (0: off).
+        per-objective best and feasible front seed the initial population
+        (default 0: off; it helped only with large populations, see
+        benchmarks/pareto_quality.py).
       mutation_prob: per-variable mutation probability (default 1/n_var).
-      crossover_prob, eta_c, eta_m: SBX probability and distribution indices.
+      crossover_prob, eta_c, eta_m: SBX probability and the SBX / polynomial
+        mutation distribution indices.  Defaults (0.9, 5, 5) were tuned on the
+        capstone space: low η spreads children over the short integer axes
+        (η 15-20, pymoo's real-valued defaults, mostly reproduces the parents).
 
     Returns:
       SearchResult; ``front`` has the sweep front's columns.
@@ -482,7 +500,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
         raise MlsysOptError(f"run_search: evals must be >= 1 and pop_size >= 2; got evals={evals}, "
                             f"pop_size={pop_size}")
     pop_size = min(pop_size, max(2, evals))
-    problem = SpaceProblem(space, tables, eff, batch_size=_bucket(pop_size))
+    problem = SpaceProblem(space, tables, eff, batch_size=_bucket(pop_size),
+                           penalty=MOEAD_PENALTY if name == "moead" else None)
     if name == "ga" and problem.n_obj != 1:
         raise MlsysOptError(f"algorithm 'ga' optimizes one objective; {space.name} has {problem.n_obj} "
                             f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
@@ -496,13 +515,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
         rows = _seed_rows(problem, n_seed, pop_size, rng) if n_seed >= 1 else None
         algo = make_algorithm(name, problem, pop_size=pop_size, seed_rows=rows, mutation_prob=mutation_prob,
                               crossover_prob=crossover_prob, eta_c=eta_c, eta_m=eta_m)
-        if name == "moead" and problem.n_ieq_constr:
-            from pymoo.constraints.as_penalty import ConstraintsAsPenalty
-            target = ConstraintsAsPenalty(problem, penalty=1e6)
-        else:
-            target = problem
         remaining = max(1, evals - sum(len(a[1]) for a in problem._archive))
-        minimize(target, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
+        minimize(problem, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
     digits, F, ok = problem.archive()
     idx = np.flatnonzero(ok)
     front_idx = idx[nondominated(F[idx], problem.positions(digits[idx]))]

@@ -1,0 +1,345 @@
+"""Inverse problems (wall 22): from a target to the minimum specification that meets it.
+
+Closed forms, where a wall inverts exactly (``mlsys_opt.walls.analysis``):
+
+    BW_req    = bytes per token / target ITL          (memory roofline, decode)
+    peak_req  = FLOP / (target · η)                   (compute roofline, e.g. TTFT)
+    mem_req   = weights (+ KV + activations)          (capacity)
+    N_req     = 6·P·D / (T · peak · MFU · η_s · goodput)   (iron law, time to train)
+
+:func:`inverse_roofline` is mlsysim's SynthesisSolver (one pass streaming every
+weight once: batch 1, no reuse), :func:`min_devices_for_time` runs the iron law
+and then the full training scenario over candidate fleet sizes.
+
+Everything else: :func:`synthesize`, a gradient solve over any continuous
+inputs of a scenario (its float parameters, the catalog fields of the chosen
+rows, efficiency leaves), vmapped over many targets at once.  Each free input
+x is reparametrised x = x0·e^z (log scale; x = lo + (hi - lo)·sigmoid(·) when
+the schema bounds it on both sides), and optax Adam minimises
+
+    L(z) = J(x) + μ Σ_targets relu(viol)² + μ Σ_structural relu(g)²,
+    viol = ln(y / (t·(1 - m))) for "y <= t"  (ln(t·(1 + m) / y) for "y >= t")
+
+with J = ln(objective output) when an objective (e.g. tco_usd) is given, else
+J = Σ ln(x / x0) (the "minimum spec": the smallest product of the free
+inputs).  The margin m = 1e-3 puts the optimum just inside the target, so the
+returned point meets it; the check uses the exact outputs at that point.
+
+Sources: seed 002 wall 22 and "The Iron Law"; seed 003 section 7 (Llama-3-70B
+synthesis); Williams et al. (2009) roofline; mlsysim SynthesisSolver.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+
+from .. import schema
+from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
+from ..errors import MlsysOptError, suggest
+from ..walls import analysis
+
+MARGIN = 1e-3
+PENALTY = 1e4
+
+
+# --------------------------------------------------------------------------- closed forms
+
+class RooflineSpec(NamedTuple):
+    """Minimum hardware for one pass of a model in a target time (mlsysim SynthesisSolver)."""
+    required_bw_bytes_per_s: float      # W / T
+    required_flop_per_s: float          # 2·P_active·tokens / (T·η)
+    required_memory_bytes: float        # W
+    compute_memory_ratio_flop_per_byte: float
+    weight_bytes: float                 # P·bytes per element
+    flop: float                         # 2·P_active·tokens
+
+
+def _precision_code(precision: str) -> int:
+    key = PRECISION_ALIASES.get(str(precision).lower(), str(precision).lower())
+    if key not in PRECISIONS:
+        raise MlsysOptError(f"precision {precision!r} is not known;{suggest(str(precision), PRECISIONS)} "
+                            f"(allowed: {', '.join(PRECISIONS)})")
+    return PRECISIONS.index(key)
+
+
+def inverse_roofline(model: str, target_latency_s: float, *, precision: str = "fp16",
+                     efficiency: float = 0.5, tokens: float = 1.0, catalog=None) -> RooflineSpec:
+    """Wall 22 closed form: the hardware one forward pass needs to finish in `target_latency_s`.
+
+    W = P·bytes (every weight streamed once), F = 2·P_active·tokens:
+    BW = W/T [analysis.required_bandwidth], peak = F/(T·η)
+    [analysis.required_flop_per_s], memory = W [analysis.required_memory_bytes].
+
+    Args:
+      model: catalog model name; target_latency_s: T, s; precision: weight/math precision;
+      efficiency: η (0-1]; tokens: tokens processed by the pass (1 = one decode step).
+
+    Worked example (seed 003 section 7, mlsysim SynthesisSolver, Llama-3-70B,
+    fp16, T = 200 ms, η = 0.5): W = 70.6e9·2 = 141.2 GB -> BW 706 GB/s,
+    peak 2·70.6e9/(0.2·0.5) = 1.412 TFLOP/s, memory 141.2 GB.
+    """
+    from ..catalog import load_catalog
+
+    cat = catalog if catalog is not None else load_catalog()
+    row = cat.entry("models", model)
+    w = float(row["n_params"]) * BYTES_PER_ELEMENT[_precision_code(precision)]
+    flop = 2.0 * float(row["n_active_params"]) * tokens
+    bw = float(analysis.required_bandwidth(w, target_latency_s))
+    peak = float(analysis.required_flop_per_s(flop, target_latency_s, efficiency))
+    mem = float(analysis.required_memory_bytes(w))
+    return RooflineSpec(bw, peak, mem, peak / bw, w, flop)
+
+
+class DevicesResult(NamedTuple):
+    """Fewest accelerators that train within a target time.
+
+    iron_law_n: N = 6PD/(T·peak·η) (MFU = the efficiency parameter, η_scaling =
+      goodput = 1): a lower bound.
+    n: smallest multiple of tp·pp·ep at which the full training scenario is
+      feasible and time_to_train_s <= target (0 when none up to max_factor × the bound).
+    time_s: time_to_train_s at n; time_below_s: at n - tp·pp·ep (inf if none/infeasible).
+    outputs: every training output at n (dict of floats).
+    """
+    iron_law_n: float
+    n: int
+    time_s: float
+    time_below_s: float
+    outputs: dict
+
+
+def min_devices_for_time(target, config: dict, target_time_s: float, *, max_factor: float = 8.0,
+                         max_candidates: int = 65536, eff=None, dtype=None) -> DevicesResult:
+    """Iron law for a time-to-train target, then checked on the training scenario.
+
+    Args:
+      target: "training" or a training ``Space``; config: display values (model,
+        hardware, n_tokens, tp, pp, ...) as for ``sensitivity``.
+      target_time_s: T, s.  max_factor: candidates go up to max_factor × the iron-law N.
+
+    All candidates N (multiples of tp·pp·ep) are evaluated in one vectorised call.
+    """
+    from ..catalog import load_catalog  # noqa: F401
+    from ..efficiency import DEFAULT_EFFICIENCY
+    from ..sensitivity import resolve_config
+    from ..walls.algorithm import training_flop
+
+    dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
+    scenario, space, p, catalog = resolve_config(target, config, dtype)
+    if scenario != "training":
+        raise MlsysOptError(f"min_devices_for_time needs the training scenario; got {scenario}")
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    tables = catalog.tables(dtype=dtype)
+    q = {k: np.asarray(v)[0] for k, v in p.items()}
+    h, m, prec = int(q["hardware"]), int(q["model"]), int(q["precision"])
+    peak = float(tables.hw.peak_flop_per_s[h, prec])
+    flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
+    n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
+    group = int(round(float(q["tp"]) * float(q["pp"]) * float(q["ep"])))
+    k0 = max(1, math.ceil(n0 / group) - 1)
+    k1 = max(k0 + 1, math.ceil(max_factor * n0 / group))
+    ks = np.arange(k0, min(k1, k0 + max_candidates) + 1)
+    n_cand = ks * group
+    batch = {k: jnp.full((len(ks),), v, jnp.asarray(p[k]).dtype) for k, v in q.items()}
+    batch["n_accelerators"] = jnp.asarray(n_cand, dtype)
+    from ..scenarios import SCENARIO_FNS, params_from_dict
+    outs, cons = jax.jit(SCENARIO_FNS["training"])(params_from_dict("training", batch), tables, eff)
+    t = np.asarray(outs.time_to_train_s, np.float64)
+    ok = np.all(np.stack([np.asarray(c) for c in cons]) <= 0, axis=0) & (t <= target_time_s)
+    if not ok.any():
+        return DevicesResult(n0, 0, math.inf, math.inf, {})
+    i = int(np.argmax(ok))
+    below = float(t[i - 1]) if i > 0 and bool(np.all([np.asarray(c)[i - 1] <= 0 for c in cons])) else math.inf
+    return DevicesResult(n0, int(n_cand[i]), float(t[i]), below,
+                         {f: float(np.asarray(getattr(outs, f))[i]) for f in outs._fields})
+
+
+# --------------------------------------------------------------------------- gradient solve
+
+class SynthesisResult(NamedTuple):
+    """Minimum specifications found, one row per target.
+
+    free: names of the free inputs; values: [n_targets, n_free] their values
+    (SI); base: [n_free] values in the base configuration; outputs: {output:
+    [n_targets]} the targeted (and objective) outputs at the solution; met:
+    bool [n_targets], every target and structural constraint satisfied;
+    objective: [n_targets] objective output (NaN when objective is None);
+    frame: the same as a DataFrame.
+    """
+    free: tuple[str, ...]
+    values: np.ndarray
+    base: np.ndarray
+    outputs: dict
+    met: np.ndarray
+    objective: np.ndarray
+    frame: pd.DataFrame
+
+
+def free_inputs(scenario: str) -> tuple[str, ...]:
+    """Inputs :func:`synthesize` may free: continuous inputs plus integer counts/degrees."""
+    from ..sensitivity import parameter_names
+
+    ints = tuple(k for k, s in schema.PARAMS[scenario].items() if s.kind == "int")
+    return parameter_names(scenario) + ints
+
+
+def _resolve_free(scenario: str, free: Sequence[str]) -> tuple[str, ...]:
+    allowed = free_inputs(scenario)
+    out = []
+    for name in ([free] if isinstance(free, str) else free):
+        if name in allowed:
+            out.append(name)
+            continue
+        hits = [a for a in allowed if a.split(".", 1)[-1] == name]   # short table-field names
+        if len(hits) == 1:
+            out.append(hits[0])
+            continue
+        raise MlsysOptError(f"synthesize: {name!r} is not a free input of the {scenario} scenario;"
+                            f"{suggest(name, allowed)} (allowed: {', '.join(allowed)})")
+    return tuple(out)
+
+
+def _bounds(scenario: str, name: str) -> tuple[float | None, float | None]:
+    spec = schema.PARAMS[scenario].get(name)
+    if spec is None:
+        return None, None
+    return spec.low, spec.high
+
+
+def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objective: str | None = None,
+               steps: int = 1500, learning_rate: float = 0.05, eff=None, dtype=None) -> SynthesisResult:
+    """Minimum values of `free` inputs that meet `targets`, by a batched gradient solve.
+
+    Args:
+      target: scenario name ("training"/"serving") or a ``Space`` (its limits are not applied).
+      base_config: the configuration to start from (display values, as for
+        ``sensitivity``); every input not in `free` stays as given.
+      targets: {output: (sense, value)} with sense "max" (y <= value) or "min"
+        (y >= value); value a float or a 1-D array: arrays (broadcast together)
+        give one independent solve per entry, all in one vmapped call.
+      free: inputs to solve for: scenario parameters ("efficiency",
+        "checkpoint_bw", "n_accelerators", ...), catalog fields of the chosen
+        rows ("hardware.mem_bw_bytes_per_s" or just "mem_bw_bytes_per_s",
+        "hardware.peak_flop_per_s" scales the whole peak row), or efficiency
+        leaves ("eff.mem_bw_eff").  Base values must be > 0.
+      objective: output to minimise subject to the targets (e.g. "tco_usd"),
+        or None for the minimum spec (smallest product of the free inputs).
+      steps, learning_rate: Adam steps and initial rate (decays ×0.01 over the run).
+      eff: efficiency model (default DEFAULT_EFFICIENCY).
+
+    Returns:
+      SynthesisResult (``met`` says whether each target was reached).
+
+    Worked example (seed 002 wall 22): Llama-3-70B fp16 decode at batch 1,
+    targets={"itl_s": ("max", 0.05)}, free=["mem_bw_bytes_per_s"] with
+    mem_bw_eff = 1 and no dispatch/comm overheads -> (W + KV)/0.05 ≈ 2.8 TB/s.
+    """
+    from ..efficiency import DEFAULT_EFFICIENCY
+    from ..sensitivity import (gather_local, input_value, one_config, read_input, resolve_config,
+                               run_scenario, with_inputs)
+
+    dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
+    scenario, _, p, catalog = resolve_config(target, base_config, dtype)
+    if int(np.shape(p["hardware"])[0]) != 1:
+        raise MlsysOptError("synthesize: base_config must be ONE configuration")
+    outs_allowed = tuple(n for n, o in schema.OUTPUTS[scenario].items() if o.unit != "code")
+    tnames, senses, tvals = [], [], []
+    for out, spec in targets.items():
+        if out not in outs_allowed:
+            raise MlsysOptError(f"synthesize: target {out!r} is not an output of the {scenario} scenario;"
+                                f"{suggest(out, outs_allowed)} (allowed: {', '.join(outs_allowed)})")
+        sense, value = spec
+        if sense not in ("max", "min"):
+            raise MlsysOptError(f"synthesize: target {out!r} sense must be 'max' (y <= value) or 'min' "
+                                f"(y >= value); got {sense!r}")
+        tnames.append(out)
+        senses.append(1.0 if sense == "max" else -1.0)
+        tvals.append(np.atleast_1d(np.asarray(value, np.float64)))
+    if not tnames:
+        raise MlsysOptError("synthesize: give at least one target {output: (sense, value)}")
+    if objective is not None and objective not in outs_allowed:
+        raise MlsysOptError(f"synthesize: objective {objective!r} is not an output of the {scenario} "
+                            f"scenario;{suggest(objective, outs_allowed)}")
+    T = np.stack(np.broadcast_arrays(*tvals), axis=1)          # [n_targets, n_out_targets]
+    if np.any(T <= 0):
+        raise MlsysOptError("synthesize: target values must be > 0 (targets are compared on log scale)")
+    free = _resolve_free(scenario, free)
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
+    tables = catalog.tables(dtype=dtype)
+    local = jax.tree_util.tree_map(lambda a: a[0], gather_local(tables, p))
+    p1 = one_config({k: jnp.asarray(v)[0] for k, v in p.items()})
+    prec = int(np.asarray(p["precision"])[0])
+    xs = [jnp.asarray(read_input(k, p1, local, eff), dtype) for k in free]
+    x0 = np.array([float(input_value(k, x, prec)) for k, x in zip(free, xs)])
+    if np.any(x0 <= 0):
+        bad = free[int(np.argmax(x0 <= 0))]
+        raise MlsysOptError(f"synthesize: the base value of {bad!r} is {x0[x0 <= 0][0]:g}; free inputs "
+                            "must start > 0 (give a positive value in base_config)")
+    lo = np.array([_bounds(scenario, k)[0] or 0.0 for k in free])
+    hi = np.array([_bounds(scenario, k)[1] if _bounds(scenario, k)[1] is not None else np.inf for k in free])
+    bounded = np.isfinite(hi) & (hi > lo)
+    u0 = np.where(bounded, np.clip((x0 - lo) / np.where(bounded, hi - lo, 1.0), 1e-6, 1 - 1e-6), 0.5)
+    logit0 = np.log(u0) - np.log1p(-u0)
+    sense = jnp.asarray(senses, dtype)
+    n_free = len(free)
+
+    hi_safe = np.where(bounded, hi, lo + 1.0)
+
+    def x_of(z):
+        return jnp.where(bounded, lo + (hi_safe - lo) * jax.nn.sigmoid(z + logit0), x0 * jnp.exp(z))
+
+    def evaluate(z):
+        x = x_of(z)
+        new = {k: xs[i] * (x[i] / x0[i]) for i, k in enumerate(free)}
+        outs, g = run_scenario(scenario, *with_inputs(new, p1, local, eff), (), dtype)
+        y = jnp.stack([jnp.reshape(getattr(outs, o), (-1,))[0] for o in tnames]).astype(dtype)
+        j = (jnp.reshape(getattr(outs, objective), (-1,))[0].astype(dtype)
+             if objective is not None else jnp.asarray(jnp.nan, dtype))
+        return x, y, g, j
+
+    def loss(z, t):
+        x, y, g, j = evaluate(z)
+        tgt = t * (1.0 - sense * MARGIN)
+        viol = sense * (jnp.log(jnp.maximum(y, 1e-300)) - jnp.log(tgt))
+        pen = PENALTY * (jnp.sum(jax.nn.relu(viol) ** 2) + jnp.sum(jax.nn.relu(g) ** 2))
+        if objective is not None:
+            base = jnp.log(jnp.maximum(j, 1e-300))
+        else:
+            base = jnp.sum(jnp.log(x / x0))
+        return base + pen
+
+    sched = optax.exponential_decay(learning_rate, transition_steps=max(1, steps), decay_rate=0.01)
+    opt = optax.adam(sched)
+
+    def solve(t):
+        z = jnp.zeros((n_free,), dtype)
+
+        def step(carry, _):
+            z, s = carry
+            gz = jax.grad(loss)(z, t)
+            upd, s = opt.update(gz, s, z)
+            return (optax.apply_updates(z, upd), s), None
+
+        (z, _), _ = jax.lax.scan(step, (z, opt.init(z)), None, length=steps)
+        return evaluate(z)
+
+    x, y, g, j = jax.jit(jax.vmap(solve))(jnp.asarray(T, dtype))
+    x, y, g, j = (np.asarray(a, np.float64) for a in (x, y, g, j))
+    met = np.all(np.asarray(senses)[None, :] * (y - T) <= 1e-9 * T, axis=1) & np.all(g <= 0, axis=1)
+    outputs = {o: y[:, i] for i, o in enumerate(tnames)}
+    frame = pd.DataFrame({**{f"target_{o}": T[:, i] for i, o in enumerate(tnames)},
+                          **{k: x[:, i] for i, k in enumerate(free)},
+                          **outputs, "met": met})
+    if objective is not None:
+        frame[objective] = j
+    return SynthesisResult(free, x, x0, outputs, met, j, frame)
+
+
+__all__ = ["inverse_roofline", "RooflineSpec", "min_devices_for_time", "DevicesResult", "synthesize",
+           "SynthesisResult", "free_inputs"]

@@ -1,0 +1,142 @@
+"""Exact elasticities (wall 21) against central finite differences in float64.
+
+The finite differences here are independent of ``sensitivity.py``'s
+local-table trick: each input is scaled by e^{±h} directly in the full catalog
+tables / the parameter dict / the efficiency tuple and the scenario is
+re-evaluated; e_fd = (ln y(+h) - ln y(-h)) / 2h with h = 1e-6.  Configurations
+are chosen away from max()/min() kinks (no roofline tie, η·scale < 1, no
+auto-replica step), where both must agree to 1e-6 relative.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mlsys_opt.efficiency import DEFAULT_EFFICIENCY
+from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.scenarios import SCENARIO_FNS, params_from_dict
+from mlsys_opt.sensitivity import (TABLE_PARAM, binding, parameter_names, resolve_config, sensitivity,
+                                   sensitivity_arrays)
+from mlsys_opt.space import load_space
+
+H = 1e-6
+RTOL = 1e-6
+ATOL = 1e-9
+
+TRAINING = {"hardware": "h100_sxm", "model": "llama3_70b", "n_accelerators": 2048, "tp": 8, "pp": 4,
+            "microbatches": 16, "global_batch": 2048, "n_tokens": "1.24e12 token", "zero_stage": 1,
+            "checkpoint_interval": "30 min", "efficiency": 0.4, "region": "quebec", "pricing": "onprem"}
+SERVING = {"hardware": "h100_sxm", "model": "llama3_70b", "tp": 4, "request_rate": "50 /s", "batch": 16,
+           "replicas": 8, "prompt_tokens": 1024, "output_tokens": 256, "region": "us_avg"}
+
+
+def _fd_elasticities(scenario, config, names, outputs):
+    """[n_out, n_in] central-difference elasticities on the full tables."""
+    _, _, p, catalog = resolve_config(scenario, config, jnp.float64)
+    tables = catalog.tables(dtype=jnp.float64)
+    eff = type(DEFAULT_EFFICIENCY)(*[jnp.asarray(x, jnp.float64) for x in DEFAULT_EFFICIENCY])
+    rows = {t: int(np.asarray(p[param])[0]) for t, param in TABLE_PARAM.items()}
+
+    @jax.jit
+    def run(p, tables, eff):
+        outs, _ = SCENARIO_FNS[scenario](params_from_dict(scenario, p), tables, eff)
+        return jnp.stack([jnp.asarray(getattr(outs, o), jnp.float64)[0] for o in outputs])
+
+    def scaled(name, f):
+        pp, tt, ee = dict(p), tables, eff
+        if name.startswith("eff."):
+            ee = eff._replace(**{name[4:]: getattr(eff, name[4:]) * f})
+        elif "." in name:
+            prefix, field = name.split(".")
+            t = {v: k for k, v in TABLE_PARAM.items()}[prefix]
+            tab = getattr(tables, t)
+            arr = getattr(tab, field)
+            tt = tables._replace(**{t: tab._replace(**{field: arr.at[rows[t]].multiply(f)})})
+        else:
+            pp[name] = p[name] * f
+        return run(pp, tt, ee)
+
+    out = np.zeros((len(outputs), len(names)))
+    for j, name in enumerate(names):
+        yp, ym = np.asarray(scaled(name, np.exp(H))), np.asarray(scaled(name, np.exp(-H)))
+        ok = (yp > 0) & (ym > 0)
+        out[:, j] = np.where(ok, (np.log(np.where(ok, yp, 1)) - np.log(np.where(ok, ym, 1))) / (2 * H), 0.0)
+    return out
+
+
+@pytest.mark.parametrize("scenario, config", [("training", TRAINING), ("serving", SERVING)])
+def test_elasticities_match_finite_differences(scenario, config):
+    s = sensitivity_arrays(scenario, config)
+    assert s.elasticity.shape == (1, len(s.outputs), len(s.parameters))
+    assert np.all(np.isfinite(s.elasticity)) and np.all(np.isfinite(s.derivative))
+    fd = _fd_elasticities(scenario, config, s.parameters, s.outputs)
+    ad = s.elasticity[0]
+    zero_x = s.value[0] == 0            # e = 0 by definition; FD on log scale undefined
+    err = np.abs(ad - fd)[:, ~zero_x]
+    tol = ATOL + RTOL * np.abs(fd[:, ~zero_x])
+    worst = np.unravel_index(np.argmax(err - tol), err.shape)
+    assert np.all(err <= tol), (s.outputs[worst[0]], np.asarray(s.parameters)[~zero_x][worst[1]],
+                                ad[:, ~zero_x][worst], fd[:, ~zero_x][worst])
+    # the physics the seeds state, as a sanity anchor
+    i = s.outputs.index("time_to_train_s" if scenario == "training" else "itl_s")
+    e = dict(zip(s.parameters, s.elasticity[0, i]))
+    if scenario == "training":
+        assert e["n_tokens"] == pytest.approx(1.0, abs=1e-9)           # T ∝ D
+        assert -1.0 < e["hardware.peak_flop_per_s"] < 0.0
+    else:
+        assert e["hardware.mem_bw_bytes_per_s"] < -0.5                  # decode is memory-bound
+        assert e["hardware.mem_bw_bytes_per_s"] == pytest.approx(e["eff.mem_bw_eff"], rel=1e-9)
+
+
+def test_derivative_is_elasticity_times_ratio():
+    s = sensitivity_arrays("training", TRAINING)
+    y, x = s.y[0][:, None], s.value[0][None, :]
+    nz = (x != 0) & (y != 0)
+    np.testing.assert_allclose(s.derivative[0][nz[0:1].repeat(len(y), 0) & nz],
+                               (s.elasticity[0] * y / np.where(x == 0, 1, x))[nz], rtol=1e-12)
+
+
+def test_batch_equals_single_and_long_frame():
+    space = load_space("llama3_70b_training")
+    configs = [{"hardware": "h100_sxm", "n_accelerators": 1024, "tp": 8, "pp": 4, "region": "quebec"},
+               {"hardware": "b200", "n_accelerators": 512, "tp": 4, "pp": 2, "region": "poland"},
+               {"hardware": "a100_80gb", "n_accelerators": 2048, "tp": 8, "pp": 8, "region": "texas"}]
+    digits = np.stack([space.digits_for(c) for c in configs])
+    batch = sensitivity_arrays(space, digits)
+    single = sensitivity_arrays(space, configs[1])
+    np.testing.assert_allclose(batch.elasticity[1], single.elasticity[0], rtol=1e-12, atol=1e-15)
+    assert batch.G.shape == (3, 8) and batch.constraints[-1] == "limit:time_to_train_s"
+    df = sensitivity(space, digits, outputs=["time_to_train_s", "tco_usd"])
+    n_in = len(parameter_names("training"))
+    assert len(df) == 3 * 2 * n_in
+    assert list(df.columns) == ["config", "output", "output_value", "parameter", "value", "derivative",
+                                "elasticity", "rank"]
+    top = df[(df.config == 0) & (df.output == "time_to_train_s")].sort_values("rank")
+    assert top["rank"].tolist() == list(range(1, n_in + 1))
+    assert np.all(np.diff(top["elasticity"].abs().to_numpy()) <= 0)
+    b = binding(df, "time_to_train_s", config=2)
+    assert b.parameter == "n_tokens" and b.elasticity == pytest.approx(1.0)
+    g = df.attrs["constraints"].iloc[2]
+    assert b.constraint == g.idxmax() and b.g == g.max()
+
+
+def test_binding_names_memory_bandwidth_for_decode():
+    df = sensitivity("serving", SERVING, outputs=["itl_s"])
+    b = binding(df, "itl_s")
+    assert b.parameter in ("hardware.mem_bw_bytes_per_s", "eff.mem_bw_eff")
+    assert b.elasticity < -0.5
+    assert b.constraint in df.attrs["constraints"].columns
+
+
+def test_bad_names_raise():
+    with pytest.raises(MlsysOptError, match="did you mean"):
+        sensitivity("training", TRAINING, outputs=["time_to_trian_s"])
+    with pytest.raises(MlsysOptError, match="not a continuous input"):
+        sensitivity("training", TRAINING, parameters=["hardware.mem_bw"])
+    with pytest.raises(MlsysOptError, match="n_tokens"):
+        sensitivity("training", {"model": "llama3_70b"})
+    df = sensitivity("training", TRAINING, outputs=["mfu"])
+    with pytest.raises(MlsysOptError, match="no rows"):
+        binding(df, "tco_usd")
