@@ -1,8 +1,9 @@
 """Sweep-engine throughput: configurations/second vs chunk size, and peak RSS.
 
 A synthetic ~300-flop evaluator (roofline-like time, cost and carbon of a
-training step over 7 axes: hardware, tensor/pipeline/data parallel degree,
-batch, sequence length, region; 3 objectives, 2 constraints, 2 aux columns)
+training step over 8 axes: variant, hardware, tensor/pipeline/data parallel
+degree, batch (doubling as a DVFS clock), sequence length, region;
+3 objectives, 2 constraints, 2 aux columns)
 is streamed through ``mlsys_opt.sweep_engine.stream`` on whatever device JAX
 has.  It prints a table; it is not a test.
 
@@ -37,20 +38,18 @@ _REGION_PRICE = np.array([1.3, 1.0, 0.7, 1.2, 0.85], np.float32)   # price multi
 
 
 def radices_for(n_target: float) -> tuple[int, ...]:
-    """7 axes whose product is close to (>=) n_target."""
+    """8 axes (variant, hw, tp, pp, dp, batch, seq, region) whose product is close to (>=) n_target.
+
+    Up to 10.5 M configurations the physical axes shrink; beyond, the slowest
+    axis ``variant`` grows: variant v scales every objective by (1 + 0.002 v),
+    so the front keeps a realistic size (a few hundred) at any scale while
+    near-front points keep the reducer busy.
+    """
     base = [4, 8, 8, 16, 32, 16, 5]          # hw, tp, pp, dp, batch, seq, region = 10.5 M
-    size = math.prod(base)
-    scale = n_target / size
-    if scale <= 1:
-        for i in (4, 5, 3, 2, 1):
-            while math.prod(base) / 2 >= n_target and base[i] > 1:
-                base[i] //= 2
-    else:
-        i = 3
-        while math.prod(base) < n_target:
-            base[i] *= 2
-            i = 3 if i == 4 else 4
-    return tuple(base)
+    for i in (4, 5, 3, 2, 1):
+        while math.prod(base) / 2 >= n_target and base[i] > 1:
+            base[i] //= 2
+    return (max(1, math.ceil(n_target / math.prod(base))),) + tuple(base)
 
 
 def make_chunk_fn(dtype=jnp.float32):
@@ -58,7 +57,8 @@ def make_chunk_fn(dtype=jnp.float32):
     reg = jnp.asarray(_REGION_G_PER_KWH, dtype)
     rprice = jnp.asarray(_REGION_PRICE, dtype)
 
-    def chunk_fn(d):
+    def chunk_fn(dv):
+        variant, d = dv[:, 0].astype(dtype), dv[:, 1:]
         h = hw[d[:, 0] % hw.shape[0]]
         tp = 2.0 ** d[:, 1].astype(dtype)
         pp = 2.0 ** d[:, 2].astype(dtype)
@@ -90,6 +90,7 @@ def make_chunk_fn(dtype=jnp.float32):
         carbon_kg = energy_j / 3.6e6 * g_per_kwh / 1000.0
         tok_per_s = tokens / t
         F = jnp.stack([t / tokens * 1e6, cost_usd / tokens * 1e6, carbon_kg / tokens * 1e9], 1)
+        F = F * (1.0 + 0.002 * variant)[:, None]
         mem = weight_bytes * 3.0 + act_bytes
         G = jnp.stack([mem / h[:, 2] - 1.0, n_gpu / 4096.0 - 1.0], 1)
         aux = jnp.stack([tok_per_s, n_gpu], 1)

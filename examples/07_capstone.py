@@ -44,10 +44,10 @@ def main() -> None:
     print(report.format_table(front, report.front_columns(space, front)[:11]))
     print()
     objs = [n for n, _ in space.objectives]
-    axes = [a.name for a in space.axes if len(a.labels) > 1]
-    for label, name in (("fastest", "time_to_train_s"), ("cheapest", "tco_usd"), ("cleanest", "carbon_kg")):
-        row = front.sort_values([name] + [o for o in objs if o != name]).iloc[0]
-        print(f"{label + ':':<10} {report.describe_row(row, axes)}  ->  {report.headline(row, objs)}")
+    for label, i in report.best_rows(front, space.objectives):       # fastest, cheapest, cleanest
+        row = front.loc[i]
+        print(f"{label + ':':<10} {report.describe_row(row, report.axis_columns(space))}  ->  "
+              f"{report.headline(row, objs)}")
     path = Path(args.out_dir) / "capstone_front.png"
     pareto_front(front, space=space, path=path)
     print()

@@ -142,6 +142,12 @@ def _progress(args):
     return False if getattr(args, "quiet", False) or getattr(args, "json", False) else None
 
 
+def _note(args, text: str) -> None:
+    """A progress note on stderr: only on a terminal, and not with --quiet/--json."""
+    if sys.stderr.isatty() and not getattr(args, "quiet", False) and not getattr(args, "json", False):
+        _err(text)
+
+
 # --------------------------------------------------------------------------- front output (sweep, search)
 
 def space_header(space) -> list[str]:
@@ -220,16 +226,8 @@ def _front_report(args, space, front, *, header: list[str], table_path, figure_p
                  f"sorted by {space.objectives[0][0]}):")
             _out(report.format_table(front, cols, max_rows=args.top, width=report.terminal_width()))
             _out()
-            axes = [c for c in report.front_columns(space, front) if c in [a.name for a in space.axes]
-                    or c.endswith(("_s", "_per_s", "_bytes"))][:len(space.axes)]
-            objs = [n for n, _ in space.objectives]
-            words = {"time_to_train_s": "fastest", "tco_usd": "cheapest", "carbon_kg": "cleanest",
-                     "cost_per_mtok_usd": "cheapest", "carbon_per_mtok_kg": "cleanest", "p99_latency_s": "lowest P99"}
-            for name, sense in space.objectives:     # ties broken by the other objectives, in order
-                keys = [name] + [o for o in objs if o != name]
-                i = front.sort_values(keys, ascending=[sense == "min"] + [s == "min" for o, s in space.objectives
-                                                                           if o != name], kind="stable").index[0]
-                label = words.get(name, f"best {name}")
+            axes, objs = report.axis_columns(space), [n for n, _ in space.objectives]
+            for label, i in report.best_rows(front, space.objectives):
                 _out(f"{label + ':':<11} {report.describe_row(front.loc[i], axes)}  ->  "
                      f"{report.headline(front.loc[i], objs)}")
         else:
@@ -294,8 +292,8 @@ def cmd_sweep(args) -> int:
     if args.resume and not checkpoint:
         checkpoint = str((Path(args.out_dir) if args.out_dir else Path(".")) / f"{space.name}.ckpt.npz")
     enable_compile_cache()
-    if not args.json and not args.quiet:
-        _err(f"sweeping {space.size:,} configurations of {space.name} ...")
+    _note(args, f"sweeping {space.size:,} configurations of {space.name} (the first chunk includes compiling; "
+                f"compiled kernels are cached for the next run) ...")
     res = sweep(space, chunk_size=args.chunk_size, devices=args.devices, progress=_progress(args),
                 checkpoint_path=checkpoint, resume=args.resume, eff=_eff(args))
     rate = res.n_evaluated / max(res.elapsed_s, 1e-9)
@@ -315,8 +313,7 @@ def cmd_search(args) -> int:
     table_path, figure_path = _outputs(args, space, "search")
     enable_compile_cache()
     from .search.pymoo_problem import run_search
-    if not args.json and not args.quiet:
-        _err(f"searching {space.name} ({space.size:,} configurations) ...")
+    _note(args, f"searching {space.name} ({space.size:,} configurations) ...")
     res = run_search(space, algorithm=args.algorithm, evals=args.evals, pop_size=args.pop, seed=args.seed,
                      eff=_eff(args))
     header = space_header(space) + [
@@ -443,7 +440,10 @@ def _first_objective(space) -> str:
 
 def cmd_evaluate(args) -> int:
     from . import report
+    from .plots import check_path
     target, params, limits = _config(args)
+    if args.figure:
+        check_path(args.figure)
     enable_compile_cache()
     df, space = report.evaluate_frame(target, params, eff=_eff(args), catalog=_catalog(args),
                                       limits=limits or None)
@@ -470,7 +470,8 @@ def cmd_evaluate(args) -> int:
         binding = find_binding(system, _first_objective(space))
     audit = report.audit(row, space, sensitivity_binding=binding)
     if args.figure:
-        _cascade_figure(row, space, args.figure)
+        from .plots import evaluation_figure
+        evaluation_figure(row, space, path=args.figure)
     if args.json:
         _print_json({"scenario": space.scenario, "configuration": _param_dict(row, space),
                      "outputs": {k: row[k] for k in _output_cols(space) if k in row},
@@ -528,7 +529,7 @@ def _title(row, space) -> str:
     if space.scenario == "training":
         return (f"training {row['model']} on {int(row['n_accelerators']):,} × {row['hardware']} "
                 f"(tp {int(row['tp'])}, pp {int(row['pp'])}, dp {int(row['dp']):,}), {row['region']}, "
-                f"{row['precision']}, {row['pricing']}, {float(row['n_tokens']):.3g} tokens")
+                f"{row['precision']}, {row['pricing']}, {_count(float(row['n_tokens']))} tokens")
     return (f"serving {row['model']} on {row['hardware']} (tp {int(row['tp'])}, pp {int(row['pp'])}, batch "
             f"{int(row['batch'])}, {int(row['replicas']):,} replicas), {row['region']}, {row['precision']}, "
             f"{float(row['request_rate_per_s']):,.4g} requests/s")
@@ -549,30 +550,6 @@ def _si(v) -> str:
     if isinstance(v, str):
         return v
     return f"{float(v):.6g}"
-
-
-def _cascade_figure(row, space, path) -> None:
-    """Training: the iron-law loss cascade.  Serving: the decode step on its hardware's roofline."""
-    from . import plots
-    from ._types import BYTES_PER_ELEMENT, PRECISIONS
-    plots.check_path(path)
-    hw = space.catalog.entry("accelerators", row["hardware"])
-    if space.scenario == "training":
-        peak = float(hw[f"peak_{row['precision']}_flop_per_s"])
-        scaling = float(row["scaling_efficiency"])
-        plots.loss_cascade(float(row["n_accelerators"]), peak, float(row["mfu"]) / max(scaling, 1e-12), scaling,
-                           float(row["goodput"]), path=path,
-                           title=f"Iron law: {row['model']} on {int(row['n_accelerators']):,} × {row['hardware']}")
-        return
-    model = space.catalog.entry("models", row["model"])
-    replica = int(row["tp"]) * int(row["pp"])
-    flop = 2.0 * float(model["n_active_params"]) * int(row["batch"]) / replica
-    w = float(model["n_params"]) * BYTES_PER_ELEMENT[PRECISIONS.index(row["precision"])]
-    moved = (w + float(row["kv_cache_bytes"])) / replica
-    plots.roofline([row["hardware"]], [{"label": f"decode, batch {int(row['batch'])}", "intensity": flop / moved,
-                                        "flop_per_s": flop / float(row["itl_s"]), "hardware": row["hardware"]}],
-                   precision=row["precision"], catalog=space.catalog, path=path,
-                   title=f"{row['model']} decode on {row['hardware']}: ITL {1e3 * float(row['itl_s']):.1f} ms")
 
 
 # --------------------------------------------------------------------------- sensitivity
@@ -725,9 +702,7 @@ def cmd_spaces(args) -> int:
 # --------------------------------------------------------------------------- synthesize
 
 def cmd_synthesize(args) -> int:
-    res = synthesize_target(_catalog(args), model=args.model, itl=args.itl, ttft=args.ttft, days=args.days,
-                            hardware=args.hardware, tokens=args.tokens, mfu=args.mfu, precision=args.precision,
-                            batch=args.batch, context=args.context, prompt=args.prompt_tokens)
+    res = synthesize_target(args, _catalog(args))
     if args.json:
         _print_json({k: v for k, v in res.items() if k != "lines"})
     else:
@@ -737,126 +712,119 @@ def cmd_synthesize(args) -> int:
 
 
 def _count(n: float) -> str:
-    """15T, 1.4T, 70.6B, 512 for a count."""
+    """15T, 70.6B, 512 for a count."""
     for div, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
         if abs(n) >= div:
             return f"{n / div:.3g}{suffix}"
     return f"{n:,.0f}"
 
 
-def _precision(text: str) -> str:
-    from ._types import PRECISION_ALIASES, PRECISIONS
-    from .errors import suggest
-    key = PRECISION_ALIASES.get(str(text).strip().lower(), str(text).strip().lower())
-    if key not in PRECISIONS:
-        raise MlsysOptError(f"--precision {text!r}: not a precision;{suggest(str(text), PRECISIONS)} "
-                            f"(allowed: {', '.join(PRECISIONS)}; aliases: bf16 = fp16)")
-    return key
+# the training settings --days checks the iron-law answer with (spaces/capstone.toml's, overridable by --set)
+DAYS_DEFAULTS = {"tp": 8, "pp": 4, "global_batch": 2048, "seq_len": 8192, "microbatches": 4}
 
 
-def synthesize_target(catalog, *, model: str, itl=None, ttft=None, days=None, hardware=None, tokens=None,
-                      mfu: float = 0.4, precision: str = "fp16", batch: int = 1, context: int = 0,
-                      prompt: int = 1024) -> dict:
-    """Inverse walls (wall 22, walls.analysis): the minimum spec for one target.
+def synthesize_target(args, catalog) -> dict:
+    """Wall 22 (mlsys_opt.search.synthesis): --itl -> HBM bandwidth, --ttft -> FLOP/s, --days -> devices.
 
-    itl: BW_req = (weights + KV) / ITL, memory = weights + KV, compute = 2·P·B / (ITL·η).
-    ttft: peak_req = 2·P·prompt / (TTFT·η).  days: N = 6PD / (T·peak·MFU) (iron law).
-    Returns a dict of SI numbers plus `lines` (the text report) and `candidates`.
+    Returns SI numbers, a `candidates` table (datacenter accelerators, fewest needed first) and `lines`.
     """
     import math
 
+    import numpy as np
     import pandas as pd
 
     from . import report, units
     from ._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY
-    from .walls import algorithm, analysis, node
-    m = catalog.entry("models", model)
-    prec = _precision(precision)
-    bpe = BYTES_PER_ELEMENT[PRECISIONS.index(prec)]
-    if not 0 < mfu <= 1:
-        raise MlsysOptError(f"--mfu {mfu!r}: expected a fraction in (0, 1]")
-    frame = catalog.frames["accelerators"]
-    frame = frame[(frame["segment"] == "datacenter") & (frame[f"peak_{prec}_flop_per_s"] > 0)
-                  & ~frame["is_wafer_scale"].astype(bool)]
-    name, p_all, p_act = str(m["name"]), float(m["n_params"]), float(m["n_active_params"])
-    weights = p_all * bpe
-    out: dict = {"model": name, "precision": prec}
-    lines: list[str] = []
-    if itl is not None or ttft is not None:
-        target = units.parse(itl if itl is not None else ttft, "time", positive=True, field="--itl" if itl else "--ttft")
+    from .search import synthesis as S
+    from .walls import analysis, node
+    m = catalog.entry("models", args.model)
+    prec = PRECISIONS[S._precision_code(args.precision)]
+    if not 0 < args.mfu <= 1:
+        raise MlsysOptError(f"--mfu {args.mfu!r}: expected a fraction in (0, 1]")
+    hw = catalog.frames["accelerators"]
+    hw = hw[(hw["segment"] == "datacenter") & (hw[f"peak_{prec}_flop_per_s"] > 0) & ~hw["is_wafer_scale"].astype(bool)]
+    peaks, bws, caps = (hw[c].to_numpy(float) for c in (f"peak_{prec}_flop_per_s", "mem_bw_bytes_per_s",
+                                                           "mem_capacity_bytes"))
+    q = report.quantity_text
+    name, out, lines = str(m["name"]), {"model": str(m["name"]), "precision": prec}, []
+    if args.itl or args.ttft:
+        flag = "--itl" if args.itl else "--ttft"
+        t = units.parse(args.itl or args.ttft, "time", positive=True, field=flag)
+        tokens = args.batch if args.itl else args.prompt_tokens
+        spec = S.inverse_roofline(name, t, precision=prec, efficiency=args.mfu, tokens=float(tokens), catalog=catalog)
         kv = float(node.kv_cache_bytes(float(m["n_layers"]), float(m["n_kv_heads"]), float(m["head_dim"]),
-                                       float(context), float(batch), bpe))
-        if itl is not None:
-            bw = float(analysis.required_bandwidth(weights + kv, target))
-            mem = float(analysis.required_memory_bytes(weights, kv))
-            flops = float(analysis.required_flop_per_s(2.0 * p_act * batch, target, mfu))
-            out.update(target="itl", target_s=target, required_bandwidth_bytes_per_s=bw, required_memory_bytes=mem,
-                       required_flop_per_s=flops, kv_cache_bytes=kv)
-            lines += [f"{name} decode at {1e3 * target:g} ms per token ({prec}, batch {batch}, "
-                      f"{context:,} KV tokens per sequence):",
-                      f"  bytes read per token: {report.quantity_text('w_bytes', weights)} weights + "
-                      f"{report.quantity_text('kv_bytes', kv)} KV cache",
-                      f"  required HBM bandwidth: {report.quantity_text('bw_bytes_per_s', bw)}  "
-                      f"(= {weights + kv:.4g} B / {target:g} s, inverse memory roofline)",
-                      f"  required memory: {report.quantity_text('m_bytes', mem)}; compute: "
-                      f"{report.quantity_text('x_flop_per_s', flops)} at η = {mfu:g} (decode is memory-bound)"]
-            need = [max(1, math.ceil(max(bw / float(r.mem_bw_bytes_per_s), mem / float(r.mem_capacity_bytes))))
-                    for r in frame.itertuples()]
-            achieved = [(weights + kv) / (n * float(r.mem_bw_bytes_per_s)) for n, r in zip(need, frame.itertuples())]
-            cand = pd.DataFrame({"hardware": frame["name"].to_numpy(),
-                                 "HBM BW": [report.quantity_text("b_bytes_per_s", v) for v in frame["mem_bw_bytes_per_s"]],
-                                 "HBM": [report.quantity_text("c_bytes", v) for v in frame["mem_capacity_bytes"]],
-                                 "devices (tp)": need, "ITL at that tp": [f"{1e3 * a:.1f} ms" for a in achieved]})
+                                       float(args.context), float(args.batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)]))
+        kv = kv if args.itl else 0.0
+        bw = spec.required_bw_bytes_per_s + float(analysis.required_bandwidth(kv, t))
+        mem = spec.required_memory_bytes + kv
+        out.update(target=flag[2:], target_s=t, required_bandwidth_bytes_per_s=bw, required_memory_bytes=mem,
+                   required_flop_per_s=spec.required_flop_per_s, kv_cache_bytes=kv)
+        if args.itl:
+            lines += [f"{name} decode at {1e3 * t:g} ms per token ({prec}, batch {args.batch}, {args.context:,} KV "
+                      f"tokens per sequence):",
+                      f"  bytes read per token: {q('w_bytes', spec.weight_bytes)} weights + {q('k_bytes', kv)} KV",
+                      f"  required HBM bandwidth: {q('b_bytes_per_s', bw)}  (= {spec.weight_bytes + kv:.4g} B / "
+                      f"{t:g} s, inverse memory roofline)",
+                      f"  required memory: {q('m_bytes', mem)}; compute: {q('f_flop_per_s', spec.required_flop_per_s)}"
+                      f" at η = {args.mfu:g} (decode is memory-bound)"]
+            need = np.maximum(1, np.ceil(np.maximum(bw / bws, mem / caps))).astype(int)
+            got = [f"{1e3 * (spec.weight_bytes + kv) / (n * b):.1f} ms" for n, b in zip(need, bws)]
+            cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "HBM BW": [q("b_bytes_per_s", v) for v in bws],
+                                 "HBM": [q("c_bytes", v) for v in caps], "devices (tp)": need, "ITL at that tp": got})
         else:
-            flop = 2.0 * p_act * prompt
-            flops = float(analysis.required_flop_per_s(flop, target, mfu))
-            out.update(target="ttft", target_s=target, required_flop_per_s=flops, prompt_tokens=prompt)
-            lines += [f"{name} prefill of {prompt:,} tokens in {1e3 * target:g} ms ({prec}):",
-                      f"  work: 2·P·prompt = {flop:.4g} FLOP",
-                      f"  required peak: {report.quantity_text('x_flop_per_s', flops)} at η = {mfu:g} "
-                      f"(inverse compute roofline); weights {report.quantity_text('w_bytes', weights)}"]
-            peak = frame[f"peak_{prec}_flop_per_s"].to_numpy(dtype=float)
-            need = [max(1, math.ceil(max(flops / pk, weights / float(r.mem_capacity_bytes))))
-                    for pk, r in zip(peak, frame.itertuples())]
-            cand = pd.DataFrame({"hardware": frame["name"].to_numpy(),
-                                 "peak": [report.quantity_text("p_flop_per_s", v) for v in peak],
-                                 "devices (tp)": need,
-                                 "TTFT at that tp": [f"{1e3 * flop / (n * pk * mfu):.0f} ms" for n, pk in zip(need, peak)]})
+            lines += [f"{name} prefill of {tokens:,} tokens in {1e3 * t:g} ms ({prec}):",
+                      f"  work: 2·P·prompt = {spec.flop:.4g} FLOP",
+                      f"  required peak: {q('p_flop_per_s', spec.required_flop_per_s)} at η = {args.mfu:g} (inverse "
+                      f"compute roofline); weights {q('w_bytes', spec.weight_bytes)}"]
+            need = np.maximum(1, np.ceil(np.maximum(spec.required_flop_per_s / peaks, mem / caps))).astype(int)
+            got = [f"{1e3 * spec.flop / (n * pk * args.mfu):.0f} ms" for n, pk in zip(need, peaks)]
+            cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
+                                 "devices (tp)": need, "TTFT at that tp": got})
+        cand = cand.sort_values(["devices (tp)", cand.columns[-1]], kind="stable")
     else:
         try:
-            d = float(days)
+            days = float(args.days)
+        except ValueError:
+            raise MlsysOptError(f"--days {args.days!r}: expected a number of days, e.g. 14") from None
+        if not days > 0:
+            raise MlsysOptError(f"--days {args.days!r}: expected a positive number of days")
+        n_tok = units.parse(args.tokens, "tokens", positive=True, field="--tokens") if args.tokens \
+            else 20.0 * float(m["n_params"])
+        config = {**DAYS_DEFAULTS, **_split_kv(args.set, "--set"), "model": name,
+                  "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
+                  "precision": prec}
+        try:            # a placeholder fleet of one tp·pp·ep group: min_devices_for_time sweeps N itself
+            config["n_accelerators"] = int(config["tp"]) * int(config["pp"]) * int(config.get("ep", 1))
         except (TypeError, ValueError):
-            raise MlsysOptError(f"--days {days!r}: expected a number of days, e.g. 14") from None
-        if not d > 0:
-            raise MlsysOptError(f"--days {days!r}: expected a positive number of days")
-        n_tok = units.parse(tokens, "tokens", positive=True, field="--tokens") if tokens else 20.0 * p_all
-        flop = float(algorithm.training_flop(p_act, n_tok))
-        hw = catalog.entry("accelerators", hardware or "h100_sxm")
-        peak = float(hw[f"peak_{prec}_flop_per_s"])
-        if peak <= 0:
-            raise MlsysOptError(f"{hw['name']} has no {prec} peak in the catalog; pick another --precision")
-        n = float(analysis.required_devices(flop, d * SECONDS_PER_DAY, peak, mfu, 1.0, 1.0))
-        out.update(target="days", target_s=d * SECONDS_PER_DAY, hardware=str(hw["name"]), n_tokens=n_tok,
-                   training_flop=flop, required_devices=math.ceil(n))
-        lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens else ' (Chinchilla: 20 per parameter)'} "
-                  f"in {d:g} days at MFU {mfu:g} ({prec}):",
-                  f"  work: 6·P·D = {flop:.4g} FLOP",
-                  f"  minimum accelerators: {math.ceil(n):,} × {hw['name']} "
-                  f"(N = 6PD / (T · {report.quantity_text('p_flop_per_s', peak)} · {mfu:g}), iron law)",
-                  "  a lower bound: scaling efficiency and goodput below 1 need more "
-                  "(check with mlsys-opt evaluate)"]
-        peaks = frame[f"peak_{prec}_flop_per_s"].to_numpy(dtype=float)
-        need = [math.ceil(float(analysis.required_devices(flop, d * SECONDS_PER_DAY, pk, mfu, 1.0, 1.0)))
+            raise MlsysOptError("--set tp/pp/ep: expected integers") from None
+        space = report.point_space("training", config, catalog=catalog)
+        res = S.min_devices_for_time(space, {space.axes[0].name: space.axes[0].labels[0]}, days * SECONDS_PER_DAY)
+        hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
+        flop = 6.0 * float(m["n_active_params"]) * n_tok
+        out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
+                   training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
+                   scenario_time_s=res.time_s)
+        settings = ", ".join(f"{k} {v}" for k, v in config.items() if k in DAYS_DEFAULTS or k in _split_kv(args.set,
+                                                                                                        "--set"))
+        lines += [f"train {name} on {_count(n_tok)} tokens{'' if args.tokens else ' (Chinchilla: 20 per parameter)'}"
+                  f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
+                  f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
+                  f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
+                  f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} devices (a lower bound)",
+                  (f"  training scenario ({settings}): {res.n:,} devices train in {res.time_s / SECONDS_PER_DAY:.1f} "
+                   f"days (communication, bubbles, failures included)" if res.n else
+                   f"  training scenario ({settings}): no fleet up to 8× the bound meets {days:g} days "
+                   "(scaling losses, memory or the batch split bind; change them with --set, e.g. "
+                   "--set global_batch=4096 pp=8)")]
+        need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
                 for pk in peaks]
-        cand = pd.DataFrame({"hardware": frame["name"].to_numpy(),
-                             "peak": [report.quantity_text("p_flop_per_s", v) for v in peaks], "devices": need})
-    key = "devices (tp)" if "devices (tp)" in cand else "devices"
-    cand = cand.sort_values([key, cand.columns[-1]] if key == "devices (tp)" else key, kind="stable")
+        cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
+                             "devices (iron law)": need}).sort_values("devices (iron law)", kind="stable")
+    key = [c for c in cand.columns if c.startswith("devices")][0]
     cand[key] = [f"{int(v):,}" for v in cand[key]]
     out["candidates"] = cand
-    lines += ["", "datacenter accelerators in the catalog, fewest needed first:",
-              report.format_table(cand.head(12), human=False)]
-    out["lines"] = lines
+    out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first:",
+                            report.format_table(cand.head(12), human=False)]
     return out
 
 
@@ -1026,7 +994,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hardware", metavar="NAME", help="accelerator for --days (default h100_sxm)")
     p.add_argument("--tokens", metavar="N", help="training tokens for --days (default: 20 per parameter, "
                    "Chinchilla)")
-    p.add_argument("--mfu", type=float, default=0.4, metavar="F", help="MFU for --days / η for --ttft (default 0.4)")
+    p.add_argument("--mfu", type=float, default=0.4, metavar="F", help="MFU / η: achieved fraction of peak "
+                   "(default 0.4)")
     p.add_argument("--precision", default="fp16", metavar="P", help="weights/KV precision (default fp16)")
     p.add_argument("--batch", type=_positive_int, default=1, metavar="B", help="sequences decoded together "
                    "(default 1)")
@@ -1034,6 +1003,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "sequence read each step (default 0: weights only, as seed 002)")
     p.add_argument("--prompt-tokens", type=_positive_int, default=1024, metavar="N",
                    help="prompt length for --ttft (default 1024)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="training settings for the --days check (default: tp=8 pp=4 global_batch=2048 "
+                        "seq_len=8192 microbatches=4, as spaces/capstone.toml)")
 
     p = add("catalog", cmd_catalog, "list, show or add hardware, models, fabrics and regions")
     csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)

@@ -88,7 +88,8 @@ class Efficiency(NamedTuple):
       chain is fused (Megatron-LM's fused bias-GeLU, bias-dropout-add and
       scaled-masked-softmax kernels, Narayanan et al. 2021 §4.2).  It is added
       to the compute time, not folded into the roofline's max: these kernels
-      run between the GEMMs and cannot overlap with them.  0 switches it off. NCCL all-reduce bus bandwidth / NVLink peak
+      run between the GEMMs and cannot overlap with them.  0 switches it off.
+    - `scaleup_comm_eff` = 0.8: NCCL all-reduce bus bandwidth / NVLink peak
       (nccl-tests on DGX H100: ~360–380 GB/s bus bandwidth of 450 GB/s).
     - `scaleout_comm_eff` = 0.75: NCCL bus bandwidth / InfiniBand line rate
       across nodes (nccl-tests over NDR 400G: ~40 of 50 GB/s per GPU minus

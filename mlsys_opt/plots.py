@@ -66,7 +66,7 @@ def _human(df: pd.DataFrame, name: str) -> tuple[np.ndarray, str]:
     values = df[name].to_numpy(dtype=float) * _factor(col)
     label = {"days": "time to train (days)", "$M": "cost, TCO ($M)", "t CO2e": "carbon (t CO2e)",
              "MWh": "energy (MWh)", "p99 s": "P99 latency (s)", "$/Mtok": "cost ($ per M tokens)",
-             "kg CO2e/Mtok": "carbon (kg CO2e per M tokens)", "TTFT ms": "time to first token (ms)",
+             "g CO2e/Mtok": "carbon (g CO2e per M tokens)", "TTFT ms": "time to first token (ms)",
              "ITL ms": "inter-token latency (ms)"}.get(col.header, col.header)
     return values, label
 
@@ -191,7 +191,8 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
               for i, c in enumerate(cats)]
         fig.legend(handles=ch, title=color, loc="outside right center", frameon=False)
     if annotate:
-        _annotate_best(ax, front, objs, xv, yv)
+        senses = dict(space.objectives) if space is not None else {}
+        _annotate_best(ax, front, [(o, senses.get(o, "min")) for o in objs[:3]], xv, yv)
     caption = limits_caption(space)
     if caption:
         ax.text(0.0, 1.0, caption + (" (dashed where on scale)" if len(notes) < 2 else ""),
@@ -207,18 +208,12 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
     return fig
 
 
-def _annotate_best(ax, front, objs, xv, yv) -> None:
+def _annotate_best(ax, front, objectives, xv, yv) -> None:
     """Label the best point of each objective, placing each label where it covers no data."""
-    from .report import column
+    from .report import best_rows
     done: dict[int, list[str]] = {}
-    for name in objs[:3]:
-        if name not in front:
-            continue
-        i = int(np.argmin(front[name].to_numpy(dtype=float)))
-        word = {"time_to_train_s": "fastest", "tco_usd": "cheapest", "carbon_kg": "cleanest",
-                "cost_per_mtok_usd": "cheapest", "carbon_per_mtok_kg": "cleanest",
-                "p99_latency_s": "lowest P99"}.get(name, f"best {column(name).header}")
-        done.setdefault(i, []).append(word)
+    for word, idx in best_rows(front, [(o, s) for o, s in objectives if o in front]):
+        done.setdefault(int(front.index.get_loc(idx)), []).append(word)
     fig = ax.figure
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
@@ -417,4 +412,30 @@ def loss_cascade(n_devices: float, peak_flop_per_s: float, kernel_frac: float, s
     return fig
 
 
-__all__ = ["pareto_front", "roofline", "tornado", "loss_cascade", "save", "check_path", "FORMATS"]
+def evaluation_figure(row: Mapping[str, Any], space, *, path: str | Path | None = None):
+    """The figure of one evaluated configuration (a row of ``mlsys_opt.evaluate``).
+
+    Training: the iron-law loss cascade (kernel efficiency = MFU / scaling efficiency).
+    Serving: the decode step on its hardware's roofline (intensity 2·P·batch / (W + KV)).
+    """
+    from ._types import BYTES_PER_ELEMENT, PRECISIONS
+    hw = space.catalog.entry("accelerators", row["hardware"])
+    if space.scenario == "training":
+        peak = float(hw[f"peak_{row['precision']}_flop_per_s"])
+        scaling = float(row["scaling_efficiency"])
+        return loss_cascade(float(row["n_accelerators"]), peak, float(row["mfu"]) / max(scaling, 1e-12), scaling,
+                            float(row["goodput"]), path=path,
+                            title=f"Iron law: {row['model']} on {int(row['n_accelerators']):,} × {row['hardware']}")
+    model = space.catalog.entry("models", row["model"])
+    replica = int(row["tp"]) * int(row["pp"])
+    flop = 2.0 * float(model["n_active_params"]) * int(row["batch"]) / replica
+    w = float(model["n_params"]) * BYTES_PER_ELEMENT[PRECISIONS.index(row["precision"])]
+    moved = (w + float(row["kv_cache_bytes"])) / replica
+    return roofline([row["hardware"]], [{"label": f"decode, batch {int(row['batch'])}", "intensity": flop / moved,
+                                         "flop_per_s": flop / float(row["itl_s"]), "hardware": row["hardware"]}],
+                    precision=row["precision"], catalog=space.catalog, path=path,
+                    title=f"{row['model']} decode on {row['hardware']}: ITL {1e3 * float(row['itl_s']):.1f} ms")
+
+
+__all__ = ["pareto_front", "roofline", "tornado", "loss_cascade", "evaluation_figure", "save", "check_path",
+           "FORMATS", "limits_caption"]

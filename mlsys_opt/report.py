@@ -76,7 +76,7 @@ COLUMNS: dict[str, Column] = {
     "ttft_s": Column("TTFT ms", "time", "ms", "{:,.1f}"),
     "itl_s": Column("ITL ms", "time", "ms", "{:.2f}"),
     "cost_per_mtok_usd": Column("$/Mtok", "usd", "USD", "{:.3g}"),
-    "carbon_per_mtok_kg": Column("kg CO2e/Mtok", "carbon", "kgCO2e", "{:.3g}"),
+    "carbon_per_mtok_kg": Column("g CO2e/Mtok", "carbon", "gCO2e", "{:.3g}"),
     "replicas": Column("replicas", fmt="{:,.0f}"),
     "throughput_tok_per_s": Column("tok/s", fmt="{:,.0f}"),
     "utilization": Column("util %", *_PCT),
@@ -198,9 +198,7 @@ def terminal_width(default: int | None = None) -> int | None:
 
 def front_columns(space, df: pd.DataFrame) -> list[str]:
     """Default columns of a front table: axes that vary, objectives, then `report` outputs."""
-    from .space import column_name
-    cols = [column_name(space.scenario, a.name) for a in space.axes if len(a.labels) > 1]
-    cols += [name for name, _ in space.objectives]
+    cols = axis_columns(space) + [name for name, _ in space.objectives]
     cols += [name for name in space.report if name not in cols]
     return [c for c in dict.fromkeys(cols) if c in df]
 
@@ -221,7 +219,7 @@ def describe_row(row: Mapping[str, Any], names: Sequence[str]) -> str:
     return ", ".join(parts)
 
 
-_UNIT_WORDS = {"day": "days", "tCO2e": "t CO2e", "kgCO2e": "kg CO2e", "us": "µs"}
+_UNIT_WORDS = {"day": "days", "tCO2e": "t CO2e", "kgCO2e": "kg CO2e", "gCO2e": "g CO2e", "us": "µs"}
 
 
 def value_text(name: str, value: Any, fmt: str | None = None) -> str:
@@ -235,16 +233,39 @@ def value_text(name: str, value: Any, fmt: str | None = None) -> str:
     if col.dimension is None:
         return f"{text} %" if col.unit == 100.0 else text
     unit = str(col.unit)
+    per = "/Mtok" if "_per_mtok" in name else ""
     if unit == "MUSD":
         return f"${text}M"
     if unit == "USD":
-        return f"${text}"
-    return f"{text} {_UNIT_WORDS.get(unit, unit)}"
+        return f"${text}{per}"
+    return f"{text} {_UNIT_WORDS.get(unit, unit)}{per}"
 
 
 def headline(row: Mapping[str, Any], names: Sequence[str]) -> str:
     """'6.9 days, $4.89M, 59.6 t CO2e' for the objective values of one row."""
     return ", ".join(value_text(n, row[n]) for n in names)
+
+
+BEST_WORDS = {"time_to_train_s": "fastest", "tco_usd": "cheapest", "carbon_kg": "cleanest",
+              "cost_per_mtok_usd": "cheapest", "carbon_per_mtok_kg": "cleanest", "p99_latency_s": "lowest P99"}
+
+
+def best_rows(front: pd.DataFrame, objectives: Sequence[tuple[str, str]]) -> list[tuple[str, int]]:
+    """[(label, index)] of the best row per objective ('fastest', 'cheapest', ...), ties broken by the
+    other objectives in order."""
+    out = []
+    for name, sense in objectives:
+        rest = [(o, s) for o, s in objectives if o != name]
+        order = front.sort_values([name] + [o for o, _ in rest], kind="stable",
+                                  ascending=[sense == "min"] + [s == "min" for _, s in rest])
+        out.append((BEST_WORDS.get(name, f"best {name}"), order.index[0]))
+    return out
+
+
+def axis_columns(space) -> list[str]:
+    """Result columns of the axes that vary (float axes carry their unit suffix)."""
+    from .space import column_name
+    return [column_name(space.scenario, a.name) for a in space.axes if len(a.labels) > 1]
 
 
 # --------------------------------------------------------------------------- quantities and catalog entries
@@ -750,5 +771,5 @@ def format_audit(df: pd.DataFrame) -> str:
 
 
 __all__ = ["Column", "COLUMNS", "column", "human_frame", "format_table", "front_columns", "describe_row",
-           "headline", "to_jsonable", "dumps", "evaluate", "evaluate_frame", "point_space", "audit",
+           "headline", "best_rows", "axis_columns", "BEST_WORDS", "to_jsonable", "dumps", "evaluate", "evaluate_frame", "point_space", "audit",
            "format_audit", "AUDIT_COLUMNS", "terminal_width", "value_text", "quantity_text", "catalog_table", "entry_table"]

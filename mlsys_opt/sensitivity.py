@@ -55,7 +55,7 @@ TABLE_FIELDS: dict[str, tuple[str, ...]] = {
     "region": ("carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh", "electricity_usd_per_kwh"),
     "model": (),
 }
-CHUNK = 2048
+CHUNK = 8192
 
 
 class Sensitivities(NamedTuple):
@@ -334,7 +334,7 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
     cnames = (constraint_names(space) if space is not None else schema.STRUCTURAL_CONSTRAINTS[scenario])
     kernel = _kernel(scenario, in_names, dtype)
     n = int(np.shape(p["hardware"])[0])
-    size = min(chunk, 1 << max(0, (n - 1).bit_length()))
+    size = min(chunk, max(8, 1 << max(0, (n - 1).bit_length())))   # >= 8: small batches share a shape
     parts = []
     for s in range(0, n, size):
         m = min(size, n - s)

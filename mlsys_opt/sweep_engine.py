@@ -166,7 +166,10 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         d = lax.axis_index(_AXIS)
         lane = d.astype(jnp.int32) * L + jnp.arange(L, dtype=jnp.int32)
         digits = indexing.decode_chunk(start_digits, lane, cfg.radices)
-        F, G, aux = chunk_fn(digits)
+        # materialise the evaluation once: without the barrier XLA may fuse (and
+        # duplicate) the whole evaluator into every reduction that reads it,
+        # which on GPU gave single kernels that took minutes to compile
+        F, G, aux, digits = lax.optimization_barrier(tuple(chunk_fn(digits)) + (digits,))
         feas = (lane < n_valid) & jnp.all(G <= 0, axis=1) & ~jnp.any(jnp.isnan(F), axis=1)
         count = lax.psum(jnp.sum(feas, dtype=jnp.int32), _AXIS)
 
@@ -195,7 +198,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
 
         front = state.front._replace(pos=jnp.full_like(state.front.pos, -1))
         lo, inv = pareto.normalizer(front.F, front.member)
-        surv = prefilter(feas, *pareto.weighted_minimizers(front.F, front.member, lo, inv, W_front, front.pos))
+        surv = lax.optimization_barrier(
+            prefilter(feas, *pareto.weighted_minimizers(front.F, front.member, lo, inv, W_front, front.pos)))
         ns = jnp.sum(surv, dtype=jnp.int32)
 
         def refine(surv):
@@ -215,7 +219,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
             lo_s, inv_s = pareto.normalizer(SF, nd)
             return surv & ~pareto.beaten_by_anchors(F, lane, *pareto.weighted_minimizers(SF, nd, lo_s, inv_s, W_chunk, sp))
 
-        surv = lax.cond(ns > 2 * M, refine, lambda s_: s_, surv)
+        surv = lax.optimization_barrier(lax.cond(ns > 2 * M, refine, lambda s_: s_, surv))
         ns = jnp.sum(surv, dtype=jnp.int32)
         n_iter = lax.pmax((ns + M - 1) // M, _AXIS)
 

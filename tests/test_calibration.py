@@ -12,10 +12,25 @@ import numpy as np
 import pytest
 
 from mlsys_opt import calibration as C
+from mlsys_opt.calibration import rows as R
 from mlsys_opt.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from mlsys_opt.errors import MlsysOptError
 
 STEPS = 300
+
+
+def test_package_exports_the_public_api():
+    """mlsys_opt.calibration is a package (rows, fit, report, files); the CLI's names stay put."""
+    import inspect
+
+    for name in ("load_measurements", "to_scenario", "validate", "summarize", "check_targets",
+                 "format_validation_table", "calibrate", "leave_one_out", "synthetic_rows",
+                 "save_calibration", "load_calibration", "Calibration", "DEFAULT_EFFICIENCY", "FIT_PARAMS"):
+        assert hasattr(C, name), name
+    assert list(inspect.signature(C.calibrate).parameters)[:4] == ["rows", "eff0", "steps", "learning_rate"]
+    assert "calibrated" in inspect.signature(C.validate).parameters
+    assert C.DEFAULT_CALIBRATION_PATH.parent.name == "calibration_data" and C.DEFAULT_CALIBRATION_PATH.is_file()
+    assert C.MEASUREMENTS_PATH.is_file() and C.CASES_PATH.is_file()
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +65,11 @@ def test_megatron_convention_is_eq3_over_step_time(rows):
     """tflops_per_gpu = eq.(3) / (step · N): 96·B·s·l·h²·(1 + s/6h + V/16lh), hand-checked for 1.7B."""
     row = next(r for r in rows if r.id == "megatron21_t1_1.7B")
     b, s, l, h, v = 512, 2048, 24, 2304, 51200
-    assert C._eq3_flop(row) == pytest.approx(96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h)))
+    assert R._eq3_flop(row) == pytest.approx(96 * b * s * l * h * h * (1 + s / (6 * h) + v / (16 * l * h)))
     plan = C.plan_row(row)
     (t,) = plan.targets
     assert t.metric == "tflops_per_gpu" and t.fit and t.target == "megatron"
-    assert t.coef == pytest.approx(C._eq3_flop(row) / (32 * 1e12))
+    assert t.coef == pytest.approx(R._eq3_flop(row) / (32 * 1e12))
     assert plan.evaluations[0][1]["virtual_stages"] == 1 and plan.evaluations[0][1]["recompute"] == "full"
 
 
@@ -100,6 +115,7 @@ def test_calibration_lowers_the_loss(fitted):
             assert getattr(fitted.eff, name) == pytest.approx(float(getattr(DEFAULT_EFFICIENCY, name)))
     sens = fitted.sensitivity
     assert sens.loc["compute_eff_scale", "elasticity_mean_abs"] > 0.3      # the level of training throughput
+    assert (sens.loc[list(fitted.fitted), "rel_std_err"] < 1.0).all()      # the rows pin every fitted one
     assert sens.loc["tp_comm_overlap", "elasticity_max_abs"] == 0.0         # no fit row can see it at 0
     df = C.validate(calibrated=fitted.eff)
     meg = df[df["target"] == "megatron"]

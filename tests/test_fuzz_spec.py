@@ -290,14 +290,76 @@ def test_real_spaces_parse_and_are_consistent(name):
     assert space is not None, name
 
 
-@pytest.mark.parametrize("text, dim", [("10**400 GB", "bytes"), ("2**1024D", "bandwidth"), ("10**400", "count")])
-def test_bug_units_parse_overflow_on_huge_integer_powers(text, dim):
-    """BUG mlsys_opt/units.py parse(): `q.unitless` (line `bare = ... or q.unitless`) converts the
+@pytest.mark.parametrize("text, dim", [("10**400 GB", "bytes"), ("2**1024D", "bandwidth"), ("10**400", "count"),
+                                       (10**400, "count"), (-(10**400), "usd")],
+                         ids=["10**400 GB", "2**1024D", "'10**400'", "int 10**400", "int -10**400"])
+def test_bug_units_parse_overflow_on_huge_integers(text, dim):
+    """BUG mlsys_opt/units.py parse(): (a) `q.unitless` (line `bare = ... or q.unitless`) converts the
     quantity to root units outside any try, so an integer power too large for a float ("10**400 GB")
-    raises OverflowError instead of MlsysOptError ("... which is not a finite number").  Reachable from
-    catalog files: with_entries("accelerators", {"h100_sxm": {"mem_capacity": "10**400 GB"}})."""
+    raises OverflowError; (b) `math.isfinite(float(value))` raises OverflowError for a Python int
+    beyond 1.8e308 (load_space({... "constraints": {"budget": 10**400}})).  Both should be
+    MlsysOptError ("... which is not a finite number").  (a) is reachable from catalog files:
+    with_entries("accelerators", {"h100_sxm": {"mem_capacity": "10**400 GB"}})."""
     with pytest.raises(MlsysOptError, match="expected"):
         units.parse(text, dim)
     if dim == "bytes":
         with pytest.raises(MlsysOptError, match="mem_capacity"):
             CAT.with_entries("accelerators", {"h100_sxm": {"mem_capacity": text}})
+
+
+def test_bug_load_space_python_objects_raise_type_and_value_errors():
+    """BUG mlsys_opt/space.py (found by test_python_objects_in_dict_specs):
+    (a) _parse_value() formats a numeric label with f"{raw:g}", which raises TypeError for a
+        fractions.Fraction (a numbers.Real that units.parse accepts): {"fixed": {"efficiency": Fraction(1, 2)}};
+    (b) _build() tests `raw == "*"` on [fixed] values, which raises ValueError ("truth value of an array
+        is ambiguous") for a numpy array: {"fixed": {"model": np.array([1, 2])}};
+    (c) units.parse overflow via {"constraints": {"budget": 10**400}} (see the units test).
+    All three should be SpecError naming the [section] key."""
+    base = tomllib.loads(REAL["llama3_serving.toml"])
+    problems = []
+    for section, key, value in (("fixed", "efficiency", fractions.Fraction(1, 2)),
+                                ("fixed", "model", np.array([1, 2])),
+                                ("constraints", "budget", 10**400)):
+        data = copy.deepcopy(base)
+        data.setdefault(section, {})[key] = value
+        try:
+            load_space(data, catalog=CAT)       # Fraction(1, 2) may also be accepted as 0.5
+        except SpecError as exc:
+            if f"[{section}] {key}" not in str(exc):
+                problems.append(f"[{section}] {key}: message does not name the key: {exc}")
+        except Exception as exc:   # noqa: BLE001
+            problems.append(f"[{section}] {key} = {str(value)[:20]}: {type(exc).__name__}: {exc}")
+    assert not problems, "\n".join(problems)
+
+
+CATALOG_TOML = {kind: tomllib.loads((Path(load_catalog.__code__.co_filename).parent / f"{kind}.toml")
+                                    .read_text(encoding="utf-8"))
+                for kind in ("accelerators", "models", "fabrics", "regions")}
+
+
+@FUZZ
+@given(kind=st.sampled_from(sorted(CATALOG_TOML)), data=st.data())
+def test_catalog_entry_mutations(tmp_path_factory, kind, data):
+    """User catalog files: a mutated copy of built-in entries loads or raises CatalogError naming the file."""
+    entries = CATALOG_TOML[kind]
+    names = data.draw(st.lists(st.sampled_from(sorted(entries)), min_size=1, max_size=2, unique=True))
+    tree = {kind: {n: copy.deepcopy(entries[n]) for n in names}}
+    if data.draw(st.booleans()):
+        tree[kind][f"{names[0]}_copy"] = {"based_on": names[0], "source": "fuzz"}
+    for _ in range(data.draw(st.integers(1, 3))):
+        paths = [p for p, _ in _paths(tree) if len(p) >= 3]
+        path = data.draw(st.sampled_from(paths))
+        _mutate(tree, path, data.draw(st.sampled_from(["replace", "replace", "delete", "add"])),
+                data.draw(TOML_VALUES | st.sampled_from(WORDS)))
+    body = "\n".join(f"[{_key(kind)}.{_key(n)}]\n" + "\n".join(f"{_key(k)} = {_val(v)}" for k, v in e.items())
+                     for n, e in tree[kind].items()) + "\n"
+    path = tmp_path_factory.mktemp("cat") / "mine.toml"
+    path.write_text(body, encoding="utf-8")
+    try:
+        cat = load_catalog(extra=path)
+    except MlsysOptError as exc:
+        assert str(exc).startswith(f"{path}: "), str(exc)
+        return
+    frame = cat.frames[kind]
+    numeric = frame.select_dtypes("number")
+    assert np.isfinite(numeric.to_numpy(np.float64)).all(), "a NaN/inf reached the catalog"

@@ -1,0 +1,201 @@
+"""Validation tables: measured vs predicted, a constant-η baseline, summaries and targets.
+
+`validate` gives one row per compared number (default efficiency model, an
+optional calibrated one, and the constant-η roofline baseline), `summarize`
+the median / worst |error| per category and target group, `check_targets` the
+issue's accuracy targets, `format_validation_table` the plain-text report.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import jax
+import numpy as np
+import pandas as pd
+
+from .. import schema
+from .._types import BYTES_PER_ELEMENT
+from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .rows import Measurement, Plan, _evaluate, _plan, build, predict
+
+
+def to_scenario(row: Measurement, catalog=None, eff: Efficiency = DEFAULT_EFFICIENCY) -> pd.DataFrame:
+    """One row as scenario evaluations: a frame of its targets with measured and predicted figures.
+
+    `frame.attrs` holds the extended catalog ("catalog"), the evaluations'
+    settings ("evaluations") and the scenario parameters ("params").
+    """
+    plan = build([row], catalog)
+    pred = np.asarray(predict(eff, plan.batch), dtype=float)
+    df = _frame(plan, pred)
+    df.attrs.update(catalog=plan.catalog, evaluations=plan.evaluations, params=plan.batch.params)
+    return df
+
+
+# --------------------------------------------------------------------------- baseline
+def _baseline_q(plan: Plan, eta: float) -> np.ndarray:
+    """q of the constant-η roofline: T = 6·P·D/(N·peak·η) (no comm, bubble, recompute,
+    goodput), energy N·TDP·PUE·T; serving max(2·P·tokens/(peak·η), bytes/BW) per step."""
+    t = jax.tree_util.tree_map(np.asarray, plan.batch.tables)
+    parts = []
+    if "training" in plan.batch.params:
+        p = jax.tree_util.tree_map(np.asarray, plan.batch.params["training"])
+        h, m, r = p.hardware, p.model, p.region
+        peak, n = t.hw.peak_flop_per_s[h, p.precision], p.n_accelerators
+        tokens = p.global_batch * p.seq_len
+        step = 6.0 * t.model.n_active_params[m] * tokens / (n * peak * eta)
+        ttt = step * p.n_tokens / tokens
+        energy = n * t.hw.tdp_w[h] * t.region.pue[r] * ttt
+        model_flop = (6.0 * t.model.n_active_params[m] + 12.0 * t.model.n_layers[m] * t.model.n_heads[m]
+                      * t.model.head_dim[m] * p.seq_len) * tokens
+        parts.append(np.stack([step, ttt, energy, energy / 3.6e6 * t.region.carbon_gco2e_per_kwh[r] / 1e3,
+                               model_flop / (step * n * peak)], -1).ravel())
+    if "serving" in plan.batch.params:
+        p = jax.tree_util.tree_map(np.asarray, plan.batch.params["serving"])
+        h, m = p.hardware, p.model
+        gpus = p.tp * p.pp
+        peak, bw = t.hw.peak_flop_per_s[h, p.precision] * gpus, t.hw.mem_bw_bytes_per_s[h] * gpus
+        bpe = np.asarray(BYTES_PER_ELEMENT)[p.precision]
+        w = t.model.n_params[m] * bpe
+        kv = 2.0 * t.model.n_layers[m] * t.model.n_kv_heads[m] * t.model.head_dim[m] \
+            * (p.prompt_tokens + 0.5 * p.output_tokens) * p.batch * bpe     # mean context over decode
+        flop_tok = 2.0 * t.model.n_active_params[m]
+        ttft = np.maximum(flop_tok * p.prompt_tokens / (peak * eta), w / bw)
+        itl = np.maximum(flop_tok * p.batch / (peak * eta), (w + kv) / bw)
+        parts.append(np.stack([ttft, itl], -1).ravel())
+    parts.append(np.ones(1))
+    return np.concatenate(parts)
+
+
+def _baseline(plan: Plan, eta: float | None = None) -> tuple[np.ndarray, float]:
+    """Baseline predictions and its η (fitted on the fit targets by a log-grid search when None)."""
+    b = jax.tree_util.tree_map(np.asarray, plan.batch)
+
+    def pred(e):
+        q = _baseline_q(plan, e)
+        return b.coef * np.sum(b.num_w * q[b.num_idx], -1) / np.maximum(np.sum(b.den_w * q[b.den_idx], -1), 1e-30)
+
+    if eta is None:
+        grid = np.exp(np.linspace(np.log(0.02), 0.0, 400))
+        losses = [np.mean((np.log(pred(e)[b.fit]) - np.log(b.measured[b.fit])) ** 2) for e in grid]
+        eta = float(grid[int(np.argmin(losses))])
+    return pred(eta), eta
+
+
+# --------------------------------------------------------------------------- validation tables
+def _frame(plan: Plan, pred) -> pd.DataFrame:
+    t = plan.targets
+    df = pd.DataFrame({"id": [x.id for x in t], "category": [x.category for x in t],
+                       "metric": [x.metric for x in t], "measured": [x.measured for x in t]})
+    df["predicted"] = np.asarray(pred, float)
+    df["error_pct"] = 100.0 * (df["predicted"] / df["measured"] - 1.0)
+    df["fit"] = [x.fit for x in t]
+    df["target"] = [x.target for x in t]
+    df["notes"] = [x.notes for x in t]
+    return df
+
+
+def _violations(plan: Plan, eff: Efficiency) -> dict[str, str]:
+    """Row id -> names of structural constraints its evaluations violate (g > 0)."""
+    bad: dict[str, set] = {}
+    for sc, g in _evaluate(eff, plan.batch)[1].items():
+        ids = [rid for rid, s, _ in plan.evaluations if s == sc]
+        names = schema.STRUCTURAL_CONSTRAINTS[sc]
+        for rid, row in zip(ids, np.asarray(g)):
+            bad.setdefault(rid, set()).update(n for n, v in zip(names, row) if v > 1e-6)
+    return {k: ", ".join(sorted(v)) for k, v in bad.items() if v}
+
+
+def validate(eff: Efficiency | None = None, rows: Sequence[Measurement] | None = None, *,
+             calibrated: Efficiency | None = None, catalog=None,
+             baseline_eta: float | None = None) -> pd.DataFrame:
+    """Measured vs predicted for every target (one row per compared number).
+
+    Columns: id, category, metric, measured, predicted, error_pct (with `eff`,
+    default DEFAULT_EFFICIENCY), [calibrated, calibrated_error_pct], baseline,
+    baseline_error_pct (constant-η roofline, η fitted on the fit rows unless
+    given), fit, target, violations, notes.  error_pct = 100·(pred/meas − 1).
+    attrs: "summary" (`summarize`), "baseline_eta".
+    """
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    plan = _plan(rows, catalog)
+    df = _frame(plan, predict(eff, plan.batch))
+    if calibrated is not None:
+        df.insert(6, "calibrated", np.asarray(predict(calibrated, plan.batch), float))
+        df.insert(7, "calibrated_error_pct", 100.0 * (df["calibrated"] / df["measured"] - 1.0))
+    base, eta = _baseline(plan, baseline_eta)
+    at = df.columns.get_loc("fit")
+    df.insert(at, "baseline", base)
+    df.insert(at + 1, "baseline_error_pct", 100.0 * (df["baseline"] / df["measured"] - 1.0))
+    viol = _violations(plan, calibrated if calibrated is not None else eff)
+    df.insert(df.columns.get_loc("notes"), "violations", [viol.get(i, "") for i in df["id"]])
+    df.attrs.update(summary=summarize(df), baseline_eta=eta)
+    return df
+
+
+_MODELS = (("default", "error_pct"), ("calibrated", "calibrated_error_pct"), ("baseline", "baseline_error_pct"))
+
+
+def summarize(df: pd.DataFrame) -> pd.DataFrame:
+    """Per category and per accuracy-target group: n, median and worst |error| % of each model."""
+    groups = [(c, df["category"] == c) for c in dict.fromkeys(df["category"])]
+    groups += [(f"target:{g}", df["target"] == g) for g in dict.fromkeys(df["target"]) if g]
+    groups += [("fit rows", df["fit"]), ("all", df["category"] == df["category"])]
+    out = []
+    for name, mask in groups:
+        rec = {"group": name, "n": int(mask.sum())}
+        for label, col in _MODELS:
+            if col in df:
+                err = df.loc[mask, col].abs()
+                rec[f"{label}_median"], rec[f"{label}_worst"] = float(err.median()), float(err.max())
+        out.append(rec)
+    return pd.DataFrame(out).set_index("group")
+
+
+def check_targets(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The issue's accuracy targets: requirement, value and whether it is met."""
+    meg = df[df["target"] == "megatron"]
+    energy = df[df["target"] == "energy"]
+    cal = "calibrated_error_pct" if "calibrated_error_pct" in df else "error_pct"
+    rows = [("Megatron median |err|, defaults", "<= 10 %", meg["error_pct"].abs().median(), 10.0),
+            ("Megatron median |err|, calibrated", "<= 5 %", meg[cal].abs().median(), 5.0),
+            ("Megatron worst |err|, calibrated", "<= 20 %", meg[cal].abs().max(), 20.0),
+            ("energy/carbon (power, duration, grid given) worst |err|", "<= 15 %",
+             energy[cal].abs().max(), 15.0)]
+    out = [{"target": a, "requirement": b, "value_pct": float(c), "met": bool(c <= d)} for a, b, c, d in rows]
+    if loo is not None and len(loo):
+        before, after = loo["before_abs_error_pct"].median(), loo["after_abs_error_pct"].median()
+        out.append({"target": "held-out median |err| improves (leave-one-out)",
+                    "requirement": f"< {before:.1f} % (before)", "value_pct": float(after),
+                    "met": bool(after < before)})
+    return pd.DataFrame(out)
+
+
+def format_validation_table(df: pd.DataFrame, loo: pd.DataFrame | None = None) -> str:
+    """Plain-text report of a `validate` frame: every target (measured, predictions, % errors),
+    median / worst |error| per group, the accuracy targets (with `loo`: the held-out one too)."""
+    cols = [("predicted", "default"), ("error_pct", "err%"), ("calibrated", "calibrated"),
+            ("calibrated_error_pct", "cal.err%"), ("baseline", "baseline"), ("baseline_error_pct", "base.err%")]
+    pad = {c: df[c].str.ljust(df[c].str.len().max()) for c in ("id", "metric")}   # left-aligned text
+    table = pd.DataFrame({"id": pad["id"], "metric": pad["metric"], "fit": np.where(df["fit"], "*", ""),
+                          "measured": df["measured"].map("{:.4g}".format)})
+    for col, label in cols:
+        if col in df:
+            table[label] = df[col].map(("{:+.1f}" if col.endswith("pct") else "{:.4g}").format)
+    summary = df.attrs.get("summary", summarize(df))
+    groups = pd.DataFrame({"n": summary["n"]})
+    for label, col in _MODELS:
+        if col in df:
+            groups[label] = [f"{a:.1f} / {b:.1f}" for a, b in zip(summary[f"{label}_median"], summary[f"{label}_worst"])]
+    lines = [table.to_string(index=False), "",
+             "|error| % per group (median / worst); baseline = constant-η roofline with "
+             f"η = {df.attrs.get('baseline_eta', float('nan')):.3f} fitted on the fit rows (*)",
+             groups.to_string(), "", "targets:"]
+    lines += [f"  [{'met' if r.met else 'NOT met'}] {r.target}: {r.value_pct:.1f} % ({r.requirement})"
+              for r in check_targets(df, loo).itertuples()]
+    viol = df.drop_duplicates("id")
+    viol = viol[viol["violations"] != ""] if "violations" in viol else viol.iloc[:0]
+    if len(viol):
+        lines += ["", "constraint violations (the configuration as published breaks a modelled limit):"]
+        lines += [f"  {r.id}: {r.violations}" for r in viol.itertuples()]
+    return "\n".join(lines)
