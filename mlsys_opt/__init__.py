@@ -13,13 +13,14 @@ swept exhaustively or searched for Pareto fronts over time, cost and carbon.
 
 The command line is `mlsys-opt` (``python -m mlsys_opt``); see mlsys_opt/cli.py.
 
-Public API (explicit re-exports; `run_search`, `synthesize`, `validate` and
-`calibrate` are imported on first use, so ``import mlsys_opt`` does not load
-pymoo or optax):
-  sweep, SweepResult, evaluate, sensitivity, binding, run_search, synthesize,
-  load_space, list_spaces, Space, load_catalog, Catalog, validate, calibrate,
+Public API (explicit re-exports; `run_search`, `synthesize`, `calibrate` and
+`load_calibration` are imported on first use, so ``import mlsys_opt`` does not
+load pymoo or optax):
+  sweep, SweepResult, evaluate, sensitivity, binding, run_search, SearchResult,
+  synthesize, load_space, list_spaces, Space, load_catalog, Catalog, calibrate,
   load_calibration, Efficiency, DEFAULT_EFFICIENCY, MlsysOptError, CatalogError,
-  SpecError.
+  SpecError.  (The validation table is ``mlsys_opt.calibration.validate``;
+  ``mlsys_opt.validate`` is the argument-checking module.)
 
 Note: ``mlsys_opt.sweep`` and ``mlsys_opt.sensitivity`` are the functions;
 import the modules by their full names (``from mlsys_opt.sweep import ...``).
@@ -44,7 +45,6 @@ _LAZY = {
     "run_search": ("mlsys_opt.search.pymoo_problem", "run_search"),
     "SearchResult": ("mlsys_opt.search.pymoo_problem", "SearchResult"),
     "synthesize": ("mlsys_opt.search.synthesis", "synthesize"),
-    "validate": ("mlsys_opt.calibration", "validate"),
     "calibrate": ("mlsys_opt.calibration", "calibrate"),
     "load_calibration": ("mlsys_opt.calibration", "load_calibration"),
 }
@@ -64,6 +64,5 @@ def __dir__() -> list[str]:
 
 
 __all__ = ["sweep", "SweepResult", "evaluate", "sensitivity", "binding", "run_search", "SearchResult",
-           "synthesize", "load_space", "list_spaces", "Space", "load_catalog", "Catalog", "validate",
-           "calibrate", "load_calibration", "Efficiency", "DEFAULT_EFFICIENCY", "MlsysOptError",
+           "synthesize", "load_space", "list_spaces", "Space", "load_catalog", "Catalog", "calibrate", "load_calibration", "Efficiency", "DEFAULT_EFFICIENCY", "MlsysOptError",
            "CatalogError", "SpecError", "__version__"]

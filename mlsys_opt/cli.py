@@ -734,11 +734,16 @@ def synthesize_target(args, catalog) -> dict:
     import pandas as pd
 
     from . import report, units
-    from ._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY
+    from ._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS, SECONDS_PER_DAY
     from .search import synthesis as S
     from .walls import analysis, node
     m = catalog.entry("models", args.model)
-    prec = PRECISIONS[S._precision_code(args.precision)]
+    key = PRECISION_ALIASES.get(args.precision.strip().lower(), args.precision.strip().lower())
+    if key not in PRECISIONS:
+        from .errors import suggest
+        raise MlsysOptError(f"--precision {args.precision!r}: not a precision;{suggest(args.precision, PRECISIONS)} "
+                            f"(allowed: {', '.join(PRECISIONS)}; bf16 = fp16)")
+    prec = key
     if not 0 < args.mfu <= 1:
         raise MlsysOptError(f"--mfu {args.mfu!r}: expected a fraction in (0, 1]")
     hw = catalog.frames["accelerators"]

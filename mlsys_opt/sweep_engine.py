@@ -166,9 +166,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         d = lax.axis_index(_AXIS)
         lane = d.astype(jnp.int32) * L + jnp.arange(L, dtype=jnp.int32)
         digits = indexing.decode_chunk(start_digits, lane, cfg.radices)
-        # materialise the evaluation once: without the barrier XLA may fuse (and
-        # duplicate) the whole evaluator into every reduction that reads it,
-        # which on GPU gave single kernels that took minutes to compile
+        # materialise the evaluation once, so that XLA does not fuse (and
+        # duplicate) the evaluator into each reduction that reads it
         F, G, aux, digits = lax.optimization_barrier(tuple(chunk_fn(digits)) + (digits,))
         feas = (lane < n_valid) & jnp.all(G <= 0, axis=1) & ~jnp.any(jnp.isnan(F), axis=1)
         count = lax.psum(jnp.sum(feas, dtype=jnp.int32), _AXIS)
@@ -217,7 +216,8 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
             SF, sp = F[sl], lane[sl]
             nd = ~jnp.any(pareto.beats(SF, sp, SF, sp), axis=0)
             lo_s, inv_s = pareto.normalizer(SF, nd)
-            return surv & ~pareto.beaten_by_anchors(F, lane, *pareto.weighted_minimizers(SF, nd, lo_s, inv_s, W_chunk, sp))
+            anchors = pareto.weighted_minimizers(SF, nd, lo_s, inv_s, W_chunk, sp)
+            return surv & ~pareto.beaten_by_anchors(F, lane, *anchors)
 
         surv = lax.optimization_barrier(lax.cond(ns > 2 * M, refine, lambda s_: s_, surv))
         ns = jnp.sum(surv, dtype=jnp.int32)
@@ -331,31 +331,68 @@ def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict) -> None:
 
 
 def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
+    """Reducer state and counters from a checkpoint; every defect is an MlsysOptError naming the file."""
     try:
-        z = dict(np.load(path, allow_pickle=False))
+        with np.load(path, allow_pickle=False) as f:
+            z = {k: f[k] for k in f.files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MlsysOptError(f"checkpoint {path}: cannot be read ({exc}); delete it or pass resume=False") from None
-    saved = json.loads(str(z["config"]))
+        raise MlsysOptError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); "
+                            "delete it or pass resume=False") from None
+    if "fingerprint" not in z or "config" not in z:
+        raise MlsysOptError(f"checkpoint {path} is not a sweep checkpoint (no 'fingerprint'/'config' "
+                            "entries); delete it or pass resume=False")
     if str(z["fingerprint"]) != _fingerprint(desc):
-        diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
+        try:
+            saved = json.loads(str(z["config"]))
+            diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
+        except (ValueError, AttributeError):
+            diff = []
         raise MlsysOptError(
             f"checkpoint {path} was written by a different run ({'; '.join(diff) or 'fingerprint differs'}); "
             "resume only with the same space, evaluator outputs, top_k, histograms and run_key, "
             "or pass resume=False (or another checkpoint_path) to start over")
-    n = z["front_F"].shape[0]
+    try:
+        return _restore(z, cfg, init)
+    except MlsysOptError as exc:
+        raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; delete it or pass resume=False") from None
+    except Exception as exc:  # noqa: BLE001
+        raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); "
+                            "delete it or pass resume=False") from None
+
+
+def _restore(z: dict, cfg: _Cfg, init: _State):
+    n_axes, k = len(cfg.radices), cfg.top_k
+    fF = np.asarray(z["front_F"])
+    n = fF.shape[0]
+    want = {"front_F": (n, cfg.n_obj), "front_G": (n, cfg.n_constr), "front_aux": (n, cfg.n_aux),
+            "front_digits": (n, n_axes), "best_F": (cfg.n_obj, k, cfg.n_obj),
+            "best_G": (cfg.n_obj, k, cfg.n_constr), "best_aux": (cfg.n_obj, k, cfg.n_aux),
+            "best_digits": (cfg.n_obj, k, n_axes), "best_valid": (cfg.n_obj, k)}
+    want.update({f"hist_{i}": (len(e) + 1,) for i, (_, e) in enumerate(cfg.hist)})
+    for key, shape in want.items():
+        if key not in z:
+            raise MlsysOptError(f"entry '{key}' is missing")
+        if tuple(z[key].shape) != shape:
+            raise MlsysOptError(f"entry '{key}' has shape {tuple(z[key].shape)}, expected {shape}")
+    for key in ("front_digits", "best_digits"):
+        if np.any(z[key] < 0) or np.any(z[key] >= np.array(cfg.radices)):
+            raise MlsysOptError(f"entry '{key}' holds digits outside the axes {list(cfg.radices)}")
+    next_index, n_feasible = int(str(z["next_index"])), int(str(z["n_feasible"]))
+    N = indexing.space_size(cfg.radices)
+    if not 0 <= next_index <= N or not 0 <= n_feasible <= next_index:
+        raise MlsysOptError(f"counters next_index={next_index}, n_feasible={n_feasible} do not fit a space of {N}")
     if n > cfg.capacity:
-        raise MlsysOptError(f"checkpoint {path} holds a front of {n} configurations; "
-                            f"front_capacity={cfg.capacity} is too small to resume it")
+        raise MlsysOptError(f"it holds a front of {n} configurations; front_capacity={cfg.capacity} is too small")
 
     def put(dst, src):
         return dst.at[:n].set(jnp.asarray(src, dst.dtype))
     fr = init.front
-    front = pareto.Front(put(fr.F, z["front_F"]), fr.pos,
-                         tuple(put(a, z[f"front_{k}"]) for a, k in zip(fr.payload, ("G", "aux", "digits"))),
+    front = pareto.Front(put(fr.F, fF), fr.pos,
+                         tuple(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits"))),
                          jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
     best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
-    acc = _Acc(int(str(z["next_index"])), int(str(z["n_feasible"])),
-               tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))), int(z["n_chunks"]))
+    acc = _Acc(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
+               int(z.get("n_chunks", 0)))
     return _State(front, best, jnp.zeros((), bool)), acc
 
 

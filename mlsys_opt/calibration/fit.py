@@ -137,10 +137,12 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     if not bool(jnp.any(b.fit)):
         raise MlsysOptError("calibrate: none of the given rows is marked fit = true in "
                             f"{CASES_PATH.name}; nothing to fit")
+    given = Efficiency(*(float(x) for x in eff0))
     eff0 = Efficiency(*(jnp.asarray(x, b.coef.dtype) for x in eff0))
     u0 = _to_u(eff0, names).astype(b.coef.dtype)
     u, hist = _fit(u0, eff0, b, w, learning_rate, prior, names=names, steps=int(steps))
-    eff = Efficiency(*(float(x) for x in _from_u(u, eff0, names)))
+    fitted = _from_u(u, eff0, names)
+    eff = given._replace(**{n: float(getattr(fitted, n)) for n in names})   # the rest exactly as given
     before, after = (_log_loss(e, b) for e in (eff0, eff))
     ids = tuple(dict.fromkeys(t.id for t in plan.targets if t.fit))
     return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, names), ids, names, before, after)

@@ -151,7 +151,7 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     k1 = max(k0 + 1, math.ceil(max_factor * n0 / group))
     ks = np.arange(k0, min(k1, k0 + max_candidates) + 1)
     n_cand = ks * group
-    m = 1 << max(0, int(len(ks) - 1).bit_length())           # pad: few distinct compiled shapes
+    m = max(4096, 1 << max(0, int(len(ks) - 1).bit_length()))   # pad: one compiled shape in practice
     batch = {k: jnp.full((m,), v, jnp.asarray(p[k]).dtype) for k, v in q.items()}
     batch["n_accelerators"] = jnp.asarray(np.concatenate([n_cand, np.full(m - len(ks), n_cand[-1])]), dtype)
     outs, cons = _training_jit()(batch, tables, eff)

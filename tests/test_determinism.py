@@ -1,0 +1,137 @@
+"""Issue 7 item 5: determinism.  The same space gives the same exact Pareto front
+
+* on 1 or 4 devices (a child process with XLA_FLAGS=--xla_force_host_platform_device_count=4),
+* with any chunk size (64 on one device, 1000 on four -- with a partial last chunk --, 4096 here),
+* in float32 (the child: x64 off, as in production) and float64 (this process): compared as sets of
+  configurations, float32 may differ only where objectives tie within 1e-5 relative (or a
+  constraint margin is within 1e-5 of zero),
+* and the float64 front equals the brute-force front of every configuration (numpy, the engine's
+  tie rule: of identical objective vectors only the lowest configuration index is kept).
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mlsys_opt.space import load_space
+from mlsys_opt.sweep import evaluate_digits, sweep
+from test_resume import CHUNK, SPACE     # the space of the resume tests: shared compile cache
+
+REL = 1e-5
+CHILD = textwrap.dedent("""
+    import json, sys
+    import jax
+    from mlsys_opt.space import load_space
+    from mlsys_opt.sweep import sweep
+    assert len(jax.devices()) == 4, jax.devices()
+    space = load_space(json.loads(sys.argv[1]))
+    names = [o for o, _ in space.objectives]
+    out = {}
+    for label, devices, chunk in (("d1", 1, int(sys.argv[2])), ("d4", 4, 1000)):
+        res = sweep(space, chunk_size=chunk, devices=devices, progress=False)
+        rows = res.front.to_dict("records")
+        out[label] = {"n_feasible": res.n_feasible, "n_evaluated": res.n_evaluated,
+                      "digits": [space.digits_for({a: r[a] for a in space.axis_names}).tolist() for r in rows],
+                      "F": [[r[o] for o in names] for r in rows]}
+    print("RESULT", json.dumps(out), flush=True)
+""")
+
+
+def _index(space, digits) -> np.ndarray:
+    return np.ravel_multi_index(np.asarray(digits, np.int64).reshape(-1, len(space.radices)).T, space.radices)
+
+
+def brute_force_front(F: np.ndarray, feasible: np.ndarray) -> set[int]:
+    """Indices of feasible rows no feasible row beats (all <= and (any < or lower index)).
+
+    Rows in lexicographic order (objectives, then index) meet every possible beater first, and a
+    row beaten by anything is beaten by a front member, so each row is tested against the front only.
+    """
+    idx = np.flatnonzero(feasible)
+    order = idx[np.lexsort((idx,) + tuple(F[idx, j] for j in range(F.shape[1] - 1, -1, -1)))]
+    front: list[int] = []
+    for k in order:
+        if front:
+            P = F[front]
+            if (np.all(P <= F[k], axis=1) & (np.any(P < F[k], axis=1) | (np.array(front) < k))).any():
+                continue
+        front.append(int(k))
+    return set(front)
+
+
+@pytest.fixture(scope="module")
+def four_devices(tmp_path_factory):
+    cache = tmp_path_factory.getbasetemp() / "robustness_jax_cache"
+    cache.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64",)}
+    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
+               JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(SPACE), str(CHUNK)], capture_output=True,
+                         text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    line = next(s for s in res.stdout.splitlines() if s.startswith("RESULT "))
+    return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def float64():
+    space = load_space(SPACE)
+    digits = np.array(np.unravel_index(np.arange(space.size), space.radices)).T.astype(np.int32)
+    ev = evaluate_digits(space, digits, dtype=jnp.float64)
+    res = sweep(space, chunk_size=4096, dtype=jnp.float64, progress=False)
+    names = [o for o, _ in space.objectives]
+    front = {int(_index(space, space.digits_for({a: r[a] for a in space.axis_names}))[0]): [r[o] for o in names]
+             for r in res.front.to_dict("records")}
+    return space, np.asarray(ev.F, np.float64), np.asarray(ev.G, np.float64), res, front
+
+
+def test_same_front_on_one_and_four_devices_and_any_chunk_size(four_devices):
+    d1, d4 = four_devices["d1"], four_devices["d4"]
+    assert d1["n_evaluated"] == d4["n_evaluated"] == load_space(SPACE).size
+    assert d1["n_feasible"] == d4["n_feasible"]
+    a = {tuple(d): f for d, f in zip(d1["digits"], d1["F"])}
+    b = {tuple(d): f for d, f in zip(d4["digits"], d4["F"])}
+    assert set(a) == set(b), f"1 device: {sorted(set(a) - set(b))}, 4 devices: {sorted(set(b) - set(a))}"
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-6, err_msg=str(k))
+
+
+def test_float64_front_is_the_brute_force_front(float64):
+    space, F, G, res, front = float64
+    feasible = (G <= 0).all(axis=1) & np.isfinite(F).all(axis=1)
+    assert res.n_evaluated == space.size and res.n_feasible == int(feasible.sum())
+    assert set(front) == brute_force_front(F, feasible)
+    for k, f in front.items():
+        np.testing.assert_allclose(f, F[k], rtol=1e-12)
+
+
+def test_float32_and_float64_fronts_differ_only_at_ties(four_devices, float64):
+    space, F, G, res64, front64 = float64
+    front32 = {int(i) for i in _index(space, four_devices["d1"]["digits"])}
+    feasible = (G <= 0).all(axis=1)
+    margin = G.max(axis=1)
+    problems = []
+    for c in sorted(front32 - set(front64)):           # float32 kept it, float64 did not
+        if margin[c] > REL:
+            problems.append(f"{c}: infeasible in float64 by {margin[c]:.3g}")
+            continue
+        dominators = feasible & np.all(F <= F[c], axis=1) & np.any(F < F[c], axis=1)
+        far = dominators & ~np.all(np.abs(F - F[c]) <= REL * np.abs(F[c]), axis=1)
+        if far.any():
+            p = int(np.flatnonzero(far)[0])
+            problems.append(f"{c}: beaten in float64 by {p} beyond {REL:g}: {F[p]} vs {F[c]}")
+    for c in sorted(set(front64) - front32):           # float64 kept it, float32 did not
+        if margin[c] >= -REL:
+            continue                                   # a constraint within 1e-5 of zero
+        near = np.array([np.all(F[a] <= F[c] * (1 + REL) + 1e-300) for a in front32])
+        if not near.any():
+            problems.append(f"{c}: on the float64 front, not beaten within {REL:g} by any float32 member")
+    assert not problems, "\n".join(problems)
+    assert len(front32 & set(front64)) >= 0.9 * len(front64), (len(front32), len(front64))
