@@ -96,7 +96,7 @@ def main(argv=None):
         print(f"\n{space.name}: {space.size:,} configurations, {res.n_feasible:,} feasible, exact front "
               f"{len(F_exact)} points; sweep {t_sweep:.1f} s; pop_size {pop}; {len(args.seeds)} seeds")
         header = "  ".join(f"{b:>14,}" for b in args.budgets)
-        print(f"{'algorithm':<9} {'evals →':>7} {header}   wall s (at {max(args.budgets):,})")
+        print(f"{'algorithm':<9} {'evals →':>17} {header}   wall s (at {max(args.budgets):,})")
         for algo in args.algorithms:
             q = {b: [] for b in args.budgets}
             rc = {b: [] for b in args.budgets}
@@ -110,9 +110,9 @@ def main(argv=None):
                     q[key].append(quality(F, F_exact))
                     rc[key].append(recall(F, F_exact))
             cells = "  ".join(f"{100 * np.mean(q[b]):6.1f}% ({100 * np.min(q[b]):5.1f})" for b in args.budgets)
-            print(f"{algo:<9} {'HV mean (min)':>7} {cells}   {np.mean(walls):6.1f}")
+            print(f"{algo:<9} {'HV mean (min)':>17} {cells}   {np.mean(walls):6.1f}")
             cells = "  ".join(f"{100 * np.mean(rc[b]):6.1f}% ({100 * np.min(rc[b]):5.1f})" for b in args.budgets)
-            print(f"{'':<9} {'recall mean (min)':>7} {cells}")
+            print(f"{'':<9} {'recall mean (min)':>17} {cells}")
             rows.append((space.name, algo, {b: (np.mean(q[b]), np.min(q[b])) for b in args.budgets},
                          np.mean(walls), t_sweep))
     return rows

@@ -291,6 +291,13 @@ def cmd_sweep(args) -> int:
     checkpoint = args.checkpoint
     if args.resume and not checkpoint:
         checkpoint = str((Path(args.out_dir) if args.out_dir else Path(".")) / f"{space.name}.ckpt.npz")
+    if checkpoint:                   # fail before sweeping, naming the flag
+        ck = Path(checkpoint)
+        if ck.is_dir():
+            raise MlsysOptError(f"--checkpoint {checkpoint!r}: is a folder; give a file path, e.g. "
+                                f"{str(ck / (space.name + '.ckpt.npz'))!r}")
+        if not ck.parent.is_dir():
+            raise MlsysOptError(f"--checkpoint {checkpoint!r}: folder {str(ck.parent)!r} does not exist")
     enable_compile_cache()
     _note(args, f"sweeping {space.size:,} configurations of {space.name} (the first chunk includes compiling; "
                 f"compiled kernels are cached for the next run) ...")

@@ -62,7 +62,7 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from . import indexing, pareto
+from . import indexing, pareto, validate
 from .errors import MlsysOptError
 
 _AXIS = "lanes"
@@ -325,9 +325,14 @@ def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict) -> None:
                 next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
                 n_chunks=np.int64(loop.acc.n_chunks))
     tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "wb") as fh:
-        np.savez(fh, **arrs)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrs)
+        os.replace(tmp, path)          # atomic: readers see the old or the new file, never a mix
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise MlsysOptError(f"checkpoint_path {path}: cannot write the checkpoint ({exc})") from None
 
 
 def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
@@ -474,13 +479,23 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
                   histograms, checkpoint_every, len(devices))
     N = indexing.space_size(cfg.radices)
-    step, rep = _build_step(chunk_fn, cfg, devices)
+    # every check before the compile: a bad argument costs nothing
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise MlsysOptError(f"stream: progress must be a callable(done, total), None (a stderr bar on a "
+                            f"terminal) or False (silent); got {progress!r}")
+    if progress is True:
+        progress = None
+    path = None
+    if checkpoint_path is not None:
+        path = os.fspath(validate.check_output_path("checkpoint_path", checkpoint_path, "stream"))
+    elif resume:
+        raise MlsysOptError("stream: resume=True needs a checkpoint_path to resume from")
     init = _initial(cfg)
     acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0)
     desc = _describe(cfg, run_key)
-    path = os.fspath(checkpoint_path) if checkpoint_path is not None else None
-    if resume and path and os.path.exists(path):
+    if resume and os.path.exists(path):
         init, acc = _load(path, cfg, desc, init)
+    step, rep = _build_step(chunk_fn, cfg, devices)
     init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
     if progress is None:
         progress = _stderr_bar()

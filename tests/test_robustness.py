@@ -556,8 +556,10 @@ needs_cli = pytest.mark.skipif(not _HAS_CLI, reason="mlsys_opt/cli.py does not e
 
 @pytest.fixture(scope="module")
 def cli_cache(tmp_path_factory):
-    """A compile cache shared by this module's CLI runs (never the user's ~/.cache)."""
-    return str(tmp_path_factory.mktemp("cli_jax_cache"))
+    """The compile cache shared by the robustness tests' subprocesses (never the user's ~/.cache)."""
+    cache = tmp_path_factory.getbasetemp() / "robustness_jax_cache"
+    cache.mkdir(exist_ok=True)
+    return str(cache)
 
 
 def _cli(*args, cwd, cache, timeout=180):

@@ -23,7 +23,7 @@ optimum sqrt(2δM) (seed 000 section 7) is the test's closed form.
 from __future__ import annotations
 
 import itertools
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp

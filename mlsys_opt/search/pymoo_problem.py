@@ -4,8 +4,9 @@ Encoding (STYLE.md §3.3): the variables are the axis digits of the space,
 integers ``0 <= x_k <= radix_k - 1`` (axes with a single value are held at
 digit 0 and are not variables).  ``_evaluate`` receives the whole population
 ``X[n_pop, n_var]`` and evaluates it in one jitted call (digits ->
-``Space.param_values`` -> scenario -> F, G).  Populations are padded to the
-next power of two (>= 32 rows) so a run compiles a handful of shapes at most.
+``Space.param_values`` -> scenario -> F, G).  Every call is padded to one
+batch size, the next power of two >= pop_size (>= 32), so a run compiles
+once, and later runs on the same space and size reuse the compilation.
 
     F = objectives in minimize sense (maximized outputs negated)
     G = structural constraints, then one column per spec limit
@@ -22,8 +23,10 @@ the space, the sweep's rule (``mlsys_opt.pareto``).
 
 Operators (pymoo mixed-integer guide): integer random sampling, SBX and
 polynomial mutation on the digits with ``RoundingRepair``, duplicate
-elimination; categorical axes (catalog names, choices) additionally get a
-uniform-resampling mutation, since "h100 + 1 = h200" carries no meaning.
+elimination; categorical axes (catalog names, choices) get a uniform
+resampling mutation instead, since "h100 + 1 = h200" carries no meaning.
+Distribution indices η_c = η_m = 5 (tuned on spaces/capstone.toml, see
+benchmarks/pareto_quality.py).
 Optionally (``seed_frac`` > 0) the initial population is seeded with the
 per-objective best and the non-dominated feasible points of a random sample,
 which the evaluation count includes.
@@ -34,7 +37,7 @@ Source: Deb et al. 2002 (NSGA-II), Deb & Jain 2014 (NSGA-III), pymoo 0.6
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -284,38 +287,37 @@ def front_at(result: SearchResult, budgets) -> dict[int, np.ndarray]:
 
 # --------------------------------------------------------------------------- operators
 
-class CategoricalMutation(Mutation):
-    """Uniform resampling of categorical digits (prob ``prob_var`` each), PM-like for ordinal ones.
+class MixedMutation(Mutation):
+    """Polynomial mutation (rounded) on ordinal digits, uniform resampling on categorical ones.
 
-    Ordinal (int/float axes): with probability ``prob_var`` a digit moves by a
-    step drawn from a discrete two-sided geometric distribution (P(|step| = s)
-    ∝ 0.5^s), clipped to the axis; categorical (catalog/choice) digits are
+    Each variable mutates with probability ``prob_var`` (default 1/n_var), at
+    least one per individual.  Ordinal digits (int/float axes) take pymoo's
+    polynomial mutation with distribution index ``eta``, rounded and clipped;
+    categorical digits (catalog names, choices), which have no order, are
     redrawn uniformly among the other values.
     """
 
-    def __init__(self, categorical: np.ndarray, prob_var: float | None = None, **kwargs):
-        super().__init__(prob=1.0, **kwargs)
+    def __init__(self, categorical, prob_var: float | None = None, eta: float = 5.0):
+        super().__init__(prob=1.0)
         self.categorical = np.asarray(categorical, bool)
         self.prob_var_value = prob_var
+        self.pm = PM(prob=1.0, prob_var=prob_var, eta=eta, vtype=float, repair=RoundingRepair())
 
     def _do(self, problem, X, *args, random_state=None, **kwargs):
         X = np.rint(np.asarray(X, np.float64)).astype(np.int64)
-        n, m = X.shape
         hi = np.asarray(problem.xu, np.int64)
-        p = self.prob_var_value if self.prob_var_value is not None else 1.0 / m
-        hit = random_state.random((n, m)) < p
-        # guarantee at least one change per individual
-        none = ~hit.any(axis=1)
-        hit[none, random_state.integers(0, m, size=none.sum())] = True
-        hit &= hi[None, :] > 0
-        # categorical: a different value uniformly
-        shift = random_state.integers(1, np.maximum(hi, 1)[None, :] + 1, size=(n, m))
-        cat = (X + shift) % (hi[None, :] + 1)
-        # ordinal: geometric step, random sign
-        step = random_state.geometric(0.5, size=(n, m)) * np.where(random_state.random((n, m)) < 0.5, -1, 1)
-        ordi = np.clip(X + step, 0, hi[None, :])
-        new = np.where(self.categorical[None, :], cat, ordi)
-        return np.where(hit, new, X)
+        out = np.asarray(self.pm._do(problem, X.astype(np.float64), random_state=random_state))
+        out = np.clip(np.rint(out), 0, hi[None, :]).astype(np.int64)
+        if self.categorical.any():
+            n, m = X.shape
+            p = self.prob_var_value if self.prob_var_value is not None else 1.0 / m
+            hit = random_state.random((n, m)) < p
+            none = ~hit.any(axis=1)
+            hit[none, random_state.integers(0, m, size=int(none.sum()))] = True
+            shift = random_state.integers(1, np.maximum(hi, 1)[None, :] + 1, size=(n, m))
+            cat = np.where(hit & (hi[None, :] > 0), (X + shift) % (hi[None, :] + 1), X)
+            out = np.where(self.categorical[None, :], cat, out)
+        return out
 
 
 class SeededSampling(Sampling):
@@ -363,7 +365,7 @@ def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows
 
     sampling = SeededSampling(seed_rows) if seed_rows is not None and len(seed_rows) else IntegerRandomSampling()
     crossover = SBX(prob=crossover_prob, eta=eta_c, vtype=float, repair=RoundingRepair())
-    mutation = _MixedMutation(problem.categorical, mutation_prob, eta_m)
+    mutation = MixedMutation(problem.categorical, mutation_prob, eta_m)
     common = dict(sampling=sampling, crossover=crossover, mutation=mutation, eliminate_duplicates=True)
     n_obj = problem.n_obj
 
@@ -418,24 +420,6 @@ def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows
 def _n_dirs(n_obj: int, p: int) -> int:
     from math import comb
     return comb(n_obj + p - 1, p)
-
-
-class _MixedMutation(Mutation):
-    """Polynomial mutation (rounded) on ordinal digits + uniform resampling on categorical ones."""
-
-    def __init__(self, categorical, prob_var, eta):
-        super().__init__(prob=1.0)
-        self.categorical = np.asarray(categorical, bool)
-        self.pm = PM(prob=1.0, prob_var=prob_var, eta=eta, vtype=float, repair=RoundingRepair())
-        self.cat = CategoricalMutation(self.categorical, prob_var)
-
-    def _do(self, problem, X, *args, random_state=None, **kwargs):
-        Xo = np.asarray(self.pm._do(problem, np.asarray(X, np.float64), random_state=random_state))
-        Xo = np.clip(np.rint(Xo), problem.xl, problem.xu)
-        if self.categorical.any():
-            Xc = self.cat._do(problem, X, random_state=random_state)
-            Xo = np.where(self.categorical[None, :], Xc, Xo)
-        return Xo.astype(np.int64)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -534,4 +518,4 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
 
 
 __all__ = ["SpaceProblem", "SearchResult", "run_search", "batch_evaluator", "make_algorithm",
-           "nondominated", "front_at", "resolve_algorithm", "ALGORITHMS", "CategoricalMutation"]
+           "nondominated", "front_at", "resolve_algorithm", "ALGORITHMS", "MixedMutation"]

@@ -31,7 +31,7 @@ synthesis); Williams et al. (2009) roofline; mlsysim SynthesisSolver.
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
