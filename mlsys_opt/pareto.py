@@ -284,32 +284,43 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
 
 
 def _place(front: Front, F, pos, payload, keep_f, keep_c):
-    """Drop members not in keep_f; put the kept candidates into the lowest free slots."""
+    """Drop the members not in keep_f and add the candidates in keep_c.
+
+    Fast path (room for m rows above the high-water mark): the kept
+    candidates, compacted, are written as one block at ``hw`` (O(m) work;
+    dropped members leave holes).  Otherwise the front is compacted: members
+    to the lowest slots, then the candidates (O(capacity) gathers), which
+    resets ``hw`` to the member count.
+    """
     cap, m = front.F.shape[0], F.shape[0]
     n_kf = jnp.sum(keep_f, dtype=jnp.int32)
     n_kc = jnp.sum(keep_c, dtype=jnp.int32)
     overflow = n_kf + n_kc > cap
-    # the r-th kept candidate goes to the r-th free slot: one scatter gives each
-    # slot the candidate it receives (-1: none); the arrays are then selected
-    free = ~keep_f
-    slot_rank = prefix_count(free) - 1                       # rank among free slots
-    cand_rank = jnp.where(keep_c, prefix_count(keep_c) - 1, m + 1)
-    by_rank = jnp.full((m + 1,), -1, jnp.int32).at[cand_rank].set(
-        jnp.arange(m, dtype=jnp.int32), mode="drop")
-    src = jnp.where(free, by_rank[jnp.minimum(slot_rank, m)], -1)   # [cap]
-    take = src >= 0
-    srcc = jnp.maximum(src, 0)
+    new_rows = (F, pos, payload)
 
-    def place(old, new):
-        t = take.reshape((cap,) + (1,) * (old.ndim - 1))
-        return jnp.where(t, new.astype(old.dtype)[srcc], old)
+    def append(_):
+        rank = jnp.where(keep_c, prefix_count(keep_c) - 1, m)
+        first = jnp.zeros((m + 1,), jnp.int32).at[rank].set(jnp.arange(m, dtype=jnp.int32), mode="drop")[:m]
+        rows = jax.tree_util.tree_map(lambda x: x[first], new_rows)
+        ok = jnp.arange(m, dtype=jnp.int32) < n_kc
 
-    slot = jnp.arange(cap, dtype=jnp.int32)
-    new = Front(place(front.F, F), place(front.pos, pos),
-                jax.tree_util.tree_map(place, front.payload, payload),
-                keep_f | take, jnp.minimum(n_kf + n_kc, cap),
-                jnp.max(jnp.where(keep_f | take, slot + 1, 0)))
-    return new, overflow
+        def put(old, new):
+            start = (front.hw,) + (jnp.int32(0),) * (old.ndim - 1)
+            return lax.dynamic_update_slice(old, new.astype(old.dtype), start)
+        nF, npos, npay = jax.tree_util.tree_map(put, (front.F, front.pos, front.payload), rows)
+        return Front(nF, npos, npay, put(keep_f, ok), n_kf + n_kc, front.hw + n_kc)
+
+    def compact(_):
+        keep = jnp.concatenate([keep_f, keep_c])
+        rank = prefix_count(keep)                       # members first, then candidates
+        src = jnp.zeros((cap,), jnp.int32).at[jnp.where(keep, rank - 1, cap)].set(
+            jnp.arange(cap + m, dtype=jnp.int32), mode="drop")
+        take = lambda old, new: jnp.concatenate([old, new.astype(old.dtype)])[src]   # noqa: E731
+        nF, npos, npay = jax.tree_util.tree_map(take, (front.F, front.pos, front.payload), new_rows)
+        n = jnp.minimum(n_kf + n_kc, cap)
+        return Front(nF, npos, npay, jnp.arange(cap, dtype=jnp.int32) < n, n, n)
+
+    return lax.cond(front.hw + m <= cap, append, compact, None), overflow
 
 
 # --------------------------------------------------------------------------- hypervolume (host)

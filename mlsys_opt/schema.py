@@ -173,3 +173,14 @@ LIMITS: dict[str, dict[str, tuple[str, str, str]]] = {
 }
 
 SCENARIOS: tuple[str, ...] = ("training", "serving")
+
+# pymoo algorithms a spec's [search] table or `mlsys-opt search --algorithm`
+# may name: canonical name -> accepted aliases (search/pymoo_problem.py maps
+# each to its pymoo class).
+SEARCH_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "nsga2": (), "nsga3": (), "unsga3": (), "age": ("agemoea",), "age2": ("agemoea2",),
+    "spea2": (), "smsemoa": ("sms", "sms-emoa"), "rvea": (), "ctaea": (), "moead": (),
+    "ga": (), "random": (),
+}
+SEARCH_ALGORITHM_NAMES: tuple[str, ...] = tuple(
+    alias for name, aliases in SEARCH_ALGORITHMS.items() for alias in (name, *aliases))

@@ -20,7 +20,10 @@ allowed.  pint never leaves this module: quantities are parsed with
 from __future__ import annotations
 
 import math
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
@@ -38,7 +41,7 @@ SPACES_DIR = Path(__file__).resolve().parents[1] / "spaces"
 INT64_MAX = 2**63 - 1
 TOP_KEYS = ("name", "description", "scenario", "fixed", "axes", "constraints", "objectives",
             "search", "sweep")
-SEARCH_ALGORITHMS = ("nsga2", "nsga3", "unsga3", "agemoea", "smsemoa", "moead", "random")
+SEARCH_ALGORITHMS = schema.SEARCH_ALGORITHM_NAMES
 SEARCH_DEFAULTS = {"algorithm": "nsga2", "evals": 20000, "pop_size": 200, "seed": 0}
 SWEEP_DEFAULTS = {"chunk_size": 65536, "front_capacity": 4096}
 

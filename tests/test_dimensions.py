@@ -29,23 +29,19 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
-import math
 import re
 import typing
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mlsys_opt import scenarios
-from mlsys_opt.catalog import load_catalog
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.space import load_space
 from mlsys_opt.units import ureg
 from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, registry
+from test_finiteness import CAT, evaluate
 
 ROOT_DIMS = ("[time]", "[information]", "[flop]", "[currency]", "[carbon]", "[length]", "[mass]")
 COUNT_WORDS = {"layer", "sequence", "param", "request", "token", "element", "core", "device", "step",
@@ -589,9 +585,6 @@ def test_consistency_between_walls():
 
 # --------------------------------------------------------------------------- scenarios
 
-CAT = load_catalog()
-
-
 @functools.lru_cache(maxsize=None)
 def _scenario_case(scenario: str):
     fixed = {"n_tokens": "1e12 token"} if scenario == "training" else {"request_rate": "100 /s", "replicas": 4}
@@ -602,16 +595,14 @@ def _scenario_case(scenario: str):
         axes["n_accelerators"] = [64, 1024]
     space = load_space({"scenario": scenario, "fixed": fixed, "axes": axes,
                         "objectives": {"minimize": ["carbon_kg"]}})
-    digits = np.array(np.unravel_index(np.arange(space.size), space.radices)).T.astype(np.int32)
-    cls = scenarios.PARAMS_TYPES[scenario]
-    p = cls(**space.param_values(digits, jnp.float64))
-    return p, jax.jit(scenarios.SCENARIO_FNS[scenario])
+    return space, np.array(np.unravel_index(np.arange(space.size), space.radices)).T.astype(np.int32)
 
 
 def _run(scenario, tables):
-    p, fn = _scenario_case(scenario)
-    out, g = fn(p, tables, DEFAULT_EFFICIENCY)
-    return {k: np.asarray(v) for k, v in out._asdict().items()}
+    """Outputs for every configuration (test_finiteness's jitted program: compiled once per session)."""
+    space, digits = _scenario_case(scenario)
+    _, out, _ = evaluate(space, digits, jnp.float64, tables=tables)
+    return out
 
 
 @pytest.mark.parametrize("scenario", ["training", "serving"])

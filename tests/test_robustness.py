@@ -19,6 +19,7 @@ adds the check (see each docstring); everything else passes today.
 from __future__ import annotations
 
 import importlib.util
+import json
 import math
 import os
 import re
@@ -26,7 +27,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -562,85 +562,93 @@ def cli_cache(tmp_path_factory):
     return str(cache)
 
 
-def _cli(*args, cwd, cache, timeout=180):
-    """Run the CLI in a subprocess in `cwd` (console script if installed, else python -m mlsys_opt)."""
-    exe = Path(sys.executable).with_name("mlsys-opt")
-    cmd = [str(exe), *args] if exe.exists() else [sys.executable, "-m", "mlsys_opt", *args]
-    env = {**os.environ, "JAX_PLATFORMS": "cpu", "MLSYS_OPT_CACHE_DIR": cache, "MLSYS_OPT_CATALOG": ""}
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd)
+def _cli_env(cache: str) -> dict:
+    return {**{k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}, "JAX_PLATFORMS": "cpu",
+            "MLSYS_OPT_CACHE_DIR": cache, "JAX_COMPILATION_CACHE_DIR": cache, "MLSYS_OPT_CATALOG": ""}
 
 
-def _assert_clean_failure(res, *texts):
-    assert res.returncode == 2, (res.returncode, res.stderr)
-    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout, res.stderr
-    lines = [line for line in res.stderr.splitlines() if line.strip()]
-    assert lines, "no message on stderr"
+# Many command lines in ONE interpreter (cli.main(argv), stdout/stderr captured): one start-up.
+CLI_DRIVER = """
+import contextlib, io, json, sys, traceback
+from mlsys_opt.cli import main
+results = {}
+for name, argv in json.loads(sys.argv[1]).items():
+    err, out = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+            rc = main(argv)
+    except BaseException:
+        rc = "escaped"
+        err.write(traceback.format_exc())
+    results[name] = {"rc": rc, "stderr": err.getvalue(), "stdout": out.getvalue()}
+print("RESULT " + json.dumps(results))
+"""
+
+
+@pytest.fixture(scope="module")
+def cli_runs(tmp_path_factory, cli_cache):
+    if not _HAS_CLI:
+        pytest.skip("mlsys_opt/cli.py does not exist yet")
+    d = tmp_path_factory.mktemp("cli")
+    (d / "small.toml").write_text(to_toml(SMALL))
+    (d / "one.toml").write_text(to_toml(spec(axes={"hardware": ["h100_sx"]})))
+    (d / "three.toml").write_text(to_toml(spec(axes={"hardware": ["h1000"], "tp": [0]},
+                                               constraints={"max_time": "3 USD"})))
+    (d / "garbage.npz").write_text("not a checkpoint")
+    (d / "ckpt").mkdir()
+    (d / "mycat.toml").write_text("[accelerators.h100_sxm]\nmem_bw = \"3.35 TB\"\n")
+    ok = ["sweep", "small.toml", "-q", "--no-save"]
+    cases = {"missing": ["sweep", "nope.toml"], "one": ["sweep", "one.toml"], "three": ["sweep", "three.toml"],
+             "chunk0": ok + ["--chunk-size", "0"], "chunk_abc": ok + ["--chunk-size", "abc"],
+             "devices": ok + ["--devices", "-1"], "flag_typo": ok + ["--chekpoint", "x.npz"],
+             "command_typo": ["sweeep", "small.toml"], "catalog": ["--catalog", "mycat.toml"] + ok,
+             "garbage": ok + ["--checkpoint", "garbage.npz", "--resume"], "ckpt_dir": ok + ["--checkpoint", "ckpt"]}
+    res = subprocess.run([sys.executable, "-c", CLI_DRIVER, json.dumps(cases)], capture_output=True, text=True,
+                         timeout=600, env=_cli_env(cli_cache), cwd=d)
+    line = next((s for s in res.stdout.splitlines() if s.startswith("RESULT ")), None)
+    assert line is not None, res.stderr[-3000:]
+    return d, json.loads(line[len("RESULT "):])
+
+
+def _clean(r: dict, *texts, lines: int | None = None) -> list[str]:
+    """Exit code 2, no traceback, the texts on stderr (and exactly `lines` non-empty lines)."""
+    assert r["rc"] == 2, (r["rc"], r["stderr"][-2000:])
+    assert "Traceback" not in r["stderr"] + r["stdout"], r["stderr"]
+    got = [line for line in r["stderr"].splitlines() if line.strip()]
     for t in texts:
-        assert t in res.stderr, (t, res.stderr)
-    return lines
+        assert t in r["stderr"], (t, r["stderr"])
+    if lines is not None:
+        assert len(got) == lines, got
+    return got
 
 
 @needs_cli
-def test_cli_missing_spec_file(tmp_path, cli_cache):
-    res = _cli("sweep", str(tmp_path / "nope.toml"), cwd=tmp_path, cache=cli_cache)
-    lines = _assert_clean_failure(res, "nope.toml", "no such spec file")
-    assert len(lines) == 1, lines
+def test_cli_console_script_end_to_end(tmp_path, cli_cache):
+    exe = Path(sys.executable).with_name("mlsys-opt")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "mlsys_opt"]
+    res = subprocess.run(cmd + ["sweep", "nope.toml"], capture_output=True, text=True, timeout=180,
+                         env=_cli_env(cli_cache), cwd=tmp_path)
+    _clean({"rc": res.returncode, "stderr": res.stderr, "stdout": res.stdout}, "nope.toml", "no such spec file",
+           lines=1)
 
 
-@needs_cli
-def test_cli_one_mistake_one_line(tmp_path, cli_cache):
-    path = tmp_path / "bad.toml"
-    path.write_text(to_toml(spec(axes={"hardware": ["h100_sx"]})))
-    res = _cli("sweep", str(path), cwd=tmp_path, cache=cli_cache)
-    lines = _assert_clean_failure(res, str(path), "did you mean 'h100_sxm'?")
-    assert len(lines) == 1, lines
+@pytest.mark.parametrize("case, texts, lines", [
+    ("missing", ["nope.toml", "no such spec file"], 1),
+    ("one", ["one.toml: [axes] hardware: 'h100_sx'", "did you mean 'h100_sxm'?"], 1),
+    ("three", ["[axes] hardware", "[axes] tp", "[constraints] max_time"], 3),
+    ("chunk0", ["--chunk-size"], 1), ("chunk_abc", ["--chunk-size", "abc"], 1), ("devices", ["--devices"], 1),
+    ("flag_typo", ["--chekpoint"], 1), ("command_typo", ["sweeep"], 1),
+    ("catalog", ["mycat.toml: [h100_sxm] mem_bw: expected bandwidth", "'3.35 TB'"], 1),
+    ("garbage", ["garbage.npz", "cannot be read"], 1),
+])
+def test_cli_bad_input_exits_2_with_one_line_per_mistake(cli_runs, case, texts, lines):
+    _, results = cli_runs
+    _clean(results[case], *texts, lines=lines)
 
 
-@needs_cli
-def test_cli_several_mistakes_one_line_each(tmp_path, cli_cache):
-    path = tmp_path / "bad.toml"
-    path.write_text(to_toml(spec(axes={"hardware": ["h1000"], "tp": [0]}, constraints={"max_time": "3 USD"})))
-    res = _cli("sweep", str(path), cwd=tmp_path, cache=cli_cache)
-    lines = _assert_clean_failure(res, "[axes] hardware", "[axes] tp", "[constraints] max_time")
-    assert len(lines) == 3, lines
-
-
-@needs_cli
-def test_cli_bad_flag_values(tmp_path, cli_cache):
-    path = tmp_path / "small.toml"
-    path.write_text(to_toml(SMALL))
-    for flags, text in ((["--chunk-size", "0"], "--chunk-size"), (["--chunk-size", "abc"], "--chunk-size"),
-                        (["--devices", "-1"], "--devices"), (["--chekpoint", "x.npz"], "--chekpoint")):
-        res = _cli("sweep", str(path), "-q", "--no-save", *flags, cwd=tmp_path, cache=cli_cache)
-        lines = _assert_clean_failure(res, text)
-        assert len(lines) == 1, (flags, lines)
-    assert _cli("sweeep", cwd=tmp_path, cache=cli_cache).returncode == 2
-
-
-@needs_cli
-def test_bug_cli_checkpoint_path_that_is_a_directory(tmp_path, cli_cache):
-    """BUG mlsys_opt/sweep_engine.py _save() via `mlsys-opt sweep --checkpoint DIR`: the whole sweep runs,
-    then the save fails with "mlsys-opt: error: DIR.tmp.<pid>: Is a directory" -- the message names a
-    temporary file, not the --checkpoint flag, the result is lost, and DIR.tmp.<pid> is left behind.
-    Should fail before sweeping, naming --checkpoint / checkpoint_path, and leave no temporary file."""
-    path = tmp_path / "small.toml"
-    path.write_text(to_toml(SMALL))
-    ckpt = tmp_path / "ckpt"
-    ckpt.mkdir()
-    res = _cli("sweep", str(path), "--no-save", "--checkpoint", str(ckpt), cwd=tmp_path, cache=cli_cache)
-    assert not list(tmp_path.glob("ckpt.tmp.*")), "a temporary checkpoint file was left behind"
-    lines = _assert_clean_failure(res)
-    assert len(lines) == 1 and re.search(r"--checkpoint|checkpoint_path|checkpoint (path|file)", lines[0]), lines
-    assert ".tmp." not in lines[0], lines
-
-
-@needs_cli
-def test_cli_garbage_checkpoint_is_refused(tmp_path, cli_cache):
-    path = tmp_path / "small.toml"
-    path.write_text(to_toml(SMALL))
-    garbage = tmp_path / "garbage.npz"
-    garbage.write_text("not a checkpoint")
-    res = _cli("sweep", str(path), "-q", "--no-save", "--checkpoint", str(garbage), "--resume", cwd=tmp_path,
-               cache=cli_cache)
-    lines = _assert_clean_failure(res, "garbage.npz", "cannot be read")
-    assert len(lines) == 1, lines
+def test_cli_checkpoint_path_that_is_a_directory(cli_runs):
+    """Refused before sweeping, naming --checkpoint, with no temporary file left behind."""
+    d, results = cli_runs
+    assert not list(d.glob("ckpt.tmp.*")), "a temporary checkpoint file was left behind"
+    got = _clean(results["ckpt_dir"], lines=1)
+    assert re.search(r"--checkpoint|checkpoint_path|checkpoint (path|file)", got[0]) and ".tmp." not in got[0], got

@@ -17,7 +17,10 @@ import copy
 import math
 import numbers
 import re
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple

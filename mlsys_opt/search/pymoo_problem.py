@@ -51,26 +51,14 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
+from .. import schema
 from ..errors import MlsysOptError, suggest
 
 MIN_BUCKET = 32
 MOEAD_PENALTY = 1e3   # MOEA/D has no constraint handling: F + penalty · total violation
 
 # canonical name -> aliases accepted by run_search
-ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "nsga2": (),
-    "nsga3": (),
-    "unsga3": (),
-    "age": ("agemoea",),
-    "age2": ("agemoea2",),
-    "spea2": (),
-    "smsemoa": ("sms", "sms-emoa"),
-    "rvea": (),
-    "ctaea": (),
-    "moead": (),
-    "ga": (),
-    "random": (),
-}
+ALGORITHMS = schema.SEARCH_ALGORITHMS
 _ALIAS = {alias: name for name, aliases in ALGORITHMS.items() for alias in (name, *aliases)}
 
 
@@ -120,10 +108,12 @@ def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32, batch_size:
     first row): one compilation for the whole run.  Without it, a call is
     padded to the next power of two (>= 32).
     """
+    from ..catalog import load_catalog
     from ..efficiency import DEFAULT_EFFICIENCY
-    from ..sweep import _tables, evaluate_params, output_names
+    from ..sweep import evaluate_params, output_names
 
-    tables = _tables(space, tables, dtype)
+    if tables is None:
+        tables = (space.catalog if space.catalog is not None else load_catalog()).tables(dtype=dtype)
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     key = (id(space), jnp.dtype(dtype).name)
     if key not in _EVAL_CACHE:
