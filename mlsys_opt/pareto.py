@@ -222,11 +222,10 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
     The result holds the points of ``front ∪ candidates`` that no point of the
     union beats (candidates that are themselves beaten may still eliminate
     front members: by transitivity this never removes a point that should
-    stay).  Phase 1 compares the m candidates with the members (m · hw, hw the
+    stay).  Pass 1 compares the m candidates with the members (m · hw, hw the
     front's high-water mark, in blocks of ``block`` slots); only if some
-    candidate survives does phase 2 compare survivors with each other (m²)
-    and with the members, then place them (O(capacity) element moves).  Kept
-    members stay in their slots; new members fill the lowest free slots.
+    candidate survives does pass 2 compare the survivors with each other
+    (m²) and with the members, and place them (see :func:`_place`).
 
     Args:
       front: a :class:`Front` (members mutually non-dominated).
@@ -259,28 +258,28 @@ def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):
         return (lax.dynamic_slice_in_dim(fF, i * block, block), lax.dynamic_slice_in_dim(fpos, i * block, block),
                 lax.dynamic_slice_in_dim(fmem, i * block, block))
 
-    # phase 1: candidates beaten by a member (one direction, m x hw)
+    # pass 1: candidates beaten by a member ([block, m] comparisons per step)
     def beaten_by_members(i, cb):
         bF, bp, bm = block_of(i)
         return cb | jnp.any(beats(bF, bp, F, pos) & bm[:, None], axis=0)
 
     alive = valid & ~lax.fori_loop(0, nblk, beaten_by_members, jnp.zeros((m,), bool))
 
-    # phase 2, only if some candidate survived.  A candidate beaten by a member
-    # can beat neither a member nor a surviving candidate (transitivity and the
-    # members being mutually unbeaten), so only survivors need comparing.
-    def phase2(front):
+    # A candidate beaten by a member can beat neither a member nor a surviving
+    # candidate (transitivity; members are mutually unbeaten), so without
+    # survivors the front is unchanged and pass 2 only needs the survivors.
+    def update(front):
         cand_beaten = jnp.any(beats(F, pos, F, pos) & alive[:, None], axis=0)
 
-        def members_beaten(i, fb):
+        def members_beaten(i, fb):          # [block, m] again: reducing over m is the fast way on CPU
             bF, bp, _ = block_of(i)
-            hit = jnp.any(beats(F, pos, bF, bp) & alive[:, None], axis=0)
-            return lax.dynamic_update_slice_in_dim(fb, hit, i * block, axis=0)
+            hit = jnp.any(beats(F, pos, bF, bp).T & alive[None, :], axis=1)
+            return lax.dynamic_update_index_in_dim(fb, hit, i, axis=0)
 
-        front_beaten = lax.fori_loop(0, nblk, members_beaten, jnp.zeros((nblk_max * block,), bool))
-        return _place(front, F, pos, payload, front.member & ~front_beaten[:cap], alive & ~cand_beaten)
+        fb = lax.fori_loop(0, nblk, members_beaten, jnp.zeros((nblk_max, block), bool)).reshape(-1)
+        return _place(front, F, pos, payload, front.member & ~fb[:cap], alive & ~cand_beaten)
 
-    return lax.cond(jnp.any(alive), phase2, lambda fr: (fr, jnp.zeros((), bool)), front)
+    return lax.cond(jnp.any(alive), update, lambda fr: (fr, jnp.zeros((), bool)), front)
 
 
 def _place(front: Front, F, pos, payload, keep_f, keep_c):
@@ -320,6 +319,8 @@ def _place(front: Front, F, pos, payload, keep_f, keep_c):
         n = jnp.minimum(n_kf + n_kc, cap)
         return Front(nF, npos, npay, jnp.arange(cap, dtype=jnp.int32) < n, n, n)
 
+    if m > cap:                       # a block of m rows never fits: always compact
+        return compact(None), overflow
     return lax.cond(front.hw + m <= cap, append, compact, None), overflow
 
 

@@ -214,7 +214,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Reliability [fleet.cluster_mtbf_s, ops.young_daly_interval_s, ops.goodput]:
       checkpoint = P·(bytes + 12) bytes written at checkpoint_bw; τ = interval or
       Young-Daly; steady-state goodput 1 - δ/τ - (τ/2 + R)/M (seed 002 fix).
-      time_to_train = steps·step/goodput.
+      time_to_train = steps·step/goodput, capped at node.UNBOUNDED = 1e18 s (float32 safety).
     - MFU [node.model_flops_utilization] = model FLOPs per step / (step·N·peak): PaLM
       App. B's steady-state definition (communication and bubble count, checkpoints and
       failures do not), so time_to_train = model FLOPs / (N·peak·MFU·goodput).
@@ -305,7 +305,9 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval,
                     ops.young_daly_interval_s(ckpt_s, mtbf))
     good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
-    time = steps * step.step_s / good
+    # Capped at node.UNBOUNDED (1e18 s, the walls' finite "never"): 1e16 steps at a floored
+    # goodput would otherwise overflow float32 in energy and cost products (N·P·t ~ 1e38).
+    time = jnp.minimum(steps * step.step_s / good, node.UNBOUNDED)
 
     # Energy, carbon, water, cost.
     power = c.tdp * eff.active_power_frac

@@ -31,17 +31,15 @@ CHILD = textwrap.dedent("""
     import jax
     from mlsys_opt.space import load_space
     from mlsys_opt.sweep import sweep
-    assert len(jax.devices()) == 4, jax.devices()
-    space = load_space(json.loads(sys.argv[1]))
+    space, devices, chunk = load_space(json.loads(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
+    assert len(jax.devices()) == devices, jax.devices()
     names = [o for o, _ in space.objectives]
-    out = {}
-    for label, devices, chunk in (("d1", 1, int(sys.argv[2])), ("d4", 4, 1000)):
-        res = sweep(space, chunk_size=chunk, devices=devices, progress=False)
-        rows = res.front.to_dict("records")
-        out[label] = {"n_feasible": res.n_feasible, "n_evaluated": res.n_evaluated,
-                      "digits": [space.digits_for({a: r[a] for a in space.axis_names}).tolist() for r in rows],
-                      "F": [[r[o] for o in names] for r in rows]}
-    print("RESULT", json.dumps(out), flush=True)
+    res = sweep(space, chunk_size=chunk, devices=devices, progress=False)
+    rows = res.front.to_dict("records")
+    print("RESULT", json.dumps({"n_feasible": res.n_feasible, "n_evaluated": res.n_evaluated,
+                                "digits": [space.digits_for({a: r[a] for a in space.axis_names}).tolist()
+                                           for r in rows],
+                                "F": [[r[o] for o in names] for r in rows]}), flush=True)
 """)
 
 
@@ -68,21 +66,40 @@ def brute_force_front(F: np.ndarray, feasible: np.ndarray) -> set[int]:
 
 
 @pytest.fixture(scope="module")
-def four_devices(tmp_path_factory):
+def children(tmp_path_factory):
+    """Two float32 sweeps in child processes (x64 off), started together: 1 device with chunks of 64
+    (the resume tests' program: one compile for both files) and 4 host devices with chunks of 1000."""
     cache = tmp_path_factory.getbasetemp() / "robustness_jax_cache"
     cache.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64",)}
-    env.update(JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-    res = subprocess.run([sys.executable, "-c", CHILD, json.dumps(SPACE), str(CHUNK)], capture_output=True,
-                         text=True, env=env, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
-    line = next(s for s in res.stdout.splitlines() if s.startswith("RESULT "))
-    return json.loads(line[len("RESULT "):])
+    base = {k: v for k, v in os.environ.items() if k not in ("JAX_ENABLE_X64", "XLA_FLAGS")}
+    base.update(JAX_PLATFORMS="cpu", JAX_COMPILATION_CACHE_DIR=str(cache), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    procs = {}
+    for label, devices, chunk in (("d1", 1, CHUNK), ("d4", 4, 1000)):
+        env = dict(base, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}") if devices > 1 else base
+        procs[label] = subprocess.Popen([sys.executable, "-c", CHILD, json.dumps(SPACE), str(devices), str(chunk)],
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    results = {}
+
+    def get(label):
+        if label not in results:
+            out, err = procs[label].communicate(timeout=600)
+            assert procs[label].returncode == 0, err[-3000:]
+            line = next(s for s in out.splitlines() if s.startswith("RESULT "))
+            results[label] = json.loads(line[len("RESULT "):])
+        return results[label]
+    yield get
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
 
 
 @pytest.fixture(scope="module")
-def float64():
+def four_devices(children):
+    return {"d1": children("d1"), "d4": children("d4")}
+
+
+@pytest.fixture(scope="module")
+def float64(children):                       # the children sweep while this process compiles
     """The float64 sweep and every configuration's objectives/constraints by brute force (test_finiteness's
     jitted scenario, in batches)."""
     space = load_space(SPACE)
@@ -100,6 +117,15 @@ def float64():
     return space, np.concatenate(F), np.concatenate(G), res, front
 
 
+def test_float64_front_is_the_brute_force_front(float64):
+    space, F, G, res, front = float64
+    feasible = (G <= 0).all(axis=1) & np.isfinite(F).all(axis=1)
+    assert res.n_evaluated == space.size and res.n_feasible == int(feasible.sum())
+    assert set(front) == brute_force_front(F, feasible)
+    for k, f in front.items():
+        np.testing.assert_allclose(f, F[k], rtol=1e-9)
+
+
 def test_same_front_on_one_and_four_devices_and_any_chunk_size(four_devices):
     d1, d4 = four_devices["d1"], four_devices["d4"]
     assert d1["n_evaluated"] == d4["n_evaluated"] == load_space(SPACE).size
@@ -109,15 +135,6 @@ def test_same_front_on_one_and_four_devices_and_any_chunk_size(four_devices):
     assert set(a) == set(b), f"1 device: {sorted(set(a) - set(b))}, 4 devices: {sorted(set(b) - set(a))}"
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-6, err_msg=str(k))
-
-
-def test_float64_front_is_the_brute_force_front(float64):
-    space, F, G, res, front = float64
-    feasible = (G <= 0).all(axis=1) & np.isfinite(F).all(axis=1)
-    assert res.n_evaluated == space.size and res.n_feasible == int(feasible.sum())
-    assert set(front) == brute_force_front(F, feasible)
-    for k, f in front.items():
-        np.testing.assert_allclose(f, F[k], rtol=1e-9)
 
 
 def test_float32_and_float64_fronts_differ_only_at_ties(four_devices, float64):

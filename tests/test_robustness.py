@@ -279,6 +279,21 @@ def test_every_mistake_of_a_file_is_reported_in_one_error(tmp_path):
         assert sum(key in line for line in lines) == 1, (key, lines)
 
 
+@pytest.mark.parametrize("changes, key", [
+    (dict(axes={"ep": [2, 4]}), "ep"),                                            # a dense model has 1 expert
+    (dict(fixed={"global_batch": 8}, axes={"microbatches": [16, 32]}), "microbatches"),
+])
+def test_bug_spec_accepts_spaces_where_every_configuration_is_infeasible(changes, key):
+    """BUG mlsys_opt/space.py _feasibility(): its docstring says it rejects spaces "where a structural
+    constraint fails for EVERY configuration", and it does for tp, pp, precision, divisibility and
+    max_accelerators -- but not for `experts` (ep > n_experts for every model: ep = [2, 4] with a dense
+    llama3_8b) nor `batch_split` (dp·ep·microbatches > global_batch for every configuration: dp >= 1, so
+    microbatches > global_batch always fails).  Such a space parses, sweeps, and returns an EMPTY front
+    with no explanation.  Should be a SpecError like the others ("no configuration can satisfy ...")."""
+    with pytest.raises(SpecError, match=rf"\[(axes|fixed)\] ({key}|ep|microbatches|global_batch): no configuration"):
+        load_space(spec(**changes))
+
+
 def test_space_too_large_for_int64_is_refused_and_the_largest_is_accepted():
     # 2**63 - 1 = 7^2 · 73 · 127 · 337 · 92737 · 649657: the largest space an int64 index addresses.
     lengths = {"efficiency": 649657, "overlap": 92737, "maintenance_frac_per_year": 337,
@@ -301,12 +316,12 @@ def test_precision_some_hardware_lacks_is_an_infeasible_value_not_an_error():
     by the `precision` constraint (> 0) and the other rows stay feasible on that constraint."""
     space = load_space(spec(axes={"hardware": ["h100_sxm", "a100_80gb", "v100"], "precision": ["fp8", "fp16"],
                                   "tp": [1], "n_accelerators": [8]}))
+    from test_finiteness import evaluate    # the float32 program test_finiteness compiles anyway
     digits = np.array([space.digits_for({"hardware": h, "precision": p})
                        for h in ("h100_sxm", "a100_80gb", "v100") for p in ("fp8", "fp16")])
-    ev = evaluate_digits(space, digits)
-    g = np.asarray(ev.constraints.precision)
-    assert g.tolist() == [-1.0, -1.0, 1.0, -1.0, 1.0, -1.0]
-    assert np.isfinite(ev.F).all() and np.isfinite(ev.G).all()
+    _, out, g = evaluate(space, digits, jnp.float32)
+    assert g["precision"].tolist() == [-1.0, -1.0, 1.0, -1.0, 1.0, -1.0]
+    assert all(np.isfinite(v).all() for v in (*out.values(), *g.values()))
 
 
 # =========================================================================== Python API
@@ -384,28 +399,30 @@ def test_bug_sweep_accepts_dtypes_that_turn_results_into_nan(no_engine, small_sp
     _refused(lambda: sweep(small_space, progress=False, dtype=dtype), "dtype")
 
 
-def test_bug_sweep_checks_the_checkpoint_path_before_sweeping(no_engine, small_space, tmp_path):
-    """BUG mlsys_opt/sweep.py sweep() / sweep_engine.stream(): a checkpoint path that is a directory or
-    lies in a missing directory is discovered only at the first save -- after 64 chunks or at the very
-    end of the sweep -- as IsADirectoryError / FileNotFoundError, losing the whole run.
-    Should raise MlsysOptError up front (validate.check_output_path)."""
+def test_sweep_checks_the_checkpoint_path_before_sweeping(no_engine, small_space, tmp_path):
+    """A checkpoint path that is a directory or lies in a missing directory must be refused up front,
+    not discovered at the first save (after 64 chunks or at the end of the sweep, losing the run)."""
     _refused(lambda: sweep(small_space, progress=False, checkpoint_path=tmp_path), "checkpoint")
     _refused(lambda: sweep(small_space, progress=False, checkpoint_path=tmp_path / "no" / "x.npz"), "checkpoint")
+    _refused(lambda: sweep(small_space, progress=False, checkpoint_path=""), "checkpoint")
 
 
-def test_bug_sweep_resume_without_checkpoint_path(no_engine, small_space):
-    """BUG mlsys_opt/sweep.py sweep(): resume=True with checkpoint_path=None is silently ignored and
-    the sweep starts from scratch.  Should raise MlsysOptError ("resume needs checkpoint_path")."""
+def test_sweep_resume_needs_a_checkpoint_path(no_engine, small_space):
+    """resume=True with checkpoint_path=None must not silently start from scratch."""
     _refused(lambda: sweep(small_space, progress=False, resume=True), "checkpoint_path")
 
 
-@pytest.mark.parametrize("kwargs, field", [
-    (dict(eff=3), "eff"), (dict(eff="calibrated"), "eff"), (dict(progress="yes"), "progress"),
-])
-def test_bug_sweep_bad_eff_and_progress(no_engine, small_space, kwargs, field):
-    """BUG mlsys_opt/sweep.py sweep(): eff=3 raises TypeError deep inside the scenario;
-    progress='yes' is called after the first chunk (TypeError mid-sweep).  Should raise MlsysOptError."""
-    _refused(lambda: sweep(small_space, **{"progress": False, **kwargs}), field)
+def test_sweep_refuses_a_progress_that_is_not_callable(no_engine, small_space):
+    """progress='yes' would only fail after the first chunk (TypeError mid-sweep)."""
+    _refused(lambda: sweep(small_space, progress="yes"), "progress")
+
+
+@pytest.mark.parametrize("eff", [3, "calibrated", {"mem_bw_eff": 0.8}])
+def test_bug_sweep_bad_eff(no_engine, small_space, eff):
+    """BUG mlsys_opt/sweep.py sweep(): eff=3 / 'calibrated' / a dict is passed on unchecked and fails deep
+    inside the scenario while tracing (TypeError: 'int' object is not iterable, AttributeError ...).
+    Should raise MlsysOptError "sweep(): eff: expected an Efficiency (mlsys_opt.efficiency) ..."."""
+    _refused(lambda: sweep(small_space, progress=False, eff=eff), "eff")
 
 
 @pytest.mark.parametrize("source", [123, None, ["capstone"], b"capstone", 1.5])
@@ -414,6 +431,33 @@ def test_bug_load_space_of_a_non_path_non_dict(source):
     bare TypeError from pathlib.  Should raise SpecError naming what is accepted; sweep(123) likewise."""
     with pytest.raises(SpecError, match="spec"):
         load_space(source)
+
+
+EVAL_BASE = dict(model="llama3_70b", hardware="h100_sxm", n_accelerators=512, tp=8, region="quebec",
+                 n_tokens="1.24e12 token")
+
+
+@pytest.mark.parametrize("call, texts", [
+    (lambda m: m.evaluate("training", **{**EVAL_BASE, "hardwre": "b200"}), ["hardwre", "did you mean 'hardware'?"]),
+    (lambda m: m.evaluate("training", **{**EVAL_BASE, "hardware": "h100_sx"}), ["did you mean 'h100_sxm'?"]),
+    (lambda m: m.evaluate("training", **{**EVAL_BASE, "tp": 0}), ["tp: 0 is below the minimum 1"]),
+    (lambda m: m.evaluate("training", **{**EVAL_BASE, "tp": float("nan")}), ["tp: nan is not a finite number"]),
+    (lambda m: m.evaluate("training", **{**EVAL_BASE, "n_tokens": "1e12 GB"}), ["n_tokens: expected tokens", "1e12 GB"]),
+    (lambda m: m.evaluate("training", **{k: v for k, v in EVAL_BASE.items() if k != "n_tokens"}),
+     ["n_tokens: required"]),
+    (lambda m: m.sensitivity("training", {"model": "llama3_70b", "n_tokens": float("nan")}), ["n_tokens", "finite"]),
+    (lambda m: m.sensitivity("training", {"model": "llama3_70b", "n_tokens": 1e12, "tpp": 8}), ["did you mean 'tp'?"]),
+    (lambda m: m.sensitivity("training", 5), ["config must be a dict"]),
+], ids=["param", "hardware", "tp0", "tp_nan", "unit", "missing", "sens_nan", "sens_param", "sens_type"])
+def test_public_api_evaluate_and_sensitivity_refuse_bad_parameters(call, texts):
+    """mlsys_opt.evaluate / mlsys_opt.sensitivity: the same messages as spec files, before any compile."""
+    import mlsys_opt
+    if not hasattr(mlsys_opt, "evaluate") or not hasattr(mlsys_opt, "sensitivity"):
+        pytest.skip("mlsys_opt.evaluate / sensitivity are not exported")
+    with pytest.raises(MlsysOptError) as info:
+        call(mlsys_opt)
+    for t in texts:
+        assert t in str(info.value), str(info.value)
 
 
 def test_load_space_missing_or_unreadable_files_name_the_file(tmp_path):
@@ -443,11 +487,17 @@ def test_explicit_configurations_are_validated(small_space):
 
 
 @pytest.mark.parametrize("digits", [[[5, 0, 0]], [[0, -1, 0]], [[0, 0]], [[0.5, 0, 0]]])
-def test_bug_evaluate_digits_clips_out_of_range_digits(small_space, digits):
+def test_bug_evaluate_digits_clips_out_of_range_digits(small_space, digits, monkeypatch):
     """BUG mlsys_opt/sweep.py evaluate_digits() (and Space.param_values): digits outside an axis are
     CLIPPED (jnp.take mode="clip"), so [5, 0, 0] on a 2-value axis silently evaluates digit 1; a row of
     the wrong length and fractional digits are not refused either.  Should raise MlsysOptError naming the
     axis, the digit and its range (host-side check before the jitted call)."""
+    sweep_module = importlib.import_module("mlsys_opt.sweep")   # (mlsys_opt.sweep is also a function)
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError(f"digits {digits} were evaluated (clipped) instead of refused")
+    if hasattr(sweep_module, "_jitted_eval"):       # no compile: the check must come before the jitted call
+        monkeypatch.setattr(sweep_module, "_jitted_eval", lambda *a, **k: evaluated)
     with pytest.raises(MlsysOptError, match="digit|axis|axes"):
         evaluate_digits(small_space, np.asarray(digits))
 
