@@ -35,6 +35,11 @@ with shard_map on a 1-D mesh, the reducer state replicated):
          lack of buffer room;
      (d) a front larger than ``front_capacity`` sets a flag; the host raises
          MlsysOptError asking for a larger capacity (never a silent drop).
+Several hosts: after ``jax.distributed.initialize()`` every process calls
+stream() with the same arguments; jax.devices() then spans all hosts, the
+reduced state is replicated and only process 0 writes checkpoints (this path
+is written for, not tested: the tests force 4 CPU devices in one process).
+
 Only a few scalars per chunk come back to the host, read two chunks late so
 the device never waits; device memory is fixed by chunk_size and
 front_capacity, host memory is flat in the number of chunks.
@@ -72,7 +77,7 @@ _FRONT_ANCHORS = 16           # K_f
 _CHUNK_ANCHORS = 32           # K_c (only for chunks with many survivors)
 # per platform: (M survivors merged per device per loop step, S survivors sampled for chunk anchors);
 # accelerators pay a host round trip per loop step, so they take bigger bites
-_TUNING = {"cpu": (256, 512)}
+_TUNING = {"cpu": (1024, 1024)}
 _TUNING_ACCEL = (2048, 4096)
 _CHECKPOINT_VERSION = 1
 

@@ -99,6 +99,29 @@ def test_merge_fronts_streaming_equals_one_shot():
         np.testing.assert_array_equal(np.asarray(fr.F)[mem], F[got])
 
 
+def test_merge_fronts_reuses_holes_by_compacting():
+    """Each batch beats the whole front: removed members leave holes above which new ones are
+    appended, until the high-water mark forces a compaction; the result stays exact."""
+    cap, m, n_batches = 96, 32, 10
+    x = np.linspace(0, 1, m, dtype=np.float32)
+    base = np.stack([x, 1 - x], 1)
+
+    @jax.jit
+    def stream(fr):
+        def body(fr, b):
+            F = jnp.asarray(base) - 0.01 * b.astype(jnp.float32)
+            fr, o = pareto.merge_fronts(fr, F, b * m + jnp.arange(m, dtype=jnp.int32), jnp.ones(m, bool), (),
+                                        block=32)
+            return fr, (o, fr.hw)
+        return jax.lax.scan(body, fr, jnp.arange(n_batches))
+
+    fr, (ovf, hw) = stream(pareto.empty_front(cap, 2, (), jnp.float32))
+    hw = np.asarray(hw)
+    assert not np.asarray(ovf).any() and hw.max() <= cap and np.any(np.diff(hw) < 0)   # compacted
+    mem = np.asarray(fr.member)
+    assert sorted(np.asarray(fr.pos)[mem].tolist()) == list(range((n_batches - 1) * m, n_batches * m))
+
+
 def test_merge_fronts_reports_overflow():
     cap = 16
     fr = pareto.empty_front(cap, 2, (), jnp.float32)

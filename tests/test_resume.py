@@ -31,7 +31,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlsys_opt import sweep_engine
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.space import load_space
 from mlsys_opt.sweep import sweep
@@ -137,7 +136,11 @@ class Child:
                                      cwd=cwd)
         self.lines: queue.Queue = queue.Queue()
         self.seen: list[str] = []
-        threading.Thread(target=self._pump, daemon=True).start()
+        self.err: list[str] = []                 # stderr is drained too: a full pipe would block the child
+        self.threads = [threading.Thread(target=self._pump, daemon=True),
+                        threading.Thread(target=lambda: self.err.extend(self.proc.stderr), daemon=True)]
+        for t in self.threads:
+            t.start()
 
     def _pump(self):
         for line in self.proc.stdout:
@@ -168,7 +171,8 @@ class Child:
             pytest.fail("child did not finish")
         while (line := self.lines.get()) is not None:
             self.seen.append(line)
-        return self.proc.returncode, self.proc.stderr.read()
+        self.threads[1].join(timeout=10)
+        return self.proc.returncode, "".join(self.err)
 
     def kill(self):
         if self.proc.poll() is None:

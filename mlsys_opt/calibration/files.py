@@ -3,7 +3,10 @@ from __future__ import annotations
 
 import json
 import math
-import tomllib
+try:                       # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject dependency)
+    import tomli as tomllib
 from pathlib import Path
 
 from ..efficiency import DEFAULT_EFFICIENCY, Efficiency

@@ -16,7 +16,10 @@ from __future__ import annotations
 import functools
 import json
 import re
-import tomllib
+try:                       # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject dependency)
+    import tomli as tomllib
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
