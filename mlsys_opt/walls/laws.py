@@ -1,5 +1,8 @@
 """Cross-cutting laws: Amdahl, Gustafson, Little, the Iron Law and the 6PD
 training-time equation, as pure elementwise JAX functions (single arrays out).
+The Iron Law and 6PD delegate to walls.analysis.iron_law and
+walls.algorithm.training_flop (one implementation each); this module gives
+them the names and defaults of seeds 001 and 004.
 
 SI floats, broadcastable arguments, finite outputs (x / 0 is ``UNBOUNDED``).
 Sources: seed 001 (Machine Foundations: Amdahl's and Gustafson's laws, Little's
@@ -10,6 +13,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from mlsys_opt._types import Array
+from mlsys_opt.walls import algorithm, analysis
 from mlsys_opt.walls.node import UNBOUNDED, _div, _f
 
 
@@ -55,8 +59,7 @@ def effective_flop_per_s(peak_flop_per_s, mfu, eta_scaling=1.0, goodput=1.0) -> 
 
     Example: 989e12 × 0.4 × 0.85 × 0.95 = 3.195e14 FLOP/s.
     """
-    p, m, e, g = _f(peak_flop_per_s, mfu, eta_scaling, goodput)
-    return p * m * e * g
+    return analysis.loss_cascade(1.0, *_f(peak_flop_per_s, mfu, eta_scaling, goodput)).effective_flop_per_s
 
 
 def iron_law_time_s(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling=1.0,
@@ -68,14 +71,12 @@ def iron_law_time_s(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling=1.0
     Example: GPT-3 3.15e23 FLOP on 1024 A100s (312e12) at MFU 0.5: 1.97e6 s = 22.8 days
       (seed 000 §3: "~23 days").
     """
-    f, n, p, m, e, g = _f(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling, goodput)
-    return _div(f, n * p * m * e * g)
+    return analysis.iron_law(*_f(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling, goodput))
 
 
 def training_flop(n_params, n_tokens) -> Array:
     """C = 6·P·D, FLOP (Kaplan et al. 2020; seed 000 §3). Example: 1e9 × 20e9 -> 1.2e20."""
-    p, d = _f(n_params, n_tokens)
-    return 6.0 * p * d
+    return algorithm.training_flop(*_f(n_params, n_tokens))
 
 
 def training_time_s(n_params, n_tokens, peak_flop_per_s, efficiency, n_devices=1.0) -> Array:
@@ -86,8 +87,7 @@ def training_time_s(n_params, n_tokens, peak_flop_per_s, efficiency, n_devices=1
     Example (seed 001): 1B params, 20B tokens, one A100 (312e12) at 40 %:
       1.2e20 / 1.248e14 = 961,538 s = 16,026 min = 11.1 days.
     """
-    p, d, x, u, n = _f(n_params, n_tokens, peak_flop_per_s, efficiency, n_devices)
-    return _div(6.0 * p * d, n * x * u)
+    return iron_law_time_s(training_flop(n_params, n_tokens), n_devices, peak_flop_per_s, efficiency)
 
 
 __all__ = ["amdahl", "gustafson", "little", "little_throughput_per_s", "effective_flop_per_s",
