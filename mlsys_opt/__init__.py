@@ -33,7 +33,7 @@ from typing import Any
 from .catalog import Catalog, load_catalog
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .errors import CatalogError, MlsysOptError, SpecError
-from .report import evaluate
+from .evaluation import evaluate
 from .sensitivity import binding, sensitivity
 from .space import Space, list_spaces, load_space
 from .sweep import SweepResult, sweep

@@ -20,6 +20,7 @@ allowed.  pint never leaves this module: quantities are parsed with
 from __future__ import annotations
 
 import math
+import os
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
@@ -285,9 +286,17 @@ def _parse_value(spec: schema.ParamSpec, raw: Any, catalog) -> tuple[str, float 
         label = str(int(value)) if math.isfinite(value) else str(raw)
     else:
         value = _parse_quantity(raw, spec.dimension)
-        label = raw.strip() if isinstance(raw, str) else f"{raw:g}"
+        label = raw.strip() if isinstance(raw, str) else _label(raw)
     _check_bounds(spec, value, label)
     return label, value
+
+
+def _label(raw: Any) -> str:
+    """Display label of a non-string spec value: '0.5' for 0.5, Fraction(1, 2), numpy scalars, '10 min' for pint."""
+    try:
+        return f"{raw:g}"
+    except (TypeError, ValueError):
+        return str(raw)
 
 
 def _check_bounds(spec: schema.ParamSpec, value: float, label: str) -> None:
@@ -420,6 +429,9 @@ def load_space(source: str | Path | Mapping[str, Any], *, catalog=None) -> Space
     """
     if isinstance(source, Mapping):
         label, data = "<dict>", dict(source)
+    elif not isinstance(source, (str, os.PathLike)):
+        raise SpecError(f"load_space(): expected a spec: a TOML path, a name in spaces/ (e.g. 'capstone') "
+                        f"or a dict; got {source!r:.80} ({type(source).__name__})")
     else:
         path = _resolve(source)
         label = str(source) if Path(source).exists() else _display_path(path)
@@ -505,7 +517,7 @@ def _build(src: str, data: dict, catalog) -> Space:
     for name, raw in tables["fixed"].items():
         if name not in params:
             err("fixed", name, _unknown_param(name, scenario))
-        elif isinstance(raw, (list, Mapping)) or raw == "*":
+        elif isinstance(raw, (list, Mapping)) or (isinstance(raw, str) and raw.strip() == "*"):
             err("fixed", name, f"a fixed value is one value; got {raw!r} (to sweep it, move it to [axes])")
         else:
             try:
@@ -706,6 +718,17 @@ def _feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: set[s
         err(where("n_accelerators"), "n_accelerators",
             f"no configuration can satisfy tp·pp·ep dividing n_accelerators: tp·pp·ep takes "
             f"{_few(np.unique(deg))} and n_accelerators takes {_few(n)}")
+    n_experts = np.asarray(hw.model.n_experts)[values["model"].astype(int)]
+    if values["ep"].min() > n_experts.max():
+        err(where("ep"), "ep",
+            f"no configuration can satisfy ep <= n_experts: the smallest ep is {values['ep'].min():g} "
+            f"but the models in the space have at most {n_experts.max():g} experts (1 for a dense model)")
+    # dp >= 1 wherever divisibility holds, so dp·ep·microbatches >= min(ep)·min(microbatches).
+    split = values["ep"].min() * values["microbatches"].min()
+    if split > values["global_batch"].max():
+        err(where("microbatches"), "microbatches",
+            f"no configuration can satisfy dp·ep·microbatches <= global_batch: the smallest ep·microbatches "
+            f"is {split:g} (dp >= 1) but global_batch is at most {values['global_batch'].max():g}")
     if "n_accelerators" in limits and n.min() > limits["n_accelerators"][1]:
         err("constraints", "max_accelerators",
             f"no configuration can satisfy n_accelerators <= {limits['n_accelerators'][1]:g}: "

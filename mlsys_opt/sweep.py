@@ -28,10 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from . import schema, sweep_engine
+from . import schema, sweep_engine, validate
 from ._types import BOTTLENECKS, SECONDS_PER_DAY
 from .catalog import load_catalog
-from .efficiency import DEFAULT_EFFICIENCY
+from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .errors import MlsysOptError
 from .scenarios import SCENARIO_FNS, params_from_dict
 from .space import Space, load_space
@@ -96,12 +96,32 @@ def evaluate_digits(space: Space, digits, *, tables=None, eff=None, dtype=jnp.fl
     """Evaluate explicit configurations (digits int[n, n_axes]) in one jitted call.
 
     Returns numpy arrays; used by the pymoo adapter, the CLI's `evaluate` and tests.
+    Raises MlsysOptError for digits of the wrong shape, fractional or outside an axis
+    (the jitted gather would clip them and evaluate another configuration).
     """
+    digits = _checked_digits(space, digits, "evaluate_digits()")
     tables = _tables(space, tables, dtype)
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     fn = _jitted_eval(space, dtype)
-    ev = fn(jnp.asarray(np.asarray(digits, np.int32)), tables, eff)
+    ev = fn(jnp.asarray(digits), tables, eff)
     return jax.tree_util.tree_map(np.asarray, ev)
+
+
+def _checked_digits(space: Space, digits, where: str) -> np.ndarray:
+    """int32 [n, n_axes] digits with 0 <= d_k < radix_k, else MlsysOptError naming the axis (host side)."""
+    arr = np.asarray(digits)
+    n_axes = len(space.axes)
+    if arr.ndim != 2 or arr.shape[1] != n_axes or arr.dtype.kind not in "iuf":
+        raise MlsysOptError(f"{where}: digits: expected integers of shape [n, {n_axes}] (one digit per axis: "
+                            f"{', '.join(space.axis_names)}); got shape {list(arr.shape)} of {arr.dtype}")
+    radices = np.asarray(space.radices, np.int64)
+    whole = np.isfinite(arr) & (arr == np.round(arr)) if arr.dtype.kind == "f" else np.ones(arr.shape, bool)
+    bad = ~whole | (arr < 0) | (arr >= radices)
+    if bad.any():
+        i, k = (int(x) for x in np.argwhere(bad)[0])
+        raise MlsysOptError(f"{where}: digits[{i}, {k}] = {arr[i, k]!r} on axis {space.axes[k].name!r}: "
+                            f"expected an integer digit in [0, {radices[k] - 1}] ({int(bad.sum())} bad digit(s))")
+    return arr.astype(np.int32)
 
 
 _EVAL_CACHE: dict = {}
@@ -154,12 +174,16 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
     """
     if not isinstance(space, Space):
         space = load_space(space)
-    eff = DEFAULT_EFFICIENCY if eff is None else eff
-    tables = _tables(space, tables, dtype)
+    where = "sweep()"
+    dtype = validate.check_float_dtype("dtype", dtype, where)
+    eff = _checked_eff(eff, where)
     settings = space.sweep or {}
-    chunk_size = int(chunk_size or settings.get("chunk_size", 65536))
-    front_capacity = int(front_capacity or settings.get("front_capacity", 4096))
-    chunk_size = max(1, min(chunk_size, _pow2_at_least(space.size)))
+    chunk_size = validate.check_positive_int(
+        "chunk_size", settings.get("chunk_size", 65536) if chunk_size is None else chunk_size, where)
+    front_capacity = validate.check_positive_int(
+        "front_capacity", settings.get("front_capacity", 4096) if front_capacity is None else front_capacity, where)
+    tables = _tables(space, tables, dtype)
+    chunk_size = min(chunk_size, _pow2_at_least(space.size))
     names = output_names(space)
     res = sweep_engine.stream(
         space.radices, make_chunk_fn(space, tables, eff, dtype),
@@ -174,6 +198,17 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
         b = res.best[j]
         best[obj] = _frame(space, b["digits"], b["aux"], names)
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms)
+
+
+def _checked_eff(eff, where: str):
+    """DEFAULT_EFFICIENCY for None, else `eff` if it is an Efficiency of finite numbers (MlsysOptError otherwise)."""
+    if eff is None:
+        return DEFAULT_EFFICIENCY
+    validate.check_type("eff", eff, Efficiency, where,
+                        what="an Efficiency (mlsys_opt.efficiency.Efficiency, e.g. a calibration's) or None")
+    for name, value in eff._asdict().items():
+        validate.check_finite(f"eff.{name}", value, where)
+    return eff
 
 
 def _pow2_at_least(n: int) -> int:

@@ -148,9 +148,8 @@ def _normalise(text: str) -> str:
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, pint.Quantity):
-        return f"{value:~}"
-    return str(value)
+    text = f"{value:~}" if isinstance(value, pint.Quantity) else str(value)
+    return text if len(text) <= 80 else f"{text[:40]}...{text[-20:]} ({len(text)} characters)"
 
 
 @functools.lru_cache(maxsize=4096)
@@ -159,6 +158,14 @@ def _parse_text(text: str) -> pint.Quantity:
     if not isinstance(q, pint.Quantity):  # a bare number string
         q = Q_(float(q), "dimensionless")
     return q
+
+
+def _finite(x: numbers.Real) -> bool:
+    """float(x) is finite; False also for an int too large for a float (10**400)."""
+    try:
+        return math.isfinite(float(x))
+    except OverflowError:
+        return False
 
 
 def _dimension(expected: str) -> Dimension:
@@ -211,9 +218,12 @@ def parse(value: Any, expected: str, *, positive: bool = False, nonnegative: boo
             raise MlsysOptError(
                 f"{head}, got '{shown}' (not a quantity; e.g. '{dim.example}')") from None
     else:
-        if not math.isfinite(float(value)):
+        if not _finite(value):
             raise MlsysOptError(f"{head}, got '{shown}' which is not a finite number")
         q = Q_(float(value), "dimensionless")
+    # Before any unit conversion: an int magnitude beyond a float ("10**400 GB") would overflow in it.
+    if isinstance(q.magnitude, numbers.Real) and not _finite(q.magnitude):
+        raise MlsysOptError(f"{head}, got '{shown}' which is not a finite number")
 
     bare = isinstance(value, numbers.Real) or q.unitless
     if bare and not dim.bare_ok:

@@ -1,6 +1,9 @@
 import os
+import sys
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# tests/wallcheck.py (shared wall-test checks) is imported as `wallcheck` under any import mode.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
 

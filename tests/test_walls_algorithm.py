@@ -10,43 +10,16 @@ from hypothesis import strategies as st
 
 from mlsys_opt.walls import algorithm as alg
 
-B = 10_000
-RNG = np.random.default_rng(11)
+from wallcheck import B, Sampler, assert_grad_matches_fd
+from wallcheck import assert_batched_equals_scalar as _batched_equals_scalar
+
+_sample = Sampler(11)
+RNG, logu, u = _sample.rng, _sample.logu, _sample.u
 
 
-# ----------------------------------------------------------------------------- helpers
-
-def assert_batched_equals_scalar(fn, *cols, rtol=1e-10):
-    """jit(fn) over [B] columns equals fn applied row by row (lax.map sees scalars)."""
-    batched = jax.jit(fn)(*cols)
-    rowwise = jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols)
-    for b, r in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(rowwise)):
-        assert np.shape(b) == (B,)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=0)
-    # and a few rows through the plain (un-jitted) scalar call
-    for i in (0, B // 2, B - 1):
-        one = fn(*(float(c[i]) for c in cols))
-        for b, o in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(one)):
-            np.testing.assert_allclose(float(b[i]), float(o), rtol=rtol)
-
-
-def assert_grad_matches_fd(f, x, rtol=1e-6):
-    """jax.grad of a scalar function equals a central finite difference (float64)."""
-    x = float(x)
-    h = 1e-6 * abs(x) if x != 0 else 1e-6
-    g = float(jax.grad(f)(x))
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol, atol=1e-14)
-    assert np.isfinite(g)
-
-
-def u(lo, hi, n=B):
-    return jnp.asarray(RNG.uniform(lo, hi, n))
-
-
-def logu(lo, hi, n=B):
-    return jnp.asarray(np.exp(RNG.uniform(np.log(lo), np.log(hi), n)))
-
+def assert_batched_equals_scalar(fn, *cols):
+    """wallcheck's check with no absolute slack on the jit-vs-lax.map comparison."""
+    _batched_equals_scalar(fn, *cols, atol=0.0)
 
 # ----------------------------------------------------------------------------- wall 11 golden values
 

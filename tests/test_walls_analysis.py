@@ -18,42 +18,14 @@ from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.walls import analysis as an
 from mlsys_opt.walls import fleet, registry
 
-B = 10_000
-RNG = np.random.default_rng(21)
+from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
+
+_sample = Sampler(21)
+RNG, logu, u = _sample.rng, _sample.logu, _sample.u
 DAY = 86400.0
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def assert_batched_equals_scalar(fn, *cols, rtol=1e-10):
-    """jit(fn) over [B] columns equals fn applied row by row (lax.map sees scalars)."""
-    batched = jax.jit(fn)(*cols)
-    rowwise = jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols)
-    for b, r in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(rowwise)):
-        assert np.shape(b) == (B,)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=1e-300)
-    for i in (0, B // 2, B - 1):
-        one = fn(*(float(c[i]) for c in cols))
-        for b, o in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(one)):
-            np.testing.assert_allclose(float(b[i]), float(o), rtol=rtol)
-
-
-def assert_grad_matches_fd(f, x, rtol=1e-6):
-    x = float(x)
-    h = 1e-6 * abs(x) if x != 0 else 1e-6
-    g = float(jax.grad(f)(x))
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol, atol=1e-14)
-    assert np.isfinite(g)
-
-
-def logu(lo, hi, n=B):
-    return jnp.asarray(np.exp(RNG.uniform(np.log(lo), np.log(hi), n)))
-
-
-def u(lo, hi, n=B):
-    return jnp.asarray(RNG.uniform(lo, hi, n))
-
 
 class Roof(NamedTuple):
     peak_flop_per_s: object

@@ -2,34 +2,23 @@
 gradients against finite differences, and properties (x64 via conftest)."""
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlsys_opt._types import TOPOLOGIES
 from mlsys_opt.walls import data
+
+from wallcheck import PROP, all_finite, check_case, close, fd_check
 
 ingestion = jax.jit(data.ingestion)
 transformation = jax.jit(data.transformation)
 transformation_time = jax.jit(data.transformation_time)
 locality = jax.jit(data.locality)
 bisection = jax.jit(data.bisection_fraction)
-
-PROP = settings(max_examples=50, deadline=None)
-
-
-def close(x, want, rtol=1e-12):
-    np.testing.assert_allclose(np.asarray(x), want, rtol=rtol)
-
-
-def all_finite(tree):
-    return all(bool(np.all(np.isfinite(np.asarray(leaf, dtype=float))))
-               for leaf in jax.tree_util.tree_leaves(tree))
 
 
 # ============================================================================ golden
@@ -90,12 +79,6 @@ def test_locality_and_topologies():
 
 
 # ============================================================================ batched == scalar
-def _u(key, n, lo, hi, log=False):
-    if log:
-        return jnp.exp(jax.random.uniform(key, (n,), minval=math.log(lo), maxval=math.log(hi)))
-    return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
-
-
 CASES = {
     "ingestion": (data.ingestion, [(1e6, 1e11, 1), (1e6, 1e11, 1)]),
     "transformation": (data.transformation, [(1.0, 1e6, 1), (1.0, 1e4, 1), (1.0, 512.0, 1)]),
@@ -109,28 +92,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_batched_equals_scalar(name):
-    fn, spec = CASES[name]
-    n = 10_000
-    keys = jax.random.split(jax.random.PRNGKey(len(name)), len(spec))
-    args = [_u(k, n, lo, hi, bool(log)) for k, (lo, hi, log) in zip(keys, spec)]
-    traces = []
-
-    def counted(*a):
-        traces.append(1)
-        return fn(*a)
-
-    jf = jax.jit(counted)
-    batched = jf(*args)
-    vmapped = jax.jit(jax.vmap(fn))(*args)
-    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12), batched,
-                           vmapped)
-    assert all_finite(batched)
-    traces.clear()
-    for i in range(0, n, n // 50):
-        row = jf(*[a[i] for a in args])
-        jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y[i], rtol=1e-12),
-                               row, batched)
-    assert len(traces) == 1
+    check_case(CASES, name)
 
 
 def test_float32_default_path():
@@ -140,14 +102,6 @@ def test_float32_default_path():
 
 
 # ============================================================================ gradients
-def fd_check(f, x, rel_h=1e-6, rtol=1e-6):
-    g = float(jax.grad(f)(x))
-    h = abs(x) * rel_h
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol)
-    return g
-
-
 def test_grad_ingestion_wall8():
     g = fd_check(lambda s: ingestion(10e9, s).stall_frac, 5e9)
     close(g, -1 / 10e9)

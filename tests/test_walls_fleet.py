@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 
 from mlsys_opt.walls import fleet
 
-B = 10_000
-RNG = np.random.default_rng(14)
+from wallcheck import B, Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
+
+_sample = Sampler(14)
+RNG, logu = _sample.rng, _sample.logu
 HOUR = 3600.0
 DAY = 86400.0
 GB = 1e9
@@ -20,32 +22,6 @@ IB = 50e9        # B/s per GPU (IB NDR)
 
 
 # ----------------------------------------------------------------------------- helpers
-
-def assert_batched_equals_scalar(fn, *cols, rtol=1e-10):
-    """jit(fn) over [B] columns equals fn applied row by row (lax.map sees scalars)."""
-    batched = jax.jit(fn)(*cols)
-    rowwise = jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols)
-    for b, r in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(rowwise)):
-        assert np.shape(b) == (B,)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=1e-300)
-    for i in (0, B // 2, B - 1):
-        one = fn(*(float(c[i]) for c in cols))
-        for b, o in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(one)):
-            np.testing.assert_allclose(float(b[i]), float(o), rtol=rtol)
-
-
-def assert_grad_matches_fd(f, x, rtol=1e-6):
-    x = float(x)
-    h = 1e-6 * abs(x) if x != 0 else 1e-6
-    g = float(jax.grad(f)(x))
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol, atol=1e-14)
-    assert np.isfinite(g)
-
-
-def logu(lo, hi, n=B):
-    return jnp.asarray(np.exp(RNG.uniform(np.log(lo), np.log(hi), n)))
-
 
 def pow2(lo, hi, n=B):
     return jnp.asarray(2.0 ** RNG.integers(lo, hi + 1, n))

@@ -2,17 +2,17 @@
 training time. Golden values from seeds 000/001/002/004 (x64 via conftest)."""
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlsys_opt._types import SECONDS_PER_DAY
 from mlsys_opt.walls import laws
+
+from wallcheck import PROP, check_case, close, fd_check
 
 amdahl = jax.jit(laws.amdahl)
 gustafson = jax.jit(laws.gustafson)
@@ -20,12 +20,7 @@ little = jax.jit(laws.little)
 iron = jax.jit(laws.iron_law_time_s)
 train_t = jax.jit(laws.training_time_s)
 
-PROP = settings(max_examples=50, deadline=None)
 A100_PEAK, H100_PEAK = 312e12, 989e12
-
-
-def close(x, want, rtol=1e-12):
-    np.testing.assert_allclose(np.asarray(x), want, rtol=rtol)
 
 
 # ============================================================================ golden
@@ -91,12 +86,6 @@ def test_iron_law_terms_and_effective_flops():
 
 
 # ============================================================================ batched == scalar
-def _u(key, n, lo, hi, log=False):
-    if log:
-        return jnp.exp(jax.random.uniform(key, (n,), minval=math.log(lo), maxval=math.log(hi)))
-    return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
-
-
 CASES = {
     "amdahl": (laws.amdahl, [(0.0, 1.0, 0), (1.0, 1e5, 1)]),
     "gustafson": (laws.gustafson, [(0.0, 1.0, 0), (1.0, 1e5, 1)]),
@@ -110,35 +99,10 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_batched_equals_scalar(name):
-    fn, spec = CASES[name]
-    n = 10_000
-    keys = jax.random.split(jax.random.PRNGKey(len(name)), len(spec))
-    args = [_u(k, n, lo, hi, bool(log)) for k, (lo, hi, log) in zip(keys, spec)]
-    traces = []
-
-    def counted(*a):
-        traces.append(1)
-        return fn(*a)
-
-    jf = jax.jit(counted)
-    batched = jf(*args)
-    np.testing.assert_allclose(batched, jax.jit(jax.vmap(fn))(*args), rtol=1e-12)
-    assert bool(jnp.all(jnp.isfinite(batched)))
-    traces.clear()
-    for i in range(0, n, n // 50):
-        np.testing.assert_allclose(jf(*[a[i] for a in args]), batched[i], rtol=1e-12)
-    assert len(traces) == 1
+    check_case(CASES, name)
 
 
 # ============================================================================ gradients
-def fd_check(f, x, rel_h=1e-6, rtol=1e-6):
-    g = float(jax.grad(f)(x))
-    h = abs(x) * rel_h
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol)
-    return g
-
-
 def test_grads_against_finite_differences():
     fd_check(lambda s: amdahl(s, 8.0), 0.05)
     fd_check(lambda n: amdahl(0.05, n), 8.0)

@@ -13,10 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from jax.test_util import check_grads
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from mlsys_opt.walls import node
+
+from wallcheck import PROP, all_finite, check_case, close, fd_check, jax_uniform
 
 H100_PEAK, H100_BW = 989e12, 3.35e12
 A100_PEAK = 312e12
@@ -30,17 +32,6 @@ mmc = jax.jit(node.mmc_queue)
 stream = jax.jit(node.weight_streaming)
 train_mem = jax.jit(node.training_memory)
 act_bytes = jax.jit(node.transformer_activation_bytes)
-
-PROP = settings(max_examples=50, deadline=None)
-
-
-def close(x, want, rtol=1e-12, atol=0.0):
-    np.testing.assert_allclose(np.asarray(x), want, rtol=rtol, atol=atol)
-
-
-def all_finite(tree):
-    return all(bool(np.all(np.isfinite(np.asarray(leaf, dtype=float))))
-               for leaf in jax.tree_util.tree_leaves(tree))
 
 
 # ============================================================================ golden (seeds)
@@ -245,12 +236,6 @@ def test_mm1_closed_form_and_unstable():
 
 
 # ============================================================================ batched == scalar
-def _u(key, n, lo, hi, log=False):
-    if log:
-        return jnp.exp(jax.random.uniform(key, (n,), minval=math.log(lo), maxval=math.log(hi)))
-    return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
-
-
 # name -> (function of positional args only, list of (lo, hi, log) per arg)
 CASES = {
     "roofline": (lambda f, b, p, bw, e, t: node.roofline(f, b, p, bw, efficiency=e,
@@ -292,28 +277,7 @@ CASES = {
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_batched_equals_scalar(name):
-    fn, spec = CASES[name]
-    n = 10_000
-    keys = jax.random.split(jax.random.PRNGKey(len(name)), len(spec))
-    args = [_u(k, n, lo, hi, bool(log)) for k, (lo, hi, log) in zip(keys, spec)]
-    traces = []
-
-    def counted(*a):
-        traces.append(1)
-        return fn(*a)
-
-    jf = jax.jit(counted)
-    batched = jf(*args)
-    vmapped = jax.jit(jax.vmap(fn))(*args)
-    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-12), batched,
-                           vmapped)
-    assert all_finite(batched)
-    traces.clear()
-    for i in range(0, n, n // 50):  # 50 rows, one scalar call each, one trace
-        row = jf(*[a[i] for a in args])
-        jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y[i], rtol=1e-12),
-                               row, batched)
-    assert len(traces) == 1
+    check_case(CASES, name)
 
 
 def test_broadcasting_mixed_shapes():
@@ -336,14 +300,6 @@ def test_float32_default_path():
 
 
 # ============================================================================ gradients
-def fd_check(f, x, rel_h=1e-6, rtol=1e-6):
-    g = float(jax.grad(f)(x))
-    h = abs(x) * rel_h
-    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=rtol)
-    return g
-
-
 def test_grad_roofline_wall1_wall2():
     g = fd_check(lambda f: roofline(f, 1e9, H100_PEAK, H100_BW, efficiency=0.5).latency_s, 1e13)
     close(g, 1 / (H100_PEAK * 0.5))
@@ -465,9 +421,9 @@ def test_serving_finite_at_edges(bsz, tax, kv, bw):
 def test_dimensional_homogeneity_by_scaling():
     key = jax.random.PRNGKey(7)
     k1, k2, k3 = jax.random.split(key, 3)
-    f = _u(k1, 100_000, 1e6, 1e15, True)
-    b = _u(k2, 100_000, 1e3, 1e12, True)
-    k = _u(k3, 100_000, 0.1, 100.0, True)
+    f = jax_uniform(k1, 100_000, 1e6, 1e15, True)
+    b = jax_uniform(k2, 100_000, 1e3, 1e12, True)
+    k = jax_uniform(k3, 100_000, 0.1, 100.0, True)
     base = roofline(f, b, H100_PEAK, H100_BW)
     scaled_bytes = roofline(f, b * k, H100_PEAK, H100_BW * k)  # bytes and B/s together
     np.testing.assert_allclose(scaled_bytes.t_memory_s, base.t_memory_s, rtol=1e-12)

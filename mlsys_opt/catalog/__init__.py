@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .. import validate
 from .._types import MODEL_KINDS, TOPOLOGIES
 from ..errors import CatalogError
 from . import _load
@@ -119,10 +120,13 @@ class Catalog:
         return self._labels[kind][self.names(kind)[self.index(kind, name)]]
 
     def tables(self, dtype: Any = jnp.float32) -> Tables:
-        """Device-resident struct-of-arrays (catalog/tables.py); floats in `dtype`, codes int32, flags bool."""
-        key = jnp.dtype(dtype).name
+        """Device-resident struct-of-arrays (catalog/tables.py); floats in `dtype`, codes int32, flags bool.
+
+        dtype: float32 or float64 (MlsysOptError otherwise: ints truncate, float16 overflows the FLOP/s peaks).
+        """
+        key = validate.check_float_dtype("dtype", dtype, "Catalog.tables()").name
         if key not in self._tables:
-            self._tables[key] = _build_tables(self._frames, dtype)
+            self._tables[key] = _build_tables(self._frames, key)
         return self._tables[key]
 
     # ------------------------------------------------------------ user entries

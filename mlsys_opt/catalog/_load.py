@@ -312,7 +312,8 @@ def _parse_peak(value: Any, ctx: str) -> dict[str, float]:
         except MlsysOptError as exc:
             raise _fail(ctx, f"peak.{k}", f"{exc} (or \"none\" if the device lacks it)") from None
         if not out[k] > 0:
-            raise _fail(ctx, f"peak.{k}", f"must be > 0, got {v!r}; write {k} = \"none\" if the device lacks it")
+            shown = f"'{v:~}'" if isinstance(v, units.Q_) else repr(v)
+            raise _fail(ctx, f"peak.{k}", f"must be > 0, got {shown}; write {k} = \"none\" if the device lacks it")
     for p in PRECISIONS:
         if p not in out:
             raise _fail(ctx, f"peak.{p}", f"missing; give its dense peak or write {p} = \"none\" "
@@ -322,17 +323,27 @@ def _parse_peak(value: Any, ctx: str) -> dict[str, float]:
     return out
 
 
+def _as_float(value: numbers.Real) -> float:
+    """float(value); inf for an int beyond a float (10**400), which parsing then refuses."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
 def apply_si_columns(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
     """Accept SI column names in overrides: {"mem_bw_bytes_per_s": 4e12} -> {"mem_bw": Quantity}."""
     out: dict[str, Any] = {}
     for key, value in fields.items():
         if key in _COLUMN_KEYS[kind] and isinstance(value, numbers.Real) and not isinstance(value, bool):
             toml_key, dim = _COLUMN_KEYS[kind][key]
-            out[toml_key] = units.quantity(float(value), dim)
-        elif kind == "accelerators" and key in PEAK_COLUMNS and isinstance(value, numbers.Real):
+            out[toml_key] = units.quantity(_as_float(value), dim)    # parsing refuses NaN, inf, <= 0
+        elif (kind == "accelerators" and key in PEAK_COLUMNS and isinstance(value, numbers.Real)
+              and not isinstance(value, bool)):
             peak = dict(out.get("peak", fields.get("peak", {})) or {})
-            peak[key[len("peak_"):-len("_flop_per_s")]] = units.quantity(float(value), "flop_rate") \
-                if value > 0 else "none"
+            # Only 0 means "none"; NaN / negative / inf go on to _parse_peak, which refuses them.
+            peak[key[len("peak_"):-len("_flop_per_s")]] = "none" if value == 0 \
+                else units.quantity(_as_float(value), "flop_rate")
             out["peak"] = peak
         else:
             out[key] = value

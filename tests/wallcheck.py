@@ -1,0 +1,116 @@
+"""Shared checks for the wall tests (tests/test_walls_*.py).
+
+A plain module, imported as ``from wallcheck import ...`` (tests/conftest.py puts
+tests/ on sys.path). Two batched-vs-scalar styles are used by the wall files:
+
+* ``check_case(CASES, name)``: a CASES table of ``name -> (fn, [(lo, hi, log), ...])``;
+  10,000 jax-random rows, jit == vmap, finite, and 50 scalar rows through the SAME jitted
+  function with exactly one trace (node, data, laws).
+* ``assert_batched_equals_scalar(fn, *cols)``: jit over [B] columns == ``lax.map`` row by
+  row, plus three un-jitted scalar rows (algorithm, fleet, ops, analysis).
+"""
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from hypothesis import settings
+
+B = 10_000  # rows in a batched-vs-scalar check
+PROP = settings(max_examples=50, deadline=None)
+
+
+# ----------------------------------------------------------------------------- small asserts
+
+def close(x, want, rtol=1e-12, atol=0.0):
+    np.testing.assert_allclose(np.asarray(x), want, rtol=rtol, atol=atol)
+
+
+def all_finite(tree):
+    return all(bool(np.all(np.isfinite(np.asarray(leaf, dtype=float))))
+               for leaf in jax.tree_util.tree_leaves(tree))
+
+
+def assert_grad_matches_fd(f, x, rtol=1e-6, atol=1e-14):
+    """jax.grad of a scalar function equals a central finite difference (float64).
+
+    h = 1e-6·|x| (1e-6 at x = 0). Returns the gradient.
+    """
+    x = float(x)
+    h = 1e-6 * abs(x) if x != 0 else 1e-6
+    g = float(jax.grad(f)(x))
+    fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=rtol, atol=atol)
+    assert np.isfinite(g)
+    return g
+
+
+def fd_check(f, x, rtol=1e-6):
+    """:func:`assert_grad_matches_fd` with no absolute slack (atol = 0)."""
+    return assert_grad_matches_fd(f, x, rtol=rtol, atol=0.0)
+
+
+# ----------------------------------------------------------------------------- samplers
+
+def jax_uniform(key, n, lo, hi, log=False):
+    """[n] uniform (log-uniform when ``log``) draws in [lo, hi) from a jax PRNG key."""
+    if log:
+        return jnp.exp(jax.random.uniform(key, (n,), minval=math.log(lo), maxval=math.log(hi)))
+    return jax.random.uniform(key, (n,), minval=lo, maxval=hi)
+
+
+class Sampler:
+    """Uniform / log-uniform [B] columns from one seeded numpy Generator (``.rng``)."""
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def u(self, lo, hi, n=B):
+        return jnp.asarray(self.rng.uniform(lo, hi, n))
+
+    def logu(self, lo, hi, n=B):
+        return jnp.asarray(np.exp(self.rng.uniform(np.log(lo), np.log(hi), n)))
+
+
+# ----------------------------------------------------------------------------- batched == scalar
+
+def check_case(cases, name, n=10_000, rtol=1e-12):
+    """One CASES entry: jit over n random rows == jit(vmap), finite, and 50 scalar rows
+    through the same jitted function agree with the batch, with one trace for them all."""
+    fn, spec = cases[name]
+    keys = jax.random.split(jax.random.PRNGKey(len(name)), len(spec))
+    args = [jax_uniform(k, n, lo, hi, bool(log)) for k, (lo, hi, log) in zip(keys, spec)]
+    traces = []
+
+    def counted(*a):
+        traces.append(1)
+        return fn(*a)
+
+    jf = jax.jit(counted)
+    batched = jf(*args)
+    vmapped = jax.jit(jax.vmap(fn))(*args)
+    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol), batched,
+                           vmapped)
+    assert all_finite(batched)
+    traces.clear()
+    for i in range(0, n, n // 50):  # 50 rows, one scalar call each, one trace
+        row = jf(*[a[i] for a in args])
+        jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y[i], rtol=rtol),
+                               row, batched)
+    assert len(traces) == 1
+
+
+def assert_batched_equals_scalar(fn, *cols, rtol=1e-10, atol=1e-300):
+    """jit(fn) over [B] columns equals fn applied row by row (lax.map sees scalars)."""
+    batched = jax.jit(fn)(*cols)
+    rowwise = jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols)
+    for b, r in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(rowwise)):
+        assert np.shape(b) == (B,)
+        np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=atol)
+    # and a few rows through the plain (un-jitted) scalar call
+    for i in (0, B // 2, B - 1):
+        one = fn(*(float(c[i]) for c in cols))
+        for b, o in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(one)):
+            np.testing.assert_allclose(float(b[i]), float(o), rtol=rtol)
