@@ -275,7 +275,7 @@ def test_float32_no_overflow_of_energy_cost_carbon_at_extreme_valid_inputs():
     space = load_space({"scenario": "training",
                         "fixed": {"model": "llama3_405b", "hardware": "h100_sxm", "precision": "fp32",
                                   "n_tokens": "1e16 token", "checkpoint_bw": "1 B/s", "efficiency": 1e-4,
-                                  "global_batch": 1, "seq_len": 1, "microbatches": 1024, "region": "india"},
+                                  "global_batch": 1, "seq_len": 1, "microbatches": 1, "region": "india"},
                         "axes": {"n_accelerators": [2**20, 2**24]},
                         "objectives": {"minimize": ["time_to_train_s"]}})
     params, out, g = evaluate(space, _all_digits(space), jnp.float32)

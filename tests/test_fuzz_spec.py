@@ -293,8 +293,10 @@ def test_real_spaces_parse_and_are_consistent(name):
 @pytest.mark.parametrize("text, dim", [("10**400 GB", "bytes"), ("2**1024D", "bandwidth"), ("10**400", "count"),
                                        (10**400, "count"), (-(10**400), "usd")],
                          ids=["10**400 GB", "2**1024D", "'10**400'", "int 10**400", "int -10**400"])
-def test_bug_units_parse_overflow_on_huge_integers(text, dim):
-    """BUG mlsys_opt/units.py parse(): (a) `q.unitless` (line `bare = ... or q.unitless`) converts the
+def test_units_parse_refuses_huge_integers(text, dim):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/units.py parse(): (a) `q.unitless` (line `bare = ... or q.unitless`) converts the
     quantity to root units outside any try, so an integer power too large for a float ("10**400 GB")
     raises OverflowError; (b) `math.isfinite(float(value))` raises OverflowError for a Python int
     beyond 1.8e308 (load_space({... "constraints": {"budget": 10**400}})).  Both should be
@@ -307,14 +309,16 @@ def test_bug_units_parse_overflow_on_huge_integers(text, dim):
             CAT.with_entries("accelerators", {"h100_sxm": {"mem_capacity": text}})
 
 
-def test_bug_load_space_python_objects_raise_type_and_value_errors():
-    """BUG mlsys_opt/space.py (found by test_python_objects_in_dict_specs):
+def test_load_space_python_objects_give_spec_errors():
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/space.py (found by test_python_objects_in_dict_specs):
     (a) _parse_value() formats a numeric label with f"{raw:g}", which raises TypeError for a
         fractions.Fraction (a numbers.Real that units.parse accepts): {"fixed": {"efficiency": Fraction(1, 2)}};
     (b) _build() tests `raw == "*"` on [fixed] values, which raises ValueError ("truth value of an array
         is ambiguous") for a numpy array: {"fixed": {"model": np.array([1, 2])}};
     (c) units.parse overflow via {"constraints": {"budget": 10**400}} (see the units test).
-    All three should be SpecError naming the [section] key."""
+    All three must be SpecError naming the [section] key."""
     base = tomllib.loads(REAL["llama3_serving.toml"])
     problems = []
     for section, key, value in (("fixed", "efficiency", fractions.Fraction(1, 2)),

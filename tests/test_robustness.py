@@ -13,8 +13,8 @@ compile of the engine) is replaced by a stub, so a valid call stops with
 cheap moment, before minutes of sweeping are spent (a checkpoint path that
 cannot be written must not be discovered at the end of a sweep).
 
-Tests named `test_bug_*` fail on purpose until the owner of the named file
-adds the check (see each docstring); everything else passes today.
+Docstrings marked "Regression (issue 7)" describe a bug these tests found
+(file, function, input, what happened); they keep it fixed.
 """
 from __future__ import annotations
 
@@ -283,13 +283,15 @@ def test_every_mistake_of_a_file_is_reported_in_one_error(tmp_path):
     (dict(axes={"ep": [2, 4]}), "ep"),                                            # a dense model has 1 expert
     (dict(fixed={"global_batch": 8}, axes={"microbatches": [16, 32]}), "microbatches"),
 ])
-def test_bug_spec_accepts_spaces_where_every_configuration_is_infeasible(changes, key):
-    """BUG mlsys_opt/space.py _feasibility(): its docstring says it rejects spaces "where a structural
+def test_spec_refuses_spaces_where_experts_or_batch_split_always_fail(changes, key):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/space.py _feasibility(): its docstring says it rejects spaces "where a structural
     constraint fails for EVERY configuration", and it does for tp, pp, precision, divisibility and
     max_accelerators -- but not for `experts` (ep > n_experts for every model: ep = [2, 4] with a dense
     llama3_8b) nor `batch_split` (dp·ep·microbatches > global_batch for every configuration: dp >= 1, so
     microbatches > global_batch always fails).  Such a space parses, sweeps, and returns an EMPTY front
-    with no explanation.  Should be a SpecError like the others ("no configuration can satisfy ...")."""
+    with no explanation.  Must be a SpecError like the others ("no configuration can satisfy ...")."""
     with pytest.raises(SpecError, match=rf"\[(axes|fixed)\] ({key}|ep|microbatches|global_batch): no configuration"):
         load_space(spec(**changes))
 
@@ -384,18 +386,22 @@ def test_sweep_refuses_bad_engine_settings(no_engine, small_space, kwargs, field
     (dict(chunk_size="abc"), "chunk_size"), (dict(chunk_size=True), "chunk_size"),
     (dict(front_capacity=0), "front_capacity"), (dict(front_capacity=2.5), "front_capacity"),
 ])
-def test_bug_sweep_silently_replaces_bad_chunk_size_and_capacity(no_engine, small_space, kwargs, field):
-    """BUG mlsys_opt/sweep.py sweep(): `int(chunk_size or default)` turns 0 into the default, 1.5 into 1,
+def test_sweep_refuses_bad_chunk_size_and_capacity(no_engine, small_space, kwargs, field):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/sweep.py sweep(): `int(chunk_size or default)` turns 0 into the default, 1.5 into 1,
     -1 into 1 (via max(1, ...)) and 'abc' into a ValueError; front_capacity=0 becomes the default.
-    Should raise MlsysOptError naming the argument (validate.check_positive_int)."""
+    Must raise MlsysOptError naming the argument (validate.check_positive_int)."""
     _refused(lambda: sweep(small_space, progress=False, **kwargs), field)
 
 
 @pytest.mark.parametrize("dtype", [jnp.float16, jnp.bfloat16, jnp.int32, "banana"])
-def test_bug_sweep_accepts_dtypes_that_turn_results_into_nan(no_engine, small_space, dtype):
-    """BUG mlsys_opt/sweep.py sweep(): dtype=float16/bfloat16 runs and returns an EMPTY front (every
+def test_sweep_refuses_dtypes_that_would_turn_results_into_nan(no_engine, small_space, dtype):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/sweep.py sweep(): dtype=float16/bfloat16 runs and returns an EMPTY front (every
     objective overflows to NaN/inf and NaN points count as infeasible: silent NaN); int32/'banana'
-    raise ValueError/TypeError.  Should raise MlsysOptError (validate.check_float_dtype)."""
+    raise ValueError/TypeError.  Must raise MlsysOptError (validate.check_float_dtype)."""
     _refused(lambda: sweep(small_space, progress=False, dtype=dtype), "dtype")
 
 
@@ -418,17 +424,21 @@ def test_sweep_refuses_a_progress_that_is_not_callable(no_engine, small_space):
 
 
 @pytest.mark.parametrize("eff", [3, "calibrated", {"mem_bw_eff": 0.8}])
-def test_bug_sweep_bad_eff(no_engine, small_space, eff):
-    """BUG mlsys_opt/sweep.py sweep(): eff=3 / 'calibrated' / a dict is passed on unchecked and fails deep
+def test_sweep_refuses_a_bad_eff(no_engine, small_space, eff):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/sweep.py sweep(): eff=3 / 'calibrated' / a dict is passed on unchecked and fails deep
     inside the scenario while tracing (TypeError: 'int' object is not iterable, AttributeError ...).
-    Should raise MlsysOptError "sweep(): eff: expected an Efficiency (mlsys_opt.efficiency) ..."."""
+    Must raise MlsysOptError "sweep(): eff: expected an Efficiency (mlsys_opt.efficiency) ..."."""
     _refused(lambda: sweep(small_space, progress=False, eff=eff), "eff")
 
 
 @pytest.mark.parametrize("source", [123, None, ["capstone"], b"capstone", 1.5])
-def test_bug_load_space_of_a_non_path_non_dict(source):
-    """BUG mlsys_opt/space.py load_space(): a source that is neither a path nor a mapping raises a
-    bare TypeError from pathlib.  Should raise SpecError naming what is accepted; sweep(123) likewise."""
+def test_load_space_refuses_a_non_path_non_dict(source):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/space.py load_space(): a source that is neither a path nor a mapping raises a
+    bare TypeError from pathlib.  Must raise SpecError naming what is accepted; sweep(123) likewise."""
     with pytest.raises(SpecError, match="spec"):
         load_space(source)
 
@@ -487,10 +497,12 @@ def test_explicit_configurations_are_validated(small_space):
 
 
 @pytest.mark.parametrize("digits", [[[5, 0, 0]], [[0, -1, 0]], [[0, 0]], [[0.5, 0, 0]]])
-def test_bug_evaluate_digits_clips_out_of_range_digits(small_space, digits, monkeypatch):
-    """BUG mlsys_opt/sweep.py evaluate_digits() (and Space.param_values): digits outside an axis are
+def test_evaluate_digits_refuses_out_of_range_digits(small_space, digits, monkeypatch):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/sweep.py evaluate_digits() (and Space.param_values): digits outside an axis are
     CLIPPED (jnp.take mode="clip"), so [5, 0, 0] on a 2-value axis silently evaluates digit 1; a row of
-    the wrong length and fractional digits are not refused either.  Should raise MlsysOptError naming the
+    the wrong length and fractional digits are not refused either.  Must raise MlsysOptError naming the
     axis, the digit and its range (host-side check before the jitted call)."""
     sweep_module = importlib.import_module("mlsys_opt.sweep")   # (mlsys_opt.sweep is also a function)
 
@@ -568,8 +580,10 @@ def test_catalog_dict_entries_refuse_nan_and_negative_si_values():
 
 
 @pytest.mark.parametrize("value", [float("nan"), -1.0, -np.inf])
-def test_bug_catalog_si_peak_nan_or_negative_silently_means_none(value):
-    """BUG mlsys_opt/catalog/_load.py apply_si_columns(): a peak given by SI column
+def test_catalog_si_peak_nan_or_negative_is_refused(value):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/catalog/_load.py apply_si_columns(): a peak given by SI column
     ({"peak_fp16_flop_per_s": nan} or -1.0) becomes "none" (`value > 0 else "none"`), i.e. the device
     silently LOSES fp16 instead of an error.  Only 0 may mean "none" (as documented); NaN and negative
     values should raise CatalogError like the TOML path does ("must be > 0 ... write fp16 = \"none\"")."""
@@ -578,10 +592,12 @@ def test_bug_catalog_si_peak_nan_or_negative_silently_means_none(value):
 
 
 @pytest.mark.parametrize("dtype", [jnp.int32, "banana", jnp.float16])
-def test_bug_catalog_tables_dtype_is_not_checked(dtype):
-    """BUG (minor) mlsys_opt/catalog/__init__.py Catalog.tables(dtype=): int32 silently truncates every
+def test_catalog_tables_dtype_is_checked(dtype):
+    """Regression (issue 7): found failing, since fixed.
+
+    Was: mlsys_opt/catalog/__init__.py Catalog.tables(dtype=): int32 silently truncates every
     float (PUE 1.1 -> 1, 0.8 efficiencies -> 0), float16 overflows FLOP/s peaks (989e12 > 65504) to inf,
-    'banana' raises TypeError.  Should raise CatalogError/MlsysOptError (validate.check_float_dtype)."""
+    'banana' raises TypeError.  Must raise CatalogError/MlsysOptError (validate.check_float_dtype)."""
     with pytest.raises(MlsysOptError, match="dtype"):
         load_catalog().tables(dtype=dtype)
 
