@@ -145,6 +145,11 @@ def evaluate_frame(target: Any = "training", params: Mapping[str, Any] | None = 
         df["g_" + name.replace("limit:", "limit_")] = G[:, j]
     df["feasible"] = (G <= 0).all(axis=1) if G.shape[1] else True
     df["binding_constraint"] = [cnames[int(j)] for j in G.argmax(axis=1)] if G.shape[1] else ""
+    # reason code of an infeasible configuration: index of its most violated constraint (-1 feasible),
+    # the same code a sweep aggregates into SweepResult.infeasible_by
+    code = np.where(df["feasible"].to_numpy(bool), -1, G.argmax(axis=1) if G.shape[1] else -1)
+    df["reason_code"] = code.astype(np.int64)
+    df["infeasible_reason"] = ["" if c < 0 else cnames[int(c)] for c in code]
     return df, space
 
 

@@ -52,6 +52,7 @@ class SweepResult(NamedTuple):
     elapsed_s: float
     space: Space
     histograms: dict
+    infeasible_by: dict = {}     # constraint name -> infeasible configurations it binds most (reason codes)
 
 
 def constraint_names(space: Space) -> tuple[str, ...]:
@@ -197,7 +198,9 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
     for j, (obj, _) in enumerate(space.objectives):
         b = res.best[j]
         best[obj] = _frame(space, b["digits"], b["aux"], names)
-    return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms)
+    reasons = dict(zip(constraint_names(space), (int(c) for c in res.infeasible_by)))
+    return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
+                       reasons)
 
 
 def _checked_eff(eff, where: str):

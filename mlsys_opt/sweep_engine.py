@@ -105,6 +105,9 @@ class EngineResult(NamedTuple):
         over feasible points; counts[0] counts F < edges[0], counts[i] counts
         edges[i-1] <= F < edges[i], counts[-1] counts F >= edges[-1].
       elapsed_s: wall time of this call, seconds.
+      infeasible_by: int64[n_constr]; entry j counts the infeasible
+        configurations whose most violated constraint (argmax of G) is j --
+        the reason code of each infeasible configuration, aggregated.
     """
     n_evaluated: int
     n_feasible: int
@@ -112,6 +115,7 @@ class EngineResult(NamedTuple):
     best: list
     histograms: dict
     elapsed_s: float
+    infeasible_by: np.ndarray
 
 
 class _Best(NamedTuple):
@@ -176,6 +180,14 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         F, G, aux, digits = lax.optimization_barrier(tuple(chunk_fn(digits)) + (digits,))
         feas = (lane < n_valid) & jnp.all(G <= 0, axis=1) & ~jnp.any(jnp.isnan(F), axis=1)
         count = lax.psum(jnp.sum(feas, dtype=jnp.int32), _AXIS)
+        # why the others are infeasible: the most violated constraint of each
+        # valid lane with some G > 0 (reason code = its column; NaN F: not counted)
+        bad = (lane < n_valid) & jnp.any(G > 0, axis=1)
+        if cfg.n_constr:
+            reason = jnp.argmax(G, axis=1)
+            reasons = lax.psum(jnp.zeros((cfg.n_constr,), jnp.int32).at[reason].add(bad.astype(jnp.int32)), _AXIS)
+        else:
+            reasons = jnp.zeros((0,), jnp.int32)
 
         hists = []
         for j, edges in cfg.hist:
@@ -248,7 +260,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         front, ovf = lax.cond(n_iter > 0, merge_all, lambda fr: (fr, jnp.zeros((), bool)), front)
         ns = lax.psum(ns, _AXIS)
         overflow = state.overflow | ovf
-        outs = (count, tuple(hists), overflow, front.n, ns)
+        outs = (count, tuple(hists), overflow, front.n, ns, reasons)
         return _State(front, best, overflow), outs
 
     def _update_best(best: _Best, F, G, aux, digits, feas):
@@ -287,6 +299,7 @@ class _Acc(NamedTuple):
     n_feasible: int          # over folded (read-back) chunks
     hist: tuple              # int64 arrays, folded chunks
     n_chunks: int
+    reasons: np.ndarray      # int64[n_constr]: infeasible configurations by most violated constraint
 
 
 class _Loop(NamedTuple):     # rebound in one statement per chunk (interrupt-safe)
@@ -296,13 +309,14 @@ class _Loop(NamedTuple):     # rebound in one statement per chunk (interrupt-saf
 
 
 def _fold(acc: _Acc, outs, capacity: int) -> _Acc:
-    count, hists, overflow, n_front, _ = outs
+    count, hists, overflow, n_front, _, reasons = outs
     if bool(_host(overflow)):
         raise MlsysOptError(
             f"the Pareto front has more than front_capacity={capacity} non-dominated configurations; "
             f"rerun with a larger front_capacity (e.g. {4 * capacity}) or fewer objectives/axes")
     return acc._replace(n_feasible=acc.n_feasible + int(_host(count)),
-                        hist=tuple(h + _host(c).astype(np.int64) for h, c in zip(acc.hist, hists)))
+                        hist=tuple(h + _host(c).astype(np.int64) for h, c in zip(acc.hist, hists)),
+                        reasons=acc.reasons + _host(reasons).astype(np.int64))
 
 
 def _describe(cfg: _Cfg, run_key: str) -> dict:
@@ -325,6 +339,7 @@ def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict) -> None:
     arrs.update({f"best_{name}": _host(x) for name, x in zip(_Best._fields, st.best)})
     for i, h in enumerate(loop.acc.hist):
         arrs[f"hist_{i}"] = h
+    arrs["reasons"] = loop.acc.reasons
     arrs.update(version=np.int64(_CHECKPOINT_VERSION), radices=np.array(cfg.radices, np.int64),
                 fingerprint=np.array(_fingerprint(desc)), config=np.array(json.dumps(desc, sort_keys=True)),
                 next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
@@ -402,7 +417,8 @@ def _restore(z: dict, cfg: _Cfg, init: _State):
                          jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
     best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
     acc = _Acc(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
-               int(z.get("n_chunks", 0)))
+               int(z.get("n_chunks", 0)),
+               z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr, np.int64))
     return _State(front, best, jnp.zeros((), bool)), acc
 
 
@@ -496,7 +512,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     elif resume:
         raise MlsysOptError("stream: resume=True needs a checkpoint_path to resume from")
     init = _initial(cfg)
-    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0)
+    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0, np.zeros(cfg.n_constr, np.int64))
     desc = _describe(cfg, run_key)
     if resume and os.path.exists(path):
         init, acc = _load(path, cfg, desc, init)
@@ -539,7 +555,8 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         loop = save(loop)
     front, best = _rows(loop.state, cfg)
     hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(cfg.hist, loop.acc.hist)}
-    return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start)
+    return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start,
+                        loop.acc.reasons.copy())
 
 
 def _devices(devices) -> tuple:
