@@ -27,13 +27,13 @@ def test_infeasible_counts_partition_the_space_and_match_per_configuration_codes
     bad = (G > 0).any(axis=1)
     expected = np.bincount(G[bad].argmax(axis=1), minlength=len(names))
     assert [res.infeasible_by[n] for n in names] == expected.tolist()
-    assert res.infeasible_by["memory"] > 0 and res.infeasible_by["divisibility"] > 0
+    assert res.infeasible_by["memory"] > 0 and sum(v > 0 for v in res.infeasible_by.values()) >= 2
 
 
 def test_evaluate_names_the_reason():
     row = mo.evaluate("training", model="llama3_70b", hardware="h100_sxm", n_accelerators=8, tp=1,
                       n_tokens=1e12)
     assert not row["feasible"] and row["reason_code"] == 0 and row["infeasible_reason"] == "memory"
-    ok = mo.evaluate("training", model="llama3_8b", hardware="h100_sxm", n_accelerators=8, tp=1,
-                     n_tokens=1e11)
+    ok = mo.evaluate("training", model="llama3_8b", hardware="h100_sxm", n_accelerators=8, tp=8,
+                     n_tokens=1e11, global_batch=64, microbatches=64)
     assert ok["feasible"] and ok["reason_code"] == -1 and ok["infeasible_reason"] == ""

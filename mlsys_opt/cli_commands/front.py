@@ -150,11 +150,14 @@ def cmd_sweep(args) -> int:
     header = space_header(space) + [
               f"evaluated {res.n_evaluated:,} configurations in {res.elapsed_s:.1f} s ({rate:,.0f}/s): "
               f"{res.n_feasible:,} feasible, {len(res.front):,} on the Pareto front"]
+    why = infeasible_summary(res.infeasible_by, res.n_evaluated)
+    if why:
+        header.append(f"infeasible, by most violated constraint: {why}")
     if checkpoint:
         header.append(f"checkpoint: {checkpoint}")
     return _front_report(args, space, res.front, header=header, table_path=table_path, figure_path=figure_path,
                          extra_json={"n_evaluated": res.n_evaluated, "n_feasible": res.n_feasible,
-                                     "elapsed_s": res.elapsed_s,
+                                     "infeasible_by": res.infeasible_by, "elapsed_s": res.elapsed_s,
                                      "best": {k: v for k, v in res.best.items()}})
 
 
@@ -174,3 +177,9 @@ def cmd_search(args) -> int:
     return _front_report(args, space, res.front, header=header, table_path=table_path, figure_path=figure_path,
                          extra_json={"algorithm": res.algorithm, "seed": res.seed, "n_evaluated": res.n_evaluated,
                                      "n_feasible": res.n_feasible, "elapsed_s": res.elapsed_s})
+
+
+def infeasible_summary(infeasible_by: dict, n_evaluated: int) -> str:
+    """'batch_split 30 %, limit:time_to_train_s 61 %, ...' (largest first; empty when none)."""
+    items = sorted(((n, c) for n, c in infeasible_by.items() if c), key=lambda kv: -kv[1])
+    return ", ".join(f"{n} {100 * c / max(n_evaluated, 1):.0f} %" for n, c in items)
