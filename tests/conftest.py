@@ -10,3 +10,10 @@ import jax  # noqa: E402
 # Reference-value and finite-difference tests need float64; the package itself
 # defaults to float32 for speed and tests that care switch dtype explicitly.
 jax.config.update("jax_enable_x64", True)
+
+# Property tests are derandomized so CI is reproducible: a failure found once is
+# found every run (and fixed), never a flake.
+from hypothesis import settings as _settings  # noqa: E402
+
+_settings.register_profile("mlsys_opt", derandomize=True, deadline=None)
+_settings.load_profile("mlsys_opt")

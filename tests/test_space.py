@@ -44,7 +44,7 @@ class FakeCatalog:
         has[2, PRECISIONS.index("fp8")] = False            # a100_80gb: no fp8
         return SimpleNamespace(
             hw=SimpleNamespace(accelerators_per_node=np.array([8, 8, 8, 8, 1.0]), has_precision=has),
-            model=SimpleNamespace(n_layers=np.array([32, 80, 50.0])))
+            model=SimpleNamespace(n_layers=np.array([32, 80, 50.0]), n_experts=np.array([1, 1, 1.0])))
 
 
 CAT = FakeCatalog()
