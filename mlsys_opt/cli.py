@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from typing import Sequence
 
@@ -232,6 +233,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
     parser = build_parser()
+    # Ctrl-C / kill -INT interrupts a sweep cleanly (checkpoint, exit 130) even when the
+    # command was started in the background of a script, which hands it SIGINT ignored
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:                 # not the main thread (embedded use): leave signals alone
+        pass
     try:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):

@@ -47,7 +47,8 @@ N = 32256                     # configurations of SPACE
 CHUNK = 64                    # 504 chunks; the engine checkpoints every 64 chunks
 
 SWEEP_CHILD = textwrap.dedent("""
-    import json, sys, time
+    import json, signal, sys, time
+    signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with SIGINT ignored
     from mlsys_opt.space import load_space
     from mlsys_opt.sweep import sweep
     mode, ckpt, chunk, space = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
