@@ -309,9 +309,8 @@ def decode(weight_bytes, kv_bytes, n_active_params, batch, peak_flop_per_s,
     w, kv, p, bsz, peak, bw, eta, tax = _f(weight_bytes, kv_bytes, n_active_params, batch,
                                            peak_flop_per_s, mem_bw_bytes_per_s,
                                            efficiency, dispatch_tax_s)
-    t_m = _div(w + kv, bw)
-    t_c = _div(2.0 * p * bsz, peak * eta)
-    return Decode(t_m, t_c, jnp.maximum(t_m, t_c) + tax, _bottleneck(t_c, t_m, tax))
+    r = roofline(2.0 * p * bsz, w + kv, peak, bw, efficiency=eta, dispatch_tax_s=tax)
+    return Decode(r.t_memory_s, r.t_compute_s, r.latency_s, r.bottleneck)
 
 
 class ServingThroughput(NamedTuple):
