@@ -694,15 +694,11 @@ def _feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: set[s
     tp = values["tp"]
     hw = catalog.tables()
     per_node = np.asarray(hw.hw.accelerators_per_node)[values["hardware"].astype(int)]
-    if tp.min() > per_node.max():
-        err(where("tp"), "tp",
-            f"no configuration can satisfy tp <= accelerators_per_node: the smallest tp is {tp.min():g} "
-            f"but the hardware in the space has at most {per_node.max():g} accelerators per node")
+    _smallest_above_largest(err, where, "tp", tp, "accelerators_per_node", per_node,
+                            "the hardware in the space has at most {} accelerators per node")
     n_layers = np.asarray(hw.model.n_layers)[values["model"].astype(int)]
-    if values["pp"].min() > n_layers.max():
-        err(where("pp"), "pp",
-            f"no configuration can satisfy pp <= n_layers: the smallest pp is {values['pp'].min():g} "
-            f"but the models in the space have at most {n_layers.max():g} layers")
+    _smallest_above_largest(err, where, "pp", values["pp"], "n_layers", n_layers,
+                            "the models in the space have at most {} layers")
     has = np.asarray(hw.hw.has_precision)[np.ix_(values["hardware"].astype(int), values["precision"].astype(int))]
     if not has.any():
         hw_names = [catalog.names("accelerators")[int(i)] for i in values["hardware"]]
@@ -719,10 +715,8 @@ def _feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: set[s
             f"no configuration can satisfy tp·pp·ep dividing n_accelerators: tp·pp·ep takes "
             f"{_few(np.unique(deg))} and n_accelerators takes {_few(n)}")
     n_experts = np.asarray(hw.model.n_experts)[values["model"].astype(int)]
-    if values["ep"].min() > n_experts.max():
-        err(where("ep"), "ep",
-            f"no configuration can satisfy ep <= n_experts: the smallest ep is {values['ep'].min():g} "
-            f"but the models in the space have at most {n_experts.max():g} experts (1 for a dense model)")
+    _smallest_above_largest(err, where, "ep", values["ep"], "n_experts", n_experts,
+                            "the models in the space have at most {} experts (1 for a dense model)")
     # dp >= 1 wherever divisibility holds, so dp·ep·microbatches >= min(ep)·min(microbatches).
     split = values["ep"].min() * values["microbatches"].min()
     if split > values["global_batch"].max():
@@ -734,6 +728,14 @@ def _feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: set[s
             f"no configuration can satisfy n_accelerators <= {limits['n_accelerators'][1]:g}: "
             f"the smallest n_accelerators in the space is {n.min():g}")
 
+
+
+def _smallest_above_largest(err, where, param: str, values, bound: str, bounds, what: str) -> None:
+    """Report `param` when even its smallest value exceeds the largest `bound` in the space."""
+    if values.min() > bounds.max():
+        err(where(param), param,
+            f"no configuration can satisfy {param} <= {bound}: the smallest {param} is {values.min():g} "
+            f"but {what.format(format(bounds.max(), 'g'))}")
 
 def _few(values: np.ndarray) -> str:
     vals = [f"{v:g}" for v in np.unique(values)]
