@@ -19,9 +19,9 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import jax.numpy as jnp
-from jax.scipy.special import gammaincc, gammaln
 
 from mlsys_opt._types import BOTTLENECKS, Array
+from mlsys_opt.walls.erlang import poisson_logs
 
 BOTTLENECK_NAMES = BOTTLENECKS  # ("compute", "memory", "overhead"); reports only
 COMPUTE, MEMORY, OVERHEAD = 0, 1, 2
@@ -457,7 +457,8 @@ def mmc_queue(arrival_rate_per_s, service_rate_per_s, n_servers, *,
     """Wall 7: M/M/c queue (Erlang C), vectorised, non-integer c allowed.
 
     a = λ/μ, ρ = a/c.  Erlang B through the Poisson ratio, continued to real c
-    (Jagerman 1974):  B = exp(c·ln a - a - lgamma(c+1)) / Q(c+1, a), Q = gammaincc.
+    (Jagerman 1974):  B = pmf(c; a)/Q(c+1, a) = exp(c·ln a - a - lgamma(c+1)) / Q(c+1, a),
+    evaluated at a fixed cost per element by ``erlang.poisson_logs`` (series + Temme).
     C = B / (1 - ρ(1 - B));  Wq = C / (cμ - λ);  P(Wq > t) = C·exp(-(cμ - λ)t), so the
     wait quantile is t_q = max(0, ln(C / (1 - q)) / (cμ - λ)).
     p99_latency_s = 1/μ + t_q (q = ``quantile``, default 0.99): an approximation that adds
@@ -479,8 +480,8 @@ def mmc_queue(arrival_rate_per_s, service_rate_per_s, n_servers, *,
     stable = (mu > 0) & (c > 0) & (lam >= 0) & (rho < 1.0)
     busy = stable & (a > 0)
     a_s = jnp.where(busy, a, 0.5 * c_s)  # safe interior point for the masked branch
-    log_b = (c_s * jnp.log(a_s) - a_s - gammaln(c_s + 1.0)
-             - jnp.log(gammaincc(c_s + 1.0, a_s)))
+    logs = poisson_logs(c_s, a_s)  # fixed cost per element (erlang.py), no gammaincc loop
+    log_b = logs.log_pmf - logs.log_cdf
     erlang_b = jnp.exp(jnp.minimum(log_b, 0.0))
     rho_s = a_s / c_s
     erlang_c = erlang_b / (1.0 - rho_s * (1.0 - erlang_b))
