@@ -29,12 +29,30 @@ class SpecError(MlsysOptError):
 
 
 def suggest(name: str, choices: Iterable[str]) -> str:
-    """' did you mean 'x'?' for the closest of `choices`, or '' when none is close."""
+    """' did you mean 'x'?' for the closest of `choices`, or '' when none is close.
+
+    To append it to a clause use :func:`did_you_mean`, which brings its own
+    separator: ``f"...;{suggest(...)} (allowed: ...)"`` leaves "...; (allowed"
+    when nothing is close.
+    """
     close = difflib.get_close_matches(str(name).lower(), [c.lower() for c in choices], n=1, cutoff=0.5)
     if not close:
         return ""
     lookup = {c.lower(): c for c in choices}
     return f" did you mean '{lookup[close[0]]}'?"
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" for the closest of `choices`, or '' when none is close.
+
+    Written right after a clause, the message reads cleanly either way::
+
+        f"unknown key {key!r}{did_you_mean(key, allowed)} (allowed: {', '.join(allowed)})"
+        -> "unknown key 'tpp'; did you mean 'tp'? (allowed: tp, pp)"
+        -> "unknown key 'zzz' (allowed: tp, pp)"
+    """
+    hint = suggest(name, choices)
+    return f";{hint}" if hint else ""
 
 
 def where(source: str | None, *parts: str) -> str:

@@ -49,13 +49,16 @@ configuration beats; of identical objective vectors only the lowest
 configuration index is kept.  It does not depend on chunk size, on the device
 count or on the anchors chosen (those only change the speed).
 
+Modules: this one holds the jitted step and the host loop; the state types
+(reducer state, host counters) are in ``sweep_state``, the checkpoint files
+(atomic, fsynced writes; fingerprinted resume; stale temporary files of a
+killed run removed when the next run starts) in ``checkpoint``.
+
 Source: docs/CONTRACTS.md "Sweep engine"; Deb (2001) ch. 2 for domination.
 """
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import sys
 import time
@@ -67,8 +70,10 @@ import numpy as np
 from jax import lax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from . import indexing, pareto, validate
+from . import checkpoint, indexing, pareto, validate
 from .errors import MlsysOptError
+from .sweep_state import (BestLists, EngineConfig, ReducerState, SweepLoop, drain, fold, initial_counters,
+                          initial_state, to_host)
 
 _AXIS = "lanes"
 _LAG = 2                      # chunks between dispatch and host read-back
@@ -79,7 +84,6 @@ _CHUNK_ANCHORS = 32           # K_c (only for chunks with many survivors)
 # accelerators pay a host round trip per loop step, so they take bigger bites
 _TUNING = {"cpu": (1024, 1024)}
 _TUNING_ACCEL = (2048, 4096)
-_CHECKPOINT_VERSION = 1
 
 
 class ChunkEval(NamedTuple):
@@ -118,41 +122,7 @@ class EngineResult(NamedTuple):
     infeasible_by: np.ndarray
 
 
-class _Best(NamedTuple):
-    F: Any        # [n_obj, k, n_obj]
-    G: Any        # [n_obj, k, n_constr]
-    aux: Any      # [n_obj, k, n_aux]
-    digits: Any   # int32[n_obj, k, n_axes]
-    valid: Any    # bool[n_obj, k]
-
-
-class _State(NamedTuple):
-    front: pareto.Front   # payload = (G, aux, digits)
-    best: _Best
-    overflow: Any         # bool[]
-
-
-class _Cfg(NamedTuple):
-    radices: tuple
-    n_obj: int
-    n_constr: int
-    n_aux: int
-    chunk: int            # lanes per step (all devices)
-    lanes: int            # lanes per device
-    capacity: int
-    top_k: int
-    hist: tuple           # ((objective, edges tuple), ...)
-    dtypes: tuple         # (F, G, aux) dtype names
-
-
 # --------------------------------------------------------------------------- helpers
-
-def _host(x) -> np.ndarray:
-    """A replicated device array as numpy (works when not every shard is addressable)."""
-    if hasattr(x, "addressable_data"):
-        return np.asarray(x.addressable_data(0))
-    return np.asarray(x)
-
 
 def _gather(x):
     return lax.all_gather(x, _AXIS, tiled=True)
@@ -161,7 +131,7 @@ def _gather(x):
 # --------------------------------------------------------------------------- the jitted step
 
 @functools.lru_cache(maxsize=16)
-def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
+def _build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
     n_axes = len(cfg.radices)
     L, k_loc = cfg.lanes, min(cfg.top_k, cfg.lanes)
     M, S = _TUNING.get(devices[0].platform, _TUNING_ACCEL)
@@ -171,7 +141,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
     W_chunk = pareto.positive_weights(cfg.n_obj, _CHUNK_ANCHORS if cfg.n_obj > 1 else 1)
     mesh = Mesh(np.array(devices), (_AXIS,))
 
-    def local(state: _State, start_digits, n_valid):
+    def local(state: ReducerState, start_digits, n_valid):
         d = lax.axis_index(_AXIS)
         lane = d.astype(jnp.int32) * L + jnp.arange(L, dtype=jnp.int32)
         digits = indexing.decode_chunk(start_digits, lane, cfg.radices)
@@ -261,9 +231,9 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         ns = lax.psum(ns, _AXIS)
         overflow = state.overflow | ovf
         outs = (count, tuple(hists), overflow, front.n, ns, reasons)
-        return _State(front, best, overflow), outs
+        return ReducerState(front, best, overflow), outs
 
-    def _update_best(best: _Best, F, G, aux, digits, feas):
+    def _update_best(best: BestLists, F, G, aux, digits, feas):
         k, n_obj = cfg.top_k, cfg.n_obj
         diag = jnp.arange(n_obj)
         thr = jnp.where(best.valid[:, k - 1], best.F[diag, k - 1, diag], jnp.inf)      # [n_obj]
@@ -284,7 +254,7 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
         val, ok = both[0][diag, :, diag], both[4]                                 # [n_obj, m]
         order = jax.vmap(lambda v, o: jnp.lexsort((jnp.arange(v.shape[0]), v, ~o))[:k])(val, ok)
         pick = lambda x: jnp.take_along_axis(x, order.reshape(order.shape + (1,) * (x.ndim - 2)), axis=1)  # noqa: E731
-        return _Best(*(pick(x) for x in both))
+        return BestLists(*(pick(x) for x in both))
 
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
                             check_vma=False)
@@ -293,134 +263,6 @@ def _build_step(chunk_fn, cfg: _Cfg, devices: tuple):
 
 
 # --------------------------------------------------------------------------- host side
-
-class _Acc(NamedTuple):
-    next_index: int          # first configuration not yet dispatched
-    n_feasible: int          # over folded (read-back) chunks
-    hist: tuple              # int64 arrays, folded chunks
-    n_chunks: int
-    reasons: np.ndarray      # int64[n_constr]: infeasible configurations by most violated constraint
-
-
-class _Loop(NamedTuple):     # rebound in one statement per chunk (interrupt-safe)
-    state: _State
-    pending: tuple           # device outputs not yet read back
-    acc: _Acc
-
-
-def _fold(acc: _Acc, outs, capacity: int) -> _Acc:
-    count, hists, overflow, n_front, _, reasons = outs
-    if bool(_host(overflow)):
-        raise MlsysOptError(
-            f"the Pareto front has more than front_capacity={capacity} non-dominated configurations; "
-            f"rerun with a larger front_capacity (e.g. {4 * capacity}) or fewer objectives/axes")
-    return acc._replace(n_feasible=acc.n_feasible + int(_host(count)),
-                        hist=tuple(h + _host(c).astype(np.int64) for h, c in zip(acc.hist, hists)),
-                        reasons=acc.reasons + _host(reasons).astype(np.int64))
-
-
-def _describe(cfg: _Cfg, run_key: str) -> dict:
-    return {"radices": list(cfg.radices), "n_obj": cfg.n_obj, "n_constr": cfg.n_constr,
-            "n_aux": cfg.n_aux, "top_k": cfg.top_k, "dtypes": list(cfg.dtypes),
-            "histograms": [[j, [float(e).hex() for e in edges]] for j, edges in cfg.hist],
-            "run_key": run_key}
-
-
-def _fingerprint(desc: dict) -> str:
-    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
-
-
-def _save(path: str, loop: _Loop, cfg: _Cfg, desc: dict) -> None:
-    st = loop.state
-    mem = _host(st.front.member)
-    arrs = {f"front_{name}": _host(x)[mem] for name, x in
-            (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
-             ("digits", st.front.payload[2]))}
-    arrs.update({f"best_{name}": _host(x) for name, x in zip(_Best._fields, st.best)})
-    for i, h in enumerate(loop.acc.hist):
-        arrs[f"hist_{i}"] = h
-    arrs["reasons"] = loop.acc.reasons
-    arrs.update(version=np.int64(_CHECKPOINT_VERSION), radices=np.array(cfg.radices, np.int64),
-                fingerprint=np.array(_fingerprint(desc)), config=np.array(json.dumps(desc, sort_keys=True)),
-                next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
-                n_chunks=np.int64(loop.acc.n_chunks))
-    tmp = f"{path}.tmp.{os.getpid()}"
-    try:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrs)
-        os.replace(tmp, path)          # atomic: readers see the old or the new file, never a mix
-    except OSError as exc:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise MlsysOptError(f"checkpoint_path {path}: cannot write the checkpoint ({exc})") from None
-
-
-def _load(path: str, cfg: _Cfg, desc: dict, init: _State):
-    """Reducer state and counters from a checkpoint; every defect is an MlsysOptError naming the file."""
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            z = {k: f[k] for k in f.files}
-    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MlsysOptError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); "
-                            "delete it or pass resume=False") from None
-    if "fingerprint" not in z or "config" not in z:
-        raise MlsysOptError(f"checkpoint {path} is not a sweep checkpoint (no 'fingerprint'/'config' "
-                            "entries); delete it or pass resume=False")
-    if str(z["fingerprint"]) != _fingerprint(desc):
-        try:
-            saved = json.loads(str(z["config"]))
-            diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
-        except (ValueError, AttributeError):
-            diff = []
-        raise MlsysOptError(
-            f"checkpoint {path} was written by a different run ({'; '.join(diff) or 'fingerprint differs'}); "
-            "resume only with the same space, evaluator outputs, top_k, histograms and run_key, "
-            "or pass resume=False (or another checkpoint_path) to start over")
-    try:
-        return _restore(z, cfg, init)
-    except MlsysOptError as exc:
-        raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; delete it or pass resume=False") from None
-    except Exception as exc:  # noqa: BLE001
-        raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); "
-                            "delete it or pass resume=False") from None
-
-
-def _restore(z: dict, cfg: _Cfg, init: _State):
-    n_axes, k = len(cfg.radices), cfg.top_k
-    fF = np.asarray(z["front_F"])
-    n = fF.shape[0]
-    want = {"front_F": (n, cfg.n_obj), "front_G": (n, cfg.n_constr), "front_aux": (n, cfg.n_aux),
-            "front_digits": (n, n_axes), "best_F": (cfg.n_obj, k, cfg.n_obj),
-            "best_G": (cfg.n_obj, k, cfg.n_constr), "best_aux": (cfg.n_obj, k, cfg.n_aux),
-            "best_digits": (cfg.n_obj, k, n_axes), "best_valid": (cfg.n_obj, k)}
-    want.update({f"hist_{i}": (len(e) + 1,) for i, (_, e) in enumerate(cfg.hist)})
-    for key, shape in want.items():
-        if key not in z:
-            raise MlsysOptError(f"entry '{key}' is missing")
-        if tuple(z[key].shape) != shape:
-            raise MlsysOptError(f"entry '{key}' has shape {tuple(z[key].shape)}, expected {shape}")
-    for key in ("front_digits", "best_digits"):
-        if np.any(z[key] < 0) or np.any(z[key] >= np.array(cfg.radices)):
-            raise MlsysOptError(f"entry '{key}' holds digits outside the axes {list(cfg.radices)}")
-    next_index, n_feasible = int(str(z["next_index"])), int(str(z["n_feasible"]))
-    N = indexing.space_size(cfg.radices)
-    if not 0 <= next_index <= N or not 0 <= n_feasible <= next_index:
-        raise MlsysOptError(f"counters next_index={next_index}, n_feasible={n_feasible} do not fit a space of {N}")
-    if n > cfg.capacity:
-        raise MlsysOptError(f"it holds a front of {n} configurations; front_capacity={cfg.capacity} is too small")
-
-    def put(dst, src):
-        return dst.at[:n].set(jnp.asarray(src, dst.dtype))
-    fr = init.front
-    front = pareto.Front(put(fr.F, fF), fr.pos,
-                         tuple(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits"))),
-                         jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
-    best = _Best(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(_Best._fields, init.best)))
-    acc = _Acc(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
-               int(z.get("n_chunks", 0)),
-               z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr, np.int64))
-    return _State(front, best, jnp.zeros((), bool)), acc
-
 
 def _stderr_bar():
     if not sys.stderr.isatty():
@@ -443,16 +285,16 @@ def _stderr_bar():
     return bar
 
 
-def _rows(st: _State, cfg: _Cfg) -> tuple[dict, list]:
+def _rows(st: ReducerState, cfg: EngineConfig) -> tuple[dict, list]:
     radices = cfg.radices
-    mem = _host(st.front.member)
+    mem = to_host(st.front.member)
     n = int(mem.sum())
-    fr = {"digits": _host(st.front.payload[2])[mem], "F": _host(st.front.F)[mem],
-          "G": _host(st.front.payload[0])[mem], "aux": _host(st.front.payload[1])[mem]}
+    fr = {"digits": to_host(st.front.payload[2])[mem], "F": to_host(st.front.F)[mem],
+          "G": to_host(st.front.payload[0])[mem], "aux": to_host(st.front.payload[1])[mem]}
     order = np.lexsort(fr["digits"].T[::-1]) if n else np.zeros(0, int)
     fr = {k: v[order] for k, v in fr.items()}
     fr["index"] = np.array(indexing.indices_of(fr["digits"], radices), dtype=np.int64)
-    b = _Best(*(_host(x) for x in st.best))
+    b = BestLists(*(to_host(x) for x in st.best))
     best = []
     for j in range(cfg.n_obj):
         v = b.valid[j]
@@ -485,8 +327,10 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         or an int n for the first n.
       progress: ``callable(done, total)`` after each chunk; None: a stderr bar
         when stderr is a terminal; False: silent.
-      checkpoint_path: ``.npz`` written atomically every ``checkpoint_every``
-        chunks, on KeyboardInterrupt and at the end.
+      checkpoint_path: ``.npz`` written atomically (fsynced, then renamed) every
+        ``checkpoint_every`` chunks, on KeyboardInterrupt and at the end; the
+        temporary files of killed earlier runs on this path are deleted at the
+        start (``checkpoint.remove_stale_temp_files``).
       resume: continue from ``checkpoint_path`` when it exists (chunk_size and
         devices may differ from the interrupted run).
       run_key: text mixed into the checkpoint fingerprint (e.g. a hash of the
@@ -511,25 +355,26 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         path = os.fspath(validate.check_output_path("checkpoint_path", checkpoint_path, "stream"))
     elif resume:
         raise MlsysOptError("stream: resume=True needs a checkpoint_path to resume from")
-    init = _initial(cfg)
-    acc = _Acc(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0, np.zeros(cfg.n_constr, np.int64))
-    desc = _describe(cfg, run_key)
+    writer = path is not None and jax.process_index() == 0
+    if writer:
+        checkpoint.remove_stale_temp_files(path)     # half-written files of a killed earlier run
+    init, acc = initial_state(cfg), initial_counters(cfg)
+    desc = checkpoint.describe_run(cfg, run_key)
     if resume and os.path.exists(path):
-        init, acc = _load(path, cfg, desc, init)
+        init, acc = checkpoint.load(path, cfg, desc, init)
     step, rep = _build_step(chunk_fn, cfg, devices)
     init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
     if progress is None:
         progress = _stderr_bar()
     elif progress is False:
         progress = None
-    writer = path is not None and jax.process_index() == 0
 
-    def save(loop: _Loop) -> _Loop:
-        loop = _drain(loop, cfg)
-        _save(path, loop, cfg, desc)
+    def save(loop: SweepLoop) -> SweepLoop:
+        loop = drain(loop, cfg)
+        checkpoint.save(path, loop, cfg, desc)
         return loop
 
-    loop = _Loop(init, (), acc)
+    loop = SweepLoop(init, (), acc)
     try:
         while loop.acc.next_index < N or loop.pending:
             a, state, pending = loop.acc, loop.state, loop.pending
@@ -540,9 +385,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
                 pending = pending + (outs,)
                 a = a._replace(next_index=a.next_index + nv, n_chunks=a.n_chunks + 1)
             while pending and (len(pending) > _LAG or a.next_index >= N):
-                a = _fold(a, pending[0], cfg.capacity)
+                a = fold(a, pending[0], cfg.capacity)
                 pending = pending[1:]
-            loop = _Loop(state, pending, a)          # the one rebinding: interrupt-safe
+            loop = SweepLoop(state, pending, a)          # the one rebinding: interrupt-safe
             if progress is not None:
                 progress(loop.acc.next_index, N)
             if writer and loop.acc.n_chunks % checkpoint_every == 0 and loop.acc.next_index < N:
@@ -573,7 +418,7 @@ def _devices(devices) -> tuple:
 
 
 def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
-            histograms, checkpoint_every, n_dev: int) -> _Cfg:
+            histograms, checkpoint_every, n_dev: int) -> EngineConfig:
     """Validate the arguments of :func:`stream` and check chunk_fn's output shapes."""
     N = indexing.space_size(radices)              # validates the axis sizes
     radices = tuple(int(r) for r in radices)
@@ -602,27 +447,9 @@ def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacit
     capacity = int(front_capacity)
     if capacity > _BLOCK:
         capacity = -(-capacity // _BLOCK) * _BLOCK
-    return _Cfg(radices, int(n_obj), int(n_constr), int(n_aux), chunk, lanes, capacity, int(top_k),
+    return EngineConfig(radices, int(n_obj), int(n_constr), int(n_aux), chunk, lanes, capacity, int(top_k),
                 _check_hist(histograms, n_obj), tuple(str(o.dtype) for o in out))
 
-
-def _initial(cfg: _Cfg) -> _State:
-    dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
-    n_obj, k, n_axes = cfg.n_obj, cfg.top_k, len(cfg.radices)
-    S = jax.ShapeDtypeStruct
-    front = pareto.empty_front(cfg.capacity, n_obj, (S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
-                                                     S((n_axes,), jnp.int32)), dF)
-    best = _Best(jnp.zeros((n_obj, k, n_obj), dF), jnp.zeros((n_obj, k, cfg.n_constr), dG),
-                 jnp.zeros((n_obj, k, cfg.n_aux), da), jnp.zeros((n_obj, k, n_axes), jnp.int32),
-                 jnp.zeros((n_obj, k), bool))
-    return _State(front, best, jnp.zeros((), bool))
-
-
-def _drain(loop: _Loop, cfg: _Cfg) -> _Loop:
-    a = loop.acc
-    for outs in loop.pending:
-        a = _fold(a, outs, cfg.capacity)
-    return _Loop(loop.state, (), a)
 
 
 def _check_hist(histograms, n_obj: int) -> tuple:

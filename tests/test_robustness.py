@@ -133,6 +133,19 @@ def test_validate_messages_name_where_field_value_and_allowed(call, expected):
     assert "\n" not in str(info.value)
 
 
+def test_did_you_mean_composes_cleanly_with_or_without_a_close_name():
+    """errors.did_you_mean brings its own separator, so neither case leaves "...; (allowed" behind."""
+    from mlsys_opt.errors import did_you_mean
+    from mlsys_opt.search.pymoo_problem import resolve_algorithm
+    assert did_you_mean("tpp", ("tp", "pp")) == "; did you mean 'tp'?"
+    assert did_you_mean("zzzzzz", ("tp", "pp")) == ""
+    for name, start in (("nsga", "unknown search algorithm 'nsga'; did you mean 'nsga"),
+                        ("zzzzzz", "unknown search algorithm 'zzzzzz' (allowed: nsga2, ")):
+        with pytest.raises(MlsysOptError) as info:
+            resolve_algorithm(name)
+        assert str(info.value).startswith(start) and "; (" not in str(info.value), str(info.value)
+
+
 def test_validate_returns_canonical_values(tmp_path):
     assert validate.check_int("n", np.int64(3)) == 3 and type(validate.check_int("n", 4.0)) is int
     assert validate.check_positive("x", np.float32(2.5)) == 2.5
@@ -165,9 +178,9 @@ SPEC_CASES = {
     # unknown names, with suggestions and the allowed list
     "hardware_name": (dict(axes={"hardware": ["h100_sx", "b200"]}),
                       ["[axes] hardware: 'h100_sx' is not a known accelerator; did you mean 'h100_sxm'?",
-                       "known: h100_sxm, h100_pcie", "nrf52840"]),
+                       "allowed: h100_sxm, h100_pcie", "nrf52840"]),
     "model_name": (dict(fixed={"model": "lama3_8b"}), ["[fixed] model: 'lama3_8b' is not a known model; did you mean",
-                                                       "known: resnet50"]),
+                                                       "allowed: resnet50"]),
     "region_name": (dict(axes={"region": ["quebec", "quebek"]}), ["[axes] region: 'quebek' is not a known region",
                                                                   "did you mean 'quebec'?"]),
     "fabric_name": (dict(fixed={"fabric": "ib_nd"}), ["[fixed] fabric: 'ib_nd' is not a known fabric",

@@ -213,7 +213,7 @@ BAD = {
     "empty_axis": (dict(axes={"pp": []}), ["[axes] pp: empty axis"]),
     "catalog_name": (dict(axes={"hardware": ["h1000", "b200"]}),
                      ["[axes] hardware: 'h1000' is not a known accelerator; did you mean 'h100_sxm'?",
-                      "known: h100_sxm, h100_pcie, a100_80gb, b200, l4"]),
+                      "allowed: h100_sxm, h100_pcie, a100_80gb, b200, l4"]),
     "region_name": (dict(fixed={"region": "quebek"}), ["[fixed] region: 'quebek' is not a known region; "
                                                        "did you mean 'quebec'?"]),
     "choice": (dict(fixed={"precision": "fp9"}), ["[fixed] precision: 'fp9' is not an allowed choice",
@@ -293,6 +293,47 @@ def test_bad_spec_message(case):
     for text in expected:
         assert text in message, message
     assert all(line.startswith("<dict>: ") for line in message.splitlines()), message
+
+
+def test_unknown_hardware_gets_the_catalogs_alias_aware_suggestion():
+    """'h1000' is one edit from the slug 'v100' but one from the alias 'H100': the real catalog's
+    lookup (which knows aliases) suggests h100_sxm, and the spec parser passes that on."""
+    with pytest.raises(SpecError) as info:
+        load_space(spec(axes={"hardware": ["h1000", "b200"]}))     # the real catalog
+    message = str(info.value)
+    assert "[axes] hardware: 'h1000' is not a known accelerator; did you mean 'h100_sxm'?" in message, message
+    assert "v100'?" not in message and "allowed: h100_sxm" in message, message
+
+
+# (changes to BASE) whose messages have no close name to suggest: no stray "; (" or ";;" may be left
+NOTHING_CLOSE = {
+    "top_level": dict(zzzzzz={"tp": [1]}),
+    "scenario": dict(scenario="qqqqqq"),
+    "scenario_missing": dict(scenario=None),
+    "param": dict(axes={"qqqqqq": [1]}),
+    "catalog_name": dict(axes={"hardware": ["qqqqqq"]}),
+    "choice": dict(fixed={"precision": "qqqqqq"}),
+    "objective": dict(objectives={"minimize": ["qqqqqq"]}),
+    "objective_key": dict(objectives={"zzzzzz": ["tco_usd"]}),
+    "constraint": dict(constraints={"qqqqqq": "1 day"}),
+    "search_key": dict(search={"zzzzzz": 3}),
+    "algorithm": dict(search={"algorithm": "qqqqqq"}),
+}
+
+
+@pytest.mark.parametrize("case", list(NOTHING_CLOSE))
+def test_messages_without_a_suggestion_read_cleanly(case):
+    with pytest.raises(SpecError) as info:
+        load(spec(**NOTHING_CLOSE[case]))
+    message = str(info.value)
+    assert "did you mean" not in message and "(allowed: " in message, message
+    for stray in ("; (", ";;", ";  ", "; ;", " ;"):
+        assert stray not in message, message
+    if case == "top_level":
+        assert message == ("<dict>: zzzzzz: unknown top-level key (allowed: name, description, scenario, "
+                           "fixed, axes, constraints, objectives, search, sweep)")
+    if case == "scenario_missing":
+        assert message == f"<dict>: scenario: missing (allowed: {', '.join(schema.SCENARIOS)})", message
 
 
 def test_all_mistakes_of_a_file_reported_together(tmp_path):

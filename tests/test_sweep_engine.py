@@ -1,5 +1,6 @@
 """Streaming sweep engine: exact against brute force + pymoo, chunk-size and dtype
-invariance, best-k, histograms, checkpoint/resume, errors.
+invariance, best-k, histograms, checkpoint/resume (fsynced writes, stale
+temporary files of killed runs removed), errors.
 
 Compiles are the cost here (~3 s each on the 2-core box), so one toy evaluator
 with one settings tuple is shared by most tests (the engine caches its jitted
@@ -7,6 +8,9 @@ step per (chunk_fn, settings)).
 """
 import functools
 import os
+import stat
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +18,7 @@ import numpy as np
 import pytest
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from mlsys_opt import indexing, sweep_engine
+from mlsys_opt import checkpoint, indexing, sweep_engine
 from mlsys_opt.errors import MlsysOptError
 
 R = (10, 20, 25, 20)                      # 10^5 configurations
@@ -155,6 +159,58 @@ def test_resume_after_interrupt_equals_uninterrupted(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(MlsysOptError, match="cannot be read"):
         sweep_engine.stream(R, toy32, chunk_size=4096, resume=True, **kw)
+
+
+def test_checkpoint_is_fsynced_before_the_rename_and_the_directory_after(tmp_path, monkeypatch):
+    """The data must be on disk before the rename publishes it (else a power cut can leave an empty
+    checkpoint under the final name), and the rename itself is made durable by fsyncing the folder."""
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append("fsync dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync file")
+        return real_fsync(fd)
+
+    def replace(src, dst):
+        events.append("replace")
+        return real_replace(src, dst)
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    path = str(tmp_path / "c.npz")
+    checkpoint.write_atomically(path, {"a": np.arange(5), "next_index": np.array("12")})
+    assert events == ["fsync file", "replace", "fsync dir"], events
+    with np.load(path) as z:
+        np.testing.assert_array_equal(z["a"], np.arange(5))
+    assert os.listdir(tmp_path) == ["c.npz"]
+
+
+def test_stale_temp_files_of_killed_runs_are_removed_when_a_sweep_resumes(tmp_path):
+    """A process killed while saving leaves `<name>.tmp.<pid>`; the next run on that checkpoint deletes
+    the ones whose process is gone (and this process's own pid: no save of it is in flight), keeps those
+    of live processes and anything that is not such a file, and still resumes the checkpoint."""
+    path = tmp_path / "sweep.npz"
+
+    def stop_after_3(done, total):
+        if done >= 3 * 4096:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        sweep_engine.stream(R, toy32, chunk_size=4096, **{**KW, "checkpoint_path": path, "progress": stop_after_3})
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()                                                  # reaped: its pid names no process
+    stale = [tmp_path / f"sweep.npz.tmp.{pid}" for pid in (dead.pid, os.getpid())]
+    kept = [tmp_path / f"sweep.npz.tmp.{os.getppid()}",          # a live process may be writing it
+            tmp_path / "sweep.npz.tmp.notapid", tmp_path / f"other.npz.tmp.{dead.pid}"]
+    for p in stale + kept:
+        p.write_bytes(b"PK\x03\x04 half a zip")                # what a save cut short leaves
+    res = sweep_engine.stream(R, toy32, chunk_size=4096, resume=True, **{**KW, "checkpoint_path": path})
+    same_result(res, reference())
+    assert not any(p.exists() for p in stale), os.listdir(tmp_path)
+    assert all(p.exists() for p in kept), os.listdir(tmp_path)
+    with np.load(path) as z:                                     # the checkpoint itself is whole
+        assert int(str(z["next_index"])) == N
+    same_result(sweep_engine.stream(R, toy32, chunk_size=4096, resume=True, **{**KW, "checkpoint_path": path}),
+                reference())
+    assert checkpoint.remove_stale_temp_files(str(path)) == []   # nothing stale left; live and foreign kept
 
 
 def test_front_overflow_raises_with_advice():
