@@ -46,8 +46,8 @@ def point_space(scenario: str, params: Mapping[str, Any], *, catalog=None, limit
     """
     from .space import load_space
     if scenario not in schema.PARAMS:
-        from .errors import suggest
-        raise MlsysOptError(f"unknown scenario {scenario!r};{suggest(str(scenario), schema.SCENARIOS)} "
+        from .errors import did_you_mean
+        raise MlsysOptError(f"unknown scenario {scenario!r}{did_you_mean(str(scenario), schema.SCENARIOS)} "
                             f"(allowed: {', '.join(schema.SCENARIOS)})")
     fixed, axes = {}, {}
     for k, v in params.items():

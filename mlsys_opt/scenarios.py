@@ -26,7 +26,7 @@ from ._types import Array
 from .catalog.tables import Tables
 from .efficiency import (DEFAULT_EFFICIENCY, Efficiency, decode_compute_efficiency,
                          matmul_efficiency, prefill_efficiency)
-from .errors import MlsysOptError, suggest
+from .errors import MlsysOptError, did_you_mean
 from .scenario_parts import (COMPUTE, MEMORY, batch_shape, broadcast_all, elementwise_time_s,
                              fleet_cost, gather, safe_pos)
 from .schema import PARAMS, RECOMPUTE
@@ -155,13 +155,13 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
     (Display-form defaults such as "3 year" are resolved by `space.py`, not here.)
     """
     if scenario not in PARAMS_TYPES:
-        raise MlsysOptError(f"unknown scenario {scenario!r};{suggest(scenario, PARAMS_TYPES)} "
+        raise MlsysOptError(f"unknown scenario {scenario!r}{did_you_mean(scenario, PARAMS_TYPES)} "
                             f"(allowed: {', '.join(PARAMS_TYPES)})")
     cls, keys = PARAMS_TYPES[scenario], PARAMS[scenario]
     unknown = [k for k in values if k not in keys]
     if unknown:
         k = unknown[0]
-        raise MlsysOptError(f"{scenario} parameters: unknown parameter {k!r};{suggest(k, keys)} "
+        raise MlsysOptError(f"{scenario} parameters: unknown parameter {k!r}{did_you_mean(k, keys)} "
                             f"(allowed: {', '.join(keys)})")
     missing = [k for k in keys if k not in values]
     if missing:

@@ -42,7 +42,7 @@ import numpy as np
 import pandas as pd
 
 from . import schema
-from .errors import MlsysOptError, suggest
+from .errors import MlsysOptError, did_you_mean
 
 # table attribute of `Tables` -> catalog parameter that selects its row, and display prefix
 TABLE_PARAM = {"hw": "hardware", "model": "model", "fabric": "fabric", "region": "region"}
@@ -102,8 +102,8 @@ def _select(scenario: str, parameters: Sequence[str] | None) -> tuple[str, ...]:
         return allowed
     bad = [p for p in parameters if p not in allowed]
     if bad:
-        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a continuous input of the {scenario} scenario;"
-                            f"{suggest(bad[0], allowed)} (allowed: {', '.join(allowed)})")
+        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a continuous input of the {scenario} scenario"
+                            f"{did_you_mean(bad[0], allowed)} (allowed: {', '.join(allowed)})")
     return tuple(parameters)
 
 
@@ -115,8 +115,8 @@ def _output_names(scenario: str, outputs: Sequence[str] | None) -> tuple[str, ..
         outputs = (outputs,)
     bad = [o for o in outputs if o not in allowed]
     if bad:
-        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a numeric output of the {scenario} scenario;"
-                            f"{suggest(bad[0], allowed)} (allowed: {', '.join(allowed)})")
+        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a numeric output of the {scenario} scenario"
+                            f"{did_you_mean(bad[0], allowed)} (allowed: {', '.join(allowed)})")
     return tuple(outputs)
 
 
@@ -300,15 +300,15 @@ def resolve_config(target, config, dtype):
 
 def _parse(scenario: str, name: str, raw, catalog):
     """SI value / code of one display value (spec rules of ``space.py``)."""
-    from . import space as space_mod
+    from .space_values import BadValue, parse_value
 
     params = schema.PARAMS[scenario]
     if name not in params:
-        raise MlsysOptError(f"{name!r} is not a parameter of the {scenario} scenario;"
-                            f"{suggest(name, params)} (allowed: {', '.join(params)})")
+        raise MlsysOptError(f"{name!r} is not a parameter of the {scenario} scenario"
+                            f"{did_you_mean(name, params)} (allowed: {', '.join(params)})")
     try:
-        return space_mod._parse_value(params[name], raw, catalog)[1]
-    except space_mod._Bad as exc:   # noqa: SLF001 (space.py's value parser; see report)
+        return parse_value(params[name], raw, catalog)[1]
+    except BadValue as exc:
         raise MlsysOptError(f"{name}: {exc}") from None
 
 
@@ -406,8 +406,8 @@ def binding(df: pd.DataFrame, output: str, *, config: int = 0) -> Binding:
     rows = df[(df["config"] == config) & (df["output"] == output)]
     if rows.empty:
         outs = sorted(set(df["output"]))
-        raise MlsysOptError(f"binding: no rows for output {output!r} (config {config});"
-                            f"{suggest(output, outs)} (outputs: {', '.join(outs)})")
+        raise MlsysOptError(f"binding: no rows for output {output!r} (config {config})"
+                            f"{did_you_mean(output, outs)} (outputs: {', '.join(outs)})")
     top = rows.loc[rows["elasticity"].abs().idxmax()]
     cons = df.attrs.get("constraints")
     if cons is not None and cons.shape[1]:

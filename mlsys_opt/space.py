@@ -53,9 +53,6 @@ SEARCH_DEFAULTS = {"algorithm": "nsga2", "evals": 20000, "pop_size": 200, "seed"
 SWEEP_DEFAULTS = {"chunk_size": 65536, "front_capacity": 4096}
 _COLUMN_SUFFIX = {"time": "s", "bandwidth": "bytes_per_s", "rate": "per_s", "memory": "bytes", "energy": "j",
                   "power": "w", "usd": "usd", "carbon_mass": "kg", "volume": "l"}
-# the value parser under its earlier private names (mlsys_opt.sensitivity uses them)
-_Bad = BadValue
-_parse_value = parse_value
 
 
 class Axis(NamedTuple):

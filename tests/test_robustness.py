@@ -146,6 +146,55 @@ def test_did_you_mean_composes_cleanly_with_or_without_a_close_name():
         assert str(info.value).startswith(start) and "; (" not in str(info.value), str(info.value)
 
 
+
+def _far_name_calls():
+    """Call sites that append errors.did_you_mean: each called with a name nothing is close to."""
+    import pandas as pd
+    from mlsys_opt import evaluation, scenarios
+    from mlsys_opt.search import synthesis
+    sensitivity = importlib.import_module("mlsys_opt.sensitivity")   # the package re-exports a function of that name
+    from mlsys_opt.walls import registry
+    far = "qqqqqqqq"
+    df = pd.DataFrame({"config": [0], "output": ["time_to_train_s"], "parameter": ["x"], "elasticity": [1.0]})
+    return {
+        "evaluation.point_space": lambda: evaluation.point_space(far, {}),
+        "scenarios.unknown_scenario": lambda: scenarios.params_from_dict(far, {}),
+        "scenarios.unknown_param": lambda: scenarios.params_from_dict("training", {far: 1.0}),
+        "walls.domain": lambda: registry.walls_in_domain(far),
+        "walls.law": lambda: registry.law(far),
+        "synthesis.precision": lambda: synthesis._precision_code(far),
+        "synthesis.free": lambda: synthesis._resolve_free("training", [far]),
+        "sensitivity.parameters": lambda: sensitivity._select("training", [far]),
+        "sensitivity.outputs": lambda: sensitivity._output_names("training", [far]),
+        "sensitivity.parse": lambda: sensitivity._parse("training", far, 1, None),
+        "sensitivity.binding": lambda: sensitivity.binding(df, far),
+    }
+
+
+@pytest.mark.parametrize("site", sorted(_far_name_calls()))
+def test_messages_without_a_suggestion_leave_no_stray_semicolon(site):
+    with pytest.raises(MlsysOptError) as info:
+        _far_name_calls()[site]()
+    msg = str(info.value)
+    assert "qqqqqqqq" in msg and "did you mean" not in msg, msg
+    assert "; (" not in msg and ";;" not in msg and not msg.rstrip().endswith(";"), msg
+    assert "(allowed: " in msg or "(outputs: " in msg, msg
+
+
+def test_messages_with_a_suggestion_keep_it():
+    from mlsys_opt import scenarios
+    from mlsys_opt.walls import registry
+    sensitivity = importlib.import_module("mlsys_opt.sensitivity")
+    for call, start in ((lambda: scenarios.params_from_dict("trainig", {}),
+                         "unknown scenario 'trainig'; did you mean 'training'? (allowed: "),
+                        (lambda: registry.law("amdahls"), "law 'amdahls' is not known; did you mean 'amdahl"),
+                        (lambda: sensitivity._output_names("training", ["time_to_train"]),
+                         "sensitivity: 'time_to_train' is not a numeric output of the training scenario; "
+                         "did you mean 'time_to_train_s'? (allowed: ")):
+        with pytest.raises(MlsysOptError) as info:
+            call()
+        assert str(info.value).startswith(start), str(info.value)
+
 def test_validate_returns_canonical_values(tmp_path):
     assert validate.check_int("n", np.int64(3)) == 3 and type(validate.check_int("n", 4.0)) is int
     assert validate.check_positive("x", np.float32(2.5)) == 2.5

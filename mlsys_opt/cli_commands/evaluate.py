@@ -80,8 +80,8 @@ def _config(args) -> tuple[Any, dict, dict]:
     for k, v in params.items():
         spec = allowed.get(k)
         if spec is None:
-            from ..errors import suggest
-            raise MlsysOptError(f"{k!r} is not a parameter of the {scenario} scenario;{suggest(k, allowed)} "
+            from ..errors import did_you_mean
+            raise MlsysOptError(f"{k!r} is not a parameter of the {scenario} scenario{did_you_mean(k, allowed)} "
                                 f"(allowed: {', '.join(allowed)})")
         if spec.kind in _LISTABLE and "," in v:
             out[k] = [x.strip() for x in v.split(",") if x.strip()]

@@ -41,8 +41,8 @@ def synthesize_target(args, catalog) -> dict:
     m = catalog.entry("models", args.model)
     key = PRECISION_ALIASES.get(args.precision.strip().lower(), args.precision.strip().lower())
     if key not in PRECISIONS:
-        from ..errors import suggest
-        raise MlsysOptError(f"--precision {args.precision!r}: not a precision;{suggest(args.precision, PRECISIONS)} "
+        from ..errors import did_you_mean
+        raise MlsysOptError(f"--precision {args.precision!r}: not a precision{did_you_mean(args.precision, PRECISIONS)} "
                             f"(allowed: {', '.join(PRECISIONS)}; bf16 = fp16)")
     prec = key
     if not 0 < args.mfu <= 1:

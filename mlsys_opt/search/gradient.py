@@ -32,7 +32,7 @@ import optax
 import pandas as pd
 
 from .. import schema
-from ..errors import MlsysOptError, suggest
+from ..errors import MlsysOptError, did_you_mean
 from .synthesis import ADAM_B1, ADAM_B2, PENALTY, _resolve_free, penalty_weights, reparam
 
 
@@ -149,7 +149,8 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         objective = "time_to_train_s" if scenario == "training" else "p99_latency_s"
     if objective not in outs_allowed:
         raise MlsysOptError(f"optimize_continuous: objective {objective!r} is not an output of the "
-                            f"{scenario} scenario;{suggest(objective, outs_allowed)}")
+                            f"{scenario} scenario{did_you_mean(objective, outs_allowed)} "
+                            f"(allowed: {', '.join(outs_allowed)})")
     sense = sense or schema.OUTPUTS[scenario][objective].sense
     sign = 1.0 if sense == "min" else -1.0
     starts = _start_values(space, scenario, p, knobs, base_config, catalog)

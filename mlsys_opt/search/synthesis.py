@@ -41,7 +41,7 @@ import pandas as pd
 
 from .. import schema
 from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
-from ..errors import MlsysOptError, suggest
+from ..errors import MlsysOptError, did_you_mean
 from ..walls import analysis
 
 MARGIN = 1e-3
@@ -69,7 +69,7 @@ class RooflineSpec(NamedTuple):
 def _precision_code(precision: str) -> int:
     key = PRECISION_ALIASES.get(str(precision).lower(), str(precision).lower())
     if key not in PRECISIONS:
-        raise MlsysOptError(f"precision {precision!r} is not known;{suggest(str(precision), PRECISIONS)} "
+        raise MlsysOptError(f"precision {precision!r} is not known{did_you_mean(str(precision), PRECISIONS)} "
                             f"(allowed: {', '.join(PRECISIONS)})")
     return PRECISIONS.index(key)
 
@@ -217,8 +217,8 @@ def _resolve_free(scenario: str, free: Sequence[str]) -> tuple[str, ...]:
         if len(hits) == 1:
             out.append(hits[0])
             continue
-        raise MlsysOptError(f"synthesize: {name!r} is not a free input of the {scenario} scenario;"
-                            f"{suggest(name, allowed)} (allowed: {', '.join(allowed)})")
+        raise MlsysOptError(f"synthesize: {name!r} is not a free input of the {scenario} scenario"
+                            f"{did_you_mean(name, allowed)} (allowed: {', '.join(allowed)})")
     return tuple(out)
 
 
@@ -299,8 +299,8 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
     tnames, senses, tvals = [], [], []
     for out, spec in targets.items():
         if out not in outs_allowed:
-            raise MlsysOptError(f"synthesize: target {out!r} is not an output of the {scenario} scenario;"
-                                f"{suggest(out, outs_allowed)} (allowed: {', '.join(outs_allowed)})")
+            raise MlsysOptError(f"synthesize: target {out!r} is not an output of the {scenario} scenario"
+                                f"{did_you_mean(out, outs_allowed)} (allowed: {', '.join(outs_allowed)})")
         sense, value = spec
         if sense not in ("max", "min"):
             raise MlsysOptError(f"synthesize: target {out!r} sense must be 'max' (y <= value) or 'min' "
@@ -312,7 +312,8 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
         raise MlsysOptError("synthesize: give at least one target {output: (sense, value)}")
     if objective is not None and objective not in outs_allowed:
         raise MlsysOptError(f"synthesize: objective {objective!r} is not an output of the {scenario} "
-                            f"scenario;{suggest(objective, outs_allowed)}")
+                            f"scenario{did_you_mean(objective, outs_allowed)} "
+                            f"(allowed: {', '.join(outs_allowed)})")
     T = np.stack(np.broadcast_arrays(*tvals), axis=1)          # [n_targets, n_out_targets]
     if np.any(T <= 0):
         raise MlsysOptError("synthesize: target values must be > 0 (targets are compared on log scale)")

@@ -18,7 +18,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Callable
 
-from mlsys_opt.errors import MlsysOptError, suggest
+from mlsys_opt.errors import MlsysOptError, did_you_mean
 
 __all__ = ["WallSpec", "WALLS", "LAWS", "DOMAINS", "wall", "walls_in_domain", "law", "resolve"]
 
@@ -203,7 +203,7 @@ def walls_in_domain(domain: str) -> tuple[WallSpec, ...]:
     """The walls of one domain, by number; raises MlsysOptError (with a suggestion) for an unknown domain."""
     key = _DOMAIN_ALIASES.get(str(domain).lower(), str(domain).lower())
     if key not in DOMAINS:
-        raise MlsysOptError(f"domain {domain!r} is not a wall domain;{suggest(str(domain), DOMAINS)}"
+        raise MlsysOptError(f"domain {domain!r} is not a wall domain{did_you_mean(str(domain), DOMAINS)}"
                             f" (allowed: {', '.join(DOMAINS)})")
     return tuple(w for w in WALLS if w.domain == key)
 
@@ -213,6 +213,6 @@ def law(name: str) -> WallSpec:
     names = {w.name.lower(): w for w in LAWS}
     key = str(name).lower().replace("_", " ")
     if key not in names:
-        raise MlsysOptError(f"law {name!r} is not known;{suggest(key, names)}"
+        raise MlsysOptError(f"law {name!r} is not known{did_you_mean(key, names)}"
                             f" (allowed: {', '.join(w.name for w in LAWS)})")
     return names[key]
