@@ -5,8 +5,11 @@ Prints (the numbers the README quotes):
      with the calibrated one, and with a constant-η roofline baseline, with % errors;
   2. median / worst |error| per category and per accuracy-target group;
   3. the accuracy targets and whether they are met;
-  4. the fitted parameters with their elasticities and standard errors;
-  5. leave-one-out (per row and per source): held-out |error| before vs after.
+  4. which candidate parameters rows of how many sources measure (the fitted ones: >= 2),
+     and the parameters with their elasticities and standard errors;
+  5. leave-one-out (per row and per source): held-out |error| before vs after, each fold
+     choosing its fitted parameters on its own training rows; for comparison the same with
+     all four candidates fitted regardless of how many sources measure them.
 
     python benchmarks/validation.py            # fit, print everything
     python benchmarks/validation.py --save     # also write calibration_data/default_calibration.json
@@ -44,20 +47,29 @@ def main(argv=None) -> int:
         print(f"calibration: fitted {', '.join(cal.fitted)} on {len(cal.fitted_on)} rows; "
               f"loss {cal.loss_before:.5f} -> {cal.loss_after:.5f} "
               f"(mean squared log error over the fit targets)")
-    loo = {} if args.no_loo else {by: C.leave_one_out(steps=args.steps, learning_rate=args.learning_rate, by=by)
-                                  for by in ("row", "source")}
+    kw = dict(steps=args.steps, learning_rate=args.learning_rate)
+    loo = {} if args.no_loo else {by: C.leave_one_out(by=by, **kw) for by in ("row", "source")}
+    every = {} if args.no_loo else {by: C.leave_one_out(by=by, fit=C.FIT_PARAMS, **kw) for by in ("row", "source")}
     df = C.validate(calibrated=eff)
     print()
-    print(C.format_validation_table(df, loo.get("row")))
+    print(C.format_validation_table(df, loo))
     if cal is not None:
-        print("\nfitted parameters (elasticity = ∂log prediction/∂log θ over the fit targets; "
+        print("\ncandidate parameters: the fit rows each measures (its leading elasticity) and their "
+              f"sources; fitted when >= {C.MIN_SOURCES} sources measure it")
+        print(C.identification().drop(columns="rows").to_string())
+        print("\nparameters (elasticity = ∂log prediction/∂log θ over the fit targets; "
               "rel_std_err from Gauss-Newton, large = the rows do not pin it down):")
         print(cal.sensitivity.to_string(float_format=lambda x: f"{x:.4g}"))
+
+    def line(frame):
+        b, a = frame["before_abs_error_pct"], frame["after_abs_error_pct"]
+        return f"median {b.median():.1f} % -> {a.median():.1f} %; worst {b.max():.1f} % -> {a.max():.1f} %"
+
     for by, frame in loo.items():
         print(f"\nleave-one-out by {by}: held-out |error| % with the defaults -> after refitting without it")
         print(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(f"  median {frame['before_abs_error_pct'].median():.1f} % -> {frame['after_abs_error_pct'].median():.1f} %;"
-              f" worst {frame['before_abs_error_pct'].max():.1f} % -> {frame['after_abs_error_pct'].max():.1f} %")
+        print(f"  {line(frame)}")
+        print(f"  (all four candidates fitted in every fold: {line(every[by])})")
     if args.save and cal is not None:
         path = C.save_calibration(cal, C.DEFAULT_CALIBRATION_PATH)
         print(f"\nwrote {path}")

@@ -109,6 +109,7 @@ a user catalog file:
   mlsys-opt spaces show capstone""",
     "validate": """examples:
   mlsys-opt validate
+  mlsys-opt validate --loo
   mlsys-opt validate --calibration my_calibration.json --json""",
     "calibrate": """examples:
   mlsys-opt calibrate -o calibration.json
@@ -223,7 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("name", metavar="SPACE")
 
     p = add("validate", cmd_validate, "predictions vs published measurements (Megatron-LM, PaLM, ...)")
-    p.add_argument("--calibration", metavar="FILE", help="also show a calibration's predictions")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="the calibration to show beside the defaults (default: the shipped one)")
+    p.add_argument("--loo", action="store_true",
+                   help="also refit with each row / source held out and check the held-out target")
     p = add("calibrate", cmd_calibrate, "fit the efficiency model to the measurements (optax)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the calibration (.json or .toml)")
     p.add_argument("--steps", type=_positive_int, default=400, metavar="N", help="Adam steps (default 400)")

@@ -25,9 +25,14 @@ error_pct, plus a constant-η roofline baseline: T = 6·P·D/(N·peak·η), memo
 roofline for serving, N·TDP·PUE for energy, one η fitted on the same rows).
 `calibrate` fits the efficiency parameters (`mlsys_opt.efficiency`) with optax
 Adam on L = mean_t (log pred_t − log meas_t)², all rows in one jitted call, over a
-bounded reparametrisation (sigmoid for fractions, exp for positive values).
+bounded reparametrisation (sigmoid for fractions, exp for positive values); by
+default only the candidates that rows of at least two sources measure
+(`identification`: each row measures the parameter of its largest elasticity).
 `leave_one_out` refits with each row (or each source) held out — one vmapped
-optimisation — and reports the held-out error before and after.
+optimisation, the fitted set chosen again on each fold's training rows — and
+reports the held-out error before and after.  A row whose source's own figures
+disagree (cases.toml `source_inconsistent`) is reported and counted in the
+targets both with and without it (`check_targets`).
 
 Modules: `rows` (measurements -> evaluations -> batch -> predictions), `report`
 (validation tables, baseline, targets), `fit` (calibration, sensitivity,
@@ -38,13 +43,14 @@ from __future__ import annotations
 
 from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .files import load_calibration, save_calibration
-from .fit import FIT_PARAMS, Calibration, calibrate, leave_one_out, sensitivity, synthetic_rows
+from .fit import (FIT_PARAMS, MIN_SOURCES, Calibration, calibrate, identification, leave_one_out, sensitivity,
+                  synthetic_rows)
 from .report import check_targets, format_validation_table, summarize, to_scenario, validate
 from .rows import (CASES_PATH, DATA_DIR, DEFAULT_CALIBRATION_PATH, FIELDS, MEASUREMENTS_PATH, METRICS,
                    Batch, Measurement, Plan, RowPlan, Target, build, load_measurements, plan_row, predict)
 
 __all__ = ["Measurement", "Target", "RowPlan", "Plan", "Batch", "Calibration", "METRICS", "FIELDS",
-           "FIT_PARAMS", "load_measurements", "plan_row", "build", "predict", "to_scenario", "validate",
-           "summarize", "check_targets", "format_validation_table", "calibrate", "sensitivity",
+           "FIT_PARAMS", "MIN_SOURCES", "identification", "load_measurements", "plan_row", "build", "predict",
+           "to_scenario", "validate", "summarize", "check_targets", "format_validation_table", "calibrate", "sensitivity",
            "leave_one_out", "synthetic_rows", "save_calibration", "load_calibration", "DATA_DIR",
            "MEASUREMENTS_PATH", "CASES_PATH", "DEFAULT_CALIBRATION_PATH", "Efficiency", "DEFAULT_EFFICIENCY"]

@@ -2,10 +2,12 @@
 
 `calibrate` minimises L = mean_t (log pred_t − log meas_t)² + prior · mean (u − u0)²
 over a bounded reparametrisation u (sigmoid for fractions, exp for positive
-values), all rows in one jitted lax.scan of Adam steps; `sensitivity` gives the
-elasticities and Gauss-Newton standard errors; `leave_one_out` refits with each
-row (or source) held out in one vmapped optimisation; `synthetic_rows` makes
-rows from the model itself (recovery tests).
+values), all rows in one jitted lax.scan of Adam steps; by default it fits only
+the parameters that rows of at least two sources measure (`identification`);
+`sensitivity` gives the elasticities and Gauss-Newton standard errors;
+`leave_one_out` refits with each row (or source) held out in one vmapped
+optimisation, choosing the fitted parameters again on each fold's training rows;
+`synthetic_rows` makes rows from the model itself (recovery tests).
 """
 from __future__ import annotations
 
@@ -24,10 +26,12 @@ from ..errors import MlsysOptError, suggest
 from .rows import (CASES_PATH, METRICS, Batch, Measurement, Plan, _combine, _plan, _quantities, build,
                    load_measurements, predict)
 
-# Parameters fitted by default: the ones the fit rows identify, each through its own kind of
-# row (see `calibrate`): compute_eff_scale (training throughput level), prefill_eff_scale and
-# matmul_rows_half (prefill of 32k vs 128 rows), mem_bw_eff (decode-bound serving throughput).
+# The candidates `calibrate` may fit, each the leading parameter of one kind of row:
+# compute_eff_scale (training throughput level), prefill_eff_scale and matmul_rows_half
+# (prefill of 32k vs 128 rows), mem_bw_eff (decode-bound serving throughput).  By default
+# only those that rows of at least MIN_SOURCES sources lead are fitted (`identification`).
 FIT_PARAMS = ("compute_eff_scale", "prefill_eff_scale", "mem_bw_eff", "matmul_rows_half")
+MIN_SOURCES = 2
 _FRACTIONS = ("mem_bw_eff", "scaleup_comm_eff", "scaleout_comm_eff", "tp_comm_overlap",
               "ep_comm_overlap", "pipeline_overhead_frac", "idle_power_frac")
 
@@ -56,23 +60,28 @@ def _from_u(u, eff0: Efficiency, names: tuple[str, ...]) -> Efficiency:
     return eff0._replace(**vals)
 
 
-def _loss(u, u0, eff0, batch, weights, names, prior):
-    """mean_w (log pred − log meas)² + prior · mean (u − u0)²."""
+def _loss(u, u0, eff0, batch, weights, free, names, prior):
+    """mean_w (log pred − log meas)² + prior · mean_free (u − u0)²; u_k = u0_k where free_k = 0."""
+    u = u0 + free * (u - u0)
     pred = _combine(_quantities(_from_u(u, eff0, names), batch), batch)
     r = jnp.log(jnp.maximum(pred, 1e-30)) - jnp.log(batch.measured)
     data = jnp.sum(weights * r * r) / jnp.maximum(jnp.sum(weights), 1e-30)
-    return data + prior * jnp.mean((u - u0) ** 2)
+    return data + prior * jnp.sum(free * (u - u0) ** 2) / jnp.maximum(jnp.sum(free), 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("names", "steps"))
-def _fit(u0, eff0, batch, weights, learning_rate, prior, *, names, steps):
-    """Adam on _loss for `steps` steps (lax.scan): (u at the lowest loss, loss history [steps])."""
+def _fit(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
+    """Adam on _loss for `steps` steps (lax.scan): (u at the lowest loss, loss history [steps]).
+
+    free [k] is 1 for the parameters fitted, 0 for those held at u0 (their gradient is 0,
+    so Adam never moves them): one compiled program serves every subset of `names`.
+    """
     opt = optax.adam(learning_rate)
     grad = jax.value_and_grad(_loss)
 
     def body(carry, _):
         u, state, best_u, best = carry
-        loss, g = grad(u, u0, eff0, batch, weights, names, prior)
+        loss, g = grad(u, u0, eff0, batch, weights, free, names, prior)
         better = loss < best
         best_u, best = jnp.where(better, u, best_u), jnp.where(better, loss, best)
         upd, state = opt.update(g, state, u)
@@ -80,7 +89,7 @@ def _fit(u0, eff0, batch, weights, learning_rate, prior, *, names, steps):
 
     init = (u0, opt.init(u0), u0, jnp.asarray(jnp.inf, u0.dtype))
     (_, _, best_u, _), hist = jax.lax.scan(body, init, None, length=steps)
-    return best_u, hist
+    return u0 + free * (best_u - u0), hist
 
 
 def _log_loss(eff: Efficiency, b: Batch) -> float:
@@ -107,45 +116,121 @@ def _check_names(names) -> tuple[str, ...]:
     return tuple(names)
 
 
+def _source(row: Measurement) -> str:
+    """A row's source: its citation up to the first comma or parenthesis ("Narayanan et al.")."""
+    return row.source.split(",")[0].split("(")[0].strip()
+
+
+def _rows_and_plan(rows, catalog) -> tuple[list, Plan, list]:
+    """(rows, plan, source of each target); the packaged rows use the cached plan."""
+    rows = None if rows is None else list(rows)
+    plan = _plan(rows, catalog)
+    rows = load_measurements() if rows is None else rows
+    src = {r.id: _source(r) for r in rows}
+    return rows, plan, [src[t.id] for t in plan.targets]
+
+
+def _leading(eff0: Efficiency, plan: Plan, candidates: tuple[str, ...]) -> np.ndarray:
+    """Per target, the index into `candidates` of its leading parameter, argmax_k |∂log pred/∂log θ_k|
+    at eff0 (−1 where none of them moves it).  Needs no measured value, only the model's shape."""
+    b = plan.batch
+    theta = jnp.asarray([float(x) for x in eff0], b.coef.dtype)
+    cols = [Efficiency._fields.index(n) for n in candidates]
+    el = np.abs(np.asarray(_log_jacobian(theta, b)) * np.asarray(theta)[None, :])[:, cols]
+    return np.where(el.max(axis=1) > 0.0, np.argmax(el, axis=1), -1)
+
+
+def _replicated(lead: np.ndarray, sources: Sequence[str], weights, k: int, min_sources: int) -> np.ndarray:
+    """free [k]: 1.0 where the targets of weight > 0 that candidate j leads come from at least
+    `min_sources` distinct sources, else 0.0."""
+    used = [{s for l, s, w in zip(lead, sources, weights) if w > 0 and l == j} for j in range(k)]
+    return np.array([len(u) >= min_sources for u in used], float)
+
+
+def identification(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
+                   candidates: Sequence[str] = FIT_PARAMS, *, min_sources: int = MIN_SOURCES,
+                   catalog=None) -> pd.DataFrame:
+    """Which candidate parameters the fit rows measure, and by how many independent sources.
+
+    A fit row *measures* the candidate θ_k with the largest elasticity |∂log pred/∂log θ_k| at
+    eff0 (its leading parameter: compute_eff_scale for a training-throughput row, mem_bw_eff for
+    a decode-bound serving row, prefill_eff_scale for a short-prompt TTFT).  `calibrate` fits θ_k
+    only when rows of at least `min_sources` sources measure it: a parameter only one publication
+    measures cannot be checked by any row it was not fitted on.  Uses the model's Jacobian, never
+    the measured values.  Returns per candidate: rows (ids it leads), sources, n_sources, fitted.
+    """
+    names = _check_names(candidates)
+    rows, plan, src = _rows_and_plan(rows, catalog)
+    lead = _leading(eff0, plan, names)
+    fit = np.asarray(plan.batch.fit)
+    free = _replicated(lead, src, fit, len(names), min_sources)
+    out = []
+    for j, n in enumerate(names):
+        hit = [i for i in np.flatnonzero(fit) if lead[i] == j]
+        srcs = sorted({src[i] for i in hit})
+        out.append({"parameter": n, "rows": ", ".join(plan.targets[i].id for i in hit),
+                    "sources": "; ".join(srcs), "n_sources": len(srcs), "fitted": bool(free[j])})
+    return pd.DataFrame(out).set_index("parameter")
+
+
+def _free(names, lead, src, weights, fit, min_sources) -> np.ndarray:
+    """The free mask of one fit: the replicated candidates (fit None) or all of `names`."""
+    if fit is not None:
+        return np.ones(len(names))
+    return _replicated(lead, src, weights, len(names), min_sources)
+
+
 def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
-              steps: int = 400, learning_rate: float = 0.05, *, fit: Sequence[str] = FIT_PARAMS,
-              prior: float = 1e-2, catalog=None) -> Calibration:
-    """Fit the efficiency parameters `fit` to the rows' fit targets (cases.toml `fit = true`).
+              steps: int = 400, learning_rate: float = 0.05, *, fit: Sequence[str] | None = None,
+              prior: float = 1e-2, min_sources: int = MIN_SOURCES, catalog=None) -> Calibration:
+    """Fit efficiency parameters to the rows' fit targets (cases.toml `fit = true`).
 
     Loss L(θ) = mean_t (log pred_t(θ) − log meas_t)² + prior · mean_k (u_k − u0_k)² over the
-    unconstrained u (θ = sigmoid(u) for fractions, exp(u) for positive parameters).  The prior
-    is a Gaussian in u: with ~5 % data error, k = 4 parameters and n = 15 targets, prior = 1e-2
-    is σ_u ≈ sqrt(0.05²·k/(n·prior)) ≈ 0.26 (±30 %) around eff0, which keeps the parameters the
-    rows barely constrain near their documented defaults.  Adam (`learning_rate`, `steps`) in
+    unconstrained u (θ = sigmoid(u) for fractions, exp(u) for positive parameters), the mean
+    over the k fitted ones.  The prior is a Gaussian in u: with ~5 % data error and n = 15
+    targets, prior = 1e-2 is σ_u ≈ sqrt(0.05²·k/(n·prior)) around eff0, ≈ 0.13 (±14 %) for
+    k = 1 and ≈ 0.26 (±30 %) for k = 4, which keeps what the rows barely constrain near the
+    documented defaults.  Adam (`learning_rate`, `steps`) in
     one jitted lax.scan over all rows at once; returns the lowest-loss iterate.  Parameters not
-    in `fit` keep eff0's values exactly.
+    fitted keep eff0's values exactly.
 
-    Default `fit` (FIT_PARAMS): four parameters, each identified by its own kind of fit row,
-    with Gauss-Newton relative standard errors 0.04–0.5 (`sensitivity`).  Fitted with them, the
-    collective efficiencies (scaleup/scaleout_comm_eff) and the dispatch tax come out at
-    rel_std_err 0.9–27 (the dispatch tax runs to its bound, 0) and the leave-one-out held-out
-    error gets worse (median 3.2 -> 3.8 %, worst 54 -> 63 %); elementwise_traffic_scale is seen
-    only through the Megatron size trend and is partly collinear with compute_eff_scale.  They
-    keep their documented defaults.  Note that each serving row is the only one pinning its
-    parameter (TTFT: matmul_rows_half / prefill_eff_scale; decode: mem_bw_eff), so a held-out
-    serving row is an extrapolation the others cannot support.
+    Which parameters: `fit` names them; None (default) fits those of the candidates FIT_PARAMS
+    that rows of at least `min_sources` (2) independent sources measure (`identification`).  On
+    the packaged rows that is compute_eff_scale alone (Narayanan et al., PaLM, MT-NLG): the
+    three serving parameters are each measured by one row of one vendor page (TensorRT-LLM:
+    prefill_eff_scale by the 128-token TTFT, mem_bw_eff by the two decode-bound throughputs,
+    matmul_rows_half by none), so three rows fit three parameters exactly and no held-out row
+    can check them.  Fitted anyway (fit=FIT_PARAMS) they reach TTFT +3.8 % in sample, but
+    leave-one-row-out gets worse on the rows not fitted (median 3.0 -> 3.2 %, worst 39 -> 54 %;
+    see `leave_one_out`).  The rule was chosen with those full-set leave-one-out numbers in
+    view; it uses the model's Jacobian only, never the measured values, and is applied afresh to
+    each fold's training rows in `leave_one_out`.  A nested leave-one-out choosing the parameter
+    subset and prior on the training rows only was tried and did worse (held-out median 4.0 %):
+    with 14 rows the inner choice is noise.  Other parameters (collective efficiencies, dispatch
+    tax, elementwise_traffic_scale) are not candidates: fitted, they come out at rel_std_err
+    0.9–27 and are partly collinear with compute_eff_scale.
     """
-    names = _check_names(fit)
-    plan = _plan(rows, catalog)
+    rows, plan, src = _rows_and_plan(rows, catalog)
     b = plan.batch
-    w = b.fit.astype(b.coef.dtype)
     if not bool(jnp.any(b.fit)):
         raise MlsysOptError("calibrate: none of the given rows is marked fit = true in "
                             f"{CASES_PATH.name}; nothing to fit")
+    names = FIT_PARAMS if fit is None else _check_names(fit)
+    fit_mask = np.asarray(b.fit)
+    lead = _leading(eff0, plan, names) if fit is None else None
+    free = _free(names, lead, src, fit_mask, fit, min_sources)
+    w = b.fit.astype(b.coef.dtype)
     given = Efficiency(*(float(x) for x in eff0))
     eff0 = Efficiency(*(jnp.asarray(x, b.coef.dtype) for x in eff0))
     u0 = _to_u(eff0, names).astype(b.coef.dtype)
-    u, hist = _fit(u0, eff0, b, w, learning_rate, prior, names=names, steps=int(steps))
+    u, hist = _fit(u0, eff0, b, w, jnp.asarray(free, b.coef.dtype), learning_rate, prior,
+                   names=names, steps=int(steps))
     fitted = _from_u(u, eff0, names)
-    eff = given._replace(**{n: float(getattr(fitted, n)) for n in names})   # the rest exactly as given
+    chosen = tuple(n for n, f in zip(names, free) if f)
+    eff = given._replace(**{n: float(getattr(fitted, n)) for n in chosen})   # the rest exactly as given
     before, after = (_log_loss(e, b) for e in (eff0, eff))
     ids = tuple(dict.fromkeys(t.id for t in plan.targets if t.fit))
-    return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, names), ids, names, before, after)
+    return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, chosen), ids, chosen, before, after)
 
 
 @jax.jit
@@ -184,34 +269,44 @@ def sensitivity(eff: Efficiency, plan: Plan, fitted: Sequence[str] = ()) -> pd.D
 
 def leave_one_out(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,
                   steps: int = 400, learning_rate: float = 0.05, *, by: str = "row",
-                  fit: Sequence[str] = FIT_PARAMS, prior: float = 1e-2, catalog=None) -> pd.DataFrame:
+                  fit: Sequence[str] | None = None, prior: float = 1e-2, min_sources: int = MIN_SOURCES,
+                  catalog=None) -> pd.DataFrame:
     """Refit with each fit row (by="row") or each source (by="source") held out, all folds in one
-    vmapped optimisation; per held-out target: |error| % before (eff0) and after (fold's fit)."""
+    vmapped optimisation; per held-out target: |error| % before (eff0) and after (the fold's fit).
+
+    With fit=None each fold fits the candidates that its own training rows measure from at least
+    `min_sources` sources (`calibrate`, `identification`), so the choice never sees the held-out
+    rows.  Columns: fold, id, metric, measured, before_abs_error_pct, after_abs_error_pct, fitted.
+    """
     if by not in ("row", "source"):
         raise MlsysOptError(f"leave_one_out(by={by!r}): allowed 'row' or 'source'")
-    names = _check_names(fit)
-    rows = load_measurements() if rows is None else list(rows)
-    src = {r.id: r.source.split(",")[0].split("(")[0].strip() for r in rows}
-    plan = _plan(rows if rows else None, catalog)
+    rows, plan, src = _rows_and_plan(rows, catalog)
+    names = FIT_PARAMS if fit is None else _check_names(fit)
     b = plan.batch
-    key = [t.id if by == "row" else src[t.id] for t in plan.targets]
+    key = [t.id for t in plan.targets] if by == "row" else src
     fit_mask = np.asarray(b.fit)
     folds = list(dict.fromkeys(k for k, f in zip(key, fit_mask) if f))
     held = np.array([[k == f for k in key] for f in folds])
-    w = jnp.asarray((fit_mask[None, :] & ~held).astype(float), b.coef.dtype)
+    w = fit_mask[None, :] & ~held
+    lead = _leading(eff0, plan, names) if fit is None else None
+    free = np.stack([_free(names, lead, src, wi, fit, min_sources) for wi in w])
     eff0 = Efficiency(*(jnp.asarray(x, b.coef.dtype) for x in eff0))
     u0 = _to_u(eff0, names).astype(b.coef.dtype)
-    fit_all = jax.vmap(lambda wi: _fit(u0, eff0, b, wi, learning_rate, prior, names=names, steps=int(steps))[0])
-    us = fit_all(w)
+    fit_all = jax.vmap(lambda wi, fi: _fit(u0, eff0, b, wi, fi, learning_rate, prior, names=names,
+                                           steps=int(steps))[0])
+    pad = int(fit_mask.sum()) - len(folds)    # as many folds as fit targets: by row and by source
+    us = fit_all(jnp.asarray(np.concatenate([w, w[:1].repeat(pad, 0)]), b.coef.dtype),   # share one program
+                 jnp.asarray(np.concatenate([free, free[:1].repeat(pad, 0)]), b.coef.dtype))
     before = np.asarray(predict(eff0, b))
     meas = np.asarray(b.measured)
     out = []
     for i, f in enumerate(folds):
         after = np.asarray(predict(_from_u(us[i], eff0, names), b))
+        chosen = ", ".join(n for n, x in zip(names, free[i]) if x) or "(none)"
         for j in np.flatnonzero(held[i] & fit_mask):
             out.append({"fold": f, "id": plan.targets[j].id, "metric": plan.targets[j].metric,
                         "measured": meas[j], "before_abs_error_pct": 100 * abs(before[j] / meas[j] - 1),
-                        "after_abs_error_pct": 100 * abs(after[j] / meas[j] - 1)})
+                        "after_abs_error_pct": 100 * abs(after[j] / meas[j] - 1), "fitted": chosen})
     return pd.DataFrame(out)
 
 

@@ -114,6 +114,7 @@ class Target(NamedTuple):
     fit: bool
     target: str       # accuracy-target group ("megatron", "mfu", "energy", "serving", "")
     notes: str
+    source_inconsistent: str = ""   # why the source's own figures disagree (cases.toml), or ""
 
 
 class RowPlan(NamedTuple):
@@ -231,7 +232,7 @@ def plan_row(row: Measurement) -> RowPlan:
                 den = (((len(evals) - 1, "ttft_s"), 1.0), ((e, "itl_s"), out))
             targets.append(Target(row.id, row.category, metric + (f" [{label}]" if label else ""), measured,
                                   coef, num, den, bool(spec.get("fit", False)) and not label,
-                                  "" if label else group, notes))
+                                  "" if label else group, notes, str(spec.get("source_inconsistent", ""))))
     for kind, table in cfg.get("entries", {}).items():   # shared additions (small; always included)
         entries.setdefault(kind, {}).update(table)
     return RowPlan(row.id, entries, tuple(evals), tuple(targets))
