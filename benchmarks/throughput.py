@@ -12,6 +12,12 @@ has its own high-water mark.  It prints a table; it is not a test.
     python benchmarks/throughput.py                          # chunk-size table at 10^6, both scenarios
     python benchmarks/throughput.py --sizes 1e6 1e7 1e8 1e9  # RSS + rate while streaming those sizes
     python benchmarks/throughput.py --scenario training --chunks 16 18 20 22 --sizes 1e7
+    python benchmarks/throughput.py --cpu-devices 2 ...       # one JAX CPU device per core, lanes sharded
+
+``--cpu-devices N`` starts each measurement with
+``XLA_FLAGS=--xla_force_host_platform_device_count=N``: the engine then shards every
+chunk's lanes over N host devices with ``shard_map`` (one thread each), the same code
+path as several GPUs.  The device column says which was used.
 """
 from __future__ import annotations
 
@@ -89,6 +95,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=float, nargs="+", default=[1e6])
     ap.add_argument("--chunks", type=int, nargs="+", default=[14, 16, 18, 20],
                     help="log2 chunk sizes (default 14 16 18 20)")
+    ap.add_argument("--cpu-devices", type=int, default=None, metavar="N",
+                    help="run on N JAX CPU devices (XLA_FLAGS=--xla_force_host_platform_device_count=N)")
     ap.add_argument("--one", nargs=3, metavar=("SCENARIO", "N", "CHUNK_LOG2"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.one:
@@ -101,7 +109,11 @@ def main(argv=None) -> int:
         for n in args.sizes:
             for c in args.chunks:
                 cmd = [sys.executable, os.path.abspath(__file__), "--one", scenario, repr(n), str(c)]
-                out = subprocess.run(cmd, capture_output=True, text=True)
+                env = dict(os.environ)
+                if args.cpu_devices:
+                    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") +
+                                        f" --xla_force_host_platform_device_count={args.cpu_devices}").strip()
+                out = subprocess.run(cmd, capture_output=True, text=True, env=env)
                 if out.returncode != 0:
                     print(f"{scenario:9} {n:>14.3g} {2**c:>9} failed: {out.stderr.strip().splitlines()[-1:]}")
                     continue
