@@ -155,7 +155,10 @@ def _build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
         bad = (lane < n_valid) & jnp.any(G > 0, axis=1)
         if cfg.n_constr:
             reason = jnp.argmax(G, axis=1)
-            reasons = lax.psum(jnp.zeros((cfg.n_constr,), jnp.int32).at[reason].add(bad.astype(jnp.int32)), _AXIS)
+            # one-hot column sums, not a scatter-add: n_constr bins would serialise the
+            # scatter's atomics on a GPU (and it is a scalar loop on the CPU)
+            hit = bad[:, None] & (reason[:, None] == jnp.arange(cfg.n_constr, dtype=reason.dtype)[None, :])
+            reasons = lax.psum(jnp.sum(hit, axis=0, dtype=jnp.int32), _AXIS)
         else:
             reasons = jnp.zeros((0,), jnp.int32)
 
