@@ -345,11 +345,14 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     - TTFT [node.prefill]: 2·P_active·prompt FLOP at η_prefill (efficiency.py), never
       below reading the weights, + dispatch per layer + 2 Megatron all-reduces per layer
       of prompt·hidden·bytes over the scale-up link [fleet.ring_allreduce].
-    - ITL [node.decode, node.kv_cache_bytes]: weights + KV of `batch` sequences at their
-      mean context prompt + output/2 (continuous batching spreads the slots over the
-      generation) over tp·mem_bw·mem_bw_eff, never below compute, + dispatch
-      + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale rows stream
-      weights over the injection link [node.weight_streaming], KV stays on-wafer.
+    - ITL [node.decode with kv_separate, node.kv_cache_bytes]: max(weights over
+      tp·mem_bw·mem_bw_eff, 2·P_active·batch FLOP at η_decode) for the weight GEMMs, plus the
+      KV of `batch` sequences at their mean context prompt + output/2 (continuous batching
+      spreads the slots over the generation) over the same bandwidth (attention is its own
+      memory-bound kernel; it does not hide behind compute-bound GEMMs at large batch),
+      + dispatch + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale
+      rows stream weights over the injection link [node.weight_streaming], KV stays on-wafer
+      and is read after the weights in the same way.
     - Service time S = TTFT + (output-1)·ITL [node.serving_throughput].  Continuous
       batching = M/M/c [node.mmc_queue] with c = replicas·batch servers of rate 1/S and
       arrival rate request_rate; p99 = S + 99th-percentile wait.  replicas = given, or
@@ -393,7 +396,8 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
 
     # Decode (one token for each of `batch` sequences).
     eta_d = decode_compute_efficiency(p.efficiency, eff)
-    dec = node.decode(w_bytes, kv_read, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax)
+    dec = node.decode(w_bytes, kv_read, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax,
+                      kv_separate=True)
     dec_ws = node.weight_streaming(w_bytes / n_l, 2.0 * c.n_eff * batch / n_l, n_l, inj_r, peak_r,
                                    efficiency=eta_d, dispatch_tax_s=tax / n_l)
     itl = jnp.where(c.wafer, dec_ws.latency_s + kv_read / bw_r, dec.itl_s) + comm(batch)

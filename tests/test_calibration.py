@@ -138,7 +138,11 @@ def test_calibration_fits_what_two_sources_measure(fitted):
     ident = C.identification()
     assert list(ident.index) == list(C.FIT_PARAMS)
     assert ident.loc["compute_eff_scale", "n_sources"] == 3 and ident["fitted"].sum() == 1
-    assert ident.loc["prefill_eff_scale", "rows"] == "trtllm_a100_llama7b_ttft_128"
+    # The batch-256 throughput is led by prefill_eff_scale too: its 32k-token prefill and its
+    # compute-bound decode GEMMs (the KV read is a separate kernel, node.decode kv_separate)
+    # run at η·prefill_eff_scale; the batch-32 row stays decode-bound (mem_bw_eff).
+    assert ident.loc["prefill_eff_scale", "rows"] == ("trtllm_a100_llama7b_bs256_128_128, "
+                                                      "trtllm_a100_llama7b_ttft_128")
     assert ident.loc["mem_bw_eff", "n_sources"] == 1 and ident.loc["matmul_rows_half", "n_sources"] == 0
     assert fitted.fitted == ("compute_eff_scale",)
     assert list(C.identification(min_sources=1)["fitted"]) == [True, True, True, False]
@@ -158,8 +162,13 @@ def test_calibration_lowers_the_loss(fitted):
     df = C.validate(calibrated=fitted.eff)
     meg = df[df["target"] == "megatron"]
     assert meg["calibrated_error_pct"].abs().median() < meg["error_pct"].abs().median()
-    every = C.calibrate(steps=STEPS, fit=C.FIT_PARAMS)   # all four candidates: the in-sample fit halves the loss
-    assert every.fitted == C.FIT_PARAMS and every.loss_after < 0.5 * every.loss_before
+    # All four candidates: a lower in-sample loss than compute_eff_scale alone.  (It used to
+    # halve the loss; since the serving model adds the KV read to the decode GEMMs and runs
+    # prefill at the training GEMM level, the defaults start 2.5x lower, 0.0044 against
+    # 0.0112, and the four-parameter fit ends at 0.0031.)
+    every = C.calibrate(steps=STEPS, fit=C.FIT_PARAMS)
+    assert every.fitted == C.FIT_PARAMS and every.loss_after < 0.75 * every.loss_before
+    assert every.loss_after < fitted.loss_after
 
 
 def test_held_out_rows_improve_over_the_defaults():
@@ -171,7 +180,12 @@ def test_held_out_rows_improve_over_the_defaults():
         loo = C.leave_one_out(steps=STEPS, by=by)
         assert len(loo) == 15 and set(loo["fitted"]) == {"compute_eff_scale"}, by
         assert loo["after_abs_error_pct"].median() < loo["before_abs_error_pct"].median() - 0.5, by
-        assert loo["after_abs_error_pct"].max() <= loo["before_abs_error_pct"].max() + 1e-3, by
+        # The worst held-out row is MT-NLG's MFU (13.6 % with the defaults, 19.3 % held out:
+        # the fit raises compute_eff_scale for the under-predicted Megatron rows and MT-NLG is
+        # over-predicted).  This used to be checked as "worst after <= worst before", which
+        # held only because the defaults' worst was the 128-token TTFT at +39 %; with the
+        # serving fix (TTFT +7.7 %) the bound is the accuracy target for a held-out row.
+        assert loo["after_abs_error_pct"].max() <= 20.0, by
         serving = loo[loo["id"].str.startswith("trtllm")]       # no fold fits a serving parameter
         np.testing.assert_allclose(serving["after_abs_error_pct"], serving["before_abs_error_pct"], rtol=1e-5)
 
@@ -203,6 +217,7 @@ def test_save_load_round_trip(tmp_path, fitted):
     ('{"parameters": {"compute_eff_scale": {"value": "fast"}}}', r"parameters\.compute_eff_scale\.value: expected a finite number"),
     ('{"parameters": {"compute_eff_scal": {"value": 1.1}}}', r"parameters\.compute_eff_scal: not an efficiency parameter; did you mean 'compute_eff_scale'"),
     ('{"parameters": {"mem_bw_eff": 1.7}}', r"parameters\.mem_bw_eff\.value: 1\.7 is out of range"),
+    ('{"parameters": {"zzz": {"value": 1.1}}}', r"parameters\.zzz: not an efficiency parameter \(allowed: "),
     ('{"params": {}}', r"parameters: missing"),
     ('{"parameters": ', r"not valid JSON"),
 ])
@@ -220,5 +235,19 @@ def test_missing_calibration_file(tmp_path):
 
 
 def test_bad_fit_parameter_name():
-    with pytest.raises(MlsysOptError, match="did you mean 'compute_eff_scale'"):
+    with pytest.raises(MlsysOptError, match="parameter; did you mean 'compute_eff_scale'\\? \\(allowed"):
         C.calibrate(fit=("compute_eff_scal",))
+    with pytest.raises(MlsysOptError, match="'zzz' is not an efficiency parameter \\(allowed") as exc:
+        C.calibrate(fit=("zzz",))
+    assert "; (" not in str(exc.value) and "did you mean" not in str(exc.value)
+
+
+@pytest.mark.parametrize("measured, message", [
+    ({"first_token_latency_mss": 16.1}, r"convention; did you mean 'first_token_latency_mss'\? \(known: none\)"),
+    ({"zzz": 16.1}, r"convention \(known: none\)"),
+])
+def test_unknown_metric_key_reads_cleanly(rows, measured, message):
+    row = next(r for r in rows if r.id == "trtllm_a100_llama7b_ttft_128")._replace(measured=measured)
+    with pytest.raises(MlsysOptError, match=message) as exc:
+        C.plan_row(row)
+    assert "; (" not in str(exc.value) and not str(exc.value).rstrip().endswith(";")

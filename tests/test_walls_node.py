@@ -102,6 +102,31 @@ def test_llama3_70b_decode_on_h100():
     assert round(float(thr.tokens_per_s_per_request)) == 24
 
 
+def test_decode_kv_separate_adds_attention_kv_read():
+    """kv_separate: ITL = max(W/BW, 2PB/(peak·η)) + KV/BW + tax (docstring example)."""
+    w, p, kv, bw = 6.74e9 * 2, 6.74e9, 2 * 32 * 32 * 128 * 2 * 192.0 * 256, 2.0e12 * 0.8
+    d = decode(w, kv, p, 256, A100_PEAK, bw, efficiency=0.65, kv_separate=True)
+    t_c = 2 * p * 256 / (A100_PEAK * 0.65)
+    close(d.t_compute_s, t_c)
+    close(d.t_memory_s, (w + kv) / bw)
+    close(d.itl_s, max(w / bw, t_c) + kv / bw)
+    assert round(float(d.itl_s) * 1e3, 1) == 33.1 and round(t_c * 1e3, 1) == 17.0
+    assert int(d.bottleneck) == node.COMPUTE           # 17.0 ms of GEMMs > 16.1 ms KV, 8.4 ms W
+    old = decode(w, kv, p, 256, A100_PEAK, bw, efficiency=0.65)
+    assert round(float(old.itl_s) * 1e3, 1) == 24.5 and int(old.bottleneck) == node.MEMORY
+    # Memory-bound GEMMs (batch 1): both forms read W + KV once, the same ITL.
+    one = dict(efficiency=0.65, dispatch_tax_s=3e-4)
+    close(decode(w, kv / 256, p, 1, A100_PEAK, bw, kv_separate=True, **one).itl_s,
+          decode(w, kv / 256, p, 1, A100_PEAK, bw, **one).itl_s)
+    # A bool array selects per row; the tax alone wins when both terms are tiny.
+    both = decode(w, kv, p, 256, A100_PEAK, bw, efficiency=0.65, kv_separate=jnp.array([True, False]))
+    close(both.itl_s, [float(d.itl_s), float(old.itl_s)])
+    tiny = decode(1.0, 1.0, 1.0, 1, A100_PEAK, bw, dispatch_tax_s=1e-3, kv_separate=True)
+    assert int(tiny.bottleneck) == node.OVERHEAD
+    assert all_finite(decode(1e9, 1e9, 5e8, 4, 1e14, 0.0, kv_separate=True))
+    fd_check(lambda b: decode(w, kv, p, 256, A100_PEAK, b, efficiency=0.65, kv_separate=True).itl_s, bw)
+
+
 def test_prefill_is_compute_bound():
     p = prefill(70e9, 1024, 1, H100_PEAK, H100_BW, 140e9, efficiency=0.5)
     close(p.flop, 2 * 70e9 * 1024)
@@ -248,6 +273,10 @@ CASES = {
     "decode": (lambda w, kv, p, b, pk, bw, e: node.decode(w, kv, p, b, pk, bw, efficiency=e),
                [(1e8, 8e11, 1), (0.0, 1e11, 0), (1e8, 4e11, 1), (1, 512, 1), (1e12, 2e15, 1),
                 (1e11, 8e12, 1), (0.1, 1.0, 0)]),
+    "decode_kv_separate": (lambda w, kv, p, b, pk, bw, e: node.decode(w, kv, p, b, pk, bw, efficiency=e,
+                                                                      kv_separate=True),
+                           [(1e8, 8e11, 1), (0.0, 1e11, 0), (1e8, 4e11, 1), (1, 512, 1),
+                            (1e12, 2e15, 1), (1e11, 8e12, 1), (0.1, 1.0, 0)]),
     "serving_throughput": (node.serving_throughput,
                            [(1e-3, 0.2, 1), (1e-3, 5.0, 1), (1, 256, 1), (1, 4096, 1)]),
     "kv_cache_bytes": (node.kv_cache_bytes, [(1, 128, 0), (1, 64, 0), (32, 256, 0),

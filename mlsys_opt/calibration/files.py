@@ -10,7 +10,7 @@ except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject depend
 from pathlib import Path
 
 from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
-from ..errors import MlsysOptError, suggest
+from ..errors import MlsysOptError, did_you_mean
 from .fit import Calibration, _kind
 from .rows import DEFAULT_CALIBRATION_PATH
 
@@ -66,7 +66,7 @@ def load_calibration(path: str | Path = DEFAULT_CALIBRATION_PATH) -> Efficiency:
     for name, entry in params.items():
         where = f"{path}: parameters.{name}"
         if name not in Efficiency._fields:
-            raise MlsysOptError(f"{where}: not an efficiency parameter;{suggest(name, Efficiency._fields)} "
+            raise MlsysOptError(f"{where}: not an efficiency parameter{did_you_mean(name, Efficiency._fields)} "
                                 f"(allowed: {', '.join(Efficiency._fields)})")
         value = entry.get("value") if isinstance(entry, dict) else entry
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):

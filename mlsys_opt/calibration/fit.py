@@ -22,7 +22,7 @@ import optax
 import pandas as pd
 
 from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
-from ..errors import MlsysOptError, suggest
+from ..errors import MlsysOptError, did_you_mean
 from .rows import (CASES_PATH, METRICS, Batch, Measurement, Plan, _combine, _plan, _quantities, build,
                    load_measurements, predict)
 
@@ -111,8 +111,8 @@ class Calibration(NamedTuple):
 
 def _check_names(names) -> tuple[str, ...]:
     for n in (bad for bad in names if bad not in Efficiency._fields):
-        raise MlsysOptError(f"calibrate(fit=...): {n!r} is not an efficiency parameter;"
-                            f"{suggest(n, Efficiency._fields)} (allowed: {', '.join(Efficiency._fields)})")
+        raise MlsysOptError(f"calibrate(fit=...): {n!r} is not an efficiency parameter"
+                            f"{did_you_mean(n, Efficiency._fields)} (allowed: {', '.join(Efficiency._fields)})")
     return tuple(names)
 
 
@@ -154,7 +154,8 @@ def identification(rows: Sequence[Measurement] | None = None, eff0: Efficiency =
 
     A fit row *measures* the candidate θ_k with the largest elasticity |∂log pred/∂log θ_k| at
     eff0 (its leading parameter: compute_eff_scale for a training-throughput row, mem_bw_eff for
-    a decode-bound serving row, prefill_eff_scale for a short-prompt TTFT).  `calibrate` fits θ_k
+    a decode-bound serving row, prefill_eff_scale for a short-prompt TTFT or a large-batch
+    throughput whose prefill and decode GEMMs are compute-bound).  `calibrate` fits θ_k
     only when rows of at least `min_sources` sources measure it: a parameter only one publication
     measures cannot be checked by any row it was not fitted on.  Uses the model's Jacobian, never
     the measured values.  Returns per candidate: rows (ids it leads), sources, n_sources, fitted.
@@ -197,15 +198,20 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     Which parameters: `fit` names them; None (default) fits those of the candidates FIT_PARAMS
     that rows of at least `min_sources` (2) independent sources measure (`identification`).  On
     the packaged rows that is compute_eff_scale alone (Narayanan et al., PaLM, MT-NLG): the
-    three serving parameters are each measured by one row of one vendor page (TensorRT-LLM:
-    prefill_eff_scale by the 128-token TTFT, mem_bw_eff by the two decode-bound throughputs,
-    matmul_rows_half by none), so three rows fit three parameters exactly and no held-out row
-    can check them.  Fitted anyway (fit=FIT_PARAMS) they reach TTFT +3.8 % in sample, but
-    leave-one-row-out gets worse on the rows not fitted (median 3.0 -> 3.2 %, worst 39 -> 54 %;
-    see `leave_one_out`).  The rule was chosen with those full-set leave-one-out numbers in
-    view; it uses the model's Jacobian only, never the measured values, and is applied afresh to
+    serving parameters are measured by one vendor page only (TensorRT-LLM: prefill_eff_scale
+    by the 128-token TTFT and the batch-256 throughput, whose prefill and compute-bound decode
+    GEMMs it scales; mem_bw_eff by the decode-bound batch-32 throughput; matmul_rows_half by
+    none), so no held-out source can check them.  Fitted anyway (fit=FIT_PARAMS) the serving
+    rows reach <= 0.7 % in sample; leave-one-row-out then gives median 1.9 % against the rule's
+    2.2 % (the serving rows check each other: batch-256 5.4 -> 1.6 %, TTFT 7.7 -> 6.7 %) and
+    worst 19.5 % against 19.3 %, leave-one-source-out 4.1 % against 4.0 % (see
+    `leave_one_out`, benchmarks/validation.py).  The rule was chosen with the full-set
+    leave-one-out numbers of the earlier serving model in view (one roofline max over weights
+    + KV, prefill_eff_scale 1.0: all four fitted gave median 3.0 -> 3.2 %, worst 39 -> 54 %);
+    it uses the model's Jacobian only, never the measured values, and is applied afresh to
     each fold's training rows in `leave_one_out`.  A nested leave-one-out choosing the parameter
-    subset and prior on the training rows only was tried and did worse (held-out median 4.0 %):
+    subset and prior on the training rows only was tried (earlier serving model) and did worse
+    (held-out median 4.0 %):
     with 14 rows the inner choice is noise.  Other parameters (collective efficiencies, dispatch
     tax, elementwise_traffic_scale) are not candidates: fitted, they come out at rel_std_err
     0.9–27 and are partly collinear with compute_eff_scale.

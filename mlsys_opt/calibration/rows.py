@@ -31,7 +31,7 @@ from .. import schema
 from .._types import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..catalog import load_catalog
 from ..efficiency import Efficiency
-from ..errors import MlsysOptError, suggest
+from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import SCENARIO_FNS, params_from_dict
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
@@ -198,8 +198,8 @@ def plan_row(row: Measurement) -> RowPlan:
     for key in spec.get("metrics", []):
         if key not in row.measured or key not in METRICS:
             raise MlsysOptError(f"{CASES_PATH.name}: [rows.{row.id}] metrics: {key!r} is not a measured "
-                                f"key of the row with a known convention;{suggest(key, row.measured)} "
-                                f"(known: {', '.join(k for k in METRICS if k in row.measured)})")
+                                f"key of the row with a known convention{did_you_mean(key, row.measured)} "
+                                f"(known: {', '.join(k for k in METRICS if k in row.measured) or 'none'})")
         metric, factor = METRICS[key]
         measured = float(row.measured[key]) * factor
         n = float(settings.get("n_accelerators", 1))

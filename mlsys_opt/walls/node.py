@@ -295,22 +295,46 @@ class Decode(NamedTuple):
 
 
 def decode(weight_bytes, kv_bytes, n_active_params, batch, peak_flop_per_s,
-           mem_bw_bytes_per_s, *, efficiency=1.0, dispatch_tax_s=0.0) -> Decode:
+           mem_bw_bytes_per_s, *, efficiency=1.0, dispatch_tax_s=0.0,
+           kv_separate=False) -> Decode:
     """Wall 4, decode: ITL = max((W + KV) / BW, 2·P·B / (peak·η)) + tax.
 
     One step emits one token for each of the B sequences; never faster than compute.
+    With ``kv_separate`` (a bool, or a bool array broadcast like the rest; nonzero is True):
+
+        ITL = max(W / BW, 2·P·B / (peak·η)) + KV / BW + tax
+
+    The weight GEMMs stream their weights while they multiply (one roofline max), and
+    attention reads the KV cache in its own memory-bound kernel between them
+    (TensorRT-LLM's masked multi-head attention, vLLM's PagedAttention, Kwon et al.
+    2023), which cannot hide behind the GEMMs.  At small batch both forms agree
+    (W + KV is read at BW either way); at large batch the GEMMs become compute-bound
+    and the KV read adds to them instead of hiding under the FLOPs.
     Args: weight_bytes W and kv_bytes KV (whole batch's cache read per step), bytes;
-      n_active_params P, batch B (counts); peak FLOP/s; BW B/s; η fraction; tax s.
-    Returns Decode(t_memory_s, t_compute_s, itl_s, bottleneck int32).
-    Source: seed 000 §4.2.
+      n_active_params P, batch B (counts); peak FLOP/s; BW B/s; η fraction; tax s;
+      kv_separate: False (default) is the seed's one-roofline form.
+    Returns Decode(t_memory_s = (W + KV)/BW, t_compute_s, itl_s, bottleneck int32).  With
+      ``kv_separate`` the bottleneck is compute when the GEMMs' compute time is at least
+      both the weight read and the KV read (compute-bound GEMMs are the larger part of
+      the step), memory otherwise, overhead when the tax exceeds all three.
+    Source: seed 000 §4.2 (default form).
     Example: Llama-3-70B fp16 on H100, batch 1: memory 140e9/3.35e12 = 41.8 ms,
       compute 1.4e11/989e12 = 0.14 ms, ITL 41.8 ms -> 23.9 tokens/s ("~24").
+      kv_separate, Llama-2-7B fp16 (W = 13.48e9 B, P = 6.74e9) on A100 (312e12 FLOP/s,
+      BW 2.0e12·0.8 = 1.6e12 B/s) at η = 0.65, B = 256 at context 192 (KV 25.77e9 B):
+      weights 8.4 ms, compute 3.451e12/2.028e14 = 17.0 ms, KV 16.1 ms, ITL 33.1 ms
+      (the default form: max(24.5, 17.0) = 24.5 ms).
     """
-    w, kv, p, bsz, peak, bw, eta, tax = _f(weight_bytes, kv_bytes, n_active_params, batch,
-                                           peak_flop_per_s, mem_bw_bytes_per_s,
-                                           efficiency, dispatch_tax_s)
+    w, kv, p, bsz, peak, bw, eta, tax, flag = _f(weight_bytes, kv_bytes, n_active_params, batch,
+                                                 peak_flop_per_s, mem_bw_bytes_per_s,
+                                                 efficiency, dispatch_tax_s, kv_separate)
+    sep = flag != 0
     r = roofline(2.0 * p * bsz, w + kv, peak, bw, efficiency=eta, dispatch_tax_s=tax)
-    return Decode(r.t_memory_s, r.t_compute_s, r.latency_s, r.bottleneck)
+    t_w, t_kv = _div(w, bw), _div(kv, bw)
+    split = jnp.minimum(jnp.maximum(t_w, r.t_compute_s) + t_kv, UNBOUNDED) + tax
+    itl = jnp.where(sep, split, r.latency_s)
+    code = jnp.where(sep, _bottleneck(r.t_compute_s, jnp.maximum(t_w, t_kv), tax), r.bottleneck)
+    return Decode(r.t_memory_s, r.t_compute_s, itl, code.astype(jnp.int32))
 
 
 class ServingThroughput(NamedTuple):
