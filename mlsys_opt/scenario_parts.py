@@ -69,6 +69,7 @@ class Common(NamedTuple):
     attn_width: Array          # heads · head_dim
     n_kv_heads: Array
     head_dim: Array
+    kv_latent_dim: Array       # MLA elements cached per token per layer (0: 2·n_kv_heads·head_dim)
     n_experts: Array
     top_k: Array
     reuse_per_item: Array      # GEMM rows per item (1 per token)
@@ -115,6 +116,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         n_layers=safe_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
         n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
         n_kv_heads=t.model.n_kv_heads[m], head_dim=t.model.head_dim[m],
+        kv_latent_dim=t.model.kv_latent_dim[m],
         n_experts=safe_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
         reuse_per_item=reuse,
         carbon=t.region.carbon_gco2e_per_kwh[r], pue=t.region.pue[r],

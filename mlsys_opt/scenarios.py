@@ -348,7 +348,8 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     - ITL [node.decode with kv_separate, node.kv_cache_bytes]: max(weights over
       tp·mem_bw·mem_bw_eff, 2·P_active·batch FLOP at η_decode) for the weight GEMMs, plus the
       KV of `batch` sequences at their mean context prompt + output/2 (continuous batching
-      spreads the slots over the generation) over the same bandwidth (attention is its own
+      spreads the slots over the generation; MLA models cache kv_latent_dim elements per
+      layer per token, DeepSeek-V2 §2.1.2) over the same bandwidth (attention is its own
       memory-bound kernel; it does not hide behind compute-bound GEMMs at large batch),
       + dispatch + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale
       rows stream weights over the injection link [node.weight_streaming], KV stays on-wafer
@@ -371,10 +372,12 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     prompt, out_tok = safe_pos(p.prompt_tokens, 1.0), safe_pos(p.output_tokens, 1.0)
     n_l = c.n_layers
     w_bytes = c.n_params * c.bpe
-    kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe)
+    kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe,
+                             kv_latent_dim=c.kv_latent_dim)
     # A decode step reads the KV of the batch at its mean context: under continuous batching
     # the slots are spread evenly over the generation, prompt + output/2 tokens on average.
-    kv_read = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + 0.5 * out_tok, batch, c.bpe)
+    kv_read = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + 0.5 * out_tok, batch, c.bpe,
+                                  kv_latent_dim=c.kv_latent_dim)
     peak_r, bw_r, inj_r = c.peak * tp, c.mem_bw * tp, c.inj_bw * tp
     tax = eff.dispatch_s_per_layer * n_l
 

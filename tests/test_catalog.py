@@ -503,6 +503,10 @@ def test_brief_example_message_exact():
     ({"flop_per_sample": "1 GFLOP"}, "flop_per_sample", "applies to kind 'cnn' only"),
     ({"kind": "rnn"}, "kind", "allowed: transformer, moe, cnn"),
     ({"layers": 0}, "layers", "must be > 0"),
+    ({"kv_latent_dim": -576}, "kv_latent_dim", "must be >= 0"),
+    ({"kv_latent_dim": 576.5}, "kv_latent_dim", "whole number"),
+    ({"kv_latent_dim": "lots"}, "kv_latent_dim", "lots"),
+    ({"kv_latent_dim": True}, "kv_latent_dim", "whole number"),
 ])
 def test_bad_model_fields_message(cat, fields, field, fragment):
     with pytest.raises(CatalogError) as e:
@@ -510,6 +514,23 @@ def test_bad_model_fields_message(cat, fields, field, fragment):
     msg = str(e.value)
     assert msg.startswith(f"models (dict): [llama3_70b] {field}: "), msg
     assert fragment in msg, msg
+
+
+def test_kv_latent_dim_mla(cat):
+    # DeepSeek-V3 MLA (arXiv:2412.19437 §2.1.1/§4.2): d_c = 512 latent + d_h^R = 64 RoPE key per layer per token.
+    assert row(cat, "models", "deepseek_v3")["kv_latent_dim"] == 576
+    fr = cat.frames["models"]
+    assert (fr.loc[fr["name"] != "deepseek_v3", "kv_latent_dim"] == 0).all()      # default: MHA/GQA formula
+    assert float(cat.tables().model.kv_latent_dim[cat.index("models", "deepseek_v3")]) == 576.0
+    # User overrides accept the field (dict or based_on), and a cnn may not set it.
+    mine = cat.with_entries("models", {"llama3_70b": {"kv_latent_dim": 512},
+                                       "ds_copy": {"based_on": "deepseek_v3", "display_name": "DS copy"}})
+    assert mine.entry("models", "llama3_70b")["kv_latent_dim"] == 512
+    assert mine.entry("models", "ds_copy")["kv_latent_dim"] == 576
+    off = cat.with_entries("models", {"deepseek_v3": {"kv_latent_dim": 0}})
+    assert off.entry("models", "deepseek_v3")["kv_latent_dim"] == 0
+    with pytest.raises(CatalogError, match=r"\[resnet50\] kv_latent_dim: applies to kind"):
+        cat.with_entries("models", {"resnet50": {"kv_latent_dim": 576}})
 
 
 def test_moe_requires_expert_fields(cat):

@@ -136,6 +136,19 @@ def test_llama3_70b_decode_on_one_h100():
     assert float(g.memory) > 0                          # 141 GB does not fit in 80 GB
 
 
+def test_deepseek_v3_serving_kv_uses_the_mla_latent():
+    """DeepSeek-V3 caches 512 + 64 = 576 MLA elements per layer per token (arXiv:2412.19437 §2.1.1)."""
+    p = S.params_from_dict("serving", serving_dict(model=idx("models", "deepseek_v3"), tp=8, batch=16,
+                                                   prompt_tokens=1024, output_tokens=256))
+    o, _ = SERVE(p, T64, DEFAULT_EFFICIENCY)
+    assert float(o.kv_cache_bytes) == 61 * 576 * (1024 + 256) * 16 * 2         # 70,272 B per token, bf16
+    # The same entry without the latent falls back to 2·L·H_kv·d (56.9x more).
+    no_mla = T64._replace(model=T64.model._replace(kv_latent_dim=T64.model.kv_latent_dim * 0))
+    o0, _ = SERVE(p, no_mla, DEFAULT_EFFICIENCY)
+    assert float(o0.kv_cache_bytes) == 2 * 61 * 128 * 128 * (1024 + 256) * 16 * 2
+    assert float(o0.itl_s) > float(o.itl_s)
+
+
 def test_seed003_audit_512_h100_quebec():
     """Seed 003: 512 H100 (64 DGX), TP=8, PP=1, DP=64, batch 4 per GPU, Quebec."""
     d = training_dict()

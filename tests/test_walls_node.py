@@ -175,6 +175,22 @@ def test_wall5_llama3_8b_per_request_and_max_batch():
         (72e9 - 16.06e9) / kv)
 
 
+def test_kv_cache_mla_deepseek_v3():
+    # DeepSeek-V3 (arXiv:2412.19437 §2.1.1, §4.2): 61 layers, MLA caches d_c + d_h^R = 512 + 64 = 576
+    # elements per layer per token (DeepSeek-V2 arXiv:2405.04434 §2.1.2: (d_c + d_h^R)·l), bf16.
+    per_token = float(kv_cache(61, 128, 128, 1, 1, 2.0, kv_latent_dim=576))
+    assert per_token == 61 * 576 * 2 == 70_272.0
+    mha = float(kv_cache(61, 128, 128, 1, 1, 2.0))          # the un-compressed 2·L·H·d·b
+    assert mha == 3_997_696.0 and round(mha / per_token, 1) == 56.9
+    # V2 Table 1: MLA's cache equals GQA with 2.25 groups: (d_c + d_h^R) = 4.5·d_h = 2·2.25·d_h.
+    close(kv_cache(61, 2.25, 128, 4096, 8, 2.0), float(kv_cache(61, 128, 128, 4096, 8, 2.0, kv_latent_dim=576)))
+    # kv_latent_dim = 0 is the standard formula; n_kv_heads / head_dim are ignored when > 0.
+    assert float(kv_cache(80, 8, 128, 1, 1, 2.0, kv_latent_dim=0.0)) == 327_680.0
+    assert float(kv_cache(61, 1, 1, 1, 1, 2.0, kv_latent_dim=576)) == 70_272.0
+    close(node.paged_kv_cache_bytes(61, 128, 128, 1000, 1, 2.0, block_tokens=16, kv_latent_dim=576),
+          70_272 * 1008)
+
+
 def test_kv_waste_and_paged():
     w = node.kv_waste(1000.0, 4096.0, block_tokens=16.0)
     close(w.static_waste_frac, 1 - 1000 / 4096)
@@ -281,6 +297,10 @@ CASES = {
                            [(1e-3, 0.2, 1), (1e-3, 5.0, 1), (1, 256, 1), (1, 4096, 1)]),
     "kv_cache_bytes": (node.kv_cache_bytes, [(1, 128, 0), (1, 64, 0), (32, 256, 0),
                                              (1, 131072, 1), (1, 512, 1), (0.5, 4, 0)]),
+    "kv_cache_bytes_mla": (lambda n_l, h, d, s, b, e, c: node.kv_cache_bytes(n_l, h, d, s, b, e,
+                                                                              kv_latent_dim=c),
+                           [(1, 128, 0), (1, 64, 0), (32, 256, 0), (1, 131072, 1), (1, 512, 1),
+                            (0.5, 4, 0), (0, 1024, 0)]),
     "max_batch": (lambda c, w, kv, r: node.max_batch(c, w, kv, reserve_frac=r),
                   [(1e9, 2e11, 1), (1e8, 2e11, 1), (1e5, 1e10, 1), (0.0, 0.3, 0)]),
     "kv_waste": (lambda s, m, p: node.kv_waste(s, m, block_tokens=p),
@@ -352,6 +372,8 @@ def test_grad_serving_wall4():
 
 def test_grad_batching_wall5():
     fd_check(lambda s: kv_cache(80, 8, 128, s, 16, 2.0), 4096.0)
+    fd_check(lambda s: kv_cache(61, 128, 128, s, 16, 2.0, kv_latent_dim=576.0), 4096.0)
+    fd_check(lambda c: kv_cache(61, 128, 128, 4096.0, 16, 2.0, kv_latent_dim=c), 576.0)
     fd_check(lambda s: node.kv_waste(s, 8192.0).static_waste_frac, 3000.0)
     fd_check(lambda n: train_mem(n, 1e9, zero_stage=1, dp=8.0).total_bytes, 7e9)
     fd_check(lambda s: act_bytes(s, 1.0, 8192.0, 64.0, 80.0, tp=8.0), 4096.0)

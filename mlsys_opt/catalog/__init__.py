@@ -207,7 +207,8 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any) -> Tables:
         kind=jnp.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=jnp.int32),
         n_params=f(m, "n_params"), n_active_params=f(m, "n_active_params"), n_layers=f(m, "n_layers"),
         hidden_dim=f(m, "hidden_dim"), n_heads=f(m, "n_heads"), n_kv_heads=f(m, "n_kv_heads"),
-        head_dim=f(m, "head_dim"), ffn_dim=f(m, "ffn_dim"), vocab_size=f(m, "vocab_size"),
+        head_dim=f(m, "head_dim"), kv_latent_dim=f(m, "kv_latent_dim"), ffn_dim=f(m, "ffn_dim"),
+        vocab_size=f(m, "vocab_size"),
         context_len=f(m, "context_len"), n_experts=f(m, "n_experts"), top_k=f(m, "top_k"),
         flop_per_sample=f(m, "flop_per_sample"),
     )

@@ -38,6 +38,7 @@ class ModelTable(NamedTuple):
     n_heads: Array
     n_kv_heads: Array
     head_dim: Array
+    kv_latent_dim: Array          # [n_model] MLA elements cached per token per layer; 0 = 2·n_kv_heads·head_dim
     ffn_dim: Array
     vocab_size: Array
     context_len: Array            # max context, tokens

@@ -59,7 +59,8 @@ def synthesize_target(args, catalog) -> dict:
         tokens = args.batch if args.itl else args.prompt_tokens
         spec = S.inverse_roofline(name, t, precision=prec, efficiency=args.mfu, tokens=float(tokens), catalog=catalog)
         kv = float(node.kv_cache_bytes(float(m["n_layers"]), float(m["n_kv_heads"]), float(m["head_dim"]),
-                                       float(args.context), float(args.batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)]))
+                                       float(args.context), float(args.batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)],
+                                       kv_latent_dim=float(m["kv_latent_dim"])))
         kv = kv if args.itl else 0.0
         bw = spec.required_bw_bytes_per_s + float(analysis.required_bandwidth(kv, t))
         mem = spec.required_memory_bytes + kv

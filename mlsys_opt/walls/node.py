@@ -362,27 +362,45 @@ def serving_throughput(itl_s, ttft_s, batch, output_tokens) -> ServingThroughput
 
 
 # --------------------------------------------------------------------------- wall 5
-def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element) -> Array:
+def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element,
+                   *, kv_latent_dim=0.0) -> Array:
     """Wall 5: KV = 2·L·H_kv·d_head·S·B·b, bytes (factor 2: K and V).
 
-    Source: seed 000 §4.3.  Example: Llama-3-70B (80 layers, 8 KV heads, d = 128, fp16):
+    Multi-head Latent Attention (MLA, kv_latent_dim = c > 0) caches one compressed latent
+    per layer per token instead of K and V per head: KV = L·c·S·B·b, with
+    c = d_c + d_h^R (latent rank + decoupled RoPE key dim); H_kv and d_head are then unused.
+    Args: n_layers L, n_kv_heads H_kv, head_dim d_head, seq_len S, batch B (counts);
+      bytes_per_element b; kv_latent_dim c (elements cached per token per layer;
+      0 = standard MHA/GQA formula).
+    Source: seed 000 §4.3; MLA: DeepSeek-AI 2024 DeepSeek-V2 (arXiv:2405.04434) §2.1.2,
+      "(d_c + d_h^R)·l" elements per token, and DeepSeek-V3 (arXiv:2412.19437) §2.1.1,
+      d_c = 512, d_h^R = 64.
+    Example: Llama-3-70B (80 layers, 8 KV heads, d = 128, fp16):
       327,680 B per token ("327 KB"); batch 16 × 4096 tokens = 21.47e9 B ("21.5 GB").
+      DeepSeek-V3 (61 layers, c = 512 + 64 = 576, bf16): 61·576·2 = 70,272 B per token
+      (the MHA formula with 128 heads × 128 would give 3,997,696 B, 56.9× more).
     """
-    n_l, h, d, s, bsz, b = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
-                              bytes_per_element)
-    return 2.0 * n_l * h * d * s * bsz * b
+    n_l, h, d, s, bsz, b, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
+                                 bytes_per_element, kv_latent_dim)
+    return _kv_per_token_layer(h, d, c) * n_l * s * bsz * b
+
+
+def _kv_per_token_layer(h, d, c):
+    """Elements cached per token per layer: 2·H_kv·d_head, or c when MLA (c > 0)."""
+    return jnp.where(c > 0, c, 2.0 * h * d)
 
 
 def paged_kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element,
-                         *, block_tokens=16.0) -> Array:
+                         *, block_tokens=16.0, kv_latent_dim=0.0) -> Array:
     """PagedAttention KV: 2·L·H_kv·d·ceil(S/p)·p·B·b, bytes (Kwon et al. 2023; mlsysim wall 5).
 
-    block_tokens p: tokens per KV block.  Example: S = 1000, p = 16 -> 1008 tokens allocated.
+    block_tokens p: tokens per KV block; kv_latent_dim c > 0: MLA, L·c·ceil(S/p)·p·B·b
+    (see kv_cache_bytes).  Example: S = 1000, p = 16 -> 1008 tokens allocated.
     """
-    n_l, h, d, s, bsz, b, p = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
-                                 bytes_per_element, block_tokens)
+    n_l, h, d, s, bsz, b, p, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
+                                    bytes_per_element, block_tokens, kv_latent_dim)
     s_alloc = jnp.where(p > 0, jnp.ceil(_div(s, p)) * p, s)
-    return 2.0 * n_l * h * d * s_alloc * bsz * b
+    return _kv_per_token_layer(h, d, c) * n_l * s_alloc * bsz * b
 
 
 def max_batch(capacity_bytes, weight_bytes, kv_bytes_per_sequence, *, reserve_frac=0.0,
