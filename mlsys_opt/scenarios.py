@@ -30,7 +30,7 @@ from .errors import MlsysOptError, did_you_mean
 from .scenario_parts import (COMPUTE, MEMORY, batch_shape, broadcast_all, elementwise_time_s,
                              fleet_cost, gather, safe_pos)
 from .schema import PARAMS, RECOMPUTE
-from .walls import algorithm, fleet, node, ops
+from .walls import algorithm, fleet, node, ops, queueing
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
@@ -355,7 +355,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
       rows stream weights over the injection link [node.weight_streaming], KV stays on-wafer
       and is read after the weights in the same way.
     - Service time S = TTFT + (output-1)·ITL [node.serving_throughput].  Continuous
-      batching = M/M/c [node.mmc_queue] with c = replicas·batch servers of rate 1/S and
+      batching = M/M/c [queueing.mmc_queue] with c = replicas·batch servers of rate 1/S and
       arrival rate request_rate; p99 = S + 99th-percentile wait.  replicas = given, or
       (0) ceil(λ·S/(batch·max_utilization)), clipped to [1, MAX_AUTO_REPLICAS] (a
       float32 guard: past 1e7 replicas the queue constraint reports the overload).
@@ -413,7 +413,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     auto = jnp.clip(jnp.ceil(lam * service / (batch * safe_pos(p.max_utilization, 1e-3))), 1.0,
                     MAX_AUTO_REPLICAS)
     replicas = jnp.where(p.replicas >= 0.5, p.replicas, auto)
-    q = node.mmc_queue(lam, 1.0 / service, replicas * batch)
+    q = queueing.mmc_queue(lam, 1.0 / service, replicas * batch)
     throughput = jnp.minimum(lam * out_tok, replicas * st.tokens_per_s)
 
     # Fleet power, energy, cost.

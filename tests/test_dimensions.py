@@ -40,7 +40,7 @@ from hypothesis import strategies as st
 
 from mlsys_opt.space import load_space
 from mlsys_opt.units import ureg
-from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, registry
+from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, queueing, registry
 from test_finiteness import CAT, evaluate
 
 ROOT_DIMS = ("[time]", "[information]", "[flop]", "[currency]", "[carbon]", "[length]", "[mass]")
@@ -255,7 +255,7 @@ CASES = [
     Case(node.weight_streaming_balance_batch, dict(layer_params=(1e6, 1e10), injection_bw_bytes_per_s=None,
                                                    peak_flop_per_s=None, bytes_per_element=(0.5, 4.0),
                                                    efficiency=FRAC), ("[flop]",), "2 FLOP per parameter per item"),
-    Case(node.mmc_queue, dict(arrival_rate_per_s=(50.0, 950.0), service_rate_per_s=None, n_servers=(1.0, 64.0),
+    Case(queueing.mmc_queue, dict(arrival_rate_per_s=(50.0, 950.0), service_rate_per_s=None, n_servers=(1.0, 64.0),
                               quantile=(0.5, 0.999)), fix=_mmc),
     Case(data.ingestion, dict(demand_bytes_per_s=None, supply_bytes_per_s=None)),
     Case(data.transformation, dict(samples_per_s_required=None, cpu_samples_per_s_per_core=None, n_cores=COUNT)),
@@ -450,10 +450,10 @@ MONOTONE = [
     (ops.goodput, "ckpt", "mtbf_s", None, +1),
     (ops.goodput, "ckpt", "recovery_s", None, -1),
     (ops.young_daly_interval_s, "yd", "mtbf_s", None, +1),
-    (node.mmc_queue, "queue", "service_rate_per_s", "p99_latency_s", -1),
-    (node.mmc_queue, "queue", "n_servers", "p99_latency_s", -1),
-    (node.mmc_queue, "queue", "arrival_rate_per_s", "p99_latency_s", +1),
-    (node.mmc_queue, "queue", "arrival_rate_per_s", "mean_wait_s", +1),
+    (queueing.mmc_queue, "queue", "service_rate_per_s", "p99_latency_s", -1),
+    (queueing.mmc_queue, "queue", "n_servers", "p99_latency_s", -1),
+    (queueing.mmc_queue, "queue", "arrival_rate_per_s", "p99_latency_s", +1),
+    (queueing.mmc_queue, "queue", "arrival_rate_per_s", "mean_wait_s", +1),
     (node.kv_cache_bytes, "kv", "seq_len", None, +1),
 ]
 
@@ -574,7 +574,7 @@ def test_consistency_between_walls():
     # M/M/1 (c = 1): Erlang C = rho, Wq = rho / (mu - lambda) (Kleinrock 1975)
     mu = _rand(rng, 0.1, 10)
     rho = rng.uniform(0.05, 0.95, mu.shape)
-    q = node.mmc_queue(rho * mu, mu, 1.0)
+    q = queueing.mmc_queue(rho * mu, mu, 1.0)
     np.testing.assert_allclose(np.asarray(q.p_wait), rho, rtol=1e-9)
     np.testing.assert_allclose(np.asarray(q.mean_wait_s), rho / (mu - rho * mu), rtol=1e-9)
     # goodput at the Young-Daly interval is the optimum of the steady-state model (R = 0)

@@ -16,7 +16,7 @@ from jax.test_util import check_grads
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mlsys_opt.walls import node
+from mlsys_opt.walls import node, queueing
 
 from wallcheck import PROP, all_finite, check_case, close, fd_check, jax_uniform
 
@@ -28,7 +28,7 @@ decode = jax.jit(node.decode)
 prefill = jax.jit(node.prefill)
 kv_cache = jax.jit(node.kv_cache_bytes)
 max_batch = jax.jit(node.max_batch)
-mmc = jax.jit(node.mmc_queue)
+mmc = jax.jit(queueing.mmc_queue)
 stream = jax.jit(node.weight_streaming)
 train_mem = jax.jit(node.training_memory)
 act_bytes = jax.jit(node.transformer_activation_bytes)
@@ -318,7 +318,7 @@ CASES = {
         w, f, n_l, bw, pk, efficiency=e),
         [(1e6, 1e10, 1), (1e6, 1e15, 1), (1, 128, 1), (1e10, 1e13, 1), (1e13, 1e17, 1),
          (0.1, 1.0, 0)]),
-    "mmc_queue": (node.mmc_queue, [(0.0, 200.0, 0), (0.5, 5.0, 1), (1.0, 100.0, 1)]),
+    "mmc_queue": (queueing.mmc_queue, [(0.0, 200.0, 0), (0.5, 5.0, 1), (1.0, 100.0, 1)]),
     "memory_margin_bytes": (node.memory_margin_bytes, [(1e9, 1e12, 1), (1e9, 1e12, 1)]),
     "mfu": (node.mfu, [(1e10, 1e15, 1), (1e12, 2e15, 1)]),
 }

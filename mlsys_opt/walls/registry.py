@@ -105,7 +105,7 @@ WALLS: tuple[WallSpec, ...] = (
        ["Cerebras Systems (2024), Weight Streaming"],
        "Wafer-scale shifts the bottleneck from HBM to the injection interconnect.",
        ["weight_streaming_balance_batch"]),
-    _w(7, "Tail Latency", "node", "mmc_queue", "Erlang-C M/M/c queue",
+    _w(7, "Tail Latency", "node", "mlsys_opt.walls.queueing:mmc_queue", "Erlang-C M/M/c queue",
        ["Dean & Barroso (2013), The Tail at Scale"],
        "P99 latency grows non-linearly as utilization approaches 1."),
     # Domain 2: data
