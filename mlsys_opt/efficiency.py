@@ -172,7 +172,8 @@ def tile_factor(rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
     Written as 1 / (1 + x½/x) with x floored at 1e-30, so `matmul_rows_half = 0`
     gives exactly 1 and x → 0 gives 0, finite gradients everywhere.
     """
-    x = jnp.maximum(jnp.asarray(rows, dtype=jnp.result_type(float)), 1e-30)
+    rows = jnp.asarray(rows)   # float rows keep their dtype: a float32 sweep stays float32 under x64
+    x = jnp.maximum(rows if jnp.issubdtype(rows.dtype, jnp.floating) else rows.astype(float), 1e-30)
     return 1.0 / (1.0 + eff.matmul_rows_half / x)
 
 

@@ -160,3 +160,31 @@ def test_float32_and_float64_fronts_differ_only_at_ties(four_devices, float64):
             problems.append(f"{c}: on the float64 front, not beaten within {REL:g} by any float32 member")
     assert not problems, "\n".join(problems)
     assert len(front32 & set(front64)) >= 0.9 * len(front64), (len(front32), len(front64))
+
+
+@pytest.mark.parametrize("spec", ["capstone", "llama3_serving", "llama3_70b_training"])
+def test_float32_sweep_stays_float32_when_x64_is_on(spec):
+    # conftest turns x64 on; a float32 sweep must still compute in float32 (integer counts
+    # and GEMM rows used to be cast to the default float, float64 here, and promoted
+    # most of the scenario to float64).
+    import jax
+    import importlib
+
+    sw = importlib.import_module("mlsys_opt.sweep")
+    space = load_space(spec)
+    fn = sw.make_chunk_fn(space, sw._tables(space, None, jnp.float32), sw.DEFAULT_EFFICIENCY, jnp.float32)
+    digits = jnp.zeros((8, len(space.radices)), jnp.int32)
+    F, G, aux = fn(digits)
+    assert F.dtype == G.dtype == aux.dtype == jnp.float32
+    strong64 = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            for sub in eqn.params.values():
+                if hasattr(sub, "eqns") or hasattr(sub, "jaxpr"):
+                    walk(getattr(sub, "jaxpr", sub))
+            strong64.extend(str(eqn.primitive) for v in eqn.outvars
+                            if v.aval.dtype == np.float64 and v.aval.ndim and not v.aval.weak_type)
+
+    walk(jax.make_jaxpr(fn)(digits).jaxpr)
+    assert not strong64, f"float64 batch arrays in a float32 sweep, made by: {sorted(set(strong64))}"

@@ -37,9 +37,16 @@ _TIME_FLOOR = 1e-9     # s: MTBF / service-time floor
 _SLACK_FLOOR = 1e-6    # 1 - rho floor of the queue
 
 
+def _as_float(x: Array) -> Array:
+    """x as a float array: float arrays keep their dtype (a float32 sweep stays float32
+    when x64 is on), integers become the default float."""
+    a = jnp.asarray(x)
+    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.result_type(float))
+
+
 def _count(n: Array) -> Array:
     """A participant count as float, floored at 1."""
-    return jnp.maximum(jnp.asarray(n, dtype=jnp.result_type(float)), 1.0)
+    return jnp.maximum(_as_float(n), 1.0)
 
 
 def _bw(bw: Array) -> Array:
@@ -330,12 +337,11 @@ def parallel_step(t_compute_s: Array, *, dp: Array, tp: Array, pp: Array, ep: Ar
     T_compute = 10 s, NVLink 450 GB/s, IB 50 GB/s, α = 0: T_dp = ring(140 GB, 8, NVLink)
     + ring(17.5 GB, 128, IB) = 0.544 + 0.695 = 1.24 s, η = 10/11.24 = 0.89.
     """
-    f = jnp.result_type(float)
     dp, tp, pp, ep = (_count(x) for x in (dp, tp, pp, ep))
     m = _count(n_microbatches)
     v = _count(n_virtual_stages)
     g_node = _count(gpus_per_node)
-    layers_per_stage = jnp.asarray(n_layers, f) / pp
+    layers_per_stage = _as_float(n_layers) / pp
 
     # Tensor parallel: Megatron all-reduces, hierarchical if tp spans nodes.
     tp_local = jnp.minimum(tp, g_node)
