@@ -52,6 +52,8 @@ class _Terms(NamedTuple):
 
 _F64 = _Terms(60, 40.0, 0.5, 6, 22, 17, 7)
 _F32 = _Terms(34, 30.0, 0.5, 3, 10, 8, 4)
+# Temme's elements must have λ > ½, where `_h_and_w`'s atanh form (and its w) is exact.
+assert min(_F64.lam_series_max, _F32.lam_series_max) >= 0.5
 
 
 def _terms(dtype) -> _Terms:
@@ -193,7 +195,7 @@ def poisson_logs(c, a) -> PoissonLogs:
     t = _terms(jnp.result_type(c, a, float))
     s = c + 1.0
     lam = a / s
-    h, _ = _h_and_w(lam, t.n_atanh)
+    h, w = _h_and_w(lam, t.n_atanh)
     log_d = -s * h - 0.5 * (_LOG_2PI + jnp.log(s)) - _stirlerr(s, t.n_stirling)  # ln(x^s e^-x/Γ(s+1))
     log_pmf = log_d + jnp.log(s) - jnp.log(a)
 
@@ -214,11 +216,10 @@ def poisson_logs(c, a) -> PoissonLogs:
     total = num / den
     log_d_p = jnp.where(use_series, log_d, -1.0)
     q_series = -jnp.expm1(log_d_p + jnp.log(total))
-    # Temme (s > s_series_max, λ in (lam_series_max, 1)).
+    # Temme (s > s_series_max, λ in (lam_series_max, 1)).  Its elements have λ > ½, where
+    # `w` is exact; elsewhere `w` is the finite stand-in of `_h_and_w` and the result unused.
     s_t = jnp.where(use_series, t.s_series_max + 1.0, s)
-    lam_t = jnp.where(use_series, 0.75, lam)
-    h_t, w_t = _h_and_w(lam_t, t.n_atanh)
-    eta = (lam_t - 1.0) * jnp.sqrt(w_t)
+    eta = (lam - 1.0) * jnp.sqrt(w)
     acc = jnp.zeros_like(eta)
     for ck in reversed(temme_coefficients(t.n_temme_k, t.n_temme_eta)):
         c_eta = jnp.zeros_like(eta)
@@ -226,6 +227,6 @@ def poisson_logs(c, a) -> PoissonLogs:
             c_eta = c_eta * eta + coef
         acc = acc / s_t + c_eta
     q_temme = (0.5 * erfc(eta * jnp.sqrt(0.5 * s_t))
-               + jnp.exp(-s_t * h_t - 0.5 * (_LOG_2PI + jnp.log(s_t))) * acc)
+               + jnp.exp(-s_t * h - 0.5 * (_LOG_2PI + jnp.log(s_t))) * acc)
     q = jnp.where(use_series, q_series, q_temme)
     return PoissonLogs(log_pmf, jnp.log(q))
