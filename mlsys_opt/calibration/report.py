@@ -16,6 +16,7 @@ import pandas as pd
 from .. import schema
 from .._types import BYTES_PER_ELEMENT
 from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
+from ..walls import node
 from .rows import Measurement, Plan, _evaluate, _plan, build, predict
 
 
@@ -57,10 +58,9 @@ def _baseline_q(plan: Plan, eta: float) -> np.ndarray:
         peak, bw = t.hw.peak_flop_per_s[h, p.precision] * gpus, t.hw.mem_bw_bytes_per_s[h] * gpus
         bpe = np.asarray(BYTES_PER_ELEMENT)[p.precision]
         w = t.model.n_params[m] * bpe
-        per_layer = np.where(t.model.kv_latent_dim[m] > 0, t.model.kv_latent_dim[m],     # MLA latent
-                             2.0 * t.model.n_kv_heads[m] * t.model.head_dim[m])
-        kv = t.model.n_layers[m] * per_layer \
-            * (p.prompt_tokens + 0.5 * p.output_tokens) * p.batch * bpe     # mean context over decode
+        kv = np.asarray(node.kv_cache_bytes(t.model.n_layers[m], t.model.n_kv_heads[m], t.model.head_dim[m],
+                                            p.prompt_tokens + 0.5 * p.output_tokens,   # mean context over decode
+                                            p.batch, bpe, kv_latent_dim=t.model.kv_latent_dim[m]))
         flop_tok = 2.0 * t.model.n_active_params[m]
         ttft = np.maximum(flop_tok * p.prompt_tokens / (peak * eta), w / bw)
         itl = np.maximum(flop_tok * p.batch / (peak * eta), (w + kv) / bw)

@@ -382,12 +382,8 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_ele
     """
     n_l, h, d, s, bsz, b, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
                                  bytes_per_element, kv_latent_dim)
-    return _kv_per_token_layer(h, d, c) * n_l * s * bsz * b
-
-
-def _kv_per_token_layer(h, d, c):
-    """Elements cached per token per layer: 2·H_kv·d_head, or c when MLA (c > 0)."""
-    return jnp.where(c > 0, c, 2.0 * h * d)
+    per_token_layer = jnp.where(c > 0, c, 2.0 * h * d)   # elements cached per token per layer
+    return per_token_layer * n_l * s * bsz * b
 
 
 def paged_kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element,
@@ -400,7 +396,7 @@ def paged_kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_p
     n_l, h, d, s, bsz, b, p, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
                                     bytes_per_element, block_tokens, kv_latent_dim)
     s_alloc = jnp.where(p > 0, jnp.ceil(_div(s, p)) * p, s)
-    return _kv_per_token_layer(h, d, c) * n_l * s_alloc * bsz * b
+    return kv_cache_bytes(n_l, h, d, s_alloc, bsz, b, kv_latent_dim=c)
 
 
 def max_batch(capacity_bytes, weight_bytes, kv_bytes_per_sequence, *, reserve_frac=0.0,
