@@ -173,7 +173,7 @@ def tile_factor(rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
     gives exactly 1 and x → 0 gives 0, finite gradients everywhere.
     """
     rows = jnp.asarray(rows)   # float rows keep their dtype: a float32 sweep stays float32 under x64
-    x = jnp.maximum(rows if jnp.issubdtype(rows.dtype, jnp.floating) else rows.astype(float), 1e-30)
+    x = jnp.maximum(rows.astype(jnp.result_type(rows, float)), 1e-30)
     return 1.0 / (1.0 + eff.matmul_rows_half / x)
 
 

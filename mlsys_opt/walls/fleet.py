@@ -38,10 +38,10 @@ _SLACK_FLOOR = 1e-6    # 1 - rho floor of the queue
 
 
 def _as_float(x: Array) -> Array:
-    """x as a float array: float arrays keep their dtype (a float32 sweep stays float32
-    when x64 is on), integers become the default float."""
-    a = jnp.asarray(x)
-    return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(jnp.result_type(float))
+    """x as a float array of its own float dtype, ints as the default float (node._f's rule;
+    this domain does not import node): a float32 sweep stays float32 when x64 is on."""
+    x = jnp.asarray(x)
+    return x.astype(jnp.result_type(x, float))
 
 
 def _count(n: Array) -> Array:
