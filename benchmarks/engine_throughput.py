@@ -4,7 +4,7 @@ A synthetic ~300-flop evaluator (roofline-like time, cost and carbon of a
 training step over 8 axes: variant, hardware, tensor/pipeline/data parallel
 degree, batch (doubling as a DVFS clock), sequence length, region;
 3 objectives, 2 constraints, 2 aux columns)
-is streamed through ``mlsys_opt.sweep_engine.stream`` on whatever device JAX
+is streamed through ``mlsys_opt.sweeps.engine.stream`` on whatever device JAX
 has.  It prints a table; it is not a test.
 
     python benchmarks/engine_throughput.py                    # chunk-size table, 10^6 + 10^7
@@ -26,7 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mlsys_opt import pareto, sweep_engine
+from mlsys_opt.sweeps import engine as sweep_engine
+from mlsys_opt.sweeps import pareto
 
 # hardware table: peak FLOP/s, HBM B/s, HBM bytes, W, USD/h   (illustrative numbers)
 _HW = np.array([[989e12, 3.35e12, 80e9, 700.0, 4.0],

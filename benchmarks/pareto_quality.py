@@ -1,7 +1,7 @@
 """How close does the evolutionary search get to the exact Pareto front?
 
 For spaces small enough to enumerate, the exact front comes from the sweep
-(`mlsys_opt.sweep.sweep`, every configuration evaluated).  Each algorithm then
+(`mlsys_opt.sweeps.api.sweep`, every configuration evaluated).  Each algorithm then
 runs once per seed with the largest budget; the front it has found after the
 first b evaluations (b = 2,000 / 5,000 / 10,000 / 20,000, read from the run's
 archive, `search.pymoo_problem.front_at`) is scored by
@@ -28,11 +28,10 @@ import time
 
 import numpy as np
 
-from mlsys_opt.pareto import hypervolume
 from mlsys_opt.search.pymoo_problem import front_at, run_search
-from mlsys_opt.space import load_space
-from mlsys_opt.sweep import sweep
-
+from mlsys_opt.space.spec import load_space
+from mlsys_opt.sweeps.api import sweep
+from mlsys_opt.sweeps.pareto import hypervolume
 
 # A second, larger space (834,624 configurations, 44-point exact front): every
 # accelerator and region of the catalog serving three models at 1,000 req/s.

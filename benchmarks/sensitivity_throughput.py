@@ -1,7 +1,7 @@
 """Throughput of exact sensitivities: elasticities of every output w.r.t. every input.
 
 For N random configurations of a space (default: spaces/capstone.toml,
-N = 100,000) ``mlsys_opt.sensitivity.sensitivity_arrays`` computes, per
+N = 100,000) ``mlsys_opt.point.sensitivity.sensitivity_arrays`` computes, per
 configuration, the full Jacobian of all numeric scenario outputs (14 for
 training) w.r.t. every continuous input (~40: catalog fields of the chosen
 rows, float parameters, efficiency leaves) with ``jax.jacfwd``, vmapped in
@@ -30,8 +30,8 @@ def main(argv=None):
     import jax
     if args.x64:
         jax.config.update("jax_enable_x64", True)
-    from mlsys_opt.sensitivity import sensitivity_arrays
-    from mlsys_opt.space import load_space
+    from mlsys_opt.point.sensitivity import sensitivity_arrays
+    from mlsys_opt.space.spec import load_space
 
     space = load_space(args.space)
     rng = np.random.default_rng(0)

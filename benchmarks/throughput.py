@@ -53,7 +53,7 @@ TRAINING_BASE = {
 
 def space_dict(scenario: str, n_target: float) -> dict:
     """A spec dict of at least n_target configurations (efficiency axis sized to fit)."""
-    from mlsys_opt.space import load_space
+    from mlsys_opt.space.spec import load_space
 
     base = json.loads(json.dumps(SERVING_BASE if scenario == "serving" else TRAINING_BASE))
     size = load_space(base).size
@@ -66,8 +66,8 @@ def space_dict(scenario: str, n_target: float) -> dict:
 def run_one(scenario: str, n_target: float, chunk_log2: int) -> dict:
     import jax
 
-    from mlsys_opt.space import load_space
-    from mlsys_opt.sweep import sweep
+    from mlsys_opt.space.spec import load_space
+    from mlsys_opt.sweeps.api import sweep
 
     space = load_space(space_dict(scenario, n_target))
     stamps = []

@@ -41,7 +41,7 @@ def main() -> None:
     print(f"dense layer 2048->512, batch 1: intensity {points[0]['intensity']:.2f} FLOP/byte "
           f"<< ridge {ridge:.0f}: memory-bound, {100 * points[0]['flop_per_s'] / peak:.2f} % of peak")
     if args.figure:
-        from mlsys_opt.plots import roofline
+        from mlsys_opt.cli.plots import roofline
         roofline(["h100_sxm", "a100_80gb"], points, path=args.figure,
                  title="Dense layer 2048→512 (fp16) on the roofline, batch 1 to 4096")
         print(f"wrote {args.figure}")

@@ -20,7 +20,7 @@ Run:  python examples/06_full_stack_audit.py [--figure cascade.png]
 import argparse
 import sys
 
-from mlsys_opt.cli import main as mlsys_opt_main
+from mlsys_opt.cli.app import main as mlsys_opt_main
 
 SEED_003 = ["evaluate", "--model", "llama3_70b", "--hardware", "h100_sxm", "--n-accelerators", "512",
             "--tp", "8", "--region", "quebec", "--tokens", "1.24e12", "--global-batch", "2048",

@@ -13,12 +13,13 @@ Run:  python examples/07_capstone.py [--out-dir DIR] [--quick]
       --quick sweeps a smaller slice (4 regions, 1,024-16,384 devices) for tests.
 """
 import argparse
-import tomllib
 from pathlib import Path
 
+import tomllib
+
 import mlsys_opt
-from mlsys_opt import report
-from mlsys_opt.plots import pareto_front
+from mlsys_opt.cli import report
+from mlsys_opt.cli.plots import pareto_front
 
 SPACES = Path(__file__).resolve().parents[1] / "spaces"
 

@@ -11,7 +11,7 @@ swept exhaustively or searched for Pareto fronts over time, cost and carbon.
     >>> mlsys_opt.sensitivity("training", {"model": "llama3_70b", "n_tokens": 1.24e12,
     ...                                    "n_accelerators": 512, "tp": 8})
 
-The command line is `mlsys-opt` (``python -m mlsys_opt``); see mlsys_opt/cli.py.
+The command line is `mlsys-opt` (``python -m mlsys_opt``); see mlsys_opt/cli/app.py.
 
 Public API (explicit re-exports; `run_search`, `synthesize`, `calibrate` and
 `load_calibration` are imported on first use, so ``import mlsys_opt`` does not
@@ -23,7 +23,7 @@ load pymoo or optax):
   ``mlsys_opt.validate`` is the argument-checking module.)
 
 Note: ``mlsys_opt.sweep`` and ``mlsys_opt.sensitivity`` are the functions;
-import the modules by their full names (``from mlsys_opt.sweep import ...``).
+import the modules by their full names (``from mlsys_opt.sweeps.api import ...``).
 """
 from __future__ import annotations
 
@@ -31,12 +31,12 @@ from importlib import import_module
 from typing import Any
 
 from .catalog import Catalog, load_catalog
-from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .errors import CatalogError, MlsysOptError, SpecError
-from .evaluation import evaluate
-from .sensitivity import binding, sensitivity
-from .space import Space, list_spaces, load_space
-from .sweep import SweepResult, sweep
+from .point.evaluation import evaluate
+from .point.sensitivity import binding, sensitivity
+from .scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .space.spec import Space, list_spaces, load_space
+from .sweeps.api import SweepResult, sweep
 
 __version__ = "0.1.0"
 

@@ -14,8 +14,8 @@ import pytest
 
 from mlsys_opt import calibration as C
 from mlsys_opt.calibration import rows as R
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
 STEPS = 300
 

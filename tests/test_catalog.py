@@ -1,12 +1,12 @@
 """mlsys_opt.catalog: data with provenance, sane physics, seed numbers, lookups, user entries, bad files."""
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tomllib
 
 from mlsys_opt._types import MODEL_KINDS, PRECISIONS, TOPOLOGIES
 from mlsys_opt.catalog import KINDS, Catalog, Tables, _load, load_catalog

@@ -1,6 +1,6 @@
 """The `mlsys-opt` command end to end: numbers in its output, files it writes, exit codes, messages.
 
-Most tests call ``mlsys_opt.cli.main(argv)`` in-process (jit caches are shared);
+Most tests call ``mlsys_opt.cli.app(argv)`` in-process (jit caches are shared);
 the bad-input tests run ``python -m mlsys_opt`` in subprocesses, all at once,
 to see the real stderr and exit code.  Compiled kernels go to a per-session
 cache folder (MLSYS_OPT_CACHE_DIR) so repeated programs compile once.
@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import mlsys_opt
-from mlsys_opt import cli
+from mlsys_opt.cli import app as cli
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = """\
@@ -263,7 +263,7 @@ def test_sweep_writes_front_matching_python(capsys, tmp_path, tiny_spec, monkeyp
 
 
 def test_sweep_no_feasible_exit_3(capsys, tmp_path, tiny_spec, monkeypatch):
-    sweep_module = sys.modules["mlsys_opt.sweep"]   # the CLI's handling of an empty front, no compile
+    sweep_module = sys.modules["mlsys_opt.sweeps.api"]   # the CLI's handling of an empty front, no compile
     space = mlsys_opt.load_space(str(tiny_spec))
     cols = space.labels(np.zeros((0, len(space.axes)), np.int32)).columns
     front = pd.DataFrame(columns=list(cols) + ["time_to_train_s", "tco_usd", "carbon_kg", "mfu"])

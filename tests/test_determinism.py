@@ -19,18 +19,18 @@ import textwrap
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
-from mlsys_opt.space import load_space
-from mlsys_opt.sweep import sweep
 from test_finiteness import M, evaluate
-from test_resume import CHUNK, SPACE     # the space of the resume tests: shared compile cache
+from test_resume import CHUNK, SPACE  # the space of the resume tests: shared compile cache
+
+from mlsys_opt.space.spec import load_space
+from mlsys_opt.sweeps.api import sweep
 
 REL = 1e-5
 CHILD = textwrap.dedent("""
     import json, sys
     import jax
     from mlsys_opt.space import load_space
-    from mlsys_opt.sweep import sweep
+    from mlsys_opt.sweeps.api import sweep
     space, devices, chunk = load_space(json.loads(sys.argv[1])), int(sys.argv[2]), int(sys.argv[3])
     assert len(jax.devices()) == devices, jax.devices()
     names = [o for o, _ in space.objectives]
@@ -167,10 +167,11 @@ def test_float32_sweep_stays_float32_when_x64_is_on(spec):
     # conftest turns x64 on; a float32 sweep must still compute in float32 (integer counts
     # and GEMM rows used to be cast to the default float, float64 here, and promoted
     # most of the scenario to float64).
-    import jax
     import importlib
 
-    sw = importlib.import_module("mlsys_opt.sweep")
+    import jax
+
+    sw = importlib.import_module("mlsys_opt.sweeps.api")
     space = load_space(spec)
     fn = sw.make_chunk_fn(space, sw._tables(space, None, jnp.float32), sw.DEFAULT_EFFICIENCY, jnp.float32)
     digits = jnp.zeros((8, len(space.radices)), jnp.int32)

@@ -37,11 +37,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_finiteness import CAT, evaluate
 
-from mlsys_opt.space import load_space
+from mlsys_opt.space.spec import load_space
 from mlsys_opt.units import ureg
 from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, queueing, registry
-from test_finiteness import CAT, evaluate
 
 ROOT_DIMS = ("[time]", "[information]", "[flop]", "[currency]", "[carbon]", "[length]", "[mass]")
 COUNT_WORDS = {"layer", "sequence", "param", "request", "token", "element", "core", "device", "step",

@@ -28,12 +28,13 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from mlsys_opt import scenarios, schema
+from mlsys_opt import scenarios
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.catalog import load_catalog
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.errors import SpecError
-from mlsys_opt.space import load_space
+from mlsys_opt.scenarios import schema
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+from mlsys_opt.space.spec import load_space
 
 M = 1024                                   # rows per jitted call (padded)
 CAT = load_catalog()

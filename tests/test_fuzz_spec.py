@@ -16,18 +16,19 @@ import decimal
 import fractions
 import json
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import pytest
+import tomllib
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlsys_opt import schema, units
+from mlsys_opt import units
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.errors import MlsysOptError, SpecError
-from mlsys_opt.space import AXIS_FORMS, SPACES_DIR, TOP_KEYS, Space, load_space
+from mlsys_opt.scenarios import schema
+from mlsys_opt.space.spec import AXIS_FORMS, SPACES_DIR, TOP_KEYS, Space, load_space
 
 CAT = load_catalog()
 REAL = {p.name: p.read_text(encoding="utf-8") for p in sorted(SPACES_DIR.glob("*.toml"))}
@@ -312,7 +313,7 @@ def test_units_parse_refuses_huge_integers(text, dim):
 def test_load_space_python_objects_give_spec_errors():
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/space.py (found by test_python_objects_in_dict_specs):
+    Was: mlsys_opt/space/spec.py (found by test_python_objects_in_dict_specs):
     (a) _parse_value() formats a numeric label with f"{raw:g}", which raises TypeError for a
         fractions.Fraction (a numbers.Real that units.parse accepts): {"fixed": {"efficiency": Fraction(1, 2)}};
     (b) _build() tests `raw == "*"` on [fixed] values, which raises ValueError ("truth value of an array

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlsys_opt import indexing
 from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.space import indexing
 
 
 def test_digits_round_trip_small_space_exhaustive():

@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent(r'''
     import json
     import jax, jax.numpy as jnp, numpy as np
     from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
-    from mlsys_opt import sweep_engine
+    from mlsys_opt.sweeps import engine as sweep_engine
 
     R = (10, 20, 25, 20)
     N = 100_000

@@ -6,8 +6,8 @@ import pytest
 from pymoo.indicators.hv import HV
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from mlsys_opt import pareto
 from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.sweeps import pareto
 
 
 def pymoo_front(F, valid=None):

@@ -3,7 +3,7 @@
 import numpy as np
 
 import mlsys_opt as mo
-from mlsys_opt.sweep import constraint_names, evaluate_digits
+from mlsys_opt.sweeps.api import constraint_names, evaluate_digits
 
 SPEC = {
     "name": "reasons", "scenario": "training",

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mlsys_opt import plots, report
+from mlsys_opt.cli import plots, report
 from mlsys_opt.errors import MlsysOptError
 
 DAY = 86400.0

@@ -32,8 +32,8 @@ import numpy as np
 import pytest
 
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.space import load_space
-from mlsys_opt.sweep import sweep
+from mlsys_opt.space.spec import load_space
+from mlsys_opt.sweeps.api import sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = {"name": "resume_space", "scenario": "training",
@@ -50,7 +50,7 @@ SWEEP_CHILD = textwrap.dedent("""
     import json, signal, sys, time
     signal.signal(signal.SIGINT, signal.default_int_handler)   # even if started with SIGINT ignored
     from mlsys_opt.space import load_space
-    from mlsys_opt.sweep import sweep
+    from mlsys_opt.sweeps.api import sweep
     mode, ckpt, chunk, space = sys.argv[1], sys.argv[2], int(sys.argv[3]), json.loads(sys.argv[4])
     sp = load_space(space)
     def progress(done, total):
@@ -74,7 +74,7 @@ ENGINE_CHILD = textwrap.dedent("""
     import io, json, sys, time
     import numpy as np
     import jax.numpy as jnp
-    from mlsys_opt import sweep_engine
+    from mlsys_opt.sweeps import engine as sweep_engine
     ckpt, chunk, resume, slow_at = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1", int(sys.argv[4])
     ckpt = None if ckpt == "-" else ckpt
     RADICES = (64, 64, 16)
@@ -281,9 +281,9 @@ def test_resume_refuses_a_checkpoint_of_another_space(reference, tmp_path):
 
 # --------------------------------------------------------------------------- the CLI
 
-@pytest.mark.skipif(not (ROOT / "mlsys_opt" / "cli.py").exists(), reason="mlsys_opt/cli.py does not exist yet")
+@pytest.mark.skipif(not (ROOT / "mlsys_opt" / "cli.py").exists(), reason="mlsys_opt/cli/app.py does not exist yet")
 def test_cli_sigint_then_resume(env, reference, tmp_path):
-    from test_robustness import to_toml     # the same small TOML writer
+    from test_robustness import to_toml  # the same small TOML writer
     _, ref_ckpt, _ = reference
     spec = tmp_path / "resume_space.toml"
     spec.write_text(to_toml(SPACE))

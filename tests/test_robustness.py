@@ -31,11 +31,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlsys_opt import sweep_engine, validate
+from mlsys_opt import validate
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.errors import CatalogError, MlsysOptError, SpecError
-from mlsys_opt.space import INT64_MAX, load_space
-from mlsys_opt.sweep import configurations, evaluate_digits, sweep
+from mlsys_opt.space.spec import INT64_MAX, load_space
+from mlsys_opt.sweeps import engine as sweep_engine
+from mlsys_opt.sweeps.api import configurations, evaluate_digits, sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -150,9 +151,11 @@ def test_did_you_mean_composes_cleanly_with_or_without_a_close_name():
 def _far_name_calls():
     """Call sites that append errors.did_you_mean: each called with a name nothing is close to."""
     import pandas as pd
-    from mlsys_opt import evaluation, scenarios
+
+    from mlsys_opt import scenarios
+    from mlsys_opt.point import evaluation
     from mlsys_opt.search import synthesis
-    sensitivity = importlib.import_module("mlsys_opt.sensitivity")   # the package re-exports a function of that name
+    sensitivity = importlib.import_module("mlsys_opt.point.sensitivity")   # the package re-exports a function of that name
     from mlsys_opt.walls import registry
     far = "qqqqqqqq"
     df = pd.DataFrame({"config": [0], "output": ["time_to_train_s"], "parameter": ["x"], "elasticity": [1.0]})
@@ -184,7 +187,7 @@ def test_messages_without_a_suggestion_leave_no_stray_semicolon(site):
 def test_messages_with_a_suggestion_keep_it():
     from mlsys_opt import scenarios
     from mlsys_opt.walls import registry
-    sensitivity = importlib.import_module("mlsys_opt.sensitivity")
+    sensitivity = importlib.import_module("mlsys_opt.point.sensitivity")
     for call, start in ((lambda: scenarios.params_from_dict("trainig", {}),
                          "unknown scenario 'trainig'; did you mean 'training'? (allowed: "),
                         (lambda: registry.law("amdahls"), "law 'amdahls' is not known; did you mean 'amdahl"),
@@ -348,7 +351,7 @@ def test_every_mistake_of_a_file_is_reported_in_one_error(tmp_path):
 def test_spec_refuses_spaces_where_experts_or_batch_split_always_fail(changes, key):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/space.py _feasibility(): its docstring says it rejects spaces "where a structural
+    Was: mlsys_opt/space/spec.py _feasibility(): its docstring says it rejects spaces "where a structural
     constraint fails for EVERY configuration", and it does for tp, pp, precision, divisibility and
     max_accelerators -- but not for `experts` (ep > n_experts for every model: ep = [2, 4] with a dense
     llama3_8b) nor `batch_split` (dp·ep·microbatches > global_batch for every configuration: dp >= 1, so
@@ -380,7 +383,7 @@ def test_precision_some_hardware_lacks_is_an_infeasible_value_not_an_error():
     by the `precision` constraint (> 0) and the other rows stay feasible on that constraint."""
     space = load_space(spec(axes={"hardware": ["h100_sxm", "a100_80gb", "v100"], "precision": ["fp8", "fp16"],
                                   "tp": [1], "n_accelerators": [8]}))
-    from test_finiteness import evaluate    # the float32 program test_finiteness compiles anyway
+    from test_finiteness import evaluate  # the float32 program test_finiteness compiles anyway
     digits = np.array([space.digits_for({"hardware": h, "precision": p})
                        for h in ("h100_sxm", "a100_80gb", "v100") for p in ("fp8", "fp16")])
     _, out, g = evaluate(space, digits, jnp.float32)
@@ -451,7 +454,7 @@ def test_sweep_refuses_bad_engine_settings(no_engine, small_space, kwargs, field
 def test_sweep_refuses_bad_chunk_size_and_capacity(no_engine, small_space, kwargs, field):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/sweep.py sweep(): `int(chunk_size or default)` turns 0 into the default, 1.5 into 1,
+    Was: mlsys_opt/sweeps/api.py sweep(): `int(chunk_size or default)` turns 0 into the default, 1.5 into 1,
     -1 into 1 (via max(1, ...)) and 'abc' into a ValueError; front_capacity=0 becomes the default.
     Must raise MlsysOptError naming the argument (validate.check_positive_int)."""
     _refused(lambda: sweep(small_space, progress=False, **kwargs), field)
@@ -461,7 +464,7 @@ def test_sweep_refuses_bad_chunk_size_and_capacity(no_engine, small_space, kwarg
 def test_sweep_refuses_dtypes_that_would_turn_results_into_nan(no_engine, small_space, dtype):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/sweep.py sweep(): dtype=float16/bfloat16 runs and returns an EMPTY front (every
+    Was: mlsys_opt/sweeps/api.py sweep(): dtype=float16/bfloat16 runs and returns an EMPTY front (every
     objective overflows to NaN/inf and NaN points count as infeasible: silent NaN); int32/'banana'
     raise ValueError/TypeError.  Must raise MlsysOptError (validate.check_float_dtype)."""
     _refused(lambda: sweep(small_space, progress=False, dtype=dtype), "dtype")
@@ -489,9 +492,9 @@ def test_sweep_refuses_a_progress_that_is_not_callable(no_engine, small_space):
 def test_sweep_refuses_a_bad_eff(no_engine, small_space, eff):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/sweep.py sweep(): eff=3 / 'calibrated' / a dict is passed on unchecked and fails deep
+    Was: mlsys_opt/sweeps/api.py sweep(): eff=3 / 'calibrated' / a dict is passed on unchecked and fails deep
     inside the scenario while tracing (TypeError: 'int' object is not iterable, AttributeError ...).
-    Must raise MlsysOptError "sweep(): eff: expected an Efficiency (mlsys_opt.efficiency) ..."."""
+    Must raise MlsysOptError "sweep(): eff: expected an Efficiency (mlsys_opt.scenarios.efficiency) ..."."""
     _refused(lambda: sweep(small_space, progress=False, eff=eff), "eff")
 
 
@@ -499,7 +502,7 @@ def test_sweep_refuses_a_bad_eff(no_engine, small_space, eff):
 def test_load_space_refuses_a_non_path_non_dict(source):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/space.py load_space(): a source that is neither a path nor a mapping raises a
+    Was: mlsys_opt/space/spec.py load_space(): a source that is neither a path nor a mapping raises a
     bare TypeError from pathlib.  Must raise SpecError naming what is accepted; sweep(123) likewise."""
     with pytest.raises(SpecError, match="spec"):
         load_space(source)
@@ -562,11 +565,11 @@ def test_explicit_configurations_are_validated(small_space):
 def test_evaluate_digits_refuses_out_of_range_digits(small_space, digits, monkeypatch):
     """Regression (issue 7): found failing, since fixed.
 
-    Was: mlsys_opt/sweep.py evaluate_digits() (and Space.param_values): digits outside an axis are
+    Was: mlsys_opt/sweeps/api.py evaluate_digits() (and Space.param_values): digits outside an axis are
     CLIPPED (jnp.take mode="clip"), so [5, 0, 0] on a 2-value axis silently evaluates digit 1; a row of
     the wrong length and fractional digits are not refused either.  Must raise MlsysOptError naming the
     axis, the digit and its range (host-side check before the jitted call)."""
-    sweep_module = importlib.import_module("mlsys_opt.sweep")   # (mlsys_opt.sweep is also a function)
+    sweep_module = importlib.import_module("mlsys_opt.sweeps.api")   # (mlsys_opt.sweep is also a function)
 
     def evaluated(*args, **kwargs):
         raise AssertionError(f"digits {digits} were evaluated (clipped) instead of refused")
@@ -677,8 +680,8 @@ def test_catalog_lookups_suggest():
 
 # =========================================================================== CLI
 
-_HAS_CLI = importlib.util.find_spec("mlsys_opt.cli") is not None
-needs_cli = pytest.mark.skipif(not _HAS_CLI, reason="mlsys_opt/cli.py does not exist yet (issue 7: test the CLI "
+_HAS_CLI = importlib.util.find_spec("mlsys_opt.cli.app") is not None
+needs_cli = pytest.mark.skipif(not _HAS_CLI, reason="mlsys_opt/cli/app.py does not exist yet (issue 7: test the CLI "
                                                     "once `mlsys-opt sweep SPACE --checkpoint PATH --resume` lands)")
 
 
@@ -716,7 +719,7 @@ print("RESULT " + json.dumps(results))
 @pytest.fixture(scope="module")
 def cli_runs(tmp_path_factory, cli_cache):
     if not _HAS_CLI:
-        pytest.skip("mlsys_opt/cli.py does not exist yet")
+        pytest.skip("mlsys_opt/cli/app.py does not exist yet")
     d = tmp_path_factory.mktemp("cli")
     (d / "small.toml").write_text(to_toml(SMALL))
     (d / "one.toml").write_text(to_toml(spec(axes={"hardware": ["h100_sx"]})))

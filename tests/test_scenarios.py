@@ -11,7 +11,7 @@ import pytest
 from mlsys_opt import scenarios as S
 from mlsys_opt._types import PRECISIONS, SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_YEAR
 from mlsys_opt.catalog import load_catalog
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from mlsys_opt.walls import fleet
 
 CAT = load_catalog()

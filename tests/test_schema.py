@@ -1,8 +1,9 @@
 """The scenario NamedTuples and schema.py name exactly the same things, both ways."""
 import pytest
 
-from mlsys_opt import schema, scenarios
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from mlsys_opt import scenarios
+from mlsys_opt.scenarios import schema
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 
 PAIRS = [
     ("TrainingParams", scenarios.TrainingParams, tuple(schema.TRAINING_PARAMS)),

@@ -15,11 +15,11 @@ import pytest
 from pymoo.core.problem import Problem
 
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.pareto import hypervolume
 from mlsys_opt.search import ALGORITHMS, SpaceProblem, front_at, run_search
 from mlsys_opt.search.pymoo_problem import batch_evaluator, nondominated
-from mlsys_opt.space import load_space
-from mlsys_opt.sweep import output_names
+from mlsys_opt.space.spec import load_space
+from mlsys_opt.sweeps.api import output_names
+from mlsys_opt.sweeps.pareto import hypervolume
 
 
 @pytest.fixture(scope="module")

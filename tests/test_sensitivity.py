@@ -14,12 +14,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.point.sensitivity import (
+    TABLE_PARAM,
+    binding,
+    parameter_names,
+    resolve_config,
+    sensitivity,
+    sensitivity_arrays,
+)
 from mlsys_opt.scenarios import SCENARIO_FNS, params_from_dict
-from mlsys_opt.sensitivity import (TABLE_PARAM, binding, parameter_names, resolve_config, sensitivity,
-                                   sensitivity_arrays)
-from mlsys_opt.space import load_space
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+from mlsys_opt.space.spec import load_space
 
 H = 1e-6
 RTOL = 1e-6

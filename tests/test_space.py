@@ -1,4 +1,4 @@
-"""Design-space specs (mlsys_opt/space.py): axis forms, decoding, and every class of bad spec.
+"""Design-space specs (mlsys_opt/space/spec.py): axis forms, decoding, and every class of bad spec.
 
 Most tests run against a small stand-in catalog (`FakeCatalog`) so they do not
 move when catalog data changes; the ready spaces in spaces/ are checked
@@ -18,10 +18,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mlsys_opt import schema, units
+from mlsys_opt import units
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.errors import SpecError
-from mlsys_opt.space import AXIS_FORMS, SPACES_DIR, TOP_KEYS, Space, list_spaces, load_space
+from mlsys_opt.scenarios import schema
+from mlsys_opt.space.spec import AXIS_FORMS, SPACES_DIR, TOP_KEYS, Space, list_spaces, load_space
 
 
 class FakeCatalog:

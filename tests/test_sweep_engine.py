@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
 
-from mlsys_opt import checkpoint, indexing, sweep_engine
 from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.space import indexing
+from mlsys_opt.sweeps import checkpoint
+from mlsys_opt.sweeps import engine as sweep_engine
 
 R = (10, 20, 25, 20)                      # 10^5 configurations
 N = 100_000

@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 from mlsys_opt.catalog import load_catalog
-from mlsys_opt.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.scenarios import OPTIMIZER_BYTES_PER_PARAM
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.search.gradient import optimize_continuous
 from mlsys_opt.search.synthesis import inverse_roofline, min_devices_for_time, synthesize
-from mlsys_opt.space import load_space
-from mlsys_opt.sweep import constraint_names, evaluate_digits
+from mlsys_opt.space.spec import load_space
+from mlsys_opt.sweeps.api import constraint_names, evaluate_digits
 from mlsys_opt.walls import analysis
 
 DAY = 86400.0

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from mlsys_opt.walls import algorithm as alg
-
 from wallcheck import B, Sampler, assert_grad_matches_fd
 from wallcheck import assert_batched_equals_scalar as _batched_equals_scalar
+
+from mlsys_opt.walls import algorithm as alg
 
 _sample = Sampler(11)
 RNG, logu, u = _sample.rng, _sample.logu, _sample.u

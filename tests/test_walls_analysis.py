@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.walls import analysis as an
 from mlsys_opt.walls import fleet, registry
-
-from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 _sample = Sampler(21)
 RNG, logu, u = _sample.rng, _sample.logu, _sample.u

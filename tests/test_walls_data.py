@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wallcheck import PROP, all_finite, check_case, close, fd_check
 
 from mlsys_opt._types import TOPOLOGIES
 from mlsys_opt.walls import data
-
-from wallcheck import PROP, all_finite, check_case, close, fd_check
 
 ingestion = jax.jit(data.ingestion)
 transformation = jax.jit(data.transformation)

@@ -13,10 +13,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from scipy.special import gammaincc, gammaln
+from wallcheck import fd_check
 
 from mlsys_opt.walls import erlang
-
-from wallcheck import fd_check
 
 logs = jax.jit(erlang.poisson_logs)
 

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wallcheck import B, Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 from mlsys_opt.walls import fleet
-
-from wallcheck import B, Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 _sample = Sampler(14)
 RNG, logu = _sample.rng, _sample.logu

@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from wallcheck import PROP, check_case, close, fd_check
 
 from mlsys_opt._types import SECONDS_PER_DAY
 from mlsys_opt.walls import laws
-
-from wallcheck import PROP, check_case, close, fd_check
 
 amdahl = jax.jit(laws.amdahl)
 gustafson = jax.jit(laws.gustafson)

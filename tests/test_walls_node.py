@@ -12,13 +12,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.test_util import check_grads
 from hypothesis import given
 from hypothesis import strategies as st
+from jax.test_util import check_grads
+from wallcheck import PROP, all_finite, check_case, close, fd_check, jax_uniform
 
 from mlsys_opt.walls import node, queueing
-
-from wallcheck import PROP, all_finite, check_case, close, fd_check, jax_uniform
 
 H100_PEAK, H100_BW = 989e12, 3.35e12
 A100_PEAK = 312e12

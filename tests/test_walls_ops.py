@@ -6,10 +6,9 @@ import jax.numpy as jnp
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 from mlsys_opt.walls import ops
-
-from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
 _sample = Sampler(17)
 RNG, logu, u = _sample.rng, _sample.logu, _sample.u

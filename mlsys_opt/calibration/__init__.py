@@ -23,7 +23,7 @@ convention from the scenario outputs q::
 `validate` gives a DataFrame (id, category, metric, measured, predicted,
 error_pct, plus a constant-η roofline baseline: T = 6·P·D/(N·peak·η), memory
 roofline for serving, N·TDP·PUE for energy, one η fitted on the same rows).
-`calibrate` fits the efficiency parameters (`mlsys_opt.efficiency`) with optax
+`calibrate` fits the efficiency parameters (`mlsys_opt.scenarios.efficiency`) with optax
 Adam on L = mean_t (log pred_t − log meas_t)², all rows in one jitted call, over a
 bounded reparametrisation (sigmoid for fractions, exp for positive values); by
 default only the candidates that rows of at least two sources measure
@@ -41,13 +41,36 @@ their public API.
 """
 from __future__ import annotations
 
-from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
+from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .files import load_calibration, save_calibration
-from .fit import (FIT_PARAMS, MIN_SOURCES, Calibration, calibrate, identification, leave_one_out, sensitivity,
-                  synthetic_rows)
+from .fit import (
+           FIT_PARAMS,
+           MIN_SOURCES,
+           Calibration,
+           calibrate,
+           identification,
+           leave_one_out,
+           sensitivity,
+           synthetic_rows,
+)
 from .report import check_targets, format_validation_table, summarize, to_scenario, validate
-from .rows import (CASES_PATH, DATA_DIR, DEFAULT_CALIBRATION_PATH, FIELDS, MEASUREMENTS_PATH, METRICS,
-                   Batch, Measurement, Plan, RowPlan, Target, build, load_measurements, plan_row, predict)
+from .rows import (
+           CASES_PATH,
+           DATA_DIR,
+           DEFAULT_CALIBRATION_PATH,
+           FIELDS,
+           MEASUREMENTS_PATH,
+           METRICS,
+           Batch,
+           Measurement,
+           Plan,
+           RowPlan,
+           Target,
+           build,
+           load_measurements,
+           plan_row,
+           predict,
+)
 
 __all__ = ["Measurement", "Target", "RowPlan", "Plan", "Batch", "Calibration", "METRICS", "FIELDS",
            "FIT_PARAMS", "MIN_SOURCES", "identification", "load_measurements", "plan_row", "build", "predict",

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import json
 import math
+
 try:                       # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject dependency)
     import tomli as tomllib
 from pathlib import Path
 
-from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..errors import MlsysOptError, did_you_mean
+from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .fit import Calibration, _kind
 from .rows import DEFAULT_CALIBRATION_PATH
 
@@ -23,7 +24,7 @@ def save_calibration(cal: Calibration | Efficiency, path: str | Path) -> Path:
     eff = cal.eff if isinstance(cal, Calibration) else cal
     fitted = set(cal.fitted) if isinstance(cal, Calibration) else set()
     meta = {"format": "mlsys_opt calibration 1",
-            "note": "efficiency parameters (mlsys_opt.efficiency); load with mlsys_opt.calibration.load_calibration",
+            "note": "efficiency parameters (mlsys_opt.scenarios.efficiency); load with mlsys_opt.calibration.load_calibration",
             "fitted_on": list(cal.fitted_on) if isinstance(cal, Calibration) else []}
     if isinstance(cal, Calibration):
         meta.update(loss_before=round(cal.loss_before, 8), loss_after=round(cal.loss_after, 8))

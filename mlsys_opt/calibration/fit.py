@@ -21,10 +21,21 @@ import numpy as np
 import optax
 import pandas as pd
 
-from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..errors import MlsysOptError, did_you_mean
-from .rows import (CASES_PATH, METRICS, Batch, Measurement, Plan, _combine, _plan, _quantities, build,
-                   load_measurements, predict)
+from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .rows import (
+    CASES_PATH,
+    METRICS,
+    Batch,
+    Measurement,
+    Plan,
+    _combine,
+    _plan,
+    _quantities,
+    build,
+    load_measurements,
+    predict,
+)
 
 # The candidates `calibrate` may fit, each the leading parameter of one kind of row:
 # compute_eff_scale (training throughput level), prefill_eff_scale and matmul_rows_half

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pandas as pd
 
-from .. import schema
 from .._types import BYTES_PER_ELEMENT
-from ..efficiency import DEFAULT_EFFICIENCY, Efficiency
+from ..scenarios import schema
+from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..walls import node
 from .rows import Measurement, Plan, _evaluate, _plan, build, predict
 

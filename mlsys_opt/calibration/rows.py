@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+
 try:                       # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject dependency)
@@ -27,12 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .. import schema
 from .._types import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..catalog import load_catalog
-from ..efficiency import Efficiency
 from ..errors import MlsysOptError, did_you_mean
-from ..scenarios import SCENARIO_FNS, params_from_dict
+from ..scenarios import SCENARIO_FNS, params_from_dict, schema
+from ..scenarios.efficiency import Efficiency
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
 MEASUREMENTS_PATH = DATA_DIR / "measurements.json"
@@ -240,7 +240,7 @@ def plan_row(row: Measurement) -> RowPlan:
 
 def _values(scenario: str, settings: dict, catalog, where: str) -> dict:
     """Schema parameters (SI floats / int codes) of one evaluation, validated by space.load_space."""
-    from ..space import load_space
+    from ..space.spec import load_space
     fixed = {k: v for k, v in settings.items() if k != "tp"}
     spec = {"scenario": scenario, "fixed": fixed, "axes": {"tp": [settings.get("tp", 1)]},
             "objectives": {"minimize": [next(iter(schema.OUTPUTS[scenario]))]}}

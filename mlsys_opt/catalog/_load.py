@@ -17,6 +17,7 @@ import copy
 import math
 import numbers
 import re
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

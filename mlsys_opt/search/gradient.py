@@ -31,8 +31,8 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .. import schema
 from ..errors import MlsysOptError, did_you_mean
+from ..scenarios import schema
 from .synthesis import ADAM_B1, ADAM_B2, PENALTY, _resolve_free, penalty_weights, reparam
 
 
@@ -57,7 +57,7 @@ class OptimizeResult(NamedTuple):
 
 def _start_values(space, scenario, p, knobs, base_config, catalog):
     """Starting value of every knob that is a scenario parameter (config, axis mean, constant)."""
-    from ..sensitivity import _parse
+    from ..point.sensitivity import _parse
 
     out = {}
     for k in knobs:
@@ -100,10 +100,18 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
     Returns:
       OptimizeResult, best combination first (feasible before infeasible).
     """
-    from ..efficiency import DEFAULT_EFFICIENCY
-    from ..sensitivity import (_output_names, gather_local, input_value, one_config, read_input,
-                               resolve_config, run_scenario, with_inputs)
-    from ..space import Space, load_space
+    from ..point.sensitivity import (
+        _output_names,
+        gather_local,
+        input_value,
+        one_config,
+        read_input,
+        resolve_config,
+        run_scenario,
+        with_inputs,
+    )
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
+    from ..space.spec import Space, load_space
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
     if isinstance(target, (dict, str)) and not (isinstance(target, str) and target in schema.PARAMS):

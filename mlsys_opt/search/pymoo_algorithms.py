@@ -25,8 +25,8 @@ from pymoo.operators.mutation.pm import PM
 from pymoo.operators.repair.rounding import RoundingRepair
 from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
-from .. import schema
 from ..errors import MlsysOptError, did_you_mean
+from ..scenarios import schema
 
 if TYPE_CHECKING:
     from .pymoo_problem import SpaceProblem

@@ -12,14 +12,14 @@ once, and later runs on the same space and size reuse the compilation.
     G = structural constraints, then one column per spec limit
         ((out - limit)/|limit| for a maximum), <= 0 feasible (pymoo convention)
 
-exactly as the sweep computes them (``mlsys_opt.sweep.evaluate_params``), so
+exactly as the sweep computes them (``mlsys_opt.sweeps.api.evaluate_params``), so
 a search front and a sweep front are directly comparable.
 
 Every evaluated configuration is kept in an archive (digits, F, feasibility),
 and the returned front is the exact non-dominated set of the FEASIBLE points
 evaluated over the whole run, not only of the final population.  Ties
 (identical objective vectors) keep the configuration with the lowest index in
-the space, the sweep's rule (``mlsys_opt.pareto``).
+the space, the sweep's rule (``mlsys_opt.sweeps.pareto``).
 
 Operators (pymoo mixed-integer guide; ``pymoo_algorithms``): integer random
 sampling, SBX and polynomial mutation on the digits with ``RoundingRepair``,
@@ -46,8 +46,9 @@ import pandas as pd
 from pymoo.core.problem import Problem
 
 from ..errors import MlsysOptError
+
 # the algorithm table and operators live in pymoo_algorithms; re-exported under their former home
-from .pymoo_algorithms import ALGORITHMS, MixedMutation, SeededSampling, make_algorithm, resolve_algorithm
+from .pymoo_algorithms import ALGORITHMS, MixedMutation, make_algorithm, resolve_algorithm
 
 MIN_BUCKET = 32
 MOEAD_PENALTY = 1e3   # MOEA/D has no constraint handling: F + penalty · total violation
@@ -100,8 +101,8 @@ def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32, batch_size:
     padded to the next power of two (>= 32).
     """
     from ..catalog import load_catalog
-    from ..efficiency import DEFAULT_EFFICIENCY
-    from ..sweep import evaluate_params, output_names
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
+    from ..sweeps.api import evaluate_params, output_names
 
     if tables is None:
         tables = (space.catalog if space.catalog is not None else load_catalog()).tables(dtype=dtype)
@@ -160,7 +161,7 @@ class SpaceProblem(Problem):
     """
 
     def __init__(self, space, tables=None, eff=None, batch_size: int = 256, penalty: float | None = None):
-        from ..sweep import constraint_names
+        from ..sweeps.api import constraint_names
 
         self.space = space
         self.radices = np.asarray(space.radices, np.int64)
@@ -329,8 +330,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     """
     from pymoo.optimize import minimize
 
-    from ..space import Space, load_space
-    from ..sweep import add_human_columns, output_names
+    from ..space.spec import Space, load_space
+    from ..sweeps.api import add_human_columns, output_names
 
     t0 = time.perf_counter()
     if not isinstance(space, Space):

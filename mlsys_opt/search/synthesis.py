@@ -39,9 +39,9 @@ import numpy as np
 import optax
 import pandas as pd
 
-from .. import schema
 from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
 from ..errors import MlsysOptError, did_you_mean
+from ..scenarios import schema
 from ..walls import analysis
 
 MARGIN = 1e-3
@@ -131,8 +131,8 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     All candidates N (multiples of tp·pp·ep) are evaluated in one vectorised call.
     """
     from ..catalog import load_catalog  # noqa: F401
-    from ..efficiency import DEFAULT_EFFICIENCY
-    from ..sensitivity import resolve_config
+    from ..point.sensitivity import resolve_config
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..walls.algorithm import training_flop
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
@@ -200,7 +200,7 @@ class SynthesisResult(NamedTuple):
 
 def free_inputs(scenario: str) -> tuple[str, ...]:
     """Inputs :func:`synthesize` may free: continuous inputs plus integer counts/degrees."""
-    from ..sensitivity import parameter_names
+    from ..point.sensitivity import parameter_names
 
     ints = tuple(k for k, s in schema.PARAMS[scenario].items() if s.kind == "int")
     return parameter_names(scenario) + ints
@@ -287,9 +287,16 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
     targets={"itl_s": ("max", 0.05)}, free=["mem_bw_bytes_per_s"] with
     mem_bw_eff = 1 and no dispatch/comm overheads -> (W + KV)/0.05 ≈ 2.8 TB/s.
     """
-    from ..efficiency import DEFAULT_EFFICIENCY
-    from ..sensitivity import (gather_local, input_value, one_config, read_input, resolve_config,
-                               run_scenario, with_inputs)
+    from ..point.sensitivity import (
+        gather_local,
+        input_value,
+        one_config,
+        read_input,
+        resolve_config,
+        run_scenario,
+        with_inputs,
+    )
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
     scenario, _, p, catalog = resolve_config(target, base_config, dtype)

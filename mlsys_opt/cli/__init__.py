@@ -1,0 +1,7 @@
+"""The `mlsys-opt` command line: the parser and `main` (``app``), the subcommands (``commands``),
+and what they print and draw (``report`` tables, ``audit`` the full-stack audit, ``plots`` figures)."""
+from __future__ import annotations
+
+from .app import main
+
+__all__ = ["main"]

@@ -1,0 +1,283 @@
+"""The `mlsys-opt` command (also `python -m mlsys_opt`).
+
+    mlsys-opt sweep spaces/capstone.toml          exact Pareto front of a whole space
+    mlsys-opt search SPACE --algorithm nsga2      evolutionary search (pymoo)
+    mlsys-opt evaluate --model llama3_70b ...     one configuration: the full-stack audit
+    mlsys-opt sensitivity ... --figure t.png      ranked elasticities, tornado chart
+    mlsys-opt synthesize --model M --itl 50ms     a target in, a minimum spec out
+    mlsys-opt catalog list|show|add               hardware, models, fabrics, regions
+    mlsys-opt spaces list|show                    the ready design spaces
+    mlsys-opt validate | calibrate                accuracy against published measurements
+
+Exit codes: 0 ok; 2 bad input (one message on stderr naming the file, key or
+flag, no traceback); 3 no feasible configuration (unless --allow-empty);
+130 interrupted.  Anything else that escapes is a bug and shows its traceback.
+`--json` prints machine-readable output (SI units, unit in every key) on
+stdout instead of tables.
+
+User catalog entries: files of ``[accelerators.NAME]``, ``[models.NAME]``,
+``[fabrics.NAME]``, ``[regions.NAME]`` tables, given with ``--catalog FILE``
+(repeatable) or the environment variable MLSYS_OPT_CATALOG (paths separated
+by the OS path separator).  Compiled kernels are cached in
+$MLSYS_OPT_CACHE_DIR (default ~/.cache/mlsys_opt/jax; "off" disables it).
+
+Layout: this module holds the parser (global flags, the subcommand registry with
+every command's flags and examples) and `main` (error handling, exit codes); the
+commands themselves are in mlsys_opt/cli/commands/ (common, front, evaluate,
+catalog, synthesize, accuracy).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Sequence
+
+from ..errors import MlsysOptError
+from .commands.accuracy import cmd_calibrate, cmd_validate
+from .commands.catalog import cmd_catalog, cmd_spaces
+from .commands.common import (
+    CACHE_ENV,
+    CATALOG_ENV,
+    EXIT_INPUT,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    PROG,
+    _err,
+    _nonneg_int,
+    _positive_int,
+)
+from .commands.evaluate import CONFIG_FLAGS, _add_config_args, cmd_evaluate, cmd_sensitivity  # noqa: F401
+from .commands.front import _add_front_outputs, cmd_search, cmd_sweep, space_header  # noqa: F401
+from .commands.synthesize import cmd_synthesize, synthesize_target  # noqa: F401
+
+# (catalog_paths, load_user_catalog, enable_compile_cache, space_header, synthesize_target, CONFIG_FLAGS and the
+# EXIT_* codes are re-exported: they were importable from mlsys_opt.cli before the commands moved out.)
+
+
+class UsageError(Exception):
+    """A command-line mistake (argparse): printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # noqa: D401 - argparse hook
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
+class _Help(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog):
+        super().__init__(prog, max_help_position=32, width=100)
+
+
+# --------------------------------------------------------------------------- parser
+
+EXAMPLES = {
+    "sweep": """examples:
+  mlsys-opt sweep spaces/capstone.toml                     # front table + capstone_front.csv/.png here
+  mlsys-opt sweep capstone -o front.parquet --figure front.svg
+  mlsys-opt sweep my_space.toml --out-dir results --color region --top 10
+  mlsys-opt sweep big.toml --checkpoint big.ckpt.npz --resume   # continue an interrupted sweep
+  mlsys-opt sweep capstone --json > front.json""",
+    "search": """examples:
+  mlsys-opt search spaces/capstone.toml --algorithm nsga2 --evals 20000 --pop 200 --seed 0
+  mlsys-opt search llama3_serving --algorithm nsga3 --evals 5000 -o front.csv""",
+    "evaluate": """examples:
+  # seed 003: Llama-3-70B on 512 H100s (TP 8) in Quebec, with a 30-day limit
+  mlsys-opt evaluate --model llama3_70b --hardware h100_sxm --n-accelerators 512 --tp 8 \\
+      --region quebec --tokens 1.24e12 --global-batch 2048 --seq-len 2048 --efficiency 0.4 \\
+      --set overlap=0.9 --limit max_time='30 day'
+  mlsys-opt evaluate --space capstone --set hardware=b200 n_accelerators=4096 tp=8 region=norway
+  mlsys-opt evaluate --model llama3_70b --request-rate 100 --batch 16 --tp 4,8 --limit max_itl='50 ms'
+  mlsys-opt evaluate ... --figure cascade.png     # iron-law loss cascade (training)""",
+    "sensitivity": """examples:
+  mlsys-opt sensitivity --model llama3_70b --hardware h100_sxm --n-accelerators 512 --tp 8 \\
+      --region quebec --tokens 1.24e12 --figure tornado.png
+  mlsys-opt sensitivity --space capstone --set hardware=b200 n_accelerators=4096 tp=8 --output tco_usd""",
+    "synthesize": """examples:
+  mlsys-opt synthesize --model llama3_70b --itl 50ms          # -> HBM bandwidth needed (2.8 TB/s)
+  mlsys-opt synthesize --model llama3_70b --itl 50ms --batch 16 --context 4096
+  mlsys-opt synthesize --model llama3_70b --ttft 500ms --prompt-tokens 4096
+  mlsys-opt synthesize --model llama3_70b --days 14 --hardware h100_sxm --tokens 15e12   # -> GPUs""",
+    "catalog": """examples:
+  mlsys-opt catalog list                 # every kind
+  mlsys-opt catalog list accelerators    # or: hardware, models, fabrics, regions
+  mlsys-opt catalog show hardware h100_sxm
+  mlsys-opt catalog add accelerators my_chips.toml     # validate and print the merged entries
+  mlsys-opt --catalog my_catalog.toml sweep my_space.toml   # use user entries
+
+a user catalog file:
+  [accelerators.h100_cheap]
+  based_on = "h100_sxm"
+  price = "20000 USD"
+  source = "my quote, 2025"
+""",
+    "spaces": """examples:
+  mlsys-opt spaces list
+  mlsys-opt spaces show capstone""",
+    "validate": """examples:
+  mlsys-opt validate
+  mlsys-opt validate --loo
+  mlsys-opt validate --calibration my_calibration.json --json""",
+    "calibrate": """examples:
+  mlsys-opt calibrate -o calibration.json
+  mlsys-opt sweep capstone --calibration calibration.json""",
+}
+
+
+def _common(suppress: bool) -> argparse.ArgumentParser:
+    """--json / --catalog / --quiet, accepted before or after the command."""
+    p = argparse.ArgumentParser(add_help=False)
+    d = (lambda v: argparse.SUPPRESS) if suppress else (lambda v: v)
+    p.add_argument("--json", action="store_true", default=d(False),
+                   help="machine-readable JSON on stdout (SI units) instead of tables")
+    p.add_argument("--catalog", action="append", metavar="FILE", default=d(None),
+                   help=f"user catalog entries (repeatable; also ${CATALOG_ENV})")
+    p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress messages on stderr")
+    return p
+
+
+def build_parser() -> argparse.ArgumentParser:
+    sub_common = _common(True)
+    parser = _Parser(prog=PROG, formatter_class=_Help, parents=[_common(False)],
+                     description="Design-space optimizer for ML systems: sweep, search, evaluate and explain "
+                                 "training and serving configurations.",
+                     epilog="the main command:\n  mlsys-opt sweep spaces/capstone.toml\n\n"
+                            "exit codes: 0 ok, 2 bad input, 3 no feasible configuration, 130 interrupted.\n"
+                            f"user catalogs: --catalog FILE or ${CATALOG_ENV}; compile cache: ${CACHE_ENV}.\n"
+                            "'mlsys-opt COMMAND --help' shows each command's flags and examples.")
+    subs = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    def add(name, func, help_, description=None):
+        p = subs.add_parser(name, help=help_, description=description or help_, parents=[sub_common],
+                            formatter_class=_Help, epilog=EXAMPLES.get(name))
+        p.set_defaults(func=func)
+        return p
+
+    p = add("sweep", cmd_sweep, "evaluate every configuration of a space; print and save its exact Pareto front")
+    p.add_argument("space", metavar="SPACE", help="spec file (.toml) or a ready space name (mlsys-opt spaces list)")
+    _add_front_outputs(p, "front")
+    p.add_argument("--chunk-size", type=_positive_int, metavar="N", help="configurations per jitted step "
+                   "(default: the spec's [sweep] chunk_size, else 65536); does not change the result")
+    p.add_argument("--devices", type=_positive_int, metavar="N", help="shard chunks over the first N devices "
+                   "(default: all)")
+    p.add_argument("--checkpoint", metavar="PATH", help="save the sweep state here while running (.npz)")
+    p.add_argument("--resume", action="store_true", help="continue from --checkpoint (default "
+                   "OUT_DIR/<space name>.ckpt.npz) if it exists")
+
+    p = add("search", cmd_search, "evolutionary search of a space's Pareto front (pymoo)")
+    p.add_argument("space", metavar="SPACE", help="spec file (.toml) or a ready space name")
+    p.add_argument("--algorithm", metavar="NAME", help="nsga2, nsga3, unsga3, age, age2, spea2, smsemoa, rvea, "
+                   "ctaea, moead, random (default: the spec's [search] algorithm, else nsga2)")
+    p.add_argument("--evals", type=_positive_int, metavar="N", help="evaluation budget (default: [search] evals)")
+    p.add_argument("--pop", type=_positive_int, metavar="N", help="population size (default: [search] pop_size)")
+    p.add_argument("--seed", type=_nonneg_int, metavar="S", help="random seed (default: [search] seed)")
+    _add_front_outputs(p, "search")
+
+    p = add("evaluate", cmd_evaluate, "one configuration: every wall's figures (seed 003 full-stack audit)")
+    _add_config_args(p)
+    p.add_argument("--figure", metavar="PATH", help="iron-law loss cascade figure (training), .png/.svg/.pdf")
+    p.add_argument("--no-sensitivity", action="store_true", help="skip the wall-21 sensitivity row (faster)")
+    p.add_argument("--allow-infeasible", "--allow-empty", dest="allow_infeasible", action="store_true",
+                   help="exit 0 even when the configuration is infeasible (else 3)")
+
+    p = add("sensitivity", cmd_sensitivity, "ranked elasticities of outputs to every continuous input (wall 21)")
+    _add_config_args(p)
+    p.add_argument("--output", action="append", metavar="NAME", help="output to explain (repeatable; default: "
+                   "the objectives, e.g. time_to_train_s, tco_usd, carbon_kg)")
+    p.add_argument("--top", type=_positive_int, default=12, metavar="N", help="rows per output (default 12)")
+    p.add_argument("--figure", metavar="PATH", help="tornado chart of the first output, .png/.svg/.pdf")
+
+    p = add("synthesize", cmd_synthesize, "inverse walls: a target in, the minimum spec out (wall 22)")
+    p.add_argument("--model", required=True, metavar="NAME", help="catalog model, e.g. llama3_70b")
+    t = p.add_mutually_exclusive_group(required=True)
+    t.add_argument("--itl", metavar="TIME", help="inter-token latency target, e.g. 50ms -> HBM bandwidth")
+    t.add_argument("--ttft", metavar="TIME", help="time-to-first-token target, e.g. 500ms -> FLOP/s")
+    t.add_argument("--days", metavar="DAYS", help="training time target in days -> accelerators")
+    p.add_argument("--hardware", metavar="NAME", help="accelerator for --days (default h100_sxm)")
+    p.add_argument("--tokens", metavar="N", help="training tokens for --days (default: 20 per parameter, "
+                   "Chinchilla)")
+    p.add_argument("--mfu", type=float, default=0.4, metavar="F", help="MFU / η: achieved fraction of peak "
+                   "(default 0.4)")
+    p.add_argument("--precision", default="fp16", metavar="P", help="weights/KV precision (default fp16)")
+    p.add_argument("--batch", type=_positive_int, default=1, metavar="B", help="sequences decoded together "
+                   "(default 1)")
+    p.add_argument("--context", type=_nonneg_int, default=0, metavar="TOKENS", help="KV-cache tokens per "
+                   "sequence read each step (default 0: weights only, as seed 002)")
+    p.add_argument("--prompt-tokens", type=_positive_int, default=1024, metavar="N",
+                   help="prompt length for --ttft (default 1024)")
+    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="training settings for the --days check (default: tp=8 pp=4 global_batch=2048 "
+                        "seq_len=8192 microbatches=4, as spaces/capstone.toml)")
+
+    p = add("catalog", cmd_catalog, "list, show or add hardware, models, fabrics and regions")
+    csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    c = csub.add_parser("list", help="entries of one kind or all", parents=[sub_common], formatter_class=_Help)
+    c.add_argument("kind", nargs="?", metavar="KIND", help="accelerators (hardware), models, fabrics, regions")
+    c = csub.add_parser("show", help="every field of one entry", parents=[sub_common], formatter_class=_Help)
+    c.add_argument("kind", metavar="KIND")
+    c.add_argument("name", metavar="NAME")
+    c = csub.add_parser("add", help="validate a user TOML file and print the merged entries",
+                        parents=[sub_common], formatter_class=_Help)
+    c.add_argument("kind", metavar="KIND")
+    c.add_argument("file", metavar="FILE.toml")
+
+    p = add("spaces", cmd_spaces, "the ready design spaces")
+    ssub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
+    s = ssub.add_parser("list", help="spec files with size and question", parents=[sub_common],
+                        formatter_class=_Help)
+    s.add_argument("--dir", metavar="DIR", help="folder of spec files (default: the repository's spaces/)")
+    s = ssub.add_parser("show", help="one space's axes, limits and objectives", parents=[sub_common],
+                        formatter_class=_Help)
+    s.add_argument("name", metavar="SPACE")
+
+    p = add("validate", cmd_validate, "predictions vs published measurements (Megatron-LM, PaLM, ...)")
+    p.add_argument("--calibration", metavar="FILE",
+                   help="the calibration to show beside the defaults (default: the shipped one)")
+    p.add_argument("--loo", action="store_true",
+                   help="also refit with each row / source held out and check the held-out target")
+    p = add("calibrate", cmd_calibrate, "fit the efficiency model to the measurements (optax)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the calibration (.json or .toml)")
+    p.add_argument("--steps", type=_positive_int, default=400, metavar="N", help="Adam steps (default 400)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
+    parser = build_parser()
+    # Ctrl-C / kill -INT interrupts a sweep cleanly (checkpoint, exit 130) even when the
+    # command was started in the background of a script, which hands it SIGINT ignored
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    except ValueError:                 # not the main thread (embedded use): leave signals alone
+        pass
+    try:
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return EXIT_INPUT
+        return int(args.func(args))
+    except SystemExit as exc:          # --help / --version
+        return int(exc.code or 0) if isinstance(exc.code, int) or exc.code is None else EXIT_INPUT
+    except UsageError as exc:
+        _err(str(exc))
+        return EXIT_INPUT
+    except MlsysOptError as exc:
+        _err(f"{PROG}: error: {exc}")
+        return EXIT_INPUT
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+        _err(f"{PROG}: error: {exc.filename or ''}: {exc.strerror or exc}")
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        _err(f"{PROG}: interrupted")
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:            # `mlsys-opt ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return EXIT_OK
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,288 @@
+"""`mlsys-opt evaluate` and `mlsys-opt sensitivity`: one configuration, from flags.
+
+The configuration flags (``--model``, ``--hardware``, ..., ``--set KEY=VALUE``,
+``--limit``, or ``--space SPACE``) become a scenario name or a ``Space`` plus
+parameters (:func:`_config`).  `evaluate` prints seed 003's full-stack audit
+(``mlsys_opt.cli.audit``) and every output; `sensitivity` the ranked elasticities
+of wall 21 (``mlsys_opt.sensitivity``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ...errors import MlsysOptError
+from .common import (
+    EXIT_INFEASIBLE,
+    EXIT_OK,
+    _catalog,
+    _count,
+    _eff,
+    _out,
+    _print_json,
+    _space,
+    _split_kv,
+    enable_compile_cache,
+)
+
+# flag -> (parameter, help); values are read like spec values (names, numbers, "10 min", ...)
+CONFIG_FLAGS: tuple[tuple[str, str, str], ...] = (
+    ("--model", "model", "model to train or serve, e.g. llama3_70b"),
+    ("--hardware", "hardware", "accelerator, e.g. h100_sxm (default h100_sxm)"),
+    ("--n-accelerators", "n_accelerators", "accelerators in the fleet (training)"),
+    ("--tp", "tp", "tensor-parallel degree"),
+    ("--pp", "pp", "pipeline-parallel degree"),
+    ("--ep", "ep", "expert-parallel degree (training)"),
+    ("--region", "region", "grid region, e.g. quebec (default us_avg)"),
+    ("--precision", "precision", "fp32, tf32, fp16 (bf16), fp8, int8, int4"),
+    ("--fabric", "fabric", "scale-out network, e.g. ib_ndr"),
+    ("--pricing", "pricing", "cloud or onprem"),
+    ("--tokens", "n_tokens", "training tokens, e.g. 15e12 (training)"),
+    ("--efficiency", "efficiency", "matmul fraction of peak η, e.g. 0.4"),
+    ("--global-batch", "global_batch", "sequences per optimizer step (training)"),
+    ("--seq-len", "seq_len", "tokens per sequence (training)"),
+    ("--microbatches", "microbatches", "micro-batches per step (training)"),
+    ("--zero-stage", "zero_stage", "ZeRO stage 0-3 (training)"),
+    ("--request-rate", "request_rate", "requests per second, e.g. 1000 (serving)"),
+    ("--batch", "batch", "concurrent sequences per replica (serving)"),
+    ("--prompt-tokens", "prompt_tokens", "input tokens per request (serving)"),
+    ("--output-tokens", "output_tokens", "generated tokens per request (serving)"),
+    ("--replicas", "replicas", "model replicas, 0 = enough for the load (serving)"),
+    ("--duration", "duration", "deployment period, e.g. '1 year' (serving)"),
+)
+SERVING_ONLY = {"request_rate", "batch", "prompt_tokens", "output_tokens", "replicas", "duration",
+                "max_utilization"}
+_LISTABLE = ("catalog", "choice", "int")
+
+
+def _add_config_args(p) -> None:
+    g = p.add_argument_group("configuration (use --space SPACE with --set, or a scenario with direct flags)")
+    g.add_argument("--space", metavar="SPACE", help="a spec file or ready space name; --set picks axis values "
+                   "and overrides constants (axes left out take their first value)")
+    g.add_argument("--scenario", choices=("training", "serving"),
+                   help="scenario without a space (default: serving if a serving flag is given, else training)")
+    g.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="any scenario parameter, e.g. --set hardware=b200 tp=8 checkpoint_interval='30 min'")
+    g.add_argument("--limit", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+                   help="[constraints] limits for a scenario, e.g. --limit max_time='30 day' budget=2e7USD")
+    for flag, param, help_ in CONFIG_FLAGS:
+        g.add_argument(flag, dest=f"p_{param}", metavar="V", help=help_)
+    p.add_argument("--calibration", metavar="FILE", help="efficiency parameters from a calibration file")
+
+
+def _config(args) -> tuple[Any, dict, dict]:
+    """(target: scenario name or Space, params, limits) from the configuration flags."""
+    from ...scenarios import schema
+    params = {param: getattr(args, f"p_{param}") for _, param, _ in CONFIG_FLAGS
+              if getattr(args, f"p_{param}") is not None}
+    params.update(_split_kv(args.set, "--set"))
+    limits = _split_kv(args.limit, "--limit")
+    if args.space:
+        if args.scenario:
+            raise MlsysOptError("--space and --scenario: give one (the space names its scenario)")
+        target = _space(args, args.space)
+        scenario = target.scenario
+    else:
+        scenario = args.scenario or ("serving" if SERVING_ONLY & set(params) else "training")
+        target = scenario
+    allowed = schema.PARAMS[scenario]
+    out = {}
+    for k, v in params.items():
+        spec = allowed.get(k)
+        if spec is None:
+            from ...errors import did_you_mean
+            raise MlsysOptError(f"{k!r} is not a parameter of the {scenario} scenario{did_you_mean(k, allowed)} "
+                                f"(allowed: {', '.join(allowed)})")
+        if spec.kind in _LISTABLE and "," in v:
+            out[k] = [x.strip() for x in v.split(",") if x.strip()]
+        elif k == "request_rate" and _is_number(v):
+            out[k] = f"{v} /s"
+        else:
+            out[k] = v
+    if scenario == "training" and "n_tokens" not in out and not args.space:
+        raise MlsysOptError("the training scenario needs the number of tokens: --tokens 15e12 "
+                            "(or --set n_tokens=15e12)")
+    if scenario == "serving" and "request_rate" not in out and not args.space:
+        raise MlsysOptError("the serving scenario needs a request rate: --request-rate 1000 "
+                            "(requests per second)")
+    if "model" not in out and not args.space:
+        raise MlsysOptError(f"the {scenario} scenario needs a model: --model llama3_70b "
+                            "(list: mlsys-opt catalog list models)")
+    return target, out, limits
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _first_objective(space) -> str:
+    return space.objectives[0][0]
+
+
+# --------------------------------------------------------------------------- evaluate
+
+def cmd_evaluate(args) -> int:
+    from .. import report
+    from ..plots import check_path
+    target, params, limits = _config(args)
+    if args.figure:
+        check_path(args.figure)
+    enable_compile_cache()
+    df, space = report.evaluate_frame(target, params, eff=_eff(args), catalog=_catalog(args),
+                                      limits=limits or None)
+    grid = any(isinstance(v, list) for v in params.values())
+    if grid or len(df) > 1:
+        if args.json:
+            _print_json({"scenario": space.scenario, "configurations": df})
+        else:
+            varying = [c for c in df.columns if c in params and isinstance(params[c], list)]
+            extra = ["time_to_train_s", "tco_usd", "carbon_kg", "mfu"] if space.scenario == "training" else \
+                ["ttft_s", "itl_s", "p99_latency_s", "cost_per_mtok_usd", "carbon_per_mtok_kg"]
+            cols = list(dict.fromkeys(varying + [n for n, _ in space.objectives] + extra))
+            cols += ["feasible", "binding_constraint"]
+            _out(report.format_table(df, cols, width=report.terminal_width()))
+        return EXIT_OK if df["feasible"].any() or args.allow_infeasible else EXIT_INFEASIBLE
+    row = df.iloc[0]
+    binding = None
+    if not args.no_sensitivity:
+        from ...point.sensitivity import binding as find_binding
+        from ...point.sensitivity import sensitivity
+        sens = sensitivity(space, _config_of(space, row, params), outputs=[_first_objective(space)],
+                           eff=_eff(args), tables=space.catalog.tables())
+        system = sens[~sens["parameter"].isin(WORKLOAD_INPUTS)]      # the workload size is not a lever
+        system.attrs.update(sens.attrs)
+        binding = find_binding(system, _first_objective(space))
+    audit = report.audit(row, space, sensitivity_binding=binding)
+    if args.figure:
+        from ..plots import evaluation_figure
+        evaluation_figure(row, space, path=args.figure)
+    if args.json:
+        _print_json({"scenario": space.scenario, "configuration": _param_dict(row, space),
+                     "outputs": {k: row[k] for k in _output_cols(space) if k in row},
+                     "constraints": {k[2:]: row[k] for k in row.index if k.startswith("g_")},
+                     "feasible": bool(row["feasible"]), "binding_constraint": row["binding_constraint"],
+                     "audit": audit, "figure": args.figure})
+    else:
+        _out(_title(row, space))
+        _out()
+        _out(report.format_audit(audit))
+        _out()
+        outs = [c for c in _output_cols(space) if c in row and c not in report.HIDDEN]
+        _out("All outputs (SI value in the last column):")
+        _out(_outputs_table(row, outs, space.scenario))
+        _out()
+        if row["feasible"]:
+            _out(f"feasible: yes (tightest constraint: {row['binding_constraint']}, "
+                 f"g = {row['g_' + row['binding_constraint'].replace('limit:', 'limit_')]:+.3f})")
+        else:
+            bad = [k[2:].replace("limit_", "limit:", 1) for k in row.index if k.startswith("g_") and row[k] > 0]
+            _out(f"feasible: NO, violated: {', '.join(bad)}")
+        if args.figure:
+            _out(f"wrote {args.figure} (iron-law loss cascade)" if space.scenario == "training"
+                 else f"wrote {args.figure} (decode step on the roofline)")
+    return EXIT_OK if bool(row["feasible"]) or args.allow_infeasible else EXIT_INFEASIBLE
+
+
+WORKLOAD_INPUTS = ("n_tokens", "request_rate", "duration")   # what is asked, not how the system answers
+
+
+def _config_of(space, row, params: dict) -> dict:
+    """The sensitivity config of an evaluated row: its axis labels plus the non-axis overrides."""
+    config = {a.name: str(row[a.name]) if a.kind in ("catalog", "choice") else a.labels[0]
+              for a in space.axes if a.name in row}
+    for a in space.axes:
+        if a.name in params and not isinstance(params[a.name], list):
+            config[a.name] = params[a.name]
+    config.update({k: v for k, v in params.items() if k not in space.axis_names})
+    return config
+
+
+def _output_cols(space) -> list[str]:
+    from ...scenarios import schema
+    return list(schema.OUTPUTS[space.scenario]) + (["time_to_train_days"] if space.scenario == "training" else [])
+
+
+def _param_dict(row, space) -> dict:
+    from ...scenarios import schema
+    from ...space.spec import column_name
+    return {column_name(space.scenario, k): row[column_name(space.scenario, k)]
+            for k in schema.PARAMS[space.scenario] if column_name(space.scenario, k) in row}
+
+
+def _title(row, space) -> str:
+    if space.scenario == "training":
+        return (f"training {row['model']} on {int(row['n_accelerators']):,} × {row['hardware']} "
+                f"(tp {int(row['tp'])}, pp {int(row['pp'])}, dp {int(row['dp']):,}), {row['region']}, "
+                f"{row['precision']}, {row['pricing']}, {_count(float(row['n_tokens']))} tokens")
+    return (f"serving {row['model']} on {row['hardware']} (tp {int(row['tp'])}, pp {int(row['pp'])}, batch "
+            f"{int(row['batch'])}, {int(row['replicas']):,} replicas), {row['region']}, {row['precision']}, "
+            f"{float(row['request_rate_per_s']):,.4g} requests/s")
+
+
+def _outputs_table(row, names, scenario: str) -> str:
+    import pandas as pd
+
+    from ...scenarios.schema import OUTPUTS
+    from .. import report
+    docs = OUTPUTS[scenario]
+    rows = [{"output": n, "value": report.value_text(n, row[n]), "meaning": docs[n].doc if n in docs else "",
+             "SI": _si(row[n])} for n in names]
+    return report.format_table(pd.DataFrame(rows), human=False)
+
+
+def _si(v) -> str:
+    if isinstance(v, str):
+        return v
+    return f"{float(v):.6g}"
+
+
+# --------------------------------------------------------------------------- sensitivity
+
+def cmd_sensitivity(args) -> int:
+    import pandas as pd
+
+    from ...point.sensitivity import binding, sensitivity
+    from .. import report
+    target, params, limits = _config(args)
+    if any(isinstance(v, list) for v in params.values()):
+        raise MlsysOptError("sensitivity takes one configuration; give single values (no comma lists)")
+    if args.figure:
+        from ..plots import check_path
+        check_path(args.figure)
+    enable_compile_cache()
+    space = target if not isinstance(target, str) else report.point_space(target, params, catalog=_catalog(args),
+                                                                           limits=limits or None)
+    config = _config_of(space, {a.name: a.labels[0] for a in space.axes}, params) if isinstance(target, str) \
+        else dict(params)
+    outputs = args.output or [n for n, _ in space.objectives]
+    df = sensitivity(space, config, outputs=outputs, eff=_eff(args), tables=space.catalog.tables())
+    if args.figure:
+        from ..plots import tornado
+        tornado(df, outputs[0], top=args.top, path=args.figure)
+    if args.json:
+        _print_json({"scenario": space.scenario, "configuration": config, "sensitivities": df,
+                     "binding": {o: binding(df, o)._asdict() for o in outputs}, "figure": args.figure})
+        return EXIT_OK
+    for o in outputs:
+        rows = df[df["output"] == o].sort_values("rank").head(args.top)
+        _out(f"{o} = {report.value_text(o, rows['output_value'].iloc[0])}: elasticities ∂ln y/∂ln x "
+             "(+1 % of the input changes the output by this many %)")
+        table = pd.DataFrame({"rank": rows["rank"], "input": rows["parameter"],
+                              "value": [report.quantity_text(p, v) for p, v in zip(rows["parameter"], rows["value"])],
+                              "elasticity": [f"{e:+.3f}" for e in rows["elasticity"]],
+                              "derivative (SI)": [f"{d:.4g}" for d in rows["derivative"]]})
+        _out(report.format_table(table, human=False))
+        b = binding(df, o)
+        system = df[~df["parameter"].isin(WORKLOAD_INPUTS)]
+        system.attrs.update(df.attrs)
+        bs = binding(system, o)
+        _out(f"binding input: {b.parameter} ({b.elasticity:+.2f})"
+             + (f"; of the system: {bs.parameter} ({bs.elasticity:+.2f})" if bs.parameter != b.parameter else "")
+             + f"; tightest constraint: {b.constraint} (g = {b.g:+.3f}, <= 0 feasible)")
+        _out()
+    if args.figure:
+        _out(f"wrote {args.figure} (tornado chart of {outputs[0]})")
+    return EXIT_OK

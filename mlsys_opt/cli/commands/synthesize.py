@@ -1,0 +1,136 @@
+"""`mlsys-opt synthesize`: inverse walls, a target in and the minimum spec out (seed 002 wall 22).
+
+--itl -> HBM bandwidth (inverse memory roofline), --ttft -> FLOP/s (inverse
+compute roofline), --days -> accelerators (iron law, checked with the training
+scenario); see ``mlsys_opt.search.synthesis``.
+"""
+from __future__ import annotations
+
+from ...errors import MlsysOptError
+from .common import EXIT_OK, _catalog, _count, _out, _print_json, _split_kv
+
+
+def cmd_synthesize(args) -> int:
+    res = synthesize_target(args, _catalog(args))
+    if args.json:
+        _print_json({k: v for k, v in res.items() if k != "lines"})
+    else:
+        for line in res["lines"]:
+            _out(line)
+    return EXIT_OK
+
+
+# the training settings --days checks the iron-law answer with (spaces/capstone.toml's, overridable by --set)
+DAYS_DEFAULTS = {"tp": 8, "pp": 4, "global_batch": 2048, "seq_len": 8192, "microbatches": 4}
+
+
+def synthesize_target(args, catalog) -> dict:
+    """Wall 22 (mlsys_opt.search.synthesis): --itl -> HBM bandwidth, --ttft -> FLOP/s, --days -> devices.
+
+    Returns SI numbers, a `candidates` table (datacenter accelerators, fewest needed first) and `lines`.
+    """
+    import math
+
+    import numpy as np
+    import pandas as pd
+
+    from ... import units
+    from ..._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS, SECONDS_PER_DAY
+    from ...search import synthesis as S
+    from ...walls import analysis, node
+    from .. import report
+    m = catalog.entry("models", args.model)
+    key = PRECISION_ALIASES.get(args.precision.strip().lower(), args.precision.strip().lower())
+    if key not in PRECISIONS:
+        from ...errors import did_you_mean
+        raise MlsysOptError(f"--precision {args.precision!r}: not a precision{did_you_mean(args.precision, PRECISIONS)} "
+                            f"(allowed: {', '.join(PRECISIONS)}; bf16 = fp16)")
+    prec = key
+    if not 0 < args.mfu <= 1:
+        raise MlsysOptError(f"--mfu {args.mfu!r}: expected a fraction in (0, 1]")
+    hw = catalog.frames["accelerators"]
+    hw = hw[(hw["segment"] == "datacenter") & (hw[f"peak_{prec}_flop_per_s"] > 0) & ~hw["is_wafer_scale"].astype(bool)]
+    peaks, bws, caps = (hw[c].to_numpy(float) for c in (f"peak_{prec}_flop_per_s", "mem_bw_bytes_per_s",
+                                                           "mem_capacity_bytes"))
+    q = report.quantity_text
+    name, out, lines = str(m["name"]), {"model": str(m["name"]), "precision": prec}, []
+    if args.itl or args.ttft:
+        flag = "--itl" if args.itl else "--ttft"
+        t = units.parse(args.itl or args.ttft, "time", positive=True, field=flag)
+        tokens = args.batch if args.itl else args.prompt_tokens
+        spec = S.inverse_roofline(name, t, precision=prec, efficiency=args.mfu, tokens=float(tokens), catalog=catalog)
+        kv = float(node.kv_cache_bytes(float(m["n_layers"]), float(m["n_kv_heads"]), float(m["head_dim"]),
+                                       float(args.context), float(args.batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)],
+                                       kv_latent_dim=float(m["kv_latent_dim"])))
+        kv = kv if args.itl else 0.0
+        bw = spec.required_bw_bytes_per_s + float(analysis.required_bandwidth(kv, t))
+        mem = spec.required_memory_bytes + kv
+        out.update(target=flag[2:], target_s=t, required_bandwidth_bytes_per_s=bw, required_memory_bytes=mem,
+                   required_flop_per_s=spec.required_flop_per_s, kv_cache_bytes=kv)
+        if args.itl:
+            lines += [f"{name} decode at {1e3 * t:g} ms per token ({prec}, batch {args.batch}, {args.context:,} KV "
+                      f"tokens per sequence):",
+                      f"  bytes read per token: {q('w_bytes', spec.weight_bytes)} weights + {q('k_bytes', kv)} KV",
+                      f"  required HBM bandwidth: {q('b_bytes_per_s', bw)}  (= {spec.weight_bytes + kv:.4g} B / "
+                      f"{t:g} s, inverse memory roofline)",
+                      f"  required memory: {q('m_bytes', mem)}; compute: {q('f_flop_per_s', spec.required_flop_per_s)}"
+                      f" at η = {args.mfu:g} (decode is memory-bound)"]
+            need = np.maximum(1, np.ceil(np.maximum(bw / bws, mem / caps))).astype(int)
+            got = [f"{1e3 * (spec.weight_bytes + kv) / (n * b):.1f} ms" for n, b in zip(need, bws)]
+            cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "HBM BW": [q("b_bytes_per_s", v) for v in bws],
+                                 "HBM": [q("c_bytes", v) for v in caps], "devices (tp)": need, "ITL at that tp": got})
+        else:
+            lines += [f"{name} prefill of {tokens:,} tokens in {1e3 * t:g} ms ({prec}):",
+                      f"  work: 2·P·prompt = {spec.flop:.4g} FLOP",
+                      f"  required peak: {q('p_flop_per_s', spec.required_flop_per_s)} at η = {args.mfu:g} (inverse "
+                      f"compute roofline); weights {q('w_bytes', spec.weight_bytes)}"]
+            need = np.maximum(1, np.ceil(np.maximum(spec.required_flop_per_s / peaks, mem / caps))).astype(int)
+            got = [f"{1e3 * spec.flop / (n * pk * args.mfu):.0f} ms" for n, pk in zip(need, peaks)]
+            cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
+                                 "devices (tp)": need, "TTFT at that tp": got})
+        cand = cand.sort_values(["devices (tp)", cand.columns[-1]], kind="stable")
+    else:
+        try:
+            days = float(args.days)
+        except ValueError:
+            raise MlsysOptError(f"--days {args.days!r}: expected a number of days, e.g. 14") from None
+        if not days > 0:
+            raise MlsysOptError(f"--days {args.days!r}: expected a positive number of days")
+        n_tok = units.parse(args.tokens, "tokens", positive=True, field="--tokens") if args.tokens \
+            else 20.0 * float(m["n_params"])
+        config = {**DAYS_DEFAULTS, **_split_kv(args.set, "--set"), "model": name,
+                  "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
+                  "precision": prec}
+        try:            # a placeholder fleet of one tp·pp·ep group: min_devices_for_time sweeps N itself
+            config["n_accelerators"] = int(config["tp"]) * int(config["pp"]) * int(config.get("ep", 1))
+        except (TypeError, ValueError):
+            raise MlsysOptError("--set tp/pp/ep: expected integers") from None
+        space = report.point_space("training", config, catalog=catalog)
+        res = S.min_devices_for_time(space, {space.axes[0].name: space.axes[0].labels[0]}, days * SECONDS_PER_DAY)
+        hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
+        flop = 6.0 * float(m["n_active_params"]) * n_tok
+        out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
+                   training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
+                   scenario_time_s=res.time_s)
+        settings = ", ".join(f"{k} {v}" for k, v in config.items() if k in DAYS_DEFAULTS or k in _split_kv(args.set,
+                                                                                                        "--set"))
+        lines += [f"train {name} on {_count(n_tok)} tokens{'' if args.tokens else ' (Chinchilla: 20 per parameter)'}"
+                  f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
+                  f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
+                  f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
+                  f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} devices (a lower bound)",
+                  (f"  training scenario ({settings}): {res.n:,} devices train in {res.time_s / SECONDS_PER_DAY:.1f} "
+                   f"days (communication, bubbles, failures included)" if res.n else
+                   f"  training scenario ({settings}): no fleet up to 8× the bound meets {days:g} days "
+                   "(scaling losses, memory or the batch split bind; change them with --set, e.g. "
+                   "--set global_batch=4096 pp=8)")]
+        need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
+                for pk in peaks]
+        cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
+                             "devices (iron law)": need}).sort_values("devices (iron law)", kind="stable")
+    key = [c for c in cand.columns if c.startswith("devices")][0]
+    cand[key] = [f"{int(v):,}" for v in cand[key]]
+    out["candidates"] = cand
+    out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first:",
+                            report.format_table(cand.head(12), human=False)]
+    return out

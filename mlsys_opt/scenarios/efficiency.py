@@ -1,0 +1,192 @@
+"""The efficiency model: how far real kernels and collectives fall short of peak.
+
+The scenarios (`mlsys_opt.scenarios`) turn peak hardware numbers from the
+catalog into achieved rates with the named parameters below.  They are a flat
+`NamedTuple` of float leaves, so the whole model is a JAX pytree:
+`jax.grad(f)(eff)` gives the sensitivity of any objective to every parameter,
+and an optax calibration loop can fit them to `reality/measurements.json`.
+The defaults are first-principles or vendor-benchmark numbers, never fitted to a
+single measured row (the calibration is a separate step).
+
+How the user's η (the schema's `efficiency` parameter) combines with the model
+--------------------------------------------------------------------------------
+η is the *asymptotic* matmul efficiency: the fraction of peak FLOP/s a large,
+well-shaped GEMM reaches (seed 000 §1.1: 0.25–0.55 training, ~0.35 inference).
+The model multiplies it by a calibration scale and a tile-quantisation factor
+that saturates with the GEMM's row count x (tokens per micro-batch, i.e. how
+many times each weight is reused per pass)::
+
+    η_matmul = min(1, η · compute_eff_scale · x / (x + matmul_rows_half))     (training)
+    η_prefill = min(1, η · prefill_eff_scale · x / (x + matmul_rows_half))    (prefill, x = prompt tokens)
+    η_decode  = min(1, η · prefill_eff_scale)                                 (decode compute term)
+
+η_matmul is the efficiency of the matrix multiplies alone: the memory-bound,
+non-matmul work of a transformer layer (layernorm, dropout, residual adds,
+softmax, GeLU) is a separate, additive time in the training scenario
+(`elementwise_traffic_scale`, below).  The seeds' η (0.25–0.55) is a whole-step
+figure that silently contains that work, so the default `compute_eff_scale`
+is 1.3: the seed's η = 0.5 becomes a GEMM efficiency of 0.65, and the
+elementwise time brings a transformer's per-GPU compute efficiency back to
+about the seed's η (the Megatron-LM rows of `calibration`, 1.7B–1T on A100:
+elementwise 25 % down to 4 % of the compute time, hardware FLOPs / (compute
+time · peak) 0.46–0.59).
+`compute_eff_scale = 1` with `elementwise_traffic_scale = 0` and
+`matmul_rows_half = 0` is the seeds' model exactly (η_matmul == η, no
+elementwise time).  The decode compute term has no tile factor: the decode
+GEMMs stream their weights while they multiply, and the decode wall's
+max(W / BW, compute) already charges a small batch for its weight read (a second,
+row-count penalty would double-count it).  Attention's KV read is a separate,
+memory-bound kernel that adds to that max (`walls.node.decode(kv_separate=True)`,
+as the serving scenario calls it).
+
+Memory-bound phases run at `mem_bw_eff` × peak HBM bandwidth; collectives at
+`scaleup_comm_eff` / `scaleout_comm_eff` × peak link bandwidth.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import Array
+
+
+class Efficiency(NamedTuple):
+    """Named efficiency parameters (all dimensionless fractions unless the name has a unit).
+
+    Fields and defaults (with the physical motivation):
+
+    - `compute_eff_scale` = 1.3: multiplies the user's η for training matmuls.
+      The user's η is the seeds' whole-step compute efficiency (default 0.5);
+      the GEMMs alone run faster, because the non-matmul work is modelled
+      separately (`elementwise_traffic_scale`).  0.5 × 1.3 = 0.65 of the A100's
+      312 TFLOP/s ≈ 203 TFLOP/s for Megatron-shaped fp16 GEMMs: cuBLAS reaches
+      ~80–90 % of peak on large square fp16 GEMMs on A100, less on transformer
+      shapes (skinny projections, the batched attention GEMMs); a whole 530B
+      training step on 2,240 A100s reaches 54.2 % model-FLOPs utilisation with
+      elementwise kernels and communication included (Korthikanti et al. 2022,
+      arXiv:2205.05198, abstract), so the GEMMs themselves run above that.  The
+      round value was chosen with the Megatron-LM rows in view (it is not a fit to
+      any one row); `calibration.calibrate` fits it (1.35 on the 15 fit rows).
+    - `prefill_eff_scale` = 1.3: multiplies η for serving (prefill and the decode
+      compute term).  Same value and reason as `compute_eff_scale`: prefill and
+      large-batch decode run the same cuBLAS/CUTLASS fp16 GEMMs as a training step,
+      and the user's η (default 0.5) is the seeds' whole-step figure, so the GEMMs
+      alone run at η·1.3 = 0.65 of peak before the tile factor.  mlsysim uses ~0.35
+      for inference against 0.25–0.55 for training (seed 000 §1.1), which a user
+      expresses through η itself.  Check (TensorRT-LLM, Llama-7B on one A100, fp16;
+      `mlsys-opt validate`): 128-token TTFT 17.3 ms predicted vs 16.1 ms measured
+      (+8 %; with 1.0 it was 22.4 ms, +39 %); static batch 256 × (128 in, 128 out)
+      5,067 vs 5,353 tok/s (−5 %); batch 32 × (128, 2048) 1,527 vs 1,518 (+1 %).  1.3
+      relies on the separate KV read of the decode step: with the seed's single roofline
+      max((W + KV)/BW, compute), the KV read hides under the compute-bound batch-256 GEMMs
+      and that row goes to +14 % (with 1.0 it was +2 % only because a too-slow prefill
+      offset a too-fast decode step).
+    - `matmul_rows_half` = 128.0 rows: GEMM row count (tokens per micro-batch)
+      at which the tile factor x/(x + x½) is 1/2.  128 is the M-dimension of one
+      tensor-core thread-block tile on A100/H100 (CUTLASS/cuBLAS 128×128/128×256
+      tiles): a GEMM with fewer rows leaves tile rows idle.  The same form is the
+      efficiency of a weight-streaming GEMM whose weight read does not overlap its
+      FLOPs, t = 2·x·K·N/(peak·η∞) + bpe·K·N/(BW·mem_bw_eff), with x½ = η∞·peak·(bpe/2)
+      /(BW·mem_bw_eff) = 0.65 × 312/(2.039 × 0.8) ≈ 124 rows on A100 fp16 at the
+      training GEMM efficiency η∞ = η·compute_eff_scale; 128 agrees.  Prefill of 128
+      tokens runs at η·prefill_eff_scale·½ = 0.325 of peak; TensorRT-LLM's Llama-7B
+      TTFT on A100 (16.1 ms) implies ~0.35 (TTFT +8 %).
+    - `mem_bw_eff` = 0.8: achieved/peak HBM bandwidth of streaming kernels
+      (decode GEMV, optimizer update).  STREAM-like kernels reach 80–90 % of
+      HBM peak on A100/H100 (NVIDIA "Dissecting the Ampere/Hopper GPU
+      architecture" microbenchmarks); seed 000 §4.2 uses 1.0 for its worked
+      example (our tests set it to 1.0 there).
+    - `elementwise_traffic_scale` = 1.4: HBM traffic of the memory-bound,
+      non-matmul operations of a training step (layernorm, dropout, residual
+      adds, softmax and its dropout, GeLU), in units of the activation bytes a
+      layer stores for backward.  Per GPU and step the scenario adds the time
+        t_elem = scale · (3 + full_recompute) · M · (L/pp) · A / (mem_bw · mem_bw_eff)
+      with A = s·b·h·(10 + 24/tp) + 5·a·s²·b/tp bytes per layer and micro-batch
+      (Korthikanti et al. 2022, arXiv:2205.05198, Table 2, no recomputation, no
+      sequence parallelism: every elementwise op's 16-bit input or output):
+      the forward writes A (1), the backward reads it and writes its gradient
+      (2), full recomputation runs the forward again (+1); selective
+      recomputation adds the attention core's 5·a·s²·b/tp once more.  Physically 1–2:
+      each tensor is touched at least once per pass (1) and fused/unfused
+      kernels read an input and write an output (2); 1.4 assumes part of the
+      chain is fused (Megatron-LM's fused bias-GeLU, bias-dropout-add and
+      scaled-masked-softmax kernels, Narayanan et al. 2021 §4.2).  It is added
+      to the compute time, not folded into the roofline's max: these kernels
+      run between the GEMMs and cannot overlap with them.  0 switches it off.
+    - `scaleup_comm_eff` = 0.8: NCCL all-reduce bus bandwidth / NVLink peak
+      (nccl-tests on DGX H100: ~360–380 GB/s bus bandwidth of 450 GB/s).
+    - `scaleout_comm_eff` = 0.75: NCCL bus bandwidth / InfiniBand line rate
+      across nodes (nccl-tests over NDR 400G: ~40 of 50 GB/s per GPU minus
+      protocol overhead at large scale).
+    - `scaleup_latency_s` = 1e-6 s: α per ring step on the scale-up link
+      (NVLink/NVSwitch hop + NCCL launch share, ~1 µs).  The accelerator table
+      has a scale-up bandwidth but no scale-up latency, so it lives here.
+    - `tp_comm_overlap` = 0.0: fraction of tensor-parallel all-reduce time hidden
+      behind compute (Megatron-LM TP all-reduces sit on the critical path,
+      Shoeybi et al. 2019 §3; async-TP/sequence-parallel overlap raises it).
+    - `ep_comm_overlap` = 0.0: same for the expert-parallel all-to-all
+      (GShard/DeepSpeed-MoE dispatch is synchronous by default).
+    - `pipeline_overhead_frac` = 0.0: pipeline stage imbalance.  The per-GPU step
+      compute is multiplied by 1 + pipeline_overhead_frac × (1 − 1/pp): the slowest
+      stage (embedding / LM head on the end stages, an uneven layer split) sets the
+      pace of every micro-batch, so the bubble grows with it too.  0 = Narayanan
+      et al. 2021's ideal, perfectly balanced 1F1B schedule.
+    - `recompute_flop_scale` = 1.0: multiplies the extra hardware FLOPs of
+      activation recomputation (full: one more forward; selective: the attention
+      core, Korthikanti et al. 2022 §5); 1 = exactly those FLOPs.
+    - `dispatch_s_per_layer` = 10e-6 s: un-hidden kernel-launch/dispatch time per
+      layer per forward (or decode) pass.  Seed 000 §1.1 gives 0.01–0.1 ms of
+      dispatch tax per launch; with CUDA graphs/async launch only ~1 launch per
+      layer stays exposed.  Backward passes pay it twice.
+    - `active_power_frac` = 1.0: average board power / TDP while busy.  1 keeps
+      the seeds' convention (seed 000 §5.1 worked example: 64 GPUs × 400 W).
+    - `idle_power_frac` = 0.25: board power / TDP of an idle accelerator
+      (H100 SXM idles near 70–100 W of 700 W; A100 ~50–60 W of 400 W); serving
+      fleets draw idle + (active − idle) × utilisation.
+    """
+
+    compute_eff_scale: Array = 1.3
+    prefill_eff_scale: Array = 1.3
+    matmul_rows_half: Array = 128.0
+    mem_bw_eff: Array = 0.8
+    scaleup_comm_eff: Array = 0.8
+    scaleout_comm_eff: Array = 0.75
+    scaleup_latency_s: Array = 1e-6
+    tp_comm_overlap: Array = 0.0
+    ep_comm_overlap: Array = 0.0
+    pipeline_overhead_frac: Array = 0.0
+    recompute_flop_scale: Array = 1.0
+    dispatch_s_per_layer: Array = 10e-6
+    active_power_frac: Array = 1.0
+    idle_power_frac: Array = 0.25
+    elementwise_traffic_scale: Array = 1.4
+
+
+DEFAULT_EFFICIENCY = Efficiency()
+
+
+def tile_factor(rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
+    """Tile-quantisation factor x / (x + x½) of a GEMM with `rows` rows (dimensionless, in [0, 1)).
+
+    Written as 1 / (1 + x½/x) with x floored at 1e-30, so `matmul_rows_half = 0`
+    gives exactly 1 and x → 0 gives 0, finite gradients everywhere.
+    """
+    rows = jnp.asarray(rows)   # float rows keep their dtype: a float32 sweep stays float32 under x64
+    x = jnp.maximum(rows.astype(jnp.result_type(rows, float)), 1e-30)
+    return 1.0 / (1.0 + eff.matmul_rows_half / x)
+
+
+def matmul_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
+    """Achieved fraction of peak for training matmuls: min(1, η · compute_eff_scale · x/(x + x½))."""
+    return jnp.minimum(eta * eff.compute_eff_scale * tile_factor(rows, eff), 1.0)
+
+
+def prefill_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
+    """Achieved fraction of peak for prefill: min(1, η · prefill_eff_scale · x/(x + x½))."""
+    return jnp.minimum(eta * eff.prefill_eff_scale * tile_factor(rows, eff), 1.0)
+
+
+def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
+    """Achieved fraction of peak for the compute term of a decode step: min(1, η · prefill_eff_scale)."""
+    return jnp.minimum(eta * eff.prefill_eff_scale, 1.0)

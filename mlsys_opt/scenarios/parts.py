@@ -1,0 +1,173 @@
+"""Scenario building blocks: catalog gathering, cost, and the elementwise (non-matmul) time.
+
+Helpers of `mlsys_opt.scenarios` kept apart so that module stays readable:
+`gather` turns the integer catalog codes of a batch into SI arrays with safe
+(positive) denominators, `fleet_cost` picks cloud or on-prem pricing, and
+`elementwise_time_s` is the memory-bound time of a training step's non-matrix
+operations.  Branch-free, float32-safe, jit/vmap/grad-able like the scenarios.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, MODEL_KINDS, SECONDS_PER_HOUR, Array
+from ..catalog.tables import Tables
+from ..walls import data, node, ops
+from .efficiency import Efficiency
+from .schema import PRICING
+
+CNN = MODEL_KINDS.index("cnn")
+CLOUD = PRICING.index("cloud")
+COMPUTE, MEMORY = BOTTLENECKS.index("compute"), BOTTLENECKS.index("memory")
+TINY = 1e-30
+
+
+def batch_shape(p: NamedTuple):
+    """The broadcast shape of every field of a parameter NamedTuple."""
+    return jnp.broadcast_shapes(*(jnp.shape(x) for x in p))
+
+
+def broadcast_all(shape, tup):
+    """Broadcast every field of a NamedTuple to `shape` (the sweep stacks columns)."""
+    return type(tup)(*(jnp.broadcast_to(x, shape) for x in tup))
+
+
+def safe_pos(x, floor=TINY):
+    """max(x, floor): a positive stand-in for denominators and degrees (same units as x)."""
+    return jnp.maximum(x, floor)
+
+
+class Common(NamedTuple):
+    """Catalog rows gathered for a batch, in SI units, with safe (positive) denominators."""
+    # accelerator
+    peak: Array                # FLOP/s at the precision (row's best if unsupported)
+    has_precision: Array       # bool
+    bpe: Array                 # bytes per element of the precision
+    apn: Array                 # accelerators per node (scale-up domain)
+    capacity: Array            # bytes
+    mem_bw: Array              # achieved HBM B/s (× mem_bw_eff)
+    inj_bw: Array              # weight-streaming injection B/s (wafer-scale)
+    wafer: Array               # bool
+    tdp: Array                 # W
+    price: Array               # USD per accelerator
+    cloud_usd_per_s: Array     # USD per accelerator-second
+    mtbf: Array                # s per accelerator
+    bw_up: Array               # achieved scale-up B/s (× scaleup_comm_eff)
+    alpha_up: Array            # s
+    bw_out: Array              # achieved scale-out B/s (locality × scaleout_comm_eff)
+    alpha_out: Array           # s
+    # model
+    is_cnn: Array
+    n_params: Array            # total parameters
+    n_active: Array            # parameters per token
+    n_eff: Array               # forward FLOP / 2 per item (token; CNN sample)
+    n_layers: Array
+    hidden: Array
+    n_heads: Array
+    attn_width: Array          # heads · head_dim
+    n_kv_heads: Array
+    head_dim: Array
+    kv_latent_dim: Array       # MLA elements cached per token per layer (0: 2·n_kv_heads·head_dim)
+    n_experts: Array
+    top_k: Array
+    reuse_per_item: Array      # GEMM rows per item (1 per token)
+    # region
+    carbon: Array              # g CO2e / kWh
+    pue: Array
+    wue: Array                 # L / kWh
+    elec: Array                # USD / kWh
+
+
+def gather(p, t: Tables, eff: Efficiency) -> Common:
+    """Gather catalog rows and derive achieved link rates (safe against zero rows)."""
+    h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
+    r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
+    prec = jnp.asarray(p.precision, jnp.int32)
+    row_peak = t.hw.peak_flop_per_s[h]                       # [..., n_precision]
+    peak_raw = t.hw.peak_flop_per_s[h, prec]
+    has = t.hw.has_precision[h, prec] & (peak_raw > 0)
+    # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
+    peak = jnp.where(has, peak_raw, safe_pos(jnp.max(row_peak, axis=-1), 1.0))
+    bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
+    is_cnn = t.model.kind[m] == CNN
+    n_params = safe_pos(t.model.n_params[m], 1.0)
+    fps = t.model.flop_per_sample[m]
+    # Parameters "used per item": a CNN sample costs flop_per_sample = 2·n_eff forward FLOP.
+    n_eff = jnp.where(is_cnn, 0.5 * fps, t.model.n_active_params[m])
+    # GEMM rows per item (weight reuse): 1 per token; fps/(2·params) per CNN sample.
+    reuse = jnp.where(is_cnn, fps / (2.0 * n_params), 1.0)
+    bw_out = data.locality(t.fabric.bw_bytes_per_s[f], t.fabric.bisection_frac[f],
+                           safe_pos(t.fabric.oversubscription[f], 1.0))
+    return Common(
+        peak=peak, has_precision=has, bpe=bpe,
+        apn=safe_pos(t.hw.accelerators_per_node[h], 1.0),
+        capacity=safe_pos(t.hw.mem_capacity_bytes[h], 1.0),
+        mem_bw=safe_pos(t.hw.mem_bw_bytes_per_s[h] * eff.mem_bw_eff, 1.0),
+        inj_bw=safe_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
+        wafer=t.hw.is_wafer_scale[h], tdp=t.hw.tdp_w[h], price=t.hw.price_usd[h],
+        cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
+        mtbf=safe_pos(t.hw.mtbf_s[h], 1.0),
+        bw_up=safe_pos(t.hw.scaleup_bw_bytes_per_s[h] * eff.scaleup_comm_eff, 1.0),
+        alpha_up=eff.scaleup_latency_s,
+        bw_out=safe_pos(bw_out * eff.scaleout_comm_eff, 1.0), alpha_out=t.fabric.latency_s[f],
+        is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,
+        n_layers=safe_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
+        n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
+        n_kv_heads=t.model.n_kv_heads[m], head_dim=t.model.head_dim[m],
+        kv_latent_dim=t.model.kv_latent_dim[m],
+        n_experts=safe_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
+        reuse_per_item=reuse,
+        carbon=t.region.carbon_gco2e_per_kwh[r], pue=t.region.pue[r],
+        wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r])
+
+
+def fleet_cost(c: Common, pricing, n_dev, duration_s, power_w, depreciation_s, maint):
+    """Cloud (pay per device-second, energy included) or on-prem TCO (ops walls, wall 17)."""
+    onprem = ops.tco(c.price, n_dev, duration_s, power_w, c.elec, c.pue,
+                     depreciation_s=safe_pos(depreciation_s, 1.0),
+                     maintenance_frac_per_year=maint).tco_usd
+    cloud = ops.cloud_cost(c.cloud_usd_per_s, n_dev, duration_s)
+    return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem)
+
+
+def elementwise_time_s(c: Common, eff: Efficiency, *, seq, micro_seqs, tp, layers_stage, microbatches,
+                       full, selective) -> node.Roofline:
+    """Memory-bound time of a training step's non-matrix operations, per GPU (`.t_memory_s`, s).
+
+    Layernorm, dropout, residual adds, softmax (+ its dropout) and GeLU stream their
+    16-bit operands through HBM at mem_bw·mem_bw_eff and cannot hide behind the GEMMs
+    they sit between, so the scenario ADDS this time to the per-GPU compute time (not to
+    the roofline's max).  Per step, over the L/pp layers of a stage and M micro-batches::
+
+        bytes = elementwise_traffic_scale · M · (L/pp) · ((3 + full) · A + selective · A_attn)
+        A      = s·b·h·(10 + 24/tp) + 5·a·s²·b/tp   (Korthikanti et al. 2022, arXiv:2205.05198,
+                                                    Table 2: activation bytes per layer, no
+                                                    recomputation, no sequence parallelism)
+        A_attn = 5·a·s²·b/tp                        (the attention core selective recompute reruns)
+        t      = bytes / (mem_bw · mem_bw_eff)
+
+    3 passes (forward writes A, backward reads it and writes its gradient), 4 with full
+    recomputation (one more forward).  `elementwise_traffic_scale` (efficiency.py) is the
+    traffic in units of A, physically 1–2.  A uses no sequence parallelism: the measured
+    Megatron-LM 2021 runs replicate layernorm/dropout over the tensor-parallel group (with
+    it, the 10 becomes 10/tp), whereas the memory model assumes it (capacity is the
+    binding limit there).  CNN rows have no activation shape in the catalog (h = 0): 0 s.
+
+    Args: c (gathered catalog rows: hidden h, heads a, mem_bw); eff; seq s (tokens);
+      micro_seqs b (sequences per micro-batch); tp (count); layers_stage L/pp (count);
+      microbatches M (count); full, selective (0/1 floats: the recompute mode).
+    Returns the `node.roofline` of 0 FLOP and those bytes (finite; capped like every wall).
+    Example: s = 2048, b = 1, h = 2304, a = 24, tp = 1, 24 layers, M = 16, full recompute,
+      scale 1.4, A100 at 2.0e12·0.8 B/s: A = 1.61e8 + 5.03e8 = 6.64e8 B per layer,
+      bytes = 1.4·16·24·4·6.64e8 = 1.43e12 B, t = 0.892 s.
+    """
+    a_none = node.transformer_activation_bytes(seq, micro_seqs, c.hidden, c.n_heads, 1.0, tp=tp,
+                                               recompute_code=0, sequence_parallel=False)
+    a_sel = node.transformer_activation_bytes(seq, micro_seqs, c.hidden, c.n_heads, 1.0, tp=tp,
+                                              recompute_code=1, sequence_parallel=False)
+    per_layer = (3.0 + full) * a_none + selective * (a_none - a_sel)
+    traffic = eff.elementwise_traffic_scale * microbatches * layers_stage * per_layer
+    return node.roofline(0.0, traffic, c.peak, c.mem_bw)
+

@@ -1,0 +1,186 @@
+"""What a scenario takes and gives, as plain data (no JAX, no pint).
+
+`space.py` validates spec files against these tables, `scenarios.py` computes
+exactly these parameters/objectives/constraints, `sweep.py` and the search
+glue them together, `report.py` names the columns.  Keep the three in step:
+adding a parameter here means the scenario reads it; adding an objective here
+means the scenario returns it (tests/test_schema.py checks both ways).
+
+Parameter kinds
+- "catalog": a catalog entry name of `catalog_kind` (accelerators, models,
+  fabrics, regions); the sweep passes its integer row index.
+- "choice": one of `choices`; the sweep passes the position (int code).
+- "int":   an integer count/degree (passed as float inside JAX).
+- "float": a physical quantity of `dimension` (a units.parse dimension name,
+  e.g. "time", "bandwidth", "dimensionless"); SI float inside JAX.
+`default` is used when a spec neither fixes the parameter nor makes it an axis;
+`None` means the spec must give it.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+from .._types import PRECISIONS
+
+
+class ParamSpec(NamedTuple):
+    kind: str                       # "catalog" | "choice" | "int" | "float"
+    default: Any                    # in the parameter's display form (name, choice, number or "3 h" string)
+    doc: str
+    catalog_kind: str | None = None
+    choices: tuple[str, ...] | None = None
+    dimension: str | None = None    # units.parse dimension for "float"
+    low: float | None = None        # inclusive bounds in SI (validation)
+    high: float | None = None
+
+
+class OutputSpec(NamedTuple):
+    unit: str                       # SI unit written in the column name
+    doc: str
+    sense: str = "min"              # "min" or "max" when used as an objective
+
+
+RECOMPUTE = ("none", "selective", "full")
+PRICING = ("cloud", "onprem")
+
+_COMMON: dict[str, ParamSpec] = {
+    "hardware": ParamSpec("catalog", "h100_sxm", "accelerator", catalog_kind="accelerators"),
+    "model": ParamSpec("catalog", None, "model to train or serve", catalog_kind="models"),
+    "region": ParamSpec("catalog", "us_avg", "grid region (carbon, PUE, WUE, electricity price)",
+                        catalog_kind="regions"),
+    "fabric": ParamSpec("catalog", "ib_ndr", "scale-out network between nodes", catalog_kind="fabrics"),
+    "precision": ParamSpec("choice", "fp16", "numeric precision of weights and math", choices=PRECISIONS),
+    "tp": ParamSpec("int", 1, "tensor-parallel degree (within a node)", low=1),
+    "pp": ParamSpec("int", 1, "pipeline-parallel degree", low=1),
+    "efficiency": ParamSpec("float", 0.5, "achieved fraction of peak FLOP/s on matmuls (η / MFU knob)",
+                            dimension="dimensionless", low=1e-4, high=1.0),
+    "pricing": ParamSpec("choice", "cloud", "cloud on-demand $/h or on-prem purchase amortized",
+                         choices=PRICING),
+    "depreciation": ParamSpec("float", "3 year", "on-prem depreciation period", dimension="time", low=1.0),
+    "maintenance_frac_per_year": ParamSpec("float", 0.05, "on-prem maintenance per year as a fraction of price",
+                                           dimension="dimensionless", low=0.0, high=1.0),
+}
+
+TRAINING_PARAMS: dict[str, ParamSpec] = {
+    **_COMMON,
+    "n_tokens": ParamSpec("float", None, "training tokens", dimension="tokens", low=1.0),
+    "n_accelerators": ParamSpec("int", 8, "accelerators in the fleet", low=1),
+    "ep": ParamSpec("int", 1, "expert-parallel degree (MoE)", low=1),
+    "microbatches": ParamSpec("int", 8, "microbatches per step per pipeline (M)", low=1),
+    "virtual_stages": ParamSpec("int", 1, "interleaved virtual stages per GPU (V)", low=1),
+    "global_batch": ParamSpec("int", 1024, "sequences per optimizer step", low=1),
+    "seq_len": ParamSpec("int", 4096, "tokens per sequence", low=1),
+    "recompute": ParamSpec("choice", "selective", "activation recomputation", choices=RECOMPUTE),
+    "zero_stage": ParamSpec("int", 1, "ZeRO stage: 0 none, 1 optimizer, 2 +gradients, 3 +weights sharded over DP",
+                            low=0, high=3),
+    "overlap": ParamSpec("float", 0.5, "fraction of DP communication hidden behind compute",
+                         dimension="dimensionless", low=0.0, high=1.0),
+    "checkpoint_interval": ParamSpec("float", "0 s", "time between checkpoints; 0 = Young-Daly optimum",
+                                     dimension="time", low=0.0),
+    "checkpoint_bw": ParamSpec("float", "100 GB/s", "aggregate storage write bandwidth for checkpoints",
+                               dimension="bandwidth", low=1.0),
+    "recovery": ParamSpec("float", "10 min", "restart time after a failure", dimension="time", low=0.0),
+}
+
+SERVING_PARAMS: dict[str, ParamSpec] = {
+    **_COMMON,
+    "request_rate": ParamSpec("float", None, "arriving requests per second", dimension="rate", low=0.0),
+    "prompt_tokens": ParamSpec("int", 1024, "input tokens per request", low=1),
+    "output_tokens": ParamSpec("int", 256, "generated tokens per request", low=1),
+    "batch": ParamSpec("int", 16, "concurrent sequences per replica (continuous batching slots)", low=1),
+    "replicas": ParamSpec("int", 0, "model replicas; 0 = fewest that keep utilisation <= max_utilization", low=0),
+    "max_utilization": ParamSpec("float", 0.8, "utilisation cap used when replicas = 0",
+                                 dimension="dimensionless", low=0.01, high=0.999),
+    "duration": ParamSpec("float", "1 year", "deployment period for TCO and carbon", dimension="time", low=1.0),
+}
+
+PARAMS: dict[str, dict[str, ParamSpec]] = {"training": TRAINING_PARAMS, "serving": SERVING_PARAMS}
+
+TRAINING_OUTPUTS: dict[str, OutputSpec] = {
+    "time_to_train_s": OutputSpec("s", "wall-clock time including failures and checkpoints"),
+    "tco_usd": OutputSpec("usd", "cost of the run (cloud hours or amortized capex + energy + maintenance)"),
+    "carbon_kg": OutputSpec("kgCO2e", "operational carbon of the run"),
+    "energy_j": OutputSpec("J", "facility energy of the run (IT × PUE)"),
+    "water_l": OutputSpec("L", "water of the run (energy × WUE)"),
+    "step_time_s": OutputSpec("s", "one optimizer step"),
+    "mfu": OutputSpec("frac", "model FLOPs utilisation of the fleet", "max"),
+    "scaling_efficiency": OutputSpec("frac", "T_compute / T_step", "max"),
+    "goodput": OutputSpec("frac", "useful fraction of wall-clock time (checkpoints + failures)", "max"),
+    "bubble_frac": OutputSpec("frac", "pipeline bubble fraction"),
+    "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + grads + optimizer + activations per GPU"),
+    "n_accelerators": OutputSpec("count", "accelerators used"),
+    "dp": OutputSpec("count", "data-parallel degree N/(tp·pp·ep)"),
+    "bottleneck": OutputSpec("code", "roofline regime of the per-GPU step (BOTTLENECKS)"),
+}
+
+SERVING_OUTPUTS: dict[str, OutputSpec] = {
+    "p99_latency_s": OutputSpec("s", "99th percentile request latency (queue wait + service)"),
+    "ttft_s": OutputSpec("s", "time to first token (prefill)"),
+    "itl_s": OutputSpec("s", "inter-token latency (one decode step)"),
+    "cost_per_mtok_usd": OutputSpec("usd", "cost per million generated tokens"),
+    "carbon_per_mtok_kg": OutputSpec("kgCO2e", "carbon per million generated tokens"),
+    "tco_usd": OutputSpec("usd", "cost of the deployment over `duration`"),
+    "carbon_kg": OutputSpec("kgCO2e", "operational carbon over `duration`"),
+    "n_accelerators": OutputSpec("count", "accelerators in all replicas"),
+    "replicas": OutputSpec("count", "model replicas"),
+    "throughput_tok_per_s": OutputSpec("token/s", "generated tokens per second at the offered load", "max"),
+    "utilization": OutputSpec("frac", "offered load per batch slot"),
+    "kv_cache_bytes": OutputSpec("bytes", "KV cache per replica at full batch"),
+    "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + KV per accelerator"),
+    "bottleneck": OutputSpec("code", "roofline regime of a decode step"),
+}
+
+OUTPUTS: dict[str, dict[str, OutputSpec]] = {"training": TRAINING_OUTPUTS, "serving": SERVING_OUTPUTS}
+
+# Constraint names (g <= 0 feasible).  Structural ones are always applied; the
+# limit ones are applied when a spec's [constraints] table sets the limit key.
+TRAINING_CONSTRAINTS: tuple[str, ...] = (
+    "memory",            # memory_per_accelerator - capacity
+    "divisibility",      # tp·pp·ep must divide n_accelerators
+    "tp_within_node",    # tp <= accelerators_per_node
+    "pipeline_depth",    # pp <= n_layers
+    "experts",           # ep <= n_experts
+    "batch_split",       # global_batch >= dp · microbatches (micro-batch >= 1)
+    "precision",         # hardware supports the precision
+)
+SERVING_CONSTRAINTS: tuple[str, ...] = (
+    "memory", "tp_within_node", "pipeline_depth", "precision",
+    "queue_stable",      # utilisation < 1
+)
+STRUCTURAL_CONSTRAINTS: dict[str, tuple[str, ...]] = {
+    "training": TRAINING_CONSTRAINTS, "serving": SERVING_CONSTRAINTS}
+
+# [constraints] keys of a spec: key -> (output it limits, "max"/"min", units.parse dimension)
+LIMITS: dict[str, dict[str, tuple[str, str, str]]] = {
+    "training": {
+        "max_time": ("time_to_train_s", "max", "time"),
+        "budget": ("tco_usd", "max", "usd"),
+        "max_carbon": ("carbon_kg", "max", "carbon_mass"),
+        "max_energy": ("energy_j", "max", "energy"),
+        "max_water": ("water_l", "max", "volume"),
+        "min_mfu": ("mfu", "min", "dimensionless"),
+        "max_accelerators": ("n_accelerators", "max", "count"),
+    },
+    "serving": {
+        "p99_latency": ("p99_latency_s", "max", "time"),
+        "max_ttft": ("ttft_s", "max", "time"),
+        "max_itl": ("itl_s", "max", "time"),
+        "budget": ("tco_usd", "max", "usd"),
+        "max_carbon": ("carbon_kg", "max", "carbon_mass"),
+        "max_cost_per_mtok": ("cost_per_mtok_usd", "max", "usd"),
+        "max_accelerators": ("n_accelerators", "max", "count"),
+    },
+}
+
+SCENARIOS: tuple[str, ...] = ("training", "serving")
+
+# pymoo algorithms a spec's [search] table or `mlsys-opt search --algorithm`
+# may name: canonical name -> accepted aliases (search/pymoo_problem.py maps
+# each to its pymoo class).
+SEARCH_ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "nsga2": (), "nsga3": (), "unsga3": (), "age": ("agemoea",), "age2": ("agemoea2",),
+    "spea2": (), "smsemoa": ("sms", "sms-emoa"), "rvea": (), "ctaea": (), "moead": (),
+    "ga": (), "random": (),
+}
+SEARCH_ALGORITHM_NAMES: tuple[str, ...] = tuple(
+    alias for name, aliases in SEARCH_ALGORITHMS.items() for alias in (name, *aliases))

@@ -1,0 +1,252 @@
+"""Exhaustive sweep of a design space: spaces + scenarios on the streaming engine.
+
+A space (``space.Space``) is an integer index range in mixed radix; a chunk of
+configurations arrives as digits, is decoded to scenario parameters on the
+device (``Space.param_values``), the catalog rows are gathered inside jit, the
+scenario is evaluated, and ``sweep_engine.stream`` reduces the chunk on the
+device (feasible count, exact non-dominated front, best-k per objective)
+before anything returns to the host.  Memory stays flat in the size of the
+space; several devices are used through the engine's sharding.
+
+Column conventions of the result (`SweepResult.front`):
+  axis columns decoded to names / values (``Space.labels``), then every
+  scenario output with its unit suffix (``time_to_train_s``, ``tco_usd`` ...),
+  ``bottleneck`` as a name, and derived human columns (``time_to_train_days``).
+
+Constraints handed to the engine: the scenario's structural constraints
+followed by one column per spec limit, ``(output - limit) / |limit|`` for a
+maximum and ``(limit - output) / |limit|`` for a minimum (<= 0 feasible).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+
+from .. import validate
+from .._types import BOTTLENECKS, SECONDS_PER_DAY
+from ..catalog import load_catalog
+from ..errors import MlsysOptError
+from ..scenarios import SCENARIO_FNS, params_from_dict, schema
+from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from ..space.spec import Space, load_space
+from . import engine as sweep_engine
+
+
+class Evaluation(NamedTuple):
+    F: Any             # [n, n_obj] objectives in minimize sense (maximize ones negated)
+    G: Any             # [n, n_constr] constraints, <= 0 feasible
+    outputs: Any       # scenario Outputs NamedTuple of [n] arrays
+    constraints: Any   # scenario Constraints NamedTuple of [n] arrays
+
+
+class SweepResult(NamedTuple):
+    front: pd.DataFrame          # the exact Pareto front (feasible, non-dominated)
+    best: dict                   # objective -> DataFrame of its best-k feasible rows
+    n_evaluated: int
+    n_feasible: int
+    elapsed_s: float
+    space: Space
+    histograms: dict
+    infeasible_by: dict = {}     # constraint name -> infeasible configurations it binds most (reason codes)
+
+
+def constraint_names(space: Space) -> tuple[str, ...]:
+    """Names of the G columns: structural constraints, then `limit:<output>`."""
+    return schema.STRUCTURAL_CONSTRAINTS[space.scenario] + tuple(f"limit:{o}" for o in space.limits)
+
+
+def output_names(space: Space) -> tuple[str, ...]:
+    return tuple(schema.OUTPUTS[space.scenario])
+
+
+def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
+    """Scenario on decoded parameters -> objectives (min sense) and constraints."""
+    outputs, structural = SCENARIO_FNS[space.scenario](params_from_dict(space.scenario, p), tables, eff)
+    cols = [jnp.asarray(getattr(outputs, name)) for name, _ in space.objectives]
+    F = jnp.stack([c if sense == "min" else -c for c, (_, sense) in zip(cols, space.objectives)], axis=-1)
+    g = [jnp.asarray(x) for x in structural]
+    for out, (sense, limit) in space.limits.items():
+        value = jnp.asarray(getattr(outputs, out))
+        scale = max(abs(float(limit)), 1e-30)
+        g.append((value - limit) / scale if sense == "max" else (limit - value) / scale)
+    n = F.shape[0]
+    G = jnp.stack([jnp.broadcast_to(x, (n,)) for x in g], axis=-1) if g else jnp.zeros((n, 0), F.dtype)
+    return Evaluation(F, G.astype(F.dtype), outputs, structural)
+
+
+def make_chunk_fn(space: Space, tables, eff, dtype=jnp.float32) -> Callable:
+    """digits int32[chunk, n_axes] -> (F, G, aux) for the engine; aux = every output."""
+    names = output_names(space)
+
+    def chunk_fn(digits):
+        p = space.param_values(digits, dtype)
+        ev = evaluate_params(space, p, tables, eff)
+        n = ev.F.shape[0]
+        aux = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(ev.outputs, k), dtype), (n,)) for k in names], axis=-1)
+        return ev.F.astype(dtype), ev.G.astype(dtype), aux
+
+    return chunk_fn
+
+
+def evaluate_digits(space: Space, digits, *, tables=None, eff=None, dtype=jnp.float32) -> Evaluation:
+    """Evaluate explicit configurations (digits int[n, n_axes]) in one jitted call.
+
+    Returns numpy arrays; used by the pymoo adapter, the CLI's `evaluate` and tests.
+    Raises MlsysOptError for digits of the wrong shape, fractional or outside an axis
+    (the jitted gather would clip them and evaluate another configuration).
+    """
+    digits = _checked_digits(space, digits, "evaluate_digits()")
+    tables = _tables(space, tables, dtype)
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    fn = _jitted_eval(space, dtype)
+    ev = fn(jnp.asarray(digits), tables, eff)
+    return jax.tree_util.tree_map(np.asarray, ev)
+
+
+def _checked_digits(space: Space, digits, where: str) -> np.ndarray:
+    """int32 [n, n_axes] digits with 0 <= d_k < radix_k, else MlsysOptError naming the axis (host side)."""
+    arr = np.asarray(digits)
+    n_axes = len(space.axes)
+    if arr.ndim != 2 or arr.shape[1] != n_axes or arr.dtype.kind not in "iuf":
+        raise MlsysOptError(f"{where}: digits: expected integers of shape [n, {n_axes}] (one digit per axis: "
+                            f"{', '.join(space.axis_names)}); got shape {list(arr.shape)} of {arr.dtype}")
+    radices = np.asarray(space.radices, np.int64)
+    whole = np.isfinite(arr) & (arr == np.round(arr)) if arr.dtype.kind == "f" else np.ones(arr.shape, bool)
+    bad = ~whole | (arr < 0) | (arr >= radices)
+    if bad.any():
+        i, k = (int(x) for x in np.argwhere(bad)[0])
+        raise MlsysOptError(f"{where}: digits[{i}, {k}] = {arr[i, k]!r} on axis {space.axes[k].name!r}: "
+                            f"expected an integer digit in [0, {radices[k] - 1}] ({int(bad.sum())} bad digit(s))")
+    return arr.astype(np.int32)
+
+
+_EVAL_CACHE: dict = {}
+
+
+def _jitted_eval(space: Space, dtype) -> Callable:
+    key = (id(space), jnp.dtype(dtype).name)
+    if key not in _EVAL_CACHE:
+        def run(digits, tables, eff):
+            return evaluate_params(space, space.param_values(digits, dtype), tables, eff)
+        _EVAL_CACHE[key] = (space, jax.jit(run))   # keep `space` alive so its id stays unique
+    return _EVAL_CACHE[key][1]
+
+
+def _tables(space: Space, tables, dtype):
+    if tables is not None:
+        return tables
+    catalog = space.catalog if space.catalog is not None else load_catalog()
+    return catalog.tables(dtype=dtype)
+
+
+def run_key(space: Space, eff, dtype) -> str:
+    """Fingerprint of what a sweep computes, so --resume refuses another problem."""
+    blob = json.dumps({
+        "scenario": space.scenario, "axes": [(a.name, list(map(str, a.labels))) for a in space.axes],
+        "constants": {k: float(v) for k, v in space.constants.items()},
+        "limits": {k: [s, float(v)] for k, (s, v) in space.limits.items()},
+        "objectives": space.objectives, "eff": [float(x) for x in eff], "dtype": jnp.dtype(dtype).name,
+    }, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: int | None = None,
+          top_k: int = 5, devices=None, progress=None, checkpoint_path=None, resume: bool = False,
+          eff=None, tables=None, dtype=jnp.float32) -> SweepResult:
+    """Evaluate every configuration of `space` and return its exact Pareto front.
+
+    Args:
+      space: a Space or a path / dict accepted by ``load_space``.
+      chunk_size, front_capacity: engine settings (default: the spec's [sweep]
+        table, else 65,536 and 4,096).  They do not change the result.
+      top_k: rows kept per objective in ``SweepResult.best``.
+      devices: jax devices (or a count) to shard each chunk over; default all.
+      progress: engine progress callback / False for silence / None for a
+        stderr bar on a terminal.
+      checkpoint_path, resume: write the reducer state atomically while
+        sweeping and continue an interrupted sweep from its last chunk.
+      eff: an ``Efficiency`` (e.g. a calibration); default DEFAULT_EFFICIENCY.
+      dtype: float32 (fast) or float64 (needs jax x64).
+    """
+    if not isinstance(space, Space):
+        space = load_space(space)
+    where = "sweep()"
+    dtype = validate.check_float_dtype("dtype", dtype, where)
+    eff = _checked_eff(eff, where)
+    settings = space.sweep or {}
+    chunk_size = validate.check_positive_int(
+        "chunk_size", settings.get("chunk_size", 65536) if chunk_size is None else chunk_size, where)
+    front_capacity = validate.check_positive_int(
+        "front_capacity", settings.get("front_capacity", 4096) if front_capacity is None else front_capacity, where)
+    tables = _tables(space, tables, dtype)
+    chunk_size = min(chunk_size, _pow2_at_least(space.size))
+    names = output_names(space)
+    res = sweep_engine.stream(
+        space.radices, make_chunk_fn(space, tables, eff, dtype),
+        n_obj=len(space.objectives), n_constr=len(constraint_names(space)), n_aux=len(names),
+        chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
+        progress=progress, checkpoint_path=checkpoint_path, resume=resume,
+        run_key=run_key(space, eff, dtype))
+    front = _frame(space, res.front["digits"], res.front["aux"], names)
+    front = front.sort_values([_sort_column(space)], kind="stable").reset_index(drop=True)
+    best = {}
+    for j, (obj, _) in enumerate(space.objectives):
+        b = res.best[j]
+        best[obj] = _frame(space, b["digits"], b["aux"], names)
+    reasons = dict(zip(constraint_names(space), (int(c) for c in res.infeasible_by)))
+    return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
+                       reasons)
+
+
+def _checked_eff(eff, where: str):
+    """DEFAULT_EFFICIENCY for None, else `eff` if it is an Efficiency of finite numbers (MlsysOptError otherwise)."""
+    if eff is None:
+        return DEFAULT_EFFICIENCY
+    validate.check_type("eff", eff, Efficiency, where,
+                        what="an Efficiency (mlsys_opt.scenarios.efficiency.Efficiency, e.g. a calibration's) or None")
+    for name, value in eff._asdict().items():
+        validate.check_finite(f"eff.{name}", value, where)
+    return eff
+
+
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(0, int(n - 1).bit_length())
+
+
+def _sort_column(space: Space) -> str:
+    return space.objectives[0][0]
+
+
+def _frame(space: Space, digits, aux, names) -> pd.DataFrame:
+    digits = np.asarray(digits).reshape(-1, len(space.axes))
+    df = space.labels(digits)
+    aux = np.asarray(aux, np.float64).reshape(len(df), len(names))
+    for k, name in enumerate(names):
+        df[name] = aux[:, k]
+    return add_human_columns(df)
+
+
+def add_human_columns(df: pd.DataFrame) -> pd.DataFrame:
+    """Decode codes and add convenience columns (days, tonnes) next to SI ones."""
+    if "bottleneck" in df:
+        codes = np.clip(np.rint(df["bottleneck"].to_numpy()).astype(int), 0, len(BOTTLENECKS) - 1)
+        df["bottleneck"] = [BOTTLENECKS[c] for c in codes]
+    for col in ("n_accelerators", "dp", "replicas"):
+        if col in df and df[col].dtype.kind == "f":
+            df[col] = np.rint(df[col]).astype(np.int64)
+    if "time_to_train_s" in df:
+        df["time_to_train_days"] = df["time_to_train_s"] / SECONDS_PER_DAY
+    return df
+
+
+def configurations(space: Space, assignments: list[dict]) -> np.ndarray:
+    """Digits [n, n_axes] for explicit {axis: value} assignments (missing axes: first value)."""
+    if not assignments:
+        raise MlsysOptError("no configurations given")
+    return np.stack([space.digits_for(a) for a in assignments])

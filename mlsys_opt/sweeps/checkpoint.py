@@ -1,0 +1,234 @@
+"""Checkpoints of a streaming sweep: one ``.npz`` file, written atomically, refused when foreign.
+
+File layout (``np.savez``, no pickles): the front members ``front_F``,
+``front_G``, ``front_aux``, ``front_digits`` [n, ...]; the best lists
+``best_F`` ... ``best_valid`` [n_obj, k, ...]; ``hist_<i>`` and ``reasons``
+(int64 counts); ``next_index`` and ``n_feasible`` as decimal strings (exact
+for any space size); ``n_chunks``; ``version``; ``radices``; and ``config``
+(the JSON run description) with its SHA-256 ``fingerprint``.  A run resumes a
+checkpoint only when the fingerprints match: same axes, evaluator output
+shapes and dtypes, top_k, histograms and run_key (chunk size and device
+count may differ).
+
+Crash safety: a save writes ``<path>.tmp.<pid>``, flushes and fsyncs it,
+renames it over ``<path>`` (atomic: readers see the old or the new file,
+never a mix) and fsyncs the directory where the platform allows, so a kill or
+a power cut leaves the previous checkpoint or the new one.  A process killed
+mid-write leaves its temporary file behind; :func:`remove_stale_temp_files`
+deletes those of dead processes when the next sweep on the path starts.
+Every defect of a file to resume is an MlsysOptError that names the file.
+"""
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import MlsysOptError
+from ..space import indexing
+from . import pareto
+from .state import BestLists, EngineConfig, HostCounters, ReducerState, SweepLoop, to_host
+
+CHECKPOINT_VERSION = 1
+_TEMP_INFIX = ".tmp."
+
+
+def describe_run(cfg: EngineConfig, run_key: str) -> dict:
+    """What a checkpoint must agree on to be resumed (JSON-able; floats as exact hex)."""
+    return {"radices": list(cfg.radices), "n_obj": cfg.n_obj, "n_constr": cfg.n_constr,
+            "n_aux": cfg.n_aux, "top_k": cfg.top_k, "dtypes": list(cfg.dtypes),
+            "histograms": [[j, [float(e).hex() for e in edges]] for j, edges in cfg.hist],
+            "run_key": run_key}
+
+
+def fingerprint(desc: dict) -> str:
+    """SHA-256 hex digest of the run description (key order does not matter)."""
+    return hashlib.sha256(json.dumps(desc, sort_keys=True).encode()).hexdigest()
+
+
+def temp_path(path: str, pid: int | None = None) -> str:
+    """``<path>.tmp.<pid>``: where process `pid` (default: this one) writes a checkpoint before the rename."""
+    return f"{path}{_TEMP_INFIX}{os.getpid() if pid is None else pid}"
+
+
+# --------------------------------------------------------------------------- writing
+
+def save(path: str, loop: SweepLoop, cfg: EngineConfig, desc: dict) -> None:
+    """Write the (drained) loop state to `path` atomically (see module docstring)."""
+    st = loop.state
+    mem = to_host(st.front.member)
+    arrs = {f"front_{name}": to_host(x)[mem] for name, x in
+            (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
+             ("digits", st.front.payload[2]))}
+    arrs.update({f"best_{name}": to_host(x) for name, x in zip(BestLists._fields, st.best)})
+    for i, h in enumerate(loop.acc.hist):
+        arrs[f"hist_{i}"] = h
+    arrs["reasons"] = loop.acc.reasons
+    arrs.update(version=np.int64(CHECKPOINT_VERSION), radices=np.array(cfg.radices, np.int64),
+                fingerprint=np.array(fingerprint(desc)), config=np.array(json.dumps(desc, sort_keys=True)),
+                next_index=np.array(str(loop.acc.next_index)), n_feasible=np.array(str(loop.acc.n_feasible)),
+                n_chunks=np.int64(loop.acc.n_chunks))
+    write_atomically(path, arrs)
+
+
+def write_atomically(path: str, arrays: dict) -> None:
+    """``np.savez`` to a temporary file, fsync, rename over `path`, fsync the directory.
+
+    Raises MlsysOptError naming `path` when the file cannot be written (the
+    temporary file is removed, the previous checkpoint stays).
+    """
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+            fh.flush()
+            _fsync(fh.fileno())        # the data is on disk before the rename makes it the checkpoint
+        os.replace(tmp, path)          # atomic: readers see the old or the new file, never a mix
+    except OSError as exc:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise MlsysOptError(f"checkpoint_path {path}: cannot write the checkpoint ({exc})") from None
+    _fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
+def _fsync(fd: int) -> None:
+    """os.fsync, except on file systems that do not support it (EINVAL/ENOTSUP: nothing to wait for)."""
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP):
+            raise
+
+
+def _fsync_directory(directory: str) -> None:
+    """Persist a rename in `directory` (POSIX); a no-op where directories cannot be opened (Windows)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass                           # the checkpoint is written; a directory that refuses fsync is no error
+    finally:
+        os.close(fd)
+
+
+def remove_stale_temp_files(path: str) -> list[str]:
+    """Delete ``<path>.tmp.<pid>`` files whose process is gone (left by a killed sweep); return them.
+
+    A file of a live process (another sweep writing the same checkpoint right
+    now) is kept.  This process's own pid counts as gone: no save of this
+    process is in progress when a sweep starts, so such a file is from an
+    earlier process that had the same pid.  Where liveness cannot be checked
+    safely (not POSIX), nothing is deleted.  Files that cannot be deleted are
+    left in place: cleaning up never fails a sweep.
+    """
+    folder = Path(path).resolve().parent
+    prefix = Path(path).name + _TEMP_INFIX
+    removed = []
+    try:
+        candidates = [p for p in folder.iterdir() if p.name.startswith(prefix)]
+    except OSError:
+        return removed
+    for p in candidates:
+        pid = p.name[len(prefix):]
+        if not pid.isdigit() or (int(pid) != os.getpid() and _process_alive(int(pid))):
+            continue
+        try:
+            p.unlink()
+            removed.append(str(p))
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether process `pid` exists (signal 0 probes without signalling); True where unknown."""
+    if os.name != "posix":
+        return True                    # os.kill(pid, 0) would terminate the process on Windows
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, OSError):
+        return True                    # exists under another user, or cannot tell: keep its file
+    return True
+
+
+# --------------------------------------------------------------------------- reading
+
+def load(path: str, cfg: EngineConfig, desc: dict, init: ReducerState) -> tuple[ReducerState, HostCounters]:
+    """Reducer state and counters from a checkpoint; every defect is an MlsysOptError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            z = {k: f[k] for k in f.files}
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
+        raise MlsysOptError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); "
+                            "delete it or pass resume=False") from None
+    if "fingerprint" not in z or "config" not in z:
+        raise MlsysOptError(f"checkpoint {path} is not a sweep checkpoint (no 'fingerprint'/'config' "
+                            "entries); delete it or pass resume=False")
+    if str(z["fingerprint"]) != fingerprint(desc):
+        try:
+            saved = json.loads(str(z["config"]))
+            diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
+        except (ValueError, AttributeError):
+            diff = []
+        raise MlsysOptError(
+            f"checkpoint {path} was written by a different run ({'; '.join(diff) or 'fingerprint differs'}); "
+            "resume only with the same space, evaluator outputs, top_k, histograms and run_key, "
+            "or pass resume=False (or another checkpoint_path) to start over")
+    try:
+        return _restore(z, cfg, init)
+    except MlsysOptError as exc:
+        raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; delete it or pass resume=False") from None
+    except Exception as exc:  # noqa: BLE001
+        raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); "
+                            "delete it or pass resume=False") from None
+
+
+def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerState, HostCounters]:
+    n_axes, k = len(cfg.radices), cfg.top_k
+    fF = np.asarray(z["front_F"])
+    n = fF.shape[0]
+    want = {"front_F": (n, cfg.n_obj), "front_G": (n, cfg.n_constr), "front_aux": (n, cfg.n_aux),
+            "front_digits": (n, n_axes), "best_F": (cfg.n_obj, k, cfg.n_obj),
+            "best_G": (cfg.n_obj, k, cfg.n_constr), "best_aux": (cfg.n_obj, k, cfg.n_aux),
+            "best_digits": (cfg.n_obj, k, n_axes), "best_valid": (cfg.n_obj, k)}
+    want.update({f"hist_{i}": (len(e) + 1,) for i, (_, e) in enumerate(cfg.hist)})
+    for key, shape in want.items():
+        if key not in z:
+            raise MlsysOptError(f"entry '{key}' is missing")
+        if tuple(z[key].shape) != shape:
+            raise MlsysOptError(f"entry '{key}' has shape {tuple(z[key].shape)}, expected {shape}")
+    for key in ("front_digits", "best_digits"):
+        if np.any(z[key] < 0) or np.any(z[key] >= np.array(cfg.radices)):
+            raise MlsysOptError(f"entry '{key}' holds digits outside the axes {list(cfg.radices)}")
+    next_index, n_feasible = int(str(z["next_index"])), int(str(z["n_feasible"]))
+    N = indexing.space_size(cfg.radices)
+    if not 0 <= next_index <= N or not 0 <= n_feasible <= next_index:
+        raise MlsysOptError(f"counters next_index={next_index}, n_feasible={n_feasible} do not fit a space of {N}")
+    if n > cfg.capacity:
+        raise MlsysOptError(f"it holds a front of {n} configurations; front_capacity={cfg.capacity} is too small")
+
+    def put(dst, src):
+        return dst.at[:n].set(jnp.asarray(src, dst.dtype))
+    fr = init.front
+    front = pareto.Front(put(fr.F, fF), fr.pos,
+                         tuple(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits"))),
+                         jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
+    best = BestLists(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
+    acc = HostCounters(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
+                       int(z.get("n_chunks", 0)),
+                       z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr, np.int64))
+    return ReducerState(front, best, jnp.zeros((), bool)), acc
+
+
+__all__ = ["CHECKPOINT_VERSION", "describe_run", "fingerprint", "load", "remove_stale_temp_files", "save",
+           "temp_path", "write_atomically"]

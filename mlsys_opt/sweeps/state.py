@@ -1,0 +1,121 @@
+"""The state of a streaming sweep (`mlsys_opt.sweeps.engine`), shared with its checkpoints.
+
+Three layers, each a NamedTuple:
+
+- :class:`EngineConfig`: the static settings one jitted step is compiled for
+  (hashable, a jit/lru_cache key);
+- :class:`ReducerState`: what the step carries from chunk to chunk ON THE
+  DEVICE: the exact Pareto front so far, the per-objective best-k lists and
+  the front-overflow flag (replicated over the devices);
+- :class:`HostCounters`: what the host sums in exact Python ints from the
+  few scalars each step returns (feasible count, histograms, reasons).
+
+:class:`SweepLoop` bundles the last two with the step outputs not yet read
+back, so the host loop rebinds ONE name per chunk (a KeyboardInterrupt never
+sees a half-updated state).  `mlsys_opt.sweeps.checkpoint` writes and restores them.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import MlsysOptError
+from . import pareto
+
+
+class EngineConfig(NamedTuple):
+    """Static settings of one sweep (the jitted step is compiled per value)."""
+    radices: tuple        # axis sizes
+    n_obj: int
+    n_constr: int
+    n_aux: int
+    chunk: int            # lanes per step (all devices)
+    lanes: int            # lanes per device
+    capacity: int         # front slots (front_capacity rounded up to whole merge blocks)
+    top_k: int
+    hist: tuple           # ((objective, edges tuple), ...)
+    dtypes: tuple         # (F, G, aux) dtype names
+
+
+class BestLists(NamedTuple):
+    """Per objective j, the top_k feasible rows with the smallest F[:, j], best first."""
+    F: Any        # [n_obj, k, n_obj]
+    G: Any        # [n_obj, k, n_constr]
+    aux: Any      # [n_obj, k, n_aux]
+    digits: Any   # int32[n_obj, k, n_axes]
+    valid: Any    # bool[n_obj, k]
+
+
+class ReducerState(NamedTuple):
+    """Device-resident reduction of every chunk so far."""
+    front: pareto.Front   # payload = (G, aux, digits)
+    best: BestLists
+    overflow: Any         # bool[]: the front outgrew its capacity
+
+
+class HostCounters(NamedTuple):
+    """Exact host-side totals over the chunks read back so far."""
+    next_index: int          # first configuration not yet dispatched
+    n_feasible: int          # over folded (read-back) chunks
+    hist: tuple              # int64 arrays, folded chunks
+    n_chunks: int
+    reasons: np.ndarray      # int64[n_constr]: infeasible configurations by most violated constraint
+
+
+class SweepLoop(NamedTuple):     # rebound in one statement per chunk (interrupt-safe)
+    state: ReducerState
+    pending: tuple           # device outputs not yet read back
+    acc: HostCounters
+
+
+def to_host(x) -> np.ndarray:
+    """A replicated device array as numpy (works when not every shard is addressable)."""
+    if hasattr(x, "addressable_data"):
+        return np.asarray(x.addressable_data(0))
+    return np.asarray(x)
+
+
+def initial_state(cfg: EngineConfig) -> ReducerState:
+    """Empty front and best lists in the evaluator's dtypes."""
+    dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
+    n_obj, k, n_axes = cfg.n_obj, cfg.top_k, len(cfg.radices)
+    S = jax.ShapeDtypeStruct
+    front = pareto.empty_front(cfg.capacity, n_obj, (S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
+                                                     S((n_axes,), jnp.int32)), dF)
+    best = BestLists(jnp.zeros((n_obj, k, n_obj), dF), jnp.zeros((n_obj, k, cfg.n_constr), dG),
+                     jnp.zeros((n_obj, k, cfg.n_aux), da), jnp.zeros((n_obj, k, n_axes), jnp.int32),
+                     jnp.zeros((n_obj, k), bool))
+    return ReducerState(front, best, jnp.zeros((), bool))
+
+
+def initial_counters(cfg: EngineConfig) -> HostCounters:
+    """Nothing dispatched, nothing counted."""
+    return HostCounters(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0,
+                        np.zeros(cfg.n_constr, np.int64))
+
+
+def fold(acc: HostCounters, outs, capacity: int) -> HostCounters:
+    """Add one step's read-back outputs to the host totals; raise if the front overflowed."""
+    count, hists, overflow, n_front, _, reasons = outs
+    if bool(to_host(overflow)):
+        raise MlsysOptError(
+            f"the Pareto front has more than front_capacity={capacity} non-dominated configurations; "
+            f"rerun with a larger front_capacity (e.g. {4 * capacity}) or fewer objectives/axes")
+    return acc._replace(n_feasible=acc.n_feasible + int(to_host(count)),
+                        hist=tuple(h + to_host(c).astype(np.int64) for h, c in zip(acc.hist, hists)),
+                        reasons=acc.reasons + to_host(reasons).astype(np.int64))
+
+
+def drain(loop: SweepLoop, cfg: EngineConfig) -> SweepLoop:
+    """Fold every pending step output (waits for the device)."""
+    a = loop.acc
+    for outs in loop.pending:
+        a = fold(a, outs, cfg.capacity)
+    return SweepLoop(loop.state, (), a)
+
+
+__all__ = ["BestLists", "EngineConfig", "HostCounters", "ReducerState", "SweepLoop", "drain", "fold",
+           "initial_counters", "initial_state", "to_host"]
