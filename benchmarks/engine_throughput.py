@@ -146,7 +146,7 @@ def check_exact() -> bool:
     ok = True
     for chunk in (4096, 7777, 2**16):
         res = sweep_engine.stream(R, toy, n_obj=3, n_constr=1, n_aux=1, chunk_size=chunk, progress=False)
-        got = set(res.front["index"].tolist())
+        got = set(res.front.index.tolist())
         print(f"check chunk {chunk}: front {len(got)} (brute force {len(want)}), exact: {got == want}, "
               f"feasible {res.n_feasible} (brute force {int(feas.sum())})")
         ok &= got == want and res.n_feasible == int(feas.sum())
@@ -175,13 +175,13 @@ def main(argv=None) -> None:
     for c in args.chunks:
         rad, res, first, rate, total = run(args.table_size, 2**c, fn)
         print(f"{res.n_evaluated:>12} {2**c:>9} {rate:>11.3e} {first:>8.2f} {total:>8.2f} "
-              f"{len(res.front['index']):>6} {res.n_feasible:>10}")
+              f"{len(res.front.index):>6} {res.n_feasible:>10}")
     print(f"\npeak RSS (process high-water mark) while streaming, chunk 2^{args.rss_chunk}")
     print(hdr + f" {'peak RSS MB':>12}")
     for n in args.sizes:
         rad, res, first, rate, total = run(n, 2**args.rss_chunk, fn)
         print(f"{res.n_evaluated:>12} {2**args.rss_chunk:>9} {rate:>11.3e} {first:>8.2f} {total:>8.2f} "
-              f"{len(res.front['index']):>6} {res.n_feasible:>10} {peak_rss_mb():>12.1f}")
+              f"{len(res.front.index):>6} {res.n_feasible:>10} {peak_rss_mb():>12.1f}")
 
 
 if __name__ == "__main__":

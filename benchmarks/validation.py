@@ -1,21 +1,25 @@
-"""Fidelity benchmark: the model against 25 published measurements, before and after calibration.
+"""Fidelity benchmark: the model against every published measurement, leave-one-source-out.
 
-Prints (the numbers the README quotes):
-  1. every compared figure: measured, predicted with the default efficiency model,
-     with the calibrated one, and with a constant-η roofline baseline, with % errors;
-  2. median / worst |error| per category and per accuracy-target group;
-  3. the accuracy targets and whether they are met;
-  4. which candidate parameters rows of how many sources measure (the fitted ones: >= 2),
-     and the parameters with their elasticities and standard errors;
-  5. leave-one-out (per row and per source): held-out |error| before vs after, each fold
-     choosing its fitted parameters on its own training rows; for comparison the same with
-     all four candidates fitted regardless of how many sources measure them.
+The rows: measurements.json (25 legacy figures), training_runs.json (208 published training
+runs) and serving_runs.json (31 serving runs); rows today's scenarios cannot evaluate are listed
+with the reason.  Prints (the numbers the README quotes):
+  1. every compared figure: measured, predicted with the default efficiency model, with the
+     calibration fitted on all fit rows, and with a constant-η roofline baseline, with % errors;
+  2. median / worst |error| per category and per target group; the legacy accuracy targets;
+  3. which candidate parameters rows of how many organisations measure (fitted when >= 2:
+     sources of one organisation count once);
+  4. per row: memory per accelerator vs HBM (feasible) and the predicted bottleneck;
+  5. leave-one-source-out and leave-one-organisation-out: every row of a source held out, the
+     model fitted on the rest, the held-out rows predicted; median / worst for training and
+     serving separately, the default (unfitted) model's figure, the rows that miss most, and
+     the issue-12/13 targets; with issue 19's achievable-rate model off (achievable = 0) too.
 
     python benchmarks/validation.py            # fit, print everything
     python benchmarks/validation.py --save     # also write calibration_data/default_calibration.json
-    python benchmarks/validation.py --shipped  # use the shipped calibration instead of fitting
+    python benchmarks/validation.py --rows legacy --no-loo   # the 25 legacy figures only
 
-Runs on CPU in about a minute (the jit compiles dominate).
+One compiled program per scenario for the predictions and one for the vmapped refits (every
+fold at once); the compiles dominate (minutes on the 2-core CPU), the fits take seconds.
 """
 from __future__ import annotations
 
@@ -26,51 +30,81 @@ import pandas as pd
 
 from mlsys_opt import calibration as C
 
+TARGETS = {"training": (5.0, 15.0, 8.0), "serving": (10.0, 25.0, None)}   # held-out median, worst; default median
+
+
+def targets(summary: pd.DataFrame, diag: pd.DataFrame) -> list[str]:
+    """Issue 12 (training) and 13 (serving) targets on the leave-one-source-out summary."""
+    out = []
+    for sc, (med, worst, dmed) in TARGETS.items():
+        if sc not in summary.index:
+            continue
+        r = summary.loc[sc]
+        checks = [(f"{sc}: held-out median <= {med:g} %", r.heldout_median <= med, r.heldout_median),
+                  (f"{sc}: held-out worst <= {worst:g} %", r.heldout_worst <= worst, r.heldout_worst)]
+        if dmed is not None:
+            checks.append((f"{sc}: default-model median <= {dmed:g} %", r.default_median <= dmed, r.default_median))
+        out += [f"  [{'met' if ok else 'NOT met'}] {name}: {v:.1f} %" for name, ok, v in checks]
+    n_bad = int((~diag["feasible"]).sum())
+    out.append(f"  [{'met' if n_bad == 0 else 'NOT met'}] every published configuration feasible "
+               f"(memory per accelerator <= HBM): {len(diag) - n_bad} of {len(diag)}")
+    return out
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--save", action="store_true", help="write the fit to calibration_data/default_calibration.json")
-    ap.add_argument("--shipped", action="store_true", help="use the shipped calibration file, do not fit")
+    ap.add_argument("--rows", choices=C.DATASETS, default="all")
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--learning-rate", type=float, default=0.05)
-    ap.add_argument("--no-loo", action="store_true", help="skip the leave-one-out refits")
+    ap.add_argument("--no-loo", action="store_true", help="skip the leave-one-source-out refits")
     args = ap.parse_args(argv)
-    pd.set_option("display.width", 200)
+    pd.set_option("display.width", 220)
+    pd.set_option("display.max_rows", 1000)
 
     t0 = time.perf_counter()
-    if args.shipped:
-        eff, cal = C.load_calibration(C.DEFAULT_CALIBRATION_PATH), None
-        print(f"calibration: {C.DEFAULT_CALIBRATION_PATH}")
-    else:
-        cal = C.calibrate(steps=args.steps, learning_rate=args.learning_rate)
-        eff = cal.eff
-        print(f"calibration: fitted {', '.join(cal.fitted)} on {len(cal.fitted_on)} rows; "
-              f"loss {cal.loss_before:.5f} -> {cal.loss_after:.5f} "
-              f"(mean squared log error over the fit targets)")
-    kw = dict(steps=args.steps, learning_rate=args.learning_rate)
-    loo = {} if args.no_loo else {by: C.leave_one_out(by=by, **kw) for by in ("row", "source")}
-    every = {} if args.no_loo else {by: C.leave_one_out(by=by, fit=C.FIT_PARAMS, **kw) for by in ("row", "source")}
-    df = C.validate(calibrated=eff)
+    ds = C.dataset(args.rows)
+    rows = ds.rows
+    print(f"rows: {len(rows)} evaluable ({args.rows}); {len(ds.skipped)} not evaluable (listed at the end)")
+    kw = {"steps": args.steps, "learning_rate": args.learning_rate}
+    cal = C.calibrate(rows, **kw)
+    print(f"calibration: fitted {', '.join(cal.fitted) or 'nothing'} on {len(cal.fitted_on)} rows; "
+          f"loss {cal.loss_before:.5f} -> {cal.loss_after:.5f} (mean squared log error over the fit targets)")
+    df = C.validate(calibrated=cal.eff, rows=rows)
+    plan = C.build(rows)
+    diag = C.diagnostics(cal.eff, plan)
     print()
-    print(C.format_validation_table(df, loo))
-    if cal is not None:
-        print("\ncandidate parameters: the fit rows each measures (its leading elasticity) and their "
-              f"sources; fitted when >= {C.MIN_SOURCES} sources measure it")
-        print(C.identification().drop(columns="rows").to_string())
-        print("\nparameters (elasticity = ∂log prediction/∂log θ over the fit targets; "
-              "rel_std_err from Gauss-Newton, large = the rows do not pin it down):")
-        print(cal.sensitivity.to_string(float_format=lambda x: f"{x:.4g}"))
+    print(C.format_validation_table(df))
+    print("\ncandidate parameters: the fit rows each measures (its leading elasticity), their sources and "
+          f"organisations; fitted when >= {C.MIN_SOURCES} organisations measure it")
+    print(C.identification(rows).drop(columns="rows").to_string())
+    print("\nparameters (elasticity = ∂log prediction/∂log θ over the fit targets; rel_std_err from "
+          "Gauss-Newton, large = the rows do not pin it down):")
+    print(cal.sensitivity.to_string(float_format=lambda x: f"{x:.4g}"))
+    print("\nper row (calibrated model): memory per accelerator vs HBM, feasible, predicted bottleneck")
+    print(diag.to_string(float_format=lambda x: f"{x:.1f}"))
 
-    def line(frame):
-        b, a = frame["before_abs_error_pct"], frame["after_abs_error_pct"]
-        return f"median {b.median():.1f} % -> {a.median():.1f} %; worst {b.max():.1f} % -> {a.max():.1f} %"
-
-    for by, frame in loo.items():
-        print(f"\nleave-one-out by {by}: held-out |error| % with the defaults -> after refitting without it")
-        print(frame.to_string(index=False, float_format=lambda x: f"{x:.4g}"))
-        print(f"  {line(frame)}")
-        print(f"  (all four candidates fitted in every fold: {line(every[by])})")
-    if args.save and cal is not None:
+    if not args.no_loo:
+        for by in ("source", "org"):
+            loso = C.leave_one_source_out(rows, by=by, plan=plan, **kw)
+            print(f"\n=== leave-one-{by}-out ===")
+            print(C.format_loso(loso, diag, skipped=(), every_row=(by == "source")))
+            print("targets (issues 12 and 13):")
+            print("\n".join(targets(C.summarize_loso(loso), diag)))
+            if by == "source" and "achievable" in C.Efficiency._fields:
+                before = C.leave_one_source_out(rows, C.DEFAULT_EFFICIENCY._replace(achievable=0.0), by=by,
+                                                plan=plan, **kw)
+                s0, s1 = C.summarize_loso(before), C.summarize_loso(loso)
+                print("\nissue 19, before (achievable = 0: global factors) -> after (per-part achievable rates), "
+                      "held-out median / worst |error| %:")
+                for sc in s1.index:
+                    print(f"  {sc:<9} {s0.loc[sc, 'heldout_median']:.1f} / {s0.loc[sc, 'heldout_worst']:.1f} -> "
+                          f"{s1.loc[sc, 'heldout_median']:.1f} / {s1.loc[sc, 'heldout_worst']:.1f}  "
+                          f"(default model {s0.loc[sc, 'default_median']:.1f} -> {s1.loc[sc, 'default_median']:.1f})")
+    if ds.skipped:
+        print(f"\nnot evaluated ({len(ds.skipped)} rows):")
+        print("\n".join(f"  {i}: {w}" for i, w in ds.skipped))
+    if args.save:
         path = C.save_calibration(cal, C.DEFAULT_CALIBRATION_PATH)
         print(f"\nwrote {path}")
     print(f"\n[{time.perf_counter() - t0:.1f} s]")

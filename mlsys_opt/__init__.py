@@ -13,9 +13,8 @@ swept exhaustively or searched for Pareto fronts over time, cost and carbon.
 
 The command line is `mlsys-opt` (``python -m mlsys_opt``); see mlsys_opt/cli/app.py.
 
-Public API (explicit re-exports; `run_search`, `synthesize`, `calibrate` and
-`load_calibration` are imported on first use, so ``import mlsys_opt`` does not
-load pymoo or optax):
+Public API (explicit re-exports, each imported on first use, so ``import
+mlsys_opt`` loads no JAX, pandas, pymoo or optax until a name is touched):
   sweep, SweepResult, evaluate, sensitivity, binding, run_search, SearchResult,
   synthesize, load_space, list_spaces, Space, load_catalog, Catalog, calibrate,
   load_calibration, Efficiency, DEFAULT_EFFICIENCY, MlsysOptError, CatalogError,
@@ -30,23 +29,33 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .catalog import Catalog, load_catalog
 from .errors import CatalogError, MlsysOptError, SpecError
-from .point.evaluation import evaluate
-from .point.sensitivity import binding, sensitivity
-from .scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .space.spec import Space, list_spaces, load_space
-from .sweeps.api import SweepResult, sweep
 
 __version__ = "0.1.0"
 
-# name -> (module, attribute), imported on first access (heavy optional dependencies)
+# name -> (module, attribute), imported on first access: ``import mlsys_opt`` (and so
+# ``mlsys-opt --help``) loads neither JAX nor pandas, pymoo or optax until a name is used
 _LAZY = {
+    "Catalog": ("mlsys_opt.catalog", "Catalog"),
+    "load_catalog": ("mlsys_opt.catalog", "load_catalog"),
+    "evaluate": ("mlsys_opt.point.evaluation", "evaluate"),
+    "binding": ("mlsys_opt.point.sensitivity", "binding"),
+    "sensitivity": ("mlsys_opt.point.sensitivity", "sensitivity"),
+    "DEFAULT_EFFICIENCY": ("mlsys_opt.scenarios.efficiency", "DEFAULT_EFFICIENCY"),
+    "Efficiency": ("mlsys_opt.scenarios.efficiency", "Efficiency"),
+    "Space": ("mlsys_opt.space.spec", "Space"),
+    "list_spaces": ("mlsys_opt.space.spec", "list_spaces"),
+    "load_space": ("mlsys_opt.space.spec", "load_space"),
+    "SweepResult": ("mlsys_opt.sweeps.api", "SweepResult"),
+    "sweep": ("mlsys_opt.sweeps.api", "sweep"),
     "run_search": ("mlsys_opt.search.pymoo_problem", "run_search"),
     "SearchResult": ("mlsys_opt.search.pymoo_problem", "SearchResult"),
     "synthesize": ("mlsys_opt.search.synthesis", "synthesize"),
     "calibrate": ("mlsys_opt.calibration", "calibrate"),
     "load_calibration": ("mlsys_opt.calibration", "load_calibration"),
+    "load_result": ("mlsys_opt.sweeps.results", "load_result"),
+    "html_report": ("mlsys_opt.cli.html", "html"),
+    "evaluate_table": ("mlsys_opt.point.table", "evaluate_table"),
 }
 
 
@@ -63,6 +72,6 @@ def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["sweep", "SweepResult", "evaluate", "sensitivity", "binding", "run_search", "SearchResult",
-           "synthesize", "load_space", "list_spaces", "Space", "load_catalog", "Catalog", "calibrate", "load_calibration", "Efficiency", "DEFAULT_EFFICIENCY", "MlsysOptError",
+__all__ = ["sweep", "SweepResult", "evaluate", "evaluate_table", "sensitivity", "binding", "run_search", "SearchResult",
+           "synthesize", "load_space", "list_spaces", "Space", "load_catalog", "Catalog", "calibrate", "load_calibration", "load_result", "html_report", "Efficiency", "DEFAULT_EFFICIENCY", "MlsysOptError",
            "CatalogError", "SpecError", "__version__"]

@@ -5,9 +5,12 @@ into the tuples below (the names are used only by reports and the CLI).
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-Array = Any  # a jax.Array, numpy array or Python scalar; shapes broadcast to [...]
+if TYPE_CHECKING:  # type checkers see the real alias; at run time jax is not imported here
+    from jax.typing import ArrayLike as Array  # a jax.Array, numpy array or Python scalar, [...]
+else:
+    Array = "jax.typing.ArrayLike"  # annotations only (modules use `from __future__ import annotations`)
 
 # Numeric precisions, in table-column order.  "fp16" is the 16-bit tensor
 # path (FP16 or BF16, dense, no sparsity); "tf32" the TF32 tensor path.

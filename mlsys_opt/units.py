@@ -28,6 +28,11 @@ Conventions (decided once, here):
   ("carbon"); ``CO2e`` multiplies a mass ("5 kg CO2e").  Where carbon is
   expected a plain mass is read as CO2e ("20 g/kWh" is 20 gCO2e/kWh).
 
+Form: a quantity string is a number (``1.5e12``, ``30,000``, ``-2.5e-3``) and/or a
+unit expression (``TB/s``, ``g/kWh``, ``USD/hour``, ``/s``, ``m**2``): unit names
+joined by spaces, ``*`` or ``/``, each with an optional one-digit power.  Nothing
+is evaluated: ``"2 * 3 s"``, ``"(2+3) s"`` and ``"9**9**9 token"`` are refused.
+
 Returned units (see `DIMENSIONS`): SI everywhere except the catalog region
 fields the contract allows by name: carbon intensity in g CO2e/kWh, water per
 energy in L/kWh, electricity price in USD/kWh, and cloud price in USD/hour.
@@ -147,6 +152,19 @@ def _normalise(text: str) -> str:
     return s
 
 
+# What a quantity string may be (after _normalise): an optional number, then an optional unit
+# expression of unit names joined by spaces, '*' or '/', each with an optional one-digit power.
+# No parentheses, no '+', no powers of numbers: '9**9**9 token' is refused before pint evaluates it.
+_NUMBER = r"[-+]?(?:(?:\d[\d_]*(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d{1,4})?|(?i:inf(?:inity)?|nan))"
+_UNIT = r"[^\W\d][\w°%]*(?:\s*(?:\*\*|\^)\s*-?\d)?"
+_FORM = re.compile(rf"^\s*(?:{_NUMBER})?\s*(?:/\s*)?(?:{_UNIT}(?:\s*[*/]?\s*{_UNIT})*)?\s*$")
+
+
+def _documented_form(text: str) -> bool:
+    """`text` (normalised) is a number and/or a unit expression as documented; no arithmetic."""
+    return bool(text.strip()) and _FORM.match(text) is not None
+
+
 def _shown(value: Any) -> str:
     text = f"{value:~}" if isinstance(value, pint.Quantity) else str(value)
     return text if len(text) <= 80 else f"{text[:40]}...{text[-20:]} ({len(text)} characters)"
@@ -207,6 +225,10 @@ def parse(value: Any, expected: str, *, positive: bool = False, nonnegative: boo
     elif isinstance(value, str):
         if not value.strip():
             raise MlsysOptError(f"{head}, got an empty string; e.g. '{dim.example}'")
+        if not _documented_form(_normalise(value)):
+            raise MlsysOptError(f"{head}, got '{shown}' (not a quantity: a number and a unit, e.g. "
+                                f"'{dim.example}'; arithmetic such as '*', '**' or '+' between numbers "
+                                "is not evaluated)")
         try:
             q = _parse_text(value)
         except pint.UndefinedUnitError as exc:

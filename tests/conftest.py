@@ -10,6 +10,9 @@ import jax  # noqa: E402
 # Reference-value and finite-difference tests need float64; the package itself
 # defaults to float32 for speed and tests that care switch dtype explicitly.
 jax.config.update("jax_enable_x64", True)
+# The walls promise "all arguments broadcast to [...]": a silent [n] x [n, 1] rank
+# promotion is a bug the tests must catch (equinox does the same).
+jax.config.update("jax_numpy_rank_promotion", "raise")
 
 # Property tests are derandomized so CI is reproducible: a failure found once is
 # found every run (and fixed), never a flake.

@@ -168,14 +168,14 @@ def test_seed_hardware_numbers(cat):
     h = row(cat, "accelerators", "h100_sxm")
     assert h["peak_fp16_flop_per_s"] == 989e12
     assert h["mem_bw_bytes_per_s"] == 3.35e12
-    assert h["mem_capacity_bytes"] == 80e9
+    assert h["mem_capacity_bytes"] == 81559 * 2**20      # exposed bytes, not the label (issue 12)
     assert h["tdp_w"] == 700.0
     # seed 000 prints "989 TF / 3.35 TB/s ~ 296 FLOP/byte"; the equation gives 295.2.
     assert h["ridge_flop_per_byte"] == pytest.approx(989 / 3.35)
     assert round(h["ridge_flop_per_byte"]) == 295
     a = row(cat, "accelerators", "a100_80gb")
     assert a["peak_fp16_flop_per_s"] == 312e12 and a["mem_bw_bytes_per_s"] == 2.0e12
-    assert a["tdp_w"] == 400.0 and a["mem_capacity_bytes"] == 80e9
+    assert a["tdp_w"] == 400.0 and a["mem_capacity_bytes"] == 80 * 2**30
     a40 = row(cat, "accelerators", "a100_40gb")
     assert a40["peak_fp16_flop_per_s"] == 312e12 and a40["mem_bw_bytes_per_s"] == 1.555e12
     assert 200 <= a40["ridge_flop_per_byte"] <= 208                       # seed 001 "~208"
@@ -184,10 +184,10 @@ def test_seed_hardware_numbers(cat):
         (125e12, 0.9e12, 32e9, 300.0)
     h2 = row(cat, "accelerators", "h200")
     assert (h2["peak_fp16_flop_per_s"], h2["mem_bw_bytes_per_s"], h2["mem_capacity_bytes"], h2["tdp_w"]) == \
-        (989e12, 4.8e12, 141e9, 700.0)
+        (989e12, 4.8e12, 143771 * 2**20, 700.0)
     b = row(cat, "accelerators", "b200")
     assert (b["peak_fp16_flop_per_s"], b["mem_bw_bytes_per_s"], b["mem_capacity_bytes"], b["tdp_w"]) == \
-        (2250e12, 8.0e12, 192e9, 1000.0)
+        (2250e12, 8.0e12, 183359 * 2**20, 1000.0)
     n = row(cat, "accelerators", "nrf52840")   # seed 004: 0.000064 TFLOPS, 1 MB, 0.000064 TB/s, 0.015 W
     assert (n["peak_fp16_flop_per_s"], n["mem_capacity_bytes"], n["mem_bw_bytes_per_s"], n["tdp_w"]) == \
         (64e6, 1e6, 64e6, 0.015)

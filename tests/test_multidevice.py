@@ -30,8 +30,8 @@ SCRIPT = textwrap.dedent(r'''
     out = {"n_devices": len(jax.devices())}
     for name, devices in (("four", None), ("one", 1)):
         r = sweep_engine.stream(R, toy, chunk_size=6001, devices=devices, **kw)   # 6004 on 4 devices
-        out[name] = {"front": r.front["index"].tolist(), "feasible": r.n_feasible,
-                     "best": [b["index"].tolist() for b in r.best],
+        out[name] = {"front": r.front.index.tolist(), "feasible": r.n_feasible,
+                     "best": [b.index.tolist() for b in r.best],
                      "hist": r.histograms[1][1].tolist()}
     d = np.stack(np.unravel_index(np.arange(N), R), 1).astype(np.int32)
     F, G, _ = (np.asarray(a) for a in jax.jit(toy)(jnp.asarray(d)))

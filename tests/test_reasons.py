@@ -19,7 +19,8 @@ def test_infeasible_counts_partition_the_space_and_match_per_configuration_codes
     space = mo.load_space(SPEC)
     res = mo.sweep(space, progress=False, chunk_size=16)
     names = constraint_names(space)
-    assert set(res.infeasible_by) == set(names)
+    assert set(res.infeasible_by) == set(names) | {"non_finite"}
+    assert res.infeasible_by["non_finite"] == 0
     assert res.n_feasible + sum(res.infeasible_by.values()) == res.n_evaluated == space.size
 
     digits = np.array(np.unravel_index(np.arange(space.size), space.radices)).T.astype(np.int32)

@@ -8,7 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mlsys_opt.cli import audit as audit_table
 from mlsys_opt.cli import plots, report
+from mlsys_opt.point.evaluation import point_space
 from mlsys_opt.errors import MlsysOptError
 
 DAY = 86400.0
@@ -99,10 +101,10 @@ def _training_row(space, **over) -> dict:
 
 
 def test_audit_training_rows_and_statuses():
-    space = report.point_space("training", {"model": "llama3_70b", "n_tokens": "1.24e12 token"},
-                               limits={"max_time": "30 day"})
-    audit = report.audit(pd.Series(_training_row(space)), space)
-    assert list(audit.columns) == list(report.AUDIT_COLUMNS)
+    space = point_space("training", {"model": "llama3_70b", "n_tokens": "1.24e12 token"},
+                        limits={"max_time": "30 day"})
+    audit = audit_table.audit(pd.Series(_training_row(space)), space)
+    assert list(audit.columns) == list(audit_table.AUDIT_COLUMNS)
     walls = list(audit["wall"])
     for w in ("1 Compute", "2 Memory (capacity)", "3 Software", "8 Ingestion", "11 Complexity",
               "14 Communication", "15 Fragility", "19 Checkpoint", "17 Capital", "18 Sustainability",
@@ -117,22 +119,22 @@ def test_audit_training_rows_and_statuses():
     assert "989 TFLOP/s" in by.loc["1 Compute", "metric"]
     # 6PD / (30 d · 989e12 · 0.326 · 0.991) ≈ 634.5 -> 635 devices
     assert "N ≥ 635" in by.loc["22 Synthesis", "metric"]
-    tight = report.audit(pd.Series(_training_row(space, g_memory=-0.05)), space).set_index("wall")
+    tight = audit_table.audit(pd.Series(_training_row(space, g_memory=-0.05)), space).set_index("wall")
     assert tight.loc["2 Memory (capacity)", "status"].startswith("binding")
-    over = report.audit(pd.Series(_training_row(space, g_memory=0.2)), space).set_index("wall")
+    over = audit_table.audit(pd.Series(_training_row(space, g_memory=0.2)), space).set_index("wall")
     assert over.loc["2 Memory (capacity)", "status"].startswith("VIOLATED")
-    text = report.format_audit(audit)
+    text = audit_table.format_audit(audit)
     assert text.splitlines()[0].split()[:3] == ["Domain", "Wall", "Key"]
 
 
 def test_point_space_messages_name_the_parameter():
     with pytest.raises(MlsysOptError) as exc:
-        report.point_space("training", {"model": "llama3_7b", "n_tokens": 1e12})
+        point_space("training", {"model": "llama3_7b", "n_tokens": 1e12})
     msg = str(exc.value)
     assert msg.startswith("model: 'llama3_7b' is not a known model") and "did you mean 'llama3_70b'" in msg
     assert "<dict>" not in msg
     with pytest.raises(MlsysOptError, match="unknown scenario 'trainig'; did you mean 'training'"):
-        report.point_space("trainig", {})
+        point_space("trainig", {})
 
 
 # --------------------------------------------------------------------------- figures
@@ -144,8 +146,8 @@ def _png(path):
 
 
 def test_pareto_front_figures(tmp_path):
-    space = report.point_space("training", {"model": "llama3_70b", "n_tokens": "15e12 token"},
-                               limits={"max_time": "30 day", "budget": "20e6 USD"})
+    space = point_space("training", {"model": "llama3_70b", "n_tokens": "15e12 token"},
+                        limits={"max_time": "30 day", "budget": "20e6 USD"})
     fig = plots.pareto_front(_front(), space=space, path=tmp_path / "f.png")
     ax = fig.axes[0]
     assert ax.get_xlabel() == "time to train (days)" and ax.get_ylabel() == "cost, TCO ($M)"
@@ -173,7 +175,11 @@ def test_roofline_tornado_cascade(tmp_path):
                          "value": 1.0, "derivative": 1.0, "elasticity": [-0.78, 1.0, 0.0, -0.05], "rank": [2, 1, 4, 3]})
     fig = plots.tornado(sens, "time_to_train_s", path=tmp_path / "t.png")
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
-    assert labels == ["fabric.bw_bytes_per_s", "hardware.peak_flop_per_s", "n_tokens"]    # zero dropped, largest on top
+    # zero dropped, largest on top, inputs in words (issue 14: no internal names such as eff.compute_eff_scale)
+    assert labels == ["network: bw bytes per s", "accelerator: peak flop per s", "n tokens"]
+    assert plots.input_label("eff.compute_eff_scale") == "efficiency model: compute eff scale"
+    fig = plots.tornado(sens, "time_to_train_s", configuration="training: model=llama3_70b, tp=8")
+    assert "model=llama3_70b" in fig.axes[0].get_title()
     with pytest.raises(MlsysOptError, match="no sensitivities of 'tco_usd'"):
         plots.tornado(sens, "tco_usd")
     fig = plots.loss_cascade(1024, 312e12, 0.5, 0.6, 0.9, path=tmp_path / "c.png")

@@ -107,8 +107,8 @@ ENGINE_CHILD = textwrap.dedent("""
         return sweep_engine.stream(RADICES, chunk_fn, n_obj=2, n_constr=1, n_aux=4, chunk_size=chunk, top_k=4,
                                    progress=progress, checkpoint_path=path, resume=resume, checkpoint_every=1)
     def show(tag, res):
-        print(tag, json.dumps({"n_feasible": res.n_feasible, "digits": res.front["digits"].tolist(),
-                               "F": res.front["F"].tolist()}), flush=True)
+        print(tag, json.dumps({"n_feasible": res.n_feasible, "digits": res.front.digits.tolist(),
+                               "F": res.front.F.tolist()}), flush=True)
     show("RESULT", run(ckpt, resume, progress))
     show("REFERENCE", run(None, False, False))     # uninterrupted, same compiled step
 """)

@@ -34,6 +34,7 @@ import pytest
 from mlsys_opt import validate
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.errors import CatalogError, MlsysOptError, SpecError
+from mlsys_opt.point import config as point_config
 from mlsys_opt.space.spec import INT64_MAX, load_space
 from mlsys_opt.sweeps import engine as sweep_engine
 from mlsys_opt.sweeps.api import configurations, evaluate_digits, sweep
@@ -137,7 +138,7 @@ def test_validate_messages_name_where_field_value_and_allowed(call, expected):
 def test_did_you_mean_composes_cleanly_with_or_without_a_close_name():
     """errors.did_you_mean brings its own separator, so neither case leaves "...; (allowed" behind."""
     from mlsys_opt.errors import did_you_mean
-    from mlsys_opt.search.pymoo_problem import resolve_algorithm
+    from mlsys_opt.search.pymoo_algorithms import resolve_algorithm
     assert did_you_mean("tpp", ("tp", "pp")) == "; did you mean 'tp'?"
     assert did_you_mean("zzzzzz", ("tp", "pp")) == ""
     for name, start in (("nsga", "unknown search algorithm 'nsga'; did you mean 'nsga"),
@@ -167,9 +168,9 @@ def _far_name_calls():
         "walls.law": lambda: registry.law(far),
         "synthesis.precision": lambda: synthesis._precision_code(far),
         "synthesis.free": lambda: synthesis._resolve_free("training", [far]),
-        "sensitivity.parameters": lambda: sensitivity._select("training", [far]),
-        "sensitivity.outputs": lambda: sensitivity._output_names("training", [far]),
-        "sensitivity.parse": lambda: sensitivity._parse("training", far, 1, None),
+        "sensitivity.parameters": lambda: point_config.select_parameters("training", [far]),
+        "sensitivity.outputs": lambda: point_config.output_names("training", [far]),
+        "sensitivity.parse": lambda: point_config.parse_param("training", far, 1, None),
         "sensitivity.binding": lambda: sensitivity.binding(df, far),
     }
 
@@ -191,7 +192,7 @@ def test_messages_with_a_suggestion_keep_it():
     for call, start in ((lambda: scenarios.params_from_dict("trainig", {}),
                          "unknown scenario 'trainig'; did you mean 'training'? (allowed: "),
                         (lambda: registry.law("amdahls"), "law 'amdahls' is not known; did you mean 'amdahl"),
-                        (lambda: sensitivity._output_names("training", ["time_to_train"]),
+                        (lambda: point_config.output_names("training", ["time_to_train"]),
                          "sensitivity: 'time_to_train' is not a numeric output of the training scenario; "
                          "did you mean 'time_to_train_s'? (allowed: ")):
         with pytest.raises(MlsysOptError) as info:
@@ -280,8 +281,8 @@ SPEC_CASES = {
     "inf_limit": (dict(constraints={"max_time": "inf s"}), ["[constraints] max_time", "not a finite number"]),
     # impossible parallelism (every configuration)
     "divisibility": (dict(fixed={"pp": 3}, axes={"tp": [8], "n_accelerators": [8, 16, 32]}),
-                     ["[axes] n_accelerators: no configuration can satisfy tp·pp·ep dividing n_accelerators",
-                      "tp·pp·ep takes {24}", "n_accelerators takes {8, 16, 32}"]),
+                     ["[axes] n_accelerators: no configuration can satisfy tp·cp·pp dividing n_accelerators",
+                      "tp·cp·pp takes {24}", "n_accelerators takes {8, 16, 32}"]),
     "tp_beyond_node": (dict(axes={"tp": [16, 32], "n_accelerators": [64]}),
                        ["[axes] tp: no configuration can satisfy tp <= accelerators_per_node",
                         "the smallest tp is 16", "at most 8 accelerators per node"]),

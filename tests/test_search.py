@@ -16,7 +16,8 @@ from pymoo.core.problem import Problem
 
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.search import ALGORITHMS, SpaceProblem, front_at, run_search
-from mlsys_opt.search.pymoo_problem import batch_evaluator, nondominated
+from mlsys_opt.search.pymoo_problem import batch_evaluator
+from mlsys_opt.sweeps.pareto import nondominated_host as nondominated
 from mlsys_opt.space.spec import load_space
 from mlsys_opt.sweeps.api import output_names
 from mlsys_opt.sweeps.pareto import hypervolume

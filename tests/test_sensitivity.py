@@ -15,16 +15,11 @@ import numpy as np
 import pytest
 
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.point.sensitivity import (
-    TABLE_PARAM,
-    binding,
-    parameter_names,
-    resolve_config,
-    sensitivity,
-    sensitivity_arrays,
-)
+from mlsys_opt.point.config import TABLE_PARAM, parameter_names, resolve_config
+from mlsys_opt.point.sensitivity import binding, sensitivity, sensitivity_arrays
 from mlsys_opt.scenarios import SCENARIO_FNS, params_from_dict
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+from mlsys_opt.scenarios import schema
 from mlsys_opt.space.spec import load_space
 
 H = 1e-6
@@ -113,7 +108,8 @@ def test_batch_equals_single_and_long_frame():
     batch = sensitivity_arrays(space, digits)
     single = sensitivity_arrays(space, configs[1])
     np.testing.assert_allclose(batch.elasticity[1], single.elasticity[0], rtol=1e-12, atol=1e-15)
-    assert batch.G.shape == (3, 8) and batch.constraints[-1] == "limit:time_to_train_s"
+    n_g = len(schema.STRUCTURAL_CONSTRAINTS["training"]) + len(space.limits)
+    assert batch.G.shape == (3, n_g) and batch.constraints[-1] == "limit:time_to_train_s"
     df = sensitivity(space, digits, outputs=["time_to_train_s", "tco_usd"])
     n_in = len(parameter_names("training"))
     assert len(df) == 3 * 2 * n_in

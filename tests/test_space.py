@@ -266,8 +266,8 @@ BAD = {
                                                                   "global_batch", "seq_len")}),
                   ["[axes]: the space has 1.600e+21 configurations, more than an int64 index allows"]),
     "divisibility": (dict(fixed={"pp": 8}, axes={"tp": [8], "n_accelerators": [8, 16, 32]}),
-                     ["[axes] n_accelerators: no configuration can satisfy tp·pp·ep dividing n_accelerators",
-                      "tp·pp·ep takes {64}"]),
+                     ["[axes] n_accelerators: no configuration can satisfy tp·cp·pp dividing n_accelerators",
+                      "tp·cp·pp takes {64}"]),
     "tp_node": (dict(axes={"tp": [16, 32], "n_accelerators": {"pow2": [64, 128]}}),
                 ["[axes] tp: no configuration can satisfy tp <= accelerators_per_node"]),
     "tp_node_one_value_axis": (dict(axes={"tp": [16]}), ["[axes] tp: no configuration can satisfy tp <= "

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from wallcheck import B, Sampler, assert_grad_matches_fd
 from wallcheck import assert_batched_equals_scalar as _batched_equals_scalar
 
+from mlsys_opt.walls._masked import UNBOUNDED
 from mlsys_opt.walls import algorithm as alg
 
 _sample = Sampler(11)
@@ -54,7 +55,8 @@ def test_chinchilla_seed002_ten_million_dollars():
 def test_tokens_per_param():
     np.testing.assert_allclose(alg.tokens_per_param(15e12, 70e9), 214.2857, rtol=1e-6)
     np.testing.assert_allclose(alg.tokens_per_param(1.8e12, 90e9), 20.0, rtol=1e-12)
-    assert float(alg.tokens_per_param(1e12, 0.0)) == 0.0  # guarded, not inf
+    # no parameters: the +inf limit as the finite UNBOUNDED stand-in (issue 18: not a plausible 0)
+    assert float(alg.tokens_per_param(1e12, 0.0)) == UNBOUNDED
 
 
 # ----------------------------------------------------------------------------- wall 12

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from wallcheck import Sampler, assert_batched_equals_scalar, assert_grad_matches_fd
 
+from mlsys_opt.walls._masked import UNBOUNDED
 from mlsys_opt.walls import ops
 
 _sample = Sampler(17)
@@ -91,7 +92,12 @@ def test_cost_per_useful_flop():
     np.testing.assert_allclose(got, 2.40 / (989e12 * 0.4 * 3600), rtol=1e-12)
     half = ops.cost_per_useful_flop(2.40, 1.0, HOUR, 989e12, 0.4, eta_scaling_frac=0.5)
     np.testing.assert_allclose(half, 2 * got, rtol=1e-12)
-    assert float(ops.cost_per_useful_flop(1.0, 1.0, HOUR, 989e12, 0.0)) == 0.0  # guarded
+    # no useful FLOP: the +inf limit (UNBOUNDED), the worst cost, not 0, the best (issue 18)
+    assert float(ops.cost_per_useful_flop(1.0, 1.0, HOUR, 989e12, 0.0)) == UNBOUNDED
+    assert float(ops.cost_per_useful_flop(0.0, 1.0, HOUR, 989e12, 0.0)) == 0.0      # free and idle
+    # a free cloud: owning never breaks even (+inf), not "owning always wins" (0)
+    assert float(ops.breakeven_utilization(1e5, 0.0, 8.0, HOUR)) == UNBOUNDED
+    assert float(ops.effective_usd_per_device_s(1e5, 8.0, HOUR, utilization_frac=0.0)) == UNBOUNDED
 
 
 # ----------------------------------------------------------------------------- wall 19 golden values

@@ -1,13 +1,10 @@
 """Shared checks for the wall tests (tests/test_walls_*.py).
 
 A plain module, imported as ``from wallcheck import ...`` (tests/conftest.py puts
-tests/ on sys.path). Two batched-vs-scalar styles are used by the wall files:
-
-* ``check_case(CASES, name)``: a CASES table of ``name -> (fn, [(lo, hi, log), ...])``;
-  10,000 jax-random rows, jit == vmap, finite, and 50 scalar rows through the SAME jitted
-  function with exactly one trace (node, data, laws).
-* ``assert_batched_equals_scalar(fn, *cols)``: jit over [B] columns == ``lax.map`` row by
-  row, plus three un-jitted scalar rows (algorithm, fleet, ops, analysis).
+tests/ on sys.path). ONE batched-vs-scalar check, ``assert_batched_equals_scalar(fn, *cols)``
+(jit == vmap == lax.map row by row == scalar rows through the same jitted function with one
+trace == un-jitted scalar calls); ``check_case(CASES, name)`` feeds it jax-random columns from
+a CASES table of ``name -> (fn, [(lo, hi, log), ...])`` (node, data, laws).
 """
 from __future__ import annotations
 
@@ -77,11 +74,19 @@ class Sampler:
 # ----------------------------------------------------------------------------- batched == scalar
 
 def check_case(cases, name, n=10_000, rtol=1e-12):
-    """One CASES entry: jit over n random rows == jit(vmap), finite, and 50 scalar rows
-    through the same jitted function agree with the batch, with one trace for them all."""
+    """One CASES entry (``name -> (fn, [(lo, hi, log), ...])``): n jax-random rows through
+    :func:`assert_batched_equals_scalar`, outputs finite."""
     fn, spec = cases[name]
     keys = jax.random.split(jax.random.PRNGKey(len(name)), len(spec))
     args = [jax_uniform(k, n, lo, hi, bool(log)) for k, (lo, hi, log) in zip(keys, spec)]
+    assert_batched_equals_scalar(fn, *args, rtol=rtol, atol=0.0, finite=True)
+
+
+def assert_batched_equals_scalar(fn, *cols, rtol=1e-10, atol=1e-300, finite=False):
+    """THE batched-vs-scalar check: jit(fn) over [n] columns equals jit(vmap(fn)), fn row by
+    row (lax.map sees scalars), 20 scalar rows through the SAME jitted function (exactly one
+    trace for them all) and three plain un-jitted scalar calls; optionally all finite."""
+    n = len(cols[0])
     traces = []
 
     def counted(*a):
@@ -89,28 +94,22 @@ def check_case(cases, name, n=10_000, rtol=1e-12):
         return fn(*a)
 
     jf = jax.jit(counted)
-    batched = jf(*args)
-    vmapped = jax.jit(jax.vmap(fn))(*args)
-    jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y, rtol=rtol), batched,
-                           vmapped)
-    assert all_finite(batched)
+    batched = jf(*cols)
+    leaves = jax.tree_util.tree_leaves(batched)
+    for b in leaves:
+        assert np.shape(b) == (n,)
+    others = (jax.jit(jax.vmap(fn))(*cols), jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols))
+    for other in others:
+        for b, r in zip(leaves, jax.tree_util.tree_leaves(other)):
+            np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=atol)
+    if finite:
+        assert all_finite(batched)
     traces.clear()
-    for i in range(0, n, n // 50):  # 50 rows, one scalar call each, one trace
-        row = jf(*[a[i] for a in args])
-        jax.tree_util.tree_map(lambda x, y: np.testing.assert_allclose(x, y[i], rtol=rtol),
-                               row, batched)
+    for i in range(0, n, max(1, n // 20)):     # scalar rows through the jitted function: one trace
+        for b, o in zip(leaves, jax.tree_util.tree_leaves(jf(*[c[i] for c in cols]))):
+            np.testing.assert_allclose(np.asarray(o), np.asarray(b)[i], rtol=rtol, atol=atol)
     assert len(traces) == 1
-
-
-def assert_batched_equals_scalar(fn, *cols, rtol=1e-10, atol=1e-300):
-    """jit(fn) over [B] columns equals fn applied row by row (lax.map sees scalars)."""
-    batched = jax.jit(fn)(*cols)
-    rowwise = jax.jit(lambda *c: jax.lax.map(lambda row: fn(*row), c))(*cols)
-    for b, r in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(rowwise)):
-        assert np.shape(b) == (B,)
-        np.testing.assert_allclose(np.asarray(b), np.asarray(r), rtol=rtol, atol=atol)
-    # and a few rows through the plain (un-jitted) scalar call
-    for i in (0, B // 2, B - 1):
+    for i in (0, n // 2, n - 1):                # and the plain (un-jitted) scalar call
         one = fn(*(float(c[i]) for c in cols))
-        for b, o in zip(jax.tree_util.tree_leaves(batched), jax.tree_util.tree_leaves(one)):
-            np.testing.assert_allclose(float(b[i]), float(o), rtol=rtol)
+        for b, o in zip(leaves, jax.tree_util.tree_leaves(one)):
+            np.testing.assert_allclose(float(np.asarray(b)[i]), float(o), rtol=rtol, atol=atol)

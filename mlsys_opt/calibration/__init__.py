@@ -34,10 +34,16 @@ reports the held-out error before and after.  A row whose source's own figures
 disagree (cases.toml `source_inconsistent`) is reported and counted in the
 targets both with and without it (`check_targets`).
 
+Published runs with their full setup (``training_runs.json``: 208 rows, ``serving_runs.json``:
+31 rows) are planned by `runs` through the mapping tables of `setup` (setup key -> scenario
+parameters; parameters the scenarios do not have yet are recorded as pending and flagged);
+`heldout` reports leave-one-source-out over the whole set with per-row feasibility and
+bottleneck; `user` reads a user's CSV/TOML of measured runs (``--measurements``).
+
 Modules: `rows` (measurements -> evaluations -> batch -> predictions), `report`
 (validation tables, baseline, targets), `fit` (calibration, sensitivity,
-leave-one-out), `files` (save / load a calibration).  This package re-exports
-their public API.
+leave-one-out), `files` (save / load a calibration), `setup`, `runs`, `heldout`,
+`user`.  This package re-exports their public API.
 """
 from __future__ import annotations
 
@@ -53,7 +59,14 @@ from .fit import (
            sensitivity,
            synthetic_rows,
 )
-from .report import check_targets, format_validation_table, summarize, to_scenario, validate
+from .heldout import DATASETS, Dataset, dataset, diagnostics, format_loso, leave_one_source_out, summarize_loso
+from .report import (
+           check_targets,
+           format_validation_table,
+           summarize,
+           to_scenario,
+           validate,
+)
 from .rows import (
            CASES_PATH,
            DATA_DIR,
@@ -71,9 +84,44 @@ from .rows import (
            plan_row,
            predict,
 )
+from .runs import ORGANISATIONS, SERVING_RUNS_PATH, TRAINING_RUNS_PATH, Unevaluable, evaluable, load_runs
+from .setup import SERVING_MAP, TRAINING_MAP, Rule, to_settings
+from .user import MEASURED, read_measurements
 
-__all__ = ["Measurement", "Target", "RowPlan", "Plan", "Batch", "Calibration", "METRICS", "FIELDS",
-           "FIT_PARAMS", "MIN_SOURCES", "identification", "load_measurements", "plan_row", "build", "predict",
-           "to_scenario", "validate", "summarize", "check_targets", "format_validation_table", "calibrate", "sensitivity",
-           "leave_one_out", "synthetic_rows", "save_calibration", "load_calibration", "DATA_DIR",
-           "MEASUREMENTS_PATH", "CASES_PATH", "DEFAULT_CALIBRATION_PATH", "Efficiency", "DEFAULT_EFFICIENCY"]
+__all__ = [
+           "CASES_PATH",
+           "DATA_DIR",
+           "DEFAULT_CALIBRATION_PATH",
+           "DEFAULT_EFFICIENCY",
+           "FIELDS",
+           "FIT_PARAMS",
+           "MEASUREMENTS_PATH",
+           "METRICS",
+           "MIN_SOURCES",
+           "Batch",
+           "Calibration",
+           "Efficiency",
+           "Measurement",
+           "Plan",
+           "RowPlan",
+           "Target",
+           "build",
+           "calibrate",
+           "check_targets",
+           "format_validation_table",
+           "identification",
+           "leave_one_out",
+           "load_calibration",
+           "load_measurements",
+           "plan_row",
+           "predict",
+           "save_calibration",
+           "sensitivity",
+           "summarize",
+           "synthetic_rows",
+           "to_scenario",
+           "validate",
+           "DATASETS", "Dataset", "dataset", "diagnostics", "format_loso", "leave_one_source_out", "summarize_loso",
+           "ORGANISATIONS", "TRAINING_RUNS_PATH", "SERVING_RUNS_PATH", "Unevaluable", "evaluable", "load_runs",
+           "TRAINING_MAP", "SERVING_MAP", "Rule", "to_settings", "MEASURED", "read_measurements",
+]

@@ -29,7 +29,7 @@ def save_calibration(cal: Calibration | Efficiency, path: str | Path) -> Path:
     if isinstance(cal, Calibration):
         meta.update(loss_before=round(cal.loss_before, 8), loss_after=round(cal.loss_after, 8))
     params = {n: {"value": float(getattr(eff, n)), "default": float(getattr(DEFAULT_EFFICIENCY, n)),
-                  "fitted_on": f"measurements.json rows in fitted_on ({len(meta['fitted_on'])})" if n in fitted
+                  "fitted_on": f"the rows in fitted_on ({len(meta['fitted_on'])})" if n in fitted
                   else "not fitted (efficiency.py default or a user value)"} for n in Efficiency._fields}
     if path.suffix.lower() == ".toml":
         lines = [f"{k} = {json.dumps(v)}" for k, v in meta.items()]

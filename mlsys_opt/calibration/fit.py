@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -87,19 +88,12 @@ def _fit(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
     free [k] is 1 for the parameters fitted, 0 for those held at u0 (their gradient is 0,
     so Adam never moves them): one compiled program serves every subset of `names`.
     """
-    opt = optax.adam(learning_rate)
-    grad = jax.value_and_grad(_loss)
+    # the shared Adam loop, imported here: importing mlsys_opt.search loads pymoo
+    from ..search.optim import adam_scan
 
-    def body(carry, _):
-        u, state, best_u, best = carry
-        loss, g = grad(u, u0, eff0, batch, weights, free, names, prior)
-        better = loss < best
-        best_u, best = jnp.where(better, u, best_u), jnp.where(better, loss, best)
-        upd, state = opt.update(g, state, u)
-        return (optax.apply_updates(u, upd), state, best_u, best), loss
-
-    init = (u0, opt.init(u0), u0, jnp.asarray(jnp.inf, u0.dtype))
-    (_, _, best_u, _), hist = jax.lax.scan(body, init, None, length=steps)
+    loss = functools.partial(_loss, u0=u0, eff0=eff0, batch=batch, weights=weights, free=free, names=names,
+                             prior=prior)
+    _, best_u, hist = adam_scan(loss, u0, optax.adam(learning_rate), steps)
     return u0 + free * (best_u - u0), hist
 
 
@@ -128,8 +122,16 @@ def _check_names(names) -> tuple[str, ...]:
 
 
 def _source(row: Measurement) -> str:
-    """A row's source: its citation up to the first comma or parenthesis ("Narayanan et al.")."""
-    return row.source.split(",")[0].split("(")[0].strip()
+    """A row's source: its source_key (rows with a setup), else its citation up to the first
+    comma or parenthesis ("Narayanan et al.")."""
+    return row.source_key or row.source.split(",")[0].split("(")[0].strip()
+
+
+def organisation(source: str) -> str:
+    """The organisation of a source (runs.ORGANISATIONS; the source itself when unknown): sources
+    of one organisation count once towards MIN_SOURCES."""
+    from .runs import ORGANISATIONS
+    return ORGANISATIONS.get(source, source)
 
 
 def _rows_and_plan(rows, catalog) -> tuple[list, Plan, list]:
@@ -153,8 +155,8 @@ def _leading(eff0: Efficiency, plan: Plan, candidates: tuple[str, ...]) -> np.nd
 
 def _replicated(lead: np.ndarray, sources: Sequence[str], weights, k: int, min_sources: int) -> np.ndarray:
     """free [k]: 1.0 where the targets of weight > 0 that candidate j leads come from at least
-    `min_sources` distinct sources, else 0.0."""
-    used = [{s for l, s, w in zip(lead, sources, weights) if w > 0 and l == j} for j in range(k)]
+    `min_sources` distinct organisations (sources of one organisation count once), else 0.0."""
+    used = [{organisation(s) for l, s, w in zip(lead, sources, weights) if w > 0 and l == j} for j in range(k)]
     return np.array([len(u) >= min_sources for u in used], float)
 
 
@@ -181,7 +183,8 @@ def identification(rows: Sequence[Measurement] | None = None, eff0: Efficiency =
         hit = [i for i in np.flatnonzero(fit) if lead[i] == j]
         srcs = sorted({src[i] for i in hit})
         out.append({"parameter": n, "rows": ", ".join(plan.targets[i].id for i in hit),
-                    "sources": "; ".join(srcs), "n_sources": len(srcs), "fitted": bool(free[j])})
+                    "sources": "; ".join(srcs), "n_sources": len(srcs),
+                    "n_organisations": len({organisation(x) for x in srcs}), "fitted": bool(free[j])})
     return pd.DataFrame(out).set_index("parameter")
 
 
@@ -250,11 +253,20 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     return Calibration(eff, np.asarray(hist), sensitivity(eff, plan, chosen), ids, chosen, before, after)
 
 
-@jax.jit
-def _log_jacobian(theta, b: Batch):
-    """∂ log pred / ∂θ [n_targets, n_params] by reverse mode (one pass per target)."""
-    return jax.jacrev(lambda th: jnp.log(jnp.maximum(_combine(_quantities(Efficiency(*th), b), b),
-                                                     1e-30)))(theta)
+def _log_jacobian(theta, b: Batch, rel_step: float = 1e-3):
+    """∂ log pred / ∂θ [n_targets, n_params] by central differences (h = rel_step·max(|θ|, 1e-3)),
+    each a call of the compiled `predict` program: no second program to compile for the large
+    published-run sets (a jacobian program of the scenarios costs about as much again to compile
+    as the scenarios themselves).  A parameter that no target depends on gets exactly 0."""
+    theta = np.asarray(theta, float)
+    base = Efficiency(*theta)
+    cols = []
+    for k, x in enumerate(theta):
+        h = rel_step * max(abs(x), 1e-3)
+        up = np.log(np.maximum(np.asarray(predict(base._replace(**{Efficiency._fields[k]: x + h}), b), float), 1e-30))
+        dn = np.log(np.maximum(np.asarray(predict(base._replace(**{Efficiency._fields[k]: x - h}), b), float), 1e-30))
+        cols.append((up - dn) / (2.0 * h))
+    return np.stack(cols, axis=1)
 
 
 def sensitivity(eff: Efficiency, plan: Plan, fitted: Sequence[str] = ()) -> pd.DataFrame:

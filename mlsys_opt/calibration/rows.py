@@ -21,8 +21,9 @@ try:                       # Python 3.11+
     import tomllib
 except ModuleNotFoundError:  # Python 3.10: the tomli backport (pyproject dependency)
     import tomli as tomllib
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,7 +48,8 @@ METRICS: dict[str, tuple[str, float]] = {
     "gpu_hours": ("gpu_hours", 1.0), "training_days": ("training_days", 1.0), "out_tokens_per_s_per_gpu": ("tok_per_s_per_gpu", 1.0),
     "first_token_latency_ms": ("ttft_ms", 1.0)}
 FIELDS = {"training": ("step_time_s", "time_to_train_s", "energy_j", "carbon_kg", "mfu"),
-          "serving": ("ttft_s", "itl_s")}
+          "serving": ("ttft_s", "itl_s") + tuple(f for f in ("ttft_p50_s", "itl_p50_s")
+                                                  if f in schema.OUTPUTS["serving"])}
 HARDWARE_NAMES = {"a100sxm480gb": "a100_80gb", "a10080gb": "a100_80gb", "a100": "a100_80gb",
                   "tpuv4": "tpu_v4", "tpuv3": "tpu_v3", "v100": "v100"}
 
@@ -65,6 +67,15 @@ class Measurement(NamedTuple):
     measured: dict
     notes: str
     verification: str
+    # rows with a `setup` (training_runs.json, serving_runs.json, a user's file; calibration.runs)
+    setup: dict | None = None       # the run in the source's terms, mapped by calibration.setup
+    source_key: str = ""            # the source (a key of the file's `sources`, or a user label)
+    org: str = ""                   # its organisation (independent-source counting)
+    fit_candidate: bool = True      # false: rests on heavy assumptions (reported, never fitted)
+    source_inconsistent: str = ""   # why the source's own figures disagree, or ""
+    assumptions: str = ""
+    derived: dict | None = None
+    compare_all: bool = False       # compare every measured quantity (a user's file), not the first
 
 
 def load_measurements(path: str | Path | None = None) -> list[Measurement]:
@@ -175,6 +186,9 @@ def _duration_s(row: Measurement, how: str, n: float) -> float:
 
 def plan_row(row: Measurement) -> RowPlan:
     """The evaluations and targets of one measurement (see the module docstring)."""
+    if row.setup:                       # a published run with its full setup (calibration.runs)
+        from .runs import plan_setup_row
+        return plan_setup_row(row)
     cfg = _cases()
     spec = cfg.get("rows", {}).get(row.id)
     entries: dict = {}
@@ -335,10 +349,30 @@ def _combine(q, batch: Batch):
 
 
 @jax.jit
+def _evaluate_jit(eff: Efficiency, batch: Batch):
+    parts, g, diag = [], {}, {}
+    for sc in ("training", "serving"):
+        if sc in batch.params:
+            out, cons = SCENARIO_FNS[sc](batch.params[sc], batch.tables, eff)
+            parts.append(jnp.stack([getattr(out, f) for f in FIELDS[sc]], axis=-1).ravel())
+            g[sc] = jnp.stack(cons, -1)
+            diag[sc] = (out.memory_per_accelerator_bytes, out.bottleneck)
+    parts.append(jnp.ones((1,), batch.coef.dtype))
+    q = jnp.concatenate([x.astype(batch.coef.dtype) for x in parts])
+    return _combine(q, batch), g, diag
+
+
+def _eff_arrays(eff: Efficiency, dtype) -> Efficiency:
+    """eff with every field a 0-d array of `dtype`: one compiled program for defaults (Python
+    floats), fitted values and traced folds alike (a Python float would be another jit key)."""
+    return Efficiency(*(jnp.asarray(x, dtype) for x in eff))
+
+
 def _evaluate(eff: Efficiency, batch: Batch):
-    """(predictions [n_targets], {scenario: constraint margins [n_eval, n_constraints]})."""
-    g = {sc: jnp.stack(SCENARIO_FNS[sc](p, batch.tables, eff)[1], -1) for sc, p in batch.params.items()}
-    return _combine(_quantities(eff, batch), batch), g
+    """(predictions [n_targets], {scenario: constraint margins [n_eval, n_constraints]},
+    {scenario: (memory per accelerator [n_eval], bottleneck code [n_eval])}): one jitted call,
+    one scenario call per scenario."""
+    return _evaluate_jit(_eff_arrays(eff, batch.coef.dtype), batch)
 
 
 def predict(eff: Efficiency, batch: Batch):

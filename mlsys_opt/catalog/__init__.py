@@ -31,14 +31,13 @@ import functools
 from pathlib import Path
 from typing import Any, Mapping
 
-import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from .. import validate
 from .._types import MODEL_KINDS, TOPOLOGIES
 from ..errors import CatalogError
-from . import _load
+from . import _load, achievable
 from ._load import COLUMNS, KINDS, kind_of
 from .tables import AcceleratorTable, FabricTable, ModelTable, RegionTable, Tables
 
@@ -119,14 +118,14 @@ class Catalog:
         kind = kind_of(kind)
         return self._labels[kind][self.names(kind)[self.index(kind, name)]]
 
-    def tables(self, dtype: Any = jnp.float32) -> Tables:
+    def tables(self, dtype: Any = "float32") -> Tables:
         """Device-resident struct-of-arrays (catalog/tables.py); floats in `dtype`, codes int32, flags bool.
 
         dtype: float32 or float64 (MlsysOptError otherwise: ints truncate, float16 overflows the FLOP/s peaks).
         """
         key = validate.check_float_dtype("dtype", dtype, "Catalog.tables()").name
         if key not in self._tables:
-            self._tables[key] = _build_tables(self._frames, key)
+            self._tables[key] = _build_tables(self._frames, key, self._rows)
         return self._tables[key]
 
     # ------------------------------------------------------------ user entries
@@ -146,7 +145,7 @@ class Catalog:
         rows = {k: dict(v) for k, v in self._rows.items()}
         labels = {k: dict(v) for k, v in self._labels.items()}
         for name, fields in new_entries.items():
-            fields = _load.apply_si_columns(kind, fields)
+            fields = achievable.mark_user(kind, _load.apply_si_columns(kind, fields), label)
             base_name = fields.pop("based_on", None)
             if name not in raw[kind] and base_name is None:
                 # {"H100": {...}} overrides h100_sxm: names resolve like index() does.
@@ -166,6 +165,7 @@ class Catalog:
                 except CatalogError as exc:
                     raise CatalogError(f"{label}: [{name}] based_on: {exc}") from None
                 base = {k: v for k, v in raw[kind][base_key].items() if k not in ("aliases", "display_name")}
+                base = achievable.as_family(kind, base, base_key)
                 merged = _merge(base, fields)
                 merged.setdefault("display_name", name)
                 if "source" not in fields:
@@ -183,9 +183,14 @@ class Catalog:
         return f"Catalog({sizes})"
 
 
-def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any) -> Tables:
+def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[str, Mapping] | None = None) -> Tables:
+    import jax.numpy as jnp          # here, not at the top: `mlsys-opt catalog` runs without JAX
+
     def f(frame: pd.DataFrame, col: str) -> jnp.ndarray:
         return jnp.asarray(frame[col].to_numpy(dtype=np.float64), dtype=dtype)
+
+    def arr(kind: str, key: str) -> jnp.ndarray:   # achievable arrays, stacked in row order
+        return jnp.asarray(np.stack([np.asarray(r[key], np.float64) for r in rows[kind].values()]), dtype=dtype)
 
     a, m, fb, r = (frames[k] for k in KINDS)
     hw = AcceleratorTable(
@@ -202,6 +207,16 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any) -> Tables:
         mtbf_s=f(a, "mtbf_s"),
         injection_bw_bytes_per_s=f(a, "injection_bw_bytes_per_s"),
         is_wafer_scale=jnp.asarray(a["is_wafer_scale"].to_numpy(dtype=bool)),
+        host_bw_bytes_per_s=f(a, "host_bw_bytes_per_s"),
+        sustained_mem_bw_frac=f(a, "sustained_mem_bw_frac"),
+        gemm_eff=arr("accelerators", "ach_gemm_eff"),
+        attention_fwdbwd_eff=arr("accelerators", "ach_attention_fwdbwd_eff"),
+        attention_fwd_eff=arr("accelerators", "ach_attention_fwd_eff"),
+        scaleup_busbw_frac=f(a, "scaleup_busbw_frac_large"),
+        scaleup_step_latency_s=f(a, "scaleup_allreduce_step_latency_s"),
+        scaleup_busbw_curve=arr("accelerators", "ach_scaleup_busbw_curve"),
+        scaleup_has_busbw=jnp.asarray(a["scaleup_busbw_frac_large"].to_numpy(np.float64) > 0),
+        scaleup_has_latency=jnp.asarray(a["scaleup_allreduce_step_latency_s"].to_numpy(np.float64) > 0),
     )
     model = ModelTable(
         kind=jnp.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=jnp.int32),
@@ -216,6 +231,10 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any) -> Tables:
         bw_bytes_per_s=f(fb, "bw_bytes_per_s"), latency_s=f(fb, "latency_s"),
         topology=jnp.asarray([TOPOLOGIES.index(t) for t in fb["topology"]], dtype=jnp.int32),
         bisection_frac=f(fb, "bisection_frac"), oversubscription=f(fb, "oversubscription"),
+        busbw_frac=f(fb, "busbw_frac_large"), step_latency_s=f(fb, "allreduce_step_latency_s"),
+        busbw_curve=arr("fabrics", "ach_busbw_curve"),
+        has_busbw=jnp.asarray(fb["busbw_frac_large"].to_numpy(np.float64) > 0),
+        has_step_latency=jnp.asarray(fb["allreduce_step_latency_s"].to_numpy(np.float64) > 0),
     )
     region = RegionTable(
         carbon_gco2e_per_kwh=f(r, "carbon_gco2e_per_kwh"), pue=f(r, "pue"),
@@ -232,6 +251,10 @@ def _default_catalog() -> Catalog:
     for kind in KINDS:
         label = _FILES[kind]
         entries, _ = _load.entries_from(_DATA_DIR / label, kind)
+        for name, fields in achievable.builtin_fields(kind).items():   # issue 19: achievable.toml
+            if name not in entries:
+                raise CatalogError(f"{achievable.PATH.name}: [{kind}.{name}] is not an entry of {label}")
+            entries[name] = {**fields, **entries[name]}
         raw[kind] = entries
         rows[kind] = {name: _load.validate_entry(kind, name, fields, label) for name, fields in entries.items()}
         labels[kind] = {name: label for name in entries}

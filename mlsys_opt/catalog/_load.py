@@ -29,11 +29,13 @@ from typing import Any, Mapping, NamedTuple
 from .. import units
 from .._types import MODEL_KINDS, PRECISION_ALIASES, PRECISIONS, TOPOLOGIES
 from ..errors import CatalogError, MlsysOptError, suggest
+from .achievable import ACHIEVABLE_COLUMNS  # issue 19: achievable-rate columns, after ridge
 
 KINDS: tuple[str, ...] = ("accelerators", "models", "fabrics", "regions")
 SEGMENTS: tuple[str, ...] = ("datacenter", "edge", "mobile", "tiny")
 SCOPES: tuple[str, ...] = ("scale_up", "scale_out")
 DEFAULT_MTBF = "50000 hour"  # seed 000, Sec. 7.1: 50,000 h per GPU
+DEFAULT_HOST_BW = "32 GB/s"  # PCIe Gen4 x16, one direction (PCI-SIG: 16 GT/s x 16 lanes, 128b/130b)
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
 _ALL = None  # "allowed for every model kind"
@@ -72,6 +74,13 @@ def _common() -> list[Field]:
 
 _TF = ("transformer", "moe")
 
+
+def _achievable(kind: str) -> list[Field]:
+    """Optional achievable-rate fields (issue 19): catalog/achievable.py defines and resolves them."""
+    from .achievable import schema_fields
+    return [Field(*f) for f in schema_fields(kind)]
+
+
 SCHEMA: dict[str, list[Field]] = {
     "accelerators": _common() + [
         Field("vendor", "vendor", "str"),
@@ -88,7 +97,9 @@ SCHEMA: dict[str, list[Field]] = {
         Field("price_source", "price_source", "str"),
         Field("mtbf", "mtbf_s", "qty", "time", "pos", required=False, default=DEFAULT_MTBF),
         Field("injection_bw", "injection_bw_bytes_per_s", "qty", "bandwidth", "pos", required=False),
-    ],
+        Field("host_bw", "host_bw_bytes_per_s", "qty", "bandwidth", "pos", required=False,
+              default=DEFAULT_HOST_BW),
+    ] + _achievable("accelerators"),
     "models": _common() + [
         Field("kind", "kind", "enum", choices=MODEL_KINDS),
         Field("params", "n_params", "qty", "params", "pos"),
@@ -115,7 +126,7 @@ SCHEMA: dict[str, list[Field]] = {
         Field("topology", "topology", "enum", choices=TOPOLOGIES),
         Field("bisection_frac", "bisection_frac", "float", rule="frac"),
         Field("oversubscription", "oversubscription", "float", rule="ge1"),
-    ],
+    ] + _achievable("fabrics"),
     "regions": _common() + [
         Field("carbon_intensity", "carbon_gco2e_per_kwh", "qty", "carbon_intensity", "nonneg"),
         Field("pue", "pue", "float", rule="ge1"),
@@ -132,13 +143,13 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "accelerators": ("name", "display_name", "vendor", "segment", "year", *PEAK_COLUMNS, *HAS_COLUMNS,
                      "mem_capacity_bytes", "mem_bw_bytes_per_s", "sram_bytes", "tdp_w",
                      "scaleup_bw_bytes_per_s", "accelerators_per_node", "price_usd", "cloud_usd_per_hour",
-                     "mtbf_s", "injection_bw_bytes_per_s", "is_wafer_scale", "ridge_flop_per_byte",
-                     "aliases", "price_source", "source", "notes"),
+                     "mtbf_s", "injection_bw_bytes_per_s", "host_bw_bytes_per_s", "is_wafer_scale", "ridge_flop_per_byte",
+                     *ACHIEVABLE_COLUMNS["accelerators"], "aliases", "price_source", "source", "notes"),
     "models": ("name", "display_name", "kind", "year", "n_params", "n_active_params", "n_layers",
                "hidden_dim", "n_heads", "n_kv_heads", "head_dim", "kv_latent_dim", "ffn_dim", "vocab_size",
                "context_len", "n_experts", "top_k", "flop_per_sample", "aliases", "source", "notes"),
     "fabrics": ("name", "display_name", "scope", "year", "bw_bytes_per_s", "latency_s", "topology",
-                "bisection_frac", "oversubscription", "aliases", "source", "notes"),
+                "bisection_frac", "oversubscription", *ACHIEVABLE_COLUMNS["fabrics"], "aliases", "source", "notes"),
     "regions": ("name", "display_name", "year", "carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh",
                 "electricity_usd_per_kwh", "aliases", "source", "notes"),
 }
@@ -185,7 +196,7 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
     p = Path(path)
     label = label or str(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        text = decode_text(read_limited(p, label, CatalogError), label, CatalogError)
     except OSError as exc:
         raise CatalogError(f"{label}: cannot read catalog file ({exc.strerror or exc})") from None
     seen: dict[str, int] = {}
@@ -200,10 +211,63 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
             raise CatalogError(f"{label}: [{entry}] is defined twice (lines {seen[header]} and {lineno}); "
                                "entry names must be unique")
         seen[header] = lineno
+    return loads_toml(text, label, CatalogError)
+
+
+MAX_TOML_DEPTH = 32   # arrays/tables inside each other; real files use 3-4, tomllib recurses past ~450
+
+
+MAX_FILE_BYTES = 64 * 2**20   # a spec or catalog file is kilobytes; /dev/zero or a 10 GB log is a mistake
+
+
+def read_limited(path: str | Path, label: str, error: type[Exception] = CatalogError,
+                 limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes (devices, pipes and folders refused; OSError passes)."""
+    p = Path(path)
+    if p.exists() and not p.is_file():
+        raise error(f"{label}: not a regular file (a folder, device or pipe); give a TOML file")
+    with open(p, "rb") as fh:
+        raw = fh.read(limit + 1)
+    if len(raw) > limit:
+        raise error(f"{label}: larger than {limit // 2**20} MiB; a TOML file of this kind is a few kilobytes")
+    return raw
+
+
+def decode_text(raw: bytes, label: str, error: type[Exception] = CatalogError) -> str:
+    """UTF-8 text of a file's bytes (a leading UTF-8 BOM is dropped); `error` names the file otherwise."""
     try:
-        return tomllib.loads(text)
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise error(f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                    "save the file as UTF-8") from None
+
+
+def loads_toml(text: str, label: str, error: type[Exception] = CatalogError,
+               syntax: str = "not valid TOML") -> dict[str, Any]:
+    """tomllib.loads for people's files: a BOM is accepted; syntax errors, and nesting deeper than
+    MAX_TOML_DEPTH (tomllib would raise RecursionError near 450 levels), raise `error` naming `label`."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise CatalogError(f"{label}: not valid TOML: {exc}") from None
+        raise error(f"{label}: {syntax}: {exc}") from None
+    except RecursionError:
+        data = None
+    stack = [(data, 0)] if data is not None else []
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_TOML_DEPTH:
+            data = None
+            break
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value)
+    if data is None:
+        raise error(f"{label}: values nested too deeply (more than {MAX_TOML_DEPTH} levels of arrays or "
+                    "tables inside each other)")
+    return data
 
 
 def entries_from(source: Mapping[str, Any] | str | Path, kind: str) -> tuple[dict[str, dict], str]:
@@ -286,6 +350,10 @@ def _parse_field(f: Field, value: Any, ctx: str) -> Any:
             raise _fail(ctx, f.key, f"unknown value {value!r}{hint(str(value), f.choices)} "
                                     f"(allowed: {', '.join(f.choices)})")
         return v
+    if f.type == "floats":
+        if not isinstance(value, (list, tuple)) or not value:
+            raise _fail(ctx, f.key, f"expected a list of numbers such as [0.4, 0.7, 0.8], got {value!r}")
+        return tuple(_number(v, ctx, f) for v in value)
     if f.type == "aliases":
         if isinstance(value, str):
             value = [value]
@@ -404,6 +472,9 @@ def validate_entry(kind: str, name: str, raw: Mapping[str, Any], label: str) -> 
         if f.column:
             row[f.column] = value
     _cross_check(kind, row, raw, ctx)
+    if kind in ("accelerators", "fabrics"):
+        from . import achievable
+        achievable.resolve(kind, row, ctx)
     return row
 
 

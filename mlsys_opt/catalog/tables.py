@@ -27,6 +27,17 @@ class AcceleratorTable(NamedTuple):
     mtbf_s: Array                 # [n_hw] component MTBF per accelerator
     injection_bw_bytes_per_s: Array  # [n_hw] weight-streaming injection bw (wafer-scale; 0 otherwise)
     is_wafer_scale: Array         # [n_hw] bool
+    host_bw_bytes_per_s: Array    # [n_hw] accelerator <-> host memory link (PCIe / NVLink-C2C), one direction
+    # Achievable rates (issue 19, catalog/achievable.py; fractions of this row's own peaks):
+    sustained_mem_bw_frac: Array  # [n_hw] STREAM-triad bandwidth / mem_bw (default: the reference part's)
+    gemm_eff: Array               # [n_hw, n_precision, 5] GEMM efficiency at M=N=K = achievable.GEMM_SIZES
+    attention_fwdbwd_eff: Array   # [n_hw, 6] FlashAttention fwd+bwd / fp16 peak at achievable.ATTENTION_SEQLENS
+    attention_fwd_eff: Array      # [n_hw, 6] forward only (= fwd+bwd where not measured)
+    scaleup_busbw_frac: Array     # [n_hw] large-message all-reduce busbw / scaleup_bw (0 = no data)
+    scaleup_step_latency_s: Array  # [n_hw] α per ring step of the scale-up all-reduce (0 = no data)
+    scaleup_busbw_curve: Array    # [n_hw, 25] busbw / scaleup_bw at achievable.MSG_BYTES (0 = no data)
+    scaleup_has_busbw: Array      # [n_hw] bool: scaleup_busbw_frac is data (else the global factor)
+    scaleup_has_latency: Array    # [n_hw] bool: scaleup_step_latency_s is data (else the global α)
 
 
 class ModelTable(NamedTuple):
@@ -53,6 +64,11 @@ class FabricTable(NamedTuple):
     topology: Array               # [n_fabric] int code into _types.TOPOLOGIES
     bisection_frac: Array         # [n_fabric] bisection bandwidth fraction (1 for full fat tree)
     oversubscription: Array       # [n_fabric] >= 1
+    busbw_frac: Array             # [n_fabric] large-message all-reduce busbw / bw (0 = no data; issue 19)
+    step_latency_s: Array         # [n_fabric] α per ring step fitted to the busbw curve (0 = no data)
+    busbw_curve: Array            # [n_fabric, 25] busbw / bw at achievable.MSG_BYTES (0 = no data)
+    has_busbw: Array              # [n_fabric] bool: busbw_frac is data (else the global factor)
+    has_step_latency: Array       # [n_fabric] bool: step_latency_s is data (else latency_s)
 
 
 class RegionTable(NamedTuple):

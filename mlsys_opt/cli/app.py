@@ -11,7 +11,8 @@
 
 Exit codes: 0 ok; 2 bad input (one message on stderr naming the file, key or
 flag, no traceback); 3 no feasible configuration (unless --allow-empty);
-130 interrupted.  Anything else that escapes is a bug and shows its traceback.
+130 interrupted.  Anything else that escapes is a bug: the traceback, a line saying
+so, exit 1 (`console_main`, the installed script).
 `--json` prints machine-readable output (SI units, unit in every key) on
 stdout instead of tables.
 
@@ -30,8 +31,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
+import traceback
 from typing import Sequence
 
 from ..errors import MlsysOptError
@@ -43,12 +46,13 @@ from .commands.common import (
     EXIT_INPUT,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     PROG,
     _err,
     _nonneg_int,
     _positive_int,
 )
-from .commands.evaluate import CONFIG_FLAGS, _add_config_args, cmd_evaluate, cmd_sensitivity  # noqa: F401
+from .commands.evaluate import CONFIG_FLAGS, _add_config_args, _add_table_args, cmd_evaluate, cmd_sensitivity  # noqa: F401,E501
 from .commands.front import _add_front_outputs, cmd_search, cmd_sweep, space_header  # noqa: F401
 from .commands.synthesize import cmd_synthesize, synthesize_target  # noqa: F401
 
@@ -60,7 +64,21 @@ class UsageError(Exception):
     """A command-line mistake (argparse): printed as one line, exit code 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised like Ctrl-C so a sweep saves its checkpoint on the way out (exit 143)."""
+
+
+def _raise_terminated(signum, frame):  # noqa: ARG001 - signal handler signature
+    raise Terminated()
+
+
 class _Parser(argparse.ArgumentParser):
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        # '--itl -5ms', '--set -x': a value that starts with '-' and a digit is a value (no flag of ours
+        # looks like a negative number), so it reaches our own message instead of "expected one argument"
+        self._negative_number_matcher = re.compile(r"^-\.?\d")
+
     def error(self, message: str):  # noqa: D401 - argparse hook
         raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
 
@@ -117,10 +135,12 @@ a user catalog file:
   mlsys-opt spaces show capstone""",
     "validate": """examples:
   mlsys-opt validate
-  mlsys-opt validate --loo
-  mlsys-opt validate --calibration my_calibration.json --json""",
+  mlsys-opt validate --loo source
+  mlsys-opt validate --rows legacy --calibration my_calibration.json --json
+  mlsys-opt validate --measurements my_runs.csv""",
     "calibrate": """examples:
   mlsys-opt calibrate -o calibration.json
+  mlsys-opt calibrate --measurements my_runs.csv -o my_cluster.json
   mlsys-opt sweep capstone --calibration calibration.json""",
 }
 
@@ -135,6 +155,18 @@ def _common(suppress: bool) -> argparse.ArgumentParser:
                    help=f"user catalog entries (repeatable; also ${CATALOG_ENV})")
     p.add_argument("-q", "--quiet", action="store_true", default=d(False), help="no progress messages on stderr")
     return p
+
+
+def _add_distributed_args(p) -> None:
+    """--distributed and friends, --timings (sweeps.distributed; docs/scale-out.md)."""
+    g = p.add_argument_group("several processes (jax.distributed; see docs/scale-out.md)")
+    g.add_argument("--distributed", action="store_true", help="sweep across the processes of a jax.distributed "
+                   "job (SLURM and Open MPI detected; else give the three flags below); process 0 writes the files")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 (the coordinator)")
+    g.add_argument("--num-processes", type=_positive_int, metavar="N", help="processes in the job")
+    g.add_argument("--process-id", type=_nonneg_int, metavar="I", help="this process, 0 .. N-1")
+    p.add_argument("--timings", action="store_true", help="print seconds per phase on stderr (import, spec, "
+                   "compile, evaluate, reduce, write)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", metavar="PATH", help="save the sweep state here while running (.npz)")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint (default "
                    "OUT_DIR/<space name>.ckpt.npz) if it exists")
+    _add_distributed_args(p)
 
     p = add("search", cmd_search, "evolutionary search of a space's Pareto front (pymoo)")
     p.add_argument("space", metavar="SPACE", help="spec file (.toml) or a ready space name")
@@ -176,6 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("evaluate", cmd_evaluate, "one configuration: every wall's figures (seed 003 full-stack audit)")
     _add_config_args(p)
+    _add_table_args(p)
     p.add_argument("--figure", metavar="PATH", help="iron-law loss cascade figure (training), .png/.svg/.pdf")
     p.add_argument("--no-sensitivity", action="store_true", help="skip the wall-21 sensitivity row (faster)")
     p.add_argument("--allow-infeasible", "--allow-empty", dest="allow_infeasible", action="store_true",
@@ -187,6 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    "the objectives, e.g. time_to_train_s, tco_usd, carbon_kg)")
     p.add_argument("--top", type=_positive_int, default=12, metavar="N", help="rows per output (default 12)")
     p.add_argument("--figure", metavar="PATH", help="tornado chart of the first output, .png/.svg/.pdf")
+    p.add_argument("--allow-infeasible", action="store_true",
+                   help="exit 0 even when the configuration is infeasible (else 3, after printing)")
 
     p = add("synthesize", cmd_synthesize, "inverse walls: a target in, the minimum spec out (wall 22)")
     p.add_argument("--model", required=True, metavar="NAME", help="catalog model, e.g. llama3_70b")
@@ -200,13 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mfu", type=float, default=0.4, metavar="F", help="MFU / η: achieved fraction of peak "
                    "(default 0.4)")
     p.add_argument("--precision", default="fp16", metavar="P", help="weights/KV precision (default fp16)")
-    p.add_argument("--batch", type=_positive_int, default=1, metavar="B", help="sequences decoded together "
+    p.add_argument("--batch", type=_positive_int, metavar="B", help="sequences decoded together, for --itl "
                    "(default 1)")
-    p.add_argument("--context", type=_nonneg_int, default=0, metavar="TOKENS", help="KV-cache tokens per "
-                   "sequence read each step (default 0: weights only, as seed 002)")
-    p.add_argument("--prompt-tokens", type=_positive_int, default=1024, metavar="N",
+    p.add_argument("--context", type=_nonneg_int, metavar="TOKENS", help="KV-cache tokens per "
+                   "sequence read each step, for --itl (default 0: weights only, as seed 002)")
+    p.add_argument("--prompt-tokens", type=_positive_int, metavar="N",
                    help="prompt length for --ttft (default 1024)")
-    p.add_argument("--set", nargs="+", action="extend", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="training settings for the --days check (default: tp=8 pp=4 global_batch=2048 "
                         "seq_len=8192 microbatches=4, as spaces/capstone.toml)")
 
@@ -234,11 +270,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("validate", cmd_validate, "predictions vs published measurements (Megatron-LM, PaLM, ...)")
     p.add_argument("--calibration", metavar="FILE",
                    help="the calibration to show beside the defaults (default: the shipped one)")
-    p.add_argument("--loo", action="store_true",
-                   help="also refit with each row / source held out and check the held-out target")
+    p.add_argument("--loo", nargs="?", const="source", choices=("source", "org", "row"), metavar="BY",
+                   help="also refit with each source (default), organisation or row held out and "
+                        "predict it (leave-one-source-out: median/worst per scenario, rows that miss most)")
+    p.add_argument("--rows", choices=("all", "legacy", "training", "serving", "runs"), default="all",
+                   help="which published rows: all (default), legacy (measurements.json), training / "
+                        "serving (training_runs.json / serving_runs.json), runs (both)")
+    p.add_argument("--measurements", metavar="FILE",
+                   help="your own measured runs (.csv or .toml: setup columns + measured quantities; "
+                        "see mlsys_opt.calibration.user) instead of the published rows")
+    p.add_argument("--steps", type=_positive_int, default=400, metavar="N",
+                   help="Adam steps of each --loo refit (default 400)")
     p = add("calibrate", cmd_calibrate, "fit the efficiency model to the measurements (optax)")
     p.add_argument("-o", "--output", metavar="FILE", help="write the calibration (.json or .toml)")
     p.add_argument("--steps", type=_positive_int, default=400, metavar="N", help="Adam steps (default 400)")
+    p.add_argument("--rows", choices=("all", "legacy", "training", "serving", "runs"), default="all",
+                   help="which published rows to fit (default all)")
+    p.add_argument("--measurements", metavar="FILE",
+                   help="fit to your own measured runs (.csv or .toml) instead of the published rows")
     return parser
 
 
@@ -246,13 +295,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code (the console script passes it to sys.exit)."""
     parser = build_parser()
     # Ctrl-C / kill -INT interrupts a sweep cleanly (checkpoint, exit 130) even when the
-    # command was started in the background of a script, which hands it SIGINT ignored
+    # command was started in the background of a script, which hands it SIGINT ignored;
+    # kill / SIGTERM (schedulers, timeouts) does the same and exits 143.  Restored on return.
+    saved = {}
+    for sig, handler in ((signal.SIGINT, signal.default_int_handler), (signal.SIGTERM, _raise_terminated)):
+        try:
+            saved[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread (embedded use): leave signals alone
+            pass
     try:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    except ValueError:                 # not the main thread (embedded use): leave signals alone
-        pass
+        return _run(parser, argv)
+    except KeyboardInterrupt as exc:   # Ctrl-C, or SIGTERM (Terminated): the sweep saved its checkpoint
+        ck = getattr(getattr(parser, "_args", None), "_checkpoint", None)
+        what = "terminated (SIGTERM)" if isinstance(exc, Terminated) else "interrupted"
+        _err(f"{PROG}: {what}" + (f"; checkpoint saved to {ck}: run the same command with --resume to continue"
+                                  if ck and os.path.exists(ck) else ""))
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    finally:
+        for sig, handler in saved.items():
+            try:
+                signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+            except (ValueError, OSError):
+                pass
+
+
+def _run(parser, argv) -> int:
+    """Parse and run one command; every error a person can cause becomes one line and exit 2."""
     try:
         args = parser.parse_args(argv)
+        parser._args = args
         if not getattr(args, "command", None):
             parser.print_help()
             return EXIT_INPUT
@@ -268,9 +339,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (FileNotFoundError, IsADirectoryError, PermissionError) as exc:
         _err(f"{PROG}: error: {exc.filename or ''}: {exc.strerror or exc}")
         return EXIT_INPUT
-    except KeyboardInterrupt:
-        _err(f"{PROG}: interrupted")
-        return EXIT_INTERRUPTED
     except BrokenPipeError:            # `mlsys-opt ... | head`
         try:
             sys.stdout = open(os.devnull, "w")
@@ -279,5 +347,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
 
 
+EXIT_BUG = 1
+
+
+def console_main(argv: Sequence[str] | None = None) -> int:
+    """The installed `mlsys-opt` script and `python -m mlsys_opt`: :func:`main`, and for anything
+    main lets through -- a bug in mlsys_opt, never the user's input -- the traceback, one line
+    saying so, and exit 1.  (`main` itself lets bugs propagate, for embedding and tests.)"""
+    try:
+        return main(argv)
+    except Exception:                  # noqa: BLE001 - the last line of defence, and it says so
+        traceback.print_exc()
+        _err(f"{PROG}: internal error: this is a bug in mlsys_opt, not a problem with your input; "
+             "please report it with the traceback above")
+        return EXIT_BUG
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    sys.exit(console_main())

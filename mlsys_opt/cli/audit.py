@@ -198,7 +198,52 @@ def _audit_serving(row, space) -> list[tuple]:
     out.append(("Ops", "18 Sustainability", f"{_h(float(row['carbon_kg']), 'carbon', 'tCO2e', '{:,.1f}')} "
                 f"({float(row['carbon_per_mtok_kg']):.3g} kg/Mtok; {region['name']}: "
                 f"{float(region['carbon_gco2e_per_kwh']):g} g/kWh)", _limit_status(_g(row, "limit:carbon_kg"))))
+    out[1:1] = _serving_budget(row, space)
     return out
+
+
+def _serving_params(row, space):
+    """ServingParams of one audit row (inverse of point.evaluation._param_frame), float64."""
+    import jax.numpy as jnp
+
+    from ..scenarios import params_from_dict, schema
+    from ..space.spec import column_name
+    values = {}
+    for name, spec in schema.SERVING_PARAMS.items():
+        v = row[name] if name in row else row[column_name("serving", name)]
+        if spec.kind == "catalog":
+            values[name] = space.catalog.index(spec.catalog_kind, str(v))
+        elif spec.kind == "choice":
+            values[name] = spec.choices.index(str(v))
+        else:
+            values[name] = jnp.asarray(float(v), jnp.float32)
+    return params_from_dict("serving", values)
+
+
+def _serving_budget(row, space) -> list[tuple]:
+    """Where each millisecond of the P99 TTFT and the P99 ITL goes (scenarios.serving.breakdown)."""
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
+    from ..scenarios.serving import breakdown
+
+    b = breakdown(_serving_params(row, space), space.catalog.tables(), DEFAULT_EFFICIENCY)
+    ms = lambda x: 1e3 * float(x)                                   # noqa: E731
+
+    def parts(items):
+        shown = [f"{label} {ms(v):,.1f}" for label, v in items if abs(ms(v)) >= 0.05]
+        return " + ".join(shown) if shown else "0"
+
+    ttft = parts([("wait", b.ttft_wait_s), ("GEMMs", b.ttft_gemm_s), ("attention", b.ttft_attention_s),
+                  ("weight read", b.ttft_weights_s), ("dispatch+comm", b.ttft_overhead_s),
+                  ("decode iterations (chunks)", b.ttft_batching_s), ("KV transfer", b.ttft_kv_transfer_s),
+                  ("long-prompt tail", b.ttft_long_prompt_s)])
+    itl = parts([("weights", b.itl_weights_s), ("GEMM compute", b.itl_compute_s), ("KV read", b.itl_kv_s),
+                 ("dispatch+comm", b.itl_overhead_s), ("draft", b.itl_draft_s),
+                 ("prefill chunk", b.itl_prefill_s)])
+    per = f" (step / {float(b.itl_tokens_per_step):.0f} tokens)" if float(b.itl_tokens_per_step) > 1 else ""
+    return [("Node", "4 Serving: TTFT P99", f"{ms(b.ttft_p99_s):,.1f} ms = {ttft} ms",
+             _limit_status(_g(row, "limit:ttft_p99_s"))),
+            ("Node", "4 Serving: ITL P99", f"{ms(b.itl_p99_s):,.2f} ms = {itl} ms{per}",
+             _limit_status(_g(row, "limit:itl_p99_s")))]
 
 
 def format_audit(df: pd.DataFrame) -> str:

@@ -16,6 +16,7 @@ Axes carry units in their labels, values are shown in human units
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -144,6 +145,8 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
     y = y or (objs[1] if len(objs) > 1 else objs[0])
     if color is None and len(objs) > 2:
         color = objs[2]
+    if marker == "hardware" and marker not in front:     # the default, on a space with the hardware fixed
+        marker = None
     for name in (x, y, color, marker):
         if name is not None and name not in front:
             raise MlsysOptError(f"pareto_front: no column {name!r} (columns: {', '.join(front.columns)})")
@@ -162,22 +165,24 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
     cmap = plt.get_cmap("tab10")
     sc = None
     handles = []
+    size = _stacked_sizes(xv, yv)
     for k, (g, mask) in enumerate(groups):
         m = _MARKERS[k % len(_MARKERS)]
         if numeric_color:
-            sc = ax.scatter(xv[mask], yv[mask], c=cv[mask], cmap="viridis", marker=m, s=60, edgecolors="k", alpha=0.9,
-                            linewidths=0.5, vmin=np.nanmin(cv), vmax=np.nanmax(cv), zorder=3,
+            sc = ax.scatter(xv[mask], yv[mask], c=cv[mask], cmap="viridis", marker=m, s=size[mask], edgecolors="k",
+                            alpha=0.9, linewidths=0.5, vmin=np.nanmin(cv), vmax=np.nanmax(cv), zorder=3,
                             label=str(g) if g is not None else None)
         elif cats:
             cidx = np.array([cats.index(v) for v in front[color][mask]])
-            ax.scatter(xv[mask], yv[mask], c=[cmap(i % 10) for i in cidx], marker=m, s=60, edgecolors="k",
+            ax.scatter(xv[mask], yv[mask], c=[cmap(i % 10) for i in cidx], marker=m, s=size[mask], edgecolors="k",
                        linewidths=0.5, zorder=3)
         else:
-            ax.scatter(xv[mask], yv[mask], marker=m, s=60, edgecolors="k", linewidths=0.5, zorder=3,
+            ax.scatter(xv[mask], yv[mask], marker=m, s=size[mask], edgecolors="k", linewidths=0.5, zorder=3,
                        label=str(g) if g is not None else None)
         if g is not None:
             handles.append(plt.Line2D([], [], marker=m, ls="", color="0.4", markeredgecolor="k",
                                       markersize=8, label=str(g)))
+    _count_coincident(ax, xv, yv)
     _log_if_wide(ax, "x", xv)
     _log_if_wide(ax, "y", yv)
     notes = [n for n in (_limit_lines(ax, space, x, "x", xv), _limit_lines(ax, space, y, "y", yv)) if n]
@@ -208,6 +213,26 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
     return fig
 
 
+def _coincident_rank(xv, yv) -> tuple[np.ndarray, np.ndarray]:
+    """(rank of each point among the points at the same place, size of that group); same place = equal to 6 digits."""
+    key = pd.Series([f"{a:.6g},{b:.6g}" for a, b in zip(np.asarray(xv, float), np.asarray(yv, float))])
+    return key.groupby(key).cumcount().to_numpy(), key.map(key.value_counts()).to_numpy()
+
+
+def _stacked_sizes(xv, yv, base: float = 60.0) -> np.ndarray:
+    """Marker areas that keep coinciding points visible: the first of k drawn largest, each next one smaller."""
+    rank, count = _coincident_rank(xv, yv)
+    return base * (1.0 + 1.2 * (count - 1 - rank))
+
+
+def _count_coincident(ax, xv, yv) -> None:
+    """Write '×k' beside every place where k > 1 front points coincide (e.g. two regions, same time and cost)."""
+    rank, count = _coincident_rank(xv, yv)
+    for i in np.flatnonzero((rank == 0) & (count > 1)):
+        ax.annotate(f"×{count[i]}", (xv[i], yv[i]), xytext=(-8, -10), textcoords="offset points", fontsize=7,
+                    ha="right", va="top", color="0.25", zorder=5)
+
+
 def _annotate_best(ax, front, objectives, xv, yv) -> None:
     """Label the best point of each objective, placing each label where it covers no data."""
     from .report import best_rows
@@ -224,11 +249,9 @@ def _annotate_best(ax, front, objectives, xv, yv) -> None:
                (40, 40), (40, -40), (-40, 40), (-40, -40), (70, 10), (-70, 10), (70, -10), (-70, -10)]
     for i, words in sorted(done.items(), key=lambda t: xv[t[0]]):
         row = front.iloc[i]
-        detail = str(row["hardware"]) if "hardware" in row else ""
-        if "n_accelerators" in row:
-            detail += f" ×{int(row['n_accelerators']):,}"
-        if "region" in row:
-            detail += f", {row['region']}"
+        fleet = " ".join(s for s in (str(row["hardware"]) if "hardware" in row else "",
+                                     f"×{int(row['n_accelerators']):,}" if "n_accelerators" in row else "") if s)
+        detail = ", ".join(s for s in (fleet, str(row["region"]) if "region" in row else "") if s)
         best = None
         for dx, dy in offsets:
             t = ax.annotate(f"{' & '.join(words)}: {detail}", (xv[i], yv[i]), xytext=(dx, dy),
@@ -342,11 +365,24 @@ def roofline(hardware: Sequence[str], points: pd.DataFrame | Sequence[Mapping[st
     return fig
 
 
+_INPUT_PREFIX = {"eff": "efficiency model", "hw": "accelerator", "hardware": "accelerator", "model": "model",
+                 "fabric": "network", "region": "region"}
+
+
+def input_label(name: str) -> str:
+    """A sensitivity input in words: 'eff.compute_eff_scale' -> 'efficiency model: compute eff scale'."""
+    prefix, _, field = name.partition(".")
+    if field and prefix in _INPUT_PREFIX:
+        return f"{_INPUT_PREFIX[prefix]}: {field.replace('_', ' ')}"
+    return name.replace("_", " ")
+
+
 def tornado(sens: pd.DataFrame, output: str, *, top: int = 12, config: int = 0, title: str | None = None,
-            path: str | Path | None = None):
+            configuration: str | None = None, path: str | Path | None = None):
     """Horizontal bars of the `top` elasticities ∂ln y/∂ln x of `output` (largest on top).
 
     sens: the long DataFrame of ``mlsys_opt.point.sensitivity.sensitivity``.
+    configuration: the configuration in words (printed under the title, so the figure says what it describes).
     """
     rows = sens[(sens["config"] == config) & (sens["output"] == output)]
     if rows.empty:
@@ -359,7 +395,7 @@ def tornado(sens: pd.DataFrame, output: str, *, top: int = 12, config: int = 0, 
     e = rows["elasticity"].to_numpy(dtype=float)
     colors = ["#c0392b" if v < 0 else "#2e86c1" for v in e]
     ax.barh(np.arange(len(rows)), e, color=colors, edgecolor="k", linewidth=0.5)
-    ax.set_yticks(np.arange(len(rows)), [str(p) for p in rows["parameter"]])
+    ax.set_yticks(np.arange(len(rows)), [input_label(str(p)) for p in rows["parameter"]])
     ax.axvline(0, color="k", lw=0.8)
     span = max(float(np.max(np.abs(e))) if len(e) else 1.0, 1e-6)
     for i, v in enumerate(e):
@@ -368,7 +404,8 @@ def tornado(sens: pd.DataFrame, output: str, *, top: int = 12, config: int = 0, 
     ax.set_xlim(-1.25 * span if (e < 0).any() else -0.05 * span, 1.25 * span if (e > 0).any() else 0.05 * span)
     ax.set_xlabel(f"elasticity ∂ln y/∂ln x: % change of {output} per +1 % of the input")
     ax.grid(True, axis="x", alpha=0.3)
-    ax.set_title(title or f"What moves {output}? (blue: raises it, red: lowers it)")
+    ax.set_title(title or f"What moves {output}? (blue: raises it, red: lowers it)"
+                 + ("\n" + textwrap.fill(configuration, 110) if configuration else ""), fontsize=10)
     save(fig, path)
     return fig
 

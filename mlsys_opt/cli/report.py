@@ -12,12 +12,8 @@ CSV, Parquet) keeps the SI columns untouched.
 - :func:`quantity_text` / :func:`catalog_table` / :func:`entry_table`: catalog values and entries.
 - :func:`dumps`: JSON of frames, numpy scalars and dicts (NaN -> null).
 
-Re-exported here (their homes are separate modules):
-- :func:`evaluate`, :func:`evaluate_frame`, :func:`point_space`
-  (``mlsys_opt.point.evaluation``): one configuration (or a small grid) of a scenario
-  or a space -> every output, constraint margin and feasibility, as pandas.
-- :func:`audit` / :func:`format_audit` / ``AUDIT_COLUMNS`` (``mlsys_opt.cli.audit``):
-  seed 003's full-stack summary table for one evaluated configuration.
+(One configuration evaluated: ``mlsys_opt.point.evaluation``; seed 003's full-stack
+audit table: ``mlsys_opt.cli.audit``, which imports this module, not the reverse.)
 """
 from __future__ import annotations
 
@@ -403,10 +399,6 @@ def dumps(obj: Any, indent: int | None = 2) -> str:
     return json.dumps(to_jsonable(obj), indent=indent, ensure_ascii=False)
 
 
-# --------------------------------------------------------------------------- re-exports (see module docstring)
-from ..point.evaluation import DEFAULT_OBJECTIVES, MAX_GRID, evaluate, evaluate_frame, point_space  # noqa: E402,F401
-from .audit import AUDIT_COLUMNS, audit, format_audit  # noqa: E402
-
 __all__ = ["Column", "COLUMNS", "column", "human_frame", "format_table", "front_columns", "describe_row",
-           "headline", "best_rows", "axis_columns", "BEST_WORDS", "to_jsonable", "dumps", "evaluate", "evaluate_frame", "point_space", "audit",
-           "format_audit", "AUDIT_COLUMNS", "terminal_width", "value_text", "quantity_text", "catalog_table", "entry_table"]
+           "headline", "best_rows", "axis_columns", "BEST_WORDS", "to_jsonable", "dumps",
+           "terminal_width", "value_text", "quantity_text", "catalog_table", "entry_table"]

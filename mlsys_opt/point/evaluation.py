@@ -105,8 +105,8 @@ def evaluate_frame(target: Any = "training", params: Mapping[str, Any] | None = 
     import jax.numpy as jnp
 
     from ..space.spec import Space, load_space
-    from ..sweeps.api import add_human_columns, constraint_names, output_names
-    from .sensitivity import resolve_config
+    from ..sweeps.api import NON_FINITE, add_human_columns, constraint_names, output_names
+    from .config import resolve_config
 
     params = dict(params or {})
     dtype = jnp.float32 if dtype is None else dtype
@@ -143,13 +143,17 @@ def evaluate_frame(target: Any = "training", params: Mapping[str, Any] | None = 
     cnames = constraint_names(space)
     for j, name in enumerate(cnames):
         df["g_" + name.replace("limit:", "limit_")] = G[:, j]
-    df["feasible"] = (G <= 0).all(axis=1) if G.shape[1] else True
+    finite = np.isfinite(np.asarray(ev.F, np.float64).reshape(len(df), -1)).all(axis=1) & np.isfinite(G).all(axis=1)
+    df["feasible"] = finite & ((G <= 0).all(axis=1) if G.shape[1] else True)
     df["binding_constraint"] = [cnames[int(j)] for j in G.argmax(axis=1)] if G.shape[1] else ""
-    # reason code of an infeasible configuration: index of its most violated constraint (-1 feasible),
-    # the same code a sweep aggregates into SweepResult.infeasible_by
-    code = np.where(df["feasible"].to_numpy(bool), -1, G.argmax(axis=1) if G.shape[1] else -1)
+    # reason code of an infeasible configuration: index of its most violated constraint, or
+    # len(constraints) = non_finite (a NaN/inf objective or constraint); -1 feasible -- the same
+    # codes a sweep aggregates into SweepResult.infeasible_by
+    code = np.where(df["feasible"].to_numpy(bool), -1,
+                    np.where(finite, G.argmax(axis=1) if G.shape[1] else -1, len(cnames)))
     df["reason_code"] = code.astype(np.int64)
-    df["infeasible_reason"] = ["" if c < 0 else cnames[int(c)] for c in code]
+    reasons = tuple(cnames) + (NON_FINITE,)
+    df["infeasible_reason"] = ["" if c < 0 else reasons[int(c)] for c in code]
     return df, space
 
 

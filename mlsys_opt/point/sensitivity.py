@@ -34,7 +34,8 @@ uses ±10 % finite differences; these are exact).
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Sequence
+import functools
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -43,18 +44,24 @@ import pandas as pd
 
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import schema
+from ..walls._masked import safe_div
+from .config import (
+    TABLE_FIELDS,
+    gather_local,
+    input_value,
+    limit_g,
+    one_config,
+    output_names,
+    output_vector,
+    padded_chunks,
+    parameter_names,
+    read_input,
+    resolve_config,
+    run_scenario,
+    select_parameters,
+    with_inputs,
+)
 
-# table attribute of `Tables` -> catalog parameter that selects its row, and display prefix
-TABLE_PARAM = {"hw": "hardware", "model": "model", "fabric": "fabric", "region": "region"}
-# continuous catalog fields differentiated by default (booleans, codes and
-# model-architecture integers are not continuous inputs)
-TABLE_FIELDS: dict[str, tuple[str, ...]] = {
-    "hw": ("peak_flop_per_s", "mem_bw_bytes_per_s", "mem_capacity_bytes", "scaleup_bw_bytes_per_s",
-           "tdp_w", "price_usd", "cloud_usd_per_hour", "mtbf_s", "injection_bw_bytes_per_s", "sram_bytes"),
-    "fabric": ("bw_bytes_per_s", "latency_s", "bisection_frac", "oversubscription"),
-    "region": ("carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh", "electricity_usd_per_kwh"),
-    "model": (),
-}
 CHUNK = 8192
 
 
@@ -86,107 +93,7 @@ class Binding(NamedTuple):
 
 # --------------------------------------------------------------------------- inputs
 
-def parameter_names(scenario: str, tables=None) -> tuple[str, ...]:
-    """Every differentiable input of `scenario`, in report order."""
-    from ..scenarios.efficiency import Efficiency
-
-    names = [f"{TABLE_PARAM[t]}.{f}" for t, fields in TABLE_FIELDS.items() for f in fields]
-    names += [k for k, s in schema.PARAMS[scenario].items() if s.kind == "float"]
-    names += [f"eff.{f}" for f in Efficiency._fields]
-    return tuple(names)
-
-
-def _select(scenario: str, parameters: Sequence[str] | None) -> tuple[str, ...]:
-    allowed = parameter_names(scenario)
-    if parameters is None:
-        return allowed
-    bad = [p for p in parameters if p not in allowed]
-    if bad:
-        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a continuous input of the {scenario} scenario"
-                            f"{did_you_mean(bad[0], allowed)} (allowed: {', '.join(allowed)})")
-    return tuple(parameters)
-
-
-def _output_names(scenario: str, outputs: Sequence[str] | None) -> tuple[str, ...]:
-    allowed = tuple(n for n, o in schema.OUTPUTS[scenario].items() if o.unit != "code")
-    if outputs is None:
-        return allowed
-    if isinstance(outputs, str):
-        outputs = (outputs,)
-    bad = [o for o in outputs if o not in allowed]
-    if bad:
-        raise MlsysOptError(f"sensitivity: {bad[0]!r} is not a numeric output of the {scenario} scenario"
-                            f"{did_you_mean(bad[0], allowed)} (allowed: {', '.join(allowed)})")
-    return tuple(outputs)
-
-
 # --------------------------------------------------------------------------- kernel
-
-_KERNELS: dict = {}
-
-_PREFIX_TABLE = {v: k for k, v in TABLE_PARAM.items()}
-
-
-def one_config(p: dict) -> dict:
-    """Scenario inputs of ONE configuration as [1] arrays with catalog codes set to row 0.
-
-    p: {param: scalar} (one row of ``Space.param_values``); pairs with the
-    one-row tables of :func:`gather_local`.
-    """
-    return {k: (jnp.zeros((1,), jnp.int32) if k in TABLE_PARAM.values() else jnp.reshape(v, (1,)))
-            for k, v in p.items()}
-
-
-def read_input(name: str, p1: dict, local, eff, prec=None):
-    """Array of input `name` (table field [1, ...], parameter [1] or efficiency leaf [])."""
-    if name.startswith("eff."):
-        return jnp.asarray(getattr(eff, name[4:]))
-    if "." in name:
-        prefix, field = name.split(".", 1)
-        return getattr(getattr(local, _PREFIX_TABLE[prefix]), field)
-    return p1[name]
-
-
-def input_value(name: str, x, prec):
-    """The scalar value of an input array as people read it (peak: at the chosen precision)."""
-    if name == "hardware.peak_flop_per_s":
-        return x[0, prec]
-    return jnp.reshape(x, (-1,))[0]
-
-
-def with_inputs(new: dict, p1: dict, local, eff):
-    """(p1, local, eff) with inputs replaced by `new` {name: array of the same shape}."""
-    pp = dict(p1)
-    tabs = {t: getattr(local, t) for t in TABLE_PARAM}
-    e = dict(eff._asdict())
-    for name, x in new.items():
-        if name.startswith("eff."):
-            e[name[4:]] = x
-        elif "." in name:
-            prefix, field = name.split(".", 1)
-            t = _PREFIX_TABLE[prefix]
-            tabs[t] = tabs[t]._replace(**{field: x})
-        else:
-            pp[name] = x
-    return pp, type(local)(**tabs), type(eff)(**e)
-
-
-def run_scenario(scenario: str, p1: dict, local, eff, limits=(), dtype=jnp.float32):
-    """(outputs NamedTuple, g [n_constr]) of one configuration (structural, then limits)."""
-    from ..scenarios import SCENARIO_FNS, params_from_dict
-
-    outs, cons = SCENARIO_FNS[scenario](params_from_dict(scenario, p1), local, eff)
-    g = [jnp.reshape(jnp.asarray(c, dtype), (-1,))[0] for c in cons]
-    for out, sense, limit in limits:
-        v = jnp.reshape(jnp.asarray(getattr(outs, out), dtype), (-1,))[0]
-        scale = max(abs(float(limit)), 1e-30)
-        g.append((v - limit) / scale if sense == "max" else (limit - v) / scale)
-    return outs, (jnp.stack(g) if g else jnp.zeros((0,), dtype))
-
-
-def output_vector(outs, names, dtype):
-    return jnp.stack([jnp.reshape(jnp.asarray(getattr(outs, o), dtype), (-1,))[0] for o in names])
-
 
 def _kernel(scenario: str, in_names: tuple, dtype):
     """jit(vmap(one-config Jacobian)); cached per (scenario, inputs, dtype).
@@ -197,10 +104,12 @@ def _kernel(scenario: str, in_names: tuple, dtype):
     derivative and elasticity [n_out, n_in], structural g [n_constr].  Spec
     limits are applied on the host too, so all spaces of a scenario share it.
     """
-    key = (scenario, in_names, jnp.dtype(dtype).name)
-    if key in _KERNELS:
-        return _KERNELS[key]
-    out_names = _output_names(scenario, None)
+    return _kernel_cached(scenario, in_names, jnp.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=32)
+def _kernel_cached(scenario: str, in_names: tuple, dtype):
+    out_names = output_names(scenario, None)
 
     def one(p, local, eff, prec):
         # p: {param: scalar}; local: one-row Tables (leading dim 1); prec: int32 scalar
@@ -217,99 +126,15 @@ def _kernel(scenario: str, in_names: tuple, dtype):
 
         D, (y, g) = jax.jacfwd(f, has_aux=True)(jnp.zeros((len(in_names),), dtype))  # x ∂y/∂x
         nz_x = values != 0
+        # ∂y/∂x = D / x: not capped at UNBOUNDED (a derivative in SI units may exceed 1e18), so not safe_div
         deriv = jnp.where(nz_x[None, :], D / jnp.where(nz_x, values, 1.0)[None, :], D)
-        nz_y = y != 0
-        elast = jnp.where(nz_y[:, None] & nz_x[None, :], D / jnp.where(nz_y, y, 1.0)[:, None], 0.0)
+        elast = jnp.where(nz_x[None, :], safe_div(jnp.sign(y)[:, None] * D, jnp.abs(y)[:, None], fill=0.0), 0.0)
         return y, values, deriv, elast, g
 
     def batch(p, local, eff, prec):
         return jax.vmap(one, in_axes=(0, 0, None, 0))(p, local, eff, prec)
 
-    _KERNELS[key] = jax.jit(batch)
-    return _KERNELS[key]
-
-
-def limit_g(limits, y_all: np.ndarray, all_names) -> np.ndarray:
-    """Spec-limit constraint columns [n, n_limits] from output values (sweep convention)."""
-    cols = []
-    for out, (sense, limit) in limits.items():
-        v = y_all[:, list(all_names).index(out)]
-        scale = max(abs(float(limit)), 1e-30)
-        cols.append((v - limit) / scale if sense == "max" else (limit - v) / scale)
-    return np.stack(cols, axis=1) if cols else np.zeros((len(y_all), 0))
-
-
-def gather_local(tables, p: dict) -> Any:
-    """Tables whose every field is [n, 1, ...]: the rows each configuration selects.
-
-    p: {param: [n]} with int32 catalog codes (``Space.param_values``).  vmapped
-    over n, each configuration sees one-row tables and code 0 (:func:`one_config`).
-    """
-    out = {}
-    for t, param in TABLE_PARAM.items():
-        tab = getattr(tables, t)
-        idx = jnp.asarray(p[param], jnp.int32)
-        out[t] = type(tab)(*[jnp.take(jnp.asarray(f), idx, axis=0)[:, None] for f in tab])
-    return type(tables)(**out)
-
-
-# --------------------------------------------------------------------------- configuration handling
-
-def resolve_config(target, config, dtype):
-    """-> (scenario, space | None, p dict of [n] arrays, catalog)."""
-    from ..catalog import load_catalog
-    from ..space.spec import Space, load_space
-
-    if isinstance(target, (str, dict)) and not (isinstance(target, str) and target in schema.PARAMS):
-        target = load_space(target)
-    if isinstance(target, Space):
-        space = target
-        catalog = space.catalog if space.catalog is not None else load_catalog()
-        if isinstance(config, dict):
-            axis_part = {k: v for k, v in config.items() if k in space.axis_names}
-            digits = space.digits_for(axis_part)[None, :]
-            p = space.param_values(digits, dtype)
-            for k, raw in config.items():
-                if k not in space.axis_names:
-                    p[k] = jnp.full((1,), _parse(space.scenario, k, raw, catalog), p[k].dtype
-                                    if k in p else dtype)
-        else:
-            digits = np.asarray(config, np.int32).reshape(-1, len(space.axes))
-            p = space.param_values(digits, dtype)
-        return space.scenario, space, p, catalog
-    if isinstance(target, str):
-        scenario, catalog = target, load_catalog()
-        if not isinstance(config, dict):
-            raise MlsysOptError("sensitivity: with a scenario name, config must be a dict of parameter values "
-                                "(digits need a space)")
-        params = schema.PARAMS[scenario]
-        missing = [k for k, s in params.items() if s.default is None and k not in config]
-        if missing:
-            raise MlsysOptError(f"sensitivity: the {scenario} scenario needs {', '.join(missing)} in config")
-        p = {}
-        for k, spec in params.items():
-            v = _parse(scenario, k, config.get(k, spec.default), catalog)
-            p[k] = jnp.full((1,), v, jnp.int32 if spec.kind in ("catalog", "choice") else dtype)
-        for k in config:
-            if k not in params:
-                _parse(scenario, k, config[k], catalog)     # raises with a suggestion
-        return scenario, None, p, catalog
-    raise MlsysOptError(f"sensitivity: expected a Space, a spec path/dict or a scenario name "
-                        f"({', '.join(schema.SCENARIOS)}); got {type(target).__name__}")
-
-
-def _parse(scenario: str, name: str, raw, catalog):
-    """SI value / code of one display value (spec rules of ``space.py``)."""
-    from ..space.values import BadValue, parse_value
-
-    params = schema.PARAMS[scenario]
-    if name not in params:
-        raise MlsysOptError(f"{name!r} is not a parameter of the {scenario} scenario"
-                            f"{did_you_mean(name, params)} (allowed: {', '.join(params)})")
-    try:
-        return parse_value(params[name], raw, catalog)[1]
-    except BadValue as exc:
-        raise MlsysOptError(f"{name}: {exc}") from None
+    return jax.jit(batch)
 
 
 # --------------------------------------------------------------------------- public API
@@ -326,27 +151,21 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
     scenario, space, p, catalog = resolve_config(target, config, dtype)
-    out_names = _output_names(scenario, outputs)
-    in_names = _select(scenario, parameters)
+    out_names = output_names(scenario, outputs)
+    in_names = select_parameters(scenario, parameters)
     tables = catalog.tables(dtype=dtype) if tables is None else tables
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
     cnames = (constraint_names(space) if space is not None else schema.STRUCTURAL_CONSTRAINTS[scenario])
     kernel = _kernel(scenario, in_names, dtype)
-    n = int(np.shape(p["hardware"])[0])
-    size = min(chunk, max(8, 1 << max(0, (n - 1).bit_length())))   # >= 8: small batches share a shape
     parts = []
-    for s in range(0, n, size):
-        m = min(size, n - s)
-        pc = {k: jnp.asarray(v)[s:s + m] for k, v in p.items()}
-        if m < size:
-            pc = {k: jnp.concatenate([v, jnp.repeat(v[:1], size - m, axis=0)]) for k, v in pc.items()}
+    for pc, m in padded_chunks(p, chunk):
         local = gather_local(tables, pc)
         prec = jnp.asarray(pc["precision"], jnp.int32)
         res = kernel(pc, local, eff, prec)
         parts.append([np.asarray(r)[:m] for r in res])
     y, value, deriv, elast, G = (np.concatenate([q[i] for q in parts]) for i in range(5))
-    all_names = _output_names(scenario, None)
+    all_names = output_names(scenario, None)
     if space is not None:
         G = np.concatenate([G, limit_g(space.limits, y, all_names)], axis=1)
     sel = [all_names.index(o) for o in out_names]
@@ -419,5 +238,12 @@ def binding(df: pd.DataFrame, output: str, *, config: int = 0) -> Binding:
     return Binding(output, str(top["parameter"]), float(top["elasticity"]), name, gv)
 
 
-__all__ = ["sensitivity", "sensitivity_arrays", "binding", "parameter_names", "Sensitivities", "Binding",
-           "TABLE_FIELDS"]
+__all__ = [
+    "TABLE_FIELDS",
+    "Binding",
+    "Sensitivities",
+    "binding",
+    "parameter_names",
+    "sensitivity",
+    "sensitivity_arrays",
+]

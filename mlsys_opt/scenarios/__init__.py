@@ -18,16 +18,33 @@ counts, byte sizes).  Modelling choices and their sources are documented on
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
-import jax.numpy as jnp
+from typing import Any, NamedTuple
 
 from ..errors import MlsysOptError, did_you_mean
 from .schema import PARAMS
-from .serving import MAX_AUTO_REPLICAS, ServingConstraints, ServingOutputs, ServingParams, serving
-from .training import OPTIMIZER_BYTES_PER_PARAM, TrainingConstraints, TrainingOutputs, TrainingParams, training
 
-PARAMS_TYPES = {"training": TrainingParams, "serving": ServingParams}
+# the scenario functions and their types import JAX: loaded on first access (module __getattr__),
+# so `schema` (spec files, `mlsys-opt spaces list`, `catalog`) is read without JAX
+_FROM_TRAINING = ("OPTIMIZER_BYTES_PER_PARAM", "TrainingConstraints", "TrainingOutputs", "TrainingParams", "training")
+_FROM_SERVING = ("MAX_AUTO_REPLICAS", "ServingConstraints", "ServingOutputs", "ServingParams", "serving")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_TRAINING + _FROM_SERVING + ("PARAMS_TYPES", "SCENARIO_FNS"):
+        if name in globals():              # loaded already: the same objects (SCENARIO_FNS is one dict)
+            return globals()[name]
+        from importlib import import_module
+        _serving_module = import_module(f"{__name__}.serving")      # not `from . import`: that asks
+        _training_module = import_module(f"{__name__}.training")    # this __getattr__ again
+        g = globals()
+        g.update({k: getattr(_training_module, k) for k in _FROM_TRAINING})
+        g.update({k: getattr(_serving_module, k) for k in _FROM_SERVING})
+        g["PARAMS_TYPES"] = {"training": g["TrainingParams"], "serving": g["ServingParams"]}
+        g["SCENARIO_FNS"] = {"training": g["training"], "serving": g["serving"]}
+        return g[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 INT_PARAMS = {s: tuple(k for k, v in t.items() if v.kind in ("catalog", "choice"))
               for s, t in PARAMS.items()}
 
@@ -40,10 +57,12 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
     Every schema key must be present; unknown or missing keys raise MlsysOptError.
     (Display-form defaults such as "3 year" are resolved by `space.py`, not here.)
     """
-    if scenario not in PARAMS_TYPES:
-        raise MlsysOptError(f"unknown scenario {scenario!r}{did_you_mean(scenario, PARAMS_TYPES)} "
-                            f"(allowed: {', '.join(PARAMS_TYPES)})")
-    cls, keys = PARAMS_TYPES[scenario], PARAMS[scenario]
+    import jax.numpy as jnp
+    types = __getattr__("PARAMS_TYPES")
+    if scenario not in types:
+        raise MlsysOptError(f"unknown scenario {scenario!r}{did_you_mean(scenario, types)} "
+                            f"(allowed: {', '.join(types)})")
+    cls, keys = types[scenario], PARAMS[scenario]
     unknown = [k for k in values if k not in keys]
     if unknown:
         k = unknown[0]
@@ -63,8 +82,6 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
 
     return cls(**{k: conv(k) for k in cls._fields})
 
-
-SCENARIO_FNS = {"training": training, "serving": serving}
 
 __all__ = ["TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
            "TrainingConstraints", "ServingConstraints", "training", "serving", "SCENARIO_FNS",

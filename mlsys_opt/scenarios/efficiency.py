@@ -41,14 +41,62 @@ as the serving scenario calls it).
 
 Memory-bound phases run at `mem_bw_eff` × peak HBM bandwidth; collectives at
 `scaleup_comm_eff` / `scaleout_comm_eff` × peak link bandwidth.
+
+Achievable rates (issue 19; `achievable` = 1, the default)
+------------------------------------------------------------
+The catalog carries per-part microbenchmark data (``catalog/achievable.toml``,
+resolved by ``catalog/achievable.py``, gathered by ``parts.gather``); the global
+factors above keep their names, defaults and calibration, and now scale the
+*part's own* measured rates relative to the reference part they were set on
+(A100-SXM4-80GB, where the seeds' η, the Megatron rows and the TensorRT-LLM rows
+come from), so a part without data behaves exactly as before:
+
+- GEMMs: the part's curve g(n) (cuBLASLt/hipBLASLt M = N = K sweeps, per precision,
+  interpolated linearly in log2 n, flat beyond 1024..16384) at the GEMM's
+  equal-work size n_eq = (M·K·N)^(1/3), times the tile factor of its smallest
+  dimension relative to a square GEMM of that size, q = tile(min(M,K,N))/tile(n_eq)::
+
+      η_matmul = min(1, η · compute_eff_scale · g(n_eq) · q / GEMM_REF_EFF)
+
+  with GEMM_REF_EFF = 0.822 (A100 fp16 at 16384³), M = rows (tokens per
+  micro-batch), K = hidden, N = ffn/tp (4·hidden/tp when ffn is 0): the MLP
+  up-projection, the layer's largest GEMM.  η·compute_eff_scale/GEMM_REF_EFF
+  (0.79 by default) is the one global factor: the fraction of the square-GEMM
+  microbenchmark that framework transformer GEMMs reach; q makes a square GEMM
+  reproduce the microbenchmark exactly and penalises skinny M (tile
+  quantisation); wave quantisation is inside the measured curve (averaged over
+  its sizes; the catalog has no SM count to model it separately).  Prefill uses
+  prefill_eff_scale; the decode compute term uses g(n_eq) without q (as before,
+  no row-count penalty on decode).
+- Memory-bound kernels: mem_bw · mem_bw_eff · s / SUSTAINED_REF_FRAC with s the
+  part's STREAM-triad fraction (0.85 on the reference): mem_bw_eff/0.85 = 0.94 is
+  the kernel factor (achieved / STREAM triad) of the streaming kernels.
+- Collectives: scale-up bandwidth × the part's large-message all-reduce bus
+  bandwidth fraction (nccl-tests / rccl-tests; NCCL's default algorithm, so NVLS
+  on NVLink 4/5) with α per ring step fitted to the measured bus-bandwidth
+  curve; scale-out: the fabric's fraction and α.  The ring formula
+  2(n-1)α + 2(n-1)/n·m/bw then gives a message-size dependent bus bandwidth
+  (`busbw_fraction` interpolates the measured curve itself).  No data: the
+  global factors (scaleup_comm_eff, scaleout_comm_eff, scaleup_latency_s) and
+  the catalog latency, as before.
+
+`achievable` in [0, 1] blends every achieved rate linearly between the previous
+model (0) and this one (1): ``Efficiency(achievable=0.0)`` evaluates the
+pre-issue-19 model for before/after comparisons.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Any, NamedTuple
 
 import jax.numpy as jnp
 
 from .._types import Array
+from ..catalog.achievable import ATTENTION_SEQLENS, GEMM_REF_EFF, GEMM_SIZES, MSG_BYTES
+
+_LOG2_GEMM0 = math.log2(GEMM_SIZES[0])
+_LOG2_ATTN0 = math.log2(ATTENTION_SEQLENS[0])
+_LOG2_MSG0 = math.log2(MSG_BYTES[0])
 
 
 class Efficiency(NamedTuple):
@@ -144,6 +192,9 @@ class Efficiency(NamedTuple):
     - `idle_power_frac` = 0.25: board power / TDP of an idle accelerator
       (H100 SXM idles near 70–100 W of 700 W; A100 ~50–60 W of 400 W); serving
       fleets draw idle + (active − idle) × utilisation.
+    - `achievable` = 1.0: weight of the achievable-rate model (module docstring):
+      1 = per-part microbenchmark curves from the catalog (issue 19), 0 = the
+      previous global-factor model; achieved rates blend linearly in between.
     """
 
     compute_eff_scale: Array = 1.3
@@ -161,6 +212,7 @@ class Efficiency(NamedTuple):
     active_power_frac: Array = 1.0
     idle_power_frac: Array = 0.25
     elementwise_traffic_scale: Array = 1.4
+    achievable: Array = 1.0
 
 
 DEFAULT_EFFICIENCY = Efficiency()
@@ -177,16 +229,161 @@ def tile_factor(rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
     return 1.0 / (1.0 + eff.matmul_rows_half / x)
 
 
-def matmul_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
-    """Achieved fraction of peak for training matmuls: min(1, η · compute_eff_scale · x/(x + x½))."""
-    return jnp.minimum(eta * eff.compute_eff_scale * tile_factor(rows, eff), 1.0)
+def _f(x: Array) -> Array:
+    """x as a float array of its own dtype; Python numbers stay weakly typed (float32 stays float32)."""
+    if isinstance(x, (int, float)):
+        return float(x)
+    x = jnp.asarray(x)
+    return x.astype(jnp.result_type(x, float))
 
 
-def prefill_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
-    """Achieved fraction of peak for prefill: min(1, η · prefill_eff_scale · x/(x + x½))."""
-    return jnp.minimum(eta * eff.prefill_eff_scale * tile_factor(rows, eff), 1.0)
+def _interp_log2(table: Array, x: Array, log2_first: float) -> Array:
+    """table[..., k] sampled at x_k = 2^(log2_first + k), interpolated linearly in log2 x at x [...].
+
+    Flat beyond the grid's ends; piecewise linear (differentiable between grid points).
+    Shapes broadcast explicitly: table [..., n], x [...] -> [...].
+    """
+    table = jnp.asarray(table)
+    n = table.shape[-1]
+    u = jnp.log2(jnp.maximum(_f(x), 1e-30)) - log2_first
+    shape = jnp.broadcast_shapes(jnp.shape(u), table.shape[:-1])
+    u = jnp.broadcast_to(jnp.clip(u, 0.0, n - 1.0), shape)
+    table = jnp.broadcast_to(table, shape + (n,))
+    i = jnp.clip(jnp.floor(u), 0.0, n - 2.0)
+    w = u - i
+    i = i.astype(jnp.int32)[..., None]
+    lo = jnp.take_along_axis(table, i, axis=-1)[..., 0]
+    hi = jnp.take_along_axis(table, i + 1, axis=-1)[..., 0]
+    return lo + w * (hi - lo)
 
 
-def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
-    """Achieved fraction of peak for the compute term of a decode step: min(1, η · prefill_eff_scale)."""
-    return jnp.minimum(eta * eff.prefill_eff_scale, 1.0)
+def gemm_dims(rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.0):
+    """(M, K, N) of a transformer layer's MLP up-projection, its largest GEMM (elements).
+
+    M = rows, K = hidden, N = ffn/tp (4·hidden/tp when ffn = 0); hidden = 0 (CNN,
+    unknown shape): a square M x M x M.
+    """
+    m = jnp.maximum(_f(rows), 1.0)
+    h = _f(hidden)
+    ffn = _f(ffn)
+    k = jnp.where(h > 0, jnp.maximum(h, 1.0), m)
+    n = jnp.where(h > 0, jnp.maximum(jnp.where(ffn > 0, ffn, 4.0 * h) / jnp.maximum(_f(tp), 1.0), 1.0), m)
+    return m, k, n
+
+
+def gemm_size(rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.0) -> Array:
+    """Equal-work square size n_eq = (M·K·N)^(1/3) of `gemm_dims` (elements).
+
+    Example: 2048 rows, hidden 12288, ffn 49152, tp 8: (2048·12288·6144)^(1/3) = 5,367.
+    """
+    m, k, n = gemm_dims(rows, hidden, ffn, tp)
+    return jnp.cbrt(m * k * n)
+
+
+def gemm_curve(gemm: Array, size: Array) -> Array:
+    """A part's GEMM efficiency g(n) (fraction of peak) at square size n (table [..., 5] at GEMM_SIZES)."""
+    return _interp_log2(gemm, size, _LOG2_GEMM0)
+
+
+def gemm_mnk_efficiency(gemm: Array, m: Array, k: Array, n: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *,
+                        tile: bool = True) -> Array:
+    """Microbenchmark efficiency of an M x K x N GEMM: g(n_eq) · tile(d)/tile(n_eq) (fraction of peak).
+
+    n_eq = (M·K·N)^(1/3) (the square GEMM of equal work); d = min(M, K, N), the skinny
+    dimension; tile(x) = x/(x + matmul_rows_half) (`tile_factor`), so a square GEMM gets
+    exactly g(n) and a skinny one less.  tile=False: g(n_eq) alone.
+    Cross-check (tests/test_achievable.py): Azure's non-square cuBLASLt points
+    (1024x2145x1024, 6144x12288x12288, 802816x192x768 on A100 fp16 and H100 fp8) within 30 %.
+    """
+    m, k, n = _f(m), _f(k), _f(n)
+    n_eq = jnp.cbrt(jnp.maximum(m, 1.0) * jnp.maximum(k, 1.0) * jnp.maximum(n, 1.0))
+    g = gemm_curve(gemm, n_eq)
+    if not tile:
+        return g
+    d = jnp.minimum(jnp.minimum(m, k), n)
+    return g * tile_factor(d, eff) / tile_factor(n_eq, eff)
+
+
+def gemm_shape_efficiency(gemm: Array, rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.0,
+                          eff: Efficiency = DEFAULT_EFFICIENCY, *, tile: bool = True) -> Array:
+    """`gemm_mnk_efficiency` of the MLP up-projection `gemm_dims(rows, hidden, ffn, tp)`."""
+    m, k, n = gemm_dims(rows, hidden, ffn, tp)
+    return gemm_mnk_efficiency(gemm, m, k, n, eff, tile=tile)
+
+
+def _shape_args(part: Any, gemm, hidden, ffn):
+    if part is not None:
+        gemm = part.gemm_eff if gemm is None else gemm
+        hidden = part.hidden if hidden is None else hidden
+        ffn = part.ffn_dim if ffn is None else ffn
+    return gemm, (0.0 if hidden is None else hidden), (0.0 if ffn is None else ffn)
+
+
+def _blend(old: Array, new: Array, eff: Efficiency) -> Array:
+    return old + eff.achievable * (new - old)
+
+
+def matmul_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
+                      gemm: Array | None = None, hidden: Array | None = None, ffn: Array | None = None,
+                      tp: Array = 1.0) -> Array:
+    """Achieved fraction of peak for training matmuls.
+
+    Previous model (no `part`/`gemm`, or eff.achievable = 0): min(1, η · compute_eff_scale · x/(x + x½)).
+    With the part's curve (part = the gathered `parts.Common`, or gemm/hidden/ffn given):
+    min(1, η · compute_eff_scale · g(n_eq) · tile(M)/tile(n_eq) / GEMM_REF_EFF), blended by
+    eff.achievable (module docstring).  rows = M, tokens per micro-batch; tp divides N.
+    """
+    old = jnp.minimum(eta * eff.compute_eff_scale * tile_factor(rows, eff), 1.0)
+    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
+    if gemm is None:
+        return old
+    shape = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff)
+    return _blend(old, jnp.minimum(eta * eff.compute_eff_scale * shape / GEMM_REF_EFF, 1.0), eff)
+
+
+def prefill_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
+                       gemm: Array | None = None, hidden: Array | None = None, ffn: Array | None = None,
+                       tp: Array = 1.0) -> Array:
+    """Achieved fraction of peak for prefill (rows = prompt tokens); as `matmul_efficiency` with prefill_eff_scale."""
+    old = jnp.minimum(eta * eff.prefill_eff_scale * tile_factor(rows, eff), 1.0)
+    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
+    if gemm is None:
+        return old
+    shape = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff)
+    return _blend(old, jnp.minimum(eta * eff.prefill_eff_scale * shape / GEMM_REF_EFF, 1.0), eff)
+
+
+def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
+                              rows: Array = 1.0, gemm: Array | None = None, hidden: Array | None = None,
+                              ffn: Array | None = None, tp: Array = 1.0) -> Array:
+    """Achieved fraction of peak for the compute term of a decode step (rows = batch).
+
+    Previous model: min(1, η · prefill_eff_scale).  With the part's curve: min(1, η ·
+    prefill_eff_scale · g(n_eq) / GEMM_REF_EFF), no tile factor (the decode wall's
+    max(W/BW, compute) already charges a small batch for its weight read).
+    """
+    old = jnp.minimum(eta * eff.prefill_eff_scale, 1.0)
+    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
+    if gemm is None:
+        return old
+    g = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff, tile=False)
+    return _blend(old, jnp.minimum(eta * eff.prefill_eff_scale * g / GEMM_REF_EFF, 1.0), eff)
+
+
+def attention_efficiency(curve: Array, seq_len: Array) -> Array:
+    """FlashAttention efficiency (fraction of the fp16 peak) at sequence length seq_len.
+
+    curve: a part's `attention_fwdbwd_eff` or `attention_fwd_eff` row [..., 6] at
+    ATTENTION_SEQLENS (512..16384, log2-linear, flat beyond).  Head dim 128, non-causal
+    (FA2 forward+backward / FA3 forward, Dao-AILab/flash-attention benchmark figures).
+    """
+    return _interp_log2(curve, seq_len, _LOG2_ATTN0)
+
+
+def busbw_fraction(curve: Array, msg_bytes: Array) -> Array:
+    """Measured all-reduce bus bandwidth / link peak at message size msg_bytes (bytes).
+
+    curve: a `busbw_curve` / `scaleup_busbw_curve` row [..., 25] at MSG_BYTES (1 KiB..16 GiB,
+    log2-linear, flat beyond); nccl-tests busbw = algbw · 2(n-1)/n.  0 where the link has no data.
+    """
+    return _interp_log2(curve, msg_bytes, _LOG2_MSG0)

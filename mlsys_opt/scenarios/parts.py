@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, MODEL_KINDS, SECONDS_PER_HOUR, Array
 from ..catalog.tables import Tables
 from ..walls import data, node, ops
+from ..walls._masked import floor_pos
+from ..catalog.achievable import SUSTAINED_REF_FRAC
 from .efficiency import Efficiency
 from .schema import PRICING
 
@@ -35,8 +37,11 @@ def broadcast_all(shape, tup):
 
 
 def safe_pos(x, floor=TINY):
-    """max(x, floor): a positive stand-in for denominators and degrees (same units as x)."""
-    return jnp.maximum(x, floor)
+    """max(x, floor): a positive stand-in for denominators and degrees (same units as x).
+
+    The scenarios' spelling of ``walls._masked.floor_pos`` (one masking policy), with the
+    scenarios' default floor."""
+    return floor_pos(x, floor)
 
 
 class Common(NamedTuple):
@@ -78,10 +83,26 @@ class Common(NamedTuple):
     pue: Array
     wue: Array                 # L / kWh
     elec: Array                # USD / kWh
+    # achievable rates (issue 19; catalog/achievable.py, efficiency.py)
+    gemm_eff: Array            # [..., 5] the part's GEMM efficiency at GEMM_SIZES, at the precision
+    attention_fwdbwd_eff: Array  # [..., 6] FlashAttention fwd+bwd / fp16 peak at ATTENTION_SEQLENS
+    attention_fwd_eff: Array   # [..., 6] forward only
+    ffn_dim: Array             # model MLP width (GEMM shapes; 0 for CNNs)
+    up_busbw_curve: Array      # [..., 25] scale-up busbw / scaleup_bw at MSG_BYTES (0: no data)
+    out_busbw_curve: Array     # [..., 25] scale-out busbw / fabric bw at MSG_BYTES (0: no data)
 
 
 def gather(p, t: Tables, eff: Efficiency) -> Common:
-    """Gather catalog rows and derive achieved link rates (safe against zero rows)."""
+    """Gather catalog rows and derive achieved link rates (safe against zero rows).
+
+    Achieved rates (efficiency.py module docstring), blended by eff.achievable a ∈ [0, 1]:
+      mem_bw = mem_bw_peak · mem_bw_eff · (1 - a + a · s / SUSTAINED_REF_FRAC)   (s: STREAM-triad fraction)
+      bw_up  = scaleup_bw · ((1 - a) · scaleup_comm_eff + a · f_up),  alpha_up = (1 - a)·scaleup_latency_s + a·α_up
+      bw_out = locality(bw) · ((1 - a) · scaleout_comm_eff + a · f_out), alpha_out = (1 - a)·latency + a·α_out
+    f / α: the part's (scale-up) or fabric's (scale-out) measured large-message all-reduce
+    bus-bandwidth fraction and fitted per-step latency; where the catalog has none (0) they
+    fall back to the global factor and the previous α.
+    """
     h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
     r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
     prec = jnp.asarray(p.precision, jnp.int32)
@@ -100,18 +121,28 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     reuse = jnp.where(is_cnn, fps / (2.0 * n_params), 1.0)
     bw_out = data.locality(t.fabric.bw_bytes_per_s[f], t.fabric.bisection_frac[f],
                            safe_pos(t.fabric.oversubscription[f], 1.0))
+    a = eff.achievable
+    mem_frac = eff.mem_bw_eff * (1.0 - a + a * t.hw.sustained_mem_bw_frac[h] / SUSTAINED_REF_FRAC)
+    # "no data" is a flag, not a value, so a perturbed 0 (sensitivity) never switches branches
+    f_up = jnp.where(t.hw.scaleup_has_busbw[h], t.hw.scaleup_busbw_frac[h], eff.scaleup_comm_eff)
+    a_up = jnp.where(t.hw.scaleup_has_latency[h], t.hw.scaleup_step_latency_s[h], eff.scaleup_latency_s)
+    f_out = jnp.where(t.fabric.has_busbw[f], t.fabric.busbw_frac[f], eff.scaleout_comm_eff)
+    a_out = jnp.where(t.fabric.has_step_latency[f], t.fabric.step_latency_s[f], t.fabric.latency_s[f])
+    up_frac = eff.scaleup_comm_eff + a * (f_up - eff.scaleup_comm_eff)
+    out_frac = eff.scaleout_comm_eff + a * (f_out - eff.scaleout_comm_eff)
     return Common(
         peak=peak, has_precision=has, bpe=bpe,
         apn=safe_pos(t.hw.accelerators_per_node[h], 1.0),
         capacity=safe_pos(t.hw.mem_capacity_bytes[h], 1.0),
-        mem_bw=safe_pos(t.hw.mem_bw_bytes_per_s[h] * eff.mem_bw_eff, 1.0),
+        mem_bw=safe_pos(t.hw.mem_bw_bytes_per_s[h] * mem_frac, 1.0),
         inj_bw=safe_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
         wafer=t.hw.is_wafer_scale[h], tdp=t.hw.tdp_w[h], price=t.hw.price_usd[h],
         cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
         mtbf=safe_pos(t.hw.mtbf_s[h], 1.0),
-        bw_up=safe_pos(t.hw.scaleup_bw_bytes_per_s[h] * eff.scaleup_comm_eff, 1.0),
-        alpha_up=eff.scaleup_latency_s,
-        bw_out=safe_pos(bw_out * eff.scaleout_comm_eff, 1.0), alpha_out=t.fabric.latency_s[f],
+        bw_up=safe_pos(t.hw.scaleup_bw_bytes_per_s[h] * up_frac, 1.0),
+        alpha_up=eff.scaleup_latency_s + a * (a_up - eff.scaleup_latency_s),
+        bw_out=safe_pos(bw_out * out_frac, 1.0),
+        alpha_out=t.fabric.latency_s[f] + a * (a_out - t.fabric.latency_s[f]),
         is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,
         n_layers=safe_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
         n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
@@ -120,7 +151,10 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         n_experts=safe_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
         reuse_per_item=reuse,
         carbon=t.region.carbon_gco2e_per_kwh[r], pue=t.region.pue[r],
-        wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r])
+        wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r],
+        gemm_eff=t.hw.gemm_eff[h, prec], attention_fwdbwd_eff=t.hw.attention_fwdbwd_eff[h],
+        attention_fwd_eff=t.hw.attention_fwd_eff[h], ffn_dim=t.model.ffn_dim[m],
+        up_busbw_curve=t.hw.scaleup_busbw_curve[h], out_busbw_curve=t.fabric.busbw_curve[f])
 
 
 def fleet_cost(c: Common, pricing, n_dev, duration_s, power_w, depreciation_s, maint):

@@ -41,7 +41,12 @@ class OutputSpec(NamedTuple):
 
 
 RECOMPUTE = ("none", "selective", "full")
+ATTENTION = ("flash", "eager")           # walls.attention.ATTENTION_KINDS
+SEQUENCE_PARALLEL = ("on", "off")
+ON_OFF = ("off", "on")
 PRICING = ("cloud", "onprem")
+KV_PRECISIONS = ("auto", *PRECISIONS)     # serving kv_precision; "auto" = the weight precision
+OFFLOAD = ("off", "kv", "weights")        # serving offload
 
 _COMMON: dict[str, ParamSpec] = {
     "hardware": ParamSpec("catalog", "h100_sxm", "accelerator", catalog_kind="accelerators"),
@@ -65,8 +70,10 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
     **_COMMON,
     "n_tokens": ParamSpec("float", None, "training tokens", dimension="tokens", low=1.0),
     "n_accelerators": ParamSpec("int", 8, "accelerators in the fleet", low=1),
-    "ep": ParamSpec("int", 1, "expert-parallel degree (MoE)", low=1),
-    "microbatches": ParamSpec("int", 8, "microbatches per step per pipeline (M)", low=1),
+    "ep": ParamSpec("int", 1, "expert-parallel degree (MoE), inside the data-parallel group: ep divides "
+                    "dp = N/(tp·cp·pp); ignored (1) for a dense model", low=1),
+    "microbatches": ParamSpec("int", 0, "microbatches per step per pipeline (M); 0 = from micro_batch_size, "
+                              "or the fastest feasible when both are 0", low=0),
     "virtual_stages": ParamSpec("int", 1, "interleaved virtual stages per GPU (V)", low=1),
     "global_batch": ParamSpec("int", 1024, "sequences per optimizer step", low=1),
     "seq_len": ParamSpec("int", 4096, "tokens per sequence", low=1),
@@ -80,6 +87,35 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
     "checkpoint_bw": ParamSpec("float", "100 GB/s", "aggregate storage write bandwidth for checkpoints",
                                dimension="bandwidth", low=1.0),
     "recovery": ParamSpec("float", "10 min", "restart time after a failure", dimension="time", low=0.0),
+    "attention": ParamSpec("choice", "flash", "attention kernel: flash (fused, no s² scores in HBM) or eager",
+                           choices=ATTENTION),
+    "cp": ParamSpec("int", 1, "context-parallel degree (sequence split, ring attention); N = tp·cp·pp·dp", low=1),
+    "sequence_parallel": ParamSpec("choice", "on", "Megatron sequence parallelism with TP (activations and "
+                                   "elementwise work ÷ tp; RS+AG instead of AR)", choices=SEQUENCE_PARALLEL),
+    "shard_group": ParamSpec("int", 0, "ZeRO/FSDP sharding group (hybrid sharding: shard inside, replicate "
+                             "across); 0 = the whole data-parallel group", low=0),
+    "micro_batch_size": ParamSpec("int", 0, "sequences per micro-batch (takes precedence over microbatches); "
+                                  "0 = from microbatches, or the fastest feasible of 1, 2, 4, 8", low=0),
+    "tp_overlap": ParamSpec("float", 0.0, "fraction of TP collectives hidden behind GEMMs (needs sequence "
+                            "parallelism; Megatron-LM --tp-comm-overlap is off by default)",
+                            dimension="dimensionless", low=0.0, high=1.0),
+    "ep_overlap": ParamSpec("float", 0.0, "fraction of MoE all-to-all hidden behind compute (Megatron-Core "
+                            "default: not overlapped)", dimension="dimensionless", low=0.0, high=1.0),
+    "cp_overlap": ParamSpec("float", 1.0, "fraction of ring-attention sends hidden behind the attention "
+                            "compute (Megatron-Core CP overlaps by design; capped by that compute)",
+                            dimension="dimensionless", low=0.0, high=1.0),
+    "stage_balance": ParamSpec("choice", "off", "off: the last pipeline stage also runs the LM head "
+                               "(Megatron default); on: end stages hold fewer layers (Llama 3 §3.3.2)",
+                               choices=ON_OFF),
+    "moe_capacity_factor": ParamSpec("float", 0.0, "MoE expert capacity factor (tokens padded to it); "
+                                     "0 = dropless (Megatron-Core default)", dimension="dimensionless",
+                                     low=0.0, high=64.0),
+    "moe_imbalance": ParamSpec("float", 1.0, "dropless routing imbalance: busiest expert rank / mean "
+                               "tokens (1 = perfectly balanced)", dimension="dimensionless", low=1.0, high=64.0),
+    "straggler_factor": ParamSpec("float", 1.0, "fail-slow: synchronous step time / healthy step time",
+                                  dimension="dimensionless", low=1.0, high=100.0),
+    "failure_rate_per_gpu_hour": ParamSpec("float", 0.0, "interruptions per GPU-hour; 0 = the catalog MTBF",
+                                           dimension="dimensionless", low=0.0, high=1.0),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {
@@ -92,6 +128,33 @@ SERVING_PARAMS: dict[str, ParamSpec] = {
     "max_utilization": ParamSpec("float", 0.8, "utilisation cap used when replicas = 0",
                                  dimension="dimensionless", low=0.01, high=0.999),
     "duration": ParamSpec("float", "1 year", "deployment period for TCO and carbon", dimension="time", low=1.0),
+    # Request mix, techniques of today's servers (issue 13).  prompt_tokens / output_tokens are the
+    # MEANS of the length mix (the team brief's `prompt_len` / `output_len`: the existing names are
+    # kept, every space, test and calibration row uses them); lengths are log-normal with these CVs.
+    "prompt_cv": ParamSpec("float", 0.0, "coefficient of variation of prompt length (0 = fixed)",
+                           dimension="dimensionless", low=0.0, high=10.0),
+    "output_cv": ParamSpec("float", 0.0, "coefficient of variation of output length (0 = fixed)",
+                           dimension="dimensionless", low=0.0, high=10.0),
+    "kv_precision": ParamSpec("choice", "auto", "KV-cache precision (auto = the weight precision)",
+                              choices=KV_PRECISIONS),
+    "chunk_size": ParamSpec("int", 0, "chunked-prefill tokens per iteration; 0 = whole prompt in one",
+                            low=0, high=1048576),
+    "disaggregated": ParamSpec("choice", "off", "separate prefill and decode pools (KV over the fabric)",
+                               choices=ON_OFF),
+    "prefill_fraction": ParamSpec("float", 0.5, "share of replicas in the prefill pool when disaggregated",
+                                  dimension="dimensionless", low=0.01, high=0.99),
+    "spec_k": ParamSpec("int", 0, "speculative decoding: drafted tokens per step; 0 = off", low=0, high=64),
+    "spec_acceptance": ParamSpec("float", 0.7, "probability a drafted token is accepted (alpha, in [0, 1))",
+                                 dimension="dimensionless", low=0.0, high=0.999),
+    "draft_cost_frac": ParamSpec("float", 0.05, "draft forward pass cost / target decode step (< 1)",
+                                 dimension="dimensionless", low=0.0, high=0.999),
+    "prefix_hit_rate": ParamSpec("float", 0.0, "fraction of prompt tokens found in the prefix cache",
+                                 dimension="dimensionless", low=0.0, high=1.0),
+    "offload": ParamSpec("choice", "off", "spill what does not fit (KV or weights) to host memory",
+                         choices=OFFLOAD),
+    "ep": ParamSpec("int", 1, "expert-parallel degree inside a replica (MoE; 1 for dense)", low=1),
+    "moe_imbalance": ParamSpec("float", 1.0, "busiest expert-parallel rank's routed tokens / mean "
+                               "(1 = perfectly balanced)", dimension="dimensionless", low=1.0, high=64.0),
 }
 
 PARAMS: dict[str, dict[str, ParamSpec]] = {"training": TRAINING_PARAMS, "serving": SERVING_PARAMS}
@@ -103,14 +166,17 @@ TRAINING_OUTPUTS: dict[str, OutputSpec] = {
     "energy_j": OutputSpec("J", "facility energy of the run (IT × PUE)"),
     "water_l": OutputSpec("L", "water of the run (energy × WUE)"),
     "step_time_s": OutputSpec("s", "one optimizer step"),
-    "mfu": OutputSpec("frac", "model FLOPs utilisation of the fleet", "max"),
+    "mfu": OutputSpec("frac", "model FLOPs utilisation of the fleet (6PT + causal attention, PaLM App. B)", "max"),
     "scaling_efficiency": OutputSpec("frac", "T_compute / T_step", "max"),
     "goodput": OutputSpec("frac", "useful fraction of wall-clock time (checkpoints + failures)", "max"),
     "bubble_frac": OutputSpec("frac", "pipeline bubble fraction"),
     "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + grads + optimizer + activations per GPU"),
     "n_accelerators": OutputSpec("count", "accelerators used"),
-    "dp": OutputSpec("count", "data-parallel degree N/(tp·pp·ep)"),
+    "dp": OutputSpec("count", "data-parallel degree N/(tp·cp·pp) (ep ranks are inside it)"),
     "bottleneck": OutputSpec("code", "roofline regime of the per-GPU step (BOTTLENECKS)"),
+    "expected_interruptions": OutputSpec("count", "expected failures over the run (time / cluster MTBF)"),
+    "micro_batch_seqs": OutputSpec("count", "sequences per micro-batch used (given or chosen)"),
+    "n_microbatches": OutputSpec("count", "micro-batches per step per pipeline used (given or chosen)"),
 }
 
 SERVING_OUTPUTS: dict[str, OutputSpec] = {
@@ -128,6 +194,15 @@ SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "kv_cache_bytes": OutputSpec("bytes", "KV cache per replica at full batch"),
     "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + KV per accelerator"),
     "bottleneck": OutputSpec("code", "roofline regime of a decode step"),
+    "ttft_p50_s": OutputSpec("s", "median time to first token (queue wait + prefill, chunking, KV transfer)"),
+    "ttft_p99_s": OutputSpec("s", "99th percentile time to first token"),
+    "itl_p50_s": OutputSpec("s", "median inter-token latency (decode step with prefill interference)"),
+    "itl_p99_s": OutputSpec("s", "99th percentile inter-token latency"),
+    "energy_per_mtok_j": OutputSpec("J", "facility energy per million generated tokens"),
+    "kv_transfer_s": OutputSpec("s", "KV transfer prefill -> decode per request (exposed part; 0 colocated)"),
+    "offload_bytes": OutputSpec("bytes", "bytes per accelerator spilled to host memory (0 = no offload)"),
+    "spec_tokens_per_step": OutputSpec("count", "expected tokens per target decode step (1 = no speculation)"),
+    "prefill_replicas": OutputSpec("count", "replicas in the prefill pool (0 colocated)"),
 }
 
 OUTPUTS: dict[str, dict[str, OutputSpec]] = {"training": TRAINING_OUTPUTS, "serving": SERVING_OUTPUTS}
@@ -136,16 +211,20 @@ OUTPUTS: dict[str, dict[str, OutputSpec]] = {"training": TRAINING_OUTPUTS, "serv
 # limit ones are applied when a spec's [constraints] table sets the limit key.
 TRAINING_CONSTRAINTS: tuple[str, ...] = (
     "memory",            # memory_per_accelerator - capacity
-    "divisibility",      # tp·pp·ep must divide n_accelerators
+    "divisibility",      # tp·cp·pp must divide n_accelerators
     "tp_within_node",    # tp <= accelerators_per_node
     "pipeline_depth",    # pp <= n_layers
-    "experts",           # ep <= n_experts
-    "batch_split",       # global_batch >= dp · microbatches (micro-batch >= 1)
+    "experts",           # MoE: ep <= n_experts, ep | n_experts, ep | dp (always met by a dense model)
+    "batch_split",       # micro-batch >= 1 sequence and >= 1 micro-batch per step
     "precision",         # hardware supports the precision
+    "context_split",     # cp divides seq_len
+    "heads",             # tp <= heads, tp | heads, KV heads divisible by tp or tp by them
 )
 SERVING_CONSTRAINTS: tuple[str, ...] = (
     "memory", "tp_within_node", "pipeline_depth", "precision",
-    "queue_stable",      # utilisation < 1
+    "queue_stable",      # utilisation < 1 (both pools when disaggregated)
+    "experts",           # ep <= n_experts
+    "context",           # P99 prompt + output <= the model's context
 )
 STRUCTURAL_CONSTRAINTS: dict[str, tuple[str, ...]] = {
     "training": TRAINING_CONSTRAINTS, "serving": SERVING_CONSTRAINTS}
@@ -165,6 +244,8 @@ LIMITS: dict[str, dict[str, tuple[str, str, str]]] = {
         "p99_latency": ("p99_latency_s", "max", "time"),
         "max_ttft": ("ttft_s", "max", "time"),
         "max_itl": ("itl_s", "max", "time"),
+        "max_ttft_p99": ("ttft_p99_s", "max", "time"),
+        "max_itl_p99": ("itl_p99_s", "max", "time"),
         "budget": ("tco_usd", "max", "usd"),
         "max_carbon": ("carbon_kg", "max", "carbon_mass"),
         "max_cost_per_mtok": ("cost_per_mtok_usd", "max", "usd"),

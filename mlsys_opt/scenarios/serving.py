@@ -1,6 +1,8 @@
 """The serving scenario: an inference deployment composed from the walls (`serving`).
 
 See the package docstring (`mlsys_opt.scenarios`) for the conventions shared with training.
+The step physics (replica geometry, decode step, prefill, chunked prefill) lives in
+`serving_steps.py`; this module sizes the pools, queues them and prices them.
 """
 from __future__ import annotations
 
@@ -10,11 +12,16 @@ import jax.numpy as jnp
 
 from .._types import Array
 from ..catalog.tables import Tables
-from ..walls import fleet, node, ops, queueing
-from .efficiency import DEFAULT_EFFICIENCY, Efficiency, decode_compute_efficiency, prefill_efficiency
-from .parts import batch_shape, broadcast_all, fleet_cost, gather, safe_pos
+from ..walls import ops, queueing
+from ..walls import serving as sw
+from ..walls._masked import UNBOUNDED
+from .efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .parts import Common, batch_shape, broadcast_all, fleet_cost, gather, safe_pos
+from .serving_steps import (Chunking, DecodeStep, PrefillTime, Replica, chunked_prefill, decode_step,
+                            prefill_time, replica)
 
 MAX_AUTO_REPLICAS = 1e7            # auto-sizing stops here; beyond it the queue is flagged unstable
+Q50, Q99 = 0.5, 0.99
 
 
 class ServingParams(NamedTuple):
@@ -31,12 +38,25 @@ class ServingParams(NamedTuple):
     depreciation: Array              # s
     maintenance_frac_per_year: Array
     request_rate: Array              # requests/s
-    prompt_tokens: Array             # tokens
-    output_tokens: Array             # tokens
+    prompt_tokens: Array             # tokens (mean)
+    output_tokens: Array             # tokens (mean)
     batch: Array                     # concurrent sequences per replica
     replicas: Array                  # 0 = auto
     max_utilization: Array           # fraction
     duration: Array                  # s
+    prompt_cv: Array                 # coefficient of variation of the prompt length
+    output_cv: Array
+    kv_precision: Array              # code into schema.KV_PRECISIONS (0 = the weight precision)
+    chunk_size: Array                # tokens per prefill chunk, 0 = whole prompt
+    disaggregated: Array             # code into schema.ON_OFF
+    prefill_fraction: Array          # share of replicas in the prefill pool
+    spec_k: Array                    # drafted tokens per step, 0 = off
+    spec_acceptance: Array           # α
+    draft_cost_frac: Array           # draft pass / target step
+    prefix_hit_rate: Array           # fraction of prompt tokens cached
+    offload: Array                   # code into schema.OFFLOAD
+    ep: Array                        # expert-parallel degree
+    moe_imbalance: Array             # busiest EP rank / mean
 
 
 class ServingOutputs(NamedTuple):
@@ -54,6 +74,15 @@ class ServingOutputs(NamedTuple):
     kv_cache_bytes: Array
     memory_per_accelerator_bytes: Array
     bottleneck: Array
+    ttft_p50_s: Array
+    ttft_p99_s: Array
+    itl_p50_s: Array
+    itl_p99_s: Array
+    energy_per_mtok_j: Array
+    kv_transfer_s: Array
+    offload_bytes: Array
+    spec_tokens_per_step: Array
+    prefill_replicas: Array
 
 
 class ServingConstraints(NamedTuple):
@@ -61,114 +90,332 @@ class ServingConstraints(NamedTuple):
     tp_within_node: Array
     pipeline_depth: Array
     precision: Array
-    queue_stable: Array      # utilisation - 1 (+1e-6: rho = 1 is unstable)
+    queue_stable: Array      # utilisation - 1 (+1e-6: rho = 1 is unstable), worst pool
+    experts: Array           # ep / n_experts - 1
+    context: Array           # (prompt + output) / context - 1
 
+
+class Mix(NamedTuple):
+    """Request-length mix (log-normal, walls.serving.lognormal_quantile), tokens."""
+    prompt: Array
+    prompt_p50: Array
+    prompt_p99: Array
+    out: Array
+    out_p99: Array
+    cached: Array            # prefix-cache hits of a mean prompt
+    hit: Array               # prefix_hit_rate
+
+
+def request_mix(p) -> Mix:
+    prompt, out = safe_pos(p.prompt_tokens, 1.0), safe_pos(p.output_tokens, 1.0)
+    hit = jnp.clip(p.prefix_hit_rate, 0.0, 1.0)
+    return Mix(prompt, sw.lognormal_quantile(prompt, p.prompt_cv, Q50),
+               sw.lognormal_quantile(prompt, p.prompt_cv, Q99), out,
+               sw.lognormal_quantile(out, p.output_cv, Q99), hit * prompt, hit)
+
+
+class Ttft(NamedTuple):
+    """Prefill service at the mean, median and P99 prompt (no queueing), s."""
+    mean_s: Array
+    p50_s: Array
+    p99_s: Array
+    alone: PrefillTime       # isolated prefill of the mean prompt (the `ttft_s` output)
+    chunking: Chunking       # colocated, at the mean prompt
+    kv: sw.KVTransfer        # disaggregated, at the mean prompt
+
+
+def ttft_service(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, mix: Mix, disagg) -> Ttft:
+    """TTFT without queueing (mean, P50, P99 prompt): colocated = chunked prefill inside the running batch;
+    disaggregated = the prefill alone + the exposed KV transfer (walls.serving.kv_transfer,
+    over the scale-out fabric, every accelerator of the replica sending its share).
+    Prefix hits skip their tokens (new = (1 − h)·prompt, attending to the cached h·prompt).
+    Evaluated at the mean, median and P99 prompt: the service is increasing in the prompt
+    length, so its quantiles are the service at the prompt's quantiles."""
+    bw_kv = c.bw_out * r.devices
+
+    def at(prompt):
+        new, cached = jnp.maximum((1.0 - mix.hit) * prompt, 1.0), mix.hit * prompt
+        alone = prefill_time(p, c, r, eff, new, cached)
+        chunks = chunked_prefill(p, c, r, eff, d, new, cached)
+        kv = sw.kv_transfer(r.kv_bytes_per_token * prompt, bw_kv, c.alpha_out, alone.time_s, c.n_layers)
+        colocated = jnp.maximum(chunks.ttft_s, alone.time_s)     # never faster than the prefill alone
+        return jnp.where(disagg, alone.time_s + kv.exposed_s, colocated), alone, chunks, kv
+
+    mean, alone, chunks, kv = at(mix.prompt)
+    # Monotone by construction (a GEMM-efficiency curve may make a longer prompt's prefill
+    # no slower than a shorter one's): P99 >= mean.  The median prompt (below the mean) is
+    # interpolated linearly between the mean and the P99 prompt (the service is affine in
+    # the prompt up to the small quadratic attention term), which saves a third evaluation.
+    p99 = jnp.maximum(at(mix.prompt_p99)[0], mean)
+    span = mix.prompt_p99 - mix.prompt
+    frac = jnp.where(span > 0, (mix.prompt_p50 - mix.prompt) / jnp.where(span > 0, span, 1.0), 0.0)
+    p50 = jnp.clip(mean + frac * (p99 - mean), 0.0, p99)
+    return Ttft(mean, p50, p99, alone, chunks, kv)
+
+
+class Pools(NamedTuple):
+    replicas: Array          # all replicas (prefill + decode pools when disaggregated)
+    prefill_replicas: Array  # 0 when colocated
+    slots: Array             # decode slots (colocated: every slot)
+    slot_service_s: Array    # mean time a request holds a slot
+    slot_queue: queueing.MGCQueue
+    prefill_queue: queueing.MGCQueue
+    itl: sw.Interference     # decode iterations with prefill chunks riding on them
+    utilization: Array       # worst pool
+
+
+def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
+    """Size and queue the pools (walls.queueing.mgc_queue: Allen–Cunneen M/G/c).
+
+    Colocated: c = replicas·batch slots, each holding a request for S = TTFT service +
+    (output − 1)·ITL, ITL the mean decode iteration including its share of prefill chunks
+    (walls.serving.prefill_interference, chunks per replica λ/R·n_chunks).
+    Disaggregated: a prefill pool of R_p replicas, one prompt each (prefill is
+    compute-bound: batching prompts does not raise its throughput), service = prefill +
+    KV transfer; a decode pool of R_d·batch slots, service = KV transfer + (output − 1)·ITL,
+    no prefill interference.  R_p = ⌈φ·R⌉, R_d = R − R_p (each at least 1; φ =
+    prefill_fraction).  Auto (replicas = 0): the fewest R keeping every pool at or
+    below max_utilization, clipped to [1, MAX_AUTO_REPLICAS].
+    Service-time variability C_s² = Var(S)/E[S]² from the length mix: the output term
+    (ITL·σ_out)² plus the prompt term (TTFT service·cv_prompt)² (log-normal lengths).
+    """
+    lam = jnp.maximum(p.request_rate, 0.0)
+    u = safe_pos(p.max_utilization, 1e-3)
+    out1 = jnp.maximum(mix.out - 1.0, 0.0)
+    phi = jnp.clip(p.prefill_fraction, 0.01, 0.99)
+    pf_serv = t.alone.time_s + t.kv.transfer_s
+    # Colocated: the chunks per replica, x = λ·n_chunks/R, stretch the mean iteration to
+    # t/(1 − x·Δ) (walls.serving.prefill_interference), so the slot condition
+    # λ/R·(A + K/(1 − aR⁻¹)) <= u·B (A = TTFT service, K = (output − 1)·t/E, a = λ·n_chunks·Δ)
+    # is a quadratic in 1/R; its smaller root (citardauq form, finite at a = 0) gives
+    # R >= (b + √(b² − 4·λA·a·uB)) / (2uB),  b = λ(A + K) + uB·a  (a = 0: λ·S/(uB)).
+    ub = u * r.batch
+    a_int = lam * t.chunking.n_chunks * t.chunking.extra_s
+    big_a, big_k = lam * t.mean_s, lam * out1 * d.itl_s
+    b1 = big_a + big_k + ub * a_int
+    need_colo = (b1 + jnp.sqrt(jnp.maximum(b1 * b1 - 4.0 * big_a * a_int * ub, 0.0))) / (2.0 * ub)
+    s_dec = t.kv.transfer_s + out1 * d.itl_s
+    need_p, need_d = lam * pf_serv / u, lam * s_dec / (r.batch * u)
+    auto = jnp.where(disagg, jnp.maximum(need_p / phi, need_d / (1.0 - phi)), need_colo)
+    total = jnp.where(p.replicas >= 0.5, p.replicas, jnp.clip(jnp.ceil(auto), 1.0, MAX_AUTO_REPLICAS))
+    r_p = jnp.maximum(jnp.ceil(phi * total - 1e-3), 1.0)
+    r_d = jnp.maximum(total - r_p, 1.0)
+    r_d = jnp.where(p.replicas >= 0.5, r_d, jnp.maximum(r_d, jnp.minimum(jnp.ceil(need_d), MAX_AUTO_REPLICAS)))
+    replicas = jnp.where(disagg, r_p + r_d, total)
+    prefill_replicas = jnp.where(disagg, r_p, 0.0)
+
+    chunks_per_s = jnp.where(disagg, 0.0, lam / replicas * t.chunking.n_chunks)
+    itl = sw.prefill_interference(d.step_s, t.chunking.extra_s, chunks_per_s)
+    itl_tok = itl.itl_mean_s / d.spec.tokens_per_step
+    s_slot = jnp.where(disagg, t.kv.transfer_s, t.mean_s) + out1 * itl_tok
+    slots = jnp.where(disagg, r_d, replicas) * r.batch
+    sd_out = itl_tok * out1 * jnp.maximum(p.output_cv, 0.0)
+    sd_pr = jnp.where(disagg, 0.0, t.mean_s) * jnp.maximum(p.prompt_cv, 0.0)
+    s_safe = safe_pos(s_slot, 1e-12)
+    cs2 = (sd_out * sd_out + sd_pr * sd_pr) / (s_safe * s_safe)
+    pf_safe = safe_pos(pf_serv, 1e-12)
+    cv_pf = jnp.maximum(p.prompt_cv, 0.0)
+    # One Erlang C per configuration: the queue TTFT waits in (colocated: the slots;
+    # disaggregated: the prefill pool) is M/G/c; the decode pool of a disaggregated
+    # deployment takes the closed form (queueing.ggc_queue_closed_form, Sakasegawa).
+    sel = lambda a, b: jnp.where(disagg, a, b)                     # noqa: E731
+    first = queueing.mgc_queue(lam, sel(1.0 / pf_safe, 1.0 / s_safe), sel(r_p, slots), sel(cv_pf * cv_pf, cs2))
+    second = queueing.ggc_queue_closed_form(jnp.where(disagg, lam, 0.0), 1.0 / s_safe, slots, cs2)
+    idle = queueing.MGCQueue(*(jnp.zeros_like(x) for x in first[:-1]), jnp.ones_like(first.stable))
+    slot_q = queueing.MGCQueue(*(sel(a, b) for a, b in zip(second, first)))
+    pre_q = queueing.MGCQueue(*(sel(a, b) for a, b in zip(first, idle)))
+    util = jnp.where(disagg, jnp.maximum(slot_q.utilization, pre_q.utilization), slot_q.utilization)
+    return Pools(replicas, prefill_replicas, slots, s_slot, slot_q, pre_q, itl, util)
+
+
+class Latency(NamedTuple):
+    ttft_p50_s: Array
+    ttft_p99_s: Array
+    itl_p50_s: Array
+    itl_p99_s: Array
+    p99_latency_s: Array
+
+
+def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg) -> Latency:
+    """Percentiles: TTFT = wait + prefill service; ITL = decode iteration / tokens per step.
+
+    TTFT waits in the prefill pool (disaggregated) or for a batch slot (colocated); its
+    P99 combines the wait's and the service's P99 by root-sum-square
+    (walls.serving.combine_quantiles), its median adds the medians.  ITL quantiles take
+    the iteration's quantile (prefill chunks riding on it, walls.serving.prefill_interference)
+    over the tokens of a step at the matching low quantile (speculation: a step with
+    fewer accepted tokens is a slower one; walls.serving.speculative_decoding).
+    Whole request P99: TTFT (mean, P99) combined with the decode part (mean output and
+    P99 output at the mean ITL, plus the decode-pool wait when disaggregated).
+    At zero load every wait is 0: the P99s are service times.
+    """
+    w_q = jnp.where(disagg, 0.0, 1.0)
+    wait = lambda f_p, f_s: jnp.where(disagg, f_p, f_s)          # noqa: E731
+    w_mean = wait(q.prefill_queue.mean_wait_s, q.slot_queue.mean_wait_s)
+    w50 = wait(q.prefill_queue.wait_p50_s, q.slot_queue.wait_p50_s)
+    w99 = wait(q.prefill_queue.wait_p99_s, q.slot_queue.wait_p99_s)
+    ttft50 = jnp.minimum(w50 + t.p50_s, UNBOUNDED)
+    ttft99 = jnp.minimum(sw.combine_quantiles(w_mean, w99, t.mean_s, t.p99_s), UNBOUNDED)
+    itl50 = q.itl.itl_p50_s / d.spec.tokens_p50
+    itl99 = q.itl.itl_p99_s / d.spec.tokens_p01
+    itl_tok = q.itl.itl_mean_s / d.spec.tokens_per_step
+    dec_mean = jnp.maximum(mix.out - 1.0, 0.0) * itl_tok + (1.0 - w_q) * q.slot_queue.mean_wait_s
+    dec99 = jnp.maximum(mix.out_p99 - 1.0, 0.0) * itl_tok + (1.0 - w_q) * q.slot_queue.wait_p99_s
+    e2e = sw.combine_quantiles(w_mean + t.mean_s, ttft99, dec_mean, dec99)
+    return Latency(ttft50, ttft99, jnp.minimum(itl50, UNBOUNDED), jnp.minimum(itl99, UNBOUNDED),
+                   jnp.minimum(e2e, UNBOUNDED))
+
+
+class Footprint(NamedTuple):
+    n_dev: Array
+    power_w: Array           # mean board power per accelerator (incl. the KV network share)
+    cost_usd: Array
+    carbon_kg: Array
+    energy_j: Array
+    tokens: Array            # generated tokens over the duration
+    throughput: Array        # tokens/s
+
+
+def footprint(p, c: Common, r: Replica, d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg,
+              eff: Efficiency) -> Footprint:
+    """Power at utilisation, energy, carbon and cost over `duration` (walls.serving, ops).
+
+    A decode replica draws active power while any slot is busy
+    (walls.serving.busy_fraction), a prefill replica while it runs a prompt (its
+    utilisation); idle/active fractions are Efficiency.idle_power_frac /
+    active_power_frac (sources there and at walls.serving.power_at_utilization).  The KV
+    transfers add λ·(network J per request) of IT power (walls.serving.kv_transfer).
+    """
+    lam = jnp.maximum(p.request_rate, 0.0)
+    n_dev = q.replicas * r.devices
+    n_pre = q.prefill_replicas * r.devices
+    busy_d = sw.busy_fraction(q.slot_queue.utilization, r.batch)
+    busy_p = jnp.clip(q.prefill_queue.utilization, 0.0, 1.0)
+    pw = lambda b: sw.power_at_utilization(c.tdp, b, idle_frac=eff.idle_power_frac,    # noqa: E731
+                                           active_frac=eff.active_power_frac)
+    fleet_w = pw(busy_d) * (n_dev - n_pre) + pw(busy_p) * n_pre + jnp.where(disagg, lam * t.kv.energy_j, 0.0)
+    power = fleet_w / safe_pos(n_dev, 1.0)
+    fp = ops.sustainability(fleet_w, p.duration, c.pue, c.carbon, c.wue)
+    cost = fleet_cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
+    capacity = q.slots * mix.out / safe_pos(q.slot_service_s, 1e-12)
+    throughput = jnp.minimum(lam * mix.out, capacity)
+    return Footprint(n_dev, power, cost, fp.carbon_kg, fp.energy_j, throughput * p.duration, throughput)
+
+
+def per_mtok(total, tokens):
+    """total / (tokens / 1e6); UNBOUNDED when no token is served (request_rate 0: undefined)."""
+    served = tokens > 0
+    return jnp.where(served, jnp.minimum(total / jnp.where(served, tokens, 1.0) * 1e6, UNBOUNDED), UNBOUNDED)
 
 
 # --------------------------------------------------------------------------- serving
 def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
     """A serving deployment: (ServingOutputs, ServingConstraints), every field shaped like the batch.
 
-    Modelling (seed 000 §4, walls 4, 5, 7; walls named in brackets):
-    - A replica is tp·pp accelerators holding all weights P·bytes (MoE: every expert).
-      Pipeline stages run one after another for one request, so latency sees the
-      tp-aggregate peak and bandwidth; pp adds memory and one activation hop per stage
-      (scale-up link while the replica fits in a node, else the scale-out fabric).
-    - TTFT [node.prefill]: 2·P_active·prompt FLOP at η_prefill (efficiency.py), never
-      below reading the weights, + dispatch per layer + 2 Megatron all-reduces per layer
-      of prompt·hidden·bytes over the scale-up link [fleet.ring_allreduce].
-    - ITL [node.decode with kv_separate, node.kv_cache_bytes]: max(weights over
-      tp·mem_bw·mem_bw_eff, 2·P_active·batch FLOP at η_decode) for the weight GEMMs, plus the
-      KV of `batch` sequences at their mean context prompt + output/2 (continuous batching
-      spreads the slots over the generation; MLA models cache kv_latent_dim elements per
-      layer per token, DeepSeek-V2 §2.1.2) over the same bandwidth (attention is its own
-      memory-bound kernel; it does not hide behind compute-bound GEMMs at large batch),
-      + dispatch + 2 all-reduces per layer of batch·hidden·bytes + pp hops.  Wafer-scale
-      rows stream weights over the injection link [node.weight_streaming], KV stays on-wafer
-      and is read after the weights in the same way.
-    - Service time S = TTFT + (output-1)·ITL [node.serving_throughput].  Continuous
-      batching = M/M/c [queueing.mmc_queue] with c = replicas·batch servers of rate 1/S and
-      arrival rate request_rate; p99 = S + 99th-percentile wait.  replicas = given, or
-      (0) ceil(λ·S/(batch·max_utilization)), clipped to [1, MAX_AUTO_REPLICAS] (a
-      float32 guard: past 1e7 replicas the queue constraint reports the overload).
-    - Throughput = min(λ·output, replicas·batch·output/S).  Power per accelerator
-      TDP·(idle + (active - idle)·utilisation); energy/carbon [ops.sustainability] and
-      cost [ops.tco / ops.cloud_cost] over `duration`; per-Mtok = total / tokens served.
+    Modelling (seed 000 §4, walls 4, 5, 7 and walls.serving; details on each helper):
+    - Replica [serving_steps.replica]: tp·pp·ep accelerators holding all weights (MoE: every
+      expert, split over ep), the KV of `batch` sequences at prompt + output tokens in
+      kv_precision, a draft model when spec_k > 0; offload spills what does not fit.
+    - Decode [serving_steps.decode_step]: max(weight read, GEMM FLOPs) + KV read (mean
+      context prompt + output/2) + dispatch + comm, MoE reading only the touched experts;
+      speculative decoding verifies k + 1 tokens per sequence and emits
+      (1 − α^(k+1))/(1 − α) per step.  `itl_s` = step / tokens per step.
+    - Prefill [serving_steps.prefill_time]: GEMM + causal attention FLOPs of the uncached
+      prompt at η_prefill, never below the weight read; `ttft_s` = that alone, mean prompt.
+    - Colocated: chunked prefill rides on the decode iterations
+      [serving_steps.chunked_prefill]; disaggregated: separate pools, KV over the fabric.
+    - Queues [pools]: M/G/c (Allen–Cunneen) on batch slots and on the prefill pool;
+      percentiles [latency]; request mix log-normal [request_mix].
+    - Power at utilisation, energy, carbon, cost [footprint]; per-Mtok = total / tokens
+      served over `duration` (UNBOUNDED at zero load, where it is undefined).
     - CNN models: a "token" is one sample (flop_per_sample per prompt token, no KV).
     """
     c = gather(p, tables, eff)
     shape = batch_shape(p)
-    tp, pp = safe_pos(p.tp, 1.0), safe_pos(p.pp, 1.0)
-    replica = tp * pp
-    batch = safe_pos(p.batch, 1.0)
-    prompt, out_tok = safe_pos(p.prompt_tokens, 1.0), safe_pos(p.output_tokens, 1.0)
-    n_l = c.n_layers
-    w_bytes = c.n_params * c.bpe
-    kv = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + out_tok, batch, c.bpe,
-                             kv_latent_dim=c.kv_latent_dim)
-    # A decode step reads the KV of the batch at its mean context: under continuous batching
-    # the slots are spread evenly over the generation, prompt + output/2 tokens on average.
-    kv_read = node.kv_cache_bytes(n_l, c.n_kv_heads, c.head_dim, prompt + 0.5 * out_tok, batch, c.bpe,
-                                  kv_latent_dim=c.kv_latent_dim)
-    peak_r, bw_r, inj_r = c.peak * tp, c.mem_bw * tp, c.inj_bw * tp
-    tax = eff.dispatch_s_per_layer * n_l
+    mix = request_mix(p)
+    disagg = jnp.asarray(p.disaggregated) == 1
+    spec_on = jnp.asarray(p.spec_k) >= 1
+    r = replica(p, c, tables.hw.host_bw_bytes_per_s[jnp.asarray(p.hardware, jnp.int32)], eff,
+                prompt=mix.prompt, out_tok=mix.out, spec_on=spec_on)
+    d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
+    t = ttft_service(p, c, r, eff, d, mix, disagg)
+    q = pools(p, r, d, t, mix, disagg)
+    lat = latency(d, t, q, mix, disagg)
+    f = footprint(p, c, r, d, t, q, mix, disagg, eff)
 
-    in_node = replica <= c.apn
-    bw_pp = jnp.where(in_node, c.bw_up, c.bw_out)
-    alpha_pp = jnp.where(in_node, c.alpha_up, c.alpha_out)
-
-    def comm(tokens):   # Megatron TP all-reduces (2 per layer) + one hop per pipeline stage
-        msg = tokens * c.hidden * c.bpe
-        t_tp = 2.0 * n_l * fleet.ring_allreduce(msg, tp, c.bw_up, c.alpha_up)
-        return t_tp + (pp - 1.0) * (alpha_pp + msg / bw_pp)
-
-    # Prefill (time to first token).
-    eta_p = prefill_efficiency(p.efficiency, prompt * c.reuse_per_item, eff)
-    pf = node.prefill(c.n_eff, prompt, 1.0, peak_r, bw_r, w_bytes, efficiency=eta_p, dispatch_tax_s=tax)
-    pf_ws = node.weight_streaming(w_bytes / n_l, pf.flop / n_l, n_l, inj_r, peak_r,
-                                  efficiency=eta_p, dispatch_tax_s=tax / n_l)
-    ttft = jnp.where(c.wafer, pf_ws.latency_s, pf.ttft_s) + comm(prompt)
-
-    # Decode (one token for each of `batch` sequences).
-    eta_d = decode_compute_efficiency(p.efficiency, eff)
-    dec = node.decode(w_bytes, kv_read, c.n_eff, batch, peak_r, bw_r, efficiency=eta_d, dispatch_tax_s=tax,
-                      kv_separate=True)
-    dec_ws = node.weight_streaming(w_bytes / n_l, 2.0 * c.n_eff * batch / n_l, n_l, inj_r, peak_r,
-                                   efficiency=eta_d, dispatch_tax_s=tax / n_l)
-    itl = jnp.where(c.wafer, dec_ws.latency_s + kv_read / bw_r, dec.itl_s) + comm(batch)
-    bottleneck = jnp.where(c.wafer, dec_ws.bottleneck, dec.bottleneck)
-
-    # Queue: every batch slot of every replica is one server.
-    st = node.serving_throughput(itl, ttft, batch, out_tok)
-    service = safe_pos(st.request_latency_s, 1e-12)
-    lam = jnp.maximum(p.request_rate, 0.0)
-    auto = jnp.clip(jnp.ceil(lam * service / (batch * safe_pos(p.max_utilization, 1e-3))), 1.0,
-                    MAX_AUTO_REPLICAS)
-    replicas = jnp.where(p.replicas >= 0.5, p.replicas, auto)
-    q = queueing.mmc_queue(lam, 1.0 / service, replicas * batch)
-    throughput = jnp.minimum(lam * out_tok, replicas * st.tokens_per_s)
-
-    # Fleet power, energy, cost.
-    n_dev = replicas * replica
-    busy = jnp.clip(q.utilization, 0.0, 1.0)
-    power = c.tdp * (eff.idle_power_frac + (eff.active_power_frac - eff.idle_power_frac) * busy)
-    fp = ops.sustainability(n_dev * power, p.duration, c.pue, c.carbon, c.wue)
-    cost = fleet_cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
-    mtok = safe_pos(throughput * p.duration, 1.0) / 1e6
-
-    mem = jnp.where(c.wafer, kv / replica + 2.0 * w_bytes / n_l, (w_bytes + kv) / replica)
     out = ServingOutputs(
-        p99_latency_s=q.p99_latency_s, ttft_s=ttft, itl_s=itl, cost_per_mtok_usd=cost / mtok,
-        carbon_per_mtok_kg=fp.carbon_kg / mtok, tco_usd=cost, carbon_kg=fp.carbon_kg,
-        n_accelerators=n_dev, replicas=replicas, throughput_tok_per_s=throughput,
-        utilization=q.utilization, kv_cache_bytes=kv, memory_per_accelerator_bytes=mem,
-        bottleneck=bottleneck.astype(jnp.int32))
+        p99_latency_s=lat.p99_latency_s, ttft_s=t.alone.time_s, itl_s=d.itl_s,
+        cost_per_mtok_usd=per_mtok(f.cost_usd, f.tokens), carbon_per_mtok_kg=per_mtok(f.carbon_kg, f.tokens),
+        tco_usd=f.cost_usd, carbon_kg=f.carbon_kg, n_accelerators=f.n_dev, replicas=q.replicas,
+        throughput_tok_per_s=f.throughput, utilization=q.utilization, kv_cache_bytes=r.kv_bytes,
+        memory_per_accelerator_bytes=r.memory_bytes, bottleneck=d.bottleneck,
+        ttft_p50_s=lat.ttft_p50_s, ttft_p99_s=lat.ttft_p99_s, itl_p50_s=lat.itl_p50_s,
+        itl_p99_s=lat.itl_p99_s, energy_per_mtok_j=per_mtok(f.energy_j, f.tokens),
+        kv_transfer_s=jnp.where(disagg, t.kv.exposed_s, 0.0), offload_bytes=r.offload_bytes,
+        spec_tokens_per_step=d.spec.tokens_per_step, prefill_replicas=q.prefill_replicas)
+    ctx = jnp.asarray(tables.model.context_len)[jnp.asarray(p.model, jnp.int32)]
+    stable = jnp.where(disagg, q.slot_queue.stable & q.prefill_queue.stable, q.slot_queue.stable)
     g = ServingConstraints(
-        memory=mem / c.capacity - 1.0,
-        tp_within_node=tp / c.apn - 1.0,
-        pipeline_depth=pp / n_l - 1.0,
+        memory=r.memory_bytes / c.capacity - 1.0,
+        tp_within_node=r.tp / c.apn - 1.0,
+        pipeline_depth=r.pp / c.n_layers - 1.0,
         precision=jnp.where(c.has_precision, -1.0, 1.0),
-        queue_stable=jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6)
+        queue_stable=jnp.where(stable, jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6,
+                               jnp.maximum(jnp.minimum(q.utilization, 1e6) - 1.0, 0.0) + 1e-6),
+        experts=r.ep / c.n_experts - 1.0,
+        context=jnp.where(c.is_cnn | (ctx <= 0), -1.0, (mix.prompt + mix.out) / safe_pos(ctx, 1.0) - 1.0))
     return broadcast_all(shape, out), broadcast_all(shape, g)
 
 
+# --------------------------------------------------------------------------- audit
+class Breakdown(NamedTuple):
+    """Where the P99 TTFT and the P99 ITL go (s), for the serving audit (cli/audit.py)."""
+    ttft_p99_s: Array
+    ttft_wait_s: Array         # queue wait share (P99 TTFT − service P99 when positive)
+    ttft_gemm_s: Array         # GEMM FLOPs of the mean prompt's prefill
+    ttft_attention_s: Array    # causal attention FLOPs
+    ttft_weights_s: Array      # weight read beyond the FLOP time (small prompts)
+    ttft_overhead_s: Array     # dispatch + TP/EP/PP communication
+    ttft_batching_s: Array     # colocated: the decode iterations the chunks ride on
+    ttft_kv_transfer_s: Array  # disaggregated: exposed KV transfer
+    ttft_long_prompt_s: Array  # P99 prompt over the mean prompt
+    itl_p99_s: Array
+    itl_weights_s: Array       # per-token share of the weight read
+    itl_compute_s: Array       # GEMM FLOPs beyond the weight read
+    itl_kv_s: Array            # KV-cache read
+    itl_overhead_s: Array      # dispatch + communication
+    itl_draft_s: Array         # draft passes (speculative decoding)
+    itl_prefill_s: Array       # prefill chunk riding on the P99 iteration
+    itl_tokens_per_step: Array  # tokens the P99 step emits (the divisor)
+
+
+def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY) -> Breakdown:
+    """The audit's decomposition of `ttft_p99_s` and `itl_p99_s` (same model as `serving`).
+
+    TTFT P99 = wait + GEMMs + attention + weight-read excess + overhead + batching
+    (colocated chunk iterations) + KV transfer (disaggregated) + long-prompt tail;
+    ITL P99 = (weights + compute excess + KV + overhead + draft + prefill chunk) / tokens.
+    The parts sum to the totals (the wait is the remainder of the root-sum-square combination).
+    """
+    c = gather(p, tables, eff)
+    mix = request_mix(p)
+    disagg = jnp.asarray(p.disaggregated) == 1
+    r = replica(p, c, tables.hw.host_bw_bytes_per_s[jnp.asarray(p.hardware, jnp.int32)], eff,
+                prompt=mix.prompt, out_tok=mix.out, spec_on=jnp.asarray(p.spec_k) >= 1)
+    d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
+    t = ttft_service(p, c, r, eff, d, mix, disagg)
+    q = pools(p, r, d, t, mix, disagg)
+    lat = latency(d, t, q, mix, disagg)
+    a = t.alone
+    gemm = a.compute_s - a.attention_s
+    w_excess = jnp.maximum(a.weights_s - a.compute_s, 0.0)
+    kv = jnp.where(disagg, t.kv.exposed_s, 0.0)
+    batching = jnp.where(disagg, 0.0, t.mean_s - a.time_s)
+    tail = t.p99_s - t.mean_s
+    wait = lat.ttft_p99_s - (a.time_s + batching + kv + tail)
+    n = d.spec.tokens_p01
+    hit = q.itl.itl_p99_s - d.step_s
+    w_exc = jnp.maximum(d.compute_s - d.weights_s, 0.0)
+    return Breakdown(lat.ttft_p99_s, wait, gemm, a.attention_s, w_excess, a.overhead_s, batching, kv, tail,
+                     lat.itl_p99_s, d.weights_s / n, w_exc / n, d.kv_s / n, d.overhead_s / n, d.draft_s / n,
+                     hit / n, n)

@@ -1,23 +1,26 @@
 """The training scenario: a training run composed from the walls (`training`).
 
-See the package docstring (`mlsys_opt.scenarios`) for the conventions shared with serving.
+See the package docstring (`mlsys_opt.scenarios`) for the conventions shared with serving;
+the pieces (setup, memory, compute, communication, reliability) are in `training_parts`.
 """
 from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .._types import Array
 from ..catalog.tables import Tables
-from ..walls import algorithm, fleet, node, ops
-from .efficiency import DEFAULT_EFFICIENCY, Efficiency, matmul_efficiency
-from .parts import COMPUTE, MEMORY, batch_shape, broadcast_all, elementwise_time_s, fleet_cost, gather, safe_pos
+from ..walls import fleet, node, ops
+from . import training_parts as tparts
+from .efficiency import DEFAULT_EFFICIENCY, Efficiency
+from .parts import batch_shape, broadcast_all, fleet_cost, gather, safe_pos
 from .schema import RECOMPUTE
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
-OPTIMIZER_BYTES_PER_PARAM = 12.0   # fp32 master + Adam m + v (seed 001 "16 B/param" rule)
+OPTIMIZER_BYTES_PER_PARAM = 12.0   # fp32 master + Adam m + v (walls.parallel.OPTIMIZER_BYTES for 16-bit)
 
 
 class TrainingParams(NamedTuple):
@@ -35,17 +38,30 @@ class TrainingParams(NamedTuple):
     maintenance_frac_per_year: Array  # 1/year fraction of price
     n_tokens: Array                  # tokens (samples for a CNN)
     n_accelerators: Array            # count
-    ep: Array                        # expert-parallel degree
-    microbatches: Array              # M per step per pipeline
+    ep: Array                        # expert-parallel degree, inside dp
+    microbatches: Array              # M per step per pipeline; 0 = derived / auto
     virtual_stages: Array            # V
     global_batch: Array              # sequences per step
     seq_len: Array                   # tokens per sequence (ignored for CNNs)
     recompute: Array                 # int32 code into schema.RECOMPUTE
-    zero_stage: Array                # 0-3
-    overlap: Array                   # fraction of DP all-reduce hidden
+    zero_stage: Array                # 0-3 (3 = FSDP)
+    overlap: Array                   # fraction of DP communication hidden (capped by its window)
     checkpoint_interval: Array       # s; 0 = Young-Daly
     checkpoint_bw: Array             # B/s
     recovery: Array                  # s
+    attention: Array                 # int32 code into schema.ATTENTION (flash, eager)
+    cp: Array                        # context-parallel degree
+    sequence_parallel: Array         # int32 code into schema.SEQUENCE_PARALLEL (on, off)
+    shard_group: Array               # ZeRO sharding group; 0 = dp
+    micro_batch_size: Array          # sequences per micro-batch; 0 = derived / auto
+    tp_overlap: Array                # fraction
+    ep_overlap: Array                # fraction
+    cp_overlap: Array                # fraction
+    stage_balance: Array             # int32 code into schema.ON_OFF
+    moe_capacity_factor: Array       # 0 = dropless
+    moe_imbalance: Array             # >= 1
+    straggler_factor: Array          # >= 1
+    failure_rate_per_gpu_hour: Array  # 1/GPU-hour; 0 = catalog MTBF
 
 
 class TrainingOutputs(NamedTuple):
@@ -63,171 +79,127 @@ class TrainingOutputs(NamedTuple):
     n_accelerators: Array
     dp: Array
     bottleneck: Array                # int32 code into BOTTLENECKS
+    expected_interruptions: Array
+    micro_batch_seqs: Array
+    n_microbatches: Array
 
 
 class TrainingConstraints(NamedTuple):
     memory: Array            # memory / capacity - 1
-    divisibility: Array      # |N mod (tp·pp·ep)| - 1/2  (GPUs)
+    divisibility: Array      # |N mod (tp·cp·pp)| - 1/2  (GPUs)
     tp_within_node: Array    # tp / accelerators_per_node - 1
     pipeline_depth: Array    # pp / n_layers - 1
-    experts: Array           # ep / n_experts - 1
-    batch_split: Array       # dp·ep·M / global_batch - 1
+    experts: Array           # MoE: max(ep/E - 1, |E mod ep| - ½, |dp mod ep| - ½); dense: -1
+    batch_split: Array       # 1/min(b, M) - 1  (b sequences per micro-batch, M micro-batches)
     precision: Array         # -1 supported, +1 not
+    context_split: Array     # |seq mod cp| - 1/2
+    heads: Array             # max(tp/a - 1, |a mod tp| - ½, min(|g mod tp|, |tp mod g|) - ½); CNN -1
 
+
+class _Lane(NamedTuple):
+    """One micro-batch size: what the selection needs and what the outputs keep."""
+    b: Array; mb: Array; mem: Array; g_mem: Array; g_split: Array; t_compute: Array
+    bottleneck: Array; step: Array
+
+
+def _rem(x, k):
+    """|x - k·round(x/k)|: 0 when k divides x, >= 1 for integers that it does not."""
+    return jnp.abs(x - k * jnp.round(x / k))
+
+
+def _lane(p, c, eff, s: tparts.Setup, shape, b_cand) -> _Lane:
+    b_user, m_user = p.micro_batch_size, p.microbatches
+    per_dp = s.gb / s.dp
+    b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / safe_pos(m_user, 1.0), b_cand))
+    b = safe_pos(b, 1e-6)
+    mb_raw = jnp.where((b_user <= 0) & (m_user > 0), m_user, per_dp / b)
+    mb = safe_pos(mb_raw, 1.0)
+    mem = tparts.memory(c, s, b, mb)
+    cmp = tparts.compute(p, c, eff, s, mem, b, mb)
+    comm = tparts.communication(p, c, eff, s, cmp, b, mb)
+    g_split = 1.0 / safe_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
+    lane = _Lane(b, mb, mem.total_bytes, mem.total_bytes / c.capacity - 1.0, g_split, cmp.t_compute_s,
+                 cmp.bottleneck, comm.step_s)
+    return broadcast_all(shape, lane)
+
+
+def _pick(lanes: _Lane) -> _Lane:
+    """The fastest lane whose memory fits and whose split is whole; the least violating if none."""
+    feasible = (lanes.g_mem <= 0) & (lanes.g_split <= 0)
+    best = jnp.argmin(jnp.where(feasible, lanes.step, jnp.inf), axis=0)
+    least = jnp.argmin(jnp.maximum(lanes.g_mem, lanes.g_split), axis=0)
+    idx = jnp.where(jnp.any(feasible, axis=0), best, least)[None]
+    return _Lane(*(jnp.take_along_axis(x, idx, axis=0)[0] for x in lanes))
 
 
 # --------------------------------------------------------------------------- training
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
     """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
 
-    Modelling (seed 000 §2-9, seed 003; walls named in brackets):
-    - dp = N/(tp·pp·ep); EP ranks also split the data, so a micro-batch holds
-      b = global_batch/(dp·ep·M) sequences and rows = b·seq GEMM rows.
-    - Model FLOPs per step = 6·P_active·T [algorithm.training_flop] + 12·L·(a·d)·s·T
-      (attention scores, PaLM App. B MFU count; a·d = heads·head_dim), T = tokens per
-      step.  CNN: 3·flop_per_sample per sample (seq_len ignored, n_tokens = samples).
-      Recompute adds hardware FLOPs only: full +1 forward, selective +the attention
-      core forward 4·L·(a·d)·s·T (Korthikanti et al. 2022 §5), × recompute_flop_scale.
-    - Per-GPU step compute [node.roofline]: hardware FLOPs/N at η_matmul (efficiency.py)
-      vs HBM traffic M·(3 [+1 full])·W_shard + 2·(weights+grads+optimizer shard)
-      + 2·M·activations; dispatch tax per layer per pass.  Wafer-scale rows stream
-      weights over the injection link instead [node.weight_streaming].
-    - Plus the memory-bound non-matmul time (layernorm, dropout, residual, softmax,
-      GeLU) [scenario_parts.elementwise_time_s]: elementwise_traffic_scale·(3 + full)·M
-      ·(L/pp)·A / (mem_bw·mem_bw_eff), A = s·b·h·(10 + 24/tp) + 5·a·s²·b/tp bytes per layer
-      (Korthikanti et al. 2022 Table 2), added to the compute time (those kernels run
-      between the GEMMs), so the pipeline bubble stretches it too.  A step whose roofline
-      byte term plus this time exceeds its GEMM time is reported memory-bound.
-    - Pipeline stage imbalance: the compute time × (1 + pipeline_overhead_frac·(1 - 1/pp)).
-    - Communication and bubble [fleet.parallel_step]: hierarchical DP all-reduce of the
-      gradient over scale-up + locality-derated scale-out [data.locality], Megatron TP
-      all-reduces over the scale-up link (k = 4 per layer, 6 with full recompute,
-      × (1 - tp_comm_overlap)), EP all-to-all (k = 4 × (1 - ep_comm_overlap)), PP p2p,
-      bubble (P-1)/(V·M+P-1) [fleet.pipeline_bubble].
-    - Memory [node.training_memory, node.transformer_activation_bytes]: shared params
-      sharded by tp·pp, expert params by tp·pp·ep, ZeRO over dp; 16-bit activations
-      with sequence parallelism, min(pp, M) micro-batches in flight (1F1B).  Wafer-scale:
-      weights stream from external memory, only activations + two layers stay on-wafer.
-      CNN activations are not in the catalog and count as 0.
-    - Reliability [fleet.cluster_mtbf_s, ops.young_daly_interval_s, ops.goodput]:
-      checkpoint = P·(bytes + 12) bytes written at checkpoint_bw; τ = interval or
-      Young-Daly; steady-state goodput 1 - δ/τ - (τ/2 + R)/M (seed 002 fix).
-      time_to_train = steps·step/goodput, capped at node.UNBOUNDED = 1e18 s (float32 safety).
-    - MFU [node.model_flops_utilization] = model FLOPs per step / (step·N·peak): PaLM
-      App. B's steady-state definition (communication and bubble count, checkpoints and
-      failures do not), so time_to_train = model FLOPs / (N·peak·MFU·goodput).
-    - Energy/carbon/water [ops.sustainability]: N·TDP·active_power_frac for the whole
-      run, PUE; cost [ops.tco / ops.cloud_cost].
+    Conventions (Megatron-Core, DeepSeek-V3): N = tp·cp·pp·dp; expert parallelism lives
+    *inside* the data-parallel group (ep divides dp; experts sharded over tp·pp·ep, their
+    gradients reduced over the expert-data-parallel dp/ep); a dense model ignores ep and
+    never reports the experts constraint.  The rank order is tp, cp, dp ⊃ ep, pp (innermost
+    first), which decides which groups fit a node's scale-up link.
+
+    Modelling (walls named in brackets; equations on the `training_parts` functions):
+    - Setup [training_parts.setup]: model FLOPs (PaLM App. B, MFU numerator), hardware
+      FLOPs with the attention kernel [walls.attention: flash vs eager, causal], routing
+      load, recomputation and the LM-head stage imbalance; bytes per parameter per
+      precision [walls.parallel: fp32 main grads, 12 B optimizer].
+    - Micro-batch geometry: micro_batch_size b (wins) or microbatches M (b = B/(dp·M));
+      with both 0 the scenario evaluates b ∈ {1, 2, 4, 8} side by side (`jax.vmap`, one
+      static set, no Python loop over configurations) and keeps the fastest whose memory
+      fits and whose split is whole (the least violating one if none is).
+    - Memory [training_parts.memory]: ZeRO 0-3 / hybrid sharding, activations with SP,
+      CP, recomputation, attention kernel, 1F1B / interleaved in-flight micro-batches.
+    - Compute [training_parts.compute]: roofline at the shape-aware matmul efficiency
+      (efficiency.matmul_efficiency) + memory-bound elementwise time.
+    - Communication [training_parts.communication]: TP (AR or RS+AG with SP), CP ring,
+      EP all-to-all, PP p2p and bubble, DP/ZeRO/FSDP collectives with their overlap
+      windows; step × straggler_factor (fail-slow).
+    - Reliability [training_parts.reliability]: Young-Daly checkpointing, goodput, the
+      per-GPU failure rate or catalog MTBF, expected_interruptions.
+    - MFU [node.model_flops_utilization] = model FLOPs / (step·N·peak).
+    - Energy/carbon/water [ops.sustainability], cost [ops.tco / ops.cloud_cost].
     """
     c = gather(p, tables, eff)
     shape = batch_shape(p)
-    n = safe_pos(p.n_accelerators, 1.0)
-    tp, pp, ep = (safe_pos(x, 1.0) for x in (p.tp, p.pp, p.ep))
-    mb, v = safe_pos(p.microbatches, 1.0), safe_pos(p.virtual_stages, 1.0)
-    dp_out = n / (tp * pp * ep)
-    dp = safe_pos(dp_out, 1.0)      # a group larger than the fleet is infeasible (divisibility)
-    seq = jnp.where(c.is_cnn, 1.0, safe_pos(p.seq_len, 1.0))
-    tokens_step = safe_pos(p.global_batch, 1.0) * seq
-    steps = safe_pos(p.n_tokens, 1.0) / tokens_step
-    rc = jnp.asarray(p.recompute)
-    full = (rc == FULL_RECOMPUTE).astype(c.peak.dtype)
-    selective = (rc == SELECTIVE_RECOMPUTE).astype(c.peak.dtype)
+    vocab = tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
+    s = tparts.setup(p, c, eff, vocab)
+    cands = jnp.asarray(tparts.MICRO_BATCH_CANDIDATES, c.peak.dtype)
+    lane = _pick(jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc))(cands))
 
-    # FLOPs: model (MFU) and hardware (with recomputation).
-    attn_fwd_per_token = 4.0 * c.n_layers * c.attn_width * seq          # QK^T + AV, forward
-    model_flop = algorithm.training_flop(c.n_eff, tokens_step) + 3.0 * attn_fwd_per_token * tokens_step
-    fwd_flop = model_flop / 3.0
-    extra = eff.recompute_flop_scale * (full * fwd_flop + selective * attn_fwd_per_token * tokens_step)
-    flop_gpu = (model_flop + extra) / n
-
-    # Micro-batch geometry and achieved matmul efficiency.
-    micro_seqs = safe_pos(p.global_batch, 1.0) / (dp * ep * mb)
-    rows = micro_seqs * seq * c.reuse_per_item
-    eta = matmul_efficiency(p.efficiency, rows, eff)
-
-    # Parameters: shared vs routed experts (MoE), per-GPU shards.
-    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / safe_pos(c.n_experts - c.top_k, 1.0)
-    expert_params = jnp.where(c.n_experts > c.top_k, c.n_experts * per_expert, 0.0)
-    shared_params = c.n_params - expert_params
-    layers_stage = c.n_layers / pp
-    act_micro = node.transformer_activation_bytes(seq, micro_seqs, c.hidden, c.n_heads, layers_stage,
-                                                  tp=tp, recompute_code=rc, sequence_parallel=True)
-    act = act_micro * jnp.minimum(pp, mb)
-    zs = p.zero_stage
-    m_shared = node.training_memory(shared_params, 0.0, weight_bytes_per_param=c.bpe,
-                                    grad_bytes_per_param=c.bpe,
-                                    optimizer_bytes_per_param=OPTIMIZER_BYTES_PER_PARAM,
-                                    shard_factor=tp * pp, zero_stage=zs, dp=dp)
-    m_expert = node.training_memory(expert_params, 0.0, weight_bytes_per_param=c.bpe,
-                                    grad_bytes_per_param=c.bpe,
-                                    optimizer_bytes_per_param=OPTIMIZER_BYTES_PER_PARAM,
-                                    shard_factor=tp * pp * ep, zero_stage=zs, dp=dp)
-    w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * c.bpe
-    states = (m_shared.weights_bytes + m_shared.gradients_bytes + m_shared.optimizer_bytes
-              + m_expert.weights_bytes + m_expert.gradients_bytes + m_expert.optimizer_bytes)
-    mem_gpu = jnp.where(c.wafer, act + 2.0 * w_shard / layers_stage, states + act)
-
-    # Per-GPU compute time of one step (roofline, or weight streaming on a wafer).
-    passes = 3.0 + full
-    weight_traffic = mb * passes * w_shard
-    bytes_gpu = weight_traffic + 2.0 * states + 2.0 * mb * act_micro
-    tax = eff.dispatch_s_per_layer * layers_stage * mb * passes
-    rl = node.roofline(flop_gpu, bytes_gpu, c.peak, c.mem_bw, efficiency=eta, dispatch_tax_s=tax)
-    ws = node.weight_streaming(weight_traffic / layers_stage, flop_gpu / layers_stage, layers_stage,
-                               c.inj_bw, c.peak, efficiency=eta, dispatch_tax_s=tax / layers_stage)
-    # Memory-bound non-matmul work runs between the GEMMs: added, not max-ed (scenario_parts).
-    t_elem = elementwise_time_s(c, eff, seq=seq, micro_seqs=micro_seqs, tp=tp, layers_stage=layers_stage,
-                                microbatches=mb, full=full, selective=selective).t_memory_s
-    t_compute = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
-    # The slowest pipeline stage sets the pace (stage imbalance), bubble included.
-    t_compute = t_compute * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / pp))
-    memory_bound = (rl.bottleneck == COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
-    bottleneck = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, MEMORY, rl.bottleneck))
-
-    # Communication, bubble, step.
-    act_msg = micro_seqs * seq * c.hidden * c.bpe
-    step = fleet.parallel_step(
-        t_compute, dp=dp, tp=tp, pp=pp, ep=ep,
-        grad_bytes=(shared_params + expert_params / ep) * c.bpe, tp_act_bytes_per_layer=act_msg,
-        n_layers=c.n_layers, bw_intra_bytes_per_s=c.bw_up, bw_inter_bytes_per_s=c.bw_out,
-        alpha_intra_s=c.alpha_up, alpha_inter_s=c.alpha_out, n_microbatches=mb, n_virtual_stages=v,
-        ep_token_bytes=act_msg * c.top_k, pp_act_bytes=act_msg, gpus_per_node=c.apn,
-        overlap_frac=p.overlap,
-        tp_allreduces_per_layer=(4.0 + 2.0 * full) * (1.0 - eff.tp_comm_overlap),
-        ep_alltoalls_per_layer=4.0 * (1.0 - eff.ep_comm_overlap))
-    bubble = fleet.pipeline_bubble(pp, mb, v)
-
-    # Reliability and wall-clock time.
-    mtbf = fleet.cluster_mtbf_s(c.mtbf, n)
-    ckpt_s = c.n_params * (c.bpe + OPTIMIZER_BYTES_PER_PARAM) / safe_pos(p.checkpoint_bw, 1.0)
-    tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval,
-                    ops.young_daly_interval_s(ckpt_s, mtbf))
-    good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
-    # Capped at node.UNBOUNDED (1e18 s, the walls' finite "never"): 1e16 steps at a floored
-    # goodput would otherwise overflow float32 in energy and cost products (N·P·t ~ 1e38).
-    time = jnp.minimum(steps * step.step_s / good, node.UNBOUNDED)
-
-    # Energy, carbon, water, cost.
+    rel = tparts.reliability(p, c, s, lane.step)
     power = c.tdp * eff.active_power_frac
-    fp = ops.sustainability(n * power, time, c.pue, c.carbon, c.wue)
-    cost = fleet_cost(c, p.pricing, n, time, power, p.depreciation, p.maintenance_frac_per_year)
-    mfu = node.model_flops_utilization(model_flop, step.step_s, n, c.peak)
+    fp = ops.sustainability(s.n * power, rel.time_to_train_s, c.pue, c.carbon, c.wue)
+    cost = fleet_cost(c, p.pricing, s.n, rel.time_to_train_s, power, p.depreciation, p.maintenance_frac_per_year)
+    mfu = node.model_flops_utilization(s.model_flop, lane.step, s.n, c.peak)
+    scaling = lane.t_compute / safe_pos(lane.step, 1e-30)
 
-    group = tp * pp * ep
     out = TrainingOutputs(
-        time_to_train_s=time, tco_usd=cost, carbon_kg=fp.carbon_kg, energy_j=fp.energy_j,
-        water_l=fp.water_l, step_time_s=step.step_s, mfu=mfu,
-        scaling_efficiency=step.scaling_efficiency, goodput=good, bubble_frac=bubble,
-        memory_per_accelerator_bytes=mem_gpu, n_accelerators=n, dp=dp_out,
-        bottleneck=bottleneck.astype(jnp.int32))
+        time_to_train_s=rel.time_to_train_s, tco_usd=cost, carbon_kg=fp.carbon_kg, energy_j=fp.energy_j,
+        water_l=fp.water_l, step_time_s=lane.step, mfu=mfu, scaling_efficiency=scaling, goodput=rel.goodput,
+        bubble_frac=fleet.pipeline_bubble(s.pp, lane.mb, s.v), memory_per_accelerator_bytes=lane.mem,
+        n_accelerators=s.n, dp=s.dp_out, bottleneck=lane.bottleneck.astype(jnp.int32),
+        expected_interruptions=rel.expected_interruptions, micro_batch_seqs=lane.b, n_microbatches=lane.mb)
+
+    group = s.tp * s.cp * s.pp
+    ep_raw = safe_pos(p.ep, 1.0)
+    experts = jnp.maximum(jnp.maximum(ep_raw / c.n_experts - 1.0, _rem(c.n_experts, ep_raw) - 0.5),
+                          _rem(s.dp_out, ep_raw) - 0.5)
+    heads = safe_pos(c.n_heads, 1.0)
+    kv = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, heads)    # space.checks.tp_splits_heads: same rule
+    g_heads = jnp.maximum(jnp.maximum(s.tp / heads - 1.0, _rem(heads, s.tp) - 0.5),
+                          jnp.minimum(_rem(kv, s.tp), _rem(s.tp, kv)) - 0.5)
     g = TrainingConstraints(
-        memory=mem_gpu / c.capacity - 1.0,
-        divisibility=jnp.abs(n - group * jnp.round(n / group)) - 0.5,
-        tp_within_node=tp / c.apn - 1.0,
-        pipeline_depth=pp / c.n_layers - 1.0,
-        experts=ep / c.n_experts - 1.0,
-        batch_split=dp * ep * mb / safe_pos(p.global_batch, 1.0) - 1.0,
-        precision=jnp.where(c.has_precision, -1.0, 1.0))
+        memory=lane.g_mem,
+        divisibility=jnp.abs(s.n - group * jnp.round(s.n / group)) - 0.5,
+        tp_within_node=s.tp / c.apn - 1.0,
+        pipeline_depth=s.pp / c.n_layers - 1.0,
+        experts=jnp.where(s.is_moe, experts, -1.0),
+        batch_split=lane.g_split,
+        precision=jnp.where(c.has_precision, -1.0, 1.0),
+        context_split=_rem(s.seq, s.cp) - 0.5,
+        heads=jnp.where(c.is_cnn | (c.n_heads <= 0), -1.0, g_heads))
     return broadcast_all(shape, out), broadcast_all(shape, g)
-
-

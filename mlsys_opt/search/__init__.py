@@ -9,7 +9,8 @@
 """
 from __future__ import annotations
 
-from .pymoo_problem import ALGORITHMS, SearchResult, SpaceProblem, front_at, run_search
+from .pymoo_algorithms import ALGORITHMS
+from .pymoo_problem import SearchResult, SpaceProblem, front_at, run_search
 
 
 def __getattr__(name):   # lazy: synthesis/gradient pull in optax only when used

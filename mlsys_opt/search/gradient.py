@@ -23,17 +23,30 @@ optimum sqrt(2δM) (seed 000 section 7) is the test's closed form.
 from __future__ import annotations
 
 import itertools
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
 from ..errors import MlsysOptError, did_you_mean
+from ..point.config import (
+    gather_local,
+    input_value,
+    one_config,
+    output_names,
+    parse_param,
+    read_input,
+    resolve_config,
+    run_scenario,
+    with_inputs,
+)
 from ..scenarios import schema
-from .synthesis import ADAM_B1, ADAM_B2, PENALTY, _resolve_free, penalty_weights, reparam
+from ..walls._masked import safe_div
+from .optim import adam_scan, decaying_adam
+from .synthesis import PENALTY, _resolve_free, penalty_weights, reparam
 
 
 class OptimizeResult(NamedTuple):
@@ -57,14 +70,12 @@ class OptimizeResult(NamedTuple):
 
 def _start_values(space, scenario, p, knobs, base_config, catalog):
     """Starting value of every knob that is a scenario parameter (config, axis mean, constant)."""
-    from ..point.sensitivity import _parse
-
     out = {}
     for k in knobs:
         if k not in schema.PARAMS[scenario]:
             continue
         if base_config and k in base_config:
-            out[k] = float(_parse(scenario, k, base_config[k], catalog))
+            out[k] = float(parse_param(scenario, k, base_config[k], catalog))
         elif space is not None and k in space.axis_names:
             vals = space.axes[space.axis_names.index(k)].values.astype(float)
             pos = vals[vals > 0]
@@ -100,16 +111,6 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
     Returns:
       OptimizeResult, best combination first (feasible before infeasible).
     """
-    from ..point.sensitivity import (
-        _output_names,
-        gather_local,
-        input_value,
-        one_config,
-        read_input,
-        resolve_config,
-        run_scenario,
-        with_inputs,
-    )
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..space.spec import Space, load_space
 
@@ -152,7 +153,7 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         digits = None
         lim = {}
     lim.update(limits or {})
-    outs_allowed = _output_names(scenario, None)
+    outs_allowed = output_names(scenario, None)
     if objective is None:
         objective = "time_to_train_s" if scenario == "training" else "p99_latency_s"
     if objective not in outs_allowed:
@@ -182,12 +183,11 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         return p1, xs, x0
 
     def evaluate(x, p1, lc, xs, x0):
-        new = {k: xs[i] * (x[i] / jnp.where(x0[i] != 0, x0[i], 1.0)) for i, k in enumerate(knobs)}
+        new = {k: xs[i] * safe_div(x[i], x0[i], fill=1.0) for i, k in enumerate(knobs)}   # x0 <= 0: refused below
         outs, g = run_scenario(scenario, *with_inputs(new, p1, lc, eff), limits_t, dtype)
         return jnp.reshape(getattr(outs, objective), (-1,))[0].astype(dtype), g
 
-    sched = optax.exponential_decay(learning_rate, transition_steps=max(1, steps), decay_rate=0.01)
-    opt = optax.adam(sched, b1=ADAM_B1, b2=ADAM_B2)
+    opt = decaying_adam(learning_rate, steps)
 
     def solve(pc, lc, pr):
         p1, xs, x0 = setup(pc, lc, pr)
@@ -196,13 +196,7 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
             j, g = evaluate(x_of(z, x0), p1, lc, xs, x0)
             return sign * jnp.log(jnp.maximum(j, tiny)) + PENALTY * jnp.sum(w_g * jax.nn.relu(g) ** 2)
 
-        def step(carry, _):
-            z, s = carry
-            upd, s = opt.update(jax.grad(loss)(z), s, z)
-            return (optax.apply_updates(z, upd), s), None
-
-        z0 = jnp.zeros((len(knobs),), dtype)
-        (z, _), _ = jax.lax.scan(step, (z0, opt.init(z0)), None, length=steps)
+        z, _, _ = adam_scan(loss, jnp.zeros((len(knobs),), dtype), opt, steps)
         return x_of(z, x0), x0
 
     x_cont, x0 = jax.jit(jax.vmap(solve))(p, local, prec)
@@ -257,4 +251,4 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
                           feas[order])
 
 
-__all__ = ["optimize_continuous", "OptimizeResult"]
+__all__ = ["OptimizeResult", "optimize_continuous"]

@@ -1,6 +1,6 @@
 """pymoo algorithms by name, with the integer operators of a design-space search.
 
-Split out of ``pymoo_problem`` (which re-exports these names).  The variables
+Used by ``pymoo_problem``.  The variables
 are axis digits ``0 <= x_k <= radix_k - 1`` (see ``pymoo_problem``):
 
 - ordinal digits (int/float axes): SBX crossover and polynomial mutation,
@@ -15,10 +15,9 @@ Source: pymoo 0.6 (Blank & Deb 2020) mixed-integer guide and algorithm modules.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 from pymoo.core.mutation import Mutation
+from pymoo.core.problem import Problem
 from pymoo.core.sampling import Sampling
 from pymoo.operators.crossover.sbx import SBX
 from pymoo.operators.mutation.pm import PM
@@ -27,9 +26,6 @@ from pymoo.operators.sampling.rnd import IntegerRandomSampling
 
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import schema
-
-if TYPE_CHECKING:
-    from .pymoo_problem import SpaceProblem
 
 # canonical name -> aliases accepted by run_search
 ALGORITHMS = schema.SEARCH_ALGORITHMS
@@ -92,7 +88,7 @@ class SeededSampling(Sampling):
         return np.concatenate([rows, np.asarray(rest, np.int64).reshape(-1, problem.n_var)])
 
 
-def make_algorithm(name: str, problem: SpaceProblem, *, pop_size: int, seed_rows=None,
+def make_algorithm(name: str, problem: Problem, *, pop_size: int, seed_rows=None,
                    mutation_prob: float | None = None, crossover_prob: float = 0.9,
                    eta_c: float = 5.0, eta_m: float = 5.0):
     """A pymoo algorithm object by name (see ``ALGORITHMS``) with integer operators."""

@@ -47,8 +47,8 @@ from pymoo.core.problem import Problem
 
 from ..errors import MlsysOptError
 
-# the algorithm table and operators live in pymoo_algorithms; re-exported under their former home
-from .pymoo_algorithms import ALGORITHMS, MixedMutation, make_algorithm, resolve_algorithm
+from ..sweeps.pareto import nondominated_host
+from .pymoo_algorithms import make_algorithm, resolve_algorithm
 
 MIN_BUCKET = 32
 MOEAD_PENALTY = 1e3   # MOEA/D has no constraint handling: F + penalty · total violation
@@ -79,6 +79,7 @@ class SearchResult(NamedTuple):
     algorithm: str
     seed: int
     archive: tuple
+    exhaustive: bool = False    # the space had <= evals configurations: every one was evaluated (exact front)
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -125,7 +126,8 @@ def batch_evaluator(space, tables=None, eff=None, dtype=jnp.float32, batch_size:
         n = len(digits)
         m = batch_size if batch_size is not None else _bucket(n)
         padded = np.concatenate([digits, np.repeat(digits[:1], m - n, axis=0)]) if m > n else digits
-        F, G, aux = fn(jnp.asarray(padded), tables, eff)
+        from ..sweeps.sharding import shard_rows      # rows split over the local devices (same numbers)
+        F, G, aux = fn(shard_rows(padded), tables, eff)
         return (np.asarray(F, np.float64)[:n], np.asarray(G, np.float64)[:n],
                 np.asarray(aux, np.float64)[:n])
 
@@ -220,35 +222,6 @@ def _strides(radices) -> np.ndarray:
     return s
 
 
-# --------------------------------------------------------------------------- non-dominated filtering (host)
-
-def nondominated(F: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Mask of rows no other row beats (``pareto.beats``: all <= and (any < or lower pos)).
-
-    F float [n, d] minimize sense; pos int64 [n] positions (distinct per configuration;
-    repeated evaluations of one configuration share a position and collapse to one row).
-    """
-    n = len(F)
-    if n == 0:
-        return np.zeros(0, bool)
-    # repeated configurations: keep the first occurrence only
-    _, first = np.unique(pos, return_index=True)
-    keep = np.zeros(n, bool)
-    keep[first] = True
-    idx = np.flatnonzero(keep)
-    Fi, pi = F[idx], pos[idx]
-    beaten = np.zeros(len(idx), bool)
-    block = max(1, 4_000_000 // max(1, len(idx) * F.shape[1]))
-    for s in range(0, len(idx), block):
-        a, pa = Fi[s:s + block], pi[s:s + block]
-        le = np.all(a[:, None, :] <= Fi[None, :, :], axis=-1)
-        lt = np.any(a[:, None, :] < Fi[None, :, :], axis=-1) | (pa[:, None] < pi[None, :])
-        beaten |= np.any(le & lt, axis=0)
-    out = np.zeros(n, bool)
-    out[idx[~beaten]] = True
-    return out
-
-
 def front_at(result: SearchResult, budgets) -> dict[int, np.ndarray]:
     """Non-dominated feasible F [m, n_obj] after the first b evaluations, for each b in budgets.
 
@@ -261,7 +234,7 @@ def front_at(result: SearchResult, budgets) -> dict[int, np.ndarray]:
         new = np.arange(start, b)
         new = new[ok[new]]
         cand = np.concatenate([front_idx, new])
-        front_idx = cand[nondominated(F[cand], pos[cand])]
+        front_idx = cand[nondominated_host(F[cand], pos[cand])]
         start = b
         out[b] = F[front_idx]
     return out
@@ -283,7 +256,7 @@ def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.n
         picks.extend(int(i) for i in order[:1])
     if ok.any():
         idx = np.flatnonzero(ok)
-        nd = idx[nondominated(F[idx], problem.positions(problem.digits(X[idx])))]
+        nd = idx[nondominated_host(F[idx], problem.positions(problem.digits(X[idx])))]
         picks.extend(int(i) for i in nd)
     seen, rows = set(), []
     for i in picks:
@@ -306,7 +279,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
       algorithm: one of ``ALGORITHMS`` (aliases allowed); default the spec's
         ``[search] algorithm``, else "nsga2".  "random" evaluates ``evals``
         uniform random configurations (a baseline).  "ga" needs one objective.
-      evals: evaluation budget (default ``[search] evals``, else 20,000).  The
+      evals: evaluation budget (default ``[search] evals``, else 20,000); a space of at most
+        ``evals`` configurations is enumerated instead (``exhaustive``: the exact front).  The
         run may exceed it by less than one generation (RVEA converts it to a
         generation count and may stop short); ``n_evaluated`` is exact.
       pop_size: population size (default ``[search] pop_size``, else 200; the
@@ -351,7 +325,12 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
         raise MlsysOptError(f"algorithm 'ga' optimizes one objective; {space.name} has {problem.n_obj} "
                             f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
     rng = np.random.default_rng(seed)
-    if name == "random":
+    exhaustive = space.size <= evals       # a budget that covers the space: enumerate it, the front is exact
+    if exhaustive:
+        everything = np.stack(np.unravel_index(np.arange(space.size), space.radices), axis=1).astype(np.int32)
+        for s in range(0, len(everything), 65536):
+            problem.evaluate_digits(everything[s:s + 65536])
+    elif name == "random":
         X = np.column_stack([rng.integers(0, int(h) + 1, size=evals) for h in problem.xu])
         for s in range(0, evals, 65536):
             problem.evaluate_digits(problem.digits(X[s:s + 65536]))
@@ -364,7 +343,7 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
         minimize(problem, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
     digits, F, ok = problem.archive()
     idx = np.flatnonzero(ok)
-    front_idx = idx[nondominated(F[idx], problem.positions(digits[idx]))]
+    front_idx = idx[nondominated_host(F[idx], problem.positions(digits[idx]))]
     fd = digits[front_idx]
     _, _, aux = problem._eval(fd)
     df = space.labels(fd)
@@ -375,8 +354,7 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     df = df.iloc[order].reset_index(drop=True)
     return SearchResult(front=df, digits=fd[order], F=F[front_idx][order], n_evaluated=int(len(F)),
                         n_feasible=int(ok.sum()), elapsed_s=time.perf_counter() - t0, algorithm=name,
-                        seed=seed, archive=(digits, F, ok, problem.positions(digits)))
+                        seed=seed, archive=(digits, F, ok, problem.positions(digits)), exhaustive=exhaustive)
 
 
-__all__ = ["SpaceProblem", "SearchResult", "run_search", "batch_evaluator", "make_algorithm",
-           "nondominated", "front_at", "resolve_algorithm", "ALGORITHMS", "MixedMutation"]
+__all__ = ["SpaceProblem", "SearchResult", "run_search", "batch_evaluator", "front_at"]

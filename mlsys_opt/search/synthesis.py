@@ -31,27 +31,32 @@ synthesis); Williams et al. (2009) roofline; mlsysim SynthesisSolver.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pandas as pd
 
 from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
 from ..errors import MlsysOptError, did_you_mean
+from ..point.config import (
+    gather_local,
+    input_value,
+    one_config,
+    parameter_names,
+    read_input,
+    resolve_config,
+    run_scenario,
+    with_inputs,
+)
 from ..scenarios import schema
 from ..walls import analysis
+from .optim import adam_scan, decaying_adam, from_unconstrained, to_unconstrained
 
 MARGIN = 1e-3
 PENALTY = 1e4
-# Adam moments: short memories (β1 0.5, β2 0.9, optax defaults 0.9/0.999).  With a stiff
-# penalty one step into the infeasible side gives a gradient 10^3x the objective's; the
-# default β2 keeps that in the second moment for ~1000 steps and the iterate stalls far
-# from the boundary (measured on the fleet-size problem of tests/test_synthesis.py).
-ADAM_B1 = 0.5
-ADAM_B2 = 0.9
 
 
 # --------------------------------------------------------------------------- closed forms
@@ -131,7 +136,6 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     All candidates N (multiples of tp·pp·ep) are evaluated in one vectorised call.
     """
     from ..catalog import load_catalog  # noqa: F401
-    from ..point.sensitivity import resolve_config
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..walls.algorithm import training_flop
 
@@ -200,8 +204,6 @@ class SynthesisResult(NamedTuple):
 
 def free_inputs(scenario: str) -> tuple[str, ...]:
     """Inputs :func:`synthesize` may free: continuous inputs plus integer counts/degrees."""
-    from ..point.sensitivity import parameter_names
-
     ints = tuple(k for k, s in schema.PARAMS[scenario].items() if s.kind == "int")
     return parameter_names(scenario) + ints
 
@@ -248,13 +250,9 @@ def reparam(scenario: str, free: Sequence[str]):
     """
     lo = np.array([_bounds(scenario, k)[0] or 0.0 for k in free])
     hi = np.array([_bounds(scenario, k)[1] if _bounds(scenario, k)[1] is not None else np.inf for k in free])
-    bounded = np.isfinite(hi) & (hi > lo)
-    hi_safe = np.where(bounded, hi, lo + 1.0)
 
     def x_of(z, x0):
-        u0 = jnp.clip((x0 - lo) / (hi_safe - lo), 1e-6, 1 - 1e-6)
-        xb = lo + (hi_safe - lo) * jax.nn.sigmoid(z + jnp.log(u0) - jnp.log1p(-u0))
-        return jnp.where(bounded, xb, x0 * jnp.exp(z))
+        return from_unconstrained(z + to_unconstrained(x0, lo, hi, eps=1e-6), lo, hi)
 
     return x_of
 
@@ -287,15 +285,6 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
     targets={"itl_s": ("max", 0.05)}, free=["mem_bw_bytes_per_s"] with
     mem_bw_eff = 1 and no dispatch/comm overheads -> (W + KV)/0.05 ≈ 2.8 TB/s.
     """
-    from ..point.sensitivity import (
-        gather_local,
-        input_value,
-        one_config,
-        read_input,
-        resolve_config,
-        run_scenario,
-        with_inputs,
-    )
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
@@ -367,19 +356,10 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
             base = jnp.sum(jnp.log(x / x0))
         return base + pen
 
-    sched = optax.exponential_decay(learning_rate, transition_steps=max(1, steps), decay_rate=0.01)
-    opt = optax.adam(sched, b1=ADAM_B1, b2=ADAM_B2)
+    opt = decaying_adam(learning_rate, steps)
 
     def solve(t):
-        z = jnp.zeros((n_free,), dtype)
-
-        def step(carry, _):
-            z, s = carry
-            gz = jax.grad(loss)(z, t)
-            upd, s = opt.update(gz, s, z)
-            return (optax.apply_updates(z, upd), s), None
-
-        (z, _), _ = jax.lax.scan(step, (z, opt.init(z)), None, length=steps)
+        z, _, _ = adam_scan(lambda z: loss(z, t), jnp.zeros((n_free,), dtype), opt, steps)
         return evaluate(z)
 
     x, y, g, j = jax.jit(jax.vmap(solve))(jnp.asarray(T, dtype))
@@ -394,5 +374,12 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
     return SynthesisResult(free, x, x0, outputs, met, j, frame)
 
 
-__all__ = ["inverse_roofline", "RooflineSpec", "min_devices_for_time", "DevicesResult", "synthesize",
-           "SynthesisResult", "free_inputs"]
+__all__ = [
+    "DevicesResult",
+    "RooflineSpec",
+    "SynthesisResult",
+    "free_inputs",
+    "inverse_roofline",
+    "min_devices_for_time",
+    "synthesize",
+]

@@ -150,6 +150,7 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
     per_node = np.asarray(hw.hw.accelerators_per_node)[values["hardware"].astype(int)]
     _smallest_above_largest(report, where, "tp", tp, "accelerators_per_node", per_node,
                             "the hardware in the space has at most {} accelerators per node")
+    _check_heads(report, where, tp, values["model"].astype(int), hw.model)
     n_layers = np.asarray(hw.model.n_layers)[values["model"].astype(int)]
     _smallest_above_largest(report, where, "pp", values["pp"], "n_layers", n_layers,
                             "the models in the space have at most {} layers")
@@ -160,27 +161,77 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
         report(where("precision"), "precision",
                f"no configuration can satisfy the precision constraint: none of {', '.join(hw_names)} "
                f"supports {' or '.join(precisions)}")
+    rate = values.get("request_rate")
+    if rate is not None and not (rate > 0).any():     # an axis may hold 0 (the scenario flags those rows)
+        report(where("request_rate"), "request_rate",
+               f"{rate.max():g} /s: a serving deployment needs requests to serve (at zero load there are no "
+               "tokens to price and no queue to measure); give a rate > 0, e.g. request_rate = \"10 /s\"")
+    chunk = values.get("chunk_size")          # serving: a prefill chunk beyond every model's context
+    if chunk is not None:
+        ctx = np.asarray(hw.model.context_len)[values["model"].astype(int)]
+        if ctx.max() > 0 and chunk.max() > ctx.max():
+            report(where("chunk_size"), "chunk_size", f"{int(chunk.max()):,} tokens is larger than the context "
+                   f"of the model ({int(ctx.max()):,} tokens); allowed: 0 (no chunking) to {int(ctx.max()):,}")
     if scenario != "training":
         return
-    deg = np.multiply.outer(np.multiply.outer(tp, values["pp"]), values["ep"]).ravel()
+    cp = values.get("cp", np.ones(1))
+    deg = np.multiply.outer(np.multiply.outer(tp, values["pp"]), cp).ravel()
     n = values["n_accelerators"]
     if not (np.mod.outer(n, np.unique(deg)) == 0).any():
         report(where("n_accelerators"), "n_accelerators",
-               f"no configuration can satisfy tp·pp·ep dividing n_accelerators: tp·pp·ep takes "
+               f"no configuration can satisfy tp·cp·pp dividing n_accelerators: tp·cp·pp takes "
                f"{_few(np.unique(deg))} and n_accelerators takes {_few(n)}")
+    if not (np.mod.outer(values["seq_len"], cp) == 0).any():
+        report(where("cp"), "cp", f"no configuration can satisfy cp dividing seq_len: cp takes {_few(cp)} "
+               f"and seq_len takes {_few(values['seq_len'])} (context parallelism splits the sequence)")
     n_experts = np.asarray(hw.model.n_experts)[values["model"].astype(int)]
     _smallest_above_largest(report, where, "ep", values["ep"], "n_experts", n_experts,
                             "the models in the space have at most {} experts (1 for a dense model)")
-    # dp >= 1 wherever divisibility holds, so dp·ep·microbatches >= min(ep)·min(microbatches).
-    split = values["ep"].min() * values["microbatches"].min()
-    if split > values["global_batch"].max():
-        report(where("microbatches"), "microbatches",
-               f"no configuration can satisfy dp·ep·microbatches <= global_batch: the smallest ep·microbatches "
-               f"is {split:g} (dp >= 1) but global_batch is at most {values['global_batch'].max():g}")
+    ep = values["ep"]
+    if ep.min() <= n_experts.max() and not (np.mod.outer(n_experts, ep) == 0).any():
+        report(where("ep"), "ep", f"no configuration can satisfy ep dividing n_experts: ep takes {_few(ep)} "
+               f"and the models have {_few(n_experts)} experts")
+    # dp >= 1 (ep lives inside dp): a micro-batch of >= 1 sequence and >= 1 micro-batch need
+    # micro_batch_size <= global_batch (when given) or microbatches <= global_batch (when given).
+    mbs = values.get("micro_batch_size", np.zeros(1))
+    gb_max = values["global_batch"].max()
+    by_size = (mbs > 0) & (mbs <= gb_max)
+    by_count = (mbs <= 0).any() and values["microbatches"].min() <= gb_max
+    if not by_size.any() and not by_count:
+        key = "micro_batch_size" if (mbs > 0).all() else "microbatches"
+        report(where(key), key, f"no configuration can satisfy dp·{key} <= global_batch: the smallest {key} is "
+               f"{values[key][values[key] > 0].min():g} (dp >= 1) but global_batch is at most {gb_max:g}")
     if "n_accelerators" in limits and n.min() > limits["n_accelerators"][1]:
         report("constraints", "max_accelerators",
                f"no configuration can satisfy n_accelerators <= {limits['n_accelerators'][1]:g}: "
                f"the smallest n_accelerators in the space is {n.min():g}")
+
+
+def tp_splits_heads(tp, n_heads, n_kv_heads):
+    """Whether tensor parallelism `tp` splits a model's attention heads (broadcasting arrays).
+
+    tp must divide the query heads; the KV heads are divided by tp, or replicated when tp is a
+    multiple of them (GQA/MQA, as Megatron-LM and vLLM do).  Models without heads (CNNs) always pass.
+    Same rule as the training scenario's structural "heads" constraint.
+    """
+    tp, heads, kv = (np.asarray(x, np.float64) for x in (tp, n_heads, n_kv_heads))
+    kv = np.where(kv > 0, kv, heads)
+    ok = (np.mod(heads, tp) == 0) & ((np.mod(kv, tp) == 0) | (np.mod(tp, np.maximum(kv, 1)) == 0))
+    return (heads <= 0) | ok
+
+
+def _check_heads(report: Report, where, tp: np.ndarray, models: np.ndarray, model_table) -> None:
+    """Report tp when no (tp, model) pair of the space splits the attention heads."""
+    if getattr(model_table, "n_heads", None) is None:     # a catalog-like table without heads
+        return
+    heads = np.asarray(model_table.n_heads)[models]
+    kv = np.asarray(getattr(model_table, "n_kv_heads", model_table.n_heads))[models]
+    if not tp_splits_heads(tp[:, None], heads[None, :], kv[None, :]).any():
+        pairs = sorted({(int(h), int(k)) for h, k in zip(heads, kv)})
+        shown = ", ".join(f"{h} heads / {k} KV heads" for h, k in pairs[:4])
+        report(where("tp"), "tp",
+               f"no configuration can split the attention heads: tp takes {_few(tp)} but the models have "
+               f"{shown}; tp must divide the heads, and divide the KV heads or be a multiple of them")
 
 
 def _smallest_above_largest(report: Report, where, param: str, values, bound: str, bounds, what: str) -> None:
@@ -196,5 +247,5 @@ def _few(values: np.ndarray) -> str:
     return "{" + ", ".join(vals[:8]) + (", ..." if len(vals) > 8 else "") + "}"
 
 
-__all__ = ["OBJECTIVE_KEYS", "SEARCH_ALGORITHMS", "check_feasibility", "example_for", "parse_limits",
+__all__ = ["OBJECTIVE_KEYS", "SEARCH_ALGORITHMS", "check_feasibility", "tp_splits_heads", "example_for", "parse_limits",
            "parse_objectives", "parse_settings", "unknown_param_message"]

@@ -27,11 +27,6 @@ from __future__ import annotations
 
 import math
 import os
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
@@ -215,7 +210,18 @@ class Space:
         objs = ", ".join(f"{sense}imize {name}" for name, sense in self.objectives)
         text = (f"{self.name} ({self.scenario}, {self.source}): {self.size:,} configurations"
                 f" = {axes}. Fixed: {fixed}. Limits: {limits}. Objectives: {objs}.")
-        return text + (f" {self.description}" if self.description else "")
+        return text + (f" {short_description(self.description)}" if self.description else "")
+
+
+MAX_DESCRIPTION_SHOWN = 600   # characters of a description printed in headers (a spec may hold megabytes)
+
+
+def short_description(text: str, limit: int = MAX_DESCRIPTION_SHOWN) -> str:
+    """`text` cut to `limit` characters at a word boundary, with the size of what was left out."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit].rsplit(" ", 1)[0] or text[:limit]
+    return f"{cut} ... ({len(text) - len(cut):,} more characters in the spec)"
 
 
 def column_name(scenario: str, param: str) -> str:
@@ -251,12 +257,7 @@ def load_space(source: str | Path | Mapping[str, Any], *, catalog=None) -> Space
     else:
         path = _resolve(source)
         label = str(source) if Path(source).exists() else _display_path(path)
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as exc:
-            raise SpecError(f"{label}: TOML syntax error: {exc}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise SpecError(f"{label}: cannot read the spec: {exc}") from None
+        data = _read_spec(path, label)
         data.setdefault("name", path.stem)
     if catalog is None:
         from ..catalog import load_catalog
@@ -270,16 +271,32 @@ def list_spaces(directory: str | Path | None = None) -> list[SpaceInfo]:
     Reads only name/scenario/description (a broken file shows its error as description).
     """
     folder = Path(directory) if directory is not None else SPACES_DIR
+    if not folder.is_dir():
+        raise SpecError(f"{directory}: no such folder (give a folder of spec files)")
     infos = []
     for path in sorted(folder.glob("*.toml")):
         try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+            data = _read_spec(path, path.name)
+        except SpecError as exc:
             infos.append(SpaceInfo(path.stem, path, "?", f"(unreadable: {exc})"))
             continue
         infos.append(SpaceInfo(str(data.get("name", path.stem)), path, str(data.get("scenario", "?")),
                                " ".join(str(data.get("description", "")).split())))
     return infos
+
+
+def _read_spec(path: Path, label: str) -> dict:
+    """The TOML table of a spec file; SpecError naming `label` for unreadable, non-UTF-8, malformed or
+    too deeply nested files (a UTF-8 BOM is accepted)."""
+    from ..catalog._load import decode_text, loads_toml, read_limited
+    if path.exists() and not path.is_file():
+        raise SpecError(f"{label}: cannot read the spec: not a regular file (a folder, device or pipe)")
+    try:
+        raw = read_limited(path, f"{label}: cannot read the spec", SpecError)
+    except OSError as exc:
+        raise SpecError(f"{label}: cannot read the spec: {exc.strerror or exc}") from None
+    text = decode_text(raw, f"{label}: cannot read the spec", SpecError)
+    return loads_toml(text, label, SpecError, syntax="TOML syntax error")
 
 
 def _resolve(source: str | Path) -> Path:
@@ -289,6 +306,10 @@ def _resolve(source: str | Path) -> Path:
     if path.suffix == "" and (SPACES_DIR / f"{path.name}.toml").exists():
         return SPACES_DIR / f"{path.name}.toml"
     known = [p.stem for p in sorted(SPACES_DIR.glob("*.toml"))]
+    scenario = did_you_mean(str(path.stem), schema.SCENARIOS) if path.suffix == "" and len(path.parts) == 1 else ""
+    if scenario:        # mo.evaluate("trianing"): the scenario was meant, not a spec file
+        raise SpecError(f"{source}: not a scenario or spec file{scenario.replace('mean ', 'mean the scenario ')}"
+                        f" (scenarios: {', '.join(schema.SCENARIOS)}; ready spaces: {', '.join(known) or 'none'})")
     raise SpecError(f"{source}: no such spec file{did_you_mean(str(path.stem), known)}"
                     f" (ready spaces in {_display_path(SPACES_DIR)}: {', '.join(known) or 'none'})")
 
@@ -319,7 +340,12 @@ def _build(src: str, data: dict, catalog) -> Space:
         tables[key] = value
     for key in ("name", "description"):
         if key in data and not isinstance(data[key], str):
-            err(None, key, f"must be a string; got {data[key]!r}")
+            err(None, key, f"must be a string; got {data[key]!r:.80}")
+    name = data.get("name")
+    if isinstance(name, str) and (not name.strip() or name.strip(".") == "" or name.startswith("~")
+                                  or any(c in name for c in "/\\:\0") or os.path.isabs(name)):
+        err(None, "name", f"{name!r:.80} cannot name output files (a plain file name is needed: no folders, "
+            "no '/', '\\' or ':', not '.' or '..'), e.g. name = \"my_space\"")
     scenario = data.get("scenario")
     if not isinstance(scenario, str) or scenario not in schema.PARAMS:
         msg = ("missing" if scenario is None

@@ -160,6 +160,7 @@ def expand_axis(spec: schema.ParamSpec, raw: Any, catalog) -> list[tuple[str, fl
         raise BadValue(f"an axis is {forms}; got {raw!r} (to hold one value, put it under [fixed])")
     if not raw:
         raise BadValue("empty axis; give at least one value")
+    _check_len(len(raw))
     pairs, problems = [], []
     for item in raw:
         try:

@@ -19,9 +19,12 @@ maximum and ``(limit - output) / |limit|`` for a minimum (<= 0 feasible).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import json
-from typing import Any, Callable, NamedTuple
+import time
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -53,12 +56,46 @@ class SweepResult(NamedTuple):
     elapsed_s: float
     space: Space
     histograms: dict
-    infeasible_by: dict = {}     # constraint name -> infeasible configurations it binds most (reason codes)
+    # reason -> infeasible configurations: the constraint each binds most, or "non_finite"
+    # (a NaN or infinite objective/constraint); read-only default, never shared mutable state
+    infeasible_by: Mapping[str, int] = MappingProxyType({})
+
+    def to_frame(self) -> pd.DataFrame:
+        """The front (inputs and outputs, SI units in the column names)."""
+        return self.front
+
+    def _repr_html_(self) -> str:
+        """Notebook view: one summary line, the binding constraints and the first rows of the front."""
+        import html as _html
+        reasons = ", ".join(f"{k} {v:,}" for k, v in sorted(self.infeasible_by.items(), key=lambda kv: -kv[1]) if v)
+        head = (f"<p><b>{_html.escape(self.space.name)}</b> ({self.space.scenario}): {self.n_evaluated:,} "
+                f"configurations, {self.n_feasible:,} feasible, {len(self.front):,} on the Pareto front, "
+                f"{self.elapsed_s:.1f} s." + (f" Infeasible by: {_html.escape(reasons)}." if reasons else "")
+                + "</p>")
+        return head + self.front.head(20).to_html(index=False)
+
+
+NON_FINITE = "non_finite"   # reason code of configurations whose objectives or constraints are NaN or inf
 
 
 def constraint_names(space: Space) -> tuple[str, ...]:
     """Names of the G columns: structural constraints, then `limit:<output>`."""
     return schema.STRUCTURAL_CONSTRAINTS[space.scenario] + tuple(f"limit:{o}" for o in space.limits)
+
+
+def limit_columns(outputs, limits: Mapping) -> list:
+    """Spec-limit constraint columns (<= 0 feasible), one per limit in order: (y - L) / |L| for a
+    maximum, (L - y) / |L| for a minimum (|L| floored at 1e-30; the one formula for every caller).
+
+    outputs: the scenario's Outputs NamedTuple (any object with the outputs as attributes) or a
+    mapping name -> array (jax or numpy); limits: {output: (sense "max"|"min", L)}.
+    """
+    get = outputs.__getitem__ if isinstance(outputs, Mapping) else functools.partial(getattr, outputs)
+    cols = []
+    for out, (sense, limit) in limits.items():
+        y, scale = get(out), max(abs(float(limit)), 1e-30)
+        cols.append((y - limit) / scale if sense == "max" else (limit - y) / scale)
+    return cols
 
 
 def output_names(space: Space) -> tuple[str, ...]:
@@ -70,11 +107,7 @@ def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
     outputs, structural = SCENARIO_FNS[space.scenario](params_from_dict(space.scenario, p), tables, eff)
     cols = [jnp.asarray(getattr(outputs, name)) for name, _ in space.objectives]
     F = jnp.stack([c if sense == "min" else -c for c, (_, sense) in zip(cols, space.objectives)], axis=-1)
-    g = [jnp.asarray(x) for x in structural]
-    for out, (sense, limit) in space.limits.items():
-        value = jnp.asarray(getattr(outputs, out))
-        scale = max(abs(float(limit)), 1e-30)
-        g.append((value - limit) / scale if sense == "max" else (limit - value) / scale)
+    g = [jnp.asarray(x) for x in structural] + [jnp.asarray(c) for c in limit_columns(outputs, space.limits)]
     n = F.shape[0]
     G = jnp.stack([jnp.broadcast_to(x, (n,)) for x in g], axis=-1) if g else jnp.zeros((n, 0), F.dtype)
     return Evaluation(F, G.astype(F.dtype), outputs, structural)
@@ -126,16 +159,15 @@ def _checked_digits(space: Space, digits, where: str) -> np.ndarray:
     return arr.astype(np.int32)
 
 
-_EVAL_CACHE: dict = {}
-
-
 def _jitted_eval(space: Space, dtype) -> Callable:
-    key = (id(space), jnp.dtype(dtype).name)
-    if key not in _EVAL_CACHE:
-        def run(digits, tables, eff):
-            return evaluate_params(space, space.param_values(digits, dtype), tables, eff)
-        _EVAL_CACHE[key] = (space, jax.jit(run))   # keep `space` alive so its id stays unique
-    return _EVAL_CACHE[key][1]
+    return _jitted_eval_cached(space, jnp.dtype(dtype).name)
+
+
+@functools.lru_cache(maxsize=8)      # Space hashes by identity; at most 8 kept alive
+def _jitted_eval_cached(space: Space, dtype_name: str) -> Callable:
+    def run(digits, tables, eff):
+        return evaluate_params(space, space.param_values(digits, dtype_name), tables, eff)
+    return jax.jit(run)
 
 
 def _tables(space: Space, tables, dtype):
@@ -145,20 +177,37 @@ def _tables(space: Space, tables, dtype):
     return catalog.tables(dtype=dtype)
 
 
-def run_key(space: Space, eff, dtype) -> str:
-    """Fingerprint of what a sweep computes, so --resume refuses another problem."""
-    blob = json.dumps({
+def run_key(space: Space, eff, dtype, tables=None) -> str:
+    """Fingerprint of what a sweep computes, so --resume refuses another problem.
+
+    One hash per input (sweeps.checkpoint.compose_run_key): scenario, axes, constants, limits,
+    objectives, catalog rows (the device tables and the entry names), efficiency model, dtype and
+    package version; a refusal names the inputs that changed.
+    """
+    from importlib import metadata
+
+    from .checkpoint import compose_run_key
+    try:
+        version = metadata.version("mlsys_opt")
+    except metadata.PackageNotFoundError:   # a source tree that was not installed
+        version = "unknown"
+    catalog = space.catalog if space.catalog is not None else load_catalog()
+    tables = catalog.tables(dtype=dtype) if tables is None else tables
+    rows = [hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
+            for x in jax.tree_util.tree_leaves(tables)]
+    names = {k: list(catalog.names(k)) for k in ("accelerators", "models", "fabrics", "regions")}
+    return compose_run_key({
         "scenario": space.scenario, "axes": [(a.name, list(map(str, a.labels))) for a in space.axes],
         "constants": {k: float(v) for k, v in space.constants.items()},
         "limits": {k: [s, float(v)] for k, (s, v) in space.limits.items()},
-        "objectives": space.objectives, "eff": [float(x) for x in eff], "dtype": jnp.dtype(dtype).name,
-    }, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        "objectives": space.objectives, "catalog": [rows, names], "efficiency": [float(x) for x in eff],
+        "dtype": jnp.dtype(dtype).name, "code": version})
 
 
 def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: int | None = None,
           top_k: int = 5, devices=None, progress=None, checkpoint_path=None, resume: bool = False,
-          eff=None, tables=None, dtype=jnp.float32) -> SweepResult:
+          eff=None, tables=None, dtype=jnp.float32, distributed: bool = False,
+          timings: dict | None = None) -> SweepResult:
     """Evaluate every configuration of `space` and return its exact Pareto front.
 
     Args:
@@ -173,7 +222,17 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
         sweeping and continue an interrupted sweep from its last chunk.
       eff: an ``Efficiency`` (e.g. a calibration); default DEFAULT_EFFICIENCY.
       dtype: float32 (fast) or float64 (needs jax x64).
+      distributed: sweep across the processes of a jax.distributed job
+        (``sweeps.distributed``: joined here if not yet, e.g. under SLURM);
+        each process sweeps a share on its local devices, all return the
+        same result, only process 0 writes the checkpoint.
+      timings: a dict that receives seconds per phase (spec, compile,
+        evaluate, reduce, gather, frame).
     """
+    t0 = time.perf_counter()
+    if distributed:                  # before anything touches a JAX backend
+        from . import distributed as _dist
+        _dist.initialize()
     if not isinstance(space, Space):
         space = load_space(space)
     where = "sweep()"
@@ -187,19 +246,24 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
     tables = _tables(space, tables, dtype)
     chunk_size = min(chunk_size, _pow2_at_least(space.size))
     names = output_names(space)
-    res = sweep_engine.stream(
+    if timings is not None:
+        timings["spec"] = timings.get("spec", 0.0) + time.perf_counter() - t0
+    stream = _dist.stream if distributed else sweep_engine.stream
+    res = stream(
         space.radices, make_chunk_fn(space, tables, eff, dtype),
         n_obj=len(space.objectives), n_constr=len(constraint_names(space)), n_aux=len(names),
         chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
         progress=progress, checkpoint_path=checkpoint_path, resume=resume,
-        run_key=run_key(space, eff, dtype))
-    front = _frame(space, res.front["digits"], res.front["aux"], names)
+        run_key=run_key(space, eff, dtype, tables), timings=timings)
+    t1 = time.perf_counter()
+    front = _frame(space, res.front.digits, res.front.aux, names)
     front = front.sort_values([_sort_column(space)], kind="stable").reset_index(drop=True)
     best = {}
     for j, (obj, _) in enumerate(space.objectives):
-        b = res.best[j]
-        best[obj] = _frame(space, b["digits"], b["aux"], names)
-    reasons = dict(zip(constraint_names(space), (int(c) for c in res.infeasible_by)))
+        best[obj] = _frame(space, res.best[j].digits, res.best[j].aux, names)
+    reasons = dict(zip(constraint_names(space) + (NON_FINITE,), (int(c) for c in res.infeasible_by)))
+    if timings is not None:
+        timings["frame"] = timings.get("frame", 0.0) + time.perf_counter() - t1
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
                        reasons)
 

@@ -43,7 +43,35 @@ def describe_run(cfg: EngineConfig, run_key: str) -> dict:
     return {"radices": list(cfg.radices), "n_obj": cfg.n_obj, "n_constr": cfg.n_constr,
             "n_aux": cfg.n_aux, "top_k": cfg.top_k, "dtypes": list(cfg.dtypes),
             "histograms": [[j, [float(e).hex() for e in edges]] for j, edges in cfg.hist],
-            "run_key": run_key}
+            "run_key": run_key, "reasons": "constraints+non_finite"}   # reason columns: n_constr + 1
+
+
+# What each part of a composed run_key (`compose_run_key`) stands for, in a refusal's words.
+RUN_KEY_PARTS = {
+    "scenario": "the scenario", "axes": "the axes (names or values)", "constants": "the fixed values or defaults",
+    "limits": "the [constraints] limits", "objectives": "the objectives",
+    "catalog": "the catalog entries (--catalog files, $MLSYS_OPT_CATALOG or the built-in catalog)",
+    "efficiency": "the efficiency model (--calibration)", "dtype": "the float dtype", "code": "the mlsys_opt version",
+}
+_RESTART = "delete it, or run again without --resume or with another --checkpoint path to start over"
+
+
+def compose_run_key(parts: dict) -> str:
+    """'scenario=1a2b... axes=... catalog=...': one short SHA-256 per input of the result (JSON-able values),
+    so a checkpoint refusal can say WHICH input changed (see RUN_KEY_PARTS)."""
+    return " ".join(f"{k}={hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:12]}"
+                    for k, v in parts.items())
+
+
+def _run_key_changes(saved: str, now: str) -> list[str]:
+    """The parts of two composed run_keys that differ, in words ([] when they are not composed keys)."""
+    def split(key):
+        pairs = [p.split("=", 1) for p in str(key).split()]
+        return dict(pairs) if pairs and all(len(p) == 2 for p in pairs) else None
+    a, b = split(saved), split(now)
+    if a is None or b is None:
+        return []
+    return [RUN_KEY_PARTS.get(k, k) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
 
 
 def fingerprint(desc: dict) -> str:
@@ -92,7 +120,7 @@ def write_atomically(path: str, arrays: dict) -> None:
     except OSError as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise MlsysOptError(f"checkpoint_path {path}: cannot write the checkpoint ({exc})") from None
+        raise MlsysOptError(f"checkpoint {path}: cannot write the checkpoint ({exc.strerror or exc})") from None
     _fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
@@ -169,28 +197,32 @@ def load(path: str, cfg: EngineConfig, desc: dict, init: ReducerState) -> tuple[
         with np.load(path, allow_pickle=False) as f:
             z = {k: f[k] for k in f.files}
     except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user error
-        raise MlsysOptError(f"checkpoint {path}: cannot be read ({type(exc).__name__}: {exc}); "
-                            "delete it or pass resume=False") from None
+        # numpy's own text can advise loading the file with pickles allowed: never repeat that advice
+        what = "not a NumPy .npz archive" if "pickle" in str(exc) or "zip" in str(exc).lower() \
+            else f"{type(exc).__name__}: {exc}"
+        raise MlsysOptError(f"checkpoint {path}: cannot be read ({what}; a sweep checkpoint is an .npz "
+                            f"file written by 'mlsys-opt sweep --checkpoint'); {_RESTART}") from None
     if "fingerprint" not in z or "config" not in z:
         raise MlsysOptError(f"checkpoint {path} is not a sweep checkpoint (no 'fingerprint'/'config' "
-                            "entries); delete it or pass resume=False")
+                            f"entries); {_RESTART}")
     if str(z["fingerprint"]) != fingerprint(desc):
         try:
             saved = json.loads(str(z["config"]))
-            diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items() if saved.get(k) != v]
+            changed = _run_key_changes(saved.get("run_key", ""), desc.get("run_key", ""))
+            diff = [f"{k}: saved {saved.get(k)!r}, now {v!r}" for k, v in desc.items()
+                    if saved.get(k) != v and not (k == "run_key" and changed)]
         except (ValueError, AttributeError):
-            diff = []
+            changed, diff = [], []
+        what = "; ".join(([f"changed since it was written: {', '.join(changed)}"] if changed else []) + diff)
         raise MlsysOptError(
-            f"checkpoint {path} was written by a different run ({'; '.join(diff) or 'fingerprint differs'}); "
-            "resume only with the same space, evaluator outputs, top_k, histograms and run_key, "
-            "or pass resume=False (or another checkpoint_path) to start over")
+            f"checkpoint {path} was written by a different run ({what or 'fingerprint differs'}); "
+            f"resume only with the same space, catalog, calibration and settings, or {_RESTART}")
     try:
         return _restore(z, cfg, init)
     except MlsysOptError as exc:
-        raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; delete it or pass resume=False") from None
+        raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; {_RESTART}") from None
     except Exception as exc:  # noqa: BLE001
-        raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); "
-                            "delete it or pass resume=False") from None
+        raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); {_RESTART}") from None
 
 
 def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerState, HostCounters]:
@@ -221,14 +253,14 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
         return dst.at[:n].set(jnp.asarray(src, dst.dtype))
     fr = init.front
     front = pareto.Front(put(fr.F, fF), fr.pos,
-                         tuple(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits"))),
+                         type(fr.payload)(*(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits")))),
                          jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
     best = BestLists(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
     acc = HostCounters(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
                        int(z.get("n_chunks", 0)),
-                       z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr, np.int64))
+                       z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr + 1, np.int64))
     return ReducerState(front, best, jnp.zeros((), bool)), acc
 
 
-__all__ = ["CHECKPOINT_VERSION", "describe_run", "fingerprint", "load", "remove_stale_temp_files", "save",
+__all__ = ["CHECKPOINT_VERSION", "RUN_KEY_PARTS", "compose_run_key", "describe_run", "fingerprint", "load", "remove_stale_temp_files", "save",
            "temp_path", "write_atomically"]

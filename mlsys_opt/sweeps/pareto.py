@@ -20,13 +20,11 @@ first front with duplicates reduced to the lowest-position copy.
 Device functions (jit-able, fixed shapes): :func:`beats`,
 :func:`nondominated_mask`, :func:`merge_fronts` (bounded :class:`Front`),
 anchor helpers :func:`weighted_minimizers` / :func:`beaten_by_anchors`,
-:func:`prefix_count`.  Host function:
-:func:`hypervolume` (numpy, exact for any number of objectives by slicing;
-practical for 2-D and 3-D fronts of a few thousand points).
+:func:`prefix_count`.  Host functions: :func:`nondominated_host` and
+:func:`hypervolume` (pymoo's exact indicator).
 
 References: Deb, "Multi-Objective Optimization using Evolutionary Algorithms"
-(2001), ch. 2 (domination); While, Hingston, Barone & Huband, "A faster
-algorithm for calculating hypervolume", IEEE TEVC 10(1) 2006 (HSO slicing).
+(2001), ch. 2 (domination); pymoo ``indicators.hv`` (Blank & Deb 2020).
 """
 from __future__ import annotations
 
@@ -38,6 +36,7 @@ import numpy as np
 from jax import lax
 
 from ..errors import MlsysOptError
+from ..walls._masked import safe_div
 
 
 def beats(Fa, pos_a, Fb, pos_b):
@@ -150,7 +149,7 @@ def normalizer(F, mask):
     hi = jnp.max(jnp.where(mask[:, None], F, -big), axis=0)
     span = hi - lo
     ok = jnp.isfinite(span) & (span > 0)
-    return jnp.where(ok, lo, 0), jnp.where(ok, 1 / jnp.where(ok, span, 1), 1)
+    return jnp.where(ok, lo, 0), jnp.where(ok, safe_div(1.0, span, fill=1.0), 1)
 
 
 def weighted_minimizers(F, mask, lo, inv, W, pos):
@@ -324,60 +323,39 @@ def _place(front: Front, F, pos, payload, keep_f, keep_c):
     return lax.cond(front.hw + m <= cap, append, compact, None), overflow
 
 
-# --------------------------------------------------------------------------- hypervolume (host)
+# --------------------------------------------------------------------------- host (numpy)
 
-def _hv2d(P: np.ndarray, ref: np.ndarray) -> float:
-    """Exact 2-D hypervolume of points P [n, 2] (all strictly below ref)."""
-    order = np.lexsort((P[:, 1], P[:, 0]))
-    hv, best_y = 0.0, ref[1]
-    for x, y in P[order]:
-        if y < best_y:
-            hv += (ref[0] - x) * (best_y - y)
-            best_y = y
-    return hv
+def nondominated_host(F, pos) -> np.ndarray:
+    """bool[n]: rows no other row beats (:func:`beats` on the host, blocked O(n²)).
 
-
-def _hv(P: np.ndarray, ref: np.ndarray) -> float:
-    if len(P) == 0:
-        return 0.0
-    d = P.shape[1]
-    if d == 1:
-        return float(ref[0] - P[:, 0].min())
-    if d == 2:
-        return _hv2d(P, ref)
-    # slice along the last objective: between consecutive levels z_i < z_{i+1}
-    # the dominated region is the (d-1)-D volume of the points with f_d <= z_i
-    order = np.argsort(P[:, -1], kind="stable")
-    P = P[order]
-    z = np.append(P[:, -1], ref[-1])
-    hv = 0.0
-    for i in range(len(P)):
-        h = z[i + 1] - z[i]
-        if h > 0:
-            hv += h * _hv(_nd_host(P[: i + 1, :-1]), ref[:-1])
-    return hv
-
-
-def _nd_host(P: np.ndarray) -> np.ndarray:
-    """Non-dominated rows of P (host, O(n²)); duplicates reduced to one."""
-    if len(P) <= 1:
-        return P
-    P = np.unique(P, axis=0)
-    le = np.all(P[:, None, :] <= P[None, :, :], axis=-1)
-    lt = np.any(P[:, None, :] < P[None, :, :], axis=-1)
-    dominated = np.any(le & lt, axis=0)
-    return P[~dominated]
+    F float [n, d] minimize sense; pos int [n] positions (distinct per configuration;
+    repeated evaluations of one configuration share a position and collapse to their
+    first row).  The one host non-dominated filter (search results, merged process fronts).
+    """
+    F, pos = np.asarray(F), np.asarray(pos)
+    n = len(F)
+    if n == 0:
+        return np.zeros(0, bool)
+    _, first = np.unique(pos, return_index=True)        # repeated configurations: first row only
+    idx = np.sort(first)
+    Fi, pi = F[idx], pos[idx]
+    beaten = np.zeros(len(idx), bool)
+    block = max(1, 4_000_000 // max(1, len(idx) * F.shape[1]))
+    for s in range(0, len(idx), block):
+        a, pa = Fi[s:s + block], pi[s:s + block]
+        le = np.all(a[:, None, :] <= Fi[None, :, :], axis=-1)
+        lt = np.any(a[:, None, :] < Fi[None, :, :], axis=-1) | (pa[:, None] < pi[None, :])
+        beaten |= np.any(le & lt, axis=0)
+    out = np.zeros(n, bool)
+    out[idx[~beaten]] = True
+    return out
 
 
 def hypervolume(F, ref) -> float:
-    """Exact hypervolume dominated by ``F`` and bounded by ``ref`` (minimize sense).
+    """Exact hypervolume dominated by ``F`` and bounded by ``ref`` (minimize sense), by pymoo.
 
-    HV(F, r) = λ( ∪_{f ∈ F, f < r} [f_1, r_1] × ... × [f_d, r_d] )
-
-    Points not strictly better than ``ref`` in every objective add nothing.
-    2-D: one sweep, O(n log n).  d >= 3: HSO slicing along the last objective
-    (While et al. 2006), exact; O(n^(d-1) log n), fine for 3-D fronts of a few
-    thousand points.  Units: product of the objectives' units.
+    HV(F, r) = λ( ∪_{f ∈ F, f < r} [f_1, r_1] × ... × [f_d, r_d] ); points not strictly
+    better than ``ref`` in every objective add nothing.  Units: product of the objectives'.
 
     Args:
       F: array-like [n, d] (host or device), minimize sense.
@@ -386,6 +364,8 @@ def hypervolume(F, ref) -> float:
     Returns:
       float hypervolume (0.0 for an empty front).
     """
+    from pymoo.indicators.hv import HV     # pymoo is a dependency; imported on use (start-up time)
+
     P = np.asarray(F, dtype=np.float64)
     r = np.asarray(ref, dtype=np.float64).reshape(-1)
     if P.ndim != 2 or P.shape[1] != r.shape[0]:
@@ -395,4 +375,4 @@ def hypervolume(F, ref) -> float:
     if not np.all(np.isfinite(r)):
         raise MlsysOptError(f"hypervolume: reference point {r.tolist()} must be finite")
     P = P[np.all(P < r, axis=1)]
-    return float(_hv(_nd_host(P), r))
+    return float(HV(ref_point=r)(P)) if len(P) else 0.0

@@ -16,7 +16,7 @@ sees a half-updated state).  `mlsys_opt.sweeps.checkpoint` writes and restores t
 """
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -40,20 +40,27 @@ class EngineConfig(NamedTuple):
     dtypes: tuple         # (F, G, aux) dtype names
 
 
+class Payload(NamedTuple):
+    """What a front slot carries besides its objectives (rows = slots)."""
+    G: jax.Array        # [capacity, n_constr]
+    aux: jax.Array      # [capacity, n_aux]
+    digits: jax.Array   # int32[capacity, n_axes]
+
+
 class BestLists(NamedTuple):
     """Per objective j, the top_k feasible rows with the smallest F[:, j], best first."""
-    F: Any        # [n_obj, k, n_obj]
-    G: Any        # [n_obj, k, n_constr]
-    aux: Any      # [n_obj, k, n_aux]
-    digits: Any   # int32[n_obj, k, n_axes]
-    valid: Any    # bool[n_obj, k]
+    F: jax.Array        # [n_obj, k, n_obj]
+    G: jax.Array        # [n_obj, k, n_constr]
+    aux: jax.Array      # [n_obj, k, n_aux]
+    digits: jax.Array   # int32[n_obj, k, n_axes]
+    valid: jax.Array    # bool[n_obj, k]
 
 
 class ReducerState(NamedTuple):
     """Device-resident reduction of every chunk so far."""
-    front: pareto.Front   # payload = (G, aux, digits)
+    front: pareto.Front   # payload: a Payload (G, aux, digits)
     best: BestLists
-    overflow: Any         # bool[]: the front outgrew its capacity
+    overflow: jax.Array         # bool[]: the front outgrew its capacity
 
 
 class HostCounters(NamedTuple):
@@ -62,7 +69,8 @@ class HostCounters(NamedTuple):
     n_feasible: int          # over folded (read-back) chunks
     hist: tuple              # int64 arrays, folded chunks
     n_chunks: int
-    reasons: np.ndarray      # int64[n_constr]: infeasible configurations by most violated constraint
+    reasons: np.ndarray      # int64[n_constr + 1]: infeasible configurations by most violated
+                             # constraint, then non_finite (NaN or infinite F or G)
 
 
 class SweepLoop(NamedTuple):     # rebound in one statement per chunk (interrupt-safe)
@@ -83,8 +91,8 @@ def initial_state(cfg: EngineConfig) -> ReducerState:
     dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
     n_obj, k, n_axes = cfg.n_obj, cfg.top_k, len(cfg.radices)
     S = jax.ShapeDtypeStruct
-    front = pareto.empty_front(cfg.capacity, n_obj, (S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
-                                                     S((n_axes,), jnp.int32)), dF)
+    front = pareto.empty_front(cfg.capacity, n_obj, Payload(S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
+                                                            S((n_axes,), jnp.int32)), dF)
     best = BestLists(jnp.zeros((n_obj, k, n_obj), dF), jnp.zeros((n_obj, k, cfg.n_constr), dG),
                      jnp.zeros((n_obj, k, cfg.n_aux), da), jnp.zeros((n_obj, k, n_axes), jnp.int32),
                      jnp.zeros((n_obj, k), bool))
@@ -94,7 +102,7 @@ def initial_state(cfg: EngineConfig) -> ReducerState:
 def initial_counters(cfg: EngineConfig) -> HostCounters:
     """Nothing dispatched, nothing counted."""
     return HostCounters(0, 0, tuple(np.zeros(len(e) + 1, np.int64) for _, e in cfg.hist), 0,
-                        np.zeros(cfg.n_constr, np.int64))
+                        np.zeros(cfg.n_constr + 1, np.int64))
 
 
 def fold(acc: HostCounters, outs, capacity: int) -> HostCounters:
@@ -117,5 +125,5 @@ def drain(loop: SweepLoop, cfg: EngineConfig) -> SweepLoop:
     return SweepLoop(loop.state, (), a)
 
 
-__all__ = ["BestLists", "EngineConfig", "HostCounters", "ReducerState", "SweepLoop", "drain", "fold",
+__all__ = ["BestLists", "EngineConfig", "HostCounters", "Payload", "ReducerState", "SweepLoop", "drain", "fold",
            "initial_counters", "initial_state", "to_host"]

@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import Array
+from mlsys_opt.walls._masked import UNBOUNDED, nan_where, nonneg, safe_div, safe_sqrt
 
 __all__ = [
     "Chinchilla", "Reasoning", "Compression",
@@ -33,18 +34,6 @@ __all__ = [
 
 # Pruning structure codes (int codes, names for reports only).
 STRUCTURE_CODES: tuple[str, ...] = ("unstructured", "structured", "n_m_2_4")
-
-
-def _safe_sqrt(x: Array) -> Array:
-    """sqrt(x) for x > 0, else 0, with a finite (zero) gradient at and below 0."""
-    ok = x > 0
-    return jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0)
-
-
-def _safe_div(num: Array, den: Array) -> Array:
-    """num / den where den > 0, else 0 (inner denominator kept safe for gradients)."""
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------- wall 11
@@ -75,7 +64,8 @@ def training_flop(n_params: Array, n_tokens: Array, *, flop_per_param_token: flo
     Worked example (seed 000 section 3, GPT-3): P = 175e9, D = 300e9 gives
     C = 6 · 175e9 · 300e9 = 3.15e23 FLOP.
     """
-    return flop_per_param_token * jnp.asarray(n_params) * jnp.asarray(n_tokens)
+    n_params, n_tokens, flop_per_param_token = nonneg(n_params, n_tokens, flop_per_param_token, broadcast=False)
+    return flop_per_param_token * n_params * n_tokens
 
 
 def chinchilla(compute_flop: Array, *, tokens_per_param: float = 20.0,
@@ -100,8 +90,10 @@ def chinchilla(compute_flop: Array, *, tokens_per_param: float = 20.0,
     (The seed states the budget as "$10M"; 9.72e23 FLOP is the C its own
     90B / 1.8T answer implies, i.e. ~9.7e16 FLOP per dollar.)
     """
-    p = _safe_sqrt(compute_flop / (flop_per_param_token * tokens_per_param))
-    return Chinchilla(optimal_params=p, optimal_tokens=tokens_per_param * p)
+    c, r, f = nonneg(compute_flop, tokens_per_param, flop_per_param_token, broadcast=False)
+    # P* = sqrt(C) / sqrt(f·r), D* = sqrt(C·r) / sqrt(f): r -> 0 gives P* -> UNBOUNDED, D* -> 0
+    p = safe_div(safe_sqrt(c), safe_sqrt(f * r), fill=UNBOUNDED)
+    return Chinchilla(optimal_params=p, optimal_tokens=safe_div(safe_sqrt(c * r), safe_sqrt(f), fill=UNBOUNDED))
 
 
 def tokens_per_param(n_tokens: Array, n_params: Array) -> Array:
@@ -119,7 +111,8 @@ def tokens_per_param(n_tokens: Array, n_params: Array) -> Array:
     Worked example: Llama-3-70B on 15e12 tokens: 15e12 / 70e9 = 214 tokens/param
     (about 10.7x over the Chinchilla ratio of 20).
     """
-    return _safe_div(n_tokens, n_params)
+    n_tokens, n_params = nonneg(n_tokens, n_params, broadcast=False)
+    return safe_div(n_tokens, n_params, fill=UNBOUNDED)
 
 
 def flop_for_budget(budget_usd: Array, usd_per_device_s: Array, peak_flop_per_s: Array,
@@ -141,7 +134,9 @@ def flop_for_budget(budget_usd: Array, usd_per_device_s: Array, peak_flop_per_s:
     Worked example: $10M at $2.40/GPU-hour on H100 (989e12 FLOP/s) at MFU 0.4:
     device-seconds = 1e7 / (2.40/3600) = 1.5e10 s, C = 1.5e10 · 989e12 · 0.4 = 5.93e24 FLOP.
     """
-    return _safe_div(budget_usd, usd_per_device_s) * peak_flop_per_s * mfu_frac
+    (budget_usd, usd_per_device_s, peak_flop_per_s, mfu_frac) = nonneg(
+        budget_usd, usd_per_device_s, peak_flop_per_s, mfu_frac, broadcast=False)
+    return safe_div(budget_usd, usd_per_device_s, fill=UNBOUNDED) * peak_flop_per_s * mfu_frac
 
 
 # --------------------------------------------------------------------------- wall 12
@@ -178,6 +173,8 @@ def reasoning(n_steps: Array, step_time_s: Array, n_params: Array, *,
     Worked example: K = 8 steps of 50 tokens at 20 ms/token (T_step = 1 s) on a
     70e9-parameter model: time 8 s, 400 tokens, F = 400 · 2 · 70e9 = 5.6e13 FLOP.
     """
+    (n_steps, step_time_s, n_params, tokens_per_step, ttft_s) = nonneg(
+        n_steps, step_time_s, n_params, tokens_per_step, ttft_s, broadcast=False)
     n_steps, step_time_s, n_params = (jnp.asarray(x) for x in (n_steps, step_time_s, n_params))
     n_tokens = n_steps * tokens_per_step
     return Reasoning(time_s=ttft_s + n_steps * step_time_s,
@@ -223,6 +220,7 @@ def quantization_loss_frac(bits: Array, *, loss_8bit_frac: float = 0.005,
 
     Worked example: L(16) = 0, L(8) = 0.005, L(4) = 0.025, L(2) ≈ 0.055.
     """
+    [bits] = nonneg(bits, broadcast=False)
     r = loss_4bit_frac / loss_8bit_frac
     x = 0.5 * ((r - 1.0) + jnp.sqrt((r - 1.0) ** 2 + 4.0 * (r - 1.0)))
     lam = jnp.log(x) / 4.0
@@ -265,11 +263,12 @@ def quantization(n_params: Array, bits_from: Array, bits_to: Array, *,
     size = 8e9 · 4 / 8 = 4e9 bytes, speedup 4, accuracy delta -0.025.
     FP32 -> INT8 (seed 002): r = 32/8 = 4.
     """
-    n_params, bits_from, bits_to = (jnp.asarray(x) for x in (n_params, bits_from, bits_to))
-    ratio = bits_from / bits_to
+    n_params, bits_from, bits_to = nonneg(n_params, bits_from, bits_to, broadcast=False)
+    ratio = safe_div(bits_from, bits_to, fill=UNBOUNDED)
     gain_compute = jnp.minimum(hw_compute_speedup, ratio)
     f = memory_bound_frac
-    speedup = 1.0 / (f / ratio + (1.0 - f) / gain_compute)
+    speedup = safe_div(1.0, safe_div(f, ratio, fill=UNBOUNDED) + safe_div(1.0 - f, gain_compute, fill=UNBOUNDED),
+                       fill=UNBOUNDED)
     delta = (quantization_loss_frac(bits_from, loss_8bit_frac=loss_8bit_frac, loss_4bit_frac=loss_4bit_frac)
              - quantization_loss_frac(bits_to, loss_8bit_frac=loss_8bit_frac, loss_4bit_frac=loss_4bit_frac))
     return Compression(ratio=ratio, size_bytes=n_params * bits_to / 8.0,
@@ -317,10 +316,12 @@ def pruning(n_params: Array, sparsity: Array, structured_code: Array, *,
     Worked example: 8e9 params FP16 at s = 0.5: ratio 2, 8e9 bytes;
     speedup 1 / 2 / 2 for codes 0 / 1 / 2; accuracy delta -0.001.
     """
+    n_params, sparsity, code = nonneg(n_params, sparsity, structured_code, broadcast=False)
     s = jnp.clip(sparsity, 0.0, max_sparsity)
     ratio = 1.0 / (1.0 - s)
-    code = jnp.round(jnp.asarray(structured_code))
+    code = jnp.round(code)
     speedup = jnp.where(code == 1, ratio, jnp.where(code == 2, jnp.minimum(ratio, nm_speedup), 1.0))
+    speedup = nan_where(jnp.isnan(code), speedup)
     mild = mild_loss_frac * jnp.minimum(s, knee_sparsity) / knee_sparsity
     steep = steep_coef * jnp.maximum(jnp.exp(steep_exp * s) - jnp.exp(steep_exp * knee_sparsity), 0.0)
     return Compression(ratio=ratio, size_bytes=n_params * bytes_per_param / ratio,

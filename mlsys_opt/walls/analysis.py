@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mlsys_opt._types import Array
+from mlsys_opt.walls._masked import floor_pos, nonneg, safe_div
 
 __all__ = [
     "LossCascade",
@@ -33,11 +34,6 @@ __all__ = [
 _TIME_FLOOR = 1e-9
 _FRAC_FLOOR = 1e-6      # efficiency / usable-fraction floor
 _RATE_FLOOR = 1.0       # FLOP/s floor of a delivered rate
-
-
-def _safe_div(num: Array, den: Array) -> Array:
-    ok = den != 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), 0.0)
 
 
 # --------------------------------------------------------------------------- wall 21: sensitivity
@@ -120,7 +116,7 @@ def elasticities(fn: Callable[[Any], Any], params: Any, *, field: str | None = N
             return y_of(_rebuild(params, vals))
 
         y, dy = jax.jvp(y_at, (x,), (jnp.ones_like(x),))
-        out[name] = _safe_div(dy * x, y)
+        out[name] = safe_div(jnp.sign(y) * dy * x, jnp.abs(y), fill=0.0)   # y = 0: elasticity 0
     return _rebuild(params, out)
 
 
@@ -181,6 +177,8 @@ def loss_cascade(n_devices: Array, peak_flop_per_s: Array, mfu_frac: Array,
     Worked example: 1024 A100 (312e12) at MFU 0.5, η 0.6, goodput 0.9:
     3.19e17 -> 1.60e17 -> 9.58e16 -> 8.63e16 FLOP/s (27.6 % of peak).
     """
+    (n_devices, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac) = nonneg(
+        n_devices, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac, broadcast=False)
     peak = jnp.asarray(n_devices) * peak_flop_per_s
     a = peak * mfu_frac
     b = a * eta_scaling_frac
@@ -211,9 +209,11 @@ def iron_law(total_flop: Array, n_devices: Array, peak_flop_per_s: Array, mfu_fr
     Worked example (seed 000 section 3): GPT-3, 3.15e23 FLOP on 1024 A100 at
     312e12 FLOP/s and MFU 0.5 (η = goodput = 1): 1.97e6 s ≈ 22.8 days.
     """
+    (total_flop, n_devices, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac) = nonneg(
+        total_flop, n_devices, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac, broadcast=False)
     rate = loss_cascade(n_devices, peak_flop_per_s, mfu_frac, eta_scaling_frac,
                         goodput_frac).effective_flop_per_s
-    return total_flop / jnp.maximum(rate, _RATE_FLOOR)
+    return total_flop / floor_pos(rate, _RATE_FLOOR)
 
 
 # --------------------------------------------------------------------------- wall 22: synthesis
@@ -232,7 +232,8 @@ def required_bandwidth(bytes_per_token: Array, target_latency_s: Array) -> Array
 
     Worked example (seed 002): 140 GB at 50 ms -> 140e9 / 0.05 = 2.8e12 B/s (2.8 TB/s).
     """
-    return bytes_per_token / jnp.maximum(target_latency_s, _TIME_FLOOR)
+    bytes_per_token, target_latency_s = nonneg(bytes_per_token, target_latency_s, broadcast=False)
+    return bytes_per_token / floor_pos(target_latency_s, _TIME_FLOOR)
 
 
 def required_flop_per_s(flop: Array, target_s: Array, efficiency_frac: Array) -> Array:
@@ -251,7 +252,8 @@ def required_flop_per_s(flop: Array, target_s: Array, efficiency_frac: Array) ->
     Worked example: one decode token of a 70B model (2 · 70e9 = 1.4e11 FLOP) in 50 ms at η 0.5:
     1.4e11 / (0.05 · 0.5) = 5.6e12 FLOP/s.
     """
-    return flop / (jnp.maximum(target_s, _TIME_FLOOR) * jnp.maximum(efficiency_frac, _FRAC_FLOOR))
+    flop, target_s, efficiency_frac = nonneg(flop, target_s, efficiency_frac, broadcast=False)
+    return flop / (floor_pos(target_s, _TIME_FLOOR) * floor_pos(efficiency_frac, _FRAC_FLOOR))
 
 
 def required_memory_bytes(weight_bytes: Array, kv_cache_bytes: Array = 0.0,
@@ -272,7 +274,9 @@ def required_memory_bytes(weight_bytes: Array, kv_cache_bytes: Array = 0.0,
 
     Worked example: 140 GB weights + 20 GB KV at 90 % usable: 160e9 / 0.9 = 177.8 GB.
     """
-    return (weight_bytes + kv_cache_bytes + activation_bytes) / jnp.maximum(usable_frac, _FRAC_FLOOR)
+    (weight_bytes, kv_cache_bytes, activation_bytes, usable_frac) = nonneg(
+        weight_bytes, kv_cache_bytes, activation_bytes, usable_frac, broadcast=False)
+    return (weight_bytes + kv_cache_bytes + activation_bytes) / floor_pos(usable_frac, _FRAC_FLOOR)
 
 
 def required_devices(total_flop: Array, target_s: Array, peak_flop_per_s: Array, mfu_frac: Array,
@@ -296,5 +300,7 @@ def required_devices(total_flop: Array, target_s: Array, peak_flop_per_s: Array,
     Worked example (seed 003 exercise 3): Llama-3 70B on 15T tokens, 6.3e24 FLOP,
     14 days on H100 (989e12) at MFU 0.4: N = 6.3e24 / (1,209,600 · 989e12 · 0.4) = 13,166.
     """
+    (total_flop, target_s, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac) = nonneg(
+        total_flop, target_s, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac, broadcast=False)
     rate = peak_flop_per_s * mfu_frac * eta_scaling_frac * goodput_frac
-    return total_flop / (jnp.maximum(target_s, _TIME_FLOOR) * jnp.maximum(rate, _RATE_FLOOR))
+    return total_flop / (floor_pos(target_s, _TIME_FLOOR) * floor_pos(rate, _RATE_FLOOR))

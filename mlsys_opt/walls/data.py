@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import TOPOLOGIES, Array
-from mlsys_opt.walls.node import UNBOUNDED, _div, _f
+from mlsys_opt.walls._masked import UNBOUNDED, any_nan, nan_where, nonneg, safe_div
 
 FAT_TREE, TORUS, RING, DRAGONFLY, SWITCH = (TOPOLOGIES.index(k) for k in
                                             ("fat_tree", "torus", "ring", "dragonfly", "switch"))
@@ -22,10 +22,9 @@ FAT_TREE, TORUS, RING, DRAGONFLY, SWITCH = (TOPOLOGIES.index(k) for k in
 
 def _feed(demand, supply):
     """Shared producer/consumer algebra: utilisation, stall and delivered fraction."""
-    util = _div(demand, supply)
-    pos = demand > 0
-    delivered = jnp.where(pos, jnp.minimum(supply / jnp.where(pos, demand, 1.0), 1.0), 1.0)
-    return util, demand > supply, 1.0 - delivered, delivered
+    util = safe_div(demand, supply, fill=UNBOUNDED)
+    stall = safe_div(jnp.maximum(demand - supply, 0.0), demand, fill=0.0)   # no demand: no stall
+    return util, demand > supply, stall, 1.0 - stall
 
 
 # --------------------------------------------------------------------------- wall 8
@@ -48,7 +47,7 @@ def ingestion(demand_bytes_per_s, supply_bytes_per_s) -> Ingestion:
       on a 5e9 B/s NVMe supply ρ = 1.7e-3, no stall.  Demand 10e9 on 5e9 B/s: ρ = 2,
       stall_frac 0.5, effective_throughput_frac 0.5.
     """
-    d, s = _f(demand_bytes_per_s, supply_bytes_per_s)
+    d, s = nonneg(demand_bytes_per_s, supply_bytes_per_s)
     util, stalled, stall, eff = _feed(d, s)
     return Ingestion(util, stalled, stall, eff, d - s)
 
@@ -75,11 +74,11 @@ def transformation(samples_per_s_required, cpu_samples_per_s_per_core, n_cores) 
     Example: 8 GPUs × 3000 img/s = 24,000 img/s needed, 200 img/s per core, 64 cores:
       supply 12,800/s, utilization 1.875, stall_frac 0.467, 120 cores required.
     """
-    d, r, n = _f(samples_per_s_required, cpu_samples_per_s_per_core, n_cores)
+    d, r, n = nonneg(samples_per_s_required, cpu_samples_per_s_per_core, n_cores)
     supply = r * n
     util, stalled, stall, eff = _feed(d, supply)
-    return Transformation(supply, _div(jnp.ones_like(supply), supply), util, stalled, stall,
-                          eff, _div(d, r))
+    return Transformation(supply, safe_div(jnp.ones_like(supply), supply, fill=UNBOUNDED), util, stalled, stall,
+                          eff, safe_div(d, r, fill=UNBOUNDED))
 
 
 class TransformationTime(NamedTuple):
@@ -101,11 +100,12 @@ def transformation_time(batch, seq_len, cpu_tokens_per_s, accelerator_step_s) ->
     Example: B = 256, S = 2048 tokens, X = 1e6 tokens/s: 0.524 s against a 0.4 s step,
       stalled, accelerator utilisation 0.763, slowdown 1.31.
     """
-    b, s, x, t_acc = _f(batch, seq_len, cpu_tokens_per_s, accelerator_step_s)
-    t_tr = _div(b * s, x)
+    b, s, x, t_acc = nonneg(batch, seq_len, cpu_tokens_per_s, accelerator_step_s)
+    t_tr = safe_div(b * s, x, fill=UNBOUNDED)
     step = jnp.maximum(t_tr, t_acc)
-    return TransformationTime(t_tr, step, _div(t_acc, step, fill=0.0), t_tr > t_acc,
-                              _div(step, t_acc, fill=1.0))
+    # slowdown = T_step / T_accel written 1 + (T_step - T_accel) / T_accel: 1 when nothing waits
+    slowdown = 1.0 + safe_div(step - t_acc, t_acc, fill=0.0)
+    return TransformationTime(t_tr, step, safe_div(t_acc, step, fill=0.0), t_tr > t_acc, slowdown)
 
 
 # --------------------------------------------------------------------------- wall 10
@@ -117,8 +117,8 @@ def locality(link_bw_bytes_per_s, bisection_frac, oversubscription) -> Array:
     Source: seed 002 wall 10; mlsysim TopologyModel; Leiserson 1985.
     Example: 50e9 B/s IB NDR on a full fat tree (β = 1) at 2:1 oversubscription: 25e9 B/s.
     """
-    bw, beta, o = _f(link_bw_bytes_per_s, bisection_frac, oversubscription)
-    return _div(bw * beta, o)
+    bw, beta, o = nonneg(link_bw_bytes_per_s, bisection_frac, oversubscription)
+    return safe_div(bw * beta, o, fill=UNBOUNDED)
 
 
 def bisection_fraction(topology_code, n_nodes, *, torus_dims=3.0, dragonfly_frac=0.85) -> Array:
@@ -132,15 +132,15 @@ def bisection_fraction(topology_code, n_nodes, *, torus_dims=3.0, dragonfly_frac
     codes outside it give 1 (codes are validated where specs and catalog are loaded).
     Example: 64 nodes: ring 0.03125, 3-D torus (k = 4) 0.5, fat tree 1.
     """
-    code, n, dims, df = _f(topology_code, n_nodes, torus_dims, dragonfly_frac)
+    code, n, dims, df = nonneg(topology_code, n_nodes, torus_dims, dragonfly_frac)
     n_s = jnp.maximum(n, 1.0)
     ring = 2.0 / n_s
-    torus = 2.0 * jnp.power(n_s, -1.0 / jnp.where(dims > 0, dims, 1.0))
+    torus = 2.0 * jnp.power(n_s, -safe_div(1.0, dims, fill=1.0))   # 0 dimensions: as 1
     beta = jnp.where(code == RING, ring,
                      jnp.where(code == TORUS, torus,
                                jnp.where(code == DRAGONFLY, df, jnp.ones_like(n))))
-    return jnp.clip(beta, 0.0, 1.0)
+    return nan_where(any_nan(code, dims), jnp.clip(beta, 0.0, 1.0))
 
 
 __all__ = ["Ingestion", "Transformation", "TransformationTime", "ingestion", "transformation",
-           "transformation_time", "locality", "bisection_fraction", "UNBOUNDED"]
+           "transformation_time", "locality", "bisection_fraction"]

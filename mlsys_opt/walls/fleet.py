@@ -23,6 +23,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import Array
+from mlsys_opt.walls._masked import any_nan, floor_pos, nan_where, nonneg, safe_div
 
 __all__ = [
     "ParallelStep",
@@ -35,22 +36,6 @@ __all__ = [
 _BW_FLOOR = 1.0        # B/s: a zero bandwidth gives a huge finite time
 _TIME_FLOOR = 1e-9     # s: MTBF / service-time floor
 _SLACK_FLOOR = 1e-6    # 1 - rho floor of the queue
-
-
-def _as_float(x: Array) -> Array:
-    """x as a float array of its own float dtype, ints as the default float (node._f's rule;
-    this domain does not import node): a float32 sweep stays float32 when x64 is on."""
-    x = jnp.asarray(x)
-    return x.astype(jnp.result_type(x, float))
-
-
-def _count(n: Array) -> Array:
-    """A participant count as float, floored at 1."""
-    return jnp.maximum(_as_float(n), 1.0)
-
-
-def _bw(bw: Array) -> Array:
-    return jnp.maximum(bw, _BW_FLOOR)
 
 
 # --------------------------------------------------------------------------- wall 14: collectives
@@ -76,8 +61,9 @@ def ring_allreduce(msg_bytes: Array, n: Array, bw_bytes_per_s: Array, alpha_s: A
     bandwidth term 2·1023/1024 · 140e9/50e9 = 5.59 s, latency term 2·1023·2e-6 = 4.1 ms.
     1 GB on 8 GPUs at 50 GB/s (seed 002): 2·7/8 · 1e9/50e9 = 35 ms (+ 14α).
     """
-    n = _count(n)
-    return 2.0 * (n - 1.0) * alpha_s + 2.0 * (n - 1.0) / n * msg_bytes / _bw(bw_bytes_per_s)
+    msg_bytes, n, bw_bytes_per_s, alpha_s = nonneg(msg_bytes, n, bw_bytes_per_s, alpha_s, broadcast=False)
+    n = floor_pos(n, 1.0)
+    return 2.0 * (n - 1.0) * alpha_s + 2.0 * (n - 1.0) / n * msg_bytes / floor_pos(bw_bytes_per_s, _BW_FLOOR)
 
 
 def tree_allreduce(msg_bytes: Array, n: Array, bw_bytes_per_s: Array, alpha_s: Array) -> Array:
@@ -101,8 +87,9 @@ def tree_allreduce(msg_bytes: Array, n: Array, bw_bytes_per_s: Array, alpha_s: A
     Worked example: 4 KiB on 1024 GPUs, α = 2 µs, β = 50 GB/s:
     2·10·2e-6 + 2·10·4096/50e9 = 40.0 µs + 1.6 µs = 41.6 µs (ring: 4.09 ms).
     """
-    log_n = jnp.log2(_count(n))
-    return 2.0 * log_n * alpha_s + 2.0 * log_n * msg_bytes / _bw(bw_bytes_per_s)
+    msg_bytes, n, bw_bytes_per_s, alpha_s = nonneg(msg_bytes, n, bw_bytes_per_s, alpha_s, broadcast=False)
+    log_n = jnp.log2(floor_pos(n, 1.0))
+    return 2.0 * log_n * alpha_s + 2.0 * log_n * msg_bytes / floor_pos(bw_bytes_per_s, _BW_FLOOR)
 
 
 def ring_tree_crossover_bytes(n: Array, alpha_s: Array, bw_bytes_per_s: Array) -> Array:
@@ -124,7 +111,8 @@ def ring_tree_crossover_bytes(n: Array, alpha_s: Array, bw_bytes_per_s: Array) -
 
     Worked example: N = 1024, α = 2 µs, β = 50 GB/s: 1024 · 2e-6 · 50e9 = 102.4 MB.
     """
-    return _count(n) * alpha_s * bw_bytes_per_s
+    n, alpha_s, bw_bytes_per_s = nonneg(n, alpha_s, bw_bytes_per_s, broadcast=False)
+    return floor_pos(n, 1.0) * alpha_s * bw_bytes_per_s
 
 
 def ring_tree_crossover_exact_bytes(n: Array, alpha_s: Array, bw_bytes_per_s: Array) -> Array:
@@ -146,12 +134,12 @@ def ring_tree_crossover_exact_bytes(n: Array, alpha_s: Array, bw_bytes_per_s: Ar
     Worked example: N = 1024, α = 2 µs, β = 50 GB/s: α·β = 1e5 B,
     (1023 - 10) / (10 - 0.999) = 112.5, so M* = 11.3 MB (seed's N·α·β: 102 MB).
     """
-    n = _count(n)
+    n, alpha_s, bw_bytes_per_s = nonneg(n, alpha_s, bw_bytes_per_s, broadcast=False)
+    n = floor_pos(n, 1.0)
     log_n = jnp.log2(n)
     num = jnp.maximum(n - 1.0 - log_n, 0.0)
     den = log_n - (n - 1.0) / n
-    ok = den > 0
-    return jnp.where(ok, alpha_s * bw_bytes_per_s * num / jnp.where(ok, den, 1.0), 0.0)
+    return safe_div(alpha_s * bw_bytes_per_s * num, den, fill=0.0)
 
 
 def hierarchical_allreduce(msg_bytes: Array, n_intra: Array, n_inter: Array,
@@ -188,7 +176,11 @@ def hierarchical_allreduce(msg_bytes: Array, n_intra: Array, n_inter: Array,
     IB 50 GB/s (α 0): intra 2·7/8·140e9/450e9 = 0.544 s, inter
     2·63/64·17.5e9/50e9 = 0.689 s, total 1.23 s (flat ring over IB: 5.59 s).
     """
-    g = _count(n_intra)
+    (msg_bytes, n_intra, n_inter, bw_intra_bytes_per_s, alpha_intra_s, bw_inter_bytes_per_s,
+     alpha_inter_s) = nonneg(
+        msg_bytes, n_intra, n_inter, bw_intra_bytes_per_s, alpha_intra_s, bw_inter_bytes_per_s,
+        alpha_inter_s, broadcast=False)
+    g = floor_pos(n_intra, 1.0)
     return (ring_allreduce(msg_bytes, g, bw_intra_bytes_per_s, alpha_intra_s)
             + ring_allreduce(msg_bytes / g, n_inter, bw_inter_bytes_per_s, alpha_inter_s))
 
@@ -212,8 +204,9 @@ def all_to_all(msg_bytes: Array, n: Array, bw_bytes_per_s: Array, alpha_s: Array
     Worked example: 4 KiB over 64 GPUs, α = 2 µs, β = 50 GB/s:
     63·2e-6 + 63/64·4096/50e9 = 126 µs + 0.08 µs (latency-bound).
     """
-    n = _count(n)
-    return (n - 1.0) * alpha_s + (n - 1.0) / n * msg_bytes / _bw(bw_bytes_per_s)
+    msg_bytes, n, bw_bytes_per_s, alpha_s = nonneg(msg_bytes, n, bw_bytes_per_s, alpha_s, broadcast=False)
+    n = floor_pos(n, 1.0)
+    return (n - 1.0) * alpha_s + (n - 1.0) / n * msg_bytes / floor_pos(bw_bytes_per_s, _BW_FLOOR)
 
 
 def pipeline_bubble(n_stages: Array, n_microbatches: Array, n_virtual_stages: Array = 1.0) -> Array:
@@ -232,8 +225,9 @@ def pipeline_bubble(n_stages: Array, n_microbatches: Array, n_virtual_stages: Ar
     Worked example (seed 000 table): (P, M, V) = (4, 16, 1) -> 3/19 = 15.8 %;
     (4, 16, 2) -> 3/35 = 8.6 %; (8, 32, 1) -> 7/39 = 17.9 %; (16, 16, 1) -> 15/31 = 48.4 %.
     """
-    p = _count(n_stages)
-    return (p - 1.0) / (_count(n_virtual_stages) * _count(n_microbatches) + p - 1.0)
+    n_stages, n_microbatches, n_virtual_stages = nonneg(n_stages, n_microbatches, n_virtual_stages, broadcast=False)
+    p = floor_pos(n_stages, 1.0)
+    return (p - 1.0) / (floor_pos(n_virtual_stages, 1.0) * floor_pos(n_microbatches, 1.0) + p - 1.0)
 
 
 def scaling_efficiency(t_compute_s: Array, t_dp_s: Array, t_tp_s: Array, t_ep_s: Array,
@@ -253,9 +247,10 @@ def scaling_efficiency(t_compute_s: Array, t_dp_s: Array, t_tp_s: Array, t_ep_s:
 
     Worked example: T_compute = 1 s, T_dp = 0.2 s, T_bubble = 0.05 s: η = 1/1.25 = 0.8.
     """
+    (t_compute_s, t_dp_s, t_tp_s, t_ep_s, t_bubble_s, t_pp_s) = nonneg(
+        t_compute_s, t_dp_s, t_tp_s, t_ep_s, t_bubble_s, t_pp_s, broadcast=False)
     total = t_compute_s + t_dp_s + t_tp_s + t_ep_s + t_bubble_s + t_pp_s
-    ok = total > 0
-    return jnp.where(ok, t_compute_s / jnp.where(ok, total, 1.0), 1.0)
+    return 1.0 - safe_div(total - t_compute_s, total, fill=0.0)   # t_c / total; 1 for an empty step
 
 
 class ParallelStep(NamedTuple):
@@ -337,11 +332,19 @@ def parallel_step(t_compute_s: Array, *, dp: Array, tp: Array, pp: Array, ep: Ar
     T_compute = 10 s, NVLink 450 GB/s, IB 50 GB/s, α = 0: T_dp = ring(140 GB, 8, NVLink)
     + ring(17.5 GB, 128, IB) = 0.544 + 0.695 = 1.24 s, η = 10/11.24 = 0.89.
     """
-    dp, tp, pp, ep = (_count(x) for x in (dp, tp, pp, ep))
-    m = _count(n_microbatches)
-    v = _count(n_virtual_stages)
-    g_node = _count(gpus_per_node)
-    layers_per_stage = _as_float(n_layers) / pp
+    (t_compute_s, dp, tp, pp, ep, grad_bytes, tp_act_bytes_per_layer, n_layers, bw_intra_bytes_per_s,
+     bw_inter_bytes_per_s, alpha_intra_s, alpha_inter_s, n_microbatches, n_virtual_stages,
+     ep_token_bytes, pp_act_bytes, gpus_per_node, overlap_frac, tp_allreduces_per_layer,
+     ep_alltoalls_per_layer) = nonneg(
+        t_compute_s, dp, tp, pp, ep, grad_bytes, tp_act_bytes_per_layer, n_layers,
+        bw_intra_bytes_per_s, bw_inter_bytes_per_s, alpha_intra_s, alpha_inter_s, n_microbatches,
+        n_virtual_stages, ep_token_bytes, pp_act_bytes, gpus_per_node, overlap_frac,
+        tp_allreduces_per_layer, ep_alltoalls_per_layer, broadcast=False)
+    dp, tp, pp, ep = (floor_pos(x, 1.0) for x in (dp, tp, pp, ep))
+    m = floor_pos(n_microbatches, 1.0)
+    v = floor_pos(n_virtual_stages, 1.0)
+    g_node = floor_pos(gpus_per_node, 1.0)
+    layers_per_stage = n_layers / pp
 
     # Tensor parallel: Megatron all-reduces, hierarchical if tp spans nodes.
     tp_local = jnp.minimum(tp, g_node)
@@ -368,14 +371,16 @@ def parallel_step(t_compute_s: Array, *, dp: Array, tp: Array, pp: Array, ep: Ar
     pp_in_node = tp * ep * dp < g_node
     bw_pp = jnp.where(pp_in_node, bw_intra_bytes_per_s, bw_inter_bytes_per_s)
     alpha_pp = jnp.where(pp_in_node, alpha_intra_s, alpha_inter_s)
-    t_pp = jnp.where(pp > 1.0, 2.0 * m * (alpha_pp + pp_act_bytes / _bw(bw_pp)), 0.0)
+    t_pp = jnp.where(pp > 1.0, 2.0 * m * (alpha_pp + pp_act_bytes / floor_pos(bw_pp, _BW_FLOOR)), 0.0)
     t_bubble = t_compute_s * (pp - 1.0) / (v * m)
 
     step = t_compute_s + t_dp_exposed + t_tp + t_pp + t_ep + t_bubble
     eff = scaling_efficiency(t_compute_s, t_dp_exposed, t_tp, t_ep, t_bubble, t_pp)
-    return ParallelStep(t_compute_s=t_compute_s * jnp.ones_like(step), t_dp_s=t_dp,
-                        t_dp_exposed_s=t_dp_exposed, t_tp_s=t_tp, t_pp_s=t_pp, t_ep_s=t_ep,
-                        t_bubble_s=t_bubble, step_s=step, scaling_efficiency=eff)
+    out = ParallelStep(t_compute_s=t_compute_s * jnp.ones_like(step), t_dp_s=t_dp,
+                       t_dp_exposed_s=t_dp_exposed, t_tp_s=t_tp, t_pp_s=t_pp, t_ep_s=t_ep,
+                       t_bubble_s=t_bubble, step_s=step, scaling_efficiency=eff)
+    # the placement masks (in node or not) compare degrees: a NaN degree must not pick a branch
+    return nan_where(any_nan(dp, tp, pp, ep, gpus_per_node), out)
 
 
 # --------------------------------------------------------------------------- wall 15: reliability
@@ -395,7 +400,8 @@ def cluster_mtbf_s(component_mtbf_s: Array, n: Array) -> Array:
     Worked example (50,000 h per GPU): 8 GPUs -> 6,250 h (~8.6 months);
     1,000 -> 50 h; 10,000 -> 5 h; 100,000 -> 0.5 h (30 min).
     """
-    return component_mtbf_s / _count(n)
+    component_mtbf_s, n = nonneg(component_mtbf_s, n, broadcast=False)
+    return component_mtbf_s / floor_pos(n, 1.0)
 
 
 def failure_probability(duration_s: Array, mtbf_s: Array) -> Array:
@@ -412,7 +418,8 @@ def failure_probability(duration_s: Array, mtbf_s: Array) -> Array:
 
     Worked example: 30 days at M = 5 h: 1 - exp(-720/5) = 1 - 3e-63 ≈ 1.0.
     """
-    return -jnp.expm1(-duration_s / jnp.maximum(mtbf_s, _TIME_FLOOR))
+    duration_s, mtbf_s = nonneg(duration_s, mtbf_s, broadcast=False)
+    return -jnp.expm1(-duration_s / floor_pos(mtbf_s, _TIME_FLOOR))
 
 
 def expected_failures(duration_s: Array, mtbf_s: Array) -> Array:
@@ -430,7 +437,8 @@ def expected_failures(duration_s: Array, mtbf_s: Array) -> Array:
     Worked example: 16,384 GPUs at 50,000 h for 54 days: 54·24 / (50,000/16,384)
     = 425 (Llama-3 reported 419).
     """
-    return duration_s / jnp.maximum(mtbf_s, _TIME_FLOOR)
+    duration_s, mtbf_s = nonneg(duration_s, mtbf_s, broadcast=False)
+    return duration_s / floor_pos(mtbf_s, _TIME_FLOOR)
 
 
 # --------------------------------------------------------------------------- wall 16: multi-tenancy
@@ -454,6 +462,7 @@ def multitenant_wait(utilization_frac: Array, service_rate_per_s: Array) -> Arra
     Worked example (seed 002): ρ = 0.8 gives W = 0.8/(2·0.2)/μ = 2/μ, i.e. the
     average wait is 2x the job duration.
     """
+    utilization_frac, service_rate_per_s = nonneg(utilization_frac, service_rate_per_s, broadcast=False)
     rho = jnp.maximum(utilization_frac, 0.0)
-    slack = jnp.maximum(1.0 - rho, _SLACK_FLOOR)
-    return rho / (2.0 * jnp.maximum(service_rate_per_s, _TIME_FLOOR) * slack)
+    slack = floor_pos(1.0 - rho, _SLACK_FLOOR)
+    return rho / (2.0 * floor_pos(service_rate_per_s, _TIME_FLOOR) * slack)

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 
 from mlsys_opt._types import Array
 from mlsys_opt.walls import algorithm, analysis
-from mlsys_opt.walls.node import UNBOUNDED, _div, _f
+from mlsys_opt.walls._masked import UNBOUNDED, nonneg, safe_div
 
 
 def amdahl(serial_frac, n) -> Array:
@@ -23,8 +23,8 @@ def amdahl(serial_frac, n) -> Array:
     serial_frac s in [0, 1]; n processors (count, may be jnp.inf: limit 1/s).
     Example: s = 0.05: n = 8 -> 5.93x; n -> inf -> 20x.
     """
-    s, n_ = _f(serial_frac, n)
-    return _div(jnp.ones_like(s), s + _div(1.0 - s, n_))
+    s, n_ = nonneg(serial_frac, n)
+    return safe_div(jnp.ones_like(s), s + safe_div(1.0 - s, n_, fill=UNBOUNDED), fill=UNBOUNDED)
 
 
 def gustafson(serial_frac, n) -> Array:
@@ -32,7 +32,7 @@ def gustafson(serial_frac, n) -> Array:
 
     Example: s = 0.05: n = 8 -> 7.65x; n = 1000 -> 950.05x.
     """
-    s, n_ = _f(serial_frac, n)
+    s, n_ = nonneg(serial_frac, n)
     return n_ - s * (n_ - 1.0)
 
 
@@ -41,7 +41,7 @@ def little(arrival_rate_per_s, latency_s) -> Array:
 
     arrival_rate_per_s λ (1/s), latency_s W (s).  Example: 1000 QPS × 0.05 s = 50.
     """
-    lam, w = _f(arrival_rate_per_s, latency_s)
+    lam, w = nonneg(arrival_rate_per_s, latency_s)
     return lam * w
 
 
@@ -50,8 +50,8 @@ def little_throughput_per_s(concurrency, latency_s) -> Array:
 
     Example: 24 concurrent requests (24 GB / 1 GB each) at 0.05 s -> 480 QPS.
     """
-    l_, w = _f(concurrency, latency_s)
-    return _div(l_, w)
+    l_, w = nonneg(concurrency, latency_s)
+    return safe_div(l_, w, fill=UNBOUNDED)
 
 
 def effective_flop_per_s(peak_flop_per_s, mfu, eta_scaling=1.0, goodput=1.0) -> Array:
@@ -59,7 +59,7 @@ def effective_flop_per_s(peak_flop_per_s, mfu, eta_scaling=1.0, goodput=1.0) -> 
 
     Example: 989e12 × 0.4 × 0.85 × 0.95 = 3.195e14 FLOP/s.
     """
-    return analysis.loss_cascade(1.0, *_f(peak_flop_per_s, mfu, eta_scaling, goodput)).effective_flop_per_s
+    return analysis.loss_cascade(1.0, *nonneg(peak_flop_per_s, mfu, eta_scaling, goodput)).effective_flop_per_s
 
 
 def iron_law_time_s(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling=1.0,
@@ -71,12 +71,12 @@ def iron_law_time_s(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling=1.0
     Example: GPT-3 3.15e23 FLOP on 1024 A100s (312e12) at MFU 0.5: 1.97e6 s = 22.8 days
       (seed 000 §3: "~23 days").
     """
-    return analysis.iron_law(*_f(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling, goodput))
+    return analysis.iron_law(*nonneg(total_flop, n_devices, peak_flop_per_s, mfu, eta_scaling, goodput))
 
 
 def training_flop(n_params, n_tokens) -> Array:
     """C = 6·P·D, FLOP (Kaplan et al. 2020; seed 000 §3). Example: 1e9 × 20e9 -> 1.2e20."""
-    return algorithm.training_flop(*_f(n_params, n_tokens))
+    return algorithm.training_flop(*nonneg(n_params, n_tokens))
 
 
 def training_time_s(n_params, n_tokens, peak_flop_per_s, efficiency, n_devices=1.0) -> Array:
@@ -91,4 +91,4 @@ def training_time_s(n_params, n_tokens, peak_flop_per_s, efficiency, n_devices=1
 
 
 __all__ = ["amdahl", "gustafson", "little", "little_throughput_per_s", "effective_flop_per_s",
-           "iron_law_time_s", "training_flop", "training_time_s", "UNBOUNDED"]
+           "iron_law_time_s", "training_flop", "training_time_s"]

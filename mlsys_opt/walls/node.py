@@ -22,28 +22,12 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import BOTTLENECKS, Array
+from mlsys_opt.walls._masked import UNBOUNDED, nan_where, nonneg, safe_div
 
 BOTTLENECK_NAMES = BOTTLENECKS  # ("compute", "memory", "overhead"); reports only
 COMPUTE, MEMORY, OVERHEAD = 0, 1, 2
 RECOMPUTE_NAMES: tuple[str, ...] = ("none", "selective", "full")
 
-UNBOUNDED = 1e18  # finite stand-in for +inf (s, bytes, ...): x / 0 with x != 0
-
-
-# --------------------------------------------------------------------------- helpers
-def _f(*xs):
-    """Float arrays broadcast to one shape (default float dtype unless given)."""
-    arrs = [jnp.asarray(x) for x in xs]
-    dt = jnp.result_type(*arrs, float)
-    return jnp.broadcast_arrays(*[a.astype(dt) for a in arrs])
-
-
-def _div(num, den, fill=UNBOUNDED):
-    """num/den where den > 0; else 0 if num == 0, else ``fill``. Capped at UNBOUNDED."""
-    ok = den > 0
-    q = num / jnp.where(ok, den, 1.0)
-    q = jnp.clip(q, -UNBOUNDED, UNBOUNDED)
-    return jnp.where(ok, q, jnp.where(num == 0, jnp.zeros_like(q), fill))
 
 
 def _bottleneck(t_compute_s, t_memory_s, tax_s):
@@ -82,25 +66,25 @@ def roofline(flop, bytes_moved, peak_flop_per_s, mem_bw_bytes_per_s, *,
       16e9 / 4.945e14 = 3.24e-5 s (seed: "0.03 ms"); Wall 2, 16e9 bytes at 3.35e12 B/s
       takes 4.78e-3 s (seed: "4.8 ms").  H100 ridge 989e12/3.35e12 = 295.2 FLOP/byte.
     """
-    flop, b, peak, bw, eta, tax = _f(flop, bytes_moved, peak_flop_per_s,
+    flop, b, peak, bw, eta, tax = nonneg(flop, bytes_moved, peak_flop_per_s,
                                      mem_bw_bytes_per_s, efficiency, dispatch_tax_s)
-    t_c = _div(flop, peak * eta)
-    t_m = _div(b, bw)
+    t_c = safe_div(flop, peak * eta, fill=UNBOUNDED)
+    t_m = safe_div(b, bw, fill=UNBOUNDED)
     latency = jnp.maximum(t_c, t_m) + tax
-    return Roofline(t_c, t_m, latency, _div(flop, b), _div(peak, bw),
+    return Roofline(t_c, t_m, latency, safe_div(flop, b, fill=UNBOUNDED), safe_div(peak, bw, fill=UNBOUNDED),
                     _bottleneck(t_c, t_m, tax))
 
 
 def ridge_point(peak_flop_per_s, mem_bw_bytes_per_s) -> Array:
     """Ridge point I* = P / BW, FLOP/byte (seed 000 §1.2). H100: 989e12/3.35e12 = 295.2."""
-    p, bw = _f(peak_flop_per_s, mem_bw_bytes_per_s)
-    return _div(p, bw)
+    p, bw = nonneg(peak_flop_per_s, mem_bw_bytes_per_s)
+    return safe_div(p, bw, fill=UNBOUNDED)
 
 
 def arithmetic_intensity(flop, bytes_moved) -> Array:
     """I = F / B, FLOP/byte (seed 000 §1.2). Dense 2048->512 fp16, batch 1: 2.10e6/2.10e6 = 1."""
-    f, b = _f(flop, bytes_moved)
-    return _div(f, b)
+    f, b = nonneg(flop, bytes_moved)
+    return safe_div(f, b, fill=UNBOUNDED)
 
 
 def attainable_flop_per_s(intensity, peak_flop_per_s, mem_bw_bytes_per_s, *,
@@ -110,7 +94,7 @@ def attainable_flop_per_s(intensity, peak_flop_per_s, mem_bw_bytes_per_s, *,
     intensity in FLOP/byte, P in FLOP/s, BW in B/s, η fraction.
     Example: I = 1 on an H100 gives min(989e12, 3.35e12) = 3.35e12 FLOP/s (0.34 % of peak).
     """
-    i, p, bw, eta = _f(intensity, peak_flop_per_s, mem_bw_bytes_per_s, efficiency)
+    i, p, bw, eta = nonneg(intensity, peak_flop_per_s, mem_bw_bytes_per_s, efficiency)
     return jnp.minimum(p * eta, i * bw)
 
 
@@ -131,7 +115,7 @@ def dense_layer(d_in, d_out, batch, bytes_per_element) -> DenseLayer:
     Example: 2048->512 fp16 batch 1: F = 2.097e6, weights 2.097e6 B (I = 1.0 on
       weights, 0.998 on all traffic); batch 64: I = 64 on weights, 55.4 on all traffic.
     """
-    di, do, bsz, b = _f(d_in, d_out, batch, bytes_per_element)
+    di, do, bsz, b = nonneg(d_in, d_out, batch, bytes_per_element)
     w = di * do * b
     act = bsz * (di + do) * b
     return DenseLayer(2.0 * di * do * bsz, w, act, w + act)
@@ -162,14 +146,14 @@ def training_memory(n_params, activation_bytes, *, weight_bytes_per_param=2.0,
     Source: seed 001 "16 bytes/parameter for training"; Rajbhandari et al. 2020 (ZeRO).
     Example: 7e9 params, no activations: 14e9 + 14e9 + 84e9 = 112e9 B (seed: "112 GB").
     """
-    n, act, wb, gb, ob, s, dp_, zs = _f(n_params, activation_bytes, weight_bytes_per_param,
+    n, act, wb, gb, ob, s, dp_, zs = nonneg(n_params, activation_bytes, weight_bytes_per_param,
                                         grad_bytes_per_param, optimizer_bytes_per_param,
                                         shard_factor, dp, zero_stage)
     one = jnp.ones_like(n)
-    w = _div(n * wb, s * jnp.where(zs > 2.5, dp_, one))
-    g = _div(n * gb, s * jnp.where(zs > 1.5, dp_, one))
-    o = _div(n * ob, s * jnp.where(zs > 0.5, dp_, one))
-    return MemoryFootprint(w, g, o, act, w + g + o + act)
+    w = safe_div(n * wb, s * jnp.where(zs > 2.5, dp_, one), fill=UNBOUNDED)
+    g = safe_div(n * gb, s * jnp.where(zs > 1.5, dp_, one), fill=UNBOUNDED)
+    o = safe_div(n * ob, s * jnp.where(zs > 0.5, dp_, one), fill=UNBOUNDED)
+    return nan_where(jnp.isnan(zs), MemoryFootprint(w, g, o, act, w + g + o + act))
 
 
 class InferenceMemory(NamedTuple):
@@ -185,7 +169,7 @@ def inference_memory(weight_bytes, kv_bytes, activation_bytes) -> InferenceMemor
     Example: Llama-3-70B int4 weights 35e9 B + KV 42.9e9 B (batch 32, 4096 tokens)
       = 77.9e9 B, the seed's "78 GB".
     """
-    w, kv, act = _f(weight_bytes, kv_bytes, activation_bytes)
+    w, kv, act = nonneg(weight_bytes, kv_bytes, activation_bytes)
     return InferenceMemory(w, kv, act, w + kv + act)
 
 
@@ -207,16 +191,16 @@ def transformer_activation_bytes(seq_len, micro_batch, hidden_dim, n_heads, n_la
     Example: s = 2048, b = 1, h = 12288, a = 96, 96 layers, t = 8 with sequence
       parallelism and selective recompute: 34·s·b·h/t·L = 1.027e10 B.
     """
-    s, b, h, a, n_l, t, code, sp = _f(seq_len, micro_batch, hidden_dim, n_heads, n_layers,
+    s, b, h, a, n_l, t, code, sp = nonneg(seq_len, micro_batch, hidden_dim, n_heads, n_layers,
                                       tp, recompute_code, sequence_parallel)
     t_sp = jnp.where(sp > 0.5, t, jnp.ones_like(t))
     sbh = s * b * h
-    score = 5.0 * a * _div(s, h)
-    none = sbh * (_div(10.0, t_sp) + _div(24.0 + score, t))
-    selective = sbh * (_div(10.0, t_sp) + _div(24.0 * jnp.ones_like(t), t))
-    full = _div(2.0 * sbh, t_sp)
+    score = 5.0 * a * safe_div(s, h, fill=UNBOUNDED)
+    none = sbh * (safe_div(10.0, t_sp, fill=UNBOUNDED) + safe_div(24.0 + score, t, fill=UNBOUNDED))
+    selective = sbh * (safe_div(10.0, t_sp, fill=UNBOUNDED) + safe_div(24.0 * jnp.ones_like(t), t, fill=UNBOUNDED))
+    full = safe_div(2.0 * sbh, t_sp, fill=UNBOUNDED)
     per_layer = jnp.where(code > 1.5, full, jnp.where(code > 0.5, selective, none))
-    return n_l * per_layer
+    return nan_where(jnp.isnan(code) | jnp.isnan(sp), n_l * per_layer)
 
 
 def memory_margin_bytes(required_bytes, capacity_bytes) -> Array:
@@ -224,7 +208,7 @@ def memory_margin_bytes(required_bytes, capacity_bytes) -> Array:
 
     Example: 183e9 B needed on an 80e9 B H100: g = 103e9 > 0, does not fit.
     """
-    r, c = _f(required_bytes, capacity_bytes)
+    r, c = nonneg(required_bytes, capacity_bytes)
     return r - c
 
 
@@ -239,8 +223,8 @@ def mfu(achieved_flop_per_s, peak_flop_per_s) -> Array:
 
     Example: 450e12 of 989e12 FLOP/s = 0.455 (seed: "45%").
     """
-    a, p = _f(achieved_flop_per_s, peak_flop_per_s)
-    return _div(a, p)
+    a, p = nonneg(achieved_flop_per_s, peak_flop_per_s)
+    return safe_div(a, p, fill=UNBOUNDED)
 
 
 def model_flops_utilization(model_flop, step_time_s, n_devices, peak_flop_per_s) -> Array:
@@ -254,9 +238,9 @@ def model_flops_utilization(model_flop, step_time_s, n_devices, peak_flop_per_s)
     (seconds of peak compute, ~1e7) keeps every intermediate small.  peak <= 0 gives the
     same fill as F/0.
     """
-    f, t, n, p = _f(model_flop, step_time_s, n_devices, peak_flop_per_s)
+    f, t, n, p = nonneg(model_flop, step_time_s, n_devices, peak_flop_per_s)
     ok = p > 0
-    return _div(f / jnp.where(ok, p, 1.0), t * n * jnp.where(ok, 1.0, p))
+    return safe_div(f / jnp.where(ok, p, 1.0), t * n * jnp.where(ok, 1.0, p), fill=UNBOUNDED)
 
 
 # --------------------------------------------------------------------------- wall 4
@@ -280,7 +264,7 @@ def prefill(n_active_params, prompt_tokens, batch, peak_flop_per_s, mem_bw_bytes
     Example: Llama-3-70B (70e9), 1024 tokens, batch 1, H100 at η = 0.5: 1.434e14 FLOP,
       t_compute = 0.290 s vs weights 140e9/3.35e12 = 0.0418 s, TTFT = 0.290 s.
     """
-    p, s, bsz, peak, bw, w = _f(n_active_params, prompt_tokens, batch, peak_flop_per_s,
+    p, s, bsz, peak, bw, w = nonneg(n_active_params, prompt_tokens, batch, peak_flop_per_s,
                                 mem_bw_bytes_per_s, weight_bytes)
     flop = 2.0 * p * s * bsz
     r = roofline(flop, w, peak, bw, efficiency=efficiency, dispatch_tax_s=dispatch_tax_s)
@@ -325,12 +309,12 @@ def decode(weight_bytes, kv_bytes, n_active_params, batch, peak_flop_per_s,
       weights 8.4 ms, compute 3.451e12/2.028e14 = 17.0 ms, KV 16.1 ms, ITL 33.1 ms
       (the default form: max(24.5, 17.0) = 24.5 ms).
     """
-    w, kv, p, bsz, peak, bw, eta, tax, flag = _f(weight_bytes, kv_bytes, n_active_params, batch,
+    w, kv, p, bsz, peak, bw, eta, tax, flag = nonneg(weight_bytes, kv_bytes, n_active_params, batch,
                                                  peak_flop_per_s, mem_bw_bytes_per_s,
                                                  efficiency, dispatch_tax_s, kv_separate)
     sep = flag != 0
     r = roofline(2.0 * p * bsz, w + kv, peak, bw, efficiency=eta, dispatch_tax_s=tax)
-    t_w, t_kv = _div(w, bw), _div(kv, bw)
+    t_w, t_kv = safe_div(w, bw, fill=UNBOUNDED), safe_div(kv, bw, fill=UNBOUNDED)
     split = jnp.minimum(jnp.maximum(t_w, r.t_compute_s) + t_kv, UNBOUNDED) + tax
     itl = jnp.where(sep, split, r.latency_s)
     code = jnp.where(sep, _bottleneck(r.t_compute_s, jnp.maximum(t_w, t_kv), tax), r.bottleneck)
@@ -355,10 +339,10 @@ def serving_throughput(itl_s, ttft_s, batch, output_tokens) -> ServingThroughput
     Example: ITL 41.8 ms, TTFT 0.29 s, B = 1, N = 256: latency 10.95 s, 23.9 tok/s per
       request, 23.4 tok/s overall, 0.091 req/s.
     """
-    itl, ttft, bsz, n = _f(itl_s, ttft_s, batch, output_tokens)
+    itl, ttft, bsz, n = nonneg(itl_s, ttft_s, batch, output_tokens)
     lat = ttft + jnp.maximum(n - 1.0, 0.0) * itl
-    return ServingThroughput(lat, _div(jnp.ones_like(itl), itl), _div(bsz * n, lat),
-                             _div(bsz, lat))
+    return ServingThroughput(lat, safe_div(jnp.ones_like(itl), itl, fill=UNBOUNDED), safe_div(bsz * n, lat, fill=UNBOUNDED),
+                             safe_div(bsz, lat, fill=UNBOUNDED))
 
 
 # --------------------------------------------------------------------------- wall 5
@@ -380,10 +364,10 @@ def kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_ele
       DeepSeek-V3 (61 layers, c = 512 + 64 = 576, bf16): 61·576·2 = 70,272 B per token
       (the MHA formula with 128 heads × 128 would give 3,997,696 B, 56.9× more).
     """
-    n_l, h, d, s, bsz, b, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
+    n_l, h, d, s, bsz, b, c = nonneg(n_layers, n_kv_heads, head_dim, seq_len, batch,
                                  bytes_per_element, kv_latent_dim)
     per_token_layer = jnp.where(c > 0, c, 2.0 * h * d)   # elements cached per token per layer
-    return per_token_layer * n_l * s * bsz * b
+    return nan_where(jnp.isnan(c), per_token_layer * n_l * s * bsz * b)
 
 
 def paged_kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_per_element,
@@ -393,9 +377,9 @@ def paged_kv_cache_bytes(n_layers, n_kv_heads, head_dim, seq_len, batch, bytes_p
     block_tokens p: tokens per KV block; kv_latent_dim c > 0: MLA, L·c·ceil(S/p)·p·B·b
     (see kv_cache_bytes).  Example: S = 1000, p = 16 -> 1008 tokens allocated.
     """
-    n_l, h, d, s, bsz, b, p, c = _f(n_layers, n_kv_heads, head_dim, seq_len, batch,
+    n_l, h, d, s, bsz, b, p, c = nonneg(n_layers, n_kv_heads, head_dim, seq_len, batch,
                                     bytes_per_element, block_tokens, kv_latent_dim)
-    s_alloc = jnp.where(p > 0, jnp.ceil(_div(s, p)) * p, s)
+    s_alloc = nan_where(jnp.isnan(p), jnp.where(p > 0, jnp.ceil(safe_div(s, p, fill=UNBOUNDED)) * p, s))
     return kv_cache_bytes(n_l, h, d, s_alloc, bsz, b, kv_latent_dim=c)
 
 
@@ -410,10 +394,10 @@ def max_batch(capacity_bytes, weight_bytes, kv_bytes_per_sequence, *, reserve_fr
     Example: Llama-3-8B (16.06e9 B fp16) at 4096 tokens (536.9e6 B/request) on an
       80e9 B GPU: floor(63.94e9/536.9e6) = 119 (seed: "~100").
     """
-    c, w, kv, r, cap = _f(capacity_bytes, weight_bytes, kv_bytes_per_sequence,
+    c, w, kv, r, cap = nonneg(capacity_bytes, weight_bytes, kv_bytes_per_sequence,
                           reserve_frac, batch_cap)
     free = jnp.maximum(c * (1.0 - r) - w, 0.0)
-    n = jnp.floor(_div(free, kv, fill=cap))
+    n = jnp.floor(safe_div(free, kv, fill=cap))
     return jnp.clip(n, 0.0, cap)
 
 
@@ -432,11 +416,11 @@ def kv_waste(seq_len, max_seq_len, *, block_tokens=16.0) -> KVWaste:
       wastes memory through KV-cache fragmentation").
     Example: S = 1000, S_max = 4096, p = 16: static 0.756, paged 0.0079.
     """
-    s, s_max, p = _f(seq_len, max_seq_len, block_tokens)
+    s, s_max, p = nonneg(seq_len, max_seq_len, block_tokens)
     used = jnp.minimum(s, s_max)
-    static = _div(s_max - used, s_max, fill=0.0)
-    alloc = jnp.where(p > 0, jnp.ceil(_div(s, p)) * p, s)
-    paged = _div(alloc - s, alloc, fill=0.0)
+    static = safe_div(s_max - used, s_max, fill=0.0)
+    alloc = nan_where(jnp.isnan(p), jnp.where(p > 0, jnp.ceil(safe_div(s, p, fill=UNBOUNDED)) * p, s))
+    paged = safe_div(alloc - s, alloc, fill=0.0)
     return KVWaste(static, paged)
 
 
@@ -461,7 +445,7 @@ def weight_streaming(layer_weight_bytes, layer_flop, n_layers, injection_bw_byte
     Example: 1.75e9 B layer at 1.2e12 B/s = 1.46 ms injection vs 2·0.875e9·64 FLOP at
       125e15·0.5 = 1.79 us compute; 80 layers -> 0.117 s, injection-bound.
     """
-    w, f, n_l = _f(layer_weight_bytes, layer_flop, n_layers)
+    w, f, n_l = nonneg(layer_weight_bytes, layer_flop, n_layers)
     r = roofline(f, w, peak_flop_per_s, injection_bw_bytes_per_s, efficiency=efficiency,
                  dispatch_tax_s=dispatch_tax_s)
     return WeightStreaming(r.t_memory_s, r.t_compute_s, r.latency_s, n_l * r.latency_s,
@@ -475,6 +459,6 @@ def weight_streaming_balance_batch(layer_params, injection_bw_bytes_per_s, peak_
     = b·peak·η / (2·BW), a float count (mlsysim WeightStreamingModel "optimal batch").
     Example: fp16, 125e15 FLOP/s at η = 0.5, 1.2e12 B/s: B* = 52,083.
     """
-    p_l, bw, peak, b, eta = _f(layer_params, injection_bw_bytes_per_s, peak_flop_per_s,
+    p_l, bw, peak, b, eta = nonneg(layer_params, injection_bw_bytes_per_s, peak_flop_per_s,
                                bytes_per_element, efficiency)
-    return _div(_div(p_l * b, bw) * peak * eta, 2.0 * p_l)
+    return safe_div(safe_div(p_l * b, bw, fill=UNBOUNDED) * peak * eta, 2.0 * p_l, fill=UNBOUNDED)

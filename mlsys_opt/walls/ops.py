@@ -22,6 +22,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import JOULES_PER_KWH, SECONDS_PER_YEAR, Array
+from mlsys_opt.walls._masked import UNBOUNDED, floor_pos, nonneg, safe_div, safe_sqrt
 
 __all__ = [
     "TCO", "Footprint",
@@ -35,11 +36,6 @@ __all__ = [
 _TIME_FLOOR = 1e-9       # s
 _MIN_GOODPUT = 1e-6      # goodput is clipped to [_MIN_GOODPUT, 1]
 _MAX_EXPONENT = 80.0     # keeps exp() finite in float32
-
-
-def _safe_div(num: Array, den: Array, fill: float = 0.0) -> Array:
-    ok = den > 0
-    return jnp.where(ok, num / jnp.where(ok, den, 1.0), fill)
 
 
 # --------------------------------------------------------------------------- wall 17: capital
@@ -85,6 +81,10 @@ def tco(device_price_usd: Array, n_devices: Array, duration_s: Array, device_pow
     amortization: capex $116,667; maintenance 5 % -> $17,500. At 5.6 kW,
     PUE 1.2, $0.10/kWh: energy 5.6 · 8760 · 1.2 · 0.10 = $5,887.
     """
+    (device_price_usd, n_devices, duration_s, device_power_w, electricity_usd_per_kwh, pue,
+     depreciation_s, maintenance_frac_per_year) = nonneg(
+        device_price_usd, n_devices, duration_s, device_power_w, electricity_usd_per_kwh, pue,
+        depreciation_s, maintenance_frac_per_year, broadcast=False)
     device_price_usd, n_devices, duration_s = (jnp.asarray(x) for x in (device_price_usd, n_devices, duration_s))
     capex = device_price_usd * n_devices * duration_s / depreciation_s
     energy_kwh = n_devices * device_power_w * duration_s * pue / JOULES_PER_KWH
@@ -113,6 +113,8 @@ def cloud_cost(cloud_usd_per_device_s: Array, n_devices: Array, duration_s: Arra
     Worked example (seed 000): 8 GPUs at $4.00/GPU-hour, 80 % of a year:
     4.00 · 8 · 8760 · 0.8 = $224,256 (~$224K/node/yr).
     """
+    (cloud_usd_per_device_s, n_devices, duration_s, utilization_frac) = nonneg(
+        cloud_usd_per_device_s, n_devices, duration_s, utilization_frac, broadcast=False)
     return jnp.asarray(cloud_usd_per_device_s) * n_devices * duration_s * utilization_frac
 
 
@@ -138,7 +140,9 @@ def breakeven_utilization(onprem_usd: Array, cloud_usd_per_device_s: Array, n_de
     prints ~55 %; its own $2.40 vs $4.00 per GPU-hour at 80 % gives
     2.40 · 0.8 / 4.00 = 48 %.)
     """
-    return _safe_div(onprem_usd, cloud_usd_per_device_s * n_devices * duration_s, fill=0.0)
+    (onprem_usd, cloud_usd_per_device_s, n_devices, duration_s) = nonneg(
+        onprem_usd, cloud_usd_per_device_s, n_devices, duration_s, broadcast=False)
+    return safe_div(onprem_usd, cloud_usd_per_device_s * n_devices * duration_s, fill=UNBOUNDED)
 
 
 def effective_usd_per_device_s(cost_usd: Array, n_devices: Array, duration_s: Array, *,
@@ -159,7 +163,9 @@ def effective_usd_per_device_s(cost_usd: Array, n_devices: Array, duration_s: Ar
     Worked example: $134,167 over a year for 8 GPUs at 80 %:
     134,167 / (8 · 8760 · 0.8) = $2.39/GPU-hour (seed: ~$2.40).
     """
-    return _safe_div(cost_usd, n_devices * duration_s * utilization_frac, fill=0.0)
+    (cost_usd, n_devices, duration_s, utilization_frac) = nonneg(
+        cost_usd, n_devices, duration_s, utilization_frac, broadcast=False)
+    return safe_div(cost_usd, n_devices * duration_s * utilization_frac, fill=UNBOUNDED)
 
 
 def cost_per_useful_flop(cost_usd: Array, n_devices: Array, duration_s: Array,
@@ -177,15 +183,18 @@ def cost_per_useful_flop(cost_usd: Array, n_devices: Array, duration_s: Array,
       goodput_frac: goodput (default 1).
 
     Returns:
-      USD/FLOP, ``[...]`` (0 when no useful FLOP is delivered).
+      USD/FLOP, ``[...]`` (UNBOUNDED when a cost buys no useful FLOP: the +inf limit, the
+      worst value for a cost objective; 0 when the cost is 0 too).
 
     Source: seed 000 sections 6 and 9 ("cost per useful TFLOP-hour").
 
     Worked example: $2.40 per H100-hour at MFU 0.4: 2.40 / (989e12 · 0.4 · 3600)
     = 1.69e-18 USD/FLOP ($6.1e-3 per useful PFLOP).
     """
+    (cost_usd, n_devices, duration_s, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac) = nonneg(
+        cost_usd, n_devices, duration_s, peak_flop_per_s, mfu_frac, eta_scaling_frac, goodput_frac, broadcast=False)
     useful = n_devices * peak_flop_per_s * mfu_frac * eta_scaling_frac * goodput_frac * duration_s
-    return _safe_div(cost_usd, useful, fill=0.0)
+    return safe_div(cost_usd, useful, fill=UNBOUNDED)
 
 
 # --------------------------------------------------------------------------- wall 18: sustainability
@@ -215,6 +224,7 @@ def energy_j(it_power_w: Array, duration_s: Array, pue: Array) -> Array:
     Worked example: 64 · 400 W for 336 h at PUE 1.2: 25.6 kW · 1,209,600 s · 1.2
     = 3.716e10 J = 10,322 kWh.
     """
+    it_power_w, duration_s, pue = nonneg(it_power_w, duration_s, pue, broadcast=False)
     return jnp.asarray(it_power_w) * duration_s * pue
 
 
@@ -244,6 +254,8 @@ def sustainability(it_power_w: Array, duration_s: Array, pue: Array,
     PUE 1.2 -> 10,322 kWh; carbon 206 / 4,428 / 8,464 kg at 20 / 429 / 820 g/kWh;
     WUE 1.8 L/kWh -> 15,483 L.
     """
+    (it_power_w, duration_s, pue, carbon_gco2e_per_kwh, wue_l_per_kwh) = nonneg(
+        it_power_w, duration_s, pue, carbon_gco2e_per_kwh, wue_l_per_kwh, broadcast=False)
     it_e = jnp.asarray(it_power_w) * duration_s
     e = it_e * pue
     carbon = e / JOULES_PER_KWH * carbon_gco2e_per_kwh / 1000.0
@@ -270,9 +282,8 @@ def young_daly_interval_s(checkpoint_s: Array, mtbf_s: Array) -> Array:
     Worked examples: δ = 2 min, M = 180 min -> sqrt(720) = 26.8 min (seed: ~27);
     seed 003 self-check δ = 2 min, M = 4 h -> sqrt(960) = 31.0 min.
     """
-    x = 2.0 * jnp.maximum(checkpoint_s, 0.0) * jnp.maximum(mtbf_s, 0.0)
-    ok = x > 0
-    return jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0)  # finite gradient at δ = 0
+    checkpoint_s, mtbf_s = nonneg(checkpoint_s, mtbf_s, broadcast=False)
+    return safe_sqrt(2.0 * checkpoint_s * mtbf_s)  # finite gradient at δ = 0
 
 
 def checkpoint_overhead(interval_s: Array, checkpoint_s: Array, mtbf_s: Array, *,
@@ -302,8 +313,9 @@ def checkpoint_overhead(interval_s: Array, checkpoint_s: Array, mtbf_s: Array, *
     Worked example: δ = 2, M = 180 (minutes): τ = 10 -> 22.8 %, τ = 26.8 -> 14.9 %,
     τ = 60 -> 20.0 %. (Seed 000 prints 17 % / 7 % / 15 %: see the tests.)
     """
-    tau = jnp.maximum(interval_s, _TIME_FLOOR)
-    m = jnp.maximum(mtbf_s, _TIME_FLOOR)
+    interval_s, checkpoint_s, mtbf_s, recovery_s = nonneg(interval_s, checkpoint_s, mtbf_s, recovery_s, broadcast=False)
+    tau = floor_pos(interval_s, _TIME_FLOOR)
+    m = floor_pos(mtbf_s, _TIME_FLOOR)
     return checkpoint_s / tau + (0.5 * tau + recovery_s) / m
 
 
@@ -332,6 +344,7 @@ def goodput(interval_s: Array, checkpoint_s: Array, mtbf_s: Array, *,
 
     Worked example: δ = 2 min, M = 180 min, τ = sqrt(720) min, R = 0: G = 1 - 0.149 = 0.851.
     """
+    interval_s, checkpoint_s, mtbf_s, recovery_s = nonneg(interval_s, checkpoint_s, mtbf_s, recovery_s, broadcast=False)
     w = checkpoint_overhead(interval_s, checkpoint_s, mtbf_s, recovery_s=recovery_s)
     return jnp.clip(1.0 - w, _MIN_GOODPUT, 1.0)
 
@@ -355,8 +368,9 @@ def checkpoint_overhead_halfwrite(interval_s: Array, checkpoint_s: Array, mtbf_s
 
     Worked example: δ = 2, τ = 10, M = 180 (min): 0.1 + 0.0278 = 12.8 %.
     """
-    tau = jnp.maximum(interval_s, _TIME_FLOOR)
-    return checkpoint_s / (2.0 * tau) + tau / (2.0 * jnp.maximum(mtbf_s, _TIME_FLOOR))
+    interval_s, checkpoint_s, mtbf_s = nonneg(interval_s, checkpoint_s, mtbf_s, broadcast=False)
+    tau = floor_pos(interval_s, _TIME_FLOOR)
+    return checkpoint_s / (2.0 * tau) + tau / (2.0 * floor_pos(mtbf_s, _TIME_FLOOR))
 
 
 def goodput_halfwrite(interval_s: Array, checkpoint_s: Array, mtbf_s: Array) -> Array:
@@ -372,6 +386,7 @@ def goodput_halfwrite(interval_s: Array, checkpoint_s: Array, mtbf_s: Array) -> 
 
     Worked example: δ = 2, τ = 10, M = 180 (min): 1 - 0.128 = 0.872.
     """
+    interval_s, checkpoint_s, mtbf_s = nonneg(interval_s, checkpoint_s, mtbf_s, broadcast=False)
     return jnp.clip(1.0 - checkpoint_overhead_halfwrite(interval_s, checkpoint_s, mtbf_s),
                     _MIN_GOODPUT, 1.0)
 
@@ -399,8 +414,9 @@ def goodput_daly(interval_s: Array, checkpoint_s: Array, mtbf_s: Array, *,
     Worked example: δ = 2, τ = 26.8, M = 180 (min), R = 0:
     26.8 / (180 · (e^{28.8/180} - 1)) = 0.858 (first order: 0.851).
     """
-    tau = jnp.maximum(interval_s, _TIME_FLOOR)
-    m = jnp.maximum(mtbf_s, _TIME_FLOOR)
+    interval_s, checkpoint_s, mtbf_s, recovery_s = nonneg(interval_s, checkpoint_s, mtbf_s, recovery_s, broadcast=False)
+    tau = floor_pos(interval_s, _TIME_FLOOR)
+    m = floor_pos(mtbf_s, _TIME_FLOOR)
     x = jnp.minimum((tau + checkpoint_s) / m, _MAX_EXPONENT)
     g = tau / (m * jnp.expm1(x)) * jnp.exp(-jnp.minimum(recovery_s / m, _MAX_EXPONENT))
     return jnp.clip(g, 0.0, 1.0)
@@ -431,4 +447,5 @@ def dp_sgd_slowdown(epsilon: Array, *, coef: float = 2.0, min_epsilon: float = 0
 
     Worked example: ε = 1 -> 3.0; ε = 8 -> 1.25; ε = 10 -> 1.2.
     """
-    return 1.0 + coef / jnp.maximum(epsilon, min_epsilon)
+    [epsilon] = nonneg(epsilon, broadcast=False)
+    return 1.0 + coef / floor_pos(epsilon, min_epsilon)

@@ -34,6 +34,9 @@ def cmd_catalog(args) -> int:
         else:
             _out(f"{k}: {entry['name']} ({entry['display_name']}), from {cat.source_of(k, args.name)}")
             _out(report.entry_table(entry))
+            if k in ("accelerators", "fabrics"):
+                _out()
+                _out(achievable_summary(k, entry))
         return EXIT_OK
     # add
     from ...catalog._load import entries_from
@@ -59,6 +62,30 @@ def cmd_catalog(args) -> int:
     _out(f"To use them in other commands: mlsys-opt --catalog FILE ... or export {CATALOG_ENV}=FILE, "
          f"with the tables written as [{k}.NAME] (the file here may use [NAME] or [{k}.NAME]).")
     return EXIT_OK
+
+
+def achievable_summary(kind: str, entry) -> str:
+    """Achieved-rate lines of one accelerator / fabric entry with their provenance (issue 19)."""
+    def row(what, value, prov):
+        return f"  {what:<15} {value:<54} {prov}"
+    lines = ["achievable rates (fractions of this entry's peaks; catalog/achievable.toml, achievable_README.md):"]
+    if kind == "fabrics":
+        f, a = entry["busbw_frac_large"], entry["allreduce_step_latency_s"]
+        value = (f"all-reduce busbw {f:.3g} of bw, α {a * 1e6:.3g} us/step" if a > 0 else
+                 f"all-reduce busbw {f:.3g} of bw, α = catalog latency") if f > 0 else "-"
+        lines.append(row("collectives", value, entry["busbw_provenance"] or "none"))
+        return "\n".join(lines)
+    lines.append(row("HBM sustained", f"{entry['sustained_mem_bw_frac']:.3g} of mem_bw (STREAM triad)",
+                     entry["hbm_provenance"]))
+    lines.append(row("GEMM 16384^3", f"fp16 {entry['gemm_eff_16k_fp16']:.3g}, fp8 {entry['gemm_eff_16k_fp8']:.3g}"
+                                     " of peak", entry["gemm_provenance"]))
+    lines.append(row("attention", f"FA fwd+bwd {entry['attention_fwdbwd_eff_8k']:.3g} of fp16 peak at 8k",
+                     entry["attention_provenance"]))
+    f, a = entry["scaleup_busbw_frac_large"], entry["scaleup_allreduce_step_latency_s"]
+    value = f"all-reduce busbw {f:.3g} of scaleup_bw, α {a * 1e6:.3g} us/step" if f > 0 else "-"
+    lines.append(row("scale-up comm", value, entry["scaleup_comm_provenance"] or "none"))
+    lines.append(f"  GEMM per precision: {entry['gemm_method']}")
+    return "\n".join(lines)
 
 
 def cmd_spaces(args) -> int:

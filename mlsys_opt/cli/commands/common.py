@@ -15,7 +15,7 @@ from typing import Any, Callable, Sequence
 
 from ...errors import MlsysOptError
 
-EXIT_OK, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_INPUT, EXIT_INFEASIBLE, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 2, 3, 130, 143
 CATALOG_ENV = "MLSYS_OPT_CATALOG"
 CACHE_ENV = "MLSYS_OPT_CACHE_DIR"
 PROG = "mlsys-opt"
@@ -51,7 +51,8 @@ def load_user_catalog(paths: Sequence[str]):
     cat = load_catalog()
     for path in paths:
         if not Path(path).is_file():
-            raise MlsysOptError(f"catalog file {path!r} (from --catalog or ${CATALOG_ENV}) does not exist")
+            raise MlsysOptError(f"catalog file {path!r} (from --catalog or ${CATALOG_ENV}) "
+                                f"{'is not a regular file' if Path(path).exists() else 'does not exist'}")
         data = read_toml(path, path)
         for kind, entries in data.items():
             try:
@@ -81,7 +82,17 @@ def _eff(args):
     if not path:
         return None
     from ...calibration import load_calibration
-    return load_calibration(path)
+    if Path(path).exists() and not Path(path).is_file():
+        raise MlsysOptError(f"--calibration {path}: not a regular file; expected a .json or .toml file "
+                            "written by 'mlsys-opt calibrate -o FILE'")
+    try:
+        return load_calibration(path)
+    except UnicodeDecodeError as exc:
+        raise MlsysOptError(f"--calibration {path}: not UTF-8 text (byte offset {exc.start}); expected a .json "
+                            "or .toml file written by 'mlsys-opt calibrate -o FILE'") from None
+    except RecursionError:
+        raise MlsysOptError(f"--calibration {path}: values nested too deeply; expected a .json or .toml file "
+                            "written by 'mlsys-opt calibrate -o FILE'") from None
 
 
 def enable_compile_cache() -> str | None:
@@ -117,6 +128,61 @@ def _note(args, text: str) -> None:
         _err(text)
 
 
+# --------------------------------------------------------------------------- output files
+
+def check_writable(path: str | os.PathLike, flag: str) -> Path:
+    """Refuse, before any work, an output path that is a folder, in a missing folder, or not writable.
+
+    A regular file (or a new one) is probed by opening it for appending (a new file is removed again);
+    devices and pipes are not probed (a failed write later goes to :func:`write_or_fallback`).
+    """
+    p = Path(path)
+    if p.is_dir():
+        raise MlsysOptError(f"{flag} {str(p)!r}: is a folder; give a file path, e.g. {str(p / ('out' + p.suffix))!r}")
+    if not p.parent.is_dir():
+        raise MlsysOptError(f"{flag} {str(p)!r}: folder {str(p.parent)!r} does not exist")
+    if p.exists() and not p.is_file():
+        return p
+    existed = p.exists()
+    try:
+        with open(p, "ab"):
+            pass
+    except OSError as exc:
+        raise MlsysOptError(f"{flag} {str(p)!r}: cannot write there ({exc.strerror or exc})") from None
+    if not existed:
+        try:
+            p.unlink()
+        except OSError:
+            pass
+    return p
+
+
+def fallback_path(path: str | os.PathLike) -> Path:
+    """Where an output that could not be written goes instead: the temporary folder, name kept."""
+    import tempfile
+    p = Path(path)
+    return Path(tempfile.gettempdir()) / f"mlsys-opt-{p.stem}-{os.getpid()}{p.suffix}"
+
+
+def write_or_fallback(write: Callable[[Path], Any], path: str | os.PathLike, flag: str) -> tuple[Path | None, str]:
+    """write(path); on an OSError (disk full, ...) write(fallback_path(path)) instead.
+
+    Returns (the path written or None, '' or a one-line message naming both paths).  Never raises
+    OSError: the caller still prints its results and reports the message at the end (exit 2).
+    """
+    try:
+        write(Path(path))
+        return Path(path), ""
+    except OSError as exc:
+        first = f"{flag} {str(path)!r}: cannot write ({exc.strerror or exc})"
+    alt = fallback_path(path)
+    try:
+        write(alt)
+        return alt, f"{first}; saved to {alt} instead"
+    except OSError as exc:
+        return None, f"{first}; nor to {alt} ({exc.strerror or exc}); nothing was saved"
+
+
 # --------------------------------------------------------------------------- argument parsing helpers
 
 def _int_at_least(low: int, expected: str) -> Callable[[str], int]:
@@ -131,6 +197,17 @@ def _int_at_least(low: int, expected: str) -> Callable[[str], int]:
         return v
     parse.__name__ = f"int_at_least_{low}"
     return parse
+
+
+def _positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not 0 < v < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
 
 
 _positive_int = _int_at_least(1, "a positive integer")

@@ -13,15 +13,20 @@ from typing import Any
 from ...errors import MlsysOptError
 from .common import (
     EXIT_INFEASIBLE,
+    EXIT_INPUT,
     EXIT_OK,
+    PROG,
     _catalog,
     _count,
     _eff,
+    _err,
     _out,
     _print_json,
     _space,
     _split_kv,
+    check_writable,
     enable_compile_cache,
+    write_or_fallback,
 )
 
 # flag -> (parameter, help); values are read like spec values (names, numbers, "10 min", ...)
@@ -67,6 +72,12 @@ def _add_config_args(p) -> None:
     for flag, param, help_ in CONFIG_FLAGS:
         g.add_argument(flag, dest=f"p_{param}", metavar="V", help=help_)
     p.add_argument("--calibration", metavar="FILE", help="efficiency parameters from a calibration file")
+
+
+def _add_table_args(p) -> None:
+    """`mlsys-opt evaluate --table FILE -o OUT ...` (cli/commands/table.py)."""
+    from .table import add_table_args
+    add_table_args(p)
 
 
 def _config(args) -> tuple[Any, dict, dict]:
@@ -125,14 +136,19 @@ def _first_objective(space) -> str:
 # --------------------------------------------------------------------------- evaluate
 
 def cmd_evaluate(args) -> int:
+    if getattr(args, "table", None):        # a table of configurations: cli/commands/table.py
+        from .table import cmd_evaluate_table
+        return cmd_evaluate_table(args)
+    from ...point import evaluation
+    from .. import audit as audit_table
     from .. import report
     from ..plots import check_path
     target, params, limits = _config(args)
     if args.figure:
-        check_path(args.figure)
+        check_writable(check_path(args.figure), "--figure")
     enable_compile_cache()
-    df, space = report.evaluate_frame(target, params, eff=_eff(args), catalog=_catalog(args),
-                                      limits=limits or None)
+    df, space = evaluation.evaluate_frame(target, params, eff=_eff(args), catalog=_catalog(args),
+                                          limits=limits or None)
     grid = any(isinstance(v, list) for v in params.values())
     if grid or len(df) > 1:
         if args.json:
@@ -155,20 +171,21 @@ def cmd_evaluate(args) -> int:
         system = sens[~sens["parameter"].isin(WORKLOAD_INPUTS)]      # the workload size is not a lever
         system.attrs.update(sens.attrs)
         binding = find_binding(system, _first_objective(space))
-    audit = report.audit(row, space, sensitivity_binding=binding)
+    audit = audit_table.audit(row, space, sensitivity_binding=binding)
+    figure, failed = None, ""          # a figure that cannot be written: the audit is still printed, exit 2
     if args.figure:
         from ..plots import evaluation_figure
-        evaluation_figure(row, space, path=args.figure)
+        figure, failed = write_or_fallback(lambda p: evaluation_figure(row, space, path=p), args.figure, "--figure")
     if args.json:
         _print_json({"scenario": space.scenario, "configuration": _param_dict(row, space),
                      "outputs": {k: row[k] for k in _output_cols(space) if k in row},
                      "constraints": {k[2:]: row[k] for k in row.index if k.startswith("g_")},
                      "feasible": bool(row["feasible"]), "binding_constraint": row["binding_constraint"],
-                     "audit": audit, "figure": args.figure})
+                     "audit": audit, "figure": str(figure) if figure else None})
     else:
         _out(_title(row, space))
         _out()
-        _out(report.format_audit(audit))
+        _out(audit_table.format_audit(audit))
         _out()
         outs = [c for c in _output_cols(space) if c in row and c not in report.HIDDEN]
         _out("All outputs (SI value in the last column):")
@@ -180,9 +197,12 @@ def cmd_evaluate(args) -> int:
         else:
             bad = [k[2:].replace("limit_", "limit:", 1) for k in row.index if k.startswith("g_") and row[k] > 0]
             _out(f"feasible: NO, violated: {', '.join(bad)}")
-        if args.figure:
-            _out(f"wrote {args.figure} (iron-law loss cascade)" if space.scenario == "training"
-                 else f"wrote {args.figure} (decode step on the roofline)")
+        if figure:
+            _out(f"wrote {figure} (iron-law loss cascade)" if space.scenario == "training"
+                 else f"wrote {figure} (decode step on the roofline)")
+    if failed:
+        _err(f"{PROG}: error: {failed}")
+        return EXIT_INPUT
     return EXIT_OK if bool(row["feasible"]) or args.allow_infeasible else EXIT_INFEASIBLE
 
 
@@ -244,6 +264,7 @@ def _si(v) -> str:
 def cmd_sensitivity(args) -> int:
     import pandas as pd
 
+    from ...point.evaluation import point_space
     from ...point.sensitivity import binding, sensitivity
     from .. import report
     target, params, limits = _config(args)
@@ -251,21 +272,31 @@ def cmd_sensitivity(args) -> int:
         raise MlsysOptError("sensitivity takes one configuration; give single values (no comma lists)")
     if args.figure:
         from ..plots import check_path
-        check_path(args.figure)
+        check_writable(check_path(args.figure), "--figure")
     enable_compile_cache()
-    space = target if not isinstance(target, str) else report.point_space(target, params, catalog=_catalog(args),
-                                                                           limits=limits or None)
+    space = target if not isinstance(target, str) else point_space(target, params, catalog=_catalog(args),
+                                                                    limits=limits or None)
     config = _config_of(space, {a.name: a.labels[0] for a in space.axes}, params) if isinstance(target, str) \
         else dict(params)
     outputs = args.output or [n for n, _ in space.objectives]
     df = sensitivity(space, config, outputs=outputs, eff=_eff(args), tables=space.catalog.tables())
+    figure, failed = None, ""
     if args.figure:
         from ..plots import tornado
-        tornado(df, outputs[0], top=args.top, path=args.figure)
+        described = ", ".join(f"{k}={v}" for k, v in config.items())
+        figure, failed = write_or_fallback(lambda p: tornado(df, outputs[0], top=args.top, path=p,
+                                                             configuration=f"{space.scenario}: {described}"),
+                                           args.figure, "--figure")
+    cons = df.attrs.get("constraints")      # like evaluate: an infeasible configuration exits 3 (still printed)
+    violated = [str(c) for c in cons.columns if float(cons.iloc[0][c]) > 0] if cons is not None and len(cons) else []
+    code = EXIT_INPUT if failed else EXIT_INFEASIBLE if violated and not args.allow_infeasible else EXIT_OK
     if args.json:
         _print_json({"scenario": space.scenario, "configuration": config, "sensitivities": df,
-                     "binding": {o: binding(df, o)._asdict() for o in outputs}, "figure": args.figure})
-        return EXIT_OK
+                     "binding": {o: binding(df, o)._asdict() for o in outputs}, "feasible": not violated,
+                     "figure": str(figure) if figure else None})
+        if failed:
+            _err(f"{PROG}: error: {failed}")
+        return code
     for o in outputs:
         rows = df[df["output"] == o].sort_values("rank").head(args.top)
         _out(f"{o} = {report.value_text(o, rows['output_value'].iloc[0])}: elasticities ∂ln y/∂ln x "
@@ -283,6 +314,10 @@ def cmd_sensitivity(args) -> int:
              + (f"; of the system: {bs.parameter} ({bs.elasticity:+.2f})" if bs.parameter != b.parameter else "")
              + f"; tightest constraint: {b.constraint} (g = {b.g:+.3f}, <= 0 feasible)")
         _out()
-    if args.figure:
-        _out(f"wrote {args.figure} (tornado chart of {outputs[0]})")
-    return EXIT_OK
+    if violated:
+        _out(f"infeasible configuration: violated {', '.join(violated)} (the elasticities hold all the same)")
+    if figure:
+        _out(f"wrote {figure} (tornado chart of {outputs[0]})")
+    if failed:
+        _err(f"{PROG}: error: {failed}")
+    return code

@@ -10,7 +10,23 @@ from ...errors import MlsysOptError
 from .common import EXIT_OK, _catalog, _count, _out, _print_json, _split_kv
 
 
+# the options each mode reads (the others are refused rather than silently ignored)
+MODE_OPTIONS = {"itl": ("batch", "context"), "ttft": ("prompt_tokens",), "days": ("hardware", "tokens", "set")}
+MAX_DAYS = 36500.0      # a century: beyond it the iron-law fleet rounds to nothing
+
+
+def _check_options(args) -> None:
+    mode = next(m for m in MODE_OPTIONS if getattr(args, m, None) is not None)
+    unused = [f"--{o.replace('_', '-')}" for m, opts in MODE_OPTIONS.items() if m != mode for o in opts
+              if o not in MODE_OPTIONS[mode] and getattr(args, o, None) not in (None, [])]
+    if unused:
+        uses = ", ".join(f"--{o.replace('_', '-')}" for o in MODE_OPTIONS[mode])
+        raise MlsysOptError(f"--{mode} does not use {', '.join(dict.fromkeys(unused))} (--{mode} reads {uses}, "
+                            "--mfu and --precision); remove them or pick the mode that uses them")
+
+
 def cmd_synthesize(args) -> int:
+    _check_options(args)
     res = synthesize_target(args, _catalog(args))
     if args.json:
         _print_json({k: v for k, v in res.items() if k != "lines"})
@@ -54,13 +70,17 @@ def synthesize_target(args, catalog) -> dict:
                                                            "mem_capacity_bytes"))
     q = report.quantity_text
     name, out, lines = str(m["name"]), {"model": str(m["name"]), "precision": prec}, []
+    batch = args.batch if getattr(args, "batch", None) is not None else 1
+    context = args.context if getattr(args, "context", None) is not None else 0
+    prompt = args.prompt_tokens if getattr(args, "prompt_tokens", None) is not None else 1024
+    args_set = getattr(args, "set", None) or []
     if args.itl or args.ttft:
         flag = "--itl" if args.itl else "--ttft"
         t = units.parse(args.itl or args.ttft, "time", positive=True, field=flag)
-        tokens = args.batch if args.itl else args.prompt_tokens
+        tokens = batch if args.itl else prompt
         spec = S.inverse_roofline(name, t, precision=prec, efficiency=args.mfu, tokens=float(tokens), catalog=catalog)
         kv = float(node.kv_cache_bytes(float(m["n_layers"]), float(m["n_kv_heads"]), float(m["head_dim"]),
-                                       float(args.context), float(args.batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)],
+                                       float(context), float(batch), BYTES_PER_ELEMENT[PRECISIONS.index(prec)],
                                        kv_latent_dim=float(m["kv_latent_dim"])))
         kv = kv if args.itl else 0.0
         bw = spec.required_bw_bytes_per_s + float(analysis.required_bandwidth(kv, t))
@@ -68,7 +88,7 @@ def synthesize_target(args, catalog) -> dict:
         out.update(target=flag[2:], target_s=t, required_bandwidth_bytes_per_s=bw, required_memory_bytes=mem,
                    required_flop_per_s=spec.required_flop_per_s, kv_cache_bytes=kv)
         if args.itl:
-            lines += [f"{name} decode at {1e3 * t:g} ms per token ({prec}, batch {args.batch}, {args.context:,} KV "
+            lines += [f"{name} decode at {1e3 * t:g} ms per token ({prec}, batch {batch}, {context:,} KV "
                       f"tokens per sequence):",
                       f"  bytes read per token: {q('w_bytes', spec.weight_bytes)} weights + {q('k_bytes', kv)} KV",
                       f"  required HBM bandwidth: {q('b_bytes_per_s', bw)}  (= {spec.weight_bytes + kv:.4g} B / "
@@ -94,25 +114,27 @@ def synthesize_target(args, catalog) -> dict:
             days = float(args.days)
         except ValueError:
             raise MlsysOptError(f"--days {args.days!r}: expected a number of days, e.g. 14") from None
-        if not days > 0:
-            raise MlsysOptError(f"--days {args.days!r}: expected a positive number of days")
+        if not 0 < days <= MAX_DAYS:
+            raise MlsysOptError(f"--days {args.days!r}: expected a number of days in (0, {MAX_DAYS:g}] "
+                                "(a century at most)")
         n_tok = units.parse(args.tokens, "tokens", positive=True, field="--tokens") if args.tokens \
             else 20.0 * float(m["n_params"])
-        config = {**DAYS_DEFAULTS, **_split_kv(args.set, "--set"), "model": name,
+        config = {**DAYS_DEFAULTS, **_split_kv(args_set, "--set"), "model": name,
                   "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
                   "precision": prec}
         try:            # a placeholder fleet of one tp·pp·ep group: min_devices_for_time sweeps N itself
             config["n_accelerators"] = int(config["tp"]) * int(config["pp"]) * int(config.get("ep", 1))
         except (TypeError, ValueError):
             raise MlsysOptError("--set tp/pp/ep: expected integers") from None
-        space = report.point_space("training", config, catalog=catalog)
+        from ...point.evaluation import point_space
+        space = point_space("training", config, catalog=catalog)
         res = S.min_devices_for_time(space, {space.axes[0].name: space.axes[0].labels[0]}, days * SECONDS_PER_DAY)
         hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
         flop = 6.0 * float(m["n_active_params"]) * n_tok
         out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
                    training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
                    scenario_time_s=res.time_s)
-        settings = ", ".join(f"{k} {v}" for k, v in config.items() if k in DAYS_DEFAULTS or k in _split_kv(args.set,
+        settings = ", ".join(f"{k} {v}" for k, v in config.items() if k in DAYS_DEFAULTS or k in _split_kv(args_set,
                                                                                                         "--set"))
         lines += [f"train {name} on {_count(n_tok)} tokens{'' if args.tokens else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",

@@ -1,0 +1,117 @@
+"""Start-up times of the command line and the Python API (wall seconds, fresh processes).
+
+Rows (targets from issue 15, on the 2-core CPU):
+  --help, an argument error, `catalog list`, `spaces list`     (no JAX: --help and errors < 0.5 s)
+  capstone sweep cold: an empty compilation cache               (< 6 s)
+  capstone sweep warm: the cache filled by the cold run          (< 2 s)
+  README Python snippet (sweep + evaluate + sensitivity), warm  (< 8 s)
+Each row runs `--repeat` times in a fresh process; the table shows the best
+and the median, whether JAX was imported (for the light commands) and the
+`--timings` breakdown of the last capstone run (import, spec, compile,
+evaluate, reduce, frame, write).  It prints a table; it is not a test.
+
+    python benchmarks/startup.py [--repeat 3] [--skip-sweeps]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README_SNIPPET = """
+import mlsys_opt as mo
+res = mo.sweep("spaces/capstone.toml")
+print(res.front[["hardware", "n_accelerators", "region", "time_to_train_days", "tco_usd", "carbon_kg"]])
+row = mo.evaluate("training", model="llama3_70b", hardware="h100_sxm", n_accelerators=512, tp=8,
+                  region="quebec", n_tokens=1.24e12)
+sens = mo.sensitivity("training", {"model": "llama3_70b", "hardware": "h100_sxm", "n_accelerators": 512,
+                                   "tp": 8, "n_tokens": 1.24e12})
+"""
+JAX_PROBE = ("import sys, mlsys_opt.cli.app as a\n"
+             "try:\n    a.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+             "sys.stderr.write('JAX=%s\\n' % ('jax' in sys.modules))\n")
+
+
+def _cli() -> list[str]:
+    exe = shutil.which("mlsys-opt", path=os.path.dirname(sys.executable))
+    return [exe] if exe else [sys.executable, "-m", "mlsys_opt"]
+
+
+_CPU = [0.0]
+
+
+def timed(cmd, env, cwd) -> tuple[float, str, int]:
+    """(wall s, stderr, exit code); the child's CPU seconds (user + sys) go to _CPU[0]."""
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    out = subprocess.run(cmd, check=False, capture_output=True, text=True, env=env, cwd=cwd)
+    wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    _CPU[0] = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, out.stderr, out.returncode
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--skip-sweeps", action="store_true", help="only the light commands")
+    args = ap.parse_args(argv)
+    cache = tempfile.mkdtemp(prefix="mlsys_opt_startup_cache_")
+    work = tempfile.mkdtemp(prefix="mlsys_opt_startup_")
+    env = dict(os.environ, MLSYS_OPT_CACHE_DIR=cache)
+    cli = _cli()
+    light = [("--help", ["--help"], 0.5), ("argument error", ["sweep"], 0.5),
+             ("catalog list", ["catalog", "list"], None), ("spaces list", ["spaces", "list"], None)]
+    print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores (wall times grow with the load; "
+          "'cpu' is the process's own CPU seconds)")
+    print(f"{'what':34} {'best s':>8} {'median s':>9} {'target s':>9}  notes")
+    for name, a, target in light:
+        times, cpu = [], []
+        for _ in range(args.repeat):
+            times.append(timed(cli + a, env, work)[0])
+            cpu.append(_CPU[0])
+        _, err, _ = timed([sys.executable, "-c", JAX_PROBE] + a, env, work)
+        jax_loaded = "JAX=True" in err
+        print(f"{'mlsys-opt ' + name:34} {min(times):8.2f} {statistics.median(times):9.2f} "
+              f"{target if target else '':>9}  {'imports JAX' if jax_loaded else 'no JAX'}; "
+              f"cpu {min(cpu):.2f} s")
+    if args.skip_sweeps:
+        return 0
+    sweep = cli + ["sweep", os.path.join(ROOT, "spaces", "capstone.toml"), "--no-save", "--timings", "-q"]
+    cold, err, rc = timed(sweep, env, work)
+    breakdown = _breakdown(err)
+    print(f"{'capstone sweep, cold cache':34} {cold:8.2f} {'':>9} {6:>9}  rc {rc}; cpu {_CPU[0]:.1f} s; "
+          f"{breakdown}")
+    warm = []
+    for _ in range(args.repeat):
+        t, err, rc = timed(sweep, env, work)
+        warm.append(t)
+    print(f"{'capstone sweep, warm cache':34} {min(warm):8.2f} {statistics.median(warm):9.2f} {2:>9}  "
+          f"rc {rc}; cpu {_CPU[0]:.1f} s; {_breakdown(err)}")
+    snippet = [sys.executable, "-c", "from mlsys_opt.cli.commands.common import enable_compile_cache\n"
+               "enable_compile_cache()\n" + README_SNIPPET]
+    t, err, rc = timed(snippet, env, ROOT)
+    print(f"{'README snippet (compile cache on)':34} {t:8.2f} {'':>9} {8:>9}  rc {rc}; cpu {_CPU[0]:.1f} s")
+    shutil.rmtree(cache, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+def _breakdown(stderr: str) -> str:
+    parts = []
+    for line in stderr.splitlines():
+        bits = line.split()
+        if len(bits) == 2 and bits[0] in ("import", "spec", "compile", "evaluate", "reduce", "frame", "write"):
+            parts.append(f"{bits[0]} {float(bits[1]):.2f}")
+    return ", ".join(parts) or "(no --timings output)"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

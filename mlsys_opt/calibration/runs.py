@@ -1,0 +1,331 @@
+"""Published runs with a `setup` (training_runs.json, serving_runs.json, a user's file) -> RowPlans.
+
+Each row's ``setup`` becomes scenario settings through `setup.to_settings` (one table per
+scenario); its model becomes a catalog entry when the catalog lacks it.  One measured
+quantity per row is compared (the first the row has, convention-free quantities first)::
+
+    training  tokens_per_s_per_gpu  G·s / (N · step_time)              (G sequences of s tokens)
+              step_time_s           step_time
+              tokens_per_s          G·s / step_time
+              mfu                   the scenario's MFU (PaLM App. B: 6·P + 12·L·H·Q·s per token)
+              tflops_per_gpu        MFU · peak(hardware, precision): model FLOP/s per accelerator
+              time_to_train_days    time_to_train_s / 86400 (n_tokens in the setup)
+              energy_mwh            energy_j / 3.6e9 (n_tokens in the setup)
+    serving   output_tokens_per_s   (offline / unlimited rate) B·out / (prefill of B·in tokens
+                                    + out · mean decode step) / GPUs per replica, × replicas
+              tokens_per_s_per_gpu  the same per accelerator
+              ttft_s                ttft_s of one prompt (p50 or mean as published)
+              itl_s                 itl_s, the mean decode step at the running batch (compared with
+                                    TPOT where published: vLLM streams in bursts, README)
+
+B = setup.batch_size, else (server rows) Little's law λ·latency on the published latency, else
+(offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
+(vLLM gpu_memory_utilization and TensorRT-LLM kv_cache_free_gpu_mem_fraction both default to
+0.9), capped at vLLM's max_num_seqs = 256 for vLLM.  Rows whose lengths are not published, or
+that time one phase of a disaggregated deployment, are not evaluable (`evaluable` says why).
+"""
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+from .._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY
+from ..catalog import load_catalog
+from ..errors import MlsysOptError
+from ..scenarios import schema
+from . import setup as S
+from .rows import DATA_DIR, FIELDS, Measurement, RowPlan, Target
+
+TRAINING_RUNS_PATH = DATA_DIR / "training_runs.json"
+SERVING_RUNS_PATH = DATA_DIR / "serving_runs.json"
+
+# Source -> organisation: sources from one organisation count once towards the "independent
+# sources" rule (fit.MIN_SOURCES) and in the reported source counts.
+ORGANISATIONS = {
+    "mosaic_llmfoundry": "MosaicML/Databricks", "megatron_core_2024": "NVIDIA", "nemo_perf_2407": "NVIDIA",
+    "nemo_longseq": "NVIDIA", "megatron_bridge_2604": "NVIDIA", "nvidia_trtllm_docs": "NVIDIA",
+    "Narayanan et al.": "NVIDIA", "NVIDIA TensorRT-LLM performance page": "NVIDIA",
+    "torchtitan_2024_2025": "Meta", "llama3_paper_2024": "Meta", "opt_paper_2022": "Meta",
+    "Touvron et al. 2023 'Llama 2' Table 2": "Meta", "Touvron et al. 2023 'LLaMA' Table 15": "Meta",
+    "maxtext_tpu_2023": "Google", "PaLM paper Table 3": "Google", "Chowdhery et al. 2022 'PaLM'": "Google",
+    "Patterson et al. 2021 'Carbon Emissions and Large Neural Network Training'": "Google",
+    "kempnerforge_2026": "Kempner Institute", "trainy_whitefiber_2025": "Trainy",
+    "Luccioni": "BigScience", "sglang_team_benchmark_vllm_060": "SGLang/LMSYS",
+    "lmsys_sglang_large_scale_ep_blog": "SGLang/LMSYS", "mlperf_inference": "MLCommons",
+    "vllm_blog_mi300x_embeddedllm": "Embedded LLM",
+}
+
+TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
+                 "time_to_train_days", "energy_mwh")
+SERVE_METRICS = ("output_tokens_per_s", "tokens_per_s_per_gpu", "ttft_s", "itl_s")
+# published key -> compared quantity (first present wins within each list)
+SERVE_KEYS = {"output_tokens_per_s": ("output_tokens_per_s",),
+              "tokens_per_s_per_gpu": ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"),
+              "ttft_s": ("ttft_p50_s", "ttft_mean_s", "ttft_s"),
+              "itl_s": ("tpot_p50_s", "tpot_mean_s", "itl_mean_s", "itl_p50_s", "itl_s")}
+KV_MEMORY_FRACTION = 0.9        # vLLM gpu_memory_utilization / TRT-LLM kv_cache_free_gpu_mem_fraction
+MAX_NUM_SEQS = {"vllm": 256}    # vLLM's default max_num_seqs
+
+
+class Unevaluable(MlsysOptError):
+    """A row that cannot be evaluated by today's scenarios (the message says why)."""
+
+
+def _measurement(r: dict, i: int, path, sources: dict) -> Measurement:
+    if not isinstance(r, dict) or not all(k in r for k in ("id", "measured", "setup")):
+        raise MlsysOptError(f"{path}: rows[{i}] needs 'id', 'measured' and 'setup' fields")
+    key = str(r.get("source_key") or r.get("source_group") or "")
+    incons = r.get("source_inconsistent") or ""
+    assumptions = r.get("assumptions") or ""
+    return Measurement(str(r["id"]), str(r.get("category", "")), str(r.get("source") or sources.get(key, {}).get("citation", "")),
+                       dict(r.get("hardware") or {}), dict(r.get("model") or {}), dict(r.get("parallelism") or {}),
+                       str(r.get("precision", "")), dict(r["measured"]), str(r.get("notes", "")),
+                       str(r.get("verification", "")), setup=dict(r["setup"]), source_key=key,
+                       org=ORGANISATIONS.get(key, sources.get(key, {}).get("org", key)),
+                       fit_candidate=bool(r.get("fit_candidate", True)),
+                       source_inconsistent=incons if isinstance(incons, str) else json.dumps(incons),
+                       assumptions="; ".join(assumptions) if isinstance(assumptions, list) else str(assumptions),
+                       derived=dict(r.get("derived") or {}))
+
+
+@functools.lru_cache(maxsize=4)
+def _load(path: str) -> tuple:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise MlsysOptError(f"{path}: cannot read runs ({exc.strerror or exc})") from None
+    except json.JSONDecodeError as exc:
+        raise MlsysOptError(f"{path}: not valid JSON: {exc}") from None
+    rows = data.get("rows") if isinstance(data, dict) else None
+    if not isinstance(rows, list):
+        raise MlsysOptError(f"{path}: expected an object with a 'rows' list")
+    sources = data.get("sources") or {}
+    return tuple(_measurement(r, i, path, sources) for i, r in enumerate(rows))
+
+
+def load_runs(which: str = "all") -> list[Measurement]:
+    """Rows of training_runs.json ("training"), serving_runs.json ("serving") or both ("all")."""
+    if which not in ("training", "serving", "all"):
+        raise MlsysOptError(f"load_runs({which!r}): allowed 'training', 'serving', 'all'")
+    out: list[Measurement] = []
+    if which in ("training", "all"):
+        out += _load(str(TRAINING_RUNS_PATH))
+    if which in ("serving", "all"):
+        out += _load(str(SERVING_RUNS_PATH))
+    return out
+
+
+def scenario_of(row: Measurement) -> str:
+    """'serving' for serving rows (category or the setup's serving keys), else 'training'."""
+    s = row.setup or {}
+    if "serving" in row.category or "inference" in row.category or "mode" in s or "input_len" in s:
+        return "serving"
+    return "training"
+
+
+# --------------------------------------------------------------------------- planning
+def plan_setup_row(row: Measurement, catalog=None) -> RowPlan:
+    """Evaluations and the compared target of one row with a setup (module docstring)."""
+    where = f"row {row.id!r}: setup"
+    scenario = scenario_of(row)
+    setup = dict(row.setup)
+    mapped = S.to_settings(scenario, setup, where)
+    settings = dict(mapped.settings)
+    entries: dict = {}
+    model = setup.get("model")
+    if model is None:
+        raise MlsysOptError(f"{where}.model: missing (a catalog model name or a shape table)")
+    name, entry = S.model_entry(model, int(setup.get("seq_len") or setup.get("input_len") or 4096),
+                                row.source or row.source_key, where)
+    settings["model"] = name
+    if entry is not None:
+        entries["models"] = {name: entry}
+    # lookups need the accelerators (peaks) and, for serving, the model (KV size): a new model
+    # entry is added to the catalog only where it is read (building a catalog costs ~50 ms)
+    catalog = _catalog_with(catalog, entries if scenario == "serving" else {})
+    flags = list(mapped.flags)
+    if scenario == "training":
+        evals, found = _training_target(row, settings, catalog, flags)
+    else:
+        evals, found = _serving_target(row, setup, settings, catalog, flags)
+    blocking = any(f.startswith(("cp=", "ep>1")) for f in flags)
+    fit = row.fit_candidate and not row.source_inconsistent and not blocking
+    targets = []
+    for metric, measured, coef, (num, den), note in (found if row.compare_all else found[:1]):
+        notes = "; ".join([note] + flags + ([row.assumptions] if row.assumptions else []))
+        targets.append(Target(row.id, row.category or scenario, metric, float(measured), float(coef), num, den,
+                              bool(fit), f"{scenario}_runs", notes, str(row.source_inconsistent)))
+    return RowPlan(row.id, entries, tuple(evals), tuple(targets))
+
+
+@functools.lru_cache(maxsize=1)
+def _base_catalog():
+    return load_catalog()
+
+
+def _catalog_with(catalog, entries):
+    catalog = _base_catalog() if catalog is None else catalog
+    for kind, table in entries.items():
+        catalog = catalog.with_entries(kind, table)
+    return catalog
+
+
+def _measured(row: Measurement, key: str):
+    v = row.measured.get(key)
+    return None if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
+
+
+def _training_target(row, settings, catalog, flags):
+    """(evaluations, [(metric, measured, coef, (num, den), note), ...]) in TRAIN_METRICS order."""
+    n = float(settings.get("n_accelerators", 1))
+    gb, seq = float(settings.get("global_batch", 1)), float(settings.get("seq_len", 1))
+    settings.setdefault("n_tokens", 1000.0 * gb * seq)
+    evals = [("training", settings)]
+    one = ((("const", 1.0), 1.0),)
+    step = (((0, "step_time_s"), 1.0),)
+    mfu = ((((0, "mfu"), 1.0),), one)
+    out = []
+    for metric in TRAIN_METRICS:
+        v = _measured(row, metric)
+        if v is None:
+            continue
+        if metric == "tokens_per_s_per_gpu":
+            out.append((metric, v, gb * seq / n, (one, step), "G·s/(N·step)"))
+        elif metric == "step_time_s":
+            out.append((metric, v, 1.0, (step, one), "step time"))
+        elif metric == "tokens_per_s":
+            out.append((metric, v, gb * seq, (one, step), "G·s/step"))
+        elif metric == "mfu":
+            out.append((metric, v, 1.0, mfu, "MFU, PaLM App. B FLOP count"))
+        elif metric == "tflops_per_gpu":
+            hw = catalog.entry("accelerators", settings["hardware"])
+            prec = settings.get("precision", schema.TRAINING_PARAMS["precision"].default)
+            peak = float(hw[f"peak_{prec}_flop_per_s"]) / 1e12
+            out.append(("model_tflops_per_gpu", v, peak, mfu,
+                        "model TFLOP/s = MFU·peak (PaLM FLOP count; the source may count attention differently)"))
+        elif metric == "time_to_train_days":
+            if "n_tokens" not in (row.setup or {}):
+                raise MlsysOptError(f"row {row.id!r}: time_to_train_days needs n_tokens in the setup")
+            out.append((metric, v, 1.0 / SECONDS_PER_DAY, ((((0, "time_to_train_s"), 1.0),), one), ""))
+        elif metric == "energy_mwh":
+            if "n_tokens" not in (row.setup or {}):
+                raise MlsysOptError(f"row {row.id!r}: energy_mwh needs n_tokens in the setup")
+            out.append((metric, v, 1.0 / 3.6e9, ((((0, "energy_j"), 1.0),), one), "facility energy"))
+    if not out:
+        raise Unevaluable(f"row {row.id!r}: no compared quantity among {', '.join(TRAIN_METRICS)} in measured")
+    return evals, out
+
+
+def _kv_bytes_per_seq(m, tokens: float, bpe: float) -> float:
+    per_tok = m["kv_latent_dim"] if m["kv_latent_dim"] > 0 else 2.0 * m["n_kv_heads"] * m["head_dim"]
+    return float(m["n_layers"] * per_tok * bpe * tokens)
+
+
+def _serving_target(row, setup, settings, catalog, flags):
+    def get(*keys):
+        for k in keys:
+            if k in settings:
+                return float(settings[k])
+        return None
+
+    if setup.get("phase"):
+        raise Unevaluable(f"row {row.id!r}: times one phase ({setup['phase']}) of a disaggregated deployment "
+                          "with the other given unlimited resources; not a scenario output")
+    for key, rule in (("disaggregated", "disaggregated"), ("ep", "ep")):
+        if setup.get(key) and key not in schema.SERVING_PARAMS and (key != "ep" or int(setup[key]) > 1):
+            raise Unevaluable(f"row {row.id!r}: setup.{key} = {setup[key]!r} needs the serving parameter "
+                              f"'{rule}' (not in the scenario yet)")
+    p_in, out_len = get("prompt_len", "prompt_tokens"), get("output_len", "output_tokens")
+    if p_in is None or out_len is None:
+        raise Unevaluable(f"row {row.id!r}: {'input' if p_in is None else 'output'} length not published "
+                          f"({setup.get('length_distribution') or 'dataset'} mean unknown)")
+    tp, pp = float(settings.get("tp", 1)), float(settings.get("pp", 1))
+    gpus = tp * pp
+    rate = setup.get("request_rate")
+    keys = {q: next((k for k in SERVE_KEYS[q] if _measured(row, k) is not None), None) for q in SERVE_KEYS}
+    note = ""
+    if settings.get("batch") is None:
+        if rate:
+            lat = _measured(row, "e2e_latency_p50_s") or _measured(row, "e2e_latency_mean_s")
+            if lat is None and keys["ttft_s"] and keys["itl_s"]:
+                lat = _measured(row, keys["ttft_s"]) + out_len * _measured(row, keys["itl_s"])
+            if lat is None:
+                raise Unevaluable(f"row {row.id!r}: concurrency unknown (no batch size and no latency to "
+                                  "apply Little's law to)")
+            settings["batch"] = max(1, round(float(rate) * lat))
+            note = f"batch = λ·latency = {settings['batch']} (Little's law on the published latency)"
+        else:
+            settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
+            note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
+    settings.setdefault("request_rate", "0.1 /s")
+    evals = [("serving", settings)]
+    one = ((("const", 1.0), 1.0),)
+    b = float(settings["batch"])
+    out = []
+    if not rate and (keys["output_tokens_per_s"] or keys["tokens_per_s_per_gpu"]):
+        # prefill of the batch: B prompts of p_in tokens.  Below the ridge point one prompt is
+        # weight-read bound and batching them is what an engine does: one prompt of B·p_in
+        # tokens (the legacy convention); above it one prompt is already compute-bound, and B
+        # prompts cost B single-prompt prefills (attention stays per sequence, not (B·p_in)²).
+        hw = catalog.entry("accelerators", settings["hardware"])
+        prec = settings.get("precision", "fp16")
+        ridge = hw[f"peak_{prec}_flop_per_s"] / hw["mem_bw_bytes_per_s"] * BYTES_PER_ELEMENT[PRECISIONS.index(prec)] / 2
+        batched = p_in < ridge
+        evals.append(("serving", {**settings, "batch": 1,
+                                  **{k: (b * p_in if batched else p_in) for k in ("prompt_len", "prompt_tokens")
+                                     if k in settings},
+                                  **{k: 1 for k in ("output_len", "output_tokens") if k in settings}}))
+        den = (((1, "ttft_s"), 1.0 if batched else b), ((0, "itl_s"), out_len))
+        note = f"{note}; prefill of the batch as {'one prompt of B·in tokens' if batched else 'B prompts'}"
+        if keys["tokens_per_s_per_gpu"]:
+            v = _measured(row, keys["tokens_per_s_per_gpu"])
+            out.append(("tokens_per_s_per_gpu", v, b * out_len / gpus, (one, den), note))
+        else:
+            n = float(setup.get("n_accelerators") or gpus)
+            out.append(("output_tokens_per_s", _measured(row, "output_tokens_per_s"), b * out_len * n / gpus,
+                        (one, den), note))
+    for q in ("ttft_s", "itl_s"):       # at an offered rate: the median with queueing where modelled
+        if keys[q]:
+            field = q.replace("_s", "_p50_s") if rate and q.replace("_s", "_p50_s") in FIELDS["serving"] else q
+            out.append((q, _measured(row, keys[q]), 1.0, ((((0, field), 1.0),), one), f"{keys[q]} vs {field}; {note}"))
+    if not out:
+        raise Unevaluable(f"row {row.id!r}: no compared quantity (offline throughput or TTFT/ITL) in measured")
+    return evals, out
+
+
+def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:
+    hw = catalog.entry("accelerators", settings["hardware"])
+    m = catalog.entry("models", settings["model"])
+    prec = settings.get("precision", "fp16")
+    bpe = BYTES_PER_ELEMENT[PRECISIONS.index(prec)]
+    kv_prec = str(setup.get("kv_precision") or prec).replace("bf16", "fp16")
+    kv_bpe = BYTES_PER_ELEMENT[PRECISIONS.index(kv_prec)] if kv_prec in PRECISIONS else bpe
+    free = KV_MEMORY_FRACTION * (hw["mem_capacity_bytes"] * gpus - m["n_params"] * bpe)
+    batch = max(1, int(free // max(_kv_bytes_per_seq(m, context, kv_bpe), 1.0)))
+    return min(batch, MAX_NUM_SEQS.get(str(setup.get("engine", "")).lower(), batch))
+
+
+# --------------------------------------------------------------------------- evaluable rows
+def evaluable(rows: Sequence[Measurement], catalog=None) -> tuple[list[Measurement], list[tuple[str, str]]]:
+    """(rows that plan, [(id, why not) for the others]); rows without a setup always plan."""
+    ok, skipped = [], []
+    for r in rows:
+        if not r.setup:
+            ok.append(r)
+            continue
+        try:
+            plan_setup_row(r, catalog)
+        except Unevaluable as exc:
+            skipped.append((r.id, str(exc).split(": ", 1)[-1]))
+            continue
+        ok.append(r)
+    return ok, skipped
+
+
+def org_of(row: Measurement) -> str:
+    """The organisation of a row's source (ORGANISATIONS; the source itself when unknown)."""
+    from .fit import _source
+    key = row.source_key or _source(row)
+    return row.org or ORGANISATIONS.get(key, key)

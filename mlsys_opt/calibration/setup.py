@@ -1,0 +1,268 @@
+"""A published run's `setup` -> scenario parameters: one table per scenario, easy to extend.
+
+Rows of ``training_runs.json`` / ``serving_runs.json`` (and a user's ``--measurements``
+file) describe the run in the source's terms (``setup``: tp/cp/pp/dp, sharding,
+micro-batch size, attention kernel, KV precision, ...).  `TRAINING_MAP` and
+`SERVING_MAP` say, per setup key, which schema parameters (scenarios/schema.py) it
+sets and how.  A rule may name parameters the scenarios do not have yet (``cp``,
+``attention``, ``micro_batch_size``, ``shard_group``, ``kv_precision``,
+``chunk_size`` ...): `to_settings` sets every parameter that exists in
+``schema.PARAMS[scenario]`` *at run time* and records the others as pending, so a row
+is mapped fully as soon as the parameter is added, with no change here.  Until then a
+pending value that changes the physics is emulated with what exists where that is exact
+(``micro_batch_size`` -> ``microbatches``) or approximate and flagged (``cp`` folded into
+the data-parallel degree: same tokens per GPU, no ring-attention traffic), and the row
+carries a flag naming it.
+
+To add a setup key: one entry ``"key": Rule(("param", ...), convert)`` where
+``convert(value, setup) -> {param: value}`` returns display-form values
+(catalog slugs, choice names, plain numbers).
+"""
+from __future__ import annotations
+
+import re
+import zlib
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+from .._types import PRECISIONS
+from ..errors import MlsysOptError
+from ..scenarios import schema
+
+
+class Rule(NamedTuple):
+    """How one setup key feeds schema parameters: convert(value, setup) -> {param: value}.
+
+    any_of: the params are synonyms (a newer name first): the first the schema has is set."""
+    params: tuple[str, ...]
+    convert: Callable[[Any, dict], dict]
+    doc: str = ""
+    any_of: bool = False
+
+
+def _same(*names):
+    return lambda v, s: {n: v for n in names}
+
+
+def _int(name):
+    return lambda v, s: {name: int(v)}
+
+
+def _precision(v, s) -> dict:
+    """bf16 -> fp16 while the schema has no bf16 (same width and peak on every catalog part)."""
+    p = str(v).lower()
+    return {"precision": p if p in PRECISIONS or p != "bf16" else "fp16"}
+
+
+def _kv_precision(v, s) -> dict:
+    p = str(v).lower()
+    choices = (schema.SERVING_PARAMS.get("kv_precision") or schema.ParamSpec("choice", None, "")).choices or ()
+    return {"kv_precision": p if p in choices or p != "bf16" else "fp16"}
+
+
+# sharding name -> ZeRO stage (Rajbhandari et al. 2020; FSDP FULL_SHARD = stage 3)
+ZERO_STAGE = {"ddp": 0, "zero1": 1, "zero2": 2, "zero3": 3, "fsdp": 3, "hsdp": 3}
+
+
+def _sharding(v, s) -> dict:
+    """ddp 0, zero1 1, zero2 2, fsdp 3; hsdp = stage 3 inside a shard group, replicated across
+    groups: the group is one slice (setup.slices: dp/slices), else one node (gpus_per_node or 8,
+    an assumption); 0 = the whole data-parallel group."""
+    name = str(v).lower()
+    if name not in ZERO_STAGE:
+        raise MlsysOptError(f"{v!r} is not a sharding (allowed: {', '.join(ZERO_STAGE)})")
+    out = {"zero_stage": ZERO_STAGE[name], "shard_group": 0}
+    if name == "hsdp":
+        dp = int(s.get("dp") or 1)
+        group = dp // int(s["slices"]) if s.get("slices") else int(s.get("gpus_per_node") or 8)
+        out["shard_group"] = max(1, min(dp, group))
+    return out
+
+
+def _micro(v, s) -> dict:
+    """micro_batch_size b -> micro_batch_size and microbatches M = global_batch/(dp·b) (consistent;
+    the schema's first parameter was M).  Unknown (null) -> both 0 where the scenario chooses the
+    fastest feasible split, else b = 1 with pipelining (Megatron's default) and one micro-batch
+    per replica without (assumptions)."""
+    gb, dp, pp = int(s["global_batch"]), max(1, int(s.get("dp") or 1)), int(s.get("pp") or 1)
+    if not v and "micro_batch_size" in schema.TRAINING_PARAMS:
+        return {"micro_batch_size": 0, "microbatches": 0}     # the scenario picks the fastest feasible
+    b = int(v) if v else (1 if pp > 1 else max(1, gb // dp))
+    return {"micro_batch_size": int(v) if v else 0, "microbatches": max(1, round(gb / (dp * b)))}
+
+
+def _virtual(v, s) -> dict:
+    return {"virtual_stages": int(v) if v else 1}
+
+
+def _bool_choice(name):
+    return lambda v, s: {name: "on" if v else "off"}
+
+
+def _replicas(v, s) -> dict:
+    group = int(s.get("tp") or 1) * int(s.get("pp") or 1)
+    return {"replicas": max(1, int(v) // group)}
+
+
+def _chunk(v, s) -> dict:
+    return {"chunk_size": int(v) if v else 0}
+
+
+def _spec(v, s) -> dict:
+    if not v:
+        return {"spec_k": 0}
+    if isinstance(v, dict):
+        return {"spec_k": int(v.get("k", 0)), **({"spec_acceptance": float(v["acceptance"])} if "acceptance" in v else {})}
+    raise MlsysOptError(f"{v!r}: expected null/false or a table with k (and acceptance)")
+
+
+# setup key -> Rule.  Keys whose value is null are skipped (the scenario default applies).
+TRAINING_MAP: dict[str, Rule] = {
+    "hardware": Rule(("hardware",), _same("hardware"), "catalog slug"),
+    "n_accelerators": Rule(("n_accelerators",), _int("n_accelerators")),
+    "tp": Rule(("tp",), _int("tp")),
+    "pp": Rule(("pp",), _int("pp")),
+    "cp": Rule(("cp",), _int("cp"), "context parallel degree (H12)"),
+    "ep": Rule(("ep",), _int("ep"), "expert parallel degree, inside the data-parallel group"),
+    "virtual_stages": Rule(("virtual_stages",), _virtual, "null -> 1 (not printed)"),
+    "sharding": Rule(("zero_stage", "shard_group"), _sharding),
+    "micro_batch_size": Rule(("micro_batch_size", "microbatches"), _micro),
+    "global_batch": Rule(("global_batch",), _int("global_batch")),
+    "seq_len": Rule(("seq_len",), _int("seq_len")),
+    "precision": Rule(("precision",), _precision),
+    "attention": Rule(("attention",), _same("attention"), "flash | eager (H12)"),
+    "recompute": Rule(("recompute",), _same("recompute")),
+    "sequence_parallel": Rule(("sequence_parallel",), _bool_choice("sequence_parallel")),
+    "fabric": Rule(("fabric",), _same("fabric")),
+    "region": Rule(("region",), _same("region")),
+    "n_tokens": Rule(("n_tokens",), lambda v, s: {"n_tokens": float(v)}),
+}
+
+SERVING_MAP: dict[str, Rule] = {
+    "hardware": Rule(("hardware",), _same("hardware")),
+    "tp": Rule(("tp",), _int("tp")),
+    "pp": Rule(("pp",), _int("pp")),
+    "ep": Rule(("ep",), _int("ep")),
+    "n_accelerators": Rule(("replicas",), _replicas, "replicas = n_accelerators/(tp·pp)"),
+    "weight_precision": Rule(("precision",), _precision),
+    "precision": Rule(("precision",), _precision),
+    "kv_precision": Rule(("kv_precision",), _kv_precision, "(H13)"),
+    "input_len": Rule(("prompt_len", "prompt_tokens"), _same("prompt_len", "prompt_tokens"), any_of=True),
+    "output_len": Rule(("output_len", "output_tokens"), _same("output_len", "output_tokens"), any_of=True),
+    "batch_size": Rule(("batch",), _int("batch")),
+    "request_rate": Rule(("request_rate",), lambda v, s: {"request_rate": f"{float(v)} /s"}),
+    "chunk_size": Rule(("chunk_size",), _chunk, "(H13)"),
+    "disaggregated": Rule(("disaggregated",), _bool_choice("disaggregated"), "(H13)"),
+    "speculative": Rule(("spec_k", "spec_acceptance"), _spec, "(H13)"),
+    "engine": Rule(("engine",), _same("engine"), "(H19, only if it exists)"),
+    "region": Rule(("region",), _same("region")),
+}
+MAPS = {"training": TRAINING_MAP, "serving": SERVING_MAP}
+
+# Keys that are context only (derived from others or not modelled), with why.
+CONTEXT_KEYS = {
+    "dp": "derived: N/(tp·cp·pp)", "printed_dp": "kept for the record", "grad_accum": "implied by the batch split",
+    "model": "catalog entry (setup_model_entry)", "torch_compile": "software; not modelled",
+    "async_tp": "TP overlap; framework default overlap used", "slices": "used by sharding (hsdp group)",
+    "gpus_per_node": "node size (accelerator entry)", "remat_policy": "mapped into recompute by the data",
+    "fp8_recipe": "precision detail", "pp_schedule": "schedule detail", "scale_up_fabric": "context",
+    "scale_up_domain": "context", "engine_version": "context", "length_distribution": "request mix",
+    "mode": "decides the compared quantity", "num_requests": "context", "offered_qps": "context",
+    "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
+    "chunked_prefill": "see chunk_size", "name": "context",
+}
+
+# A pending parameter at this value changes nothing in today's scenario (no flag needed).
+NEUTRAL = {"cp": 1, "shard_group": 0, "micro_batch_size": None, "chunk_size": 0, "disaggregated": "off",
+           "spec_k": 0, "sequence_parallel": "on", "ep": 1}
+
+
+class Mapped(NamedTuple):
+    settings: dict      # schema parameter -> display-form value (only parameters that exist)
+    pending: dict       # parameter the schema lacks -> the value the row asks for
+    flags: tuple        # one-line notes: what is approximated or not modelled yet
+
+
+def to_settings(scenario: str, setup: dict, where: str = "setup") -> Mapped:
+    """Schema settings of one setup (see the module docstring); errors name `where` and the key."""
+    table, have = MAPS[scenario], schema.PARAMS[scenario]
+    settings: dict = {}
+    pending: dict = {}
+    for key, value in setup.items():
+        rule = table.get(key)
+        if rule is None or value is None:
+            continue
+        try:
+            out = rule.convert(value, setup)
+        except MlsysOptError as exc:
+            raise MlsysOptError(f"{where}.{key}: {exc}") from None
+        except (TypeError, ValueError, KeyError) as exc:
+            what = "a whole number" if isinstance(exc, ValueError) and "int()" in str(exc) else f"valid ({exc})"
+            raise MlsysOptError(f"{where}.{key}: {value!r} is not {what}") from None
+        if rule.any_of:
+            first = next((p for p in rule.params if p in have), None)
+            if first is None:
+                pending[rule.params[0]] = out[rule.params[0]]
+            else:
+                settings[first] = out[first]
+            continue
+        for p, v in out.items():
+            (settings if p in have else pending)[p] = v
+    return Mapped(settings, pending, tuple(_flags(scenario, setup, settings, pending)))
+
+
+def _flags(scenario: str, setup: dict, settings: dict, pending: dict) -> list[str]:
+    flags = []
+    for p, v in pending.items():
+        if p in NEUTRAL and NEUTRAL[p] == v:
+            continue
+        if p == "micro_batch_size" and "microbatches" in settings:
+            continue                      # exact: microbatches carries it
+        if p == "cp":
+            flags.append(f"cp={v}: the scenario has no 'cp' yet; folded into data parallelism "
+                         "(same tokens per GPU, no ring-attention traffic)")
+        elif p == "attention":
+            flags.append(f"attention={v}: the scenario has no 'attention' yet (its activation memory and "
+                         "traffic include the s² scores of eager attention)")
+        elif p == "shard_group":
+            flags.append(f"shard_group={v}: hybrid sharding modelled as sharding over the whole DP group")
+        else:
+            flags.append(f"{p}={v}: not a scenario parameter yet; not modelled")
+    if scenario == "training" and int(setup.get("ep") or 1) > 1 and "cp" not in schema.PARAMS["training"]:
+        flags.append("ep>1 with the older convention dp = N/(tp·pp·ep) (expert ranks outside DP)")
+    return flags
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", str(text).lower()).strip("_")
+
+
+def model_entry(model: dict, seq_len: int, source: str, where: str) -> tuple[str, dict | None]:
+    """(catalog name, new models entry or None) for a setup.model table: the catalog model it
+    names (catalog_model), else an entry built from its shape (params_B, layers, hidden, heads,
+    kv_heads, ffn_hidden, vocab, experts, top_k, head_dim; head_dim = hidden/heads unless given)."""
+    if isinstance(model, str):
+        return model, None
+    if model.get("catalog_model"):
+        return str(model["catalog_model"]), None
+    need = [k for k in ("params_B", "layers", "hidden", "heads", "vocab") if model.get(k) in (None, "")]
+    if need:
+        raise MlsysOptError(f"{where}.model: missing {', '.join(need)} (or catalog_model) to build its catalog entry")
+    experts, top_k = int(model.get("experts") or 1), int(model.get("top_k") or 1)
+    hidden, heads = int(model["hidden"]), int(model["heads"])
+    entry = {"display_name": str(model.get("name") or "model of a published run"),
+             "kind": "moe" if experts > 1 else "transformer", "year": 2024,
+             "params": f"{float(model['params_B']) * 1e9:.6g}", "layers": int(model["layers"]),
+             "hidden": hidden, "heads": heads, "kv_heads": int(model.get("kv_heads") or heads),
+             "head_dim": int(model.get("head_dim") or hidden // heads),
+             "ffn_dim": int(model.get("ffn_hidden") or 4 * hidden), "vocab": int(model["vocab"]),
+             "context": int(seq_len), "source": f"{source} (shape as in the row's setup.model)"}
+    if experts > 1:
+        if not model.get("active_params_B"):
+            raise MlsysOptError(f"{where}.model: an MoE model (experts = {experts}) needs active_params_B "
+                                "or catalog_model")
+        entry.update(experts=experts, top_k=top_k, active_params=f"{float(model['active_params_B']) * 1e9:.6g}")
+    shape = "_".join(str(entry[k]) for k in ("params", "layers", "hidden", "heads", "kv_heads", "ffn_dim", "vocab"))
+    tag = format(zlib.crc32(shape.encode()) % 10**6, "06d")
+    entry["display_name"] += f" [shape {tag}]"     # display names must be unique in the catalog
+    return f"run_{slug(model.get('name') or 'model')[:40]}_{tag}", entry

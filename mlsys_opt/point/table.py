@@ -1,0 +1,311 @@
+"""Batch benchmark sweeps: every wall's figures for every row of a user's table (issue 17).
+
+``evaluate_table(table, "training")`` takes a pandas DataFrame, an Arrow table,
+or a CSV / Parquet path, one configuration per row (not a grid), and returns
+(or writes) one result row per input row:
+
+    input_row                    0-based position of the row in the input
+    <parameter columns>          the table's parameters, read and normalised: catalog
+                                 slugs ("H100" -> h100_sxm), choices, int64 counts, SI
+                                 floats with the unit in the name (``recovery_min`` ->
+                                 ``recovery_s``), as ``mlsys_opt.evaluate`` shows them
+    <other columns>              carried through unchanged
+    <every scenario output>      ``time_to_train_s``, ``tco_usd``, ... (schema.OUTPUTS,
+                                 unit in the name; ``bottleneck`` as a name; counts int64)
+    g_<constraint>               margins, <= 0 feasible (structural, then ``limit_<output>``)
+    feasible, reason_code, infeasible_reason, binding_constraint
+                                 reason_code: column of the most violated constraint of
+                                 an infeasible row (-1 feasible), as a sweep counts them
+    elasticity_<out>_wrt_<in>    with ``sensitivity=[out, ...]``: ∂ln out/∂ln in (wall 21)
+
+A table column that has the name of a result column (``n_accelerators`` is a
+training parameter and output) is written as ``<name>_input``.
+
+How (the sweep's path, `sweeps.api`): the rows are read in batches (Parquet
+record batches, CSV blocks, DataFrame slices), converted once per batch by
+:func:`~mlsys_opt.point.table_convert.convert_table`'s column plan (names ->
+catalog rows, units -> SI floats, one parse per distinct value), cut into
+fixed-size chunks (the last padded with its first row), evaluated by one
+jitted ``sweeps.api.evaluate_params`` per chunk size with the chunk's rows
+sharded over the devices (a 1-D mesh, the catalog tables replicated), and
+written batch by batch (Parquet row groups, CSV appends) while the next batch
+is read and the device works.  Host memory is flat in the number of rows for
+file inputs: one batch in flight.
+
+Bad rows (unknown name, wrong unit, negative or fractional value, empty
+required cell): by default every row is checked BEFORE any evaluation and
+:class:`BadRowsError` (an MlsysOptError: exit 2 on the command line) lists the
+first 20 (row, column, value, reason) and counts the rest.  With
+``skip_bad_rows=True`` the good rows are evaluated and the bad ones are written
+with their reasons to ``<out stem>.bad_rows.csv`` (or ``attrs["bad_rows"]`` of
+the returned DataFrame); nothing is dropped silently.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ..errors import MlsysOptError
+from .table_convert import (
+    BadRow,
+    ColumnPlan,
+    check_units,
+    convert_columns,
+    convert_table,
+    plan_columns,
+)
+from .table_eval import TableEvaluator
+from .table_io import open_source, open_writer, result_columns, write_bad_rows
+
+DEFAULT_CHUNK = 65536
+BATCH_CHUNKS = 16          # chunks per batch read, converted and written together
+MAX_LISTED = 20            # bad rows named in the error; the rest are counted
+
+
+class BadRowsError(MlsysOptError):
+    """Rows that cannot be read (``.bad``: the first BadRows, ``.n_bad``: how many cells in all)."""
+
+    def __init__(self, message: str, bad: list, n_bad: int):
+        super().__init__(message)
+        self.bad = bad
+        self.n_bad = n_bad
+
+
+class TableSummary(NamedTuple):
+    """What an ``evaluate_table`` run did (``attrs["summary"]`` of a returned DataFrame).
+
+    n_rows: rows read; n_evaluated: rows evaluated (n_rows - n_bad_rows);
+    n_feasible: feasible rows; infeasible_by: constraint -> infeasible rows it
+    binds most (reason codes); bad: the first BadRows (all of them in the side
+    file); timings_s: read / convert / evaluate / write seconds (host view;
+    the device works while the host reads and writes, so they overlap).
+    """
+    n_rows: int
+    n_evaluated: int
+    n_bad_rows: int
+    n_feasible: int
+    infeasible_by: dict
+    elapsed_s: float
+    rows_per_s: float
+    timings_s: dict
+    bad: list
+    out: str | None
+    bad_rows_path: str | None
+    extra_columns: tuple
+
+    def describe(self) -> str:
+        """A few lines for stderr: rows, feasible share, top infeasibility reasons, rows/s."""
+        share = self.n_feasible / self.n_evaluated if self.n_evaluated else 0.0
+        skipped = f" (skipped: {self.bad_rows_path})" if self.n_bad_rows and self.bad_rows_path else ""
+        split = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items())
+        lines = [(f"{self.n_rows:,} rows: {self.n_evaluated:,} evaluated, {self.n_bad_rows:,} bad{skipped}; "
+                  f"{self.n_feasible:,} feasible ({100 * share:.1f} %)"),
+                 f"{self.rows_per_s:,.0f} rows/s end to end ({self.elapsed_s:.2f} s; {split})"]
+        top = sorted(((v, k) for k, v in self.infeasible_by.items() if v), reverse=True)[:5]
+        if top:
+            lines.append("infeasible because of: " + ", ".join(f"{k} {v:,}" for v, k in top))
+        if self.extra_columns:
+            lines.append("carried through (not parameters): " + ", ".join(self.extra_columns))
+        return "\n".join(lines)
+
+
+def describe_bad(bad: Sequence[BadRow], n_bad: int, *, csv_lines: bool = False) -> str:
+    """'row 12, column hardware: 'h1000' is not a known accelerator ...' lines (first MAX_LISTED) + count."""
+    lines = []
+    for b in bad[:MAX_LISTED]:
+        line = f" (CSV line {b.row + 2})" if csv_lines else ""
+        lines.append(f"  row {b.row}{line}, column {b.column}, value {b.value!r}: {b.reason}")
+    rest = n_bad - len(lines)
+    if rest > 0:
+        lines.append(f"  ... and {rest:,} more bad cell(s)")
+    return "\n".join(lines)
+
+
+def _limits(scenario: str, limits: Mapping[str, Any] | None) -> dict:
+    from ..space.checks import parse_limits
+    errors = []
+    out = parse_limits(scenario, dict(limits or {}), lambda section, key, msg: errors.append(f"limit {key}: {msg}"))
+    if errors:
+        raise MlsysOptError("; ".join(errors))
+    return out
+
+
+def _progress_bar(total, progress):
+    from tqdm import tqdm
+    enabled = sys.stderr.isatty() if progress is None else bool(progress)
+    return tqdm(total=total, unit="row", unit_scale=True, disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True, smoothing=0.1)
+
+
+def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None, chunk_size: int = DEFAULT_CHUNK,
+                   sensitivity: Sequence[str] | str | None = None, set: Mapping[str, Any] | None = None,
+                   skip_bad_rows: bool = False, out: str | os.PathLike | None = None,
+                   limits: Mapping[str, Any] | None = None, devices=None, dtype=None, progress=None,
+                   batch_rows: int | None = None):
+    """Evaluate every row of a table of configurations at sweep speed.
+
+    Args:
+      table: a pandas DataFrame, a pyarrow Table / RecordBatch, a dict of
+        columns, or a path to a ``.csv`` or ``.parquet`` file; one configuration
+        per row, columns named after the scenario's parameters (see
+        ``mlsys_opt.point.table_convert`` for units in names and values).
+      scenario: "training" or "serving".
+      catalog: a ``Catalog`` with user entries (default the built-in one).
+      eff: an ``Efficiency`` (e.g. a calibration); default DEFAULT_EFFICIENCY.
+      chunk_size: rows per jitted evaluation (rounded up to a multiple of the
+        device count); does not change the result.
+      sensitivity: output name(s) whose elasticities to every continuous input
+        are added as columns ``elasticity_<output>_wrt_<input>`` (slower: one
+        forward-mode Jacobian per row).
+      set: {parameter: display value} for parameters without a column.
+      skip_bad_rows: evaluate the good rows and report the bad ones (side file
+        ``<out stem>.bad_rows.csv`` / ``attrs["bad_rows"]``) instead of raising.
+      out: a ``.parquet`` or ``.csv`` path to write the results to (written
+        batch by batch, moved into place when complete); None returns a DataFrame.
+      limits: [constraints] limits, e.g. ``{"max_time": "30 day"}`` (``g_limit_*`` columns).
+      devices: jax devices (or a count) to shard chunks over; default all.
+      dtype: float32 (default) or float64 (needs jax x64).
+      progress: a stderr progress bar: None on a terminal, True / False to force.
+      batch_rows: rows read and written together (default 16 chunks).
+
+    Returns:
+      a DataFrame of results (``attrs["summary"]``: :class:`TableSummary`;
+      ``attrs["bad_rows"]``: DataFrame of bad cells) when ``out`` is None, else
+      the :class:`TableSummary`.
+
+    Raises:
+      BadRowsError (an MlsysOptError) listing the first 20 bad cells when some
+      row cannot be read and ``skip_bad_rows`` is False -- before anything is
+      evaluated or written; MlsysOptError for a column mistake, an unknown
+      output for ``sensitivity``, an unreadable file or a bad argument.
+    """
+    from .. import validate
+    from ..catalog import load_catalog
+
+    where = "evaluate_table()"
+    t0 = time.perf_counter()
+    chunk_size = validate.check_positive_int("chunk_size", chunk_size, where)
+    catalog = load_catalog() if catalog is None else catalog
+    source = open_source(table)
+    plan = plan_columns(source.columns, scenario, catalog, set=set)
+    limit_values = _limits(scenario, limits)
+    if source.num_rows is not None:           # a small table compiles a small chunk (as sweeps.api.sweep does)
+        chunk_size = min(chunk_size, 1 << max(3, int(source.num_rows - 1).bit_length()))
+    evaluator = TableEvaluator(plan, limit_values, catalog, eff=eff, chunk_size=chunk_size, devices=devices,
+                               dtype=dtype, sensitivity=sensitivity)
+    batch_rows = evaluator.chunk * BATCH_CHUNKS if batch_rows is None else \
+        validate.check_positive_int("batch_rows", batch_rows, where)
+    check_units(plan, source.head())
+    evaluator.table_columns = tuple(source.columns)
+    timings = {"read": 0.0, "convert": 0.0, "evaluate": 0.0, "write": 0.0}
+
+    # pass 1 (unless skipping bad rows): every row checked before anything is evaluated;
+    # in-memory inputs keep their converted values, files are read again in pass 2 (flat memory)
+    cached = None
+    if not skip_bad_rows:
+        cached, bad, n_bad = [], [], 0
+        check_only = None if source.in_memory else list(plan.params)     # a file: read the parameters only
+        for batch, offset, values, mask, b, nb in _converted(source, plan, catalog, batch_rows, timings,
+                                                              lambda: MAX_LISTED - len(bad), check_only):  # noqa: B023
+            bad += b
+            n_bad += nb
+            if source.in_memory:
+                cached.append((batch, offset, values, mask, [], 0))
+        if n_bad:
+            raise BadRowsError(f"{source.label}: {n_bad:,} bad cell(s); nothing was evaluated "
+                               f"(fix them, or skip those rows with --skip-bad-rows / skip_bad_rows=True):\n"
+                               + describe_bad(bad, n_bad, csv_lines=source.is_csv), bad, n_bad)
+        if not source.in_memory:
+            cached = None
+
+    writer = open_writer(out, skip_bad_rows)
+    counts = np.zeros(len(evaluator.constraint_names) + 1, np.int64)
+    n_rows = n_eval = n_bad_rows = 0
+    first_bad: list = []
+    bar = _progress_bar(source.num_rows, progress)
+    pending = None
+    try:
+        batches = iter(cached) if cached is not None else \
+            _converted(source, plan, catalog, batch_rows, timings, lambda: None)
+        for batch, offset, values, mask, bad, _ in batches:
+            write_bad_rows(writer, bad)
+            first_bad += bad[:max(0, MAX_LISTED - len(first_bad))]
+            n_bad_rows += int(mask.sum())
+            t = time.perf_counter()
+            handle = evaluator.dispatch(values, ~mask)          # asynchronous: the device works from here on
+            timings["evaluate"] += time.perf_counter() - t
+            if pending is not None:
+                n_eval += _finish(pending, evaluator, writer, counts, timings, bar)
+            pending = (batch, offset, values, mask, handle)
+            n_rows += len(mask)
+        if pending is not None:
+            n_eval += _finish(pending, evaluator, writer, counts, timings, bar)
+        frame = writer.close(meta=_metadata(plan, limits, set))
+    except BaseException:
+        writer.abort()
+        raise
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - t0
+    summary = TableSummary(
+        n_rows=n_rows, n_evaluated=n_eval, n_bad_rows=n_bad_rows, n_feasible=int(counts[0]),
+        infeasible_by=dict(zip(evaluator.constraint_names, (int(c) for c in counts[1:]))),
+        elapsed_s=elapsed, rows_per_s=n_rows / elapsed if elapsed > 0 else 0.0, timings_s=timings,
+        bad=first_bad, out=None if out is None else str(out), bad_rows_path=writer.bad_path,
+        extra_columns=plan.extra)
+    if frame is None:
+        return summary
+    frame.attrs["summary"] = summary
+    frame.attrs["bad_rows"] = writer.bad_frame()
+    return frame
+
+
+def _converted(source, plan: ColumnPlan, catalog, batch_rows: int, timings: dict, room, columns=None) -> Iterator:
+    """(batch, offset, values, bad-row mask, BadRows (at most room() of them), bad cells) per batch."""
+    for batch, offset, t_read in source.batches(batch_rows, columns):
+        timings["read"] += t_read
+        t = time.perf_counter()
+        values, bad, mask, n_bad = convert_columns(batch, plan, catalog, row_offset=offset, max_reported=room())
+        timings["convert"] += time.perf_counter() - t
+        yield batch, offset, values, mask, bad, n_bad
+
+
+def _finish(pending, evaluator: TableEvaluator, writer, counts: np.ndarray, timings: dict, bar) -> int:
+    """Wait for a dispatched batch, assemble its result columns and write them; returns rows evaluated."""
+    batch, offset, values, mask, handle = pending
+    t = time.perf_counter()
+    res = evaluator.collect(handle)
+    timings["evaluate"] += time.perf_counter() - t
+    t = time.perf_counter()
+    good = ~mask
+    n_good = int(good.sum())
+    counts += np.bincount(res["reason_code"] + 1, minlength=len(counts))[:len(counts)]
+    cols = result_columns(batch, offset, values, good, res, evaluator)
+    writer.write(cols, n_good)
+    timings["write"] += time.perf_counter() - t
+    bar.update(len(mask))
+    return n_good
+
+
+def _metadata(plan: ColumnPlan, limits, set) -> dict:
+    return {"scenario": plan.scenario, "set": {k: str(v) for k, v in (set or {}).items()},
+            "limits": {k: str(v) for k, v in (limits or {}).items()},
+            "constants": {k: str(v) for k, v in plan.constant_labels.items() if k not in
+                          {p for p, _ in plan.params.values()}}}
+
+
+__all__ = [
+    "DEFAULT_CHUNK",
+    "MAX_LISTED",
+    "BadRow",
+    "BadRowsError",
+    "TableSummary",
+    "convert_table",
+    "describe_bad",
+    "evaluate_table",
+]

@@ -1,0 +1,238 @@
+"""Serving building blocks: replica geometry, the decode step, the prefill, the fused chunk.
+
+Helpers of `mlsys_opt.scenarios.serving`, each a small pure function returning a
+NamedTuple of arrays shaped like the batch.  Every equation is a wall
+(`walls.node`, `walls.serving`, `walls.fleet`); here only glue: byte and FLOP
+counts, degrees, and which wall sees which bandwidth.
+
+Times are whole-model latencies: a replica is tp·ep accelerators per pipeline stage
+(D = tp·ep lanes run a stage in parallel, the pp stages run one after another), so
+per-lane bytes / per-lane bandwidth summed over the stages is bytes / (D·bw).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import BYTES_PER_ELEMENT, Array
+from ..walls import fleet, node
+from ..walls import serving as sw
+from .efficiency import Efficiency, decode_compute_efficiency, prefill_efficiency
+from .parts import Common, safe_pos
+from .schema import KV_PRECISIONS, OFFLOAD
+
+OFFLOAD_KV, OFFLOAD_WEIGHTS = OFFLOAD.index("kv"), OFFLOAD.index("weights")
+assert KV_PRECISIONS[0] == "auto"
+
+
+class Replica(NamedTuple):
+    """Geometry, sizes and rates of one replica (per-lane rates; see the module docstring)."""
+    tp: Array
+    pp: Array
+    ep: Array
+    lanes: Array               # D = tp·ep accelerators per pipeline stage
+    devices: Array             # tp·pp·ep accelerators per replica
+    batch: Array               # decode slots
+    shared_params: Array       # parameters every token uses (dense: all; MoE: attention + shared experts)
+    expert_params: Array       # parameters of one routed expert (0 for dense)
+    compute_params: Array      # parameters per token on the busiest lane's critical path (imbalance)
+    imbalance: Array           # routing imbalance in effect (1 unless ep > 1)
+    weight_bytes: Array        # target weights of the replica, bytes (the draft's are in memory_bytes)
+    kv_bytes_per_token: Array  # target KV of one token over all layers at kv_precision, bytes
+    peak: Array                # FLOP/s per lane
+    bw: Array                  # achieved HBM B/s per lane
+    host_bw: Array             # host link B/s per lane
+    spill_frac_w: Array        # share of the weights in host memory
+    spill_frac_kv: Array       # share of the KV in host memory
+    offload_bytes: Array       # bytes per accelerator spilled to host
+    memory_bytes: Array        # HBM per accelerator (weights + KV at full batch − spill)
+    kv_bytes: Array            # KV per replica at full batch, prompt + output, bytes
+    tax_s: Array               # dispatch per forward pass
+    in_node: Array             # bool: the replica fits in one scale-up domain
+
+
+def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok, spec_on) -> Replica:
+    """Replica geometry, MoE split, KV at kv_precision, draft model, offload spill (bytes, B/s).
+
+    MoE: with A = active and N = total parameters, E experts and top-k routing,
+    one expert has e = (N − A)/(E − k) parameters and the rest s = N − E·e is used by
+    every token (attention, embeddings, shared experts).  The busiest of ep ranks
+    sees `moe_imbalance` times the mean routed tokens, so a token costs s + k·e·imb
+    on the critical path.  The draft model of speculative decoding adds
+    draft_cost_frac of the target's weights and KV (its cost ratio ≈ its size ratio).
+    Offload (schema.OFFLOAD): the KV or the weights that do not fit spill to host
+    memory (walls.serving.offload_spill_bytes).
+    """
+    tp, pp = safe_pos(p.tp, 1.0), safe_pos(p.pp, 1.0)
+    ep = safe_pos(p.ep, 1.0)
+    lanes = tp * ep
+    devices = lanes * pp
+    batch = safe_pos(p.batch, 1.0)
+    e_n, k = c.n_experts, jnp.maximum(c.top_k, 1.0)
+    moe = (e_n > k) & ~c.is_cnn
+    expert = jnp.where(moe, (c.n_params - c.n_active) / jnp.where(moe, e_n - k, 1.0), 0.0)
+    shared = c.n_params - e_n * expert
+    imb = jnp.where(ep > 1.0, jnp.maximum(p.moe_imbalance, 1.0), 1.0)
+    compute_params = jnp.where(c.is_cnn, c.n_eff, shared + k * expert * imb)
+    draft = 1.0 + jnp.where(spec_on, jnp.maximum(p.draft_cost_frac, 0.0), 0.0)
+
+    code = jnp.asarray(p.kv_precision, jnp.int32)
+    table = jnp.asarray((0.0, *BYTES_PER_ELEMENT), c.bpe.dtype)
+    bpe_kv = jnp.where(code <= 0, c.bpe, table[jnp.clip(code, 0, len(KV_PRECISIONS) - 1)])
+    kv_tok = node.kv_cache_bytes(c.n_layers, c.n_kv_heads, c.head_dim, 1.0, 1.0, bpe_kv,
+                                         kv_latent_dim=c.kv_latent_dim)
+    w_bytes = c.n_params * c.bpe
+    kv = kv_tok * (prompt + out_tok) * batch
+
+    w_dev, kv_dev = draft * w_bytes / devices, draft * kv / devices
+    off = jnp.asarray(p.offload, jnp.int32)
+    spill_kv = jnp.where(off == OFFLOAD_KV, sw.offload_spill_bytes(w_dev, kv_dev, c.capacity), 0.0)
+    spill_w = jnp.where(off == OFFLOAD_WEIGHTS, sw.offload_spill_bytes(kv_dev, w_dev, c.capacity), 0.0)
+    spill_w, spill_kv = jnp.where(c.wafer, 0.0, spill_w), jnp.where(c.wafer, 0.0, spill_kv)
+    mem = jnp.where(c.wafer, kv_dev + 2.0 * draft * w_bytes / c.n_layers, w_dev + kv_dev - spill_w - spill_kv)
+    return Replica(
+        tp=tp, pp=pp, ep=ep, lanes=lanes, devices=devices, batch=batch, shared_params=shared,
+        expert_params=expert, compute_params=compute_params, imbalance=imb, weight_bytes=w_bytes,
+        kv_bytes_per_token=kv_tok, peak=c.peak, bw=c.mem_bw, host_bw=safe_pos(host_bw_per_lane, 1.0),
+        spill_frac_w=spill_w / safe_pos(w_dev, 1.0), spill_frac_kv=spill_kv / safe_pos(kv_dev, 1.0),
+        offload_bytes=spill_w + spill_kv, memory_bytes=mem, kv_bytes=kv,
+        tax_s=eff.dispatch_s_per_layer * c.n_layers, in_node=devices <= c.apn)
+
+
+def weight_read_s(r: Replica, c: Common, tokens) -> Array:
+    """Weights one forward pass over `tokens` tokens reads, whole model, s.
+
+    Shared weights always; routed experts only as many as the tokens touch
+    (walls.serving.experts_touched, × imbalance on the busiest rank, at most all E).
+    Offloaded share at the host-link rate (walls.serving.split_read_s).
+    """
+    touched = jnp.minimum(sw.experts_touched(c.n_experts, c.top_k, tokens) * r.imbalance, c.n_experts)
+    read = c.bpe * (r.shared_params + r.expert_params * touched) / r.lanes
+    return sw.split_read_s(read, read * r.spill_frac_w, r.bw, r.host_bw)
+
+
+def comm_s(r: Replica, c: Common, tokens) -> Array:
+    """Megatron TP all-reduces (2 per layer), MoE all-to-alls (2 per layer, ep > 1), pp hops, s."""
+    msg = tokens * c.hidden * c.bpe
+    bw_x = jnp.where(r.in_node, c.bw_up, c.bw_out)
+    alpha_x = jnp.where(r.in_node, c.alpha_up, c.alpha_out)
+    t_tp = 2.0 * c.n_layers * fleet.ring_allreduce(msg, r.tp, c.bw_up, c.alpha_up)
+    a2a_msg = msg * jnp.maximum(c.top_k, 1.0) * r.imbalance / r.ep
+    t_ep = jnp.where(r.ep > 1.0, 2.0 * c.n_layers * fleet.all_to_all(a2a_msg, r.ep, bw_x, alpha_x), 0.0)
+    return t_tp + t_ep + (r.pp - 1.0) * (alpha_x + msg / bw_x)
+
+
+class DecodeStep(NamedTuple):
+    step_s: Array              # one target step incl. the draft passes (plain decode: one step)
+    itl_s: Array               # mean time per generated token, step / E[tokens]
+    weights_s: Array           # parts of the target step (audit)
+    compute_s: Array
+    kv_s: Array
+    overhead_s: Array
+    draft_s: Array
+    spec: sw.Speculation
+    bottleneck: Array
+
+
+def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -> DecodeStep:
+    """A continuous-batching decode step of `batch` sequences, with speculative decoding.
+
+    Target step (walls.serving.batch_step_s): max(weight read, 2·A·B·(k+1) FLOP at η_decode)
+    + KV read of B sequences at the mean context prompt + output/2 + dispatch + comm;
+    the verify pass scores k + 1 tokens per sequence against the KV read once.  The
+    draft adds k passes of draft_cost_frac × a plain step (walls.serving.speculative_decoding);
+    tokens per step E = (1 − α^(k+1))/(1 − α).  Wafer-scale rows stream weights
+    (node.weight_streaming) as before.
+    """
+    spec = sw.speculative_decoding(p.spec_k, p.spec_acceptance, p.draft_cost_frac)
+    eta = decode_compute_efficiency(p.efficiency, eff, part=c, rows=r.batch, tp=r.tp)   # GEMM curve (issue 19)
+    k1 = jnp.maximum(p.spec_k, 0.0) + 1.0
+    kv_read = r.kv_bytes_per_token * (prompt + 0.5 * out_tok) * r.batch / r.lanes
+    t_kv = sw.split_read_s(kv_read, kv_read * r.spill_frac_kv, r.bw, r.host_bw)
+
+    def step(tokens):
+        w = weight_read_s(r, c, tokens)
+        comp = 2.0 * r.compute_params * tokens / (r.lanes * r.peak * eta)
+        over = r.tax_s + comm_s(r, c, tokens)
+        ws = node.weight_streaming(r.weight_bytes / c.n_layers, 2.0 * r.compute_params * tokens / c.n_layers,
+                                   c.n_layers, c.inj_bw * r.lanes, c.peak * r.lanes, efficiency=eta,
+                                   dispatch_tax_s=r.tax_s / c.n_layers)
+        wafer = ws.latency_s + t_kv + over - r.tax_s
+        return jnp.where(c.wafer, wafer, sw.batch_step_s(w, comp, t_kv, over)), w, comp, over
+
+    t_verify, w, comp, over = step(r.batch * k1)
+    t_plain = step(r.batch)[0]
+    draft = spec.draft_cost_steps * t_plain
+    t_step = t_verify + draft
+    mem = jnp.maximum(w, t_kv)
+    code = jnp.where(comp >= mem, node.COMPUTE, node.MEMORY)
+    code = jnp.where(over > jnp.maximum(comp, mem), node.OVERHEAD, code).astype(jnp.int32)
+    return DecodeStep(t_step, t_step / spec.tokens_per_step, w, comp, t_kv, over, draft, spec, code)
+
+
+class PrefillTime(NamedTuple):
+    time_s: Array              # isolated prefill of one prompt (weights, GEMMs + attention, comm)
+    compute_s: Array           # GEMM + attention FLOP time
+    attention_s: Array         # the causal attention part of compute_s
+    weights_s: Array
+    overhead_s: Array
+
+
+def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_tokens) -> PrefillTime:
+    """Prefill of `new_tokens` after `cached_tokens` (prefix cache hits), alone on the replica, s.
+
+    FLOP = 2·A·n + causal attention 4·L·(h·d)·(n·c + n(n+1)/2)
+    (walls.serving.causal_attention_flop), at η_prefill(rows = n) (efficiency.py);
+    never faster than reading the weights once; + dispatch + TP all-reduces of n tokens.
+    Wafer-scale rows stream the weights (node.weight_streaming).
+    """
+    n = safe_pos(new_tokens, 1.0)
+    eta = prefill_efficiency(p.efficiency, n * c.reuse_per_item, eff, part=c, tp=r.tp)
+    attn = sw.causal_attention_flop(c.n_layers, c.attn_width, n, cached_tokens)
+    gemm = 2.0 * r.compute_params * n
+    t_c = (gemm + attn) / (r.lanes * r.peak * eta)
+    t_a = attn / (r.lanes * r.peak * eta)
+    w = weight_read_s(r, c, n)
+    over = r.tax_s + comm_s(r, c, n)
+    ws = node.weight_streaming(r.weight_bytes / c.n_layers, (gemm + attn) / c.n_layers, c.n_layers,
+                               c.inj_bw * r.lanes, c.peak * r.lanes, efficiency=eta,
+                               dispatch_tax_s=r.tax_s / c.n_layers)
+    t = jnp.where(c.wafer, ws.latency_s + over - r.tax_s, jnp.maximum(t_c, w) + over)
+    return PrefillTime(jnp.minimum(t, node.UNBOUNDED), t_c, t_a, w, over)
+
+
+class Chunking(NamedTuple):
+    chunk_tokens: Array        # prompt tokens per iteration (the whole prompt without chunking)
+    n_chunks: Array            # iterations a prompt's prefill spans, prompt / chunk (>= 1)
+    extra_s: Array             # Δ: how much a chunk lengthens the decode iteration it rides on
+    ttft_s: Array              # prefill service inside the running batch: n_chunks·(step + Δ)
+
+
+def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, new_tokens,
+                    cached_tokens) -> Chunking:
+    """Continuous batching with chunked prefill (Sarathi-Serve, Agrawal et al. 2024).
+
+    A prompt's n new tokens run in chunks of m = min(chunk_size, n) tokens (chunk_size 0:
+    m = n, the whole prompt in one iteration), n/m iterations, each fused with the decode
+    step of the running batch: its GEMM FLOPs (2·A·m, at η_prefill(m rows)) and its
+    attention (m tokens at the mean position c + (n − m)/2) add to the step's compute
+    (walls.serving.batch_step_s), so Δ = fused − step is ~0 while the step is weight-read
+    bound and the chunk's FLOP time past the ridge.  TTFT service = (n/m)·(step + Δ):
+    small chunks cut Δ (the P99 ITL) and add iterations (the TTFT).
+    """
+    n = safe_pos(new_tokens, 1.0)
+    chunk = jnp.asarray(p.chunk_size)
+    m = jnp.where(chunk >= 1.0, jnp.minimum(chunk, n), n)
+    eta_p = prefill_efficiency(p.efficiency, m * c.reuse_per_item, eff, part=c, tp=r.tp)
+    attn = sw.causal_attention_flop(c.n_layers, c.attn_width, m, cached_tokens + 0.5 * (n - m))
+    chunk_c = (2.0 * r.compute_params * m + attn) / (r.lanes * r.peak * eta_p)
+    tokens = r.batch * (jnp.maximum(p.spec_k, 0.0) + 1.0)
+    w_fused = weight_read_s(r, c, tokens + m)
+    over = r.tax_s + comm_s(r, c, tokens + m)
+    fused = sw.batch_step_s(w_fused, d.compute_s + chunk_c, d.kv_s, over)
+    wafer_extra = chunk_c + comm_s(r, c, tokens + m) - comm_s(r, c, tokens)
+    base = sw.batch_step_s(d.weights_s, d.compute_s, d.kv_s, d.overhead_s)
+    extra = jnp.maximum(jnp.where(c.wafer, wafer_extra, fused - base), 0.0)
+    n_chunks = n / m
+    return Chunking(m, n_chunks, extra, jnp.minimum(n_chunks * (d.step_s + extra), node.UNBOUNDED))

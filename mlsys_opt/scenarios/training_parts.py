@@ -1,0 +1,321 @@
+"""Pieces of the training scenario, each a small function returning a NamedTuple.
+
+`setup` (degrees, FLOPs, parameter split: everything independent of the micro-batch
+size), `memory`, `compute`, `communication` (one micro-batch size b per call; the
+scenario evaluates a static set of b with `jax.vmap` and picks the fastest feasible
+one with jnp ops), `reliability`.  Equations and sources are on each function and on
+`mlsys_opt.scenarios.training.training`; the walls are `walls.attention`,
+`walls.parallel`, `walls.fleet`, `walls.node`.  Branch-free, float32-safe, jit/vmap/grad-able.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import Array
+from ..walls import algorithm, attention, fleet, node, ops, parallel
+from .efficiency import Efficiency, matmul_efficiency
+from .parts import Common, safe_pos
+from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL
+
+FULL_RECOMPUTE = RECOMPUTE.index("full")
+SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
+EAGER = ATTENTION.index("eager")
+SP_ON = SEQUENCE_PARALLEL.index("on")
+BALANCED = ON_OFF.index("on")
+MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
+ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
+
+
+def _table(values, code, dtype):
+    return jnp.asarray(values, dtype)[jnp.asarray(code, jnp.int32)]
+
+
+class Setup(NamedTuple):
+    """Everything that does not depend on the micro-batch size (per row of the batch)."""
+    n: Array; tp: Array; cp: Array; pp: Array; v: Array; dp: Array; dp_out: Array; ep: Array
+    seq: Array; s_loc: Array; gb: Array; steps: Array; layers_stage: Array
+    full: Array; selective: Array; eager: Array; sp: Array; t_sp: Array; zs: Array; shard: Array
+    is_moe: Array; load: Array; shared_params: Array; expert_params: Array
+    wb: Array; gbytes: Array; ob: Array; act_scale: Array; gather_b: Array
+    model_flop: Array; flop_gpu: Array; attn_fwd_seq_layer: Array; attn_bwd_seq_layer: Array
+    vocab: Array; w_shard: Array; expert_active: Array
+    states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array
+
+
+def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
+    """Degrees, parameter split, bytes per parameter and FLOPs of one step.
+
+    - N = tp·cp·pp·dp; ep ranks live inside dp (Megatron-Core / DeepSeek convention); a
+      dense model ignores ep (1).  dp is floored at 1 (divisibility flags the rest).
+    - Model FLOPs (MFU numerator, PaLM App. B with the causal mask): 6·P_active·T +
+      12·L·(a·d)·s·T·f, f = walls.attention.causal_fraction(s, s) ≈ ½: only the lower
+      triangle of the scores is necessary work (FlashAttention's benchmark FLOP count
+      halves causal attention), so MFU <= 1 holds for a causal flash kernel too (PaLM
+      counts the full square: its MFU is higher by 6·L·(a·d)·s/(6·P) of the model FLOPs).
+    - Hardware FLOPs: 6·T·(P_active + (λ - 1)·P_expert,active) (λ = routing load of the busiest
+      expert rank: the capacity factor, or the imbalance when dropless) + the attention core
+      [walls.attention: flash causal ½ square, backward 2.5×; eager full square, 2×] +
+      recomputation (full: one more forward; selective: eager's attention core forward),
+      × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
+      the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
+    """
+    n = safe_pos(p.n_accelerators, 1.0)
+    tp, cp, pp = (safe_pos(x, 1.0) for x in (p.tp, p.cp, p.pp))
+    v = safe_pos(p.virtual_stages, 1.0)
+    is_moe = c.n_experts > jnp.maximum(c.top_k, 1.0)
+    ep = jnp.where(is_moe, safe_pos(p.ep, 1.0), 1.0)
+    dp_out = n / (tp * cp * pp)
+    dp = safe_pos(dp_out, 1.0)
+    seq = jnp.where(c.is_cnn, 1.0, safe_pos(p.seq_len, 1.0))
+    gb = safe_pos(p.global_batch, 1.0)
+    tokens = gb * seq
+    rc = jnp.asarray(p.recompute)
+    one = jnp.ones_like(c.peak)
+    full = jnp.where(rc == FULL_RECOMPUTE, one, 0.0)
+    selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0)
+    eager = jnp.where(jnp.asarray(p.attention) == EAGER, one, 0.0)
+    sp = jnp.where(jnp.asarray(p.sequence_parallel) == SP_ON, one, 0.0)
+    zs = p.zero_stage * one
+    shard = jnp.where(p.shard_group > 0, jnp.minimum(safe_pos(p.shard_group, 1.0), dp), dp)
+    cap = p.moe_capacity_factor * one
+    # capacity c pads every expert's buffer to c·mean tokens (below 1 drops tokens: counted as 1)
+    load = jnp.where(is_moe, jnp.where(cap > 0, jnp.maximum(cap, 1.0), safe_pos(p.moe_imbalance, 1.0)), 1.0)
+
+    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / safe_pos(c.n_experts - c.top_k, 1.0)
+    expert_params = jnp.where(is_moe, c.n_experts * per_expert, 0.0)
+    expert_active = jnp.where(is_moe, c.top_k * per_expert, 0.0)
+    shared_params = c.n_params - expert_params
+    prec = p.precision
+    wb, gbytes, ob = (_table(t, prec, one.dtype) * one for t in (parallel.WEIGHT_BYTES, parallel.GRAD_BYTES,
+                                                       parallel.OPTIMIZER_BYTES))
+    act_scale, gather_b = (_table(t, prec, one.dtype) * one for t in (parallel.ACTIVATION_SCALE, parallel.PARAM_GATHER_BYTES))
+
+    ac = attention.attention_core(seq, seq, c.n_heads, c.n_kv_heads, c.head_dim,
+                                  kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), causal=True)
+    layers = c.n_layers
+    causal = attention.causal_fraction(seq, seq, True)
+    model_flop = algorithm.training_flop(c.n_eff, tokens) + 12.0 * layers * c.attn_width * seq * tokens * causal
+    dense = 6.0 * tokens * (c.n_eff + (load - 1.0) * expert_active)
+    attn = layers * gb * (ac.fwd_flop + ac.bwd_flop)
+    extra = eff.recompute_flop_scale * (full * (dense / 3.0 + layers * gb * ac.fwd_flop)
+                                        + selective * eager * layers * gb * ac.fwd_flop)
+    head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
+    balanced = jnp.asarray(p.stage_balance) == BALANCED
+    flop_gpu = (dense + attn + extra) / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
+    w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
+
+    # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
+    expert_shard = jnp.minimum(shard, safe_pos(dp / ep, 1.0))
+    kw = dict(weight_bytes_per_param=wb, grad_bytes_per_param=gbytes, optimizer_bytes_per_param=ob, zero_stage=zs)
+    m_sh = node.training_memory(shared_params, 0.0, shard_factor=tp * pp, dp=shard, **kw)
+    m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
+    gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
+    states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
+              + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
+    links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out)
+    sh_grad = shared_params / (tp * pp)
+    f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dp, shard=shard,
+                                                dp_local=jnp.clip(c.apn / (tp * cp), 1.0, dp), **links)
+    ex_grad = expert_params / (tp * pp * ep)
+    edp = safe_pos(dp / ep, 1.0)
+    f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
+                                                dp_local=jnp.clip(c.apn / (tp * cp * ep), 1.0, edp), **links)
+    return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=seq / cp, gb=gb,
+                 steps=safe_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, full=full,
+                 selective=selective, eager=eager, sp=sp, t_sp=jnp.where(sp > 0, tp, 1.0), zs=zs, shard=shard,
+                 is_moe=is_moe, load=load, shared_params=shared_params, expert_params=expert_params,
+                 wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
+                 flop_gpu=flop_gpu, attn_fwd_seq_layer=ac.fwd_flop, attn_bwd_seq_layer=ac.bwd_flop,
+                 vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
+                 dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
+                 dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0))
+
+
+class Memory(NamedTuple):
+    states_bytes: Array      # weights + grads + optimizer (+ ZeRO-3 gather buffer)
+    act_micro_bytes: Array   # activations of one micro-batch on one stage
+    total_bytes: Array       # per GPU
+
+
+def memory(c: Common, s: Setup, b, mb) -> Memory:
+    """Per-GPU memory for micro-batches of b sequences, M = mb per step.
+
+    - States [node.training_memory]: shared params over tp·pp, expert params over tp·pp·ep,
+      ZeRO stage k shards optimizer (≥1), grads (≥2), weights (≥3) over the sharding group
+      (shard_group or dp; experts: at most the expert-data-parallel dp/ep); bytes per param
+      from walls.parallel (bf16: 2 + 4 + 12 = 18, Megatron-LM distrib_optimizer.md).
+      ZeRO-3 holds two gathered layers (current + prefetch).
+    - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
+      Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
+      selective), 2·sbh/t' (full), plus the attention core's stored bytes
+      [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
+      × the precision's activation scale; × in-flight micro-batches
+      [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
+      4·s_loc·b·V/tp (vocab-parallel cross entropy).
+    - Wafer-scale rows stream weights: activations + two layers of weights stay on-wafer.
+    """
+    states = s.states_bytes                  # computed once in setup (independent of b)
+    rc = jnp.where(s.full > 0, 2.0, 1.0)     # the "selective" form = no score tensor; full keeps inputs
+    base = node.transformer_activation_bytes(s.s_loc, b, c.hidden, c.n_heads, s.layers_stage, tp=s.tp,
+                                             recompute_code=rc, sequence_parallel=s.sp > 0)
+    core = attention.attention_core(s.s_loc, s.seq, c.n_heads, c.n_kv_heads, c.head_dim,
+                                    kind=jnp.where(s.eager > 0, attention.EAGER, attention.FLASH), tp=s.tp)
+    kept = jnp.where(s.eager > 0, (1.0 - s.full) * (1.0 - s.selective), 1.0 - s.full)
+    act_micro = s.act_scale * (base + kept * core.stored_bytes * b * s.layers_stage)
+    in_flight = parallel.interleaved_activation_factor(s.pp, s.v, mb)
+    logits = jnp.where(c.is_cnn, 0.0, 4.0 * s.s_loc * b * s.vocab / s.tp)
+    total = jnp.where(c.wafer, act_micro * in_flight + 2.0 * s.w_shard / s.layers_stage,
+                      states + act_micro * in_flight + logits)
+    return Memory(states, act_micro, total)
+
+
+class Compute(NamedTuple):
+    t_compute_s: Array       # per GPU per step, slowest stage, bubble excluded
+    t_elem_s: Array          # memory-bound non-matmul part of it
+    eta: Array               # achieved matmul fraction
+    bottleneck: Array        # int32 code
+
+
+def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Compute:
+    """Per-GPU compute time of one step [node.roofline / node.weight_streaming] + elementwise time.
+
+    GEMM rows = b·s_loc (tokens of one micro-batch on one CP rank), η from
+    efficiency.matmul_efficiency.  HBM bytes: M·passes·W_shard + 2·states + 2·M·activations.
+    Elementwise (memory-bound) time, added: scale·M·(L/pp)·((3 + full)·A + selective·eager·A_s)
+    / mem_bw with A = act_scale·(s_loc·b·h·(10/t' + 24/t) + eager·5·a·s_loc·s·b/t)
+    (Korthikanti et al. 2022 Table 2; t' = tp with sequence parallelism; flash fuses the
+    softmax/dropout, so no score traffic).  × (1 + pipeline_overhead_frac·(1 - 1/pp)).
+    """
+    passes = 3.0 + s.full
+    rows = b * s.s_loc * c.reuse_per_item
+    eta = matmul_efficiency(p.efficiency, rows, eff, part=c, tp=s.tp)   # the part's GEMM curve (issue 19)
+    weight_traffic = mb * passes * s.w_shard
+    bytes_gpu = weight_traffic + 2.0 * mem.states_bytes + 2.0 * mb * mem.act_micro_bytes
+    tax = eff.dispatch_s_per_layer * s.layers_stage * mb * passes
+    rl = node.roofline(s.flop_gpu, bytes_gpu, c.peak, c.mem_bw, efficiency=eta, dispatch_tax_s=tax)
+    ws = node.weight_streaming(weight_traffic / s.layers_stage, s.flop_gpu / s.layers_stage, s.layers_stage,
+                               c.inj_bw, c.peak, efficiency=eta, dispatch_tax_s=tax / s.layers_stage)
+    sbh = s.s_loc * b * c.hidden
+    a_base = sbh * (10.0 / s.t_sp + 24.0 / s.tp)
+    a_score = s.eager * 5.0 * c.n_heads * s.s_loc * s.seq * b / s.tp
+    per_layer = s.act_scale * ((3.0 + s.full) * (a_base + a_score) + s.selective * a_score)
+    t_elem = eff.elementwise_traffic_scale * mb * s.layers_stage * per_layer / c.mem_bw
+    t = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
+    t = t * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / s.pp))
+    memory_bound = (rl.bottleneck == node.COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
+    code = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, node.MEMORY, rl.bottleneck))
+    return Compute(t, t_elem, eta, code.astype(jnp.int32))
+
+
+class Comm(NamedTuple):
+    t_tp_s: Array; t_cp_s: Array; t_ep_s: Array; t_pp_s: Array
+    t_dp_s: Array; t_dp_exposed_s: Array; t_bubble_s: Array; step_s: Array
+
+
+def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) -> Comm:
+    """Exposed communication and bubble of one step (Megatron rank order tp, cp, dp ⊃ ep, pp).
+
+    A group runs on the scale-up link while its span fits a node (G accelerators), else
+    per-GPU scale-out.  Per micro-batch and layer of a stage (×M·L/pp):
+    - TP [fleet.hierarchical_allreduce]: 4 (+2 full recompute) all-reduces — or, with
+      sequence parallelism, as many reduce-scatter + all-gather pairs, the same time
+      (Korthikanti et al. 2022 §4.2.2) — of b·s_loc·h·2 bytes; hidden: tp_overlap (only
+      with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap.
+    - CP [walls.attention.ring_attention_bytes]: ring K,V exchange, exposed beyond the
+      attention compute it overlaps with [walls.parallel.exposed].
+    - EP [fleet.all_to_all]: 4 (+2) all-to-alls of b·s_loc/t'·h·2·top_k·λ bytes (dispatch,
+      combine; fwd, bwd), × (1 - ep_overlap); dense models 0.
+    - PP: 2·M·V sends of b·s_loc·h·2/t' bytes; bubble t_compute·(pp-1)/(V·M).
+    - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
+      over dp and of the expert shard over dp/ep, exposed beyond their window with `overlap`;
+      CP and DP together hide at most the compute time (the excess is exposed).
+    step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
+    """
+    g_node = c.apn
+    tpf, cp, pp, ep, dp = s.tp, s.cp, s.pp, s.ep, s.dp
+    layers_mb = mb * s.layers_stage
+    ebytes = ACT_BYTES * s.act_scale
+    act_msg = b * s.s_loc * c.hidden * ebytes
+    k = 4.0 + 2.0 * s.full
+
+    def link(in_node):
+        return jnp.where(in_node, c.bw_up, c.bw_out), jnp.where(in_node, c.alpha_up, c.alpha_out)
+
+    tp_local = jnp.minimum(tpf, g_node)
+    t_tp_one = fleet.hierarchical_allreduce(act_msg, tp_local, tpf / tp_local, c.bw_up, c.alpha_up,
+                                            c.bw_out, c.alpha_out)
+    tp_hidden = 1.0 - (1.0 - s.sp * p.tp_overlap) * (1.0 - eff.tp_comm_overlap)
+    t_tp = layers_mb * k * t_tp_one * (1.0 - tp_hidden)
+
+    bw_cp, a_cp = link(tpf * cp <= g_node)
+    cp_bytes = attention.ring_attention_bytes(s.seq, b, c.n_kv_heads, c.head_dim, cp, tp=tpf,
+                                              bytes_per_element=ebytes)
+    t_cp_layer = cp_bytes / bw_cp + 3.0 * (cp - 1.0) * a_cp
+    # The ring overlaps with the attention kernels: their share of the stage's compute time.
+    attn_share = jnp.clip(layers_mb * b * (s.attn_fwd_seq_layer + s.attn_bwd_seq_layer) / (cp * tpf)
+                          / safe_pos(s.flop_gpu, 1e-30), 0.0, 1.0)
+    t_attn_layer = cmp.t_compute_s * attn_share / layers_mb
+    t_cp = layers_mb * parallel.exposed(t_cp_layer, p.cp_overlap, t_attn_layer)
+
+    bw_ep, a_ep = link(tpf * cp * ep <= g_node)
+    ep_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * c.top_k * s.load
+    ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
+    t_ep = jnp.where(s.is_moe, layers_mb * k * fleet.all_to_all(ep_bytes, ep, bw_ep, a_ep) * (1.0 - ep_hidden),
+                     0.0)
+
+    bw_pp, a_pp = link(tpf * cp * dp < g_node)
+    t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / s.t_sp / bw_pp), 0.0)
+    t_bubble = cmp.t_compute_s * (pp - 1.0) / (s.v * mb)
+
+    # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
+    t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s
+    window = jnp.where(s.zs > 2.5, cmp.t_compute_s, cmp.t_compute_s / mb)
+    t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
+    # CP and DP hide behind the same compute: what both hide together is at most t_compute.
+    overflow = jnp.maximum(layers_mb * t_cp_layer - t_cp + t_dp - t_dp_exp - cmp.t_compute_s, 0.0)
+    t_dp_exp = t_dp_exp + overflow
+    healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
+    step = jnp.minimum(safe_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
+    return Comm(t_tp, t_cp, t_ep, t_pp, t_dp, t_dp_exp, t_bubble, step)
+
+
+class Reliability(NamedTuple):
+    goodput: Array
+    time_to_train_s: Array
+    expected_interruptions: Array
+
+
+def reliability(p, c: Common, s: Setup, step_s) -> Reliability:
+    """Checkpoint/restart goodput [ops.young_daly_interval_s, ops.goodput] and interruptions.
+
+    Per-GPU MTBF: 3600/failure_rate_per_gpu_hour when the rate is > 0, else the catalog's;
+    cluster MTBF = MTBF/N [fleet.cluster_mtbf_s]; checkpoint = P·(param gather bytes +
+    optimizer bytes) at checkpoint_bw; τ = interval or Young-Daly; time = steps·step/goodput
+    (capped at node.UNBOUNDED); expected_interruptions = time / cluster MTBF
+    [fleet.expected_failures] (Llama 3 paper §3.3.4: 419 in 54 days on 16,384 H100s).
+    """
+    rate = p.failure_rate_per_gpu_hour
+    mtbf_gpu = jnp.where(rate > 0, 3600.0 / safe_pos(rate, 1e-30), c.mtbf)
+    mtbf = fleet.cluster_mtbf_s(mtbf_gpu, s.n)
+    ckpt_s = c.n_params * (s.gather_b + s.ob) / safe_pos(p.checkpoint_bw, 1.0)
+    tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval, ops.young_daly_interval_s(ckpt_s, mtbf))
+    good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
+    time = jnp.minimum(s.steps * step_s / good, node.UNBOUNDED)
+    return Reliability(good, time, jnp.minimum(fleet.expected_failures(time, mtbf), node.UNBOUNDED))
+
+
+__all__ = [
+    "MICRO_BATCH_CANDIDATES",
+    "Comm",
+    "Compute",
+    "Memory",
+    "Reliability",
+    "Setup",
+    "communication",
+    "compute",
+    "memory",
+    "reliability",
+    "setup",
+]

@@ -1,0 +1,100 @@
+"""Masked arithmetic: the ONE place where the walls guard a division, a floor or a bad input.
+
+The policy (see ``walls/__init__.py`` for the rule it serves):
+
+- ``safe_div(num, den, *, fill)``: ``num / den`` where ``den > 0``; where
+  ``den <= 0`` the result is 0 if ``num == 0`` and otherwise ``fill``, which
+  every call site names (there is no default: what a zero capacity means is a
+  property of the quantity, e.g. ``UNBOUNDED`` for a time or a cost per unit,
+  0 for a utilisation of nothing).  A NaN in ``num`` or ``den`` gives NaN.
+  Quotients are capped at ``±UNBOUNDED`` so float32 arithmetic downstream
+  stays finite.  The inner denominator is replaced by 1 where it is not
+  positive, so gradients stay finite at the masked points (jax-md
+  ``util.safe_mask``).
+- ``nonneg(*xs)``: float arrays broadcast together, with every negative entry
+  replaced by NaN: arguments that cannot be negative (a bandwidth, a count, a
+  duration, a price) pass through it at the top of a wall, so an impossible
+  value propagates as NaN instead of being floored into a plausible answer.
+- ``floor_pos(x, floor)``: ``max(x, floor)`` for a denominator or a degree that
+  is positive by construction (a count of at least 1, a catalog bandwidth);
+  NaN stays NaN.
+- ``as_float(*xs)``: float arrays broadcast to one shape; ints become the
+  default float dtype, float inputs keep theirs, so a float32 sweep stays
+  float32 when x64 is on.
+- ``safe_sqrt(x)``: sqrt for x > 0, 0 at and below 0, finite gradient.
+
+Source: jax-md ``util.safe_mask`` (Schoenholz & Cubuk 2020); docs/CONTRACTS.md
+("infeasible is a value, no NaN/inf in outputs of valid inputs").
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mlsys_opt._types import Array
+
+UNBOUNDED = 1e18  # finite stand-in for +inf (s, bytes, USD per unit, ...): x / 0 with x != 0
+
+__all__ = ["UNBOUNDED", "as_float", "nonneg", "nan_where", "any_nan", "safe_div", "floor_pos", "safe_sqrt"]
+
+
+def as_float(*xs: jax.typing.ArrayLike) -> list[jax.Array]:
+    """Float arrays broadcast to one shape (ints -> the default float dtype)."""
+    arrs = [jnp.asarray(x) for x in xs]
+    dt = jnp.result_type(*arrs, float)
+    return jnp.broadcast_arrays(*[a.astype(dt) for a in arrs])
+
+
+def nonneg(*xs: jax.typing.ArrayLike, broadcast: bool = True) -> list[jax.Array]:
+    """:func:`as_float`, with negative entries (physically impossible) replaced by NaN.
+
+    broadcast=False keeps each argument's own shape and float dtype (walls whose outputs
+    broadcast only the arguments they use); Python scalars and ints become weakly typed
+    floats (``* 1.0``), so a float32 sweep stays float32 when x64 is on."""
+    if broadcast:
+        arrs = as_float(*xs)
+    else:
+        arrs = [jnp.asarray(x) for x in xs]
+        arrs = [a if jnp.issubdtype(a.dtype, jnp.floating) else a * 1.0 for a in arrs]
+    return [jnp.where(a < 0, jnp.nan, a) for a in arrs]
+
+
+def nan_where(bad: Array, out):
+    """``out`` (an array or a NamedTuple of arrays) with its float entries set to NaN where ``bad``:
+    for walls whose masks (``jnp.where`` on a comparison) would otherwise turn a NaN input into a
+    finite branch.  Integer and boolean fields are left as they are."""
+    def one(x):
+        x = jnp.asarray(x)
+        return jnp.where(bad, jnp.asarray(jnp.nan, x.dtype), x) if jnp.issubdtype(x.dtype, jnp.floating) else x
+    if isinstance(out, tuple):
+        return type(out)(*(one(x) for x in out))
+    return one(out)
+
+
+def any_nan(*xs: Array) -> jax.Array:
+    """True where any of the (broadcast) arguments is NaN."""
+    bad = jnp.zeros((), bool)
+    for x in xs:
+        bad = bad | jnp.isnan(x)
+    return bad
+
+
+def safe_div(num: Array, den: Array, *, fill: float) -> jax.Array:
+    """num / den where den > 0; 0 where den <= 0 and num == 0; ``fill`` where den <= 0 and
+    num != 0; NaN where num or den is NaN.  Capped at ±UNBOUNDED."""
+    num, den = jnp.asarray(num), jnp.asarray(den)
+    ok = den > 0
+    q = jnp.clip(num / jnp.where(ok, den, 1.0), -UNBOUNDED, UNBOUNDED)
+    out = jnp.where(ok, q, jnp.where(num == 0, jnp.zeros_like(q), jnp.asarray(fill, q.dtype)))
+    return jnp.where(jnp.isnan(num) | jnp.isnan(den), jnp.asarray(jnp.nan, q.dtype), out)
+
+
+def floor_pos(x: Array, floor: float) -> jax.Array:
+    """max(x, floor): a positive stand-in for a denominator or degree (same units as x); NaN stays NaN."""
+    return jnp.maximum(x, floor)
+
+
+def safe_sqrt(x: Array) -> jax.Array:
+    """sqrt(x) for x > 0, else 0, with a finite (zero) gradient at and below 0; NaN stays NaN."""
+    ok = x > 0
+    return jnp.where(jnp.isnan(x), x, jnp.where(ok, jnp.sqrt(jnp.where(ok, x, 1.0)), 0.0))

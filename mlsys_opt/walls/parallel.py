@@ -1,0 +1,162 @@
+"""Parallelism walls of a modern training step: sharded data parallelism, TP/SP, CP, EP, PP.
+
+Pure, elementwise, branch-free JAX (flags and codes are floats/ints broadcast like the
+rest), SI units (bytes, s, B/s), built on the alpha-beta collectives of
+``walls.fleet``.  Conventions (Megatron-Core rank order, innermost first):
+tp, cp, dp (with ep *inside* dp), pp, so that N = tp·cp·pp·dp and ep divides dp.
+
+Sources: Rajbhandari et al. 2020 (ZeRO, arXiv:1910.02054) §5 communication volumes;
+Zhao et al. 2023 (PyTorch FSDP, arXiv:2304.11277) §3 hybrid sharding; Megatron-LM
+docs/source/distrib_optimizer.md (bytes per parameter, reduce-scatter + all-gather);
+Korthikanti et al. 2022 (arXiv:2205.05198) §4 sequence parallelism and §4.2.3
+interleaved-schedule activation memory; Narayanan et al. 2021 (arXiv:2104.04473).
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from mlsys_opt._types import Array
+from mlsys_opt.walls import fleet
+from mlsys_opt.walls._masked import as_float as _f
+
+# Bytes per parameter of mixed-precision Adam training, per numeric precision (columns of
+# _types.PRECISIONS: fp32, tf32, fp16/bf16, fp8, int8, int4/fp4).  A framework table, not an
+# accelerator one, so it lives here (documented, not fitted):
+# - weights: the compute copy.  fp8/fp4 (Transformer Engine) keep the bf16 weight and a
+#   cached low-precision cast (+1 / +0.5 B; TE `fp8_model_params=False`, the default).
+# - grads: fp32 main gradients for every 16-bit and lower precision: Megatron-LM forces
+#   fp32 gradient accumulation and reduction with bf16 (distrib_optimizer.md table "bf16
+#   param, fp32 grads: 18 B/param, distributed 6 + 12/d"; Llama 3 paper §3.3.4 reduces
+#   gradients in FP32).  fp32 training keeps fp32 grads.
+# - optimizer: fp32 master copy + Adam m + v = 12 B (fp32 training: the weights are the
+#   master, 8 B).
+# - activation scale: bytes of a stored activation relative to 16-bit.  fp32 stores 2×;
+#   fp8/fp4 recipes (TE) keep bf16 activations outside the GEMM inputs, counted as 1×.
+WEIGHT_BYTES = (4.0, 4.0, 2.0, 3.0, 3.0, 2.5)
+GRAD_BYTES = (4.0, 4.0, 4.0, 4.0, 4.0, 4.0)
+OPTIMIZER_BYTES = (8.0, 8.0, 12.0, 12.0, 12.0, 12.0)
+ACTIVATION_SCALE = (2.0, 2.0, 1.0, 1.0, 1.0, 1.0)
+PARAM_GATHER_BYTES = (4.0, 4.0, 2.0, 2.0, 2.0, 2.0)   # dtype of the ZeRO/FSDP parameter all-gather (bf16)
+
+
+def reduce_scatter(msg_bytes, n, bw_bytes_per_s, alpha_s) -> Array:
+    """Ring reduce-scatter (= ring all-gather) time, T = (N-1)·α + (N-1)/N · M/β (half an all-reduce).
+
+    M is the full buffer each rank holds before (reduce-scatter) or after (all-gather).
+    Example: 2.2e9 B over 128 ranks at 37.5e9 B/s, α = 0: 127/128·0.05867 = 0.05821 s.
+    Source: Thakur, Rabenseifner & Gropp 2005; ring all-reduce = RS + AG (Patarasuk & Yuan 2009).
+    """
+    return 0.5 * fleet.ring_allreduce(msg_bytes, n, bw_bytes_per_s, alpha_s)
+
+
+def hierarchical_reduce_scatter(msg_bytes, n_intra, n_inter, bw_intra, alpha_intra, bw_inter,
+                                alpha_inter) -> Array:
+    """Two-level reduce-scatter (or all-gather): inside the node over g, then M/g across n nodes.
+
+    T = RS(M, g, β_i, α_i) + RS(M/g, n, β_e, α_e); half of `fleet.hierarchical_allreduce`.
+    """
+    return 0.5 * fleet.hierarchical_allreduce(msg_bytes, n_intra, n_inter, bw_intra, alpha_intra,
+                                              bw_inter, alpha_inter)
+
+
+class DataParallelComm(NamedTuple):
+    t_comm_s: Array          # all DP collectives of one step, s (nothing hidden)
+    t_window_s: Array        # compute time they can hide behind, s
+
+
+def data_parallel_comm(grad_bytes, param_bytes, *, dp, shard, zero_stage, microbatches, t_compute_s,
+                       dp_local, bw_intra, alpha_intra, bw_inter, alpha_inter) -> DataParallelComm:
+    """Time of the data-parallel collectives of one step and the compute they overlap with.
+
+    Per GPU, G = grad_bytes and W = param_bytes of its model-parallel shard (unsharded
+    sizes), d = dp, d_s = shard (the sharding group; d_s = d is plain ZeRO/FSDP, d_s < d
+    is hybrid sharding: shard inside d_s, replicate over r = d/d_s), M micro-batches::
+
+        zero 0 (DDP):        AR(G, d)                                       (ZeRO §5.1: 2Ψ)
+        zero 1, 2:           RS(G, d_s) + AG(W, d_s) + AR(G/d_s, r)          (distributed optimizer)
+        zero 3 (FSDP):       M·(2·AG(W, d_s) + RS(G, d_s)) + AR(G/d_s, r)     (ZeRO §5.2: 3Ψ per pass)
+
+    Collectives are hierarchical: the first min(dp_local, d_s) ranks sit in the node.
+    Window: ZeRO-0..2 reduce gradients during the last micro-batch's backward and gather
+    parameters during the first forward (one micro-batch of compute, t_compute/M); ZeRO-3
+    prefetches every layer's gather during the whole step (t_compute).
+    Args: grad_bytes, param_bytes (bytes); dp, shard, microbatches (counts); zero_stage
+      (0-3, may be an array); t_compute_s (s, per GPU per step); dp_local (DP ranks inside
+      one node); link β (B/s) and α (s) of scale-up (intra) and scale-out (inter).
+    Example: zero 1, G = 2.2e9 B, W = 1.1e9 B, d = d_s = 128 all across nodes (dp_local = 1)
+      at 37.5e9 B/s, α = 0: RS 0.05821 + AG 0.02910 = 0.08731 s.
+    """
+    fixed, per_mb = data_parallel_times(grad_bytes, param_bytes, dp=dp, shard=shard, zero_stage=zero_stage,
+                                        dp_local=dp_local, bw_intra=bw_intra, alpha_intra=alpha_intra,
+                                        bw_inter=bw_inter, alpha_inter=alpha_inter)
+    zs, m, tc = _f(zero_stage, microbatches, t_compute_s)
+    m = jnp.maximum(m, 1.0)
+    return DataParallelComm(fixed + m * per_mb, jnp.where(zs > 2.5, tc, tc / m))
+
+
+def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
+                        bw_inter, alpha_inter):
+    """`data_parallel_comm` split as (time once per step, time per micro-batch), s.
+
+    ZeRO-3 gathers and reduce-scatters per micro-batch; the other stages communicate once
+    per step.  The training scenario computes these outside its micro-batch-size lanes.
+    """
+    g, w, d, ds, zs, loc = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local)
+    d = jnp.maximum(d, 1.0)
+    ds = jnp.clip(ds, 1.0, d)
+    rep = d / ds
+    loc_s = jnp.clip(loc, 1.0, ds)
+
+    def rs(x, n, local):
+        return hierarchical_reduce_scatter(x, local, n / local, bw_intra, alpha_intra, bw_inter, alpha_inter)
+
+    ar_full = 2.0 * rs(g, d, jnp.clip(loc, 1.0, d))
+    # the replication all-reduce of the shard runs across the groups (outside the node once d_s spans it)
+    rep_local = jnp.clip(loc / ds, 1.0, rep)
+    ar_rep = 2.0 * rs(g / ds, rep, rep_local)
+    rs_g, ag_w = rs(g, ds, loc_s), rs(w, ds, loc_s)
+    fixed = jnp.where(zs > 2.5, ar_rep, jnp.where(zs > 0.5, rs_g + ag_w + ar_rep, ar_full))
+    per_mb = jnp.where(zs > 2.5, 2.0 * ag_w + rs_g, 0.0)
+    return fixed, per_mb
+
+
+def exposed(t_comm_s, overlap, window_s) -> Array:
+    """Exposed communication: max((1 - overlap)·t, t - window), s.
+
+    `overlap` is the fraction a framework *tries* to hide; it can only hide behind the
+    compute that runs concurrently (`window`).  Example: t = 0.1, overlap 1, window 0.04: 0.06.
+    """
+    t, o, w = _f(t_comm_s, overlap, window_s)
+    return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
+
+
+def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
+    """In-flight activation memory of the first pipeline stage, in micro-batches of one stage.
+
+    1F1B keeps min(pp, M) micro-batches in flight (Narayanan et al. 2021 §2.2); the
+    interleaved schedule with V virtual stages keeps (1 + (pp-1)/(pp·V)) times more
+    (Korthikanti et al. 2022 §4.2.3: L·(1 + (p-1)/(p·m)) layers' activations).
+    Example: pp = 16, V = 1, M = 32: 16; V = 5: 16·(1 + 15/80) = 19.
+    """
+    p, v, m = _f(pp, virtual_stages, microbatches)
+    p, v = jnp.maximum(p, 1.0), jnp.maximum(v, 1.0)
+    inter = jnp.where(v > 1.0, 1.0 + (p - 1.0) / (p * v), 1.0)
+    return jnp.minimum(p, jnp.maximum(m, 1.0)) * inter
+
+
+__all__ = [
+    "ACTIVATION_SCALE",
+    "GRAD_BYTES",
+    "OPTIMIZER_BYTES",
+    "PARAM_GATHER_BYTES",
+    "WEIGHT_BYTES",
+    "DataParallelComm",
+    "data_parallel_comm",
+    "data_parallel_times",
+    "exposed",
+    "hierarchical_reduce_scatter",
+    "interleaved_activation_factor",
+    "reduce_scatter",
+]

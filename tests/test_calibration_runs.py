@@ -1,0 +1,258 @@
+"""Published runs with a setup (training_runs.json, serving_runs.json), the setup -> parameter
+mapping, leave-one-source-out on a tiny subset, and a user's --measurements file (CSV/TOML)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mlsys_opt import calibration as C
+from mlsys_opt._types import BOTTLENECKS
+from mlsys_opt.calibration import runs as R
+from mlsys_opt.calibration import setup as S
+from mlsys_opt.catalog import load_catalog
+from mlsys_opt.errors import MlsysOptError
+from mlsys_opt.scenarios import schema
+
+
+@pytest.fixture(scope="module")
+def published():
+    return C.load_runs()
+
+
+def test_published_files_load_with_setups_and_organisations(published):
+    train, serve = C.load_runs("training"), C.load_runs("serving")
+    assert (len(train), len(serve)) == (208, 31) and len(published) == 239
+    assert len({r.id for r in published}) == 239                       # ids are unique
+    assert all(r.setup and r.source_key and r.org for r in published)
+    assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
+    # sources of one organisation count once: NVIDIA publishes four training sources and TRT-LLM
+    assert {r.source_key for r in train if r.org == "NVIDIA"} == {
+        "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604"}
+    assert all(R.scenario_of(r) == "training" for r in train) and all(R.scenario_of(r) == "serving" for r in serve)
+
+
+def test_every_row_plans_or_says_why(published):
+    ok, skipped = C.evaluable(published)
+    assert len(ok) + len(skipped) == 239 and len(ok) >= 220
+    why = dict(skipped)
+    assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
+    assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
+    assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner"))
+               for r in why)                                             # every training row is evaluated
+    catalog = load_catalog()
+    for r in ok:
+        plan = R.plan_setup_row(r)
+        assert len(plan.targets) == 1 and plan.targets[0].measured > 0
+        settings = plan.evaluations[0][1]
+        assert settings["hardware"] in catalog.names("accelerators")
+        assert set(settings) <= set(schema.PARAMS[plan.evaluations[0][0]])   # only parameters that exist
+
+
+def test_training_conventions_are_convention_free_first(published):
+    row = next(r for r in published if r.id == "mosaic_h100l_70b_s2048_n512_gb4096")
+    t = R.plan_setup_row(row).targets[0]
+    # tokens/s/GPU (printed) is preferred over MFU (a FLOP convention): G·s/(N·step)
+    assert t.metric == "tokens_per_s_per_gpu" and t.measured == 1007
+    assert t.coef == pytest.approx(4096 * 2048 / 512) and t.den == (((0, "step_time_s"), 1.0),)
+    longseq = next(r for r in published if r.id == "nemo_longseq_h100_llama2_7b_s4k_n4")
+    t = R.plan_setup_row(longseq).targets[0]      # TFLOP/s only: MFU x the catalog peak at the row's precision
+    peak = load_catalog().entry("accelerators", "h100_sxm")["peak_fp8_flop_per_s"] / 1e12
+    assert t.metric == "model_tflops_per_gpu" and t.coef == pytest.approx(peak) and t.num == (((0, "mfu"), 1.0),)
+
+
+def test_training_mapping_table():
+    setup = {"hardware": "tpu_v5p", "n_accelerators": 2048, "tp": 16, "cp": 1, "pp": 1, "dp": 128, "ep": 1,
+             "virtual_stages": None, "sharding": "hsdp", "slices": 2, "micro_batch_size": 2, "global_batch": 4096,
+             "seq_len": 2048, "precision": "bf16", "attention": "flash", "recompute": "full", "fabric": "tpu_ici",
+             "torch_compile": True}
+    m = S.to_settings("training", setup)
+    s = m.settings
+    assert (s["tp"], s["pp"], s["global_batch"], s["seq_len"], s["n_accelerators"]) == (16, 1, 4096, 2048, 2048)
+    assert s["precision"] == ("bf16" if "bf16" in schema.PRECISIONS else "fp16")
+    assert s["zero_stage"] == 3                                  # hsdp = FSDP inside a slice ...
+    assert s.get("shard_group", m.pending.get("shard_group")) == 64   # ... of dp/slices = 64 ranks
+    assert s["microbatches"] == 4096 // (128 * 2)                # M = G/(dp·b): exact
+    assert "torch_compile" not in s and "virtual_stages" not in s   # context only / null -> default
+    for name, stage in (("ddp", 0), ("zero1", 1), ("zero2", 2), ("fsdp", 3)):
+        assert S.to_settings("training", {**setup, "sharding": name}).settings["zero_stage"] == stage
+    with pytest.raises(MlsysOptError, match=r"setup\.sharding: 'zero4'"):
+        S.to_settings("training", {**setup, "sharding": "zero4"})
+
+
+def test_pending_parameters_are_flagged_until_the_schema_has_them(monkeypatch):
+    """A setup key whose parameter the scenario lacks is pending (and flagged when it changes the
+    physics); once the schema has it, the same row maps it with no change to the table."""
+    setup = {"n_accelerators": 16, "tp": 2, "cp": 4, "pp": 1, "dp": 2, "global_batch": 8, "seq_len": 65536,
+             "micro_batch_size": 1, "attention": "flash"}
+    for name in ("cp", "attention", "micro_batch_size"):
+        monkeypatch.delitem(schema.TRAINING_PARAMS, name, raising=False)
+    m = S.to_settings("training", setup)
+    assert m.pending == {"cp": 4, "attention": "flash", "micro_batch_size": 1}
+    assert any(f.startswith("cp=4") for f in m.flags) and any(f.startswith("attention=") for f in m.flags)
+    assert m.settings["microbatches"] == 4            # micro_batch_size emulated exactly, no flag
+    monkeypatch.undo()
+    m = S.to_settings("training", setup)
+    assert not m.pending and not m.flags and m.settings["cp"] == 4 and m.settings["attention"] == "flash"
+
+
+def test_serving_mapping_table():
+    setup = {"hardware": "h100_sxm", "n_accelerators": 8, "tp": 2, "pp": 1, "ep": None, "weight_precision": "fp8",
+             "kv_precision": "fp8", "input_len": 1000, "output_len": 1000, "batch_size": None, "request_rate": 4.0,
+             "disaggregated": False, "speculative": None, "engine": "trtllm", "mode": "server"}
+    m = S.to_settings("serving", setup)
+    s = m.settings
+    assert s["replicas"] == 4 and s["precision"] == "fp8" and s["request_rate"] == "4.0 /s"
+    prompt = "prompt_len" if "prompt_len" in schema.SERVING_PARAMS else "prompt_tokens"
+    assert s[prompt] == 1000 and "batch" not in s
+    if "kv_precision" in schema.SERVING_PARAMS:
+        assert s["kv_precision"] == "fp8"
+    else:
+        assert m.pending["kv_precision"] == "fp8"
+
+
+def test_model_entries_for_shapes_the_catalog_lacks(published):
+    row = next(r for r in published if r.id == "maxtext23_v5p_1024b_2x2048")
+    name, entry = S.model_entry(row.setup["model"], 2048, row.source, "setup")
+    assert name.startswith("run_") and entry["head_dim"] == 256 and entry["ffn_dim"] == 131072
+    assert S.model_entry(row.setup["model"], 2048, row.source, "setup")[0] == name     # deterministic
+    cat = load_catalog().with_entries("models", {name: entry})
+    assert cat.entry("models", name)["n_params"] == pytest.approx(1032.1e9)
+    assert S.model_entry({"catalog_model": "llama3_8b", "params_B": 8}, 8192, "", "setup") == ("llama3_8b", None)
+    with pytest.raises(MlsysOptError, match="active_params_B"):
+        S.model_entry({"params_B": 10, "layers": 4, "hidden": 512, "heads": 8, "vocab": 1000, "experts": 8}, 1, "", "x")
+
+
+# --------------------------------------------------------------------------- leave-one-source-out
+@pytest.fixture(scope="module")
+def tiny():
+    """Training rows of three sources, two of one organisation (NVIDIA): mosaic (MosaicML),
+    megatron_core_2024 and nemo_perf_2407 (NVIDIA)."""
+    rows = [r for r in C.load_runs("training") if r.id in (
+        "mosaic_h100l_70b_s2048_n512_gb4096", "mosaic_h100_13b_s4096_n8_gb240", "mcore24_h100_7.1B",
+        "mcore24_h100_70B", "nemo2407_llama2_7b_n8")]
+    assert len(rows) == 5
+    plan = C.build(rows)
+    return rows, plan, C.leave_one_source_out(rows, steps=40, plan=plan), C.leave_one_source_out(
+        rows, steps=40, plan=plan, by="org")
+
+
+def test_leave_one_source_out_counts_organisations(tiny):
+    _, plan, by_source, by_org = tiny
+    assert len(by_source) == len(plan.targets) == 5 and set(by_source["scenario"]) == {"training"}
+    fitted = by_source.groupby("fold")["fitted"].first()
+    # without mosaic only NVIDIA is left (two sources, one organisation): nothing is fitted
+    assert fitted["mosaic_llmfoundry"] == "(none)"
+    assert fitted["megatron_core_2024"] == "compute_eff_scale"     # mosaic + nemo: two organisations
+    held = by_source[by_source["fold"] == "mosaic_llmfoundry"]
+    np.testing.assert_allclose(held["heldout"], held["default"], rtol=1e-9)
+    moved = by_source[by_source["fold"] == "megatron_core_2024"]
+    assert (np.abs(moved["heldout"] / moved["default"] - 1.0) > 1e-6).all()
+    # by organisation: two folds, each leaves one organisation -> nothing fitted, held out = default
+    assert set(by_org["fold"]) == {"MosaicML/Databricks", "NVIDIA"} and set(by_org["fitted"]) == {"(none)"}
+    np.testing.assert_allclose(by_org["heldout"], by_org["default"], rtol=1e-9)
+    err = 100 * (by_source["heldout"] / by_source["measured"] - 1)
+    np.testing.assert_allclose(by_source["heldout_error_pct"], err, rtol=1e-9)
+    assert by_source.attrs["all_rows_fitted"] == ("compute_eff_scale",)
+    s = C.summarize_loso(by_source)
+    assert s.loc["training", "rows"] == 5 and s.loc["training", "organisations"] == 2
+    assert s.loc["training", "sources"] == 3
+
+
+def test_feasibility_and_bottleneck_per_row(tiny):
+    rows, plan, by_source, _ = tiny
+    diag = C.diagnostics(C.DEFAULT_EFFICIENCY, plan)
+    assert list(diag.index) == [r.id for r in rows]
+    assert set(diag["bottleneck"]) <= set(BOTTLENECKS)
+    hbm = load_catalog().entry("accelerators", "h100_sxm")["mem_capacity_bytes"] / 2**30
+    np.testing.assert_allclose(diag["capacity_gib"], hbm, rtol=1e-4)
+    assert (diag["feasible"] == (diag["memory_gib"] <= diag["capacity_gib"] * (1 + 1e-6))).all()
+    text = C.format_loso(by_source, diag, skipped=[("x", "why")])
+    assert "rows that miss most" in text and "x: why" in text and "feasible" in text
+
+
+# --------------------------------------------------------------------------- --measurements files
+CSV = """id,hardware,model,n_accelerators,tp,pp,sharding,micro_batch_size,global_batch,seq_len,precision,recompute,step_time_s,mfu
+a,h100_sxm,llama3_8b,64,1,1,fsdp,2,512,8192,bf16,selective,6.1,0.42
+b,H100,llama3_70b,256,8,1,fsdp,1,512,8192,bf16,full,25.0,
+"""
+TOML = """
+[[runs]]
+id = "s1"
+hardware = "h100_sxm"
+model = "llama3_8b"
+n_accelerators = 1
+input_len = 1000
+output_len = 1000
+precision = "fp8"
+output_tokens_per_s = 15000.0
+
+[[runs]]
+id = "t1"
+scenario = "training"
+hardware = "a100_80gb"
+n_accelerators = 16
+tp = 2
+global_batch = 64
+seq_len = 2048
+tokens_per_s_per_gpu = 3000.0
+[runs.model]
+params_B = 1.3
+layers = 24
+hidden = 2048
+heads = 16
+vocab = 50257
+"""
+
+
+def test_measurements_csv_and_toml(tmp_path):
+    (tmp_path / "r.csv").write_text(CSV)
+    a, b = C.read_measurements(tmp_path / "r.csv")
+    assert a.measured == {"step_time_s": 6.1, "mfu": 0.42} and b.measured == {"step_time_s": 25.0}
+    assert a.setup["dp"] == 64 and b.setup["dp"] == 32 and a.compare_all and a.source_key == "r.csv"
+    plan = R.plan_setup_row(a)
+    assert [t.metric for t in plan.targets] == ["step_time_s", "mfu"] and all(t.fit for t in plan.targets)
+    (tmp_path / "r.toml").write_text(TOML)
+    s1, t1 = C.read_measurements(tmp_path / "r.toml")
+    assert R.scenario_of(s1) == "serving" and R.scenario_of(t1) == "training"
+    p = R.plan_setup_row(s1)
+    assert p.targets[0].metric == "output_tokens_per_s" and len(p.evaluations) == 2   # decode + batch prefill
+    p = R.plan_setup_row(t1)
+    assert p.evaluations[0][1]["model"].startswith("run_") and "models" in p.entries
+
+
+@pytest.mark.parametrize("cells, message", [
+    ({"tp": "abc"}, "row 2, column tp: 'abc' is not a whole number"),
+    ({"hardware": "h1000"}, "row 2, column hardware: 'h1000'"),
+    ({"precision": "fp7"}, "row 2, column precision: 'fp7'"),
+    ({"step_time_s": "-3"}, "row 2, column step_time_s: -3.0 must be a finite number > 0"),
+    ({"step_time_s": "", "mfu": ""}, "row 2: no measured quantity"),
+    ({"mfu": "42"}, "row 2, column mfu: 42.0 is a fraction"),
+    ({"sharding": "zero9"}, "row 2, column sharding: 'zero9' is not a sharding"),
+])
+def test_bad_rows_name_row_and_column(tmp_path, cells, message):
+    header = CSV.splitlines()[0].split(",")
+    row = dict(zip(header, CSV.splitlines()[2].split(",")))
+    row.update(cells)
+    (tmp_path / "bad.csv").write_text(CSV.splitlines()[0] + "\n" + CSV.splitlines()[1] + "\n"
+                                      + ",".join(str(row[h]) for h in header) + "\n")
+    with pytest.raises(MlsysOptError) as exc:
+        C.read_measurements(tmp_path / "bad.csv")
+    text = str(exc.value)
+    assert "\n" not in text and str(tmp_path / "bad.csv") in text and message in text, text
+
+
+def test_bad_files_and_cli_exit_2(tmp_path, capsys):
+    from mlsys_opt.cli import main
+    (tmp_path / "x.csv").write_text(CSV.replace("recompute,", "recompte,"))
+    with pytest.raises(MlsysOptError, match="column recompte: .*did you mean 'recompute'"):
+        C.read_measurements(tmp_path / "x.csv")
+    (tmp_path / "x.json").write_text("{}")
+    with pytest.raises(MlsysOptError, match=r"\.csv or \.toml"):
+        C.read_measurements(tmp_path / "x.json")
+    (tmp_path / "x.toml").write_text("runs = 3")
+    with pytest.raises(MlsysOptError, match=r"\[\[runs\]\]"):
+        C.read_measurements(tmp_path / "x.toml")
+    for command in ("validate", "calibrate"):
+        assert main([command, "--measurements", str(tmp_path / "x.csv")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "x.csv: row 1, column recompte" in err[0]
