@@ -78,18 +78,25 @@ class Measurement(NamedTuple):
     compare_all: bool = False       # compare every measured quantity (a user's file), not the first
 
 
-def load_measurements(path: str | Path | None = None) -> list[Measurement]:
-    """Rows of a measurements file (default: the packaged copy of reality/measurements.json)."""
-    path = Path(path) if path is not None else MEASUREMENTS_PATH
+def read_rows_file(path: str | Path, what: str, expected: str) -> tuple[dict, list]:
+    """(the document, its 'rows' list) of a JSON file of published rows; one-line MlsysOptError naming
+    the file otherwise (`what` names the content in the read error, `expected` the shape wanted)."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
-        raise MlsysOptError(f"{path}: cannot read measurements ({exc.strerror or exc})") from None
+        raise MlsysOptError(f"{path}: cannot read {what} ({exc.strerror or exc})") from None
     except json.JSONDecodeError as exc:
         raise MlsysOptError(f"{path}: not valid JSON: {exc}") from None
     rows = data.get("rows") if isinstance(data, dict) else None
     if not isinstance(rows, list):
-        raise MlsysOptError(f"{path}: expected an object with a 'rows' list of measurements")
+        raise MlsysOptError(f"{path}: expected an object with {expected}")
+    return data, rows
+
+
+def load_measurements(path: str | Path | None = None) -> list[Measurement]:
+    """Rows of a measurements file (default: the packaged copy of reality/measurements.json)."""
+    path = Path(path) if path is not None else MEASUREMENTS_PATH
+    data, rows = read_rows_file(path, "measurements", "a 'rows' list of measurements")
     out = []
     for i, r in enumerate(rows):
         if not isinstance(r, dict) or not all(k in r for k in ("id", "category", "measured")):

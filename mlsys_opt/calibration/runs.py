@@ -29,14 +29,13 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 from .._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY
 from ..catalog import load_catalog
 from ..errors import MlsysOptError
 from ..scenarios import schema
 from . import setup as S
-from .rows import DATA_DIR, FIELDS, Measurement, RowPlan, Target
+from .rows import DATA_DIR, FIELDS, Measurement, RowPlan, Target, read_rows_file
 
 TRAINING_RUNS_PATH = DATA_DIR / "training_runs.json"
 SERVING_RUNS_PATH = DATA_DIR / "serving_runs.json"
@@ -92,15 +91,7 @@ def _measurement(r: dict, i: int, path, sources: dict) -> Measurement:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str) -> tuple:
-    try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise MlsysOptError(f"{path}: cannot read runs ({exc.strerror or exc})") from None
-    except json.JSONDecodeError as exc:
-        raise MlsysOptError(f"{path}: not valid JSON: {exc}") from None
-    rows = data.get("rows") if isinstance(data, dict) else None
-    if not isinstance(rows, list):
-        raise MlsysOptError(f"{path}: expected an object with a 'rows' list")
+    data, rows = read_rows_file(path, "runs", "a 'rows' list")
     sources = data.get("sources") or {}
     return tuple(_measurement(r, i, path, sources) for i, r in enumerate(rows))
 

@@ -323,6 +323,16 @@ def _blend(old: Array, new: Array, eff: Efficiency) -> Array:
     return old + eff.achievable * (new - old)
 
 
+def _scaled_gemm_efficiency(eta, scale, rows, eff, part, gemm, hidden, ffn, tp) -> Array:
+    """min(1, η·scale·x/(x + x½)) (previous model), blended with the part's GEMM curve when it is known."""
+    old = jnp.minimum(eta * scale * tile_factor(rows, eff), 1.0)
+    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
+    if gemm is None:
+        return old
+    shape = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff)
+    return _blend(old, jnp.minimum(eta * scale * shape / GEMM_REF_EFF, 1.0), eff)
+
+
 def matmul_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
                       gemm: Array | None = None, hidden: Array | None = None, ffn: Array | None = None,
                       tp: Array = 1.0) -> Array:
@@ -333,24 +343,14 @@ def matmul_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIE
     min(1, η · compute_eff_scale · g(n_eq) · tile(M)/tile(n_eq) / GEMM_REF_EFF), blended by
     eff.achievable (module docstring).  rows = M, tokens per micro-batch; tp divides N.
     """
-    old = jnp.minimum(eta * eff.compute_eff_scale * tile_factor(rows, eff), 1.0)
-    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
-    if gemm is None:
-        return old
-    shape = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff)
-    return _blend(old, jnp.minimum(eta * eff.compute_eff_scale * shape / GEMM_REF_EFF, 1.0), eff)
+    return _scaled_gemm_efficiency(eta, eff.compute_eff_scale, rows, eff, part, gemm, hidden, ffn, tp)
 
 
 def prefill_efficiency(eta: Array, rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
                        gemm: Array | None = None, hidden: Array | None = None, ffn: Array | None = None,
                        tp: Array = 1.0) -> Array:
     """Achieved fraction of peak for prefill (rows = prompt tokens); as `matmul_efficiency` with prefill_eff_scale."""
-    old = jnp.minimum(eta * eff.prefill_eff_scale * tile_factor(rows, eff), 1.0)
-    gemm, hidden, ffn = _shape_args(part, gemm, hidden, ffn)
-    if gemm is None:
-        return old
-    shape = gemm_shape_efficiency(gemm, rows, hidden, ffn, tp, eff)
-    return _blend(old, jnp.minimum(eta * eff.prefill_eff_scale * shape / GEMM_REF_EFF, 1.0), eff)
+    return _scaled_gemm_efficiency(eta, eff.prefill_eff_scale, rows, eff, part, gemm, hidden, ffn, tp)
 
 
 def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY, *, part: Any = None,
