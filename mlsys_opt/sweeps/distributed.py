@@ -35,6 +35,7 @@ process given another spec: one-line MlsysOptError (exit 2), bounded by
 """
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -173,7 +174,13 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     cl = Cluster(int(jax.process_index()), int(jax.process_count()), jd.global_state.client, float(hb),
                  int(num_processes) if num_processes is not None else int(jax.process_count()))
     _CLUSTER[0] = cl
-    _Watchdog(cl).start()
+    dog = _Watchdog(cl)
+    dog.start()
+    # Stop the heartbeat thread before JAX's own atexit shutdown (atexit runs last-registered
+    # first): a daemon thread still inside a store call at interpreter finalization is ended by
+    # pthread_exit, whose forced unwind through the client's C++ aborts the process (SIGABRT,
+    # "FATAL: exception not rethrown") after the sweep had succeeded.
+    atexit.register(dog.stop)
     return cl
 
 
@@ -195,14 +202,19 @@ class _Watchdog(threading.Thread):
     def __init__(self, cl: Cluster):
         super().__init__(name="mlsys_opt-heartbeat", daemon=True)
         self.cl = cl
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """End the loop and wait for the store call in flight (bounded by one heartbeat period)."""
+        self._stopped.set()
+        self.join(timeout=max(1.0, self.cl.heartbeat_s))
 
     def run(self) -> None:
         cl, me = self.cl, self.cl.process_id
         period = max(0.05, cl.heartbeat_s / 6)
         seen = {j: (None, time.monotonic()) for j in range(cl.num_processes) if j != me}
         beat, store_error_since = 0, None
-        while True:
-            time.sleep(period)
+        while not self._stopped.wait(period):
             beat += 1
             now = time.monotonic()
             try:
