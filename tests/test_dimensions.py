@@ -42,6 +42,7 @@ from test_finiteness import CAT, evaluate
 from mlsys_opt.space.spec import load_space
 from mlsys_opt.units import ureg
 from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, queueing, registry
+from mlsys_opt.walls import serving as serving_walls
 
 ROOT_DIMS = ("[time]", "[information]", "[flop]", "[currency]", "[carbon]", "[length]", "[mass]")
 COUNT_WORDS = {"layer", "sequence", "param", "request", "token", "element", "core", "device", "step",
@@ -53,7 +54,7 @@ SUFFIXES = (("usd_per_device_s", "usd / second"), ("usd_per_kwh", "usd / kilowat
             ("w", "watt"), ("j", "joule"), ("kg", "kgCO2e"), ("l", "liter"))
 # Names whose unit is not at the end (historic; keep this list short).
 EXACT = {"intensity": "flop / byte", "arithmetic_intensity": "flop / byte", "ridge_point": "flop / byte",
-         "bytes_moved": "byte", "samples_per_s_required": "1 / second"}
+         "bytes_moved": "byte", "samples_per_s_required": "1 / second", "energy_j_per_byte": "joule / byte"}
 # Plain numbers that are NOT unit-suffixed by design: counts, fractions, codes, ratios, knobs.
 PLAIN = {
     "n", "n_params", "n_tokens", "n_layers", "n_kv_heads", "head_dim", "seq_len", "batch", "n_devices",
@@ -73,6 +74,11 @@ PLAIN = {
     "bottleneck", "utilization", "p_wait", "stable", "stalled", "stall_frac", "effective_throughput_frac",
     "cores_required", "accelerator_utilization_frac", "slowdown", "static_waste_frac", "paged_waste_frac",
     "optimal_params", "optimal_tokens", "ratio", "speedup", "accuracy_delta_frac", "scaling_efficiency",
+    # walls.serving / queueing.mgc_queue (issue 13): counts, fractions, squared coefficients of variation
+    "mean", "cv", "q", "attn_width", "new_tokens", "cached_tokens", "k", "acceptance", "draft_cost_frac",
+    "n_experts", "top_k", "tokens", "slot_utilization", "slots_per_replica", "busy", "busy_frac",
+    "idle_frac", "active_frac", "service_cv2", "arrival_cv2",
+    "chunk_share", "draft_cost_steps", "tokens_p50", "tokens_p01",
 }
 # Units of single-array walls whose NAME has no unit suffix ("" = a plain number).
 RETURNS = {
@@ -86,6 +92,8 @@ RETURNS = {
     "goodput_halfwrite": "", "dp_sgd_slowdown": "", "required_bandwidth": "byte / second",
     "required_devices": "", "iron_law": "second", "amdahl": "", "gustafson": "",
     "ridge_point": "flop / byte", "arithmetic_intensity": "flop / byte", "flop_for_budget": "flop",
+    "lognormal_quantile": "", "combine_quantiles": "second", "experts_touched": "", "busy_fraction": "",
+    "power_at_utilization": "watt",
 }
 NOT_PHYSICAL = {"elasticities", "binding", "binding_name"}      # take functions / pytrees
 DOC_UNITS = {"s": "second", "bytes": "byte", "b/s": "byte / second", "flop": "flop", "flop/s": "flop / second",
@@ -214,6 +222,11 @@ def _mmc(v):    # a stable queue: λ = ρ·c·μ with ρ < 1
     return v
 
 
+def _quantiles(v):    # serving_walls.combine_quantiles: each quantile at or above its mean
+    v["q_a_s"], v["q_b_s"] = v["mean_a_s"] + v["q_a_s"], v["mean_b_s"] + v["q_b_s"]
+    return v
+
+
 FLOP_COUNT = "FLOP computed from counts (2 or 6 FLOP per parameter per token)"
 CASES = [
     Case(node.roofline, dict(flop=None, bytes_moved=None, peak_flop_per_s=None, mem_bw_bytes_per_s=None,
@@ -257,6 +270,30 @@ CASES = [
                                                    efficiency=FRAC), ("[flop]",), "2 FLOP per parameter per item"),
     Case(queueing.mmc_queue, dict(arrival_rate_per_s=(50.0, 950.0), service_rate_per_s=None, n_servers=(1.0, 64.0),
                               quantile=(0.5, 0.999)), fix=_mmc),
+    # issue 13: the serving walls and the M/G/c queues (walls 4 and 7, related functions)
+    Case(queueing.mgc_queue, dict(arrival_rate_per_s=(50.0, 950.0), service_rate_per_s=None, n_servers=(1.0, 64.0),
+                              service_cv2=(0.0, 3.0), arrival_cv2=(0.5, 2.0)), fix=_mmc),
+    Case(queueing.ggc_queue_closed_form, dict(arrival_rate_per_s=(50.0, 950.0), service_rate_per_s=None,
+                                          n_servers=(1.0, 64.0), service_cv2=(0.0, 3.0), arrival_cv2=(0.5, 2.0)),
+         fix=_mmc),
+    Case(serving_walls.lognormal_quantile, dict(mean=(1.0, 1e4), cv=(0.0, 3.0), q=(0.01, 0.999))),
+    Case(serving_walls.combine_quantiles, dict(mean_a_s=None, q_a_s=None, mean_b_s=None, q_b_s=None), fix=_quantiles),
+    Case(serving_walls.causal_attention_flop, dict(n_layers=COUNT, attn_width=(64.0, 16384.0), new_tokens=COUNT,
+                                                   cached_tokens=(0.0, 8192.0)), ("[flop]",), FLOP_COUNT),
+    Case(serving_walls.speculative_decoding, dict(k=[0, 1, 4, 8], acceptance=(0.0, 0.99), draft_cost_frac=(0.0, 0.5))),
+    Case(serving_walls.batch_step_s, dict(weight_read_s=None, compute_s=None, kv_read_s=None, overhead_s=None)),
+    Case(serving_walls.prefill_interference, dict(decode_step_s=(1e-3, 0.1), chunk_extra_s=(1e-4, 0.1),
+                                                  chunks_per_s=(0.1, 100.0))),
+    Case(serving_walls.iteration_residual, dict(iteration_s=None, chunk_extra_s=None, chunk_share=FRAC,
+                                                busy_frac=FRAC)),
+    Case(serving_walls.kv_transfer, dict(kv_bytes=None, bw_bytes_per_s=None, latency_s=(1e-6, 1e-3), prefill_s=None,
+                                         n_layers=COUNT, energy_j_per_byte=(1e-10, 1e-8))),
+    Case(serving_walls.experts_touched, dict(n_experts=[8.0, 64.0, 256.0], top_k=[1.0, 2.0, 8.0], tokens=COUNT)),
+    Case(serving_walls.offload_spill_bytes, dict(resident_bytes=None, spillable_bytes=None, capacity_bytes=None)),
+    Case(serving_walls.split_read_s, dict(total_bytes=None, spilled_bytes=None, hbm_bw_bytes_per_s=None,
+                                          host_bw_bytes_per_s=None)),
+    Case(serving_walls.busy_fraction, dict(slot_utilization=FRAC, slots_per_replica=COUNT)),
+    Case(serving_walls.power_at_utilization, dict(tdp_w=None, busy=FRAC, idle_frac=(0.1, 0.4), active_frac=(0.6, 1.0))),
     Case(data.ingestion, dict(demand_bytes_per_s=None, supply_bytes_per_s=None)),
     Case(data.transformation, dict(samples_per_s_required=None, cpu_samples_per_s_per_core=None, n_cores=COUNT)),
     Case(data.transformation_time, dict(batch=COUNT, seq_len=COUNT, cpu_tokens_per_s=(1e3, 1e7),

@@ -64,8 +64,8 @@ def test_the_cli_prints_the_traceback_of_a_bug_and_exits_1(spec, monkeypatch, ca
 
 def _nan_where_tp8(fn):
     """The training scenario with time_to_train_s NaN wherever tp == 8 (on purpose)."""
-    def wrapped(p, tables, eff):
-        outs, cons = fn(p, tables, eff)
+    def wrapped(p, tables, eff, **options):
+        outs, cons = fn(p, tables, eff, **options)
         return outs._replace(time_to_train_s=jnp.where(p.tp == 8, jnp.nan, outs.time_to_train_s)), cons
     return wrapped
 

@@ -10,7 +10,7 @@ import pytest
 import mlsys_opt
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.space import load_space
-from mlsys_opt.sweeps.results import SIDECAR_SUFFIX, catalog_fingerprint, describe, load_result, write_table
+from mlsys_opt.sweeps.results import SIDECAR_SUFFIX, describe, load_result, write_table
 
 FRONT = pd.DataFrame({"hardware": ["b200", "h100_sxm"], "n_accelerators": np.array([16384, 8192], np.int64),
                       "tco_usd": [7.2e6, 5.1e6], "time_to_train_s": [882118.375, 1238858.375]})
@@ -34,8 +34,9 @@ def test_metadata_names_spec_catalog_efficiency_version(meta):
 def test_catalog_fingerprint_sees_one_changed_price():
     base = mlsys_opt.load_catalog()
     cheap = base.with_entries("accelerators", {"h100_sxm": {"price_usd": 1000.0}})
-    assert catalog_fingerprint(base) == catalog_fingerprint(mlsys_opt.load_catalog())
-    assert catalog_fingerprint(base) != catalog_fingerprint(cheap)
+    assert base.fingerprint() == mlsys_opt.load_catalog().fingerprint()
+    assert base.fingerprint() != cheap.fingerprint()
+    assert describe(mlsys_opt.load_space("capstone"))["catalog_sha256"] == base.fingerprint()
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".parquet", ".json"])

@@ -279,6 +279,32 @@ def test_resume_refuses_a_checkpoint_of_another_space(reference, tmp_path):
         sweep(load_space(objectives), chunk_size=CHUNK, checkpoint_path=path, resume=True, progress=False)
 
 
+def test_resume_names_a_changed_catalog_and_refuses_an_older_run_key_layout(reference, tmp_path):
+    """The catalog part of the run key is Catalog.fingerprint(): one changed price is named; a checkpoint
+    whose run key has another layout (an earlier catalog hash) is refused saying so, not as a changed catalog."""
+    import json
+
+    import mlsys_opt
+    _, _, ref_path = reference
+    path = tmp_path / "ck.npz"
+    path.write_bytes(ref_path.read_bytes())
+    cheap = mlsys_opt.load_catalog().with_entries("accelerators", {"h100_sxm": {"price_usd": 1000.0}})
+    with pytest.raises(MlsysOptError, match="changed since it was written: the catalog entries"):
+        sweep(load_space(SPACE, catalog=cheap), chunk_size=CHUNK, checkpoint_path=path, resume=True,
+              progress=False)
+    with np.load(ref_path) as f:
+        z = {k: f[k] for k in f.files}
+    config = json.loads(str(z["config"]))
+    assert "catalog_sha256=" in config["run_key"]
+    config["run_key"] = config["run_key"].replace("catalog_sha256=", "catalog=")
+    z["config"], z["fingerprint"] = np.array(json.dumps(config, sort_keys=True)), np.array("old")
+    old = tmp_path / "old.npz"
+    np.savez(old, **z)
+    with pytest.raises(MlsysOptError, match="run-key layout.*recorded catalog instead of catalog_sha256") as info:
+        sweep(load_space(SPACE), chunk_size=CHUNK, checkpoint_path=old, resume=True, progress=False)
+    assert "the catalog entries" not in str(info.value)
+
+
 # --------------------------------------------------------------------------- the CLI
 
 @pytest.mark.skipif(not (ROOT / "mlsys_opt" / "cli.py").exists(), reason="mlsys_opt/cli/app.py does not exist yet")

@@ -37,7 +37,7 @@ def test_combine_quantiles_reference_and_monotone():
     assert float(sw.combine_quantiles(1.0, 1.0 + 3 * Z99, 2.0, 2.0 + 4 * Z99)) == pytest.approx(3.0 + 5 * Z99)
     # one dominant term: its quantile plus the other's mean
     assert float(sw.combine_quantiles(0.0, 0.0, 2.0, 5.0)) == pytest.approx(5.0)
-    q = np.linspace(-1.0, 3.0, 101)
+    q = np.linspace(0.0, 3.0, 101)         # a quantile below the mean too (q < 1)
     v = np.asarray(sw.combine_quantiles(1.0, q, 1.0, 2.0))
     assert np.all(np.diff(v) >= 0)
 

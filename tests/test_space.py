@@ -26,7 +26,7 @@ from mlsys_opt.space.spec import AXIS_FORMS, SPACES_DIR, TOP_KEYS, Space, list_s
 
 
 class FakeCatalog:
-    """The slice of the catalog API space.py uses: names, index, tables."""
+    """The slice of the catalog API space.py uses: names, index, frames (tables for the sweeps)."""
     NAMES = {
         "accelerators": ["h100_sxm", "h100_pcie", "a100_80gb", "b200", "l4"],
         "models": ["llama3_8b", "llama3_70b", "resnet50"],
@@ -46,6 +46,18 @@ class FakeCatalog:
         return SimpleNamespace(
             hw=SimpleNamespace(accelerators_per_node=np.array([8, 8, 8, 8, 1.0]), has_precision=has),
             model=SimpleNamespace(n_layers=np.array([32, 80, 50.0]), n_experts=np.array([1, 1, 1.0])))
+
+    @property
+    def frames(self):
+        """The columns the spec checks read (space/checks.py reads frames, not the JAX tables)."""
+        import pandas as pd
+        t = self.tables()
+        acc = pd.DataFrame({"name": self.NAMES["accelerators"], "accelerators_per_node": t.hw.accelerators_per_node,
+                            **{f"has_{p}": t.hw.has_precision[:, i] for i, p in enumerate(PRECISIONS)}})
+        models = pd.DataFrame({"name": self.NAMES["models"], "n_layers": t.model.n_layers,
+                               "n_experts": t.model.n_experts, "n_heads": [32, 64, 0], "n_kv_heads": [8, 8, 0],
+                               "context_len": [8192, 8192, 0]})
+        return {"accelerators": acc, "models": models}
 
 
 CAT = FakeCatalog()

@@ -12,7 +12,6 @@ optimisation, choosing the fitted parameters again on each fold's training rows;
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -24,6 +23,7 @@ import pandas as pd
 
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
+from ..search.optim import adam_scan, from_unconstrained, to_unconstrained
 from .rows import (
     CASES_PATH,
     METRICS,
@@ -54,22 +54,22 @@ def _kind(name: str) -> str:
 
 
 # --------------------------------------------------------------------------- calibration
+def _bounds(names: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """(lo, hi) per parameter: [0, 1] for fractions, [0, +inf) for positive values."""
+    return np.zeros(len(names)), np.array([1.0 if _kind(n) == "frac" else np.inf for n in names])
+
+
 def _to_u(eff: Efficiency, names: tuple[str, ...]):
-    """Unconstrained coordinates: logit for fractions (clipped to [1e-4, 1 - 1e-4]), log for positives."""
-    u = []
-    for n in names:
-        x = float(getattr(eff, n))
-        if _kind(n) == "frac":
-            x = min(max(x, 1e-4), 1.0 - 1e-4)
-            u.append(math.log(x / (1.0 - x)))
-        else:
-            u.append(math.log(max(x, 1e-12)))
-    return jnp.asarray(u, jnp.result_type(float))
+    """Unconstrained coordinates (``search.optim.to_unconstrained``, the shared bounded
+    reparametrisation): logit for fractions (clipped to [1e-4, 1 - 1e-4]), log for positives."""
+    x = jnp.asarray([float(getattr(eff, n)) for n in names], jnp.result_type(float))
+    return to_unconstrained(x, *_bounds(names), eps=1e-4)
 
 
 def _from_u(u, eff0: Efficiency, names: tuple[str, ...]) -> Efficiency:
-    vals = {n: (jax.nn.sigmoid(u[i]) if _kind(n) == "frac" else jnp.exp(u[i])) for i, n in enumerate(names)}
-    return eff0._replace(**vals)
+    """The Efficiency at unconstrained coordinates u (``search.optim.from_unconstrained``)."""
+    x = from_unconstrained(u, *_bounds(names))
+    return eff0._replace(**{n: x[i] for i, n in enumerate(names)})
 
 
 def _loss(u, u0, eff0, batch, weights, free, names, prior):
@@ -88,9 +88,6 @@ def _fit(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
     free [k] is 1 for the parameters fitted, 0 for those held at u0 (their gradient is 0,
     so Adam never moves them): one compiled program serves every subset of `names`.
     """
-    # the shared Adam loop, imported here: importing mlsys_opt.search loads pymoo
-    from ..search.optim import adam_scan
-
     loss = functools.partial(_loss, u0=u0, eff0=eff0, batch=batch, weights=weights, free=free, names=names,
                              prior=prior)
     _, best_u, hist = adam_scan(loss, u0, optax.adam(learning_rate), steps)

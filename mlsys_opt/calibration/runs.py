@@ -54,6 +54,9 @@ ORGANISATIONS = {
     "Luccioni": "BigScience", "sglang_team_benchmark_vllm_060": "SGLang/LMSYS",
     "lmsys_sglang_large_scale_ep_blog": "SGLang/LMSYS", "mlperf_inference": "MLCommons",
     "vllm_blog_mi300x_embeddedllm": "Embedded LLM",
+    "bloom_tr11_2022": "BigScience", "internevo_2024": "Shanghai AI Laboratory",
+    "alibaba_megatron_llama_2023": "Alibaba", "glm130b_2022": "Tsinghua/Zhipu AI",
+    "mlperf_v31_habana": "Intel (Habana Labs)", "flashattn_training_2023": "Stanford HazyResearch (T. Dao)",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
@@ -293,7 +296,9 @@ def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:
     bpe = BYTES_PER_ELEMENT[PRECISIONS.index(prec)]
     kv_prec = str(setup.get("kv_precision") or prec).replace("bf16", "fp16")
     kv_bpe = BYTES_PER_ELEMENT[PRECISIONS.index(kv_prec)] if kv_prec in PRECISIONS else bpe
-    free = KV_MEMORY_FRACTION * (hw["mem_capacity_bytes"] * gpus - m["n_params"] * bpe)
+    # input embedding + LM head stay 16-bit under 8/4-bit weights (serving_steps._embedding_extra_bytes)
+    embed = 2.0 * float(m.get("vocab_size") or 0) * float(m.get("hidden_dim") or 0) * max(2.0 - bpe, 0.0)
+    free = KV_MEMORY_FRACTION * (hw["mem_capacity_bytes"] * gpus - m["n_params"] * bpe - embed)
     batch = max(1, int(free // max(_kv_bytes_per_seq(m, context, kv_bpe), 1.0)))
     return min(batch, MAX_NUM_SEQS.get(str(setup.get("engine", "")).lower(), batch))
 

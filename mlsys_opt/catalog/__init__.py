@@ -78,6 +78,7 @@ class Catalog:
             frame = pd.DataFrame(row_list, columns=list(COLUMNS[kind]))
             self._frames[kind] = frame
         self._tables: dict[str, Tables] = {}
+        self._fingerprint: str | None = None
 
     # ------------------------------------------------------------ queries
     @property
@@ -112,6 +113,13 @@ class Catalog:
         row = self._frames[kind].iloc[self.index(kind, name)].copy()
         row.name = row["name"]
         return row
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every entry (names, row order, every SI field; ``catalog._load.fingerprint``):
+        the one catalog fingerprint, in result metadata and checkpoint run keys."""
+        if self._fingerprint is None:
+            self._fingerprint = _load.fingerprint(self._rows)
+        return self._fingerprint
 
     def source_of(self, kind: str, name: str) -> str:
         """The file (or dict label) that defined entry `name`."""
@@ -184,18 +192,20 @@ class Catalog:
 
 
 def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[str, Mapping] | None = None) -> Tables:
-    import jax.numpy as jnp          # here, not at the top: `mlsys-opt catalog` runs without JAX
+    import jax                       # here, not at the top: `mlsys-opt catalog` runs without JAX
 
-    def f(frame: pd.DataFrame, col: str) -> jnp.ndarray:
-        return jnp.asarray(frame[col].to_numpy(dtype=np.float64), dtype=dtype)
+    # built in numpy, put on the device at the end: a dtype conversion or a list stacked by jnp
+    # would run (and compile) one small XLA program per column at start-up
+    def f(frame: pd.DataFrame, col: str) -> np.ndarray:
+        return frame[col].to_numpy(dtype=np.float64).astype(dtype)
 
-    def arr(kind: str, key: str) -> jnp.ndarray:   # achievable arrays, stacked in row order
-        return jnp.asarray(np.stack([np.asarray(r[key], np.float64) for r in rows[kind].values()]), dtype=dtype)
+    def arr(kind: str, key: str) -> np.ndarray:   # achievable arrays, stacked in row order
+        return np.stack([np.asarray(r[key], np.float64) for r in rows[kind].values()]).astype(dtype)
 
     a, m, fb, r = (frames[k] for k in KINDS)
     hw = AcceleratorTable(
-        peak_flop_per_s=jnp.asarray(a[list(_load.PEAK_COLUMNS)].to_numpy(dtype=np.float64), dtype=dtype),
-        has_precision=jnp.asarray(a[list(_load.HAS_COLUMNS)].to_numpy(dtype=bool)),
+        peak_flop_per_s=a[list(_load.PEAK_COLUMNS)].to_numpy(dtype=np.float64).astype(dtype),
+        has_precision=a[list(_load.HAS_COLUMNS)].to_numpy(dtype=bool),
         mem_capacity_bytes=f(a, "mem_capacity_bytes"),
         mem_bw_bytes_per_s=f(a, "mem_bw_bytes_per_s"),
         sram_bytes=f(a, "sram_bytes"),
@@ -206,7 +216,7 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
         cloud_usd_per_hour=f(a, "cloud_usd_per_hour"),
         mtbf_s=f(a, "mtbf_s"),
         injection_bw_bytes_per_s=f(a, "injection_bw_bytes_per_s"),
-        is_wafer_scale=jnp.asarray(a["is_wafer_scale"].to_numpy(dtype=bool)),
+        is_wafer_scale=a["is_wafer_scale"].to_numpy(dtype=bool),
         host_bw_bytes_per_s=f(a, "host_bw_bytes_per_s"),
         sustained_mem_bw_frac=f(a, "sustained_mem_bw_frac"),
         gemm_eff=arr("accelerators", "ach_gemm_eff"),
@@ -215,11 +225,11 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
         scaleup_busbw_frac=f(a, "scaleup_busbw_frac_large"),
         scaleup_step_latency_s=f(a, "scaleup_allreduce_step_latency_s"),
         scaleup_busbw_curve=arr("accelerators", "ach_scaleup_busbw_curve"),
-        scaleup_has_busbw=jnp.asarray(a["scaleup_busbw_frac_large"].to_numpy(np.float64) > 0),
-        scaleup_has_latency=jnp.asarray(a["scaleup_allreduce_step_latency_s"].to_numpy(np.float64) > 0),
+        scaleup_has_busbw=a["scaleup_busbw_frac_large"].to_numpy(np.float64) > 0,
+        scaleup_has_latency=a["scaleup_allreduce_step_latency_s"].to_numpy(np.float64) > 0,
     )
     model = ModelTable(
-        kind=jnp.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=jnp.int32),
+        kind=np.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=np.int32),
         n_params=f(m, "n_params"), n_active_params=f(m, "n_active_params"), n_layers=f(m, "n_layers"),
         hidden_dim=f(m, "hidden_dim"), n_heads=f(m, "n_heads"), n_kv_heads=f(m, "n_kv_heads"),
         head_dim=f(m, "head_dim"), kv_latent_dim=f(m, "kv_latent_dim"), ffn_dim=f(m, "ffn_dim"),
@@ -229,18 +239,18 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
     )
     fabric = FabricTable(
         bw_bytes_per_s=f(fb, "bw_bytes_per_s"), latency_s=f(fb, "latency_s"),
-        topology=jnp.asarray([TOPOLOGIES.index(t) for t in fb["topology"]], dtype=jnp.int32),
+        topology=np.asarray([TOPOLOGIES.index(t) for t in fb["topology"]], dtype=np.int32),
         bisection_frac=f(fb, "bisection_frac"), oversubscription=f(fb, "oversubscription"),
         busbw_frac=f(fb, "busbw_frac_large"), step_latency_s=f(fb, "allreduce_step_latency_s"),
         busbw_curve=arr("fabrics", "ach_busbw_curve"),
-        has_busbw=jnp.asarray(fb["busbw_frac_large"].to_numpy(np.float64) > 0),
-        has_step_latency=jnp.asarray(fb["allreduce_step_latency_s"].to_numpy(np.float64) > 0),
+        has_busbw=fb["busbw_frac_large"].to_numpy(np.float64) > 0,
+        has_step_latency=fb["allreduce_step_latency_s"].to_numpy(np.float64) > 0,
     )
     region = RegionTable(
         carbon_gco2e_per_kwh=f(r, "carbon_gco2e_per_kwh"), pue=f(r, "pue"),
         wue_l_per_kwh=f(r, "wue_l_per_kwh"), electricity_usd_per_kwh=f(r, "electricity_usd_per_kwh"),
     )
-    return Tables(hw=hw, model=model, fabric=fabric, region=region)
+    return jax.device_put(Tables(hw=hw, model=model, fabric=fabric, region=region))   # (jnp.asarray compiles a copy)
 
 
 @functools.lru_cache(maxsize=1)

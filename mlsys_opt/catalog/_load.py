@@ -14,6 +14,7 @@ and the jnp `Tables` of ``catalog/tables.py``.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import numbers
 import re
@@ -296,13 +297,27 @@ def entries_from(source: Mapping[str, Any] | str | Path, kind: str) -> tuple[dic
 
 # ---------------------------------------------------------------- validation
 
+@functools.lru_cache(maxsize=8192, typed=True)
+def _parse_cached(value: str | int | float, dim: str, positive: bool, nonnegative: bool) -> float:
+    return units.parse(value, dim, positive=positive, nonnegative=nonnegative)
+
+
+def _parse(value: Any, dim: str, *, positive: bool = False, nonnegative: bool = False) -> float:
+    """``units.parse``, memoised for text and numbers: a catalog repeats most of its values ("8",
+    "700 W", "none", ...), and every process loads the built-in catalog (typed keys: True is not 1;
+    errors are raised again each time, never cached)."""
+    if type(value) in (str, int, float):
+        return _parse_cached(value, dim, positive, nonnegative)
+    return units.parse(value, dim, positive=positive, nonnegative=nonnegative)
+
+
 def _fail(ctx: str, key: str, msg: str) -> CatalogError:
     return CatalogError(f"{ctx} {key}: {msg}")
 
 
 def _number(value: Any, ctx: str, f: Field) -> float:
     try:
-        x = units.parse(value, "dimensionless")
+        x = _parse(value, "dimensionless")
     except MlsysOptError as exc:
         raise _fail(ctx, f.key, str(exc)) from None
     return _check_rule(x, value, ctx, f)
@@ -319,7 +334,7 @@ def _check_rule(x: float, value: Any, ctx: str, f: Field) -> float:
 def _parse_field(f: Field, value: Any, ctx: str) -> Any:
     if f.type == "qty":
         try:
-            return units.parse(value, f.dim, positive=f.rule == "pos", nonnegative=f.rule == "nonneg")
+            return _parse(value, f.dim, positive=f.rule == "pos", nonnegative=f.rule == "nonneg")
         except MlsysOptError as exc:
             raise _fail(ctx, f.key, str(exc)) from None
     if f.type == "float":
@@ -328,7 +343,7 @@ def _parse_field(f: Field, value: Any, ctx: str) -> Any:
         if isinstance(value, bool):
             raise _fail(ctx, f.key, f"expected a whole number, got {value!r}")
         try:
-            x = units.parse(value, "count")
+            x = _parse(value, "count")
         except MlsysOptError as exc:
             raise _fail(ctx, f.key, str(exc)) from None
         if x != math.floor(x):
@@ -379,7 +394,7 @@ def _parse_peak(value: Any, ctx: str) -> dict[str, float]:
             out[k] = 0.0
             continue
         try:
-            out[k] = units.parse(v, "flop_rate")
+            out[k] = _parse(v, "flop_rate")
         except MlsysOptError as exc:
             raise _fail(ctx, f"peak.{k}", f"{exc} (or \"none\" if the device lacks it)") from None
         if not out[k] > 0:
@@ -500,6 +515,46 @@ def _cross_check(kind: str, row: dict[str, Any], raw: Mapping[str, Any], ctx: st
                 raise _fail(ctx, "experts", f"a moe model needs >= 2 experts, got {row['n_experts']}")
             if row["top_k"] > row["n_experts"]:
                 raise _fail(ctx, "top_k", f"must be <= experts ({row['n_experts']}), got {row['top_k']}")
+
+
+def fingerprint(rows: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> str:
+    """SHA-256 hex digest of a catalog's validated SI rows: THE catalog fingerprint (``Catalog.fingerprint``).
+
+    Covers every kind, the entry names in row order (row i is code i on the device) and every field
+    of every row -- floats exactly (``float.hex``), arrays (the achievable-rate curves the device
+    tables carry) by dtype, shape and bytes, strings, flags and None -- so it changes with any value a
+    result could depend on (one changed price is enough) and with nothing else; the same entries give
+    the same digest in every process and Python version.  Used by the results' metadata
+    (``catalog_sha256``) and by the checkpoint run key (``sweeps.api.run_key``).
+    """
+    import hashlib
+
+    import numpy as np
+
+    def enc(v: Any) -> str:
+        if isinstance(v, np.ndarray):
+            a = np.ascontiguousarray(v)
+            return f"a:{a.dtype.str}:{a.shape}:{hashlib.sha256(a.tobytes()).hexdigest()}"
+        if isinstance(v, (bool, np.bool_)):
+            return f"b:{bool(v)}"
+        if isinstance(v, (int, np.integer)):
+            return f"i:{int(v)}"
+        if isinstance(v, (float, np.floating)):
+            return f"f:{float(v).hex()}"
+        if isinstance(v, (list, tuple)):
+            return "[" + ",".join(enc(x) for x in v) + "]"
+        if isinstance(v, Mapping):
+            return "{" + ",".join(f"{k!r}:{enc(x)}" for k, x in sorted(v.items())) + "}"
+        return f"{type(v).__name__}:{v!r}"
+
+    h = hashlib.sha256()
+    for kind in KINDS:
+        h.update(f"\x00{kind}".encode())
+        for name, row in rows[kind].items():
+            h.update(f"\x01{name}".encode())
+            for key in sorted(row):
+                h.update(f"\x02{key}={enc(row[key])}".encode())
+    return h.hexdigest()
 
 
 def check_names(kind: str, rows: list[dict[str, Any]], labels: Mapping[str, str]) -> dict[str, int]:

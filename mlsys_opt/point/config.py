@@ -176,8 +176,24 @@ def gather_local(tables, p: dict) -> Any:
 
 # --------------------------------------------------------------------------- configuration handling
 
+def plain_value(v: Any) -> Any:
+    """A numpy scalar or 0-d array as the Python int/float/str/bool it holds; anything else as is.
+
+    Front rows (pandas/numpy) carry np.int64 / np.float32 values; the spec rules accept
+    Python numbers, so `sensitivity(space, {k: row[k] ...})` converts first.
+    """
+    if isinstance(v, np.generic) or (isinstance(v, np.ndarray) and v.ndim == 0):
+        return v.item()
+    return v
+
+
 def resolve_config(target, config, dtype):
-    """-> (scenario, space | None, p dict of [n] arrays, catalog)."""
+    """-> (scenario, space | None, p dict of [n] arrays, catalog).
+
+    config: {param: display value} (numpy scalars accepted, e.g. a front row's values) or digits.
+    """
+    if isinstance(config, dict):
+        config = {k: plain_value(v) for k, v in config.items()}
     if isinstance(target, (str, dict)) and not (isinstance(target, str) and target in schema.PARAMS):
         target = load_space(target)
     if isinstance(target, Space):
@@ -223,6 +239,6 @@ def parse_param(scenario: str, name: str, raw, catalog):
         raise MlsysOptError(f"{name!r} is not a parameter of the {scenario} scenario"
                             f"{did_you_mean(name, params)} (allowed: {', '.join(params)})")
     try:
-        return parse_value(params[name], raw, catalog)[1]
+        return parse_value(params[name], plain_value(raw), catalog)[1]
     except BadValue as exc:
         raise MlsysOptError(f"{name}: {exc}") from None

@@ -136,8 +136,10 @@ def _limits(scenario: str, limits: Mapping[str, Any] | None) -> dict:
 
 
 def _progress_bar(total, progress):
-    from tqdm import tqdm
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
+    """progress None: a tqdm bar when stderr is a terminal or a Jupyter kernel runs us (tqdm.auto: a
+    widget there), as the sweep's (``sweeps.engine``); True / False: always / never."""
+    from tqdm.auto import tqdm
+    enabled = (sys.stderr.isatty() or "ipykernel" in sys.modules) if progress is None else bool(progress)
     return tqdm(total=total, unit="row", unit_scale=True, disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True, smoothing=0.1)
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import MlsysOptError, did_you_mean
-from ..scenarios import schema
+from ..scenarios import schema, static_options
 from .evaluation import DEFAULT_OBJECTIVES
 
 HOST_OUTPUTS = ("bottleneck", "n_accelerators", "dp", "replicas")   # outputs table_io rounds or decodes
@@ -33,10 +33,11 @@ _FNS: dict = {}
 
 
 class _Target(NamedTuple):
-    """What ``evaluate_params`` reads of a Space: scenario, objectives, limits."""
+    """What ``evaluate_params`` reads of a Space: scenario, objectives, limits, trace-time options."""
     scenario: str
     objectives: tuple
     limits: dict
+    options: dict
 
 
 class TableEvaluator:
@@ -66,8 +67,11 @@ class TableEvaluator:
         self.col_params = tuple(self.specs)
         self.constants: dict = {}
         self._fill = dict(plan.constants)       # values of the parameters without a column
+        # options from the constants only (columns may hold anything): a table whose micro-batch
+        # geometry is a constant evaluates one geometry, as a sweep with that constant does
+        options = static_options(plan.scenario, {k: [v] for k, v in self._fill.items()})
         self.target = _Target(plan.scenario, tuple((o, "min") for o in DEFAULT_OBJECTIVES[plan.scenario]),
-                              dict(limits))
+                              dict(limits), options)
         self.output_names = tuple(schema.OUTPUTS[plan.scenario])
         self.constraint_names = tuple(schema.STRUCTURAL_CONSTRAINTS[plan.scenario]) + \
             tuple(f"limit:{o}" for o in limits)
@@ -90,7 +94,8 @@ class TableEvaluator:
     def _compiled(self):
         from ..sweeps.api import evaluate_params
 
-        key = (self.target.scenario, tuple(sorted(self.target.limits.items())), self.col_params,
+        key = (self.target.scenario, tuple(sorted(self.target.limits.items())),
+               tuple(sorted(self.target.options.items())), self.col_params,
                tuple(sorted(self.constants.items())), self.chunk, self.dtype.name, self.devices)
         if key in _FNS:
             return _FNS[key]

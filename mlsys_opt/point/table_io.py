@@ -19,7 +19,7 @@ from __future__ import annotations
 import csv
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,17 +107,7 @@ class _ParquetSource(Source):
         import pyarrow.parquet as pq
         f = pq.ParquetFile(self.path, read_dictionary=self.strings)
         it = f.iter_batches(batch_size=rows, columns=columns, use_threads=True)
-        offset = 0
-        while True:
-            t = time.perf_counter()
-            try:
-                batch = next(it)
-            except StopIteration:
-                return
-            except (OSError, pa.ArrowException) as exc:
-                raise MlsysOptError(f"{self.path}: cannot read the Parquet file: {exc}") from None
-            yield batch, offset, time.perf_counter() - t
-            offset += batch.num_rows
+        return _timed_batches(lambda: next(it), lambda _: f"{self.path}: cannot read the Parquet file")
 
 
 class _CsvSource(Source):
@@ -146,17 +136,24 @@ class _CsvSource(Source):
                                        strings_can_be_null=True)
         reader = pacsv.open_csv(self.path, read_options=pacsv.ReadOptions(block_size=CSV_BLOCK_BYTES),
                                 convert_options=convert)
-        offset = 0
-        while True:
-            t = time.perf_counter()
-            try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                return
-            except (OSError, pa.ArrowException) as exc:
-                raise MlsysOptError(f"{self.path}: cannot read the CSV file near data row {offset}: {exc}") from None
-            yield batch, offset, time.perf_counter() - t
-            offset += batch.num_rows
+        return _timed_batches(reader.read_next_batch,
+                              lambda offset: f"{self.path}: cannot read the CSV file near data row {offset}")
+
+
+def _timed_batches(read_next: Callable[[], Any], what: Callable[[int], str]) -> Iterator[tuple[Any, int, float]]:
+    """The file sources' loop: (batch, first row number, seconds spent reading it) from ``read_next()``
+    until StopIteration; a read error becomes one MlsysOptError, ``what(first row of the batch)``: error."""
+    offset = 0
+    while True:
+        t = time.perf_counter()
+        try:
+            batch = read_next()
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise MlsysOptError(f"{what(offset)}: {exc}") from None
+        yield batch, offset, time.perf_counter() - t
+        offset += batch.num_rows
 
 
 def open_source(table) -> Source:
@@ -173,15 +170,20 @@ def open_source(table) -> Source:
         path = Path(table)
         if not path.is_file():
             raise MlsysOptError(f"table file {str(table)!r} does not exist")
-        suffix = path.suffix.lower()
-        if suffix in PARQUET_SUFFIXES:
-            return _ParquetSource(path)
-        if suffix in CSV_SUFFIXES:
-            return _CsvSource(path)
-        raise MlsysOptError(f"table file {str(table)!r}: unknown format {suffix or '(no suffix)'!r} "
-                            f"(allowed: {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)})")
+        return (_ParquetSource if _file_format(path, "table file") == "parquet" else _CsvSource)(path)
     raise MlsysOptError(f"evaluate_table(): expected a pandas DataFrame, a pyarrow Table, or a .csv / .parquet "
                         f"path; got {type(table).__name__}")
+
+
+def _file_format(path: Path, what: str) -> str:
+    """"parquet" or "csv" from the suffix of `path` (sources and writers alike), else MlsysOptError."""
+    suffix = path.suffix.lower()
+    if suffix in PARQUET_SUFFIXES:
+        return "parquet"
+    if suffix in CSV_SUFFIXES:
+        return "csv"
+    raise MlsysOptError(f"{what} {str(path)!r}: unknown format {suffix or '(no suffix)'!r} "
+                        f"(allowed: {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)})")
 
 
 # --------------------------------------------------------------------------- result columns
@@ -263,11 +265,7 @@ class _Writer:
         self.out = None if out is None else Path(out)
         self.fmt = None
         if self.out is not None:
-            suffix = self.out.suffix.lower()
-            self.fmt = "parquet" if suffix in PARQUET_SUFFIXES else "csv" if suffix in CSV_SUFFIXES else None
-            if self.fmt is None:
-                raise MlsysOptError(f"output {str(out)!r}: unknown format {suffix or '(no suffix)'!r} "
-                                    f"(allowed: {', '.join(PARQUET_SUFFIXES + CSV_SUFFIXES)})")
+            self.fmt = _file_format(self.out, "output")
             if not self.out.parent.exists():
                 raise MlsysOptError(f"output {str(out)!r}: the folder {str(self.out.parent)!r} does not exist")
             self.tmp = self.out.with_name(f"{self.out.name}.tmp.{os.getpid()}")

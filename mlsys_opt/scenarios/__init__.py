@@ -7,7 +7,9 @@ arrays broadcast to one batch shape `[n]`), the device-resident catalog
 `Tables`, and the efficiency model (`mlsys_opt.scenarios.efficiency`).  They return
 `(Outputs, Constraints)`: outputs named exactly as `schema.*_OUTPUTS`, finite
 for every valid index combination; constraints named as `schema.*_CONSTRAINTS`,
-relative margins with g <= 0 feasible (pymoo).  Branch-free, float32-safe,
+relative margins with g <= 0 feasible (pymoo).  Keyword options fixed at trace
+time (`static_options`: what the caller knows about the values its parameters take)
+may follow the three arguments.  Branch-free, float32-safe,
 jit/vmap/grad-able w.r.t. every float parameter, table float and efficiency leaf.
 
 Every equation comes from a wall (`mlsys_opt.walls.*`); this module and its
@@ -83,6 +85,25 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
     return cls(**{k: conv(k) for k in cls._fields})
 
 
-__all__ = ["TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
+def static_options(scenario: str, possible: dict) -> dict:
+    """Trace-time keyword options of a scenario function, from the values its parameters can take.
+
+    possible: {parameter: array-like of every value it takes in the batch (an axis's values,
+    a constant)}; parameters not given may take any value.  Training: auto_micro_batch=False
+    when every row gives micro_batch_size > 0 or microbatches > 0 (then one micro-batch
+    geometry is evaluated instead of the candidate set).  Serving: no options.
+    """
+    if scenario != "training":
+        return {}
+    import numpy as np
+
+    def all_positive(name):
+        v = possible.get(name)
+        return v is not None and np.size(v) > 0 and bool(np.all(np.asarray(v, float) > 0))
+
+    return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches"))}
+
+
+__all__ = ["static_options", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
            "TrainingConstraints", "ServingConstraints", "training", "serving", "SCENARIO_FNS",
            "PARAMS_TYPES", "INT_PARAMS", "params_from_dict", "OPTIMIZER_BYTES_PER_PARAM", "MAX_AUTO_REPLICAS"]

@@ -245,16 +245,11 @@ def _interp_log2(table: Array, x: Array, log2_first: float) -> Array:
     """
     table = jnp.asarray(table)
     n = table.shape[-1]
-    u = jnp.log2(jnp.maximum(_f(x), 1e-30)) - log2_first
-    shape = jnp.broadcast_shapes(jnp.shape(u), table.shape[:-1])
-    u = jnp.broadcast_to(jnp.clip(u, 0.0, n - 1.0), shape)
-    table = jnp.broadcast_to(table, shape + (n,))
-    i = jnp.clip(jnp.floor(u), 0.0, n - 2.0)
-    w = u - i
-    i = i.astype(jnp.int32)[..., None]
-    lo = jnp.take_along_axis(table, i, axis=-1)[..., 0]
-    hi = jnp.take_along_axis(table, i + 1, axis=-1)[..., 0]
-    return lo + w * (hi - lo)
+    u = jnp.clip(jnp.log2(jnp.maximum(_f(x), 1e-30)) - log2_first, 0.0, n - 1.0)
+    out = 0.0
+    for k in range(n):      # hat functions: elementwise, fuses (no gather)
+        out = out + table[..., k] * jnp.maximum(1.0 - jnp.abs(u - k), 0.0)
+    return out
 
 
 def gemm_dims(rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.0):

@@ -2,7 +2,8 @@
 
 Helpers of `mlsys_opt.scenarios` kept apart so that module stays readable:
 `gather` turns the integer catalog codes of a batch into SI arrays with safe
-(positive) denominators, `fleet_cost` picks cloud or on-prem pricing, and
+(positive) denominators, `fleet_cost` picks cloud or on-prem pricing (the run's cost),
+`fleet_upfront_capex` the purchase of an on-prem fleet (0 in the cloud), and
 `elementwise_time_s` is the memory-bound time of a training step's non-matrix
 operations.  Branch-free, float32-safe, jit/vmap/grad-able like the scenarios.
 """
@@ -12,7 +13,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, MODEL_KINDS, SECONDS_PER_HOUR, Array
+from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, MODEL_KINDS, PRECISIONS, SECONDS_PER_HOUR, Array
 from ..catalog.tables import Tables
 from ..walls import data, node, ops
 from ..walls._masked import floor_pos
@@ -22,6 +23,7 @@ from .schema import PRICING
 
 CNN = MODEL_KINDS.index("cnn")
 CLOUD = PRICING.index("cloud")
+FP16 = PRECISIONS.index("fp16")
 COMPUTE, MEMORY = BOTTLENECKS.index("compute"), BOTTLENECKS.index("memory")
 TINY = 1e-30
 
@@ -48,6 +50,7 @@ class Common(NamedTuple):
     """Catalog rows gathered for a batch, in SI units, with safe (positive) denominators."""
     # accelerator
     peak: Array                # FLOP/s at the precision (row's best if unsupported)
+    peak_16bit: Array          # FLOP/s of the 16-bit tensor path (attention kernels; the row's peak if none)
     has_precision: Array       # bool
     bpe: Array                 # bytes per element of the precision
     apn: Array                 # accelerators per node (scale-up domain)
@@ -88,6 +91,7 @@ class Common(NamedTuple):
     attention_fwdbwd_eff: Array  # [..., 6] FlashAttention fwd+bwd / fp16 peak at ATTENTION_SEQLENS
     attention_fwd_eff: Array   # [..., 6] forward only
     ffn_dim: Array             # model MLP width (GEMM shapes; 0 for CNNs)
+    vocab: Array               # vocabulary size (tokens; 0 for CNNs)
     up_busbw_curve: Array      # [..., 25] scale-up busbw / scaleup_bw at MSG_BYTES (0: no data)
     out_busbw_curve: Array     # [..., 25] scale-out busbw / fabric bw at MSG_BYTES (0: no data)
 
@@ -111,6 +115,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     has = t.hw.has_precision[h, prec] & (peak_raw > 0)
     # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
     peak = jnp.where(has, peak_raw, safe_pos(jnp.max(row_peak, axis=-1), 1.0))
+    peak16 = t.hw.peak_flop_per_s[h, FP16]
     bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
     is_cnn = t.model.kind[m] == CNN
     n_params = safe_pos(t.model.n_params[m], 1.0)
@@ -131,7 +136,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     up_frac = eff.scaleup_comm_eff + a * (f_up - eff.scaleup_comm_eff)
     out_frac = eff.scaleout_comm_eff + a * (f_out - eff.scaleout_comm_eff)
     return Common(
-        peak=peak, has_precision=has, bpe=bpe,
+        peak=peak, peak_16bit=jnp.where(peak16 > 0, peak16, peak), has_precision=has, bpe=bpe,
         apn=safe_pos(t.hw.accelerators_per_node[h], 1.0),
         capacity=safe_pos(t.hw.mem_capacity_bytes[h], 1.0),
         mem_bw=safe_pos(t.hw.mem_bw_bytes_per_s[h] * mem_frac, 1.0),
@@ -154,16 +159,49 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         wue=t.region.wue_l_per_kwh[r], elec=t.region.electricity_usd_per_kwh[r],
         gemm_eff=t.hw.gemm_eff[h, prec], attention_fwdbwd_eff=t.hw.attention_fwdbwd_eff[h],
         attention_fwd_eff=t.hw.attention_fwd_eff[h], ffn_dim=t.model.ffn_dim[m],
+        vocab=jnp.where(is_cnn, 0.0, t.model.vocab_size[m]),
         up_busbw_curve=t.hw.scaleup_busbw_curve[h], out_busbw_curve=t.fabric.busbw_curve[f])
 
 
+# Facility (power, cooling, shell) amortization period: 15 years, the middle of the IRS
+# recovery classes data-centre facility assets fall into (Rev. Proc. 87-56 / Pub. 5653:
+# 5-year process equipment such as UPS, PDUs, CRAHs; 15-year site plant such as generators
+# and cooling towers; 39-year building shell).
+FACILITY_LIFE_S = 15 * 365 * 86400.0
+
+
 def fleet_cost(c: Common, pricing, n_dev, duration_s, power_w, depreciation_s, maint):
-    """Cloud (pay per device-second, energy included) or on-prem TCO (ops walls, wall 17)."""
-    onprem = ops.tco(c.price, n_dev, duration_s, power_w, c.elec, c.pue,
+    """The run's cost `tco_usd` (ops walls, wall 17): cloud device-seconds (energy included),
+    or on-prem the run's AMORTIZED share of what was bought plus energy and maintenance.
+
+    On-prem [ops.tco with the IT price per accelerator]: the accelerators WITH their servers
+    and network share, price·(1 + s + n) (ops.SYSTEM_FRAC, ops.NETWORK_FRAC: the same bill as
+    `fleet_upfront_capex`), amortized over `depreciation`, maintenance as a fraction of that
+    IT price, energy at the PUE; plus the facility f·N·TDP·(1 + h) amortized over
+    FACILITY_LIFE_S (15 years).  The seeds' worked examples charge the accelerator price
+    alone (seed 004: $30K per H100): the servers, network and building a run needs are costs
+    an owner pays, and leaving them out made on-prem look 1.8x cheaper than it is against
+    cloud prices that include them.  Not the purchase: see `fleet_upfront_capex`.
+    """
+    it_price = c.price * (1.0 + ops.SYSTEM_FRAC + ops.NETWORK_FRAC)
+    onprem = ops.tco(it_price, n_dev, duration_s, power_w, c.elec, c.pue,
                      depreciation_s=safe_pos(depreciation_s, 1.0),
                      maintenance_frac_per_year=maint).tco_usd
+    facility = (ops.FACILITY_USD_PER_W * n_dev * c.tdp * (1.0 + ops.HOST_POWER_FRAC)
+                * duration_s / FACILITY_LIFE_S)
     cloud = ops.cloud_cost(c.cloud_usd_per_s, n_dev, duration_s)
-    return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem)
+    return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem + facility)
+
+
+def fleet_upfront_capex(c: Common, pricing, n_dev):
+    """`upfront_capex_usd`: what must be bought before the run, USD (ops.upfront_capex_usd).
+
+    On-prem: N accelerators at the catalog price with their servers, network share and
+    facility (power and cooling per W of TDP + host), at the wall's documented defaults;
+    cloud: 0 (renting buys nothing).  Finite; linear in price, N and TDP.
+    """
+    onprem = ops.upfront_capex_usd(c.price, n_dev, c.tdp)
+    return jnp.where(jnp.asarray(pricing) == CLOUD, jnp.zeros_like(onprem), onprem)
 
 
 def elementwise_time_s(c: Common, eff: Efficiency, *, seq, micro_seqs, tp, layers_stage, microbatches,

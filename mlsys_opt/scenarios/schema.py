@@ -161,7 +161,8 @@ PARAMS: dict[str, dict[str, ParamSpec]] = {"training": TRAINING_PARAMS, "serving
 
 TRAINING_OUTPUTS: dict[str, OutputSpec] = {
     "time_to_train_s": OutputSpec("s", "wall-clock time including failures and checkpoints"),
-    "tco_usd": OutputSpec("usd", "cost of the run (cloud hours or amortized capex + energy + maintenance)"),
+    "tco_usd": OutputSpec("usd", "cost of the run: cloud hours, or on-prem the run's share of the accelerator "
+                          "price over `depreciation` + energy + maintenance (not the purchase: upfront_capex_usd)"),
     "carbon_kg": OutputSpec("kgCO2e", "operational carbon of the run"),
     "energy_j": OutputSpec("J", "facility energy of the run (IT × PUE)"),
     "water_l": OutputSpec("L", "water of the run (energy × WUE)"),
@@ -177,6 +178,8 @@ TRAINING_OUTPUTS: dict[str, OutputSpec] = {
     "expected_interruptions": OutputSpec("count", "expected failures over the run (time / cluster MTBF)"),
     "micro_batch_seqs": OutputSpec("count", "sequences per micro-batch used (given or chosen)"),
     "n_microbatches": OutputSpec("count", "micro-batches per step per pipeline used (given or chosen)"),
+    "upfront_capex_usd": OutputSpec("usd", "purchase of the fleet: accelerators, servers, network share and "
+                                    "facility (on-prem; 0 for cloud); tco_usd is only the run's amortized share"),
 }
 
 SERVING_OUTPUTS: dict[str, OutputSpec] = {
@@ -185,7 +188,8 @@ SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "itl_s": OutputSpec("s", "inter-token latency (one decode step)"),
     "cost_per_mtok_usd": OutputSpec("usd", "cost per million generated tokens"),
     "carbon_per_mtok_kg": OutputSpec("kgCO2e", "carbon per million generated tokens"),
-    "tco_usd": OutputSpec("usd", "cost of the deployment over `duration`"),
+    "tco_usd": OutputSpec("usd", "cost of the deployment over `duration` (on-prem: amortized over "
+                          "`depreciation`, not the purchase: upfront_capex_usd)"),
     "carbon_kg": OutputSpec("kgCO2e", "operational carbon over `duration`"),
     "n_accelerators": OutputSpec("count", "accelerators in all replicas"),
     "replicas": OutputSpec("count", "model replicas"),
@@ -203,6 +207,8 @@ SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "offload_bytes": OutputSpec("bytes", "bytes per accelerator spilled to host memory (0 = no offload)"),
     "spec_tokens_per_step": OutputSpec("count", "expected tokens per target decode step (1 = no speculation)"),
     "prefill_replicas": OutputSpec("count", "replicas in the prefill pool (0 colocated)"),
+    "upfront_capex_usd": OutputSpec("usd", "purchase of the fleet: accelerators, servers, network share and "
+                                    "facility (on-prem; 0 for cloud); tco_usd is only the period's amortized share"),
 }
 
 OUTPUTS: dict[str, dict[str, OutputSpec]] = {"training": TRAINING_OUTPUTS, "serving": SERVING_OUTPUTS}
@@ -239,6 +245,7 @@ LIMITS: dict[str, dict[str, tuple[str, str, str]]] = {
         "max_water": ("water_l", "max", "volume"),
         "min_mfu": ("mfu", "min", "dimensionless"),
         "max_accelerators": ("n_accelerators", "max", "count"),
+        "max_upfront_capex": ("upfront_capex_usd", "max", "usd"),   # the purchase (budget: the run's cost)
     },
     "serving": {
         "p99_latency": ("p99_latency_s", "max", "time"),
@@ -250,6 +257,7 @@ LIMITS: dict[str, dict[str, tuple[str, str, str]]] = {
         "max_carbon": ("carbon_kg", "max", "carbon_mass"),
         "max_cost_per_mtok": ("cost_per_mtok_usd", "max", "usd"),
         "max_accelerators": ("n_accelerators", "max", "count"),
+        "max_upfront_capex": ("upfront_capex_usd", "max", "usd"),   # the purchase (budget: the run's cost)
     },
 }
 

@@ -12,11 +12,12 @@ import jax.numpy as jnp
 
 from .._types import Array
 from ..catalog.tables import Tables
+from ..walls._masked import as_scenario
 from ..walls import ops, queueing
 from ..walls import serving as sw
 from ..walls._masked import UNBOUNDED
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import Common, batch_shape, broadcast_all, fleet_cost, gather, safe_pos
+from .parts import Common, batch_shape, broadcast_all, fleet_cost, fleet_upfront_capex, gather, safe_pos
 from .serving_steps import (Chunking, DecodeStep, PrefillTime, Replica, chunked_prefill, decode_step,
                             prefill_time, replica)
 
@@ -83,6 +84,7 @@ class ServingOutputs(NamedTuple):
     offload_bytes: Array
     spec_tokens_per_step: Array
     prefill_replicas: Array
+    upfront_capex_usd: Array         # purchase of the on-prem fleet (0 cloud); tco_usd is the period's share
 
 
 class ServingConstraints(NamedTuple):
@@ -236,7 +238,17 @@ class Latency(NamedTuple):
     p99_latency_s: Array
 
 
-def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg) -> Latency:
+def boundary_wait(r: Replica, d: DecodeStep, t: Ttft, q: Pools, disagg) -> sw.Residual:
+    """Colocated: the wait for the decode iteration in flight to end before a new prompt can
+    join (walls.serving.iteration_residual).  The iteration is the decode step t, or t + Δ
+    with a prefill chunk on it (share f, walls.serving.prefill_interference); the replica
+    runs iterations a busy_fraction of the time.  Disaggregated: the prefill pool's own
+    queue (M/G/c, one prompt per replica) already holds that wait: 0."""
+    busy = jnp.where(disagg, 0.0, sw.busy_fraction(q.slot_queue.utilization, r.batch))
+    return sw.iteration_residual(d.step_s, t.chunking.extra_s, q.itl.chunk_share, busy)
+
+
+def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg, res: sw.Residual) -> Latency:
     """Percentiles: TTFT = wait + prefill service; ITL = decode iteration / tokens per step.
 
     TTFT waits in the prefill pool (disaggregated) or for a batch slot (colocated); its
@@ -247,6 +259,8 @@ def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg) -> Latency:
     fewer accepted tokens is a slower one; walls.serving.speculative_decoding).
     Whole request P99: TTFT (mean, P99) combined with the decode part (mean output and
     P99 output at the mean ITL, plus the decode-pool wait when disaggregated).
+    Colocated TTFT adds the wait for the iteration in flight (`res`, boundary_wait): its
+    median to the median, its (mean, P99) root-sum-square with the queue wait's.
     At zero load every wait is 0: the P99s are service times.
     """
     w_q = jnp.where(disagg, 0.0, 1.0)
@@ -254,7 +268,9 @@ def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg) -> Latency:
     w_mean = wait(q.prefill_queue.mean_wait_s, q.slot_queue.mean_wait_s)
     w50 = wait(q.prefill_queue.wait_p50_s, q.slot_queue.wait_p50_s)
     w99 = wait(q.prefill_queue.wait_p99_s, q.slot_queue.wait_p99_s)
-    ttft50 = jnp.minimum(w50 + t.p50_s, UNBOUNDED)
+    w99 = sw.combine_quantiles(w_mean, w99, res.mean_s, res.p99_s)
+    w_mean = w_mean + res.mean_s
+    ttft50 = jnp.minimum(w50 + res.p50_s + t.p50_s, UNBOUNDED)
     ttft99 = jnp.minimum(sw.combine_quantiles(w_mean, w99, t.mean_s, t.p99_s), UNBOUNDED)
     itl50 = q.itl.itl_p50_s / d.spec.tokens_p50
     itl99 = q.itl.itl_p99_s / d.spec.tokens_p01
@@ -309,6 +325,7 @@ def per_mtok(total, tokens):
 
 
 # --------------------------------------------------------------------------- serving
+@as_scenario
 def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
     """A serving deployment: (ServingOutputs, ServingConstraints), every field shaped like the batch.
 
@@ -340,7 +357,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
     t = ttft_service(p, c, r, eff, d, mix, disagg)
     q = pools(p, r, d, t, mix, disagg)
-    lat = latency(d, t, q, mix, disagg)
+    lat = latency(d, t, q, mix, disagg, boundary_wait(r, d, t, q, disagg))
     f = footprint(p, c, r, d, t, q, mix, disagg, eff)
 
     out = ServingOutputs(
@@ -352,7 +369,8 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
         ttft_p50_s=lat.ttft_p50_s, ttft_p99_s=lat.ttft_p99_s, itl_p50_s=lat.itl_p50_s,
         itl_p99_s=lat.itl_p99_s, energy_per_mtok_j=per_mtok(f.energy_j, f.tokens),
         kv_transfer_s=jnp.where(disagg, t.kv.exposed_s, 0.0), offload_bytes=r.offload_bytes,
-        spec_tokens_per_step=d.spec.tokens_per_step, prefill_replicas=q.prefill_replicas)
+        spec_tokens_per_step=d.spec.tokens_per_step, prefill_replicas=q.prefill_replicas,
+        upfront_capex_usd=fleet_upfront_capex(c, p.pricing, f.n_dev))
     ctx = jnp.asarray(tables.model.context_len)[jnp.asarray(p.model, jnp.int32)]
     stable = jnp.where(disagg, q.slot_queue.stable & q.prefill_queue.stable, q.slot_queue.stable)
     g = ServingConstraints(
@@ -405,7 +423,7 @@ def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
     t = ttft_service(p, c, r, eff, d, mix, disagg)
     q = pools(p, r, d, t, mix, disagg)
-    lat = latency(d, t, q, mix, disagg)
+    lat = latency(d, t, q, mix, disagg, boundary_wait(r, d, t, q, disagg))
     a = t.alone
     gemm = a.compute_s - a.attention_s
     w_excess = jnp.maximum(a.weights_s - a.compute_s, 0.0)

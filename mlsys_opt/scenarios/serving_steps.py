@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from .._types import BYTES_PER_ELEMENT, Array
 from ..walls import fleet, node
 from ..walls import serving as sw
-from .efficiency import Efficiency, decode_compute_efficiency, prefill_efficiency
+from .efficiency import Efficiency, decode_compute_efficiency, prefill_efficiency, tile_factor
 from .parts import Common, safe_pos
 from .schema import KV_PRECISIONS, OFFLOAD
 
@@ -52,6 +52,19 @@ class Replica(NamedTuple):
     in_node: Array             # bool: the replica fits in one scale-up domain
 
 
+def _embedding_extra_bytes(c: Common) -> Array:
+    """Extra bytes of the input embedding and the LM head kept at 16 bits under 8/4-bit weights, B.
+
+    E = 2·V·h parameters (untied input and output embeddings, as Llama 2/3 8B-405B) stay
+    BF16/FP16 when the GEMM weights are quantized: TensorRT-LLM's FP8/INT4 quantization
+    (modelopt) excludes `lm_head` and the embedding by default, vLLM's FP8/AWQ/GPTQ linear
+    methods do not quantize `ParallelLMHead`/`VocabParallelEmbedding`.  Extra = E·(max(b, 2) − b)
+    with b the weight bytes per element (0 at 16 bits and above).  Llama-3-70B at fp8:
+    2·128,256·8,192 = 2.10e9 params → +2.10 GB.
+    """
+    return 2.0 * c.vocab * c.hidden * jnp.maximum(2.0 - c.bpe, 0.0)
+
+
 def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok, spec_on) -> Replica:
     """Replica geometry, MoE split, KV at kv_precision, draft model, offload spill (bytes, B/s).
 
@@ -82,7 +95,7 @@ def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok,
     bpe_kv = jnp.where(code <= 0, c.bpe, table[jnp.clip(code, 0, len(KV_PRECISIONS) - 1)])
     kv_tok = node.kv_cache_bytes(c.n_layers, c.n_kv_heads, c.head_dim, 1.0, 1.0, bpe_kv,
                                          kv_latent_dim=c.kv_latent_dim)
-    w_bytes = c.n_params * c.bpe
+    w_bytes = c.n_params * c.bpe + _embedding_extra_bytes(c)
     kv = kv_tok * (prompt + out_tok) * batch
 
     w_dev, kv_dev = draft * w_bytes / devices, draft * kv / devices
@@ -104,23 +117,60 @@ def weight_read_s(r: Replica, c: Common, tokens) -> Array:
     """Weights one forward pass over `tokens` tokens reads, whole model, s.
 
     Shared weights always; routed experts only as many as the tokens touch
-    (walls.serving.experts_touched, × imbalance on the busiest rank, at most all E).
+    (walls.serving.experts_touched, × imbalance on the busiest rank, at most all E); the LM
+    head at 16 bits under quantized weights (`_embedding_extra_bytes`).
     Offloaded share at the host-link rate (walls.serving.split_read_s).
     """
     touched = jnp.minimum(sw.experts_touched(c.n_experts, c.top_k, tokens) * r.imbalance, c.n_experts)
-    read = c.bpe * (r.shared_params + r.expert_params * touched) / r.lanes
+    # the LM head (half of _embedding_extra_bytes) is read whole every pass, at 16 bits
+    read = (c.bpe * (r.shared_params + r.expert_params * touched) + 0.5 * _embedding_extra_bytes(c)) / r.lanes
     return sw.split_read_s(read, read * r.spill_frac_w, r.bw, r.host_bw)
 
 
+ACT_BYTES_MIN = 2.0   # activations exchanged between ranks are at least 16-bit (see comm_s)
+
+
 def comm_s(r: Replica, c: Common, tokens) -> Array:
-    """Megatron TP all-reduces (2 per layer), MoE all-to-alls (2 per layer, ep > 1), pp hops, s."""
-    msg = tokens * c.hidden * c.bpe
+    """Megatron TP all-reduces (2 per layer), MoE all-to-alls (2 per layer, ep > 1), pp hops, s.
+
+    The messages are activations, tokens·hidden elements at max(bytes of the precision, 2):
+    8-bit and 4-bit formats quantise the GEMM inputs (weights, and activations on entry to a
+    GEMM), while GEMM outputs, which the TP all-reduce sums, stay 16-bit (NVIDIA Transformer
+    Engine FP8 primer: "the output of FP8 GEMMs is in higher precision"; Micikevicius et
+    al. 2022, arXiv:2209.05433 §4; TensorRT-LLM's and vLLM's custom all-reduce kernels run
+    on fp16/bf16 tensors)."""
+    msg = tokens * c.hidden * jnp.maximum(c.bpe, ACT_BYTES_MIN)
     bw_x = jnp.where(r.in_node, c.bw_up, c.bw_out)
     alpha_x = jnp.where(r.in_node, c.alpha_up, c.alpha_out)
     t_tp = 2.0 * c.n_layers * fleet.ring_allreduce(msg, r.tp, c.bw_up, c.alpha_up)
     a2a_msg = msg * jnp.maximum(c.top_k, 1.0) * r.imbalance / r.ep
     t_ep = jnp.where(r.ep > 1.0, 2.0 * c.n_layers * fleet.all_to_all(a2a_msg, r.ep, bw_x, alpha_x), 0.0)
     return t_tp + t_ep + (r.pp - 1.0) * (alpha_x + msg / bw_x)
+
+
+def expert_rows(r: Replica, c: Common, tokens) -> Array:
+    """GEMM rows of one routed expert on the busiest rank for `tokens` tokens: tokens·k·imb/E
+    (>= 1; dense models: tokens)."""
+    moe = r.expert_params > 0.0
+    rows = tokens * jnp.maximum(c.top_k, 1.0) * r.imbalance / jnp.maximum(c.n_experts, 1.0)
+    return jnp.where(moe, jnp.maximum(rows, 1.0), tokens)
+
+
+def gemm_s(r: Replica, c: Common, tokens, eta_shared, eta_expert) -> Array:
+    """Weight-GEMM time of a forward pass over `tokens` tokens, whole model, s.
+
+    Shared weights multiply all the tokens (M = tokens rows, efficiency eta_shared); a routed
+    expert multiplies only the tokens routed to it, M_e = tokens·k·imb/E on the busiest rank
+    (`expert_rows`; GShard, Lepikhin et al. 2021 §2.2: each expert sees ~T·k/E tokens;
+    MegaBlocks, Gale et al. 2023 §3: the expert FFNs run as grouped GEMMs of those rows), so
+    it runs at the GEMM efficiency of its own shape, eta_expert = η(M_e) (the part's measured
+    GEMM curve, efficiency.py):  T = 2·tokens·(s/η(M) + k·e·imb/η(M_e)) / (D·peak).
+    Dense models (no routed part): 2·A·tokens/(D·peak·η(M)); CNN rows: compute_params."""
+    moe = r.expert_params > 0.0                                      # dense and CNN rows: 0
+    routed = jnp.where(moe, r.compute_params - r.shared_params, 0.0)  # k·e·imb
+    dense_part = jnp.where(moe, r.shared_params, r.compute_params)
+    expert_part = jnp.where(moe, routed / jnp.where(moe, eta_expert, 1.0), 0.0)
+    return 2.0 * tokens * (dense_part / eta_shared + expert_part) / (r.lanes * r.peak)
 
 
 class DecodeStep(NamedTuple):
@@ -138,7 +188,8 @@ class DecodeStep(NamedTuple):
 def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -> DecodeStep:
     """A continuous-batching decode step of `batch` sequences, with speculative decoding.
 
-    Target step (walls.serving.batch_step_s): max(weight read, 2·A·B·(k+1) FLOP at η_decode)
+    Target step (walls.serving.batch_step_s): max(weight read, 2·A·B·(k+1) FLOP at η_decode;
+    MoE experts at their routed rows, `gemm_s`)
     + KV read of B sequences at the mean context prompt + output/2 + dispatch + comm;
     the verify pass scores k + 1 tokens per sequence against the KV read once.  The
     draft adds k passes of draft_cost_frac × a plain step (walls.serving.speculative_decoding);
@@ -147,13 +198,14 @@ def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -
     """
     spec = sw.speculative_decoding(p.spec_k, p.spec_acceptance, p.draft_cost_frac)
     eta = decode_compute_efficiency(p.efficiency, eff, part=c, rows=r.batch, tp=r.tp)   # GEMM curve (issue 19)
+    eta_e = decode_compute_efficiency(p.efficiency, eff, part=c, rows=expert_rows(r, c, r.batch), tp=r.tp)
     k1 = jnp.maximum(p.spec_k, 0.0) + 1.0
     kv_read = r.kv_bytes_per_token * (prompt + 0.5 * out_tok) * r.batch / r.lanes
     t_kv = sw.split_read_s(kv_read, kv_read * r.spill_frac_kv, r.bw, r.host_bw)
 
     def step(tokens):
         w = weight_read_s(r, c, tokens)
-        comp = 2.0 * r.compute_params * tokens / (r.lanes * r.peak * eta)
+        comp = gemm_s(r, c, tokens, eta, eta_e)
         over = r.tax_s + comm_s(r, c, tokens)
         ws = node.weight_streaming(r.weight_bytes / c.n_layers, 2.0 * r.compute_params * tokens / c.n_layers,
                                    c.n_layers, c.inj_bw * r.lanes, c.peak * r.lanes, efficiency=eta,
@@ -183,16 +235,21 @@ def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_t
     """Prefill of `new_tokens` after `cached_tokens` (prefix cache hits), alone on the replica, s.
 
     FLOP = 2·A·n + causal attention 4·L·(h·d)·(n·c + n(n+1)/2)
-    (walls.serving.causal_attention_flop), at η_prefill(rows = n) (efficiency.py);
+    (walls.serving.causal_attention_flop), at η_prefill(rows = n) (efficiency.py; MoE expert
+    GEMMs at their own rows n·k·imb/E, `gemm_s`, through the row (tile-quantisation) factor
+    of the efficiency model, η_e = η·tile(n·k·imb/E)/tile(n), so a prefill evaluates the
+    part's GEMM curve once; the decode step, where experts see the fewest rows, evaluates it
+    at the expert rows);
     never faster than reading the weights once; + dispatch + TP all-reduces of n tokens.
     Wafer-scale rows stream the weights (node.weight_streaming).
     """
     n = safe_pos(new_tokens, 1.0)
     eta = prefill_efficiency(p.efficiency, n * c.reuse_per_item, eff, part=c, tp=r.tp)
+    eta_e = eta * tile_factor(expert_rows(r, c, n), eff) / tile_factor(n, eff)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, n, cached_tokens)
     gemm = 2.0 * r.compute_params * n
-    t_c = (gemm + attn) / (r.lanes * r.peak * eta)
     t_a = attn / (r.lanes * r.peak * eta)
+    t_c = gemm_s(r, c, n, eta, eta_e) + t_a
     w = weight_read_s(r, c, n)
     over = r.tax_s + comm_s(r, c, n)
     ws = node.weight_streaming(r.weight_bytes / c.n_layers, (gemm + attn) / c.n_layers, c.n_layers,
@@ -215,7 +272,8 @@ def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, ne
 
     A prompt's n new tokens run in chunks of m = min(chunk_size, n) tokens (chunk_size 0:
     m = n, the whole prompt in one iteration), n/m iterations, each fused with the decode
-    step of the running batch: its GEMM FLOPs (2·A·m, at η_prefill(m rows)) and its
+    step of the running batch: its GEMM FLOPs (2·A·m, at η_prefill(m rows); MoE experts at
+    their routed rows as in `prefill_time`) and its
     attention (m tokens at the mean position c + (n − m)/2) add to the step's compute
     (walls.serving.batch_step_s), so Δ = fused − step is ~0 while the step is weight-read
     bound and the chunk's FLOP time past the ridge.  TTFT service = (n/m)·(step + Δ):
@@ -225,8 +283,9 @@ def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, ne
     chunk = jnp.asarray(p.chunk_size)
     m = jnp.where(chunk >= 1.0, jnp.minimum(chunk, n), n)
     eta_p = prefill_efficiency(p.efficiency, m * c.reuse_per_item, eff, part=c, tp=r.tp)
+    eta_e = eta_p * tile_factor(expert_rows(r, c, m), eff) / tile_factor(m, eff)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, m, cached_tokens + 0.5 * (n - m))
-    chunk_c = (2.0 * r.compute_params * m + attn) / (r.lanes * r.peak * eta_p)
+    chunk_c = gemm_s(r, c, m, eta_p, eta_e) + attn / (r.lanes * r.peak * eta_p)
     tokens = r.batch * (jnp.maximum(p.spec_k, 0.0) + 1.0)
     w_fused = weight_read_s(r, c, tokens + m)
     over = r.tax_s + comm_s(r, c, tokens + m)

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from .._types import Array
 from ..walls import algorithm, attention, fleet, node, ops, parallel
-from .efficiency import Efficiency, matmul_efficiency
+from .efficiency import Efficiency, attention_efficiency, matmul_efficiency
 from .parts import Common, safe_pos
 from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL
 
@@ -40,6 +40,7 @@ class Setup(NamedTuple):
     is_moe: Array; load: Array; shared_params: Array; expert_params: Array
     wb: Array; gbytes: Array; ob: Array; act_scale: Array; gather_b: Array
     model_flop: Array; flop_gpu: Array; attn_fwd_seq_layer: Array; attn_bwd_seq_layer: Array
+    attn_flop_gpu: Array
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array
 
@@ -104,6 +105,9 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
     balanced = jnp.asarray(p.stage_balance) == BALANCED
     flop_gpu = (dense + attn + extra) / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
+    # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
+    attn_extra = eff.recompute_flop_scale * (full + selective * eager) * layers * gb * ac.fwd_flop
+    attn_flop_gpu = (attn + attn_extra) / n
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -128,6 +132,7 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
                  is_moe=is_moe, load=load, shared_params=shared_params, expert_params=expert_params,
                  wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
                  flop_gpu=flop_gpu, attn_fwd_seq_layer=ac.fwd_flop, attn_bwd_seq_layer=ac.bwd_flop,
+                 attn_flop_gpu=attn_flop_gpu,
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0))
@@ -190,7 +195,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     """
     passes = 3.0 + s.full
     rows = b * s.s_loc * c.reuse_per_item
-    eta = matmul_efficiency(p.efficiency, rows, eff, part=c, tp=s.tp)   # the part's GEMM curve (issue 19)
+    eta_gemm = matmul_efficiency(p.efficiency, rows, eff, part=c, tp=s.tp)   # the part's GEMM curve (issue 19)
+    eta = _with_attention_kernel(eta_gemm, c, eff, s)
     weight_traffic = mb * passes * s.w_shard
     bytes_gpu = weight_traffic + 2.0 * mem.states_bytes + 2.0 * mb * mem.act_micro_bytes
     tax = eff.dispatch_s_per_layer * s.layers_stage * mb * passes
@@ -207,6 +213,32 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     memory_bound = (rl.bottleneck == node.COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
     code = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, node.MEMORY, rl.bottleneck))
     return Compute(t, t_elem, eta, code.astype(jnp.int32))
+
+
+def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
+    """Effective matmul efficiency of a step whose attention core is a kernel of its own.
+
+    t = F_gemm/(P·η_gemm) + F_attn/(P_16·η_attn), returned as η = F/(P·t) for the roofline.
+    Flash attention runs at the part's FlashAttention forward+backward efficiency at the
+    per-rank sequence s/cp (catalog/achievable.toml, efficiency.attention_efficiency: FA2
+    on A100 0.60-0.65 of the 16-bit peak, on H100 0.25-0.34) and at P_16 = min(16-bit peak,
+    the row's peak) (fp32/tf32 runs keep their own, lower peak), so in fp8 runs at the
+    16-bit peak: Transformer Engine keeps dot-product attention in BF16 unless FP8
+    attention is switched on (NVTE_FP8_DPA=0 by default; TransformerEngine docs, "FP8
+    dot product attention"), and torch SDPA / FlashAttention-2 have no fp8 path.  Eager
+    attention's batched GEMMs run at η_gemm and the row's peak (its score traffic is in the
+    elementwise term).  Blended with the previous model (η_attn = η_gemm at the row's
+    peak) by eff.achievable.  Non-causal benchmark curves (causal masking costs FA2 a few
+    per cent more at long sequences; not modelled).
+    """
+    flash = 1.0 - s.eager
+    a = eff.achievable
+    eta_fa = attention_efficiency(c.attention_fwdbwd_eff, s.s_loc)
+    eta_attn = eta_gemm + a * flash * (eta_fa - eta_gemm)
+    peak_attn = c.peak + a * flash * (jnp.minimum(c.peak_16bit, c.peak) - c.peak)
+    f_attn = jnp.clip(s.attn_flop_gpu, 0.0, s.flop_gpu)
+    t_unit = (s.flop_gpu - f_attn) / (c.peak * eta_gemm) + f_attn / (peak_attn * safe_pos(eta_attn, 1e-6))
+    return s.flop_gpu / safe_pos(c.peak * t_unit, 1e-30)
 
 
 class Comm(NamedTuple):

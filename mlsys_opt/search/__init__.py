@@ -9,17 +9,19 @@
 """
 from __future__ import annotations
 
-from .pymoo_algorithms import ALGORITHMS
-from .pymoo_problem import SearchResult, SpaceProblem, front_at, run_search
+from importlib import import_module
+
+# name -> module, imported on first access: `mlsys_opt.search.optim` (the shared Adam loop and
+# bounded reparametrisation, used by calibration) loads neither pymoo nor the scenarios
+_LAZY = {"ALGORITHMS": "pymoo_algorithms", "SearchResult": "pymoo_problem", "SpaceProblem": "pymoo_problem",
+         "front_at": "pymoo_problem", "run_search": "pymoo_problem",
+         "synthesize": "synthesis", "SynthesisResult": "synthesis", "inverse_roofline": "synthesis",
+         "min_devices_for_time": "synthesis", "optimize_continuous": "gradient", "OptimizeResult": "gradient"}
 
 
-def __getattr__(name):   # lazy: synthesis/gradient pull in optax only when used
-    if name in ("synthesize", "SynthesisResult", "inverse_roofline", "min_devices_for_time"):
-        from . import synthesis
-        return getattr(synthesis, name)
-    if name in ("optimize_continuous", "OptimizeResult"):
-        from . import gradient
-        return getattr(gradient, name)
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
     raise AttributeError(f"module 'mlsys_opt.search' has no attribute {name!r}")
 
 

@@ -110,6 +110,12 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
 
     Returns:
       OptimizeResult, best combination first (feasible before infeasible).
+
+    Steps (one function each): the discrete combinations and their parameters
+    (:func:`_combinations`), the objective (:func:`_objective`), the per-combination
+    kernels (:func:`_kernels`), the vmapped Adam solve (:func:`_solve`), the
+    integer candidates (:func:`_integer_candidates`), the pick among them
+    (:func:`_pick`) and the result frame (:func:`_frame`).
     """
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..space.spec import Space, load_space
@@ -120,29 +126,8 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
     space = target if isinstance(target, Space) else None
     scenario = space.scenario if space is not None else str(target)
     knobs = _resolve_free(scenario, knobs)
-    # discrete combinations
     if space is not None:
-        free_axes = [k for k, a in enumerate(space.axes) if a.name not in knobs]
-        n_combo = int(np.prod([space.radices[k] for k in free_axes])) if free_axes else 1
-        if n_combo > max_combos:
-            raise MlsysOptError(f"optimize_continuous: {n_combo:,} discrete combinations of "
-                                f"{', '.join(space.axes[k].name for k in free_axes)} exceed max_combos="
-                                f"{max_combos:,}; fix some axes in base_config or raise max_combos")
-        grid = list(itertools.product(*[range(space.radices[k]) for k in free_axes]))
-        digits = np.zeros((len(grid), len(space.axes)), np.int32)
-        if free_axes:
-            digits[:, free_axes] = np.asarray(grid, np.int32)
-        overrides = {k: v for k, v in (base_config or {}).items() if k not in space.axis_names}
-        axis_fixed = {k: v for k, v in (base_config or {}).items() if k in space.axis_names and k not in knobs}
-        if axis_fixed:
-            d0 = space.digits_for(axis_fixed)
-            keep = np.all([digits[:, space.axis_names.index(k)] == d0[space.axis_names.index(k)]
-                           for k in axis_fixed], axis=0)
-            digits = digits[keep]
-        _, _, p, catalog = resolve_config(space, digits, dtype)
-        _, _, p_over, _ = (resolve_config(space, overrides, dtype) if overrides else (0, 0, {}, 0))
-        for k in overrides:
-            p[k] = jnp.full_like(p[k], np.asarray(p_over[k])[0])
+        digits, p, catalog = _combinations(space, knobs, base_config, dtype, max_combos)
         lim = dict(space.limits)
         if objective is None:
             objective, sense = space.objectives[0] if sense is None else (space.objectives[0][0], sense)
@@ -150,9 +135,64 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         if base_config is None:
             raise MlsysOptError("optimize_continuous: with a scenario name, give base_config")
         _, _, p, catalog = resolve_config(scenario, base_config, dtype)
-        digits = None
-        lim = {}
+        digits, lim = None, {}
     lim.update(limits or {})
+    objective, sign = _objective(scenario, objective, sense)
+    starts = _start_values(space, scenario, p, knobs, base_config, catalog)
+    n = int(np.shape(p["hardware"])[0])
+    for k, v in starts.items():
+        p[k] = jnp.full((n,), v, dtype)
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
+    args = (p, gather_local(catalog.tables(dtype=dtype), p), jnp.asarray(p["precision"], jnp.int32))
+    limits_t = tuple((o, s, float(v)) for o, (s, v) in lim.items())
+    setup, evaluate = _kernels(scenario, knobs, eff, objective, limits_t, dtype)
+    x_cont = _solve(scenario, knobs, setup, evaluate, args, sign, limits_t, steps, learning_rate, dtype)
+    C = _integer_candidates(scenario, knobs, x_cont, p)
+
+    def score(pc, lc, pr, xc):
+        p1, xs, x0_ = setup(pc, lc, pr)
+        return jax.vmap(lambda x: evaluate(x, p1, lc, xs, x0_))(xc)
+
+    J, G = jax.jit(jax.vmap(score))(*args, jnp.asarray(C, dtype))
+    values, obj, feas = _pick(C, np.asarray(J, np.float64), np.asarray(G, np.float64), sign)
+    frame = _frame(space, digits, n, knobs, values, x_cont, objective, obj, feas)
+    order = np.lexsort((sign * obj, ~feas))
+    frame = frame.iloc[order].reset_index(drop=True)
+    return OptimizeResult(frame, frame.iloc[0], tuple(knobs), values[order], x_cont[order], obj[order],
+                          feas[order])
+
+
+def _combinations(space, knobs, base_config, dtype, max_combos: int):
+    """(digits [n, n_axes], parameters {param: [n]}, catalog) of the discrete combinations: every
+    value of the axes that are not knobs, less those base_config fixes; base_config's other
+    entries override the space's constants."""
+    free_axes = [k for k, a in enumerate(space.axes) if a.name not in knobs]
+    n_combo = int(np.prod([space.radices[k] for k in free_axes])) if free_axes else 1
+    if n_combo > max_combos:
+        raise MlsysOptError(f"optimize_continuous: {n_combo:,} discrete combinations of "
+                            f"{', '.join(space.axes[k].name for k in free_axes)} exceed max_combos="
+                            f"{max_combos:,}; fix some axes in base_config or raise max_combos")
+    grid = list(itertools.product(*[range(space.radices[k]) for k in free_axes]))
+    digits = np.zeros((len(grid), len(space.axes)), np.int32)
+    if free_axes:
+        digits[:, free_axes] = np.asarray(grid, np.int32)
+    overrides = {k: v for k, v in (base_config or {}).items() if k not in space.axis_names}
+    axis_fixed = {k: v for k, v in (base_config or {}).items() if k in space.axis_names and k not in knobs}
+    if axis_fixed:
+        d0 = space.digits_for(axis_fixed)
+        keep = np.all([digits[:, space.axis_names.index(k)] == d0[space.axis_names.index(k)]
+                       for k in axis_fixed], axis=0)
+        digits = digits[keep]
+    _, _, p, catalog = resolve_config(space, digits, dtype)
+    _, _, p_over, _ = (resolve_config(space, overrides, dtype) if overrides else (0, 0, {}, 0))
+    for k in overrides:
+        p[k] = jnp.full_like(p[k], np.asarray(p_over[k])[0])
+    return digits, p, catalog
+
+
+def _objective(scenario: str, objective: str | None, sense: str | None) -> tuple[str, float]:
+    """(objective, sign): +1 to minimise, -1 to maximise; MlsysOptError for an unknown output."""
     outs_allowed = output_names(scenario, None)
     if objective is None:
         objective = "time_to_train_s" if scenario == "training" else "p99_latency_s"
@@ -161,21 +201,13 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
                             f"{scenario} scenario{did_you_mean(objective, outs_allowed)} "
                             f"(allowed: {', '.join(outs_allowed)})")
     sense = sense or schema.OUTPUTS[scenario][objective].sense
-    sign = 1.0 if sense == "min" else -1.0
-    starts = _start_values(space, scenario, p, knobs, base_config, catalog)
-    n = int(np.shape(p["hardware"])[0])
-    for k, v in starts.items():
-        p[k] = jnp.full((n,), v, dtype)
-    eff = DEFAULT_EFFICIENCY if eff is None else eff
-    eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
-    tables = catalog.tables(dtype=dtype)
-    local = gather_local(tables, p)
-    prec = jnp.asarray(p["precision"], jnp.int32)
-    limits_t = tuple((o, s, float(v)) for o, (s, v) in lim.items())
-    x_of = reparam(scenario, knobs)
-    tiny = float(jnp.finfo(dtype).tiny)
-    w_g = jnp.asarray(penalty_weights(scenario, len(limits_t)), dtype)
+    return objective, 1.0 if sense == "min" else -1.0
 
+
+def _kernels(scenario: str, knobs, eff, objective: str, limits_t: tuple, dtype):
+    """(setup, evaluate) of one combination: ``setup(p, local tables, precision) -> (p1, xs, x0)``
+    (its one-config parameters, the knobs' inputs and start values) and ``evaluate(x, p1, lc, xs, x0)
+    -> (objective, constraints g)`` with the knobs scaled from x0 to x."""
     def setup(pc, lc, pr):
         p1 = one_config(pc)
         xs = [jnp.asarray(read_input(k, p1, lc, eff), dtype) for k in knobs]
@@ -187,6 +219,16 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         outs, g = run_scenario(scenario, *with_inputs(new, p1, lc, eff), limits_t, dtype)
         return jnp.reshape(getattr(outs, objective), (-1,))[0].astype(dtype), g
 
+    return setup, evaluate
+
+
+def _solve(scenario: str, knobs, setup, evaluate, args, sign: float, limits_t: tuple, steps: int,
+           learning_rate: float, dtype) -> np.ndarray:
+    """The real-valued optimum [n, n_knobs] of every combination: Adam on the penalised log-objective
+    (module docstring), vmapped over the combinations in one jitted lax.scan."""
+    x_of = reparam(scenario, knobs)
+    tiny = float(jnp.finfo(dtype).tiny)
+    w_g = jnp.asarray(penalty_weights(scenario, len(limits_t)), dtype)
     opt = decaying_adam(learning_rate, steps)
 
     def solve(pc, lc, pr):
@@ -199,14 +241,19 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         z, _, _ = adam_scan(loss, jnp.zeros((len(knobs),), dtype), opt, steps)
         return x_of(z, x0), x0
 
-    x_cont, x0 = jax.jit(jax.vmap(solve))(p, local, prec)
+    x_cont, x0 = jax.jit(jax.vmap(solve))(*args)
     x_cont, x0 = np.asarray(x_cont, np.float64), np.asarray(x0, np.float64)
     if np.any(x0 <= 0):
         bad = knobs[int(np.argmax(np.any(x0 <= 0, axis=0)))]
         raise MlsysOptError(f"optimize_continuous: knob {bad!r} starts at 0; give a positive start in "
                             "base_config (e.g. checkpoint_interval = \"1 h\")")
+    return x_cont
 
-    # integer knobs: floor / ceiling on their grid, best feasible neighbour
+
+def _integer_candidates(scenario: str, knobs, x_cont: np.ndarray, p: dict) -> np.ndarray:
+    """[n, n_cand, n_knobs]: every floor / ceiling choice of the integer knobs on their grid (1;
+    tp·pp·ep for n_accelerators), the real knobs as solved."""
+    n = x_cont.shape[0]
     int_knobs = [i for i, k in enumerate(knobs) if schema.PARAMS[scenario].get(k) is not None
                  and schema.PARAMS[scenario][k].kind == "int"]
     pn = {k: np.asarray(v) for k, v in p.items()}
@@ -222,21 +269,23 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
             q = np.floor(x_cont[:, i] / stepv[:, i]) if b == 0 else np.ceil(x_cont[:, i] / stepv[:, i])
             c[:, i] = np.maximum(q * stepv[:, i], max(lo, 1.0) if lo else 0.0)
         cands.append(c)
-    C = np.stack(cands, axis=1)                                # [n, n_cand, n_knobs]
+    return np.stack(cands, axis=1)
 
-    def score(pc, lc, pr, xc):
-        p1, xs, x0_ = setup(pc, lc, pr)
-        return jax.vmap(lambda x: evaluate(x, p1, lc, xs, x0_))(xc)
 
-    J, G = jax.jit(jax.vmap(score))(p, local, prec, jnp.asarray(C, dtype))
-    J, G = np.asarray(J, np.float64), np.asarray(G, np.float64)
+def _pick(C: np.ndarray, J: np.ndarray, G: np.ndarray, sign: float):
+    """(values [n, n_knobs], objective [n], feasible [n]) of each combination's best candidate:
+    the best feasible one, else the one of least total violation."""
     ok = np.all(G <= 0, axis=2) if G.shape[2] else np.ones(J.shape, bool)
     cv = np.maximum(G, 0).sum(axis=2) if G.shape[2] else np.zeros(J.shape)
     key = np.where(ok, sign * J, np.inf)
     pick = np.where(ok.any(axis=1), np.argmin(key, axis=1), np.argmin(cv, axis=1))
-    rows = np.arange(n)
-    values, obj, feas = C[rows, pick], J[rows, pick], ok[rows, pick]
+    rows = np.arange(len(C))
+    return C[rows, pick], J[rows, pick], ok[rows, pick]
 
+
+def _frame(space, digits, n: int, knobs, values, x_cont, objective: str, obj, feas) -> pd.DataFrame:
+    """Axis columns of the combinations (not the knobs), knob values and their continuous optimum,
+    objective and feasibility, in combination order."""
     frame = space.labels(digits) if space is not None else pd.DataFrame(index=range(n))
     if space is not None:
         frame = frame[[c for c in frame.columns if c not in knobs]]
@@ -245,10 +294,7 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         frame[f"{k}_continuous"] = x_cont[:, i]
     frame[objective] = obj
     frame["feasible"] = feas
-    order = np.lexsort((sign * obj, ~feas))
-    frame = frame.iloc[order].reset_index(drop=True)
-    return OptimizeResult(frame, frame.iloc[0], tuple(knobs), values[order], x_cont[order], obj[order],
-                          feas[order])
+    return frame
 
 
 __all__ = ["OptimizeResult", "optimize_continuous"]

@@ -20,6 +20,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from .._types import PRECISIONS
+from ..catalog._load import HAS_COLUMNS
 from ..errors import did_you_mean
 from ..scenarios import schema
 from .values import BadValue, format_si, parse_quantity
@@ -146,15 +147,23 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
         return "axes" if name in axis_names else "fixed"
 
     tp = values["tp"]
-    hw = catalog.tables()
-    per_node = np.asarray(hw.hw.accelerators_per_node)[values["hardware"].astype(int)]
+    # the catalog's DataFrames (numpy), not catalog.tables() (JAX arrays): loading a spec -- and so
+    # `mlsys-opt spaces list` -- runs without importing JAX
+    frames = catalog.frames
+    acc, mod = frames["accelerators"], frames["models"]
+
+    def col(frame, name: str, rows) -> np.ndarray:
+        return frame[name].to_numpy(np.float64)[rows]
+
+    hardware, models = values["hardware"].astype(int), values["model"].astype(int)
+    per_node = col(acc, "accelerators_per_node", hardware)
     _smallest_above_largest(report, where, "tp", tp, "accelerators_per_node", per_node,
                             "the hardware in the space has at most {} accelerators per node")
-    _check_heads(report, where, tp, values["model"].astype(int), hw.model)
-    n_layers = np.asarray(hw.model.n_layers)[values["model"].astype(int)]
+    _check_heads(report, where, tp, col(mod, "n_heads", models), col(mod, "n_kv_heads", models))
+    n_layers = col(mod, "n_layers", models)
     _smallest_above_largest(report, where, "pp", values["pp"], "n_layers", n_layers,
                             "the models in the space have at most {} layers")
-    has = np.asarray(hw.hw.has_precision)[np.ix_(values["hardware"].astype(int), values["precision"].astype(int))]
+    has = acc[list(HAS_COLUMNS)].to_numpy(bool)[np.ix_(hardware, values["precision"].astype(int))]
     if not has.any():
         hw_names = [catalog.names("accelerators")[int(i)] for i in values["hardware"]]
         precisions = [PRECISIONS[int(i)] for i in values["precision"]]
@@ -168,7 +177,7 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
                "tokens to price and no queue to measure); give a rate > 0, e.g. request_rate = \"10 /s\"")
     chunk = values.get("chunk_size")          # serving: a prefill chunk beyond every model's context
     if chunk is not None:
-        ctx = np.asarray(hw.model.context_len)[values["model"].astype(int)]
+        ctx = col(mod, "context_len", models)
         if ctx.max() > 0 and chunk.max() > ctx.max():
             report(where("chunk_size"), "chunk_size", f"{int(chunk.max()):,} tokens is larger than the context "
                    f"of the model ({int(ctx.max()):,} tokens); allowed: 0 (no chunking) to {int(ctx.max()):,}")
@@ -184,7 +193,7 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
     if not (np.mod.outer(values["seq_len"], cp) == 0).any():
         report(where("cp"), "cp", f"no configuration can satisfy cp dividing seq_len: cp takes {_few(cp)} "
                f"and seq_len takes {_few(values['seq_len'])} (context parallelism splits the sequence)")
-    n_experts = np.asarray(hw.model.n_experts)[values["model"].astype(int)]
+    n_experts = col(mod, "n_experts", models)
     _smallest_above_largest(report, where, "ep", values["ep"], "n_experts", n_experts,
                             "the models in the space have at most {} experts (1 for a dense model)")
     ep = values["ep"]
@@ -220,12 +229,8 @@ def tp_splits_heads(tp, n_heads, n_kv_heads):
     return (heads <= 0) | ok
 
 
-def _check_heads(report: Report, where, tp: np.ndarray, models: np.ndarray, model_table) -> None:
-    """Report tp when no (tp, model) pair of the space splits the attention heads."""
-    if getattr(model_table, "n_heads", None) is None:     # a catalog-like table without heads
-        return
-    heads = np.asarray(model_table.n_heads)[models]
-    kv = np.asarray(getattr(model_table, "n_kv_heads", model_table.n_heads))[models]
+def _check_heads(report: Report, where, tp: np.ndarray, heads: np.ndarray, kv: np.ndarray) -> None:
+    """Report tp when no (tp, model) pair of the space splits the attention heads (heads, kv: per model)."""
     if not tp_splits_heads(tp[:, None], heads[None, :], kv[None, :]).any():
         pairs = sorted({(int(h), int(k)) for h, k in zip(heads, kv)})
         shown = ", ".join(f"{h} heads / {k} KV heads" for h, k in pairs[:4])

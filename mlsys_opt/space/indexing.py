@@ -15,15 +15,16 @@ so int32 arithmetic is exact however large N is.
 
 Every radix must fit int32 (1 <= r_k <= 2**31 - 1).  Source: the sweep-engine
 contract in docs/CONTRACTS.md ("Sweep engine").
+
+The host functions are numpy only: ``Space.size`` (so ``mlsys-opt spaces list``)
+runs without importing JAX; :func:`decode_chunk` imports it when traced.
 """
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
-import jax.numpy as jnp
 import numpy as np
-from jax import lax
 
 from ..errors import MlsysOptError
 
@@ -128,6 +129,9 @@ def decode_chunk(start_digits, lane, radices: tuple[int, ...]):
     Returns:
       int32[chunk, n_axes].
     """
+    import jax.numpy as jnp       # here, not at the top: the host functions above run without JAX
+    from jax import lax
+
     start_digits = jnp.asarray(start_digits, jnp.int32)
     add = jnp.asarray(lane, jnp.int32)
     cols = [None] * len(radices)

@@ -115,10 +115,7 @@ class Space:
     @property
     def size(self) -> int:
         """Number of configurations, prod(radices), as an exact Python int."""
-        try:
-            from .indexing import space_size
-        except ImportError:
-            return math.prod(self.radices)
+        from .indexing import space_size   # numpy only (no JAX): `mlsys-opt spaces list` stays light
         return int(space_size(self.radices))
 
     @property
@@ -133,20 +130,25 @@ class Space:
         parameter of the scenario: `dtype` (default float32) SI values for
         "int"/"float" parameters, int32 codes for "catalog"/"choice" ones.
         """
+        import jax
         import jax.numpy as jnp
 
         dtype = jnp.float32 if dtype is None else dtype
-        digits = jnp.asarray(digits)
+        # host digits (numpy, lists): built in numpy and put on the device in one transfer -- the
+        # same numbers without an eager jnp op (each of which compiles a small program at start-up)
+        xp = np if isinstance(digits, (np.ndarray, list, tuple)) else jnp
+        digits = xp.asarray(digits)
         n = digits.shape[0]
         out = {}
         for k, axis in enumerate(self.axes):
             coded = axis.kind in ("catalog", "choice")
-            table = jnp.asarray(axis.values, jnp.int32 if coded else dtype)
-            out[axis.name] = jnp.take(table, digits[:, k], mode="clip")
+            table = xp.asarray(axis.values, jnp.int32 if coded else dtype)
+            out[axis.name] = xp.take(table, digits[:, k], mode="clip")
         for name, value in self.constants.items():
             coded = self.params[name].kind in ("catalog", "choice")
-            out[name] = jnp.full((n,), value, jnp.int32 if coded else dtype)
-        return {name: out[name] for name in self.params}
+            out[name] = xp.full((n,), value, jnp.int32 if coded else dtype)
+        out = {name: out[name] for name in self.params}
+        return jax.device_put(out) if xp is np else out
 
     def labels(self, digits) -> pd.DataFrame:
         """pandas DataFrame with one column per axis, decoded for people.

@@ -35,7 +35,7 @@ from .. import validate
 from .._types import BOTTLENECKS, SECONDS_PER_DAY
 from ..catalog import load_catalog
 from ..errors import MlsysOptError
-from ..scenarios import SCENARIO_FNS, params_from_dict, schema
+from ..scenarios import SCENARIO_FNS, params_from_dict, schema, static_options
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..space.spec import Space, load_space
 from . import engine as sweep_engine
@@ -102,9 +102,22 @@ def output_names(space: Space) -> tuple[str, ...]:
     return tuple(schema.OUTPUTS[space.scenario])
 
 
+def scenario_options(space) -> dict:
+    """The scenario's trace-time options (`scenarios.static_options`) for a Space's axes and constants.
+
+    Objects that are not a Space (the table evaluator's target) carry them as `.options`.
+    """
+    if not hasattr(space, "axes"):
+        return dict(getattr(space, "options", {}))
+    possible = {k: [v] for k, v in space.constants.items()}
+    possible.update({a.name: a.values for a in space.axes})
+    return static_options(space.scenario, possible)
+
+
 def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
     """Scenario on decoded parameters -> objectives (min sense) and constraints."""
-    outputs, structural = SCENARIO_FNS[space.scenario](params_from_dict(space.scenario, p), tables, eff)
+    outputs, structural = SCENARIO_FNS[space.scenario](params_from_dict(space.scenario, p), tables, eff,
+                                                       **scenario_options(space))
     cols = [jnp.asarray(getattr(outputs, name)) for name, _ in space.objectives]
     F = jnp.stack([c if sense == "min" else -c for c, (_, sense) in zip(cols, space.objectives)], axis=-1)
     g = [jnp.asarray(x) for x in structural] + [jnp.asarray(c) for c in limit_columns(outputs, space.limits)]
@@ -181,8 +194,9 @@ def run_key(space: Space, eff, dtype, tables=None) -> str:
     """Fingerprint of what a sweep computes, so --resume refuses another problem.
 
     One hash per input (sweeps.checkpoint.compose_run_key): scenario, axes, constants, limits,
-    objectives, catalog rows (the device tables and the entry names), efficiency model, dtype and
-    package version; a refusal names the inputs that changed.
+    objectives, the catalog (``Catalog.fingerprint()``, the same digest as the results' metadata;
+    tables given by the caller instead: their bytes), efficiency model, dtype and package version;
+    a refusal names the inputs that changed.
     """
     from importlib import metadata
 
@@ -192,15 +206,16 @@ def run_key(space: Space, eff, dtype, tables=None) -> str:
     except metadata.PackageNotFoundError:   # a source tree that was not installed
         version = "unknown"
     catalog = space.catalog if space.catalog is not None else load_catalog()
-    tables = catalog.tables(dtype=dtype) if tables is None else tables
-    rows = [hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
-            for x in jax.tree_util.tree_leaves(tables)]
-    names = {k: list(catalog.names(k)) for k in ("accelerators", "models", "fabrics", "regions")}
+    if tables is None:
+        catalog_part = catalog.fingerprint()
+    else:                            # device tables given by the caller: what the sweep gathers from
+        catalog_part = [hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
+                        for x in jax.tree_util.tree_leaves(tables)]
     return compose_run_key({
         "scenario": space.scenario, "axes": [(a.name, list(map(str, a.labels))) for a in space.axes],
         "constants": {k: float(v) for k, v in space.constants.items()},
         "limits": {k: [s, float(v)] for k, (s, v) in space.limits.items()},
-        "objectives": space.objectives, "catalog": [rows, names], "efficiency": [float(x) for x in eff],
+        "objectives": space.objectives, "catalog_sha256": catalog_part, "efficiency": [float(x) for x in eff],
         "dtype": jnp.dtype(dtype).name, "code": version})
 
 
@@ -217,7 +232,7 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
       top_k: rows kept per objective in ``SweepResult.best``.
       devices: jax devices (or a count) to shard each chunk over; default all.
       progress: engine progress callback / False for silence / None for a
-        stderr bar on a terminal.
+        tqdm bar on a terminal or in a Jupyter notebook.
       checkpoint_path, resume: write the reducer state atomically while
         sweeping and continue an interrupted sweep from its last chunk.
       eff: an ``Efficiency`` (e.g. a calibration); default DEFAULT_EFFICIENCY.
@@ -243,7 +258,7 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
         "chunk_size", settings.get("chunk_size", 65536) if chunk_size is None else chunk_size, where)
     front_capacity = validate.check_positive_int(
         "front_capacity", settings.get("front_capacity", 4096) if front_capacity is None else front_capacity, where)
-    tables = _tables(space, tables, dtype)
+    given_tables, tables = tables, _tables(space, tables, dtype)
     chunk_size = min(chunk_size, _pow2_at_least(space.size))
     names = output_names(space)
     if timings is not None:
@@ -254,7 +269,7 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
         n_obj=len(space.objectives), n_constr=len(constraint_names(space)), n_aux=len(names),
         chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
         progress=progress, checkpoint_path=checkpoint_path, resume=resume,
-        run_key=run_key(space, eff, dtype, tables), timings=timings)
+        run_key=run_key(space, eff, dtype, given_tables), timings=timings)
     t1 = time.perf_counter()
     front = _frame(space, res.front.digits, res.front.aux, names)
     front = front.sort_values([_sort_column(space)], kind="stable").reset_index(drop=True)

@@ -26,7 +26,6 @@ import json
 import os
 from pathlib import Path
 
-import jax.numpy as jnp
 import numpy as np
 
 from ..errors import MlsysOptError
@@ -50,7 +49,7 @@ def describe_run(cfg: EngineConfig, run_key: str) -> dict:
 RUN_KEY_PARTS = {
     "scenario": "the scenario", "axes": "the axes (names or values)", "constants": "the fixed values or defaults",
     "limits": "the [constraints] limits", "objectives": "the objectives",
-    "catalog": "the catalog entries (--catalog files, $MLSYS_OPT_CATALOG or the built-in catalog)",
+    "catalog_sha256": "the catalog entries (--catalog files, $MLSYS_OPT_CATALOG or the built-in catalog)",
     "efficiency": "the efficiency model (--calibration)", "dtype": "the float dtype", "code": "the mlsys_opt version",
 }
 _RESTART = "delete it, or run again without --resume or with another --checkpoint path to start over"
@@ -71,6 +70,10 @@ def _run_key_changes(saved: str, now: str) -> list[str]:
     a, b = split(saved), split(now)
     if a is None or b is None:
         return []
+    if set(a) != set(b):             # a run key of another layout: its parts cannot be compared
+        return [f"the run-key layout (the checkpoint was written by an earlier mlsys_opt that recorded "
+                f"{', '.join(sorted(set(a) - set(b)))} instead of {', '.join(sorted(set(b) - set(a)))}, "
+                "so it cannot be checked against this run)"]
     return [RUN_KEY_PARTS.get(k, k) for k in dict.fromkeys([*a, *b]) if a.get(k) != b.get(k)]
 
 
@@ -249,17 +252,19 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
     if n > cfg.capacity:
         raise MlsysOptError(f"it holds a front of {n} configurations; front_capacity={cfg.capacity} is too small")
 
-    def put(dst, src):
-        return dst.at[:n].set(jnp.asarray(src, dst.dtype))
+    def put(dst, src):               # host arrays (the engine puts the state on the devices)
+        out = np.array(dst)
+        out[:n] = np.asarray(src, out.dtype)
+        return out
     fr = init.front
-    front = pareto.Front(put(fr.F, fF), fr.pos,
+    front = pareto.Front(put(fr.F, fF), np.asarray(fr.pos),
                          type(fr.payload)(*(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits")))),
-                         jnp.arange(cfg.capacity) < n, jnp.asarray(n, jnp.int32), jnp.asarray(n, jnp.int32))
-    best = BestLists(*(jnp.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
+                         np.arange(cfg.capacity) < n, np.asarray(n, np.int32), np.asarray(n, np.int32))
+    best = BestLists(*(np.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
     acc = HostCounters(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
                        int(z.get("n_chunks", 0)),
                        z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr + 1, np.int64))
-    return ReducerState(front, best, jnp.zeros((), bool)), acc
+    return ReducerState(front, best, np.zeros((), bool)), acc
 
 
 __all__ = ["CHECKPOINT_VERSION", "RUN_KEY_PARTS", "compose_run_key", "describe_run", "fingerprint", "load", "remove_stale_temp_files", "save",

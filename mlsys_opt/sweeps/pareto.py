@@ -207,12 +207,16 @@ class Front(NamedTuple):
     hw: Any
 
 
-def empty_front(capacity: int, n_obj: int, payload_like, dtype=jnp.float32) -> Front:
-    """An empty :class:`Front`; ``payload_like`` is a pytree of ShapeDtypeStructs (shape without the lead dim)."""
+def empty_front(capacity: int, n_obj: int, payload_like, dtype=jnp.float32, *, xp=jnp) -> Front:
+    """An empty :class:`Front`; ``payload_like`` is a pytree of ShapeDtypeStructs (shape without the lead dim).
+
+    xp: ``jax.numpy`` (default; inside jit) or ``numpy`` (host arrays: no eager device op, each of
+    which would compile -- or look up -- an executable of its own at start-up).
+    """
     payload = jax.tree_util.tree_map(
-        lambda sd: jnp.zeros((capacity,) + tuple(sd.shape), sd.dtype), payload_like)
-    return Front(jnp.zeros((capacity, n_obj), dtype), jnp.full((capacity,), -1, jnp.int32),
-                 payload, jnp.zeros((capacity,), bool), jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32))
+        lambda sd: xp.zeros((capacity,) + tuple(sd.shape), sd.dtype), payload_like)
+    return Front(xp.zeros((capacity, n_obj), dtype), xp.full((capacity,), -1, jnp.int32),
+                 payload, xp.zeros((capacity,), bool), xp.zeros((), jnp.int32), xp.zeros((), jnp.int32))
 
 
 def merge_fronts(front: Front, F, pos, valid, payload, *, block: int = 256):

@@ -6,7 +6,7 @@ the file's key-value metadata under ``mlsys_opt``) or JSON (``{"meta": ..., "row
 
 `describe(space, eff=..., kind=...)` builds the metadata: the spec as parsed (scenario, axes with
 their labels, fixed parameters as written and in SI, limits, objectives, the spec file's text), the
-catalog fingerprint (SHA-256 of every catalog row the run could gather), the efficiency model, the
+catalog fingerprint (``Catalog.fingerprint()``: SHA-256 of every catalog row the run could gather), the efficiency model, the
 package version and the UTC time.  Numbers are JSON numbers with the unit in the key.
 """
 from __future__ import annotations
@@ -62,18 +62,6 @@ def _plain(x: Any) -> Any:
     return str(x)
 
 
-def catalog_fingerprint(catalog) -> str:
-    """SHA-256 over every catalog frame (rows, columns, values): two catalogs with one changed price differ."""
-    import hashlib
-
-    h = hashlib.sha256()
-    for kind, frame in sorted(catalog.frames.items()):
-        h.update(kind.encode())
-        h.update(pd.util.hash_pandas_object(frame.astype(str), index=True).to_numpy().tobytes())
-        h.update(",".join(map(str, frame.columns)).encode())
-    return h.hexdigest()
-
-
 def describe(space, *, eff=None, kind: str = "sweep", extra: dict | None = None) -> dict:
     """Metadata of a result of `space` (see the module docstring)."""
     from .. import __version__
@@ -103,7 +91,7 @@ def describe(space, *, eff=None, kind: str = "sweep", extra: dict | None = None)
             "objectives": [{"name": n, "sense": s} for n, s in space.objectives],
             "text": text,
         },
-        "catalog_sha256": catalog_fingerprint(catalog),
+        "catalog_sha256": catalog.fingerprint(),
         "efficiency": _plain(dict(eff._asdict())) if hasattr(eff, "_asdict") else str(eff),
     }
     if extra:
@@ -167,5 +155,5 @@ def load_result(path) -> LoadedResult:
     return LoadedResult(front, meta, path)
 
 
-__all__ = ["LoadedResult", "catalog_fingerprint", "describe", "load_result", "write_table", "META_KEY",
+__all__ = ["LoadedResult", "describe", "load_result", "write_table", "META_KEY",
            "SIDECAR_SUFFIX"]

@@ -87,16 +87,17 @@ def to_host(x) -> np.ndarray:
 
 
 def initial_state(cfg: EngineConfig) -> ReducerState:
-    """Empty front and best lists in the evaluator's dtypes."""
+    """Empty front and best lists in the evaluator's dtypes, as host (numpy) arrays: the engine puts
+    them on the devices in one transfer (eager jnp.zeros would compile an executable per array)."""
     dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
     n_obj, k, n_axes = cfg.n_obj, cfg.top_k, len(cfg.radices)
     S = jax.ShapeDtypeStruct
     front = pareto.empty_front(cfg.capacity, n_obj, Payload(S((cfg.n_constr,), dG), S((cfg.n_aux,), da),
-                                                            S((n_axes,), jnp.int32)), dF)
-    best = BestLists(jnp.zeros((n_obj, k, n_obj), dF), jnp.zeros((n_obj, k, cfg.n_constr), dG),
-                     jnp.zeros((n_obj, k, cfg.n_aux), da), jnp.zeros((n_obj, k, n_axes), jnp.int32),
-                     jnp.zeros((n_obj, k), bool))
-    return ReducerState(front, best, jnp.zeros((), bool))
+                                                            S((n_axes,), jnp.int32)), dF, xp=np)
+    best = BestLists(np.zeros((n_obj, k, n_obj), dF), np.zeros((n_obj, k, cfg.n_constr), dG),
+                     np.zeros((n_obj, k, cfg.n_aux), da), np.zeros((n_obj, k, n_axes), np.int32),
+                     np.zeros((n_obj, k), bool))
+    return ReducerState(front, best, np.zeros((), bool))
 
 
 def initial_counters(cfg: EngineConfig) -> HostCounters:

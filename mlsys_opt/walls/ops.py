@@ -1,6 +1,6 @@
 """Operations walls (17-20): cost, energy and carbon, checkpointing, privacy.
 
-Wall 17 (Capital): TCO, cloud cost, break-even utilization, cost per useful FLOP.
+Wall 17 (Capital): TCO (amortized), upfront capex (purchase), cloud cost, break-even, $/useful FLOP.
 Wall 18 (Sustainability): energy with PUE, carbon, water.
 Wall 19 (Checkpoint): Young-Daly interval, checkpoint overhead, goodput.
 Wall 20 (Safety): DP-SGD slowdown heuristic.
@@ -26,7 +26,7 @@ from mlsys_opt.walls._masked import UNBOUNDED, floor_pos, nonneg, safe_div, safe
 
 __all__ = [
     "TCO", "Footprint",
-    "tco", "cloud_cost", "breakeven_utilization", "effective_usd_per_device_s",
+    "tco", "upfront_capex_usd", "cloud_cost", "breakeven_utilization", "effective_usd_per_device_s",
     "cost_per_useful_flop", "energy_j", "sustainability",
     "young_daly_interval_s", "checkpoint_overhead", "goodput",
     "checkpoint_overhead_halfwrite", "goodput_halfwrite", "goodput_daly",
@@ -43,7 +43,7 @@ _MAX_EXPONENT = 80.0     # keeps exp() finite in float32
 class TCO(NamedTuple):
     """Total cost of ownership of a fleet over a duration, USD. Shapes ``[...]``."""
 
-    capex_usd: Array             # amortized purchase price
+    capex_usd: Array             # the period's straight-line share of the purchase price (not the purchase)
     opex_energy_usd: Array       # facility electricity
     opex_maintenance_usd: Array  # maintenance contracts / repairs
     tco_usd: Array               # sum
@@ -53,7 +53,8 @@ def tco(device_price_usd: Array, n_devices: Array, duration_s: Array, device_pow
         electricity_usd_per_kwh: Array, pue: Array, *,
         depreciation_s: Array = 3.0 * SECONDS_PER_YEAR,
         maintenance_frac_per_year: Array = 0.05) -> TCO:
-    """TCO = CapEx·T/T_dep + E·price + m·CapEx·T/yr.
+    """TCO = CapEx·T/T_dep + E·price + m·CapEx·T/yr: the cost of a period T, AMORTIZED (a run pays
+    T/T_dep of ``device_price_usd``; the purchase, with servers, network, facility: :func:`upfront_capex_usd`).
 
     capex_usd            = price · N · T / T_dep          (straight-line amortization)
     opex_energy_usd      = N · P · T · PUE / 3.6e6 · $/kWh
@@ -92,6 +93,53 @@ def tco(device_price_usd: Array, n_devices: Array, duration_s: Array, device_pow
     opex_maint = maintenance_frac_per_year * device_price_usd * n_devices * duration_s / SECONDS_PER_YEAR
     return TCO(capex_usd=capex, opex_energy_usd=opex_energy, opex_maintenance_usd=opex_maint,
                tco_usd=capex + opex_energy + opex_maint)
+
+
+# upfront_capex_usd defaults (sources in its docstring)
+SYSTEM_FRAC, NETWORK_FRAC = 0.45, 0.33       # servers / network, per USD of accelerator
+FACILITY_USD_PER_W, HOST_POWER_FRAC = 10.0, 0.8   # facility per provisioned IT W; host W / accelerator TDP
+
+
+def upfront_capex_usd(device_price_usd: Array, n_devices: Array, device_power_w: Array, *,
+                      system_frac: Array = SYSTEM_FRAC, network_frac: Array = NETWORK_FRAC,
+                      facility_usd_per_w: Array = FACILITY_USD_PER_W,
+                      host_power_frac: Array = HOST_POWER_FRAC) -> Array:
+    """Purchase of an on-prem fleet, C_up = N·price·(1 + s + n) + f·N·P_TDP·(1 + h).
+
+    IT equipment: the accelerators, their servers (s: CPUs, memory, storage, integration)
+    and their share of the scale-out network (n), as fractions of the accelerator price.
+    Facility (power distribution, UPS, cooling plant, shell): f per W of provisioned IT
+    (critical) load N·P_TDP·(1 + h), h adding the host to the accelerators' TDP.  PUE is
+    NOT applied: $/MW of critical load already prices the cooling that load needs.
+    f = 0 models a colocation site (its rent is an operating cost, not modelled).
+    Not the run's cost: :func:`tco` charges a run only T/T_dep of ``device_price_usd``.
+
+    Defaults (documentation, not fitted): s = 0.45 from seed 000 section 6 ($350K per
+    8-GPU H100 node / (8 · $30K) - 1 = 0.46; a 2024 Thinkmate 8x H100 quote with IB NICs,
+    $310-317K, gives 0.29-0.32: s is the seed's upper end).  n = 0.33 from Bernstein
+    (Rasgon 2025, GB200 NVL72 bill of materials: networking ~13 % of AI-datacentre capex
+    vs GPUs ~39 %; its NICs overlap the seed's node price, ~5 % of the IT bill).
+    f = $10/W from BlueCap Economic Advisors (2025, $7-12M per MW); liquid-cooled AI
+    builds cost more (Bernstein: ~$2.5M per ~130 kW GB200 rack, ~$19/W).  h = 0.8 from
+    the NVIDIA DGX H100 maximum system power, 10.2 kW / (8 · 700 W) - 1 = 0.82.
+
+    Args:
+      device_price_usd: accelerator price (catalog ``price``), USD; n_devices: N; device_power_w:
+        P_TDP, W; all ``[...]``.  system_frac, network_frac: s, n (per USD of accelerator);
+        facility_usd_per_w: f (USD/W); host_power_frac: h (fraction of TDP).
+
+    Returns:
+      C_up, USD, ``[...]`` (linear in every argument).
+
+    Worked example: 1,024 H100s ($30K, 700 W): IT 1,024 · 30,000 · 1.78 = $54.68M,
+    facility 10 · 1,024 · 700 · 1.8 = $12.90M, total $67.58M; a 30-day run's tco capex
+    share is 30,000 · 1,024 · 30 / 1,095 = $0.84M.
+    """
+    (device_price_usd, n_devices, device_power_w, system_frac, network_frac, facility_usd_per_w,
+     host_power_frac) = nonneg(device_price_usd, n_devices, device_power_w, system_frac, network_frac,
+                               facility_usd_per_w, host_power_frac, broadcast=False)
+    it = jnp.asarray(device_price_usd) * n_devices * (1.0 + system_frac + network_frac)
+    return it + facility_usd_per_w * n_devices * device_power_w * (1.0 + host_power_frac)
 
 
 def cloud_cost(cloud_usd_per_device_s: Array, n_devices: Array, duration_s: Array, *,

@@ -33,6 +33,7 @@ _A = "mlsys_opt.walls.algorithm"
 _F = "mlsys_opt.walls.fleet"
 _O = "mlsys_opt.walls.ops"
 _Y = "mlsys_opt.walls.analysis"
+_S = "mlsys_opt.walls.serving"     # serving as deployed (issue 13): related functions of walls 4 and 7
 
 
 def resolve(path: str) -> Callable:
@@ -96,7 +97,11 @@ WALLS: tuple[WallSpec, ...] = (
        "Gap between peak and achieved FLOP/s.", ["model_flops_utilization"]),
     _w(4, "Serving", "node", "prefill", "TTFT = OPs_prefill / Peak; ITL = |W| / BW_HBM",
        ["Pope et al. (2023), LLM Inference", "Yu et al. (2022), ORCA", "seed 000 §4"],
-       "Compute-bound prefill vs. memory-bound decode.", ["decode", "serving_throughput"]),
+       "Compute-bound prefill vs. memory-bound decode.",
+       ["decode", "serving_throughput", f"{_S}:causal_attention_flop", f"{_S}:batch_step_s",
+        f"{_S}:prefill_interference", f"{_S}:iteration_residual", f"{_S}:speculative_decoding",
+        f"{_S}:kv_transfer", f"{_S}:experts_touched", f"{_S}:offload_spill_bytes", f"{_S}:split_read_s",
+        f"{_S}:busy_fraction", f"{_S}:power_at_utilization"]),
     _w(5, "Batching", "node", "kv_cache_bytes", "KV = 2 × L × H_kv × D × S × B × b (MLA: L × c × S × B × b)",
        ["Kwon et al. (2023), vLLM / PagedAttention", "seed 000 §4.3",
         "DeepSeek-AI (2024), DeepSeek-V2 §2.1.2 (MLA)"],
@@ -106,8 +111,11 @@ WALLS: tuple[WallSpec, ...] = (
        "Wafer-scale shifts the bottleneck from HBM to the injection interconnect.",
        ["weight_streaming_balance_batch"]),
     _w(7, "Tail Latency", "node", "mlsys_opt.walls.queueing:mmc_queue", "Erlang-C M/M/c queue",
-       ["Dean & Barroso (2013), The Tail at Scale"],
-       "P99 latency grows non-linearly as utilization approaches 1."),
+       ["Dean & Barroso (2013), The Tail at Scale", "Allen (1990) §6.4, Allen-Cunneen M/G/c",
+        "Sakasegawa (1977), G/G/c closed form"],
+       "P99 latency grows non-linearly as utilization approaches 1.",
+       ["mlsys_opt.walls.queueing:mgc_queue", "mlsys_opt.walls.queueing:ggc_queue_closed_form",
+        f"{_S}:lognormal_quantile", f"{_S}:combine_quantiles"]),
     # Domain 2: data
     _w(8, "Ingestion", "data", "ingestion", "ρ = BW_demand / BW_supply",
        ["Mohan et al. (2022), Data Bottlenecks"],

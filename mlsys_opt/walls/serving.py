@@ -1,8 +1,9 @@
 """Domain 1, Node: the walls of LLM serving as it is deployed today.
 
 Request-length mixes, causal attention FLOPs of a prefill, continuous batching with
-chunked prefill, speculative decoding, disaggregated prefill/decode (KV transfer),
-prefix caching, host offload, MoE expert reads and the power of a partly busy fleet.
+chunked prefill and iteration-level admission, speculative decoding, disaggregated
+prefill/decode (KV transfer), prefix caching, host offload, MoE expert reads and the power
+of a partly busy fleet.
 Conventions as in ``node.py``: plain SI floats (scalars or arrays) broadcast to one
 shape, keyword-only knobs, finite outputs (``UNBOUNDED`` for unbounded times), finite
 gradients away from masked points.  The queue itself (M/G/c) is ``queueing.mgc_queue``.
@@ -13,7 +14,10 @@ arXiv:2403.02310) chunked prefill; Zhong et al. 2024 DistServe (OSDI'24,
 arXiv:2401.09670) and Patel et al. 2024 Splitwise (ISCA'24, arXiv:2311.18677)
 disaggregation; Dao 2023 FlashAttention-2 (arXiv:2307.08691) causal FLOPs; Kwon et al.
 2023 vLLM (prefix sharing); Sheng et al. 2023 FlexGen (arXiv:2303.06865) offload;
-Lepikhin et al. 2021 GShard / Fedus et al. 2022 (expert routing).
+Lepikhin et al. 2021 GShard / Fedus et al. 2022 (expert routing); Yu et al. 2022 Orca
+(OSDI'22, iteration-level scheduling), Kleinrock 1975 §5.2 and Wolff 1982 (residual life,
+PASTA) for the wait to the next iteration boundary.  Every public function here is
+registered in ``registry.py`` (walls 4 and 7) and checked by tests/test_walls_special.py.
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ import jax.numpy as jnp
 from jax.scipy.special import ndtri
 
 from mlsys_opt._types import Array
-from mlsys_opt.walls._masked import UNBOUNDED, as_float, safe_div, safe_sqrt
+from mlsys_opt.walls._masked import UNBOUNDED, any_nan, nan_where, nonneg, safe_div, safe_sqrt
 
 # Energy of moving one byte NIC -> switch -> NIC across the scale-out fabric, J/byte.
 # Estimate from board powers at line rate: a 400 Gb/s ConnectX-7 adapter draws ~25 W
@@ -47,14 +51,14 @@ def lognormal_quantile(mean, cv, q) -> Array:
     Args: mean (tokens, > 0), cv (dimensionless, >= 0), q in (0, 1).
     Example: mean 2000, cv 0.5: σ = 0.4724, median 1789, P99 = 1789·e^{2.3263·0.4724} = 5366.
     """
-    m, v = as_float(mean, cv)
+    m, v, qq = nonneg(mean, cv, q)
     # z_q once per q (a Python number stays a constant under jit, not one ndtri per element)
     z = ndtri(jnp.clip(jnp.asarray(q, m.dtype), 1e-12, 1.0 - 1e-12))
     s2 = jnp.log1p(v * v)
-    return m * jnp.exp(z * safe_sqrt(s2) - 0.5 * s2)
+    return nan_where(any_nan(m, v, qq), m * jnp.exp(z * safe_sqrt(s2) - 0.5 * s2))
 
 
-def combine_quantiles(mean_a, q_a, mean_b, q_b) -> Array:
+def combine_quantiles(mean_a_s, q_a_s, mean_b_s, q_b_s) -> Array:
     """q-quantile of A + B (independent) from their means and q-quantiles, root-sum-square.
 
         (A + B)_q ≈ E[A] + E[B] + sqrt(d_a⁺² + d_b⁺²) + d_a⁻ + d_b⁻,   d = quantile − mean
@@ -67,7 +71,7 @@ def combine_quantiles(mean_a, q_a, mean_b, q_b) -> Array:
     when either quantile grows.  Args: seconds (any one unit).
     Example: waits (mean 0.1, P99 0.9) + prefill (mean 0.3, P99 0.6): 0.4 + √(0.64 + 0.09) = 1.254.
     """
-    a, qa, b, qb = as_float(mean_a, q_a, mean_b, q_b)
+    a, qa, b, qb = nonneg(mean_a_s, q_a_s, mean_b_s, q_b_s)
     da, db = qa - a, qb - b
     pa, pb = jnp.maximum(da, 0.0), jnp.maximum(db, 0.0)
     return a + b + safe_sqrt(pa * pa + pb * pb) + jnp.minimum(da, 0.0) + jnp.minimum(db, 0.0)
@@ -88,7 +92,7 @@ def causal_attention_flop(n_layers, attn_width, new_tokens, cached_tokens=0.0) -
     Example: Llama-3-70B (L = 80, h·d = 8192), n = 2000, c = 0: 4·80·8192·2,001,000 = 5.246e12
       FLOP (2·70.6e9·2000 = 2.824e14 for the GEMMs: +1.9 %); at n = 8192, +7.6 %.
     """
-    n_l, w, n, c = as_float(n_layers, attn_width, new_tokens, cached_tokens)
+    n_l, w, n, c = nonneg(n_layers, attn_width, new_tokens, cached_tokens)
     return 4.0 * n_l * w * (n * c + 0.5 * n * (n + 1.0))
 
 
@@ -115,7 +119,8 @@ def speculative_decoding(k, acceptance, draft_cost_frac) -> Speculation:
     Example: k = 4, α = 0.8: E = (1 − 0.8⁵)/0.2 = 3.3616 tokens; median n = ⌈ln .5/ln .8⌉ = 4;
       1st percentile n = 1; draft cost 4·f.
     """
-    kk, a, f = as_float(k, acceptance, draft_cost_frac)
+    kk, a, f = nonneg(k, acceptance, draft_cost_frac)
+    bad = any_nan(kk, a, f)
     kk = jnp.maximum(kk, 0.0)
     a = jnp.clip(a, 0.0, 1.0)
     near_one = jnp.abs(1.0 - a) < 1e-6
@@ -127,7 +132,7 @@ def speculative_decoding(k, acceptance, draft_cost_frac) -> Speculation:
         n = jnp.ceil(jnp.log(1.0 - p) / jnp.where(log_a < 0, log_a, -1e-30))
         return jnp.clip(n, 1.0, kk + 1.0)
 
-    return Speculation(e, kk * jnp.maximum(f, 0.0), low_quantile(0.5), low_quantile(0.01))
+    return nan_where(bad, Speculation(e, kk * f, low_quantile(0.5), low_quantile(0.01)))
 
 
 # --------------------------------------------------------------------------- batching
@@ -142,7 +147,7 @@ def batch_step_s(weight_read_s, compute_s, kv_read_s, overhead_s=0.0) -> Array:
     its FLOPs.  Args: seconds.  Example: weights 10.5 ms, compute 2 ms, KV 3 ms, overhead
     0.8 ms: 14.3 ms; a chunk adding 9 ms of compute: max(10.5, 11) + 3 + 0.8 = 14.8 ms.
     """
-    w, c, kv, o = as_float(weight_read_s, compute_s, kv_read_s, overhead_s)
+    w, c, kv, o = nonneg(weight_read_s, compute_s, kv_read_s, overhead_s)
     return jnp.minimum(jnp.maximum(w, c) + kv + o, UNBOUNDED)
 
 
@@ -170,13 +175,60 @@ def prefill_interference(decode_step_s, chunk_extra_s, chunks_per_s) -> Interfer
     Example: t = 20 ms, Δ = 15 ms, x = 10/s: f = 0.2/0.85 = 0.235; mean 23.5 ms,
       P50 20 ms, P99 35 ms.
     """
-    t, d, x = as_float(decode_step_s, chunk_extra_s, chunks_per_s)
-    x = jnp.maximum(x, 0.0)
+    t, d, x = nonneg(decode_step_s, chunk_extra_s, chunks_per_s)
     den = 1.0 - x * d
     f = jnp.where(den > 0, jnp.clip(x * t / jnp.where(den > 0, den, 1.0), 0.0, 1.0), 1.0)
     hit = t + d
-    return Interference(f, jnp.minimum(t + f * d, UNBOUNDED), jnp.where(f > 0.5, hit, t),
-                        jnp.where(f > 0.01, hit, t))
+    out = Interference(f, jnp.minimum(t + f * d, UNBOUNDED), jnp.where(f > 0.5, hit, t),
+                       jnp.where(f > 0.01, hit, t))
+    return nan_where(any_nan(t, d, x), out)
+
+
+class Residual(NamedTuple):
+    mean_s: Array  # mean wait for the iteration in flight to end
+    p50_s: Array
+    p99_s: Array
+
+
+def iteration_residual(iteration_s, chunk_extra_s, chunk_share, busy_frac) -> Residual:
+    """Wait of an arriving request for the batch iteration in flight to end, s.
+
+    Iteration-level scheduling admits a new request only at an iteration boundary
+    (Yu et al. 2022, Orca, OSDI'22 §3.2-3.3; vLLM, TensorRT-LLM in-flight batching and
+    SGLang schedule the same way), so a prompt arriving mid-iteration waits for it to
+    finish before its prefill (or first chunk) can run.  Poisson arrivals see time
+    averages (PASTA, Wolff 1982): the replica is mid-iteration with probability
+    b = busy_frac, and the time R to the next boundary is the residual life of the
+    iteration renewal process, P(R > r | busy) = E[(T − r)⁺]/E[T] (Kleinrock 1975, Vol. 1
+    §5.2, Eq. 5.11: E[R] = E[T²]/(2E[T])).  Iterations are two-point, as in
+    ``prefill_interference``: t, or t + Δ with probability f (a prefill chunk on it)::
+
+        E[T] = t + fΔ,   E[R] = b·((1 − f)t² + f(t + Δ)²) / (2E[T])
+        P(R > r) = b·(E[T] − r)/E[T]           for r <= t
+                 = b·f·(t + Δ − r)/E[T]        for t < r <= t + Δ
+
+    so the q-quantile, with s = (1 − q)/b (0 when s >= 1), is E[T]·(1 − s) while
+    s >= fΔ/E[T], else t + Δ − s·E[T]/f.
+    Args: iteration_s t (s), chunk_extra_s Δ (s), chunk_share f in [0, 1], busy_frac b in [0, 1].
+    Example: t = 10 ms, no chunks, b = 1: mean 5 ms, P50 5 ms, P99 9.9 ms; b = 0.4: mean 2 ms,
+      P50 0 (fewer than half the arrivals find an iteration running).  t = 20 ms, Δ = 15 ms,
+      f = 0.25, b = 1: E[T] = 23.75 ms, mean 12.76 ms, P50 11.88 ms, P99 34.05 ms.
+    """
+    t, d, f, b = nonneg(iteration_s, chunk_extra_s, chunk_share, busy_frac)
+    f, b = jnp.minimum(f, 1.0), jnp.minimum(b, 1.0)
+    m = t + f * d
+    m_s = jnp.where(m > 0, m, 1.0)
+    second = (1.0 - f) * t * t + f * (t + d) * (t + d)
+    s_a = f * d / m_s                                    # P(R > t | busy)
+    f_s = jnp.where(f > 0, f, 1.0)
+
+    def quantile(q):
+        s = (1.0 - q) / jnp.where(b > 0, b, 1.0)
+        r = jnp.where(s >= s_a, m * (1.0 - s), t + d - s * m / f_s)
+        return jnp.where((b > 0) & (s < 1.0) & (m > 0), jnp.minimum(r, UNBOUNDED), 0.0)
+
+    mean = jnp.where(m > 0, jnp.minimum(b * second / (2.0 * m_s), UNBOUNDED), 0.0)
+    return nan_where(any_nan(t, d, f, b), Residual(mean, quantile(0.5), quantile(0.99)))
 
 
 # --------------------------------------------------------------------------- disaggregation
@@ -201,11 +253,12 @@ def kv_transfer(kv_bytes, bw_bytes_per_s, latency_s, prefill_s, n_layers, *,
     Example: Llama-3-70B fp16, 2000 tokens: B = 655.4e6 B over 8 × 37.5 GB/s = 300e9 B/s, α = 2 µs:
       T = 2.187 ms; prefill 300 ms -> exposed = 2 µs + 27.3 µs = 29.3 µs; energy 0.98 J.
     """
-    b, bw, a, pf, n_l, e = as_float(kv_bytes, bw_bytes_per_s, latency_s, prefill_s, n_layers, energy_j_per_byte)
+    b, bw, a, pf, n_l, e = nonneg(kv_bytes, bw_bytes_per_s, latency_s, prefill_s, n_layers, energy_j_per_byte)
     t_link = safe_div(b, bw, fill=UNBOUNDED)
     n_l = jnp.maximum(n_l, 1.0)
     exposed = a + jnp.maximum(t_link / n_l, t_link - pf * (n_l - 1.0) / n_l)
-    return KVTransfer(jnp.minimum(a + t_link, UNBOUNDED), jnp.minimum(exposed, UNBOUNDED), b * e)
+    out = KVTransfer(jnp.minimum(a + t_link, UNBOUNDED), jnp.minimum(exposed, UNBOUNDED), b * e)
+    return nan_where(any_nan(b, bw, a, pf, n_l, e), out)
 
 
 # --------------------------------------------------------------------------- MoE, offload, power
@@ -220,12 +273,13 @@ def experts_touched(n_experts, top_k, tokens) -> Array:
     Args: n_experts E (>= 1), top_k k (1 <= k <= E), tokens T (>= 0).
     Example: Mixtral (E = 8, k = 2): T = 1 -> 2; T = 4 -> 8·(1 − 0.75⁴) = 5.469; T = 64 -> 8.0.
     """
-    e, k, t = as_float(n_experts, top_k, tokens)
+    e, k, t = nonneg(n_experts, top_k, tokens)
+    bad = any_nan(e, k, t)
     e = jnp.maximum(e, 1.0)
     base = jnp.clip(1.0 - k / e, 0.0, 1.0)
     base_s = jnp.where(base > 0, base, 0.5)
-    frac = jnp.where(base > 0, 1.0 - jnp.power(base_s, jnp.maximum(t, 0.0)), jnp.where(t > 0, 1.0, 0.0))
-    return e * frac
+    frac = jnp.where(base > 0, 1.0 - jnp.power(base_s, t), jnp.where(t > 0, 1.0, 0.0))
+    return nan_where(bad, e * frac)
 
 
 def offload_spill_bytes(resident_bytes, spillable_bytes, capacity_bytes) -> Array:
@@ -235,8 +289,8 @@ def offload_spill_bytes(resident_bytes, spillable_bytes, capacity_bytes) -> Arra
     as much as possible on the GPU); the rest of `spillable_bytes` stays in HBM.
     Args: bytes.  Example: weights 140 GB, KV 30 GB, 160 GB of HBM, KV offload: 10 GB spilled.
     """
-    r, s, c = as_float(resident_bytes, spillable_bytes, capacity_bytes)
-    return jnp.clip(r + s - c, 0.0, jnp.maximum(s, 0.0))
+    r, s, c = nonneg(resident_bytes, spillable_bytes, capacity_bytes)
+    return nan_where(any_nan(r, s, c), jnp.clip(r + s - c, 0.0, s))
 
 
 def split_read_s(total_bytes, spilled_bytes, hbm_bw_bytes_per_s, host_bw_bytes_per_s) -> Array:
@@ -247,7 +301,7 @@ def split_read_s(total_bytes, spilled_bytes, hbm_bw_bytes_per_s, host_bw_bytes_p
     spilled share is needed in the same step).  Example: 10 GB over 64 GB/s PCIe Gen5
     = 0.156 s, 130 GB over 3.35 TB/s = 38.8 ms: 0.195 s.
     """
-    b, s, bw, hb = as_float(total_bytes, spilled_bytes, hbm_bw_bytes_per_s, host_bw_bytes_per_s)
+    b, s, bw, hb = nonneg(total_bytes, spilled_bytes, hbm_bw_bytes_per_s, host_bw_bytes_per_s)
     return jnp.minimum(safe_div(jnp.maximum(b - s, 0.0), bw, fill=UNBOUNDED) + safe_div(s, hb, fill=UNBOUNDED), UNBOUNDED)
 
 
@@ -260,8 +314,8 @@ def busy_fraction(slot_utilization, slots_per_replica) -> Array:
     Args: slot_utilization ρ in [0, 1], slots_per_replica b (>= 1).
     Example: ρ = 0.3, b = 16: 1 − 0.7¹⁶ = 0.9967; b = 1: 0.3.
     """
-    r, b = as_float(slot_utilization, slots_per_replica)
-    return 1.0 - jnp.power(1.0 - jnp.clip(r, 0.0, 1.0), jnp.maximum(b, 1.0))
+    r, b = nonneg(slot_utilization, slots_per_replica)
+    return nan_where(any_nan(r, b), 1.0 - jnp.power(1.0 - jnp.minimum(r, 1.0), jnp.maximum(b, 1.0)))
 
 
 def power_at_utilization(tdp_w, busy, *, idle_frac=0.25, active_frac=1.0) -> Array:
@@ -273,5 +327,5 @@ def power_at_utilization(tdp_w, busy, *, idle_frac=0.25, active_frac=1.0) -> Arr
     takes both fractions from ``Efficiency`` (idle_power_frac, active_power_frac).
     Example: 700 W, busy 0.5: 700·(0.25 + 0.75·0.5) = 437.5 W.
     """
-    p, u, i, a = as_float(tdp_w, busy, idle_frac, active_frac)
-    return p * (i + (a - i) * jnp.clip(u, 0.0, 1.0))
+    p, u, i, a = nonneg(tdp_w, busy, idle_frac, active_frac)
+    return nan_where(any_nan(p, u, i, a), p * (i + (a - i) * jnp.minimum(u, 1.0)))

@@ -1,8 +1,16 @@
-"""`mlsys-opt catalog list|show|add` and `mlsys-opt spaces list|show`: what there is to choose from."""
+"""`mlsys-opt catalog list|show|add` and `mlsys-opt spaces list|show`: what there is to choose from.
+
+`catalog add KIND FILE` validates FILE and saves its entries into the user catalog file named by
+--catalog / $MLSYS_OPT_CATALOG (the last one; created if missing); with none named it only validates.
+"""
 from __future__ import annotations
 
+import json
+import math
 import os
+import re
 import textwrap
+import time
 from pathlib import Path
 
 from ...errors import MlsysOptError
@@ -12,6 +20,8 @@ from .common import CATALOG_ENV, EXIT_OK, _catalog, _out, _print_json, _space
 def cmd_catalog(args) -> int:
     from ...catalog._load import KINDS, kind_of
     from .. import report
+    if args.action == "add":         # before loading the user catalog: `add` may create that file
+        return _catalog_add(args)
     cat = _catalog(args)
     if args.action == "list":
         kinds = [kind_of(args.kind)] if args.kind else list(KINDS)
@@ -38,19 +48,57 @@ def cmd_catalog(args) -> int:
                 _out()
                 _out(achievable_summary(k, entry))
         return EXIT_OK
-    # add
-    from ...catalog._load import entries_from
+    raise MlsysOptError(f"catalog: unknown action {args.action!r} (allowed: list, show, add)")
+
+
+def _catalog_add(args) -> int:
+    """`catalog add KIND FILE`: validate FILE's entries against the catalog in use, print them merged,
+    and SAVE them into the user catalog file when one is named (the last of $MLSYS_OPT_CATALOG and
+    --catalog FILE, created if missing; later files override earlier ones, so the saved entries win).
+
+    Entries are appended as [KIND.NAME] tables with the file's own values and units (the user
+    catalog's comments are kept); a name the user catalog already defines is refused rather than
+    rewritten.  With no user catalog file named, nothing is written and the output says how to save.
+    """
+    from ...catalog._load import entries_from, kind_of, read_toml
+    from .. import report
+    from .common import catalog_paths, load_user_catalog
     k = kind_of(args.kind)
     path = args.file
     if not Path(path).is_file():
         raise MlsysOptError(f"catalog add: {path!r} does not exist")
+    paths = catalog_paths(args)
+    target = paths[-1] if paths else None
+    if target is not None and Path(target).exists() and not Path(target).is_file():
+        raise MlsysOptError(f"catalog add: user catalog {target!r} (from --catalog or ${CATALOG_ENV}) is not a "
+                            "regular file")
+    if target is not None and not Path(target).exists() and not Path(target).resolve().parent.is_dir():
+        raise MlsysOptError(f"catalog add: user catalog {target!r}: its folder does not exist")
+    same = target is not None and Path(target).exists() and Path(target).resolve() == Path(path).resolve()
+    # validated against the built-in catalog and the other user files (FILE itself excluded)
+    cat = load_user_catalog([p for p in paths if Path(p).exists() and Path(p).resolve() != Path(path).resolve()])
+    raw, _ = entries_from(path, k)
+    if target is not None and Path(target).exists() and not same:
+        _refuse_redefinition(target, k, raw, cat, read_toml)
     new = cat.with_entries(k, path)
-    names, _ = entries_from(path, k)
-    shown = [new.names(k)[new.index(k, n)] for n in names]
+    shown = [new.names(k)[new.index(k, n)] for n in raw]
     added = [n for n in shown if n not in cat.names(k)]
+    saved = None
+    if same:
+        note = f"{path} is the user catalog already: nothing to save."
+    elif target is not None:
+        _save_entries(target, k, raw, path, lambda tmp: load_user_catalog(
+            [tmp if Path(p).resolve() == Path(target).resolve() else p for p in paths if Path(p).exists()
+             or Path(p).resolve() == Path(target).resolve()]))
+        saved = target
+        note = f"saved to {target} as [{k}.NAME] tables (every command reads it through --catalog / ${CATALOG_ENV})."
+    else:
+        note = (f"not saved: no user catalog file is named. To save, run it again with --catalog MY_CATALOG.toml "
+                f"(created if missing) or with ${CATALOG_ENV}=MY_CATALOG.toml; or pass {path} itself to other "
+                f"commands (mlsys-opt --catalog FILE ..., its tables written as [{k}.NAME]).")
     if args.json:
         _print_json({"kind": k, "file": path, "added": added, "overridden": [n for n in shown if n not in added],
-                     "entries": [new.entry(k, n) for n in shown]})
+                     "entries": [new.entry(k, n) for n in shown], "saved_to": saved})
         return EXIT_OK
     _out(f"{path}: valid. {len(shown)} {k} entr{'y' if len(shown) == 1 else 'ies'}: "
          f"{len(added)} new ({', '.join(added) or '-'}), {len(shown) - len(added)} overriding built-in ones.")
@@ -59,9 +107,73 @@ def cmd_catalog(args) -> int:
         _out(f"{n} (merged):")
         _out(report.entry_table(new.entry(k, n)))
     _out()
-    _out(f"To use them in other commands: mlsys-opt --catalog FILE ... or export {CATALOG_ENV}=FILE, "
-         f"with the tables written as [{k}.NAME] (the file here may use [NAME] or [{k}.NAME]).")
+    _out(note)
     return EXIT_OK
+
+
+_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _toml_key(key: str) -> str:
+    return key if _BARE_KEY.match(key) else json.dumps(key, ensure_ascii=False)
+
+
+def _toml_value(v) -> str:
+    """One TOML value (what tomllib read back: str, bool, int, float, list, table)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    if isinstance(v, float):
+        return ("nan" if math.isnan(v) else "inf" if v > 0 else "-inf") if not math.isfinite(v) else repr(v)
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{_toml_key(str(a))} = {_toml_value(b)}" for a, b in v.items()) + "}"
+    return json.dumps(str(v), ensure_ascii=False)     # dates and times: as text
+
+
+def _resolved(cat, kind: str, name: str) -> str:
+    """The catalog's name for `name` (aliases, display names), or `name` when it is new."""
+    try:
+        return cat.names(kind)[cat.index(kind, name)]
+    except MlsysOptError:
+        return name
+
+
+def _refuse_redefinition(target: str, kind: str, raw: dict, cat, read_toml) -> None:
+    """MlsysOptError when the user catalog file `target` already defines one of the entries."""
+    defined = {_resolved(cat, kind, n) for n in (read_toml(target, target).get(kind) or {})}
+    again = [n for n in (_resolved(cat, kind, n) for n in raw) if n in defined]
+    if again:
+        raise MlsysOptError(f"catalog add: {target} already defines {', '.join(again)}; edit the entry there "
+                            f"(or remove it) instead of adding it again")
+
+
+def _save_entries(target: str, kind: str, raw: dict, source: str, load_with) -> None:
+    """Append raw entries as [kind.NAME] tables to `target` (created if missing), atomically, after
+    checking that the user catalogs load with the new file in its place (`load_with(tmp_path)`)."""
+    t = Path(target)
+    text = t.read_text(encoding="utf-8-sig") if t.exists() else ""
+    blocks = [f"# added by `mlsys-opt catalog add {kind} {source}` on {time.strftime('%Y-%m-%d %H:%M')}"]
+    for name, fields in raw.items():
+        lines = [f"[{kind}.{_toml_key(name)}]"] + [f"{_toml_key(str(a))} = {_toml_value(b)}" for a, b in fields.items()]
+        blocks.append("\n".join(lines))
+    text = (text.rstrip("\n") + "\n\n" if text.strip() else "") + "\n\n".join(blocks) + "\n"
+    tmp = t.with_name(f".{t.name}.tmp.{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            load_with(str(tmp))
+        except MlsysOptError as exc:
+            raise MlsysOptError(f"catalog add: not saved, {target} would not load with these entries: "
+                                f"{str(exc).replace(str(tmp), target)}") from None
+        os.replace(tmp, t)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def achievable_summary(kind: str, entry) -> str:

@@ -36,8 +36,37 @@ def cmd_synthesize(args) -> int:
     return EXIT_OK
 
 
-# the training settings --days checks the iron-law answer with (spaces/capstone.toml's, overridable by --set)
-DAYS_DEFAULTS = {"tp": 8, "pp": 4, "global_batch": 2048, "seq_len": 8192, "microbatches": 4}
+# The training settings --days checks the iron-law answer with (spaces/capstone.toml's parallelism and batch,
+# overridable by --set).  microbatches = 0: the scenario picks the fastest micro-batch of 1, 2, 4 or 8
+# sequences that fits.  A fixed count M made the micro-batch global_batch / (dp · M) sequences, which grows
+# as the fleet shrinks: small fleets ran out of memory, feasibility was not monotone in N, and the search
+# window [iron-law bound, 8 × bound] fell below the first fitting fleet for long deadlines (--days 30 said
+# "no fleet" where --days 14 found one).
+DAYS_DEFAULTS = {"tp": 8, "pp": 4, "global_batch": 2048, "seq_len": 8192, "microbatches": 0}
+# --set keys that --days takes from a flag of its own (a --set value would be silently overridden)
+SET_FLAGS = {"model": "--model", "hardware": "--hardware", "efficiency": "--mfu", "precision": "--precision"}
+
+
+def _days_settings(args) -> tuple[dict, str | None, str]:
+    """(--set settings, the raw token count or None, the flag it came from) for --days.
+
+    n_tokens may come from --tokens or --set n_tokens=... (not both); keys that have their own flag
+    and n_accelerators (what --days solves for) are refused rather than silently overridden.
+    """
+    sets = _split_kv(getattr(args, "set", None) or [], "--set")
+    for key, flag in SET_FLAGS.items():
+        if key in sets:
+            raise MlsysOptError(f"--set {key}={sets[key]}: --days reads the {key} from {flag}; "
+                                f"write {flag} {sets[key]} instead")
+    if "n_accelerators" in sets:
+        raise MlsysOptError(f"--set n_accelerators={sets['n_accelerators']}: --days finds the number of "
+                            "accelerators; remove it (or use `mlsys-opt evaluate` for a given fleet)")
+    if "n_tokens" in sets:
+        if args.tokens:
+            raise MlsysOptError(f"--tokens {args.tokens} and --set n_tokens={sets['n_tokens']}: give the "
+                                "token count once (--tokens)")
+        return sets, sets.pop("n_tokens"), "--set n_tokens"
+    return sets, args.tokens or None, "--tokens"
 
 
 def synthesize_target(args, catalog) -> dict:
@@ -73,7 +102,6 @@ def synthesize_target(args, catalog) -> dict:
     batch = args.batch if getattr(args, "batch", None) is not None else 1
     context = args.context if getattr(args, "context", None) is not None else 0
     prompt = args.prompt_tokens if getattr(args, "prompt_tokens", None) is not None else 1024
-    args_set = getattr(args, "set", None) or []
     if args.itl or args.ttft:
         flag = "--itl" if args.itl else "--ttft"
         t = units.parse(args.itl or args.ttft, "time", positive=True, field=flag)
@@ -117,9 +145,10 @@ def synthesize_target(args, catalog) -> dict:
         if not 0 < days <= MAX_DAYS:
             raise MlsysOptError(f"--days {args.days!r}: expected a number of days in (0, {MAX_DAYS:g}] "
                                 "(a century at most)")
-        n_tok = units.parse(args.tokens, "tokens", positive=True, field="--tokens") if args.tokens \
+        sets, tokens_raw, tokens_flag = _days_settings(args)
+        n_tok = units.parse(tokens_raw, "tokens", positive=True, field=tokens_flag) if tokens_raw \
             else 20.0 * float(m["n_params"])
-        config = {**DAYS_DEFAULTS, **_split_kv(args_set, "--set"), "model": name,
+        config = {**DAYS_DEFAULTS, **sets, "model": name,
                   "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
                   "precision": prec}
         try:            # a placeholder fleet of one tp·pp·ep group: min_devices_for_time sweeps N itself
@@ -134,9 +163,9 @@ def synthesize_target(args, catalog) -> dict:
         out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
                    training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
                    scenario_time_s=res.time_s)
-        settings = ", ".join(f"{k} {v}" for k, v in config.items() if k in DAYS_DEFAULTS or k in _split_kv(args_set,
-                                                                                                        "--set"))
-        lines += [f"train {name} on {_count(n_tok)} tokens{'' if args.tokens else ' (Chinchilla: 20 per parameter)'}"
+        settings = ", ".join(f"{k} {'0 (auto)' if k in ('microbatches', 'micro_batch_size') and str(v) == '0' else v}"
+                             for k, v in config.items() if k in DAYS_DEFAULTS or k in sets)
+        lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
                   f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"

@@ -1,0 +1,85 @@
+"""Issue 12 data rule: the published training runs come from >= 12 independent organisations, each
+evaluable by today's training scenario, and every row carries its citation and a consistent setup."""
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import pytest
+
+from mlsys_opt import calibration as C
+from mlsys_opt.calibration import runs as R
+
+MIN_ORGANISATIONS = 12          # issue 12: ">= 70 rows from >= 12 independent sources"
+# the organisations added for issue 12's source count, with the rows each publishes
+NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatron_llama_2023": ("Alibaba", 3),
+               "glm130b_2022": ("Tsinghua/Zhipu AI", 2), "bloom_tr11_2022": ("BigScience", 1),
+               "mlperf_v31_habana": ("Intel (Habana Labs)", 2),
+               "flashattn_training_2023": ("Stanford HazyResearch (T. Dao)", 3)}
+
+
+@pytest.fixture(scope="module")
+def raw():
+    return json.loads(R.TRAINING_RUNS_PATH.read_text(encoding="utf-8"))
+
+
+@pytest.fixture(scope="module")
+def training():
+    return C.dataset("training")
+
+
+def test_independent_evaluable_organisations(training):
+    assert not training.skipped                                     # every training row plans
+    rows = training.rows
+    orgs = Counter(R.org_of(r) for r in rows)
+    assert len(orgs) >= MIN_ORGANISATIONS, sorted(orgs)
+    # sources of one organisation count once: NVIDIA's and Meta's several publications are one each
+    assert len({r.source_key for r in rows}) > len(orgs)
+    # every organisation has rows that enter the fit (a leave-one-source-out fold of its own)
+    fit_orgs = {R.org_of(r) for r in rows if r.fit_candidate and not r.source_inconsistent}
+    assert len(fit_orgs) >= MIN_ORGANISATIONS
+    assert len(rows) >= 70
+    for key, (org, n) in NEW_SOURCES.items():
+        assert R.ORGANISATIONS[key] == org and sum(r.source_key == key for r in rows) == n
+
+
+def test_every_row_has_a_citation_and_organisation(raw):
+    sources = raw["sources"]
+    assert raw["count"] == len(raw["rows"]) and sum(raw["rows_per_source"].values()) == len(raw["rows"])
+    assert Counter(r["source_key"] for r in raw["rows"]) == Counter(raw["rows_per_source"])
+    for key, src in sources.items():
+        assert src["org"] and "http" in src["citation"], key
+    for r in raw["rows"]:
+        citation = r.get("source") or sources[r["source_key"]]["citation"]
+        assert "http" in citation and r["source_key"] in sources and r["source_key"] in R.ORGANISATIONS, r["id"]
+        assert r.get("verification"), r["id"]                       # what was read, where
+
+
+def test_setups_are_consistent(raw):
+    """N = tp·cp·pp·dp for every row; where the micro-batch is published, the global batch splits
+    into whole micro-batches per replica (the rows that do not are the ones that say so)."""
+    for r in raw["rows"]:
+        s = r["setup"]
+        assert s["tp"] * s["cp"] * s["pp"] * s["dp"] == s["n_accelerators"], r["id"]
+    for r in raw["rows"]:
+        if r["source_key"] in NEW_SOURCES and r["setup"]["micro_batch_size"]:
+            s = r["setup"]
+            assert s["global_batch"] % (s["dp"] * s["micro_batch_size"]) == 0, r["id"]
+            assert s["grad_accum"] * s["dp"] * s["micro_batch_size"] == s["global_batch"], r["id"]
+        if r["source_key"] in NEW_SOURCES:                           # unpublished values are listed
+            assert r["assumptions"] and set(r["measured"]) & set(R.TRAIN_METRICS), r["id"]
+
+
+def test_new_rows_compare_convention_free_quantities(training):
+    """Where a source's TFLOP/s counts the recomputed forward (Megatron's formula), the step time or
+    tokens/s is the compared quantity, never that TFLOP/s figure."""
+    by_id = {r.id: r for r in training.rows}
+    expect = {"bloom176b_384xa100_gb2048": ("step_time_s", 105.22),
+              "glm130b_768xa100_40gb_gb4224": ("step_time_s", 88.5),
+              "mlperf31_habana_gpt3_384xgaudi2": ("step_time_s", 27.92),
+              "internevo_7b_a100_n1024_mbs8_m1_ckpt": ("tokens_per_s_per_gpu", 3163),
+              "flashattn_gpt3_1p3b_8xa100": ("tokens_per_s", 169000),
+              "megatron_llama_13b_a100_n32": ("model_tflops_per_gpu", 180)}
+    for rid, (metric, value) in expect.items():
+        t = R.plan_setup_row(by_id[rid]).targets[0]
+        assert (t.metric, t.measured) == (metric, value), rid

@@ -1,0 +1,80 @@
+"""Trace-time shortcuts of the scenarios give the same numbers as the general path.
+
+- `walls._masked.scenario_inputs`: the walls traced without their NaN / negative-input
+  guards equal the guarded walls on finite, non-negative inputs (values and gradients),
+  and the guards still act outside it.
+- `scenarios.static_options`: `auto_micro_batch=False` (one micro-batch geometry) equals the
+  candidate-set path on rows that give micro_batch_size or microbatches; the sweep derives
+  the option from its axes and constants.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import mlsys_opt as mo
+from mlsys_opt import scenarios as S
+from mlsys_opt.sweeps.api import scenario_options
+from mlsys_opt.walls import _masked, fleet, node, ops
+
+
+def _walls(x):
+    rl = node.roofline(x * 1e12, x * 1e9, 989e12, 3.35e12, efficiency=0.5, dispatch_tax_s=1e-6)
+    ar = fleet.hierarchical_allreduce(x * 1e6, 8.0, 4.0, 450e9, 1e-6, 50e9, 5e-6)
+    gp = ops.goodput(3600.0, x * 10.0, 86400.0, recovery_s=600.0)
+    return rl.latency_s + ar + gp
+
+
+def test_trusted_walls_equal_guarded_walls_on_valid_inputs():
+    x = jnp.array([0.0, 1e-3, 1.0, 7.5, 1e4])
+
+    def trusted(v):
+        with _masked.scenario_inputs():
+            return _walls(v)
+
+    np.testing.assert_allclose(trusted(x), _walls(x), rtol=1e-12)
+    g_trusted = jax.vmap(jax.grad(trusted))(x[1:])
+    g_guarded = jax.vmap(jax.grad(_walls))(x[1:])
+    np.testing.assert_allclose(g_trusted, g_guarded, rtol=1e-12)
+    # outside the switch the guards are back: a negative input is NaN, not a plausible number
+    assert np.isnan(node.roofline(-1.0, 1.0, 1.0, 1.0).latency_s)
+    with _masked.scenario_inputs():
+        assert _masked._trusted()
+    assert not _masked._trusted()
+
+
+def test_static_options_from_possible_values():
+    assert S.static_options("serving", {}) == {}
+    assert S.static_options("training", {}) == {"auto_micro_batch": True}
+    assert S.static_options("training", {"microbatches": [4, 8]}) == {"auto_micro_batch": False}
+    assert S.static_options("training", {"microbatches": [0, 8]}) == {"auto_micro_batch": True}
+    assert S.static_options("training", {"microbatches": [0], "micro_batch_size": [1, 2]}) == \
+        {"auto_micro_batch": False}
+
+
+def _space(microbatches):
+    return mo.load_space({
+        "name": "opts", "scenario": "training",
+        "fixed": {"model": "llama3_8b", "n_tokens": "1e12 token", "fabric": "ib_ndr", "global_batch": 512,
+                  "seq_len": 4096},
+        "axes": {"hardware": ["h100_sxm", "a100_80gb"], "n_accelerators": [64, 256], "tp": [1, 2, 4],
+                 "pp": [1, 2], "microbatches": microbatches, "precision": ["fp16", "fp8"]},
+        "objectives": {"minimize": ["time_to_train_s", "tco_usd"]}})
+
+
+def test_one_geometry_equals_the_candidate_set_when_the_space_gives_it():
+    space = _space([2, 4, 8])
+    assert scenario_options(space) == {"auto_micro_batch": False}
+    assert scenario_options(_space([0, 4])) == {"auto_micro_batch": True}
+    digits = np.stack(np.meshgrid(*[np.arange(r) for r in space.radices], indexing="ij"), -1).reshape(
+        -1, len(space.radices)).astype(np.int32)
+    p = S.params_from_dict("training", space.param_values(jnp.asarray(digits), jnp.float64))
+    tables = space.catalog.tables(dtype=jnp.float64) if space.catalog is not None else \
+        mo.catalog.load_catalog().tables(dtype=jnp.float64)
+    one_o, one_g = S.training(p, tables, auto_micro_batch=False)
+    all_o, all_g = S.training(p, tables, auto_micro_batch=True)
+    for name in one_o._fields:
+        np.testing.assert_allclose(getattr(one_o, name), getattr(all_o, name), rtol=1e-12, err_msg=name)
+    for name in one_g._fields:
+        np.testing.assert_allclose(getattr(one_g, name), getattr(all_g, name), rtol=1e-12, err_msg=name)
