@@ -50,6 +50,7 @@ COUNT_WORDS = {"layer", "sequence", "param", "request", "token", "element", "cor
 SUFFIXES = (("usd_per_device_s", "usd / second"), ("usd_per_kwh", "usd / kilowatt_hour"),
             ("gco2e_per_kwh", "gCO2e / kilowatt_hour"), ("l_per_kwh", "liter / kilowatt_hour"),
             ("bytes_per_s", "byte / second"), ("flop_per_s", "flop / second"), ("per_s", "1 / second"),
+            ("usd_per_w", "usd / watt"),
             ("per_year", "1 / year"), ("bytes", "byte"), ("flop", "flop"), ("usd", "usd"), ("s", "second"),
             ("w", "watt"), ("j", "joule"), ("kg", "kgCO2e"), ("l", "liter"))
 # Names whose unit is not at the end (historic; keep this list short).
@@ -79,6 +80,8 @@ PLAIN = {
     "n_experts", "top_k", "tokens", "slot_utilization", "slots_per_replica", "busy", "busy_frac",
     "idle_frac", "active_frac", "service_cv2", "arrival_cv2",
     "chunk_share", "draft_cost_steps", "tokens_p50", "tokens_p01",
+    # walls.ops.upfront_capex_usd: fractions of the accelerator price / TDP
+    "system_frac", "network_frac", "host_power_frac",
 }
 # Units of single-array walls whose NAME has no unit suffix ("" = a plain number).
 RETURNS = {
@@ -192,6 +195,7 @@ def test_unit_parser_examples():
     assert unit_of("tp_act_bytes_per_layer") == "byte"
     assert unit_of("tokens_per_s_per_request") == "1 / second"
     assert unit_of("cloud_usd_per_device_s") == "usd / second"
+    assert unit_of("facility_usd_per_w") == "usd / watt"
     assert unit_of("flop_per_param_token") == "flop"
     assert unit_of("maintenance_frac_per_year") == "1 / year"
     assert unit_of("n_layers") == "" and unit_of("carbon_kg") == "kgCO2e" and unit_of("water_l") == "liter"
@@ -336,6 +340,8 @@ CASES = [
     Case(ops.tco, dict(device_price_usd=None, n_devices=COUNT, duration_s=None, device_power_w=None,
                        electricity_usd_per_kwh=None, pue=PUE, depreciation_s=(1e7, 3e8),
                        maintenance_frac_per_year=None)),
+    Case(ops.upfront_capex_usd, dict(device_price_usd=None, n_devices=COUNT, device_power_w=None, system_frac=FRAC,
+                                     network_frac=FRAC, facility_usd_per_w=(5.0, 20.0), host_power_frac=FRAC)),
     Case(ops.cloud_cost, dict(cloud_usd_per_device_s=None, n_devices=COUNT, duration_s=None, utilization_frac=FRAC)),
     Case(ops.breakeven_utilization, dict(onprem_usd=None, cloud_usd_per_device_s=None, n_devices=COUNT,
                                          duration_s=None)),

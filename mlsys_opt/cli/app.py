@@ -121,7 +121,8 @@ EXAMPLES = {
   mlsys-opt catalog list                 # every kind
   mlsys-opt catalog list accelerators    # or: hardware, models, fabrics, regions
   mlsys-opt catalog show hardware h100_sxm
-  mlsys-opt catalog add accelerators my_chips.toml     # validate and print the merged entries
+  mlsys-opt --catalog my_catalog.toml catalog add accelerators my_chips.toml
+      # validate my_chips.toml and save its entries into my_catalog.toml (created if missing)
   mlsys-opt --catalog my_catalog.toml sweep my_space.toml   # use user entries
 
 a user catalog file:
@@ -244,7 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="prompt length for --ttft (default 1024)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="training settings for the --days check (default: tp=8 pp=4 global_batch=2048 "
-                        "seq_len=8192 microbatches=4, as spaces/capstone.toml)")
+                        "seq_len=8192 as spaces/capstone.toml, with microbatches=0 micro_batch_size=0: the "
+                        "fastest fitting micro-batch of 1, 2, 4 or 8 sequences), e.g. --set pp=8 "
+                        "micro_batch_size=2")
 
     p = add("catalog", cmd_catalog, "list, show or add hardware, models, fabrics and regions")
     csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)
@@ -253,8 +256,9 @@ def build_parser() -> argparse.ArgumentParser:
     c = csub.add_parser("show", help="every field of one entry", parents=[sub_common], formatter_class=_Help)
     c.add_argument("kind", metavar="KIND")
     c.add_argument("name", metavar="NAME")
-    c = csub.add_parser("add", help="validate a user TOML file and print the merged entries",
-                        parents=[sub_common], formatter_class=_Help)
+    add_help = ("validate a TOML file's entries and save them into the user catalog (the last file named by "
+                f"--catalog / ${CATALOG_ENV}, created if missing; with none named it only validates and prints)")
+    c = csub.add_parser("add", help=add_help, description=add_help, parents=[sub_common], formatter_class=_Help)
     c.add_argument("kind", metavar="KIND")
     c.add_argument("file", metavar="FILE.toml")
 

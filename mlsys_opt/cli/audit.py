@@ -39,6 +39,13 @@ def _g(row: Mapping[str, Any], name: str) -> float | None:
     return float(row[key]) if key in row else None
 
 
+def _purchase(row: Mapping[str, Any]) -> str:
+    """'; purchase $655M' for an on-prem row (upfront_capex_usd > 0); empty in the cloud."""
+    if "upfront_capex_usd" not in row or not float(row["upfront_capex_usd"]) > 0:
+        return ""
+    return f"; purchase ${float(row['upfront_capex_usd']) / 1e6:,.3g}M"
+
+
 def _worst(*gs: float | None) -> float | None:
     vals = [g for g in gs if g is not None]
     return max(vals) if vals else None
@@ -139,8 +146,9 @@ def _audit_training(row, space) -> list[tuple]:
     out.append(("Ops", "19 Checkpoint", f"goodput {100 * good:.1f} % (write {_h(ckpt_s, 'time')} "
                 f"every {_h(tau, 'time')}{'' if interval > 0 else ', Young-Daly'})",
                 _loss_status("goodput", factors)))
-    out.append(("Ops", "17 Capital", f"TCO ${float(row['tco_usd']) / 1e6:,.2f}M ({row['pricing']})",
-                _limit_status(_g(row, "limit:tco_usd"))))
+    out.append(("Ops", "17 Capital", f"TCO ${float(row['tco_usd']) / 1e6:,.2f}M ({row['pricing']}"
+                f"{_purchase(row)})", _limit_status(_worst(_g(row, "limit:tco_usd"),
+                                                           _g(row, "limit:upfront_capex_usd")))))
     out.append(("Ops", "18 Sustainability",
                 f"{_h(float(row['energy_j']), 'energy', 'MWh', '{:,.0f}')}, "
                 f"{_h(float(row['carbon_kg']), 'carbon', 'tCO2e', '{:,.1f}')}, "
@@ -193,8 +201,8 @@ def _audit_serving(row, space) -> list[tuple]:
                 _limit_status(_worst(_g(row, "limit:p99_latency_s"), _g(row, "queue_stable")))))
     out.append(("Ops", "17 Capital", f"TCO ${float(row['tco_usd']) / 1e6:,.3g}M over "
                 f"{float(row['duration_s']) / 86400:,.0f} days, ${float(row['cost_per_mtok_usd']):.3g}/Mtok "
-                f"({row['pricing']})", _limit_status(_worst(_g(row, "limit:tco_usd"),
-                                                             _g(row, "limit:cost_per_mtok_usd")))))
+                f"({row['pricing']}{_purchase(row)})", _limit_status(_worst(
+                    _g(row, "limit:tco_usd"), _g(row, "limit:cost_per_mtok_usd"), _g(row, "limit:upfront_capex_usd")))))
     out.append(("Ops", "18 Sustainability", f"{_h(float(row['carbon_kg']), 'carbon', 'tCO2e', '{:,.1f}')} "
                 f"({float(row['carbon_per_mtok_kg']):.3g} kg/Mtok; {region['name']}: "
                 f"{float(region['carbon_gco2e_per_kwh']):g} g/kWh)", _limit_status(_g(row, "limit:carbon_kg"))))

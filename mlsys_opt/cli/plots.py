@@ -65,7 +65,8 @@ def _human(df: pd.DataFrame, name: str) -> tuple[np.ndarray, str]:
     from .report import _factor, column
     col = column(name)
     values = df[name].to_numpy(dtype=float) * _factor(col)
-    label = {"days": "time to train (days)", "$M": "cost, TCO ($M)", "t CO2e": "carbon (t CO2e)",
+    label = {"days": "time to train (days)", "$M": "cost, TCO ($M)", "buy $M": "purchase, upfront capex ($M)",
+             "t CO2e": "carbon (t CO2e)",
              "MWh": "energy (MWh)", "p99 s": "P99 latency (s)", "$/Mtok": "cost ($ per M tokens)",
              "g CO2e/Mtok": "carbon (g CO2e per M tokens)", "TTFT ms": "time to first token (ms)",
              "ITL ms": "inter-token latency (ms)"}.get(col.header, col.header)
@@ -102,7 +103,8 @@ def _limit_lines(ax, space, name: str, axis: str, values: np.ndarray) -> str | N
     return None
 
 
-_SHORT = {"time_to_train_s": "time", "tco_usd": "cost", "carbon_kg": "carbon", "energy_j": "energy",
+_SHORT = {"time_to_train_s": "time", "tco_usd": "cost", "upfront_capex_usd": "purchase", "carbon_kg": "carbon",
+          "energy_j": "energy",
           "water_l": "water", "mfu": "MFU", "n_accelerators": "devices", "p99_latency_s": "P99",
           "ttft_s": "TTFT", "itl_s": "ITL", "cost_per_mtok_usd": "cost/Mtok"}
 

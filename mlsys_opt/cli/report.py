@@ -61,6 +61,7 @@ COLUMNS: dict[str, Column] = {
     # training outputs
     "time_to_train_s": Column("days", "time", "day", "{:,.1f}"),
     "tco_usd": Column("$M", "usd", "MUSD", "{:,.2f}"),
+    "upfront_capex_usd": Column("buy $M", "usd", "MUSD", "{:,.2f}"),     # fleet purchase, 0 in the cloud
     "carbon_kg": Column("t CO2e", "carbon", "tCO2e", "{:,.1f}"),
     "energy_j": Column("MWh", "energy", "MWh", "{:,.0f}"),
     "water_l": Column("water kL", "water", "kL", "{:,.0f}"),
@@ -244,7 +245,8 @@ def headline(row: Mapping[str, Any], names: Sequence[str]) -> str:
     return ", ".join(value_text(n, row[n]) for n in names)
 
 
-BEST_WORDS = {"time_to_train_s": "fastest", "tco_usd": "cheapest", "carbon_kg": "cleanest",
+BEST_WORDS = {"time_to_train_s": "fastest", "tco_usd": "cheapest", "upfront_capex_usd": "cheapest to buy",
+              "carbon_kg": "cleanest",
               "cost_per_mtok_usd": "cheapest", "carbon_per_mtok_kg": "cleanest", "p99_latency_s": "lowest P99"}
 
 

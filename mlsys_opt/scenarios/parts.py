@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import jax
 import jax.numpy as jnp
 
 from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, MODEL_KINDS, PRECISIONS, SECONDS_PER_HOUR, Array
@@ -36,6 +37,21 @@ def batch_shape(p: NamedTuple):
 def broadcast_all(shape, tup):
     """Broadcast every field of a NamedTuple to `shape` (the sweep stacks columns)."""
     return type(tup)(*(jnp.broadcast_to(x, shape) for x in tup))
+
+
+def materialized(tree, codes):
+    """`tree` itself, computed once: a compiler hint, not arithmetic.
+
+    A quantity with many consumers (the training step time feeds time to train, cost, carbon,
+    energy, water, MFU and scaling) is recomputed by XLA's CPU fusion inside each consumer's
+    loop: the training scenario ran ~1.65x the operations it needs (XLA cost analysis 1,352 →
+    817 per configuration with this hint), and `lax.optimization_barrier` is dropped by the CPU
+    pipeline.  A conditional whose predicate XLA cannot fold (catalog codes are >= 0 by
+    construction, so the second branch never runs) ends the fusion there.  Values and
+    gradients are those of `tree`; under vmap the predicate becomes a select of both branches.
+    """
+    keep = jnp.sum(jnp.ravel(codes)[:1]) >= 0
+    return jax.lax.cond(keep, lambda x: x, lambda x: jax.tree.map(jnp.zeros_like, x), tree)
 
 
 def safe_pos(x, floor=TINY):

@@ -17,7 +17,7 @@ from ..walls import ops, queueing
 from ..walls import serving as sw
 from ..walls._masked import UNBOUNDED
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import Common, batch_shape, broadcast_all, fleet_cost, fleet_upfront_capex, gather, safe_pos
+from .parts import Common, batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, safe_pos
 from .serving_steps import (Chunking, DecodeStep, PrefillTime, Replica, chunked_prefill, decode_step,
                             prefill_time, replica)
 
@@ -357,8 +357,10 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
     t = ttft_service(p, c, r, eff, d, mix, disagg)
     q = pools(p, r, d, t, mix, disagg)
+    r, d, t, q = materialized((r, d, t, q), p.hardware)     # computed once for their many consumers
     lat = latency(d, t, q, mix, disagg, boundary_wait(r, d, t, q, disagg))
     f = footprint(p, c, r, d, t, q, mix, disagg, eff)
+    lat, f = materialized((lat, f), p.hardware)
 
     out = ServingOutputs(
         p99_latency_s=lat.p99_latency_s, ttft_s=t.alone.time_s, itl_s=d.itl_s,

@@ -16,7 +16,7 @@ from ..walls._masked import as_scenario
 from ..walls import fleet, node, ops
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import batch_shape, broadcast_all, fleet_cost, fleet_upfront_capex, gather, safe_pos
+from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, safe_pos
 from .schema import RECOMPUTE
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
@@ -183,6 +183,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     else:
         lane = _lane(p, c, eff, s, shape, jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype))
 
+    lane = materialized(lane, p.hardware)     # computed once for its many consumers (parts.materialized)
     rel = tparts.reliability(p, c, s, lane.step)
     power = c.tdp * eff.active_power_frac
     fp = ops.sustainability(s.n * power, rel.time_to_train_s, c.pue, c.carbon, c.wue)

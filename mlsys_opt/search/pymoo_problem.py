@@ -177,6 +177,7 @@ class SpaceProblem(Problem):
         n_constr = len(constraint_names(space)) if penalty is None else 0
         self.penalty = penalty
         self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.on_evaluated = None           # callable(n) after each batch (run_search's progress bar)
         super().__init__(n_var=len(self.active), n_obj=len(space.objectives), n_ieq_constr=n_constr,
                          xl=np.zeros(len(self.active)), xu=(self.radices[self.active] - 1).astype(float),
                          vtype=int)
@@ -193,6 +194,8 @@ class SpaceProblem(Problem):
         F, G, _ = self._eval(digits)
         feasible = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(F), bool)
         self._archive.append((np.asarray(digits, np.int32), F, feasible))
+        if self.on_evaluated is not None:
+            self.on_evaluated(len(F))
         return F, G
 
     def _evaluate(self, X, out, *args, **kwargs):
@@ -268,9 +271,46 @@ def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.n
 
 # --------------------------------------------------------------------------- entry point
 
+def _progress_bar(progress, total: int):
+    """A tqdm bar of evaluations (``sweeps.engine``'s rule for progress=None), or None."""
+    if progress is False:
+        return None
+    if progress is None:
+        from ..sweeps.engine import _default_bar
+        bar = _default_bar(total)
+        if bar is not None:
+            bar.set_description("search")
+            bar.unit = "eval"
+        return bar
+    from tqdm.auto import tqdm
+    return tqdm(total=total, unit="eval", unit_scale=True, dynamic_ncols=True, desc="search")
+
+
+def _run(problem, name, space, evals, pop_size, seed, rng, exhaustive, verbose, seed_frac, mutation_prob,
+         crossover_prob, eta_c, eta_m) -> None:
+    """Evaluate the space (exhaustive), a random sample, or run the pymoo algorithm; results in the archive."""
+    from pymoo.optimize import minimize
+
+    if exhaustive:
+        everything = np.stack(np.unravel_index(np.arange(space.size), space.radices), axis=1).astype(np.int32)
+        for s in range(0, len(everything), 65536):
+            problem.evaluate_digits(everything[s:s + 65536])
+    elif name == "random":
+        X = np.column_stack([rng.integers(0, int(h) + 1, size=evals) for h in problem.xu])
+        for s in range(0, evals, 65536):
+            problem.evaluate_digits(problem.digits(X[s:s + 65536]))
+    else:
+        n_seed = int(seed_frac * evals) if seed_frac > 0 else 0
+        rows = _seed_rows(problem, n_seed, pop_size, rng) if n_seed >= 1 else None
+        algo = make_algorithm(name, problem, pop_size=pop_size, seed_rows=rows, mutation_prob=mutation_prob,
+                              crossover_prob=crossover_prob, eta_c=eta_c, eta_m=eta_m)
+        remaining = max(1, evals - sum(len(a[1]) for a in problem._archive))
+        minimize(problem, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
+
+
 def run_search(space, *, algorithm: str | None = None, evals: int | None = None, pop_size: int | None = None,
                seed: int | None = None, verbose: bool = False, tables=None, eff=None,
-               seed_frac: float = 0.0, mutation_prob: float | None = None, crossover_prob: float = 0.9,
+               progress: bool | None = None, seed_frac: float = 0.0, mutation_prob: float | None = None, crossover_prob: float = 0.9,
                eta_c: float = 5.0, eta_m: float = 5.0) -> SearchResult:
     """Evolutionary search of a design space's Pareto front with pymoo.
 
@@ -288,6 +328,8 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
       seed: random seed (default ``[search] seed``, else 0); equal seeds give
         equal results.
       verbose: pymoo's per-generation log.
+      progress: None (default): a tqdm bar of evaluations when stderr is a terminal or in a
+        Jupyter kernel (as the sweep's); False: silent; True: always.
       tables, eff: catalog tables / efficiency model (defaults as the sweep).
       seed_frac: fraction of the budget spent on a random sample whose
         per-objective best and feasible front seed the initial population
@@ -302,8 +344,6 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     Returns:
       SearchResult; ``front`` has the sweep front's columns.
     """
-    from pymoo.optimize import minimize
-
     from ..space.spec import Space, load_space
     from ..sweeps.api import add_human_columns, output_names
 
@@ -326,21 +366,14 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
                             f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
     rng = np.random.default_rng(seed)
     exhaustive = space.size <= evals       # a budget that covers the space: enumerate it, the front is exact
-    if exhaustive:
-        everything = np.stack(np.unravel_index(np.arange(space.size), space.radices), axis=1).astype(np.int32)
-        for s in range(0, len(everything), 65536):
-            problem.evaluate_digits(everything[s:s + 65536])
-    elif name == "random":
-        X = np.column_stack([rng.integers(0, int(h) + 1, size=evals) for h in problem.xu])
-        for s in range(0, evals, 65536):
-            problem.evaluate_digits(problem.digits(X[s:s + 65536]))
-    else:
-        n_seed = int(seed_frac * evals) if seed_frac > 0 else 0
-        rows = _seed_rows(problem, n_seed, pop_size, rng) if n_seed >= 1 else None
-        algo = make_algorithm(name, problem, pop_size=pop_size, seed_rows=rows, mutation_prob=mutation_prob,
-                              crossover_prob=crossover_prob, eta_c=eta_c, eta_m=eta_m)
-        remaining = max(1, evals - sum(len(a[1]) for a in problem._archive))
-        minimize(problem, algo, ("n_eval", remaining), seed=seed, verbose=verbose)
+    bar = _progress_bar(progress, space.size if exhaustive else evals)
+    problem.on_evaluated = bar.update if bar is not None else None
+    try:
+        _run(problem, name, space, evals, pop_size, seed, rng, exhaustive, verbose, seed_frac, mutation_prob,
+             crossover_prob, eta_c, eta_m)
+    finally:
+        if bar is not None:
+            bar.close()
     digits, F, ok = problem.archive()
     idx = np.flatnonzero(ok)
     front_idx = idx[nondominated_host(F[idx], problem.positions(digits[idx]))]

@@ -114,7 +114,7 @@ def upfront_capex_usd(device_price_usd: Array, n_devices: Array, device_power_w:
     f = 0 models a colocation site (its rent is an operating cost, not modelled).
     Not the run's cost: :func:`tco` charges a run only T/T_dep of ``device_price_usd``.
 
-    Defaults (documentation, not fitted): s = 0.45 from seed 000 section 6 ($350K per
+    Sources of the defaults (documentation, not fitted): s = 0.45 from seed 000 section 6 ($350K per
     8-GPU H100 node / (8 · $30K) - 1 = 0.46; a 2024 Thinkmate 8x H100 quote with IB NICs,
     $310-317K, gives 0.29-0.32: s is the seed's upper end).  n = 0.33 from Bernstein
     (Rasgon 2025, GB200 NVL72 bill of materials: networking ~13 % of AI-datacentre capex

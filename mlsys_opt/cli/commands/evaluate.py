@@ -45,7 +45,7 @@ CONFIG_FLAGS: tuple[tuple[str, str, str], ...] = (
     ("--efficiency", "efficiency", "matmul fraction of peak η, e.g. 0.4"),
     ("--global-batch", "global_batch", "sequences per optimizer step (training)"),
     ("--seq-len", "seq_len", "tokens per sequence (training)"),
-    ("--microbatches", "microbatches", "micro-batches per step (training)"),
+    ("--microbatches", "microbatches", "micro-batches per step (training; default 0 = auto)"),
     ("--zero-stage", "zero_stage", "ZeRO stage 0-3 (training)"),
     ("--request-rate", "request_rate", "requests per second, e.g. 1000 (serving)"),
     ("--batch", "batch", "concurrent sequences per replica (serving)"),
@@ -226,10 +226,22 @@ def _output_cols(space) -> list[str]:
 
 
 def _param_dict(row, space) -> dict:
+    """The configuration with the values as given (SI): numeric constants from the space itself,
+    not from the float32 evaluation (n_tokens 2e12, not 1999999991808.0); axes from their labels."""
     from ...scenarios import schema
     from ...space.spec import column_name
-    return {column_name(space.scenario, k): row[column_name(space.scenario, k)]
-            for k in schema.PARAMS[space.scenario] if column_name(space.scenario, k) in row}
+    out = {}
+    for k, spec in schema.PARAMS[space.scenario].items():
+        col = column_name(space.scenario, k)
+        if col not in row:
+            continue
+        v = row[col]
+        if k in space.constants and spec.kind == "float":
+            v = float(space.constants[k])
+        elif k in space.constants and spec.kind == "int":
+            v = int(round(float(space.constants[k])))
+        out[col] = v
+    return out
 
 
 def _title(row, space) -> str:

@@ -378,7 +378,7 @@ def cmd_search(args) -> int:
     from ...search import pymoo_problem
     _note(args, f"searching {space.name} ({space.size:,} configurations) ...")
     res = pymoo_problem.run_search(space, algorithm=args.algorithm, evals=args.evals, pop_size=args.pop,
-                                   seed=args.seed, eff=eff)
+                                   seed=args.seed, eff=eff, progress=_progress(args))
     if getattr(res, "exhaustive", False):
         found = [f"the space has {space.size:,} configurations, no more than --evals {evals:,}: evaluated every "
                  f"configuration in {res.elapsed_s:.1f} s instead of searching: {res.n_feasible:,} feasible, "
