@@ -15,7 +15,7 @@ from ..catalog.tables import Tables
 from ..walls._masked import as_scenario
 from ..walls import ops, queueing
 from ..walls import serving as sw
-from ..walls._masked import UNBOUNDED
+from ..walls._masked import UNBOUNDED, safe_div
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .parts import Common, batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, safe_pos
 from .serving_steps import (Chunking, DecodeStep, PrefillTime, Replica, chunked_prefill, decode_step,
@@ -150,7 +150,7 @@ def ttft_service(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, mix: 
     # the prompt up to the small quadratic attention term), which saves a third evaluation.
     p99 = jnp.maximum(at(mix.prompt_p99)[0], mean)
     span = mix.prompt_p99 - mix.prompt
-    frac = jnp.where(span > 0, (mix.prompt_p50 - mix.prompt) / jnp.where(span > 0, span, 1.0), 0.0)
+    frac = safe_div(mix.prompt_p50 - mix.prompt, span, fill=0.0)     # no spread: the mean
     p50 = jnp.clip(mean + frac * (p99 - mean), 0.0, p99)
     return Ttft(mean, p50, p99, alone, chunks, kv)
 

@@ -227,7 +227,7 @@ def iteration_residual(iteration_s, chunk_extra_s, chunk_share, busy_frac) -> Re
         r = jnp.where(s >= s_a, m * (1.0 - s), t + d - s * m / f_s)
         return jnp.where((b > 0) & (s < 1.0) & (m > 0), jnp.minimum(r, UNBOUNDED), 0.0)
 
-    mean = jnp.where(m > 0, jnp.minimum(b * second / (2.0 * m_s), UNBOUNDED), 0.0)
+    mean = safe_div(b * second, 2.0 * m, fill=0.0)               # no iteration: no wait
     return nan_where(any_nan(t, d, f, b), Residual(mean, quantile(0.5), quantile(0.99)))
 
 
