@@ -19,10 +19,6 @@ import math
 import numbers
 import re
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
 import unicodedata
 from pathlib import Path
 from typing import Any, Mapping, NamedTuple
@@ -30,6 +26,7 @@ from typing import Any, Mapping, NamedTuple
 from .. import units
 from .._types import MODEL_KINDS, PRECISION_ALIASES, PRECISIONS, TOPOLOGIES
 from ..errors import CatalogError, MlsysOptError, suggest
+from ._files import decode_text, loads_toml, read_limited
 from .achievable import ACHIEVABLE_COLUMNS  # issue 19: achievable-rate columns, after ridge
 
 KINDS: tuple[str, ...] = ("accelerators", "models", "fabrics", "regions")
@@ -213,62 +210,6 @@ def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
                                "entry names must be unique")
         seen[header] = lineno
     return loads_toml(text, label, CatalogError)
-
-
-MAX_TOML_DEPTH = 32   # arrays/tables inside each other; real files use 3-4, tomllib recurses past ~450
-
-
-MAX_FILE_BYTES = 64 * 2**20   # a spec or catalog file is kilobytes; /dev/zero or a 10 GB log is a mistake
-
-
-def read_limited(path: str | Path, label: str, error: type[Exception] = CatalogError,
-                 limit: int = MAX_FILE_BYTES) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes (devices, pipes and folders refused; OSError passes)."""
-    p = Path(path)
-    if p.exists() and not p.is_file():
-        raise error(f"{label}: not a regular file (a folder, device or pipe); give a TOML file")
-    with open(p, "rb") as fh:
-        raw = fh.read(limit + 1)
-    if len(raw) > limit:
-        raise error(f"{label}: larger than {limit // 2**20} MiB; a TOML file of this kind is a few kilobytes")
-    return raw
-
-
-def decode_text(raw: bytes, label: str, error: type[Exception] = CatalogError) -> str:
-    """UTF-8 text of a file's bytes (a leading UTF-8 BOM is dropped); `error` names the file otherwise."""
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise error(f"{label}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
-                    "save the file as UTF-8") from None
-
-
-def loads_toml(text: str, label: str, error: type[Exception] = CatalogError,
-               syntax: str = "not valid TOML") -> dict[str, Any]:
-    """tomllib.loads for people's files: a BOM is accepted; syntax errors, and nesting deeper than
-    MAX_TOML_DEPTH (tomllib would raise RecursionError near 450 levels), raise `error` naming `label`."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise error(f"{label}: {syntax}: {exc}") from None
-    except RecursionError:
-        data = None
-    stack = [(data, 0)] if data is not None else []
-    while stack:
-        value, depth = stack.pop()
-        if depth > MAX_TOML_DEPTH:
-            data = None
-            break
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-        elif isinstance(value, list):
-            stack.extend((v, depth + 1) for v in value)
-    if data is None:
-        raise error(f"{label}: values nested too deeply (more than {MAX_TOML_DEPTH} levels of arrays or "
-                    "tables inside each other)")
-    return data
 
 
 def entries_from(source: Mapping[str, Any] | str | Path, kind: str) -> tuple[dict[str, dict], str]:

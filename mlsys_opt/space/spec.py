@@ -290,7 +290,7 @@ def list_spaces(directory: str | Path | None = None) -> list[SpaceInfo]:
 def _read_spec(path: Path, label: str) -> dict:
     """The TOML table of a spec file; SpecError naming `label` for unreadable, non-UTF-8, malformed or
     too deeply nested files (a UTF-8 BOM is accepted)."""
-    from ..catalog._load import decode_text, loads_toml, read_limited
+    from ..catalog._files import decode_text, loads_toml, read_limited
     if path.exists() and not path.is_file():
         raise SpecError(f"{label}: cannot read the spec: not a regular file (a folder, device or pipe)")
     try:
