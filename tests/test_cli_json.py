@@ -26,3 +26,12 @@ def test_search_progress_bar_counts_evaluations(capsys):
     assert "search" in err and "eval" in err and res.n_evaluated >= 400
     run_search("capstone", evals=200, pop_size=40, seed=0, progress=False)
     assert "search" not in capsys.readouterr().err
+
+
+def test_search_progress_must_be_a_switch():
+    import pytest
+
+    from mlsys_opt.errors import MlsysOptError
+    from mlsys_opt.search.pymoo_problem import run_search
+    with pytest.raises(MlsysOptError, match="progress must be None .* got 'yes'"):
+        run_search("capstone", evals=100, progress="yes")

@@ -76,15 +76,15 @@ def test_default_progress_is_a_tqdm_bar_only_when_someone_watches(monkeypatch):
             return True
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
     monkeypatch.setattr(sys, "stderr", io.StringIO())
-    assert engine._default_bar(100) is None
+    assert engine.progress_bar(100) is None
     monkeypatch.setattr(sys, "stderr", Tty())
-    bar = engine._default_bar(100)
+    bar = engine.progress_bar(100)
     assert isinstance(bar, std_tqdm)
     bar.update(100)
     bar.close()
     assert "100/100" in sys.stderr.getvalue()
     monkeypatch.setattr(sys, "stderr", io.StringIO())
     monkeypatch.setitem(sys.modules, "ipykernel", object())       # a notebook without a terminal
-    bar = engine._default_bar(10)
+    bar = engine.progress_bar(10)
     assert isinstance(bar, std_tqdm)
     bar.close()

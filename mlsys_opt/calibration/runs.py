@@ -34,6 +34,7 @@ from .._types import BYTES_PER_ELEMENT, PRECISIONS, SECONDS_PER_DAY
 from ..catalog import load_catalog
 from ..errors import MlsysOptError
 from ..scenarios import schema
+from ..scenarios.serving_steps import embedding_extra_bytes
 from . import setup as S
 from .rows import DATA_DIR, FIELDS, Measurement, RowPlan, Target, read_rows_file
 
@@ -296,8 +297,8 @@ def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:
     bpe = BYTES_PER_ELEMENT[PRECISIONS.index(prec)]
     kv_prec = str(setup.get("kv_precision") or prec).replace("bf16", "fp16")
     kv_bpe = BYTES_PER_ELEMENT[PRECISIONS.index(kv_prec)] if kv_prec in PRECISIONS else bpe
-    # input embedding + LM head stay 16-bit under 8/4-bit weights (serving_steps._embedding_extra_bytes)
-    embed = 2.0 * float(m.get("vocab_size") or 0) * float(m.get("hidden_dim") or 0) * max(2.0 - bpe, 0.0)
+    # input embedding + LM head stay 16-bit under 8/4-bit weights
+    embed = float(embedding_extra_bytes(float(m.get("vocab_size") or 0), float(m.get("hidden_dim") or 0), bpe))
     free = KV_MEMORY_FRACTION * (hw["mem_capacity_bytes"] * gpus - m["n_params"] * bpe - embed)
     batch = max(1, int(free // max(_kv_bytes_per_seq(m, context, kv_bpe), 1.0)))
     return min(batch, MAX_NUM_SEQS.get(str(setup.get("engine", "")).lower(), batch))

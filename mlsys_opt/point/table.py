@@ -43,7 +43,6 @@ the returned DataFrame); nothing is dropped silently.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
@@ -135,15 +134,6 @@ def _limits(scenario: str, limits: Mapping[str, Any] | None) -> dict:
     return out
 
 
-def _progress_bar(total, progress):
-    """progress None: a tqdm bar when stderr is a terminal or a Jupyter kernel runs us (tqdm.auto: a
-    widget there), as the sweep's (``sweeps.engine``); True / False: always / never."""
-    from tqdm.auto import tqdm
-    enabled = (sys.stderr.isatty() or "ipykernel" in sys.modules) if progress is None else bool(progress)
-    return tqdm(total=total, unit="row", unit_scale=True, disable=not enabled, file=sys.stderr,
-                dynamic_ncols=True, smoothing=0.1)
-
-
 def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None, chunk_size: int = DEFAULT_CHUNK,
                    sensitivity: Sequence[str] | str | None = None, set: Mapping[str, Any] | None = None,
                    skip_bad_rows: bool = False, out: str | os.PathLike | None = None,
@@ -229,7 +219,8 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     counts = np.zeros(len(evaluator.constraint_names) + 1, np.int64)
     n_rows = n_eval = n_bad_rows = 0
     first_bad: list = []
-    bar = _progress_bar(source.num_rows, progress)
+    from ..sweeps.engine import progress_bar
+    bar = progress_bar(source.num_rows, progress, unit="row", desc="table")
     pending = None
     try:
         batches = iter(cached) if cached is not None else \
@@ -252,7 +243,8 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
         writer.abort()
         raise
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - t0
     summary = TableSummary(
         n_rows=n_rows, n_evaluated=n_eval, n_bad_rows=n_bad_rows, n_feasible=int(counts[0]),
@@ -290,7 +282,8 @@ def _finish(pending, evaluator: TableEvaluator, writer, counts: np.ndarray, timi
     cols = result_columns(batch, offset, values, good, res, evaluator)
     writer.write(cols, n_good)
     timings["write"] += time.perf_counter() - t
-    bar.update(len(mask))
+    if bar is not None:
+        bar.update(len(mask))
     return n_good
 
 

@@ -199,12 +199,13 @@ def fleet_cost(c: Common, pricing, n_dev, duration_s, power_w, depreciation_s, m
     an owner pays, and leaving them out made on-prem look 1.8x cheaper than it is against
     cloud prices that include them.  Not the purchase: see `fleet_upfront_capex`.
     """
-    it_price = c.price * (1.0 + ops.SYSTEM_FRAC + ops.NETWORK_FRAC)
+    # the bill of ops.upfront_capex_usd, split: IT per accelerator (no power: no facility) and
+    # the facility alone (no price: no IT)
+    it_price = ops.upfront_capex_usd(c.price, 1.0, 0.0)
     onprem = ops.tco(it_price, n_dev, duration_s, power_w, c.elec, c.pue,
                      depreciation_s=safe_pos(depreciation_s, 1.0),
                      maintenance_frac_per_year=maint).tco_usd
-    facility = (ops.FACILITY_USD_PER_W * n_dev * c.tdp * (1.0 + ops.HOST_POWER_FRAC)
-                * duration_s / FACILITY_LIFE_S)
+    facility = ops.upfront_capex_usd(0.0, n_dev, c.tdp) * duration_s / FACILITY_LIFE_S
     cloud = ops.cloud_cost(c.cloud_usd_per_s, n_dev, duration_s)
     return jnp.where(jnp.asarray(pricing) == CLOUD, cloud, onprem + facility)
 

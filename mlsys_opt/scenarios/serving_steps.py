@@ -52,7 +52,7 @@ class Replica(NamedTuple):
     in_node: Array             # bool: the replica fits in one scale-up domain
 
 
-def _embedding_extra_bytes(c: Common) -> Array:
+def embedding_extra_bytes(vocab, hidden, weight_bytes):
     """Extra bytes of the input embedding and the LM head kept at 16 bits under 8/4-bit weights, B.
 
     E = 2·V·h parameters (untied input and output embeddings, as Llama 2/3 8B-405B) stay
@@ -60,9 +60,11 @@ def _embedding_extra_bytes(c: Common) -> Array:
     (modelopt) excludes `lm_head` and the embedding by default, vLLM's FP8/AWQ/GPTQ linear
     methods do not quantize `ParallelLMHead`/`VocabParallelEmbedding`.  Extra = E·(max(b, 2) − b)
     with b the weight bytes per element (0 at 16 bits and above).  Llama-3-70B at fp8:
-    2·128,256·8,192 = 2.10e9 params → +2.10 GB.
+    2·128,256·8,192 = 2.10e9 params → +2.10 GB.  Numbers or arrays (the row planner of
+    `calibration.runs` calls it with catalog floats).
     """
-    return 2.0 * c.vocab * c.hidden * jnp.maximum(2.0 - c.bpe, 0.0)
+    short = 2.0 - weight_bytes
+    return 2.0 * vocab * hidden * 0.5 * (short + abs(short))    # max(short, 0), for floats and arrays alike
 
 
 def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok, spec_on) -> Replica:
@@ -95,7 +97,7 @@ def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok,
     bpe_kv = jnp.where(code <= 0, c.bpe, table[jnp.clip(code, 0, len(KV_PRECISIONS) - 1)])
     kv_tok = node.kv_cache_bytes(c.n_layers, c.n_kv_heads, c.head_dim, 1.0, 1.0, bpe_kv,
                                          kv_latent_dim=c.kv_latent_dim)
-    w_bytes = c.n_params * c.bpe + _embedding_extra_bytes(c)
+    w_bytes = c.n_params * c.bpe + embedding_extra_bytes(c.vocab, c.hidden, c.bpe)
     kv = kv_tok * (prompt + out_tok) * batch
 
     w_dev, kv_dev = draft * w_bytes / devices, draft * kv / devices
@@ -118,12 +120,13 @@ def weight_read_s(r: Replica, c: Common, tokens) -> Array:
 
     Shared weights always; routed experts only as many as the tokens touch
     (walls.serving.experts_touched, × imbalance on the busiest rank, at most all E); the LM
-    head at 16 bits under quantized weights (`_embedding_extra_bytes`).
+    head at 16 bits under quantized weights (`embedding_extra_bytes`).
     Offloaded share at the host-link rate (walls.serving.split_read_s).
     """
     touched = jnp.minimum(sw.experts_touched(c.n_experts, c.top_k, tokens) * r.imbalance, c.n_experts)
-    # the LM head (half of _embedding_extra_bytes) is read whole every pass, at 16 bits
-    read = (c.bpe * (r.shared_params + r.expert_params * touched) + 0.5 * _embedding_extra_bytes(c)) / r.lanes
+    # the LM head (half of embedding_extra_bytes) is read whole every pass, at 16 bits
+    head = 0.5 * embedding_extra_bytes(c.vocab, c.hidden, c.bpe)
+    read = (c.bpe * (r.shared_params + r.expert_params * touched) + head) / r.lanes
     return sw.split_read_s(read, read * r.spill_frac_w, r.bw, r.host_bw)
 
 

@@ -100,14 +100,14 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     model_flop = algorithm.training_flop(c.n_eff, tokens) + 12.0 * layers * c.attn_width * seq * tokens * causal
     dense = 6.0 * tokens * (c.n_eff + (load - 1.0) * expert_active)
     attn = layers * gb * (ac.fwd_flop + ac.bwd_flop)
-    extra = eff.recompute_flop_scale * (full * (dense / 3.0 + layers * gb * ac.fwd_flop)
-                                        + selective * eager * layers * gb * ac.fwd_flop)
+    # recomputed attention forward: full recomputation, or selective with eager's score tensor
+    attn_recompute = eff.recompute_flop_scale * (full + selective * eager) * layers * gb * ac.fwd_flop
+    extra = eff.recompute_flop_scale * full * dense / 3.0 + attn_recompute
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
     balanced = jnp.asarray(p.stage_balance) == BALANCED
     flop_gpu = (dense + attn + extra) / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
-    attn_extra = eff.recompute_flop_scale * (full + selective * eager) * layers * gb * ac.fwd_flop
-    attn_flop_gpu = (attn + attn_extra) / n
+    attn_flop_gpu = (attn + attn_recompute) / n
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -237,7 +237,8 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     eta_attn = eta_gemm + a * flash * (eta_fa - eta_gemm)
     peak_attn = c.peak + a * flash * (jnp.minimum(c.peak_16bit, c.peak) - c.peak)
     f_attn = jnp.clip(s.attn_flop_gpu, 0.0, s.flop_gpu)
-    t_unit = (s.flop_gpu - f_attn) / (c.peak * eta_gemm) + f_attn / (peak_attn * safe_pos(eta_attn, 1e-6))
+    t_unit = ((s.flop_gpu - f_attn) / (c.peak * safe_pos(eta_gemm, 1e-6))
+              + f_attn / (peak_attn * safe_pos(eta_attn, 1e-6)))
     return s.flop_gpu / safe_pos(c.peak * t_unit, 1e-30)
 
 

@@ -271,21 +271,6 @@ def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.n
 
 # --------------------------------------------------------------------------- entry point
 
-def _progress_bar(progress, total: int):
-    """A tqdm bar of evaluations (``sweeps.engine``'s rule for progress=None), or None."""
-    if progress is False:
-        return None
-    if progress is None:
-        from ..sweeps.engine import _default_bar
-        bar = _default_bar(total)
-        if bar is not None:
-            bar.set_description("search")
-            bar.unit = "eval"
-        return bar
-    from tqdm.auto import tqdm
-    return tqdm(total=total, unit="eval", unit_scale=True, dynamic_ncols=True, desc="search")
-
-
 def _run(problem, name, space, evals, pop_size, seed, rng, exhaustive, verbose, seed_frac, mutation_prob,
          crossover_prob, eta_c, eta_m) -> None:
     """Evaluate the space (exhaustive), a random sample, or run the pymoo algorithm; results in the archive."""
@@ -346,6 +331,7 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     """
     from ..space.spec import Space, load_space
     from ..sweeps.api import add_human_columns, output_names
+    from ..sweeps.engine import progress_bar
 
     t0 = time.perf_counter()
     if not isinstance(space, Space):
@@ -355,6 +341,9 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     evals = int(evals if evals is not None else settings.get("evals", 20000))
     pop_size = int(pop_size if pop_size is not None else settings.get("pop_size", 200))
     seed = int(seed if seed is not None else settings.get("seed", 0))
+    if progress not in (None, True, False):
+        raise MlsysOptError(f"run_search: progress must be None (a bar when someone watches), True or False; "
+                            f"got {progress!r}")
     if evals < 1 or pop_size < 2:
         raise MlsysOptError(f"run_search: evals must be >= 1 and pop_size >= 2; got evals={evals}, "
                             f"pop_size={pop_size}")
@@ -366,7 +355,7 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
                             f"({', '.join(n for n, _ in space.objectives)}); use nsga2/nsga3/... or keep one")
     rng = np.random.default_rng(seed)
     exhaustive = space.size <= evals       # a budget that covers the space: enumerate it, the front is exact
-    bar = _progress_bar(progress, space.size if exhaustive else evals)
+    bar = progress_bar(space.size if exhaustive else evals, progress, unit="eval", desc="search")
     problem.on_evaluated = bar.update if bar is not None else None
     try:
         _run(problem, name, space, evals, pop_size, seed, rng, exhaustive, verbose, seed_frac, mutation_prob,

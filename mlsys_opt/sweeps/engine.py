@@ -146,15 +146,19 @@ class EngineResult(NamedTuple):
 
 # --------------------------------------------------------------------------- host side
 
-def _default_bar(total: int):
-    """progress=None: a tqdm bar when someone watches -- stderr is a terminal, or a Jupyter kernel
-    runs the sweep (tqdm.auto draws a widget there when ipywidgets is installed, else text) --
-    and None otherwise (a pipe, a log file, a test)."""
-    if not (sys.stderr.isatty() or "ipykernel" in sys.modules):
+def progress_bar(total: int, progress: bool | None = None, *, unit: str = "cfg", desc: str = "sweep"):
+    """The one progress bar of sweeps, searches and tables: a tqdm bar, or None when silent.
+
+    progress None: a bar when someone watches -- stderr is a terminal, or a Jupyter kernel runs
+    us (tqdm.auto draws a widget there when ipywidgets is installed, else text) -- and None
+    otherwise (a pipe, a log file, a test); True: always; False: None.
+    """
+    watched = sys.stderr.isatty() or "ipykernel" in sys.modules
+    if progress is False or (progress is None and not watched):
         return None
     from tqdm.auto import tqdm
-    return tqdm(total=total, unit="cfg", unit_scale=True, dynamic_ncols=True, smoothing=0.1, mininterval=0.2,
-                desc="sweep")
+    return tqdm(total=total, unit=unit, unit_scale=True, dynamic_ncols=True, smoothing=0.1, mininterval=0.2,
+                desc=desc, file=sys.stderr)
 
 
 def _rows(st: ReducerState, cfg: EngineConfig) -> tuple[FrontRows, tuple]:
@@ -248,7 +252,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         init, acc = checkpoint.load(path, cfg, desc, init)
     step, rep = _build_step(_traced(chunk_fn, cfg.lanes, len(cfg.radices))[0], cfg, devices)
     init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
-    bar = _default_bar(hi - lo) if progress is None else None
+    bar = progress_bar(hi - lo) if progress is None else None
     if bar is not None:
         def progress(done: int, total: int) -> None:     # (done, total): the callback signature
             bar.update(done - bar.n)
