@@ -90,11 +90,12 @@ def make_chunk_fn(dtype=jnp.float32):
         cost_usd = t / 3600.0 * n_gpu * h[:, 4] * price
         carbon_kg = energy_j / 3.6e6 * g_per_kwh / 1000.0
         tok_per_s = tokens / t
-        F = jnp.stack([t / tokens * 1e6, cost_usd / tokens * 1e6, carbon_kg / tokens * 1e9], 1)
-        F = F * (1.0 + 0.002 * variant)[:, None]
+        # columns ([n, chunk]: the engine's layout="columns", as sweeps use it)
+        F = jnp.stack([t / tokens * 1e6, cost_usd / tokens * 1e6, carbon_kg / tokens * 1e9], 0)
+        F = F * (1.0 + 0.002 * variant)[None, :]
         mem = weight_bytes * 3.0 + act_bytes
-        G = jnp.stack([mem / h[:, 2] - 1.0, n_gpu / 4096.0 - 1.0], 1)
-        aux = jnp.stack([tok_per_s, n_gpu], 1)
+        G = jnp.stack([mem / h[:, 2] - 1.0, n_gpu / 4096.0 - 1.0], 0)
+        aux = jnp.stack([tok_per_s, n_gpu], 0)
         return F.astype(dtype), G.astype(dtype), aux.astype(dtype)
 
     return chunk_fn
@@ -120,7 +121,7 @@ def run(n_target: float, chunk: int, fn):
 
     t0 = time.perf_counter()
     res = sweep_engine.stream(rad, fn, n_obj=3, n_constr=2, n_aux=2, chunk_size=chunk, progress=progress,
-                              front_capacity=8192)
+                              front_capacity=8192, layout="columns")
     t1 = time.perf_counter()
     t_first, done_first = marks[0]
     rate = (res.n_evaluated - done_first) / max(t1 - t_first, 1e-9)

@@ -89,7 +89,9 @@ def run_one(scenario: str, n_target: float, chunk_log2: int, dist: tuple | None 
 
     first_chunk: list = []
     t0 = time.perf_counter()
-    res = sweep(space, chunk_size=2 ** chunk_log2, progress=progress, front_capacity=16384,
+    # the sweep's default front capacity (4096 slots), as users get it: the step computes the
+    # front's anchors over every slot each chunk, so a larger capacity is a fixed cost per chunk
+    res = sweep(space, chunk_size=2 ** chunk_log2, progress=progress,
                 distributed=dist is not None)
     total_s = time.perf_counter() - t0
     t_end = time.time()

@@ -1,6 +1,6 @@
 """`python -m mlsys_opt` runs the `mlsys-opt` command line (see mlsys_opt.cli)."""
 import sys
 
-from mlsys_opt.cli.app import console_main
+from mlsys_opt.cli import main
 
-sys.exit(console_main())
+sys.exit(main())

@@ -58,7 +58,28 @@ def test_training_conventions_are_convention_free_first(published):
     longseq = next(r for r in published if r.id == "nemo_longseq_h100_llama2_7b_s4k_n4")
     t = R.plan_setup_row(longseq).targets[0]      # TFLOP/s only: MFU x the catalog peak at the row's precision
     peak = load_catalog().entry("accelerators", "h100_sxm")["peak_fp8_flop_per_s"] / 1e12
-    assert t.metric == "model_tflops_per_gpu" and t.coef == pytest.approx(peak) and t.num == (((0, "mfu"), 1.0),)
+    # NeMo's formula of that date counts the full s² square: × (6P + 12·L·a·d·s)/(6P + 12·L·a·d·s·f)
+    p, attn = 6.74e9 * 6.0, 12.0 * 32 * 32 * 128 * 4096.0
+    r = (p + attn) / (p + attn * (1.0 - 4095.0 / 8192.0))
+    assert t.metric == "model_tflops_per_gpu" and t.coef == pytest.approx(peak * r) and t.num == (((0, "mfu"), 1.0),)
+
+
+def test_attention_flop_count_ratio():
+    """Hand-computed: Llama-2-7B shape (6.74e9 params, 32 layers, 32 heads of 128) at s = 1,048,576."""
+    model = {"n_active_params": 6.74e9, "n_layers": 32, "n_heads": 32, "head_dim": 128}
+    s = 1048576.0
+    attn = 12.0 * 32 * 32 * 128 * s                       # 1.649e12 FLOP per token, full square
+    f = 1.0 - (s - 1.0) / (2.0 * s)
+    want = (6 * 6.74e9 + attn) / (6 * 6.74e9 + attn * f)   # (4.04e10 + 1.649e12)/(4.04e10 + 8.25e11)
+    assert R.attention_count_ratio({"seq_len": s, "attention_flop_count": "full_square"}, model) == pytest.approx(want)
+    assert want == pytest.approx(1.9533, abs=1e-4)
+    assert R.attention_count_ratio({"seq_len": s}, model) == 1.0
+    assert R.attention_count_ratio({"seq_len": s, "attention_flop_count": "causal_half"}, model) == 1.0
+    # a model entry built from a row's shape (string params, 'layers'/'heads' keys)
+    entry = {"params": "6.74e+09", "layers": 32, "heads": 32, "head_dim": 128}
+    assert R.attention_count_ratio({"seq_len": s, "attention_flop_count": "full_square"}, entry) == pytest.approx(want)
+    with pytest.raises(MlsysOptError, match="attention_flop_count: 'half'.*allowed: causal_half, full_square"):
+        R.attention_count_ratio({"seq_len": s, "attention_flop_count": "half"}, model)
 
 
 def test_training_mapping_table():
@@ -73,7 +94,14 @@ def test_training_mapping_table():
     assert s["zero_stage"] == 3                                  # hsdp = FSDP inside a slice ...
     assert s.get("shard_group", m.pending.get("shard_group")) == 64   # ... of dp/slices = 64 ranks
     assert s["microbatches"] == 4096 // (128 * 2)                # M = G/(dp·b): exact
-    assert "torch_compile" not in s and "virtual_stages" not in s   # context only / null -> default
+    assert "torch_compile" not in s and "virtual_stages" not in s   # mapped to another name / null -> default
+    assert s["kernels"] == "fused"                                   # torch.compile fuses the elementwise ops
+    assert S.to_settings("training", {**setup, "torch_compile": False}).settings["kernels"] == "eager"
+    assert S.to_settings("training", {**setup, "attention_kernel": "fa1"}).settings["kernels"] == "fa1"
+    assert S.to_settings("training", {**setup, "attention_kernel": "fa1", "torch_compile": False}
+                         ).settings["kernels"] == "fa1_eager"
+    with pytest.raises(MlsysOptError, match=r"setup\.attention_kernel: 'fa3' is not an attention kernel generation \(allowed: fa1, fa2\)"):
+        S.to_settings("training", {**setup, "attention_kernel": "fa3"})
     for name, stage in (("ddp", 0), ("zero1", 1), ("zero2", 2), ("fsdp", 3)):
         assert S.to_settings("training", {**setup, "sharding": name}).settings["zero_stage"] == stage
     with pytest.raises(MlsysOptError, match=r"setup\.sharding: 'zero4'"):

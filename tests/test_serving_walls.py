@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from golden import H100_BW
 
 from mlsys_opt.walls import queueing
 from mlsys_opt.walls import serving as sw
@@ -16,13 +17,14 @@ Z99 = 2.3263478740408408
 
 
 # --------------------------------------------------------------------------- reference values
+# (the paper / docstring golden values of these walls are rows of tests/golden.py; the tests
+# here check them against simulations, identities and limits)
 def test_lognormal_quantile_reference():
     s2 = math.log(1.25)                                   # cv 0.5
     med = 2000 / math.sqrt(1.25)
     assert float(sw.lognormal_quantile(2000.0, 0.5, 0.5)) == pytest.approx(med, rel=1e-9)
     assert float(sw.lognormal_quantile(2000.0, 0.5, 0.99)) == pytest.approx(med * math.exp(Z99 * math.sqrt(s2)),
                                                                           rel=1e-9)
-    assert float(sw.lognormal_quantile(2000.0, 0.5, 0.99)) == pytest.approx(5368.2, rel=1e-4)
     assert float(sw.lognormal_quantile(2000.0, 0.0, 0.99)) == pytest.approx(2000.0, rel=1e-12)
     # The sample mean of log-normal draws with that parametrisation is the mean.
     rng = np.random.default_rng(0)
@@ -45,7 +47,6 @@ def test_combine_quantiles_reference_and_monotone():
 def test_causal_attention_flop_reference():
     # Llama-3-70B, 2000-token prompt: 4·L·(h·d)·n(n+1)/2
     assert float(sw.causal_attention_flop(80, 8192, 2000, 0)) == pytest.approx(4 * 80 * 8192 * 2000 * 2001 / 2)
-    assert float(sw.causal_attention_flop(80, 8192, 2000, 0)) == pytest.approx(5.2455e12, rel=1e-4)
     # FlashAttention-2 counts causal as half of 4·n²·h·d per layer: same to O(1/n)
     n = 8192.0
     assert float(sw.causal_attention_flop(1, 1, n, 0)) == pytest.approx(4 * n * n / 2, rel=2e-4)
@@ -59,9 +60,8 @@ def test_causal_attention_flop_reference():
 def test_speculative_decoding_reference():
     s = sw.speculative_decoding(4, 0.8, 0.05)
     assert float(s.tokens_per_step) == pytest.approx((1 - 0.8 ** 5) / 0.2, rel=1e-12)
-    assert float(s.tokens_per_step) == pytest.approx(3.3616, rel=1e-9)
     assert float(s.draft_cost_steps) == pytest.approx(0.2)
-    assert float(s.tokens_p50) == 4 and float(s.tokens_p01) == 1
+    assert float(s.tokens_p01) == 1
     # Leviathan et al. 2023 Eq. (1) is the sum of α^i; α = 0 -> 1 token, k = 0 -> plain decoding
     assert float(sw.speculative_decoding(3, 0.6, 0).tokens_per_step) == pytest.approx(1 + .6 + .36 + .216)
     assert float(sw.speculative_decoding(5, 0.0, 0.1).tokens_per_step) == 1.0
@@ -72,16 +72,14 @@ def test_speculative_decoding_reference():
     rng = np.random.default_rng(1)
     acc = rng.uniform(size=(200_000, 4)) < 0.8
     n = 1 + np.argmin(np.concatenate([acc, np.zeros((200_000, 1), bool)], axis=1), axis=1)
-    assert n.mean() == pytest.approx(3.3616, rel=5e-3)
-    assert np.quantile(n, 0.5) == 4 and np.quantile(n, 0.01) == 1
+    assert n.mean() == pytest.approx(float(s.tokens_per_step), rel=5e-3)
+    assert np.quantile(n, 0.5) == float(s.tokens_p50) and np.quantile(n, 0.01) == 1
 
 
 def test_prefill_interference_reference():
-    it = sw.prefill_interference(0.02, 0.015, 10.0)
-    f = 10 * 0.02 / (1 - 10 * 0.015)
-    assert float(it.chunk_share) == pytest.approx(f)
-    assert float(it.itl_mean_s) == pytest.approx(0.02 + f * 0.015)
-    assert float(it.itl_p50_s) == pytest.approx(0.02) and float(it.itl_p99_s) == pytest.approx(0.035)
+    it = sw.prefill_interference(0.02, 0.015, 10.0)      # share and P99: tests/golden.py
+    assert float(it.itl_mean_s) == pytest.approx(0.02 + float(it.chunk_share) * 0.015)
+    assert float(it.itl_p50_s) == pytest.approx(0.02)
     sat = sw.prefill_interference(0.02, 0.2, 10.0)                     # x·Δ >= 1: every iteration
     assert float(sat.chunk_share) == 1.0 and float(sat.itl_p50_s) == pytest.approx(0.22)
     idle = sw.prefill_interference(0.02, 0.2, 0.0)
@@ -89,10 +87,9 @@ def test_prefill_interference_reference():
 
 
 def test_kv_transfer_reference():
-    kv = sw.kv_transfer(655.36e6, 300e9, 2e-6, 0.3, 80)
+    kv = sw.kv_transfer(655.36e6, 300e9, 2e-6, 0.3, 80)   # exposed 29.3 µs: tests/golden.py
     t = 655.36e6 / 300e9
     assert float(kv.transfer_s) == pytest.approx(2e-6 + t)
-    assert float(kv.exposed_s) == pytest.approx(2e-6 + t / 80)
     assert float(kv.energy_j) == pytest.approx(655.36e6 * sw.NETWORK_J_PER_BYTE)
     slow = sw.kv_transfer(655.36e6, 1e9, 2e-6, 0.3, 80)                # link slower than the prefill
     assert float(slow.exposed_s) == pytest.approx(2e-6 + 0.65536 - 0.3 * 79 / 80)
@@ -100,23 +97,50 @@ def test_kv_transfer_reference():
 
 def test_moe_offload_power_reference():
     assert float(sw.experts_touched(8, 2, 1)) == pytest.approx(2.0)
-    assert float(sw.experts_touched(8, 2, 4)) == pytest.approx(8 * (1 - 0.75 ** 4))
     assert float(sw.experts_touched(8, 2, 64)) == pytest.approx(8.0, rel=1e-7)
     assert float(sw.experts_touched(1, 1, 5)) == 1.0                    # dense
     assert float(sw.offload_spill_bytes(140e9, 30e9, 160e9)) == pytest.approx(10e9)
     assert float(sw.offload_spill_bytes(100e9, 30e9, 160e9)) == 0.0
     assert float(sw.offload_spill_bytes(200e9, 30e9, 160e9)) == pytest.approx(30e9)   # all of it, still short
-    assert float(sw.split_read_s(140e9, 10e9, 3.35e12, 64e9)) == pytest.approx(130e9 / 3.35e12 + 10e9 / 64e9)
+    assert float(sw.split_read_s(140e9, 10e9, H100_BW, 64e9)) == pytest.approx(130e9 / H100_BW + 10e9 / 64e9)
     assert float(sw.busy_fraction(0.3, 16)) == pytest.approx(1 - 0.7 ** 16)
     assert float(sw.busy_fraction(0.3, 1)) == pytest.approx(0.3)
-    assert float(sw.power_at_utilization(700.0, 0.5)) == pytest.approx(437.5)
     assert float(sw.batch_step_s(10.5e-3, 11e-3, 3e-3, 0.8e-3)) == pytest.approx(14.8e-3)
+
+
+def test_pow_unit_equals_power_with_exact_edges_and_finite_gradients():
+    """busy_fraction and experts_touched take (1 − ρ)^b and (1 − k/E)^T as exp(b·ln x) (sw._pow_unit,
+    vectorised on the CPU where jnp.power is a libm call per element): the power's values, exactly
+    0 and 1 at the edges, and finite gradients that match the power's inside (0, 1)."""
+    base = np.array([0.0, 0.0, 1e-30, 1e-3, 0.3, 0.5, 0.7, 0.999, 1.0 - 1e-12, 1.0, 1.0, 0.25, 0.9])
+    expo = np.array([0.0, 3.0, 2.0, 0.5, 16.0, 1.0, 7.3, 256.0, 1e6, 0.0, 64.0, 1e4, 0.0])
+    f = jax.jit(sw._pow_unit)
+    got = np.asarray(f(base, expo))
+    np.testing.assert_allclose(got, np.power(base, expo), rtol=1e-12, atol=0.0)
+    assert got[0] == 1.0 and got[1] == 0.0 and got[9] == 1.0 and got[10] == 1.0 and got[12] == 1.0
+    # float32: within a few ulp of the float32 power (relative error |b·ln x|·eps at most)
+    b32, e32 = base.astype(np.float32), expo.astype(np.float32)
+    np.testing.assert_allclose(np.asarray(f(jnp.asarray(b32), jnp.asarray(e32))), np.power(b32, e32),
+                               rtol=2e-6, atol=1e-37)
+    assert sw._pow_unit(jnp.float32(0.3), jnp.float32(4.0)).dtype == jnp.float32
+    # the walls at their edges: idle and saturated slots, dense models, zero tokens
+    assert float(sw.busy_fraction(0.0, 16)) == 0.0 and float(sw.busy_fraction(1.0, 16)) == 1.0
+    assert float(sw.busy_fraction(0.0, 1)) == 0.0 and float(sw.busy_fraction(1.0, 1)) == 1.0
+    assert float(sw.experts_touched(8, 2, 0)) == 0.0 and float(sw.experts_touched(8, 8, 3)) == 8.0
+    # gradients: the power's inside, finite (0 from a zero base) at the edges
+    inner = (base > 0) & (base < 1) & (expo > 0) & (expo < 1e3)
+    g = jax.vmap(jax.grad(sw._pow_unit, argnums=(0, 1)))(jnp.asarray(base), jnp.asarray(expo))
+    assert all(np.all(np.isfinite(np.asarray(x))) for x in g)
+    b, e = base[inner], expo[inner]
+    np.testing.assert_allclose(np.asarray(g[0])[inner], e * np.power(b, e - 1.0), rtol=1e-10)
+    np.testing.assert_allclose(np.asarray(g[1])[inner], np.power(b, e) * np.log(b), rtol=1e-10)
+    busy_grad = jax.grad(lambda r: sw.busy_fraction(r, 16.0))
+    assert float(busy_grad(0.0)) == pytest.approx(16.0) and np.isfinite(float(busy_grad(1.0)))
 
 
 def test_mgc_queue_reference():
     q = queueing.mgc_queue(8.0, 1.0, 10.0, 0.25)
     m = queueing.mmc_queue(8.0, 1.0, 10.0)
-    assert float(m.p_wait) == pytest.approx(0.4092, abs=1e-4)
     assert float(q.mean_wait_s) == pytest.approx(0.625 * float(m.mean_wait_s), rel=1e-12)
     assert float(q.wait_p99_s) == pytest.approx(0.625 * math.log(float(m.p_wait) / 0.01) / 2.0, rel=1e-12)
     assert float(q.wait_p50_s) == 0.0
@@ -124,9 +148,7 @@ def test_mgc_queue_reference():
     e = queueing.mgc_queue(8.0, 1.0, 10.0, 1.0)
     assert float(e.wait_p99_s) == pytest.approx(float(m.p99_latency_s) - 1.0, rel=1e-10)
     # M/G/1: Allen–Cunneen is Pollaczek–Khinchine exactly, W = (1 + C_s²)/2 · ρ/(μ − λ)
-    d = queueing.mgc_queue(0.5, 1.0, 1.0, 0.0)
-    assert float(d.mean_wait_s) == pytest.approx(0.5, rel=1e-9)
-    # zero load: no wait; unstable: UNBOUNDED
+    # (the M/D/1 value is a row of tests/golden.py); zero load: no wait; unstable: UNBOUNDED
     z = queueing.mgc_queue(0.0, 1.0, 4.0, 2.0)
     assert float(z.mean_wait_s) == 0 and float(z.wait_p99_s) == 0
     u = queueing.mgc_queue(5.0, 1.0, 4.0, 2.0)
@@ -136,7 +158,6 @@ def test_mgc_queue_reference():
 def test_closed_form_ggc_queue_reference():
     q = queueing.ggc_queue_closed_form(8.0, 1.0, 10.0, 1.0)
     pw = 0.8 ** (math.sqrt(22.0) - 1.0)
-    assert float(q.p_wait) == pytest.approx(pw, rel=1e-12) and float(q.p_wait) == pytest.approx(0.4389, abs=1e-4)
     assert float(q.mean_wait_s) == pytest.approx(pw / 2.0, rel=1e-12)
     assert float(q.wait_p99_s) == pytest.approx(math.log(pw / 0.01) / 2.0, rel=1e-12)
     # c = 1: P(wait) = ρ, the Pollaczek–Khinchine mean, same as mgc_queue

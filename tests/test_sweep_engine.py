@@ -97,6 +97,24 @@ def test_exact_against_brute_force_for_any_chunk_size(chunk):
     same_result(res, reference())
 
 
+def test_column_layout_gives_the_same_result():
+    """layout="columns" (chunk_fn returns [n, chunk] arrays, what sweeps use) equals the row layout,
+    with a chunk size that leaves a padded last chunk; a wrong shape for the layout is refused."""
+    def toy_columns(d):
+        return tuple(x.T for x in toy32(d))
+    same_result(sweep_engine.stream(R, toy_columns, chunk_size=7777, layout="columns", **KW), reference())
+    res = sweep_engine.stream(R, toy_columns, chunk_size=7777, layout="columns", **KW)
+    np.testing.assert_array_equal(res.infeasible_by, reference().infeasible_by)
+    with pytest.raises(MlsysOptError, match="must return"):
+        sweep_engine.stream(R, toy32, chunk_size=7777, layout="columns", **KW)
+    # no constraints and no aux columns: empty sequences
+    unconstrained = sweep_engine.stream(R, lambda d: (tuple(toy32(d)[0].T), (), ()), chunk_size=7777,
+                                        layout="columns", **{**KW, "n_constr": 0, "n_aux": 0})
+    assert unconstrained.n_feasible == N and unconstrained.front.G.shape == (len(unconstrained.front.index), 0)
+    with pytest.raises(MlsysOptError, match="layout"):
+        sweep_engine.stream(R, toy32, chunk_size=7777, layout="diagonal", **KW)
+
+
 def test_best_k_and_histograms_match_numpy():
     F, G, aux, feas, _ = brute()
     res = reference()

@@ -20,15 +20,15 @@ locality = jax.jit(data.locality)
 bisection = jax.jit(data.bisection_fraction)
 
 
-# ============================================================================ golden
+# ============================================================================ examples
+# (seed golden values: tests/golden.py)
 def test_ingestion_seed003_text_training_is_not_data_bound():
     # seed 003 §3: 4 samples/GPU × 512 GPUs × 2048 tokens × 2 B ≈ 8 MB per step, ~1 step/s.
     demand = 4 * 512 * 2048 * 2.0
-    assert round(demand / 1e6) == 8
     r = ingestion(demand, 5e9)  # one NVMe-class 5 GB/s supply
     assert not bool(r.stalled)
     close(r.utilization, demand / 5e9)
-    assert float(r.stall_frac) == 0.0 and float(r.effective_throughput_frac) == 1.0
+    assert float(r.effective_throughput_frac) == 1.0
     assert float(r.margin_bytes_per_s) < 0
 
 
@@ -55,9 +55,8 @@ def test_transformation_rate_form():
 
 def test_transformation_seed_form():
     # seed 002 wall 9: Time = Batch × Sequence / CPU_Throughput
-    r = transformation_time(256.0, 2048.0, 1e6, 0.4)
+    r = transformation_time(256.0, 2048.0, 1e6, 0.4)   # step 0.524288 s: tests/golden.py
     close(r.transform_s, 256 * 2048 / 1e6)
-    close(r.step_s, 0.524288)
     close(r.accelerator_utilization_frac, 0.4 / 0.524288)
     close(r.slowdown, 0.524288 / 0.4)
     assert bool(r.stalled)
@@ -67,7 +66,6 @@ def test_transformation_seed_form():
 
 
 def test_locality_and_topologies():
-    close(locality(50e9, 1.0, 2.0), 25e9)  # IB NDR, fat tree, 2:1 tapering
     code = {name: i for i, name in enumerate(TOPOLOGIES)}
     codes = jnp.array([code[k] for k in ("fat_tree", "torus", "ring", "dragonfly", "switch")])
     close(bisection(codes, 64.0), [1.0, 0.5, 2 / 64, 0.85, 1.0])  # 3-D torus k = 4 -> 2/k

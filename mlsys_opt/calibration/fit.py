@@ -24,6 +24,7 @@ import pandas as pd
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..search.optim import adam_scan, from_unconstrained, to_unconstrained
+from ..walls._masked import floor_pos
 from .rows import (
     CASES_PATH,
     METRICS,
@@ -76,9 +77,9 @@ def _loss(u, u0, eff0, batch, weights, free, names, prior):
     """mean_w (log pred − log meas)² + prior · mean_free (u − u0)²; u_k = u0_k where free_k = 0."""
     u = u0 + free * (u - u0)
     pred = _combine(_quantities(_from_u(u, eff0, names), batch), batch)
-    r = jnp.log(jnp.maximum(pred, 1e-30)) - jnp.log(batch.measured)
-    data = jnp.sum(weights * r * r) / jnp.maximum(jnp.sum(weights), 1e-30)
-    return data + prior * jnp.sum(free * (u - u0) ** 2) / jnp.maximum(jnp.sum(free), 1.0)
+    r = jnp.log(floor_pos(pred, 1e-30)) - jnp.log(batch.measured)
+    data = jnp.sum(weights * r * r) / floor_pos(jnp.sum(weights), 1e-30)
+    return data + prior * jnp.sum(free * (u - u0) ** 2) / floor_pos(jnp.sum(free), 1.0)
 
 
 @functools.partial(jax.jit, static_argnames=("names", "steps"))

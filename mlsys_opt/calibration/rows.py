@@ -34,6 +34,7 @@ from ..catalog import load_catalog
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import SCENARIO_FNS, params_from_dict, schema
 from ..scenarios.efficiency import Efficiency
+from ..walls._masked import floor_pos
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "calibration_data"
 MEASUREMENTS_PATH = DATA_DIR / "measurements.json"
@@ -352,7 +353,7 @@ def _quantities(eff: Efficiency, batch: Batch):
 def _combine(q, batch: Batch):
     num = jnp.sum(batch.num_w * q[batch.num_idx], axis=-1)
     den = jnp.sum(batch.den_w * q[batch.den_idx], axis=-1)
-    return batch.coef * num / jnp.maximum(den, 1e-30)
+    return batch.coef * num / floor_pos(den, 1e-30)
 
 
 @jax.jit

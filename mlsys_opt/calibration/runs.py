@@ -142,7 +142,9 @@ def plan_setup_row(row: Measurement, catalog=None) -> RowPlan:
     catalog = _catalog_with(catalog, entries if scenario == "serving" else {})
     flags = list(mapped.flags)
     if scenario == "training":
-        evals, found = _training_target(row, settings, catalog, flags)
+        full = setup.get("attention_flop_count") not in (None, "causal_half")
+        ratio = attention_count_ratio(setup, entry if entry is not None or not full else catalog.entry("models", name))
+        evals, found = _training_target(row, settings, catalog, flags, ratio)
     else:
         evals, found = _serving_target(row, setup, settings, catalog, flags)
     blocking = any(f.startswith(("cp=", "ep>1")) for f in flags)
@@ -172,8 +174,45 @@ def _measured(row: Measurement, key: str):
     return None if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) else float(v)
 
 
-def _training_target(row, settings, catalog, flags):
-    """(evaluations, [(metric, measured, coef, (num, den), note), ...]) in TRAIN_METRICS order."""
+ATTENTION_FLOP_COUNTS = ("causal_half", "full_square")
+
+
+def attention_count_ratio(setup: dict, model) -> float:
+    """Source FLOP count / the scenario's model FLOPs, for mfu and tflops_per_gpu rows (>= 1).
+
+    The scenario counts causal attention as the lower triangle (PaLM App. B with the causal
+    fraction f = 1 - (s-1)/(2s) ≈ ½, `walls.attention.causal_fraction`):
+    F = 6·P·T + 12·L·(a·d)·s·T·f.  A source whose reported model FLOPs count the full s²
+    square (setup.attention_flop_count = "full_square") reports F_src = 6·P·T + 12·L·(a·d)·s·T,
+    so its MFU and TFLOP/s are ours × r, r = (6·P + 12·L·a·d·s)/(6·P + 12·L·a·d·s·f)
+    (dimensionless; e.g. Llama-2-7B at s = 1,048,576: r = 1.953).  Full-square formulas, read
+    in the code at the sources' commits: Megatron-LM `num_floating_point_operations`
+    (megatron/training/training.py @ f2e5db4, 2024-07: 12·B·s·L·h²·(s/h)·...), NeMo
+    `nemo/utils/flops_formulas.py` until "Discount FLOPs in dot-product att" (NeMo #14424,
+    2025-08-09: `(12·s/hs)·(0.5 if causal_self_attn else 1)`), MaxText `calculate_training_tflops`
+    @ e47fa1b (2023-11; halved "due to causality" by 76bd53b, 2023-12).  "causal_half" (or
+    absent) = the scenario's own count, r = 1.
+    """
+    count = str(setup.get("attention_flop_count") or "causal_half")
+    if count not in ATTENTION_FLOP_COUNTS:
+        raise MlsysOptError(f"setup.attention_flop_count: {count!r} (allowed: {', '.join(ATTENTION_FLOP_COUNTS)})")
+    if count == "causal_half" or model is None:
+        return 1.0
+
+    def get(*keys):
+        return float(next(model[k] for k in keys if k in model and model[k] not in (None, "")))
+
+    seq = float(setup.get("seq_len") or 1)
+    p_active = get("n_active_params", "active_params", "params")
+    attn = 12.0 * get("n_layers", "layers") * get("n_heads", "heads") * get("head_dim") * seq
+    f = 1.0 - max(seq - 1.0, 0.0) / (2.0 * seq)
+    return (6.0 * p_active + attn) / (6.0 * p_active + attn * f)
+
+
+def _training_target(row, settings, catalog, flags, flop_ratio: float = 1.0):
+    """(evaluations, [(metric, measured, coef, (num, den), note), ...]) in TRAIN_METRICS order.
+
+    flop_ratio: `attention_count_ratio` of the row; multiplies the predicted mfu / tflops_per_gpu."""
     n = float(settings.get("n_accelerators", 1))
     gb, seq = float(settings.get("global_batch", 1)), float(settings.get("seq_len", 1))
     settings.setdefault("n_tokens", 1000.0 * gb * seq)
@@ -193,13 +232,16 @@ def _training_target(row, settings, catalog, flags):
         elif metric == "tokens_per_s":
             out.append((metric, v, gb * seq, (one, step), "G·s/step"))
         elif metric == "mfu":
-            out.append((metric, v, 1.0, mfu, "MFU, PaLM App. B FLOP count"))
+            out.append((metric, v, flop_ratio, mfu, "MFU, PaLM App. B FLOP count"
+                        + (f" × {flop_ratio:.3f} (the source counts the full s² square)" if flop_ratio != 1.0 else "")))
         elif metric == "tflops_per_gpu":
             hw = catalog.entry("accelerators", settings["hardware"])
             prec = settings.get("precision", schema.TRAINING_PARAMS["precision"].default)
             peak = float(hw[f"peak_{prec}_flop_per_s"]) / 1e12
-            out.append(("model_tflops_per_gpu", v, peak, mfu,
-                        "model TFLOP/s = MFU·peak (PaLM FLOP count; the source may count attention differently)"))
+            out.append(("model_tflops_per_gpu", v, peak * flop_ratio, mfu,
+                        "model TFLOP/s = MFU·peak (PaLM FLOP count" + (
+                            f") × {flop_ratio:.3f} (the source counts the full s² square)" if flop_ratio != 1.0
+                            else "; the source may count attention differently)")))
         elif metric == "time_to_train_days":
             if "n_tokens" not in (row.setup or {}):
                 raise MlsysOptError(f"row {row.id!r}: time_to_train_days needs n_tokens in the setup")

@@ -99,6 +99,22 @@ def _bool_choice(name):
     return lambda v, s: {name: "on" if v else "off"}
 
 
+def _kernels(v, s) -> dict:
+    """torch_compile and attention_kernel -> kernels: eager elementwise ops when torch_compile is
+    false (null: fused, the frameworks' fused kernels); FlashAttention-1-generation attention when
+    attention_kernel is fa1 (flash-attn 1.x or the Triton FlashAttention), else FA2-class."""
+    eager = s.get("torch_compile") is False
+    kernel = str(s.get("attention_kernel") or "fa2").lower()
+    return {"kernels": {(False, False): "fused", (False, True): "eager", (True, False): "fa1",
+                        (True, True): "fa1_eager"}[(kernel == "fa1", eager)]}
+
+
+def _attention_kernel(v, s) -> dict:
+    if str(v).lower() not in ("fa1", "fa2"):
+        raise MlsysOptError(f"{v!r} is not an attention kernel generation (allowed: fa1, fa2)")
+    return _kernels(v, s)
+
+
 def _replicas(v, s) -> dict:
     group = int(s.get("tp") or 1) * int(s.get("pp") or 1)
     return {"replicas": max(1, int(v) // group)}
@@ -136,6 +152,8 @@ TRAINING_MAP: dict[str, Rule] = {
     "fabric": Rule(("fabric",), _same("fabric")),
     "region": Rule(("region",), _same("region")),
     "n_tokens": Rule(("n_tokens",), lambda v, s: {"n_tokens": float(v)}),
+    "torch_compile": Rule(("kernels",), _kernels, "torch.compile off -> PyTorch eager elementwise ops"),
+    "attention_kernel": Rule(("kernels",), _attention_kernel, "fa1 | fa2: FlashAttention generation"),
 }
 
 SERVING_MAP: dict[str, Rule] = {
@@ -162,7 +180,7 @@ MAPS = {"training": TRAINING_MAP, "serving": SERVING_MAP}
 # Keys that are context only (derived from others or not modelled), with why.
 CONTEXT_KEYS = {
     "dp": "derived: N/(tp·cp·pp)", "printed_dp": "kept for the record", "grad_accum": "implied by the batch split",
-    "model": "catalog entry (setup_model_entry)", "torch_compile": "software; not modelled",
+    "model": "catalog entry (setup_model_entry)",
     "async_tp": "TP overlap; framework default overlap used", "slices": "used by sharding (hsdp group)",
     "gpus_per_node": "node size (accelerator entry)", "remat_policy": "mapped into recompute by the data",
     "fp8_recipe": "precision detail", "pp_schedule": "schedule detail", "scale_up_fabric": "context",
@@ -170,6 +188,7 @@ CONTEXT_KEYS = {
     "mode": "decides the compared quantity", "num_requests": "context", "offered_qps": "context",
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
     "chunked_prefill": "see chunk_size", "name": "context",
+    "attention_flop_count": "decides the compared quantity (runs.attention_count_ratio)",
 }
 
 # A pending parameter at this value changes nothing in today's scenario (no flag needed).

@@ -19,7 +19,9 @@ accelerators
   ``gemm_sizes`` + ``gemm_eff_<prec>``  dense GEMM efficiency at M = N = K;
   ``gemm_max_eff_<prec>``  best-shape GEMM efficiency (Bekman's MAMF);
   ``attention_seqlens`` + ``attention_fwdbwd_eff`` / ``attention_fwd_eff``
-  (FlashAttention TFLOP/s / fp16 peak, head dim 128, non-causal);
+  (FlashAttention TFLOP/s / fp16 peak, head dim 128; the built-in forward+backward
+  curve is FA2's causal series where it was read, since training is causal, the
+  forward curve non-causal);
   ``scaleup_busbw_msg_bytes`` + ``scaleup_busbw_frac`` (nccl-tests all-reduce bus
   bandwidth / ``scaleup_bw`` per message size), ``scaleup_busbw_gpus``,
   ``scaleup_busbw_frac_large``, ``scaleup_allreduce_step_latency`` (α per ring step);
@@ -95,6 +97,7 @@ SCALEUP_SOURCE: dict[str, tuple[str, str]] = {
     "a100_40gb": ("fabrics.nvlink3", "family:a100_80gb"),
     "v100": ("fabrics.nvlink3", "family:a100_80gb"),
     "h100_sxm": ("fabrics.nvlink4", "measured"),
+    "h100_96gb_500w": ("fabrics.nvlink4", "family:h100_sxm"),
     "h200": ("fabrics.nvlink4", "measured"),
     "b200": ("fabrics.nvlink5", "measured"),
     "gb200": ("fabrics.nvlink5", "family:b200"),
@@ -162,6 +165,13 @@ def _accelerator(name: str, e: Mapping[str, Any], data: Mapping[str, Any]) -> di
         out["attention_seqlens"] = e["attention_seqlens"]
         out["attention_fwdbwd_eff"] = e["attention_fwdbwd_eff_fp16_hdim128"]
         keys = ["attention_fwdbwd"]
+        if "attention_fwdbwd_causal_eff_fp16_hdim128" in e:
+            # forward+backward runs in training, which is always causal: the causal series (FA2
+            # counts causal FLOPs as half the square, as walls.attention does); the forward of
+            # serving prefill keeps the non-causal series where no forward series was read
+            out["attention_fwdbwd_eff"] = e["attention_fwdbwd_causal_eff_fp16_hdim128"]
+            out.setdefault("attention_fwd_eff", e["attention_fwdbwd_eff_fp16_hdim128"])
+            keys = ["attention_fwdbwd_causal", "attention_fwdbwd"]
         if "attention_fwd_eff_fp16_hdim128" in e:
             out["attention_fwd_eff"] = e["attention_fwd_eff_fp16_hdim128"]
             keys.append("attention_fwd")

@@ -39,6 +39,20 @@ def _plt():
     return plt
 
 
+def preload() -> None:
+    """Import matplotlib (Agg) on a daemon thread, so a command that will draw a figure later pays
+    for the import (~0.3 s) while its main thread waits on XLA (compile, cache load, evaluation:
+    the GIL is free), not after.  A failure here is left to the later :func:`_plt` call to report."""
+    import threading
+
+    def load():
+        try:
+            _plt()
+        except Exception:  # noqa: BLE001 - reported where the figure is drawn
+            pass
+    threading.Thread(target=load, name="mlsys-opt-preload-matplotlib", daemon=True).start()
+
+
 def check_path(path: str | Path) -> Path:
     """The figure path, or MlsysOptError when its suffix is not a known format."""
     path = Path(path)
@@ -55,7 +69,11 @@ def save(fig, path: str | Path | None) -> Path | None:
     path = check_path(path)
     if not path.parent.exists():
         raise MlsysOptError(f"figure {str(path)!r}: folder {str(path.parent)!r} does not exist")
-    fig.savefig(path, dpi=150, bbox_inches="tight")
+    # a constrained layout already fits every label, legend and colour bar inside the figure; "tight"
+    # would lay the figure out and draw it a second time only to trim a few pixels of margin
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
+    tight = None if isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine) else "tight"
+    fig.savefig(path, dpi=150, bbox_inches=tight)
     _plt().close(fig)
     return path
 
@@ -96,10 +114,12 @@ def _limit_lines(ax, space, name: str, axis: str, values: np.ndarray) -> str | N
     text = f"{word} {value_text(name, value, '{:,.4g}')}"
     if axis == "x":
         ax.annotate(text, (v, 0.0), xycoords=("data", "axes fraction"), xytext=(-3, 4),
-                    textcoords="offset points", ha="right", va="bottom", color="crimson", fontsize=8, rotation=90)
+                    textcoords="offset points", ha="right", va="bottom", color="crimson", fontsize=8, rotation=90,
+                    parse_math=False)
     else:
         ax.annotate(text, (0.0, v), xycoords=("axes fraction", "data"), xytext=(4, 3),
-                    textcoords="offset points", ha="left", va="bottom", color="crimson", fontsize=8)
+                    textcoords="offset points", ha="left", va="bottom", color="crimson", fontsize=8,
+                    parse_math=False)
     return None
 
 
@@ -203,7 +223,8 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
     caption = limits_caption(space)
     if caption:
         ax.text(0.0, 1.0, caption + (" (dashed where on scale)" if len(notes) < 2 else ""),
-                transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="crimson")
+                transform=ax.transAxes, ha="left", va="bottom", fontsize=8, color="crimson",
+                parse_math=False)         # "$20M, ... $20M" is money, not a TeX formula
     ax.set_xlabel(xl)
     ax.set_ylabel(yl)
     ax.grid(True, which="major", alpha=0.3)
@@ -242,7 +263,7 @@ def _annotate_best(ax, front, objectives, xv, yv) -> None:
     for word, idx in best_rows(front, [(o, s) for o, s in objectives if o in front]):
         done.setdefault(int(front.index.get_loc(idx)), []).append(word)
     fig = ax.figure
-    fig.canvas.draw()
+    fig.draw_without_rendering()         # the layout (positions, text extents) without painting pixels
     renderer = fig.canvas.get_renderer()
     pts = ax.transData.transform(np.column_stack([xv, yv]))
     box = ax.get_window_extent(renderer)

@@ -111,6 +111,22 @@ def input_value(name: str, x, prec):
     return jnp.reshape(x, (-1,))[0]
 
 
+def config_value(name: str, x, p: dict, n):
+    """Input `name` of each configuration of a batch, [n], as people read it (see :func:`input_value`).
+
+    x: the whole input (:func:`read_input` on the full tables: a table field [rows, ...], an
+    efficiency leaf [], a parameter [n]); p: {param: [n]} with the catalog codes.
+    """
+    if name.startswith("eff.") or "." not in name:
+        return jnp.broadcast_to(x, (n,))
+    rows = jnp.asarray(p[name.split(".", 1)[0]], jnp.int32)
+    if name == "hardware.peak_flop_per_s":
+        return x[rows, jnp.asarray(p["precision"], jnp.int32)]
+    if name == "hardware.gemm_eff":          # the chosen precision's curve, shown at 16384^3
+        return x[rows, jnp.asarray(p["precision"], jnp.int32), -1]
+    return jnp.reshape(x[rows], (n, -1))[:, 0]
+
+
 def with_inputs(new: dict, p1: dict, local, eff):
     """(p1, local, eff) with inputs replaced by `new` {name: array of the same shape}."""
     pp = dict(p1)

@@ -4,8 +4,8 @@ For a configuration c and an output y, the elasticity of y to an input x is
 
     e = ∂ln y / ∂ln x = (x / y) · ∂y/∂x        ("1 % more x gives e % more y")
 
-computed exactly with forward-mode autodiff (``jax.jacfwd``), vmapped over
-configurations.  Inputs ("parameters") are
+computed exactly with forward-mode autodiff on the batch itself.  Inputs
+("parameters") are
 
 - catalog values of the rows the configuration uses: ``hardware.<field>``
   (peak FLOP/s at the chosen precision, HBM bandwidth and capacity, scale-up
@@ -16,17 +16,30 @@ configurations.  Inputs ("parameters") are
   request_rate, ...);
 - the efficiency model's leaves, ``eff.<field>``.
 
-How derivatives stay per configuration: the catalog rows a configuration
-selects are gathered into a one-row "local tables" pytree and its catalog
-codes are set to 0, so the scenario reads the same numbers but each
-configuration owns its copy; ``jacfwd`` then differentiates w.r.t. those
-copies.  Each input k is perturbed along t_k = x_k (t_k = 1 where x_k = 0),
-so one Jacobian column is D_k = x_k ∂y/∂x_k: the elasticity is D_k / y and
-the derivative D_k / x_k.  For a table row with one column per precision
-(peak FLOP/s), t is the whole row, i.e. the elasticity of scaling every
+How derivatives stay per configuration: input k is perturbed along
+t_k = x_k (t_k = 1 where x_k = 0) on the WHOLE input: every row of a catalog
+table field, the scalar efficiency leaf, the [n] parameter column.  A
+configuration reads only its own catalog rows and is computed independently
+of the others, so the forward derivative of its outputs along t_k is
+D_k = x_k ∂y/∂x_k for its own x_k: the elasticity is D_k / y and the
+derivative D_k / x_k.  For a table row with one column per precision (peak
+FLOP/s), t is the whole row, i.e. the elasticity of scaling every
 precision's peak together, which equals the chosen precision's elasticity.
 Where y = 0 the elasticity is 0; where x = 0 the elasticity is 0 and the
 derivative is ∂y/∂x.
+
+Cost (issue 15 item 6, sweep scale): the primal is computed once
+(``jax.linearize``) and the columns are JVPs of that linear map, one input
+(or a small group) at a time, skipping every operation an input does not
+reach (:mod:`mlsys_opt.point.linear`): a region's carbon intensity touches one
+multiplication, not the step-time expression.  The scenario runs with the
+trace-time options its values allow (``scenarios.static_options``: one
+micro-batch geometry when every configuration gives ``microbatches``).
+XLA's cost analysis of the capstone kernel (17 outputs x 55 inputs, float32):
+~140,600 operations per configuration for the former ``vmap(jacfwd)`` on
+per-configuration table copies, ~17,500 now.  ``method="dense"`` keeps
+``jax.jacfwd`` (the whole tangent basis through every operation) as the
+reference the tests compare against.
 
 Source: seed 002 wall 21 ("∂Time/∂parameter ... the parameter with the
 largest derivative is your bottleneck"); mlsysim SensitivitySolver (which
@@ -34,7 +47,9 @@ uses ±10 % finite differences; these are exact).
 """
 from __future__ import annotations
 
+import concurrent.futures
 import functools
+import os
 from typing import NamedTuple
 
 import jax
@@ -43,26 +58,27 @@ import numpy as np
 import pandas as pd
 
 from ..errors import MlsysOptError, did_you_mean
-from ..scenarios import schema
-from ..walls._masked import safe_div
+from ..scenarios import SCENARIO_FNS, params_from_dict, schema, static_options
+from ..walls._masked import UNBOUNDED
 from .config import (
     TABLE_FIELDS,
-    gather_local,
-    input_value,
+    TABLE_PARAM,
+    config_value,
     limit_g,
-    one_config,
     output_names,
-    output_vector,
-    padded_chunks,
     parameter_names,
     read_input,
     resolve_config,
-    run_scenario,
     select_parameters,
     with_inputs,
 )
+from .linear import ZERO, jvp_columns
 
-CHUNK = 8192
+CHUNK = 1024       # rows per kernel call: small chunks keep the intermediates in cache (2-core CPU: 1024 beat 4096 and 8192)
+# size of the sparse kernel's program as a multiple of jacfwd's (point.linear.plan_groups): 4 keeps
+# the run time within ~6 % of one-input-at-a-time columns at about half their compile time
+GROUP_BUDGET = 4.0
+WORKERS = 2           # chunk streams run side by side (threads; each waits for its own program)
 
 
 class Sensitivities(NamedTuple):
@@ -78,7 +94,7 @@ class Sensitivities(NamedTuple):
     constraints: tuple[str, ...]
     y: np.ndarray
     value: np.ndarray
-    derivative: np.ndarray
+    derivative: np.ndarray | None         # None when not asked for (sensitivity_arrays(derivative=False))
     elasticity: np.ndarray
     G: np.ndarray
 
@@ -95,56 +111,159 @@ class Binding(NamedTuple):
 
 # --------------------------------------------------------------------------- kernel
 
-def _kernel(scenario: str, in_names: tuple, dtype):
-    """jit(vmap(one-config Jacobian)); cached per (scenario, inputs, dtype).
+METHODS = ("sparse", "dense")
 
-    Returns per config, for EVERY numeric output (forward mode costs one pass
-    per input whatever the number of outputs; selecting outputs happens on the
-    host so every selection shares one compilation): y [n_out], values [n_in],
-    derivative and elasticity [n_out, n_in], structural g [n_constr].  Spec
-    limits are applied on the host too, so all spaces of a scenario share it.
+
+def _batch_kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None, method: str = "sparse",
+                  derivative: bool = True):
+    """jit: ``(p, tables, eff) -> (y, values, derivative, elasticity, g)`` for a batch; cached.
+
+    p: {param: [n]} (catalog codes index `tables`, the full catalog tables); tables and eff
+    as the sweep passes them.  Returns per configuration, for EVERY numeric output (selecting
+    outputs happens on the host, so every selection shares one compilation): y [n, n_out],
+    values [n, n_in], derivative and elasticity [n, n_out, n_in], structural g [n, n_constr].
+
+    Forward mode on the batch itself: the tangent of input k is t_k = x_k (1 where x_k = 0)
+    on the WHOLE input (every catalog row of a table field, the scalar efficiency leaf, the
+    [n] parameter column); configuration c's outputs read only its own rows, so the JVP gives
+    D_k = x_k ∂y_c/∂x_k per configuration, with no per-configuration copy of the tables.
+    method "sparse" (default): one JVP per input on the shared linearization, skipping what
+    input k does not reach (:mod:`mlsys_opt.point.linear`); "dense": ``jax.jacfwd`` (the whole
+    tangent basis through every operation; the reference the tests compare against).
+    options: the scenario's trace-time options (``scenarios.static_options``).  derivative=False:
+    None in its place (the elasticities alone: half the output).
     """
-    return _kernel_cached(scenario, in_names, jnp.dtype(dtype).name)
+    if method not in METHODS:
+        raise MlsysOptError(f"sensitivity: method {method!r} is not known (allowed: {', '.join(METHODS)})")
+    return _batch_kernel_cached(scenario, tuple(in_names), jnp.dtype(dtype).name,
+                                tuple(sorted((options or {}).items())), method, bool(derivative))
 
 
 @functools.lru_cache(maxsize=32)
-def _kernel_cached(scenario: str, in_names: tuple, dtype):
+def _batch_kernel_cached(scenario: str, in_names: tuple, dtype, options: tuple, method: str, derivative: bool):
     out_names = output_names(scenario, None)
+    opts = dict(options)
+    n_out, n_in = len(out_names), len(in_names)
 
-    def one(p, local, eff, prec):
-        # p: {param: scalar}; local: one-row Tables (leading dim 1); prec: int32 scalar
-        p1 = one_config(p)
-        xs = [jnp.asarray(read_input(k, p1, local, eff), dtype) for k in in_names]
-        values = jnp.stack([input_value(k, x, prec) for k, x in zip(in_names, xs)])
-        tangents = [jnp.where(x != 0, x, jnp.ones_like(x)) for x in xs]
+    def batch(p, tables, eff):
+        n = jnp.shape(p["hardware"])[0]
+        xs = [jnp.asarray(read_input(k, p, tables, eff), dtype) for k in in_names]
+        ts = [jnp.where(x != 0, x, jnp.ones_like(x)) for x in xs]
 
-        def f(delta):
-            new = {k: x + delta[i] * t for i, (k, x, t) in enumerate(zip(in_names, xs, tangents))}
-            outs, g = run_scenario(scenario, *with_inputs(new, p1, local, eff), (), dtype)
-            y = output_vector(outs, out_names, dtype)
-            return y, (y, g)
+        def f(*inputs):
+            pp, tt, ee = with_inputs(dict(zip(in_names, inputs)), p, tables, eff)
+            outs, cons = SCENARIO_FNS[scenario](params_from_dict(scenario, pp), tt, ee, **opts)
+            y = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(outs, o), dtype), (n,)) for o in out_names], axis=1)
+            g = [jnp.broadcast_to(jnp.asarray(c, dtype), (n,)) for c in cons]
+            return y, (jnp.stack(g, axis=1) if g else jnp.zeros((n, 0), dtype))
 
-        D, (y, g) = jax.jacfwd(f, has_aux=True)(jnp.zeros((len(in_names),), dtype))  # x ∂y/∂x
-        nz_x = values != 0
-        # ∂y/∂x = D / x: not capped at UNBOUNDED (a derivative in SI units may exceed 1e18), so not safe_div
-        deriv = jnp.where(nz_x[None, :], D / jnp.where(nz_x, values, 1.0)[None, :], D)
-        elast = jnp.where(nz_x[None, :], safe_div(jnp.sign(y)[:, None] * D, jnp.abs(y)[:, None], fill=0.0), 0.0)
-        return y, values, deriv, elast, g
-
-    def batch(p, local, eff, prec):
-        return jax.vmap(one, in_axes=(0, 0, None, 0))(p, local, eff, prec)
+        values = jnp.stack([config_value(k, x, p, n) for k, x in zip(in_names, xs)], axis=1)
+        if method == "sparse":
+            y, cols, g = jvp_columns(f, xs, ts, has_aux=True, budget=GROUP_BUDGET)
+            zero = jnp.zeros((n, n_out), dtype)
+            D = jnp.stack([zero if c is ZERO else c for c in cols], axis=2)             # x ∂y/∂x
+        else:
+            def along(delta):
+                y, g = f(*[x + delta[i] * t for i, (x, t) in enumerate(zip(xs, ts))])
+                return y, (y, g)
+            D, (y, g) = jax.jacfwd(along, has_aux=True)(jnp.zeros((n_in,), dtype))
+        inv_x, scale = _reciprocals(y, values)
+        deriv = D * inv_x[:, None, :] if derivative else None
+        return y, values, deriv, jnp.clip(D * scale, -UNBOUNDED, UNBOUNDED), g
 
     return jax.jit(batch)
+
+
+def _reciprocals(y, values):
+    """(1/x [n, n_in], (1/y)·[x != 0] [n, n_out, n_in]): derivative = D·(1/x), elasticity = D·scale.
+
+    With D = x ∂y/∂x: derivative = D / x (D where x = 0: the tangent there was 1), not capped (a
+    derivative in SI units may exceed 1e18); elasticity = D / y, 0 where y = 0 or x = 0 (the caller
+    caps it at ±UNBOUNDED).  Products with per-row reciprocals, clipped to the largest finite
+    float so that a subnormal denominator gives a capped, not an infinite, quotient: one or two
+    operations per Jacobian entry instead of a masked division (the [n, n_out, n_in] arrays are
+    most of the kernel's memory traffic).
+    """
+    big = jnp.finfo(values.dtype).max
+    inv_x = jnp.where(values != 0, jnp.clip(1 / jnp.where(values != 0, values, 1), -big, big), 1)
+    inv_y = jnp.where(y != 0, jnp.clip(1 / jnp.where(y != 0, y, 1), -big, big), 0)
+    return inv_x, inv_y[:, :, None] * (values != 0).astype(values.dtype)[:, None, :]
+
+
+def _packed_rows(host: dict, dtype, chunk: int):
+    """(F, names_f, I, names_i, size, n): the batch's parameters as two row-major matrices, padded.
+
+    F [n_pad, n_float] holds the float parameters (as `dtype`), I [n_pad, n_int] the int32
+    codes; n_pad is a multiple of the chunk size (the smallest power of two >= n, at least 8, at
+    most `chunk`), padding rows copy row 0 (a valid configuration).  Each chunk goes to the
+    device as two contiguous arrays instead of one per parameter (a transfer of ~40 arrays cost
+    ~5-10 ms per chunk).
+    """
+    n = int(np.shape(host["hardware"])[0])
+    size = min(chunk, max(8, 1 << max(0, (n - 1).bit_length())))
+    rows = n + (-n % size)
+    names_i = tuple(k for k, v in host.items() if not np.issubdtype(v.dtype, np.floating))
+    names_f = tuple(k for k in host if k not in names_i)
+    mats = []
+    for names, dt in ((names_f, np.dtype(dtype)), (names_i, np.dtype(np.int32))):
+        m = np.empty((rows, len(names)), dt)
+        for j, k in enumerate(names):
+            v = np.broadcast_to(host[k], (n,))
+            m[:n, j] = v
+            m[n:, j] = v[0]
+        mats.append(m)
+    return mats[0], names_f, mats[1], names_i, size, n
+
+
+@functools.lru_cache(maxsize=32)
+def _packed_kernel(scenario: str, in_names: tuple, dtype: str, options: tuple, method: str, derivative: bool,
+                   names_f: tuple, names_i: tuple):
+    """:func:`_batch_kernel` on a chunk given as F [m, n_float] and I [m, n_int] (:func:`_packed_rows`)."""
+    kernel = _batch_kernel(scenario, in_names, dtype, dict(options), method, derivative)
+
+    def run(F, I, tables, eff):
+        p = {k: F[:, j] for j, k in enumerate(names_f)}
+        p.update({k: I[:, j] for j, k in enumerate(names_i)})
+        return kernel(p, tables, eff)
+
+    return jax.jit(run)
+
+
+def _kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None):
+    """The per-configuration-tables form: ``(p, local, eff, prec) -> (y, values, derivative, elasticity, g)``.
+
+    local: tables whose fields are [n, 1, ...] (``config.gather_local``: the rows each
+    configuration selects); p's catalog codes are ignored (row i of local is configuration
+    i's).  options: the scenario's (default: automatic).  Kept for callers that gather rows
+    themselves (``point.table_eval``); :func:`_batch_kernel` reads the full tables and costs less.
+    """
+    kernel = _batch_kernel(scenario, in_names, dtype, options)
+
+    def run(p, local, eff, prec):
+        n = jnp.shape(p["hardware"])[0]
+        codes = jnp.arange(n, dtype=jnp.int32)
+        pp = {k: (codes if k in TABLE_PARAM.values() else v) for k, v in p.items()}
+        tables = jax.tree_util.tree_map(lambda a: a[:, 0], local)
+        return kernel(pp, tables, eff)
+
+    return run
 
 
 # --------------------------------------------------------------------------- public API
 
 def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=None, tables=None,
-                       dtype=None, chunk: int = CHUNK) -> Sensitivities:
+                       dtype=None, chunk: int = CHUNK, options: dict | None = None,
+                       method: str = "sparse", derivative: bool = True) -> Sensitivities:
     """Exact derivatives and elasticities as arrays (see :class:`Sensitivities`).
 
     Args: as :func:`sensitivity`.  Configurations are processed in padded
-    chunks of `chunk` rows (one compilation per chunk size).
+    chunks of `chunk` rows (one compilation per chunk size).  options: the
+    scenario's trace-time options (default: ``scenarios.static_options`` of the
+    values the batch takes, e.g. one micro-batch geometry when every
+    configuration gives ``microbatches``).  method: "sparse" (default) or
+    "dense" (``jax.jacfwd``; same numbers, slower) — see :func:`_batch_kernel`.
+    derivative=False: the ``derivative`` field is None (elasticities only; the
+    [n, n_out, n_in] arrays are most of the memory a large batch writes).
     """
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..sweeps.api import constraint_names
@@ -157,19 +276,42 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     eff = type(eff)(*[jnp.asarray(x, dtype) for x in eff])
     cnames = (constraint_names(space) if space is not None else schema.STRUCTURAL_CONSTRAINTS[scenario])
-    kernel = _kernel(scenario, in_names, dtype)
-    parts = []
-    for pc, m in padded_chunks(p, chunk):
-        local = gather_local(tables, pc)
-        prec = jnp.asarray(pc["precision"], jnp.int32)
-        res = kernel(pc, local, eff, prec)
-        parts.append([np.asarray(r)[:m] for r in res])
-    y, value, deriv, elast, G = (np.concatenate([q[i] for q in parts]) for i in range(5))
+    host = {k: np.asarray(v) for k, v in p.items()}
+    if options is None:                      # what the batch's values allow (exact for every row)
+        options = static_options(scenario, host)
     all_names = output_names(scenario, None)
-    if space is not None:
-        G = np.concatenate([G, limit_g(space.limits, y, all_names)], axis=1)
     sel = [all_names.index(o) for o in out_names]
-    return Sensitivities(out_names, in_names, tuple(cnames), y[:, sel], value, deriv[:, sel], elast[:, sel], G)
+    pick = slice(None) if sel == list(range(len(all_names))) else np.asarray(sel)
+    F, names_f, I, names_i, size, n = _packed_rows(host, dtype, chunk)
+    kernel = _packed_kernel(scenario, in_names, jnp.dtype(dtype).name, tuple(sorted(options.items())), method,
+                            bool(derivative), names_f, names_i)
+    starts = range(0, n, size)
+    first = kernel(F[:size], I[:size], tables, eff)
+    out = [None if r is None else np.empty((n,) + r.shape[1:], r.dtype) for r in first]
+    for i in (2, 3):
+        if first[i] is not None:
+            out[i] = np.empty((n, len(sel)) + first[i].shape[2:], first[i].dtype)
+
+    def work(s):
+        # one chunk: run, then copy into the preallocated arrays (outputs selected here)
+        res = first if s == 0 else kernel(F[s:s + size], I[s:s + size], tables, eff)
+        m = min(size, n - s)
+        for o, r in zip(out, res):
+            if r is not None:
+                r = np.asarray(r)
+                o[s:s + m] = r[:m, pick] if r.ndim == 3 else r[:m]
+
+    workers = min(WORKERS, os.cpu_count() or 1, len(starts))
+    if workers > 1:       # the XLA CPU client runs one program per calling thread: one stream per core
+        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
+            list(pool.map(work, starts))
+    else:
+        for s in starts:
+            work(s)
+    y_all, value, deriv, elast, G = out
+    if space is not None:
+        G = np.concatenate([G, limit_g(space.limits, y_all, all_names)], axis=1)
+    return Sensitivities(out_names, in_names, tuple(cnames), y_all[:, pick], value, deriv, elast, G)
 
 
 def sensitivity(target, config, *, outputs=None, parameters=None, eff=None, tables=None,

@@ -92,7 +92,8 @@ class TableEvaluator:
         return np.int32 if self.specs[param].kind in ("catalog", "choice") else self.dtype
 
     def _compiled(self):
-        from ..sweeps.api import evaluate_params
+        from ..sweeps.api import evaluate_columns
+        from ..sweeps.step import most_violated
 
         key = (self.target.scenario, tuple(sorted(self.target.limits.items())),
                tuple(sorted(self.target.options.items())), self.col_params,
@@ -106,17 +107,17 @@ class TableEvaluator:
             n = next(iter(cols.values())).shape[0]
             p = dict(cols)
             p.update({k: jnp.full((n,), v, t) for k, (v, t) in baked.items()})
-            ev = evaluate_params(target, p, tables, eff)
-            outs = {k: jnp.broadcast_to(jnp.asarray(getattr(ev.outputs, k), dtype), (n,)) for k in names}
-            G = ev.G.astype(dtype)
-            if n_c:
-                feasible = jnp.all(G <= 0, axis=1)
-                binding = jnp.argmax(G, axis=1).astype(jnp.int32)
-            else:
-                feasible = jnp.ones((n,), bool)
-                binding = jnp.zeros((n,), jnp.int32)
+            _, G, outputs, _ = evaluate_columns(target, p, tables, eff)
+            outs = {k: jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names}
+            G = [g.astype(dtype) for g in G]
+            binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
+            feasible = jnp.ones((n,), bool)
+            for g in G:                       # every constraint <= 0 (a NaN one is not feasible)
+                feasible = feasible & (g <= 0)
+            binding = binding.astype(jnp.int32)
             reason = jnp.where(feasible, -1, binding).astype(jnp.int32)
-            return outs, G.T, feasible, reason, binding          # G.T: one contiguous row per constraint
+            G = jnp.stack(G) if n_c else jnp.zeros((0, n), dtype)      # one contiguous row per constraint
+            return outs, G, feasible, reason, binding
 
         fn = jax.jit(run, in_shardings=(self._rows, self._rep, self._rep, self._rep))
         _FNS[key] = fn

@@ -92,6 +92,7 @@ from typing import Any, NamedTuple
 import jax.numpy as jnp
 
 from .._types import Array
+from ..walls._masked import floor_pos
 from ..catalog.achievable import ATTENTION_SEQLENS, GEMM_REF_EFF, GEMM_SIZES, MSG_BYTES
 
 _LOG2_GEMM0 = math.log2(GEMM_SIZES[0])
@@ -225,7 +226,7 @@ def tile_factor(rows: Array, eff: Efficiency = DEFAULT_EFFICIENCY) -> Array:
     gives exactly 1 and x → 0 gives 0, finite gradients everywhere.
     """
     rows = jnp.asarray(rows)   # float rows keep their dtype: a float32 sweep stays float32 under x64
-    x = jnp.maximum(rows.astype(jnp.result_type(rows, float)), 1e-30)
+    x = floor_pos(rows.astype(jnp.result_type(rows, float)), 1e-30)
     return 1.0 / (1.0 + eff.matmul_rows_half / x)
 
 
@@ -243,9 +244,14 @@ def _interp_log2(table: Array, x: Array, log2_first: float) -> Array:
     Flat beyond the grid's ends; piecewise linear (differentiable between grid points).
     Shapes broadcast explicitly: table [..., n], x [...] -> [...].
     """
+    return _interp_at_log2(table, jnp.log2(floor_pos(_f(x), 1e-30)), log2_first)
+
+
+def _interp_at_log2(table: Array, log2_x: Array, log2_first: float) -> Array:
+    """`_interp_log2` given log2 x instead of x (callers that have the logarithm already)."""
     table = jnp.asarray(table)
     n = table.shape[-1]
-    u = jnp.clip(jnp.log2(jnp.maximum(_f(x), 1e-30)) - log2_first, 0.0, n - 1.0)
+    u = jnp.clip(log2_x - log2_first, 0.0, n - 1.0)
     out = 0.0
     for k in range(n):      # hat functions: elementwise, fuses (no gather)
         out = out + table[..., k] * jnp.maximum(1.0 - jnp.abs(u - k), 0.0)
@@ -258,11 +264,11 @@ def gemm_dims(rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.
     M = rows, K = hidden, N = ffn/tp (4·hidden/tp when ffn = 0); hidden = 0 (CNN,
     unknown shape): a square M x M x M.
     """
-    m = jnp.maximum(_f(rows), 1.0)
+    m = floor_pos(_f(rows), 1.0)
     h = _f(hidden)
     ffn = _f(ffn)
-    k = jnp.where(h > 0, jnp.maximum(h, 1.0), m)
-    n = jnp.where(h > 0, jnp.maximum(jnp.where(ffn > 0, ffn, 4.0 * h) / jnp.maximum(_f(tp), 1.0), 1.0), m)
+    k = jnp.where(h > 0, floor_pos(h, 1.0), m)
+    n = jnp.where(h > 0, floor_pos(jnp.where(ffn > 0, ffn, 4.0 * h) / floor_pos(_f(tp), 1.0), 1.0), m)
     return m, k, n
 
 
@@ -291,12 +297,14 @@ def gemm_mnk_efficiency(gemm: Array, m: Array, k: Array, n: Array, eff: Efficien
     (1024x2145x1024, 6144x12288x12288, 802816x192x768 on A100 fp16 and H100 fp8) within 30 %.
     """
     m, k, n = _f(m), _f(k), _f(n)
-    n_eq = jnp.cbrt(jnp.maximum(m, 1.0) * jnp.maximum(k, 1.0) * jnp.maximum(n, 1.0))
-    g = gemm_curve(gemm, n_eq)
+    # log2 n_eq = log2(M·K·N)/3 and n_eq = 2^that: jnp.cbrt is a scalar libm call on XLA's CPU
+    # (10 ns per element, a third of the training scenario's time) where log2/exp2 are vectorised
+    log2_n_eq = jnp.log2(floor_pos(m, 1.0) * floor_pos(k, 1.0) * floor_pos(n, 1.0)) / 3.0
+    g = _interp_at_log2(gemm, log2_n_eq, _LOG2_GEMM0)
     if not tile:
         return g
     d = jnp.minimum(jnp.minimum(m, k), n)
-    return g * tile_factor(d, eff) / tile_factor(n_eq, eff)
+    return g * tile_factor(d, eff) / tile_factor(jnp.exp2(log2_n_eq), eff)
 
 
 def gemm_shape_efficiency(gemm: Array, rows: Array, hidden: Array = 0.0, ffn: Array = 0.0, tp: Array = 1.0,
@@ -365,12 +373,53 @@ def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY, 
     return _blend(old, jnp.minimum(eta * eff.prefill_eff_scale * g / GEMM_REF_EFF, 1.0), eff)
 
 
+# FlashAttention-1-generation kernels (flash-attn 1.x, the Triton FlashAttention) run at this
+# fraction of FlashAttention-2's forward+backward rate: causal, head dim 128, 2k-16k tokens,
+# FA1 / FA2 TFLOP/s read from the FA2 README figures (Dao-AILab/flash-attention assets,
+# commit 0251105, panel d): H100 108/265, 126/294, 135/308, 137/328 (0.41-0.44); A100 69/155,
+# 76/173, 80/182, 83/189 (0.44); mean of the eight 0.432 (the FA2 paper's "around 2x").
+FLASH1_OF_FLASH2 = 0.43
+
+
+def unfused_elementwise_factor(kv_ratio: Array, ffn_ratio: Array) -> Array:
+    """HBM traffic of a Llama block's elementwise ops run as PyTorch eager kernels / as fused kernels.
+
+    Counted per element of the s·b·h activation, 16-bit tensors, forward pass, from the ops
+    (torchtitan's Llama at 9dec370; the same for any pre-norm RMSNorm/RoPE/SwiGLU block), with
+    g = kv_ratio = n_kv_heads/n_heads (RoPE also rotates the g·h keys) and r = ffn_ratio =
+    ffn/hidden (SwiGLU runs on r·h elements); bytes read + written per element::
+
+        eager: RMSNorm (x.float() 2+4, pow 4+4, mean 4, ×rsqrt 4+4, type_as 4+2, ×w 2+2) 36, ×2 norms
+               RoPE (float 2+4, complex mul 4+4, type_as 4+2) 20·(1 + g)
+               residual add (4+2) 6, ×2;  SwiGLU silu (2+2) + mul (4+2) = 10·r
+               E = 84 + 20·(1 + g) + 10·r
+        fused: add + RMSNorm in one kernel (read x, branch; write sum, normed) 8, ×2
+               RoPE (2+2) 4·(1 + g);  SwiGLU (read gate, up; write) 6·r
+               F = 16 + 4·(1 + g) + 6·r
+        factor = E / F         (Llama-3-8B, g = 1/4, r = 3.5: 144/42 = 3.43)
+
+    The backward of each op reads its saved inputs and the output gradient and writes the input
+    gradient (about twice its forward traffic, fused or not), so the same ratio is applied to
+    the whole elementwise term.  Copies both paths make (repeat_kv for GQA, head transposes) are
+    not counted.  Fused = Megatron-LM/Transformer Engine kernels or torch.compile (Inductor fuses
+    chains of pointwise ops and reductions into one kernel).  Dimensionless, >= 1; ffn_ratio = 0
+    (unknown) counts as 4.  Check (torchtitan Dec 2024 Table 1/3, Llama 3.1 8B, 8 and 128 H100s:
+    eager 5,762 / 5,605 vs torch.compile 6,667 / 6,514 tokens/s/GPU, 1.16x) in
+    tests/test_training_physics.py.
+    """
+    g = jnp.maximum(_f(kv_ratio), 0.0)
+    r = _f(ffn_ratio)
+    r = jnp.where(r > 0, r, 4.0)
+    return (84.0 + 20.0 * (1.0 + g) + 10.0 * r) / (16.0 + 4.0 * (1.0 + g) + 6.0 * r)
+
+
 def attention_efficiency(curve: Array, seq_len: Array) -> Array:
     """FlashAttention efficiency (fraction of the fp16 peak) at sequence length seq_len.
 
     curve: a part's `attention_fwdbwd_eff` or `attention_fwd_eff` row [..., 6] at
-    ATTENTION_SEQLENS (512..16384, log2-linear, flat beyond).  Head dim 128, non-causal
-    (FA2 forward+backward / FA3 forward, Dao-AILab/flash-attention benchmark figures).
+    ATTENTION_SEQLENS (512..16384, log2-linear, flat beyond).  Head dim 128; forward+backward
+    is FA2's causal series where it was read (training is causal), forward FA3's non-causal
+    (Dao-AILab/flash-attention benchmark figures; catalog/achievable.py).
     """
     return _interp_log2(curve, seq_len, _LOG2_ATTN0)
 

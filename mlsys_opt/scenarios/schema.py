@@ -116,6 +116,11 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                   dimension="dimensionless", low=1.0, high=100.0),
     "failure_rate_per_gpu_hour": ParamSpec("float", 0.0, "interruptions per GPU-hour; 0 = the catalog MTBF",
                                            dimension="dimensionless", low=0.0, high=1.0),
+    "kernels": ParamSpec("choice", "fused", "software kernels: fused = FlashAttention-2-class attention and fused "
+                         "norm/residual/RoPE/SwiGLU (Megatron, Transformer Engine, torch.compile); eager = PyTorch "
+                         "eager elementwise ops (HBM traffic × efficiency.unfused_elementwise_factor, ~3.4); fa1 = "
+                         "FlashAttention-1-generation attention (× efficiency.FLASH1_OF_FLASH2 = 0.43); fa1_eager = both",
+                         choices=("fused", "eager", "fa1", "fa1_eager")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -15,9 +15,9 @@ from ..catalog.tables import Tables
 from ..walls._masked import as_scenario
 from ..walls import ops, queueing
 from ..walls import serving as sw
-from ..walls._masked import UNBOUNDED, safe_div
+from ..walls._masked import UNBOUNDED, floor_pos, safe_div
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import Common, batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, safe_pos
+from .parts import Common, batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather
 from .serving_steps import (Chunking, DecodeStep, PrefillTime, Replica, chunked_prefill, decode_step,
                             prefill_time, replica)
 
@@ -109,7 +109,7 @@ class Mix(NamedTuple):
 
 
 def request_mix(p) -> Mix:
-    prompt, out = safe_pos(p.prompt_tokens, 1.0), safe_pos(p.output_tokens, 1.0)
+    prompt, out = floor_pos(p.prompt_tokens, 1.0), floor_pos(p.output_tokens, 1.0)
     hit = jnp.clip(p.prefix_hit_rate, 0.0, 1.0)
     return Mix(prompt, sw.lognormal_quantile(prompt, p.prompt_cv, Q50),
                sw.lognormal_quantile(prompt, p.prompt_cv, Q99), out,
@@ -182,7 +182,7 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
     (ITL·σ_out)² plus the prompt term (TTFT service·cv_prompt)² (log-normal lengths).
     """
     lam = jnp.maximum(p.request_rate, 0.0)
-    u = safe_pos(p.max_utilization, 1e-3)
+    u = floor_pos(p.max_utilization, 1e-3)
     out1 = jnp.maximum(mix.out - 1.0, 0.0)
     phi = jnp.clip(p.prefill_fraction, 0.01, 0.99)
     pf_serv = t.alone.time_s + t.kv.transfer_s
@@ -213,9 +213,9 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
     slots = jnp.where(disagg, r_d, replicas) * r.batch
     sd_out = itl_tok * out1 * jnp.maximum(p.output_cv, 0.0)
     sd_pr = jnp.where(disagg, 0.0, t.mean_s) * jnp.maximum(p.prompt_cv, 0.0)
-    s_safe = safe_pos(s_slot, 1e-12)
+    s_safe = floor_pos(s_slot, 1e-12)
     cs2 = (sd_out * sd_out + sd_pr * sd_pr) / (s_safe * s_safe)
-    pf_safe = safe_pos(pf_serv, 1e-12)
+    pf_safe = floor_pos(pf_serv, 1e-12)
     cv_pf = jnp.maximum(p.prompt_cv, 0.0)
     # One Erlang C per configuration: the queue TTFT waits in (colocated: the slots;
     # disaggregated: the prefill pool) is M/G/c; the decode pool of a disaggregated
@@ -238,13 +238,15 @@ class Latency(NamedTuple):
     p99_latency_s: Array
 
 
-def boundary_wait(r: Replica, d: DecodeStep, t: Ttft, q: Pools, disagg) -> sw.Residual:
+def boundary_wait(r: Replica, d: DecodeStep, t: Ttft, q: Pools, disagg, busy=None) -> sw.Residual:
     """Colocated: the wait for the decode iteration in flight to end before a new prompt can
     join (walls.serving.iteration_residual).  The iteration is the decode step t, or t + Δ
     with a prefill chunk on it (share f, walls.serving.prefill_interference); the replica
     runs iterations a busy_fraction of the time.  Disaggregated: the prefill pool's own
-    queue (M/G/c, one prompt per replica) already holds that wait: 0."""
-    busy = jnp.where(disagg, 0.0, sw.busy_fraction(q.slot_queue.utilization, r.batch))
+    queue (M/G/c, one prompt per replica) already holds that wait: 0.
+    `busy`: the slots' busy_fraction when the caller has it already (same value)."""
+    busy = sw.busy_fraction(q.slot_queue.utilization, r.batch) if busy is None else busy
+    busy = jnp.where(disagg, 0.0, busy)
     return sw.iteration_residual(d.step_s, t.chunking.extra_s, q.itl.chunk_share, busy)
 
 
@@ -293,7 +295,7 @@ class Footprint(NamedTuple):
 
 
 def footprint(p, c: Common, r: Replica, d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg,
-              eff: Efficiency) -> Footprint:
+              eff: Efficiency, busy_d=None) -> Footprint:
     """Power at utilisation, energy, carbon and cost over `duration` (walls.serving, ops).
 
     A decode replica draws active power while any slot is busy
@@ -301,19 +303,20 @@ def footprint(p, c: Common, r: Replica, d: DecodeStep, t: Ttft, q: Pools, mix: M
     utilisation); idle/active fractions are Efficiency.idle_power_frac /
     active_power_frac (sources there and at walls.serving.power_at_utilization).  The KV
     transfers add λ·(network J per request) of IT power (walls.serving.kv_transfer).
+    `busy_d`: the slots' busy_fraction when the caller has it already (same value).
     """
     lam = jnp.maximum(p.request_rate, 0.0)
     n_dev = q.replicas * r.devices
     n_pre = q.prefill_replicas * r.devices
-    busy_d = sw.busy_fraction(q.slot_queue.utilization, r.batch)
+    busy_d = sw.busy_fraction(q.slot_queue.utilization, r.batch) if busy_d is None else busy_d
     busy_p = jnp.clip(q.prefill_queue.utilization, 0.0, 1.0)
     pw = lambda b: sw.power_at_utilization(c.tdp, b, idle_frac=eff.idle_power_frac,    # noqa: E731
                                            active_frac=eff.active_power_frac)
     fleet_w = pw(busy_d) * (n_dev - n_pre) + pw(busy_p) * n_pre + jnp.where(disagg, lam * t.kv.energy_j, 0.0)
-    power = fleet_w / safe_pos(n_dev, 1.0)
+    power = fleet_w / floor_pos(n_dev, 1.0)
     fp = ops.sustainability(fleet_w, p.duration, c.pue, c.carbon, c.wue)
     cost = fleet_cost(c, p.pricing, n_dev, p.duration, power, p.depreciation, p.maintenance_frac_per_year)
-    capacity = q.slots * mix.out / safe_pos(q.slot_service_s, 1e-12)
+    capacity = q.slots * mix.out / floor_pos(q.slot_service_s, 1e-12)
     throughput = jnp.minimum(lam * mix.out, capacity)
     return Footprint(n_dev, power, cost, fp.carbon_kg, fp.energy_j, throughput * p.duration, throughput)
 
@@ -321,7 +324,7 @@ def footprint(p, c: Common, r: Replica, d: DecodeStep, t: Ttft, q: Pools, mix: M
 def per_mtok(total, tokens):
     """total / (tokens / 1e6); UNBOUNDED when no token is served (request_rate 0: undefined)."""
     served = tokens > 0
-    return jnp.where(served, jnp.minimum(total / jnp.where(served, tokens, 1.0) * 1e6, UNBOUNDED), UNBOUNDED)
+    return jnp.where(served, jnp.minimum(safe_div(total, tokens, fill=UNBOUNDED) * 1e6, UNBOUNDED), UNBOUNDED)
 
 
 # --------------------------------------------------------------------------- serving
@@ -356,10 +359,16 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
                 prompt=mix.prompt, out_tok=mix.out, spec_on=spec_on)
     d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
     t = ttft_service(p, c, r, eff, d, mix, disagg)
+    # Computed once for their many consumers (parts.materialized; XLA's CPU fusion otherwise
+    # recomputes the chunk's Δ, the residual wait and busy_fraction inside each consumer).  Cut
+    # points chosen by measurement on the benchmarks/throughput.py serving chunk (XLA cost
+    # analysis and CPU time); other cuts (d alone, the prefill curve, lat or f alone) cost more.
+    r, d, t = materialized((r, d, t), p.hardware)
     q = pools(p, r, d, t, mix, disagg)
-    r, d, t, q = materialized((r, d, t, q), p.hardware)     # computed once for their many consumers
-    lat = latency(d, t, q, mix, disagg, boundary_wait(r, d, t, q, disagg))
-    f = footprint(p, c, r, d, t, q, mix, disagg, eff)
+    busy = sw.busy_fraction(q.slot_queue.utilization, r.batch)
+    q, res, busy = materialized((q, boundary_wait(r, d, t, q, disagg, busy), busy), p.hardware)
+    lat = latency(d, t, q, mix, disagg, res)
+    f = footprint(p, c, r, d, t, q, mix, disagg, eff, busy)
     lat, f = materialized((lat, f), p.hardware)
 
     out = ServingOutputs(
@@ -383,7 +392,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
         queue_stable=jnp.where(stable, jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6,
                                jnp.maximum(jnp.minimum(q.utilization, 1e6) - 1.0, 0.0) + 1e-6),
         experts=r.ep / c.n_experts - 1.0,
-        context=jnp.where(c.is_cnn | (ctx <= 0), -1.0, (mix.prompt + mix.out) / safe_pos(ctx, 1.0) - 1.0))
+        context=jnp.where(c.is_cnn | (ctx <= 0), -1.0, (mix.prompt + mix.out) / floor_pos(ctx, 1.0) - 1.0))
     return broadcast_all(shape, out), broadcast_all(shape, g)
 
 

@@ -18,8 +18,9 @@ import jax.numpy as jnp
 from .._types import BYTES_PER_ELEMENT, Array
 from ..walls import fleet, node
 from ..walls import serving as sw
+from ..walls._masked import floor_pos, safe_div
 from .efficiency import Efficiency, decode_compute_efficiency, prefill_efficiency, tile_factor
-from .parts import Common, safe_pos
+from .parts import Common, materialized
 from .schema import KV_PRECISIONS, OFFLOAD
 
 OFFLOAD_KV, OFFLOAD_WEIGHTS = OFFLOAD.index("kv"), OFFLOAD.index("weights")
@@ -79,14 +80,14 @@ def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok,
     Offload (schema.OFFLOAD): the KV or the weights that do not fit spill to host
     memory (walls.serving.offload_spill_bytes).
     """
-    tp, pp = safe_pos(p.tp, 1.0), safe_pos(p.pp, 1.0)
-    ep = safe_pos(p.ep, 1.0)
+    tp, pp = floor_pos(p.tp, 1.0), floor_pos(p.pp, 1.0)
+    ep = floor_pos(p.ep, 1.0)
     lanes = tp * ep
     devices = lanes * pp
-    batch = safe_pos(p.batch, 1.0)
+    batch = floor_pos(p.batch, 1.0)
     e_n, k = c.n_experts, jnp.maximum(c.top_k, 1.0)
     moe = (e_n > k) & ~c.is_cnn
-    expert = jnp.where(moe, (c.n_params - c.n_active) / jnp.where(moe, e_n - k, 1.0), 0.0)
+    expert = jnp.where(moe, safe_div(c.n_params - c.n_active, e_n - k, fill=0.0), 0.0)  # dense: no experts
     shared = c.n_params - e_n * expert
     imb = jnp.where(ep > 1.0, jnp.maximum(p.moe_imbalance, 1.0), 1.0)
     compute_params = jnp.where(c.is_cnn, c.n_eff, shared + k * expert * imb)
@@ -109,8 +110,8 @@ def replica(p, c: Common, host_bw_per_lane, eff: Efficiency, *, prompt, out_tok,
     return Replica(
         tp=tp, pp=pp, ep=ep, lanes=lanes, devices=devices, batch=batch, shared_params=shared,
         expert_params=expert, compute_params=compute_params, imbalance=imb, weight_bytes=w_bytes,
-        kv_bytes_per_token=kv_tok, peak=c.peak, bw=c.mem_bw, host_bw=safe_pos(host_bw_per_lane, 1.0),
-        spill_frac_w=spill_w / safe_pos(w_dev, 1.0), spill_frac_kv=spill_kv / safe_pos(kv_dev, 1.0),
+        kv_bytes_per_token=kv_tok, peak=c.peak, bw=c.mem_bw, host_bw=floor_pos(host_bw_per_lane, 1.0),
+        spill_frac_w=spill_w / floor_pos(w_dev, 1.0), spill_frac_kv=spill_kv / floor_pos(kv_dev, 1.0),
         offload_bytes=spill_w + spill_kv, memory_bytes=mem, kv_bytes=kv,
         tax_s=eff.dispatch_s_per_layer * c.n_layers, in_node=devices <= c.apn)
 
@@ -155,7 +156,7 @@ def expert_rows(r: Replica, c: Common, tokens) -> Array:
     """GEMM rows of one routed expert on the busiest rank for `tokens` tokens: tokens·k·imb/E
     (>= 1; dense models: tokens)."""
     moe = r.expert_params > 0.0
-    rows = tokens * jnp.maximum(c.top_k, 1.0) * r.imbalance / jnp.maximum(c.n_experts, 1.0)
+    rows = tokens * jnp.maximum(c.top_k, 1.0) * r.imbalance / floor_pos(c.n_experts, 1.0)
     return jnp.where(moe, jnp.maximum(rows, 1.0), tokens)
 
 
@@ -172,7 +173,7 @@ def gemm_s(r: Replica, c: Common, tokens, eta_shared, eta_expert) -> Array:
     moe = r.expert_params > 0.0                                      # dense and CNN rows: 0
     routed = jnp.where(moe, r.compute_params - r.shared_params, 0.0)  # k·e·imb
     dense_part = jnp.where(moe, r.shared_params, r.compute_params)
-    expert_part = jnp.where(moe, routed / jnp.where(moe, eta_expert, 1.0), 0.0)
+    expert_part = jnp.where(moe, safe_div(routed, eta_expert, fill=node.UNBOUNDED), 0.0)
     return 2.0 * tokens * (dense_part / eta_shared + expert_part) / (r.lanes * r.peak)
 
 
@@ -202,6 +203,7 @@ def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -
     spec = sw.speculative_decoding(p.spec_k, p.spec_acceptance, p.draft_cost_frac)
     eta = decode_compute_efficiency(p.efficiency, eff, part=c, rows=r.batch, tp=r.tp)   # GEMM curve (issue 19)
     eta_e = decode_compute_efficiency(p.efficiency, eff, part=c, rows=expert_rows(r, c, r.batch), tp=r.tp)
+    eta, eta_e = materialized((eta, eta_e), p.hardware)      # the GEMM curve once, not in each consumer
     k1 = jnp.maximum(p.spec_k, 0.0) + 1.0
     kv_read = r.kv_bytes_per_token * (prompt + 0.5 * out_tok) * r.batch / r.lanes
     t_kv = sw.split_read_s(kv_read, kv_read * r.spill_frac_kv, r.bw, r.host_bw)
@@ -246,7 +248,7 @@ def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_t
     never faster than reading the weights once; + dispatch + TP all-reduces of n tokens.
     Wafer-scale rows stream the weights (node.weight_streaming).
     """
-    n = safe_pos(new_tokens, 1.0)
+    n = floor_pos(new_tokens, 1.0)
     eta = prefill_efficiency(p.efficiency, n * c.reuse_per_item, eff, part=c, tp=r.tp)
     eta_e = eta * tile_factor(expert_rows(r, c, n), eff) / tile_factor(n, eff)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, n, cached_tokens)
@@ -282,7 +284,7 @@ def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, ne
     bound and the chunk's FLOP time past the ridge.  TTFT service = (n/m)·(step + Δ):
     small chunks cut Δ (the P99 ITL) and add iterations (the TTFT).
     """
-    n = safe_pos(new_tokens, 1.0)
+    n = floor_pos(new_tokens, 1.0)
     chunk = jnp.asarray(p.chunk_size)
     m = jnp.where(chunk >= 1.0, jnp.minimum(chunk, n), n)
     eta_p = prefill_efficiency(p.efficiency, m * c.reuse_per_item, eff, part=c, tp=r.tp)

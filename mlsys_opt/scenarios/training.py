@@ -12,11 +12,11 @@ import jax.numpy as jnp
 
 from .._types import Array
 from ..catalog.tables import Tables
-from ..walls._masked import as_scenario
+from ..walls._masked import as_scenario, floor_pos
 from ..walls import fleet, node, ops
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, safe_pos
+from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather
 from .schema import RECOMPUTE
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
@@ -63,6 +63,7 @@ class TrainingParams(NamedTuple):
     moe_imbalance: Array             # >= 1
     straggler_factor: Array          # >= 1
     failure_rate_per_gpu_hour: Array  # 1/GPU-hour; 0 = catalog MTBF
+    kernels: Array                   # int32 code into schema.TRAINING_PARAMS["kernels"].choices
 
 
 class TrainingOutputs(NamedTuple):
@@ -112,14 +113,14 @@ def _rem(x, k):
 def _lane(p, c, eff, s: tparts.Setup, shape, b_cand) -> _Lane:
     b_user, m_user = p.micro_batch_size, p.microbatches
     per_dp = s.gb / s.dp
-    b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / safe_pos(m_user, 1.0), b_cand))
-    b = safe_pos(b, 1e-6)
+    b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / floor_pos(m_user, 1.0), b_cand))
+    b = floor_pos(b, 1e-6)
     mb_raw = jnp.where((b_user <= 0) & (m_user > 0), m_user, per_dp / b)
-    mb = safe_pos(mb_raw, 1.0)
+    mb = floor_pos(mb_raw, 1.0)
     mem = tparts.memory(c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
     comm = tparts.communication(p, c, eff, s, cmp, b, mb)
-    g_split = 1.0 / safe_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
+    g_split = 1.0 / floor_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
     lane = _Lane(b, mb, mem.total_bytes, mem.total_bytes / c.capacity - 1.0, g_split, cmp.t_compute_s,
                  cmp.bottleneck, comm.step_s)
     return broadcast_all(shape, lane)
@@ -189,7 +190,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     fp = ops.sustainability(s.n * power, rel.time_to_train_s, c.pue, c.carbon, c.wue)
     cost = fleet_cost(c, p.pricing, s.n, rel.time_to_train_s, power, p.depreciation, p.maintenance_frac_per_year)
     mfu = node.model_flops_utilization(s.model_flop, lane.step, s.n, c.peak)
-    scaling = lane.t_compute / safe_pos(lane.step, 1e-30)
+    scaling = lane.t_compute / floor_pos(lane.step, 1e-30)
 
     out = TrainingOutputs(
         time_to_train_s=rel.time_to_train_s, tco_usd=cost, carbon_kg=fp.carbon_kg, energy_j=fp.energy_j,
@@ -200,10 +201,10 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
         upfront_capex_usd=fleet_upfront_capex(c, p.pricing, s.n))
 
     group = s.tp * s.cp * s.pp
-    ep_raw = safe_pos(p.ep, 1.0)
+    ep_raw = floor_pos(p.ep, 1.0)
     experts = jnp.maximum(jnp.maximum(ep_raw / c.n_experts - 1.0, _rem(c.n_experts, ep_raw) - 0.5),
                           _rem(s.dp_out, ep_raw) - 0.5)
-    heads = safe_pos(c.n_heads, 1.0)
+    heads = floor_pos(c.n_heads, 1.0)
     kv = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, heads)    # space.checks.tp_splits_heads: same rule
     g_heads = jnp.maximum(jnp.maximum(s.tp / heads - 1.0, _rem(heads, s.tp) - 0.5),
                           jnp.minimum(_rem(kv, s.tp), _rem(s.tp, kv)) - 0.5)

@@ -15,15 +15,25 @@ import jax.numpy as jnp
 
 from .._types import Array
 from ..walls import algorithm, attention, fleet, node, ops, parallel
-from .efficiency import Efficiency, attention_efficiency, matmul_efficiency
-from .parts import Common, safe_pos
-from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL
+from ..walls._masked import floor_pos
+from .efficiency import (
+    FLASH1_OF_FLASH2,
+    Efficiency,
+    attention_efficiency,
+    matmul_efficiency,
+    unfused_elementwise_factor,
+)
+from .parts import Common, materialized
+from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL, TRAINING_PARAMS
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
 EAGER = ATTENTION.index("eager")
 SP_ON = SEQUENCE_PARALLEL.index("on")
 BALANCED = ON_OFF.index("on")
+KERNELS = TRAINING_PARAMS["kernels"].choices
+EAGER_KERNELS = tuple(KERNELS.index(k) for k in ("eager", "fa1_eager"))
+FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -37,6 +47,7 @@ class Setup(NamedTuple):
     n: Array; tp: Array; cp: Array; pp: Array; v: Array; dp: Array; dp_out: Array; ep: Array
     seq: Array; s_loc: Array; gb: Array; steps: Array; layers_stage: Array
     full: Array; selective: Array; eager: Array; sp: Array; t_sp: Array; zs: Array; shard: Array
+    elem_factor: Array; cast_bytes_per_token: Array; flash1: Array
     is_moe: Array; load: Array; shared_params: Array; expert_params: Array
     wb: Array; gbytes: Array; ob: Array; act_scale: Array; gather_b: Array
     model_flop: Array; flop_gpu: Array; attn_fwd_seq_layer: Array; attn_bwd_seq_layer: Array
@@ -62,15 +73,15 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
       the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
     """
-    n = safe_pos(p.n_accelerators, 1.0)
-    tp, cp, pp = (safe_pos(x, 1.0) for x in (p.tp, p.cp, p.pp))
-    v = safe_pos(p.virtual_stages, 1.0)
+    n = floor_pos(p.n_accelerators, 1.0)
+    tp, cp, pp = (floor_pos(x, 1.0) for x in (p.tp, p.cp, p.pp))
+    v = floor_pos(p.virtual_stages, 1.0)
     is_moe = c.n_experts > jnp.maximum(c.top_k, 1.0)
-    ep = jnp.where(is_moe, safe_pos(p.ep, 1.0), 1.0)
+    ep = jnp.where(is_moe, floor_pos(p.ep, 1.0), 1.0)
     dp_out = n / (tp * cp * pp)
-    dp = safe_pos(dp_out, 1.0)
-    seq = jnp.where(c.is_cnn, 1.0, safe_pos(p.seq_len, 1.0))
-    gb = safe_pos(p.global_batch, 1.0)
+    dp = floor_pos(dp_out, 1.0)
+    seq = jnp.where(c.is_cnn, 1.0, floor_pos(p.seq_len, 1.0))
+    gb = floor_pos(p.global_batch, 1.0)
     tokens = gb * seq
     rc = jnp.asarray(p.recompute)
     one = jnp.ones_like(c.peak)
@@ -78,13 +89,29 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0)
     eager = jnp.where(jnp.asarray(p.attention) == EAGER, one, 0.0)
     sp = jnp.where(jnp.asarray(p.sequence_parallel) == SP_ON, one, 0.0)
+    # elementwise kernels [compute()]: × the counted eager/fused traffic ratio with kernels = eager /
+    # fa1_eager; sub-16-bit GEMMs add their operand casts (bytes per token, layer and rank; 0 at 16 bits)
+    kv_ratio = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) / floor_pos(c.n_heads, 1.0)
+    ffn_ratio = c.ffn_dim / floor_pos(c.hidden, 1.0)
+    kcode = jnp.asarray(p.kernels)
+    unfused = jnp.where((kcode == EAGER_KERNELS[0]) | (kcode == EAGER_KERNELS[1]), one, 0.0)
+    flash1 = jnp.where((kcode == FLASH1_KERNELS[0]) | (kcode == FLASH1_KERNELS[1]), one, 0.0)
+    elem_factor = 1.0 + unfused * (unfused_elementwise_factor(kv_ratio, ffn_ratio) - 1.0)
+    cast_tok = jnp.where(c.is_cnn, 0.0, parallel.low_precision_cast_bytes(1.0 / tp, c.hidden, kv_ratio, ffn_ratio,
+                                                                         c.bpe, full))
+    # consumed by every micro-batch lane: computed once (parts.materialized), not re-fused into each
+    elem_factor, cast_tok = materialized((elem_factor, cast_tok), p.hardware)
     zs = p.zero_stage * one
-    shard = jnp.where(p.shard_group > 0, jnp.minimum(safe_pos(p.shard_group, 1.0), dp), dp)
+    # gradients are reduced, and ZeRO/FSDP states sharded, over data × context parallel ranks: CP ranks
+    # hold the same weights (Megatron-Core get_data_parallel_group(with_context_parallel=True) for the
+    # grad buffers and distributed optimizer; torchtitan's FSDP mesh "dp_shard_cp")
+    dpc = dp * cp
+    shard = jnp.where(p.shard_group > 0, jnp.minimum(floor_pos(p.shard_group, 1.0), dpc), dpc)
     cap = p.moe_capacity_factor * one
     # capacity c pads every expert's buffer to c·mean tokens (below 1 drops tokens: counted as 1)
-    load = jnp.where(is_moe, jnp.where(cap > 0, jnp.maximum(cap, 1.0), safe_pos(p.moe_imbalance, 1.0)), 1.0)
+    load = jnp.where(is_moe, jnp.where(cap > 0, jnp.maximum(cap, 1.0), floor_pos(p.moe_imbalance, 1.0)), 1.0)
 
-    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / safe_pos(c.n_experts - c.top_k, 1.0)
+    per_expert = jnp.maximum(c.n_params - c.n_active, 0.0) / floor_pos(c.n_experts - c.top_k, 1.0)
     expert_params = jnp.where(is_moe, c.n_experts * per_expert, 0.0)
     expert_active = jnp.where(is_moe, c.top_k * per_expert, 0.0)
     shared_params = c.n_params - expert_params
@@ -111,7 +138,7 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
-    expert_shard = jnp.minimum(shard, safe_pos(dp / ep, 1.0))
+    expert_shard = jnp.minimum(shard, floor_pos(dpc / ep, 1.0))
     kw = dict(weight_bytes_per_param=wb, grad_bytes_per_param=gbytes, optimizer_bytes_per_param=ob, zero_stage=zs)
     m_sh = node.training_memory(shared_params, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
@@ -120,15 +147,16 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
     links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out)
     sh_grad = shared_params / (tp * pp)
-    f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dp, shard=shard,
-                                                dp_local=jnp.clip(c.apn / (tp * cp), 1.0, dp), **links)
+    f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
+                                                dp_local=jnp.clip(c.apn / tp, 1.0, dpc), **links)
     ex_grad = expert_params / (tp * pp * ep)
-    edp = safe_pos(dp / ep, 1.0)
+    edp = floor_pos(dpc / ep, 1.0)
     f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
-                                                dp_local=jnp.clip(c.apn / (tp * cp * ep), 1.0, edp), **links)
+                                                dp_local=jnp.clip(c.apn / (tp * ep), 1.0, edp), **links)
     return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=seq / cp, gb=gb,
-                 steps=safe_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, full=full,
+                 steps=floor_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, full=full,
                  selective=selective, eager=eager, sp=sp, t_sp=jnp.where(sp > 0, tp, 1.0), zs=zs, shard=shard,
+                 elem_factor=elem_factor, cast_bytes_per_token=cast_tok, flash1=flash1,
                  is_moe=is_moe, load=load, shared_params=shared_params, expert_params=expert_params,
                  wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
                  flop_gpu=flop_gpu, attn_fwd_seq_layer=ac.fwd_flop, attn_bwd_seq_layer=ac.bwd_flop,
@@ -149,7 +177,7 @@ def memory(c: Common, s: Setup, b, mb) -> Memory:
 
     - States [node.training_memory]: shared params over tp·pp, expert params over tp·pp·ep,
       ZeRO stage k shards optimizer (≥1), grads (≥2), weights (≥3) over the sharding group
-      (shard_group or dp; experts: at most the expert-data-parallel dp/ep); bytes per param
+      (shard_group or dp·cp: CP ranks hold the same weights; experts: at most dp·cp/ep); bytes per param
       from walls.parallel (bf16: 2 + 4 + 12 = 18, Megatron-LM distrib_optimizer.md).
       ZeRO-3 holds two gathered layers (current + prefetch).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
@@ -191,7 +219,11 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     Elementwise (memory-bound) time, added: scale·M·(L/pp)·((3 + full)·A + selective·eager·A_s)
     / mem_bw with A = act_scale·(s_loc·b·h·(10/t' + 24/t) + eager·5·a·s_loc·s·b/t)
     (Korthikanti et al. 2022 Table 2; t' = tp with sequence parallelism; flash fuses the
-    softmax/dropout, so no score traffic).  × (1 + pipeline_overhead_frac·(1 - 1/pp)).
+    softmax/dropout, so no score traffic); × efficiency.unfused_elementwise_factor(g, ffn/h)
+    (≈ 3.4, the counted eager/fused HBM bytes) with kernels = eager / fa1_eager (PyTorch eager);
+    + M·(L/pp)·walls.parallel.low_precision_cast_bytes(b·s_loc/tp, ...)/mem_bw for fp8/fp4 GEMMs
+    (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
+    × (1 + pipeline_overhead_frac·(1 - 1/pp)).
     """
     passes = 3.0 + s.full
     rows = b * s.s_loc * c.reuse_per_item
@@ -207,7 +239,9 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     a_base = sbh * (10.0 / s.t_sp + 24.0 / s.tp)
     a_score = s.eager * 5.0 * c.n_heads * s.s_loc * s.seq * b / s.tp
     per_layer = s.act_scale * ((3.0 + s.full) * (a_base + a_score) + s.selective * a_score)
-    t_elem = eff.elementwise_traffic_scale * mb * s.layers_stage * per_layer / c.mem_bw
+    # eager kernels (setup.elem_factor) and the operand casts of sub-16-bit GEMMs (kernel bytes)
+    per_layer = eff.elementwise_traffic_scale * s.elem_factor * per_layer + b * s.s_loc * s.cast_bytes_per_token
+    t_elem = mb * s.layers_stage * per_layer / c.mem_bw
     t = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
     t = t * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / s.pp))
     memory_bound = (rl.bottleneck == node.COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
@@ -221,25 +255,28 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     t = F_gemm/(P·η_gemm) + F_attn/(P_16·η_attn), returned as η = F/(P·t) for the roofline.
     Flash attention runs at the part's FlashAttention forward+backward efficiency at the
     per-rank sequence s/cp (catalog/achievable.toml, efficiency.attention_efficiency: FA2
-    on A100 0.60-0.65 of the 16-bit peak, on H100 0.25-0.34) and at P_16 = min(16-bit peak,
+    causal, head dim 128, on A100 0.50-0.61 of the 16-bit peak at 2k-16k, on H100
+    0.17-0.33 at 512-16k; the benchmark counts causal FLOPs as half the square, as
+    walls.attention does), × FLASH1_OF_FLASH2 = 0.43 with FlashAttention-1-generation
+    kernels (kernels = fa1 / fa1_eager), and at P_16 = min(16-bit peak,
     the row's peak) (fp32/tf32 runs keep their own, lower peak), so in fp8 runs at the
     16-bit peak: Transformer Engine keeps dot-product attention in BF16 unless FP8
     attention is switched on (NVTE_FP8_DPA=0 by default; TransformerEngine docs, "FP8
     dot product attention"), and torch SDPA / FlashAttention-2 have no fp8 path.  Eager
     attention's batched GEMMs run at η_gemm and the row's peak (its score traffic is in the
     elementwise term).  Blended with the previous model (η_attn = η_gemm at the row's
-    peak) by eff.achievable.  Non-causal benchmark curves (causal masking costs FA2 a few
-    per cent more at long sequences; not modelled).
+    peak) by eff.achievable.
     """
     flash = 1.0 - s.eager
     a = eff.achievable
-    eta_fa = attention_efficiency(c.attention_fwdbwd_eff, s.s_loc)
+    # FlashAttention-1-generation kernels (kernels = fa1 / fa1_eager): FLASH1_OF_FLASH2 of the FA2 rate
+    eta_fa = attention_efficiency(c.attention_fwdbwd_eff, s.s_loc) * (1.0 - s.flash1 * (1.0 - FLASH1_OF_FLASH2))
     eta_attn = eta_gemm + a * flash * (eta_fa - eta_gemm)
     peak_attn = c.peak + a * flash * (jnp.minimum(c.peak_16bit, c.peak) - c.peak)
     f_attn = jnp.clip(s.attn_flop_gpu, 0.0, s.flop_gpu)
-    t_unit = ((s.flop_gpu - f_attn) / (c.peak * safe_pos(eta_gemm, 1e-6))
-              + f_attn / (peak_attn * safe_pos(eta_attn, 1e-6)))
-    return s.flop_gpu / safe_pos(c.peak * t_unit, 1e-30)
+    t_unit = ((s.flop_gpu - f_attn) / (c.peak * floor_pos(eta_gemm, 1e-6))
+              + f_attn / (peak_attn * floor_pos(eta_attn, 1e-6)))
+    return s.flop_gpu / floor_pos(c.peak * t_unit, 1e-30)
 
 
 class Comm(NamedTuple):
@@ -262,7 +299,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
       combine; fwd, bwd), × (1 - ep_overlap); dense models 0.
     - PP: 2·M·V sends of b·s_loc·h·2/t' bytes; bubble t_compute·(pp-1)/(V·M).
     - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
-      over dp and of the expert shard over dp/ep, exposed beyond their window with `overlap`;
+      over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
       CP and DP together hide at most the compute time (the excess is exposed).
     step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
     """
@@ -288,7 +325,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
     t_cp_layer = cp_bytes / bw_cp + 3.0 * (cp - 1.0) * a_cp
     # The ring overlaps with the attention kernels: their share of the stage's compute time.
     attn_share = jnp.clip(layers_mb * b * (s.attn_fwd_seq_layer + s.attn_bwd_seq_layer) / (cp * tpf)
-                          / safe_pos(s.flop_gpu, 1e-30), 0.0, 1.0)
+                          / floor_pos(s.flop_gpu, 1e-30), 0.0, 1.0)
     t_attn_layer = cmp.t_compute_s * attn_share / layers_mb
     t_cp = layers_mb * parallel.exposed(t_cp_layer, p.cp_overlap, t_attn_layer)
 
@@ -310,7 +347,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
     overflow = jnp.maximum(layers_mb * t_cp_layer - t_cp + t_dp - t_dp_exp - cmp.t_compute_s, 0.0)
     t_dp_exp = t_dp_exp + overflow
     healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
-    step = jnp.minimum(safe_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
+    step = jnp.minimum(floor_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
     return Comm(t_tp, t_cp, t_ep, t_pp, t_dp, t_dp_exp, t_bubble, step)
 
 
@@ -330,9 +367,9 @@ def reliability(p, c: Common, s: Setup, step_s) -> Reliability:
     [fleet.expected_failures] (Llama 3 paper §3.3.4: 419 in 54 days on 16,384 H100s).
     """
     rate = p.failure_rate_per_gpu_hour
-    mtbf_gpu = jnp.where(rate > 0, 3600.0 / safe_pos(rate, 1e-30), c.mtbf)
+    mtbf_gpu = jnp.where(rate > 0, 3600.0 / floor_pos(rate, 1e-30), c.mtbf)
     mtbf = fleet.cluster_mtbf_s(mtbf_gpu, s.n)
-    ckpt_s = c.n_params * (s.gather_b + s.ob) / safe_pos(p.checkpoint_bw, 1.0)
+    ckpt_s = c.n_params * (s.gather_b + s.ob) / floor_pos(p.checkpoint_bw, 1.0)
     tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval, ops.young_daly_interval_s(ckpt_s, mtbf))
     good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
     time = jnp.minimum(s.steps * step_s / good, node.UNBOUNDED)

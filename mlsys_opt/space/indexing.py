@@ -109,6 +109,12 @@ def indices_of(digits: np.ndarray, radices: Sequence[int]) -> list[int]:
 
 
 def decode_chunk(start_digits, lane, radices: tuple[int, ...]):
+    """:func:`decode_chunk_columns` stacked: int32[chunk, n_axes]."""
+    import jax.numpy as jnp
+    return jnp.stack(decode_chunk_columns(start_digits, lane, radices), axis=-1)
+
+
+def decode_chunk_columns(start_digits, lane, radices: tuple[int, ...]) -> list:
     """Digits of configurations ``start + lane`` on the device (int32 only).
 
     Adds the int32 offset ``lane`` to the mixed-radix number ``start_digits``
@@ -127,7 +133,7 @@ def decode_chunk(start_digits, lane, radices: tuple[int, ...]):
       radices: static tuple of axis sizes (Python ints; part of the jit key).
 
     Returns:
-      int32[chunk, n_axes].
+      n_axes vectors int32[chunk], the digits of each axis.
     """
     import jax.numpy as jnp       # here, not at the top: the host functions above run without JAX
     from jax import lax
@@ -147,4 +153,4 @@ def decode_chunk(start_digits, lane, radices: tuple[int, ...]):
         carry = m >= room
         cols[k] = jnp.where(carry, m - room, s + m)
         add = q + carry.astype(jnp.int32)
-    return jnp.stack(cols, axis=-1)
+    return cols

@@ -114,28 +114,44 @@ def scenario_options(space) -> dict:
     return static_options(space.scenario, possible)
 
 
-def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
-    """Scenario on decoded parameters -> objectives (min sense) and constraints."""
+def evaluate_columns(space: Space, p: dict, tables, eff):
+    """Scenario on decoded parameters -> (F columns (min sense), G columns, outputs, structural)."""
     outputs, structural = SCENARIO_FNS[space.scenario](params_from_dict(space.scenario, p), tables, eff,
                                                        **scenario_options(space))
     cols = [jnp.asarray(getattr(outputs, name)) for name, _ in space.objectives]
-    F = jnp.stack([c if sense == "min" else -c for c, (_, sense) in zip(cols, space.objectives)], axis=-1)
+    F = [c if sense == "min" else -c for c, (_, sense) in zip(cols, space.objectives)]
+    n = F[0].shape[0]
     g = [jnp.asarray(x) for x in structural] + [jnp.asarray(c) for c in limit_columns(outputs, space.limits)]
-    n = F.shape[0]
-    G = jnp.stack([jnp.broadcast_to(x, (n,)) for x in g], axis=-1) if g else jnp.zeros((n, 0), F.dtype)
-    return Evaluation(F, G.astype(F.dtype), outputs, structural)
+    G = [jnp.broadcast_to(x, (n,)).astype(F[0].dtype) for x in g]
+    return F, G, outputs, structural
 
 
-def make_chunk_fn(space: Space, tables, eff, dtype=jnp.float32) -> Callable:
-    """digits int32[chunk, n_axes] -> (F, G, aux) for the engine; aux = every output."""
+def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
+    """Scenario on decoded parameters -> objectives (min sense) and constraints."""
+    F, G, outputs, structural = evaluate_columns(space, p, tables, eff)
+    F = jnp.stack(F, axis=-1)
+    G = jnp.stack(G, axis=-1) if G else jnp.zeros((F.shape[0], 0), F.dtype)
+    return Evaluation(F, G, outputs, structural)
+
+
+def make_chunk_fn(space: Space, tables, eff, dtype=jnp.float32, *, layout: str = "rows") -> Callable:
+    """digits int32[chunk, n_axes] -> (F, G, aux) for the engine; aux = every output.
+
+    layout "rows": [chunk, n] arrays; "columns": tuples of n vectors [chunk] (the engine's
+    ``layout="columns"``: nothing is stacked per chunk).
+    """
     names = output_names(space)
+    columns = layout == "columns"
 
     def chunk_fn(digits):
-        p = space.param_values(digits, dtype)
-        ev = evaluate_params(space, p, tables, eff)
-        n = ev.F.shape[0]
-        aux = jnp.stack([jnp.broadcast_to(jnp.asarray(getattr(ev.outputs, k), dtype), (n,)) for k in names], axis=-1)
-        return ev.F.astype(dtype), ev.G.astype(dtype), aux
+        F, G, outputs, _ = evaluate_columns(space, space.param_values(digits, dtype), tables, eff)
+        n = F[0].shape[0]
+        F, G = [c.astype(dtype) for c in F], [g.astype(dtype) for g in G]
+        aux = [jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names]
+        if columns:
+            return tuple(F), tuple(G), tuple(aux)
+        return (jnp.stack(F, axis=-1), jnp.stack(G, axis=-1) if G else jnp.zeros((n, 0), dtype),
+                jnp.stack(aux, axis=-1))
 
     return chunk_fn
 
@@ -244,6 +260,33 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
       timings: a dict that receives seconds per phase (spec, compile,
         evaluate, reduce, gather, frame).
     """
+    return _sweep(space, chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
+                  progress=progress, checkpoint_path=checkpoint_path, resume=resume, eff=eff, tables=tables,
+                  dtype=dtype, distributed=distributed, timings=timings)
+
+
+def warm(space: Space | str, *, chunk_size: int | None = None, front_capacity: int | None = None,
+         top_k: int = 5, devices=None, eff=None, tables=None, dtype=jnp.float32) -> dict:
+    """Compile the sweep of `space` without sweeping it: fills JAX's persistent compilation cache.
+
+    Builds and runs the very program :func:`sweep` with the same arguments runs (the engine's
+    jitted step over the spec's chunk size, catalog, efficiency model, dtype and devices), on
+    the first configuration only, so a later ``sweep`` in another process -- with the cache
+    enabled, e.g. by the CLI (``mlsys-opt warmup``) or ``jax.config.update(
+    "jax_compilation_cache_dir", ...)`` -- loads the executable instead of compiling it.
+
+    Returns the sweep's ``timings`` dict (spec, compile, evaluate, ...: seconds).
+    """
+    timings: dict = {}
+    _sweep(space, chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
+           progress=False, eff=eff, tables=tables, dtype=dtype, timings=timings, first_only=True)
+    return timings
+
+
+def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None, progress=None,
+           checkpoint_path=None, resume=False, eff=None, tables=None, dtype=jnp.float32, distributed=False,
+           timings=None, first_only: bool = False) -> SweepResult:
+    """:func:`sweep`; with `first_only`, the same compiled step run on configuration 0 alone (:func:`warm`)."""
     t0 = time.perf_counter()
     if distributed:                  # before anything touches a JAX backend
         from . import distributed as _dist
@@ -265,11 +308,12 @@ def sweep(space: Space | str, *, chunk_size: int | None = None, front_capacity: 
         timings["spec"] = timings.get("spec", 0.0) + time.perf_counter() - t0
     stream = _dist.stream if distributed else sweep_engine.stream
     res = stream(
-        space.radices, make_chunk_fn(space, tables, eff, dtype),
+        space.radices, make_chunk_fn(space, tables, eff, dtype, layout="columns"), layout="columns",
         n_obj=len(space.objectives), n_constr=len(constraint_names(space)), n_aux=len(names),
         chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
         progress=progress, checkpoint_path=checkpoint_path, resume=resume,
-        run_key=run_key(space, eff, dtype, given_tables), timings=timings)
+        run_key=run_key(space, eff, dtype, given_tables), timings=timings,
+        **({"index_range": (0, min(1, space.size))} if first_only else {}))
     t1 = time.perf_counter()
     front = _frame(space, res.front.digits, res.front.aux, names)
     front = front.sort_values([_sort_column(space)], kind="stable").reset_index(drop=True)

@@ -38,6 +38,7 @@ class EngineConfig(NamedTuple):
     top_k: int
     hist: tuple           # ((objective, edges tuple), ...)
     dtypes: tuple         # (F, G, aux) dtype names
+    columns: bool = False  # chunk_fn returns F, G, aux as [n, chunk] (one row per column) instead of [chunk, n]
 
 
 class Payload(NamedTuple):

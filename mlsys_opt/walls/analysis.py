@@ -194,12 +194,8 @@ def iron_law(total_flop: Array, n_devices: Array, peak_flop_per_s: Array, mfu_fr
     finite time.
 
     Args:
-      total_flop: work, FLOP (6PD for training), ``[...]``.
-      n_devices: N, ``[...]``.
-      peak_flop_per_s: per-device peak, FLOP/s, ``[...]``.
-      mfu_frac: MFU (0-1), ``[...]``.
-      eta_scaling_frac: η_scaling (0-1), ``[...]``.
-      goodput_frac: goodput (0-1), ``[...]``.
+      total_flop: work, FLOP (6PD for training), ``[...]``; the other five as in
+      :func:`loss_cascade` (N, per-device peak FLOP/s, MFU, η_scaling, goodput).
 
     Returns:
       T, s, ``[...]``.

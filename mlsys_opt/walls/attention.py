@@ -34,11 +34,7 @@ import jax.numpy as jnp
 
 from mlsys_opt._types import Array
 from mlsys_opt.walls._masked import as_float as _f
-from mlsys_opt.walls._masked import safe_div
-
-
-def _div(num, den, fill=0.0):
-    return safe_div(num, den, fill=fill)
+from mlsys_opt.walls._masked import floor_pos, safe_div
 
 ATTENTION_KINDS: tuple[str, ...] = ("flash", "eager")
 FLASH, EAGER = 0, 1
@@ -64,7 +60,7 @@ def causal_fraction(s_q, s_kv, causal) -> Array:
     ranks with a load-balanced split see the same average (`cp_causal_imbalance`).
     """
     sq, skv, c = _f(s_q, s_kv, causal)
-    frac = 1.0 - _div(jnp.maximum(sq - 1.0, 0.0), 2.0 * skv, fill=0.0)
+    frac = 1.0 - safe_div(jnp.maximum(sq - 1.0, 0.0), 2.0 * skv, fill=0.0)
     return jnp.where(c > 0.5, jnp.clip(frac, 0.0, 1.0), jnp.ones_like(frac))
 
 
@@ -97,8 +93,8 @@ def attention_core(s_q, s_kv, n_heads, n_kv_heads, head_dim, *, kind=FLASH, caus
     sq, skv, a_all, g_all, d, k, c, t, b = _f(s_q, s_kv, n_heads, n_kv_heads, head_dim, kind, causal,
                                               tp, bytes_per_element)
     eager = k > 0.5
-    a = _div(a_all, t, fill=0.0)
-    g = jnp.where(g_all > 0, jnp.maximum(_div(g_all, t, fill=0.0), 1.0), 0.0)
+    a = safe_div(a_all, t, fill=0.0)
+    g = jnp.where(g_all > 0, floor_pos(safe_div(g_all, t, fill=0.0), 1.0), 0.0)
     f = jnp.where(eager, jnp.ones_like(sq), causal_fraction(sq, skv, c))
     fwd = 4.0 * a * d * sq * skv * f
     bwd = jnp.where(eager, 2.0, 2.5) * fwd
@@ -119,7 +115,7 @@ def cp_causal_imbalance(cp, *, load_balanced=True) -> Array:
     Example: cp = 4, contiguous: 7/4 = 1.75; balanced: 1.
     """
     (n,) = _f(cp)
-    n = jnp.maximum(n, 1.0)
+    n = floor_pos(n, 1.0)
     return jnp.where(jnp.asarray(load_balanced), jnp.ones_like(n), (2.0 * n - 1.0) / n)
 
 
@@ -137,8 +133,8 @@ def ring_attention_bytes(s, micro_seqs, n_kv_heads, head_dim, cp, *, tp=1.0, byt
       chunk 2·8192·128·2 = 4.19e6 B, bytes = 3·15·4.19e6 = 1.887e8 B.
     """
     s_, b, g_all, d, n, t, e = _f(s, micro_seqs, n_kv_heads, head_dim, cp, tp, bytes_per_element)
-    n = jnp.maximum(n, 1.0)
-    g = jnp.where(g_all > 0, jnp.maximum(_div(g_all, t, fill=0.0), 1.0), 0.0)
+    n = floor_pos(n, 1.0)
+    g = jnp.where(g_all > 0, floor_pos(safe_div(g_all, t, fill=0.0), 1.0), 0.0)
     chunk = 2.0 * (s_ / n) * b * g * d * e
     return 3.0 * (n - 1.0) * chunk
 

@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import TOPOLOGIES, Array
-from mlsys_opt.walls._masked import UNBOUNDED, any_nan, nan_where, nonneg, safe_div
+from mlsys_opt.walls._masked import UNBOUNDED, any_nan, floor_pos, nan_where, nonneg, safe_div
 
 FAT_TREE, TORUS, RING, DRAGONFLY, SWITCH = (TOPOLOGIES.index(k) for k in
                                             ("fat_tree", "torus", "ring", "dragonfly", "switch"))
@@ -133,7 +133,7 @@ def bisection_fraction(topology_code, n_nodes, *, torus_dims=3.0, dragonfly_frac
     Example: 64 nodes: ring 0.03125, 3-D torus (k = 4) 0.5, fat tree 1.
     """
     code, n, dims, df = nonneg(topology_code, n_nodes, torus_dims, dragonfly_frac)
-    n_s = jnp.maximum(n, 1.0)
+    n_s = floor_pos(n, 1.0)
     ring = 2.0 / n_s
     torus = 2.0 * jnp.power(n_s, -safe_div(1.0, dims, fill=1.0))   # 0 dimensions: as 1
     beta = jnp.where(code == RING, ring,

@@ -235,12 +235,11 @@ def model_flops_utilization(model_flop, step_time_s, n_devices, peak_flop_per_s)
     Example: 6·1e9·2e6 FLOP per step in 10 s on 8 A100s (312e12): 1.2e16/2.496e16 = 0.481.
     Computed as (F/peak)/(t·N): a 1e22-FLOP step over t·N·peak ~ 1e21 would make the
     division's forward-mode derivative (-ḋ·F/den²) overflow float32 into NaN; F/peak
-    (seconds of peak compute, ~1e7) keeps every intermediate small.  peak <= 0 gives the
-    same fill as F/0.
+    (seconds of peak compute, ~1e7) keeps every intermediate small.  peak <= 0 or t·N <= 0
+    with F > 0: unbounded (UNBOUNDED, or UNBOUNDED/(t·N) >= 1e12 for any t·N <= 1e6).
     """
     f, t, n, p = nonneg(model_flop, step_time_s, n_devices, peak_flop_per_s)
-    ok = p > 0
-    return safe_div(f / jnp.where(ok, p, 1.0), t * n * jnp.where(ok, 1.0, p), fill=UNBOUNDED)
+    return safe_div(safe_div(f, p, fill=UNBOUNDED), t * n, fill=UNBOUNDED)
 
 
 # --------------------------------------------------------------------------- wall 4

@@ -448,14 +448,10 @@ def goodput_daly(interval_s: Array, checkpoint_s: Array, mtbf_s: Array, *,
     Always in (0, 1]; to first order in δ/τ, τ/M and R/M it is 1 - (δ/τ + (τ/2 + R)/M).
     The exponent is capped at 80 so float32 stays finite.
 
-    Args:
-      interval_s: τ, s, ``[...]``.
-      checkpoint_s: δ, s, ``[...]``.
-      mtbf_s: M, s, ``[...]``.
-      recovery_s: R, s (default 0).
+    Args: as :func:`goodput` (τ, δ, M, R in s, ``[...]``).
 
     Returns:
-      G in (0, 1], ``[...]``.
+      G, dimensionless in (0, 1], ``[...]``.
 
     Source: Daly (2006), "A higher order estimate of the optimum checkpoint interval".
 

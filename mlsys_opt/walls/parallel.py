@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from mlsys_opt._types import Array
 from mlsys_opt.walls import fleet
 from mlsys_opt.walls._masked import as_float as _f
+from mlsys_opt.walls._masked import floor_pos
 
 # Bytes per parameter of mixed-precision Adam training, per numeric precision (columns of
 # _types.PRECISIONS: fp32, tf32, fp16/bf16, fp8, int8, int4/fp4).  A framework table, not an
@@ -92,7 +93,7 @@ def data_parallel_comm(grad_bytes, param_bytes, *, dp, shard, zero_stage, microb
                                         dp_local=dp_local, bw_intra=bw_intra, alpha_intra=alpha_intra,
                                         bw_inter=bw_inter, alpha_inter=alpha_inter)
     zs, m, tc = _f(zero_stage, microbatches, t_compute_s)
-    m = jnp.maximum(m, 1.0)
+    m = floor_pos(m, 1.0)
     return DataParallelComm(fixed + m * per_mb, jnp.where(zs > 2.5, tc, tc / m))
 
 
@@ -104,7 +105,7 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     per step.  The training scenario computes these outside its micro-batch-size lanes.
     """
     g, w, d, ds, zs, loc = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local)
-    d = jnp.maximum(d, 1.0)
+    d = floor_pos(d, 1.0)
     ds = jnp.clip(ds, 1.0, d)
     rep = d / ds
     loc_s = jnp.clip(loc, 1.0, ds)
@@ -132,6 +133,32 @@ def exposed(t_comm_s, overlap, window_s) -> Array:
     return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
 
 
+def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute=0.0) -> Array:
+    """HBM bytes per layer of quantizing GEMM operands to a sub-16-bit format (FP8/FP4 training).
+
+    FP8 recipes (Transformer Engine, torchao float8) keep activations and gradients in BF16
+    between ops and cast each GEMM operand that is not already low precision: read it in
+    BF16 (2 B) and write the low-precision copy and the transposed copy the other backward
+    GEMM needs (Hopper FP8 tensor cores take only the TN layout: TE `cast_transpose`), 2·e B,
+    with e = element_bytes (fp8 1, fp4 0.5); the amax is taken in the same pass (delayed
+    scaling, TE's default; dynamic tensorwise scaling reads the tensor once more, not counted).
+    Per token, in units of the hidden size h, for a pre-norm block with GQA ratio g =
+    kv_ratio and gated MLP width r·h (r = ffn_ratio):
+      forward inputs  QKV x, attention output, MLP x (gate and up share it), down input r:
+                      (3 + r)·h, run again under full recomputation;
+      backward grads  of the outputs QKV (1 + 2g)·h, proj h, gate and up 2r·h, down h:
+                      (3 + 2g + 2r)·h.
+      bytes = tokens·h·(2 + 2e)·((3 + r)·(1 + full) + 3 + 2g + 2r)
+    Weights are cast once per step (cached across micro-batches), not counted here.
+    element_bytes >= 2 (16-bit and wider) gives 0.  Example: Llama-3-8B (h 4096, g 1/4,
+    r 3.5), 16,384 tokens, fp8: 16384·4096·4·(6.5 + 10.5) = 4.56e9 B per layer.
+    Units: tokens (count), hidden (elements), bytes (B).
+    """
+    t, h, g, r, e, full = _f(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute)
+    count = (3.0 + r) * (1.0 + full) + 3.0 + 2.0 * g + 2.0 * r
+    return jnp.where(e < 2.0, t * h * (2.0 + 2.0 * e) * count, 0.0)
+
+
 def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
     """In-flight activation memory of the first pipeline stage, in micro-batches of one stage.
 
@@ -141,9 +168,9 @@ def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
     Example: pp = 16, V = 1, M = 32: 16; V = 5: 16·(1 + 15/80) = 19.
     """
     p, v, m = _f(pp, virtual_stages, microbatches)
-    p, v = jnp.maximum(p, 1.0), jnp.maximum(v, 1.0)
+    p, v = floor_pos(p, 1.0), floor_pos(v, 1.0)
     inter = jnp.where(v > 1.0, 1.0 + (p - 1.0) / (p * v), 1.0)
-    return jnp.minimum(p, jnp.maximum(m, 1.0)) * inter
+    return jnp.minimum(p, floor_pos(m, 1.0)) * inter
 
 
 __all__ = [
@@ -158,5 +185,6 @@ __all__ = [
     "exposed",
     "hierarchical_reduce_scatter",
     "interleaved_activation_factor",
+    "low_precision_cast_bytes",
     "reduce_scatter",
 ]

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from mlsys_opt._types import Array
 from mlsys_opt.walls.erlang import poisson_logs
-from mlsys_opt.walls._masked import UNBOUNDED, any_nan, nan_where, nonneg
+from mlsys_opt.walls._masked import UNBOUNDED, any_nan, nan_where, nonneg, safe_div
 
 
 # --------------------------------------------------------------------------- wall 7
@@ -46,29 +46,28 @@ def mmc_queue(arrival_rate_per_s, service_rate_per_s, n_servers, *,
       n_servers c (count, may be fractional, e.g. batch slots); quantile in (0, 1).
     Source: seed 002 wall 7; Kleinrock 1975 §3.5; Dean & Barroso 2013.
     Example: λ = 8/s, μ = 1/s, c = 10: ρ = 0.8, C = 0.4092, Wq = 0.2046 s,
-      t_99 = ln(40.92)/2 = 1.857 s, p99 latency = 2.857 s.
+      t_99 = ln(40.92)/2 = 1.856 s, p99 latency = 2.856 s.
     """
     lam, mu, c, q = nonneg(arrival_rate_per_s, service_rate_per_s, n_servers, quantile)
-    mu_s = jnp.where(mu > 0, mu, 1.0)
-    c_s = jnp.where(c > 0, c, 1.0)
-    a = lam / mu_s
-    rho = jnp.where((mu > 0) & (c > 0), a / c_s, jnp.where(lam > 0, UNBOUNDED, 0.0))
+    a = safe_div(lam, mu, fill=UNBOUNDED)  # offered load, Erlangs
+    rho = safe_div(lam, mu * c, fill=UNBOUNDED)
     stable = (mu > 0) & (c > 0) & (lam >= 0) & (rho < 1.0)
     busy = stable & (a > 0)
-    a_s = jnp.where(busy, a, 0.5 * c_s)  # safe interior point for the masked branch
+    c_s = jnp.where(busy, c, 1.0)  # safe interior point for the masked branch
+    a_s = jnp.where(busy, a, 0.5)
     logs = poisson_logs(c_s, a_s)  # fixed cost per element (erlang.py), no gammaincc loop
     log_b = logs.log_pmf - logs.log_cdf
     erlang_b = jnp.exp(jnp.minimum(log_b, 0.0))
-    rho_s = a_s / c_s
+    rho_s = jnp.where(busy, rho, 0.5)
     erlang_c = erlang_b / (1.0 - rho_s * (1.0 - erlang_b))
     p_wait = jnp.where(busy, jnp.clip(erlang_c, 0.0, 1.0), jnp.where(stable, 0.0, 1.0))
-    gap = jnp.where(stable, c_s * mu_s - lam, 1.0)
-    wq = jnp.where(stable, jnp.minimum(p_wait / gap, UNBOUNDED), UNBOUNDED)
+    gap = c * mu - lam  # > 0 exactly where stable (rho = λ/(μc) < 1)
+    wq = safe_div(p_wait, gap, fill=UNBOUNDED)  # unstable: p_wait = 1 over gap <= 0
     tail = 1.0 - jnp.clip(q, 0.0, 1.0 - 1e-7)
     wait_pos = busy & (p_wait > tail)
     ratio = jnp.where(wait_pos, p_wait / tail, 1.0)
-    t_q = jnp.where(wait_pos, jnp.log(ratio) / gap, 0.0)
-    service = jnp.where(mu > 0, 1.0 / mu_s, UNBOUNDED)
+    t_q = jnp.where(wait_pos, safe_div(jnp.log(ratio), gap, fill=UNBOUNDED), 0.0)
+    service = safe_div(1.0, mu, fill=UNBOUNDED)
     mean_lat = jnp.where(stable, jnp.minimum(wq + service, UNBOUNDED), UNBOUNDED)
     p99 = jnp.where(stable, jnp.minimum(service + t_q, UNBOUNDED), UNBOUNDED)
     return nan_where(any_nan(lam, mu, c, q), Queue(rho, p_wait, wq, mean_lat, p99, stable))
@@ -109,7 +108,7 @@ def mgc_queue(arrival_rate_per_s, service_rate_per_s, n_servers, service_cv2, *,
       (Allen–Cunneen); Kingman 1961 (heavy-traffic exponential wait); Whitt 1993,
       "Approximations for the GI/G/m queue", Prod. Oper. Manag. 2(2).
     Example: λ = 8/s, μ = 1/s, c = 10, C_s² = 0.25: C = 0.4092, k = 0.625,
-      W_q = 0.625·0.2046 = 0.1279 s, w_99 = 0.625·ln(40.92)/2 = 1.161 s, w_50 = 0
+      W_q = 0.625·0.2046 = 0.1279 s, w_99 = 0.625·ln(40.92)/2 = 1.160 s, w_50 = 0
       (C < 0.5).
     """
     lam, mu, c, cs2, ca2 = nonneg(arrival_rate_per_s, service_rate_per_s, n_servers, service_cv2,
@@ -117,9 +116,7 @@ def mgc_queue(arrival_rate_per_s, service_rate_per_s, n_servers, service_cv2, *,
     base = mmc_queue(lam, mu, c)
     k = 0.5 * (jnp.maximum(ca2, 0.0) + jnp.maximum(cs2, 0.0))
     stable = base.stable
-    gap = jnp.where(stable, jnp.where(c > 0, c, 1.0) * jnp.where(mu > 0, mu, 1.0) - lam, 1.0)
-    gap = jnp.where(gap > 0, gap, 1.0)
-    mean_tail = k / gap                                   # s: mean wait of those who wait
+    mean_tail = safe_div(k, c * mu - lam, fill=UNBOUNDED)  # s: mean wait of those who wait (used if stable)
 
     def quantile(q):
         tail = 1.0 - q
@@ -151,17 +148,14 @@ def ggc_queue_closed_form(arrival_rate_per_s, service_rate_per_s, n_servers, ser
     """
     lam, mu, c, cs2, ca2 = nonneg(arrival_rate_per_s, service_rate_per_s, n_servers, service_cv2,
                                   arrival_cv2)
-    mu_s = jnp.where(mu > 0, mu, 1.0)
-    c_s = jnp.where(c > 0, c, 1.0)
-    rho = jnp.where((mu > 0) & (c > 0), lam / (mu_s * c_s), jnp.where(lam > 0, UNBOUNDED, 0.0))
+    rho = safe_div(lam, mu * c, fill=UNBOUNDED)
     stable = (mu > 0) & (c > 0) & (rho < 1.0)
     busy = stable & (lam > 0)
     rho_s = jnp.where(busy, rho, 0.5)
-    p_wait = jnp.where(busy, jnp.exp((jnp.sqrt(2.0 * (c_s + 1.0)) - 1.0) * jnp.log(rho_s)),
+    p_wait = jnp.where(busy, jnp.exp((jnp.sqrt(2.0 * (c + 1.0)) - 1.0) * jnp.log(rho_s)),
                        jnp.where(stable, 0.0, 1.0))
     k = 0.5 * (ca2 + cs2)
-    gap = jnp.where(stable, c_s * mu_s - lam, 1.0)
-    mean_tail = k / gap
+    mean_tail = safe_div(k, c * mu - lam, fill=UNBOUNDED)  # used where stable (c·μ − λ > 0)
 
     def quantile(q):
         tail = 1.0 - q

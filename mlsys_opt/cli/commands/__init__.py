@@ -6,6 +6,7 @@
 - ``catalog``: ``catalog list|show|add`` and ``spaces list|show``.
 - ``synthesize``: ``synthesize`` (inverse walls, wall 22).
 - ``accuracy``: ``validate`` and ``calibrate``.
+- ``warmup``: ``warmup`` (the ready spaces' sweeps compiled into the persistent compile cache).
 
 Each command is ``cmd_<name>(args) -> exit code``.
 """

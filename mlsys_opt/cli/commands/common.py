@@ -96,21 +96,10 @@ def _eff(args):
 
 
 def enable_compile_cache() -> str | None:
-    """Persist compiled XLA programs across runs (a sweep compiles in ~10-20 s, loads in ~1 s)."""
-    raw = os.environ.get(CACHE_ENV)
-    if raw is not None and raw.strip().lower() in ("", "0", "off", "none", "false", "no"):
-        return None
-    import jax
-    if jax.config.jax_compilation_cache_dir:
-        return jax.config.jax_compilation_cache_dir
-    base = raw or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "mlsys_opt", "jax")
-    try:
-        os.makedirs(base, exist_ok=True)
-    except OSError:
-        return None
-    jax.config.update("jax_compilation_cache_dir", base)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-    return base
+    """Persist compiled XLA programs across runs ($MLSYS_OPT_CACHE_DIR; see ``mlsys_opt._enable_compile_cache``):
+    the cache folder, or None when it is off."""
+    from ... import _enable_compile_cache
+    return _enable_compile_cache()
 
 
 def _print_json(obj: Any) -> None:

@@ -7,6 +7,7 @@ table (human units), the best row per objective, and the table (.csv/.parquet/
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from pathlib import Path
@@ -275,7 +276,8 @@ def cmd_sweep(args) -> int:
     import time
     cluster = _join_cluster(args)        # before anything touches JAX
     from ...sweeps.api import sweep
-    timings = {"import": _since_process_start()} if getattr(args, "timings", False) else None
+    from ..timings import CompileEvents, print_timings, since_process_start
+    timings = {"import": since_process_start()} if getattr(args, "timings", False) else None
     t0 = time.perf_counter()
     space = _space(args, args.space)
     table_path, figure_path = _outputs(args, space, "front")
@@ -300,9 +302,14 @@ def cmd_sweep(args) -> int:
                 f"compiled kernels are cached for the next run) ...")
     if timings is not None:
         timings["spec"] = time.perf_counter() - t0
-    res = sweep(space, chunk_size=args.chunk_size, devices=args.devices, progress=_progress(args),
-                checkpoint_path=checkpoint, resume=args.resume, eff=eff,
-                distributed=cluster is not None, timings=timings)
+    if figure_path is not None:      # matplotlib loads while the sweep runs in XLA
+        from ..plots import preload
+        preload()
+    events = CompileEvents() if timings is not None else None
+    with events if events is not None else contextlib.nullcontext():
+        res = sweep(space, chunk_size=args.chunk_size, devices=args.devices, progress=_progress(args),
+                    checkpoint_path=checkpoint, resume=args.resume, eff=eff,
+                    distributed=cluster is not None, timings=timings)
     t_write = time.perf_counter()
     ran = res.n_evaluated - resumed          # after a resume, the rate is of this run's configurations
     rate = ran / max(res.elapsed_s, 1e-9)
@@ -326,20 +333,8 @@ def cmd_sweep(args) -> int:
                                      "best": {k: v for k, v in res.best.items()}}, result=res)
     if timings is not None:
         timings["write"] = time.perf_counter() - t_write
-        _print_timings(timings)
+        print_timings(timings, events)
     return code
-
-
-def _since_process_start() -> float:
-    """Seconds since this process started (Linux: /proc/self/stat vs CLOCK_BOOTTIME; else 0)."""
-    import os
-    import time
-    try:
-        with open("/proc/self/stat", encoding="ascii") as fh:
-            start_ticks = int(fh.read().rsplit(")", 1)[1].split()[19])
-        return time.clock_gettime(time.CLOCK_BOOTTIME) - start_ticks / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError, AttributeError):
-        return 0.0
 
 
 def _join_cluster(args):
@@ -352,17 +347,6 @@ def _join_cluster(args):
         return None
     from ...sweeps import distributed
     return distributed.initialize(args.coordinator, args.num_processes, args.process_id)
-
-
-def _print_timings(timings: dict) -> None:
-    """One line per phase on stderr, in the order they run, and the total."""
-    import sys
-    order = ("import", "spec", "compile", "evaluate", "reduce", "gather", "frame", "write")
-    rows = [(k, timings[k]) for k in order if k in timings] + [(k, v) for k, v in timings.items() if k not in order]
-    width = max(len(k) for k, _ in rows)
-    sys.stderr.write("timings (s):\n" + "".join(f"  {k:<{width}} {v:8.3f}\n" for k, v in rows)
-                     + f"  {'total':<{width}} {sum(v for _, v in rows):8.3f}\n")
-    sys.stderr.flush()
 
 
 def cmd_search(args) -> int:
