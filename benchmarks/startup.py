@@ -65,6 +65,16 @@ def timed(cmd, env, cwd) -> tuple[float, str, int]:
     return wall, out.stderr, out.returncode
 
 
+def repeated(cmd, env, cwd, n: int):
+    """`timed` n times in fresh processes: (wall seconds, CPU seconds, last stderr, last exit code)."""
+    walls, cpus = [], []
+    for _ in range(n):
+        t, err, rc = timed(cmd, env, cwd)
+        walls.append(t)
+        cpus.append(_CPU[0])
+    return walls, cpus, err, rc
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeat", type=int, default=3)
@@ -80,10 +90,7 @@ def main(argv=None) -> int:
           "'cpu' is the process's own CPU seconds)")
     print(f"{'what':34} {'best s':>8} {'median s':>9} {'target s':>9}  notes")
     for name, a, target in light:
-        times, cpu = [], []
-        for _ in range(args.repeat):
-            times.append(timed(cli + a, env, work)[0])
-            cpu.append(_CPU[0])
+        times, cpu, _, _ = repeated(cli + a, env, work, args.repeat)
         _, err, _ = timed([sys.executable, "-c", JAX_PROBE] + a, env, work)
         jax_loaded = "JAX=True" in err
         print(f"{'mlsys-opt ' + name:34} {min(times):8.2f} {statistics.median(times):9.2f} "
@@ -109,21 +116,13 @@ def main(argv=None) -> int:
     shutil.rmtree(cache2, ignore_errors=True)
     for label, cmd in (("capstone sweep, warm (--no-save)", sweep),
                        ("capstone sweep, warm, csv + png", cli + ["sweep", capstone, "--timings", "-q"])):
-        warm, cpu = [], []
-        for _ in range(args.repeat):
-            t, err, rc = timed(cmd, env, work)
-            warm.append(t)
-            cpu.append(_CPU[0])
+        warm, cpu, err, rc = repeated(cmd, env, work, args.repeat)
         print(f"{label:34} {min(warm):8.2f} {statistics.median(warm):9.2f} {2:>9}  "
               f"rc {rc}; cpu {min(cpu):.1f} s; {_breakdown(err)}")
     snippet = [sys.executable, "-c", README_SNIPPET]     # as a user runs it: mlsys_opt turns the cache on
     t, err, rc = timed(snippet, env, ROOT)       # its evaluate / sensitivity kernels are not cached yet
     print(f"{'README snippet, first run':34} {t:8.2f} {'':>9} {'':>9}  rc {rc}; cpu {_CPU[0]:.1f} s")
-    warm, cpu = [], []
-    for _ in range(args.repeat):
-        t, err, rc = timed(snippet, env, ROOT)
-        warm.append(t)
-        cpu.append(_CPU[0])
+    warm, cpu, err, rc = repeated(snippet, env, ROOT, args.repeat)
     print(f"{'README snippet, warm cache':34} {min(warm):8.2f} {statistics.median(warm):9.2f} {8:>9}  rc {rc}; "
           f"cpu {min(cpu):.1f} s")
     shutil.rmtree(cache, ignore_errors=True)

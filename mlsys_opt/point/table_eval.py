@@ -114,8 +114,7 @@ class TableEvaluator:
             feasible = jnp.ones((n,), bool)
             for g in G:                       # every constraint <= 0 (a NaN one is not feasible)
                 feasible = feasible & (g <= 0)
-            binding = binding.astype(jnp.int32)
-            reason = jnp.where(feasible, -1, binding).astype(jnp.int32)
+            reason = jnp.where(feasible, -1, binding)
             G = jnp.stack(G) if n_c else jnp.zeros((0, n), dtype)      # one contiguous row per constraint
             return outs, G, feasible, reason, binding
 

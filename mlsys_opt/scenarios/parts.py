@@ -71,9 +71,11 @@ def materialized(tree, codes):
     energy, water, MFU and scaling) is recomputed by XLA's CPU fusion inside each consumer's
     loop: the training scenario ran ~1.65x the operations it needs (XLA cost analysis 1,352 →
     817 per configuration with this hint), and `lax.optimization_barrier` is dropped by the CPU
-    pipeline.  A conditional whose predicate XLA cannot fold (catalog codes are >= 0 by
-    construction, so the second branch never runs) ends the fusion there.  Values and
-    gradients are those of `tree`; under vmap the predicate becomes a select of both branches.
+    pipeline.  A conditional whose predicate XLA cannot fold ends the fusion there: `codes`
+    are runtime integers >= 0 by construction (catalog codes; the sweep step passes its count
+    of valid lanes, to materialise the chunk's evaluation before the reduction reads it), so
+    the second branch never runs.  Values and gradients are those of `tree`; under vmap the
+    predicate becomes a select of both branches.
     """
     keep = jnp.sum(jnp.ravel(codes)[:1]) >= 0
     return jax.lax.cond(keep, lambda x: x, lambda x: jax.tree.map(jnp.zeros_like, x), tree)

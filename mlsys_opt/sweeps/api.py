@@ -129,9 +129,13 @@ def evaluate_columns(space: Space, p: dict, tables, eff):
 def evaluate_params(space: Space, p: dict, tables, eff) -> Evaluation:
     """Scenario on decoded parameters -> objectives (min sense) and constraints."""
     F, G, outputs, structural = evaluate_columns(space, p, tables, eff)
-    F = jnp.stack(F, axis=-1)
-    G = jnp.stack(G, axis=-1) if G else jnp.zeros((F.shape[0], 0), F.dtype)
-    return Evaluation(F, G, outputs, structural)
+    n, dtype = F[0].shape[0], F[0].dtype
+    return Evaluation(_as_rows(F, n, dtype), _as_rows(G, n, dtype), outputs, structural)
+
+
+def _as_rows(cols: list, n: int, dtype) -> jax.Array:
+    """Column vectors [n] stacked into a row-major [n, len(cols)] array ([n, 0] for none)."""
+    return jnp.stack(cols, axis=-1) if cols else jnp.zeros((n, 0), dtype)
 
 
 def make_chunk_fn(space: Space, tables, eff, dtype=jnp.float32, *, layout: str = "rows") -> Callable:
@@ -150,8 +154,7 @@ def make_chunk_fn(space: Space, tables, eff, dtype=jnp.float32, *, layout: str =
         aux = [jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names]
         if columns:
             return tuple(F), tuple(G), tuple(aux)
-        return (jnp.stack(F, axis=-1), jnp.stack(G, axis=-1) if G else jnp.zeros((n, 0), dtype),
-                jnp.stack(aux, axis=-1))
+        return tuple(_as_rows(x, n, dtype) for x in (F, G, aux))
 
     return chunk_fn
 

@@ -21,7 +21,7 @@ fed an impossible value), so n_evaluated = n_feasible + sum(infeasible_by).
 
 How one chunk is reduced (one jitted step; lanes sharded over the devices
 with shard_map on a 1-D mesh, the reducer state replicated):
-  1. decode digits (indexing.decode_chunk), evaluate, mask feasibility;
+  1. decode digits (indexing.decode_chunk_columns), evaluate, mask feasibility;
   2. feasible count and histograms: per-device counts, psum, int32 per chunk,
      summed on the host in Python ints (exact for any space size);
   3. best-k per objective: skipped unless some point beats the current k-th

@@ -39,6 +39,7 @@ from jax import lax
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from ..scenarios.parts import materialized
 from ..space import indexing
 from . import pareto
 from .state import BestLists, EngineConfig, Payload, ReducerState
@@ -57,19 +58,6 @@ def _identity(x):
     return x
 
 
-def materialized(tree, keep):
-    """`tree` itself, computed once: a compiler hint, not arithmetic.
-
-    XLA's CPU pipeline drops ``lax.optimization_barrier``, and its fusion then
-    recomputes an expensive value (the whole scenario) inside every consumer
-    that reads it (feasibility, best lists, prefilter, merge).  A conditional
-    whose predicate ``keep`` is a runtime value (always true) ends the fusion
-    there; the other branch never runs.  Same device as
-    ``scenarios.parts.materialized``.
-    """
-    return lax.cond(keep, lambda x: x, lambda x: jax.tree_util.tree_map(jnp.zeros_like, x), tree)
-
-
 def rows_at(X, idx, dtype=None):
     """The values of the column sequence X [n] x [L] at lanes idx [...]: an array [..., n].
 
@@ -77,10 +65,6 @@ def rows_at(X, idx, dtype=None):
     if len(X):
         return jnp.stack([x[idx] for x in X], axis=-1)
     return jnp.zeros(jnp.shape(idx) + (0,), dtype if dtype is not None else X.dtype)
-
-
-def _dtype(X):
-    return X[0].dtype if len(X) else X.dtype
 
 
 def most_violated(G):
@@ -111,7 +95,7 @@ def feasibility(F, G, in_range, *, scatter: bool = True):
       in-range lanes with a NaN or infinite objective or constraint.
       In range = feasible + sum(reasons).
     """
-    finite = in_range | True
+    finite = jnp.ones_like(in_range)
     for x in (*F, *G):
         finite = finite & jnp.isfinite(x)
     ok = in_range & finite
@@ -176,14 +160,9 @@ def refine(F, lane, surv, S: int, W):
     nd = ~jnp.any(pareto.beats(SF, sp, SF, sp), axis=0)
     lo, inv = pareto.normalizer(SF, nd)
     anchors = pareto.weighted_minimizers(SF, nd, lo, inv, W, sp)
-    # vectorised over the anchors (a [K, L] temporary), not unrolled like `prefilter`: this path is
-    # rare, and its unrolled form was a second of XLA compile time
-    AF, Ap, Av = anchors
-    le, lt = Av[:, None], Ap[:, None] < lane[None, :]
-    for j in range(len(F)):
-        le = le & (AF[:, j, None] <= F[j][None, :])
-        lt = lt | (AF[:, j, None] < F[j][None, :])
-    return surv & ~jnp.any(le & lt, axis=0)
+    # pareto's vectorised test on the chunk's rows (a rare path: the copy into rows is cheap here,
+    # and `prefilter`'s unrolled form of the same test cost a second of XLA compile time)
+    return surv & ~pareto.beaten_by_anchors(jnp.stack(list(F), axis=-1), lane, *anchors)
 
 
 def merge_survivors(front: pareto.Front, F, lane, surv, payload: Payload, n_iter, M: int, *,
@@ -234,7 +213,7 @@ def update_best(best: BestLists, F, G, aux, digits, feas, k_loc: int, *,
     n_obj, k = best.valid.shape
     diag = jnp.arange(n_obj)
     thr = jnp.where(best.valid[:, k - 1], best.F[diag, k - 1, diag], jnp.inf)      # [n_obj]
-    better = feas & False
+    better = jnp.zeros_like(feas)
     for j in range(n_obj):
         better = better | (feas & (F[j] < thr[j]))
     any_better = pmax(jnp.any(better).astype(jnp.int32)) > 0
@@ -247,7 +226,7 @@ def update_best(best: BestLists, F, G, aux, digits, feas, k_loc: int, *,
 
     def none(_):
         z = lambda *shape, dt: jnp.zeros((n_obj, k_loc) + shape, dt)
-        return BestLists(z(n_obj, dt=_dtype(F)), z(len(G), dt=dG), z(len(aux), dt=da),
+        return BestLists(z(n_obj, dt=F[0].dtype), z(len(G), dt=dG), z(len(aux), dt=da),
                          z(len(digits), dt=jnp.int32), z(dt=bool))
 
     cand = jax.tree_util.tree_map(gather_k, lax.cond(any_better, take, none, None))
@@ -303,10 +282,9 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
         # the digits as one vector per axis: the evaluator's digits[:, k] folds into them, and only
         # survivors' and best lanes' digits are gathered into rows (cheap to recompute, not kept)
         digits = tuple(indexing.decode_chunk_columns(start_digits, lane, cfg.radices))
-        # materialise the evaluation once, so that XLA does not fuse (and
-        # duplicate) the evaluator into each reduction that reads it
-        keep = n_valid >= 0                  # always true, unknown to the compiler
-        F, G, aux = materialized(tuple(chunk_fn(jnp.stack(digits, axis=-1))), keep)
+        # materialise the evaluation once, so that XLA does not fuse (and duplicate) the
+        # evaluator into each reduction that reads it (n_valid >= 0: a runtime value XLA cannot fold)
+        F, G, aux = materialized(tuple(chunk_fn(jnp.stack(digits, axis=-1))), n_valid)
         if not cfg.columns:                  # a row-layout evaluator ([L, n]): the stages read columns
             F, G, aux = F.T, G.T, aux.T
         F, G, aux = (tuple(X) if len(X) else X for X in (F, G, aux))
