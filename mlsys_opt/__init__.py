@@ -29,7 +29,10 @@ line: the first use of a function that compiles (``sweep``, ``evaluate``,
 ``sensitivity``, ...) through this module points JAX's persistent compilation
 cache at $MLSYS_OPT_CACHE_DIR (default ~/.cache/mlsys_opt/jax; "off" disables
 it), unless JAX's cache directory is set already (``jax_compilation_cache_dir``
-or $JAX_COMPILATION_CACHE_DIR), which is then used as it is.
+or $JAX_COMPILATION_CACHE_DIR), which is then used as it is.  A sweep's compiled engine step is kept
+there too (``sweeps.executables``: loaded by a later sweep of the same problem without tracing;
+$MLSYS_OPT_STEP_CACHE=off disables it), as are the validated built-in catalog and the command line's
+validated specs (``catalog._cached``, ``cli.spec_cache``; see ``mlsys_opt._cache``).
 """
 from __future__ import annotations
 

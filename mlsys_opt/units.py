@@ -44,17 +44,19 @@ import importlib.resources
 import math
 import numbers
 import re
-from typing import Any, NamedTuple
-
-import pint
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .errors import MlsysOptError, suggest
 
-__all__ = ["ureg", "Q_", "Dimension", "DIMENSIONS", "parse", "quantity", "convert"]
+if TYPE_CHECKING:
+    import pint
+
+__all__ = ["ureg", "Q_", "Dimension", "DIMENSIONS", "parse", "quantity", "convert"]  # noqa: F822 (ureg, Q_: lazy)
 
 
 def _make_registry() -> pint.UnitRegistry:
     """pint's default definitions with bits as a dimension, plus our units."""
+    import pint
     root = importlib.resources.files("pint")
     text = (root / "default_en.txt").read_text(encoding="utf-8")
     constants = (root / "constants_en.txt").read_text(encoding="utf-8")
@@ -94,8 +96,23 @@ def _make_registry() -> pint.UnitRegistry:
     return reg
 
 
-ureg: pint.UnitRegistry = _make_registry()
-Q_ = ureg.Quantity
+@functools.lru_cache(maxsize=1)
+def _pint() -> tuple:
+    """(the pint module, THE registry, its Quantity), built on first use: importing pint and reading its
+    definitions costs ~0.3 s, which commands that parse no quantity (`mlsys-opt --help`, `catalog list`
+    from the cached catalog) do not pay."""
+    import pint
+    reg = _make_registry()
+    return pint, reg, reg.Quantity
+
+
+def __getattr__(name: str) -> Any:
+    """``units.ureg`` (the one registry) and ``units.Q_`` (its Quantity), created on first access."""
+    if name == "ureg":
+        return _pint()[1]
+    if name == "Q_":
+        return _pint()[2]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 class Dimension(NamedTuple):
@@ -166,12 +183,14 @@ def _documented_form(text: str) -> bool:
 
 
 def _shown(value: Any) -> str:
+    pint = _pint()[0]
     text = f"{value:~}" if isinstance(value, pint.Quantity) else str(value)
     return text if len(text) <= 80 else f"{text[:40]}...{text[-20:]} ({len(text)} characters)"
 
 
 @functools.lru_cache(maxsize=4096)
 def _parse_text(text: str) -> pint.Quantity:
+    pint, ureg, Q_ = _pint()
     q = ureg.parse_expression(_normalise(text))
     if not isinstance(q, pint.Quantity):  # a bare number string
         q = Q_(float(q), "dimensionless")
@@ -214,6 +233,7 @@ def parse(value: Any, expected: str, *, positive: bool = False, nonnegative: boo
     Raises MlsysOptError, e.g. "expected bandwidth (bytes/second), got '3.35 TB'".
     """
     dim = _dimension(expected)
+    pint, ureg, Q_ = _pint()
     where = f"{field}: " if field else ""
     head = f"{where}expected {expected} ({dim.label})"
     shown = _shown(value)
@@ -279,7 +299,7 @@ def parse(value: Any, expected: str, *, positive: bool = False, nonnegative: boo
 
 def quantity(value_si: float, expected: str) -> pint.Quantity:
     """The pint Quantity of a float in the return unit of `expected` (for reports)."""
-    return Q_(value_si, _dimension(expected).unit)
+    return _pint()[2](value_si, _dimension(expected).unit)
 
 
 def convert(value_si: float, expected: str, unit: str) -> float:
@@ -287,6 +307,7 @@ def convert(value_si: float, expected: str, unit: str) -> float:
 
     convert(3.35e12, "bandwidth", "TB/s") -> 3.35
     """
+    pint = _pint()[0]
     try:
         return float(quantity(value_si, expected).to(_parse_text(f"1 {unit}").units).magnitude)
     except pint.DimensionalityError:

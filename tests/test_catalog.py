@@ -544,3 +544,15 @@ def test_moe_requires_expert_fields(cat):
 def test_invalid_entry_name(cat):
     with pytest.raises(CatalogError, match=r"\[Bad Name\] is not a valid name"):
         cat.with_entries("regions", {"Bad Name": {"based_on": "quebec"}})
+
+
+def test_tables_first_built_inside_a_trace_are_concrete():
+    """Catalog.tables() caches its arrays: built first inside jit, they must not be tracers."""
+    import jax
+    import jax.numpy as jnp
+
+    from mlsys_opt.catalog import load_catalog
+    cat = load_catalog({"accelerators": {"h100_trace_test": {"based_on": "h100_sxm"}}})   # a fresh cache
+    jax.jit(lambda x: x * cat.tables(jnp.float32).hw.mem_bw_bytes_per_s[0])(1.0)
+    assert not isinstance(cat.tables(jnp.float32).hw.mem_bw_bytes_per_s, jax.core.Tracer)
+    assert float(cat.tables(jnp.float32).hw.mem_bw_bytes_per_s[0]) > 0

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import numpy as np
@@ -280,11 +279,10 @@ def alarm():
 @pytest.mark.parametrize("text", ["9**9**9 token", "9^9^9 token", "2 * 3 s", "(2+3) s", "2 s**999999999",
                                   "1e999999999 s", "2 ** 3 s", "1 s + 1 h", "3 s - 1 s"])
 def test_units_no_arithmetic(text, alarm):
-    """Was: units.parse evaluated arithmetic, so '9**9**9 token' ran for minutes."""
-    t0 = time.perf_counter()
+    """Was: units.parse evaluated arithmetic, so '9**9**9 token' ran for minutes (the alarm fixture
+    stops a hang after 10 s; the refusal itself is what is checked, not a wall time)."""
     with pytest.raises(MlsysOptError):
         units.parse(text, "tokens" if "token" in text else "time")
-    assert time.perf_counter() - t0 < 1
 
 
 @pytest.mark.parametrize("text, dim, value", [
@@ -306,12 +304,12 @@ def test_cli_tokens_expression_refused_fast(capsys, alarm):
 
 
 def test_search_stops_when_the_space_is_exhausted(d, capsys):
-    """Was: 8 configurations, --evals 20000 --pop 4 ran > 100 s of pointless generations."""
-    t0 = time.perf_counter()
+    """Was: 8 configurations, --evals 20000 --pop 4 ran > 100 s of pointless generations.
+
+    Checked by what ran (every configuration once, no generations), not by a wall time."""
     rc, out, err = cli(capsys, "search", "small.toml", "--evals", "20000", "--pop", "4", "--no-save", "-q")
     assert rc == 0, err
-    assert time.perf_counter() - t0 < 30
-    assert "every configuration" in out and "exact" in out
+    assert "evaluated every configuration" in out and "instead of searching" in out and "exact" in out
     assert "Pareto front (2 configurations" in out
 
 

@@ -35,7 +35,7 @@ def training_dict(**kw):
              zero_stage=1, overlap=0.5, checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0,
              attention=0, cp=1, sequence_parallel=0, shard_group=0, micro_batch_size=0, tp_overlap=0.0,
              ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0, moe_imbalance=1.0,
-             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0)
+             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0)
     d.update(kw)
     return d
 
@@ -77,7 +77,7 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  ep=2.0 ** rng.integers(0, 9, n), microbatches=np.round(logu(rng, 1, 256, n)),
                  virtual_stages=rng.integers(1, 5, n).astype(float),
                  global_batch=np.round(logu(rng, 1, 1e5, n)), seq_len=np.round(logu(rng, 1, 131072, n)),
-                 recompute=rng.integers(0, 3, n), zero_stage=rng.integers(0, 4, n).astype(float),
+                 recompute=rng.integers(0, 4, n), zero_stage=rng.integers(0, 4, n).astype(float),
                  overlap=rng.uniform(0, 1, n),
                  checkpoint_interval=np.where(rng.uniform(size=n) < 0.5, 0.0, logu(rng, 1.0, 1e8, n)),
                  checkpoint_bw=logu(rng, 1.0, 1e13, n), recovery=rng.uniform(0, 1e5, n),
@@ -89,7 +89,7 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  stage_balance=rng.integers(0, 2, n), moe_capacity_factor=rng.uniform(0, 2, n),
                  moe_imbalance=rng.uniform(1, 3, n), straggler_factor=rng.uniform(1, 2, n),
                  failure_rate_per_gpu_hour=np.where(rng.uniform(size=n) < 0.5, 0.0, logu(rng, 1e-7, 1e-2, n)),
-                 kernels=rng.integers(0, 4, n))
+                 kernels=rng.integers(0, 4, n), main_grads=rng.integers(0, 2, n))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:
         v.update(request_rate=np.where(rng.uniform(size=n) < 0.05, 0.0, logu(rng, 1e-3, 1e6, n)),

@@ -24,6 +24,8 @@ from mlsys_opt.space.spec import load_space
 
 H = 1e-6
 RTOL = 1e-6
+# inputs of each kind (table field, region, float parameter, efficiency leaf) for the sparse-kernel check
+SPARSE_CHECK = ("hardware.mem_bw_bytes_per_s", "region.carbon_gco2e_per_kwh", "prompt_cv", "eff.dispatch_s_per_layer")
 ATOL = 1e-9
 
 TRAINING = {"hardware": "h100_sxm", "model": "llama3_70b", "n_accelerators": 2048, "tp": 8, "pp": 4,
@@ -80,6 +82,11 @@ def test_elasticities_match_finite_differences(scenario, config):
     worst = np.unravel_index(np.argmax(err - tol), err.shape)
     assert np.all(err <= tol), (s.outputs[worst[0]], np.asarray(s.parameters)[~zero_x][worst[1]],
                                 ad[:, ~zero_x][worst], fd[:, ~zero_x][worst])
+    if scenario == "serving":   # the sparse kernel (method "auto" took jacfwd here) on a few inputs of each kind
+        sparse = sensitivity_arrays(scenario, config, parameters=SPARSE_CHECK, method="sparse")
+        cols = [s.parameters.index(k) for k in SPARSE_CHECK]
+        np.testing.assert_allclose(sparse.elasticity[0], s.elasticity[0][:, cols], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(sparse.y, s.y, rtol=1e-12)
     # the physics the seeds state, as a sanity anchor
     i = s.outputs.index("time_to_train_s" if scenario == "training" else "itl_s")
     e = dict(zip(s.parameters, s.elasticity[0, i]))

@@ -8,7 +8,8 @@
   batch equals its configurations one by one, the static scenario options (one micro-batch
   geometry when the space fixes ``microbatches``) equal the automatic ones, and the
   per-configuration-tables form kept for ``point.table_eval`` equals the batch kernel.
-The elasticities themselves are checked against finite differences in tests/test_sensitivity.py.
+The elasticities themselves are checked against finite differences in tests/test_sensitivity.py,
+which also checks the sparse kernel on the serving scenario against jacfwd.
 Float64 (tests/conftest.py); one input subset so the compilations stay small.
 """
 from __future__ import annotations
@@ -108,7 +109,8 @@ def capstone():
     rng = np.random.default_rng(1)
     digits = np.column_stack([rng.integers(0, r, 6) for r in space.radices]).astype(np.int32)
     run = {m: sens.sensitivity_arrays(space, digits, parameters=INPUTS, **kw)
-           for m, kw in (("sparse", {}), ("dense", {"method": "dense"}), ("auto", {"options": {}}))}
+           for m, kw in (("sparse", {"method": "sparse"}), ("dense", {"method": "dense"}),
+                         ("auto", {"options": {}, "method": "sparse"}))}
     return space, digits, run
 
 
@@ -127,12 +129,13 @@ def test_sparse_equals_jacfwd_and_batch_equals_one_by_one(capstone):
     assert np.all(np.isfinite(s.elasticity)) and np.any(s.elasticity != 0)
     _same(s, run["dense"])
     for i in (0, 3, 5):
-        one = sens.sensitivity_arrays(space, digits[i:i + 1], parameters=INPUTS)
+        one = sens.sensitivity_arrays(space, digits[i:i + 1], parameters=INPUTS, method="sparse")
         np.testing.assert_allclose(one.elasticity[0], s.elasticity[i], rtol=1e-12, atol=1e-15)
         np.testing.assert_allclose(one.derivative[0], s.derivative[i], rtol=1e-12)
     # chunks: the same numbers in pieces of 8 rows (two kernel calls, the last padded)
     many = np.concatenate([digits, digits[::-1]])
-    np.testing.assert_allclose(sens.sensitivity_arrays(space, many, parameters=INPUTS, chunk=8).elasticity,
+    np.testing.assert_allclose(sens.sensitivity_arrays(space, many, parameters=INPUTS, chunk=8,
+                                                       method="sparse").elasticity,
                                np.concatenate([s.elasticity, s.elasticity[::-1]]), rtol=1e-12, atol=1e-15)
 
 
@@ -166,8 +169,30 @@ def test_float32_elasticities_only_and_unknown_method_raises(capstone):
     space, digits, _ = capstone
     with pytest.raises(Exception, match="method 'reverse' is not known"):
         sens.sensitivity_arrays(space, digits, parameters=INPUTS, method="reverse")
-    s = sens.sensitivity_arrays(space, digits[:2], parameters=INPUTS[:3], dtype=jnp.float32, derivative=False)
+    s = sens.sensitivity_arrays(space, digits[:2], parameters=INPUTS[:3], dtype=jnp.float32, derivative=False,
+                                method="sparse")
     assert s.elasticity.dtype == np.float32 and s.y.dtype == np.float32 and s.value.dtype == np.float32
     assert s.derivative is None                       # elasticities only, as asked
     ref = capstone[2]["sparse"]
     np.testing.assert_allclose(s.elasticity, ref.elasticity[:2, :, :3], rtol=2e-4, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- "auto"
+
+def test_auto_takes_dense_for_few_configurations_and_sparse_for_many(capstone, monkeypatch):
+    space, digits, run = capstone
+    seen = []
+    kernel = sens._packed_kernel
+    monkeypatch.setattr(sens, "_packed_kernel", lambda *a: seen.append(a[4]) or kernel(*a))
+    monkeypatch.setattr(sens, "AUTO_SPARSE_ROWS", 4)
+    few = sens.sensitivity_arrays(space, digits[:3], parameters=INPUTS)
+    many = sens.sensitivity_arrays(space, digits, parameters=INPUTS)
+    assert seen == ["dense", "sparse"]
+    _same(few, _rows(run["sparse"], 3))
+    _same(many, run["sparse"])
+
+
+def _rows(s, k):
+    """The first k configurations of a Sensitivities."""
+    return s._replace(y=s.y[:k], value=s.value[:k], derivative=s.derivative[:k], elasticity=s.elasticity[:k],
+                      G=s.G[:k])

@@ -250,3 +250,25 @@ def test_gradients_match_finite_differences():
         dn[i] -= h
         fd = (float(loss(jnp.asarray(up))) - float(loss(jnp.asarray(dn)))) / (2 * h)
         assert g[i] == pytest.approx(fd, rel=1e-4, abs=1e-9), i
+
+
+def test_float32_erlang_terms_truncate_like_float64_terms():
+    # walls.erlang's float32 term counts (fewer series terms, Temme from a smaller s), evaluated
+    # in float64 arithmetic, against the float64 counts: the truncation alone, without float32's
+    # rounding, must stay far below float32's resolution in ln Q(c + 1, a) (worst at ρ -> 1 just
+    # below the series/Temme switch; the previous counts, 34 terms from s <= 30, gave 1.0e-8).
+    from mlsys_opt.walls import erlang
+    c = np.exp(np.linspace(np.log(0.01), np.log(1e6), 600))
+    rho = np.concatenate([np.linspace(0.01, 0.99, 50), 1.0 - np.logspace(-2, -12, 25)])
+    c, rho = (x.ravel() for x in np.meshgrid(c, rho))
+    args = jnp.asarray(c), jnp.asarray(rho * c)
+    want = erlang.poisson_logs(*args)
+    f32_terms = erlang._terms(jnp.float32)
+    assert f32_terms != erlang._terms(jnp.float64)
+    orig = erlang._terms
+    try:
+        erlang._terms = lambda dtype: f32_terms
+        got = erlang.poisson_logs(*args)
+    finally:
+        erlang._terms = orig
+    assert np.max(np.abs(np.asarray(got.log_cdf) - np.asarray(want.log_cdf))) < 2e-8

@@ -121,7 +121,7 @@ def _cli(args, env, cwd, timeout=300):
 
 def test_warmup_fills_the_cache_and_the_next_sweep_loads_it(tmp_path):
     """`warmup SPEC` compiles the sweep's one program into $MLSYS_OPT_CACHE_DIR; a sweep of the same spec
-    in a new process then compiles nothing (its --timings: '1 loaded from the compile cache, 0 compiled')."""
+    in a new process then loads the compiled step from the step cache: nothing traced or compiled."""
     spec = tmp_path / "small.toml"
     spec.write_text(SMALL)
     cache = tmp_path / "cache"
@@ -139,9 +139,12 @@ def test_warmup_fills_the_cache_and_the_next_sweep_loads_it(tmp_path):
     assert run.returncode == 0, run.stderr
     assert "on the Pareto front" in run.stdout
     lines = {ln.split()[0]: ln for ln in run.stderr.splitlines() if ln.startswith("  ") and ln.split()}
-    for phase in ("import", "spec", "compile", "trace", "lower", "xla", "evaluate", "write", "total"):
+    for phase in ("import", "spec", "compile", "trace", "lower", "xla", "load", "evaluate", "write", "total"):
         assert phase in lines, (phase, run.stderr)
     assert "loaded from the compile cache, 0 compiled" in lines["xla"], run.stderr
+    # the step cache (sweeps.executables) held the compiled step: no tracing, lowering or XLA at all
+    assert "the step loaded from the step cache" in lines["load"], run.stderr
+    assert lines["trace"].split()[1] == "0.000" and lines["xla"].split()[1] == "0.000", run.stderr
     # warming again finds everything in the cache
     again = _cli(["warmup", str(spec)], env, tmp_path)
     assert again.returncode == 0 and "already in the cache" in again.stdout, again.stdout + again.stderr

@@ -207,7 +207,9 @@ def test_equal_to_evaluate_row_for_row():
                               precision=["fp16", "fp8"])
     assert len(grid) == 16
     table = grid[["hardware", "tp", "n_accelerators", "precision"]].astype({"hardware": str, "precision": str})
-    res = evaluate_table(table.assign(model="llama3_70b", n_tokens=2e12), "training", chunk_size=CHUNK)
+    # (microbatches 0, the default: the scenario picks the micro-batch; test_table_pipeline reuses this layout)
+    res = evaluate_table(table.assign(model="llama3_70b", n_tokens=2e12, microbatches=0), "training",
+                         chunk_size=CHUNK)
     assert len(res) == 16
     outputs = [c for c in mlsys_opt.scenarios.schema.TRAINING_OUTPUTS if c not in ("bottleneck",)]
     gcols = [c for c in grid.columns if c.startswith("g_")]

@@ -36,7 +36,7 @@ def cfg(**kw):
              seq_len=8192, recompute=0, zero_stage=1, overlap=1.0, checkpoint_interval=0.0, checkpoint_bw=100e9,
              recovery=600.0, attention=0, cp=1, sequence_parallel=0, shard_group=0, micro_batch_size=0,
              tp_overlap=0.0, ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0,
-             moe_imbalance=1.0, straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0)
+             moe_imbalance=1.0, straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0)
     d.update(kw)
     return d
 
@@ -413,3 +413,81 @@ def test_context_parallel_ranks_join_the_gradient_and_sharding_group():
     want = params * (2 + 4 + 12) / 8 + 2 * (params * 2) / layers          # states over 8 ranks + 2 gathered layers
     np.testing.assert_allclose(np.asarray(s.states_bytes)[:2], [want, want], rtol=1e-9)
     assert float(s.dp[0]) == 1.0 and float(s.shard[0]) == 8.0 and float(s.shard[1]) == 8.0
+
+
+def test_op_sac_reference_batched_grad_and_scenario():
+    """walls.parallel.op_sac_*: hand count for Llama-3-8B, batched == scalar, grad vs FD; in the scenario:
+    memory = states + 2·s·b·L·elements + flash LSE + logits, FLOPs +op_frac of the forward GEMMs."""
+    el, fr = parallel.op_sac_activation_elements, parallel.op_sac_recompute_fraction
+    # block input h + wq q + wv kv + SDPA q + w1 ffn + w2 h  (tp 1); tp 8 with SP: + reduce-scatter output h/8
+    assert float(el(4096.0, 4096.0, 1024.0, 14336.0)) == 4096 + 4096 + 1024 + 4096 + 14336 + 4096 == 31744
+    assert float(el(4096.0, 4096.0, 1024.0, 14336.0, tp=8.0, t_sp=8.0)) == 512 + 23552 / 8 + 4096 + 512
+    assert float(el(4096.0, 4096.0, 1024.0, 0.0)) == float(el(4096.0, 4096.0, 1024.0, 16384.0))  # unknown: 4h
+    # recomputed wk, wo, w3 of the 7 forward GEMMs (torchtitan comment: +12 % of 6PT for Llama-3-8B)
+    want = (4096 * 1024 + 4096 * 4096 + 4096 * 14336) / (2 * 4096 * 4096 + 2 * 4096 * 1024 + 3 * 4096 * 14336)
+    assert float(fr(4096.0, 4096.0, 1024.0, 14336.0)) == pytest.approx(want, rel=1e-12)
+    assert 0.36 < want < 0.37
+    args = (np.array([2048.0, 4096.0, 16384.0]), np.array([2048.0, 4096.0, 16384.0]),
+            np.array([2048.0, 1024.0, 1024.0]), np.array([8192.0, 14336.0, 53248.0]), np.array([1.0, 2.0, 8.0]))
+    be, bf = np.asarray(el(*args[:4], tp=args[4], t_sp=args[4])), np.asarray(fr(*args[:4]))
+    for i in range(3):
+        assert be[i] == pytest.approx(float(el(*(a[i] for a in args[:4]), tp=args[4][i], t_sp=args[4][i])), rel=1e-12)
+        assert bf[i] == pytest.approx(float(fr(*(a[i] for a in args[:4]))), rel=1e-12)
+    x0 = np.array([4096.0, 4096.0, 1024.0, 14336.0])
+    for f in (lambda x: el(x[0], x[1], x[2], x[3], tp=2.0, t_sp=2.0), lambda x: fr(x[0], x[1], x[2], x[3])):
+        g = jax.grad(f)(jnp.asarray(x0))
+        for i in range(4):
+            up, dn = x0.copy(), x0.copy()
+            up[i] += 1e-3 * x0[i]
+            dn[i] -= 1e-3 * x0[i]
+            assert float(g[i]) == pytest.approx((float(f(up)) - float(f(dn))) / (2e-3 * x0[i]), rel=1e-6, abs=1e-12)
+    # scenario, torchtitan Table 1 shape (8B, FSDP 8, local batch 2 x 8192): op keeps 2·s·b·L·31744 bytes of
+    # activations instead of selective's s·b·h·34·L, and adds op_frac of the forward GEMM FLOPs
+    one = dict(hardware=idx("accelerators", "h100_96gb_500w"), model=idx("models", "llama3_8b"), tp=1, pp=1,
+               n_accelerators=8, global_batch=16, micro_batch_size=2, seq_len=8192, zero_stage=3,
+               fabric=idx("fabrics", "eth_400g"))
+    o, g = run([cfg(**one, recompute=1), cfg(**one, recompute=3), cfg(**one, recompute=2)])
+    s, b, h, layers = 8192.0, 2.0, 4096.0, 32.0
+    d_mem = o["memory_per_accelerator_bytes"][0] - o["memory_per_accelerator_bytes"][1]
+    assert d_mem == pytest.approx(s * b * layers * (34 * h - 2 * 31744), rel=1e-9)
+    assert g["memory"][1] <= 0 < g["memory"][0]          # the published configuration fits only with op SAC
+    t_sel, t_op, t_full = o["step_time_s"]
+    assert t_sel < t_op < t_full                        # recomputes less than full, more than selective (flash)
+    assert o["mfu"][1] < o["mfu"][0]                    # same model FLOPs, more hardware FLOPs
+
+
+def test_bf16_main_grads_halve_grad_memory_and_collectives():
+    """main_grads = bf16 (Megatron-Core grad_reduce_in_fp32=False): hand-computed memory and DP-time deltas."""
+    base = dict(model=idx("models", "llama3_70b"), tp=8, pp=4, n_accelerators=512, global_batch=512, seq_len=4096,
+                micro_batch_size=1, overlap=0.0)
+    o, _ = run([cfg(**base, zero_stage=1), cfg(**base, zero_stage=1, main_grads=1), cfg(**base, zero_stage=2),
+                cfg(**base, zero_stage=2, main_grads=1)])
+    mem, step = o["memory_per_accelerator_bytes"], o["step_time_s"]
+    p_rank = CAT.entry("models", "llama3_70b")["n_params"] / (8 * 4)
+    assert mem[0] - mem[1] == pytest.approx(2.0 * p_rank, rel=1e-9)          # ZeRO-1: grads not sharded, 4 -> 2 B
+    assert mem[2] - mem[3] == pytest.approx(2.0 * p_rank / 16, rel=1e-9)     # ZeRO-2: sharded over dp = 16
+    assert step[1] < step[0]                                                 # half the reduce-scatter bytes, exposed
+
+
+def test_stage_balance_end_stages_hold_one_layer_less():
+    """stage_balance = on (Llama 3 §3.3.2): a middle stage computes (L + 2)/pp layers, the first stage stores
+    (L + 2)/pp - 1 layers of activations; Llama-3-405B (126 layers), pp 16: 8 and 7 against 7.875."""
+    base = dict(model=idx("models", "llama3_405b"), tp=8, global_batch=2048, micro_batch_size=1, virtual_stages=8,
+                overlap=1.0)
+    deep = dict(base, pp=16, n_accelerators=16384, zero_stage=2)
+    flat = dict(base, pp=1, n_accelerators=1024, zero_stage=3)
+    o, _ = run([cfg(**deep), cfg(**deep, stage_balance=1), cfg(**flat), cfg(**flat, stage_balance=1)])
+    layers = float(CAT.entry("models", "llama3_405b")["n_layers"])
+    assert layers == 126
+    mem = o["memory_per_accelerator_bytes"]
+    # activations (no recomputation, flash, SP): s·b·h·(10/t + 24/t) + LSE 4·a·s/t per layer,
+    # × in-flight micro-batches
+    s, h, a, tp = 8192.0, 16384.0, 128.0, 8.0
+    per_layer = s * h * 34.0 / tp + 4.0 * a * s / tp
+    in_flight = 16.0 * (1.0 + 15.0 / (16.0 * 8.0))
+    assert mem[0] - mem[1] == pytest.approx(per_layer * (layers / 16 - (layers + 2) / 16 + 1) * in_flight, rel=1e-9)
+    t0, t1 = o["step_time_s"][:2]
+    # the middle stage does 2/126 more layer work but no longer waits for the LM head on the last stage
+    # (6·V·h·T·(pp - 1)/N): here the balanced step is ~4 % shorter
+    assert 0.9 < t1 / t0 < 1.0
+    assert mem[2] == mem[3] and o["step_time_s"][2] == o["step_time_s"][3]   # pp = 1: nothing to balance

@@ -154,6 +154,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "n_tokens": Rule(("n_tokens",), lambda v, s: {"n_tokens": float(v)}),
     "torch_compile": Rule(("kernels",), _kernels, "torch.compile off -> PyTorch eager elementwise ops"),
     "attention_kernel": Rule(("kernels",), _attention_kernel, "fa1 | fa2: FlashAttention generation"),
+    "stage_balance": Rule(("stage_balance",), _same("stage_balance"), "on: end stages hold fewer layers"),
+    "grad_reduce_in_fp32": Rule(("main_grads",), lambda v, s: {"main_grads": "fp32" if v else "bf16"},
+                                "Megatron-Core DDP setting -> main_grads fp32 | bf16"),
 }
 
 SERVING_MAP: dict[str, Rule] = {

@@ -29,17 +29,19 @@ import copy
 import difflib
 import functools
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
-import pandas as pd
 
 from .. import validate
 from .._types import MODEL_KINDS, TOPOLOGIES
 from ..errors import CatalogError
-from . import _load, achievable
+from . import _cached, _load, achievable
 from ._load import COLUMNS, KINDS, kind_of
 from .tables import AcceleratorTable, FabricTable, ModelTable, RegionTable, Tables
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["KINDS", "Catalog", "load_catalog", "Tables", "AcceleratorTable", "ModelTable",
            "FabricTable", "RegionTable"]
@@ -70,21 +72,29 @@ class Catalog:
         self._raw = raw        # kind -> name -> raw TOML-level fields (for merging)
         self._rows = rows      # kind -> name -> {column: SI value}
         self._labels = labels  # kind -> name -> file/dict label the entry came from
-        self._frames: dict[str, pd.DataFrame] = {}
+        self._frames: dict[str, pd.DataFrame] = {}      # built on first use (pandas: ~0.4 s to import)
         self._lookup: dict[str, dict[str, int]] = {}
         for kind in KINDS:
-            row_list = list(rows[kind].values())
-            self._lookup[kind] = _load.check_names(kind, row_list, labels[kind])
-            frame = pd.DataFrame(row_list, columns=list(COLUMNS[kind]))
-            self._frames[kind] = frame
+            self._lookup[kind] = _load.check_names(kind, list(rows[kind].values()), labels[kind])
         self._tables: dict[str, Tables] = {}
         self._fingerprint: str | None = None
 
     # ------------------------------------------------------------ queries
+    def _frame(self, kind: str) -> pd.DataFrame:
+        """The DataFrame of `kind` (this catalog's own, not a copy), built on first use."""
+        if kind not in self._frames:
+            import pandas as pd
+            self._frames[kind] = pd.DataFrame(list(self._rows[kind].values()), columns=list(COLUMNS[kind]))
+        return self._frames[kind]
+
     @property
     def frames(self) -> dict[str, pd.DataFrame]:
         """kind -> DataFrame (a copy: SI columns with unit suffixes, name, display_name, source, ...)."""
-        return {kind: frame.copy() for kind, frame in self._frames.items()}
+        return {kind: self._frame(kind).copy() for kind in KINDS}
+
+    def rows(self, kind: str) -> list[dict[str, Any]]:
+        """The entries of `kind` in row order as dicts {column: SI value} (copies; no pandas needed)."""
+        return [dict(r) for r in self._rows[kind_of(kind)].values()]
 
     def names(self, kind: str) -> list[str]:
         """Entry slugs of `kind` in row order (row i of frames/tables)."""
@@ -110,7 +120,7 @@ class Catalog:
     def entry(self, kind: str, name: str) -> pd.Series:
         """The DataFrame row of `name` (a copy), indexed by column."""
         kind = kind_of(kind)
-        row = self._frames[kind].iloc[self.index(kind, name)].copy()
+        row = self._frame(kind).iloc[self.index(kind, name)].copy()
         row.name = row["name"]
         return row
 
@@ -133,7 +143,11 @@ class Catalog:
         """
         key = validate.check_float_dtype("dtype", dtype, "Catalog.tables()").name
         if key not in self._tables:
-            self._tables[key] = _build_tables(self._frames, key, self._rows)
+            import jax
+            # concrete arrays even when first asked for inside a jit trace (device_put there would
+            # give tracers, kept in this cache and leaked into every later call)
+            with jax.ensure_compile_time_eval():
+                self._tables[key] = _build_tables({k: self._frame(k) for k in KINDS}, key, self._rows)
         return self._tables[key]
 
     # ------------------------------------------------------------ user entries
@@ -256,7 +270,6 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
 @functools.lru_cache(maxsize=1)
 def _default_catalog() -> Catalog:
     raw: dict[str, dict[str, dict]] = {}
-    rows: dict[str, dict[str, dict]] = {}
     labels: dict[str, dict[str, str]] = {}
     for kind in KINDS:
         label = _FILES[kind]
@@ -266,8 +279,14 @@ def _default_catalog() -> Catalog:
                 raise CatalogError(f"{achievable.PATH.name}: [{kind}.{name}] is not an entry of {label}")
             entries[name] = {**fields, **entries[name]}
         raw[kind] = entries
-        rows[kind] = {name: _load.validate_entry(kind, name, fields, label) for name, fields in entries.items()}
         labels[kind] = {name: label for name in entries}
+
+    def validate_all() -> dict[str, dict[str, dict]]:
+        return {kind: {name: _load.validate_entry(kind, name, fields, _FILES[kind]) for name, fields in raw[kind].items()}
+                for kind in KINDS}
+    # the validated rows come from the on-disk cache when these files were validated before (no pint)
+    files = [_DATA_DIR / _FILES[kind] for kind in KINDS] + [achievable.PATH]
+    rows = _cached.cached_rows(files, validate_all, _load.fingerprint)
     return Catalog(raw, rows, labels)
 
 

@@ -147,8 +147,9 @@ a user catalog file:
   mlsys-opt --catalog my_catalog.toml warmup my_space.toml --calibration calibration.json
 
 A sweep's first run compiles its program with XLA (the capstone: 5-10 s on a 2-core CPU);
-later runs load it from the compile cache ($MLSYS_OPT_CACHE_DIR, default ~/.cache/mlsys_opt/jax)
-in a fraction of a second.  warmup compiles ahead of time, so the first sweep is a warm one.
+later runs load the compiled step from the compile cache ($MLSYS_OPT_CACHE_DIR, default
+~/.cache/mlsys_opt/jax; its step cache: $MLSYS_OPT_STEP_CACHE, "off" disables it) in a fraction
+of a second, without tracing.  warmup compiles ahead of time, so the first sweep is a warm one.
 The program depends on the catalog, the calibration, --chunk-size and --devices, and on the
 versions of mlsys_opt and JAX: warm up with the flags the sweeps will use.""",
     "calibrate": """examples:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import math
 import textwrap
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import MlsysOptError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = (".png", ".svg", ".pdf")
 _MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*", "<", ">", "h", "p")
@@ -157,6 +159,7 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
       three_d: plot the first three objectives in 3-D instead.
       annotate: label the best point of each objective.
     """
+    import pandas as pd
     if front.empty:
         raise MlsysOptError("pareto_front: the front is empty; nothing to plot")
     plt = _plt()
@@ -238,6 +241,7 @@ def pareto_front(front: pd.DataFrame, *, x: str | None = None, y: str | None = N
 
 def _coincident_rank(xv, yv) -> tuple[np.ndarray, np.ndarray]:
     """(rank of each point among the points at the same place, size of that group); same place = equal to 6 digits."""
+    import pandas as pd
     key = pd.Series([f"{a:.6g},{b:.6g}" for a, b in zip(np.asarray(xv, float), np.asarray(yv, float))])
     return key.groupby(key).cumcount().to_numpy(), key.map(key.value_counts()).to_numpy()
 
@@ -300,6 +304,7 @@ def _annotate_best(ax, front, objectives, xv, yv) -> None:
 
 
 def _front_3d(front, names, marker, space, title, path):
+    import pandas as pd
     plt = _plt()
     fig = plt.figure(figsize=(8.5, 6.5), constrained_layout=True)
     ax = fig.add_subplot(projection="3d")
@@ -335,6 +340,7 @@ def roofline(hardware: Sequence[str], points: pd.DataFrame | Sequence[Mapping[st
         times `efficiency`) and optionally ``hardware`` (colour).
       precision: which peak column of the catalog (fp16 = the dense 16-bit path).
     """
+    import pandas as pd
     from ..catalog import load_catalog
     from ..walls import node
     plt = _plt()

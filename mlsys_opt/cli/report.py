@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 import math
 import shutil
-from typing import Any, Mapping, NamedTuple, Sequence
+import sys
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
-import pandas as pd
 
 from ..errors import MlsysOptError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # --------------------------------------------------------------------------- column display
 
@@ -101,8 +104,30 @@ def column(name: str) -> Column:
 def _factor(col: Column) -> float:
     if col.dimension is None:
         return float(col.unit) if col.unit is not None else 1.0
-    from ..units import convert
-    return convert(1.0, col.dimension, str(col.unit))
+    return display_factor(col.dimension, str(col.unit))
+
+
+# SI -> display unit factors (what ``units.convert(1.0, dimension, unit)`` gives; tests/test_cli_report.py
+# checks each against pint): a table or a front is shown without importing pint
+_DISPLAY_FACTORS = {
+    **{("bandwidth", u): f for u, f in (("TB/s", 1e-12), ("GB/s", 1e-09), ("MB/s", 1e-06), ("kB/s", 0.001),
+                                        ("B/s", 1.0))},
+    **{("bytes", u): f for u, f in (("TB", 1e-12), ("GB", 1e-09), ("MB", 1e-06), ("kB", 0.001), ("B", 1.0))},
+    **{("time", u): f for u, f in (("day", 1.1574074074074073e-05), ("hour", 0.0002777777777777778),
+                                   ("min", 0.016666666666666666), ("s", 1.0), ("ms", 1000.0), ("us", 1000000.0))},
+    ("flop_rate", "TFLOP/s"): 1e-12, ("flop", "GFLOP"): 1e-09, ("carbon", "kgCO2e"): 1.0,
+    ("carbon", "tCO2e"): 0.001, ("carbon", "gCO2e"): 1000.0, ("energy", "kWh"): 2.7777777777777776e-07,
+    ("energy", "MWh"): 2.7777777777777777e-10, ("usd", "MUSD"): 1e-06, ("usd", "USD"): 1.0, ("water", "kL"): 0.001,
+}
+
+
+def display_factor(dimension: str, unit: str) -> float:
+    """The factor from the SI unit of `dimension` to `unit` (known pairs from a table, others through pint)."""
+    f = _DISPLAY_FACTORS.get((dimension, unit))
+    if f is None:
+        from ..units import convert
+        f = convert(1.0, dimension, unit)
+    return f
 
 
 def _fmt(value: Any, fmt: str) -> str:
@@ -117,6 +142,7 @@ def _fmt(value: Any, fmt: str) -> str:
 
 def human_frame(df: pd.DataFrame, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """Strings in human units with short headers (see `COLUMNS`); `columns` picks and orders."""
+    import pandas as pd
     cols = [c for c in (columns if columns is not None else df.columns) if c not in HIDDEN]
     out = {}
     for name in cols:
@@ -149,8 +175,19 @@ def format_table(df: pd.DataFrame, columns: Sequence[str] | None = None, *, max_
     text = human_frame(shown, columns) if human else shown.astype(str)
     if index:
         text.insert(0, "#", [str(i) for i in shown.index])
-    headers = list(text.columns)
-    rows = text.to_numpy(dtype=object).tolist()
+    lines = format_rows(list(text.columns), text.to_numpy(dtype=object).tolist(), width=width)
+    if max_rows is not None and len(df) > max_rows:      # before the width note, as it always was
+        at = len(lines) - 1 if lines[-1].startswith("(not shown for width") else len(lines)
+        lines.insert(at, f"... {len(df) - max_rows} more rows")
+    return "\n".join(lines)
+
+
+def format_rows(headers: list, rows: list[list], *, width: int | None = None) -> list[str]:
+    """The lines of an aligned plain-text table of string cells (numbers right, text left; no pandas).
+
+    width: drop trailing columns that do not fit (the last line then says which); None = no limit.
+    """
+    rows = [[str(c) for c in r] for r in rows]
     numeric = [all(_looks_numeric(r[j]) for r in rows) and rows != [] for j in range(len(headers))]
     widths = [max([len(str(h))] + [len(str(r[j])) for r in rows]) for j, h in enumerate(headers)]
     dropped = []
@@ -169,11 +206,9 @@ def format_table(df: pd.DataFrame, columns: Sequence[str] | None = None, *, max_
                          for c, w, num in zip(cells, widths, numeric)).rstrip()
 
     lines = [line(headers), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
-    if max_rows is not None and len(df) > max_rows:
-        lines.append(f"... {len(df) - max_rows} more rows")
     if dropped:
         lines.append(f"(not shown for width: {', '.join(dropped)})")
-    return "\n".join(lines)
+    return lines
 
 
 def _looks_numeric(text: str) -> bool:
@@ -279,10 +314,9 @@ _SHOW_UNIT = {"hour": "h", "day": "days", "us": "µs", "tCO2e": "t CO2e"}
 
 def _h(value: float, dimension: str, unit: str | None = None, fmt: str = "{:.3g}") -> str:
     """'3.35 TB/s': `value` (SI) in `unit`, or in the largest ladder unit it reaches when None."""
-    from ..units import convert
     if unit is None:
         unit = next(u for u, floor in _LADDER[dimension] if abs(float(value)) >= floor)
-    return fmt.format(convert(float(value), dimension, unit)) + f" {_SHOW_UNIT.get(unit, unit)}"
+    return fmt.format(convert_si(float(value), dimension, unit)) + f" {_SHOW_UNIT.get(unit, unit)}"
 
 
 # name suffix -> (units.convert dimension or None, display unit, format); first match wins
@@ -314,8 +348,8 @@ def quantity_text(name: str, value: Any) -> str:
 
 
 def convert_si(value: float, dimension: str, unit: str) -> float:
-    from ..units import convert
-    return convert(value, dimension, unit)
+    """`value` (SI) in `unit` for display: ``value * display_factor(dimension, unit)``."""
+    return value * display_factor(dimension, unit)
 
 
 _CATALOG_COLUMNS = {
@@ -335,22 +369,22 @@ _CATALOG_HEADERS = {"peak_fp16_flop_per_s": "fp16", "peak_fp8_flop_per_s": "fp8"
 
 
 def catalog_table(catalog, kind: str, *, width: int | None = None) -> str:
-    """Key columns of one catalog kind in human units; '*' marks entries from user files."""
-    frame = catalog.frames[kind]
-    cols = [c for c in _CATALOG_COLUMNS[kind] if c in frame]
+    """Key columns of one catalog kind in human units; '*' marks entries from user files (no pandas, no pint)."""
+    entries = catalog.rows(kind)
+    cols = [c for c in _CATALOG_COLUMNS[kind] if not entries or c in entries[0]]
     out = {}
     for c in cols:
+        values = [r[c] for r in entries]
         if c in ("name", "display_name", "kind", "scope", "topology"):
-            out[_CATALOG_HEADERS.get(c, c)] = [str(v) for v in frame[c]]
+            out[_CATALOG_HEADERS.get(c, c)] = [str(v) for v in values]
         elif c in ("n_layers", "hidden_dim", "context_len", "pue"):
-            out[_CATALOG_HEADERS.get(c, c)] = [f"{float(v):,.4g}" for v in frame[c]]
+            out[_CATALOG_HEADERS.get(c, c)] = [f"{float(v):,.4g}" for v in values]
         else:
             out[_CATALOG_HEADERS.get(c, c)] = [quantity_text(c, float(v)) if float(v) != 0 else "-"
-                                               for v in frame[c]]
-    df = pd.DataFrame(out)
+                                               for v in values]
     builtin = f"{kind}.toml"
-    df["name"] = [n + ("*" if catalog.source_of(kind, n) != builtin else "") for n in frame["name"]]
-    return format_table(df, human=False, width=width)
+    out["name"] = [r["name"] + ("*" if catalog.source_of(kind, r["name"]) != builtin else "") for r in entries]
+    return "\n".join(format_rows(list(out), [list(r) for r in zip(*out.values())], width=width))
 
 
 def entry_table(entry: pd.Series) -> str:
@@ -365,7 +399,7 @@ def entry_table(entry: pd.Series) -> str:
             continue
         rows.append({"field": str(k), "value": quantity_text(str(k), v) if number else str(v),
                      "SI": f"{float(v):.6g}" if number else ""})
-    text = format_table(pd.DataFrame(rows), human=False)
+    text = "\n".join(format_rows(["field", "value", "SI"], [[r["field"], r["value"], r["SI"]] for r in rows]))
     return text + ("\n\n" + "\n".join(notes) if notes else "")
 
 
@@ -374,9 +408,10 @@ def entry_table(entry: pd.Series) -> str:
 
 def to_jsonable(obj: Any) -> Any:
     """Plain JSON types: DataFrame -> list of records, Series -> dict, numpy -> Python, NaN/inf -> None."""
-    if isinstance(obj, pd.DataFrame):
+    pd = sys.modules.get("pandas")          # (not imported: obj is no DataFrame)
+    if pd is not None and isinstance(obj, pd.DataFrame):
         return [to_jsonable(r) for r in obj.to_dict(orient="records")]
-    if isinstance(obj, pd.Series):
+    if pd is not None and isinstance(obj, pd.Series):
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     if isinstance(obj, Mapping):
         return {str(k): to_jsonable(v) for k, v in obj.items()}

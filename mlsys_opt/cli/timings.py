@@ -9,6 +9,8 @@ The sweep fills a dict of phases (``import`` since the process started, ``spec``
 - ``lower``: jaxpr to an MLIR module (``.../jaxpr_to_mlir_module_duration``);
 - ``xla``: XLA compilation, or loading the executable from the persistent
   compilation cache on a hit (``.../backend_compile_duration``);
+- ``load``: reading the sweep's compiled step from the step cache (``sweeps.executables``), which
+  skips the three above when it hits (the line says whether it did);
 
 with the number of programs compiled and of persistent-cache hits and misses
 (``/jax/compilation_cache/cache_hits`` / ``cache_misses``).  Nested traces are
@@ -102,7 +104,9 @@ def format_timings(timings: dict, events: CompileEvents | None = None, cpu_s: fl
     (the process's CPU seconds, all threads) follows the total: on a shared machine the wall
     seconds grow with the others' load, the CPU seconds much less.
     """
-    rows = [(k, timings[k]) for k in ORDER if k in timings] + [(k, v) for k, v in timings.items() if k not in ORDER]
+    steps = timings.get("_step_cache")       # (status, seconds, folder) of sweeps.executables, when it is on
+    rows = [(k, timings[k]) for k in ORDER if k in timings] + [(k, v) for k, v in timings.items()
+                                                                if k not in ORDER and not k.startswith("_")]
     width = max([len(k) for k, _ in rows] + [8])
     lines = ["timings (s):"]
     for k, v in rows:
@@ -112,9 +116,14 @@ def format_timings(timings: dict, events: CompileEvents | None = None, cpu_s: fl
             hits, misses = n.get("cache_hits", 0), n.get("cache_misses", 0)
             xla_what = (f"{n.get('xla', 0)} program(s): {hits} loaded from the compile cache, "
                         f"{n.get('xla', 0) - hits} compiled" + (f" ({misses} cache miss(es))" if misses else ""))
-            for part, what in (("trace", "Python tracing to jaxprs"), ("lower", "jaxpr -> MLIR"),
-                               ("xla", xla_what)):
+            parts = [("trace", "Python tracing to jaxprs"), ("lower", "jaxpr -> MLIR"), ("xla", xla_what)]
+            for part, what in parts:
                 lines.append(f"    {part:<{width - 2}} {sec.get(part, 0.0):8.3f}  {what}")
+        if k == "compile" and steps is not None:
+            status, load_s, folder = steps
+            what = ("load cached executable: the step loaded from the step cache (no tracing)" if status == "loaded"
+                    else f"load cached executable: none, step {status}")
+            lines.append(f"    {'load':<{width - 2}} {load_s:8.3f}  {what} ({folder})")
     lines.append(f"  {'total':<{width}} {sum(v for _, v in rows):8.3f}"
                  + (f"  (process CPU {cpu_s:.3f} s, load average {_load()})" if cpu_s is not None else ""))
     return "\n".join(lines) + "\n"

@@ -76,8 +76,11 @@ def _eval_fn(space, dtype):
     import jax
     import jax.numpy as jnp
 
-    from ..sweeps.api import evaluate_params
-    key = (space.scenario, space.objectives, tuple(sorted(space.limits.items())), jnp.dtype(dtype).name)
+    from ..sweeps.api import evaluate_params, scenario_options
+    # everything the traced program depends on: the scenario's trace-time options too (one
+    # micro-batch geometry when the space gives `microbatches`, the candidate set otherwise)
+    key = (space.scenario, space.objectives, tuple(sorted(space.limits.items())), jnp.dtype(dtype).name,
+           tuple(sorted(scenario_options(space).items())))
     if key not in _EVAL_FNS:
         _EVAL_FNS[key] = jax.jit(lambda p, tables, eff: evaluate_params(space, p, tables, eff))
     return _EVAL_FNS[key]

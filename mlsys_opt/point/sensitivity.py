@@ -39,7 +39,14 @@ XLA's cost analysis of the capstone kernel (17 outputs x 55 inputs, float32):
 ~140,600 operations per configuration for the former ``vmap(jacfwd)`` on
 per-configuration table copies, ~17,500 now.  ``method="dense"`` keeps
 ``jax.jacfwd`` (the whole tangent basis through every operation) as the
-reference the tests compare against.
+reference the tests compare against.  The sparse kernel is a larger program
+(one JVP per input): it compiles in about three times the time of the dense
+one (capstone, float32: 18.5 vs 11.6 CPU-s; the serving scenario: 72 vs 28 s
+wall, 2-core CPU under load), and saves ~28 us per configuration (17.7 vs
+45.6 CPU-us), so it pays from ~2.5e5 configurations on.  ``method="auto"``
+(the default) takes the dense kernel below ``AUTO_SPARSE_ROWS``
+configurations (one point, a front, a table of a few thousand rows) and the
+sparse kernel above.
 
 Source: seed 002 wall 21 ("∂Time/∂parameter ... the parameter with the
 largest derivative is your bottleneck"); mlsysim SensitivitySolver (which
@@ -112,6 +119,9 @@ class Binding(NamedTuple):
 # --------------------------------------------------------------------------- kernel
 
 METHODS = ("sparse", "dense")
+# method "auto": the sparse kernel from this many configurations on (its extra compile time, ~7-40 s
+# on the 2-core CPU, is repaid at ~28 us per configuration; measured, see the module docstring)
+AUTO_SPARSE_ROWS = 100_000
 
 
 def _batch_kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None, method: str = "sparse",
@@ -253,21 +263,25 @@ def _kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None):
 
 def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=None, tables=None,
                        dtype=None, chunk: int = CHUNK, options: dict | None = None,
-                       method: str = "sparse", derivative: bool = True) -> Sensitivities:
+                       method: str = "auto", derivative: bool = True) -> Sensitivities:
     """Exact derivatives and elasticities as arrays (see :class:`Sensitivities`).
 
     Args: as :func:`sensitivity`.  Configurations are processed in padded
     chunks of `chunk` rows (one compilation per chunk size).  options: the
     scenario's trace-time options (default: ``scenarios.static_options`` of the
     values the batch takes, e.g. one micro-batch geometry when every
-    configuration gives ``microbatches``).  method: "sparse" (default) or
-    "dense" (``jax.jacfwd``; same numbers, slower) — see :func:`_batch_kernel`.
+    configuration gives ``microbatches``).  method: "sparse", "dense"
+    (``jax.jacfwd``; same numbers, slower per configuration, faster to
+    compile) — see :func:`_batch_kernel` — or "auto" (default): dense below
+    ``AUTO_SPARSE_ROWS`` configurations, sparse from there on.
     derivative=False: the ``derivative`` field is None (elasticities only; the
     [n, n_out, n_in] arrays are most of the memory a large batch writes).
     """
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..sweeps.api import constraint_names
 
+    if method not in ("auto",) + METHODS:
+        raise MlsysOptError(f"sensitivity: method {method!r} is not known (allowed: auto, {', '.join(METHODS)})")
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
     scenario, space, p, catalog = resolve_config(target, config, dtype)
     out_names = output_names(scenario, outputs)
@@ -283,6 +297,8 @@ def sensitivity_arrays(target, config, *, outputs=None, parameters=None, eff=Non
     sel = [all_names.index(o) for o in out_names]
     pick = slice(None) if sel == list(range(len(all_names))) else np.asarray(sel)
     F, names_f, I, names_i, size, n = _packed_rows(host, dtype, chunk)
+    if method == "auto":
+        method = "sparse" if n >= AUTO_SPARSE_ROWS else "dense"
     kernel = _packed_kernel(scenario, in_names, jnp.dtype(dtype).name, tuple(sorted(options.items())), method,
                             bool(derivative), names_f, names_i)
     starts = range(0, n, size)

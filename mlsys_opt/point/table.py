@@ -6,31 +6,49 @@ or a CSV / Parquet path, one configuration per row (not a grid), and returns
 
     input_row                    0-based position of the row in the input
     <parameter columns>          the table's parameters, read and normalised: catalog
-                                 slugs ("H100" -> h100_sxm), choices, int64 counts, SI
-                                 floats with the unit in the name (``recovery_min`` ->
-                                 ``recovery_s``), as ``mlsys_opt.evaluate`` shows them
-    <other columns>              carried through unchanged
+                                 slugs ("H100" -> h100_sxm) and choices as dictionary-
+                                 encoded strings, int64 counts, float64 SI values with
+                                 the unit in the name (``recovery_min`` -> ``recovery_s``),
+                                 as ``mlsys_opt.evaluate`` shows them
+    <other columns>              carried through unchanged (their own type)
     <every scenario output>      ``time_to_train_s``, ``tco_usd``, ... (schema.OUTPUTS,
-                                 unit in the name; ``bottleneck`` as a name; counts int64)
-    g_<constraint>               margins, <= 0 feasible (structural, then ``limit_<output>``)
+                                 unit in the name) in the run's float dtype: float32 by
+                                 default (the scenario is evaluated in float32; float64
+                                 with ``dtype="float64"``); ``bottleneck`` as a name;
+                                 counts (n_accelerators, dp, replicas) int64
+    g_<constraint>               margins in the run's float dtype, <= 0 feasible
+                                 (structural, then ``limit_<output>``)
     feasible, reason_code, infeasible_reason, binding_constraint
-                                 reason_code: column of the most violated constraint of
-                                 an infeasible row (-1 feasible), as a sweep counts them
+                                 feasible: bool; reason_code: int32 column of the most
+                                 violated constraint of an infeasible row (-1 feasible),
+                                 as a sweep counts them; the two names dictionary-encoded
     elasticity_<out>_wrt_<in>    with ``sensitivity=[out, ...]``: ∂ln out/∂ln in (wall 21)
 
 A table column that has the name of a result column (``n_accelerators`` is a
 training parameter and output) is written as ``<name>_input``.
 
+A Parquet result stores names, counts, degrees and the few-valued outputs
+(most constraint margins, micro-batch geometry) dictionary-encoded, ``input_row``
+delta-encoded and the continuous outputs plain (``table_io.parquet_layout``;
+~66 bytes a training row instead of ~200), uncompressed unless ``compression=``
+names a codec: only the bytes on disk depend on it.
+
 How (the sweep's path, `sweeps.api`): the rows are read in batches (Parquet
 record batches, CSV blocks, DataFrame slices), converted once per batch by
 :func:`~mlsys_opt.point.table_convert.convert_table`'s column plan (names ->
-catalog rows, units -> SI floats, one parse per distinct value), cut into
-fixed-size chunks (the last padded with its first row), evaluated by one
-jitted ``sweeps.api.evaluate_params`` per chunk size with the chunk's rows
-sharded over the devices (a 1-D mesh, the catalog tables replicated), and
-written batch by batch (Parquet row groups, CSV appends) while the next batch
-is read and the device works.  Host memory is flat in the number of rows for
-file inputs: one batch in flight.
+catalog rows, units -> SI floats, one parse per distinct value), grouped by
+the scenario's trace-time options their values give (a training row with its
+micro-batch geometry is evaluated at that one geometry, as ``evaluate`` does),
+cut into fixed-size chunks (the last padded with its first row), evaluated by
+one jitted ``sweeps.api.evaluate_columns`` per (options, chunk size) with the
+chunk's rows sharded over the devices (a 1-D mesh, the catalog tables and the
+constant parameters replicated), and written batch by batch (Parquet row
+groups, CSV appends).  Three threads and the device overlap: the main thread
+reads, converts and dispatches batch k+2 (the device evaluates asynchronously),
+an assembling thread waits for batch k+1 and builds its result columns, a writer
+thread encodes and writes batch k.  The compilation (or the persistent cache's
+load) runs on a thread while every row is checked.  Host memory is flat in the
+number of rows for file inputs: a few batches in flight.
 
 Bad rows (unknown name, wrong unit, negative or fractional value, empty
 required cell): by default every row is checked BEFORE any evaluation and
@@ -49,7 +67,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import MlsysOptError
+from ..errors import MlsysOptError, did_you_mean
 from .table_convert import (
     BadRow,
     ColumnPlan,
@@ -59,10 +77,21 @@ from .table_convert import (
     plan_columns,
 )
 from .table_eval import TableEvaluator
-from .table_io import open_source, open_writer, result_columns, write_bad_rows
+from .table_io import (
+    PARQUET_COMPRESSION,
+    PARQUET_COMPRESSIONS,
+    open_source,
+    open_writer,
+    result_columns,
+    write_bad_rows,
+)
 
-DEFAULT_CHUNK = 65536
-BATCH_CHUNKS = 16          # chunks per batch read, converted and written together
+# rows per jitted call: the candidate micro-batch set keeps 4 lanes of every intermediate, which stay
+# in the 2-core CPU's caches at 16,384 rows (0.65-0.73 CPU-s per 10^6 training rows) and not at
+# 65,536 (1.09; one geometry: 0.30 vs 0.38); docs/benchmarks.md
+DEFAULT_CHUNK = 16384
+BATCH_ROWS = 1 << 18       # rows read, converted and written together (a Parquet row group), in whole chunks
+WRITE_QUEUE = 1            # evaluated batches waiting for the writer thread (host memory in flight)
 MAX_LISTED = 20            # bad rows named in the error; the rest are counted
 
 
@@ -81,8 +110,13 @@ class TableSummary(NamedTuple):
     n_rows: rows read; n_evaluated: rows evaluated (n_rows - n_bad_rows);
     n_feasible: feasible rows; infeasible_by: constraint -> infeasible rows it
     binds most (reason codes); bad: the first BadRows (all of them in the side
-    file); timings_s: read / convert / evaluate / write seconds (host view;
-    the device works while the host reads and writes, so they overlap).
+    file); timings_s: wall seconds of the main thread's read / convert /
+    dispatch, its wait for the compilation (compile, overlapping the check of
+    every row) and for the next stage (queue), of the assembling thread's wait
+    for the device (evaluate) and building of the result columns (assemble),
+    and of the writer thread's encoding + writing (write) -- the threads and
+    the device overlap; cpu_s: CPU seconds of those threads per stage
+    (``time.thread_time``; the device's work is the process's CPU time less these).
     """
     n_rows: int
     n_evaluated: int
@@ -96,6 +130,7 @@ class TableSummary(NamedTuple):
     out: str | None
     bad_rows_path: str | None
     extra_columns: tuple
+    cpu_s: dict
 
     def describe(self) -> str:
         """A few lines for stderr: rows, feasible share, top infeasibility reasons, rows/s."""
@@ -138,7 +173,7 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
                    sensitivity: Sequence[str] | str | None = None, set: Mapping[str, Any] | None = None,
                    skip_bad_rows: bool = False, out: str | os.PathLike | None = None,
                    limits: Mapping[str, Any] | None = None, devices=None, dtype=None, progress=None,
-                   batch_rows: int | None = None):
+                   batch_rows: int | None = None, compression: str = PARQUET_COMPRESSION):
     """Evaluate every row of a table of configurations at sweep speed.
 
     Args:
@@ -163,7 +198,11 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
       devices: jax devices (or a count) to shard chunks over; default all.
       dtype: float32 (default) or float64 (needs jax x64).
       progress: a stderr progress bar: None on a terminal, True / False to force.
-      batch_rows: rows read and written together (default 16 chunks).
+      batch_rows: rows read and written together (one Parquet row group; default
+        BATCH_ROWS rows, rounded to whole chunks).
+      compression: Parquet codec of the results, one of PARQUET_COMPRESSIONS
+        (default "none": on the 2-core CPU the encoding cost of a codec is about
+        what it saves in writing; "zstd" (level 1) makes the file ~20 % smaller).
 
     Returns:
       a DataFrame of results (``attrs["summary"]``: :class:`TableSummary`;
@@ -182,6 +221,9 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     where = "evaluate_table()"
     t0 = time.perf_counter()
     chunk_size = validate.check_positive_int("chunk_size", chunk_size, where)
+    if compression not in PARQUET_COMPRESSIONS:
+        raise MlsysOptError(f"{where}: compression={compression!r}{did_you_mean(str(compression), PARQUET_COMPRESSIONS)}"
+                            f" (allowed: {', '.join(PARQUET_COMPRESSIONS)})")
     catalog = load_catalog() if catalog is None else catalog
     source = open_source(table)
     plan = plan_columns(source.columns, scenario, catalog, set=set)
@@ -190,24 +232,35 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
         chunk_size = min(chunk_size, 1 << max(3, int(source.num_rows - 1).bit_length()))
     evaluator = TableEvaluator(plan, limit_values, catalog, eff=eff, chunk_size=chunk_size, devices=devices,
                                dtype=dtype, sensitivity=sensitivity)
-    batch_rows = evaluator.chunk * BATCH_CHUNKS if batch_rows is None else \
+    batch_rows = evaluator.chunk * max(1, BATCH_ROWS // evaluator.chunk) if batch_rows is None else \
         validate.check_positive_int("batch_rows", batch_rows, where)
     check_units(plan, source.head())
     evaluator.table_columns = tuple(source.columns)
-    timings = {"read": 0.0, "convert": 0.0, "evaluate": 0.0, "write": 0.0}
+    timings = {"read": 0.0, "convert": 0.0, "compile": 0.0, "dispatch": 0.0, "queue": 0.0, "evaluate": 0.0,
+               "assemble": 0.0, "write": 0.0}
+    cpu = {"read": 0.0, "convert": 0.0, "dispatch": 0.0, "collect": 0.0, "assemble": 0.0, "write": 0.0}
 
     # pass 1 (unless skipping bad rows): every row checked before anything is evaluated;
     # in-memory inputs keep their converted values, files are read again in pass 2 (flat memory)
+    # (the jitted functions the first batch needs compile meanwhile, on a thread)
     cached = None
     if not skip_bad_rows:
-        cached, bad, n_bad = [], [], 0
-        check_only = None if source.in_memory else list(plan.params)     # a file: read the parameters only
-        for batch, offset, values, mask, b, nb in _converted(source, plan, catalog, batch_rows, timings,
+        cached, bad, n_bad, compiling = [], [], 0, None
+        # a file: read the parameters only, less those its statistics show good (Parquet integers)
+        valid = source.valid_by_statistics(plan)
+        check_only = None if source.in_memory else [c for c in plan.params if c not in valid]
+        for batch, offset, values, mask, b, nb in _converted(source, plan, catalog, batch_rows, timings, cpu,
                                                               lambda: MAX_LISTED - len(bad), check_only):  # noqa: B023
+            if offset == 0 and not nb:      # (a run that will be refused does not wait for a compilation)
+                compiling = evaluator.prepare(values, ~mask)
             bad += b
             n_bad += nb
             if source.in_memory:
                 cached.append((batch, offset, values, mask, [], 0))
+        if compiling is not None and not n_bad:
+            t = time.perf_counter()
+            compiling.join()
+            timings["compile"] += time.perf_counter() - t
         if n_bad:
             raise BadRowsError(f"{source.label}: {n_bad:,} bad cell(s); nothing was evaluated "
                                f"(fix them, or skip those rows with --skip-bad-rows / skip_bad_rows=True):\n"
@@ -215,31 +268,53 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
         if not source.in_memory:
             cached = None
 
-    writer = open_writer(out, skip_bad_rows)
+    writer = open_writer(out, skip_bad_rows, compression)
     counts = np.zeros(len(evaluator.constraint_names) + 1, np.int64)
-    n_rows = n_eval = n_bad_rows = 0
+    n_rows = n_bad_rows = 0
+    n_eval = [0]
     first_bad: list = []
     from ..sweeps.engine import progress_bar
     bar = progress_bar(source.num_rows, progress, unit="row", desc="table")
-    pending = None
+
+    def assemble(item):
+        n_eval[0] += _assemble(item, evaluator, writer, counts, timings, cpu, write_drain)
+
+    def write(item):
+        table, n = item
+        t, c = time.perf_counter(), time.thread_time()
+        writer.write_table(table)
+        timings["write"] += time.perf_counter() - t
+        cpu["write"] += time.thread_time() - c
+        if bar is not None:
+            bar.update(n)
+
+    # three stages overlap (with the device, which evaluates asynchronously): the main thread reads,
+    # converts and dispatches batch k+2; an assembling thread waits for batch k+1 and builds its result
+    # columns; a writer thread encodes and writes batch k (pyarrow, numpy and the device copy release
+    # the GIL); at most WRITE_QUEUE batches wait between two stages (host memory stays flat)
+    write_drain = _Drain(write, WRITE_QUEUE, "writer")
+    drain = _Drain(assemble, WRITE_QUEUE, "assembler")
     try:
         batches = iter(cached) if cached is not None else \
-            _converted(source, plan, catalog, batch_rows, timings, lambda: None)
+            _converted(source, plan, catalog, batch_rows, timings, cpu, lambda: None)
         for batch, offset, values, mask, bad, _ in batches:
             write_bad_rows(writer, bad)
             first_bad += bad[:max(0, MAX_LISTED - len(first_bad))]
             n_bad_rows += int(mask.sum())
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.thread_time()
             handle = evaluator.dispatch(values, ~mask)          # asynchronous: the device works from here on
-            timings["evaluate"] += time.perf_counter() - t
-            if pending is not None:
-                n_eval += _finish(pending, evaluator, writer, counts, timings, bar)
-            pending = (batch, offset, values, mask, handle)
+            timings["dispatch"] += time.perf_counter() - t
+            cpu["dispatch"] += time.thread_time() - c
+            t = time.perf_counter()
+            drain.put((batch, offset, values, mask, handle))
+            timings["queue"] += time.perf_counter() - t
             n_rows += len(mask)
-        if pending is not None:
-            n_eval += _finish(pending, evaluator, writer, counts, timings, bar)
+        drain.close()
+        write_drain.close()
         frame = writer.close(meta=_metadata(plan, limits, set))
     except BaseException:
+        drain.stop()
+        write_drain.stop()
         writer.abort()
         raise
     finally:
@@ -247,11 +322,11 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
             bar.close()
     elapsed = time.perf_counter() - t0
     summary = TableSummary(
-        n_rows=n_rows, n_evaluated=n_eval, n_bad_rows=n_bad_rows, n_feasible=int(counts[0]),
+        n_rows=n_rows, n_evaluated=n_eval[0], n_bad_rows=n_bad_rows, n_feasible=int(counts[0]),
         infeasible_by=dict(zip(evaluator.constraint_names, (int(c) for c in counts[1:]))),
         elapsed_s=elapsed, rows_per_s=n_rows / elapsed if elapsed > 0 else 0.0, timings_s=timings,
         bad=first_bad, out=None if out is None else str(out), bad_rows_path=writer.bad_path,
-        extra_columns=plan.extra)
+        extra_columns=plan.extra, cpu_s=cpu)
     if frame is None:
         return summary
     frame.attrs["summary"] = summary
@@ -259,32 +334,92 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     return frame
 
 
-def _converted(source, plan: ColumnPlan, catalog, batch_rows: int, timings: dict, room, columns=None) -> Iterator:
-    """(batch, offset, values, bad-row mask, BadRows (at most room() of them), bad cells) per batch."""
+def _converted(source, plan: ColumnPlan, catalog, batch_rows: int, timings: dict, cpu: dict, room,
+               columns=None) -> Iterator:
+    """(batch, offset, values, bad-row mask, BadRows (at most room() of them), bad cells) per batch.
+
+    columns: read (and convert) only these parameter columns (None: every column, every parameter)."""
+    if columns is not None:
+        plan = plan._replace(params={c: plan.params[c] for c in columns})
+    c = time.thread_time()
     for batch, offset, t_read in source.batches(batch_rows, columns):
         timings["read"] += t_read
-        t = time.perf_counter()
+        cpu["read"] += time.thread_time() - c
+        t, c = time.perf_counter(), time.thread_time()
         values, bad, mask, n_bad = convert_columns(batch, plan, catalog, row_offset=offset, max_reported=room())
         timings["convert"] += time.perf_counter() - t
+        cpu["convert"] += time.thread_time() - c
         yield batch, offset, values, mask, bad, n_bad
+        c = time.thread_time()
 
 
-def _finish(pending, evaluator: TableEvaluator, writer, counts: np.ndarray, timings: dict, bar) -> int:
-    """Wait for a dispatched batch, assemble its result columns and write them; returns rows evaluated."""
+def _assemble(pending, evaluator: TableEvaluator, writer, counts: np.ndarray, timings: dict, cpu: dict,
+              out: _Drain) -> int:
+    """Wait for a dispatched batch, assemble its result table and hand it to `out`; returns rows evaluated."""
     batch, offset, values, mask, handle = pending
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.thread_time()
     res = evaluator.collect(handle)
     timings["evaluate"] += time.perf_counter() - t
-    t = time.perf_counter()
+    cpu["collect"] += time.thread_time() - c
+    t, c = time.perf_counter(), time.thread_time()
     good = ~mask
     n_good = int(good.sum())
     counts += np.bincount(res["reason_code"] + 1, minlength=len(counts))[:len(counts)]
-    cols = result_columns(batch, offset, values, good, res, evaluator)
-    writer.write(cols, n_good)
-    timings["write"] += time.perf_counter() - t
-    if bar is not None:
-        bar.update(len(mask))
+    table = writer.assemble(result_columns(batch, offset, values, good, res, evaluator))
+    timings["assemble"] += time.perf_counter() - t
+    cpu["assemble"] += time.thread_time() - c
+    out.put((table, len(mask)))
     return n_good
+
+
+class _Drain:
+    """Runs ``fn(item)`` on a writer thread for the items put, in order; at most `depth` wait.
+
+    The thread's first exception is raised again by the next :meth:`put` or by
+    :meth:`close` (the items after it are dropped); :meth:`stop` ends the thread
+    after the item it is working on, dropping the queue.
+    """
+
+    def __init__(self, fn, depth: int, name: str):
+        import queue
+        import threading
+        self.fn, self.error, self._stopping = fn, None, False
+        self.queue: queue.Queue = queue.Queue(maxsize=depth)
+        self.thread = threading.Thread(target=self._run, name=f"mlsys_opt-table-{name}", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            if self.error is None and not self._stopping:
+                try:
+                    self.fn(item)
+                except BaseException as exc:     # noqa: BLE001 - handed to the main thread
+                    self.error = exc
+
+    def put(self, item) -> None:
+        if self.error is not None:
+            raise self.error
+        self.queue.put(item)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def stop(self) -> None:
+        import queue
+        self._stopping = True
+        while True:                  # drop what waits, so that the end marker fits
+            try:
+                self.queue.get_nowait()
+            except queue.Empty:
+                break
+        self.queue.put(None)
+        self.thread.join()
 
 
 def _metadata(plan: ColumnPlan, limits, set) -> dict:

@@ -1,17 +1,25 @@
 """The device side of ``evaluate_table``: fixed-size chunks of converted rows through the sweep's scenario code.
 
-One jitted function per (scenario, limits, which parameters are columns, chunk
-size, dtype, devices): the column parameters arrive as [chunk] arrays sharded
-over a 1-D device mesh (``P("rows")``), the other parameters as replicated
-scalars broadcast inside jit, the catalog tables and the efficiency model
-replicated.  The body is ``sweeps.api.evaluate_params`` -- the code a sweep
-runs on decoded digits -- followed by the per-row reductions a table needs
-(feasible, reason code, binding constraint).  Elasticities (``sensitivity=``)
-use wall 21's forward-mode kernel (``point.sensitivity``) on sub-chunks.
+One jitted function per (scenario, limits, trace-time options, chunk size,
+dtype, devices) and set of columns: the column parameters arrive as [chunk]
+arrays sharded over a 1-D device mesh (``P("rows")``), the other parameters as
+replicated 0-d arrays (put on the devices once) broadcast inside jit, the
+catalog tables and the efficiency model replicated.  The body is
+``sweeps.api.evaluate_columns`` -- the code a sweep runs on decoded digits --
+followed by the per-row reductions a table needs (feasible, reason code,
+binding constraint).  Elasticities (``sensitivity=``) use wall 21's
+forward-mode kernel (``point.sensitivity``) on sub-chunks.
+
+Rows are grouped by the options ``scenarios.static_options`` gives for each row
+alone (what ``mlsys_opt.evaluate`` compiles for that configuration): a training
+row that gives micro_batch_size or microbatches is evaluated at its one
+micro-batch geometry, the others at the candidate set (~4x the work); each
+group is chunked on its own and the results are put back in table order, so
+nothing depends on which rows share a chunk.
 
 A batch of rows is dispatched chunk by chunk (JAX dispatch is asynchronous:
 the device works while the host reads, converts and writes) and collected
-later; the last chunk of a batch is padded with copies of its first row and
+later; the last chunk of a group is padded with copies of its first row and
 the padding is cut off on collection.
 """
 from __future__ import annotations
@@ -28,6 +36,8 @@ from ..scenarios import schema, static_options
 from .evaluation import DEFAULT_OBJECTIVES
 
 HOST_OUTPUTS = ("bottleneck", "n_accelerators", "dp", "replicas")   # outputs table_io rounds or decodes
+# the parameters ``scenarios.static_options`` reads: rows are grouped by the options their values give
+OPTION_PARAMS = {"training": ("micro_batch_size", "microbatches")}
 SENS_CHUNK = 8192          # rows per forward-mode Jacobian call (its memory grows with inputs x rows)
 _FNS: dict = {}
 
@@ -43,7 +53,7 @@ class _Target(NamedTuple):
 class TableEvaluator:
     """Evaluates converted rows (``convert_columns`` values) in fixed-size sharded chunks."""
 
-    def __init__(self, plan, limits: dict, catalog, *, eff=None, chunk_size: int = 65536, devices=None,
+    def __init__(self, plan, limits: dict, catalog, *, eff=None, chunk_size: int = 16384, devices=None,
                  dtype=None, sensitivity: Sequence[str] | str | None = None):
         from jax.sharding import Mesh, NamedSharding
         from jax.sharding import PartitionSpec as P
@@ -60,18 +70,18 @@ class TableEvaluator:
         self.devices = _devices(devices)
         n_dev = len(self.devices)
         self.chunk = -(-int(chunk_size) // n_dev) * n_dev
-        # every parameter travels as a [chunk] array (constants broadcast on the host), as
-        # mlsys_opt.evaluate passes them: one compilation per (scenario, limits, chunk, dtype, devices)
-        # serves every table layout, and the numbers equal evaluate's bit for bit (compile-time
-        # constants would be folded by XLA: ~10-20 % faster on the 2-core CPU, but not the same bits)
+        # every parameter is a run-time value, as mlsys_opt.evaluate passes them: the columns as
+        # [chunk] arrays, the parameters without a column as replicated 0-d arrays (put on the
+        # devices once) broadcast inside jit -- XLA then computes what depends on them alone once
+        # per chunk (~20 % less work with the candidate micro-batch set), with the same
+        # operations, so the numbers equal evaluate's bit for bit (compile-time constants would
+        # be folded by XLA's own evaluator: not the same bits).  One compilation per (scenario,
+        # limits, options, which parameters are columns, chunk, dtype, devices).
         self.col_params = tuple(self.specs)
-        self.constants: dict = {}
         self._fill = dict(plan.constants)       # values of the parameters without a column
-        # options from the constants only (columns may hold anything): a table whose micro-batch
-        # geometry is a constant evaluates one geometry, as a sweep with that constant does
-        options = static_options(plan.scenario, {k: [v] for k, v in self._fill.items()})
+        self._given = {p for p, _ in plan.params.values()}
         self.target = _Target(plan.scenario, tuple((o, "min") for o in DEFAULT_OBJECTIVES[plan.scenario]),
-                              dict(limits), options)
+                              dict(limits), {})
         self.output_names = tuple(schema.OUTPUTS[plan.scenario])
         self.constraint_names = tuple(schema.STRUCTURAL_CONSTRAINTS[plan.scenario]) + \
             tuple(f"limit:{o}" for o in limits)
@@ -83,44 +93,85 @@ class TableEvaluator:
         mesh = Mesh(np.array(self.devices), ("rows",))
         self._rows = NamedSharding(mesh, P("rows"))
         self._rep = NamedSharding(mesh, P())
-        self._consts: dict = {}                 # (baked constants live in the compiled function)
-        self._fn = self._compiled()
+        self._fns: dict = {}                    # options -> compiled function
+        self._const_dev: dict | None = None     # parameters without a column, on the devices
         self.sens_outputs, self.sens_inputs, self._sens = self._sensitivity(sensitivity)
 
     # ------------------------------------------------------------------ compiled functions
     def _np_type(self, param: str):
         return np.int32 if self.specs[param].kind in ("catalog", "choice") else self.dtype
 
-    def _compiled(self):
+    def _compiled(self, options: tuple):
+        """The jitted chunk function for trace-time `options` (sorted (name, value) pairs)."""
+        if options in self._fns:
+            return self._fns[options]
         from ..sweeps.api import evaluate_columns
         from ..sweeps.step import most_violated
 
-        key = (self.target.scenario, tuple(sorted(self.target.limits.items())),
-               tuple(sorted(self.target.options.items())), self.col_params,
-               tuple(sorted(self.constants.items())), self.chunk, self.dtype.name, self.devices)
-        if key in _FNS:
-            return _FNS[key]
-        target, dtype, names, n_c = self.target, self.dtype, self.output_names, len(self.constraint_names)
-        baked = {k: (v, self._np_type(k)) for k, v in self.constants.items()}
+        key = (self.target.scenario, tuple(sorted(self.target.limits.items())), options, self.chunk,
+               self.dtype.name, self.devices)
+        if key not in _FNS:
+            target = self.target._replace(options=dict(options))
+            dtype, names, n_c = self.dtype, self.output_names, len(self.constraint_names)
 
-        def run(cols, consts, tables, eff):
-            n = next(iter(cols.values())).shape[0]
-            p = dict(cols)
-            p.update({k: jnp.full((n,), v, t) for k, (v, t) in baked.items()})
-            _, G, outputs, _ = evaluate_columns(target, p, tables, eff)
-            outs = {k: jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names}
-            G = [g.astype(dtype) for g in G]
-            binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
-            feasible = jnp.ones((n,), bool)
-            for g in G:                       # every constraint <= 0 (a NaN one is not feasible)
-                feasible = feasible & (g <= 0)
-            reason = jnp.where(feasible, -1, binding)
-            G = jnp.stack(G) if n_c else jnp.zeros((0, n), dtype)      # one contiguous row per constraint
-            return outs, G, feasible, reason, binding
+            def run(cols, consts, tables, eff):
+                n = next(iter(cols.values())).shape[0]
+                p = dict(cols)
+                p.update({k: jnp.broadcast_to(v, (n,)) for k, v in consts.items()})
+                _, G, outputs, _ = evaluate_columns(target, p, tables, eff)
+                outs = {k: jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names}
+                G = [g.astype(dtype) for g in G]
+                binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
+                feasible = jnp.ones((n,), bool)
+                for g in G:                       # every constraint <= 0 (a NaN one is not feasible)
+                    feasible = feasible & (g <= 0)
+                reason = jnp.where(feasible, -1, binding)
+                G = jnp.stack(G) if n_c else jnp.zeros((0, n), dtype)      # one contiguous row per constraint
+                return outs, G, feasible, reason, binding
 
-        fn = jax.jit(run, in_shardings=(self._rows, self._rep, self._rep, self._rep))
-        _FNS[key] = fn
-        return fn
+            _FNS[key] = jax.jit(run, in_shardings=(self._rows, self._rep, self._rep, self._rep))
+        self._fns[options] = _FNS[key]
+        return _FNS[key]
+
+    def _groups(self, cols: dict, n: int) -> list:
+        """[(options, row indices or None for all n rows)]: rows grouped by the scenario's trace-time options.
+
+        A row's options are what ``scenarios.static_options`` gives for that row alone -- what
+        ``mlsys_opt.evaluate`` compiles for it -- so a training row that gives its micro-batch
+        geometry (micro_batch_size or microbatches > 0) is evaluated at that one geometry (~5x
+        cheaper than the candidate set) and a row that gives neither at the candidate set,
+        whatever the other rows of its chunk are: the results do not depend on the chunking.
+        """
+        names = OPTION_PARAMS.get(self.scenario, ())
+        fixed = {k: [self._fill[k]] for k in names if k not in cols}
+        varying = [k for k in names if k in cols]
+        if not varying or not n:
+            return [(_options_key(self.scenario, fixed), None)]
+        import pandas as pd
+        combo = np.zeros(n, np.int64)               # one code per distinct combination of their values
+        distinct = []
+        for k in varying:                           # hashing (pandas), not sorting: ~40x faster than np.unique
+            codes, uniques = pd.factorize(cols[k])
+            combo = combo * len(uniques) + codes
+            distinct.append(np.asarray(uniques))
+        combo, combos = pd.factorize(combo)
+        by_key: dict = {}
+        for i, code in enumerate(np.asarray(combos).tolist()):
+            row = {}
+            for k, uniques in zip(reversed(varying), reversed(distinct)):
+                code, j = divmod(code, len(uniques))
+                row[k] = [uniques[j].item()]
+            by_key.setdefault(_options_key(self.scenario, {**fixed, **row}), []).append(i)
+        if len(by_key) == 1:
+            return [(next(iter(by_key)), None)]
+        return [(key, np.flatnonzero(np.isin(combo, codes))) for key, codes in by_key.items()]
+
+    def _constants(self) -> dict:
+        """{parameter: replicated 0-d device array} of the parameters without a column (made once)."""
+        if self._const_dev is None:
+            self._const_dev = {k: jax.device_put(np.asarray(self._fill.get(k, 0), self._np_type(k)), self._rep)
+                               for k in self.col_params if k not in self._given}
+        return self._const_dev
 
     def _sensitivity(self, sensitivity):
         if sensitivity is None or (not isinstance(sensitivity, str) and not len(sensitivity)):
@@ -140,13 +191,9 @@ class TableEvaluator:
         sel = np.array([allowed.index(o) for o in wanted])
         eff = type(self.eff)(*[jnp.asarray(x, self.dtype) for x in self.eff])
         sub = min(self.chunk, SENS_CHUNK)
-        key = ("sens", self.scenario, self.col_params, tuple(sorted(self.constants.items())), sub, self.dtype.name)
-        baked = {k: (v, self._np_type(k)) for k, v in self.constants.items()}
+        key = ("sens", self.scenario, self.col_params, sub, self.dtype.name)
         if key not in _FNS:
-            def run(cols, consts, tables, eff):
-                n = next(iter(cols.values())).shape[0]
-                p = dict(cols)
-                p.update({k: jnp.full((n,), v, t) for k, (v, t) in baked.items()})
+            def run(p, tables, eff):
                 local = gather_local(tables, p)
                 _, _, _, elast, _ = kernel(p, local, eff, jnp.asarray(p["precision"], jnp.int32))
                 return elast
@@ -160,11 +207,39 @@ class TableEvaluator:
             parts = []
             for s in range(0, m + pad, sub):
                 piece = {k: _padded(v, s, sub) for k, v in cols.items()}
-                parts.append(np.asarray(fn(piece, self._consts, self.tables, eff))[:, sel, :])
+                parts.append(np.asarray(fn(piece, self.tables, eff))[:, sel, :])
             return np.concatenate(parts)[:m]
 
         self._sens_eff = eff
         return wanted, inputs, evaluate
+
+    def prepare(self, values: dict, good: np.ndarray):
+        """Compile (ahead of time, nothing is evaluated) the functions the good rows of a converted batch
+        need, on a thread; returns it (join before dispatching) or None.  ``evaluate_table`` calls it
+        with its first batch, so that the compilation (or the persistent cache's load) overlaps the
+        check of every row."""
+        import threading
+        cols = {k: np.asarray(values[k])[good] for k in OPTION_PARAMS.get(self.scenario, ()) if k in values}
+        n_good = int(good.sum())
+        if not n_good:
+            return None
+        keys = [options for options, _ in self._groups(cols, n_good)]
+        consts = self._constants()
+        # every column parameter, as dispatch passes them (`values` may lack those the check skipped)
+        shapes = {k: np.zeros(self.chunk, self._np_type(k)) for k in self.col_params if k in self._given}
+
+        def compile_all():
+            for options in keys:
+                try:
+                    self._compiled(options).lower(shapes, consts, self.tables, self.eff).compile()
+                except Exception:      # noqa: BLE001, S110 - dispatch compiles again and raises there
+                    pass
+
+        # not a daemon: a run refused for bad rows does not wait for it, but the interpreter does at
+        # exit (a daemon thread inside XLA's compiler at shutdown aborts the process)
+        thread = threading.Thread(target=compile_all, name="mlsys_opt-table-compile", daemon=False)
+        thread.start()
+        return thread
 
     # ------------------------------------------------------------------ batches
     def dispatch(self, values: dict, good: np.ndarray) -> Any:
@@ -173,31 +248,59 @@ class TableEvaluator:
         n_good = int(good.sum())
         every = bool(good.all())
         for k in self.col_params:
-            v = values[k] if k in values else np.full(len(good), self._fill.get(k, 0))
-            v = v if every else v[good]
-            cols[k] = np.ascontiguousarray(v, dtype=self._np_type(k))
-        futures = []
-        for s in range(0, n_good, self.chunk):
-            piece = {k: _padded(v, s, self.chunk) for k, v in cols.items()}
-            futures.append(self._fn(piece, self._consts, self.tables, self.eff))
-        return n_good, futures, cols if self._sens is not None else None
+            if k in values:
+                cols[k] = np.ascontiguousarray(values[k] if every else values[k][good], dtype=self._np_type(k))
+        consts = self._constants()
+        parts = []
+        for options, idx in self._groups(cols, n_good):
+            fn = self._compiled(options)
+            rows = cols if idx is None else {k: v[idx] for k, v in cols.items()}
+            m = n_good if idx is None else len(idx)
+            futures = []
+            for s in range(0, m, self.chunk):
+                piece = {k: _padded(v, s, self.chunk) for k, v in rows.items()}
+                futures.append(fn(piece, consts, self.tables, self.eff))
+            parts.append((idx, m, futures))
+        if self._sens is not None:          # the kernel takes every parameter as a host array
+            cols.update({k: np.full(n_good, self._fill.get(k, 0), self._np_type(k))
+                         for k in self.col_params if k not in cols})
+        return n_good, parts, cols if self._sens is not None else None
 
     def collect(self, handle) -> dict:
-        """{output: [n_good], "G": [n_good, n_constr], "feasible", "reason_code", "binding"[, "elasticity"]}."""
-        n_good, futures, cols = handle
+        """{output: [n_good], "G": [n_constr] x [n_good], "feasible", "reason_code", "binding"[, "elasticity"]}.
+
+        Float columns of one group of rows stay per chunk (Arrow ChunkedArrays, no copy); rows
+        of several option groups are put back in table order (numpy).
+        """
+        n_good, parts, cols = handle
         res: dict = {}
-        if not futures:
+        n_c = len(self.constraint_names)
+        if not n_good:
             res.update({k: np.zeros(0, self.dtype) for k in self.output_names})
             res.update(G=[np.zeros(0, self.dtype) for _ in self.constraint_names], feasible=np.zeros(0, bool),
                        reason_code=np.zeros(0, np.int32), binding=np.zeros(0, np.int32))
         else:
-            host = [jax.device_get(f) for f in futures]
-            for k in self.output_names:       # float columns stay per chunk (Arrow), host-side math needs numpy
-                res[k] = _joined([h[0][k] for h in host], n_good, arrow=k not in HOST_OUTPUTS)
-            res["G"] = [_joined([h[1][j] for h in host], n_good, arrow=True) for j in range(len(self.constraint_names))]
-            res["feasible"] = _joined([h[2] for h in host], n_good)
-            res["reason_code"] = _joined([h[3] for h in host], n_good)
-            res["binding"] = _joined([h[4] for h in host], n_good)
+            fields = [(("o", k), (lambda h, k=k: h[0][k]), k not in HOST_OUTPUTS) for k in self.output_names]
+            fields += [(("g", j), (lambda h, j=j: h[1][j]), True) for j in range(n_c)]
+            fields += [((name, None), (lambda h, i=i: h[i]), False)
+                       for i, name in ((2, "feasible"), (3, "reason_code"), (4, "binding"))]
+            got: dict = {}
+            if len(parts) == 1:
+                _, m, futures = parts[0]
+                host = [jax.device_get(f) for f in futures]
+                for key, pick, arrow in fields:
+                    got[key] = _joined([pick(h) for h in host], m, arrow=arrow)
+            else:                             # several option groups: scatter each into table order
+                for idx, m, futures in parts:
+                    host = [jax.device_get(f) for f in futures]
+                    for key, pick, _ in fields:
+                        v = _joined([pick(h) for h in host], m)
+                        if key not in got:
+                            got[key] = np.empty(n_good, v.dtype)
+                        got[key][idx] = v
+            res.update({k: got[("o", k)] for k in self.output_names})
+            res["G"] = [got[("g", j)] for j in range(n_c)]
+            res.update({name: got[(name, None)] for name in ("feasible", "reason_code", "binding")})
         if cols is not None:
             res["elasticity"] = self._sens(cols) if n_good else \
                 np.zeros((0, len(self.sens_outputs), len(self.sens_inputs)), self.dtype)
@@ -226,6 +329,11 @@ def _joined(parts: list, n: int, arrow: bool = False):
         out.append(p[:cut])
         cut -= len(p)
     return pa.chunked_array([pa.array(p) for p in out])
+
+
+def _options_key(scenario: str, possible: dict) -> tuple:
+    """``scenarios.static_options`` as a hashable key (sorted (name, value) pairs)."""
+    return tuple(sorted(static_options(scenario, possible).items()))
 
 
 def _devices(devices) -> tuple:

@@ -33,9 +33,15 @@ from ..scenarios import schema
 from ..space.spec import column_name
 
 CSV_BLOCK_BYTES = 1 << 24
-# uncompressed float columns (the outputs do not compress: snappy saves ~half the file but costs
-# ~40 % more writing time on the 2-core CPU); statistics only for the columns one filters on
+# Parquet layout of the results (measured on the 2-core CPU, docs/benchmarks.md): columns whose
+# first DICT_SAMPLE_ROWS rows repeat their values >= DICT_MIN_REPEAT times on average (names,
+# counts, degrees, most constraint margins) are dictionary-encoded, input_row delta-encoded, the
+# rest (the continuous outputs, float32) plain; statistics only for the columns one filters on.
+# Compression: see PARQUET_COMPRESSIONS / evaluate_table(compression=).
 PARQUET_COMPRESSION = "none"
+PARQUET_COMPRESSIONS = ("none", "snappy", "lz4", "zstd", "gzip", "brotli")
+DICT_SAMPLE_ROWS = 65536
+DICT_MIN_REPEAT = 4
 PARQUET_SUFFIXES = (".parquet", ".pq")
 CSV_SUFFIXES = (".csv",)
 _COUNT_OUTPUTS = ("n_accelerators", "dp", "replicas")      # counts shown as int64 (sweeps.api.add_human_columns)
@@ -56,6 +62,10 @@ class Source:
     def batches(self, rows: int, columns=None) -> Iterator[tuple[Any, int, float]]:
         """`columns`: a hint (the columns the caller reads); sources may return more."""
         raise NotImplementedError
+
+    def valid_by_statistics(self, plan) -> set:
+        """Parameter columns the file's own statistics show to hold only good values (none here)."""
+        return set()
 
 
 class _FrameSource(Source):
@@ -106,8 +116,46 @@ class _ParquetSource(Source):
     def batches(self, rows, columns=None):
         import pyarrow.parquet as pq
         f = pq.ParquetFile(self.path, read_dictionary=self.strings)
-        it = f.iter_batches(batch_size=rows, columns=columns, use_threads=True)
+        # one thread: the reading overlaps the device and the writer thread, and pyarrow's pool
+        # costs ~1.5-2x the CPU time per row on the 2-core CPU for no shorter wall time
+        it = f.iter_batches(batch_size=rows, columns=columns, use_threads=False)
         return _timed_batches(lambda: next(it), lambda _: f"{self.path}: cannot read the Parquet file")
+
+    def valid_by_statistics(self, plan) -> set:
+        """Integer parameter columns whose row-group statistics (no null, min and max within the
+        parameter's bounds) show every cell good, so the check before evaluation need not read them.
+
+        Only integer columns: their values are whole and finite, and min/max are exact (a float
+        column's statistics skip NaN).  Columns a scenario's trace-time options read are read anyway
+        (the compilation started during the check needs their values).
+        """
+        import pyarrow.parquet as pq
+
+        from .table_convert import _check_numbers
+        from .table_eval import OPTION_PARAMS
+        specs = schema.PARAMS[plan.scenario]
+        try:
+            meta = pq.read_metadata(self.path)
+        except (OSError, pa.ArrowException):
+            return set()
+        if not meta.num_row_groups:
+            return set()
+        index = {meta.row_group(0).column(j).path_in_schema: j for j in range(meta.num_columns)}
+        valid = set()
+        for col, (param, factor) in plan.params.items():
+            spec = specs[param]
+            if spec.kind not in ("int", "float") or col not in index or param in OPTION_PARAMS.get(plan.scenario, ()) \
+                    or not pa.types.is_integer(self.schema.field(col).type):
+                continue
+            for g in range(meta.num_row_groups):
+                st = meta.row_group(g).column(index[col]).statistics
+                if st is None or not st.has_min_max or st.null_count is None or st.null_count > 0:
+                    break
+                if _check_numbers(spec, np.array([st.min, st.max], np.float64), factor)[1].any():
+                    break
+            else:
+                valid.add(col)
+        return valid
 
 
 class _CsvSource(Source):
@@ -261,7 +309,8 @@ def result_columns(batch, offset: int, values: dict, good: np.ndarray, res: dict
 class _Writer:
     """Collects result batches: to a file (parquet / csv) or into a DataFrame; bad rows to a side file."""
 
-    def __init__(self, out, skip_bad_rows: bool):
+    def __init__(self, out, skip_bad_rows: bool, compression: str = PARQUET_COMPRESSION):
+        self.compression = compression
         self.out = None if out is None else Path(out)
         self.fmt = None
         if self.out is not None:
@@ -278,6 +327,10 @@ class _Writer:
         self._bad_rows: list = []
 
     def write(self, cols: dict, n: int) -> None:
+        self.write_table(self.assemble(cols))
+
+    def assemble(self, cols: dict) -> pa.Table:
+        """The Arrow table of one batch's result columns, in the schema of the first batch."""
         table = pa.table({k: (v if isinstance(v, (pa.Array, pa.ChunkedArray)) else pa.array(v)) for k, v in cols.items()})
         if self.schema is None:
             self.schema = table.schema
@@ -287,18 +340,22 @@ class _Writer:
             except (pa.ArrowException, ValueError) as exc:
                 raise MlsysOptError(f"table: a column changes type between batches ({exc}); give it one type") \
                     from None
+        return table
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append one assembled batch (a Parquet row group, a CSV block, or a part of the DataFrame)."""
         if self.out is None:
             self.parts.append(table)
             return
         if self.fmt == "parquet":
             import pyarrow.parquet as pq
             if self.file_writer is None:
-                dict_cols = [f.name for f in self.schema if pa.types.is_dictionary(f.type)
-                             or pa.types.is_string(f.type)]
+                dict_cols, encodings = parquet_layout(table)
                 stats = [c for c in ("input_row", "feasible", "reason_code") if c in self.schema.names]
-                self.file_writer = pq.ParquetWriter(self.tmp, self.schema, compression=PARQUET_COMPRESSION,
-                                                    use_dictionary=dict_cols or False, write_statistics=stats)
-            self.file_writer.write_table(table.combine_chunks(), row_group_size=max(1, table.num_rows))
+                self.file_writer = pq.ParquetWriter(self.tmp, self.schema, compression=self.compression,
+                                                    use_dictionary=dict_cols or False, write_statistics=stats,
+                                                    column_encoding=encodings or None)
+            self.file_writer.write_table(table, row_group_size=max(1, table.num_rows))
         else:
             import pyarrow.csv as pacsv
             table = _decoded(table)
@@ -354,19 +411,47 @@ class _Writer:
         return pd.DataFrame(self._bad_rows, columns=["row", "column", "value", "reason"])
 
 
+def parquet_layout(table: pa.Table) -> tuple[list, dict]:
+    """(dictionary-encoded columns, {column: encoding}) for the results, from the first batch written.
+
+    Dictionary: names (dictionary / string columns) and every column whose first
+    DICT_SAMPLE_ROWS values repeat >= DICT_MIN_REPEAT times on average (a later
+    row group whose dictionary outgrows Parquet's page limit falls back to plain by
+    itself); input_row: DELTA_BINARY_PACKED (consecutive numbers, ~0 bytes a row).
+    Only the bytes on disk depend on it, never the values read back.
+    """
+    import pyarrow.compute as pc
+    sample = table.slice(0, DICT_SAMPLE_ROWS)
+    dict_cols, encodings = [], {}
+    def dictionary(f: pa.Field) -> bool:
+        if pa.types.is_dictionary(f.type) or pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            return True
+        numeric = pa.types.is_integer(f.type) or pa.types.is_floating(f.type)
+        return numeric and bool(sample.num_rows) and \
+            pc.count_distinct(sample.column(f.name)).as_py() * DICT_MIN_REPEAT <= sample.num_rows
+
+    for f in table.schema:
+        if f.name == "input_row" and pa.types.is_integer(f.type):
+            encodings[f.name] = "DELTA_BINARY_PACKED"
+        elif dictionary(f):
+            dict_cols.append(f.name)
+    return dict_cols, encodings
+
+
 def _decoded(table: pa.Table) -> pa.Table:
     """Dictionary columns as plain strings (the CSV writer takes no dictionaries)."""
     cols = [c.cast(c.type.value_type) if pa.types.is_dictionary(c.type) else c for c in table.columns]
     return pa.table(cols, names=table.column_names)
 
 
-def open_writer(out, skip_bad_rows: bool) -> _Writer:
-    return _Writer(out, skip_bad_rows)
+def open_writer(out, skip_bad_rows: bool, compression: str = PARQUET_COMPRESSION) -> _Writer:
+    return _Writer(out, skip_bad_rows, compression)
 
 
 def write_bad_rows(writer: _Writer, bad: list) -> None:
     writer.add_bad(bad)
 
 
-__all__ = ["CSV_BLOCK_BYTES", "Source", "open_source", "open_writer", "result_columns", "write_bad_rows"]
+__all__ = ["CSV_BLOCK_BYTES", "PARQUET_COMPRESSION", "PARQUET_COMPRESSIONS", "Source", "open_source", "open_writer",
+           "parquet_layout", "result_columns", "write_bad_rows"]
 _ = schema

@@ -145,10 +145,12 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
     r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
     prec = jnp.asarray(p.precision, jnp.int32)
-    peak_raw = take(t.hw.peak_flop_per_s, h, prec)
-    has = take(t.hw.has_precision, h, prec) & (peak_raw > 0)
+    # Rates that depend on catalog rows alone are computed on the small tables, then gathered once.
+    peak_t = t.hw.peak_flop_per_s
+    has_t = t.hw.has_precision & (peak_t > 0)
     # Unsupported precision: a finite stand-in peak (the row's best), flagged by the constraint.
-    peak = jnp.where(has, peak_raw, floor_pos(take(jnp.max(t.hw.peak_flop_per_s, axis=-1), h), 1.0))
+    peak_t = jnp.where(has_t, peak_t, floor_pos(jnp.max(peak_t, axis=-1, keepdims=True), 1.0))
+    peak, has = take(peak_t, h, prec), take(has_t, h, prec)
     peak16 = take(t.hw.peak_flop_per_s[:, FP16], h)
     bpe = jnp.asarray(BYTES_PER_ELEMENT, t.hw.peak_flop_per_s.dtype)[prec]
     is_cnn = t.model.kind[m] == CNN
@@ -161,10 +163,10 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     bw_out = data.locality(t.fabric.bw_bytes_per_s[f], t.fabric.bisection_frac[f],
                            floor_pos(t.fabric.oversubscription[f], 1.0))
     a = eff.achievable
-    mem_frac = eff.mem_bw_eff * (1.0 - a + a * t.hw.sustained_mem_bw_frac[h] / SUSTAINED_REF_FRAC)
+    mem_frac = eff.mem_bw_eff * (1.0 - a + a * t.hw.sustained_mem_bw_frac / SUSTAINED_REF_FRAC)   # per part
     # "no data" is a flag, not a value, so a perturbed 0 (sensitivity) never switches branches
-    f_up = jnp.where(t.hw.scaleup_has_busbw[h], t.hw.scaleup_busbw_frac[h], eff.scaleup_comm_eff)
-    a_up = jnp.where(t.hw.scaleup_has_latency[h], t.hw.scaleup_step_latency_s[h], eff.scaleup_latency_s)
+    f_up = jnp.where(t.hw.scaleup_has_busbw, t.hw.scaleup_busbw_frac, eff.scaleup_comm_eff)         # per part
+    a_up = jnp.where(t.hw.scaleup_has_latency, t.hw.scaleup_step_latency_s, eff.scaleup_latency_s)  # per part
     f_out = jnp.where(t.fabric.has_busbw[f], t.fabric.busbw_frac[f], eff.scaleout_comm_eff)
     a_out = jnp.where(t.fabric.has_step_latency[f], t.fabric.step_latency_s[f], t.fabric.latency_s[f])
     up_frac = eff.scaleup_comm_eff + a * (f_up - eff.scaleup_comm_eff)
@@ -173,13 +175,13 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         peak=peak, peak_16bit=jnp.where(peak16 > 0, peak16, peak), has_precision=has, bpe=bpe,
         apn=floor_pos(t.hw.accelerators_per_node[h], 1.0),
         capacity=floor_pos(t.hw.mem_capacity_bytes[h], 1.0),
-        mem_bw=floor_pos(t.hw.mem_bw_bytes_per_s[h] * mem_frac, 1.0),
+        mem_bw=take(floor_pos(t.hw.mem_bw_bytes_per_s * mem_frac, 1.0), h),
         inj_bw=floor_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
         wafer=t.hw.is_wafer_scale[h], tdp=t.hw.tdp_w[h], price=t.hw.price_usd[h],
         cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
         mtbf=floor_pos(t.hw.mtbf_s[h], 1.0),
-        bw_up=floor_pos(t.hw.scaleup_bw_bytes_per_s[h] * up_frac, 1.0),
-        alpha_up=eff.scaleup_latency_s + a * (a_up - eff.scaleup_latency_s),
+        bw_up=take(floor_pos(t.hw.scaleup_bw_bytes_per_s * up_frac, 1.0), h),
+        alpha_up=take(eff.scaleup_latency_s + a * (a_up - eff.scaleup_latency_s), h),
         bw_out=floor_pos(bw_out * out_frac, 1.0),
         alpha_out=t.fabric.latency_s[f] + a * (a_out - t.fabric.latency_s[f]),
         is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,

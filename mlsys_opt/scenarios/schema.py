@@ -40,7 +40,7 @@ class OutputSpec(NamedTuple):
     sense: str = "min"              # "min" or "max" when used as an objective
 
 
-RECOMPUTE = ("none", "selective", "full")
+RECOMPUTE = ("none", "selective", "full", "op")   # op: torchtitan per-op SAC (walls.parallel.op_sac_*)
 ATTENTION = ("flash", "eager")           # walls.attention.ATTENTION_KINDS
 SEQUENCE_PARALLEL = ("on", "off")
 ON_OFF = ("off", "on")
@@ -121,6 +121,10 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                          "eager elementwise ops (HBM traffic × efficiency.unfused_elementwise_factor, ~3.4); fa1 = "
                          "FlashAttention-1-generation attention (× efficiency.FLASH1_OF_FLASH2 = 0.43); fa1_eager = both",
                          choices=("fused", "eager", "fa1", "fa1_eager")),
+    "main_grads": ParamSpec("choice", "fp32", "main-gradient precision (accumulated and reduced): fp32 = Megatron-LM "
+                            "with bf16 (fp32 accumulation forced on), FSDP reduce_dtype fp32; bf16 = Megatron-Core "
+                            "grad_reduce_in_fp32=False (Megatron-Bridge perf configs): 2 B per parameter and half "
+                            "the gradient collective bytes", choices=("fp32", "bf16")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

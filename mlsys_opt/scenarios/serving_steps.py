@@ -236,7 +236,14 @@ class PrefillTime(NamedTuple):
     overhead_s: Array
 
 
-def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_tokens) -> PrefillTime:
+def prefill_eta(p, c: Common, r: Replica, eff: Efficiency, rows) -> Array:
+    """η_prefill of a prefill (or a chunk) of `rows` new tokens: the part's GEMM curve at
+    rows·reuse (efficiency.prefill_efficiency, rows floored at 1); `prefill_time` and
+    `chunked_prefill` take it from the caller when it has it."""
+    return prefill_efficiency(p.efficiency, floor_pos(rows, 1.0) * c.reuse_per_item, eff, part=c, tp=r.tp)
+
+
+def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_tokens, eta=None) -> PrefillTime:
     """Prefill of `new_tokens` after `cached_tokens` (prefix cache hits), alone on the replica, s.
 
     FLOP = 2·A·n + causal attention 4·L·(h·d)·(n·c + n(n+1)/2)
@@ -247,9 +254,10 @@ def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_t
     at the expert rows);
     never faster than reading the weights once; + dispatch + TP all-reduces of n tokens.
     Wafer-scale rows stream the weights (node.weight_streaming).
+    `eta`: `prefill_eta(p, c, r, eff, new_tokens)` when the caller has it (same value).
     """
     n = floor_pos(new_tokens, 1.0)
-    eta = prefill_efficiency(p.efficiency, n * c.reuse_per_item, eff, part=c, tp=r.tp)
+    eta = prefill_eta(p, c, r, eff, n) if eta is None else eta
     eta_e = eta * tile_factor(expert_rows(r, c, n), eff) / tile_factor(n, eff)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, n, cached_tokens)
     gemm = 2.0 * r.compute_params * n
@@ -272,7 +280,7 @@ class Chunking(NamedTuple):
 
 
 def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, new_tokens,
-                    cached_tokens) -> Chunking:
+                    cached_tokens, eta_whole=None, eta_chunk=None) -> Chunking:
     """Continuous batching with chunked prefill (Sarathi-Serve, Agrawal et al. 2024).
 
     A prompt's n new tokens run in chunks of m = min(chunk_size, n) tokens (chunk_size 0:
@@ -283,11 +291,17 @@ def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, ne
     (walls.serving.batch_step_s), so Δ = fused − step is ~0 while the step is weight-read
     bound and the chunk's FLOP time past the ridge.  TTFT service = (n/m)·(step + Δ):
     small chunks cut Δ (the P99 ITL) and add iterations (the TTFT).
+    η_prefill(m) is η(chunk_size) when the prompt is split, else η(n) (`prefill_eta`); callers
+    that have them pass `eta_whole` = η(n) and `eta_chunk` = η(chunk_size), which does not
+    depend on the prompt (the mean and P99 prompts share it: three curve evaluations, not four).
     """
     n = floor_pos(new_tokens, 1.0)
     chunk = jnp.asarray(p.chunk_size)
-    m = jnp.where(chunk >= 1.0, jnp.minimum(chunk, n), n)
-    eta_p = prefill_efficiency(p.efficiency, m * c.reuse_per_item, eff, part=c, tp=r.tp)
+    split = (chunk >= 1.0) & (chunk < n)
+    m = jnp.where(split, chunk, n)                       # min(chunk, n); n without chunking
+    eta_whole = prefill_eta(p, c, r, eff, n) if eta_whole is None else eta_whole
+    eta_chunk = prefill_eta(p, c, r, eff, chunk) if eta_chunk is None else eta_chunk
+    eta_p = jnp.where(split, eta_chunk, eta_whole)
     eta_e = eta_p * tile_factor(expert_rows(r, c, m), eff) / tile_factor(m, eff)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, m, cached_tokens + 0.5 * (n - m))
     chunk_c = gemm_s(r, c, m, eta_p, eta_e) + attn / (r.lanes * r.peak * eta_p)

@@ -64,6 +64,7 @@ class TrainingParams(NamedTuple):
     straggler_factor: Array          # >= 1
     failure_rate_per_gpu_hour: Array  # 1/GPU-hour; 0 = catalog MTBF
     kernels: Array                   # int32 code into schema.TRAINING_PARAMS["kernels"].choices
+    main_grads: Array                # int32 code into schema.TRAINING_PARAMS["main_grads"].choices (fp32, bf16)
 
 
 class TrainingOutputs(NamedTuple):
@@ -157,7 +158,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Setup [training_parts.setup]: model FLOPs (PaLM App. B, MFU numerator), hardware
       FLOPs with the attention kernel [walls.attention: flash vs eager, causal], routing
       load, recomputation and the LM-head stage imbalance; bytes per parameter per
-      precision [walls.parallel: fp32 main grads, 12 B optimizer].
+      precision [walls.parallel: fp32 main grads, 2 B with main_grads = bf16; 12 B optimizer].
     - Micro-batch geometry: micro_batch_size b (wins) or microbatches M (b = B/(dp·M));
       with both 0 the scenario evaluates b ∈ {1, 2, 4, 8} side by side (`jax.vmap`, one
       static set, no Python loop over configurations) and keeps the fastest whose memory

@@ -28,12 +28,14 @@ from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL, TRAINING_PA
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
+OP_RECOMPUTE = RECOMPUTE.index("op")
 EAGER = ATTENTION.index("eager")
 SP_ON = SEQUENCE_PARALLEL.index("on")
 BALANCED = ON_OFF.index("on")
 KERNELS = TRAINING_PARAMS["kernels"].choices
 EAGER_KERNELS = tuple(KERNELS.index(k) for k in ("eager", "fa1_eager"))
 FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
+BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -45,8 +47,9 @@ def _table(values, code, dtype):
 class Setup(NamedTuple):
     """Everything that does not depend on the micro-batch size (per row of the batch)."""
     n: Array; tp: Array; cp: Array; pp: Array; v: Array; dp: Array; dp_out: Array; ep: Array
-    seq: Array; s_loc: Array; gb: Array; steps: Array; layers_stage: Array
-    full: Array; selective: Array; eager: Array; sp: Array; t_sp: Array; zs: Array; shard: Array
+    seq: Array; s_loc: Array; gb: Array; steps: Array; layers_stage: Array; layers_first: Array
+    full: Array; selective: Array; op: Array; op_frac: Array; act_seq_layer: Array
+    eager: Array; sp: Array; t_sp: Array; zs: Array; shard: Array
     elem_factor: Array; cast_bytes_per_token: Array; flash1: Array
     is_moe: Array; load: Array; shared_params: Array; expert_params: Array
     wb: Array; gbytes: Array; ob: Array; act_scale: Array; gather_b: Array
@@ -69,7 +72,9 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     - Hardware FLOPs: 6·T·(P_active + (λ - 1)·P_expert,active) (λ = routing load of the busiest
       expert rank: the capacity factor, or the imbalance when dropless) + the attention core
       [walls.attention: flash causal ½ square, backward 2.5×; eager full square, 2×] +
-      recomputation (full: one more forward; selective: eager's attention core forward),
+      recomputation (full: one more forward; selective: eager's attention core forward; op
+      (torchtitan per-op SAC): op_frac = walls.parallel.op_sac_recompute_fraction of the forward
+      GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
       the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
     """
@@ -87,6 +92,7 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     one = jnp.ones_like(c.peak)
     full = jnp.where(rc == FULL_RECOMPUTE, one, 0.0)
     selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0)
+    op = jnp.where(rc == OP_RECOMPUTE, one, 0.0)
     eager = jnp.where(jnp.asarray(p.attention) == EAGER, one, 0.0)
     sp = jnp.where(jnp.asarray(p.sequence_parallel) == SP_ON, one, 0.0)
     # elementwise kernels [compute()]: × the counted eager/fused traffic ratio with kernels = eager /
@@ -99,8 +105,21 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     elem_factor = 1.0 + unfused * (unfused_elementwise_factor(kv_ratio, ffn_ratio) - 1.0)
     cast_tok = jnp.where(c.is_cnn, 0.0, parallel.low_precision_cast_bytes(1.0 / tp, c.hidden, kv_ratio, ffn_ratio,
                                                                          c.bpe, full))
-    # consumed by every micro-batch lane: computed once (parts.materialized), not re-fused into each
-    elem_factor, cast_tok = materialized((elem_factor, cast_tok), p.hardware)
+    # per-op SAC recomputes op_frac of the forward GEMMs and stores op_bytes per token and layer
+    # [walls.parallel.op_sac_recompute_fraction, op_sac_activation_elements]
+    kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
+    op_frac = op * parallel.op_sac_recompute_fraction(c.hidden, c.attn_width, kv_width, c.ffn_dim)
+    t_sp = jnp.where(sp > 0, tp, 1.0)
+    op_bytes = ACT_BYTES * parallel.op_sac_activation_elements(c.hidden, c.attn_width, kv_width, c.ffn_dim,
+                                                               tp=tp, t_sp=t_sp)
+    layers = c.n_layers
+    balanced = jnp.asarray(p.stage_balance) == BALANCED
+    # stage_balance = on (Llama 3 §3.3.2): the two end stages hold one layer less, so a middle stage,
+    # the slowest, runs (L + 2)/pp layers (× (L + 2)/L the even split) and the first stage, which keeps
+    # the most micro-batches in flight, stores (L + 2)/pp - 1 layers' activations
+    split = balanced & (pp > 1.0)
+    stage_scale = jnp.where(split, (layers + 2.0) / floor_pos(layers, 1.0), 1.0)
+    layers_first = jnp.where(split, jnp.maximum((layers + 2.0) / pp - 1.0, 1.0), layers / pp)
     zs = p.zero_stage * one
     # gradients are reduced, and ZeRO/FSDP states sharded, over data × context parallel ranks: CP ranks
     # hold the same weights (Megatron-Core get_data_parallel_group(with_context_parallel=True) for the
@@ -119,6 +138,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     wb, gbytes, ob = (_table(t, prec, one.dtype) * one for t in (parallel.WEIGHT_BYTES, parallel.GRAD_BYTES,
                                                        parallel.OPTIMIZER_BYTES))
     act_scale, gather_b = (_table(t, prec, one.dtype) * one for t in (parallel.ACTIVATION_SCALE, parallel.PARAM_GATHER_BYTES))
+    # main_grads = bf16 (Megatron-Core grad_reduce_in_fp32=False): 16-bit grad buffer and reductions
+    gbytes = jnp.where(jnp.asarray(p.main_grads) == BF16_GRADS, jnp.minimum(gbytes, 2.0), gbytes)
 
     ac = attention.attention_core(seq, seq, c.n_heads, c.n_kv_heads, c.head_dim,
                                   kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), causal=True)
@@ -127,14 +148,14 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     model_flop = algorithm.training_flop(c.n_eff, tokens) + 12.0 * layers * c.attn_width * seq * tokens * causal
     dense = 6.0 * tokens * (c.n_eff + (load - 1.0) * expert_active)
     attn = layers * gb * (ac.fwd_flop + ac.bwd_flop)
-    # recomputed attention forward: full recomputation, or selective with eager's score tensor
-    attn_recompute = eff.recompute_flop_scale * (full + selective * eager) * layers * gb * ac.fwd_flop
-    extra = eff.recompute_flop_scale * full * dense / 3.0 + attn_recompute
+    # recomputed attention forward: full recomputation, or selective / per-op SAC with eager's
+    # score tensor (its batched GEMMs are aten.bmm, outside torchtitan's save list)
+    attn_recompute = eff.recompute_flop_scale * (full + (selective + op) * eager) * layers * gb * ac.fwd_flop
+    extra = eff.recompute_flop_scale * (full + op_frac) * dense / 3.0 + attn_recompute
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
-    balanced = jnp.asarray(p.stage_balance) == BALANCED
-    flop_gpu = (dense + attn + extra) / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
+    flop_gpu = (dense + attn + extra) * stage_scale / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
-    attn_flop_gpu = (attn + attn_recompute) / n
+    attn_flop_gpu = (attn + attn_recompute) * stage_scale / n
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -153,9 +174,24 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     edp = floor_pos(dpc / ep, 1.0)
     f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
                                                 dp_local=jnp.clip(c.apn / (tp * ep), 1.0, edp), **links)
-    return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=seq / cp, gb=gb,
-                 steps=floor_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, full=full,
-                 selective=selective, eager=eager, sp=sp, t_sp=jnp.where(sp > 0, tp, 1.0), zs=zs, shard=shard,
+    # Activations of one sequence and layer [memory()]: independent of b, so computed here
+    s_loc = seq / cp
+    rc_act = jnp.where(full > 0, 2.0, 1.0)     # the "selective" form = no score tensor; full keeps inputs
+    per_seq = node.transformer_activation_bytes(s_loc, 1.0, c.hidden, c.n_heads, 1.0, tp=tp, recompute_code=rc_act,
+                                                sequence_parallel=sp > 0)
+    per_seq = jnp.where(op > 0, s_loc * op_bytes, per_seq)
+    core = attention.attention_core(s_loc, seq, c.n_heads, c.n_kv_heads, c.head_dim,
+                                    kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), tp=tp)
+    kept = jnp.where(eager > 0, (1.0 - full) * (1.0 - selective) * (1.0 - op), 1.0 - full)
+    act_seq_layer = act_scale * (per_seq + kept * core.stored_bytes)
+    # consumed by every micro-batch lane: computed once (parts.materialized), not re-fused into each
+    elem_factor, cast_tok, op_frac, layers_first, act_seq_layer = materialized(
+        (elem_factor, cast_tok, op_frac, layers_first, act_seq_layer), p.hardware)
+    return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=s_loc, gb=gb,
+                 steps=floor_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, layers_first=layers_first,
+                 full=full,
+                 selective=selective, op=op, op_frac=op_frac, act_seq_layer=act_seq_layer, eager=eager, sp=sp,
+                 t_sp=t_sp, zs=zs, shard=shard,
                  elem_factor=elem_factor, cast_bytes_per_token=cast_tok, flash1=flash1,
                  is_moe=is_moe, load=load, shared_params=shared_params, expert_params=expert_params,
                  wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
@@ -182,21 +218,18 @@ def memory(c: Common, s: Setup, b, mb) -> Memory:
       ZeRO-3 holds two gathered layers (current + prefetch).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
-      selective), 2·sbh/t' (full), plus the attention core's stored bytes
+      selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:
+      torchtitan's per-op SAC), plus the attention core's stored bytes
       [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
       × the precision's activation scale; × in-flight micro-batches
       [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
-      4·s_loc·b·V/tp (vocab-parallel cross entropy).
+      4·s_loc·b·V/tp (vocab-parallel cross entropy).  Layers per stage: L/pp, or with
+      stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup).  The bytes
+      of one sequence and layer (setup.act_seq_layer) do not depend on b: setup computes them once.
     - Wafer-scale rows stream weights: activations + two layers of weights stay on-wafer.
     """
     states = s.states_bytes                  # computed once in setup (independent of b)
-    rc = jnp.where(s.full > 0, 2.0, 1.0)     # the "selective" form = no score tensor; full keeps inputs
-    base = node.transformer_activation_bytes(s.s_loc, b, c.hidden, c.n_heads, s.layers_stage, tp=s.tp,
-                                             recompute_code=rc, sequence_parallel=s.sp > 0)
-    core = attention.attention_core(s.s_loc, s.seq, c.n_heads, c.n_kv_heads, c.head_dim,
-                                    kind=jnp.where(s.eager > 0, attention.EAGER, attention.FLASH), tp=s.tp)
-    kept = jnp.where(s.eager > 0, (1.0 - s.full) * (1.0 - s.selective), 1.0 - s.full)
-    act_micro = s.act_scale * (base + kept * core.stored_bytes * b * s.layers_stage)
+    act_micro = b * s.layers_first * s.act_seq_layer   # per sequence and layer: setup (independent of b)
     in_flight = parallel.interleaved_activation_factor(s.pp, s.v, mb)
     logits = jnp.where(c.is_cnn, 0.0, 4.0 * s.s_loc * b * s.vocab / s.tp)
     total = jnp.where(c.wafer, act_micro * in_flight + 2.0 * s.w_shard / s.layers_stage,
@@ -215,8 +248,9 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     """Per-GPU compute time of one step [node.roofline / node.weight_streaming] + elementwise time.
 
     GEMM rows = b·s_loc (tokens of one micro-batch on one CP rank), η from
-    efficiency.matmul_efficiency.  HBM bytes: M·passes·W_shard + 2·states + 2·M·activations.
-    Elementwise (memory-bound) time, added: scale·M·(L/pp)·((3 + full)·A + selective·eager·A_s)
+    efficiency.matmul_efficiency.  HBM bytes: M·passes·W_shard + 2·states + 2·M·activations
+    (passes = 3 + full + op_frac).
+    Elementwise (memory-bound) time, added: scale·M·(L/pp)·((3 + full + op)·A + selective·eager·A_s)
     / mem_bw with A = act_scale·(s_loc·b·h·(10/t' + 24/t) + eager·5·a·s_loc·s·b/t)
     (Korthikanti et al. 2022 Table 2; t' = tp with sequence parallelism; flash fuses the
     softmax/dropout, so no score traffic); × efficiency.unfused_elementwise_factor(g, ffn/h)
@@ -225,7 +259,7 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
     × (1 + pipeline_overhead_frac·(1 - 1/pp)).
     """
-    passes = 3.0 + s.full
+    passes = 3.0 + s.full + s.op_frac
     rows = b * s.s_loc * c.reuse_per_item
     eta_gemm = matmul_efficiency(p.efficiency, rows, eff, part=c, tp=s.tp)   # the part's GEMM curve (issue 19)
     eta = _with_attention_kernel(eta_gemm, c, eff, s)
@@ -238,7 +272,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     sbh = s.s_loc * b * c.hidden
     a_base = sbh * (10.0 / s.t_sp + 24.0 / s.tp)
     a_score = s.eager * 5.0 * c.n_heads * s.s_loc * s.seq * b / s.tp
-    per_layer = s.act_scale * ((3.0 + s.full) * (a_base + a_score) + s.selective * a_score)
+    # per-op SAC reruns every elementwise op of the block (only mm / SDPA outputs are saved): + one pass
+    per_layer = s.act_scale * ((3.0 + s.full + s.op) * (a_base + a_score) + s.selective * a_score)
     # eager kernels (setup.elem_factor) and the operand casts of sub-16-bit GEMMs (kernel bytes)
     per_layer = eff.elementwise_traffic_scale * s.elem_factor * per_layer + b * s.s_loc * s.cast_bytes_per_token
     t_elem = mb * s.layers_stage * per_layer / c.mem_bw
@@ -289,7 +324,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
 
     A group runs on the scale-up link while its span fits a node (G accelerators), else
     per-GPU scale-out.  Per micro-batch and layer of a stage (×M·L/pp):
-    - TP [fleet.hierarchical_allreduce]: 4 (+2 full recompute) all-reduces — or, with
+    - TP [fleet.hierarchical_allreduce]: 4 (+2 full recompute, +1 per-op SAC: its two
+      recomputed SP all-gathers) all-reduces — or, with
       sequence parallelism, as many reduce-scatter + all-gather pairs, the same time
       (Korthikanti et al. 2022 §4.2.2) — of b·s_loc·h·2 bytes; hidden: tp_overlap (only
       with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap.
@@ -308,7 +344,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
     layers_mb = mb * s.layers_stage
     ebytes = ACT_BYTES * s.act_scale
     act_msg = b * s.s_loc * c.hidden * ebytes
-    k = 4.0 + 2.0 * s.full
+    k = 4.0 + 2.0 * s.full + s.op    # per-op SAC reruns the two SP all-gathers (~ one all-reduce)
 
     def link(in_node):
         return jnp.where(in_node, c.bw_up, c.bw_out), jnp.where(in_node, c.alpha_up, c.alpha_out)

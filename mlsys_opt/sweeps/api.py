@@ -24,12 +24,11 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import pandas as pd
 
 from .. import validate
 from .._types import BOTTLENECKS, SECONDS_PER_DAY
@@ -39,6 +38,9 @@ from ..scenarios import SCENARIO_FNS, params_from_dict, schema, static_options
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..space.spec import Space, load_space
 from . import engine as sweep_engine
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 class Evaluation(NamedTuple):
@@ -304,19 +306,26 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
         "chunk_size", settings.get("chunk_size", 65536) if chunk_size is None else chunk_size, where)
     front_capacity = validate.check_positive_int(
         "front_capacity", settings.get("front_capacity", 4096) if front_capacity is None else front_capacity, where)
-    given_tables, tables = tables, _tables(space, tables, dtype)
+    given_tables = tables
     chunk_size = min(chunk_size, _pow2_at_least(space.size))
     names = output_names(space)
     if timings is not None:
         timings["spec"] = timings.get("spec", 0.0) + time.perf_counter() - t0
     stream = _dist.stream if distributed else sweep_engine.stream
+    counts = {"n_obj": len(space.objectives), "n_constr": len(constraint_names(space)), "n_aux": len(names)}
+    extra = {"index_range": (0, min(1, space.size))} if first_only else {}
+    steps = None if distributed else _step_cache(space, eff, dtype, given_tables, names, devices, counts,
+                                                 chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k)
+    if steps is not None:
+        devices, extra["steps"] = steps.devices, steps
+    _preload_pandas()                # the front's DataFrame: imported while XLA loads and runs the step
     res = stream(
-        space.radices, make_chunk_fn(space, tables, eff, dtype, layout="columns"), layout="columns",
-        n_obj=len(space.objectives), n_constr=len(constraint_names(space)), n_aux=len(names),
+        space.radices, _lazy_chunk_fn(space, given_tables, eff, dtype), layout="columns", **counts,
         chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k, devices=devices,
         progress=progress, checkpoint_path=checkpoint_path, resume=resume,
-        run_key=run_key(space, eff, dtype, given_tables), timings=timings,
-        **({"index_range": (0, min(1, space.size))} if first_only else {}))
+        run_key=run_key(space, eff, dtype, given_tables), timings=timings, **extra)
+    if timings is not None and steps is not None:
+        timings["_step_cache"] = (steps.status, steps.load_s, str(steps.folder))
     t1 = time.perf_counter()
     front = _frame(space, res.front.digits, res.front.aux, names)
     front = front.sort_values([_sort_column(space)], kind="stable").reset_index(drop=True)
@@ -328,6 +337,54 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
         timings["frame"] = timings.get("frame", 0.0) + time.perf_counter() - t1
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
                        reasons)
+
+
+def _preload_pandas() -> None:
+    """Import pandas on a daemon thread (unless it is imported already): ~0.35 s of CPU that overlaps the
+    step's loading and evaluation, which release the GIL; the front's frame then finds it imported (an
+    import that fails here fails again, with its message, where the frame is built)."""
+    import sys
+    import threading
+    if "pandas" in sys.modules:
+        return
+
+    def load():
+        try:
+            import pandas  # noqa: F401
+        except Exception:  # noqa: BLE001 - reported by the import where the frame is built
+            pass
+    threading.Thread(target=load, name="mlsys-opt-preload-pandas", daemon=True).start()
+
+
+def _lazy_chunk_fn(space: Space, tables, eff, dtype) -> Callable:
+    """``make_chunk_fn(space, tables, ...)`` (columns) whose catalog device tables are built when it is first
+    traced: a sweep whose compiled step comes from the step cache never traces it, nor builds them."""
+    built: list = []
+
+    def chunk_fn(digits):
+        if not built:
+            with jax.ensure_compile_time_eval():     # concrete device tables (the catalog caches them), not tracers
+                built.append(make_chunk_fn(space, _tables(space, tables, dtype), eff, dtype, layout="columns"))
+        return built[0](digits)
+    return chunk_fn
+
+
+def _step_cache(space: Space, eff, dtype, given_tables, names, devices, counts: dict, **engine):
+    """The compiled-step cache of this sweep (``sweeps.executables``), or None when it is off (no folder,
+    several processes, jit disabled).  Its key: the code and JAX (there), and here everything of the
+    problem that is baked into the program."""
+    from . import executables
+    folder = executables.cache_dir()
+    if folder is None or jax.process_count() > 1 or jax.config.jax_disable_jit:
+        return None
+    catalog = space.catalog if space.catalog is not None else load_catalog()
+    program = {"scenario": space.scenario, "axes": [(a.name, a.kind, a.values) for a in space.axes],
+               "constants": space.constants, "kinds": {k: p.kind for k, p in space.params.items()},
+               "limits": space.limits, "objectives": space.objectives, "outputs": names,
+               "catalog": catalog.fingerprint() if given_tables is None else jax.tree_util.tree_leaves(given_tables),
+               "efficiency": list(eff), "dtype": jnp.dtype(dtype).name}
+    engine_args = {"radices": space.radices, **counts, **engine, "histograms": None, "layout": "columns"}
+    return executables.StepCache(folder, sweep_engine._devices(devices), program, engine_args)
 
 
 def _checked_eff(eff, where: str):

@@ -190,7 +190,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
            progress: Callable[[int, int], None] | bool | None = None,
            checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
            checkpoint_every: int = 64, run_key: str = "", index_range: tuple[int, int] | None = None,
-           saver=None, timings: dict | None = None, layout: str = "rows") -> EngineResult:
+           saver=None, timings: dict | None = None, layout: str = "rows", steps=None) -> EngineResult:
     """Evaluate every configuration of the space and reduce on the device.
 
     Args:
@@ -222,6 +222,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         init, acc)`` and ``.save(loop, cfg, desc)``) replacing the file here.
       layout: ``"rows"`` (chunk_fn returns [chunk, n] arrays) or ``"columns"`` (sequences of n
         vectors [chunk], or [n, chunk] arrays).
+      steps: a compiled-step cache (``sweeps.executables.StepCache``) or None: ``steps.shapes(lanes)``
+        gives chunk_fn's output shapes without tracing it (None: trace), ``steps.step(cfg, build)`` the
+        step and its sharding (a loaded executable, or ``build()``, the default below, compiled and stored).
       timings: a dict that receives seconds spent: ``compile`` (tracing and the
         first step's compile), ``evaluate`` (the chunks, evaluation and the
         on-device reduction together), ``reduce`` (front rows to the host).
@@ -232,7 +235,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     t_start = time.perf_counter()
     devices = _devices(devices)
     cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
-                  histograms, checkpoint_every, len(devices), layout)
+                  histograms, checkpoint_every, len(devices), layout, None if steps is None else steps.shapes)
     N = indexing.space_size(cfg.radices)
     lo, hi = (0, N) if index_range is None else (int(index_range[0]), int(index_range[1]))
     if not 0 <= lo <= hi <= N:
@@ -258,7 +261,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         init, acc = saver.start(cfg, desc, init, acc)
     elif resume and os.path.exists(path):
         init, acc = checkpoint.load(path, cfg, desc, init)
-    step, rep = _build_step(_traced(chunk_fn, cfg.lanes, len(cfg.radices))[0], cfg, devices)
+    def build():
+        return _build_step(_traced(chunk_fn, cfg.lanes, len(cfg.radices))[0], cfg, devices)
+    step, rep = build() if steps is None else steps.step(cfg, build)
     init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
     # one process: the two small per-chunk inputs go in as numpy (jit's own transfer, ~0.2 ms a chunk
     # less than device_put; always numpy, so one compile); several processes: global device arrays
@@ -333,7 +338,7 @@ def _devices(devices) -> tuple:
 
 
 def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
-            histograms, checkpoint_every, n_dev: int, layout: str = "rows") -> EngineConfig:
+            histograms, checkpoint_every, n_dev: int, layout: str = "rows", shapes=None) -> EngineConfig:
     """Validate the arguments of :func:`stream` and check chunk_fn's output shapes."""
     if layout not in ("rows", "columns"):
         raise MlsysOptError(f"stream: layout={layout!r} must be 'rows' ([chunk, n] arrays) or 'columns' ([n, chunk])")
@@ -352,7 +357,7 @@ def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacit
     lanes = chunk // n_dev
     # an evaluator that raises is a bug (or, for MlsysOptError, a bad input it diagnosed):
     # either way the exception goes to the caller unchanged, with its traceback
-    out = _traced(chunk_fn, lanes, len(radices))[1]
+    out = (shapes(lanes) if shapes is not None else None) or _traced(chunk_fn, lanes, len(radices))[1]
     want = ((lanes, n_obj), (lanes, n_constr), (lanes, n_aux))
     if columns:         # sequences of vectors [lanes] are read as the rows of an [n, lanes] array
         want = tuple(w[::-1] for w in want)

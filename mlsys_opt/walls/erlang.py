@@ -51,7 +51,12 @@ class _Terms(NamedTuple):
 
 
 _F64 = _Terms(60, 40.0, 0.5, 6, 22, 17, 7)
-_F32 = _Terms(34, 30.0, 0.5, 3, 10, 8, 4)
+# float32: Temme from s > 12 with four orders, so the series needs 22 terms (it took 34 with
+# Temme from s > 30 at three orders), 8 Taylor terms per c_k(η) (|η| < 0.62 there), 3 of
+# Stirling's: these terms, evaluated in float64 arithmetic, stay within 1e-8 of _F64 in ln Q
+# (as the previous ones did; c in [1e-2, 1e6], ρ up to 1 - 1e-12: tests/test_serving_walls.py),
+# far below float32's own rounding; ~15 % fewer operations per element (XLA cost analysis).
+_F32 = _Terms(22, 12.0, 0.5, 4, 8, 8, 3)
 # Temme's elements must have λ > ½, where `_h_and_w`'s atanh form (and its w) is exact.
 assert min(_F64.lam_series_max, _F32.lam_series_max) >= 0.5
 
@@ -220,12 +225,12 @@ def poisson_logs(c, a) -> PoissonLogs:
     # `w` is exact; elsewhere `w` is the finite stand-in of `_h_and_w` and the result unused.
     s_t = jnp.where(use_series, t.s_series_max + 1.0, s)
     eta = (lam - 1.0) * jnp.sqrt(w)
-    acc = jnp.zeros_like(eta)
+    acc, inv_s_t = jnp.zeros_like(eta), 1.0 / s_t                 # one division, not one per order
     for ck in reversed(temme_coefficients(t.n_temme_k, t.n_temme_eta)):
         c_eta = jnp.zeros_like(eta)
         for coef in reversed(ck):
             c_eta = c_eta * eta + coef
-        acc = acc / s_t + c_eta
+        acc = acc * inv_s_t + c_eta
     q_temme = (0.5 * erfc(eta * jnp.sqrt(0.5 * s_t))
                + jnp.exp(-s_t * h - 0.5 * (_LOG_2PI + jnp.log(s_t))) * acc)
     q = jnp.where(use_series, q_series, q_temme)

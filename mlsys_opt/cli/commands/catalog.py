@@ -201,11 +201,10 @@ def achievable_summary(kind: str, entry) -> str:
 
 
 def cmd_spaces(args) -> int:
-    import pandas as pd
-
     from ...space.spec import list_spaces
     from .. import report
     if args.action == "show":
+        import pandas as pd
         space = _space(args, args.name)
         if args.json:
             _print_json({"name": space.name, "scenario": space.scenario, "size": space.size,
@@ -236,9 +235,11 @@ def cmd_spaces(args) -> int:
     if not rows:
         _out(f"no spec files (*.toml) in {args.dir or 'spaces/'}")
         return EXIT_OK
-    df = pd.DataFrame(rows)
-    df["description"] = [d[:90] + ("..." if len(d) > 90 else "") for d in df["description"]]
-    _out(report.format_table(df[["name", "scenario", "configurations", "description"]], human=False))
+    cols = ["name", "scenario", "configurations", "description"]
+    cells = [[r["name"], r["scenario"], r["configurations"],
+              r["description"][:90] + ("..." if len(r["description"]) > 90 else "")] for r in rows]
+    _out("\n".join(report.format_rows(cols, cells)))
     _out()
     _out("run one: mlsys-opt sweep NAME (or a path to your own .toml; format: spaces/README.md)")
     return EXIT_OK
+

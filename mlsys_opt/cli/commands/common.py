@@ -73,8 +73,10 @@ def _catalog(args):
 
 
 def _space(args, source):
-    from ...space.spec import load_space
-    return load_space(source, catalog=_catalog(args))
+    """The validated spec `source` (a file's Space comes from the spec cache when it was validated before:
+    ``cli.spec_cache``)."""
+    from ..spec_cache import load_space_cached
+    return load_space_cached(source, _catalog(args))
 
 
 def _eff(args):

@@ -2,8 +2,8 @@
 
 A sweep's first run in a fresh compile cache spends most of its time in XLA
 compiling the engine's jitted step (5-10 s for the capstone on the 2-core CPU, more under load);
-later runs load the executable from the persistent cache ($MLSYS_OPT_CACHE_DIR,
-default ~/.cache/mlsys_opt/jax) in a fraction of a second.  `warmup` builds and
+later runs load the compiled step from the step cache (``sweeps.executables``, in
+$MLSYS_OPT_CACHE_DIR, default ~/.cache/mlsys_opt/jax) in a fraction of a second, without tracing.  `warmup` builds and
 runs each space's sweep program on one configuration (``sweeps.api.warm``), so
 the first real `mlsys-opt sweep` is already a warm one.  The program depends on
 the catalog (--catalog), the efficiency model (--calibration), the chunk size
@@ -38,16 +38,18 @@ def cmd_warmup(args) -> int:
     for space in spaces:
         t0 = time.perf_counter()
         with CompileEvents() as ev:
-            warm(space, chunk_size=args.chunk_size, devices=args.devices, eff=eff)
+            timings = warm(space, chunk_size=args.chunk_size, devices=args.devices, eff=eff)
         n = ev.counts.get("xla", 0)
         hits = ev.counts.get("cache_hits", 0)
-        row = {"space": space.name, "file": str(space.source), "status": "cached" if n and hits == n else "compiled",
-               "programs": n, "cache_hits": hits, "elapsed_s": time.perf_counter() - t0,
+        step = timings.get("_step_cache", ("off",))[0]       # sweeps.executables: "loaded", "compiled and stored", ...
+        cached = step == "loaded" or (n > 0 and hits == n)
+        row = {"space": space.name, "file": str(space.source), "status": "cached" if cached else "compiled",
+               "programs": n, "cache_hits": hits, "step_cache": step, "elapsed_s": time.perf_counter() - t0,
                "xla_s": ev.seconds.get("xla", 0.0)}
         rows.append(row)
         if not args.json:
             what = ("already in the cache (loaded)" if row["status"] == "cached" else
-                    f"compiled {n - hits} program(s) in {row['xla_s']:.1f} s of XLA")
+                    f"compiled {n - hits} program(s) in {row['xla_s']:.1f} s of XLA; step cache: {step}")
             _out(f"{space.name:<28} {row['elapsed_s']:6.1f} s  {what}")
     total = time.perf_counter() - t_all
     if args.json:
