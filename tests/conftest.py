@@ -1,7 +1,17 @@
+import atexit
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# The on-disk caches (JAX's compile cache, compiled sweep steps, the validated catalog and specs) of
+# this test process: a new folder, never the user's ~/.cache. A test that puts its own scenario
+# function in place must not find entries of an earlier run, nor leave any; and every run is a cold
+# run, as on CI. Tests that need another folder (or "off") set it themselves.
+_CACHE = tempfile.mkdtemp(prefix="mlsys_opt_test_cache_")
+os.environ["MLSYS_OPT_CACHE_DIR"] = _CACHE
+atexit.register(shutil.rmtree, _CACHE, True)
 # tests/wallcheck.py (shared wall-test checks) is imported as `wallcheck` under any import mode.
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
