@@ -131,6 +131,11 @@ def test_moe_decode_reads_only_the_touched_experts():
     oe, ge = run([row(**ep, moe_imbalance=1.0), row(**ep, moe_imbalance=1.5), row(**{**ep, "ep": 16})], eff=PLAIN)
     assert oe["itl_s"][1] > oe["itl_s"][0]
     assert ge["experts"][0] <= 0 and ge["experts"][2] > 0       # 16 ranks for 8 experts
+    # a dense model: off the experts boundary at ep = 1 (never shown as the tightest constraint), and
+    # ep > 1 refused (same batch shape as above: no new compilation)
+    dense = dict(tp=2, batch=256, request_rate=0.1, prompt_tokens=1, output_tokens=2)
+    _, gd = run([row(**dense), row(**dense, ep=2), row(**dense)], eff=PLAIN)
+    assert gd["experts"][0] == -1.0 and gd["experts"][1] > 0
 
 
 def test_offload_only_spills_what_does_not_fit():

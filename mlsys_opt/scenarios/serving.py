@@ -93,7 +93,7 @@ class ServingConstraints(NamedTuple):
     pipeline_depth: Array
     precision: Array
     queue_stable: Array      # utilisation - 1 (+1e-6: rho = 1 is unstable), worst pool
-    experts: Array           # ep / n_experts - 1
+    experts: Array           # ep / n_experts - 1 (a dense model at ep = 1: -1)
     context: Array           # (prompt + output) / context - 1
 
 
@@ -407,7 +407,9 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
         precision=jnp.where(c.has_precision, -1.0, 1.0),
         queue_stable=jnp.where(stable, jnp.minimum(q.utilization, 1e6) - 1.0 + 1e-6,
                                jnp.maximum(jnp.minimum(q.utilization, 1e6) - 1.0, 0.0) + 1e-6),
-        experts=r.ep / c.n_experts - 1.0,
+        # a dense model at ep = 1 is not on the experts boundary (g = 0 would show it as the
+        # tightest constraint): -1, as in training; ep > 1 stays refused for it (ep <= n_experts = 1)
+        experts=jnp.where((c.n_experts > jnp.maximum(c.top_k, 1.0)) | (r.ep > 1.0), r.ep / c.n_experts - 1.0, -1.0),
         context=jnp.where(c.is_cnn | (ctx <= 0), -1.0, (mix.prompt + mix.out) / floor_pos(ctx, 1.0) - 1.0))
     return broadcast_all(shape, out), broadcast_all(shape, g)
 
