@@ -57,14 +57,30 @@ def test_fallbacks_are_marked():
     assert ACC.loc["mi250x", "scaleup_comm_provenance"] == "family:mi300x"
     assert ACC.loc["gb200", "scaleup_comm_provenance"] == "family:b200"
     assert FAB.loc["ib_xdr", "busbw_provenance"] == "family:ib_ndr"
-    for name in ("tpu_v3", "cerebras_wse2", "nrf52840"):       # provenance "none": the documented default
-        assert ACC.loc[name, "hbm_provenance"].startswith("none (default")
-        assert ACC.loc[name, "gemm_provenance"].startswith("none (default")
+    assert ACC.loc["tpu_v5e", "gemm_provenance"] == "measured"
+    assert ACC.loc["tpu_v4", "gemm_provenance"] == "family:tpu_v5e"
+    assert ACC.loc["tpu_v4", "hbm_provenance"] == "family:v100"          # HBM2, by DRAM generation
+    assert ACC.loc["gaudi2", "hbm_provenance"] == "family:a100_80gb"     # HBM2e
+    assert ACC.loc["l4", "hbm_provenance"] == "measured" and ACC.loc["l4", "gemm_provenance"] == "family:a100_80gb"
+    for name in ("mobile_npu", "cerebras_wse2", "nrf52840"):   # no data, no family: the default, reason stated
+        assert ACC.loc[name, "hbm_provenance"].startswith("none (default kept: ")
+        assert ACC.loc[name, "gemm_provenance"].startswith("none (default kept: ")
         assert ACC.loc[name, "sustained_mem_bw_frac"] == A.SUSTAINED_REF_FRAC
         np.testing.assert_allclose(np.asarray(T64.hw.gemm_eff[_hw(name), 2]), A.GEMM_REF_CURVE)
+    assert ACC.loc["jetson_orin", "hbm_provenance"].startswith("none (default kept: ")
     # no scale-up data: 0 in the table = the global factors (the previous model)
     assert ACC.loc["gaudi2", "scaleup_comm_provenance"].startswith("none")
     assert float(T64.hw.scaleup_busbw_frac[_hw("gaudi2")]) == 0.0
+
+
+def test_no_builtin_part_sits_on_an_unexplained_default():
+    """Issue 19: every built-in part is measured, a marked family copy, or states why the default is kept."""
+    for col in ("hbm_provenance", "gemm_provenance"):
+        for name, prov in ACC[col].items():
+            ok = prov == "measured" or prov.startswith(("family:", "mixed: ", "none (default kept: "))
+            assert ok, (name, col, prov)
+            fam = prov[len("family:"):] if prov.startswith("family:") else None
+            assert fam is None or fam in ACC.index, (name, prov)
 
 
 def test_reference_constants_are_the_catalogs():
@@ -99,10 +115,10 @@ def test_fractions_are_measured_over_catalog_peaks():
 
 
 def test_jitted_curves_give_back_the_measured_points():
-    sizes = jnp.asarray(A.GEMM_SIZES)
     for name, e in DATA["accelerators"].items():
         for p in PREC:
             if f"gemm_eff_{p}" in e:
+                sizes = jnp.asarray(e["gemm_sizes"], jnp.float64)      # tpu_v5e: 4096 and 8192 only
                 table = T64.hw.gemm_eff[_hw(name), PREC.index(p)]
                 np.testing.assert_allclose(np.asarray(E.gemm_curve(table, sizes)), e[f"gemm_eff_{p}"], atol=1e-12)
         if "attention_fwdbwd_eff_fp16_hdim128" in e and ACC.loc[name, "attention_provenance"] == "measured":
@@ -268,8 +284,9 @@ def test_user_entries_follow_the_fallback_rule(tmp_path):
     mine = CAT.with_entries("accelerators", {
         "h100_sxm": {"sustained_mem_bw_frac": 0.8},
         "h100_copy": {"based_on": "h100_sxm", "price": "1 USD", "source": "test"},
-        "chip_x": {"based_on": "tpu_v4", "display_name": "chip x", "source": "test",
-                   "gemm_sizes": [1024, 16384], "gemm_eff_fp16": [0.5, 0.9]}})
+        "chip_x": {"based_on": "mobile_npu", "display_name": "chip x", "source": "test",
+                   "gemm_sizes": [1024, 16384], "gemm_eff_fp16": [0.5, 0.9]},
+        "chip_y": {"based_on": "tpu_v4", "display_name": "chip y", "source": "test"}})
     f = mine.frames["accelerators"].set_index("name")
     assert f.loc["h100_sxm", "hbm_provenance"].startswith("user (")
     assert f.loc["h100_sxm", "gemm_provenance"] == "measured"
@@ -277,6 +294,7 @@ def test_user_entries_follow_the_fallback_rule(tmp_path):
     assert f.loc["h100_copy", "hbm_provenance"] == "family:h100_sxm"
     assert f.loc["chip_x", "gemm_provenance"].startswith("user (")
     assert f.loc["chip_x", "hbm_provenance"].startswith("none (default")
+    assert f.loc["chip_y", "hbm_provenance"] == "family:tpu_v4" == f.loc["chip_y", "gemm_provenance"]
     t = mine.tables(jnp.float64)
     assert float(t.hw.sustained_mem_bw_frac[mine.index("accelerators", "h100_sxm")]) == 0.8
     np.testing.assert_allclose(t.hw.gemm_eff[mine.index("accelerators", "h100_copy")], T64.hw.gemm_eff[_hw("h100_sxm")])
@@ -303,7 +321,7 @@ def test_user_entries_follow_the_fallback_rule(tmp_path):
 ])
 def test_bad_user_fields_raise_one_line(fields, match):
     with pytest.raises(CatalogError, match=match) as exc:
-        CAT.with_entries("accelerators", {"chip_y": {"based_on": "tpu_v4", "source": "test", **fields}})
+        CAT.with_entries("accelerators", {"chip_y": {"based_on": "mobile_npu", "source": "test", **fields}})
     assert "\n" not in str(exc.value) and "[chip_y]" in str(exc.value)
 
 

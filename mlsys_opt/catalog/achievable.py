@@ -32,7 +32,9 @@ fabrics
 
 Fallback rule (the same for built-in and user entries), per quantity:
 measured on the part > copied from a family member (provenance ``family:<slug>``,
-written so in the data) > the documented default below (provenance ``none (...)``).
+written so in the data) > the documented default below (provenance ``none (...)``;
+a built-in part with neither states why in ``hbm_default_reason`` /
+``gemm_default_reason`` (+ ``_source``), shown as ``none (default kept: <reason>)``).
 
 Defaults (how set):
 - HBM: ``SUSTAINED_REF_FRAC`` = 0.85, the reference part's (A100-SXM4-80GB) own
@@ -202,6 +204,12 @@ def _accelerator(name: str, e: Mapping[str, Any], data: Mapping[str, Any]) -> di
                     out[b] = fab[a]
             out["scaleup_comm_source"] = f"fabrics.{slug}: {fab['busbw_source']}"
         out["scaleup_comm_provenance"] = where[1]
+    for g in ("hbm", "gemm"):
+        # no data and no family member: the documented default is kept, with the reason stated in the data
+        why = e.get(f"{g}_default_reason")
+        if why and f"{g}_provenance" not in out:
+            out[f"{g}_provenance"] = f"none (default kept: {why})"
+            out[f"{g}_source"] = e.get(f"{g}_default_source", "")
     return out
 
 
@@ -346,7 +354,8 @@ def resolve(kind: str, row: dict[str, Any], ctx: str) -> None:
         none = "none (default: {})"
         if row.get("sustained_mem_bw_frac") is None:
             row["sustained_mem_bw_frac"] = SUSTAINED_REF_FRAC
-            row["hbm_provenance"] = none.format(f"{REFERENCE}'s {SUSTAINED_REF_FRAC}, i.e. mem_bw_eff as before")
+            if not str(row.get("hbm_provenance") or "").startswith("none"):
+                row["hbm_provenance"] = none.format(f"{REFERENCE}'s {SUSTAINED_REF_FRAC}, i.e. mem_bw_eff as before")
         row["ach_gemm_eff"], row["gemm_method"] = _gemm(row, ctx)
         if row.get("gemm_provenance") is None:
             row["gemm_provenance"] = none.format(f"{REFERENCE} fp16 series; see gemm_method")
