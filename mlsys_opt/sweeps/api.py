@@ -226,12 +226,7 @@ def run_key(space: Space, eff, dtype, tables=None) -> str:
         version = metadata.version("mlsys_opt")
     except metadata.PackageNotFoundError:   # a source tree that was not installed
         version = "unknown"
-    catalog = space.catalog if space.catalog is not None else load_catalog()
-    if tables is None:
-        catalog_part = catalog.fingerprint()
-    else:                            # device tables given by the caller: what the sweep gathers from
-        catalog_part = [hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
-                        for x in jax.tree_util.tree_leaves(tables)]
+    catalog_part = _catalog_digest(space, tables)
     return compose_run_key({
         "scenario": space.scenario, "axes": [(a.name, list(map(str, a.labels))) for a in space.axes],
         "constants": {k: float(v) for k, v in space.constants.items()},
@@ -369,6 +364,15 @@ def _lazy_chunk_fn(space: Space, tables, eff, dtype) -> Callable:
     return chunk_fn
 
 
+def _catalog_digest(space: Space, tables=None):
+    """What a sweep gathers from: the catalog's fingerprint, or the SHA-256 of each leaf of the device
+    tables the caller gave instead."""
+    if tables is not None:
+        return [hashlib.sha256(np.ascontiguousarray(np.asarray(x)).tobytes()).hexdigest()
+                for x in jax.tree_util.tree_leaves(tables)]
+    return (space.catalog if space.catalog is not None else load_catalog()).fingerprint()
+
+
 def _step_cache(space: Space, eff, dtype, given_tables, names, devices, counts: dict, **engine):
     """The compiled-step cache of this sweep (``sweeps.executables``), or None when it is off (no folder,
     several processes, jit disabled).  Its key: the code and JAX (there), and here everything of the
@@ -382,11 +386,10 @@ def _step_cache(space: Space, eff, dtype, given_tables, names, devices, counts: 
     # test's deliberately broken one, a user's own) is not in it, so such a sweep compiles, uncached
     if SCENARIO_FNS[space.scenario] is not getattr(scenarios, space.scenario, None):
         return None
-    catalog = space.catalog if space.catalog is not None else load_catalog()
     program = {"scenario": space.scenario, "axes": [(a.name, a.kind, a.values) for a in space.axes],
                "constants": space.constants, "kinds": {k: p.kind for k, p in space.params.items()},
                "limits": space.limits, "objectives": space.objectives, "outputs": names,
-               "catalog": catalog.fingerprint() if given_tables is None else jax.tree_util.tree_leaves(given_tables),
+               "catalog": _catalog_digest(space, given_tables),
                "efficiency": list(eff), "dtype": jnp.dtype(dtype).name}
     engine_args = {"radices": space.radices, **counts, **engine, "histograms": None, "layout": "columns"}
     return executables.StepCache(folder, sweep_engine._devices(devices), program, engine_args)
