@@ -1,8 +1,9 @@
 """`evaluate`'s compiled-function cache is keyed by everything the traced program depends on.
 
 A configuration that gives `microbatches` traces one micro-batch geometry; one that does not
-traces the candidate set (scenarios.static_options).  Reusing the first program for the second
-configuration evaluated 1 sequence per micro-batch (a wrong step time), found by the table work.
+traces the candidate set (scenarios.static_options): two programs, two cache entries.  (The table
+work found a wrong step time from the reused program; on the configuration below the two programs
+happen to agree, so the entries themselves are checked, and the values once more.)
 """
 from __future__ import annotations
 
@@ -16,6 +17,12 @@ BASE = dict(model="llama3_70b", hardware="h100_sxm", n_accelerators=1024, tp=8, 
 
 
 def test_options_are_part_of_the_cache_key():
+    import jax.numpy as jnp
+
+    from mlsys_opt.sweeps.api import scenario_options
+    one, candidates = (evaluation.point_space("training", dict(BASE, **extra)) for extra in ({"microbatches": 8}, {}))
+    assert scenario_options(one) != scenario_options(candidates)
+    assert evaluation._eval_fn(one, jnp.float32) is not evaluation._eval_fn(candidates, jnp.float32)
     given = mlsys_opt.evaluate("training", microbatches=8, **BASE)
     after = mlsys_opt.evaluate("training", **BASE)
     evaluation._EVAL_FNS.clear()
