@@ -9,8 +9,9 @@ counts and parallel degrees, token budgets as numbers, checkpoint intervals in
 a unit-suffixed column -- writes it as Parquet (row groups of 2^20 rows, not
 timed), then evaluates it with ``mlsys_opt.evaluate_table(path, out=...)`` in a
 FRESH process, so the peak RSS printed is the evaluation's alone.  Reports rows/s end
-to end (compilation included; with the command line's persistent compile cache, which
-``MLSYS_OPT_CACHE_DIR=off`` disables, a second run loads it), the host-side split (read, convert, evaluate
+to end (compilation included; with the command line's persistent caches, which
+``MLSYS_OPT_CACHE_DIR=off`` disables, a second run loads the compiled chunk function:
+``point.table_cache``), the host-side split (read, convert, evaluate
 wait, write; the device evaluates while the host reads and writes, so the
 evaluate share is the time the host waited for it) and the peak RSS.
 
@@ -89,6 +90,7 @@ def run(path: str, out: str, scenario: str, chunk: int, compression: str) -> dic
     use = resource.getrusage(resource.RUSAGE_SELF)
     rss = use.ru_maxrss / 1024     # KiB -> MiB (Linux)
     return {"rows": s.n_rows, "feasible": s.n_feasible, "wall_s": wall, "rows_per_s": s.n_rows / wall,
+            "compile_status": s.compile_status,
             "cpu_s": use.ru_utime + use.ru_stime, "load": os.getloadavg()[0],
             "split_s": s.timings_s, "cpu_split_s": s.cpu_s, "peak_rss_mib": rss, "out_bytes": os.path.getsize(out)}
 
@@ -116,7 +118,9 @@ def main(argv=None) -> None:
         t = time.perf_counter()
         build(src, rows, args.scenario, microbatches=mb)
         print(f"built {src} ({os.path.getsize(src) / 1e6:.0f} MB) in {time.perf_counter() - t:.1f} s", flush=True)
-    out = os.path.join(folder, f"{args.scenario}_{rows}.results.parquet")
+    out = os.path.join(folder, f"{args.scenario}{'_mb' if mb else ''}_{rows}.results.parquet")
+    if os.path.exists(out):     # a run writes a new result: replacing the last one costs ext4 ~0.4 s more
+        os.remove(out)          # (the rename over it flushes the new file, and the old one is freed)
     proc = subprocess.run([sys.executable, __file__, "--scenario", args.scenario, "--chunk", str(args.chunk),
                            "--compression", args.compression, "--_run", src, out],
                           capture_output=True, text=True, check=False)
@@ -128,7 +132,8 @@ def main(argv=None) -> None:
     cpu_split = ", ".join(f"{k} {v:.2f} s" for k, v in r["cpu_split_s"].items()) + \
         f"; device (the rest) {r['cpu_s'] - threads:.2f} s"
     print(f"{args.scenario}: {r['rows']:,} rows in {r['wall_s']:.2f} s = {r['rows_per_s']:.3g} rows/s end to end "
-          f"(compile included; chunk {args.chunk}{'; microbatches given' if mb else ''}; compression "
+          f"(compile included: {r['compile_status']}; chunk {args.chunk}{'; microbatches given' if mb else ''}; "
+          f"compression "
           f"{args.compression}); wall split (overlapping threads): {split}; CPU split: {cpu_split}; "
           f"peak RSS {r['peak_rss_mib']:.0f} MiB; "
           f"output {r['out_bytes'] / 1e6:.0f} MB; {r['feasible']:,} feasible; process CPU time {r['cpu_s']:.1f} s "

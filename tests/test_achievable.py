@@ -85,8 +85,12 @@ def test_no_builtin_part_sits_on_an_unexplained_default():
 
 def test_reference_constants_are_the_catalogs():
     a = DATA["accelerators"][A.REFERENCE]
-    assert tuple(a["gemm_eff_fp16"]) == A.GEMM_REF_CURVE and a["gemm_sizes"] == list(map(int, A.GEMM_SIZES))
-    assert a["gemm_eff_fp16"][-1] == A.GEMM_REF_EFF == E.GEMM_REF_EFF
+    # the GEMM reference is the Azure FP16 sweep, kept beside the A100's own (NVIDIA BF16) curve
+    assert tuple(a["gemm_eff_fp16_azure"]) == A.GEMM_REF_CURVE
+    assert a["gemm_eff_fp16_azure_sizes"] == list(map(int, A.GEMM_SIZES))
+    assert a["gemm_eff_fp16_azure"][-1] == A.GEMM_REF_EFF == E.GEMM_REF_EFF
+    np.testing.assert_allclose(np.asarray(a["gemm_eff_fp16_azure_measured_tflops"]) / 312.0, A.GEMM_REF_CURVE,
+                               atol=6e-3)
     assert a["gemm_max_eff_fp16"] == A.GEMM_REF_MAX
     assert a["sustained_mem_bw_frac"] == A.SUSTAINED_REF_FRAC
     assert tuple(a["attention_fwdbwd_eff_fp16_hdim128"]) == A.ATTENTION_REF_FWDBWD
@@ -362,3 +366,43 @@ def test_causal_flash_attention_series_published_values():
         ratio = np.asarray(e["attention_fwdbwd_causal_eff_fp16_hdim128"]) / np.asarray(e["attention_fwdbwd_eff_fp16_hdim128"])
         assert (ratio < 1).all() and (np.diff(ratio) > 0).all()
     assert ACC.loc["h100_96gb_500w", "attention_provenance"] == "family:h100_sxm"
+
+
+def test_a100_bf16_gemm_curve_published_values():
+    """Per size the faster of the Azure FP16 cuBLASLt sweep (1024, 2048: 119.4, 221.8 TFLOP/s) and
+    NVIDIA 'CUDA 11 Features Revealed' Fig. 6 BF16 cuBLAS (4096, 8192: ~258, ~290, plot-read), / 312."""
+    a = DATA["accelerators"]["a100_80gb"]
+    assert a["gemm_eff_fp16_measured_tflops"] == [119.4, 221.8, 258, 290] and a["gemm_sizes"] == [1024, 2048, 4096, 8192]
+    azure = dict(zip(a["gemm_eff_fp16_azure_sizes"], a["gemm_eff_fp16_azure_measured_tflops"]))
+    nvidia = {1024: 88, 2048: 195, 4096: 258, 8192: 290}
+    assert a["gemm_eff_fp16_measured_tflops"] == [max(azure[n], nvidia[n]) for n in a["gemm_sizes"]]
+    g = T64.hw.gemm_eff[_hw("a100_80gb"), PREC.index("fp16")]
+    assert float(E.gemm_curve(g, 8192.0)) == pytest.approx(290 / 312, abs=6e-4)
+    assert float(E.gemm_curve(g, 16384.0)) == pytest.approx(0.929)          # flat beyond the plot
+    assert float(E.gemm_curve(g, 4096 * math.sqrt(2))) == pytest.approx((0.827 + 0.929) / 2)
+    # the 40 GB part copies it; the reference shape (other parts' fallback) stays the Azure sweep
+    np.testing.assert_allclose(np.asarray(T64.hw.gemm_eff[_hw("a100_40gb"), PREC.index("fp16")]), np.asarray(g))
+    np.testing.assert_allclose(np.asarray(T64.hw.gemm_eff[_hw("nrf52840"), PREC.index("fp16")]), A.GEMM_REF_CURVE)
+    # an 8192-square GEMM now runs at 0.929/0.813 of the previous A100 rate (same η, same scale)
+    assert float(E.matmul_efficiency(0.5, 8192.0, gemm=g, hidden=8192.0, ffn=8192.0)) == \
+        pytest.approx(0.65 * 0.929 / 0.822, rel=1e-3)
+
+
+def test_blackwell_cudnn_attention_series_published_values():
+    """cuDNN SDPA training benchmark (NVIDIA/cudnn-frontend), BF16, causal, head dim 128:
+    fwd+bwd = 3.5 / (1/fwd + 2.5/bwd) of the printed TFLOP/s, / the catalog 16-bit peak."""
+    printed = {"b200": (2250.0, [83.991, 254.501, 478.921, 855.678, 1171.278, 1332.415],
+                        [134.164, 308.529, 371.486, 701.265, 942.509, 1074.776]),
+               "gb200": (2500.0, [408, 733, 1069, 1386, 1584, 1668], [329, 527, 655, 1054, 1211, 1304])}
+    for name, (peak, fwd, bwd) in printed.items():
+        e = DATA["accelerators"][name]
+        both = 3.5 / (1.0 / np.asarray(fwd, float) + 2.5 / np.asarray(bwd, float))
+        np.testing.assert_allclose(both, e["attention_fwdbwd_causal_measured_tflops_hdim128"], atol=0.06)
+        np.testing.assert_allclose(both / peak, e["attention_fwdbwd_causal_eff_fp16_hdim128"], atol=6e-4)
+        np.testing.assert_allclose(np.asarray(fwd, float) / peak, e["attention_fwd_eff_fp16_hdim128"], atol=6e-4)
+        assert ACC.loc[name, "peak_fp16_flop_per_s"] == pytest.approx(peak * 1e12)
+        assert ACC.loc[name, "attention_provenance"] == "measured"
+        got = E.attention_efficiency(T64.hw.attention_fwdbwd_eff[_hw(name)], jnp.asarray(A.ATTENTION_SEQLENS))
+        np.testing.assert_allclose(np.asarray(got), e["attention_fwdbwd_causal_eff_fp16_hdim128"], atol=1e-12)
+    # B200 16k: 1137.6 TFLOP/s = 0.506 of 2250, below the A100 FA2 default (0.606) it used to fall back to
+    assert float(T64.hw.attention_fwdbwd_eff[_hw("b200"), -1]) == pytest.approx(0.506)

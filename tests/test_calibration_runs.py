@@ -2,6 +2,9 @@
 mapping, leave-one-source-out on a tiny subset, and a user's --measurements file (CSV/TOML)."""
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -106,6 +109,31 @@ def test_training_mapping_table():
         assert S.to_settings("training", {**setup, "sharding": name}).settings["zero_stage"] == stage
     with pytest.raises(MlsysOptError, match=r"setup\.sharding: 'zero4'"):
         S.to_settings("training", {**setup, "sharding": "zero4"})
+    # a key neither mapped nor kept as context is refused (it would otherwise be silently ignored)
+    with pytest.raises(MlsysOptError, match=r"setup\.ep_dispatchr: unknown setup key; did you mean 'ep_dispatcher'\?"):
+        S.to_settings("training", {**setup, "ep_dispatchr": "deepep"})
+    assert S.to_settings("training", {**setup, "ep_dispatcher": "deepep"}).settings["ep_dispatcher"] == "deepep"
+    # documented communication overlap: dp_overlap -> overlap (DP/FSDP), tp_overlap -> tp_overlap
+    o = S.to_settings("training", {**setup, "dp_overlap": 1.0, "tp_overlap": 0.5}).settings
+    assert (o["overlap"], o["tp_overlap"]) == (1.0, 0.5)
+    assert "overlap" not in s and "tp_overlap" not in s          # absent -> the schema defaults (0.5, 0)
+
+
+def test_documented_overlap_rows(published):
+    """Only sources that document their overlap settings carry them (training_runs.json sources.*.comm_overlap):
+    MaxText's LIBTPU_INIT_ARGS (async collectives) -> DP overlap; the Megatron-LM README -> DP and TP overlap;
+    Megatron-Bridge's recipes at the rows' commit -> DP overlap, and TP overlap for the Llama rows (TP > 1)."""
+    data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
+    rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
+    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604"}
+    assert {r.source_key for r in rows} == documented
+    assert all(r.setup["dp_overlap"] == 1.0 for r in rows)
+    tp_rows = {r.id for r in rows if r.setup.get("tp_overlap") == 1.0}
+    assert tp_rows == {r.id for r in rows if r.source_key == "megatron_core_2024"
+                       or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)}
+    assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key == "megatron_bridge_2604")
+    for key in documented:
+        assert "overlap" in data["sources"][key]["comm_overlap"]
 
 
 def test_pending_parameters_are_flagged_until_the_schema_has_them(monkeypatch):

@@ -41,7 +41,7 @@ from test_finiteness import CAT, evaluate
 
 from mlsys_opt.space.spec import load_space
 from mlsys_opt.units import ureg
-from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, node, ops, queueing, registry
+from mlsys_opt.walls import algorithm, analysis, data, fleet, laws, moe, node, ops, queueing, registry
 from mlsys_opt.walls import serving as serving_walls
 
 ROOT_DIMS = ("[time]", "[information]", "[flop]", "[currency]", "[carbon]", "[length]", "[mass]")
@@ -82,6 +82,8 @@ PLAIN = {
     "chunk_share", "draft_cost_steps", "tokens_p50", "tokens_p01",
     # walls.ops.upfront_capex_usd: fractions of the accelerator price / TDP
     "system_frac", "network_frac", "host_power_frac",
+    # walls.moe (expert dispatch): counts and switches
+    "ranks_per_node", "node_limit", "dedup", "microbatches", "virtual_stages", "inter_copies", "intra_copies",
 }
 # Units of single-array walls whose NAME has no unit suffix ("" = a plain number).
 RETURNS = {
@@ -96,7 +98,8 @@ RETURNS = {
     "required_devices": "", "iron_law": "second", "amdahl": "", "gustafson": "",
     "ridge_point": "flop / byte", "arithmetic_intensity": "flop / byte", "flop_for_budget": "flop",
     "lognormal_quantile": "", "combine_quantiles": "second", "experts_touched": "", "busy_fraction": "",
-    "power_at_utilization": "watt",
+    "power_at_utilization": "watt", "expert_dispatch": "second",
+    "ep_overlap_partner_frac": "",
 }
 NOT_PHYSICAL = {"elasticities", "binding", "binding_name"}      # take functions / pytrees
 DOC_UNITS = {"s": "second", "bytes": "byte", "b/s": "byte / second", "flop": "flop", "flop/s": "flop / second",
@@ -320,6 +323,10 @@ CASES = [
     Case(fleet.ring_allreduce, dict(msg_bytes=None, n=COUNT, bw_bytes_per_s=None, alpha_s=(1e-7, 1e-4))),
     Case(fleet.tree_allreduce, dict(msg_bytes=None, n=COUNT, bw_bytes_per_s=None, alpha_s=(1e-7, 1e-4))),
     Case(fleet.all_to_all, dict(msg_bytes=None, n=COUNT, bw_bytes_per_s=None, alpha_s=(1e-7, 1e-4))),
+    Case(moe.expert_dispatch, dict(token_bytes=None, top_k=(1.0, 8.0), ep=COUNT, ranks_per_node=(1.0, 8.0),
+                                   bw_intra_bytes_per_s=None, alpha_intra_s=(1e-7, 1e-4),
+                                   bw_inter_bytes_per_s=None, alpha_inter_s=(1e-7, 1e-4),
+                                   node_limit=[0.0, 4.0], dedup=[0.0, 1.0])),
     Case(fleet.ring_tree_crossover_bytes, dict(n=COUNT, alpha_s=(1e-7, 1e-4), bw_bytes_per_s=None)),
     Case(fleet.ring_tree_crossover_exact_bytes, dict(n=COUNT, alpha_s=(1e-7, 1e-4), bw_bytes_per_s=None)),
     Case(fleet.hierarchical_allreduce, dict(msg_bytes=None, n_intra=(1.0, 8.0), n_inter=COUNT,
@@ -449,7 +456,8 @@ def test_homogeneity_check_catches_hidden_constants_and_slips():
 def test_every_physical_wall_has_a_homogeneity_case():
     covered = {c.fn for c in CASES}
     plain_only = {"kv_waste", "bisection_fraction", "tokens_per_param", "quantization", "pruning",
-                  "quantization_loss_frac", "pipeline_bubble", "amdahl", "gustafson", "dp_sgd_slowdown"}
+                  "quantization_loss_frac", "pipeline_bubble", "amdahl", "gustafson", "dp_sgd_slowdown",
+                  "dispatch_copies", "ep_overlap_partner_frac"}
     missing = [p for p, fn in _wall_functions().items()
                if fn not in covered and fn.__name__ not in plain_only | NOT_PHYSICAL]
     assert not missing, f"walls without a homogeneity case: {missing}"

@@ -35,7 +35,8 @@ def training_dict(**kw):
              zero_stage=1, overlap=0.5, checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0,
              attention=0, cp=1, sequence_parallel=0, shard_group=0, micro_batch_size=0, tp_overlap=0.0,
              ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0, moe_imbalance=1.0,
-             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0)
+             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0,
+             master_weights=0, optimizer_moments=0, offload_layers=0, ep_dispatcher=0, moe_node_limit=0)
     d.update(kw)
     return d
 
@@ -89,7 +90,10 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  stage_balance=rng.integers(0, 2, n), moe_capacity_factor=rng.uniform(0, 2, n),
                  moe_imbalance=rng.uniform(1, 3, n), straggler_factor=rng.uniform(1, 2, n),
                  failure_rate_per_gpu_hour=np.where(rng.uniform(size=n) < 0.5, 0.0, logu(rng, 1e-7, 1e-2, n)),
-                 kernels=rng.integers(0, 4, n), main_grads=rng.integers(0, 2, n))
+                 kernels=rng.integers(0, 4, n), main_grads=rng.integers(0, 2, n),
+                 master_weights=rng.integers(0, 3, n), optimizer_moments=rng.integers(0, 2, n),
+                 offload_layers=rng.integers(0, 3, n), ep_dispatcher=rng.integers(0, 2, n),
+                 moe_node_limit=rng.integers(0, 9, n))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:
         v.update(request_rate=np.where(rng.uniform(size=n) < 0.05, 0.0, logu(rng, 1e-3, 1e6, n)),

@@ -13,7 +13,7 @@ from test_table import CHUNK, _mixed, _text
 
 import mlsys_opt
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.point.table import evaluate_table
+from mlsys_opt.point.table import BadRowsError, evaluate_table
 from mlsys_opt.point.table_io import parquet_layout
 
 # a limit gives `evaluate` a jitted function of its own (its cache is keyed by scenario, objectives,
@@ -95,32 +95,117 @@ def test_an_error_on_the_writer_thread_is_raised_and_leaves_no_file(tmp_path):
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
-def test_parquet_statistics_spare_reading_good_integer_columns_but_not_bad_ones(tmp_path):
-    from mlsys_opt.point.table_convert import plan_columns
-    from mlsys_opt.point.table_io import open_source
-    df = _mixed(30, seed=8).assign(microbatches=4)
+def test_a_bad_cell_late_in_a_parquet_file_leaves_nothing_written(tmp_path):
+    # a file is read once: the batches before the bad one are evaluated, then the rest only checked
+    df = _mixed(30, seed=8)
+    df.loc[25, "tp"] = 0                                               # below tp's minimum 1, in the last batch
+    df.loc[27, "model"] = "llama99"
     df.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=10)
-    src = open_source(tmp_path / "t.parquet")
-    plan = plan_columns(src.columns, "training", mlsys_opt.load_catalog())
-    # int64 columns within bounds; not the floats (NaN escapes statistics), names, or the option column
-    assert src.valid_by_statistics(plan) == {"n_accelerators", "tp"}
-    df.loc[25, "tp"] = 0                                               # below tp's minimum 1, in row group 3
-    df.to_parquet(tmp_path / "t.parquet", index=False, row_group_size=10)
-    src = open_source(tmp_path / "t.parquet")
-    assert src.valid_by_statistics(plan) == {"n_accelerators"}
-    with pytest.raises(MlsysOptError, match="row 25, column tp, value 0"):
-        evaluate_table(tmp_path / "t.parquet", "training", chunk_size=CHUNK, out=tmp_path / "r.parquet")
+    out = tmp_path / "r.parquet"
+    with pytest.raises(BadRowsError) as exc:
+        evaluate_table(tmp_path / "t.parquet", "training", chunk_size=CHUNK, out=out, batch_rows=8)
+    assert exc.value.n_bad == 2 and "row 25, column tp, value 0" in str(exc.value)
+    assert "row 27, column model, value 'llama99'" in str(exc.value) and "nothing was written" in str(exc.value)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.parquet"]          # no result, no temporary file
+    s = evaluate_table(tmp_path / "t.parquet", "training", chunk_size=CHUNK, out=out, batch_rows=8,
+                       skip_bad_rows=True)
+    assert (s.n_rows, s.n_bad_rows, s.n_evaluated) == (30, 2, 28)
+    assert sorted(pd.read_parquet(out)["input_row"]) == [i for i in range(30) if i not in (25, 27)]
+
+
+def test_non_finite_objectives_or_constraints_are_infeasible_as_in_a_sweep():
+    import jax.numpy as jnp
+
+    from mlsys_opt.point.table_eval import row_feasibility
+    from mlsys_opt.sweeps.step import feasibility
+    nan, inf = float("nan"), float("inf")
+    # rows: feasible; violated (constraint 1); NaN objective with satisfied constraints; -inf margin;
+    # +inf margin; NaN margin
+    F = [jnp.array([1.0, 1.0, nan, 1.0, 1.0, 1.0]), jnp.array([2.0, 2.0, 2.0, 2.0, 2.0, 2.0])]
+    G = [jnp.array([-1.0, -1.0, -1.0, -inf, -1.0, nan]), jnp.array([-1.0, 0.5, -1.0, -1.0, inf, -1.0])]
+    feas, reason, binding = row_feasibility(F, G, 6)
+    assert np.asarray(feas).tolist() == [True, False, False, False, False, False]
+    assert np.asarray(reason).tolist() == [-1, 1, 2, 2, 2, 2]                   # 2 = len(G) = non_finite
+    assert np.asarray(binding)[1] == 1
+    # the sweep's counts of the same lanes: feasible, then per constraint, then non_finite
+    sweep_feas, counts = feasibility(F, G, jnp.ones(6, bool))
+    assert np.asarray(sweep_feas).tolist() == np.asarray(feas).tolist()
+    assert np.asarray(counts).tolist() == np.bincount(np.asarray(reason)[np.asarray(reason) >= 0], minlength=3).tolist()
+    feas, reason, _ = row_feasibility([jnp.array([nan, 1.0])], [], 2)           # no constraint at all
+    assert np.asarray(feas).tolist() == [False, True] and np.asarray(reason).tolist() == [0, -1]
+
+
+def test_results_declare_their_columns_not_null_and_delta_encode_id_columns(tmp_path):
+    df = _mixed(40, seed=9).assign(job_id=np.arange(1000, 1040), note=[None, "x"] * 20)
+    out = tmp_path / "r.parquet"
+    evaluate_table(df, "training", chunk_size=CHUNK, out=out, batch_rows=16)
+    schema = pq.read_schema(out)
+    carried = {"job", "job_id", "note"}                                   # the input's own columns
+    assert all(schema.field(c).nullable for c in carried)
+    assert not any(f.nullable for f in schema if f.name not in carried)
+    assert pd.read_parquet(out)["note"].isna().sum() == 20
+    meta = pq.read_metadata(out)
+    col = {meta.row_group(0).column(i).path_in_schema: meta.row_group(0).column(i) for i in range(meta.num_columns)}
+    assert "DELTA_BINARY_PACKED" in col["job_id"].encodings                # consecutive ids: a few bits a row
+    summary = evaluate_table(df, "training", chunk_size=CHUNK).attrs["summary"]
+    assert "non_finite" in summary.infeasible_by                          # counted as a sweep's infeasible_by
 
 
 def test_a_parquet_run_compiles_once_for_its_columns(tmp_path):
-    # the check skips integer columns its statistics prove good; the compilation started during the
-    # check must still be the one the run calls (every column parameter an array), not a second one
-    from mlsys_opt.point import table_eval
+    # the compilation started on the first batch must be the one the run calls (every column
+    # parameter an array, as dispatch passes them), not a second one
+    from mlsys_opt.point import table_cache
     rows = pd.DataFrame({"hardware": ["h100_sxm", "b200"] * 4, "tp": [4, 8] * 4, "n_accelerators": [64] * 8,
                          "precision": ["fp8"] * 8, "model": "llama3_70b", "n_tokens": 2e12, "microbatches": 8})
     evaluate_table(rows, "training", chunk_size=CHUNK)            # compiled here (or by an earlier test)
-    sizes = {k: f._cache_size() for k, f in table_eval._FNS.items() if k[0] != "sens"}
+    assert table_cache.usable("training")                          # (tests/conftest.py: a cache folder of its own)
+    before = dict(table_cache.STATS)
     rows.to_parquet(tmp_path / "t.parquet", index=False)
     s = evaluate_table(tmp_path / "t.parquet", "training", chunk_size=CHUNK, out=tmp_path / "r.parquet")
-    assert s.n_evaluated == 8
-    assert {k: f._cache_size() for k, f in table_eval._FNS.items() if k[0] != "sens"} == sizes
+    assert s.n_evaluated == 8 and s.compile_status == "reused"
+    assert table_cache.STATS["compiled"] == before["compiled"] and table_cache.STATS["loaded"] == before["loaded"]
+
+
+def test_a_later_process_loads_the_stored_executable_and_gets_the_same_bits(monkeypatch):
+    # a new process has none in memory: it loads the entry instead of tracing, lowering, compiling
+    from mlsys_opt.point import table_cache, table_eval
+    df = _mixed(20, seed=10)
+    ref = evaluate_table(df, "training", chunk_size=CHUNK)
+    monkeypatch.setattr(table_cache, "_LOADED", {})
+    monkeypatch.setattr(table_eval, "_FNS", {})
+    got = evaluate_table(df, "training", chunk_size=CHUNK)
+    assert got.attrs["summary"].compile_status == "loaded"
+    for col in ref.columns:
+        assert (_text(ref[col]) == _text(got[col])).all(), col
+    # a scenario function that is not the package's own is never stored nor loaded
+    from mlsys_opt import scenarios
+    monkeypatch.setitem(scenarios.SCENARIO_FNS, "training", lambda *a, **k: scenarios.training(*a, **k))
+    assert not table_cache.usable("training")
+
+
+def test_the_compiled_table_cache_stores_loads_and_rebuilds_a_corrupt_entry(tmp_path, monkeypatch):
+    import jax
+
+    from mlsys_opt.point import table_cache
+    monkeypatch.setenv("MLSYS_OPT_STEP_CACHE", str(tmp_path))
+    monkeypatch.setattr(table_cache, "_LOADED", {})
+    fn = jax.jit(lambda x, c: x * c + 1.0)
+    args = (np.arange(4, dtype=np.float32), np.float32(3.0))
+    devices = tuple(jax.devices()[:1])
+    program = {"test": "a tiny program"}
+    exe, status = table_cache.load_or_compile(fn, args, program, devices)
+    [entry] = tmp_path.glob("*.step")
+    assert status == "compiled and stored"
+    want = np.asarray(exe(*args))
+    assert table_cache.load_or_compile(fn, args, program, devices)[1] == "reused"
+    table_cache._LOADED.clear()                                          # a new process: loads the entry
+    exe, status = table_cache.load_or_compile(fn, args, program, devices)
+    assert status == "loaded" and (np.asarray(exe(*args)) == want).all()
+    # another shape or program is another entry
+    assert table_cache.load_or_compile(fn, (np.arange(8, dtype=np.float32), args[1]), program, devices)[1] \
+        == "compiled and stored"
+    entry.write_bytes(entry.read_bytes()[:-10] + b"corrupted!")                # a truncated / damaged entry
+    table_cache._LOADED.clear()
+    exe, status = table_cache.load_or_compile(fn, args, program, devices)
+    assert status == "compiled and stored" and (np.asarray(exe(*args)) == want).all()
+

@@ -36,7 +36,8 @@ def cfg(**kw):
              seq_len=8192, recompute=0, zero_stage=1, overlap=1.0, checkpoint_interval=0.0, checkpoint_bw=100e9,
              recovery=600.0, attention=0, cp=1, sequence_parallel=0, shard_group=0, micro_batch_size=0,
              tp_overlap=0.0, ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0,
-             moe_imbalance=1.0, straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0)
+             moe_imbalance=1.0, straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=0,
+             master_weights=0, optimizer_moments=0, offload_layers=0, ep_dispatcher=0, moe_node_limit=0)
     d.update(kw)
     return d
 
@@ -491,3 +492,44 @@ def test_stage_balance_end_stages_hold_one_layer_less():
     # (6·V·h·T·(pp - 1)/N): here the balanced step is ~4 % shorter
     assert 0.9 < t1 / t0 < 1.0
     assert mem[2] == mem[3] and o["step_time_s"][2] == o["step_time_s"][3]   # pp = 1: nothing to balance
+
+
+def test_full_dce_recompute_skips_the_down_projection():
+    """recompute = full_dce (JAX remat, torch non-reentrant checkpoint with early stop): one more forward
+    without the MLP down-projection, 2·T·h·ffn·L FLOP less than full; memory, elementwise passes and TP
+    collectives as full.  Hand count for Llama-3-8B (h 4096, ffn 14336, L 32), batched == scalar, and
+    d(FLOP)/d(recompute_flop_scale) = the recomputed FLOPs (jax.grad vs finite differences)."""
+    from mlsys_opt.scenarios import training_parts as tparts
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+    from mlsys_opt.scenarios.parts import gather
+    from mlsys_opt.scenarios.schema import RECOMPUTE
+    full, dce = RECOMPUTE.index("full"), RECOMPUTE.index("full_dce")
+    one = dict(hardware=idx("accelerators", "h200"), model=idx("models", "llama3_8b"), tp=1, pp=1,
+               n_accelerators=1, global_batch=8, micro_batch_size=4, seq_len=4096, zero_stage=0)
+    rows = [cfg(**one, recompute=full), cfg(**one, recompute=dce), cfg(**one, recompute=0)]
+    p = stack(rows)
+    vocab = T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
+
+    def flop(scale):
+        eff = DEFAULT_EFFICIENCY._replace(recompute_flop_scale=scale)
+        return tparts.setup(p, gather(p, T64, eff), eff, vocab).flop_gpu
+
+    f = np.asarray(flop(1.0))
+    h, ffn, layers, tokens = 4096.0, 14336.0, 32.0, 8 * 4096.0
+    assert f[0] - f[1] == pytest.approx(2.0 * tokens * h * ffn * layers, rel=1e-12)   # 1.54e14 FLOP
+    # the down-projection is 2·h·ffn/(2·P) = 23 % of Llama-3-8B's forward: full_dce re-runs 77 % of it
+    assert (f[1] - f[2]) / (f[0] - f[2]) == pytest.approx(1.0 - 2.0 * tokens * h * ffn * layers / (f[0] - f[2]),
+                                                         rel=1e-12)
+    assert 0.75 < (f[1] - f[2]) / (f[0] - f[2]) < 0.80
+    # d flop / d recompute_flop_scale = the recomputed FLOPs; jax.grad vs central differences
+    g = jax.grad(lambda x: flop(x)[1])(1.0)
+    fd = (float(flop(1.0 + 1e-4)[1]) - float(flop(1.0 - 1e-4)[1])) / 2e-4
+    assert float(g) == pytest.approx(fd, rel=1e-8)
+    assert float(g) == pytest.approx(f[1] - f[2], rel=1e-9)      # recompute_flop_scale = 1: all of the extra
+    # scenario: same memory as full, faster step, higher MFU; batched == one row at a time
+    o, _ = run(rows)
+    assert o["memory_per_accelerator_bytes"][1] == o["memory_per_accelerator_bytes"][0]
+    assert o["step_time_s"][2] < o["step_time_s"][1] < o["step_time_s"][0]
+    assert o["mfu"][1] > o["mfu"][0]
+    alone, _ = run([rows[1]])
+    assert alone["step_time_s"][0] == pytest.approx(o["step_time_s"][1], rel=1e-12)

@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from test_dimensions import CASES as DIM_CASES
 from test_dimensions import Case, _output_fields, _sample, _wall_functions
 
-from mlsys_opt.walls import algorithm, data, fleet, laws, node, ops
+from mlsys_opt.walls import algorithm, data, fleet, laws, moe, node, ops
 
 # walls the dimensional catalogue leaves out (unit-free arguments): explicit valid ranges
 EXTRA = [
@@ -46,6 +46,9 @@ EXTRA = [
     Case(algorithm.pruning, dict(n_params=(1e6, 1e12), sparsity=(0.05, 0.9), structured_code=[0, 1, 2])),
     Case(ops.dp_sgd_slowdown, dict(epsilon=(0.1, 10.0))),
     Case(algorithm.tokens_per_param, dict(n_tokens=(1e9, 1e13), n_params=(1e6, 1e12))),
+    Case(moe.dispatch_copies, dict(top_k=(1.0, 8.0), ep=(1.0, 256.0), ranks_per_node=(1.0, 8.0),
+                                   node_limit=[0.0, 4.0], dedup=[0.0, 1.0])),
+    Case(moe.ep_overlap_partner_frac, dict(pp=(1.0, 16.0), virtual_stages=(1.0, 4.0), microbatches=(1.0, 256.0))),
 ]
 CASES = DIM_CASES + EXTRA
 

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 from .._types import PRECISIONS
-from ..errors import MlsysOptError
+from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import schema
 
 
@@ -157,6 +157,22 @@ TRAINING_MAP: dict[str, Rule] = {
     "stage_balance": Rule(("stage_balance",), _same("stage_balance"), "on: end stages hold fewer layers"),
     "grad_reduce_in_fp32": Rule(("main_grads",), lambda v, s: {"main_grads": "fp32" if v else "bf16"},
                                 "Megatron-Core DDP setting -> main_grads fp32 | bf16"),
+    "master_weights": Rule(("master_weights",), _same("master_weights"), "fp32 | remainders | none"),
+    "optimizer_moments": Rule(("optimizer_moments",), _same("optimizer_moments"), "fp32 | bf16"),
+    "tp_overlap": Rule(("tp_overlap",), lambda v, s: {"tp_overlap": float(v)},
+                       "fraction of TP collectives hidden behind GEMMs, as the source documents it "
+                       "(Megatron --tp-comm-overlap -> 1)"),
+    "dp_overlap": Rule(("overlap",), lambda v, s: {"overlap": float(v)},
+                       "fraction of DP/FSDP collectives hidden behind compute, as the source documents it "
+                       "(Megatron --overlap-grad-reduce/--overlap-param-gather, XLA async collectives -> 1)"),
+    "offload_layers": Rule(("offload_layers",), _int("offload_layers"),
+                           "Megatron-Core cpu_offloading_num_layers (activations to host memory)"),
+    "ep_dispatcher": Rule(("ep_dispatcher",), _same("ep_dispatcher"),
+                          "alltoall | deepep (Megatron-Core moe_token_dispatcher_type / flex backend)"),
+    "ep_overlap": Rule(("ep_overlap",), lambda v, s: {"ep_overlap": float(v)},
+                       "Megatron-Core overlap_moe_expert_parallel_comm -> 1"),
+    "moe_node_limit": Rule(("moe_node_limit",), _int("moe_node_limit"),
+                           "nodes a token's experts may span (DeepSeek-V3 node-limited routing)"),
 }
 
 SERVING_MAP: dict[str, Rule] = {
@@ -192,6 +208,9 @@ CONTEXT_KEYS = {
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
     "chunked_prefill": "see chunk_size", "name": "context",
     "attention_flop_count": "decides the compared quantity (runs.attention_count_ratio)",
+    "zero1_group": "InternEvo ZeRO-1 group size (mapped to shard_group it moved its own rows the wrong "
+                   "way; docs/benchmarks.md stop 15)",
+    "pack_sample_into_one": "InternEvo sample packing (context)",
 }
 
 # A pending parameter at this value changes nothing in today's scenario (no flag needed).
@@ -212,6 +231,10 @@ def to_settings(scenario: str, setup: dict, where: str = "setup") -> Mapped:
     pending: dict = {}
     for key, value in setup.items():
         rule = table.get(key)
+        if rule is None and key not in CONTEXT_KEYS and key not in have:   # schema names: the caller's own
+            known = sorted(table) + sorted(CONTEXT_KEYS)
+            raise MlsysOptError(f"{where}.{key}: unknown setup key{did_you_mean(key, known)} "
+                                f"(mapped: {', '.join(sorted(table))}; kept as context: {', '.join(sorted(CONTEXT_KEYS))})")
         if rule is None or value is None:
             continue
         try:

@@ -19,9 +19,12 @@ or a CSV / Parquet path, one configuration per row (not a grid), and returns
     g_<constraint>               margins in the run's float dtype, <= 0 feasible
                                  (structural, then ``limit_<output>``)
     feasible, reason_code, infeasible_reason, binding_constraint
-                                 feasible: bool; reason_code: int32 column of the most
-                                 violated constraint of an infeasible row (-1 feasible),
-                                 as a sweep counts them; the two names dictionary-encoded
+                                 feasible: bool (objectives and constraints finite, every
+                                 g <= 0, as a sweep and ``evaluate`` decide); reason_code:
+                                 int32, the most violated constraint of an infeasible row,
+                                 len(constraints) = ``non_finite`` for a NaN/inf objective
+                                 or constraint, -1 feasible (a sweep's codes); the two
+                                 names dictionary-encoded
     elasticity_<out>_wrt_<in>    with ``sensitivity=[out, ...]``: ∂ln out/∂ln in (wall 21)
 
 A table column that has the name of a result column (``n_accelerators`` is a
@@ -29,9 +32,11 @@ training parameter and output) is written as ``<name>_input``.
 
 A Parquet result stores names, counts, degrees and the few-valued outputs
 (most constraint margins, micro-batch geometry) dictionary-encoded, ``input_row``
-delta-encoded and the continuous outputs plain (``table_io.parquet_layout``;
-~66 bytes a training row instead of ~200), uncompressed unless ``compression=``
-names a codec: only the bytes on disk depend on it.
+and id-like integer columns delta-encoded and the continuous outputs plain
+(``table_io.parquet_layout``; ~58 bytes a row of the benchmark's training table
+instead of ~200), every column but the carried-through ones declared not null
+(no definition levels to encode), uncompressed unless ``compression=`` names a
+codec: only the bytes on disk depend on it, never the values read back.
 
 How (the sweep's path, `sweeps.api`): the rows are read in batches (Parquet
 record batches, CSV blocks, DataFrame slices), converted once per batch by
@@ -47,13 +52,16 @@ groups, CSV appends).  Three threads and the device overlap: the main thread
 reads, converts and dispatches batch k+2 (the device evaluates asynchronously),
 an assembling thread waits for batch k+1 and builds its result columns, a writer
 thread encodes and writes batch k.  The compilation (or the persistent cache's
-load) runs on a thread while every row is checked.  Host memory is flat in the
-number of rows for file inputs: a few batches in flight.
+load) runs on a thread while the first batches are read and converted.  Host
+memory is flat in the number of rows for file inputs: a few batches in flight.
 
 Bad rows (unknown name, wrong unit, negative or fractional value, empty
-required cell): by default every row is checked BEFORE any evaluation and
-:class:`BadRowsError` (an MlsysOptError: exit 2 on the command line) lists the
-first 20 (row, column, value, reason) and counts the rest.  With
+required cell): by default every row is checked and, if any is bad, NOTHING is
+written: :class:`BadRowsError` (an MlsysOptError: exit 2 on the command line)
+lists the first 20 (row, column, value, reason) and counts the rest.  A
+DataFrame / Arrow table is checked whole before any evaluation; a file is read
+once, its batches evaluated as they come until the first bad cell, after which
+the rest is only checked and the temporary result removed.  With
 ``skip_bad_rows=True`` the good rows are evaluated and the bad ones are written
 with their reasons to ``<out stem>.bad_rows.csv`` (or ``attrs["bad_rows"]`` of
 the returned DataFrame); nothing is dropped silently.
@@ -62,6 +70,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -92,6 +101,7 @@ from .table_io import (
 DEFAULT_CHUNK = 16384
 BATCH_ROWS = 1 << 18       # rows read, converted and written together (a Parquet row group), in whole chunks
 WRITE_QUEUE = 1            # evaluated batches waiting for the writer thread (host memory in flight)
+READ_AHEAD = 4             # batches read and converted while the first compilation runs
 MAX_LISTED = 20            # bad rows named in the error; the rest are counted
 
 
@@ -109,14 +119,17 @@ class TableSummary(NamedTuple):
 
     n_rows: rows read; n_evaluated: rows evaluated (n_rows - n_bad_rows);
     n_feasible: feasible rows; infeasible_by: constraint -> infeasible rows it
-    binds most (reason codes); bad: the first BadRows (all of them in the side
-    file); timings_s: wall seconds of the main thread's read / convert /
-    dispatch, its wait for the compilation (compile, overlapping the check of
-    every row) and for the next stage (queue), of the assembling thread's wait
+    binds most (reason codes; ``non_finite``: rows with a NaN/inf objective or
+    constraint); bad: the first BadRows (all of them in the side file);
+    timings_s: wall seconds of the main thread's read / convert / dispatch,
+    its wait for the compilation (compile, overlapping the reading of the
+    first batches) and for the next stage (queue), of the assembling thread's wait
     for the device (evaluate) and building of the result columns (assemble),
     and of the writer thread's encoding + writing (write) -- the threads and
     the device overlap; cpu_s: CPU seconds of those threads per stage
-    (``time.thread_time``; the device's work is the process's CPU time less these).
+    (``time.thread_time``; the device's work is the process's CPU time less these);
+    compile_status: how the chunk function was obtained ("loaded" from the compiled-table cache,
+    "compiled and stored", "reused" in this process; ``point.table_cache``).
     """
     n_rows: int
     n_evaluated: int
@@ -131,6 +144,7 @@ class TableSummary(NamedTuple):
     bad_rows_path: str | None
     extra_columns: tuple
     cpu_s: dict
+    compile_status: str = ""
 
     def describe(self) -> str:
         """A few lines for stderr: rows, feasible share, top infeasibility reasons, rows/s."""
@@ -139,7 +153,8 @@ class TableSummary(NamedTuple):
         split = ", ".join(f"{k} {v:.2f} s" for k, v in self.timings_s.items())
         lines = [(f"{self.n_rows:,} rows: {self.n_evaluated:,} evaluated, {self.n_bad_rows:,} bad{skipped}; "
                   f"{self.n_feasible:,} feasible ({100 * share:.1f} %)"),
-                 f"{self.rows_per_s:,.0f} rows/s end to end ({self.elapsed_s:.2f} s; {split})"]
+                 (f"{self.rows_per_s:,.0f}" if self.rows_per_s >= 100 else f"{self.rows_per_s:.3g}")
+                 + f" rows/s end to end ({self.elapsed_s:.2f} s; {split})"]
         top = sorted(((v, k) for k, v in self.infeasible_by.items() if v), reverse=True)[:5]
         if top:
             lines.append("infeasible because of: " + ", ".join(f"{k} {v:,}" for v, k in top))
@@ -201,8 +216,11 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
       batch_rows: rows read and written together (one Parquet row group; default
         BATCH_ROWS rows, rounded to whole chunks).
       compression: Parquet codec of the results, one of PARQUET_COMPRESSIONS
-        (default "none": on the 2-core CPU the encoding cost of a codec is about
-        what it saves in writing; "zstd" (level 1) makes the file ~20 % smaller).
+        (default "none": the continuous float32 outputs, most of the bytes, do
+        not compress with a fast codec and the dictionary indices are already
+        bit-packed; measured per 10^7 training rows on the 2-core CPU, snappy
+        costs the writer ~10 % more CPU for a 5 % smaller file, zstd (level 1)
+        ~70 % more for 14 % smaller; any codec gives a standard Parquet file).
 
     Returns:
       a DataFrame of results (``attrs["summary"]``: :class:`TableSummary`;
@@ -211,9 +229,10 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
 
     Raises:
       BadRowsError (an MlsysOptError) listing the first 20 bad cells when some
-      row cannot be read and ``skip_bad_rows`` is False -- before anything is
-      evaluated or written; MlsysOptError for a column mistake, an unknown
-      output for ``sensitivity``, an unreadable file or a bad argument.
+      row cannot be read and ``skip_bad_rows`` is False -- nothing is written
+      (an in-memory table: nothing is evaluated either); MlsysOptError for a
+      column mistake, an unknown output for ``sensitivity``, an unreadable
+      file or a bad argument.
     """
     from .. import validate
     from ..catalog import load_catalog
@@ -240,37 +259,30 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
                "assemble": 0.0, "write": 0.0}
     cpu = {"read": 0.0, "convert": 0.0, "dispatch": 0.0, "collect": 0.0, "assemble": 0.0, "write": 0.0}
 
-    # pass 1 (unless skipping bad rows): every row checked before anything is evaluated;
-    # in-memory inputs keep their converted values, files are read again in pass 2 (flat memory)
-    # (the jitted functions the first batch needs compile meanwhile, on a thread)
-    cached = None
-    if not skip_bad_rows:
-        cached, bad, n_bad, compiling = [], [], 0, None
-        # a file: read the parameters only, less those its statistics show good (Parquet integers)
-        valid = source.valid_by_statistics(plan)
-        check_only = None if source.in_memory else [c for c in plan.params if c not in valid]
-        for batch, offset, values, mask, b, nb in _converted(source, plan, catalog, batch_rows, timings, cpu,
-                                                              lambda: MAX_LISTED - len(bad), check_only):  # noqa: B023
+    # Every row is checked as it is read.  A file is read once: its batches are evaluated as they come
+    # and, without skip_bad_rows, the first bad cell stops the evaluation: the rest is only checked,
+    # the temporary result is removed and BadRowsError lists the first bad cells -- nothing is written
+    # (a second reading pass before any evaluation cost ~1.5 s of 7 per 10^7 Parquet rows).  An
+    # in-memory table is checked whole before anything is evaluated (its converted values are kept,
+    # so that costs no second conversion).  The jitted functions the first batch needs compile on a
+    # thread meanwhile; up to READ_AHEAD batches are read and converted while it runs.
+    strict = not skip_bad_rows
+    cached, compiling = None, None
+    if strict and source.in_memory:
+        cached, bad, n_bad = [], [], 0
+        for batch, offset, values, mask, b, nb in _converted(source.batches(batch_rows), plan, catalog, timings,
+                                                              cpu, lambda: MAX_LISTED - len(bad)):  # noqa: B023
             if offset == 0 and not nb:      # (a run that will be refused does not wait for a compilation)
                 compiling = evaluator.prepare(values, ~mask)
             bad += b
             n_bad += nb
-            if source.in_memory:
-                cached.append((batch, offset, values, mask, [], 0))
-        if compiling is not None and not n_bad:
-            t = time.perf_counter()
-            compiling.join()
-            timings["compile"] += time.perf_counter() - t
+            cached.append((batch, offset, values, mask, [], 0))
         if n_bad:
-            raise BadRowsError(f"{source.label}: {n_bad:,} bad cell(s); nothing was evaluated "
-                               f"(fix them, or skip those rows with --skip-bad-rows / skip_bad_rows=True):\n"
-                               + describe_bad(bad, n_bad, csv_lines=source.is_csv), bad, n_bad)
-        if not source.in_memory:
-            cached = None
+            raise _bad_rows_error(source, bad, n_bad)
 
     writer = open_writer(out, skip_bad_rows, compression)
-    counts = np.zeros(len(evaluator.constraint_names) + 1, np.int64)
-    n_rows = n_bad_rows = 0
+    counts = np.zeros(len(evaluator.reason_names) + 1, np.int64)     # feasible, then per reason code
+    n_rows = n_bad_rows = n_bad_cells = 0
     n_eval = [0]
     first_bad: list = []
     from ..sweeps.engine import progress_bar
@@ -288,6 +300,32 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
         if bar is not None:
             bar.update(n)
 
+    def evaluate(item) -> None:
+        """Dispatch one converted batch (its good rows) and queue it for the assembling thread."""
+        nonlocal n_rows, n_bad_rows, n_bad_cells, compiling
+        batch, offset, values, mask, bad, nb = item
+        n_rows += len(mask)
+        first_bad.extend(bad[:max(0, MAX_LISTED - len(first_bad))])
+        if strict:
+            n_bad_cells += nb
+            if n_bad_cells:             # refused: nothing more is evaluated, the rest is only checked
+                return
+        else:
+            write_bad_rows(writer, bad)
+            n_bad_rows += int(mask.sum())
+        if compiling is not None:
+            t = time.perf_counter()
+            compiling.join()
+            timings["compile"] += time.perf_counter() - t
+            compiling = None
+        t, c = time.perf_counter(), time.thread_time()
+        handle = evaluator.dispatch(values, ~mask)          # asynchronous: the device works from here on
+        timings["dispatch"] += time.perf_counter() - t
+        cpu["dispatch"] += time.thread_time() - c
+        t = time.perf_counter()
+        drain.put((batch, offset, values, mask, handle))
+        timings["queue"] += time.perf_counter() - t
+
     # three stages overlap (with the device, which evaluates asynchronously): the main thread reads,
     # converts and dispatches batch k+2; an assembling thread waits for batch k+1 and builds its result
     # columns; a writer thread encodes and writes batch k (pyarrow, numpy and the device copy release
@@ -296,19 +334,21 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     drain = _Drain(assemble, WRITE_QUEUE, "assembler")
     try:
         batches = iter(cached) if cached is not None else \
-            _converted(source, plan, catalog, batch_rows, timings, cpu, lambda: None)
-        for batch, offset, values, mask, bad, _ in batches:
-            write_bad_rows(writer, bad)
-            first_bad += bad[:max(0, MAX_LISTED - len(first_bad))]
-            n_bad_rows += int(mask.sum())
-            t, c = time.perf_counter(), time.thread_time()
-            handle = evaluator.dispatch(values, ~mask)          # asynchronous: the device works from here on
-            timings["dispatch"] += time.perf_counter() - t
-            cpu["dispatch"] += time.thread_time() - c
-            t = time.perf_counter()
-            drain.put((batch, offset, values, mask, handle))
-            timings["queue"] += time.perf_counter() - t
-            n_rows += len(mask)
+            _converted(source.batches(batch_rows), plan, catalog, timings, cpu,
+                       (lambda: MAX_LISTED - len(first_bad)) if strict else (lambda: None))
+        pending: deque = deque()
+        first = True
+        for item in batches:
+            if first and cached is None and (skip_bad_rows or not item[5]):
+                compiling = evaluator.prepare(item[2], ~item[3])
+            first = False
+            pending.append(item)
+            while pending and (compiling is None or not compiling.is_alive() or len(pending) > READ_AHEAD):
+                evaluate(pending.popleft())
+        while pending:
+            evaluate(pending.popleft())
+        if n_bad_cells:
+            raise _bad_rows_error(source, first_bad, n_bad_cells)
         drain.close()
         write_drain.close()
         frame = writer.close(meta=_metadata(plan, limits, set))
@@ -323,10 +363,10 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     elapsed = time.perf_counter() - t0
     summary = TableSummary(
         n_rows=n_rows, n_evaluated=n_eval[0], n_bad_rows=n_bad_rows, n_feasible=int(counts[0]),
-        infeasible_by=dict(zip(evaluator.constraint_names, (int(c) for c in counts[1:]))),
+        infeasible_by=dict(zip(evaluator.reason_names, (int(c) for c in counts[1:]))),
         elapsed_s=elapsed, rows_per_s=n_rows / elapsed if elapsed > 0 else 0.0, timings_s=timings,
         bad=first_bad, out=None if out is None else str(out), bad_rows_path=writer.bad_path,
-        extra_columns=plan.extra, cpu_s=cpu)
+        extra_columns=plan.extra, cpu_s=cpu, compile_status=evaluator.compile_status)
     if frame is None:
         return summary
     frame.attrs["summary"] = summary
@@ -334,15 +374,17 @@ def evaluate_table(table, scenario: str = "training", *, catalog=None, eff=None,
     return frame
 
 
-def _converted(source, plan: ColumnPlan, catalog, batch_rows: int, timings: dict, cpu: dict, room,
-               columns=None) -> Iterator:
-    """(batch, offset, values, bad-row mask, BadRows (at most room() of them), bad cells) per batch.
+def _bad_rows_error(source, bad: list, n_bad: int) -> BadRowsError:
+    return BadRowsError(f"{source.label}: {n_bad:,} bad cell(s); nothing was written "
+                        f"(fix them, or skip those rows with --skip-bad-rows / skip_bad_rows=True):\n"
+                        + describe_bad(bad, n_bad, csv_lines=source.is_csv), bad, n_bad)
 
-    columns: read (and convert) only these parameter columns (None: every column, every parameter)."""
-    if columns is not None:
-        plan = plan._replace(params={c: plan.params[c] for c in columns})
+
+def _converted(reading: Iterator, plan: ColumnPlan, catalog, timings: dict, cpu: dict, room) -> Iterator:
+    """(batch, offset, values, bad-row mask, BadRows (at most room() of them), bad cells) per batch of
+    `reading` (a source's (batch, offset, seconds) iterator)."""
     c = time.thread_time()
-    for batch, offset, t_read in source.batches(batch_rows, columns):
+    for batch, offset, t_read in reading:
         timings["read"] += t_read
         cpu["read"] += time.thread_time() - c
         t, c = time.perf_counter(), time.thread_time()
@@ -365,7 +407,7 @@ def _assemble(pending, evaluator: TableEvaluator, writer, counts: np.ndarray, ti
     good = ~mask
     n_good = int(good.sum())
     counts += np.bincount(res["reason_code"] + 1, minlength=len(counts))[:len(counts)]
-    table = writer.assemble(result_columns(batch, offset, values, good, res, evaluator))
+    table = writer.assemble(*result_columns(batch, offset, values, good, res, evaluator))
     timings["assemble"] += time.perf_counter() - t
     cpu["assemble"] += time.thread_time() - c
     out.put((table, len(mask)))

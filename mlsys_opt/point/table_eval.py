@@ -33,6 +33,7 @@ import numpy as np
 
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import schema, static_options
+from ..sweeps.api import NON_FINITE
 from .evaluation import DEFAULT_OBJECTIVES
 
 HOST_OUTPUTS = ("bottleneck", "n_accelerators", "dp", "replicas")   # outputs table_io rounds or decodes
@@ -85,6 +86,8 @@ class TableEvaluator:
         self.output_names = tuple(schema.OUTPUTS[plan.scenario])
         self.constraint_names = tuple(schema.STRUCTURAL_CONSTRAINTS[plan.scenario]) + \
             tuple(f"limit:{o}" for o in limits)
+        # reason codes: -1 feasible, j < n_constr the most violated constraint, n_constr non_finite
+        self.reason_names = self.constraint_names + (NON_FINITE,)
         self.tables = catalog.tables(dtype=self.dtype)
         self.plan_columns = {col: p for col, (p, _) in plan.params.items()}
         self.table_columns = tuple(plan.params) + tuple(plan.extra)       # the caller sets the source order
@@ -94,6 +97,7 @@ class TableEvaluator:
         self._rows = NamedSharding(mesh, P("rows"))
         self._rep = NamedSharding(mesh, P())
         self._fns: dict = {}                    # options -> compiled function
+        self.compile_status = "not compiled"   # how the last chunk function was obtained (table_cache)
         self._const_dev: dict | None = None     # parameters without a column, on the devices
         self.sens_outputs, self.sens_inputs, self._sens = self._sensitivity(sensitivity)
 
@@ -101,12 +105,34 @@ class TableEvaluator:
     def _np_type(self, param: str):
         return np.int32 if self.specs[param].kind in ("catalog", "choice") else self.dtype
 
-    def _compiled(self, options: tuple):
-        """The jitted chunk function for trace-time `options` (sorted (name, value) pairs)."""
+    def _compiled(self, options: tuple, ahead: bool = False):
+        """The chunk function for trace-time `options` (sorted (name, value) pairs): the executable of the
+        compiled-table cache (``point.table_cache``: loaded, or compiled and stored), else the jitted
+        function (compiled here with `ahead`, else on its first call)."""
         if options in self._fns:
             return self._fns[options]
+        fn = self._jitted(options)
+        from . import table_cache
+        if table_cache.usable(self.scenario):
+            program = {"scenario": self.scenario, "limits": self.target.limits, "options": options,
+                       "objectives": self.target.objectives, "outputs": self.output_names,
+                       "constraints": self.constraint_names, "chunk": self.chunk, "dtype": self.dtype.name}
+            fn, self.compile_status = table_cache.load_or_compile(fn, self._arg_specs(), program, self.devices)
+        elif ahead:
+            fn.lower(*self._arg_specs()).compile()
+            self.compile_status = "compiled (the compiled-table cache is off)"
+        self._fns[options] = fn
+        return fn
+
+    def _arg_specs(self) -> tuple:
+        """Arguments of the shape dispatch passes: [chunk] zeros for every column parameter, the constants,
+        the catalog tables, the efficiency model."""
+        shapes = {k: np.zeros(self.chunk, self._np_type(k)) for k in self.col_params if k in self._given}
+        return shapes, self._constants(), self.tables, self.eff
+
+    def _jitted(self, options: tuple):
+        """The jitted chunk function for `options` (one per scenario, limits, options, chunk, dtype, devices)."""
         from ..sweeps.api import evaluate_columns
-        from ..sweeps.step import most_violated
 
         key = (self.target.scenario, tuple(sorted(self.target.limits.items())), options, self.chunk,
                self.dtype.name, self.devices)
@@ -118,19 +144,14 @@ class TableEvaluator:
                 n = next(iter(cols.values())).shape[0]
                 p = dict(cols)
                 p.update({k: jnp.broadcast_to(v, (n,)) for k, v in consts.items()})
-                _, G, outputs, _ = evaluate_columns(target, p, tables, eff)
+                F, G, outputs, _ = evaluate_columns(target, p, tables, eff)
                 outs = {k: jnp.broadcast_to(jnp.asarray(getattr(outputs, k), dtype), (n,)) for k in names}
                 G = [g.astype(dtype) for g in G]
-                binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
-                feasible = jnp.ones((n,), bool)
-                for g in G:                       # every constraint <= 0 (a NaN one is not feasible)
-                    feasible = feasible & (g <= 0)
-                reason = jnp.where(feasible, -1, binding)
+                feasible, reason, binding = row_feasibility(F, G, n)
                 G = jnp.stack(G) if n_c else jnp.zeros((0, n), dtype)      # one contiguous row per constraint
                 return outs, G, feasible, reason, binding
 
             _FNS[key] = jax.jit(run, in_shardings=(self._rows, self._rep, self._rep, self._rep))
-        self._fns[options] = _FNS[key]
         return _FNS[key]
 
     def _groups(self, cols: dict, n: int) -> list:
@@ -148,6 +169,14 @@ class TableEvaluator:
         if not varying or not n:
             return [(_options_key(self.scenario, fixed), None)]
         import pandas as pd
+        if len(varying) == 1:                       # (the usual case) the distinct values, then their rows
+            k = varying[0]
+            by_value: dict = {}
+            for u in _distinct(cols[k]).tolist():
+                by_value.setdefault(_options_key(self.scenario, {**fixed, k: [u]}), []).append(u)
+            if len(by_value) == 1:
+                return [(next(iter(by_value)), None)]
+            return [(key, np.flatnonzero(np.isin(cols[k], vals))) for key, vals in by_value.items()]
         combo = np.zeros(n, np.int64)               # one code per distinct combination of their values
         distinct = []
         for k in varying:                           # hashing (pandas), not sorting: ~40x faster than np.unique
@@ -224,14 +253,12 @@ class TableEvaluator:
         if not n_good:
             return None
         keys = [options for options, _ in self._groups(cols, n_good)]
-        consts = self._constants()
-        # every column parameter, as dispatch passes them (`values` may lack those the check skipped)
-        shapes = {k: np.zeros(self.chunk, self._np_type(k)) for k in self.col_params if k in self._given}
+        self._constants()                     # (made here: the thread only reads them)
 
         def compile_all():
             for options in keys:
                 try:
-                    self._compiled(options).lower(shapes, consts, self.tables, self.eff).compile()
+                    self._compiled(options, ahead=True)
                 except Exception:      # noqa: BLE001, S110 - dispatch compiles again and raises there
                     pass
 
@@ -307,6 +334,28 @@ class TableEvaluator:
         return res
 
 
+def row_feasibility(F, G, n: int):
+    """(feasible bool[n], reason_code int32[n], binding int32[n]) from objective and constraint columns.
+
+    As a sweep (``sweeps.step.feasibility``) and ``mlsys_opt.evaluate`` decide: a row is feasible
+    when its objectives F and constraints G (vectors [n], <= 0 feasible) are all finite and every
+    G <= 0.  reason_code: -1 feasible; len(G) (``non_finite``) for a NaN/inf objective or
+    constraint, whatever the constraints say (a -inf margin does not make a row feasible); else
+    the most violated constraint (the first on ties), which ``binding`` gives for every row.
+    """
+    from ..sweeps.step import most_violated
+    n_c = len(G)
+    binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
+    finite = jnp.ones((n,), bool)
+    for x in (*F, *G):
+        finite = finite & jnp.isfinite(x)
+    feasible = finite
+    for g in G:
+        feasible = feasible & (g <= 0)
+    reason = jnp.where(feasible, -1, jnp.where(finite, binding, n_c)).astype(jnp.int32)
+    return feasible, reason, binding
+
+
 def _padded(v: np.ndarray, start: int, size: int) -> np.ndarray:
     """Rows [start, start + size) of v; past the end, copies of row `start` (a valid configuration)."""
     piece = v[start:start + size]
@@ -331,6 +380,19 @@ def _joined(parts: list, n: int, arrow: bool = False):
     return pa.chunked_array([pa.array(p) for p in out])
 
 
+def _distinct(v: np.ndarray) -> np.ndarray:
+    """The distinct values of a column: for whole numbers in [0, 2^16) (counts, geometries) by one
+    bincount (~4x faster than hashing them), else pandas' hashing (~40x faster than np.unique)."""
+    import pandas as pd
+    if v.size and v.dtype.kind in "fiu":
+        lo, hi = v.min(), v.max()
+        if lo >= 0 and hi < 65536:                  # (False for NaN)
+            iv = v.astype(np.int64)
+            if (iv == v).all():
+                return np.flatnonzero(np.bincount(iv)).astype(v.dtype)
+    return np.asarray(pd.unique(v))
+
+
 def _options_key(scenario: str, possible: dict) -> tuple:
     """``scenarios.static_options`` as a hashable key (sorted (name, value) pairs)."""
     return tuple(sorted(static_options(scenario, possible).items()))
@@ -349,4 +411,4 @@ def _devices(devices) -> tuple:
     return devices
 
 
-__all__ = ["SENS_CHUNK", "TableEvaluator"]
+__all__ = ["SENS_CHUNK", "TableEvaluator", "row_feasibility"]

@@ -129,6 +129,7 @@ class Common(NamedTuple):
     vocab: Array               # vocabulary size (tokens; 0 for CNNs)
     up_busbw_curve: Array      # [..., 25] scale-up busbw / scaleup_bw at MSG_BYTES (0: no data)
     out_busbw_curve: Array     # [..., 25] scale-out busbw / fabric bw at MSG_BYTES (0: no data)
+    host_bw: Array             # accelerator <-> host-memory link B/s, one direction (0: none in the catalog)
 
 
 def gather(p, t: Tables, eff: Efficiency) -> Common:
@@ -196,7 +197,8 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         gemm_eff=take(t.hw.gemm_eff, h, prec), attention_fwdbwd_eff=take(t.hw.attention_fwdbwd_eff, h),
         attention_fwd_eff=take(t.hw.attention_fwd_eff, h), ffn_dim=t.model.ffn_dim[m],
         vocab=jnp.where(is_cnn, 0.0, t.model.vocab_size[m]),
-        up_busbw_curve=take(t.hw.scaleup_busbw_curve, h), out_busbw_curve=take(t.fabric.busbw_curve, f))
+        up_busbw_curve=take(t.hw.scaleup_busbw_curve, h), out_busbw_curve=take(t.fabric.busbw_curve, f),
+        host_bw=t.hw.host_bw_bytes_per_s[h])
 
 
 # Facility (power, cooling, shell) amortization period: 15 years, the middle of the IRS

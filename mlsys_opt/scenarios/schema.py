@@ -40,13 +40,15 @@ class OutputSpec(NamedTuple):
     sense: str = "min"              # "min" or "max" when used as an objective
 
 
-RECOMPUTE = ("none", "selective", "full", "op")   # op: torchtitan per-op SAC (walls.parallel.op_sac_*)
+RECOMPUTE = ("none", "selective", "full", "op", "full_dce")   # op: torchtitan per-op SAC (walls.parallel.op_sac_*);
+# full_dce: full, re-running only what the backward needs (JAX remat, torch non-reentrant checkpoint)
 ATTENTION = ("flash", "eager")           # walls.attention.ATTENTION_KINDS
 SEQUENCE_PARALLEL = ("on", "off")
 ON_OFF = ("off", "on")
 PRICING = ("cloud", "onprem")
 KV_PRECISIONS = ("auto", *PRECISIONS)     # serving kv_precision; "auto" = the weight precision
 OFFLOAD = ("off", "kv", "weights")        # serving offload
+EP_DISPATCHERS = ("alltoall", "deepep")   # training ep_dispatcher (walls.moe.dispatch_copies dedup 0 / 1)
 
 _COMMON: dict[str, ParamSpec] = {
     "hardware": ParamSpec("catalog", "h100_sxm", "accelerator", catalog_kind="accelerators"),
@@ -125,6 +127,26 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                             "with bf16 (fp32 accumulation forced on), FSDP reduce_dtype fp32; bf16 = Megatron-Core "
                             "grad_reduce_in_fp32=False (Megatron-Bridge perf configs): 2 B per parameter and half "
                             "the gradient collective bytes", choices=("fp32", "bf16")),
+    "master_weights": ParamSpec("choice", "fp32", "optimizer master copy of 16-bit or lower weights "
+                                "(walls.parallel.optimizer_state_bytes): fp32 = 4 B (Megatron-LM distributed "
+                                "optimizer, FSDP); remainders = 2 B (Apex DistributedFusedAdam "
+                                "store_param_remainders, NeMo 1.x default with bf16); none = 0 B (update "
+                                "applied to the bf16 weights: Apex dtype=bf16, torch AdamW on a bf16 model)",
+                                choices=("fp32", "remainders", "none")),
+    "optimizer_moments": ParamSpec("choice", "fp32", "Adam m and v precision: fp32 = 8 B, bf16 = 4 B per "
+                                   "parameter (Megatron-Core precision-aware optimizer exp_avg_dtype; torch "
+                                   "AdamW on bf16 parameters)", choices=("fp32", "bf16")),
+    "offload_layers": ParamSpec("int", 0, "transformer layers per pipeline stage whose activations are "
+                                "offloaded to host memory (Megatron-Core cpu_offloading_num_layers; the host "
+                                "link time not hidden by compute is added to the step)", low=0),
+    "ep_dispatcher": ParamSpec("choice", "alltoall", "MoE token dispatcher: alltoall = one copy per (token, "
+                               "expert), NIC and NVLink shares concurrently (Megatron-Core alltoall, the "
+                               "default); deepep = one copy per distinct remote node then NVLink forwarding "
+                               "(Megatron-Core flex dispatcher with DeepEP or HybridEP) [walls.moe]",
+                               choices=EP_DISPATCHERS),
+    "moe_node_limit": ParamSpec("int", 0, "nodes one token's experts may span (node-limited routing: DeepSeek-V3 "
+                                "M = 4, Megatron-Core moe_router_group_topk with one group per node); 0 = "
+                                "unlimited (Megatron-Core default)", low=0),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -16,10 +16,17 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .._types import BYTES_PER_ELEMENT, Array
+from ..catalog.achievable import GEMM_REF_EFF
 from ..walls import fleet, node
 from ..walls import serving as sw
 from ..walls._masked import floor_pos, safe_div
-from .efficiency import Efficiency, decode_compute_efficiency, prefill_efficiency, tile_factor
+from .efficiency import (
+    Efficiency,
+    decode_compute_efficiency,
+    gemm_curve,
+    gemm_dims,
+    tile_factor,
+)
 from .parts import Common, materialized
 from .schema import KV_PRECISIONS, OFFLOAD
 
@@ -236,20 +243,84 @@ class PrefillTime(NamedTuple):
     overhead_s: Array
 
 
+# The part that Efficiency.matmul_rows_half was derived on: A100-SXM4-80GB fp16, 312 TFLOP/s over its
+# achieved HBM rate 2.0 TB/s × mem_bw_eff 0.8; its ridge peak·bpe/(2·BW) = 195 rows (bpe = 2).
+REF_RIDGE_ROWS = 312e12 * 2.0 / (2.0 * 2.0e12 * 0.8)
+
+
+def prefill_rows_half(c, eff: Efficiency) -> Array:
+    """Half-saturation x½ of a prefill GEMM's tile factor on this part, rows (tokens)::
+
+        x½ = matmul_rows_half · (1 + achievable · (R / R_ref − 1)),   R = peak · bpe / (2 · BW)
+
+    R: the rows at which a GEMM's FLOP time equals its weight read (peak FLOP/s, bytes per
+    weight, achieved HBM B/s, all of `c`: parts.Common); R_ref = REF_RIDGE_ROWS (195, A100
+    fp16).  achievable = 0: the global matmul_rows_half (the previous model).  A100-80GB fp16
+    128 rows, H100 SXM fp16/fp8 232 (see prefill_gemm_efficiency)."""
+    ratio = c.peak * c.bpe / (2.0 * REF_RIDGE_ROWS * c.mem_bw)
+    return eff.matmul_rows_half * (1.0 + eff.achievable * (ratio - 1.0))
+
+
+def prefill_gemm_efficiency(eta, rows, eff: Efficiency, *, part, tp=1.0) -> Array:
+    """Achieved fraction of peak of the weight GEMMs of a prefill pass over `rows` tokens.
+
+    The part's square-GEMM curve g (efficiency.gemm_curve, cuBLAS M = N = K sweeps) is read at
+    the size of the weight matrix, s = √(K·N) (K = hidden, N = ffn/tp: the MLP up-projection
+    of efficiency.gemm_dims), and the row count M enters only through the tile factor, whose
+    half-saturation is the part's own ridge::
+
+        η = min(1, η_user · prefill_eff_scale · g(s) · τ(min(M, s)) / τ(s) / GEMM_REF_EFF)
+        τ(x) = x / (x + x½),   x½ = matmul_rows_half · R / R_ref,   R = peak · bpe / (2 · BW)
+
+    (`prefill_rows_half`; BW the achieved HBM rate parts.Common.mem_bw, R_ref = REF_RIDGE_ROWS
+    = 195 rows), blended by eff.achievable with the previous model
+    min(1, η_user·prefill_eff_scale·tile(M)) as in efficiency.prefill_efficiency.
+    Dimensionless; rows in tokens; tp ≥ 1.
+    τ is the efficiency of a GEMM whose weight read does not overlap its FLOPs,
+    t = FLOP/(peak·η∞) + W/BW, so x½ = η∞·R (Efficiency.matmul_rows_half: 128 rows on the
+    A100, where R = 195); a part with more FLOP/s per byte of HBM needs more rows to hide its
+    weight read: H100 SXM fp16 and fp8 R = 354, x½ = 232 rows; H200 253 / 166.
+    The equal-work cube (M·K·N)^(1/3) that the training matmuls read the curve at would charge
+    a short prompt twice: M = 128 on Llama-2-7B is a 1,783³ cube, where the square sweep loses
+    to launch and wave quantisation, on top of the tile factor; the K and N of the weight matrix
+    (4096 x 11008) are large whatever M is.
+    Source: TensorRT-LLM's first-token latencies at batch 1 (NVIDIA/TensorRT-LLM
+    docs/source/performance.md, v0.6.1 page, 'Low Latency' tables from v0.5).  A100-SXM4 FP16
+    LLaMA 7B: 16 ms at 128 tokens, 133 ms at 2048 -- a line of slope 0.061 ms per token
+    (13.5 GFLOP/token at 0.71 of peak for every M) and intercept 8.2 ms (the 13.5 GB weight
+    read at 1.65 TB/s): t = W/BW + FLOP/(0.71·peak), the tile-factor form with one η∞.  This
+    reading gives 15.6 / 135 ms and, LLaMA 70B TP4, 45.7 / 371 ms (measured 47 / 377); the cube
+    reading gave 20.5 / 143 and 56.1 / 393 ms.  H100 FP8 stays below the table (7B: 5.0 / 31 ms
+    vs 7 / 36; 70B TP4: 16 / 97 vs 26 / 109: fixed per-layer costs of v0.5's FP8 path the
+    model does not carry), the global x½ made it 3.7 / 30 and 12.8 / 94 ms (A100 curve of
+    achievable.toml at issue 13's accuracy round).
+    CNN rows (hidden 0): K = N = M, s = M, g(M) with τ(M)/τ(M) = 1.
+    """
+    rows = jnp.asarray(rows)
+    rows = rows.astype(jnp.result_type(rows, float))
+    old = jnp.minimum(eta * eff.prefill_eff_scale * tile_factor(rows, eff), 1.0)
+    own = eff._replace(matmul_rows_half=prefill_rows_half(part, eff))
+    m, k, n = gemm_dims(rows, part.hidden, part.ffn_dim, tp)
+    size = jnp.sqrt(k * n)
+    g = gemm_curve(part.gemm_eff, size) * tile_factor(jnp.minimum(m, size), own) / tile_factor(size, own)
+    new = jnp.minimum(eta * eff.prefill_eff_scale * g / GEMM_REF_EFF, 1.0)
+    return old + eff.achievable * (new - old)
+
+
 def prefill_eta(p, c: Common, r: Replica, eff: Efficiency, rows) -> Array:
-    """η_prefill of a prefill (or a chunk) of `rows` new tokens: the part's GEMM curve at
-    rows·reuse (efficiency.prefill_efficiency, rows floored at 1); `prefill_time` and
-    `chunked_prefill` take it from the caller when it has it."""
-    return prefill_efficiency(p.efficiency, floor_pos(rows, 1.0) * c.reuse_per_item, eff, part=c, tp=r.tp)
+    """η_prefill of a prefill (or a chunk) of `rows` new tokens: `prefill_gemm_efficiency` at
+    rows·reuse (rows floored at 1); `prefill_time` and `chunked_prefill` take it from the caller
+    when it has it."""
+    return prefill_gemm_efficiency(p.efficiency, floor_pos(rows, 1.0) * c.reuse_per_item, eff, part=c, tp=r.tp)
 
 
 def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_tokens, eta=None) -> PrefillTime:
     """Prefill of `new_tokens` after `cached_tokens` (prefix cache hits), alone on the replica, s.
 
     FLOP = 2·A·n + causal attention 4·L·(h·d)·(n·c + n(n+1)/2)
-    (walls.serving.causal_attention_flop), at η_prefill(rows = n) (efficiency.py; MoE expert
-    GEMMs at their own rows n·k·imb/E, `gemm_s`, through the row (tile-quantisation) factor
-    of the efficiency model, η_e = η·tile(n·k·imb/E)/tile(n), so a prefill evaluates the
+    (walls.serving.causal_attention_flop), at η_prefill(rows = n) (`prefill_gemm_efficiency`; MoE
+    expert GEMMs at their own rows n·k·imb/E, `gemm_s`, through the part's row (tile) factor,
+    η_e = η·tile(n·k·imb/E)/tile(n) with x½ = `prefill_rows_half`, so a prefill evaluates the
     part's GEMM curve once; the decode step, where experts see the fewest rows, evaluates it
     at the expert rows);
     never faster than reading the weights once; + dispatch + TP all-reduces of n tokens.
@@ -258,7 +329,8 @@ def prefill_time(p, c: Common, r: Replica, eff: Efficiency, new_tokens, cached_t
     """
     n = floor_pos(new_tokens, 1.0)
     eta = prefill_eta(p, c, r, eff, n) if eta is None else eta
-    eta_e = eta * tile_factor(expert_rows(r, c, n), eff) / tile_factor(n, eff)
+    own = eff._replace(matmul_rows_half=prefill_rows_half(c, eff))     # the part's tile factor
+    eta_e = eta * tile_factor(expert_rows(r, c, n), own) / tile_factor(n, own)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, n, cached_tokens)
     gemm = 2.0 * r.compute_params * n
     t_a = attn / (r.lanes * r.peak * eta)
@@ -302,7 +374,8 @@ def chunked_prefill(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, ne
     eta_whole = prefill_eta(p, c, r, eff, n) if eta_whole is None else eta_whole
     eta_chunk = prefill_eta(p, c, r, eff, chunk) if eta_chunk is None else eta_chunk
     eta_p = jnp.where(split, eta_chunk, eta_whole)
-    eta_e = eta_p * tile_factor(expert_rows(r, c, m), eff) / tile_factor(m, eff)
+    own = eff._replace(matmul_rows_half=prefill_rows_half(c, eff))     # the part's tile factor
+    eta_e = eta_p * tile_factor(expert_rows(r, c, m), own) / tile_factor(m, own)
     attn = sw.causal_attention_flop(c.n_layers, c.attn_width, m, cached_tokens + 0.5 * (n - m))
     chunk_c = gemm_s(r, c, m, eta_p, eta_e) + attn / (r.lanes * r.peak * eta_p)
     tokens = r.batch * (jnp.maximum(p.spec_k, 0.0) + 1.0)

@@ -65,6 +65,11 @@ class TrainingParams(NamedTuple):
     failure_rate_per_gpu_hour: Array  # 1/GPU-hour; 0 = catalog MTBF
     kernels: Array                   # int32 code into schema.TRAINING_PARAMS["kernels"].choices
     main_grads: Array                # int32 code into schema.TRAINING_PARAMS["main_grads"].choices (fp32, bf16)
+    master_weights: Array            # int32 code into schema.TRAINING_PARAMS["master_weights"].choices
+    optimizer_moments: Array         # int32 code into schema.TRAINING_PARAMS["optimizer_moments"].choices
+    offload_layers: Array            # layers per stage whose activations go to host memory
+    ep_dispatcher: Array = 0         # int32 code into schema.EP_DISPATCHERS (alltoall, deepep)
+    moe_node_limit: Array = 0        # nodes a token's experts may span; 0 = unlimited
 
 
 class TrainingOutputs(NamedTuple):
@@ -118,7 +123,7 @@ def _lane(p, c, eff, s: tparts.Setup, shape, b_cand) -> _Lane:
     b = floor_pos(b, 1e-6)
     mb_raw = jnp.where((b_user <= 0) & (m_user > 0), m_user, per_dp / b)
     mb = floor_pos(mb_raw, 1.0)
-    mem = tparts.memory(c, s, b, mb)
+    mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
     comm = tparts.communication(p, c, eff, s, cmp, b, mb)
     g_split = 1.0 / floor_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0

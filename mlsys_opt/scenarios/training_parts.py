@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .._types import Array
-from ..walls import algorithm, attention, fleet, node, ops, parallel
+from ..walls import algorithm, attention, fleet, moe, node, ops, parallel
 from ..walls._masked import floor_pos
 from .efficiency import (
     FLASH1_OF_FLASH2,
@@ -29,6 +29,7 @@ from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL, TRAINING_PA
 FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
 OP_RECOMPUTE = RECOMPUTE.index("op")
+FULL_DCE_RECOMPUTE = RECOMPUTE.index("full_dce")
 EAGER = ATTENTION.index("eager")
 SP_ON = SEQUENCE_PARALLEL.index("on")
 BALANCED = ON_OFF.index("on")
@@ -36,6 +37,7 @@ KERNELS = TRAINING_PARAMS["kernels"].choices
 EAGER_KERNELS = tuple(KERNELS.index(k) for k in ("eager", "fa1_eager"))
 FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
+DEEPEP = TRAINING_PARAMS["ep_dispatcher"].choices.index("deepep")
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -72,7 +74,11 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     - Hardware FLOPs: 6·T·(P_active + (λ - 1)·P_expert,active) (λ = routing load of the busiest
       expert rank: the capacity factor, or the imbalance when dropless) + the attention core
       [walls.attention: flash causal ½ square, backward 2.5×; eager full square, 2×] +
-      recomputation (full: one more forward; selective: eager's attention core forward; op
+      recomputation (full: one more forward; full_dce: one more forward without the MLP
+      down-projection, 2·T·h·ffn·L (per active expert), which JAX remat (jax.checkpoint: the
+      recomputation is partial-evaluated and dead-code eliminated) and torch's non-reentrant checkpoint
+      (early stop: recomputation ends once every saved tensor is back; an op's inputs are saved
+      before it runs) never re-run, since its output only feeds the residual add; selective: eager's attention core forward; op
       (torchtitan per-op SAC): op_frac = walls.parallel.op_sac_recompute_fraction of the forward
       GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
@@ -90,7 +96,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     tokens = gb * seq
     rc = jnp.asarray(p.recompute)
     one = jnp.ones_like(c.peak)
-    full = jnp.where(rc == FULL_RECOMPUTE, one, 0.0)
+    full = jnp.where((rc == FULL_RECOMPUTE) | (rc == FULL_DCE_RECOMPUTE), one, 0.0)   # memory, passes, TP: as full
+    full_dce = jnp.where(rc == FULL_DCE_RECOMPUTE, one, 0.0)
     selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0)
     op = jnp.where(rc == OP_RECOMPUTE, one, 0.0)
     eager = jnp.where(jnp.asarray(p.attention) == EAGER, one, 0.0)
@@ -140,6 +147,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     act_scale, gather_b = (_table(t, prec, one.dtype) * one for t in (parallel.ACTIVATION_SCALE, parallel.PARAM_GATHER_BYTES))
     # main_grads = bf16 (Megatron-Core grad_reduce_in_fp32=False): 16-bit grad buffer and reductions
     gbytes = jnp.where(jnp.asarray(p.main_grads) == BF16_GRADS, jnp.minimum(gbytes, 2.0), gbytes)
+    # optimizer state = master copy (fp32 / remainders / none) + Adam moments (fp32 / bf16) [memory()]
+    ob = parallel.optimizer_state_bytes(wb, p.master_weights, p.optimizer_moments) * one
 
     ac = attention.attention_core(seq, seq, c.n_heads, c.n_kv_heads, c.head_dim,
                                   kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), causal=True)
@@ -151,7 +160,11 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     # recomputed attention forward: full recomputation, or selective / per-op SAC with eager's
     # score tensor (its batched GEMMs are aten.bmm, outside torchtitan's save list)
     attn_recompute = eff.recompute_flop_scale * (full + (selective + op) * eager) * layers * gb * ac.fwd_flop
-    extra = eff.recompute_flop_scale * (full + op_frac) * dense / 3.0 + attn_recompute
+    # full_dce: the recomputed forward stops at the last tensor the backward saves, the input of the
+    # MLP down-projection, so that GEMM (2·h·ffn FLOP per token, layer and active expert) is not re-run
+    down_fwd = 2.0 * tokens * c.hidden * c.ffn_dim * layers * jnp.where(is_moe, jnp.maximum(c.top_k, 1.0), 1.0)
+    recomputed_fwd = full * dense / 3.0 - full_dce * jnp.minimum(down_fwd, 0.5 * dense / 3.0)
+    extra = eff.recompute_flop_scale * (recomputed_fwd + op_frac * dense / 3.0) + attn_recompute
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
     flop_gpu = (dense + attn + extra) * stage_scale / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
@@ -183,7 +196,10 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     core = attention.attention_core(s_loc, seq, c.n_heads, c.n_kv_heads, c.head_dim,
                                     kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), tp=tp)
     kept = jnp.where(eager > 0, (1.0 - full) * (1.0 - selective) * (1.0 - op), 1.0 - full)
-    act_seq_layer = act_scale * (per_seq + kept * core.stored_bytes)
+    # sub-16-bit GEMM inputs are stored quantized for the weight gradient (Transformer Engine) unless
+    # full or per-op recomputation keeps other tensors [walls.parallel.low_precision_activation_scale]
+    lp_act = jnp.where(full + op > 0, 1.0, parallel.low_precision_activation_scale(c.bpe))
+    act_seq_layer = act_scale * (per_seq * lp_act + kept * core.stored_bytes)
     # consumed by every micro-batch lane: computed once (parts.materialized), not re-fused into each
     elem_factor, cast_tok, op_frac, layers_first, act_seq_layer = materialized(
         (elem_factor, cast_tok, op_frac, layers_first, act_seq_layer), p.hardware)
@@ -204,37 +220,47 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
 
 class Memory(NamedTuple):
     states_bytes: Array      # weights + grads + optimizer (+ ZeRO-3 gather buffer)
-    act_micro_bytes: Array   # activations of one micro-batch on one stage
+    act_micro_bytes: Array   # activations of one micro-batch on one stage (all written to HBM, offloaded or not)
     total_bytes: Array       # per GPU
+    host_bytes: Array        # activation bytes offloaded to host memory per step, one direction
 
 
-def memory(c: Common, s: Setup, b, mb) -> Memory:
+def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     """Per-GPU memory for micro-batches of b sequences, M = mb per step.
 
     - States [node.training_memory]: shared params over tp·pp, expert params over tp·pp·ep,
       ZeRO stage k shards optimizer (≥1), grads (≥2), weights (≥3) over the sharding group
       (shard_group or dp·cp: CP ranks hold the same weights; experts: at most dp·cp/ep); bytes per param
-      from walls.parallel (bf16: 2 + 4 + 12 = 18, Megatron-LM distrib_optimizer.md).
-      ZeRO-3 holds two gathered layers (current + prefetch).
+      from walls.parallel (bf16: 2 + 4 + 12 = 18, Megatron-LM distrib_optimizer.md; optimizer =
+      master_weights + optimizer_moments [walls.parallel.optimizer_state_bytes], e.g. NeMo 1.x
+      Apex remainders 2 + 8, a pure-bf16 AdamW 0 + 4).  ZeRO-3 holds two gathered layers
+      (current + prefetch).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
       selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:
       torchtitan's per-op SAC), plus the attention core's stored bytes
       [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
-      × the precision's activation scale; × in-flight micro-batches
-      [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
+      × the precision's activation scale, × walls.parallel.low_precision_activation_scale for
+      fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches
+      F [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
       4·s_loc·b·V/tp (vocab-parallel cross entropy).  Layers per stage: L/pp, or with
       stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup).  The bytes
       of one sequence and layer (setup.act_seq_layer) do not depend on b: setup computes them once.
+    - Activation offload (offload_layers = k, Megatron-Core cpu_offloading_num_layers): HBM holds
+      F·(L_s - k) + min(k, 1) layers' activations [walls.parallel.offload_resident_layers]; the
+      k layers of each of the M micro-batches cross the host link once each way per step
+      (host_bytes = M·k·b·bytes per sequence and layer; the exposed time is added in compute()).
     - Wafer-scale rows stream weights: activations + two layers of weights stay on-wafer.
     """
     states = s.states_bytes                  # computed once in setup (independent of b)
-    act_micro = b * s.layers_first * s.act_seq_layer   # per sequence and layer: setup (independent of b)
+    per_layer = b * s.act_seq_layer          # one micro-batch, one layer (setup: independent of b)
+    act_micro = s.layers_first * per_layer
     in_flight = parallel.interleaved_activation_factor(s.pp, s.v, mb)
+    k = jnp.clip(p.offload_layers, 0.0, s.layers_first)
+    act = per_layer * parallel.offload_resident_layers(s.layers_first, k, in_flight)
     logits = jnp.where(c.is_cnn, 0.0, 4.0 * s.s_loc * b * s.vocab / s.tp)
-    total = jnp.where(c.wafer, act_micro * in_flight + 2.0 * s.w_shard / s.layers_stage,
-                      states + act_micro * in_flight + logits)
-    return Memory(states, act_micro, total)
+    total = jnp.where(c.wafer, act + 2.0 * s.w_shard / s.layers_stage, states + act + logits)
+    return Memory(states, act_micro, total, mb * k * per_layer)
 
 
 class Compute(NamedTuple):
@@ -257,7 +283,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     (≈ 3.4, the counted eager/fused HBM bytes) with kernels = eager / fa1_eager (PyTorch eager);
     + M·(L/pp)·walls.parallel.low_precision_cast_bytes(b·s_loc/tp, ...)/mem_bw for fp8/fp4 GEMMs
     (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
-    × (1 + pipeline_overhead_frac·(1 - 1/pp)).
+    × (1 + pipeline_overhead_frac·(1 - 1/pp)); + the activation-offload copies that the forward
+    (1/3) and backward (2/3) compute do not hide [walls.parallel.offload_exposed_s].
     """
     passes = 3.0 + s.full + s.op_frac
     rows = b * s.s_loc * c.reuse_per_item
@@ -279,6 +306,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     t_elem = mb * s.layers_stage * per_layer / c.mem_bw
     t = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
     t = t * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / s.pp))
+    # activation offload: host copies not hidden by the phase they overlap [walls.parallel.offload_exposed_s]
+    t = t + parallel.offload_exposed_s(mem.host_bytes, c.host_bw, t)
     memory_bound = (rl.bottleneck == node.COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
     code = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, node.MEMORY, rl.bottleneck))
     return Compute(t, t_elem, eta, code.astype(jnp.int32))
@@ -291,7 +320,9 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     Flash attention runs at the part's FlashAttention forward+backward efficiency at the
     per-rank sequence s/cp (catalog/achievable.toml, efficiency.attention_efficiency: FA2
     causal, head dim 128, on A100 0.50-0.61 of the 16-bit peak at 2k-16k, on H100
-    0.17-0.33 at 512-16k; the benchmark counts causal FLOPs as half the square, as
+    0.17-0.33 at 512-16k; on B200 / GB200 cuDNN SDPA's causal series, 0.05-0.51 / 0.14-0.56
+    at 512-16k (NVIDIA/cudnn-frontend training benchmark; issue 12: B200 used to fall back to
+    the A100 FA2 curve); the benchmarks count causal FLOPs as half the square, as
     walls.attention does), × FLASH1_OF_FLASH2 = 0.43 with FlashAttention-1-generation
     kernels (kernels = fa1 / fa1_eager), and at P_16 = min(16-bit peak,
     the row's peak) (fp32/tf32 runs keep their own, lower peak), so in fp8 runs at the
@@ -331,12 +362,17 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
       with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap.
     - CP [walls.attention.ring_attention_bytes]: ring K,V exchange, exposed beyond the
       attention compute it overlaps with [walls.parallel.exposed].
-    - EP [fleet.all_to_all]: 4 (+2) all-to-alls of b·s_loc/t'·h·2·top_k·λ bytes (dispatch,
-      combine; fwd, bwd), × (1 - ep_overlap); dense models 0.
+    - EP [walls.moe.expert_dispatch]: 4 (+2) dispatches/combines (fwd, bwd) of B = b·s_loc/t'·h·2·λ
+      bytes, the NIC and NVLink shares at once: top_k copies per token (ep_dispatcher = alltoall)
+      or one per distinct remote node, then NVLink forwarding (deepep), moe_node_limit nodes at
+      most; ep ranks tp·cp apart, clip(G/(tp·cp), 1, ep) per node.  Overlap (ep_overlap,
+      combined with efficiency.ep_comm_overlap) only for chunks paired with another's compute
+      [walls.moe.ep_overlap_partner_frac], exposed = (1 - o)·t + max(f·o·t, o·t - W)
+      [walls.moe.overlapped_exposed: the comm kernels hold f = 20/132 of the SMs]; dense 0.
     - PP: 2·M·V sends of b·s_loc·h·2/t' bytes; bubble t_compute·(pp-1)/(V·M).
     - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
       over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
-      CP and DP together hide at most the compute time (the excess is exposed).
+      CP, EP and DP together hide at most the compute time (the excess is exposed).
     step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
     """
     g_node = c.apn
@@ -365,11 +401,16 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
     t_attn_layer = cmp.t_compute_s * attn_share / layers_mb
     t_cp = layers_mb * parallel.exposed(t_cp_layer, p.cp_overlap, t_attn_layer)
 
-    bw_ep, a_ep = link(tpf * cp * ep <= g_node)
-    ep_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * c.top_k * s.load
+    # EP [walls.moe]: ranks tp·cp apart, g of them per node; dispatch/combine on NIC and NVLink at once
+    g_ep = jnp.clip(g_node / (tpf * cp), 1.0, ep)
+    dedup = jnp.where(jnp.asarray(p.ep_dispatcher) == DEEPEP, 1.0, 0.0)
+    tok_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * s.load
+    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up, c.alpha_up, c.bw_out, c.alpha_out,
+                                   node_limit=p.moe_node_limit, dedup=dedup)
     ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
-    t_ep = jnp.where(s.is_moe, layers_mb * k * fleet.all_to_all(ep_bytes, ep, bw_ep, a_ep) * (1.0 - ep_hidden),
-                     0.0)
+    partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
+    t_ep_all = jnp.where(s.is_moe, layers_mb * k * t_ep_one, 0.0)
+    t_ep = moe.overlapped_exposed(t_ep_all, ep_hidden * partner, cmp.t_compute_s * partner)
 
     bw_pp, a_pp = link(tpf * cp * dp < g_node)
     t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / s.t_sp / bw_pp), 0.0)
@@ -379,8 +420,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) 
     t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s
     window = jnp.where(s.zs > 2.5, cmp.t_compute_s, cmp.t_compute_s / mb)
     t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
-    # CP and DP hide behind the same compute: what both hide together is at most t_compute.
-    overflow = jnp.maximum(layers_mb * t_cp_layer - t_cp + t_dp - t_dp_exp - cmp.t_compute_s, 0.0)
+    # CP, EP and DP hide behind the same compute: what they hide together is at most t_compute.
+    overflow = jnp.maximum(layers_mb * t_cp_layer - t_cp + (t_ep_all - t_ep) + t_dp - t_dp_exp - cmp.t_compute_s,
+                           0.0)
     t_dp_exp = t_dp_exp + overflow
     healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
     step = jnp.minimum(floor_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)

@@ -40,6 +40,19 @@ GRAD_BYTES = (4.0, 4.0, 4.0, 4.0, 4.0, 4.0)
 OPTIMIZER_BYTES = (8.0, 8.0, 12.0, 12.0, 12.0, 12.0)
 ACTIVATION_SCALE = (2.0, 2.0, 1.0, 1.0, 1.0, 1.0)
 PARAM_GATHER_BYTES = (4.0, 4.0, 2.0, 2.0, 2.0, 2.0)   # dtype of the ZeRO/FSDP parameter all-gather (bf16)
+# Optimizer state of Adam, split as the frameworks configure it (scenario parameters master_weights and
+# optimizer_moments; OPTIMIZER_BYTES above is the default fp32 + fp32 = 4 + 8):
+# - master copy per choice ("fp32", "remainders", "none"): fp32 4 B (Megatron-LM distributed optimizer,
+#   DeepSpeed, FSDP with fp32 sharded params); remainders 2 B: Apex DistributedFusedAdam
+#   store_param_remainders keeps only the low 16 bits of the fp32 master next to the bf16 weight (NeMo 1.x
+#   turns it on for bf16 O2 with an fp32 optimizer: megatron_base_model.py setup_optimization); none 0 B:
+#   the update is applied to the 16-bit weights themselves (Apex dtype=bf16 -> store_params=False; a
+#   torch.optim.AdamW on a model cast to bf16; Gopher's bf16 parameters, Rae et al. 2021 App. C).  Zero
+#   when the weights are fp32 already (they are the master).
+# - Adam moments m, v per choice ("fp32", "bf16"): 8 or 4 B (Megatron-Core precision-aware optimizer
+#   exp_avg_dtype / exp_avg_sq_dtype; torch AdamW keeps them in the parameter dtype).
+MASTER_WEIGHT_BYTES = (4.0, 2.0, 0.0)
+MOMENT_BYTES = (8.0, 4.0)
 
 
 def reduce_scatter(msg_bytes, n, bw_bytes_per_s, alpha_s) -> Array:
@@ -216,9 +229,102 @@ def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
     return jnp.minimum(p, floor_pos(m, 1.0)) * inter
 
 
+def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> Array:
+    """Adam optimizer-state bytes per parameter: master copy + moments, o = [w < 4]·M[master] + V[moments].
+
+    M = MASTER_WEIGHT_BYTES (fp32 4, remainders 2, none 0), V = MOMENT_BYTES (fp32 8, bf16 4);
+    weights stored at 4 B (fp32/tf32 training) are their own master (M counts 0).  Codes index
+    the scenario choices master_weights ("fp32", "remainders", "none") and optimizer_moments
+    ("fp32", "bf16").  Sources: Megatron-LM docs distrib_optimizer.md (fp32 master + m + v =
+    12 B), Apex contrib DistributedFusedAdam (store_param_remainders: "store bits required to
+    reconstruct FP32 params"; dtype = optimizer-state dtype), Megatron-Core precision-aware
+    optimizer (exp_avg_dtype, exp_avg_sq_dtype), Rae et al. 2021 App. C (Gopher: bf16 parameters
+    and fp32 Adam state: 'occupy 2.5 TiB' for 280B = 2 + 8 B per parameter, gradients not counted).
+    Examples: bf16 weights (2 B), fp32/fp32: 12; remainders/fp32: 10; none/bf16: 4; fp32 weights: 8.
+    Units: bytes per parameter; codes are ints (may be arrays).
+    """
+    (w,) = _f(weight_bytes_per_param)
+    master = jnp.asarray(MASTER_WEIGHT_BYTES, w.dtype)[jnp.asarray(master_code, jnp.int32)]
+    moments = jnp.asarray(MOMENT_BYTES, w.dtype)[jnp.asarray(moments_code, jnp.int32)]
+    return jnp.where(w >= 4.0, 0.0, master) + moments
+
+
+def low_precision_activation_scale(element_bytes) -> Array:
+    """Stored activations with sub-16-bit GEMM inputs, relative to the 16-bit count (dimensionless).
+
+    Transformer Engine saves each linear layer's input for the weight-gradient GEMM in the
+    quantized format it already made for the forward GEMM (FP8: 1 B per element, MXFP8 the
+    column-wise copy only, + 1/32 B of scales not counted), while norms, activation functions
+    and the attention kernel keep their BF16 inputs/outputs.  In Korthikanti et al.'s 34·s·b·h
+    per-layer count (Table 2, 16-bit: QKV input 2, Q·K 4, V 2, projection input 2, dropout
+    mask 1, norm inputs 4, MLP input 2, activation input 8, down-projection input 8, mask 1,
+    bytes per s·b·h) the GEMM inputs QKV 2, MLP 2 and down 8 shrink to e/2 of their size, and the
+    projection keeps the attention output O (BF16, saved by the flash kernel) plus its own
+    e-byte copy::
+
+        scale = (34 - 12 + 6·e + e)/34 = (22 + 7·e)/34   for e < 2,   1 otherwise
+
+    e = bytes per element of the GEMM precision (fp8 1: 29/34 = 0.853; fp4 0.5: 0.75).  Applies to
+    the stored form without recomputation or with selective recomputation; full recomputation
+    keeps only each layer's BF16 input (scale 1).  Source: TransformerEngine pytorch
+    module/linear.py and layernorm_linear.py (1.x: saves the FP8 transpose `inputmat_t` when the
+    wgrad GEMM runs in FP8, the default; 2.x: the quantized input with
+    `update_usage(rowwise_usage=False, columnwise_usage=True)`, "discard row-wise data since it is not
+    needed in backward pass"), Korthikanti et al. 2022 (arXiv:2205.05198) §4.1.
+    """
+    (e,) = _f(element_bytes)
+    return jnp.where(e < 2.0, (22.0 + 7.0 * e) / 34.0, 1.0)
+
+
+def offload_resident_layers(layers, offload_layers, in_flight) -> Array:
+    """Layers' activations held in HBM when k layers of a pipeline stage are offloaded to host memory.
+
+    Megatron-Core cpu_offloading_num_layers = k (Transformer Engine's CPU-offload context,
+    activations only): the stored activations of the first k transformer layers are copied to
+    host memory on a side stream as soon as each layer's forward ends and copied back one layer
+    ahead of its backward; one offloaded layer is in transit at a time.  (Megatron-Core's
+    transformer_config.py refuses CPU offloading with pipeline parallelism or recomputation and
+    needs k < L; for pp > 1 this extends it per stage.)  With F
+    micro-batches in flight on the stage (walls.parallel.interleaved_activation_factor)::
+
+        resident = F·(L - k) + min(k, 1)        (k clipped to [0, L])
+
+    Units: layers (count, float), F (micro-batches).  Example: L = 80, k = 40, F = 1: 41.
+    Source: TransformerEngine pytorch/cpu_offload.py (get_cpu_offload_context,
+    AsyncDoubleBufferGroupOffloadHandler); Megatron-Bridge perf configs (Llama 3 70B on GB200:
+    cpu_offloading_num_layers = 40).
+    """
+    n, k, f = _f(layers, offload_layers, in_flight)
+    k = jnp.clip(k, 0.0, n)
+    return f * (n - k) + jnp.minimum(k, 1.0)
+
+
+def offload_exposed_s(bytes_one_way, host_bw_bytes_per_s, t_compute_s) -> Array:
+    """Step time the activation offload adds: what the host copies do not hide behind compute, s.
+
+    The device-to-host copies (bytes_one_way = every offloaded layer of every micro-batch of the
+    step) run during the forward passes and the host-to-device copies during the backward
+    passes, each on its own direction of the host link (β one way) and overlapped with the
+    compute of the same phase (forward ≈ 1/3, backward ≈ 2/3 of t_compute; Transformer Engine's
+    AsyncDoubleBufferGroupOffloadHandler: "D2h and h2d copying are completely hidden behind
+    computation if computation time of a layer is longer than host-device communication time",
+    its offload windows spread over the layers)::
+
+        X = bytes / β;   exposed = max(0, X - t/3) + max(0, X - 2·t/3)
+
+    Example: 182e9 B at 450e9 B/s (X = 0.404 s) behind t = 4 s: 0; behind t = 0.6 s: 0.2044 + 0.0044 = 0.209 s.
+    Units: bytes (B), B/s, s.  β = 0 (no host link in the catalog) is treated as 1 B/s.
+    """
+    x, bw, t = _f(bytes_one_way, host_bw_bytes_per_s, t_compute_s)
+    one_way = x / floor_pos(bw, 1.0)
+    return jnp.maximum(one_way - t / 3.0, 0.0) + jnp.maximum(one_way - 2.0 * t / 3.0, 0.0)
+
+
 __all__ = [
     "ACTIVATION_SCALE",
     "GRAD_BYTES",
+    "MASTER_WEIGHT_BYTES",
+    "MOMENT_BYTES",
     "OPTIMIZER_BYTES",
     "PARAM_GATHER_BYTES",
     "WEIGHT_BYTES",
@@ -228,8 +334,12 @@ __all__ = [
     "exposed",
     "hierarchical_reduce_scatter",
     "interleaved_activation_factor",
+    "low_precision_activation_scale",
     "low_precision_cast_bytes",
+    "offload_exposed_s",
+    "offload_resident_layers",
     "op_sac_activation_elements",
     "op_sac_recompute_fraction",
+    "optimizer_state_bytes",
     "reduce_scatter",
 ]
