@@ -136,6 +136,51 @@ def test_documented_overlap_rows(published):
         assert "overlap" in data["sources"][key]["comm_overlap"]
 
 
+def test_internevo_reduces_bf16_gradients(published):
+    """InternEvo's HybridZeroOptimizer all-reduces the bf16 parameters' gradients in their own dtype
+    (internlm/solver/optimizer/utils.py reduce_tensor at 34fc28d: 'use the original dtype') and casts
+    them to the fp32 shard afterwards, so every InternEvo row maps to main_grads = bf16 (2 B per
+    parameter on the wire), and the DP collective of those rows moves half the bytes of fp32 ones:
+    with latency 0 the data-parallel time is exactly half."""
+    from mlsys_opt.walls import parallel
+    rows = [r for r in published if r.source_key == "internevo_2024"]
+    assert len(rows) == 38
+    for r in rows:
+        assert r.setup["grad_reduce_in_fp32"] is False
+        assert S.to_settings("training", r.setup).settings["main_grads"] == "bf16"
+        assert "reduce_tensor" in r.assumptions and "34fc28d" in r.assumptions
+    p = 7.321e9          # InternLM-7B parameters; 1024 GPUs = 128 nodes of 8, ZeRO-1 over dp
+    kw = dict(dp=1024.0, shard=1024.0, zero_stage=1.0, dp_local=8.0, bw_intra=240e9, alpha_intra=0.0,
+              bw_inter=6.25e9, alpha_inter=0.0)
+    f_bf16, _ = parallel.data_parallel_times(2.0 * p, 2.0 * p, **kw)
+    f_fp32, _ = parallel.data_parallel_times(4.0 * p, 2.0 * p, **kw)
+    g_only = parallel.data_parallel_times(4.0 * p, 0.0, **kw)[0] - parallel.data_parallel_times(2.0 * p, 0.0, **kw)[0]
+    np.testing.assert_allclose(float(f_fp32 - f_bf16), float(g_only), rtol=1e-9)
+    np.testing.assert_allclose(float(parallel.data_parallel_times(2.0 * p, 0.0, **kw)[0]),
+                               0.5 * float(parallel.data_parallel_times(4.0 * p, 0.0, **kw)[0]), rtol=1e-9)
+
+
+def test_torchtitan_pipeline_rows_use_the_framework_defaults(published):
+    """torchtitan's 405B pipeline rows (Dec 2024 page, commit 9dec370) print neither the number of
+    micro-batches nor the stages per rank, so they take torchtitan's defaults at that commit:
+    microbatches = pp (pipeline_llama.py), so b = local batch / pp (Table 5: 32/8 = 4; Table 6:
+    8/8 = 1), and 2 stages per rank for the interleaved (PipelineScheduleMulti) schedule, 1 for
+    1F1B (pipelining_utils.generate_split_points)."""
+    rows = {r.id: r for r in published if r.id.startswith(("titan24_t5_405b", "titan24_t6_405b"))}
+    assert len(rows) == 6
+    for rid, r in rows.items():
+        local = 32 if rid.startswith("titan24_t5") else 8
+        pp, dp = int(r.setup["pp"]), int(r.setup["dp"])
+        assert r.setup["global_batch"] == local * dp
+        assert r.setup["micro_batch_size"] == local // pp
+        settings = S.to_settings("training", r.setup).settings
+        assert int(settings["micro_batch_size"]) == local // pp
+        assert "9dec370" in r.assumptions and "parallel_dims.pp" in r.assumptions
+    assert rows["titan24_t5_405b_n512_interleaved"].setup["virtual_stages"] == 2
+    assert rows["titan24_t5_405b_n512_1f1b"].setup["virtual_stages"] == 1
+    assert S.to_settings("training", rows["titan24_t5_405b_n512_interleaved"].setup).settings["virtual_stages"] == 2
+
+
 def test_pending_parameters_are_flagged_until_the_schema_has_them(monkeypatch):
     """A setup key whose parameter the scenario lacks is pending (and flagged when it changes the
     physics); once the schema has it, the same row maps it with no change to the table."""

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 
 from mlsys_opt import scenarios as S
-from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
+from mlsys_opt._types import PRECISIONS
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import schema
 from mlsys_opt.walls import parallel
+from test_training_physics import cfg as physics_cfg
 
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
@@ -32,19 +33,12 @@ def idx(kind, name):
 
 
 def cfg(**kw):
-    """One Llama-3-8B GPU (tp = pp = 1, no DP): step = compute time, memory = states + activations + logits."""
-    d = dict(hardware=idx("accelerators", "h100_sxm"), model=idx("models", "llama3_8b"),
-             region=idx("regions", "us_avg"), fabric=idx("fabrics", "ib_ndr"), precision=FP16, tp=1, pp=1,
-             efficiency=0.5, pricing=0, depreciation=3 * SECONDS_PER_YEAR, maintenance_frac_per_year=0.05,
-             n_tokens=1e9, n_accelerators=1, ep=1, microbatches=0, virtual_stages=1, global_batch=8,
-             seq_len=4096, recompute=SELECTIVE, zero_stage=0, overlap=1.0, checkpoint_interval=0.0,
-             checkpoint_bw=100e9, recovery=600.0, attention=0, cp=1, sequence_parallel=0, shard_group=0,
-             micro_batch_size=1, tp_overlap=0.0, ep_overlap=0.0, cp_overlap=1.0, stage_balance=0,
-             moe_capacity_factor=0.0, moe_imbalance=1.0, straggler_factor=1.0, failure_rate_per_gpu_hour=0.0,
-             kernels=0, main_grads=0, master_weights=0, optimizer_moments=0, offload_layers=0,
-             ep_dispatcher=0, moe_node_limit=0)
-    d.update(kw)
-    return d
+    """One Llama-3-8B GPU (tp = pp = 1, no DP): step = compute time, memory = states + activations + logits.
+
+    Every other parameter as in test_training_physics.cfg (one list of the scenario's parameters)."""
+    return physics_cfg(**{**dict(model=idx("models", "llama3_8b"), tp=1, pp=1, n_tokens=1e9, n_accelerators=1,
+                                 global_batch=8, seq_len=4096, recompute=SELECTIVE, zero_stage=0,
+                                 micro_batch_size=1), **kw})
 
 
 def run(rows):
