@@ -110,7 +110,15 @@ def main(argv=None) -> None:
     if args._run:
         print(json.dumps(run(args._run[0], args._run[1], args.scenario, args.chunk, args.compression)))
         return
-    folder = args.dir or tempfile.mkdtemp(prefix="table_bench_")
+    if args.dir:
+        bench(args, args.dir)
+    else:                       # a temp folder holds ~0.7 GB per 10^7 rows: removed after the run
+        with tempfile.TemporaryDirectory(prefix="table_bench_") as folder:
+            bench(args, folder)
+
+
+def bench(args, folder: str) -> None:
+    """Build the input table in `folder` (unless it is there), evaluate it in a fresh process, print the figures."""
     rows = int(args.rows)
     mb = args.microbatches and args.scenario == "training"
     src = os.path.join(folder, f"{args.scenario}{'_mb' if mb else ''}_{rows}.parquet")

@@ -186,7 +186,10 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     s = tparts.setup(p, c, eff, vocab)
     if auto_micro_batch:
         cands = jnp.asarray(tparts.MICRO_BATCH_CANDIDATES, c.peak.dtype)
-        lane = _pick(jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc))(cands))
+        lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc))(cands)
+        # the candidates' step times computed once: without the hint XLA's CPU fusion recomputes the whole
+        # step-time chain inside _pick's argmin reduce (not vectorised) and again for the take (values equal)
+        lane = _pick(lanes._replace(step=materialized(lanes.step, p.hardware)))
     else:
         lane = _lane(p, c, eff, s, shape, jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype))
 
