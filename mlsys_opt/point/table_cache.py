@@ -25,8 +25,6 @@ function is used as it is.  Loaded executables are kept per process (``_LOADED``
 """
 from __future__ import annotations
 
-import pickle
-import time
 from typing import Any
 
 import jax
@@ -40,13 +38,8 @@ STATS = {"loaded": 0, "compiled": 0, "reused": 0}     # what load_or_compile did
 
 
 def usable(scenario: str) -> bool:
-    """Whether a table of `scenario` may use the cache now (see the module docstring)."""
-    from .. import scenarios
-    if jax.process_count() > 1 or jax.config.jax_disable_jit:
-        return False
-    if scenarios.SCENARIO_FNS[scenario] is not getattr(scenarios, scenario, None):
-        return False
-    return executables.cache_dir() is not None
+    """Whether a table of `scenario` may use the cache now (``executables.folder_for``)."""
+    return executables.folder_for(scenario) is not None
 
 
 def _signature(args) -> dict:
@@ -65,13 +58,9 @@ def load_or_compile(jitted, args: tuple, program: dict, devices: tuple) -> tuple
     if cache.key in _LOADED:
         STATS["reused"] += 1
         return _LOADED[cache.key], "reused"
-    from jax.experimental import serialize_executable as se
-    payload = getattr(cache, "_payload", None)
-    if payload is not None:
+    if cache.has_entry:
         try:
-            blob, in_tree, out_tree = pickle.loads(payload)
-            exe = se.deserialize_and_load(blob, in_tree, out_tree, backend=devices[0].client,
-                                          execution_devices=list(devices))
+            exe = cache.load()
             _LOADED[cache.key] = exe
             STATS["loaded"] += 1
             return exe, "loaded"
@@ -80,15 +69,8 @@ def load_or_compile(jitted, args: tuple, program: dict, devices: tuple) -> tuple
     exe = executables._compile_bypassing_jax_cache(jitted.lower(*args))
     _LOADED[cache.key] = exe
     STATS["compiled"] += 1
-    try:
-        blob = pickle.dumps(se.serialize(exe), protocol=pickle.HIGHEST_PROTOCOL)
-        executables.write_entry(cache.path, {"parts": cache.parts, "config": None,
-                                             "created": time.strftime("%Y-%m-%dT%H:%M:%S")}, blob)
-        from .._cache import prune
-        prune(folder, "*.step", KEEP)
-        return exe, "compiled and stored"
-    except Exception as exc:          # noqa: BLE001 - the run goes on with the compiled function
-        return exe, f"compiled (not stored: {type(exc).__name__}: {str(exc)[:80]})"
+    failed = cache.store(exe, None)
+    return exe, "compiled and stored" if failed is None else f"compiled (not stored: {failed})"
 
 
 __all__ = ["STATS", "load_or_compile", "usable"]

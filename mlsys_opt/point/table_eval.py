@@ -343,15 +343,14 @@ def row_feasibility(F, G, n: int):
     constraint, whatever the constraints say (a -inf margin does not make a row feasible); else
     the most violated constraint (the first on ties), which ``binding`` gives for every row.
     """
-    from ..sweeps.step import most_violated
+    from ..sweeps.step import all_finite, most_violated
     n_c = len(G)
-    binding = most_violated(G)[1] if n_c else jnp.zeros((n,), jnp.int32)
-    finite = jnp.ones((n,), bool)
-    for x in (*F, *G):
-        finite = finite & jnp.isfinite(x)
-    feasible = finite
-    for g in G:
-        feasible = feasible & (g <= 0)
+    finite = all_finite(F, G, jnp.ones((n,), bool))
+    if n_c:
+        worst, binding = most_violated(G)
+        feasible = finite & (worst <= 0)          # with finite G: every g <= 0
+    else:
+        binding, feasible = jnp.zeros((n,), jnp.int32), finite
     reason = jnp.where(feasible, -1, jnp.where(finite, binding, n_c)).astype(jnp.int32)
     return feasible, reason, binding
 

@@ -377,14 +377,9 @@ def _step_cache(space: Space, eff, dtype, given_tables, names, devices, counts: 
     """The compiled-step cache of this sweep (``sweeps.executables``), or None when it is off (no folder,
     several processes, jit disabled).  Its key: the code and JAX (there), and here everything of the
     problem that is baked into the program."""
-    from .. import scenarios
     from . import executables
-    folder = executables.cache_dir()
-    if folder is None or jax.process_count() > 1 or jax.config.jax_disable_jit:
-        return None
-    # the key hashes the package's source: a scenario function put into SCENARIO_FNS at run time (a
-    # test's deliberately broken one, a user's own) is not in it, so such a sweep compiles, uncached
-    if SCENARIO_FNS[space.scenario] is not getattr(scenarios, space.scenario, None):
+    folder = executables.folder_for(space.scenario)     # None: off, several processes, no jit, a foreign scenario
+    if folder is None:
         return None
     program = {"scenario": space.scenario, "axes": [(a.name, a.kind, a.values) for a in space.axes],
                "constants": space.constants, "kinds": {k: p.kind for k, p in space.params.items()},

@@ -66,6 +66,22 @@ def cache_dir() -> Path | None:
     return Path(base) / "mlsys_opt_steps"
 
 
+def folder_for(scenario: str) -> Path | None:
+    """The cache folder a compile of `scenario` may use now, or None: the cache is off, several
+    processes run (a jax.distributed run compiles), jit is disabled, or the scenario function is not
+    the package's own (a function put into ``SCENARIO_FNS`` at run time -- a test's deliberately broken
+    one, a user's own -- is not in the key's source hash)."""
+    import jax
+
+    from .. import scenarios
+    folder = cache_dir()
+    if folder is None or jax.process_count() > 1 or jax.config.jax_disable_jit:
+        return None
+    if scenarios.SCENARIO_FNS[scenario] is not getattr(scenarios, scenario, None):
+        return None
+    return folder
+
+
 def exact(x: Any) -> Any:
     """JSON-able, exact form of key parts: floats as hex, arrays by dtype, shape and SHA-256 of the bytes."""
     if isinstance(x, (bool, np.bool_)):
@@ -160,6 +176,32 @@ class StepCache:
             self._header = None
             return None
 
+    # ------------------------------------------------------------------ one executable
+    @property
+    def has_entry(self) -> bool:
+        """Whether a valid entry for these key parts was read (its config is the caller's to check)."""
+        return self._payload is not None
+
+    def load(self):
+        """The entry's executable, loaded onto the cache's devices (raises when it cannot be loaded)."""
+        from jax.experimental import serialize_executable as se
+        payload, in_tree, out_tree = pickle.loads(self._payload)
+        return se.deserialize_and_load(payload, in_tree, out_tree, backend=self.devices[0].client,
+                                       execution_devices=list(self.devices))
+
+    def store(self, compiled, config: dict | None) -> str | None:
+        """Serialize `compiled` into this key's entry (with `config` in its header) and prune the folder;
+        None when stored, else why not (the caller goes on with `compiled`)."""
+        try:
+            from jax.experimental import serialize_executable as se
+            payload = pickle.dumps(se.serialize(compiled), protocol=pickle.HIGHEST_PROTOCOL)
+            header = {"parts": self.parts, "config": config, "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
+            write_entry(self.path, header, payload)
+            prune(self.folder, "*.step", KEEP)
+            return None
+        except Exception as exc:            # noqa: BLE001 - a failed store never stops the run
+            return f"{type(exc).__name__}: {str(exc)[:80]}"
+
     # ------------------------------------------------------------------ the step
     def step(self, cfg, build):
         """(step, replicated sharding): the stored executable when the entry matches `cfg`, else
@@ -171,10 +213,7 @@ class StepCache:
         if self._header is not None and self._header.get("config") == exact(cfg._asdict()):
             t0 = time.perf_counter()
             try:
-                from jax.experimental import serialize_executable as se
-                payload, in_tree, out_tree = pickle.loads(self._payload)
-                compiled = se.deserialize_and_load(payload, in_tree, out_tree, backend=self.devices[0].client,
-                                                   execution_devices=list(self.devices))
+                compiled = self.load()
                 self.status = "loaded"
                 self.load_s += time.perf_counter() - t0
                 return compiled, NamedSharding(Mesh(np.array(self.devices), (AXIS,)), P())
@@ -197,17 +236,11 @@ class StepCache:
                                       args)
         compiled = _compile_bypassing_jax_cache(step.lower(*spec))
         self.compile_s = time.perf_counter() - t0
-        try:
-            from jax.experimental import serialize_executable as se
-            payload = pickle.dumps(se.serialize(compiled), protocol=pickle.HIGHEST_PROTOCOL)
-            header = {"parts": self.parts, "config": exact(cfg._asdict()),
-                      "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
-            write_entry(self.path, header, payload)
-            prune(self.folder, "*.step", KEEP)
-            if not self.status.startswith("rebuilt"):
-                self.status = "compiled and stored"
-        except Exception as exc:            # noqa: BLE001 - the sweep goes on with the compiled step
-            self.status = f"compiled (not stored: {type(exc).__name__}: {str(exc)[:80]})"
+        failed = self.store(compiled, exact(cfg._asdict()))
+        if failed is not None:
+            self.status = f"compiled (not stored: {failed})"
+        elif not self.status.startswith("rebuilt"):
+            self.status = "compiled and stored"
         return compiled, rep
 
 
@@ -238,4 +271,4 @@ def write_entry(path: Path, header: dict, payload: bytes) -> None:
     write_atomically(Path(path), MAGIC + hashlib.sha256(rest).hexdigest().encode() + rest)
 
 
-__all__ = ["ENV", "StepCache", "cache_dir", "exact", "source_hash", "write_entry"]
+__all__ = ["ENV", "StepCache", "cache_dir", "exact", "folder_for", "source_hash", "write_entry"]

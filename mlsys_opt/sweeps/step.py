@@ -77,6 +77,14 @@ def most_violated(G):
     return worst, reason
 
 
+def all_finite(F, G, like):
+    """bool like `like`: True where every objective in F and constraint in G (vectors [L]) is finite."""
+    finite = jnp.ones_like(like, bool)
+    for x in (*F, *G):
+        finite = finite & jnp.isfinite(x)
+    return finite
+
+
 def feasibility(F, G, in_range, *, scatter: bool = True):
     """Feasible lanes and why the others are not.
 
@@ -95,9 +103,7 @@ def feasibility(F, G, in_range, *, scatter: bool = True):
       in-range lanes with a NaN or infinite objective or constraint.
       In range = feasible + sum(reasons).
     """
-    finite = jnp.ones_like(in_range)
-    for x in (*F, *G):
-        finite = finite & jnp.isfinite(x)
+    finite = all_finite(F, G, in_range)
     ok = in_range & finite
     n_constr = len(G)
     if not n_constr:
