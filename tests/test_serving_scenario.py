@@ -1,7 +1,6 @@
 """The serving scenario as deployed today (issue 13): techniques, percentiles, zero load,
 hand-computed references, gradients vs finite differences, finiteness, bad input (batched ==
 scalar and float32 finiteness with every new parameter: tests/test_scenarios.py).  One jitted scenario for the module; cases are batched into few calls."""
-import math
 
 import jax
 import jax.numpy as jnp
@@ -14,7 +13,6 @@ from mlsys_opt.catalog import load_catalog
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.scenarios import schema
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
-from mlsys_opt.walls import serving as sw
 from mlsys_opt.walls._masked import UNBOUNDED
 
 CAT = load_catalog()
