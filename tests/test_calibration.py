@@ -168,9 +168,11 @@ def test_calibration_lowers_the_loss(fitted):
     # All four candidates: a lower in-sample loss than compute_eff_scale alone.  (It used to
     # halve the loss; since the serving model adds the KV read to the decode GEMMs and runs
     # prefill at the training GEMM level, the defaults start 2.5x lower, 0.0044 against
-    # 0.0112, and the four-parameter fit ends at 0.0031.)
+    # 0.0112, and the four-parameter fit ends at 0.0031.  Stop 16: the fit rows' physics (InternEvo
+    # broadcasts, NVLink ring rates, setups read from the runs' code) brings the defaults to 0.0062,
+    # and the four-parameter fit ends at 0.0053, compute_eff_scale alone at 0.0062.)
     every = C.calibrate(steps=STEPS, fit=C.FIT_PARAMS)
-    assert every.fitted == C.FIT_PARAMS and every.loss_after < 0.75 * every.loss_before
+    assert every.fitted == C.FIT_PARAMS and every.loss_after < 0.9 * every.loss_before
     assert every.loss_after < fitted.loss_after
 
 

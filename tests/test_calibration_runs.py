@@ -122,16 +122,19 @@ def test_training_mapping_table():
 def test_documented_overlap_rows(published):
     """Only sources that document their overlap settings carry them (training_runs.json sources.*.comm_overlap):
     MaxText's LIBTPU_INIT_ARGS (async collectives) -> DP overlap; the Megatron-LM README -> DP and TP overlap;
-    Megatron-Bridge's recipes at the rows' commit -> DP overlap, and TP overlap for the Llama rows (TP > 1)."""
+    Megatron-Bridge's recipes at the rows' commit -> DP overlap, and TP overlap for the Llama rows (TP > 1);
+    the NeMo-Framework-Launcher 24.07 configs -> DP overlap, and TP overlap where ub_tp_comm_overlap is on."""
     data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
-    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604"}
+    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407"}
     assert {r.source_key for r in rows} == documented
     assert all(r.setup["dp_overlap"] == 1.0 for r in rows)
     tp_rows = {r.id for r in rows if r.setup.get("tp_overlap") == 1.0}
-    assert tp_rows == {r.id for r in rows if r.source_key == "megatron_core_2024"
+    nemo_tp = {"nemo2407_gpt3_20b_n64", "nemo2407_llama2_70b_n64", "nemo2407_llama3_70b_n64",
+               "nemo2407_nemotron_8b_n64", "nemo2407_nemotron_22b_n64"}
+    assert tp_rows == {r.id for r in rows if r.source_key == "megatron_core_2024" or r.id in nemo_tp
                        or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)}
-    assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key == "megatron_bridge_2604")
+    assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key != "megatron_core_2024")
     for key in documented:
         assert "overlap" in data["sources"][key]["comm_overlap"]
 

@@ -93,7 +93,9 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  kernels=rng.integers(0, 4, n), main_grads=rng.integers(0, 2, n),
                  master_weights=rng.integers(0, 3, n), optimizer_moments=rng.integers(0, 2, n),
                  offload_layers=rng.integers(0, 3, n), ep_dispatcher=rng.integers(0, 2, n),
-                 moe_node_limit=rng.integers(0, 9, n))
+                 moe_node_limit=rng.integers(0, 9, n), cp_comm_type=rng.integers(0, 2, n),
+                 kv_repeat=rng.integers(0, 2, n), param_sync=rng.integers(0, 2, n),
+                 parallel_block=rng.integers(0, 2, n), fp8_scaling=rng.integers(0, 2, n))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:
         v.update(request_rate=np.where(rng.uniform(size=n) < 0.05, 0.0, logu(rng, 1e-3, 1e6, n)),

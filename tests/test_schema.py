@@ -1,4 +1,5 @@
 """The scenario NamedTuples and schema.py name exactly the same things, both ways."""
+import numpy as np
 import pytest
 
 from mlsys_opt import scenarios
@@ -59,9 +60,15 @@ def test_params_from_dict_round_trip_and_errors():
     assert isinstance(p, scenarios.TrainingParams)
     assert str(p.hardware.dtype) == "int32" and p.tp.dtype.kind == "f"
     bad = dict(values)
-    bad.pop("tp")
-    with pytest.raises(MlsysOptError, match="tp"):
+    bad.pop("hardware")                 # a catalog parameter has no plain default: required
+    with pytest.raises(MlsysOptError, match="missing hardware"):
         scenarios.params_from_dict("training", bad)
+    # a parameter with a plain default (int, unit-less float, choice) takes it, broadcast to the batch
+    batch = {k: np.ones(3) for k in schema.TRAINING_PARAMS if k not in ("tp", "attention")}
+    q = scenarios.params_from_dict("training", batch)
+    assert q.tp.shape == (3,) and np.all(np.asarray(q.tp) == schema.TRAINING_PARAMS["tp"].default)
+    assert np.all(np.asarray(q.attention) == schema.TRAINING_PARAMS["attention"].choices.index(
+        schema.TRAINING_PARAMS["attention"].default)) and q.attention.dtype == np.int32
     with pytest.raises(MlsysOptError, match="did you mean"):
         scenarios.params_from_dict("training", {**values, "tpp": 2})
     with pytest.raises(MlsysOptError, match="scenario"):

@@ -26,7 +26,9 @@ H = 1e-6
 RTOL = 1e-6
 # inputs of each kind (table field, region, float parameter, efficiency leaf) for the sparse-kernel check
 SPARSE_CHECK = ("hardware.mem_bw_bytes_per_s", "region.carbon_gco2e_per_kwh", "prompt_cv", "eff.dispatch_s_per_layer")
-ATOL = 1e-9
+# central differences at H = 1e-6 carry ~1e-9 of rounding noise on long chains (energy_j wrt
+# fabric.latency_s: AD 2.926306e-5; FD 2.926199e-5 at H = 1e-6, 2.926306e-5 at H = 1e-4)
+ATOL = 1e-8
 
 TRAINING = {"hardware": "h100_sxm", "model": "llama3_70b", "n_accelerators": 2048, "tp": 8, "pp": 4,
             "microbatches": 16, "global_batch": 2048, "n_tokens": "1.24e12 token", "zero_stage": 1,

@@ -215,15 +215,17 @@ def test_scenario_ep_term_matches_the_walls_and_the_framework_settings_order():
     calls = 128 * 61 / 8 * 4
 
     def one(dedup):
-        return float(moe.expert_dispatch(B_TOK, 8.0, 32.0, 8.0, c.bw_up, c.alpha_up, c.bw_out, c.alpha_out,
+        return float(moe.expert_dispatch(B_TOK, 8.0, 32.0, 8.0, c.bw_up_ring, c.alpha_up, c.bw_out, c.alpha_out,
                                          dedup=dedup))
     t_a2a, t_deepep = calls * one(0.0), calls * one(1.0)
     assert t_a2a / t_deepep == pytest.approx(6.0 / (3 * hit(4)), rel=0.02)     # NIC-bound both ways
-    assert step[0] - step[1] == pytest.approx(t_a2a - t_deepep, rel=1e-9)      # nothing hidden: whole EP term
+    # nothing hidden: the whole EP term, also in each of the (pp - 1)/(v·M) bubble slots (pp 8, v 2, M 128)
+    bubble = 1.0 + 7.0 / (2.0 * 128.0)
+    assert step[0] - step[1] == pytest.approx((t_a2a - t_deepep) * bubble, rel=1e-9)
     # ep_overlap = 1: exposed = (1 - o)·t + max(f·o·t, o·t - W) with o = partner share, W = compute × it
     partner = 1 - 22 / 256
-    t_rest = step[1] - t_deepep                                                # compute, bubble, PP, DP
-    hidden = step[1] - step[2]
+    t_rest = step[1] - t_deepep * bubble                                       # compute, bubble, PP, DP
+    hidden = (step[1] - step[2]) / bubble
     assert 0 < hidden < t_deepep
     exposed = t_deepep - hidden
     assert exposed >= (1 - partner) * t_deepep + moe.EP_COMM_SM_FRAC * partner * t_deepep - 1e-9

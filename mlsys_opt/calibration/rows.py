@@ -174,7 +174,8 @@ def _megatron_settings(row: Measurement, cfg: dict) -> tuple[dict, dict]:
                 "pp": pp, "global_batch": batch, "seq_len": int(m["seq_len"]),
                 "microbatches": batch // (dp * int(cfg.get("micro_batch", 1))), "virtual_stages": v,
                 "recompute": "full" if full else "selective",
-                **{k: cfg[k] for k in ("fabric", "zero_stage", "overlap", "precision", "efficiency") if k in cfg}}
+                **{k: cfg[k] for k in ("fabric", "zero_stage", "overlap", "precision", "efficiency", "attention",
+                                       "sequence_parallel") if k in cfg}}
     return settings, {"models": {name: model}}
 
 

@@ -171,8 +171,25 @@ TRAINING_MAP: dict[str, Rule] = {
                           "alltoall | deepep (Megatron-Core moe_token_dispatcher_type / flex backend)"),
     "ep_overlap": Rule(("ep_overlap",), lambda v, s: {"ep_overlap": float(v)},
                        "Megatron-Core overlap_moe_expert_parallel_comm -> 1"),
+    "cp_overlap": Rule(("cp_overlap",), lambda v, s: {"cp_overlap": float(v)},
+                       "fraction of the CP K,V exchange hidden behind attention, as the run's code shows it "
+                       "(PyTorch CP traced by torch.compile: 0, its collectives are waited at once)"),
+    "cp_comm_type": Rule(("cp_comm_type",), _same("cp_comm_type"),
+                         "p2p | all_gather (PyTorch context_parallel rotate method; torchtitan default allgather)"),
+    "kv_repeat": Rule(("kv_repeat",), _bool_choice("kv_repeat"),
+                      "true: K,V repeated to the query heads before SDPA (torchtitan Llama repeat_kv)"),
     "moe_node_limit": Rule(("moe_node_limit",), _int("moe_node_limit"),
                            "nodes a token's experts may span (DeepSeek-V3 node-limited routing)"),
+    "parallel_block": Rule(("parallel_block",), _bool_choice("parallel_block"),
+                           "true: attention and MLP in parallel on one LayerNorm (PaLM §2, MaxText DecoderLayer)"),
+    "fp8_scaling": Rule(("fp8_scaling",), _same("fp8_scaling"),
+                        "delayed | dynamic: dynamic tensorwise scaling reads each cast operand once more for "
+                        "its amax (torchao float8, torchtitan's float8 default)"),
+    "zero1_group": Rule(("param_sync", "shard_group"),
+                        lambda v, s: {"param_sync": "broadcast", "shard_group": max(0, int(v))},
+                        "InternEvo zero1 size -> param_sync = broadcast (HybridZeroOptimizer: gradients "
+                        "all-reduced over dp, one broadcast per owning rank over the ZeRO-1 group) and "
+                        "shard_group = the size (<= 0: the whole data-parallel group, 0)"),
 }
 
 SERVING_MAP: dict[str, Rule] = {
@@ -208,8 +225,6 @@ CONTEXT_KEYS = {
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
     "chunked_prefill": "see chunk_size", "name": "context",
     "attention_flop_count": "decides the compared quantity (runs.attention_count_ratio)",
-    "zero1_group": "InternEvo ZeRO-1 group size (mapped to shard_group it moved its own rows the wrong "
-                   "way; docs/benchmarks.md stop 15)",
     "pack_sample_into_one": "InternEvo sample packing (context)",
 }
 

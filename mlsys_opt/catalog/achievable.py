@@ -25,10 +25,14 @@ accelerators
   ``scaleup_busbw_msg_bytes`` + ``scaleup_busbw_frac`` (nccl-tests all-reduce bus
   bandwidth / ``scaleup_bw`` per message size), ``scaleup_busbw_gpus``,
   ``scaleup_busbw_frac_large``, ``scaleup_allreduce_step_latency`` (α per ring step);
+  ``scaleup_busbw_frac_ring_large`` (NVLink SHARP parts: the ring all-reduce fraction with
+  NCCL_NVLS_ENABLE=0, the rate of the collectives NVLS does not reduce in-switch; default:
+  ``scaleup_busbw_frac_large``);
   ``hbm_`` / ``gemm_`` / ``attention_`` / ``scaleup_comm_`` + ``provenance`` / ``source``.
 fabrics
   ``busbw_msg_bytes`` + ``busbw_curve``, ``busbw_gpus``, ``busbw_frac_large``,
-  ``allreduce_step_latency``, ``busbw_provenance``, ``busbw_source``.
+  ``busbw_frac_ring_large`` (NVLS fabrics: the ring figure), ``allreduce_step_latency``,
+  ``busbw_provenance``, ``busbw_source``.
 
 Fallback rule (the same for built-in and user entries), per quantity:
 measured on the part > copied from a family member (provenance ``family:<slug>``,
@@ -127,6 +131,7 @@ def schema_fields(kind: str) -> list[tuple]:
     if kind == "fabrics":
         return [opt("busbw_msg_bytes", rule="pos"), opt("busbw_curve", rule="pos"),
                 opt("busbw_frac_large", "float", "pos"), opt("busbw_gpus", "int", "pos"),
+                opt("busbw_frac_ring_large", "float", "pos"),
                 opt("allreduce_step_latency", "qty", "pos", "allreduce_step_latency_s", "time"),
                 opt("busbw_provenance", "str", ""), opt("busbw_source", "str", "")]
     if kind != "accelerators":
@@ -136,6 +141,7 @@ def schema_fields(kind: str) -> list[tuple]:
             + [opt("attention_seqlens", rule="pos"), opt("attention_fwdbwd_eff"), opt("attention_fwd_eff"),
                opt("scaleup_busbw_msg_bytes", rule="pos"), opt("scaleup_busbw_frac", rule="pos"),
                opt("scaleup_busbw_frac_large", "float", "pos"), opt("scaleup_busbw_gpus", "int", "pos"),
+               opt("scaleup_busbw_frac_ring_large", "float", "pos"),
                opt("scaleup_allreduce_step_latency", "qty", "pos", "scaleup_allreduce_step_latency_s", "time")]
             + [opt(f"{g}_{w}", "str", "") for g in GROUPS["accelerators"] for w in ("provenance", "source")])
 
@@ -206,7 +212,8 @@ def _accelerator(name: str, e: Mapping[str, Any], data: Mapping[str, Any]) -> di
             fab = _fabric(slug, src)
             for a, b in (("busbw_msg_bytes", "scaleup_busbw_msg_bytes"), ("busbw_curve", "scaleup_busbw_frac"),
                          ("busbw_gpus", "scaleup_busbw_gpus"), ("busbw_frac_large", "scaleup_busbw_frac_large"),
-                         ("allreduce_step_latency", "scaleup_allreduce_step_latency")):
+                         ("allreduce_step_latency", "scaleup_allreduce_step_latency"),
+                         ("busbw_frac_ring_large", "scaleup_busbw_frac_ring_large")):
                 if a in fab:
                     out[b] = fab[a]
             out["scaleup_comm_source"] = f"fabrics.{slug}: {fab['busbw_source']}"
@@ -226,6 +233,8 @@ def _fabric(name: str, e: Mapping[str, Any]) -> dict[str, Any]:
         out.update(busbw_msg_bytes=e["msg_bytes"], busbw_curve=e["busbw_frac"], busbw_gpus=int(e["n_gpus"]))
     if "busbw_frac_large" in e:
         out["busbw_frac_large"] = e["busbw_frac_large"]
+    if "busbw_frac_ring_large" in e:        # NVLink SHARP parts: the ring (NCCL_NVLS_ENABLE=0) figure
+        out["busbw_frac_ring_large"] = e["busbw_frac_ring_large"]
     if "busbw_curve" not in out and "latency_s" in e and "n_gpus" in e:
         # tpu_ici: an all-gather over n chips, n - 1 steps: α per step = time / (n - 1).
         out["allreduce_step_latency"] = f"{e['latency_s'] / (int(e['n_gpus']) - 1)} s"
@@ -382,6 +391,11 @@ def resolve(kind: str, row: dict[str, Any], ctx: str) -> None:
         row["attention_fwdbwd_eff_8k"] = float(fb[ATTENTION_SEQLENS.index(8192.0)])
         _collective(row, ctx, "scaleup_", row["scaleup_bw_bytes_per_s"], "scaleup_comm",
                     "global scaleup_comm_eff / scaleup_latency_s")
+        # Collectives NVLink SHARP does not accelerate (all-gather, reduce-scatter, all-to-all, send/recv:
+        # NCCL runs them over the links) get the ring all-reduce fraction; where the part has no separate
+        # ring figure its curve is a ring curve already (0 = same as scaleup_busbw_frac_large).
+        ring = row.get("scaleup_busbw_frac_ring_large")
+        row["ach_scaleup_busbw_frac_ring"] = float(ring) if ring else row["scaleup_busbw_frac_large"]
     elif kind == "fabrics":
         _collective(row, ctx, "", row["bw_bytes_per_s"], "busbw", "global scaleout_comm_eff, catalog latency",
                     latency_s=row["latency_s"])

@@ -38,6 +38,8 @@ class AcceleratorTable(NamedTuple):
     scaleup_busbw_curve: Array    # [n_hw, 25] busbw / scaleup_bw at achievable.MSG_BYTES (0 = no data)
     scaleup_has_busbw: Array      # [n_hw] bool: scaleup_busbw_frac is data (else the global factor)
     scaleup_has_latency: Array    # [n_hw] bool: scaleup_step_latency_s is data (else the global α)
+    scaleup_busbw_frac_ring: Array  # [n_hw] large-message RING busbw / scaleup_bw (NVLS off; = scaleup_busbw_frac
+    #                                 where the part has no NVLink SHARP figure; 0 = no data)
 
 
 class ModelTable(NamedTuple):

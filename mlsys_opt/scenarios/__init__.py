@@ -56,7 +56,9 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
 
     Catalog and choice parameters become int32 arrays; float arrays keep their dtype
     (a float32 sweep stays float32), other numbers become default-float arrays.
-    Every schema key must be present; unknown or missing keys raise MlsysOptError.
+    A missing parameter takes its schema default when that is a plain number (a choice's code, an
+    int or a unit-less float, broadcast to the given arrays' shape); catalog parameters and
+    defaults with units ("3 year") must be given.  Unknown or missing keys raise MlsysOptError.
     (Display-form defaults such as "3 year" are resolved by `space.py`, not here.)
     """
     import jax.numpy as jnp
@@ -70,10 +72,14 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
         k = unknown[0]
         raise MlsysOptError(f"{scenario} parameters: unknown parameter {k!r}{did_you_mean(k, keys)} "
                             f"(allowed: {', '.join(keys)})")
-    missing = [k for k in keys if k not in values]
+    specs = PARAMS[scenario]
+    missing = [k for k in keys if k not in values and _plain_default(specs[k]) is None]
     if missing:
         raise MlsysOptError(f"{scenario} parameters: missing {', '.join(missing)} "
-                            f"(every parameter of schema.{scenario.upper()}_PARAMS is required)")
+                            f"(every parameter of schema.{scenario.upper()}_PARAMS without a plain default "
+                            f"is required)")
+    shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in values.values())) if values else ()
+    values = {**{k: jnp.full(shape, _plain_default(specs[k])) for k in keys if k not in values}, **values}
     ints = INT_PARAMS[scenario]
 
     def conv(k):
@@ -83,6 +89,16 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
         return a if jnp.issubdtype(a.dtype, jnp.floating) else a.astype(float)
 
     return cls(**{k: conv(k) for k in cls._fields})
+
+
+def _plain_default(spec):
+    """A parameter's default as a number when it has one without units or a catalog lookup: a
+    choice's code, an int or a unit-less float; None otherwise (then the caller must give it)."""
+    if spec.kind == "choice":
+        return spec.choices.index(spec.default)
+    if spec.kind in ("int", "float") and isinstance(spec.default, (int, float)) and not isinstance(spec.default, bool):
+        return spec.default
+    return None
 
 
 def static_options(scenario: str, possible: dict) -> dict:

@@ -97,7 +97,8 @@ class Common(NamedTuple):
     price: Array               # USD per accelerator
     cloud_usd_per_s: Array     # USD per accelerator-second
     mtbf: Array                # s per accelerator
-    bw_up: Array               # achieved scale-up B/s (× scaleup_comm_eff)
+    bw_up: Array               # achieved scale-up B/s (× scaleup_comm_eff): all-reduce (NVLS where the part has it)
+    bw_up_ring: Array          # achieved scale-up B/s of what NVLS does not reduce in-switch (RS, AG, a2a, p2p)
     alpha_up: Array            # s
     bw_out: Array              # achieved scale-out B/s (locality × scaleout_comm_eff)
     alpha_out: Array           # s
@@ -142,6 +143,10 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     f / α: the part's (scale-up) or fabric's (scale-out) measured large-message all-reduce
     bus-bandwidth fraction and fitted per-step latency; where the catalog has none (0) they
     fall back to the global factor and the previous α.
+      bw_up_ring: the same with the part's RING fraction (NCCL_NVLS_ENABLE=0; catalog
+    scaleup_busbw_frac_ring, = f_up on parts without NVLink SHARP): NVLS reduces in the switch
+    for all-reduce only; all-gather / reduce-scatter / all-to-all / send-recv move (n-1)/n·S per
+    GPU over the links either way (NVIDIA/nccl#1083, #1506, sjeaugey) and NCCL runs them as rings.
     """
     h, m = jnp.asarray(p.hardware, jnp.int32), jnp.asarray(p.model, jnp.int32)
     r, f = jnp.asarray(p.region, jnp.int32), jnp.asarray(p.fabric, jnp.int32)
@@ -171,6 +176,8 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     f_out = jnp.where(t.fabric.has_busbw[f], t.fabric.busbw_frac[f], eff.scaleout_comm_eff)
     a_out = jnp.where(t.fabric.has_step_latency[f], t.fabric.step_latency_s[f], t.fabric.latency_s[f])
     up_frac = eff.scaleup_comm_eff + a * (f_up - eff.scaleup_comm_eff)
+    f_ring = jnp.where(t.hw.scaleup_has_busbw, t.hw.scaleup_busbw_frac_ring, eff.scaleup_comm_eff)   # per part
+    ring_frac = eff.scaleup_comm_eff + a * (f_ring - eff.scaleup_comm_eff)
     out_frac = eff.scaleout_comm_eff + a * (f_out - eff.scaleout_comm_eff)
     return Common(
         peak=peak, peak_16bit=jnp.where(peak16 > 0, peak16, peak), has_precision=has, bpe=bpe,
@@ -182,6 +189,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         cloud_usd_per_s=t.hw.cloud_usd_per_hour[h] / SECONDS_PER_HOUR,
         mtbf=floor_pos(t.hw.mtbf_s[h], 1.0),
         bw_up=take(floor_pos(t.hw.scaleup_bw_bytes_per_s * up_frac, 1.0), h),
+        bw_up_ring=take(floor_pos(t.hw.scaleup_bw_bytes_per_s * ring_frac, 1.0), h),
         alpha_up=take(eff.scaleup_latency_s + a * (a_up - eff.scaleup_latency_s), h),
         bw_out=floor_pos(bw_out * out_frac, 1.0),
         alpha_out=t.fabric.latency_s[f] + a * (a_out - t.fabric.latency_s[f]),

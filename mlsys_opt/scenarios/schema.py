@@ -49,6 +49,7 @@ PRICING = ("cloud", "onprem")
 KV_PRECISIONS = ("auto", *PRECISIONS)     # serving kv_precision; "auto" = the weight precision
 OFFLOAD = ("off", "kv", "weights")        # serving offload
 EP_DISPATCHERS = ("alltoall", "deepep")   # training ep_dispatcher (walls.moe.dispatch_copies dedup 0 / 1)
+CP_COMM_TYPES = ("p2p", "all_gather")     # training cp_comm_type (walls.attention.CP_COMM_TYPES)
 
 _COMMON: dict[str, ParamSpec] = {
     "hardware": ParamSpec("catalog", "h100_sxm", "accelerator", catalog_kind="accelerators"),
@@ -147,6 +148,31 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
     "moe_node_limit": ParamSpec("int", 0, "nodes one token's experts may span (node-limited routing: DeepSeek-V3 "
                                 "M = 4, Megatron-Core moe_router_group_topk with one group per node); 0 = "
                                 "unlimited (Megatron-Core default)", low=0),
+    "cp_comm_type": ParamSpec("choice", "p2p", "context-parallel K,V exchange: p2p = ring send/recv, each "
+                              "step hidden behind one step's attention (Megatron-Core cp_comm_type default); "
+                              "all_gather = PyTorch context_parallel's pass-KV (torchtitan default): one "
+                              "all-gather hidden only behind the first local sub-SDPA, fp32 dK/dV passed "
+                              "after every backward step, fp32 merges [walls.attention.cp_allgather_exposed_s]",
+                              choices=CP_COMM_TYPES),
+    "kv_repeat": ParamSpec("choice", "off", "on: the model repeats K,V to the query heads before the attention "
+                           "call (torchtitan's Llama repeat_kv), so context parallelism exchanges n_heads/tp "
+                           "heads instead of n_kv_heads/tp [walls.attention.cp_exchange_heads]", choices=ON_OFF),
+    "param_sync": ParamSpec("choice", "all_gather", "how ZeRO-1/2 gathers the updated parameters: all_gather = "
+                            "one all-gather (Megatron-LM distributed optimizer, DeepSpeed); broadcast = one "
+                            "broadcast per owning rank, waited before the next forward (InternEvo hybrid ZeRO): "
+                            "+ NCCL's ring-broadcast latency per owner [walls.parallel.broadcast_sync_latency_s]",
+                            choices=("all_gather", "broadcast")),
+    "parallel_block": ParamSpec("choice", "off", "on: parallel transformer block y = x + Attn(LN(x)) + MLP(LN(x)) "
+                                "(PaLM §2 'Parallel Layers'; MaxText DecoderLayer, GPT-J): attention and MLP share "
+                                "one TP input all-gather and one output reduce-scatter (half the TP collectives), "
+                                "and full_dce recomputation also skips the attention output projection",
+                                choices=ON_OFF),
+    "fp8_scaling": ParamSpec("choice", "delayed", "how sub-16-bit GEMM operands get their scale: delayed = "
+                             "amax taken in the cast kernel's own pass (Transformer Engine DelayedScaling, its "
+                             "default); dynamic = tensorwise scale from this tensor's amax, one more bf16 read "
+                             "per cast operand (torchao float8 dynamic tensorwise, torchtitan's default) "
+                             "[walls.parallel.low_precision_cast_bytes]; no effect at 16 bits",
+                             choices=("delayed", "dynamic")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -14,6 +14,7 @@ from .._types import Array
 from ..catalog.tables import Tables
 from ..walls._masked import as_scenario, floor_pos
 from ..walls import fleet, node, ops
+from . import training_comm as tcomm
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather
@@ -70,6 +71,11 @@ class TrainingParams(NamedTuple):
     offload_layers: Array            # layers per stage whose activations go to host memory
     ep_dispatcher: Array = 0         # int32 code into schema.EP_DISPATCHERS (alltoall, deepep)
     moe_node_limit: Array = 0        # nodes a token's experts may span; 0 = unlimited
+    cp_comm_type: Array = 0          # int32 code into schema.CP_COMM_TYPES (p2p, all_gather)
+    kv_repeat: Array = 0             # int32 code into schema.ON_OFF: K,V repeated to the query heads
+    param_sync: Array = 0            # int32 code into schema param_sync choices (all_gather, broadcast)
+    parallel_block: Array = 0        # int32 code into schema.ON_OFF: attention and MLP in parallel (PaLM)
+    fp8_scaling: Array = 0           # int32 code into schema fp8_scaling choices (delayed, dynamic)
 
 
 class TrainingOutputs(NamedTuple):
@@ -125,7 +131,7 @@ def _lane(p, c, eff, s: tparts.Setup, shape, b_cand) -> _Lane:
     mb = floor_pos(mb_raw, 1.0)
     mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
-    comm = tparts.communication(p, c, eff, s, cmp, b, mb)
+    comm = tcomm.communication(p, c, eff, s, cmp, b, mb)
     g_split = 1.0 / floor_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
     lane = _Lane(b, mb, mem.total_bytes, mem.total_bytes / c.capacity - 1.0, g_split, cmp.t_compute_s,
                  cmp.bottleneck, comm.step_s)
@@ -172,7 +178,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
       CP, recomputation, attention kernel, 1F1B / interleaved in-flight micro-batches.
     - Compute [training_parts.compute]: roofline at the shape-aware matmul efficiency
       (efficiency.matmul_efficiency) + memory-bound elementwise time.
-    - Communication [training_parts.communication]: TP (AR or RS+AG with SP), CP ring,
+    - Communication [training_comm.communication]: TP (AR or RS+AG with SP), CP ring,
       EP all-to-all, PP p2p and bubble, DP/ZeRO/FSDP collectives with their overlap
       windows; step × straggler_factor (fail-slow).
     - Reliability [training_parts.reliability]: Young-Daly checkpointing, goodput, the

@@ -1,7 +1,7 @@
 """Pieces of the training scenario, each a small function returning a NamedTuple.
 
 `setup` (degrees, FLOPs, parameter split: everything independent of the micro-batch
-size), `memory`, `compute`, `communication` (one micro-batch size b per call; the
+size), `memory`, `compute` (and `training_comm.communication`: one micro-batch size b per call; the
 scenario evaluates a static set of b with `jax.vmap` and picks the fastest feasible
 one with jnp ops), `reliability`.  Equations and sources are on each function and on
 `mlsys_opt.scenarios.training.training`; the walls are `walls.attention`,
@@ -14,7 +14,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .._types import Array
-from ..walls import algorithm, attention, fleet, moe, node, ops, parallel
+from ..walls import algorithm, attention, fleet, node, ops, parallel
 from ..walls._masked import floor_pos
 from .efficiency import (
     FLASH1_OF_FLASH2,
@@ -33,11 +33,15 @@ FULL_DCE_RECOMPUTE = RECOMPUTE.index("full_dce")
 EAGER = ATTENTION.index("eager")
 SP_ON = SEQUENCE_PARALLEL.index("on")
 BALANCED = ON_OFF.index("on")
+PARALLEL_BLOCK_ON = ON_OFF.index("on")
 KERNELS = TRAINING_PARAMS["kernels"].choices
 EAGER_KERNELS = tuple(KERNELS.index(k) for k in ("eager", "fa1_eager"))
 FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
 DEEPEP = TRAINING_PARAMS["ep_dispatcher"].choices.index("deepep")
+BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
+ALL_GATHER_CP = TRAINING_PARAMS["cp_comm_type"].choices.index("all_gather")
+DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -59,6 +63,7 @@ class Setup(NamedTuple):
     attn_flop_gpu: Array
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array
+    dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
 
 
 def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
@@ -78,7 +83,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
       down-projection, 2·T·h·ffn·L (per active expert), which JAX remat (jax.checkpoint: the
       recomputation is partial-evaluated and dead-code eliminated) and torch's non-reentrant checkpoint
       (early stop: recomputation ends once every saved tensor is back; an op's inputs are saved
-      before it runs) never re-run, since its output only feeds the residual add; selective: eager's attention core forward; op
+      before it runs) never re-run, since its output only feeds the residual add (with parallel_block = on
+      the attention output projection too, 2·T·h·(a·d)·L); selective: eager's attention core forward; op
       (torchtitan per-op SAC): op_frac = walls.parallel.op_sac_recompute_fraction of the forward
       GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
@@ -110,8 +116,10 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     unfused = jnp.where((kcode == EAGER_KERNELS[0]) | (kcode == EAGER_KERNELS[1]), one, 0.0)
     flash1 = jnp.where((kcode == FLASH1_KERNELS[0]) | (kcode == FLASH1_KERNELS[1]), one, 0.0)
     elem_factor = 1.0 + unfused * (unfused_elementwise_factor(kv_ratio, ffn_ratio) - 1.0)
+    # fp8_scaling = dynamic (torchao tensorwise): each cast operand is read once more for its amax (TITAN2)
+    amax_pass = jnp.where(jnp.asarray(p.fp8_scaling) == DYNAMIC_FP8, one, 0.0)
     cast_tok = jnp.where(c.is_cnn, 0.0, parallel.low_precision_cast_bytes(1.0 / tp, c.hidden, kv_ratio, ffn_ratio,
-                                                                         c.bpe, full))
+                                                                         c.bpe, full, amax_pass))
     # per-op SAC recomputes op_frac of the forward GEMMs and stores op_bytes per token and layer
     # [walls.parallel.op_sac_recompute_fraction, op_sac_activation_elements]
     kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
@@ -157,18 +165,32 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     model_flop = algorithm.training_flop(c.n_eff, tokens) + 12.0 * layers * c.attn_width * seq * tokens * causal
     dense = 6.0 * tokens * (c.n_eff + (load - 1.0) * expert_active)
     attn = layers * gb * (ac.fwd_flop + ac.bwd_flop)
-    # recomputed attention forward: full recomputation, or selective / per-op SAC with eager's
+    # recomputed attention forward: full recomputation; selective (Korthikanti et al. 2022: the attention
+    # core is checkpointed whatever its kernel: Megatron-Core attention.py `checkpoint_core_attention` ->
+    # _checkpointed_attention_forward re-runs the FlashAttention forward too; MaxText remat 'minimal'
+    # saves only dots without batch dims, so the attention einsums are re-run); per-op SAC with eager's
     # score tensor (its batched GEMMs are aten.bmm, outside torchtitan's save list)
     attn_recompute = eff.recompute_flop_scale * (full + (selective + op) * eager) * layers * gb * ac.fwd_flop
     # full_dce: the recomputed forward stops at the last tensor the backward saves, the input of the
-    # MLP down-projection, so that GEMM (2·h·ffn FLOP per token, layer and active expert) is not re-run
+    # MLP down-projection, so that GEMM (2·h·ffn FLOP per token, layer and active expert) is not re-run;
+    # a parallel block (parallel_block = on) also skips the attention output projection (2·h·a·d): its
+    # output, too, only feeds the residual sum (MaxText DecoderLayer: mlp_lnx + attention_lnx + inputs)
     down_fwd = 2.0 * tokens * c.hidden * c.ffn_dim * layers * jnp.where(is_moe, jnp.maximum(c.top_k, 1.0), 1.0)
+    down_fwd = down_fwd + jnp.where(jnp.asarray(p.parallel_block) == PARALLEL_BLOCK_ON,
+                                    2.0 * tokens * c.hidden * c.attn_width * layers, 0.0)
     recomputed_fwd = full * dense / 3.0 - full_dce * jnp.minimum(down_fwd, 0.5 * dense / 3.0)
     extra = eff.recompute_flop_scale * (recomputed_fwd + op_frac * dense / 3.0) + attn_recompute
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
-    flop_gpu = (dense + attn + extra) * stage_scale / n + jnp.where(balanced, 0.0, head * (pp - 1.0) / n)
+    # MISC (issue 12): with stage_balance = on the last stage ((L + 2)/pp - 1 layers + the LM head, which the
+    # even share holds 1/pp of) is the critical one when the head outweighs a layer (BLOOM: 250,880 x 14,336,
+    # ~1.5 layers); otherwise a middle stage ((L + 2)/pp layers) is, as before
+    body = dense + attn + extra
+    last_scale = jnp.where(split, ((layers + 2.0) / pp - 1.0) * pp / floor_pos(layers, 1.0), 1.0)
+    last_crit = split & (body * last_scale + head * (pp - 1.0) > body * stage_scale)
+    crit_scale = jnp.where(last_crit, last_scale, stage_scale)
+    flop_gpu = body * crit_scale / n + jnp.where(balanced & ~last_crit, 0.0, head * (pp - 1.0) / n)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
-    attn_flop_gpu = (attn + attn_recompute) * stage_scale / n
+    attn_flop_gpu = (attn + attn_recompute) * crit_scale / n
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -179,14 +201,25 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
     states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
-    links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out)
+    links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
+                 bw_intra_ring=c.bw_up_ring)
     sh_grad = shared_params / (tp * pp)
     f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
-                                                dp_local=jnp.clip(c.apn / tp, 1.0, dpc), **links)
+                                                dp_local=jnp.clip(c.apn / tp, 1.0, dpc), layers=layers / pp, **links)
     ex_grad = expert_params / (tp * pp * ep)
     edp = floor_pos(dpc / ep, 1.0)
     f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
-                                                dp_local=jnp.clip(c.apn / (tp * ep), 1.0, edp), **links)
+                                                dp_local=jnp.clip(c.apn / (tp * ep), 1.0, edp), layers=layers / pp,
+                                                **links)
+    # param_sync = broadcast (InternEvo hybrid ZeRO-1/2): gradients all-reduced over dp·cp (overlappable: the
+    # reduce-scatter + all-gather above, the all-reduce's two halves when grads and params have the same bytes),
+    # then one broadcast per owning rank over the ZeRO group, waited before the next forward (torch.cuda.
+    # synchronize): their bytes and NCCL latency exposed [walls.parallel.broadcast_owners, broadcast_sync_s]
+    bcast = (jnp.asarray(p.param_sync) == BROADCAST_SYNC) & (zs > 0.5) & (zs < 2.5)
+    dp_sync = jnp.where(bcast, parallel.broadcast_sync_s(sh_grad * gather_b, parallel.broadcast_owners(shard, layers),
+                                                         shard, jnp.clip(c.apn / tp, 1.0, shard), c.bw_up_ring,
+                                                         c.bw_out),
+                        0.0)
     # Activations of one sequence and layer [memory()]: independent of b, so computed here
     s_loc = seq / cp
     rc_act = jnp.where(full > 0, 2.0, 1.0)     # the "selective" form = no score tensor; full keeps inputs
@@ -215,7 +248,7 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
                  attn_flop_gpu=attn_flop_gpu,
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
-                 dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0))
+                 dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync)
 
 
 class Memory(NamedTuple):
@@ -313,6 +346,12 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     return Compute(t, t_elem, eta, code.astype(jnp.int32))
 
 
+def _flash_eta(c: Common, s: Setup):
+    """FlashAttention forward+backward efficiency at s/cp (fraction of the 16-bit peak; see
+    _with_attention_kernel); shared with communication()'s context-parallel overlap window."""
+    return attention_efficiency(c.attention_fwdbwd_eff, s.s_loc) * (1.0 - s.flash1 * (1.0 - FLASH1_OF_FLASH2))
+
+
 def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     """Effective matmul efficiency of a step whose attention core is a kernel of its own.
 
@@ -336,97 +375,13 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     flash = 1.0 - s.eager
     a = eff.achievable
     # FlashAttention-1-generation kernels (kernels = fa1 / fa1_eager): FLASH1_OF_FLASH2 of the FA2 rate
-    eta_fa = attention_efficiency(c.attention_fwdbwd_eff, s.s_loc) * (1.0 - s.flash1 * (1.0 - FLASH1_OF_FLASH2))
+    eta_fa = _flash_eta(c, s)
     eta_attn = eta_gemm + a * flash * (eta_fa - eta_gemm)
     peak_attn = c.peak + a * flash * (jnp.minimum(c.peak_16bit, c.peak) - c.peak)
     f_attn = jnp.clip(s.attn_flop_gpu, 0.0, s.flop_gpu)
     t_unit = ((s.flop_gpu - f_attn) / (c.peak * floor_pos(eta_gemm, 1e-6))
               + f_attn / (peak_attn * floor_pos(eta_attn, 1e-6)))
     return s.flop_gpu / floor_pos(c.peak * t_unit, 1e-30)
-
-
-class Comm(NamedTuple):
-    t_tp_s: Array; t_cp_s: Array; t_ep_s: Array; t_pp_s: Array
-    t_dp_s: Array; t_dp_exposed_s: Array; t_bubble_s: Array; step_s: Array
-
-
-def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) -> Comm:
-    """Exposed communication and bubble of one step (Megatron rank order tp, cp, dp ⊃ ep, pp).
-
-    A group runs on the scale-up link while its span fits a node (G accelerators), else
-    per-GPU scale-out.  Per micro-batch and layer of a stage (×M·L/pp):
-    - TP [fleet.hierarchical_allreduce]: 4 (+2 full recompute, +1 per-op SAC: its two
-      recomputed SP all-gathers) all-reduces — or, with
-      sequence parallelism, as many reduce-scatter + all-gather pairs, the same time
-      (Korthikanti et al. 2022 §4.2.2) — of b·s_loc·h·2 bytes; hidden: tp_overlap (only
-      with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap.
-    - CP [walls.attention.ring_attention_bytes]: ring K,V exchange, exposed beyond the
-      attention compute it overlaps with [walls.parallel.exposed].
-    - EP [walls.moe.expert_dispatch]: 4 (+2) dispatches/combines (fwd, bwd) of B = b·s_loc/t'·h·2·λ
-      bytes, the NIC and NVLink shares at once: top_k copies per token (ep_dispatcher = alltoall)
-      or one per distinct remote node, then NVLink forwarding (deepep), moe_node_limit nodes at
-      most; ep ranks tp·cp apart, clip(G/(tp·cp), 1, ep) per node.  Overlap (ep_overlap,
-      combined with efficiency.ep_comm_overlap) only for chunks paired with another's compute
-      [walls.moe.ep_overlap_partner_frac], exposed = (1 - o)·t + max(f·o·t, o·t - W)
-      [walls.moe.overlapped_exposed: the comm kernels hold f = 20/132 of the SMs]; dense 0.
-    - PP: 2·M·V sends of b·s_loc·h·2/t' bytes; bubble t_compute·(pp-1)/(V·M).
-    - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
-      over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
-      CP, EP and DP together hide at most the compute time (the excess is exposed).
-    step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
-    """
-    g_node = c.apn
-    tpf, cp, pp, ep, dp = s.tp, s.cp, s.pp, s.ep, s.dp
-    layers_mb = mb * s.layers_stage
-    ebytes = ACT_BYTES * s.act_scale
-    act_msg = b * s.s_loc * c.hidden * ebytes
-    k = 4.0 + 2.0 * s.full + s.op    # per-op SAC reruns the two SP all-gathers (~ one all-reduce)
-
-    def link(in_node):
-        return jnp.where(in_node, c.bw_up, c.bw_out), jnp.where(in_node, c.alpha_up, c.alpha_out)
-
-    tp_local = jnp.minimum(tpf, g_node)
-    t_tp_one = fleet.hierarchical_allreduce(act_msg, tp_local, tpf / tp_local, c.bw_up, c.alpha_up,
-                                            c.bw_out, c.alpha_out)
-    tp_hidden = 1.0 - (1.0 - s.sp * p.tp_overlap) * (1.0 - eff.tp_comm_overlap)
-    t_tp = layers_mb * k * t_tp_one * (1.0 - tp_hidden)
-
-    bw_cp, a_cp = link(tpf * cp <= g_node)
-    cp_bytes = attention.ring_attention_bytes(s.seq, b, c.n_kv_heads, c.head_dim, cp, tp=tpf,
-                                              bytes_per_element=ebytes)
-    t_cp_layer = cp_bytes / bw_cp + 3.0 * (cp - 1.0) * a_cp
-    # The ring overlaps with the attention kernels: their share of the stage's compute time.
-    attn_share = jnp.clip(layers_mb * b * (s.attn_fwd_seq_layer + s.attn_bwd_seq_layer) / (cp * tpf)
-                          / floor_pos(s.flop_gpu, 1e-30), 0.0, 1.0)
-    t_attn_layer = cmp.t_compute_s * attn_share / layers_mb
-    t_cp = layers_mb * parallel.exposed(t_cp_layer, p.cp_overlap, t_attn_layer)
-
-    # EP [walls.moe]: ranks tp·cp apart, g of them per node; dispatch/combine on NIC and NVLink at once
-    g_ep = jnp.clip(g_node / (tpf * cp), 1.0, ep)
-    dedup = jnp.where(jnp.asarray(p.ep_dispatcher) == DEEPEP, 1.0, 0.0)
-    tok_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * s.load
-    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up, c.alpha_up, c.bw_out, c.alpha_out,
-                                   node_limit=p.moe_node_limit, dedup=dedup)
-    ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
-    partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
-    t_ep_all = jnp.where(s.is_moe, layers_mb * k * t_ep_one, 0.0)
-    t_ep = moe.overlapped_exposed(t_ep_all, ep_hidden * partner, cmp.t_compute_s * partner)
-
-    bw_pp, a_pp = link(tpf * cp * dp < g_node)
-    t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / s.t_sp / bw_pp), 0.0)
-    t_bubble = cmp.t_compute_s * (pp - 1.0) / (s.v * mb)
-
-    # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
-    t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s
-    window = jnp.where(s.zs > 2.5, cmp.t_compute_s, cmp.t_compute_s / mb)
-    t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
-    # CP, EP and DP hide behind the same compute: what they hide together is at most t_compute.
-    overflow = jnp.maximum(layers_mb * t_cp_layer - t_cp + (t_ep_all - t_ep) + t_dp - t_dp_exp - cmp.t_compute_s,
-                           0.0)
-    t_dp_exp = t_dp_exp + overflow
-    healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
-    step = jnp.minimum(floor_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
-    return Comm(t_tp, t_cp, t_ep, t_pp, t_dp, t_dp_exp, t_bubble, step)
 
 
 class Reliability(NamedTuple):
@@ -456,12 +411,10 @@ def reliability(p, c: Common, s: Setup, step_s) -> Reliability:
 
 __all__ = [
     "MICRO_BATCH_CANDIDATES",
-    "Comm",
     "Compute",
     "Memory",
     "Reliability",
     "Setup",
-    "communication",
     "compute",
     "memory",
     "reliability",

@@ -139,13 +139,109 @@ def ring_attention_bytes(s, micro_seqs, n_kv_heads, head_dim, cp, *, tp=1.0, byt
     return 3.0 * (n - 1.0) * chunk
 
 
+# ---------------------------------------------------------------- context parallelism as PyTorch runs it
+CP_COMM_TYPES: tuple[str, ...] = ("p2p", "all_gather")
+P2P, ALL_GATHER = 0, 1
+# fp32 bytes per element that a ring step's merge/accumulation reads and writes at the least, whatever
+# the kernel fusion (PyTorch _SDPAMerger / _templated_ring_attention_backward, convert_to_f32 = True):
+MERGE_FWD_BYTES = 10.0     # forward, per output element per merged step: read the block output (2 B bf16),
+                           # read and write the running fp32 output (4 + 4 B)
+ACCUM_BWD_BYTES = 10.0     # backward, per dQ/dK/dV element per step: read the block gradient (2 B),
+                           # read and write the fp32 accumulator (4 + 4 B)
+
+
+def cp_exchange_heads(n_heads, n_kv_heads, tp, kv_repeat) -> Array:
+    """K,V heads one context-parallel rank exchanges: max(n_kv_heads/tp, 1), or n_heads/tp when the
+    model repeats K,V to the query heads before the attention call (kv_repeat = 1).
+
+    torchtitan's Llama (torchtitan/models/llama/model.py at 9dec370, Dec 2024, and at 820504e,
+    Jun 2025) calls ``repeat_kv`` on xk, xv before ``F.scaled_dot_product_attention``, so the
+    context-parallel SDPA wrapper receives, and rotates, n_heads/tp heads: 4× the KV bytes for
+    Llama 3 8B/70B (32/8, 64/8), 16× for 405B (128/8).
+    Example: 128 heads, 8 KV heads, tp 8: 1 (kv_repeat 0) or 16 (kv_repeat 1).
+    """
+    a, g, t, r = _f(n_heads, n_kv_heads, tp, kv_repeat)
+    t = floor_pos(t, 1.0)
+    kv = jnp.where(g > 0, floor_pos(safe_div(g, t, fill=0.0), 1.0), 0.0)
+    return jnp.where(r > 0.5, floor_pos(safe_div(a, t, fill=0.0), 1.0), kv)
+
+
+def cp_allgather_exposed_s(chunk_bytes, cp, bw, alpha, attn_fwd_s, attn_bwd_s, *, overlap=1.0,
+                           forward_passes=1.0) -> Array:
+    """Exposed time (s) of PyTorch's pass-KV context parallelism, per layer and micro-batch.
+
+    PyTorch ``context_parallel`` (torch/distributed/tensor/experimental/_attention.py, Dec 2024,
+    the torch commit 1963fc8 of torchtitan's Dec-2024 benchmarks; ``_ContextParallelOptions``:
+    rotate_method = ALL_GATHER, enable_load_balance = True, convert_to_f32 = True; torchtitan's
+    ``--experimental.context_parallel_rotate_method`` default "allgather": "all-gather all kv
+    shards on ranks after the first sub-SDPA computation") runs cp load-balanced steps of equal
+    work, T/cp each (T: the rank's attention time of that pass), and:
+    - forward (and its re-run under full recomputation: ``forward_passes`` = 2): one all-gather
+      of the cp - 1 remote K,V chunks, hidden only behind the first, local sub-SDPA (T_f/cp);
+    - backward: the same all-gather behind the first backward step (T_b/cp), then dK,dV
+      accumulated in fp32 (2× the bf16 chunk) passed to the next rank after every step: cp - 1
+      sends hidden behind one step each, the last one waited for at once (exposed whole).
+
+        t_ag = (cp - 1)·(C/bw + α),   t_kv = 2C/bw + α,   x(t, W) = max((1 - o)·t, t - W, 0)
+        exposed = passes·x(t_ag, T_f/cp) + x(t_ag, T_b/cp) + (cp - 1)·x(t_kv, T_b/cp) + t_kv
+
+    0 when cp = 1.  Args: chunk_bytes C (one rank's K+V, bytes), cp (count), bw (B/s), alpha (s),
+    attn_fwd_s / attn_bwd_s (s), overlap o (fraction the framework tries to hide), forward_passes.
+    Example: C = 0.268 GB, cp 8, bw 45 GB/s, α 0, T_f = 0.12 s, T_b = 0.3 s, o = 1, passes 2:
+      t_ag = 41.7 ms, t_kv = 11.9 ms, fwd 2·(41.7 - 15) = 53.4 ms, bwd (41.7 - 37.5) + 0 + 11.9 = 16.1 ms.
+    """
+    c, n, b, al, tf, tb, o, k = _f(chunk_bytes, cp, bw, alpha, attn_fwd_s, attn_bwd_s, overlap, forward_passes)
+    n = floor_pos(n, 1.0)
+    b = floor_pos(b, 1.0)
+
+    def hidden_beyond(t, w):
+        return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
+
+    t_ag = (n - 1.0) * (c / b + al)
+    t_kv = 2.0 * c / b + al
+    fwd = k * hidden_beyond(t_ag, tf / n)
+    bwd = hidden_beyond(t_ag, tb / n) + (n - 1.0) * hidden_beyond(t_kv, tb / n) + t_kv
+    return jnp.where(n > 1.0, fwd + bwd, 0.0)
+
+
+def cp_merge_bytes(q_elements, kv_elements, cp, *, forward_passes=1.0) -> Array:
+    """HBM bytes of the fp32 merges of a load-balanced ring (per layer, micro-batch and rank).
+
+    Each forward step after the first merges its block output into the running fp32 output
+    (PyTorch ``_SDPAMerger``, convert_to_f32 = True): at least MERGE_FWD_BYTES per output
+    element; each of the cp backward steps accumulates dQ, dK, dV in fp32
+    (``_templated_ring_attention_backward``): at least ACCUM_BWD_BYTES per element.  The
+    bound holds for fused kernels; PyTorch's unfused ops (casts, torch.cat of the partial
+    updates and of the dK,dV send buffer) move more, not counted::
+
+        bytes = passes·(cp - 1)·10·E_q + cp·10·(E_q + 2·E_kv)   (0 when cp = 1)
+
+    E_q = b·(s/cp)·(n_heads/tp)·d output (= dQ) elements, E_kv = b·(s/cp)·h_x·d per K or V.
+    Example: E_q = E_kv = 1.342e8 (Llama 3 8B at s/cp = 32768), cp 8, 2 passes:
+      2·7·10·E_q + 8·10·3·E_q = 380·E_q = 5.10e10 B.
+    """
+    q, kv, n, k = _f(q_elements, kv_elements, cp, forward_passes)
+    n = floor_pos(n, 1.0)
+    fwd = k * (n - 1.0) * MERGE_FWD_BYTES * q
+    bwd = n * ACCUM_BWD_BYTES * (q + 2.0 * kv)
+    return jnp.where(n > 1.0, fwd + bwd, 0.0)
+
+
 __all__ = [
+    "ACCUM_BWD_BYTES",
+    "ALL_GATHER",
     "ATTENTION_KINDS",
+    "AttentionCost",
+    "CP_COMM_TYPES",
     "EAGER",
     "FLASH",
-    "AttentionCost",
+    "MERGE_FWD_BYTES",
+    "P2P",
     "attention_core",
     "causal_fraction",
+    "cp_allgather_exposed_s",
     "cp_causal_imbalance",
+    "cp_exchange_heads",
+    "cp_merge_bytes",
     "ring_attention_bytes",
 ]

@@ -110,14 +110,41 @@ def data_parallel_comm(grad_bytes, param_bytes, *, dp, shard, zero_stage, microb
     return DataParallelComm(fixed + m * per_mb, jnp.where(zs > 2.5, tc, tc / m))
 
 
+def ring_latency_s(n, n_local, alpha_intra, alpha_inter) -> Array:
+    """Latency of one ring reduce-scatter or all-gather over n ranks, n_local of them per node, s.
+
+    NCCL runs ReduceScatter and AllGather as one ring through all n ranks (the only algorithm for
+    them in NCCL 2.14-2.18; all-reduce alone switches to trees): nsteps = n - 1, of which
+    nInterSteps = nodes - 1 cross the network (src/graph/tuning.cc: latency = (nsteps - nInterSteps)
+    ·intraLat + nInterSteps·interLat), nodes = n / n_local::
+
+        t = (n - nodes)·α_intra + (nodes - 1)·α_inter
+
+    Example: 512 ranks, 8 per node, α 2.45 / 2 µs: 448·2.45e-6 + 63·2e-6 = 1.224 ms (a two-level
+    ring would pay 7·α_intra + 63·α_inter = 0.143 ms).  Units: counts, s.
+    """
+    n, loc, ai, ae = _f(n, n_local, alpha_intra, alpha_inter)
+    n = floor_pos(n, 1.0)
+    nodes = n / jnp.clip(loc, 1.0, n)
+    return (n - nodes) * ai + (nodes - 1.0) * ae
+
+
 def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
-                        bw_inter, alpha_inter):
+                        bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None):
     """`data_parallel_comm` split as (time once per step, time per micro-batch), s.
 
     ZeRO-3 gathers and reduce-scatters per micro-batch; the other stages communicate once
     per step.  The training scenario computes these outside its micro-batch-size lanes.
+    Reduce-scatters and all-gathers carry the bytes of the two-level ring and the latency of
+    NCCL's flat ring (`ring_latency_s`), once per collective: ZeRO-2/3 (FSDP, one unit per
+    transformer block: FULL_SHARD / SHARD_GRAD_OP gather and reduce-scatter each block on its own)
+    issue `layers` of each kind per pass, ZeRO-1 one (bucketed).  All-reduces keep the two-level
+    latency (NCCL's tree for all-reduce).  `bw_intra_ring` (default bw_intra): the scale-up rate of the
+    reduce-scatters and all-gathers, which NVLink SHARP does not accelerate (NCCL runs them as rings;
+    NVIDIA/nccl#1083, #1506); the all-reduces keep bw_intra (NVLS where the part has it).
     """
-    g, w, d, ds, zs, loc = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local)
+    ring_bw = bw_intra if bw_intra_ring is None else bw_intra_ring
+    g, w, d, ds, zs, loc, nl = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local, layers)
     d = floor_pos(d, 1.0)
     ds = jnp.clip(ds, 1.0, d)
     rep = d / ds
@@ -126,14 +153,93 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     def rs(x, n, local):
         return hierarchical_reduce_scatter(x, local, n / local, bw_intra, alpha_intra, bw_inter, alpha_inter)
 
+    def rs_bytes(x, n, local):
+        return hierarchical_reduce_scatter(x, local, n / local, ring_bw, 0.0, bw_inter, 0.0)
+
     ar_full = 2.0 * rs(g, d, jnp.clip(loc, 1.0, d))
     # the replication all-reduce of the shard runs across the groups (outside the node once d_s spans it)
     rep_local = jnp.clip(loc / ds, 1.0, rep)
     ar_rep = 2.0 * rs(g / ds, rep, rep_local)
-    rs_g, ag_w = rs(g, ds, loc_s), rs(w, ds, loc_s)
+    issues = jnp.where(zs > 1.5, floor_pos(nl, 1.0), 1.0)
+    lat = issues * ring_latency_s(ds, loc_s, alpha_intra, alpha_inter)
+    rs_g, ag_w = rs_bytes(g, ds, loc_s) + lat, rs_bytes(w, ds, loc_s) + lat
     fixed = jnp.where(zs > 2.5, ar_rep, jnp.where(zs > 0.5, rs_g + ag_w + ar_rep, ar_full))
     per_mb = jnp.where(zs > 2.5, 2.0 * ag_w + rs_g, 0.0)
     return fixed, per_mb
+
+
+# NCCL 2.14.3 cost model of a ring broadcast with the Simple protocol (src/graph/tuning.cc, ncclTopoTuneModel):
+# latency = baseLat[Ring][Simple] + nsteps·lat with nsteps = nRanks for Broadcast, and, when the ring channels
+# are not all identical (multi-NIC nodes), lat = hwLat[·][Tree][Simple] = 28 µs ("the latency a 256kB chunk,
+# ~ base lat + 256k/12GB/s (+ 256k/12GB/s for the network)", the same 28 µs in the NVLink, PCI and NET rows):
+# a chain broadcast pipelines Simple-protocol chunks (512 KiB: the 4 MiB buffer / NCCL_STEPS 8,
+# BROADCAST_CHUNKSTEPS 1) and each rank forwards a chunk only once it holds it, so filling the chain costs one
+# chunk latency per rank.  2.14.3 is the NCCL of torch 1.13.1 (InternEvo's documented environment).
+NCCL_RING_BASE_LATENCY_SIMPLE_S = 8.4e-6
+NCCL_CHUNK_LATENCY_SIMPLE_S = 28e-6
+# Weight matrices of a pre-norm block with a packed QKV projection and a gated MLP (InternEvo's InternLM:
+# Wqkv, out_proj, w1, w2, w3; biases and norms are too small to own a ZeRO rank), + embedding + head.
+TENSORS_PER_LAYER_PACKED_QKV = 5.0
+
+
+def broadcast_owners(shard, n_layers, tensors_per_layer=TENSORS_PER_LAYER_PACKED_QKV) -> Array:
+    """Ranks that own (and broadcast) a share of the parameters under InternEvo's hybrid ZeRO, count.
+
+    InternEvo's ParamBcastSyncHandler assigns whole parameters to ZeRO ranks in block order, moving to the
+    next rank once a rank holds more than 1.01·P/d_s (utils.py, commit 34fc28d); a parameter is never split,
+    so at most one rank per weight matrix owns anything and the rest skip the broadcast
+    (`param_group_no_params_ranks`)::
+
+        owners = min(d_s, k·L + 2)        (k weight matrices per layer, + embedding + head)
+
+    An upper bound: where a matrix is smaller than P/d_s a rank holds several (InternLM-7B, d_s = 128:
+    82 owners by the handler's own loop, 128 here; d_s = 8: 8; d_s >= 512: 162, as here).
+    Units: counts (float).  Example: d_s = 1024, L = 32, k = 5: 162.
+    """
+    d, l, k = _f(shard, n_layers, tensors_per_layer)
+    return jnp.minimum(floor_pos(d, 1.0), k * floor_pos(l, 1.0) + 2.0)
+
+
+def broadcast_sync_latency_s(owners, n) -> Array:
+    """Latency of the parameter broadcasts of InternEvo's hybrid ZeRO optimizer, s (bytes not included).
+
+    After the optimizer step every owning rank broadcasts its updated 16-bit shard to the n ranks of the
+    ZeRO group, one `dist.broadcast` per owner on one communicator, so NCCL runs them one after another
+    (hybrid_zero_optim.py broadcast_params, commit 34fc28d).  Their bytes add up to an all-gather's
+    (each rank receives all P parameters; `broadcast_sync_s`); on top, NCCL's latency of a ring
+    broadcast (Simple protocol, multi-channel ring; NCCL_RING_BASE_LATENCY_SIMPLE_S,
+    NCCL_CHUNK_LATENCY_SIMPLE_S above) once per owner::
+
+        t = owners·(8.4 µs + n·28 µs)       for n > 1, else 0
+
+    Example: 162 owners over n = 1024 ranks: 162·(8.4e-6 + 1024·28e-6) = 4.646 s; n = 8, 8 owners:
+    8·(8.4e-6 + 224e-6) = 1.86 ms.  Units: counts in, s out.
+    Source: NVIDIA NCCL v2.14.3 src/graph/tuning.cc (baseLat, hwLat, nsteps = nRanks for Broadcast,
+    sameChannels = 0 -> Tree/Simple chunk latency per step).
+    """
+    o, m = _f(owners, n)
+    m = floor_pos(m, 1.0)
+    per = NCCL_RING_BASE_LATENCY_SIMPLE_S + m * NCCL_CHUNK_LATENCY_SIMPLE_S
+    return jnp.where(m > 1.0, jnp.maximum(o, 0.0) * per, 0.0)
+
+
+def broadcast_sync_s(param_bytes, owners, n, n_local, bw_intra, bw_inter) -> Array:
+    """Parameter broadcasts of InternEvo's hybrid ZeRO: their bytes and NCCL latency, s.
+
+    The owners' shards add up to the P parameters every rank receives, the bytes of an all-gather
+    of W = param_bytes over the n ranks (two-level: inside the node over n_local ranks, then W/n_local
+    across the nodes, as `data_parallel_times`' all-gather), plus `broadcast_sync_latency_s`::
+
+        t = RS(W, n_local, β_i) + RS(W/n_local, n/n_local, β_e) + owners·(8.4 µs + n·28 µs)
+
+    Example: W = 14.64e9 B (7.32e9 bf16 parameters) over 1024 ranks, 8 per node, β_i = 235e9,
+    β_e = 5e9 B/s, 162 owners: 0.05451 + 0.36314 + 4.64622 = 5.0639 s.  Units: B, counts, B/s; s out.
+    """
+    w, o, m, loc, bi, be = _f(param_bytes, owners, n, n_local, bw_intra, bw_inter)
+    m = floor_pos(m, 1.0)
+    g = jnp.clip(loc, 1.0, m)
+    return (hierarchical_reduce_scatter(w, g, m / g, bi, 0.0, be, 0.0)
+            + broadcast_sync_latency_s(o, m))
 
 
 def exposed(t_comm_s, overlap, window_s) -> Array:
@@ -146,7 +252,8 @@ def exposed(t_comm_s, overlap, window_s) -> Array:
     return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
 
 
-def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute=0.0) -> Array:
+def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute=0.0,
+                             amax_pass=0.0) -> Array:
     """HBM bytes per layer of quantizing GEMM operands to a sub-16-bit format (FP8/FP4 training).
 
     FP8 recipes (Transformer Engine, torchao float8) keep activations and gradients in BF16
@@ -154,22 +261,27 @@ def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes,
     BF16 (2 B) and write the low-precision copy and the transposed copy the other backward
     GEMM needs (Hopper FP8 tensor cores take only the TN layout: TE `cast_transpose`), 2·e B,
     with e = element_bytes (fp8 1, fp4 0.5); the amax is taken in the same pass (delayed
-    scaling, TE's default; dynamic tensorwise scaling reads the tensor once more, not counted).
+    scaling, TE's default).  amax_pass = 1 (TITAN2, coord.md): dynamic tensorwise scaling
+    (torchao float8, torchtitan's default) takes the amax in a kernel of its own before the
+    cast, one more bf16 read, + 2 B per element (torchao torchao/testing/float8/roofline_utils.py,
+    get_tensor_memory_traffic_ovhd_s, tensorwise input / grad_output: "kernel 1: x_bf16 ->
+    max_abs", "kernel 3: read in bf16, write twice in float8": 2 + 2 + 2·1 B).
     Per token, in units of the hidden size h, for a pre-norm block with GQA ratio g =
     kv_ratio and gated MLP width r·h (r = ffn_ratio):
       forward inputs  QKV x, attention output, MLP x (gate and up share it), down input r:
                       (3 + r)·h, run again under full recomputation;
       backward grads  of the outputs QKV (1 + 2g)·h, proj h, gate and up 2r·h, down h:
                       (3 + 2g + 2r)·h.
-      bytes = tokens·h·(2 + 2e)·((3 + r)·(1 + full) + 3 + 2g + 2r)
+      bytes = tokens·h·(2 + 2e + 2·amax_pass)·((3 + r)·(1 + full) + 3 + 2g + 2r)
     Weights are cast once per step (cached across micro-batches), not counted here.
     element_bytes >= 2 (16-bit and wider) gives 0.  Example: Llama-3-8B (h 4096, g 1/4,
-    r 3.5), 16,384 tokens, fp8: 16384·4096·4·(6.5 + 10.5) = 4.56e9 B per layer.
+    r 3.5), 16,384 tokens, fp8: 16384·4096·4·(6.5 + 10.5) = 4.56e9 B per layer (dynamic
+    scaling, amax_pass = 1: 16384·4096·6·17 = 6.85e9 B).
     Units: tokens (count), hidden (elements), bytes (B).
     """
-    t, h, g, r, e, full = _f(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute)
+    t, h, g, r, e, full, amax = _f(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute, amax_pass)
     count = (3.0 + r) * (1.0 + full) + 3.0 + 2.0 * g + 2.0 * r
-    return jnp.where(e < 2.0, t * h * (2.0 + 2.0 * e) * count, 0.0)
+    return jnp.where(e < 2.0, t * h * (2.0 + 2.0 * e + 2.0 * amax) * count, 0.0)
 
 
 def op_sac_activation_elements(hidden, q_width, kv_width, ffn, *, tp=1.0, t_sp=1.0) -> Array:
@@ -327,8 +439,14 @@ __all__ = [
     "MOMENT_BYTES",
     "OPTIMIZER_BYTES",
     "PARAM_GATHER_BYTES",
+    "NCCL_CHUNK_LATENCY_SIMPLE_S",
+    "NCCL_RING_BASE_LATENCY_SIMPLE_S",
+    "TENSORS_PER_LAYER_PACKED_QKV",
     "WEIGHT_BYTES",
     "DataParallelComm",
+    "broadcast_owners",
+    "broadcast_sync_latency_s",
+    "broadcast_sync_s",
     "data_parallel_comm",
     "data_parallel_times",
     "exposed",
@@ -342,4 +460,5 @@ __all__ = [
     "op_sac_recompute_fraction",
     "optimizer_state_bytes",
     "reduce_scatter",
+    "ring_latency_s",
 ]

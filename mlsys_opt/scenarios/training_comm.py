@@ -1,0 +1,156 @@
+"""Communication of one training step: TP, CP, EP, PP, DP and the pipeline bubble.
+
+Split from `training_parts` (which re-exports `Comm` and `communication`): the exposed time of
+each collective for one micro-batch size b, given the step's `Setup` and `Compute`.  Equations
+and sources are on `communication`; the walls are `walls.fleet`, `walls.parallel`,
+`walls.attention` (context parallelism) and `walls.moe` (expert dispatch).  Branch-free,
+float32-safe, jit/vmap/grad-able.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from .._types import Array
+from ..walls import attention, fleet, moe, node, parallel
+from ..walls._masked import floor_pos
+from .efficiency import Efficiency
+from .parts import Common
+from .training_parts import (
+    ACT_BYTES,
+    ALL_GATHER_CP,
+    DEEPEP,
+    PARALLEL_BLOCK_ON,
+    Compute,
+    Setup,
+    _flash_eta,
+)
+
+
+class Comm(NamedTuple):
+    t_tp_s: Array; t_cp_s: Array; t_ep_s: Array; t_pp_s: Array
+    t_dp_s: Array; t_dp_exposed_s: Array; t_bubble_s: Array; step_s: Array
+
+
+def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb) -> Comm:
+    """Exposed communication and bubble of one step (Megatron rank order tp, cp, dp ⊃ ep, pp).
+
+    A group runs on the scale-up link while its span fits a node (G accelerators), else
+    per-GPU scale-out.  Per micro-batch and layer of a stage (×M·L/pp):
+    - TP [fleet.hierarchical_allreduce]: 4 (+2 full recompute, +1 per-op SAC: its two
+      recomputed SP all-gathers) all-reduces — or, with
+      sequence parallelism, as many reduce-scatter + all-gather pairs, the same time
+      (Korthikanti et al. 2022 §4.2.2) — of b·s_loc·h·2 bytes; hidden: tp_overlap (only
+      with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap; × ½ with
+      parallel_block = on (attention and MLP share the input all-gather and the output reduce-scatter).
+    - CP [walls.attention]: K,V of h_x = cp_exchange_heads heads per rank (n_heads/tp with
+      kv_repeat).  p2p: ring sends (ring_attention_bytes), exposed beyond the layer's attention
+      time at the FlashAttention rate [walls.parallel.exposed]; all_gather (PyTorch
+      context_parallel): cp_allgather_exposed_s (one all-gather behind the first sub-SDPA, fp32
+      dK/dV after each backward step, the forward again under full recomputation) + the fp32
+      merge traffic cp_merge_bytes / mem_bw; cp_overlap is the fraction either tries to hide.
+    - EP [walls.moe.expert_dispatch]: 4 (+2) dispatches/combines (fwd, bwd) of B = b·s_loc/t'·h·2·λ
+      bytes, the NIC and NVLink shares at once: top_k copies per token (ep_dispatcher = alltoall)
+      or one per distinct remote node, then NVLink forwarding (deepep), moe_node_limit nodes at
+      most; ep ranks tp·cp apart, clip(G/(tp·cp), 1, ep) per node.  Overlap (ep_overlap,
+      combined with efficiency.ep_comm_overlap) only for chunks paired with another's compute
+      [walls.moe.ep_overlap_partner_frac], exposed = (1 - o)·t + max(f·o·t, o·t - W)
+      [walls.moe.overlapped_exposed: the comm kernels hold f = 20/132 of the SMs]; dense 0.
+    - PP: 2·M·V sends of b·s_loc·h·2/t bytes per rank (the SP shard; without SP Megatron's scatter/gather,
+      Narayanan et al. 2021 §4.1, + the all-gather of the t shares over NVLink); bubble
+      (t_compute + exposed TP + CP + EP)·(pp-1)/(V·M): pp - 1 micro-batch slots of a stage's
+      forward + backward, the per-micro-batch comm on its critical path included.
+    - Scale-up rates: all-reduces (TP without SP, DP ZeRO-0) at c.bw_up (NVLink SHARP where the
+      part has it); reduce-scatter / all-gather (TP with SP, ZeRO/FSDP), all-to-all (EP) and
+      send/recv (CP ring, PP) at c.bw_up_ring (NVLS reduces in-switch for all-reduce only).
+    - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
+      over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
+      CP, EP and DP together hide at most the compute time (the excess is exposed);
+      param_sync = broadcast (InternEvo) adds the parameter broadcasts' NCCL latency, exposed
+      [setup: walls.parallel.broadcast_sync_latency_s].
+    step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
+    """
+    g_node = c.apn
+    tpf, cp, pp, ep, dp = s.tp, s.cp, s.pp, s.ep, s.dp
+    layers_mb = mb * s.layers_stage
+    ebytes = ACT_BYTES * s.act_scale
+    act_msg = b * s.s_loc * c.hidden * ebytes
+    k = 4.0 + 2.0 * s.full + s.op    # per-op SAC reruns the two SP all-gathers (~ one all-reduce)
+
+    # send/recv (CP ring, PP) and all-gathers get the scale-up link's ring rate, not NVLS's all-reduce rate
+    def link(in_node):
+        return jnp.where(in_node, c.bw_up_ring, c.bw_out), jnp.where(in_node, c.alpha_up, c.alpha_out)
+
+    tp_local = jnp.minimum(tpf, g_node)
+    # SP's reduce-scatter + all-gather run as rings (bw_up_ring); the all-reduce without SP may use NVLS (bw_up)
+    bw_tp = jnp.where(s.sp > 0, c.bw_up_ring, c.bw_up)
+    t_tp_one = fleet.hierarchical_allreduce(act_msg, tp_local, tpf / tp_local, bw_tp, c.alpha_up,
+                                            c.bw_out, c.alpha_out)
+    tp_hidden = 1.0 - (1.0 - s.sp * p.tp_overlap) * (1.0 - eff.tp_comm_overlap)
+    # parallel block (MAXTEXT, coord.md): attention and MLP share one input all-gather and one output
+    # reduce-scatter (XLA CSE; ReduceScatterReassociate rs(a) + rs(b) -> rs(a + b)): half the collectives
+    tp_block = jnp.where(jnp.asarray(p.parallel_block) == PARALLEL_BLOCK_ON, 0.5, 1.0)
+    t_tp = layers_mb * k * tp_block * t_tp_one * (1.0 - tp_hidden)
+
+    # CP [walls.attention]: K,V heads exchanged (kv_repeat: repeated to the query heads before SDPA)
+    bw_cp, a_cp = link(tpf * cp <= g_node)
+    hx = attention.cp_exchange_heads(c.n_heads, c.n_kv_heads, tpf, p.kv_repeat)
+    cp_bytes = attention.ring_attention_bytes(s.seq, b, hx, c.head_dim, cp, bytes_per_element=ebytes)
+    # full recomputation re-runs the forward ring: (3 + full)/3 of the forward + backward sends
+    t_cp_layer = (1.0 + s.full / 3.0) * (cp_bytes / bw_cp + 3.0 * (cp - 1.0) * a_cp)
+    # The ring hides behind the attention kernels: their time at the FlashAttention rate (compute()'s),
+    # at most the stage's compute time.  p2p: each send behind one step, the whole layer's attention.
+    rate = jnp.minimum(c.peak_16bit, c.peak) * floor_pos(_flash_eta(c, s), 1e-6)
+    per_rank = b / (cp * tpf)
+    t_fwd = s.attn_fwd_seq_layer * per_rank / rate
+    t_bwd = s.attn_bwd_seq_layer * per_rank / rate
+    t_attn_layer = jnp.minimum(t_fwd + t_bwd, cmp.t_compute_s / layers_mb)
+    t_p2p = parallel.exposed(t_cp_layer, p.cp_overlap, t_attn_layer)
+    # all_gather (PyTorch context_parallel): one all-gather behind the first sub-SDPA, fp32 dK/dV passed after
+    # each backward step, the forward re-run under full recomputation; + the fp32 merges' HBM traffic
+    chunk = 2.0 * b * (s.seq / cp) * hx * c.head_dim * ebytes
+    t_ag = attention.cp_allgather_exposed_s(chunk, cp, bw_cp, a_cp, t_fwd, t_bwd, overlap=p.cp_overlap,
+                                            forward_passes=1.0 + s.full)
+    tok = b * (s.seq / cp) * c.head_dim
+    merge = attention.cp_merge_bytes(tok * c.n_heads / tpf, tok * hx, cp, forward_passes=1.0 + s.full) / c.mem_bw
+    all_gather = jnp.asarray(p.cp_comm_type) == ALL_GATHER_CP
+    t_cp = layers_mb * jnp.where(all_gather, t_ag + merge, t_p2p)
+    ag_total = jnp.where(cp > 1.0, (2.0 + s.full) * (cp - 1.0) * (chunk / bw_cp + a_cp)
+                         + cp * (2.0 * chunk / bw_cp + a_cp), 0.0)
+    cp_hidden = layers_mb * jnp.where(all_gather, ag_total - t_ag, t_cp_layer - t_p2p)
+
+    # EP [walls.moe]: ranks tp·cp apart, g of them per node; dispatch/combine on NIC and NVLink at once
+    g_ep = jnp.clip(g_node / (tpf * cp), 1.0, ep)
+    dedup = jnp.where(jnp.asarray(p.ep_dispatcher) == DEEPEP, 1.0, 0.0)
+    tok_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * s.load
+    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up_ring, c.alpha_up, c.bw_out, c.alpha_out,
+                                   node_limit=p.moe_node_limit, dedup=dedup)
+    ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
+    partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
+    t_ep_all = jnp.where(s.is_moe, layers_mb * k * t_ep_one, 0.0)
+    t_ep = moe.overlapped_exposed(t_ep_all, ep_hidden * partner, cmp.t_compute_s * partner)
+
+    bw_pp, a_pp = link(tpf * cp * dp < g_node)
+    # each TP rank sends its 1/t share: the sequence-parallel shard, or without SP Megatron's scatter/gather
+    # (Narayanan et al. 2021 §4.1: split over the t ranks for the network, all-gathered over NVLink after)
+    pp_gather = (1.0 - s.sp) * parallel.reduce_scatter(act_msg, tp_local, c.bw_up_ring, c.alpha_up)
+    t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / tpf / bw_pp + pp_gather), 0.0)
+    # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
+    # communication (TP, CP, EP: sequential with the stage's kernels) included
+    t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * (pp - 1.0) / (s.v * mb)
+
+    # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
+    t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s
+    window = jnp.where(s.zs > 2.5, cmp.t_compute_s, cmp.t_compute_s / mb)
+    t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
+    # CP, EP and DP hide behind the same compute: what they hide together is at most t_compute.
+    overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - cmp.t_compute_s, 0.0)
+    # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]
+    t_dp_exp = t_dp_exp + overflow + s.dp_sync_s
+    healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
+    step = jnp.minimum(floor_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
+    return Comm(t_tp, t_cp, t_ep, t_pp, t_dp + s.dp_sync_s, t_dp_exp, t_bubble, step)
+
+
+__all__ = ["Comm", "communication"]

@@ -1,0 +1,336 @@
+"""Training communication as the frameworks issue it (issue 12, helper COMM).
+
+- InternEvo's hybrid ZeRO gathers updated parameters with one NCCL broadcast per owning rank
+  (param_sync = broadcast): walls.parallel.broadcast_owners / broadcast_sync_latency_s, NCCL 2.14.3's
+  ring-broadcast latency (src/graph/tuning.cc), and the scenario's exposed term.
+- The calibration map of InternEvo's zero1 size, and the Narayanan et al. 2021 rows' pre-2022 settings.
+- NVLink SHARP accelerates all-reduce only: reduce-scatter / all-gather / all-to-all / send-recv at the
+  part's ring rate (Common.bw_up_ring); the pipeline bubble holds the stage's exposed TP/CP/EP comm (helper COMM2).
+
+Reference values by hand, batched == scalar, jax.grad vs finite differences; one jitted scenario.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mlsys_opt import scenarios as S
+from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
+from mlsys_opt.calibration import setup as calsetup
+from mlsys_opt.catalog import load_catalog
+from mlsys_opt.walls import parallel
+
+CAT = load_catalog()
+T64 = CAT.tables(dtype=jnp.float64)
+T32 = CAT.tables(dtype=jnp.float32)
+TRAIN = jax.jit(S.training)
+BROADCAST = S.schema.TRAINING_PARAMS["param_sync"].choices.index("broadcast")
+PAD = 8
+
+
+def cfg(**kw):
+    """InternEvo's 7B throughput test shape: A100, tp 1, ZeRO-1 over every GPU, 4 x 2 sequences of 2048."""
+    d = dict(hardware=CAT.index("accelerators", "a100_80gb"), model=CAT.index("models", "llama2_7b"),
+             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "eth_100g"),
+             precision=PRECISIONS.index("fp16"), tp=1, pp=1, efficiency=0.5, pricing=0,
+             depreciation=3 * SECONDS_PER_YEAR, maintenance_frac_per_year=0.05, n_tokens=1e12,
+             n_accelerators=1024, ep=1, microbatches=4, virtual_stages=1, global_batch=8192, seq_len=2048,
+             recompute=0, zero_stage=1, overlap=0.5, checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0,
+             attention=0, cp=1, sequence_parallel=1, shard_group=0, micro_batch_size=2, tp_overlap=0.0,
+             ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0, moe_imbalance=1.0,
+             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=1, master_weights=0,
+             optimizer_moments=0, offload_layers=0, ep_dispatcher=0, moe_node_limit=0, param_sync=0)
+    for k, spec in S.schema.TRAINING_PARAMS.items():     # parameters other helpers add: their defaults
+        if k not in d:
+            d[k] = spec.choices.index(spec.default) if spec.kind == "choice" else spec.default
+    d.update(kw)
+    return d
+
+
+def run(rows, tables=T64):
+    n = len(rows)
+    rows = list(rows) + [rows[0]] * (PAD - n)
+    vals = {k: np.asarray([r[k] for r in rows]) for k in rows[0]}
+    if tables is T32:       # a float32 evaluation: float32 parameters too
+        vals = {k: v.astype(np.float32) if v.dtype.kind == "f" else v for k, v in vals.items()}
+    p = S.params_from_dict("training", vals)
+    o, _ = TRAIN(p, tables)
+    return {k: np.asarray(v)[:n] for k, v in o._asdict().items()}
+
+
+def _common(rows):
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+    from mlsys_opt.scenarios.parts import gather
+    p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    c = gather(p, T64, DEFAULT_EFFICIENCY)
+    return c._replace(bw_up=np.asarray(c.bw_up), bw_up_ring=np.asarray(c.bw_up_ring), bw_out=np.asarray(c.bw_out))
+
+
+def test_broadcast_reference_values():
+    # 162 owners (InternLM-7B: 32 layers x 5 matrices + embedding + head) over 1024 ranks
+    assert float(parallel.broadcast_owners(1024.0, 32.0)) == 162.0
+    assert float(parallel.broadcast_owners(8.0, 32.0)) == 8.0
+    assert float(parallel.broadcast_owners(128.0, 32.0)) == 128.0
+    np.testing.assert_allclose(float(parallel.broadcast_sync_latency_s(162.0, 1024.0)),
+                               162 * (8.4e-6 + 1024 * 28e-6), rtol=1e-12)
+    np.testing.assert_allclose(float(parallel.broadcast_sync_latency_s(162.0, 1024.0)), 4.646, rtol=1e-3)
+    np.testing.assert_allclose(float(parallel.broadcast_sync_latency_s(8.0, 8.0)), 1.8592e-3, rtol=1e-9)
+    # + the bytes of an all-gather (two-level): 7/8·W/β_i + 127/128·(W/8)/β_e
+    np.testing.assert_allclose(float(parallel.broadcast_sync_s(14.64e9, 162.0, 1024.0, 8.0, 235e9, 5e9)),
+                               7 / 8 * 14.64e9 / 235e9 + 127 / 128 * 14.64e9 / 8 / 5e9 + 4.6462248, rtol=1e-9)
+    np.testing.assert_allclose(float(parallel.broadcast_sync_s(14.64e9, 162.0, 1024.0, 8.0, 235e9, 5e9)), 5.0639,
+                               rtol=1e-4)
+    assert float(parallel.broadcast_sync_s(1e9, 1.0, 1.0, 1.0, 235e9, 5e9)) == 0.0     # one rank: nothing
+    assert float(parallel.broadcast_sync_latency_s(1.0, 1.0)) == 0.0      # no peers: no broadcast
+
+
+def test_broadcast_batched_equals_scalar_and_grad():
+    owners = np.array([1.0, 8.0, 44.0, 162.0, 162.0])
+    n = np.array([1.0, 8.0, 64.0, 512.0, 1024.0])
+    batched = np.asarray(parallel.broadcast_sync_latency_s(owners, n))
+    scalar = [float(parallel.broadcast_sync_latency_s(o, m)) for o, m in zip(owners, n)]
+    np.testing.assert_allclose(batched, scalar, rtol=1e-12)
+    ob = np.asarray(parallel.broadcast_owners(n, np.full(5, 32.0)))
+    np.testing.assert_allclose(ob, [float(parallel.broadcast_owners(m, 32.0)) for m in n], rtol=0)
+
+    def f(x):
+        return parallel.broadcast_sync_latency_s(x[0], x[1])
+    x0 = jnp.asarray([100.0, 300.0])
+    g = np.asarray(jax.grad(f)(x0))
+    h = 1e-3
+    fd = [(float(f(x0.at[i].add(h))) - float(f(x0.at[i].add(-h)))) / (2 * h) for i in range(2)]
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+    np.testing.assert_allclose(g, [8.4e-6 + 300 * 28e-6, 100 * 28e-6], rtol=1e-9)
+
+
+def test_param_sync_broadcast_in_the_scenario():
+    """The step grows by exactly the broadcasts' latency for ZeRO-1/2 and not for DDP or FSDP."""
+    rows = [cfg(), cfg(param_sync=BROADCAST),
+            cfg(n_accelerators=8, global_batch=64), cfg(n_accelerators=8, global_batch=64, param_sync=BROADCAST),
+            cfg(zero_stage=0), cfg(zero_stage=0, param_sync=BROADCAST),
+            cfg(zero_stage=3), cfg(zero_stage=3, param_sync=BROADCAST)]
+    o = run(rows)
+    d = o["step_time_s"][1::2] - o["step_time_s"][0::2]
+    # llama2_7b: 32 layers -> min(dp, 162) owners; 1024 ranks: 162, 8 ranks (one node): 8; the 16-bit
+    # parameters' all-gather bytes over the row's links, exposed like the latency
+    c = _common(rows[:1])
+    w = 2.0 * CAT.entry("models", "llama2_7b")["n_params"]
+    np.testing.assert_allclose(d[0], float(parallel.broadcast_sync_s(w, 162.0, 1024.0, 8.0, c.bw_up_ring[0],
+                                                                     c.bw_out[0])),
+                               rtol=1e-9)
+    np.testing.assert_allclose(d[1], float(parallel.broadcast_sync_s(w, 8.0, 8.0, 8.0, c.bw_up_ring[0], c.bw_out[0])),
+                               rtol=1e-9)
+    assert d[0] > 162 * (8.4e-6 + 1024 * 28e-6)
+    np.testing.assert_allclose(d[2:], 0.0, atol=1e-12)
+    assert np.all(np.isfinite(o["step_time_s"]))
+    # float32 tables stay float32 and give the same term
+    with jax.enable_x64(False):
+        o32 = run(rows[:2], T32)
+    assert o32["step_time_s"].dtype == np.float32
+    np.testing.assert_allclose(o32["step_time_s"][1] - o32["step_time_s"][0], d[0], rtol=1e-4)
+
+
+def test_param_sync_gradient_vs_finite_differences():
+    """jax.grad of the step in n_accelerators (the broadcast term's n·28 µs included) vs central differences."""
+    base = cfg(param_sync=BROADCAST)
+    p0 = S.params_from_dict("training", {k: np.asarray([v] * PAD) for k, v in base.items()})
+
+    def step(n):
+        return TRAIN(p0._replace(n_accelerators=jnp.full((PAD,), n)), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(step))(1024.0))
+    h = 0.5
+    o = run([cfg(param_sync=BROADCAST, n_accelerators=1024.0 + h), cfg(param_sync=BROADCAST, n_accelerators=1024.0 - h),
+             cfg(n_accelerators=1024.0 + h), cfg(n_accelerators=1024.0 - h)])
+    fd = (o["step_time_s"][0] - o["step_time_s"][1]) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-4)
+    # the broadcasts add the slope of walls.parallel.broadcast_sync_s in n (162 owners x 28 µs per rank + bytes)
+    c = _common([base])
+    w = 2.0 * CAT.entry("models", "llama2_7b")["n_params"]
+    slope = float(jax.grad(lambda n: parallel.broadcast_sync_s(w, 162.0, n, 8.0, c.bw_up_ring[0], c.bw_out[0]))(1024.0))
+    np.testing.assert_allclose(fd - (o["step_time_s"][2] - o["step_time_s"][3]) / (2 * h), slope, rtol=1e-5)
+    assert slope > 162 * 28e-6
+
+
+def test_internevo_zero1_group_mapping():
+    base = {"hardware": "a100_80gb", "n_accelerators": 1024, "tp": 1, "pp": 1, "global_batch": 8192,
+            "seq_len": 2048, "micro_batch_size": 2, "sharding": "zero1", "dp": 1024}
+    whole = calsetup.to_settings("training", {**base, "zero1_group": -1}).settings
+    node = calsetup.to_settings("training", {**base, "zero1_group": 8}).settings
+    assert whole["param_sync"] == node["param_sync"] == "broadcast"
+    assert whole["shard_group"] == 0 and node["shard_group"] == 8
+
+
+def test_narayanan_2021_rows_predate_flash_attention_and_sequence_parallelism():
+    from mlsys_opt.calibration import dataset
+    from mlsys_opt.calibration.rows import plan_row
+    rows = [r for r in dataset("legacy").rows if r.id.startswith("megatron21_t1_")]
+    assert len(rows) == 10
+    for r in rows:
+        (_, settings), = plan_row(r).evaluations
+        assert settings["attention"] == "eager" and settings["sequence_parallel"] == "off", r.id
+
+
+def test_flat_ring_latency_and_per_block_fsdp_collectives():
+    """NCCL's ReduceScatter/AllGather ring: n - 1 steps, nodes - 1 of them on the network; ZeRO-2/3 issue one
+    collective per block (FSDP units), ZeRO-1 one per step, all-reduces keep the two-level latency."""
+    ref = 448 * 2.45e-6 + 63 * 2e-6
+    np.testing.assert_allclose(float(parallel.ring_latency_s(512.0, 8.0, 2.45e-6, 2e-6)), ref, rtol=1e-12)
+    assert float(parallel.ring_latency_s(1.0, 8.0, 2.45e-6, 2e-6)) == 0.0
+    np.testing.assert_allclose(float(parallel.ring_latency_s(8.0, 8.0, 2.45e-6, 2e-6)), 7 * 2.45e-6, rtol=1e-12)
+    n = np.array([1.0, 8.0, 64.0, 512.0])
+    np.testing.assert_allclose(np.asarray(parallel.ring_latency_s(n, 8.0, 2.45e-6, 2e-6)),
+                               [float(parallel.ring_latency_s(x, 8.0, 2.45e-6, 2e-6)) for x in n], rtol=1e-12)
+    f = lambda x: parallel.ring_latency_s(x[0], 8.0, x[1], x[2])     # noqa: E731
+    x0 = jnp.asarray([512.0, 2.45e-6, 2e-6])
+    g = np.asarray(jax.grad(f)(x0))
+    np.testing.assert_allclose(g, [(7 / 8) * 2.45e-6 + (1 / 8) * 2e-6, 448.0, 63.0], rtol=1e-9)
+    kw = dict(dp=512, shard=512, dp_local=8, bw_intra=400e9, alpha_intra=2.45e-6, bw_inter=48e9, alpha_inter=2e-6)
+    g_b, w_b = 4e9, 2e9
+    one = [parallel.data_parallel_times(g_b, w_b, zero_stage=z, layers=1.0, **kw) for z in range(4)]
+    many = [parallel.data_parallel_times(g_b, w_b, zero_stage=z, layers=32.0, **kw) for z in range(4)]
+    for z in (0, 1):                                        # all-reduce / bucketed distributed optimizer
+        assert float(many[z][0]) == float(one[z][0]) and float(many[z][1]) == float(one[z][1])
+    np.testing.assert_allclose(float(many[2][0] - one[2][0]), 2 * 31 * ref, rtol=1e-9)      # RS + AG per block
+    np.testing.assert_allclose(float(many[3][1] - one[3][1]), 3 * 31 * ref, rtol=1e-9)      # 2 AG + RS per block
+    # bytes: the two-level ring's, independent of the issue count
+    rs_bytes = float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 400e9, 0.0, 48e9, 0.0))
+    ag_bytes = float(parallel.hierarchical_reduce_scatter(w_b, 8.0, 64.0, 400e9, 0.0, 48e9, 0.0))
+    np.testing.assert_allclose(float(one[1][0]), rs_bytes + ag_bytes + 2 * ref, rtol=1e-9)
+
+
+def test_pipeline_p2p_sends_a_tensor_parallel_share():
+    """Without sequence parallelism Megatron splits the p2p tensor over the t ranks for the network and
+    all-gathers it over NVLink (Narayanan et al. 2021 §4.1): 2·M·V·(α + m/t/β + AG(m, t)); with SP the
+    shard is already 1/t: 2·M·V·(α + m/t/β)."""
+    from mlsys_opt.scenarios import training_comm as tcomm
+    from mlsys_opt.scenarios import training_parts as tparts
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as eff
+    from mlsys_opt.scenarios.parts import gather
+    rows = [cfg(model=CAT.index("models", "llama3_70b"), tp=8, pp=4, n_accelerators=256, global_batch=256,
+                micro_batch_size=1, microbatches=0, virtual_stages=2, sequence_parallel=sp, fabric=CAT.index("fabrics", "ib_ndr"),
+                hardware=CAT.index("accelerators", "h100_sxm")) for sp in (0, 1)]
+    p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    c = gather(p, T64, eff)
+    s = tparts.setup(p, c, eff, T64.model.vocab_size[np.asarray(p.model)])
+    b, mb = np.array([1.0, 1.0]), np.array([32.0, 32.0])
+    mem = tparts.memory(p, c, s, b, mb)
+    cm = tcomm.communication(p, c, eff, s, tparts.compute(p, c, eff, s, mem, b, mb), b, mb)
+    h, seq = 8192.0, 2048.0
+    msg = 1.0 * seq * h * 2.0
+    bw_out, a_out, bw_up, a_up = (np.asarray(x)[0] for x in (c.bw_out, c.alpha_out, c.bw_up_ring, c.alpha_up))
+    send = a_out + msg / 8 / bw_out                         # stages are nodes apart: the network
+    ag = float(parallel.reduce_scatter(msg, 8.0, bw_up, a_up))
+    on_off = S.schema.SEQUENCE_PARALLEL                     # rows: sequence_parallel codes 0, 1
+    expect = {"off": 2 * 32 * 2 * (send + ag), "on": 2 * 32 * 2 * send}
+    np.testing.assert_allclose(np.asarray(cm.t_pp_s), [expect[on_off[0]], expect[on_off[1]]], rtol=1e-9)
+
+
+def _parts(rows, b, mb):
+    from mlsys_opt.scenarios import training_comm as tcomm
+    from mlsys_opt.scenarios import training_parts as tparts
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as eff
+    from mlsys_opt.scenarios.parts import gather
+    p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    c = gather(p, T64, eff)
+    s = tparts.setup(p, c, eff, T64.model.vocab_size[np.asarray(p.model)])
+    mem = tparts.memory(p, c, s, b, mb)
+    cmp = tparts.compute(p, c, eff, s, mem, b, mb)
+    return c, s, cmp, tcomm.communication(p, c, eff, s, cmp, b, mb)
+
+
+def test_nvlink_sharp_serves_all_reduce_only():
+    """NVLS (NVLink SHARP) reduces in the switch for all-reduce; NCCL runs reduce-scatter, all-gather, all-to-all
+    and send/recv over the links (NVIDIA/nccl#1083, #1506): those get the ring all-reduce fraction
+    (catalog achievable.toml fabrics.nvlink4/5 busbw_frac_ring_large 0.817 / 0.758, Bekman NCCL_NVLS_ENABLE=0);
+    parts without NVLS (A100, NVLink3: its curve is a ring curve) keep one rate."""
+    parts = ("h100_sxm", "h200", "b200", "a100_80gb")
+    c = _common([cfg(hardware=CAT.index("accelerators", h)) for h in parts])
+    up, ring = np.asarray(c.bw_up), np.asarray(c.bw_up_ring)
+    # eff.achievable = 1: bw = scaleup_bw · f (H100/H200 450 GB/s one way, B200 900 GB/s)
+    np.testing.assert_allclose(up[:3], [450e9 * 1.06, 450e9 * 1.06, 900e9 * 0.94], rtol=1e-9)
+    np.testing.assert_allclose(ring[:3], [450e9 * 0.817, 450e9 * 0.817, 900e9 * 0.758], rtol=1e-9)
+    assert ring[3] == up[3]
+    # batched (four parts at once) == one part at a time
+    for i, h in enumerate(parts):
+        assert float(_common([cfg(hardware=CAT.index("accelerators", h))]).bw_up_ring[0]) == ring[i]
+    # TP with sequence parallelism (reduce-scatter + all-gather) at the ring rate, without SP (all-reduce) at NVLS
+    rows = [cfg(model=CAT.index("models", "llama3_70b"), tp=8, pp=1, n_accelerators=64, global_batch=64,
+                micro_batch_size=1, microbatches=0, sequence_parallel=sp, fabric=CAT.index("fabrics", "ib_ndr"),
+                hardware=CAT.index("accelerators", "h100_sxm")) for sp in (0, 1)]
+    on_off = S.schema.SEQUENCE_PARALLEL
+    b, mb = np.array([1.0, 1.0]), np.array([8.0, 8.0])
+    c, _, _, cm = _parts(rows, b, mb)
+    msg = 2048.0 * 8192.0 * 2.0
+    from mlsys_opt.walls import fleet
+    one = {sp: float(fleet.ring_allreduce(msg, 8.0, 450e9 * (0.817 if on_off[sp] == "on" else 1.06),
+                                          float(np.asarray(c.alpha_up)[0]))) for sp in (0, 1)}
+    layers = 80.0
+    for i in (0, 1):
+        np.testing.assert_allclose(float(cm.t_tp_s[i]), mb[i] * layers * 4.0 * one[i], rtol=1e-9)
+
+
+def test_data_parallel_reduce_scatter_and_all_gather_at_the_ring_rate():
+    """ZeRO-1..3 move reduce-scatter / all-gather bytes at bw_intra_ring; ZeRO-0's all-reduce keeps bw_intra;
+    without bw_intra_ring (default) nothing changes.  Batched == scalar; jax.grad vs finite differences."""
+    kw = dict(dp=512, shard=512, dp_local=8, alpha_intra=2.45e-6, bw_inter=48e9, alpha_inter=2e-6)
+    g_b, w_b = 4e9, 2e9
+    lat = float(parallel.ring_latency_s(512.0, 8.0, 2.45e-6, 2e-6))
+    for z in range(4):
+        a = parallel.data_parallel_times(g_b, w_b, zero_stage=z, bw_intra=477e9, bw_intra_ring=368e9, **kw)
+        same = parallel.data_parallel_times(g_b, w_b, zero_stage=z, bw_intra=477e9, **kw)
+        ring = parallel.data_parallel_times(g_b, w_b, zero_stage=z, bw_intra=368e9, **kw)
+        if z == 0:
+            assert float(a[0]) == float(same[0])               # the all-reduce: NVLS rate
+        else:
+            assert float(a[0]) == float(ring[0]) and float(a[1]) == float(ring[1])
+    rs = float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 368e9, 0.0, 48e9, 0.0))
+    ag = float(parallel.hierarchical_reduce_scatter(w_b, 8.0, 64.0, 368e9, 0.0, 48e9, 0.0))
+    z1 = parallel.data_parallel_times(g_b, w_b, zero_stage=1, bw_intra=477e9, bw_intra_ring=368e9, **kw)
+    np.testing.assert_allclose(float(z1[0]), rs + ag + 2 * lat, rtol=1e-12)
+    # hand value of the intra-node share: 7/8 · 4e9 / 368e9 (reduce-scatter of the gradients inside the node)
+    np.testing.assert_allclose(rs - float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 1e30, 0.0, 48e9, 0.0)),
+                               7 / 8 * 4e9 / 368e9, rtol=1e-9)
+    zs = np.array([0.0, 1.0, 2.0, 3.0])
+    ringbw = np.array([300e9, 368e9, 400e9, 368e9])
+    bf, bm = parallel.data_parallel_times(g_b, w_b, zero_stage=zs, bw_intra=477e9, bw_intra_ring=ringbw, **kw)
+    for i in range(4):
+        f1, m1 = parallel.data_parallel_times(g_b, w_b, zero_stage=zs[i], bw_intra=477e9, bw_intra_ring=ringbw[i], **kw)
+        np.testing.assert_allclose([float(bf[i]), float(bm[i])], [float(f1), float(m1)], rtol=1e-12)
+
+    def f(x):
+        return parallel.data_parallel_times(g_b, w_b, zero_stage=3.0, bw_intra=477e9, bw_intra_ring=x, **kw)[1]
+    x0 = 368e9
+    g = float(jax.grad(f)(x0))
+    h = 1e6
+    np.testing.assert_allclose(g, (float(f(x0 + h)) - float(f(x0 - h))) / (2 * h), rtol=1e-6)
+    assert g < 0
+
+
+def test_pipeline_bubble_holds_the_stage_exposed_communication():
+    """1F1B / interleaved: the bubble is (pp - 1) micro-batch slots of a stage's forward + backward, and a slot
+    holds the micro-batch's exposed TP / CP / EP communication as well as its kernels:
+    t_bubble = (t_compute + t_tp + t_cp + t_ep)·(pp - 1)/(V·M).  Reference, batched == scalar, jax.grad vs FD."""
+    rows = [cfg(model=CAT.index("models", "llama3_70b"), tp=8, pp=pp, n_accelerators=64 * pp, global_batch=64,
+                micro_batch_size=1, microbatches=0, virtual_stages=v, sequence_parallel=0, tp_overlap=0.0,
+                fabric=CAT.index("fabrics", "ib_ndr"), hardware=CAT.index("accelerators", "h100_sxm"))
+            for pp, v in ((4, 1), (4, 2), (1, 1), (8, 5))]
+    b, mb = np.ones(4), np.array([8.0, 8.0, 8.0, 16.0])
+    _, _, cmp, cm = _parts(rows, b, mb)
+    pp, v = np.array([4.0, 4.0, 1.0, 8.0]), np.array([1.0, 2.0, 1.0, 5.0])
+    slot = (np.asarray(cmp.t_compute_s) + np.asarray(cm.t_tp_s) + np.asarray(cm.t_cp_s) + np.asarray(cm.t_ep_s))
+    np.testing.assert_allclose(np.asarray(cm.t_bubble_s), slot * (pp - 1) / (v * mb), rtol=1e-12)
+    assert np.all(np.asarray(cm.t_tp_s) > 0) and float(cm.t_bubble_s[2]) == 0.0
+    for i in range(4):
+        _, _, _, one = _parts(rows[i:i + 1], b[i:i + 1], mb[i:i + 1])
+        np.testing.assert_allclose(float(one.t_bubble_s[0]), float(cm.t_bubble_s[i]), rtol=1e-12)
+    # d step / d tp_overlap: the exposed TP enters M·L·k·t_one·(1 - o) in the step and (pp-1)/(V·M) of it again
+    base = rows[0]
+    p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in base.items()})
+
+    def step(o):
+        return TRAIN(p0._replace(tp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(step))(0.3))
+    h = 1e-4
+    fd = (float(step(0.3 + h)) - float(step(0.3 - h))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+    t_tp_full = float(cm.t_tp_s[0])                  # tp_overlap 0, efficiency.tp_comm_overlap 0: nothing hidden
+    np.testing.assert_allclose(-g, t_tp_full * (1 + 3 / 8), rtol=1e-6)

@@ -1,0 +1,198 @@
+"""Context parallelism as PyTorch runs it (issue 12, torchtitan rows): pass-KV all-gather exposure,
+K,V heads repeated before SDPA, fp32 merge traffic (walls.attention cp_* functions and the CP lines
+of scenarios.training_comm.communication).
+
+Reference values hand-computed in the walls' docstrings, batched == scalar, jax.grad vs finite
+differences, the published-row mapping.  One jitted scenario for the module.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mlsys_opt import scenarios as S
+from mlsys_opt._types import PRECISIONS
+from mlsys_opt.calibration import setup as setup_map
+from mlsys_opt.catalog import load_catalog
+from mlsys_opt.scenarios.schema import CP_COMM_TYPES, ON_OFF, TRAINING_PARAMS
+from mlsys_opt.walls import attention
+
+CAT = load_catalog()
+T64 = CAT.tables(dtype=jnp.float64)
+TRAIN = jax.jit(S.training)
+ALL_GATHER, ON = CP_COMM_TYPES.index("all_gather"), ON_OFF.index("on")
+PAD = 8
+
+
+def cfg(**kw):
+    """torchtitan Dec-2024 Table 2 shape: Llama 3.1 8B on 8 H100 (96 GB, 500 W), FSDP over dp·cp, full AC,
+    fp8 GEMMs, one 262,144-token sequence over cp = 8; parameters not named take the schema defaults."""
+    d = {k: (spec.choices.index(spec.default) if spec.kind == "choice" else spec.default)
+         for k, spec in TRAINING_PARAMS.items() if spec.kind in ("choice", "int") or
+         isinstance(spec.default, (int, float))}
+    d.update(hardware=CAT.index("accelerators", "h100_96gb_500w"), model=CAT.index("models", "llama3_8b"),
+             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "eth_400g"),
+             precision=PRECISIONS.index("fp8"), depreciation=3 * 365.25 * 86400.0, n_tokens=1e12,
+             checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0, n_accelerators=8, tp=1, pp=1, cp=8,
+             global_batch=1, micro_batch_size=1, seq_len=262144, recompute=TRAINING_PARAMS["recompute"].choices.index(
+                 "full"), zero_stage=3, overlap=1.0, cp_comm_type=ALL_GATHER, kv_repeat=ON, cp_overlap=0.0)
+    d.update(kw)
+    missing = set(TRAINING_PARAMS) - set(d)
+    assert not missing, missing
+    return d
+
+
+def stack(rows):
+    rows = list(rows) + [rows[0]] * (PAD - len(rows))
+    return S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+
+
+def step(rows):
+    assert len(rows) <= PAD
+    out, _ = TRAIN(stack(rows), T64)
+    return np.asarray(out.step_time_s)[:len(rows)]
+
+
+# --------------------------------------------------------------------------- walls: reference values
+def test_exchange_heads_reference_values():
+    # Llama 3.1 405B: 128 query heads, 8 KV heads, tp 8: one KV head per rank, 16 once repeated (repeat_kv)
+    assert float(attention.cp_exchange_heads(128, 8, 8, 0)) == 1.0
+    assert float(attention.cp_exchange_heads(128, 8, 8, 1)) == 16.0
+    assert float(attention.cp_exchange_heads(32, 8, 1, 1)) == 32.0     # 8B, tp 1
+    assert float(attention.cp_exchange_heads(32, 8, 16, 0)) == 1.0     # tp beyond the KV heads: replicated
+    # the p2p ring with the repeated heads moves 16x the bytes (ring_attention_bytes, tp already applied)
+    one = float(attention.ring_attention_bytes(262144, 1, 1, 128, 8))
+    assert float(attention.ring_attention_bytes(262144, 1, 16, 128, 8)) == pytest.approx(16 * one, rel=1e-12)
+    assert one == pytest.approx(3 * 7 * 2 * 32768 * 128 * 2, rel=1e-12)
+
+
+def test_allgather_exposure_reference_values():
+    """Docstring example: C = 0.268 GB, cp 8, 45 GB/s, T_f = 0.12 s, T_b = 0.3 s, overlap 1, 2 forward passes."""
+    c, bw = 0.268e9, 45e9
+    t_ag, t_kv = 7 * c / bw, 2 * c / bw
+    want = 2 * (t_ag - 0.12 / 8) + (t_ag - 0.3 / 8) + 0.0 + t_kv
+    got = float(attention.cp_allgather_exposed_s(c, 8, bw, 0.0, 0.12, 0.3, overlap=1.0, forward_passes=2.0))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got == pytest.approx(0.069478, rel=1e-4)
+    # nothing hidden (overlap 0: torch.compile-traced collectives wait at once): every byte on the path
+    none = float(attention.cp_allgather_exposed_s(c, 8, bw, 5e-6, 0.12, 0.3, overlap=0.0, forward_passes=2.0))
+    assert none == pytest.approx(3 * 7 * (c / bw + 5e-6) + 8 * (2 * c / bw + 5e-6), rel=1e-12)
+    # a wide window hides all but the last dK,dV send; cp = 1 has no ring
+    wide = float(attention.cp_allgather_exposed_s(c, 8, bw, 0.0, 10.0, 30.0, overlap=1.0, forward_passes=2.0))
+    assert wide == pytest.approx(t_kv, rel=1e-12)
+    assert float(attention.cp_allgather_exposed_s(c, 1, bw, 5e-6, 0.12, 0.3, overlap=0.0)) == 0.0
+
+
+def test_merge_bytes_reference_values():
+    e = 32768 * 32 * 128          # Llama 3 8B at s/cp = 32768: output (= K or V, repeated) elements
+    assert float(attention.cp_merge_bytes(e, e, 8, forward_passes=2.0)) == pytest.approx(380 * e, rel=1e-12)
+    assert float(attention.cp_merge_bytes(e, e, 8, forward_passes=2.0)) == pytest.approx(5.10e10, rel=1e-3)
+    # 405B at tp 8 without repeat: E_kv = E_q/16
+    assert float(attention.cp_merge_bytes(16.0, 1.0, 2)) == pytest.approx(10 * 16 + 2 * 10 * (16 + 2), rel=1e-12)
+    assert float(attention.cp_merge_bytes(e, e, 1, forward_passes=2.0)) == 0.0
+
+
+def test_walls_batched_equal_scalar_and_gradients():
+    args = (np.array([0.268e9, 0.537e9, 0.1e9, 1e8]), np.array([8.0, 8.0, 2.0, 1.0]),
+            np.array([45e9, 360e9, 45e9, 45e9]), np.array([5e-6, 2e-6, 5e-6, 5e-6]),
+            np.array([0.12, 0.24, 0.01, 0.1]), np.array([0.3, 0.6, 0.025, 0.25]))
+    batched = np.asarray(attention.cp_allgather_exposed_s(*args, overlap=0.5, forward_passes=2.0))
+    for i in range(4):
+        one = float(attention.cp_allgather_exposed_s(*(a[i] for a in args), overlap=0.5, forward_passes=2.0))
+        assert batched[i] == pytest.approx(one, rel=1e-12)
+    assert np.all(np.isfinite(batched)) and np.all(batched >= 0.0)
+
+    def f(x):   # chunk bytes, bandwidth, forward and backward attention time, overlap (smooth point)
+        return attention.cp_allgather_exposed_s(x[0], 8.0, x[1], 5e-6, x[2], x[3], overlap=x[4], forward_passes=2.0)
+
+    x0 = jnp.array([0.268e9, 45e9, 0.12, 0.3, 0.6])
+    g = np.asarray(jax.grad(f)(x0))
+    for i in range(5):
+        h = float(x0[i]) * 1e-6
+        fd = (float(f(x0.at[i].add(h))) - float(f(x0.at[i].add(-h)))) / (2 * h)
+        assert g[i] == pytest.approx(fd, rel=1e-5, abs=1e-12)
+    gm = jax.grad(lambda e: attention.cp_merge_bytes(e, e / 4.0, 4.0, forward_passes=2.0))(1e6)
+    assert float(gm) == pytest.approx(2 * 3 * 10 + 4 * 10 * (1 + 0.5), rel=1e-12)
+
+
+# --------------------------------------------------------------------------- the scenario
+def test_scenario_cp_terms_order_and_batched_equals_scalar():
+    rows = [cfg(), cfg(cp_comm_type=0), cfg(kv_repeat=0), cfg(cp_overlap=1.0),
+            cfg(cp=1, seq_len=32768, global_batch=8), cfg(cp=1, seq_len=32768, global_batch=8, cp_comm_type=0,
+                                                          kv_repeat=0),
+            cfg(cp=2, seq_len=65536, global_batch=4), cfg(cp=2, seq_len=65536, global_batch=4, cp_comm_type=0)]
+    batched = step(rows)
+    assert np.all(np.isfinite(batched))
+    for i, r in enumerate(rows):
+        assert step([r])[0] == pytest.approx(batched[i], rel=1e-12)
+    ag, p2p, kv, hidden, cp1, cp1_plain, ag2, p2p2 = batched
+    assert ag > p2p                     # pass-KV with nothing hidden (compiled torch CP) vs Megatron's p2p ring
+    assert ag > kv                      # repeated K,V heads: 4x the bytes for Llama 3 8B
+    assert ag > hidden                  # overlap 1: only the windows' excess and the merges stay
+    assert cp1 == pytest.approx(cp1_plain, rel=1e-12)    # no ring at cp = 1, whatever its settings
+    assert ag2 > p2p2
+    # the added time is a few percent of the step on NVLink (attention dominates at 262k tokens)
+    assert 1.0 < ag / p2p < 1.2
+
+
+def test_scenario_gradient_vs_finite_differences():
+    """d step / d cp_overlap on the pass-KV path (the window-limited branch is smooth at o = 0.5)."""
+    base = S.params_from_dict("training", {k: np.asarray([v]) for k, v in cfg(cp_overlap=0.5, fabric=CAT.index(
+        "fabrics", "eth_400g"), tp=8, n_accelerators=64, model=CAT.index("models", "llama3_70b")).items()})
+
+    def f(o):
+        out, _ = S.training(base._replace(cp_overlap=jnp.asarray([o])), T64)
+        return jnp.log(out.step_time_s[0])
+
+    vg = jax.jit(jax.value_and_grad(f))
+    v, g = vg(0.5)
+    h = 1e-4
+    fd = (float(vg(0.5 + h)[0]) - float(vg(0.5 - h)[0])) / (2 * h)
+    assert np.isfinite(float(v))
+    assert float(g) == pytest.approx(fd, rel=1e-4, abs=1e-9)
+    assert float(g) < 0.0               # hiding more of the exchange shortens the step
+
+
+def test_published_rows_map_onto_the_cp_parameters():
+    st = setup_map.to_settings("training", {"hardware": "h100_96gb_500w", "n_accelerators": 8, "tp": 1, "cp": 8,
+                                            "pp": 1, "seq_len": 262144, "global_batch": 1, "cp_comm_type":
+                                                "all_gather", "kv_repeat": True, "cp_overlap": 0.0,
+                                            "model": {"catalog_model": "llama3_8b"}}).settings
+    assert st["cp_comm_type"] == "all_gather" and st["kv_repeat"] == "on" and st["cp_overlap"] == 0.0
+    import json
+    from importlib import resources
+    runs = json.loads(resources.files("mlsys_opt.calibration_data").joinpath("training_runs.json").read_text())
+    cp_rows = [r for r in runs["rows"] if r["id"].startswith(("titan24_t2_", "titan24_t6_"))]
+    assert len(cp_rows) == 8
+    assert all(r["setup"]["cp_comm_type"] == "all_gather" and r["setup"]["kv_repeat"] is True
+               and r["setup"]["cp_overlap"] == 0.0 for r in cp_rows)
+
+
+def test_cp_lines_of_communication_reference_values():
+    """Nothing hidden (cp_overlap = 0), Llama 3 8B, s = 262,144, cp 8 on one node, one sequence:
+    t_cp = L·(exposed pass-KV comm + fp32 merge bytes / mem_bw) for all_gather and
+    L·(1 + full/3)·(3·(cp-1)·(C/bw + α)) for p2p, C = 2·(s/cp)·h_x·d·2 B (h_x 32 with kv_repeat, 8 without)."""
+    from mlsys_opt.scenarios import training_comm as tcomm
+    from mlsys_opt.scenarios import training_parts as tp
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as E
+    from mlsys_opt.scenarios.parts import gather
+    rows = [cfg(), cfg(cp_comm_type=0), cfg(cp_comm_type=0, kv_repeat=0)]
+    p = stack(rows)
+    c = gather(p, T64, E)
+    s = tp.setup(p, c, E, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
+    b, mb = jnp.ones(PAD), jnp.ones(PAD)
+    mem = tp.memory(p, c, s, b, mb)
+    cmp = tp.compute(p, c, E, s, mem, b, mb)
+    t_cp = np.asarray(tcomm.communication(p, c, E, s, cmp, b, mb).t_cp_s)[:3]
+    # the in-node CP exchange (all-gather, send/recv) runs at the ring rate: NVLS reduces only all-reduces
+    bw, alpha, hbm = float(c.bw_up_ring[0]), float(c.alpha_up[0]), float(c.mem_bw[0])
+    layers, n, d, s_loc = 32, 8, 128, 262144 / 8
+    chunk = 2 * s_loc * 32 * d * 2
+    ag = 3 * (n - 1) * (chunk / bw + alpha) + n * (2 * chunk / bw + alpha)
+    e = s_loc * 32 * d
+    merge = (2 * (n - 1) * 10 * e + n * 10 * 3 * e) / hbm
+    assert t_cp[0] == pytest.approx(layers * (ag + merge), rel=1e-9)
+    p2p = (1 + 1 / 3) * 3 * (n - 1) * (chunk / bw + alpha)
+    assert t_cp[1] == pytest.approx(layers * p2p, rel=1e-9)
+    p2p_kv = (1 + 1 / 3) * 3 * (n - 1) * (chunk / 4 / bw + alpha)
+    assert t_cp[2] == pytest.approx(layers * p2p_kv, rel=1e-9)
