@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import training_rows
 
 from mlsys_opt import scenarios as S
 from mlsys_opt._types import PRECISIONS
@@ -27,24 +28,14 @@ PAD = 8
 def cfg(**kw):
     """torchtitan Dec-2024 Table 2 shape: Llama 3.1 8B on 8 H100 (96 GB, 500 W), FSDP over dp·cp, full AC,
     fp8 GEMMs, one 262,144-token sequence over cp = 8; parameters not named take the schema defaults."""
-    d = {k: (spec.choices.index(spec.default) if spec.kind == "choice" else spec.default)
-         for k, spec in TRAINING_PARAMS.items() if spec.kind in ("choice", "int") or
-         isinstance(spec.default, (int, float))}
-    d.update(hardware=CAT.index("accelerators", "h100_96gb_500w"), model=CAT.index("models", "llama3_8b"),
-             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "eth_400g"),
-             precision=PRECISIONS.index("fp8"), depreciation=3 * 365.25 * 86400.0, n_tokens=1e12,
-             checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0, n_accelerators=8, tp=1, pp=1, cp=8,
-             global_batch=1, micro_batch_size=1, seq_len=262144, recompute=TRAINING_PARAMS["recompute"].choices.index(
-                 "full"), zero_stage=3, overlap=1.0, cp_comm_type=ALL_GATHER, kv_repeat=ON, cp_overlap=0.0)
-    d.update(kw)
-    missing = set(TRAINING_PARAMS) - set(d)
-    assert not missing, missing
-    return d
+    return training_rows.row("h100_96gb_500w", "llama3_8b", "eth_400g", **{
+        **dict(precision=PRECISIONS.index("fp8"), n_accelerators=8, tp=1, pp=1, cp=8, global_batch=1,
+               micro_batch_size=1, seq_len=262144, recompute=TRAINING_PARAMS["recompute"].choices.index("full"),
+               zero_stage=3, overlap=1.0, cp_comm_type=ALL_GATHER, kv_repeat=ON, cp_overlap=0.0), **kw})
 
 
 def stack(rows):
-    rows = list(rows) + [rows[0]] * (PAD - len(rows))
-    return S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    return training_rows.stack(rows, PAD)
 
 
 def step(rows):
@@ -196,3 +187,21 @@ def test_cp_lines_of_communication_reference_values():
     assert t_cp[1] == pytest.approx(layers * p2p, rel=1e-9)
     p2p_kv = (1 + 1 / 3) * 3 * (n - 1) * (chunk / 4 / bw + alpha)
     assert t_cp[2] == pytest.approx(layers * p2p_kv, rel=1e-9)
+
+
+def test_static_option_context_parallel_off_is_exact_at_cp_1():
+    """scenarios.static_options gives context_parallel=False only when every row has cp <= 1, and the
+    scenario traced without the CP terms returns the same outputs bit for bit on cp = 1 rows (the CP
+    terms are exactly 0 there), in both CP exchange modes and with or without full recomputation."""
+    assert S.static_options("training", {"cp": [1]})["context_parallel"] is False
+    assert S.static_options("training", {"cp": [1, 2]})["context_parallel"] is True
+    assert S.static_options("training", {})["context_parallel"] is True            # unknown: traced
+    full = TRAINING_PARAMS["recompute"].choices.index("full")
+    rows = [cfg(cp=1, seq_len=8192, cp_comm_type=t, recompute=r, micro_batch_size=m, kv_repeat=k)
+            for t in (0, ALL_GATHER) for r in (0, full) for m, k in ((1, ON), (0, 0))]
+    p = stack(rows)
+    on = jax.jit(lambda p: S.training(p, T64))(p)
+    off = jax.jit(lambda p: S.training(p, T64, context_parallel=False))(p)
+    for a, b in zip(jax.tree_util.tree_leaves(on), jax.tree_util.tree_leaves(off)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    assert float(np.max(np.asarray(on[0].step_time_s))) > 0

@@ -6,16 +6,15 @@ counts the tied embedding as a block: ranks 0 and pp-1 hold it + (L+2)/pp - 1 bl
 layer, when the last one is: per-GPU FLOPs max(body·(L+2)/L, body·((L+2)/pp - 1)·pp/L + head·(pp-1))/N
 (body = the step's FLOPs spread evenly, which already holds 1/pp of the head on each stage).
 """
-import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from test_training_physics import CAT, T64, cfg, idx, run, stack
+from training_rows import check_step_time_grad
 
-from mlsys_opt import scenarios as S
 from mlsys_opt.scenarios import training_parts as tparts
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.scenarios.parts import gather
-from test_training_physics import CAT, T64, cfg, idx, run, stack
 
 BLOOM = dict(model=idx("models", "bloom_176b"), tp=4, pp=12, n_accelerators=384, global_batch=2048, seq_len=2048,
              micro_batch_size=2, recompute=0, zero_stage=1, attention=1, sequence_parallel=1,
@@ -70,19 +69,5 @@ def test_balanced_head_stage_batched_equals_scalar_and_finite():
 
 
 def test_grad_through_the_head_stage_vs_finite_differences():
-    base = cfg(**BLOOM, stage_balance=1, overlap=0.6, straggler_factor=1.1)
-    p0 = S.params_from_dict("training", base)
-    names = ("overlap", "straggler_factor", "efficiency")
-
-    def loss(x):
-        q = p0._replace(**{k: x[i] for i, k in enumerate(names)})
-        return jnp.log(S.training(q, T64)[0].step_time_s)
-
-    x0 = jnp.asarray([float(base[k]) for k in names])
-    vg = jax.jit(jax.value_and_grad(loss))
-    grad = np.asarray(vg(x0)[1])
-    for i, k in enumerate(names):
-        h = 1e-6 * max(abs(float(x0[i])), 1e-4)
-        fd = (float(vg(x0.at[i].add(h))[0]) - float(vg(x0.at[i].add(-h))[0])) / (2 * h)
-        assert np.isfinite(grad[i])
-        assert grad[i] == pytest.approx(fd, rel=1e-4, abs=1e-9), k
+    check_step_time_grad(cfg(**BLOOM, stage_balance=1, overlap=0.6, straggler_factor=1.1),
+                         ("overlap", "straggler_factor", "efficiency"), T64)

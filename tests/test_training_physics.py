@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from training_rows import check_batched_equals_scalar
 
 from mlsys_opt import scenarios as S
 from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
@@ -246,14 +247,7 @@ def test_batched_equals_row_by_row_and_finite():
             cfg(model=idx("models", "deepseek_v3"), ep=64, tp=1, pp=16, n_accelerators=2048, sequence_parallel=1,
                 moe_imbalance=1.3, global_batch=4096, seq_len=4096),
             cfg(model=idx("models", "resnet50"), tp=1, pp=1, seq_len=1, n_accelerators=64)]
-    ob, gb = run(rows)
-    for i, r in enumerate(rows):        # each row alone (padded with copies of itself): same compile
-        os_, gs = run([r])
-        for k in ob:
-            np.testing.assert_allclose(ob[k][i], os_[k][0], rtol=1e-12, err_msg=k)
-            assert np.isfinite(ob[k][i]), k
-        for k in gb:
-            np.testing.assert_allclose(gb[k][i], gs[k][0], rtol=1e-12, err_msg=k)
+    ob, gb = check_batched_equals_scalar(rows, run)     # each row alone, padded: the same compile
     # (float32 finiteness and the lax.map scalar path over 10^5 random rows with every new
     # parameter: tests/test_scenarios.py, random_params)
 

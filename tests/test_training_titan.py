@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import training_rows
 
 from mlsys_opt import scenarios as S
 from mlsys_opt._types import PRECISIONS
@@ -33,24 +34,14 @@ PAD = 4
 def cfg(**kw):
     """One H100 (96 GB, 500 W) running Llama 3.1 8B, one 8,192-token sequence per step, fp8 GEMMs,
     per-op SAC (torchtitan Table 1's block, on a single GPU so no collective enters the step)."""
-    d = {k: (spec.choices.index(spec.default) if spec.kind == "choice" else spec.default)
-         for k, spec in TRAINING_PARAMS.items() if spec.kind in ("choice", "int") or
-         isinstance(spec.default, (int, float))}
-    d.update(hardware=CAT.index("accelerators", "h100_96gb_500w"), model=CAT.index("models", "llama3_8b"),
-             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "eth_400g"),
-             precision=PRECISIONS.index("fp8"), depreciation=3 * 365.25 * 86400.0, n_tokens=1e12,
-             checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0, n_accelerators=1, tp=1, pp=1, cp=1,
-             global_batch=1, micro_batch_size=1, seq_len=8192,
-             recompute=TRAINING_PARAMS["recompute"].choices.index("op"), zero_stage=0, overlap=1.0)
-    d.update(kw)
-    missing = set(TRAINING_PARAMS) - set(d)
-    assert not missing, missing
-    return d
+    return training_rows.row("h100_96gb_500w", "llama3_8b", "eth_400g", **{
+        **dict(precision=PRECISIONS.index("fp8"), n_accelerators=1, tp=1, pp=1, cp=1, global_batch=1,
+               micro_batch_size=1, seq_len=8192, recompute=TRAINING_PARAMS["recompute"].choices.index("op"),
+               zero_stage=0, overlap=1.0), **kw})
 
 
 def stack(rows):
-    rows = list(rows) + [rows[0]] * (PAD - len(rows))
-    return S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    return training_rows.stack(rows, PAD)
 
 
 # --------------------------------------------------------------------------- the wall

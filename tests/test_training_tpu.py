@@ -13,12 +13,13 @@ attention (and no sequence parallelism); the MT-NLG MFU agrees with its paper's 
 """
 from __future__ import annotations
 
-import tomllib
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import tomllib
+from test_training_physics import T64, cfg, idx, run
+from training_rows import check_batched_equals_scalar, check_step_time_grad
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration import runs as R
@@ -27,7 +28,6 @@ from mlsys_opt.scenarios import training_comm as TC
 from mlsys_opt.scenarios import training_parts as TP
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
 from mlsys_opt.scenarios.parts import gather
-from test_training_physics import T64, cfg, idx, run
 
 FULL = S.schema.RECOMPUTE.index("full")
 FULL_DCE = S.schema.RECOMPUTE.index("full_dce")
@@ -82,14 +82,7 @@ def test_parallel_block_scenario_batched_equals_scalar():
     rows = [tpu(), tpu(parallel_block=ON), tpu(recompute=FULL, parallel_block=ON),
             tpu(parallel_block=ON, hardware=idx("accelerators", "tpu_v5e"), tp=16, micro_batch_size=16,
                 n_accelerators=256)]
-    ob, gb = run(rows)
-    for i, r in enumerate(rows):
-        os_, gs = run([r])
-        for k in ob:
-            np.testing.assert_allclose(ob[k][i], os_[k][0], rtol=1e-12, err_msg=k)
-            assert np.isfinite(ob[k][i]), k
-        for k in gb:
-            np.testing.assert_allclose(gb[k][i], gs[k][0], rtol=1e-12, err_msg=k)
+    ob, gb = check_batched_equals_scalar(rows, run)
     assert ob["step_time_s"][1] < ob["step_time_s"][0]          # fewer FLOPs and half the TP collectives
     assert ob["mfu"][1] > ob["mfu"][0]
 
@@ -98,21 +91,7 @@ GRAD = ("efficiency", "tp_overlap", "overlap")
 
 
 def test_parallel_block_grad_matches_finite_differences():
-    base = tpu(parallel_block=ON, tp_overlap=0.3, overlap=0.7)
-    p0 = S.params_from_dict("training", base)
-
-    def loss(x):
-        q = p0._replace(**{k: x[i] for i, k in enumerate(GRAD)})
-        return jnp.log(S.training(q, T64)[0].step_time_s)
-
-    x0 = jnp.asarray([float(base[k]) for k in GRAD])
-    vg = jax.jit(jax.value_and_grad(loss))
-    grad = np.asarray(vg(x0)[1])
-    for i, k in enumerate(GRAD):
-        h = 1e-6 * max(abs(float(x0[i])), 1e-4)
-        fd = (float(vg(x0.at[i].add(h))[0]) - float(vg(x0.at[i].add(-h))[0])) / (2 * h)
-        assert np.isfinite(grad[i])
-        assert grad[i] == pytest.approx(fd, rel=1e-4, abs=1e-9), k
+    grad = check_step_time_grad(tpu(parallel_block=ON, tp_overlap=0.3, overlap=0.7), GRAD, T64)
     assert grad[GRAD.index("tp_overlap")] < 0          # hiding TP collectives shortens the step
 
 

@@ -107,7 +107,8 @@ def static_options(scenario: str, possible: dict) -> dict:
     possible: {parameter: array-like of every value it takes in the batch (an axis's values,
     a constant)}; parameters not given may take any value.  Training: auto_micro_batch=False
     when every row gives micro_batch_size > 0 or microbatches > 0 (then one micro-batch
-    geometry is evaluated instead of the candidate set).  Serving: no options.
+    geometry is evaluated instead of the candidate set); context_parallel=False when every row
+    has cp <= 1 (the context-parallel terms, 0 there, are not traced).  Serving: no options.
     """
     if scenario != "training":
         return {}
@@ -117,7 +118,10 @@ def static_options(scenario: str, possible: dict) -> dict:
         v = possible.get(name)
         return v is not None and np.size(v) > 0 and bool(np.all(np.asarray(v, float) > 0))
 
-    return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches"))}
+    cp = possible.get("cp")
+    no_cp = cp is not None and np.size(cp) > 0 and bool(np.all(np.asarray(cp, float) <= 1))
+    return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches")),
+            "context_parallel": not no_cp}
 
 
 __all__ = ["static_options", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",

@@ -79,7 +79,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     - Hardware FLOPs: 6·T·(P_active + (λ - 1)·P_expert,active) (λ = routing load of the busiest
       expert rank: the capacity factor, or the imbalance when dropless) + the attention core
       [walls.attention: flash causal ½ square, backward 2.5×; eager full square, 2×] +
-      recomputation (full: one more forward; full_dce: one more forward without the MLP
+      recomputation (full: one more forward of the blocks, 2·T·(P_active - V·h): checkpointing wraps the
+      transformer blocks, never the LM head; full_dce: one more forward without the MLP
       down-projection, 2·T·h·ffn·L (per active expert), which JAX remat (jax.checkpoint: the
       recomputation is partial-evaluated and dead-code eliminated) and torch's non-reentrant checkpoint
       (early stop: recomputation ends once every saved tensor is back; an op's inputs are saved
@@ -178,9 +179,14 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     down_fwd = 2.0 * tokens * c.hidden * c.ffn_dim * layers * jnp.where(is_moe, jnp.maximum(c.top_k, 1.0), 1.0)
     down_fwd = down_fwd + jnp.where(jnp.asarray(p.parallel_block) == PARALLEL_BLOCK_ON,
                                     2.0 * tokens * c.hidden * c.attn_width * layers, 0.0)
-    recomputed_fwd = full * dense / 3.0 - full_dce * jnp.minimum(down_fwd, 0.5 * dense / 3.0)
-    extra = eff.recompute_flop_scale * (recomputed_fwd + op_frac * dense / 3.0) + attn_recompute
     head = jnp.where(c.is_cnn, 0.0, 6.0 * tokens * vocab * c.hidden)
+    # MOSAIC2 (issue 12): activation checkpointing wraps the transformer blocks only, so the recomputed
+    # forward holds no LM-head GEMM (2·V·h per token): llm-foundry MPTForCausalLM.activation_checkpointing_fn
+    # (isinstance(module, MPTBlock)), Megatron-LM's recompute over its TransformerLayers, torchtitan's
+    # per-TransformerBlock checkpoint_wrapper, MaxText's remat of the decoder layer
+    recomputed_fwd = (full * jnp.maximum(dense - head, 0.0) / 3.0
+                      - full_dce * jnp.minimum(down_fwd, 0.5 * dense / 3.0))
+    extra = eff.recompute_flop_scale * (recomputed_fwd + op_frac * dense / 3.0) + attn_recompute
     # MISC (issue 12): with stage_balance = on the last stage ((L + 2)/pp - 1 layers + the LM head, which the
     # even share holds 1/pp of) is the critical one when the head outweighs a layer (BLOOM: 250,880 x 14,336,
     # ~1.5 layers); otherwise a middle stage ((L + 2)/pp layers) is, as before
