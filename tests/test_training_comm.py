@@ -12,9 +12,10 @@ Reference values by hand, batched == scalar, jax.grad vs finite differences; one
 import jax
 import jax.numpy as jnp
 import numpy as np
+import training_rows
 
 from mlsys_opt import scenarios as S
-from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
+from mlsys_opt._types import PRECISIONS
 from mlsys_opt.calibration import setup as calsetup
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.walls import parallel
@@ -29,21 +30,11 @@ PAD = 8
 
 def cfg(**kw):
     """InternEvo's 7B throughput test shape: A100, tp 1, ZeRO-1 over every GPU, 4 x 2 sequences of 2048."""
-    d = dict(hardware=CAT.index("accelerators", "a100_80gb"), model=CAT.index("models", "llama2_7b"),
-             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "eth_100g"),
-             precision=PRECISIONS.index("fp16"), tp=1, pp=1, efficiency=0.5, pricing=0,
-             depreciation=3 * SECONDS_PER_YEAR, maintenance_frac_per_year=0.05, n_tokens=1e12,
-             n_accelerators=1024, ep=1, microbatches=4, virtual_stages=1, global_batch=8192, seq_len=2048,
-             recompute=0, zero_stage=1, overlap=0.5, checkpoint_interval=0.0, checkpoint_bw=100e9, recovery=600.0,
-             attention=0, cp=1, sequence_parallel=1, shard_group=0, micro_batch_size=2, tp_overlap=0.0,
-             ep_overlap=0.0, cp_overlap=1.0, stage_balance=0, moe_capacity_factor=0.0, moe_imbalance=1.0,
-             straggler_factor=1.0, failure_rate_per_gpu_hour=0.0, kernels=0, main_grads=1, master_weights=0,
-             optimizer_moments=0, offload_layers=0, ep_dispatcher=0, moe_node_limit=0, param_sync=0)
-    for k, spec in S.schema.TRAINING_PARAMS.items():     # parameters other helpers add: their defaults
-        if k not in d:
-            d[k] = spec.choices.index(spec.default) if spec.kind == "choice" else spec.default
-    d.update(kw)
-    return d
+    return training_rows.row("a100_80gb", "llama2_7b", "eth_100g", **{
+        **dict(precision=PRECISIONS.index("fp16"), tp=1, pp=1, efficiency=0.5, n_accelerators=1024, ep=1,
+               microbatches=4, virtual_stages=1, global_batch=8192, seq_len=2048, recompute=0, zero_stage=1,
+               overlap=0.5, attention=0, cp=1, sequence_parallel=1, micro_batch_size=2, cp_overlap=1.0,
+               main_grads=1, param_sync=0), **kw})
 
 
 def run(rows, tables=T64):

@@ -11,9 +11,10 @@ Reference value by hand, batched == scalar, jax.grad vs finite differences; one 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import training_rows
 
 from mlsys_opt import scenarios as S
-from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
+from mlsys_opt._types import PRECISIONS
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import training_parts as tparts
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
@@ -27,18 +28,10 @@ RC = S.schema.RECOMPUTE
 
 def cfg(**kw):
     """llm-foundry's A100-40GB MPT-7B shape as a catalog Llama-2-7B: 32 GPUs, FSDP, 18 x 2048 tokens per GPU (16-bit)."""
-    d = dict(hardware=CAT.index("accelerators", "a100_40gb"), model=CAT.index("models", "llama2_7b"),
-             region=CAT.index("regions", "us_avg"), fabric=CAT.index("fabrics", "ib_hdr"),
-             precision=PRECISIONS.index("fp16"), tp=1, pp=1, efficiency=0.5, pricing=0,
-             depreciation=3 * SECONDS_PER_YEAR, maintenance_frac_per_year=0.05, n_tokens=1e12,
-             n_accelerators=32, ep=1, microbatches=0, virtual_stages=1, global_batch=576, seq_len=2048,
-             recompute=RC.index("full"), zero_stage=3, overlap=0.5, micro_batch_size=18, checkpoint_interval=0.0,
-             checkpoint_bw=100e9, recovery=600.0)
-    for k, spec in S.schema.TRAINING_PARAMS.items():     # every other parameter: its schema default
-        if k not in d and (spec.kind == "choice" or not isinstance(spec.default, str)):
-            d[k] = spec.choices.index(spec.default) if spec.kind == "choice" else spec.default
-    d.update(kw)
-    return d
+    return training_rows.row("a100_40gb", "llama2_7b", "ib_hdr", **{
+        **dict(precision=PRECISIONS.index("fp16"), tp=1, pp=1, efficiency=0.5, n_accelerators=32, ep=1,
+               microbatches=0, virtual_stages=1, global_batch=576, seq_len=2048, recompute=RC.index("full"),
+               zero_stage=3, overlap=0.5, micro_batch_size=18), **kw})
 
 
 def _params(rows):
