@@ -20,7 +20,7 @@ REQUIRED = dict(region=CAT.index("regions", "us_avg"), depreciation=3 * 365.25 *
 def row(hardware_name: str, model_name: str, fabric_name: str, **kw) -> dict:
     """One row: every schema parameter (plain defaults, REQUIRED), the named catalog entries, then kw
     (which may override any of them, catalog parameters as indices)."""
-    d = {k: S._plain_default(spec) for k, spec in TRAINING_PARAMS.items() if S._plain_default(spec) is not None}
+    d = {k: v for k, v in ((k, S._plain_default(spec)) for k, spec in TRAINING_PARAMS.items()) if v is not None}
     d.update(REQUIRED, hardware=CAT.index("accelerators", hardware_name), model=CAT.index("models", model_name),
              fabric=CAT.index("fabrics", fabric_name))
     d.update(kw)

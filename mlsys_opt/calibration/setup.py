@@ -48,6 +48,10 @@ def _int(name):
     return lambda v, s: {name: int(v)}
 
 
+def _float(name):
+    return lambda v, s: {name: float(v)}
+
+
 def _precision(v, s) -> dict:
     """bf16 -> fp16 while the schema has no bf16 (same width and peak on every catalog part)."""
     p = str(v).lower()
@@ -151,7 +155,7 @@ TRAINING_MAP: dict[str, Rule] = {
     "sequence_parallel": Rule(("sequence_parallel",), _bool_choice("sequence_parallel")),
     "fabric": Rule(("fabric",), _same("fabric")),
     "region": Rule(("region",), _same("region")),
-    "n_tokens": Rule(("n_tokens",), lambda v, s: {"n_tokens": float(v)}),
+    "n_tokens": Rule(("n_tokens",), _float("n_tokens")),
     "torch_compile": Rule(("kernels",), _kernels, "torch.compile off -> PyTorch eager elementwise ops"),
     "attention_kernel": Rule(("kernels",), _attention_kernel, "fa1 | fa2: FlashAttention generation"),
     "stage_balance": Rule(("stage_balance",), _same("stage_balance"), "on: end stages hold fewer layers"),
@@ -159,19 +163,19 @@ TRAINING_MAP: dict[str, Rule] = {
                                 "Megatron-Core DDP setting -> main_grads fp32 | bf16"),
     "master_weights": Rule(("master_weights",), _same("master_weights"), "fp32 | remainders | none"),
     "optimizer_moments": Rule(("optimizer_moments",), _same("optimizer_moments"), "fp32 | bf16"),
-    "tp_overlap": Rule(("tp_overlap",), lambda v, s: {"tp_overlap": float(v)},
+    "tp_overlap": Rule(("tp_overlap",), _float("tp_overlap"),
                        "fraction of TP collectives hidden behind GEMMs, as the source documents it "
                        "(Megatron --tp-comm-overlap -> 1)"),
-    "dp_overlap": Rule(("overlap",), lambda v, s: {"overlap": float(v)},
+    "dp_overlap": Rule(("overlap",), _float("overlap"),
                        "fraction of DP/FSDP collectives hidden behind compute, as the source documents it "
                        "(Megatron --overlap-grad-reduce/--overlap-param-gather, XLA async collectives -> 1)"),
     "offload_layers": Rule(("offload_layers",), _int("offload_layers"),
                            "Megatron-Core cpu_offloading_num_layers (activations to host memory)"),
     "ep_dispatcher": Rule(("ep_dispatcher",), _same("ep_dispatcher"),
                           "alltoall | deepep (Megatron-Core moe_token_dispatcher_type / flex backend)"),
-    "ep_overlap": Rule(("ep_overlap",), lambda v, s: {"ep_overlap": float(v)},
+    "ep_overlap": Rule(("ep_overlap",), _float("ep_overlap"),
                        "Megatron-Core overlap_moe_expert_parallel_comm -> 1"),
-    "cp_overlap": Rule(("cp_overlap",), lambda v, s: {"cp_overlap": float(v)},
+    "cp_overlap": Rule(("cp_overlap",), _float("cp_overlap"),
                        "fraction of the CP K,V exchange hidden behind attention, as the run's code shows it "
                        "(PyTorch CP traced by torch.compile: 0, its collectives are waited at once)"),
     "cp_comm_type": Rule(("cp_comm_type",), _same("cp_comm_type"),

@@ -72,14 +72,14 @@ def params_from_dict(scenario: str, values: dict) -> NamedTuple:
         k = unknown[0]
         raise MlsysOptError(f"{scenario} parameters: unknown parameter {k!r}{did_you_mean(k, keys)} "
                             f"(allowed: {', '.join(keys)})")
-    specs = PARAMS[scenario]
-    missing = [k for k in keys if k not in values and _plain_default(specs[k]) is None]
+    defaults = {k: _plain_default(PARAMS[scenario][k]) for k in keys if k not in values}
+    missing = [k for k, d in defaults.items() if d is None]
     if missing:
         raise MlsysOptError(f"{scenario} parameters: missing {', '.join(missing)} "
                             f"(every parameter of schema.{scenario.upper()}_PARAMS without a plain default "
                             f"is required)")
     shape = jnp.broadcast_shapes(*(jnp.shape(v) for v in values.values())) if values else ()
-    values = {**{k: jnp.full(shape, _plain_default(specs[k])) for k in keys if k not in values}, **values}
+    values = {**{k: jnp.full(shape, d) for k, d in defaults.items()}, **values}
     ints = INT_PARAMS[scenario]
 
     def conv(k):

@@ -206,7 +206,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         attention_fwd_eff=take(t.hw.attention_fwd_eff, h), ffn_dim=t.model.ffn_dim[m],
         vocab=jnp.where(is_cnn, 0.0, t.model.vocab_size[m]),
         up_busbw_curve=take(t.hw.scaleup_busbw_curve, h), out_busbw_curve=take(t.fabric.busbw_curve, f),
-        host_bw=t.hw.host_bw_bytes_per_s[h])
+        host_bw=take(t.hw.host_bw_bytes_per_s, h))
 
 
 # Facility (power, cooling, shell) amortization period: 15 years, the middle of the IRS

@@ -17,15 +17,11 @@ from ..walls import attention, fleet, moe, node, parallel
 from ..walls._masked import floor_pos
 from .efficiency import Efficiency
 from .parts import Common
-from .training_parts import (
-    ACT_BYTES,
-    ALL_GATHER_CP,
-    DEEPEP,
-    PARALLEL_BLOCK_ON,
-    Compute,
-    Setup,
-    _flash_eta,
-)
+from .schema import TRAINING_PARAMS
+from .training_parts import ACT_BYTES, PARALLEL_BLOCK_ON, Compute, Setup, _flash_eta
+
+DEEPEP = TRAINING_PARAMS["ep_dispatcher"].choices.index("deepep")
+ALL_GATHER_CP = TRAINING_PARAMS["cp_comm_type"].choices.index("all_gather")
 
 
 class Comm(NamedTuple):
