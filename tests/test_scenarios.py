@@ -95,7 +95,10 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  offload_layers=rng.integers(0, 3, n), ep_dispatcher=rng.integers(0, 2, n),
                  moe_node_limit=rng.integers(0, 9, n), cp_comm_type=rng.integers(0, 2, n),
                  kv_repeat=rng.integers(0, 2, n), param_sync=rng.integers(0, 2, n),
-                 parallel_block=rng.integers(0, 2, n), fp8_scaling=rng.integers(0, 2, n))
+                 parallel_block=rng.integers(0, 2, n), fp8_scaling=rng.integers(0, 2, n),
+                 loss_kernel=rng.integers(0, 3, n),
+                 last_stage_layers=np.where(rng.uniform(size=n) < 0.5, 0, rng.integers(1, 40, n)),
+                 tp_comm=rng.integers(0, 3, n))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:
         v.update(request_rate=np.where(rng.uniform(size=n) < 0.05, 0.0, logu(rng, 1e-3, 1e6, n)),

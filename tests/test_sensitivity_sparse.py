@@ -144,7 +144,8 @@ def test_static_options_equal_the_automatic_micro_batch(capstone):
     (scenarios.static_options); the automatic candidate set must give the same numbers."""
     space, _, run = capstone
     from mlsys_opt.sweeps.api import scenario_options
-    assert scenario_options(space) == {"auto_micro_batch": False, "context_parallel": True}   # cp is an axis
+    assert scenario_options(space) == {"auto_micro_batch": False, "context_parallel": True,   # cp is an axis
+                                       "torch_tp": False}                                 # tp_comm default
     _same(run["sparse"], run["auto"])
 
 

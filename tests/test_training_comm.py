@@ -65,11 +65,14 @@ def test_broadcast_reference_values():
                                162 * (8.4e-6 + 1024 * 28e-6), rtol=1e-12)
     np.testing.assert_allclose(float(parallel.broadcast_sync_latency_s(162.0, 1024.0)), 4.646, rtol=1e-3)
     np.testing.assert_allclose(float(parallel.broadcast_sync_latency_s(8.0, 8.0)), 1.8592e-3, rtol=1e-9)
-    # + the bytes of an all-gather (two-level): 7/8·W/β_i + 127/128·(W/8)/β_e
+    # + the bytes of an all-gather by NCCL's flat ring: the NIC share 1023/1024·(W/8)/β_e (> 7/8·W/β_i)
     np.testing.assert_allclose(float(parallel.broadcast_sync_s(14.64e9, 162.0, 1024.0, 8.0, 235e9, 5e9)),
-                               7 / 8 * 14.64e9 / 235e9 + 127 / 128 * 14.64e9 / 8 / 5e9 + 4.6462248, rtol=1e-9)
-    np.testing.assert_allclose(float(parallel.broadcast_sync_s(14.64e9, 162.0, 1024.0, 8.0, 235e9, 5e9)), 5.0639,
+                               1023 / 1024 * 14.64e9 / 8 / 5e9 + 4.6462248, rtol=1e-9)
+    np.testing.assert_allclose(float(parallel.broadcast_sync_s(14.64e9, 162.0, 1024.0, 8.0, 235e9, 5e9)), 5.0119,
                                rtol=1e-4)
+    # one node of 8: the scale-up ring, 7/8·W/β_i + 8·(8.4 + 8·28) µs
+    np.testing.assert_allclose(float(parallel.broadcast_sync_s(1e9, 8.0, 8.0, 8.0, 235e9, 5e9)),
+                               7 / 8 * 1e9 / 235e9 + 8 * (8.4e-6 + 8 * 28e-6), rtol=1e-9)
     assert float(parallel.broadcast_sync_s(1e9, 1.0, 1.0, 1.0, 235e9, 5e9)) == 0.0     # one rank: nothing
     assert float(parallel.broadcast_sync_latency_s(1.0, 1.0)) == 0.0      # no peers: no broadcast
 
@@ -182,9 +185,9 @@ def test_flat_ring_latency_and_per_block_fsdp_collectives():
         assert float(many[z][0]) == float(one[z][0]) and float(many[z][1]) == float(one[z][1])
     np.testing.assert_allclose(float(many[2][0] - one[2][0]), 2 * 31 * ref, rtol=1e-9)      # RS + AG per block
     np.testing.assert_allclose(float(many[3][1] - one[3][1]), 3 * 31 * ref, rtol=1e-9)      # 2 AG + RS per block
-    # bytes: the two-level ring's, independent of the issue count
-    rs_bytes = float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 400e9, 0.0, 48e9, 0.0))
-    ag_bytes = float(parallel.hierarchical_reduce_scatter(w_b, 8.0, 64.0, 400e9, 0.0, 48e9, 0.0))
+    # bytes: the flat ring's (the NIC share 1/8 of 511/512·M at 48e9 B/s), independent of the issue count
+    rs_bytes = 511 / 512 * g_b / 8 / 48e9
+    ag_bytes = 511 / 512 * w_b / 8 / 48e9
     np.testing.assert_allclose(float(one[1][0]), rs_bytes + ag_bytes + 2 * ref, rtol=1e-9)
 
 
@@ -273,13 +276,14 @@ def test_data_parallel_reduce_scatter_and_all_gather_at_the_ring_rate():
             assert float(a[0]) == float(same[0])               # the all-reduce: NVLS rate
         else:
             assert float(a[0]) == float(ring[0]) and float(a[1]) == float(ring[1])
-    rs = float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 368e9, 0.0, 48e9, 0.0))
-    ag = float(parallel.hierarchical_reduce_scatter(w_b, 8.0, 64.0, 368e9, 0.0, 48e9, 0.0))
+    rs = float(parallel.flat_ring_bytes_s(g_b, 512.0, 8.0, 368e9, 48e9))
+    ag = float(parallel.flat_ring_bytes_s(w_b, 512.0, 8.0, 368e9, 48e9))
     z1 = parallel.data_parallel_times(g_b, w_b, zero_stage=1, bw_intra=477e9, bw_intra_ring=368e9, **kw)
     np.testing.assert_allclose(float(z1[0]), rs + ag + 2 * lat, rtol=1e-12)
-    # hand value of the intra-node share: 7/8 · 4e9 / 368e9 (reduce-scatter of the gradients inside the node)
-    np.testing.assert_allclose(rs - float(parallel.hierarchical_reduce_scatter(g_b, 8.0, 64.0, 1e30, 0.0, 48e9, 0.0)),
-                               7 / 8 * 4e9 / 368e9, rtol=1e-9)
+    # the ring rate decides once the scale-up share is the slower one: 7/8 of 511/512 · 4e9 at 40e9 B/s
+    # (8 per node) against the NIC's 1/8 at 48e9 B/s
+    z1_slow = parallel.data_parallel_times(g_b, w_b, zero_stage=1, bw_intra=477e9, bw_intra_ring=40e9, **kw)
+    np.testing.assert_allclose(float(z1_slow[0]), 511 / 512 * (g_b + w_b) * 7 / 8 / 40e9 + 2 * lat, rtol=1e-12)
     zs = np.array([0.0, 1.0, 2.0, 3.0])
     ringbw = np.array([300e9, 368e9, 400e9, 368e9])
     bf, bm = parallel.data_parallel_times(g_b, w_b, zero_stage=zs, bw_intra=477e9, bw_intra_ring=ringbw, **kw)
@@ -289,11 +293,53 @@ def test_data_parallel_reduce_scatter_and_all_gather_at_the_ring_rate():
 
     def f(x):
         return parallel.data_parallel_times(g_b, w_b, zero_stage=3.0, bw_intra=477e9, bw_intra_ring=x, **kw)[1]
-    x0 = 368e9
+    x0 = 100e9          # the scale-up share is the slower one here (7/8 / 100e9 > 1/8 / 48e9)
     g = float(jax.grad(f)(x0))
     h = 1e6
     np.testing.assert_allclose(g, (float(f(x0 + h)) - float(f(x0 - h))) / (2 * h), rtol=1e-6)
     assert g < 0
+    assert float(jax.grad(f)(368e9)) == 0.0     # ... and not at 368e9: the NIC share sets the time
+
+
+def test_flat_ring_bytes_take_the_slower_link_share():
+    """NCCL's ReduceScatter/AllGather ring moves (n-1)/n·M per rank, 1/g of it through the NIC and the rest
+    over the scale-up links at the same time (tuning.cc: ring busBw = nChannels·bwInter beyond two nodes, one
+    term): t = (n-1)/n·M·max((g-1)/g/β_i, 1/(g·β_e)); one node: (n-1)/n·M/β_i.  Reference values by hand;
+    batched == scalar; jax.grad vs finite differences."""
+    f = parallel.flat_ring_bytes_s
+    # docstring example: the NIC share sets it (0.0103963 s), about half the two-level sum (0.0197648 s)
+    np.testing.assert_allclose(float(f(4e9, 512.0, 8.0, 368e9, 48e9)), 511 / 512 * 4e9 / 8 / 48e9, rtol=1e-12)
+    np.testing.assert_allclose(float(f(4e9, 512.0, 8.0, 368e9, 48e9)), 0.0103963, rtol=1e-5)
+    np.testing.assert_allclose(float(parallel.hierarchical_reduce_scatter(4e9, 8.0, 64.0, 368e9, 0.0, 48e9, 0.0)),
+                               0.0197648, rtol=1e-5)
+    # slow scale-up (PCIe-class 20e9 B/s): its 7/8 share sets it
+    np.testing.assert_allclose(float(f(4e9, 512.0, 8.0, 20e9, 48e9)), 511 / 512 * 4e9 * 7 / 8 / 20e9, rtol=1e-12)
+    # one node: the ring inside it, = walls.parallel.reduce_scatter without latency; one rank per node: the NIC ring
+    np.testing.assert_allclose(float(f(4e9, 8.0, 8.0, 368e9, 48e9)), float(parallel.reduce_scatter(4e9, 8, 368e9, 0.0)),
+                               rtol=1e-12)
+    np.testing.assert_allclose(float(f(4e9, 4.0, 8.0, 368e9, 48e9)), 3 / 4 * 4e9 / 368e9, rtol=1e-12)
+    np.testing.assert_allclose(float(f(4e9, 64.0, 1.0, 368e9, 48e9)), float(parallel.reduce_scatter(4e9, 64, 48e9, 0.0)),
+                               rtol=1e-12)
+    assert float(f(4e9, 1.0, 8.0, 368e9, 48e9)) == 0.0
+    # batched == scalar
+    m = np.array([4e9, 4e9, 1e9, 2e9, 4e9])
+    n = np.array([512.0, 8.0, 64.0, 16.0, 1.0])
+    loc = np.array([8.0, 8.0, 1.0, 4.0, 8.0])
+    bi = np.array([368e9, 368e9, 368e9, 20e9, 368e9])
+    batched = np.asarray(f(m, n, loc, bi, 48e9))
+    for i in range(len(m)):
+        np.testing.assert_allclose(float(f(m[i], n[i], loc[i], bi[i], 48e9)), batched[i], rtol=1e-12)
+    # jax.grad vs central finite differences in M, β_e (NIC share binding) and β_i (scale-up share binding)
+    x0 = jnp.asarray([4e9, 48e9, 20e9])
+
+    def g(x):
+        return f(x[0], 512.0, 8.0, x[2], x[1]) + f(x[0], 512.0, 8.0, 368e9, x[1]) + f(x[0], 512.0, 8.0, x[2], 1e12)
+    grad = np.asarray(jax.grad(g)(x0))
+    for k, h in enumerate((1e3, 1e3, 1e3)):
+        e = np.zeros(3)
+        e[k] = h
+        fd = (float(g(x0 + e)) - float(g(x0 - e))) / (2 * h)
+        np.testing.assert_allclose(grad[k], fd, rtol=1e-6)
 
 
 def test_pipeline_bubble_holds_the_stage_exposed_communication():
@@ -324,4 +370,7 @@ def test_pipeline_bubble_holds_the_stage_exposed_communication():
     fd = (float(step(0.3 + h)) - float(step(0.3 - h))) / (2 * h)
     np.testing.assert_allclose(g, fd, rtol=1e-6)
     t_tp_full = float(cm.t_tp_s[0])                  # tp_overlap 0, efficiency.tp_comm_overlap 0: nothing hidden
-    np.testing.assert_allclose(-g, t_tp_full * (1 + 3 / 8), rtol=1e-6)
+    # ... less the 1/M of it that widens the DP window (ZeRO-1: the last micro-batch's compute + exposed TP; this
+    # row's DP collectives outlast that window, so each second of TP wait hides 1/M second of DP traffic)
+    assert float(cm.t_dp_exposed_s[0]) > 0.0
+    np.testing.assert_allclose(-g, t_tp_full * (1 + 3 / 8 - 1 / 8), rtol=1e-6)

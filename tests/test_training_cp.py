@@ -83,6 +83,50 @@ def test_merge_bytes_reference_values():
     assert float(attention.cp_merge_bytes(e, e, 1, forward_passes=2.0)) == 0.0
 
 
+def test_p2p_bookkeeping_bytes_reference_values():
+    """Transformer Engine's p2p ring (bee4649c): K,V packing, output merges, dQ and dK,dV accumulations."""
+    e_q = 16384 * 32 * 128          # Llama 3 8B, s = 65,536, cp 4, tp 1 (docstring example): E_kv = E_q / 4
+    e_kv = e_q / 4
+    k = 2 * (2 + 2.25 * 3)          # 17.5 B per output / gradient element
+    want = (2 * 2 * 2 * e_kv + k * e_q) + 2 * 2 * 2 * e_kv + k * (e_q + 2 * e_kv)
+    assert k == 17.5
+    got = float(attention.cp_p2p_bookkeeping_bytes(e_q, e_kv, 4))
+    assert got == pytest.approx(want, rel=1e-12)
+    assert got == pytest.approx(3.204e9, rel=1e-3)
+    # cp = 2, hand count: forward 8·E_kv (pack) + 4·E_q (step 0) + 6·E_q·(1 + 1/2)/2 (step 1, whole on rank 1,
+    # second half on rank 0) = 8·E_kv + 8.5·E_q; backward the same on dQ and 2·E_kv, + 8·E_kv; full recompute:
+    # the forward twice
+    one = float(attention.cp_p2p_bookkeeping_bytes(1.0, 1.0, 2, forward_passes=2.0))
+    assert one == pytest.approx(2 * (8 + 8.5) + 8 + 8.5 * 3, rel=1e-12)
+    # fp32 activations: twice the bytes; no ring at cp = 1
+    assert float(attention.cp_p2p_bookkeeping_bytes(1.0, 1.0, 2, forward_passes=2.0,
+                                                    bytes_per_element=4.0)) == pytest.approx(2 * one, rel=1e-12)
+    assert float(attention.cp_p2p_bookkeeping_bytes(e_q, e_kv, 1, forward_passes=2.0)) == 0.0
+
+
+def test_p2p_bookkeeping_batched_equals_scalar_and_gradient():
+    q = np.array([6.7e7, 1.68e7, 4.2e6, 1e6])
+    kv = np.array([1.68e7, 1.68e7, 2.6e5, 1e6])
+    cp = np.array([4.0, 16.0, 2.0, 1.0])
+    passes = np.array([1.0, 2.0, 1.0, 2.0])
+    batched = np.asarray(attention.cp_p2p_bookkeeping_bytes(q, kv, cp, forward_passes=passes))
+    for i in range(4):
+        one = float(attention.cp_p2p_bookkeeping_bytes(q[i], kv[i], cp[i], forward_passes=passes[i]))
+        assert batched[i] == pytest.approx(one, rel=1e-12)
+    assert np.all(np.isfinite(batched)) and batched[3] == 0.0 and np.all(batched[:3] > 0.0)
+
+    def f(x):   # E_q, E_kv, cp, bytes per element
+        return attention.cp_p2p_bookkeeping_bytes(x[0], x[1], x[2], forward_passes=2.0, bytes_per_element=x[3])
+
+    x0 = jnp.array([6.7e7, 1.68e7, 8.0, 2.0])
+    g = np.asarray(jax.grad(f)(x0))
+    for i in range(4):
+        h = float(x0[i]) * 1e-6
+        fd = (float(f(x0.at[i].add(h))) - float(f(x0.at[i].add(-h)))) / (2 * h)
+        assert g[i] == pytest.approx(fd, rel=1e-6)
+    assert g[2] > 0.0                   # more ring steps, more merges
+
+
 def test_walls_batched_equal_scalar_and_gradients():
     args = (np.array([0.268e9, 0.537e9, 0.1e9, 1e8]), np.array([8.0, 8.0, 2.0, 1.0]),
             np.array([45e9, 360e9, 45e9, 45e9]), np.array([5e-6, 2e-6, 5e-6, 5e-6]),
@@ -162,7 +206,8 @@ def test_published_rows_map_onto_the_cp_parameters():
 def test_cp_lines_of_communication_reference_values():
     """Nothing hidden (cp_overlap = 0), Llama 3 8B, s = 262,144, cp 8 on one node, one sequence:
     t_cp = L·(exposed pass-KV comm + fp32 merge bytes / mem_bw) for all_gather and
-    L·(1 + full/3)·(3·(cp-1)·(C/bw + α)) for p2p, C = 2·(s/cp)·h_x·d·2 B (h_x 32 with kv_repeat, 8 without)."""
+    L·((1 + full/3)·(3·(cp-1)·(C/bw + α)) + TE bookkeeping bytes / mem_bw) for p2p,
+    C = 2·(s/cp)·h_x·d·2 B (h_x 32 with kv_repeat, 8 without)."""
     from mlsys_opt.scenarios import training_comm as tcomm
     from mlsys_opt.scenarios import training_parts as tp
     from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as E
@@ -183,9 +228,14 @@ def test_cp_lines_of_communication_reference_values():
     e = s_loc * 32 * d
     merge = (2 * (n - 1) * 10 * e + n * 10 * 3 * e) / hbm
     assert t_cp[0] == pytest.approx(layers * (ag + merge), rel=1e-9)
-    p2p = (1 + 1 / 3) * 3 * (n - 1) * (chunk / bw + alpha)
+    # p2p (Transformer Engine's ring): + its bf16 K,V packing, merges and accumulations, forward twice (full AC)
+    k = 2 * (2 + 2.25 * (n - 1))
+    book = 2 * (2 * 2 * 2 * e + k * e) + 2 * 2 * 2 * e + k * 3 * e
+    p2p = (1 + 1 / 3) * 3 * (n - 1) * (chunk / bw + alpha) + book / hbm
     assert t_cp[1] == pytest.approx(layers * p2p, rel=1e-9)
-    p2p_kv = (1 + 1 / 3) * 3 * (n - 1) * (chunk / 4 / bw + alpha)
+    e_kv = s_loc * 8 * d
+    book_kv = 2 * (2 * 2 * 2 * e_kv + k * e) + 2 * 2 * 2 * e_kv + k * (e + 2 * e_kv)
+    p2p_kv = (1 + 1 / 3) * 3 * (n - 1) * (chunk / 4 / bw + alpha) + book_kv / hbm
     assert t_cp[2] == pytest.approx(layers * p2p_kv, rel=1e-9)
 
 

@@ -175,7 +175,7 @@ def _megatron_settings(row: Measurement, cfg: dict) -> tuple[dict, dict]:
                 "microbatches": batch // (dp * int(cfg.get("micro_batch", 1))), "virtual_stages": v,
                 "recompute": "full" if full else "selective",
                 **{k: cfg[k] for k in ("fabric", "zero_stage", "overlap", "precision", "efficiency", "attention",
-                                       "sequence_parallel") if k in cfg}}
+                                       "sequence_parallel", "loss_kernel") if k in cfg}}
     return settings, {"models": {name: model}}
 
 

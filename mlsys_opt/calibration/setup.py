@@ -189,6 +189,16 @@ TRAINING_MAP: dict[str, Rule] = {
     "fp8_scaling": Rule(("fp8_scaling",), _same("fp8_scaling"),
                         "delayed | dynamic: dynamic tensorwise scaling reads each cast operand once more for "
                         "its amax (torchao float8, torchtitan's float8 default)"),
+    "loss_kernel": Rule(("loss_kernel",), _same("loss_kernel"),
+                        "fused | torch | megatron: the cross entropy over the vocabulary (fused kernel, "
+                        "F.cross_entropy on fp32 logits, Megatron's unfused vocab_parallel_cross_entropy)"),
+    "last_stage_layers": Rule(("last_stage_layers",), _int("last_stage_layers"),
+                              "decoder layers on the last pipeline rank (Megatron-Core "
+                              "decoder_last_pipeline_num_layers / pipeline_model_parallel_layout)"),
+    "async_tp": Rule(("tp_comm",), lambda v, s: {"tp_comm": v if isinstance(v, str) else "async" if v else "dtensor"},
+                     "PyTorch TP (a row that states async_tp ran torchtitan / DTensor TP): true -> tp_comm = async "
+                     "(enable_async_tensor_parallel), false -> dtensor (vanilla DTensor SequenceParallel); a "
+                     "string names the tp_comm choice (async_ag: only the all-gather -> matmul fusions)"),
     "zero1_group": Rule(("param_sync", "shard_group"),
                         lambda v, s: {"param_sync": "broadcast", "shard_group": max(0, int(v))},
                         "InternEvo zero1 size -> param_sync = broadcast (HybridZeroOptimizer: gradients "
@@ -221,7 +231,7 @@ MAPS = {"training": TRAINING_MAP, "serving": SERVING_MAP}
 CONTEXT_KEYS = {
     "dp": "derived: N/(tp·cp·pp)", "printed_dp": "kept for the record", "grad_accum": "implied by the batch split",
     "model": "catalog entry (setup_model_entry)",
-    "async_tp": "TP overlap; framework default overlap used", "slices": "used by sharding (hsdp group)",
+    "slices": "used by sharding (hsdp group)",
     "gpus_per_node": "node size (accelerator entry)", "remat_policy": "mapped into recompute by the data",
     "fp8_recipe": "precision detail", "pp_schedule": "schedule detail", "scale_up_fabric": "context",
     "scale_up_domain": "context", "engine_version": "context", "length_distribution": "request mix",

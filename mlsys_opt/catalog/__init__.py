@@ -251,6 +251,7 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
         vocab_size=f(m, "vocab_size"),
         context_len=f(m, "context_len"), n_experts=f(m, "n_experts"), top_k=f(m, "top_k"),
         flop_per_sample=f(m, "flop_per_sample"),
+        **{k: f(m, k) for k in ModelTable._fields[ModelTable._fields.index("q_lora_rank"):]},   # DSV3 shape columns
     )
     fabric = FabricTable(
         bw_bytes_per_s=f(fb, "bw_bytes_per_s"), latency_s=f(fb, "latency_s"),

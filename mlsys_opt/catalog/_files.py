@@ -1,10 +1,11 @@
 """Reading people's TOML files (catalogs, specs): size-limited, UTF-8, bounded nesting.
 
 Each function raises the caller's error class (CatalogError, SpecError) with ONE message naming
-the file; `catalog._load.read_toml` and `space.spec` use them.
+the file; `read_toml` (catalog files), `catalog._load` and `space.spec` use them.
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,8 @@ except ModuleNotFoundError:  # Python 3.10
 
 from ..errors import CatalogError
 
+KINDS: tuple[str, ...] = ("accelerators", "models", "fabrics", "regions")   # the catalog's entry kinds
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
 MAX_TOML_DEPTH = 32   # arrays/tables inside each other; real files use 3-4, tomllib recurses past ~450
 
 
@@ -69,3 +72,26 @@ def loads_toml(text: str, label: str, error: type[Exception] = CatalogError,
         raise error(f"{label}: values nested too deeply (more than {MAX_TOML_DEPTH} levels of arrays or "
                     "tables inside each other)")
     return data
+
+
+def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
+    """tomllib with duplicate-table and syntax errors turned into CatalogError naming the file."""
+    p = Path(path)
+    label = label or str(path)
+    try:
+        text = decode_text(read_limited(p, label, CatalogError), label, CatalogError)
+    except OSError as exc:
+        raise CatalogError(f"{label}: cannot read catalog file ({exc.strerror or exc})") from None
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(text.splitlines(), 1):
+        m = _HEADER.match(line)
+        if not m:
+            continue
+        header = re.sub(r"\s*\.\s*", ".", m.group(1).strip())
+        if header in seen:
+            entry = header.split(".")[-1] if header.count(".") == 1 and header.split(".")[0] in KINDS \
+                else header.split(".")[0]
+            raise CatalogError(f"{label}: [{entry}] is defined twice (lines {seen[header]} and {lineno}); "
+                               "entry names must be unique")
+        seen[header] = lineno
+    return loads_toml(text, label, CatalogError)

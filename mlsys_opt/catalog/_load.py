@@ -21,142 +21,17 @@ import re
 
 import unicodedata
 from pathlib import Path
-from typing import Any, Mapping, NamedTuple
+from typing import Any, Mapping
 
 from .. import units
-from .._types import MODEL_KINDS, PRECISION_ALIASES, PRECISIONS, TOPOLOGIES
+from .._types import MODEL_KINDS, PRECISION_ALIASES, PRECISIONS
 from ..errors import CatalogError, MlsysOptError, suggest
-from ._files import decode_text, loads_toml, read_limited
-from .achievable import ACHIEVABLE_COLUMNS  # issue 19: achievable-rate columns, after ridge
-
-KINDS: tuple[str, ...] = ("accelerators", "models", "fabrics", "regions")
-SEGMENTS: tuple[str, ...] = ("datacenter", "edge", "mobile", "tiny")
-SCOPES: tuple[str, ...] = ("scale_up", "scale_out")
-DEFAULT_MTBF = "50000 hour"  # seed 000, Sec. 7.1: 50,000 h per GPU
-DEFAULT_HOST_BW = "32 GB/s"  # PCIe Gen4 x16, one direction (PCI-SIG: 16 GT/s x 16 lanes, 128b/130b)
+from ._files import read_toml  # noqa: F401  (also read as _load.read_toml)
+from ._schema import (  # noqa: F401  (also read as _load.COLUMNS, _load.PEAK_COLUMNS, _load.HAS_COLUMNS, ...)
+    _ALL, _COLUMN_KEYS, _TF, COLUMNS, DEFAULT_HOST_BW, DEFAULT_MTBF, HAS_COLUMNS, KINDS, PEAK_COLUMNS, SCHEMA, Field,
+)
+from .shapes import derived_columns
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_HEADER = re.compile(r"^\s*\[\s*([^\[\]#]+?)\s*\]\s*(?:#.*)?$")
-_ALL = None  # "allowed for every model kind"
-
-
-class Field(NamedTuple):
-    """One TOML field: its column, type and rule.
-
-    type: "qty" (units.parse with `dim`), "int", "float" (plain number), "str",
-    "enum", "aliases", "year", "peak".  rule: "pos" (> 0), "nonneg" (>= 0),
-    "ge1" (>= 1), "frac" (in (0, 1]).  required: True, False, or the model kinds
-    that require it; allowed: None (all kinds) or the model kinds that may set it.
-    """
-
-    key: str
-    column: str | None
-    type: str
-    dim: str = ""
-    rule: str = ""
-    required: bool | tuple[str, ...] = True
-    default: Any = None
-    choices: tuple[str, ...] = ()
-    allowed: tuple[str, ...] | None = _ALL
-    example: str = ""
-
-
-def _common() -> list[Field]:
-    return [
-        Field("display_name", "display_name", "str"),
-        Field("aliases", "aliases", "aliases", required=False, default=[]),
-        Field("year", "year", "year"),
-        Field("source", "source", "str"),
-        Field("notes", "notes", "str", required=False, default=""),
-    ]
-
-
-_TF = ("transformer", "moe")
-
-
-def _achievable(kind: str) -> list[Field]:
-    """Optional achievable-rate fields (issue 19): catalog/achievable.py defines and resolves them."""
-    from .achievable import schema_fields
-    return [Field(*f) for f in schema_fields(kind)]
-
-
-SCHEMA: dict[str, list[Field]] = {
-    "accelerators": _common() + [
-        Field("vendor", "vendor", "str"),
-        Field("segment", "segment", "enum", choices=SEGMENTS),
-        Field("peak", None, "peak"),
-        Field("mem_capacity", "mem_capacity_bytes", "qty", "bytes", "pos"),
-        Field("mem_bw", "mem_bw_bytes_per_s", "qty", "bandwidth", "pos"),
-        Field("sram", "sram_bytes", "qty", "bytes", "pos"),
-        Field("tdp", "tdp_w", "qty", "power", "pos"),
-        Field("scaleup_bw", "scaleup_bw_bytes_per_s", "qty", "bandwidth", "nonneg"),
-        Field("accelerators_per_node", "accelerators_per_node", "int", rule="pos"),
-        Field("price", "price_usd", "qty", "usd", "pos"),
-        Field("cloud_price", "cloud_usd_per_hour", "qty", "usd_per_hour", "pos"),
-        Field("price_source", "price_source", "str"),
-        Field("mtbf", "mtbf_s", "qty", "time", "pos", required=False, default=DEFAULT_MTBF),
-        Field("injection_bw", "injection_bw_bytes_per_s", "qty", "bandwidth", "pos", required=False),
-        Field("host_bw", "host_bw_bytes_per_s", "qty", "bandwidth", "pos", required=False,
-              default=DEFAULT_HOST_BW),
-    ] + _achievable("accelerators"),
-    "models": _common() + [
-        Field("kind", "kind", "enum", choices=MODEL_KINDS),
-        Field("params", "n_params", "qty", "params", "pos"),
-        Field("active_params", "n_active_params", "qty", "params", "pos", required=("moe",)),
-        Field("layers", "n_layers", "int", rule="pos"),
-        Field("hidden", "hidden_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("heads", "n_heads", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("kv_heads", "n_kv_heads", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("head_dim", "head_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        # MLA (DeepSeek-V2/V3): elements cached per token per layer; 0 = 2·kv_heads·head_dim.
-        Field("kv_latent_dim", "kv_latent_dim", "int", rule="nonneg", required=False, default=0, allowed=_TF),
-        Field("ffn_dim", "ffn_dim", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("vocab", "vocab_size", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("context", "context_len", "int", rule="pos", required=_TF, default=0, allowed=_TF),
-        Field("experts", "n_experts", "int", rule="pos", required=("moe",), default=1, allowed=("moe",)),
-        Field("top_k", "top_k", "int", rule="pos", required=("moe",), default=1, allowed=("moe",)),
-        Field("flop_per_sample", "flop_per_sample", "qty", "flop", "pos", required=("cnn",),
-              default=0.0, allowed=("cnn",)),
-    ],
-    "fabrics": _common() + [
-        Field("scope", "scope", "enum", choices=SCOPES),
-        Field("bw", "bw_bytes_per_s", "qty", "bandwidth", "pos"),
-        Field("latency", "latency_s", "qty", "time", "pos"),
-        Field("topology", "topology", "enum", choices=TOPOLOGIES),
-        Field("bisection_frac", "bisection_frac", "float", rule="frac"),
-        Field("oversubscription", "oversubscription", "float", rule="ge1"),
-    ] + _achievable("fabrics"),
-    "regions": _common() + [
-        Field("carbon_intensity", "carbon_gco2e_per_kwh", "qty", "carbon_intensity", "nonneg"),
-        Field("pue", "pue", "float", rule="ge1"),
-        Field("wue", "wue_l_per_kwh", "qty", "water_per_energy", "nonneg"),
-        Field("electricity_price", "electricity_usd_per_kwh", "qty", "usd_per_kwh", "pos"),
-    ],
-}
-
-PEAK_COLUMNS = tuple(f"peak_{p}_flop_per_s" for p in PRECISIONS)
-HAS_COLUMNS = tuple(f"has_{p}" for p in PRECISIONS)
-
-# DataFrame column order per kind (name first, provenance last).
-COLUMNS: dict[str, tuple[str, ...]] = {
-    "accelerators": ("name", "display_name", "vendor", "segment", "year", *PEAK_COLUMNS, *HAS_COLUMNS,
-                     "mem_capacity_bytes", "mem_bw_bytes_per_s", "sram_bytes", "tdp_w",
-                     "scaleup_bw_bytes_per_s", "accelerators_per_node", "price_usd", "cloud_usd_per_hour",
-                     "mtbf_s", "injection_bw_bytes_per_s", "host_bw_bytes_per_s", "is_wafer_scale", "ridge_flop_per_byte",
-                     *ACHIEVABLE_COLUMNS["accelerators"], "aliases", "price_source", "source", "notes"),
-    "models": ("name", "display_name", "kind", "year", "n_params", "n_active_params", "n_layers",
-               "hidden_dim", "n_heads", "n_kv_heads", "head_dim", "kv_latent_dim", "ffn_dim", "vocab_size",
-               "context_len", "n_experts", "top_k", "flop_per_sample", "aliases", "source", "notes"),
-    "fabrics": ("name", "display_name", "scope", "year", "bw_bytes_per_s", "latency_s", "topology",
-                "bisection_frac", "oversubscription", *ACHIEVABLE_COLUMNS["fabrics"], "aliases", "source", "notes"),
-    "regions": ("name", "display_name", "year", "carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh",
-                "electricity_usd_per_kwh", "aliases", "source", "notes"),
-}
-
-# SI column name -> (TOML key, units dimension), accepted in dict overrides with a bare SI float.
-_COLUMN_KEYS: dict[str, dict[str, tuple[str, str]]] = {
-    kind: {f.column: (f.key, f.dim) for f in fields if f.type == "qty" and f.column}
-    for kind, fields in SCHEMA.items()
-}
 
 
 def kind_of(kind: str) -> str:
@@ -188,29 +63,6 @@ def norm_key(text: str) -> str:
 
 
 # ---------------------------------------------------------------- reading files
-
-def read_toml(path: str | Path, label: str | None = None) -> dict[str, Any]:
-    """tomllib with duplicate-table and syntax errors turned into CatalogError naming the file."""
-    p = Path(path)
-    label = label or str(path)
-    try:
-        text = decode_text(read_limited(p, label, CatalogError), label, CatalogError)
-    except OSError as exc:
-        raise CatalogError(f"{label}: cannot read catalog file ({exc.strerror or exc})") from None
-    seen: dict[str, int] = {}
-    for lineno, line in enumerate(text.splitlines(), 1):
-        m = _HEADER.match(line)
-        if not m:
-            continue
-        header = re.sub(r"\s*\.\s*", ".", m.group(1).strip())
-        if header in seen:
-            entry = header.split(".")[-1] if header.count(".") == 1 and header.split(".")[0] in KINDS \
-                else header.split(".")[0]
-            raise CatalogError(f"{label}: [{entry}] is defined twice (lines {seen[header]} and {lineno}); "
-                               "entry names must be unique")
-        seen[header] = lineno
-    return loads_toml(text, label, CatalogError)
-
 
 def entries_from(source: Mapping[str, Any] | str | Path, kind: str) -> tuple[dict[str, dict], str]:
     """(name -> raw entry dict, label) from a dict or a TOML file of entries of one kind."""
@@ -451,6 +303,9 @@ def _cross_check(kind: str, row: dict[str, Any], raw: Mapping[str, Any], ctx: st
         if row["kind"] in _TF:
             if row["n_kv_heads"] > row["n_heads"] or row["n_heads"] % row["n_kv_heads"]:
                 raise _fail(ctx, "kv_heads", f"must divide heads ({row['n_heads']}), got {row['n_kv_heads']}")
+        if row["kind"] in _TF and row["dense_layers"] >= row["n_layers"]:
+            raise _fail(ctx, "dense_layers", f"must be < layers ({row['n_layers']}), got {row['dense_layers']}")
+        row.update(derived_columns(row))      # per-model columns the scenarios read (MLA widths, MTP)
         if row["kind"] == "moe":
             if row["n_experts"] < 2:
                 raise _fail(ctx, "experts", f"a moe model needs >= 2 experts, got {row['n_experts']}")

@@ -71,6 +71,7 @@ import numpy as np
 
 from .._types import PRECISIONS
 from ..errors import CatalogError
+from ._files import read_toml
 
 PATH = Path(__file__).resolve().parent / "achievable.toml"
 
@@ -247,7 +248,6 @@ def _fabric(name: str, e: Mapping[str, Any]) -> dict[str, Any]:
 
 @functools.lru_cache(maxsize=1)
 def _builtin() -> dict[str, dict[str, dict[str, Any]]]:
-    from ._load import read_toml
     data = read_toml(PATH, PATH.name)
     return {"accelerators": {n: _accelerator(n, e, data) for n, e in data.get("accelerators", {}).items()},
             "fabrics": {n: _fabric(n, e) for n, e in data.get("fabrics", {}).items()}}
@@ -260,7 +260,6 @@ def builtin_fields(kind: str) -> dict[str, dict[str, Any]]:
 
 def raw_entry(kind: str, name: str) -> dict[str, Any]:
     """The achievable.toml table of one built-in entry, as written (sources, measured numbers)."""
-    from ._load import read_toml
     return dict(read_toml(PATH, PATH.name).get(kind, {}).get(name, {}))
 
 

@@ -58,6 +58,17 @@ class ModelTable(NamedTuple):
     n_experts: Array              # 1 for dense
     top_k: Array                  # experts per token, 1 for dense
     flop_per_sample: Array        # forward FLOP per sample (CNNs); 0 for transformers (use 2·active params per token)
+    # DSV3 (issue 12), catalog/shapes.py; 0 = absent (every model without the fields is unchanged)
+    q_lora_rank: Array            # [n_model] MLA query compression width (0: one q projection)
+    kv_lora_rank: Array           # [n_model] MLA key/value compression width (0: MHA/GQA)
+    qk_rope_head_dim: Array       # [n_model] decoupled RoPE width added to each Q/K head (0: none)
+    v_head_dim: Array             # [n_model] value head width (0: head_dim)
+    mtp_layers: Array             # [n_model] multi-token-prediction depths (DeepSeek-V3 §2.2; 0: none)
+    dense_layers: Array           # [n_model] leading dense-MLP layers of a MoE model (first_k_dense_replace)
+    dense_ffn_dim: Array          # [n_model] their MLP width (0: ffn_dim)
+    shared_experts: Array         # [n_model] always-active experts per MoE layer
+    core_head_dim: Array          # [n_model] ((head_dim + rope) + v_head_dim)/2: attention-core GEMM width per head
+    mtp_active_params: Array      # [n_model] GEMM parameters per token of the MTP modules (+ their LM-head pass)
 
 
 class FabricTable(NamedTuple):

@@ -108,7 +108,8 @@ def static_options(scenario: str, possible: dict) -> dict:
     a constant)}; parameters not given may take any value.  Training: auto_micro_batch=False
     when every row gives micro_batch_size > 0 or microbatches > 0 (then one micro-batch
     geometry is evaluated instead of the candidate set); context_parallel=False when every row
-    has cp <= 1 (the context-parallel terms, 0 there, are not traced).  Serving: no options.
+    has cp <= 1 (the context-parallel terms, 0 there, are not traced); torch_tp=False when every
+    row has tp_comm = default (the PyTorch TP terms are not traced).  Serving: no options.
     """
     if scenario != "training":
         return {}
@@ -120,8 +121,10 @@ def static_options(scenario: str, possible: dict) -> dict:
 
     cp = possible.get("cp")
     no_cp = cp is not None and np.size(cp) > 0 and bool(np.all(np.asarray(cp, float) <= 1))
+    tpc = possible.get("tp_comm")     # ASYNCTP: PyTorch TP terms only where some row has tp_comm != default (0)
+    no_torch_tp = tpc is not None and np.size(tpc) > 0 and bool(np.all(np.asarray(tpc, float) == 0))
     return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches")),
-            "context_parallel": not no_cp}
+            "context_parallel": not no_cp, "torch_tp": not no_torch_tp}
 
 
 __all__ = ["static_options", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",

@@ -110,7 +110,7 @@ class Common(NamedTuple):
     n_layers: Array
     hidden: Array
     n_heads: Array
-    attn_width: Array          # heads · head_dim
+    attn_width: Array          # heads · core_head_dim (heads · head_dim for MHA/GQA; MLA: heads·((d + r) + d_v)/2)
     n_kv_heads: Array
     head_dim: Array
     kv_latent_dim: Array       # MLA elements cached per token per layer (0: 2·n_kv_heads·head_dim)
@@ -131,6 +131,11 @@ class Common(NamedTuple):
     up_busbw_curve: Array      # [..., 25] scale-up busbw / scaleup_bw at MSG_BYTES (0: no data)
     out_busbw_curve: Array     # [..., 25] scale-out busbw / fabric bw at MSG_BYTES (0: no data)
     host_bw: Array             # accelerator <-> host-memory link B/s, one direction (0: none in the catalog)
+    # DSV3 (issue 12): per-model columns from catalog/shapes.py (0 for every model without the fields)
+    core_head_dim: Array       # attention-core GEMM width per head, ((d + rope) + d_v)/2 (= head_dim for MHA/GQA)
+    mtp_layers: Array          # multi-token-prediction depths (DeepSeek-V3 §2.2)
+    mtp_params: Array          # GEMM parameters per token of the MTP modules, their LM-head pass included
+    dense_layers: Array        # leading dense-MLP layers of a MoE model (no expert dispatch)
 
 
 def gather(p, t: Tables, eff: Efficiency) -> Common:
@@ -195,7 +200,8 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         alpha_out=t.fabric.latency_s[f] + a * (a_out - t.fabric.latency_s[f]),
         is_cnn=is_cnn, n_params=n_params, n_active=t.model.n_active_params[m], n_eff=n_eff,
         n_layers=floor_pos(t.model.n_layers[m], 1.0), hidden=t.model.hidden_dim[m],
-        n_heads=t.model.n_heads[m], attn_width=t.model.n_heads[m] * t.model.head_dim[m],
+        # attn_width: the product on the per-model table, then one gather (MLA: 128·160)
+        n_heads=t.model.n_heads[m], attn_width=(t.model.n_heads * t.model.core_head_dim)[m],
         n_kv_heads=t.model.n_kv_heads[m], head_dim=t.model.head_dim[m],
         kv_latent_dim=t.model.kv_latent_dim[m],
         n_experts=floor_pos(t.model.n_experts[m], 1.0), top_k=t.model.top_k[m],
@@ -206,7 +212,9 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         attention_fwd_eff=take(t.hw.attention_fwd_eff, h), ffn_dim=t.model.ffn_dim[m],
         vocab=jnp.where(is_cnn, 0.0, t.model.vocab_size[m]),
         up_busbw_curve=take(t.hw.scaleup_busbw_curve, h), out_busbw_curve=take(t.fabric.busbw_curve, f),
-        host_bw=take(t.hw.host_bw_bytes_per_s, h))
+        host_bw=take(t.hw.host_bw_bytes_per_s, h),
+        core_head_dim=t.model.core_head_dim[m], mtp_layers=t.model.mtp_layers[m],
+        mtp_params=t.model.mtp_active_params[m], dense_layers=t.model.dense_layers[m])
 
 
 # Facility (power, cooling, shell) amortization period: 15 years, the middle of the IRS

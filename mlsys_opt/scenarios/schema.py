@@ -40,8 +40,11 @@ class OutputSpec(NamedTuple):
     sense: str = "min"              # "min" or "max" when used as an objective
 
 
-RECOMPUTE = ("none", "selective", "full", "op", "full_dce")   # op: torchtitan per-op SAC (walls.parallel.op_sac_*);
-# full_dce: full, re-running only what the backward needs (JAX remat, torch non-reentrant checkpoint)
+RECOMPUTE = ("none", "selective", "full", "op", "full_dce", "core_attn")
+# op: torchtitan per-op SAC (walls.parallel.op_sac_*); full_dce: full, re-running only what the backward needs
+# (JAX remat, torch non-reentrant checkpoint);
+# core_attn (RECOMP, issue 12): Megatron-Core's selective granularity (recompute_modules ["core_attn"], its default):
+# as selective, and the core attention is checkpointed whatever its kernel, so a flash forward is re-run too
 ATTENTION = ("flash", "eager")           # walls.attention.ATTENTION_KINDS
 SEQUENCE_PARALLEL = ("on", "off")
 ON_OFF = ("off", "on")
@@ -173,6 +176,29 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                              "per cast operand (torchao float8 dynamic tensorwise, torchtitan's default) "
                              "[walls.parallel.low_precision_cast_bytes]; no effect at 16 bits",
                              choices=("delayed", "dynamic")),
+    "loss_kernel": ParamSpec("choice", "fused", "the softmax cross entropy over the vocabulary, a memory-bound "
+                             "kernel on the LM-head stage: fused = one kernel over 16-bit logits, 6 B per logit "
+                             "(flash-attn cross_entropy, Megatron-Core --cross-entropy-loss-fusion, Liger, XLA); "
+                             "torch = F.cross_entropy on fp32 logits, 48 B (torchtitan); megatron = Megatron's "
+                             "unfused vocab_parallel_cross_entropy, 52 B (its default) "
+                             "[walls.algorithm.cross_entropy_bytes]",
+                             choices=("fused", "torch", "megatron")),
+    "last_stage_layers": ParamSpec("int", 0, "decoder layers on the last pipeline rank, all its virtual stages "
+                                   "together (Megatron-Core --decoder-last-pipeline-num-layers, or the last "
+                                   "rank's share of pipeline_model_parallel_layout); the other pp - 1 ranks "
+                                   "split the rest evenly; the last rank also runs the LM head and the model's "
+                                   "MTP modules; 0 = even split L/pp", low=0),
+    "tp_comm": ParamSpec("choice", "default", "how the tensor-parallel collectives run (with sequence parallelism; "
+                         "ASYNCTP): default = NCCL all-gather / reduce-scatter on sequence-first activations, "
+                         "hidden only by tp_overlap (Megatron-LM, NeMo, MaxText); dtensor = PyTorch DTensor "
+                         "SequenceParallel on batch-first activations (torchtitan vanilla TP): + one torch.cat "
+                         "copy of the whole activation per collective, float8 all-gathers in fp8; async = "
+                         "PyTorch async TP (torch symm_mem fused all-gather-matmul / matmul-reduce-scatter, "
+                         "torchtitan enable_async_tensor_parallel): each fused collective decomposed into tp "
+                         "chunks pipelined with its GEMM, backward reduce-scatters unfused; async_ag = async "
+                         "with only the all-gather -> matmul fusions, the forward reduce-scatters as dtensor "
+                         "(torchao <= 0.8 float8 tensorwise: torchtitan Dec 2024; ASYNCTP2) "
+                         "[walls.tensor_parallel]", choices=("default", "dtensor", "async", "async_ag")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

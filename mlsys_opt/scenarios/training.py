@@ -76,6 +76,9 @@ class TrainingParams(NamedTuple):
     param_sync: Array = 0            # int32 code into schema param_sync choices (all_gather, broadcast)
     parallel_block: Array = 0        # int32 code into schema.ON_OFF: attention and MLP in parallel (PaLM)
     fp8_scaling: Array = 0           # int32 code into schema fp8_scaling choices (delayed, dynamic)
+    loss_kernel: Array = 0           # int32 code into walls.algorithm.LOSS_KERNELS (fused, torch, megatron)
+    last_stage_layers: Array = 0     # decoder layers on the last pipeline rank; 0 = even split (DSV3)
+    tp_comm: Array = 0               # int32 code into schema tp_comm choices (default, dtensor, async, async_ag)
 
 
 class TrainingOutputs(NamedTuple):
@@ -122,7 +125,7 @@ def _rem(x, k):
     return jnp.abs(x - k * jnp.round(x / k))
 
 
-def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True) -> _Lane:
+def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True, torch_tp: bool = True) -> _Lane:
     b_user, m_user = p.micro_batch_size, p.microbatches
     per_dp = s.gb / s.dp
     b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / floor_pos(m_user, 1.0), b_cand))
@@ -131,7 +134,7 @@ def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = Tr
     mb = floor_pos(mb_raw, 1.0)
     mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
-    comm = tcomm.communication(p, c, eff, s, cmp, b, mb, context_parallel=context_parallel)
+    comm = tcomm.communication(p, c, eff, s, cmp, b, mb, context_parallel=context_parallel, torch_tp=torch_tp)
     g_split = 1.0 / floor_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
     lane = _Lane(b, mb, mem.total_bytes, mem.total_bytes / c.capacity - 1.0, g_split, cmp.t_compute_s,
                  cmp.bottleneck, comm.step_s)
@@ -150,7 +153,7 @@ def _pick(lanes: _Lane) -> _Lane:
 # --------------------------------------------------------------------------- training
 @as_scenario
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY, *,
-             auto_micro_batch: bool = True, context_parallel: bool = True):
+             auto_micro_batch: bool = True, context_parallel: bool = True, torch_tp: bool = True):
     """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
 
     auto_micro_batch (static): False when every row gives micro_batch_size or microbatches
@@ -160,6 +163,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     neither under False are evaluated at b = 1 sequence per micro-batch.
     context_parallel (static): False when every row has cp <= 1; the context-parallel terms
     (exactly 0 at cp = 1) are then not traced (~500 fewer operations per configuration).
+    torch_tp (static, ASYNCTP): False when every row has tp_comm = default; the PyTorch TP terms
+    (walls.tensor_parallel, unused there) are then not traced (~300 fewer operations per configuration).
 
     Conventions (Megatron-Core, DeepSeek-V3): N = tp·cp·pp·dp; expert parallelism lives
     *inside* the data-parallel group (ep divides dp; experts sharded over tp·pp·ep, their
@@ -194,13 +199,13 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     s = tparts.setup(p, c, eff, vocab)
     if auto_micro_batch:
         cands = jnp.asarray(tparts.MICRO_BATCH_CANDIDATES, c.peak.dtype)
-        lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc, context_parallel))(cands)
+        lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc, context_parallel, torch_tp))(cands)
         # the candidates' step times computed once: without the hint XLA's CPU fusion recomputes the whole
         # step-time chain inside _pick's argmin reduce (not vectorised) and again for the take (values equal)
         lane = _pick(lanes._replace(step=materialized(lanes.step, p.hardware)))
     else:
         lane = _lane(p, c, eff, s, shape, jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype),
-                     context_parallel)
+                     context_parallel, torch_tp)
 
     lane = materialized(lane, p.hardware)     # computed once for its many consumers (parts.materialized)
     rel = tparts.reliability(p, c, s, lane.step)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .._types import Array
-from ..walls import attention, fleet, moe, node, parallel
+from ..walls import attention, fleet, moe, node, parallel, tensor_parallel
 from ..walls._masked import floor_pos
 from .efficiency import Efficiency
 from .parts import Common
@@ -22,6 +22,8 @@ from .training_parts import ACT_BYTES, PARALLEL_BLOCK_ON, Compute, Setup, _flash
 
 DEEPEP = TRAINING_PARAMS["ep_dispatcher"].choices.index("deepep")
 ALL_GATHER_CP = TRAINING_PARAMS["cp_comm_type"].choices.index("all_gather")
+TP_DEFAULT, TP_ASYNC, TP_ASYNC_AG = (TRAINING_PARAMS["tp_comm"].choices.index(x)
+                                     for x in ("default", "async", "async_ag"))
 
 
 class Comm(NamedTuple):
@@ -30,7 +32,7 @@ class Comm(NamedTuple):
 
 
 def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, *,
-                  context_parallel: bool = True) -> Comm:
+                  context_parallel: bool = True, torch_tp: bool = True) -> Comm:
     """Exposed communication and bubble of one step (Megatron rank order tp, cp, dp ⊃ ep, pp).
 
     A group runs on the scale-up link while its span fits a node (G accelerators), else
@@ -41,12 +43,21 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
       (Korthikanti et al. 2022 §4.2.2) — of b·s_loc·h·2 bytes; hidden: tp_overlap (only
       with SP; Megatron-LM --tp-comm-overlap), combined with efficiency.tp_comm_overlap; × ½ with
       parallel_block = on (attention and MLP share the input all-gather and the output reduce-scatter).
+      tp_comm (with SP; ASYNCTP) [walls.tensor_parallel]: dtensor (PyTorch DTensor SequenceParallel) = the
+      same collectives, all-gathers in float8 with float8 GEMMs, + the torch.cat layout copies
+      (dtensor_layout_copy_bytes / mem_bw); async (PyTorch async TP, tp inside one scale-up domain) =
+      async_tp_layer_s: the forward's (and re-run forward's) collectives decomposed into tp chunks behind
+      their GEMMs (block_gemm_s at peak·η_gemm) + symm_mem_fixed_s, the backward's and per-op SAC's as
+      dtensor runs them; async_ag (ASYNCTP2) = the same with the forward reduce-scatters unfused
+      (rs_fused = 0, + their torch.cat copies); × tp_block × (1 - hidden) as above.
     - CP [walls.attention]: K,V of h_x = cp_exchange_heads heads per rank (n_heads/tp with
       kv_repeat).  p2p: ring sends (ring_attention_bytes), exposed beyond the layer's attention
       time at the FlashAttention rate [walls.parallel.exposed]; all_gather (PyTorch
       context_parallel): cp_allgather_exposed_s (one all-gather behind the first sub-SDPA, fp32
       dK/dV after each backward step, the forward again under full recomputation) + the fp32
-      merge traffic cp_merge_bytes / mem_bw; cp_overlap is the fraction either tries to hide.
+      merge traffic cp_merge_bytes / mem_bw; cp_overlap is the fraction either tries to hide; p2p
+      also pays Transformer Engine's K,V packing, output merges and dQ, dK,dV accumulations
+      (cp_p2p_bookkeeping_bytes / mem_bw, exposed).
     - EP [walls.moe.expert_dispatch]: 4 (+2) dispatches/combines (fwd, bwd) of B = b·s_loc/t'·h·2·λ
       bytes, the NIC and NVLink shares at once: top_k copies per token (ep_dispatcher = alltoall)
       or one per distinct remote node, then NVLink forwarding (deepep), moe_node_limit nodes at
@@ -63,7 +74,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
       send/recv (CP ring, PP) at c.bw_up_ring (NVLS reduces in-switch for all-reduce only).
     - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
       over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
-      CP, EP and DP together hide at most the compute time (the excess is exposed);
+      CP, EP and DP together hide at most the compute + exposed TP time (the NIC's DP traffic runs on
+      its own stream while the GPU computes or waits on NVLink TP collectives; the excess is exposed);
       param_sync = broadcast (InternEvo) adds the parameter broadcasts' NCCL latency, exposed
       [setup: walls.parallel.broadcast_sync_latency_s].
     step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
@@ -89,6 +101,42 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # reduce-scatter (XLA CSE; ReduceScatterReassociate rs(a) + rs(b) -> rs(a + b)): half the collectives
     tp_block = jnp.where(jnp.asarray(p.parallel_block) == PARALLEL_BLOCK_ON, 0.5, 1.0)
     t_tp = layers_mb * k * tp_block * t_tp_one * (1.0 - tp_hidden)
+    # ASYNCTP: tp_comm = dtensor / async (PyTorch SP; walls.tensor_parallel).  One RS = half the ring all-reduce;
+    # the all-gathers move float8 when the GEMMs do (torchao Float8ColwiseParallel casts before gathering)
+    # torch_tp (static): False when every row has tp_comm = default (scenarios.static_options): not traced
+    if torch_tp:
+        t_rs = 0.5 * t_tp_one
+        e_ag = jnp.minimum(c.bpe, ebytes)
+        t_ag = t_rs * e_ag / ebytes
+        n_act = b * s.s_loc * c.hidden
+        fwd_passes = 1.0 + s.full
+        copies = tensor_parallel.dtensor_layout_copy_bytes(n_act, e_ag, ebytes, tpf, forward_passes=fwd_passes,
+                                                           op_passes=s.op)
+        t_dtensor = k * t_tp_one + (t_ag - t_rs) * (2.0 * fwd_passes + 2.0 * s.op + 2.0) + copies / c.mem_bw
+        kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
+        # GEMM rate of the windows: peak·η_gemm when the step is compute-bound, else the roofline's own (FLOP per
+        # second of the non-elementwise compute time: the windows follow the compute time, so more efficiency
+        # never lengthens a step); and never so slow that the windows together exceed that time (the Llama
+        # shapes overcount a non-gated MLP)
+        t_kernels = floor_pos(cmp.t_compute_s - cmp.t_elem_s, 1e-30)
+        gemm_rate = jnp.where(cmp.bottleneck == node.COMPUTE, c.peak * floor_pos(cmp.eta_gemm, 1e-6),
+                              s.flop_gpu / t_kernels)
+        widths = fwd_passes * (2.0 * c.attn_width + 2.0 * kv_width + 3.0 * c.ffn_dim)
+        gemm_rate = jnp.maximum(gemm_rate, 2.0 * b * s.s_loc * c.hidden / tpf * widths * layers_mb / t_kernels)
+        gemms = tensor_parallel.block_gemm_s(b * s.s_loc, c.hidden, c.attn_width, kv_width, c.ffn_dim, tpf,
+                                             gemm_rate)
+        f_ag, f_rs = tensor_parallel.symm_mem_fixed_s(n_act * e_ag, n_act * ebytes, tpf, c.mem_bw, c.alpha_up)
+        mode = jnp.asarray(p.tp_comm)
+        # async_ag (ASYNCTP2): only the all-gather -> matmul fusions; forward RS + its cat copy as DTensor
+        t_async = tensor_parallel.async_tp_layer_s(t_ag, t_rs, gemms, tpf, f_ag, f_rs, forward_passes=fwd_passes,
+                                                   op_passes=s.op, ag_copy_s=2.0 * n_act * e_ag / c.mem_bw,
+                                                   rs_fused=jnp.where(mode == TP_ASYNC_AG, 0.0, 1.0),
+                                                   rs_copy_s=2.0 * n_act * ebytes / c.mem_bw)
+        # symmetric memory needs peer access: async TP only inside one scale-up domain (beyond: DTensor's NCCL path)
+        is_async = (mode == TP_ASYNC) | (mode == TP_ASYNC_AG)
+        t_torch = layers_mb * tp_block * (1.0 - tp_hidden) * jnp.where(is_async & (tpf <= g_node),
+                                                                       t_async, t_dtensor)
+        t_tp = jnp.where((mode != TP_DEFAULT) & (s.sp > 0) & ~c.is_cnn, t_torch, t_tp)
 
     if context_parallel:
         # CP [walls.attention]: K,V heads exchanged (kv_repeat: repeated to the query heads before SDPA)
@@ -108,16 +156,20 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         # all_gather (PyTorch context_parallel): one all-gather behind the first sub-SDPA, fp32 dK/dV passed
         # after each backward step, the forward re-run under full recomputation; + the fp32 merges' HBM traffic
         chunk = 2.0 * b * (s.seq / cp) * hx * c.head_dim * ebytes
-        t_ag = attention.cp_allgather_exposed_s(chunk, cp, bw_cp, a_cp, t_fwd, t_bwd, overlap=p.cp_overlap,
-                                                forward_passes=1.0 + s.full)
+        t_cp_ag = attention.cp_allgather_exposed_s(chunk, cp, bw_cp, a_cp, t_fwd, t_bwd, overlap=p.cp_overlap,
+                                                   forward_passes=1.0 + s.full)
         tok = b * (s.seq / cp) * c.head_dim
         merge = attention.cp_merge_bytes(tok * c.n_heads / tpf, tok * hx, cp,
                                          forward_passes=1.0 + s.full) / c.mem_bw
+        # LONGCP: p2p = Transformer Engine's ring (Megatron-Core/NeMo): the K,V packing, output merges and
+        # dQ, dK,dV accumulations in the activation dtype, memory-bound and on the path [cp_p2p_bookkeeping_bytes]
+        book = attention.cp_p2p_bookkeeping_bytes(tok * c.n_heads / tpf, tok * hx, cp, forward_passes=1.0 + s.full,
+                                                  bytes_per_element=ebytes) / c.mem_bw
         all_gather = jnp.asarray(p.cp_comm_type) == ALL_GATHER_CP
-        t_cp = layers_mb * jnp.where(all_gather, t_ag + merge, t_p2p)
+        t_cp = layers_mb * jnp.where(all_gather, t_cp_ag + merge, t_p2p + book)
         ag_total = jnp.where(cp > 1.0, (2.0 + s.full) * (cp - 1.0) * (chunk / bw_cp + a_cp)
                              + cp * (2.0 * chunk / bw_cp + a_cp), 0.0)
-        cp_hidden = layers_mb * jnp.where(all_gather, ag_total - t_ag, t_cp_layer - t_p2p)
+        cp_hidden = layers_mb * jnp.where(all_gather, ag_total - t_cp_ag, t_cp_layer - t_p2p)
     else:   # every row has cp = 1 (the caller knows: scenarios.static_options): the CP terms are 0 exactly
         t_cp = cp_hidden = jnp.zeros_like(cmp.t_compute_s)
 
@@ -129,7 +181,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
                                    node_limit=p.moe_node_limit, dedup=dedup)
     ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
-    t_ep_all = jnp.where(s.is_moe, layers_mb * k * t_ep_one, 0.0)
+    t_ep_all = jnp.where(s.is_moe, mb * s.ep_layers_stage * k * t_ep_one, 0.0)   # DSV3: MoE layers of the stage
     t_ep = moe.overlapped_exposed(t_ep_all, ep_hidden * partner, cmp.t_compute_s * partner)
 
     bw_pp, a_pp = link(tpf * cp * dp < g_node)
@@ -143,10 +195,13 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
 
     # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
     t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s
-    window = jnp.where(s.zs > 2.5, cmp.t_compute_s, cmp.t_compute_s / mb)
+    # the window is the GPU's busy time, compute + exposed TP: the DP collectives run on the NIC on a stream of
+    # their own while the GPU computes or waits on its NVLink TP collectives (so faster GEMMs never lengthen a step)
+    busy = cmp.t_compute_s + t_tp
+    window = jnp.where(s.zs > 2.5, busy, busy / mb)
     t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
-    # CP, EP and DP hide behind the same compute: what they hide together is at most t_compute.
-    overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - cmp.t_compute_s, 0.0)
+    # CP, EP and DP hide behind the same busy time: what they hide together is at most compute + exposed TP.
+    overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - busy, 0.0)
     # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]
     t_dp_exp = t_dp_exp + overflow + s.dp_sync_s
     healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp

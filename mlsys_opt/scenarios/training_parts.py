@@ -30,6 +30,7 @@ FULL_RECOMPUTE = RECOMPUTE.index("full")
 SELECTIVE_RECOMPUTE = RECOMPUTE.index("selective")
 OP_RECOMPUTE = RECOMPUTE.index("op")
 FULL_DCE_RECOMPUTE = RECOMPUTE.index("full_dce")
+CORE_ATTN_RECOMPUTE = RECOMPUTE.index("core_attn")
 EAGER = ATTENTION.index("eager")
 SP_ON = SEQUENCE_PARALLEL.index("on")
 BALANCED = ON_OFF.index("on")
@@ -40,6 +41,7 @@ FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
+assert TRAINING_PARAMS["loss_kernel"].choices == algorithm.LOSS_KERNELS
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -60,8 +62,9 @@ class Setup(NamedTuple):
     model_flop: Array; flop_gpu: Array; attn_fwd_seq_layer: Array; attn_bwd_seq_layer: Array
     attn_flop_gpu: Array
     vocab: Array; w_shard: Array; expert_active: Array
-    states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array
+    states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
+    ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
 
 
 def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
@@ -83,11 +86,20 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
       recomputation is partial-evaluated and dead-code eliminated) and torch's non-reentrant checkpoint
       (early stop: recomputation ends once every saved tensor is back; an op's inputs are saved
       before it runs) never re-run, since its output only feeds the residual add (with parallel_block = on
-      the attention output projection too, 2·T·h·(a·d)·L); selective: eager's attention core forward; op
+      the attention output projection too, 2·T·h·(a·d)·L); selective: eager's attention core forward;
+      core_attn (Megatron-Core's selective): the attention core forward whatever the kernel (flash too); op
       (torchtitan per-op SAC): op_frac = walls.parallel.op_sac_recompute_fraction of the forward
       GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
       the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
+    - DSV3 (issue 12; catalog/shapes.py): the attention core is core_head_dim = ((d + r) + d_v)/2 wide per
+      head (MLA: Q·Kᵀ over 192, P·V over 128); MTP (DeepSeek-V3 §2.2) adds, on the last stage only,
+      6·T·P_mtp (its block, 2·h² projection and LM-head pass) + its attention core, to the hardware and
+      the model FLOPs (Megatron-Core num_floating_point_operations: mtp_num_layers); last_stage_layers = k
+      > 0 puts k layers on the last rank and (L - k)/(pp - 1) on the others, the critical stage being the
+      larger of a middle rank (body·k_mid/L) and the last (body·k/L + head·(pp-1)/pp + MTP) per stage;
+      ep_layers_stage = min(layers of the critical stage (+ MTP on the last), L - dense_layers + MTP):
+      the leading dense layers dispatch no tokens.  Every term is exactly 0 / unchanged without the fields.
     """
     n = floor_pos(p.n_accelerators, 1.0)
     tp, cp, pp = (floor_pos(x, 1.0) for x in (p.tp, p.cp, p.pp))
@@ -103,7 +115,9 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     one = jnp.ones_like(c.peak)
     full = jnp.where((rc == FULL_RECOMPUTE) | (rc == FULL_DCE_RECOMPUTE), one, 0.0)   # memory, passes, TP: as full
     full_dce = jnp.where(rc == FULL_DCE_RECOMPUTE, one, 0.0)
-    selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0)
+    # RECOMP (issue 12): core_attn = Megatron-Core selective: selective's memory and traffic, + the flash forward re-run
+    core_attn = jnp.where(rc == CORE_ATTN_RECOMPUTE, one, 0.0)
+    selective = jnp.where(rc == SELECTIVE_RECOMPUTE, one, 0.0) + core_attn
     op = jnp.where(rc == OP_RECOMPUTE, one, 0.0)
     eager = jnp.where(jnp.asarray(p.attention) == EAGER, one, 0.0)
     sp = jnp.where(jnp.asarray(p.sequence_parallel) == SP_ON, one, 0.0)
@@ -134,6 +148,13 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     split = balanced & (pp > 1.0)
     stage_scale = jnp.where(split, (layers + 2.0) / floor_pos(layers, 1.0), 1.0)
     layers_first = jnp.where(split, jnp.maximum((layers + 2.0) / pp - 1.0, 1.0), layers / pp)
+    # DSV3 (issue 12): last_stage_layers = k > 0 (Megatron-Core --decoder-last-pipeline-num-layers; Megatron-Bridge's
+    # DeepSeek-V3 pipeline_model_parallel_layout) puts k layers on the last rank, (L - k)/(pp - 1) on each other one
+    k_last = jnp.clip(p.last_stage_layers * one, 0.0, layers)
+    layout = (k_last > 0.0) & (pp > 1.0)
+    k_mid = (layers - k_last) / floor_pos(pp - 1.0, 1.0)
+    stage_scale = jnp.where(layout, k_mid * pp / floor_pos(layers, 1.0), stage_scale)
+    layers_first = jnp.where(layout, jnp.maximum(k_mid, k_last), layers_first)   # the larger stage, first's in-flight
     zs = p.zero_stage * one
     # gradients are reduced, and ZeRO/FSDP states sharded, over data × context parallel ranks: CP ranks
     # hold the same weights (Megatron-Core get_data_parallel_group(with_context_parallel=True) for the
@@ -157,19 +178,28 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     # optimizer state = master copy (fp32 / remainders / none) + Adam moments (fp32 / bf16) [memory()]
     ob = parallel.optimizer_state_bytes(wb, p.master_weights, p.optimizer_moments) * one
 
-    ac = attention.attention_core(seq, seq, c.n_heads, c.n_kv_heads, c.head_dim,
+    # DSV3: the core's GEMMs are core_head_dim wide per head (MLA: Q·Kᵀ over 128 + 64, P·V over 128; = head_dim
+    # for MHA/GQA) [catalog/shapes.py]; MTP (DeepSeek-V3 §2.2): mtp_layers more blocks, each with its projection
+    # and LM-head pass (c.mtp_params GEMM parameters per token), counted in the model FLOPs as Megatron-Core's
+    # num_floating_point_operations counts them (mtp_num_layers)
+    ac = attention.attention_core(seq, seq, c.n_heads, c.n_kv_heads, c.core_head_dim,
                                   kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), causal=True)
     layers = c.n_layers
     causal = attention.causal_fraction(seq, seq, True)
-    model_flop = algorithm.training_flop(c.n_eff, tokens) + 12.0 * layers * c.attn_width * seq * tokens * causal
+    model_flop = (algorithm.training_flop(c.n_eff + c.mtp_params, tokens)
+                  + 12.0 * (layers + c.mtp_layers) * c.attn_width * seq * tokens * causal)
     dense = 6.0 * tokens * (c.n_eff + (load - 1.0) * expert_active)
     attn = layers * gb * (ac.fwd_flop + ac.bwd_flop)
-    # recomputed attention forward: full recomputation; selective (Korthikanti et al. 2022: the attention
-    # core is checkpointed whatever its kernel: Megatron-Core attention.py `checkpoint_core_attention` ->
-    # _checkpointed_attention_forward re-runs the FlashAttention forward too; MaxText remat 'minimal'
-    # saves only dots without batch dims, so the attention einsums are re-run); per-op SAC with eager's
-    # score tensor (its batched GEMMs are aten.bmm, outside torchtitan's save list)
-    attn_recompute = eff.recompute_flop_scale * (full + (selective + op) * eager) * layers * gb * ac.fwd_flop
+    # recomputed attention forward: full recomputation; selective (Korthikanti et al. 2022) with eager's
+    # score tensor (legacy Megatron-LM ParallelAttention checkpoints only the unfused core: `if not
+    # self.use_flash_attn: if self.checkpoint_core_attention:`, megatron/legacy/model/transformer.py:795; MaxText remat
+    # 'minimal' saves only dots without batch dims, so the attention einsums are re-run); per-op SAC with
+    # eager's score tensor (its batched GEMMs are aten.bmm, outside torchtitan's save list).  RECOMP (issue 12):
+    # core_attn, Megatron-Core's selective, checkpoints the core whatever its kernel (megatron/core/transformer/
+    # attention.py at core_r0.8.0 baf94af: `if self.checkpoint_core_attention and self.training:` ->
+    # _checkpointed_attention_forward), so the FlashAttention / cuDNN forward is re-run as well
+    attn_recompute = eff.recompute_flop_scale * (full + (selective + op) * eager + core_attn * (1.0 - eager)) \
+        * layers * gb * ac.fwd_flop
     # full_dce: the recomputed forward stops at the last tensor the backward saves, the input of the
     # MLP down-projection, so that GEMM (2·h·ffn FLOP per token, layer and active expert) is not re-run;
     # a parallel block (parallel_block = on) also skips the attention output projection (2·h·a·d): its
@@ -190,11 +220,28 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     # ~1.5 layers); otherwise a middle stage ((L + 2)/pp layers) is, as before
     body = dense + attn + extra
     last_scale = jnp.where(split, ((layers + 2.0) / pp - 1.0) * pp / floor_pos(layers, 1.0), 1.0)
-    last_crit = split & (body * last_scale + head * (pp - 1.0) > body * stage_scale)
+    # DSV3: with a layout the last rank's k layers + the LM head + the MTP modules (Megatron-Core builds them in
+    # the last stage's post-process) race the middle ranks' (L - k)/(pp - 1) layers
+    last_scale = jnp.where(layout, k_last * pp / floor_pos(layers, 1.0), last_scale)
+    mtp_attn = c.mtp_layers * gb * (ac.fwd_flop + ac.bwd_flop)
+    mtp_stage = (6.0 * tokens * c.mtp_params + mtp_attn) * pp     # per-GPU × n: all on the last rank
+    last_crit = (split | layout) & (body * last_scale + head * (pp - 1.0) + mtp_stage > body * stage_scale)
     crit_scale = jnp.where(last_crit, last_scale, stage_scale)
-    flop_gpu = body * crit_scale / n + jnp.where(balanced & ~last_crit, 0.0, head * (pp - 1.0) / n)
+    on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
+    # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
+    last_crit, on_last = materialized((last_crit, on_last), p.hardware)
+    flop_gpu = body * crit_scale / n + jnp.where(on_last, (head * (pp - 1.0) + mtp_stage) / n, 0.0)
+    # MoE layers on the critical stage (expert dispatch [communication()]): the dense_layers lead the model (first
+    # stage); the MTP block is MoE like the last layer (Megatron-Core mtp spec = the last layer's)
+    crit_layers = jnp.where(layout, jnp.where(last_crit, k_last, k_mid), layers / pp) + jnp.where(
+        on_last, c.mtp_layers, 0.0)
+    ep_layers_stage = jnp.minimum(crit_layers, layers - c.dense_layers + c.mtp_layers)
+    # the loss over the vocabulary (memory-bound, on the LM-head stage: off the critical one when balanced
+    # and a middle stage is slowest) [compute(), walls.algorithm.cross_entropy_bytes]: bytes per token
+    head_on_crit = jnp.where(c.is_cnn | ~on_last, 0.0, 1.0 + c.mtp_layers)   # DSV3: + the MTP's own loss
+    loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab / tp, p.loss_kernel)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
-    attn_flop_gpu = (attn + attn_recompute) * crit_scale / n
+    attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -232,7 +279,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
     per_seq = jnp.where(op > 0, s_loc * op_bytes, per_seq)
     core = attention.attention_core(s_loc, seq, c.n_heads, c.n_kv_heads, c.head_dim,
                                     kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), tp=tp)
-    kept = jnp.where(eager > 0, (1.0 - full) * (1.0 - selective) * (1.0 - op), 1.0 - full)
+    # (RECOMP: with core_attn the checkpointed flash kernel keeps no logsumexp either: only the core's inputs/output)
+    kept = jnp.where(eager > 0, (1.0 - full) * (1.0 - selective) * (1.0 - op), (1.0 - full) * (1.0 - core_attn))
     # sub-16-bit GEMM inputs are stored quantized for the weight gradient (Transformer Engine) unless
     # full or per-op recomputation keeps other tensors [walls.parallel.low_precision_activation_scale]
     lp_act = jnp.where(full + op > 0, 1.0, parallel.low_precision_activation_scale(c.bpe))
@@ -252,7 +300,8 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
                  attn_flop_gpu=attn_flop_gpu,
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
-                 dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync)
+                 dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,
+                 loss_bytes_per_token=loss_tok, ep_layers_stage=ep_layers_stage)
 
 
 class Memory(NamedTuple):
@@ -281,7 +330,8 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches
       F [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
       4·s_loc·b·V/tp (vocab-parallel cross entropy).  Layers per stage: L/pp, or with
-      stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup).  The bytes
+      stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup); with
+      last_stage_layers = k, max((L - k)/(pp - 1), k) (DSV3).  The bytes
       of one sequence and layer (setup.act_seq_layer) do not depend on b: setup computes them once.
     - Activation offload (offload_layers = k, Megatron-Core cpu_offloading_num_layers): HBM holds
       F·(L_s - k) + min(k, 1) layers' activations [walls.parallel.offload_resident_layers]; the
@@ -305,6 +355,7 @@ class Compute(NamedTuple):
     t_elem_s: Array          # memory-bound non-matmul part of it
     eta: Array               # achieved matmul fraction
     bottleneck: Array        # int32 code
+    eta_gemm: Array = 1.0    # the GEMMs' own achieved fraction of peak (ASYNCTP: async TP's overlap windows)
 
 
 def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Compute:
@@ -320,6 +371,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     (≈ 3.4, the counted eager/fused HBM bytes) with kernels = eager / fa1_eager (PyTorch eager);
     + M·(L/pp)·walls.parallel.low_precision_cast_bytes(b·s_loc/tp, ...)/mem_bw for fp8/fp4 GEMMs
     (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
+    + M·b·s_loc·β·V/tp / mem_bw on the LM-head stage: the softmax cross entropy over the vocabulary
+    (loss_kernel: β = 6 / 48 / 52 B per logit fused / torch / megatron, walls.algorithm.cross_entropy_bytes).
     × (1 + pipeline_overhead_frac·(1 - 1/pp)); + the activation-offload copies that the forward
     (1/3) and backward (2/3) compute do not hide [walls.parallel.offload_exposed_s].
     """
@@ -340,14 +393,15 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     per_layer = s.act_scale * ((3.0 + s.full + s.op) * (a_base + a_score) + s.selective * a_score)
     # eager kernels (setup.elem_factor) and the operand casts of sub-16-bit GEMMs (kernel bytes)
     per_layer = eff.elementwise_traffic_scale * s.elem_factor * per_layer + b * s.s_loc * s.cast_bytes_per_token
-    t_elem = mb * s.layers_stage * per_layer / c.mem_bw
+    # + the loss over the vocabulary on the LM-head stage (b·s_loc tokens per micro-batch; not recomputed)
+    t_elem = mb * (s.layers_stage * per_layer + b * s.s_loc * s.loss_bytes_per_token) / c.mem_bw
     t = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem
     t = t * (1.0 + eff.pipeline_overhead_frac * (1.0 - 1.0 / s.pp))
     # activation offload: host copies not hidden by the phase they overlap [walls.parallel.offload_exposed_s]
     t = t + parallel.offload_exposed_s(mem.host_bytes, c.host_bw, t)
     memory_bound = (rl.bottleneck == node.COMPUTE) & (rl.t_memory_s + t_elem > rl.t_compute_s)
     code = jnp.where(c.wafer, ws.bottleneck, jnp.where(memory_bound, node.MEMORY, rl.bottleneck))
-    return Compute(t, t_elem, eta, code.astype(jnp.int32))
+    return Compute(t, t_elem, eta, code.astype(jnp.int32), eta_gemm)
 
 
 def _flash_eta(c: Common, s: Setup):

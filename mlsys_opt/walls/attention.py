@@ -227,6 +227,45 @@ def cp_merge_bytes(q_elements, kv_elements, cp, *, forward_passes=1.0) -> Array:
     return jnp.where(n > 1.0, fwd + bwd, 0.0)
 
 
+def cp_p2p_bookkeeping_bytes(q_elements, kv_elements, cp, *, forward_passes=1.0, bytes_per_element=2.0) -> Array:
+    """HBM bytes of Transformer Engine's p2p ring beyond its attention kernels (per layer, micro-batch, rank).
+
+    Transformer Engine's ``AttnFuncWithCPAndKVP2P`` (transformer_engine/pytorch/attention.py at
+    bee4649c, the TE of NeMo 25.04; Megatron-Core's default cp_comm_type "p2p") with the
+    load-balanced causal split runs cp steps per pass and, in the activation dtype (e bytes):
+    - forward: packs K and V into one send buffer (``torch.cat``: read + write, 2e per K or V
+      element); after the ring, merges the cp partial outputs into the running output, step 0 by
+      ``flash_attn_fwd_out_correction_init`` (read + write, 2e per output element), each later
+      step by ``flash_attn_fwd_out_correction`` (read the step output, read and write the running
+      output: 3e), over the whole output when the step used both query halves (step i <= rank)
+      and over its second half otherwise (3e/2): averaged over the cp ranks (step i is whole on
+      cp - i of them), Σ_i 3e·(1 + (cp - i)/cp)/2 = 2.25·(cp - 1)·e per output element;
+    - backward: copies K,V into the ring buffer (2e per K or V element) and accumulates dQ and
+      dK,dV after every step with the same first-step copy / later-step add pattern
+      (``dq.copy_``/``dq.add_``, ``dkv.copy_``/``dkv.add_``, full or second half).
+    Under full recomputation the forward runs ``forward_passes`` = 2 times.  The softmax
+    statistics (one fp32/fp64 number per query row and head) are d = 128 times smaller and not
+    counted; every K,V transfer overlaps one step's kernel, so no send is exposed here::
+
+        k     = e·(2 + 2.25·(cp - 1))                         (bytes per output or gradient element)
+        bytes = passes·(2e·2·E_kv + k·E_q) + 2e·2·E_kv + k·(E_q + 2·E_kv)     (0 when cp = 1)
+
+    E_q = b·(s/cp)·(n_heads/tp)·d output (= dQ) elements, E_kv = b·(s/cp)·(n_kv_heads/tp)·d per K or V.
+    Args: q_elements E_q, kv_elements E_kv (counts), cp (count), forward_passes (count), bytes_per_element e
+      (bytes).  Returns bytes; the caller divides by the HBM bandwidth (memory-bound, not overlapped: the
+      merges follow the last forward step, the accumulations each backward step on the same stream).
+    Example: Llama 3 8B on B200 at s = 65,536, cp 4, tp 1 (E_q = 16384·32·128 = 6.711e7, E_kv = E_q/4),
+      e = 2, one pass: k = 17.5, bytes = (8·1.678e7 + 17.5·6.711e7) + 8·1.678e7 + 17.5·1.007e8 = 3.204e9 B
+      (0.46 ms at 6.9 TB/s, ~1.7 % of that layer's attention kernels).
+    """
+    q, kv, n, k_pass, e = _f(q_elements, kv_elements, cp, forward_passes, bytes_per_element)
+    n = floor_pos(n, 1.0)
+    k = e * (2.0 + 2.25 * (n - 1.0))
+    pack = 4.0 * e * kv
+    total = k_pass * (pack + k * q) + pack + k * (q + 2.0 * kv)
+    return jnp.where(n > 1.0, total, 0.0)
+
+
 __all__ = [
     "ACCUM_BWD_BYTES",
     "ALL_GATHER",
@@ -243,5 +282,6 @@ __all__ = [
     "cp_causal_imbalance",
     "cp_exchange_heads",
     "cp_merge_bytes",
+    "cp_p2p_bookkeeping_bytes",
     "ring_attention_bytes",
 ]

@@ -92,7 +92,8 @@ def data_parallel_comm(grad_bytes, param_bytes, *, dp, shard, zero_stage, microb
         zero 1, 2:           RS(G, d_s) + AG(W, d_s) + AR(G/d_s, r)          (distributed optimizer)
         zero 3 (FSDP):       M·(2·AG(W, d_s) + RS(G, d_s)) + AR(G/d_s, r)     (ZeRO §5.2: 3Ψ per pass)
 
-    Collectives are hierarchical: the first min(dp_local, d_s) ranks sit in the node.
+    min(dp_local, d_s) ranks of a group sit in one node: all-reduces are two-level, reduce-scatters
+    and all-gathers NCCL's flat ring (`data_parallel_times`, `flat_ring_bytes_s`).
     Window: ZeRO-0..2 reduce gradients during the last micro-batch's backward and gather
     parameters during the first forward (one micro-batch of compute, t_compute/M); ZeRO-3
     prefetches every layer's gather during the whole step (t_compute).
@@ -129,14 +130,47 @@ def ring_latency_s(n, n_local, alpha_intra, alpha_inter) -> Array:
     return (n - nodes) * ai + (nodes - 1.0) * ae
 
 
+def flat_ring_bytes_s(msg_bytes, n, n_local, bw_intra, bw_inter) -> Array:
+    """Bandwidth time of NCCL's flat-ring reduce-scatter (or all-gather) over n ranks, n_local per node, s.
+
+    NCCL runs ReduceScatter and AllGather as rings through all n ranks, no two-level algorithm
+    (`ring_latency_s`), on several channels at once; each channel's ring enters and leaves every node
+    once through a NIC, and the node's g = n_local GPUs take turns as the exit.  Every rank sends
+    (n - 1)/n·M over the rings: the share 1/g of it through its NIC, the rest over the scale-up links,
+    and both links carry their shares at the same time (different channels), so the slower share sets
+    the time (one bandwidth term, not the sum of an in-node and a cross-node stage)::
+
+        t = (n - 1)/n · M · max(f_i/β_i, f_e/β_e)
+        f_e = 1/g, f_i = (g - 1)/g       (n > g: the group spans nodes)
+        f_e = 0,   f_i = 1               (n <= g: one node, t = (n - 1)/n · M/β_i)
+
+    This is NCCL's own cost model of a ring: src/graph/tuning.cc (v2.18.1, the NCCL of the torch 2.1
+    images) ncclTopoTuneModel, busBw = nChannels · bwInter for more than two nodes (the per-channel rate
+    of the slowest link), time = nBytes / (busBw · nRanks/nsteps), one term.  M = msg_bytes is the full
+    buffer (before a reduce-scatter, after an all-gather); β_e per GPU (its NIC), β_i the scale-up ring
+    rate.  Units: B, counts, B/s; s out.
+    Example: M = 4e9 B, n = 512, g = 8, β_i = 368e9, β_e = 48e9 B/s: 511/512·4e9·max(0.875/368e9,
+    0.125/48e9) = 0.0103963 s (the NIC share; a two-level RS inside then across the nodes would add the
+    two stages: 0.0095109 + 0.0102539 = 0.0197648 s).
+    """
+    m, n, loc, bi, be = _f(msg_bytes, n, n_local, bw_intra, bw_inter)
+    n = floor_pos(n, 1.0)
+    g = jnp.clip(loc, 1.0, n)
+    multi = n > g
+    f_i = jnp.where(multi, (g - 1.0) / g, 1.0)
+    f_e = jnp.where(multi, 1.0 / g, 0.0)
+    return (n - 1.0) / n * jnp.maximum(m, 0.0) * jnp.maximum(f_i / floor_pos(bi, 1.0), f_e / floor_pos(be, 1.0))
+
+
 def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
                         bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None):
     """`data_parallel_comm` split as (time once per step, time per micro-batch), s.
 
     ZeRO-3 gathers and reduce-scatters per micro-batch; the other stages communicate once
     per step.  The training scenario computes these outside its micro-batch-size lanes.
-    Reduce-scatters and all-gathers carry the bytes of the two-level ring and the latency of
-    NCCL's flat ring (`ring_latency_s`), once per collective: ZeRO-2/3 (FSDP, one unit per
+    Reduce-scatters and all-gathers carry the bytes (`flat_ring_bytes_s`: the slower of the NIC and
+    scale-up shares, which the ring moves at the same time) and the latency (`ring_latency_s`) of
+    NCCL's flat ring, once per collective: ZeRO-2/3 (FSDP, one unit per
     transformer block: FULL_SHARD / SHARD_GRAD_OP gather and reduce-scatter each block on its own)
     issue `layers` of each kind per pass, ZeRO-1 one (bucketed).  All-reduces keep the two-level
     latency (NCCL's tree for all-reduce).  `bw_intra_ring` (default bw_intra): the scale-up rate of the
@@ -154,7 +188,7 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
         return hierarchical_reduce_scatter(x, local, n / local, bw_intra, alpha_intra, bw_inter, alpha_inter)
 
     def rs_bytes(x, n, local):
-        return hierarchical_reduce_scatter(x, local, n / local, ring_bw, 0.0, bw_inter, 0.0)
+        return flat_ring_bytes_s(x, n, local, ring_bw, bw_inter)
 
     ar_full = 2.0 * rs(g, d, jnp.clip(loc, 1.0, d))
     # the replication all-reduce of the shard runs across the groups (outside the node once d_s spans it)
@@ -227,19 +261,18 @@ def broadcast_sync_s(param_bytes, owners, n, n_local, bw_intra, bw_inter) -> Arr
     """Parameter broadcasts of InternEvo's hybrid ZeRO: their bytes and NCCL latency, s.
 
     The owners' shards add up to the P parameters every rank receives, the bytes of an all-gather
-    of W = param_bytes over the n ranks (two-level: inside the node over n_local ranks, then W/n_local
-    across the nodes, as `data_parallel_times`' all-gather), plus `broadcast_sync_latency_s`::
+    of W = param_bytes over the n ranks, n_local per node, moved by NCCL's ring (each rank forwards
+    what it receives; NIC and scale-up shares at the same time, as `data_parallel_times`' all-gather:
+    `flat_ring_bytes_s`), plus `broadcast_sync_latency_s`::
 
-        t = RS(W, n_local, β_i) + RS(W/n_local, n/n_local, β_e) + owners·(8.4 µs + n·28 µs)
+        t = (n-1)/n · W · max((g-1)/g/β_i, 1/(g·β_e)) + owners·(8.4 µs + n·28 µs)     (g = n_local)
 
     Example: W = 14.64e9 B (7.32e9 bf16 parameters) over 1024 ranks, 8 per node, β_i = 235e9,
-    β_e = 5e9 B/s, 162 owners: 0.05451 + 0.36314 + 4.64622 = 5.0639 s.  Units: B, counts, B/s; s out.
+    β_e = 5e9 B/s, 162 owners: 0.36564 + 4.64622 = 5.0119 s.  Units: B, counts, B/s; s out.
     """
     w, o, m, loc, bi, be = _f(param_bytes, owners, n, n_local, bw_intra, bw_inter)
     m = floor_pos(m, 1.0)
-    g = jnp.clip(loc, 1.0, m)
-    return (hierarchical_reduce_scatter(w, g, m / g, bi, 0.0, be, 0.0)
-            + broadcast_sync_latency_s(o, m))
+    return flat_ring_bytes_s(w, m, loc, bi, be) + broadcast_sync_latency_s(o, m)
 
 
 def exposed(t_comm_s, overlap, window_s) -> Array:
@@ -450,6 +483,7 @@ __all__ = [
     "data_parallel_comm",
     "data_parallel_times",
     "exposed",
+    "flat_ring_bytes_s",
     "hierarchical_reduce_scatter",
     "interleaved_activation_factor",
     "low_precision_activation_scale",
