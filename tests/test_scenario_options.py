@@ -86,3 +86,22 @@ def test_one_geometry_equals_the_candidate_set_when_the_space_gives_it():
         np.testing.assert_allclose(getattr(one_o, name), getattr(all_o, name), rtol=1e-12, err_msg=name)
     for name in one_g._fields:
         np.testing.assert_allclose(getattr(one_g, name), getattr(all_g, name), rtol=1e-12, err_msg=name)
+
+
+def test_the_table_evaluator_groups_rows_by_every_parameter_the_options_read():
+    """point.table_eval groups a table's rows by the parameters static_options reads; one left out makes
+    every table trace the terms that option leaves out (tp_comm: the PyTorch TP terms, ~10 % of a
+    training row's work)."""
+    from mlsys_opt.point.table_eval import OPTION_PARAMS
+    from mlsys_opt.scenarios import static_options
+
+    class Reads(dict):
+        def get(self, key, default=None):
+            seen.add(key)
+            return super().get(key, default)
+
+    for scenario in ("training", "serving"):
+        seen: set = set()
+        static_options(scenario, Reads())
+        assert seen <= set(OPTION_PARAMS.get(scenario, ())), (scenario, seen)
+    assert "tp_comm" in OPTION_PARAMS["training"]

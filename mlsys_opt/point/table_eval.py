@@ -38,7 +38,7 @@ from .evaluation import DEFAULT_OBJECTIVES
 
 HOST_OUTPUTS = ("bottleneck", "n_accelerators", "dp", "replicas")   # outputs table_io rounds or decodes
 # the parameters ``scenarios.static_options`` reads: rows are grouped by the options their values give
-OPTION_PARAMS = {"training": ("micro_batch_size", "microbatches", "cp")}
+OPTION_PARAMS = {"training": ("micro_batch_size", "microbatches", "cp", "tp_comm")}
 SENS_CHUNK = 8192          # rows per forward-mode Jacobian call (its memory grows with inputs x rows)
 _FNS: dict = {}
 
