@@ -271,3 +271,16 @@ def test_published_rows_map_async_tp():
     dec = [r for r in rows if r["id"].startswith(("titan24_t5", "titan24_t6"))]
     assert len(dec) == 6
     assert all(to_settings("training", r["setup"]).settings["tp_comm"] == "async_ag" for r in dec)
+
+
+def test_async_tp_setup_key_maps_or_names_the_bad_value():
+    """The setup key async_tp: true -> async, false -> dtensor, a tp_comm choice by name; anything else is a
+    one-line error naming the value and what is allowed (the file reader adds the row and column)."""
+    from mlsys_opt.calibration.setup import TRAINING_MAP
+    from mlsys_opt.errors import MlsysOptError
+    convert = TRAINING_MAP["async_tp"].convert
+    assert convert(True, {}) == {"tp_comm": "async"} and convert(False, {}) == {"tp_comm": "dtensor"}
+    assert convert("async_ag", {}) == {"tp_comm": "async_ag"}
+    with pytest.raises(MlsysOptError, match=r"'bogus' is not async TP \(allowed: true, false or a tp_comm choice: "
+                                            r"default, dtensor, async, async_ag\)"):
+        convert("bogus", {})

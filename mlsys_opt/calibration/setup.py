@@ -128,6 +128,16 @@ def _chunk(v, s) -> dict:
     return {"chunk_size": int(v) if v else 0}
 
 
+def _async_tp(v, s) -> dict:
+    """async_tp true -> tp_comm async, false -> dtensor; a string names the tp_comm choice itself."""
+    if not isinstance(v, str):
+        return {"tp_comm": "async" if v else "dtensor"}
+    choices = schema.TRAINING_PARAMS["tp_comm"].choices
+    if v not in choices:
+        raise MlsysOptError(f"{v!r} is not async TP (allowed: true, false or a tp_comm choice: {', '.join(choices)})")
+    return {"tp_comm": v}
+
+
 def _spec(v, s) -> dict:
     if not v:
         return {"spec_k": 0}
@@ -195,7 +205,7 @@ TRAINING_MAP: dict[str, Rule] = {
     "last_stage_layers": Rule(("last_stage_layers",), _int("last_stage_layers"),
                               "decoder layers on the last pipeline rank (Megatron-Core "
                               "decoder_last_pipeline_num_layers / pipeline_model_parallel_layout)"),
-    "async_tp": Rule(("tp_comm",), lambda v, s: {"tp_comm": v if isinstance(v, str) else "async" if v else "dtensor"},
+    "async_tp": Rule(("tp_comm",), _async_tp,
                      "PyTorch TP (a row that states async_tp ran torchtitan / DTensor TP): true -> tp_comm = async "
                      "(enable_async_tensor_parallel), false -> dtensor (vanilla DTensor SequenceParallel); a "
                      "string names the tp_comm choice (async_ag: only the all-gather -> matmul fusions)"),

@@ -32,13 +32,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import MlsysOptError, did_you_mean
-from ..scenarios import schema, static_options
+from ..scenarios import STATIC_OPTION_PARAMS, schema, static_options
 from ..sweeps.api import NON_FINITE
 from .evaluation import DEFAULT_OBJECTIVES
 
 HOST_OUTPUTS = ("bottleneck", "n_accelerators", "dp", "replicas")   # outputs table_io rounds or decodes
 # the parameters ``scenarios.static_options`` reads: rows are grouped by the options their values give
-OPTION_PARAMS = {"training": ("micro_batch_size", "microbatches", "cp", "tp_comm")}
+OPTION_PARAMS = STATIC_OPTION_PARAMS
 SENS_CHUNK = 8192          # rows per forward-mode Jacobian call (its memory grows with inputs x rows)
 _FNS: dict = {}
 

@@ -101,6 +101,12 @@ def _plain_default(spec):
     return None
 
 
+# the parameters `static_options` reads, per scenario: a caller that groups rows by their options (the table
+# evaluator) groups by exactly these
+STATIC_OPTION_PARAMS: dict[str, tuple[str, ...]] = {
+    "training": ("micro_batch_size", "microbatches", "cp", "tp_comm"), "serving": ()}
+
+
 def static_options(scenario: str, possible: dict) -> dict:
     """Trace-time keyword options of a scenario function, from the values its parameters can take.
 
@@ -127,6 +133,6 @@ def static_options(scenario: str, possible: dict) -> dict:
             "context_parallel": not no_cp, "torch_tp": not no_torch_tp}
 
 
-__all__ = ["static_options", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
+__all__ = ["static_options", "STATIC_OPTION_PARAMS", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",
            "TrainingConstraints", "ServingConstraints", "training", "serving", "SCENARIO_FNS",
            "PARAMS_TYPES", "INT_PARAMS", "params_from_dict", "OPTIMIZER_BYTES_PER_PARAM", "MAX_AUTO_REPLICAS"]

@@ -113,7 +113,6 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         copies = tensor_parallel.dtensor_layout_copy_bytes(n_act, e_ag, ebytes, tpf, forward_passes=fwd_passes,
                                                            op_passes=s.op)
         t_dtensor = k * t_tp_one + (t_ag - t_rs) * (2.0 * fwd_passes + 2.0 * s.op + 2.0) + copies / c.mem_bw
-        kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
         # GEMM rate of the windows: peak·η_gemm when the step is compute-bound, else the roofline's own (FLOP per
         # second of the non-elementwise compute time: the windows follow the compute time, so more efficiency
         # never lengthens a step); and never so slow that the windows together exceed that time (the Llama
@@ -121,9 +120,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         t_kernels = floor_pos(cmp.t_compute_s - cmp.t_elem_s, 1e-30)
         gemm_rate = jnp.where(cmp.bottleneck == node.COMPUTE, c.peak * floor_pos(cmp.eta_gemm, 1e-6),
                               s.flop_gpu / t_kernels)
-        widths = fwd_passes * (2.0 * c.attn_width + 2.0 * kv_width + 3.0 * c.ffn_dim)
+        widths = fwd_passes * (2.0 * c.attn_width + 2.0 * s.kv_width + 3.0 * c.ffn_dim)
         gemm_rate = jnp.maximum(gemm_rate, 2.0 * b * s.s_loc * c.hidden / tpf * widths * layers_mb / t_kernels)
-        gemms = tensor_parallel.block_gemm_s(b * s.s_loc, c.hidden, c.attn_width, kv_width, c.ffn_dim, tpf,
+        gemms = tensor_parallel.block_gemm_s(b * s.s_loc, c.hidden, c.attn_width, s.kv_width, c.ffn_dim, tpf,
                                              gemm_rate)
         f_ag, f_rs = tensor_parallel.symm_mem_fixed_s(n_act * e_ag, n_act * ebytes, tpf, c.mem_bw, c.alpha_up)
         mode = jnp.asarray(p.tp_comm)

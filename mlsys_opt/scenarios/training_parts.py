@@ -63,6 +63,7 @@ class Setup(NamedTuple):
     attn_flop_gpu: Array
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
+    kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
 
@@ -301,7 +302,7 @@ def setup(p, c: Common, eff: Efficiency, vocab) -> Setup:
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,
-                 loss_bytes_per_token=loss_tok, ep_layers_stage=ep_layers_stage)
+                 loss_bytes_per_token=loss_tok, kv_width=kv_width, ep_layers_stage=ep_layers_stage)
 
 
 class Memory(NamedTuple):
