@@ -46,16 +46,20 @@ def test_trusted_walls_equal_guarded_walls_on_valid_inputs():
 
 def test_static_options_from_possible_values():
     assert S.static_options("serving", {}) == {}
-    cp = {"context_parallel": True, "torch_tp": True}   # cp / tp_comm unknown: the CP and PyTorch TP terms traced
+    # cp / tp_comm / pipeline_engine / param_sync unknown: the CP, PyTorch TP, DeepSpeed and broadcast terms traced
+    cp = {"context_parallel": True, "torch_tp": True, "deepspeed_engine": True, "param_broadcast": True}
     assert S.static_options("training", {}) == {"auto_micro_batch": True, **cp}
     assert S.static_options("training", {"microbatches": [4, 8]}) == {"auto_micro_batch": False, **cp}
     assert S.static_options("training", {"microbatches": [0, 8]}) == {"auto_micro_batch": True, **cp}
     assert S.static_options("training", {"microbatches": [0], "micro_batch_size": [1, 2]}) == \
         {"auto_micro_batch": False, **cp}
-    assert S.static_options("training", {"cp": [1]}) == {"auto_micro_batch": True, "context_parallel": False,
-                                                         "torch_tp": True}
+    assert S.static_options("training", {"cp": [1]}) == {"auto_micro_batch": True, **cp, "context_parallel": False}
     assert S.static_options("training", {"tp_comm": [0]})["torch_tp"] is False          # ASYNCTP
     assert S.static_options("training", {"tp_comm": [0, 2]})["torch_tp"] is True
+    assert S.static_options("training", {"pipeline_engine": [0]})["deepspeed_engine"] is False     # DSPIPE
+    assert S.static_options("training", {"pipeline_engine": [0, 2]})["deepspeed_engine"] is True
+    assert S.static_options("training", {"param_sync": [0]})["param_broadcast"] is False            # INTERNEVO
+    assert S.static_options("training", {"param_sync": [1]})["param_broadcast"] is True
     assert S.static_options("training", {"cp": [1, 4]}) == {"auto_micro_batch": True, **cp}
 
 
@@ -71,10 +75,10 @@ def _space(microbatches):
 
 def test_one_geometry_equals_the_candidate_set_when_the_space_gives_it():
     space = _space([2, 4, 8])
-    assert scenario_options(space) == {"auto_micro_batch": False, "context_parallel": False,   # cp 1 fixed
-                                       "torch_tp": False}                                  # tp_comm default
-    assert scenario_options(_space([0, 4])) == {"auto_micro_batch": True, "context_parallel": False,
-                                                "torch_tp": False}
+    off = {"context_parallel": False, "torch_tp": False,      # cp 1 fixed, tp_comm default,
+           "deepspeed_engine": False, "param_broadcast": False}     # Megatron's pipeline, all-gather sync
+    assert scenario_options(space) == {"auto_micro_batch": False, **off}
+    assert scenario_options(_space([0, 4])) == {"auto_micro_batch": True, **off}
     digits = np.stack(np.meshgrid(*[np.arange(r) for r in space.radices], indexing="ij"), -1).reshape(
         -1, len(space.radices)).astype(np.int32)
     p = S.params_from_dict("training", space.param_values(jnp.asarray(digits), jnp.float64))

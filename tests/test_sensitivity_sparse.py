@@ -145,7 +145,8 @@ def test_static_options_equal_the_automatic_micro_batch(capstone):
     space, _, run = capstone
     from mlsys_opt.sweeps.api import scenario_options
     assert scenario_options(space) == {"auto_micro_batch": False, "context_parallel": True,   # cp is an axis
-                                       "torch_tp": False}                                 # tp_comm default
+                                       "torch_tp": False, "deepspeed_engine": False,      # tp_comm, pipeline_engine
+                                       "param_broadcast": False}                          # and param_sync default
     _same(run["sparse"], run["auto"])
 
 

@@ -121,7 +121,8 @@ def test_model_flops_and_critical_stage_reference_values():
     assert float(s.model_flop[0]) / tokens == pytest.approx(_megatron_flop_per_token(1), rel=0.015)
     # hardware FLOPs (selective + flash: no recomputed FLOPs; balanced routing: load 1)
     attn_seq_layer = 4.0 * A * 160 * S_LEN * S_LEN * f_causal * 3.5      # flash fwd + 2.5x bwd
-    body = 6.0 * tokens * 37e9 + 61 * 4096 * attn_seq_layer
+    # EMBED (issue 12): the untied input embedding (V·h, tie_word_embeddings false) is a gather, not a GEMM
+    body = 6.0 * tokens * (37e9 - V * H) + 61 * 4096 * attn_seq_layer
     head = 6.0 * tokens * V * H
     mtp = 6.0 * tokens * 1_612_906_496 + 4096 * attn_seq_layer
     n, pp = 256.0, 8.0

@@ -215,11 +215,12 @@ def test_scenario_ep_term_matches_the_walls_and_the_framework_settings_order():
     c = gather(jax.tree_util.tree_map(lambda x: x[0], p), T64, DEFAULT_EFFICIENCY)
     calls = 128 * (61 / 8 + 1) * 4
 
-    def one(dedup):
-        return float(moe.expert_dispatch(B_TOK, 8.0, 32.0, 8.0, c.bw_up_ring, c.alpha_up, c.bw_out, c.alpha_out,
+    def one(dedup):     # DSV3EP: DeepEP's NIC rate is DEEPEP_RDMA_OF_NCCL of NCCL's
+        bw = c.bw_out * (1.0 - dedup * (1.0 - moe.DEEPEP_RDMA_OF_NCCL))
+        return float(moe.expert_dispatch(B_TOK, 8.0, 32.0, 8.0, c.bw_up_ring, c.alpha_up, bw, c.alpha_out,
                                          dedup=dedup))
     t_a2a, t_deepep = calls * one(0.0), calls * one(1.0)
-    assert t_a2a / t_deepep == pytest.approx(6.0 / (3 * hit(4)), rel=0.02)     # NIC-bound both ways
+    assert t_a2a / t_deepep == pytest.approx(6.0 / (3 * hit(4)) * moe.DEEPEP_RDMA_OF_NCCL, rel=0.02)   # NIC-bound
     # nothing hidden: the whole EP term, also in each of the (pp - 1)/(v·M) bubble slots (pp 8, v 2, M 128)
     bubble = 1.0 + 7.0 / (2.0 * 128.0)
     assert step[0] - step[1] == pytest.approx((t_a2a - t_deepep) * bubble, rel=1e-9)

@@ -53,7 +53,8 @@ def test_full_recompute_reruns_the_blocks_not_the_lm_head():
     tokens, n = 576.0 * 2048.0, 32.0
     # by hand: one more forward of the blocks, 2·T·(P - V·h)/N (Llama-2-7B: V·h = 131,072,000 of 6.74e9);
     # the recomputed FlashAttention forward is the attention kernel's own share (attn_flop_gpu)
-    blocks = 2.0 * tokens * (p_act - 32000.0 * 4096.0) / n
+    # EMBED (issue 12): Llama 2 is untied, its input embedding (V·h more) a gather: the blocks are P - 2·V·h
+    blocks = 2.0 * tokens * (p_act - 2.0 * 32000.0 * 4096.0) / n
     flop, attn = np.asarray(s.flop_gpu), np.asarray(s.attn_flop_gpu)
     np.testing.assert_allclose((flop[1] - attn[1]) - (flop[0] - attn[0]), blocks, rtol=1e-12)
     # the head's forward (2·T·V·h/N, 2 % of Llama-2-7B's forward) is what the old count charged on top
@@ -72,7 +73,8 @@ def test_batched_equals_scalar_and_recompute_kinds():
 
 
 def test_grad_of_recompute_flops_matches_finite_differences():
-    """d(flop_gpu)/d(global_batch) with full recomputation = (6·P + 2·(P - V·h))·s/N + attention, checked by FD."""
+    """d(flop_gpu)/d(global_batch) with full recomputation = (6·(P - E) + 2·(P - E - V·h))·s/N + attention (E: the
+    untied input embedding, V·h for Llama 2), checked by FD."""
     base = _params([cfg()])
 
     def flop(gb, scale):
@@ -90,8 +92,10 @@ def test_grad_of_recompute_flops_matches_finite_differences():
     np.testing.assert_allclose(float(g_scale), float(fd_scale), rtol=1e-7)
     m = CAT.index("models", "llama2_7b")
     p_act = float(np.asarray(T64.model.n_active_params)[m])
-    # the recomputed forward, per unit of recompute_flop_scale: 2·T·(P - V·h)/N
-    np.testing.assert_allclose(float(g_scale), 2.0 * 576.0 * 2048.0 * (p_act - 32000.0 * 4096.0) / 32.0,
+    # the recomputed forward, per unit of recompute_flop_scale: 2·T·(P - V·h)/N, less the untied input
+    # embedding's V·h (EMBED, issue 12: a gather, not a GEMM; Llama 2 is untied), also out of the 6·P
+    vh = 32000.0 * 4096.0
+    np.testing.assert_allclose(float(g_scale), 2.0 * 576.0 * 2048.0 * (p_act - 2.0 * vh) / 32.0,
                                rtol=1e-12)
-    np.testing.assert_allclose(float(g_gb), 2048.0 * (6.0 * p_act + 2.0 * (p_act - 32000.0 * 4096.0)) / 32.0,
+    np.testing.assert_allclose(float(g_gb), 2048.0 * (6.0 * (p_act - vh) + 2.0 * (p_act - 2.0 * vh)) / 32.0,
                                rtol=1e-12)

@@ -138,6 +138,25 @@ def _async_tp(v, s) -> dict:
     return {"tp_comm": v}
 
 
+def _pipeline_engine(v, s) -> dict:
+    """DSPIPE: deepspeed with precision bf16 -> deepspeed_bf16 (DeepSpeed's BF16Optimizer: the precision maps to
+    fp16 in the schema, so the engine choice carries it)."""
+    choices = schema.TRAINING_PARAMS["pipeline_engine"].choices
+    if v not in choices:
+        raise MlsysOptError(f"{v!r} is not a pipeline engine (allowed: {', '.join(choices)})")
+    bf16 = str(s.get("precision", "")).lower() == "bf16"
+    return {"pipeline_engine": "deepspeed_bf16" if v == "deepspeed" and bf16 else v}
+
+
+def _attention_backend(v, s) -> dict:
+    """ATTNKERNEL: the fused-attention backend a row ran -> attention_kernel (cudnn: cuDNN's fused SDPA, i.e.
+    Transformer Engine's FusedAttention on Hopper+ or PyTorch SDPA's cudnn backend; default: the part's curve)."""
+    choices = schema.TRAINING_PARAMS["attention_kernel"].choices
+    if v not in choices:
+        raise MlsysOptError(f"{v!r} is not an attention backend (allowed: {', '.join(choices)})")
+    return {"attention_kernel": v}
+
+
 def _spec(v, s) -> dict:
     if not v:
         return {"spec_k": 0}
@@ -214,6 +233,17 @@ TRAINING_MAP: dict[str, Rule] = {
                         "InternEvo zero1 size -> param_sync = broadcast (HybridZeroOptimizer: gradients "
                         "all-reduced over dp, one broadcast per owning rank over the ZeRO-1 group) and "
                         "shard_group = the size (<= 0: the whole data-parallel group, 0)"),
+    # KEMPNER (issue 12): the cluster's node size (it was context only, so 4-GPU nodes ran as the catalog's 8)
+    "gpus_per_node": Rule(("accelerators_per_node",), _int("accelerators_per_node"),
+                          "node size: which groups stay on the scale-up link (0 = the catalog's)"),
+    # DSPIPE (issue 12): the pipeline runtime (DeepSpeed PipelineEngine rows: Megatron-DeepSpeed 2021-22)
+    "pipeline_engine": Rule(("pipeline_engine",), _pipeline_engine,
+                            "megatron | deepspeed: Megatron-LM's 1F1B or DeepSpeed's PipelineEngine "
+                            "(deepspeed with precision bf16 -> deepspeed_bf16: the BF16Optimizer)"),
+    # ATTNKERNEL (issue 12): which fused-attention kernel's published curve the attention core runs at
+    "attention_backend": Rule(("attention_kernel",), _attention_backend,
+                              "default | cudnn: cuDNN fused SDPA (TE FusedAttention on Hopper+, PyTorch SDPA "
+                              "cudnn) at the part's cuDNN curve"),
 }
 
 SERVING_MAP: dict[str, Rule] = {
@@ -242,7 +272,8 @@ CONTEXT_KEYS = {
     "dp": "derived: N/(tp·cp·pp)", "printed_dp": "kept for the record", "grad_accum": "implied by the batch split",
     "model": "catalog entry (setup_model_entry)",
     "slices": "used by sharding (hsdp group)",
-    "gpus_per_node": "node size (accelerator entry)", "remat_policy": "mapped into recompute by the data",
+    "gpus_per_node": "serving: node size (accelerator entry); training: mapped (accelerators_per_node)",
+    "remat_policy": "mapped into recompute by the data",
     "fp8_recipe": "precision detail", "pp_schedule": "schedule detail", "scale_up_fabric": "context",
     "scale_up_domain": "context", "engine_version": "context", "length_distribution": "request mix",
     "mode": "decides the compared quantity", "num_requests": "context", "offered_qps": "context",
@@ -324,7 +355,8 @@ def slug(text: str) -> str:
 def model_entry(model: dict, seq_len: int, source: str, where: str) -> tuple[str, dict | None]:
     """(catalog name, new models entry or None) for a setup.model table: the catalog model it
     names (catalog_model), else an entry built from its shape (params_B, layers, hidden, heads,
-    kv_heads, ffn_hidden, vocab, experts, top_k, head_dim; head_dim = hidden/heads unless given)."""
+    kv_heads, ffn_hidden, vocab, experts, top_k, head_dim; head_dim = hidden/heads unless given;
+    tied_embeddings: input embedding shared with the LM head, absent = the catalog default, true)."""
     if isinstance(model, str):
         return model, None
     if model.get("catalog_model"):
@@ -346,7 +378,12 @@ def model_entry(model: dict, seq_len: int, source: str, where: str) -> tuple[str
             raise MlsysOptError(f"{where}.model: an MoE model (experts = {experts}) needs active_params_B "
                                 "or catalog_model")
         entry.update(experts=experts, top_k=top_k, active_params=f"{float(model['active_params_B']) * 1e9:.6g}")
+    if model.get("tied_embeddings") is not None:      # EMBED (issue 12): absent = the catalog default (tied)
+        if not isinstance(model["tied_embeddings"], bool):
+            raise MlsysOptError(f"{where}.model.tied_embeddings: {model['tied_embeddings']!r} (allowed: true, false)")
+        entry["tied_embeddings"] = model["tied_embeddings"]
     shape = "_".join(str(entry[k]) for k in ("params", "layers", "hidden", "heads", "kv_heads", "ffn_dim", "vocab"))
+    shape += "_untied" if entry.get("tied_embeddings") is False else ""   # same shape, other entry
     tag = format(zlib.crc32(shape.encode()) % 10**6, "06d")
     entry["display_name"] += f" [shape {tag}]"     # display names must be unique in the catalog
     return f"run_{slug(model.get('name') or 'model')[:40]}_{tag}", entry

@@ -242,6 +242,7 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
         scaleup_has_busbw=a["scaleup_busbw_frac_large"].to_numpy(np.float64) > 0,
         scaleup_has_latency=a["scaleup_allreduce_step_latency_s"].to_numpy(np.float64) > 0,
         scaleup_busbw_frac_ring=arr("accelerators", "ach_scaleup_busbw_frac_ring"),
+        attention_cudnn_fwdbwd_eff=arr("accelerators", "ach_attention_cudnn_fwdbwd_eff"),   # ATTNKERNEL
     )
     model = ModelTable(
         kind=np.asarray([MODEL_KINDS.index(k) for k in m["kind"]], dtype=np.int32),

@@ -53,7 +53,7 @@ def hint(name: str, choices) -> str:
 
 
 _WORDS = {"str": "text", "int": "a whole number", "float": "a number", "year": "a year such as 2024",
-          "aliases": "a list of names", "enum": "one of"}
+          "aliases": "a list of names", "enum": "one of", "bool": "true or false"}
 
 
 def norm_key(text: str) -> str:
@@ -158,6 +158,10 @@ def _parse_field(f: Field, value: Any, ctx: str) -> Any:
             raise _fail(ctx, f.key, f"unknown value {value!r}{hint(str(value), f.choices)} "
                                     f"(allowed: {', '.join(f.choices)})")
         return v
+    if f.type == "bool":
+        if not isinstance(value, bool):
+            raise _fail(ctx, f.key, f"expected true or false, got {value!r}")
+        return value
     if f.type == "floats":
         if not isinstance(value, (list, tuple)) or not value:
             raise _fail(ctx, f.key, f"expected a list of numbers such as [0.4, 0.7, 0.8], got {value!r}")

@@ -22,7 +22,7 @@ class Field(NamedTuple):
     """One TOML field: its column, type and rule.
 
     type: "qty" (units.parse with `dim`), "int", "float" (plain number), "str",
-    "enum", "aliases", "year", "peak".  rule: "pos" (> 0), "nonneg" (>= 0),
+    "enum", "aliases", "year", "peak", "bool" (true / false).  rule: "pos" (> 0), "nonneg" (>= 0),
     "ge1" (>= 1), "frac" (in (0, 1]).  required: True, False, or the model kinds
     that require it; allowed: None (all kinds) or the model kinds that may set it.
     """
@@ -101,6 +101,9 @@ SCHEMA: dict[str, list[Field]] = {
           for k in ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "v_head_dim", "mtp_layers")),
         *(Field(k, k, "int", rule="nonneg", required=False, default=0, allowed=("moe",))
           for k in ("dense_layers", "dense_ffn_dim", "shared_experts")),
+        # EMBED (issue 12): input embedding shared with the LM head (HF config.json tie_word_embeddings);
+        # default true = the matrix counted once, as the LM-head GEMM (catalog/shapes.py untied_embedding_params)
+        Field("tied_embeddings", "tied_embeddings", "bool", required=False, default=True, allowed=_TF),
     ],
     "fabrics": _common() + [
         Field("scope", "scope", "enum", choices=SCOPES),
@@ -132,7 +135,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
                "hidden_dim", "n_heads", "n_kv_heads", "head_dim", "kv_latent_dim", "ffn_dim", "vocab_size",
                "context_len", "n_experts", "top_k", "flop_per_sample", "q_lora_rank", "kv_lora_rank",
                "qk_rope_head_dim", "v_head_dim", "mtp_layers", "dense_layers", "dense_ffn_dim", "shared_experts",
-               "core_head_dim", "mtp_active_params", "aliases", "source", "notes"),
+               "core_head_dim", "mtp_active_params", "tied_embeddings", "untied_embedding_params",
+               "aliases", "source", "notes"),
     "fabrics": ("name", "display_name", "scope", "year", "bw_bytes_per_s", "latency_s", "topology",
                 "bisection_frac", "oversubscription", *ACHIEVABLE_COLUMNS["fabrics"], "aliases", "source", "notes"),
     "regions": ("name", "display_name", "year", "carbon_gco2e_per_kwh", "pue", "wue_l_per_kwh",

@@ -22,6 +22,9 @@ accelerators
   (FlashAttention TFLOP/s / fp16 peak, head dim 128; the built-in forward+backward
   curve is FA2's causal series where it was read, since training is causal, the
   forward curve non-causal);
+  ``attention_cudnn_seqlens`` + ``attention_cudnn_fwdbwd_eff`` (cuDNN fused SDPA, causal
+  forward+backward; the curve training uses with ``attention_kernel = cudnn``; default: the
+  part's ``attention_fwdbwd_eff`` curve) + ``attention_cudnn_provenance`` / ``_source``;
   ``scaleup_busbw_msg_bytes`` + ``scaleup_busbw_frac`` (nccl-tests all-reduce bus
   bandwidth / ``scaleup_bw`` per message size), ``scaleup_busbw_gpus``,
   ``scaleup_busbw_frac_large``, ``scaleup_allreduce_step_latency`` (α per ring step);
@@ -140,6 +143,9 @@ def schema_fields(kind: str) -> list[tuple]:
     return ([opt("sustained_mem_bw_frac", "float"), opt("gemm_sizes", rule="pos")]
             + [opt(f"gemm_eff_{p}") for p in PRECISIONS] + [opt(f"gemm_max_eff_{p}", "float") for p in PRECISIONS]
             + [opt("attention_seqlens", rule="pos"), opt("attention_fwdbwd_eff"), opt("attention_fwd_eff"),
+               # ATTNKERNEL (issue 12): cuDNN SDPA forward+backward (causal), selected by attention_kernel = cudnn
+               opt("attention_cudnn_seqlens", rule="pos"), opt("attention_cudnn_fwdbwd_eff"),
+               opt("attention_cudnn_provenance", "str", ""), opt("attention_cudnn_source", "str", ""),
                opt("scaleup_busbw_msg_bytes", rule="pos"), opt("scaleup_busbw_frac", rule="pos"),
                opt("scaleup_busbw_frac_large", "float", "pos"), opt("scaleup_busbw_gpus", "int", "pos"),
                opt("scaleup_busbw_frac_ring_large", "float", "pos"),
@@ -175,6 +181,13 @@ def _accelerator(name: str, e: Mapping[str, Any], data: Mapping[str, Any]) -> di
             out[k] = e[k]
         out["gemm_provenance"] = _combine(e.get(f"{k}_provenance", "") for k in gkeys)
         out["gemm_source"] = " | ".join(dict.fromkeys(_src(e, k) for k in gkeys))
+    if "attention_cudnn_fwdbwd_causal_eff_fp16_hdim128" in e:
+        # ATTNKERNEL (issue 12): cuDNN's fused SDPA (Transformer Engine's F16_arbitrary_seqlen backend, PyTorch
+        # SDPA's cudnn backend), causal forward+backward, half-square FLOP count: the attention_kernel = cudnn curve
+        out["attention_cudnn_seqlens"] = e["attention_cudnn_seqlens"]
+        out["attention_cudnn_fwdbwd_eff"] = e["attention_cudnn_fwdbwd_causal_eff_fp16_hdim128"]
+        out["attention_cudnn_provenance"] = e.get("attention_cudnn_fwdbwd_causal_provenance", "")
+        out["attention_cudnn_source"] = _src(e, "attention_cudnn_fwdbwd_causal")
     if "attention_fwdbwd_eff_fp16_hdim128" in e or "attention_fwdbwd_causal_eff_fp16_hdim128" in e:
         # a causal-only series (cuDNN's Blackwell benchmark runs causal only) serves training alone
         out["attention_seqlens"] = e["attention_seqlens"]
@@ -387,6 +400,15 @@ def resolve(kind: str, row: dict[str, Any], ctx: str) -> None:
             ctx, "attention_seqlens", "attention_fwd_eff", row.get("attention_seqlens") or [8192],
             row["attention_fwd_eff"], ATTENTION_SEQLENS)
         row["ach_attention_fwdbwd_eff"], row["ach_attention_fwd_eff"] = fb, fw
+        # ATTNKERNEL (issue 12): the cuDNN SDPA curve (attention_kernel = cudnn); a part without one keeps its
+        # default curve (on b200 / gb200 that default is cuDNN's series already)
+        if row.get("attention_cudnn_fwdbwd_eff") is not None:
+            row["ach_attention_cudnn_fwdbwd_eff"] = _curve(
+                ctx, "attention_cudnn_seqlens", "attention_cudnn_fwdbwd_eff", row.get("attention_cudnn_seqlens") or [8192],
+                row["attention_cudnn_fwdbwd_eff"], ATTENTION_SEQLENS)
+        else:
+            row["ach_attention_cudnn_fwdbwd_eff"] = fb
+            row["attention_cudnn_provenance"] = "none (default: the part's attention_fwdbwd_eff curve)"
         row["attention_fwdbwd_eff_8k"] = float(fb[ATTENTION_SEQLENS.index(8192.0)])
         _collective(row, ctx, "scaleup_", row["scaleup_bw_bytes_per_s"], "scaleup_comm",
                     "global scaleup_comm_eff / scaleup_latency_s")

@@ -20,7 +20,13 @@ MLP (gated, SwiGLU: 3 matrices of h × width, as DeepSeek-V3, Mixtral, Llama): d
   3·h·dense_ffn_dim; MoE layers 3·h·ffn_dim per expert, (experts + shared_experts) stored and
   (top_k + shared_experts) used per token; the router (experts·h) is stored, its GEMM is not
   counted (Megatron-Core num_floating_point_operations leaves it out too).
-Embedding V·h and an untied LM head V·h.
+Embedding V·h and an untied LM head V·h (tied_embeddings = true: one V·h matrix, both).
+Input embedding (EMBED, issue 12): the forward is a row gather (torch.nn.Embedding -> F.embedding ->
+  aten::embedding = index_select of the weight rows), the backward a scatter-add of the output gradient
+  rows (aten::embedding_dense_backward = index_add / embedding_backward_cuda_kernel's segmented sum): no
+  GEMM, so an untied input matrix (V·h parameters) does no 6·V·h FLOP per token.  Tied, the same matrix
+  is the LM head's GEMM weight (2·V·h per token forward) and counts once, as the head.
+  untied_embedding_params = (1 - tied)·min(V·h, active): the parameters the hardware-FLOP count leaves out.
 MTP (DeepSeek-V3 §2.2, mtp_layers = D): per depth one transformer block of the last layer's
   kind (MoE), a projection M_k ∈ R^{h×2h} and an LM-head pass with the shared output head;
   per token the block's active GEMM parameters + 2·h² + V·h (Megatron-Core / Megatron-Bridge
@@ -85,7 +91,7 @@ def param_counts(row: Mapping) -> ParamCounts:
     router = experts * h if moe else 0.0
     moe_layers = layers - dense
     dense_mlp = 3.0 * h * dense_ffn
-    emb = 2.0 * vocab * h
+    emb = (1.0 if row.get("tied_embeddings", True) else 2.0) * vocab * h     # tied: one V·h matrix
     total = emb + layers * attn + dense * dense_mlp + moe_layers * ((experts + shared) * expert + router)
     active = emb + layers * attn + dense * dense_mlp + moe_layers * ((top_k + shared) * expert + router)
     mtp = _g(row, "mtp_layers")
@@ -96,11 +102,14 @@ def param_counts(row: Mapping) -> ParamCounts:
 
 
 def derived_columns(row: Mapping) -> dict[str, float]:
-    """The per-model columns the scenarios read: core_head_dim, mtp_active_params (0 without MTP)."""
+    """The per-model columns the scenarios read: core_head_dim, mtp_active_params (0 without MTP),
+    untied_embedding_params ((1 - tied)·V·h, at most the active parameters; 0 tied and for CNNs)."""
     if row.get("kind") not in ("transformer", "moe"):
-        return {"core_head_dim": 0.0, "mtp_active_params": 0.0}
+        return {"core_head_dim": 0.0, "mtp_active_params": 0.0, "untied_embedding_params": 0.0}
     mtp = param_counts(row).mtp_active if _g(row, "mtp_layers") > 0 else 0.0
-    return {"core_head_dim": core_head_dim(row), "mtp_active_params": mtp}
+    untied = 0.0 if row.get("tied_embeddings", True) else min(
+        _g(row, "vocab_size") * _g(row, "hidden_dim"), _g(row, "n_active_params"))
+    return {"core_head_dim": core_head_dim(row), "mtp_active_params": mtp, "untied_embedding_params": untied}
 
 
 __all__ = ["ParamCounts", "attention_params", "core_head_dim", "derived_columns", "param_counts"]

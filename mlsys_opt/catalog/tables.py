@@ -40,6 +40,8 @@ class AcceleratorTable(NamedTuple):
     scaleup_has_latency: Array    # [n_hw] bool: scaleup_step_latency_s is data (else the global α)
     scaleup_busbw_frac_ring: Array  # [n_hw] large-message RING busbw / scaleup_bw (NVLS off; = scaleup_busbw_frac
     #                                 where the part has no NVLink SHARP figure; 0 = no data)
+    attention_cudnn_fwdbwd_eff: Array  # [n_hw, 6] cuDNN SDPA causal fwd+bwd / fp16 peak at ATTENTION_SEQLENS
+    #                                 (training's attention_kernel = cudnn; = attention_fwdbwd_eff where none; ATTNKERNEL)
 
 
 class ModelTable(NamedTuple):
@@ -69,6 +71,9 @@ class ModelTable(NamedTuple):
     shared_experts: Array         # [n_model] always-active experts per MoE layer
     core_head_dim: Array          # [n_model] ((head_dim + rope) + v_head_dim)/2: attention-core GEMM width per head
     mtp_active_params: Array      # [n_model] GEMM parameters per token of the MTP modules (+ their LM-head pass)
+    # EMBED (issue 12), catalog/shapes.py: the input embedding is a gather, not a GEMM
+    tied_embeddings: Array        # [n_model] 1.0 = input embedding shared with the LM head (tie_word_embeddings)
+    untied_embedding_params: Array  # [n_model] (1 - tied)·V·h: parameters left out of the hardware GEMM FLOPs
 
 
 class FabricTable(NamedTuple):

@@ -104,7 +104,7 @@ def _plain_default(spec):
 # the parameters `static_options` reads, per scenario: a caller that groups rows by their options (the table
 # evaluator) groups by exactly these
 STATIC_OPTION_PARAMS: dict[str, tuple[str, ...]] = {
-    "training": ("micro_batch_size", "microbatches", "cp", "tp_comm"), "serving": ()}
+    "training": ("micro_batch_size", "microbatches", "cp", "tp_comm", "pipeline_engine", "param_sync"), "serving": ()}
 
 
 def static_options(scenario: str, possible: dict) -> dict:
@@ -115,7 +115,9 @@ def static_options(scenario: str, possible: dict) -> dict:
     when every row gives micro_batch_size > 0 or microbatches > 0 (then one micro-batch
     geometry is evaluated instead of the candidate set); context_parallel=False when every row
     has cp <= 1 (the context-parallel terms, 0 there, are not traced); torch_tp=False when every
-    row has tp_comm = default (the PyTorch TP terms are not traced).  Serving: no options.
+    row has tp_comm = default (the PyTorch TP terms are not traced); deepspeed_engine=False when every row has
+    pipeline_engine = megatron; param_broadcast=False when every row has param_sync = all_gather.  Serving: no
+    options.
     """
     if scenario != "training":
         return {}
@@ -129,8 +131,13 @@ def static_options(scenario: str, possible: dict) -> dict:
     no_cp = cp is not None and np.size(cp) > 0 and bool(np.all(np.asarray(cp, float) <= 1))
     tpc = possible.get("tp_comm")     # ASYNCTP: PyTorch TP terms only where some row has tp_comm != default (0)
     no_torch_tp = tpc is not None and np.size(tpc) > 0 and bool(np.all(np.asarray(tpc, float) == 0))
+    def all_code(name, code):     # every row takes the choice with this code (the default's: 0)
+        v = possible.get(name)
+        return v is not None and np.size(v) > 0 and bool(np.all(np.asarray(v, float) == code))
+
     return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches")),
-            "context_parallel": not no_cp, "torch_tp": not no_torch_tp}
+            "context_parallel": not no_cp, "torch_tp": not no_torch_tp,
+            "deepspeed_engine": not all_code("pipeline_engine", 0), "param_broadcast": not all_code("param_sync", 0)}
 
 
 __all__ = ["static_options", "STATIC_OPTION_PARAMS", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",

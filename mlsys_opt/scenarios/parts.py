@@ -136,6 +136,8 @@ class Common(NamedTuple):
     mtp_layers: Array          # multi-token-prediction depths (DeepSeek-V3 §2.2)
     mtp_params: Array          # GEMM parameters per token of the MTP modules, their LM-head pass included
     dense_layers: Array        # leading dense-MLP layers of a MoE model (no expert dispatch)
+    # EMBED (issue 12): the untied input embedding is a gather + scatter-add, not a GEMM (catalog/shapes.py)
+    untied_emb: Array          # (1 - tied)·V·h parameters left out of the hardware GEMM FLOPs (0: tied, CNN)
 
 
 def gather(p, t: Tables, eff: Efficiency) -> Common:
@@ -214,7 +216,8 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
         up_busbw_curve=take(t.hw.scaleup_busbw_curve, h), out_busbw_curve=take(t.fabric.busbw_curve, f),
         host_bw=take(t.hw.host_bw_bytes_per_s, h),
         core_head_dim=t.model.core_head_dim[m], mtp_layers=t.model.mtp_layers[m],
-        mtp_params=t.model.mtp_active_params[m], dense_layers=t.model.dense_layers[m])
+        mtp_params=t.model.mtp_active_params[m], dense_layers=t.model.dense_layers[m],
+        untied_emb=t.model.untied_embedding_params[m])
 
 
 # Facility (power, cooling, shell) amortization period: 15 years, the middle of the IRS

@@ -163,7 +163,7 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
     "param_sync": ParamSpec("choice", "all_gather", "how ZeRO-1/2 gathers the updated parameters: all_gather = "
                             "one all-gather (Megatron-LM distributed optimizer, DeepSpeed); broadcast = one "
                             "broadcast per owning rank, waited before the next forward (InternEvo hybrid ZeRO): "
-                            "+ NCCL's ring-broadcast latency per owner [walls.parallel.broadcast_sync_latency_s]",
+                            "+ NCCL's ring-broadcast time per owner [walls.zero_sync.broadcast_params_s]",
                             choices=("all_gather", "broadcast")),
     "parallel_block": ParamSpec("choice", "off", "on: parallel transformer block y = x + Attn(LN(x)) + MLP(LN(x)) "
                                 "(PaLM §2 'Parallel Layers'; MaxText DecoderLayer, GPT-J): attention and MLP share "
@@ -199,6 +199,31 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                          "with only the all-gather -> matmul fusions, the forward reduce-scatters as dtensor "
                          "(torchao <= 0.8 float8 tensorwise: torchtitan Dec 2024; ASYNCTP2) "
                          "[walls.tensor_parallel]", choices=("default", "dtensor", "async", "async_ag")),
+    # KEMPNER (issue 12): a cluster's node size where it differs from the part's usual board (HGX 4-GPU)
+    "accelerators_per_node": ParamSpec("int", 0, "accelerators sharing one node's scale-up link (NVLink), "
+                                       "where the cluster's nodes differ from the catalog part's usual "
+                                       "board (e.g. 4-GPU HGX H200 nodes: KempnerForge's cluster); decides "
+                                       "which TP / CP / EP / PP / FSDP groups stay on the scale-up link "
+                                       "and which cross the scale-out fabric; 0 = the catalog's "
+                                       "accelerators_per_node", low=0),
+    # DSPIPE (issue 12): DeepSpeed's PipelineEngine (Megatron-DeepSpeed 2021-22) vs Megatron-LM's schedule
+    "pipeline_engine": ParamSpec("choice", "megatron", "the pipeline runtime: megatron = Megatron-LM's 1F1B "
+                                 "(send and receive of a step batched, scatter/gather over TP); deepspeed = "
+                                 "DeepSpeed 0.5-0.6 PipelineEngine: blocking send then receive (4 transfers "
+                                 "and 3 TP all-gathers per micro-batch), tied-embedding gradient all-reduce "
+                                 "between the first and last stage and the data-parallel reduction after the "
+                                 "flush, not overlapped; deepspeed_bf16 = deepspeed with its BF16Optimizer "
+                                 "(bf16 with ZeRO stage 0: fp32 gradient all-reduce + 16-bit parameter "
+                                 "all-gather, fp32 tied gradients) [walls.deepspeed_pipe]",
+                                 choices=("megatron", "deepspeed", "deepspeed_bf16")),
+    # ATTNKERNEL (issue 12): which fused-attention kernel's published rate the attention core runs at
+    "attention_kernel": ParamSpec("choice", "default", "the fused attention kernel (attention = flash): default = "
+                                  "the part's catalog forward+backward curve (FlashAttention-2 on A100 / H100 / "
+                                  "H200, cuDNN SDPA on B200 / GB200); cudnn = cuDNN's fused SDPA (Transformer "
+                                  "Engine's FusedAttention F16_arbitrary_seqlen backend, its choice on Hopper+ "
+                                  "since TE 1.2; PyTorch SDPA's cudnn backend), at the part's published cuDNN "
+                                  "curve (catalog achievable attention_cudnn_*; H200 cuDNN 9.19, copied to H100; "
+                                  "the default curve on parts without one)", choices=("default", "cudnn")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -17,7 +17,7 @@ from ..walls import fleet, node, ops
 from . import training_comm as tcomm
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather
+from .parts import batch_shape, broadcast_all, materialized, fleet_cost, fleet_upfront_capex, gather, take
 from .schema import RECOMPUTE
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
@@ -79,6 +79,9 @@ class TrainingParams(NamedTuple):
     loss_kernel: Array = 0           # int32 code into walls.algorithm.LOSS_KERNELS (fused, torch, megatron)
     last_stage_layers: Array = 0     # decoder layers on the last pipeline rank; 0 = even split (DSV3)
     tp_comm: Array = 0               # int32 code into schema tp_comm choices (default, dtensor, async, async_ag)
+    accelerators_per_node: Array = 0  # node size (scale-up domain); 0 = the catalog's (KEMPNER)
+    pipeline_engine: Array = 0       # int32 code into schema pipeline_engine choices (DSPIPE)
+    attention_kernel: Array = 0      # int32 code into schema attention_kernel choices (default, cudnn) (ATTNKERNEL)
 
 
 class TrainingOutputs(NamedTuple):
@@ -125,7 +128,8 @@ def _rem(x, k):
     return jnp.abs(x - k * jnp.round(x / k))
 
 
-def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True, torch_tp: bool = True) -> _Lane:
+def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True, torch_tp: bool = True,
+          deepspeed_engine: bool = True) -> _Lane:
     b_user, m_user = p.micro_batch_size, p.microbatches
     per_dp = s.gb / s.dp
     b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / floor_pos(m_user, 1.0), b_cand))
@@ -134,7 +138,8 @@ def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = Tr
     mb = floor_pos(mb_raw, 1.0)
     mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
-    comm = tcomm.communication(p, c, eff, s, cmp, b, mb, context_parallel=context_parallel, torch_tp=torch_tp)
+    comm = tcomm.communication(p, c, eff, s, cmp, b, mb, context_parallel=context_parallel, torch_tp=torch_tp,
+                               deepspeed_engine=deepspeed_engine)
     g_split = 1.0 / floor_pos(jnp.minimum(b, mb_raw), 1e-6) - 1.0
     lane = _Lane(b, mb, mem.total_bytes, mem.total_bytes / c.capacity - 1.0, g_split, cmp.t_compute_s,
                  cmp.bottleneck, comm.step_s)
@@ -153,7 +158,8 @@ def _pick(lanes: _Lane) -> _Lane:
 # --------------------------------------------------------------------------- training
 @as_scenario
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY, *,
-             auto_micro_batch: bool = True, context_parallel: bool = True, torch_tp: bool = True):
+             auto_micro_batch: bool = True, context_parallel: bool = True, torch_tp: bool = True,
+             deepspeed_engine: bool = True, param_broadcast: bool = True):
     """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
 
     auto_micro_batch (static): False when every row gives micro_batch_size or microbatches
@@ -165,6 +171,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     (exactly 0 at cp = 1) are then not traced (~500 fewer operations per configuration).
     torch_tp (static, ASYNCTP): False when every row has tp_comm = default; the PyTorch TP terms
     (walls.tensor_parallel, unused there) are then not traced (~300 fewer operations per configuration).
+    deepspeed_engine (static): False when every row has pipeline_engine = megatron (walls.deepspeed_pipe not
+    traced); param_broadcast (static): False when every row has param_sync = all_gather (walls.zero_sync not traced).
 
     Conventions (Megatron-Core, DeepSeek-V3): N = tp·cp·pp·dp; expert parallelism lives
     *inside* the data-parallel group (ep divides dp; experts sharded over tp·pp·ep, their
@@ -184,7 +192,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Memory [training_parts.memory]: ZeRO 0-3 / hybrid sharding, activations with SP,
       CP, recomputation, attention kernel, 1F1B / interleaved in-flight micro-batches.
     - Compute [training_parts.compute]: roofline at the shape-aware matmul efficiency
-      (efficiency.matmul_efficiency) + memory-bound elementwise time.
+      (efficiency.matmul_efficiency) + memory-bound elementwise time; the attention core at the
+      part's curve for attention_kernel (default: the catalog curve; cudnn: its cuDNN SDPA curve).
     - Communication [training_comm.communication]: TP (AR or RS+AG with SP), CP ring,
       EP all-to-all, PP p2p and bubble, DP/ZeRO/FSDP collectives with their overlap
       windows; step × straggler_factor (fail-slow).
@@ -194,18 +203,27 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - Energy/carbon/water [ops.sustainability], cost [ops.tco / ops.cloud_cost].
     """
     c = gather(p, tables, eff)
+    # KEMPNER (issue 12): the cluster's node size where given (4-GPU HGX H200 nodes), else the catalog's
+    apn = jnp.asarray(p.accelerators_per_node).astype(c.apn.dtype)
+    c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
+    # ATTNKERNEL (issue 12): the attention core's curve by kernel, stacked per part [n_hw, kernel, 6] on the small
+    # table, then one gather per configuration (replaces gather()'s default curve, which XLA then drops)
+    kern = jnp.stack((tables.hw.attention_fwdbwd_eff, tables.hw.attention_cudnn_fwdbwd_eff), axis=1)
+    c = c._replace(attention_fwdbwd_eff=take(kern, p.hardware, p.attention_kernel))
     shape = batch_shape(p)
     vocab = tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
-    s = tparts.setup(p, c, eff, vocab)
+    s = tparts.setup(p, c, eff, vocab, torch_tp=torch_tp, deepspeed_engine=deepspeed_engine,
+                     param_broadcast=param_broadcast)
     if auto_micro_batch:
         cands = jnp.asarray(tparts.MICRO_BATCH_CANDIDATES, c.peak.dtype)
-        lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc, context_parallel, torch_tp))(cands)
+        lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc, context_parallel, torch_tp,
+                                          deepspeed_engine))(cands)
         # the candidates' step times computed once: without the hint XLA's CPU fusion recomputes the whole
         # step-time chain inside _pick's argmin reduce (not vectorised) and again for the take (values equal)
         lane = _pick(lanes._replace(step=materialized(lanes.step, p.hardware)))
     else:
         lane = _lane(p, c, eff, s, shape, jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype),
-                     context_parallel, torch_tp)
+                     context_parallel, torch_tp, deepspeed_engine)
 
     lane = materialized(lane, p.hardware)     # computed once for its many consumers (parts.materialized)
     rel = tparts.reliability(p, c, s, lane.step)

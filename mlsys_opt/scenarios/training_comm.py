@@ -13,12 +13,12 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from .._types import Array
-from ..walls import attention, fleet, moe, node, parallel, tensor_parallel
+from ..walls import attention, deepspeed_pipe, fleet, moe, node, parallel, tensor_parallel
 from ..walls._masked import floor_pos
 from .efficiency import Efficiency
 from .parts import Common
 from .schema import TRAINING_PARAMS
-from .training_parts import ACT_BYTES, PARALLEL_BLOCK_ON, Compute, Setup, _flash_eta
+from .training_parts import ACT_BYTES, MEGATRON_ENGINE, PARALLEL_BLOCK_ON, Compute, Setup, _flash_eta
 
 DEEPEP = TRAINING_PARAMS["ep_dispatcher"].choices.index("deepep")
 ALL_GATHER_CP = TRAINING_PARAMS["cp_comm_type"].choices.index("all_gather")
@@ -32,7 +32,7 @@ class Comm(NamedTuple):
 
 
 def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, *,
-                  context_parallel: bool = True, torch_tp: bool = True) -> Comm:
+                  context_parallel: bool = True, torch_tp: bool = True, deepspeed_engine: bool = True) -> Comm:
     """Exposed communication and bubble of one step (Megatron rank order tp, cp, dp ⊃ ep, pp).
 
     A group runs on the scale-up link while its span fits a node (G accelerators), else
@@ -61,10 +61,13 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     - EP [walls.moe.expert_dispatch]: 4 (+2) dispatches/combines (fwd, bwd) of B = b·s_loc/t'·h·2·λ
       bytes, the NIC and NVLink shares at once: top_k copies per token (ep_dispatcher = alltoall)
       or one per distinct remote node, then NVLink forwarding (deepep), moe_node_limit nodes at
-      most; ep ranks tp·cp apart, clip(G/(tp·cp), 1, ep) per node.  Overlap (ep_overlap,
+      most; ep ranks tp·cp apart, clip(G/(tp·cp), 1, ep) per node; deepep's NIC rate is
+      walls.moe.DEEPEP_RDMA_OF_NCCL × bw_out (DeepEP's measured normal-kernel RDMA payload).  Overlap (ep_overlap,
       combined with efficiency.ep_comm_overlap) only for chunks paired with another's compute
       [walls.moe.ep_overlap_partner_frac], exposed = (1 - o)·t + max(f·o·t, o·t - W)
-      [walls.moe.overlapped_exposed: the comm kernels hold f = 20/132 of the SMs]; dense 0.
+      [walls.moe.overlapped_exposed: the comm kernels hold f = 20/132 of the SMs], W = the stage's MoE
+      layers' compute; the slower of the critical stage and a middle rank with s.ep_alt_layers MoE layers
+      [walls.moe.ep_stage_exposed] (DSV3EP); dense 0.
     - PP: 2·M·V sends of b·s_loc·h·2/t bytes per rank (the SP shard; without SP Megatron's scatter/gather,
       Narayanan et al. 2021 §4.1, + the all-gather of the t shares over NVLink); bubble
       (t_compute + exposed TP + CP + EP)·(pp-1)/(V·M): pp - 1 micro-batch slots of a stage's
@@ -76,8 +79,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
       over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
       CP, EP and DP together hide at most the compute + exposed TP time (the NIC's DP traffic runs on
       its own stream while the GPU computes or waits on NVLink TP collectives; the excess is exposed);
-      param_sync = broadcast (InternEvo) adds the parameter broadcasts' NCCL latency, exposed
-      [setup: walls.parallel.broadcast_sync_latency_s].
+      param_sync = broadcast (InternEvo) adds the parameter broadcasts (bytes and NCCL latency), exposed
+      [setup: walls.zero_sync.broadcast_params_s].
     step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
     """
     g_node = c.apn
@@ -176,18 +179,33 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     g_ep = jnp.clip(g_node / (tpf * cp), 1.0, ep)
     dedup = jnp.where(jnp.asarray(p.ep_dispatcher) == DEEPEP, 1.0, 0.0)
     tok_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * s.load
-    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up_ring, c.alpha_up, c.bw_out, c.alpha_out,
+    # DSV3EP: DeepEP's normal kernels move DEEPEP_RDMA_OF_NCCL of NCCL's NIC rate (DeepEP legacy README, EP 32)
+    bw_ep_out = c.bw_out * (1.0 - dedup * (1.0 - moe.DEEPEP_RDMA_OF_NCCL))
+    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up_ring, c.alpha_up, bw_ep_out, c.alpha_out,
                                    node_limit=p.moe_node_limit, dedup=dedup)
     ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
-    t_ep_all = jnp.where(s.is_moe, mb * s.ep_layers_stage * k * t_ep_one, 0.0)   # DSV3: MoE layers of the stage
-    t_ep = moe.overlapped_exposed(t_ep_all, ep_hidden * partner, cmp.t_compute_s * partner)
+    t_layer = jnp.where(s.is_moe, mb * k * t_ep_one, 0.0)                # one MoE layer's dispatch/combine, step
+    t_ep_all = t_layer * s.ep_layers_stage                               # DSV3: MoE layers of the stage
+    # DSV3EP: hidden only behind the MoE layers' compute; the slowest of the critical and a middle stage
+    t_ep = moe.ep_stage_exposed(t_layer, cmp.t_compute_s, s.ep_layers_stage, s.ep_layer_frac, ep_hidden * partner,
+                                partner, alt_layers=s.ep_alt_layers)
 
     bw_pp, a_pp = link(tpf * cp * dp < g_node)
     # each TP rank sends its 1/t share: the sequence-parallel shard, or without SP Megatron's scatter/gather
     # (Narayanan et al. 2021 §4.1: split over the t ranks for the network, all-gathered over NVLink after)
     pp_gather = (1.0 - s.sp) * parallel.reduce_scatter(act_msg, tp_local, c.bw_up_ring, c.alpha_up)
     t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / tpf / bw_pp + pp_gather), 0.0)
+    # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
+    # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
+    # (static deepspeed_engine: traced only when some row has pipeline_engine != megatron)
+    dp_overlap = p.overlap
+    if deepspeed_engine:
+        ds_engine = jnp.asarray(p.pipeline_engine) != MEGATRON_ENGINE
+        t_pp_ds = deepspeed_pipe.p2p_time_s(act_msg / tpf, mb * s.v, a_pp, bw_pp,
+                                            parallel.reduce_scatter(act_msg, tp_local, c.bw_up_ring, c.alpha_up))
+        t_pp = jnp.where(ds_engine & (pp > 1.0), t_pp_ds, t_pp)
+        dp_overlap = jnp.where(ds_engine, 0.0, dp_overlap)
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
     # communication (TP, CP, EP: sequential with the stage's kernels) included
     t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * (pp - 1.0) / (s.v * mb)
@@ -198,7 +216,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # their own while the GPU computes or waits on its NVLink TP collectives (so faster GEMMs never lengthen a step)
     busy = cmp.t_compute_s + t_tp
     window = jnp.where(s.zs > 2.5, busy, busy / mb)
-    t_dp_exp = parallel.exposed(t_dp, p.overlap, window)
+    # DSPIPE: DeepSpeed's PipelineEngine reduces after the flush (enable_backward_allreduce = False): nothing hidden
+    t_dp_exp = parallel.exposed(t_dp, dp_overlap, window)
     # CP, EP and DP hide behind the same busy time: what they hide together is at most compute + exposed TP.
     overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - busy, 0.0)
     # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]

@@ -157,6 +157,9 @@ def check_feasibility(scenario: str, values: dict[str, np.ndarray], axis_names: 
 
     hardware, models = values["hardware"].astype(int), values["model"].astype(int)
     per_node = col(acc, "accelerators_per_node", hardware)
+    # KEMPNER (issue 12): training's accelerators_per_node > 0 replaces the catalog's node size
+    apn = np.asarray(values.get("accelerators_per_node", np.zeros(1)), np.float64)
+    per_node = np.concatenate([per_node if (apn <= 0).any() else per_node[:0], apn[apn > 0]])
     _smallest_above_largest(report, where, "tp", tp, "accelerators_per_node", per_node,
                             "the hardware in the space has at most {} accelerators per node")
     _check_heads(report, where, tp, col(mod, "n_heads", models), col(mod, "n_kv_heads", models))

@@ -34,13 +34,23 @@ import jax.numpy as jnp
 from mlsys_opt._types import Array
 from mlsys_opt.walls._masked import any_nan, floor_pos, nan_where, nonneg
 
-__all__ = ["EP_COMM_SM_FRAC", "DispatchCopies", "dispatch_copies", "ep_overlap_partner_frac", "expert_dispatch",
-           "overlapped_exposed"]
+__all__ = ["DEEPEP_RDMA_OF_NCCL", "EP_COMM_SM_FRAC", "DispatchCopies", "dispatch_copies", "ep_overlap_partner_frac",
+           "ep_stage_exposed", "expert_dispatch", "overlapped_exposed"]
 
 # Share of the SMs the dispatch/combine kernels hold while they overlap compute: DeepSeek-V3 §3.2.2
 # "only 20 SMs are sufficient to fully utilize the bandwidths of IB and NVLink" of the H800's 132;
 # Megatron-Core's moe_deepep_num_sms defaults to 20 (on a 148-SM B200: 0.135).  Not fitted.
 EP_COMM_SM_FRAC = 20.0 / 132.0
+
+# DeepEP (V1, NVSHMEM; Megatron-Core's flex dispatcher with moe_flex_dispatcher_backend = "deepep") normal
+# kernels' RDMA payload rate over NCCL's large all-reduce bus bandwidth on the same 400 Gb/s NIC (DSV3EP, issue 12).
+# DeepEP docs/legacy.md (= README at tag v1.2.1), "Normal kernels with NVLink and RDMA forwarding", H800 + CX7
+# 400 Gb/s: internode EP 32 dispatch 58 GB/s, combine 57 GB/s (RDMA), counted by tests/test_internode.py over
+# every (token, node) pair, its own node included (num_rdma_token_sent); at EP 32 = 4 nodes with 4 groups
+# 3 of 4 of those pairs cross the NIC, so the NIC carries 0.75·(58 + 57)/2 = 43.1 GB/s of payload.  NCCL
+# all-reduce bus bandwidth on 400 Gb RDMA: 48 GB/s (NVIDIA GTC24 S62129, catalog/achievable.toml
+# [fabrics.ib_ndr]).  43.125/48 = 0.898 (EP 64: 0.875·(51 + 50)/2 = 44.2 GB/s, 0.92).  Not fitted.
+DEEPEP_RDMA_OF_NCCL = 0.75 * (58.0 + 57.0) / 2.0 / 48.0
 
 _BW_FLOOR = 1.0
 _TINY = 1e-30
@@ -204,3 +214,52 @@ def overlapped_exposed(t_comm_s: Array, overlap: Array, window_s: Array,
     o = jnp.clip(o, 0.0, 1.0)
     hidden = o * t
     return (1.0 - o) * t + jnp.maximum(f * hidden, hidden - w)
+
+
+def ep_stage_exposed(t_layer_comm_s: Array, compute_s: Array, moe_layers: Array, layer_frac: Array,
+                     overlap: Array, partner: Array, *, alt_layers: Array = 0.0,
+                     sm_frac: Array = EP_COMM_SM_FRAC) -> Array:
+    """EP time the slowest pipeline stage adds to the FLOP-critical stage's compute, s.
+
+    Megatron-Core's EP overlap (combined 1F1B, ``TransformerLayerSchedulePlan.run``) pairs each MoE
+    layer's dispatch/combine of one micro-batch with the attention/MLP compute of a layer of another:
+    the embedding, the LM head and loss, the MTP projection and the dense layers hide none of it.
+    So the window is the stage's MoE layers' compute, m·λ·C (λ: one layer's share of the stage's
+    compute C), × the paired share p.  A pipeline runs at its slowest stage's pace: where a layout's
+    last rank is the FLOP-critical one (LM head, MTP), a middle rank with m_a > m MoE layers
+    (compute m_a·λ·C) may be slower once its EP time is counted::
+
+        crit = overlapped_exposed(m·T_l, o, p·m·λ·C, f)
+        alt  = m_a·λ·C + overlapped_exposed(m_a·T_l, o, p·m_a·λ·C, f) - C
+        exposed = max(crit, alt)                (m_a = 0: alt = -C, so crit)
+
+    Args:
+      t_layer_comm_s: T_l, one MoE layer's dispatch + combine time over the step (all micro-batches,
+        forward and backward), s, ``[...]``.
+      compute_s: C, compute time of the FLOP-critical stage, s, ``[...]``.
+      moe_layers: m, its MoE layers; alt_layers: m_a, a middle rank's (0 = none), counts, ``[...]``.
+      layer_frac: λ, one layer's share of C (0-1), ``[...]``.
+      overlap: o, fraction of the comm run concurrently (ep_overlap × p), ``[...]``.
+      partner: p, share of micro-batch chunks with another's compute beside them
+        (ep_overlap_partner_frac), ``[...]``.
+      sm_frac: f, as overlapped_exposed.
+
+    Returns:
+      exposed EP time (with the slower stage's extra compute), s, ``[...]``.
+
+    Source: Megatron-Core models/common/model_chunk_schedule_plan.py (TransformerLayerSchedulePlan.run:
+    comm stream combine_bwd | dispatch_fwd -> dispatch_bwd | combine_fwd beside attn_fwd | mlp_bwd ->
+    mlp_bwd_dw -> mlp_fwd | attn_bwd; pre/post-process outside), at Megatron-LM 251c6e9 (Megatron-Bridge
+    26.04's submodule); pipeline_parallel/schedules.py (throughput of the slowest stage).
+
+    Worked example (about DeepSeek-V3 on DGX B200, PP 8 x VP 2, EP 32: the last rank's 5 layers + MTP vs a
+    middle rank's 8): T_l = 1.9 s, C = 12.5 s, λ = 0.12, m = 6, m_a = 8, o = p = 0.9, f = 20/132:
+    crit = 1.14 + max(1.555, 10.26 - 8.1) = 3.30 s; alt = 12.0 + 1.52 + max(2.073, 13.68 - 10.8) - 12.5
+    = 3.90 s -> 3.90 s.
+    """
+    t, c, m, lam, o, p, ma, f = nonneg(t_layer_comm_s, compute_s, moe_layers, layer_frac, overlap, partner,
+                                       alt_layers, sm_frac, broadcast=False)
+    unit = lam * c
+    crit = overlapped_exposed(m * t, o, p * m * unit, f)
+    alt = ma * unit + overlapped_exposed(ma * t, o, p * ma * unit, f) - c
+    return jnp.maximum(crit, alt)

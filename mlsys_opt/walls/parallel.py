@@ -202,79 +202,6 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     return fixed, per_mb
 
 
-# NCCL 2.14.3 cost model of a ring broadcast with the Simple protocol (src/graph/tuning.cc, ncclTopoTuneModel):
-# latency = baseLat[Ring][Simple] + nsteps·lat with nsteps = nRanks for Broadcast, and, when the ring channels
-# are not all identical (multi-NIC nodes), lat = hwLat[·][Tree][Simple] = 28 µs ("the latency a 256kB chunk,
-# ~ base lat + 256k/12GB/s (+ 256k/12GB/s for the network)", the same 28 µs in the NVLink, PCI and NET rows):
-# a chain broadcast pipelines Simple-protocol chunks (512 KiB: the 4 MiB buffer / NCCL_STEPS 8,
-# BROADCAST_CHUNKSTEPS 1) and each rank forwards a chunk only once it holds it, so filling the chain costs one
-# chunk latency per rank.  2.14.3 is the NCCL of torch 1.13.1 (InternEvo's documented environment).
-NCCL_RING_BASE_LATENCY_SIMPLE_S = 8.4e-6
-NCCL_CHUNK_LATENCY_SIMPLE_S = 28e-6
-# Weight matrices of a pre-norm block with a packed QKV projection and a gated MLP (InternEvo's InternLM:
-# Wqkv, out_proj, w1, w2, w3; biases and norms are too small to own a ZeRO rank), + embedding + head.
-TENSORS_PER_LAYER_PACKED_QKV = 5.0
-
-
-def broadcast_owners(shard, n_layers, tensors_per_layer=TENSORS_PER_LAYER_PACKED_QKV) -> Array:
-    """Ranks that own (and broadcast) a share of the parameters under InternEvo's hybrid ZeRO, count.
-
-    InternEvo's ParamBcastSyncHandler assigns whole parameters to ZeRO ranks in block order, moving to the
-    next rank once a rank holds more than 1.01·P/d_s (utils.py, commit 34fc28d); a parameter is never split,
-    so at most one rank per weight matrix owns anything and the rest skip the broadcast
-    (`param_group_no_params_ranks`)::
-
-        owners = min(d_s, k·L + 2)        (k weight matrices per layer, + embedding + head)
-
-    An upper bound: where a matrix is smaller than P/d_s a rank holds several (InternLM-7B, d_s = 128:
-    82 owners by the handler's own loop, 128 here; d_s = 8: 8; d_s >= 512: 162, as here).
-    Units: counts (float).  Example: d_s = 1024, L = 32, k = 5: 162.
-    """
-    d, l, k = _f(shard, n_layers, tensors_per_layer)
-    return jnp.minimum(floor_pos(d, 1.0), k * floor_pos(l, 1.0) + 2.0)
-
-
-def broadcast_sync_latency_s(owners, n) -> Array:
-    """Latency of the parameter broadcasts of InternEvo's hybrid ZeRO optimizer, s (bytes not included).
-
-    After the optimizer step every owning rank broadcasts its updated 16-bit shard to the n ranks of the
-    ZeRO group, one `dist.broadcast` per owner on one communicator, so NCCL runs them one after another
-    (hybrid_zero_optim.py broadcast_params, commit 34fc28d).  Their bytes add up to an all-gather's
-    (each rank receives all P parameters; `broadcast_sync_s`); on top, NCCL's latency of a ring
-    broadcast (Simple protocol, multi-channel ring; NCCL_RING_BASE_LATENCY_SIMPLE_S,
-    NCCL_CHUNK_LATENCY_SIMPLE_S above) once per owner::
-
-        t = owners·(8.4 µs + n·28 µs)       for n > 1, else 0
-
-    Example: 162 owners over n = 1024 ranks: 162·(8.4e-6 + 1024·28e-6) = 4.646 s; n = 8, 8 owners:
-    8·(8.4e-6 + 224e-6) = 1.86 ms.  Units: counts in, s out.
-    Source: NVIDIA NCCL v2.14.3 src/graph/tuning.cc (baseLat, hwLat, nsteps = nRanks for Broadcast,
-    sameChannels = 0 -> Tree/Simple chunk latency per step).
-    """
-    o, m = _f(owners, n)
-    m = floor_pos(m, 1.0)
-    per = NCCL_RING_BASE_LATENCY_SIMPLE_S + m * NCCL_CHUNK_LATENCY_SIMPLE_S
-    return jnp.where(m > 1.0, jnp.maximum(o, 0.0) * per, 0.0)
-
-
-def broadcast_sync_s(param_bytes, owners, n, n_local, bw_intra, bw_inter) -> Array:
-    """Parameter broadcasts of InternEvo's hybrid ZeRO: their bytes and NCCL latency, s.
-
-    The owners' shards add up to the P parameters every rank receives, the bytes of an all-gather
-    of W = param_bytes over the n ranks, n_local per node, moved by NCCL's ring (each rank forwards
-    what it receives; NIC and scale-up shares at the same time, as `data_parallel_times`' all-gather:
-    `flat_ring_bytes_s`), plus `broadcast_sync_latency_s`::
-
-        t = (n-1)/n · W · max((g-1)/g/β_i, 1/(g·β_e)) + owners·(8.4 µs + n·28 µs)     (g = n_local)
-
-    Example: W = 14.64e9 B (7.32e9 bf16 parameters) over 1024 ranks, 8 per node, β_i = 235e9,
-    β_e = 5e9 B/s, 162 owners: 0.36564 + 4.64622 = 5.0119 s.  Units: B, counts, B/s; s out.
-    """
-    w, o, m, loc, bi, be = _f(param_bytes, owners, n, n_local, bw_intra, bw_inter)
-    m = floor_pos(m, 1.0)
-    return flat_ring_bytes_s(w, m, loc, bi, be) + broadcast_sync_latency_s(o, m)
-
-
 def exposed(t_comm_s, overlap, window_s) -> Array:
     """Exposed communication: max((1 - overlap)·t, t - window), s.
 
@@ -472,14 +399,8 @@ __all__ = [
     "MOMENT_BYTES",
     "OPTIMIZER_BYTES",
     "PARAM_GATHER_BYTES",
-    "NCCL_CHUNK_LATENCY_SIMPLE_S",
-    "NCCL_RING_BASE_LATENCY_SIMPLE_S",
-    "TENSORS_PER_LAYER_PACKED_QKV",
     "WEIGHT_BYTES",
     "DataParallelComm",
-    "broadcast_owners",
-    "broadcast_sync_latency_s",
-    "broadcast_sync_s",
     "data_parallel_comm",
     "data_parallel_times",
     "exposed",

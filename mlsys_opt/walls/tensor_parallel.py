@@ -44,6 +44,10 @@ MaxText.  PyTorch's tensor parallelism differs in two measured ways (``training`
   torchao's Float8Linear sits between each row-parallel GEMM and its reduce-scatter and the
   matmul -> reduce-scatter pattern does not match (``async_tp_layer_s`` rs_fused = 0).
 
+float8 tensorwise TP's own costs (FP8TP, issue 12; torchao 6243040): the four float8-all-gathered operands of a
+block are copied whole into their weight-gradient layout [`float8_tp_transpose_bytes`], and every cast of a
+TP-sharded DTensor waits for a scalar amax all-reduce [`float8_tp_amax_syncs`].
+
 Not modelled (no source gives a size): the lower efficiency of the M/tp-row chunk GEMMs (the
 two-stream schedule exists to hide that wave quantisation) and copy-engine bandwidth other than
 the scale-up ring rate.  Conventions: pure ``jax.numpy``; SI floats (s, bytes, B/s, FLOP/s),
@@ -58,8 +62,14 @@ import jax.numpy as jnp
 from mlsys_opt._types import Array
 from mlsys_opt.walls._masked import any_nan, floor_pos, nan_where, nonneg
 
-__all__ = ["BlockGemms", "async_tp_layer_s", "block_gemm_s", "decomposed_exposed_s", "dtensor_layout_copy_bytes",
+__all__ = ["FLOAT8_TP_AMAX_BACKWARD", "FLOAT8_TP_AMAX_FORWARD", "BlockGemms", "async_tp_layer_s", "block_gemm_s",
+           "decomposed_exposed_s", "dtensor_layout_copy_bytes", "float8_tp_amax_syncs", "float8_tp_transpose_bytes",
            "symm_mem_fixed_s"]
+
+# FP8TP (issue 12): float8 tensorwise TP casts on TP-sharded DTensors, one amax all-reduce each
+# [`float8_tp_amax_syncs`]: per block forward 4 activations + 7 weights, backward 7 output gradients
+FLOAT8_TP_AMAX_FORWARD = 11.0
+FLOAT8_TP_AMAX_BACKWARD = 7.0
 
 
 class BlockGemms(NamedTuple):
@@ -203,3 +213,51 @@ def dtensor_layout_copy_bytes(act_elements, ag_bytes_per_element, rs_bytes_per_e
                                      forward_passes, op_passes)
     per = (2.0 * fp + 2.0 * op + 2.0) * ea + 2.0 * fp * er
     return nan_where(any_nan(n), jnp.where(n > 1.0, 2.0 * n_el * per, 0.0))
+
+
+def float8_tp_transpose_bytes(tokens, hidden, element_bytes, tp) -> Array:
+    """HBM bytes (per block) of the column-major copies of float8 TP's all-gathered GEMM operands.
+
+    With float8 tensorwise TP (torchao ``PrepareFloat8ModuleInput`` / ``Float8RowwiseParallel``,
+    torchtitan ``apply_tp(enable_float8_tensorwise_tp)``) four tensors per block are cast on the
+    sequence shard and all-gathered in float8: the attention and MLP inputs (forward) and the output
+    gradients of wo and w2 (backward: ``NoopFwToFloat8BwDynamic`` casts before the all-gather that is
+    the reduce-scatter's backward).  Their weight-gradient GEMMs need the gathered tensor in the other
+    layout, and ``torch._scaled_mm`` takes A row-major and B column-major only: torchao 6243040
+    ``float8_ops.preprocess_addmm`` (``a_data.contiguous()`` / ``b_data.t().contiguous().t()``) copies the
+    whole gathered tensor (read + write, e B each), where without TP inductor writes that copy in the
+    cast kernel itself (torchao ``roofline_utils``: "write twice in float8") -- the copy
+    `walls.parallel.low_precision_cast_bytes` charges on the shard, e·h/tp per token.  The all-gather
+    (an extern collective) sits between cast and copy, so nothing fuses; the three (two) consumers of
+    one gathered input share one copy (AOTAutograd CSE).  Per token (of the gathered micro-batch)::
+
+        bytes = T·h·4·e·(2 - 1/tp)        (tp > 1 and e < 2, else 0)
+
+    tokens T (gathered rows on this rank), hidden h, e = element_bytes (fp8 1).  Units: bytes.
+    Example: Llama-3-8B, 12 x 8192 tokens, fp8, tp 8: 98304·4096·4·1.875 = 3.02e9 B per block.
+    """
+    t, h, e, n = nonneg(tokens, hidden, element_bytes, tp)
+    n_safe = floor_pos(n, 1.0)
+    out = jnp.where((n > 1.0) & (e < 2.0), t * h * 4.0 * e * (2.0 - 1.0 / n_safe), 0.0)
+    return nan_where(any_nan(n, e), out)
+
+
+def float8_tp_amax_syncs(forward_passes=1.0) -> Array:
+    """Blocking amax all-reduces per block and micro-batch under float8 tensorwise TP (count).
+
+    torchao 6243040 dynamic tensorwise scaling takes ``torch.max(torch.abs(x))`` (``float8_utils.tensor_to_amax``)
+    of a TP-sharded DTensor: a Partial(max) result that DTensor all-reduces over the TP group before the
+    scale is used (``amax_to_scale``: clamp, divide), so every cast of a sharded tensor waits for one
+    scalar all-reduce on the TP ranks, in the compiled graph's program order right before its cast
+    (torchtitan 820504e sets no ``reorder_for_compute_comm_overlap``).  Per block: forward 4 activation
+    casts (``PrepareFloat8ModuleInput`` attention / feed_forward, ``Float8RowwiseParallel`` wo / w2 inputs)
+    + 7 weight casts (``Float8Linear.forward`` ``_get_weight_scale`` of the TP-sharded weight), re-run with
+    each recomputed forward (F = forward_passes; the saved ``aten.max`` is the pre-reduction partial);
+    backward 7 output-gradient casts (``NoopFwToFloat8BwDynamic.backward``)::
+
+        count = 11·F + 7
+
+    Without TP the amax is local (no collective).  Example: per-op SAC, F = 2: 29.
+    """
+    (f,) = nonneg(forward_passes)
+    return FLOAT8_TP_AMAX_FORWARD * f + FLOAT8_TP_AMAX_BACKWARD
