@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, row, stack
+from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, evaluate, row
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration.setup import to_settings
@@ -42,10 +42,7 @@ def case(hw: str, **kw) -> dict:
 
 
 def run(rows, tables=T64):
-    o, g = TRAIN(stack(rows, PAD), tables)
-    n = len(rows)
-    return ({k: np.asarray(v)[:n] for k, v in o._asdict().items()},
-            {k: np.asarray(v)[:n] for k, v in g._asdict().items()})
+    return evaluate(TRAIN, rows, PAD, tables)
 
 
 CASES = [case(h) for h in ("h200", "h100_sxm", "h100_96gb_500w", "b200", "gb200", "a100_80gb")] + [

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, row, stack
+from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, evaluate, row, stack
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration.setup import to_settings
@@ -134,10 +134,7 @@ def test_scenario_wiring():
 
 def test_step_time_order_batched_equals_scalar_and_grad():
     def run(rows):
-        o, g = TRAIN(stack(rows, PAD), T64)
-        k = len(rows)
-        return ({a: np.asarray(v)[:k] for a, v in o._asdict().items()},
-                {a: np.asarray(v)[:k] for a, v in g._asdict().items()})
+        return evaluate(TRAIN, rows, PAD, T64)
 
     o, _ = run(CASES[:3])
     assert o["step_time_s"][0] < o["step_time_s"][1] < o["step_time_s"][2]

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, row, stack
+from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, evaluate, row
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration.setup import to_settings
@@ -34,10 +34,7 @@ def kempner(**kw) -> dict:
 
 
 def run(rows, tables=T64):
-    o, g = TRAIN(stack(rows, PAD), tables)
-    n = len(rows)
-    return ({k: np.asarray(v)[:n] for k, v in o._asdict().items()},
-            {k: np.asarray(v)[:n] for k, v in g._asdict().items()})
+    return evaluate(TRAIN, rows, PAD, tables)
 
 
 CASES = [kempner(),                                                   # FSDP across nodes at 4 per node

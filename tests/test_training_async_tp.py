@@ -45,9 +45,7 @@ def cfg(**kw):
 
 
 def run(rows):
-    out, g = TRAIN(training_rows.stack(rows, PAD), T64)
-    return ({k: np.asarray(v)[:len(rows)] for k, v in out._asdict().items()},
-            {k: np.asarray(v)[:len(rows)] for k, v in g._asdict().items()})
+    return training_rows.evaluate(TRAIN, rows, PAD, T64)
 
 
 # --------------------------------------------------------------------------- the walls

@@ -34,6 +34,14 @@ def stack(rows, pad: int):
     return S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
 
 
+def evaluate(train, rows, pad: int, tables):
+    """train(stack(rows, pad), tables) as numpy dicts of (outputs, constraints), the first len(rows) rows."""
+    o, g = train(stack(rows, pad), tables)
+    n = len(rows)
+    return ({k: np.asarray(v)[:n] for k, v in o._asdict().items()},
+            {k: np.asarray(v)[:n] for k, v in g._asdict().items()})
+
+
 def check_step_time_grad(base: dict, names, tables, *, rel=1e-4, h_rel=1e-6) -> np.ndarray:
     """jax.grad of log(step_time_s) wrt the named float parameters at `base` against central
     differences (step h_rel·max(|x|, 1e-4)); returns the gradient."""

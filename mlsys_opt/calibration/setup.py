@@ -128,22 +128,25 @@ def _chunk(v, s) -> dict:
     return {"chunk_size": int(v) if v else 0}
 
 
+def _choice_of(param: str, v, what: str, also: str = "") -> str:
+    """v if it is one of the training parameter's choices, else the one-line error naming what it is not."""
+    choices = schema.TRAINING_PARAMS[param].choices
+    if v not in choices:
+        raise MlsysOptError(f"{v!r} is not {what} (allowed: {also}{', '.join(choices)})")
+    return v
+
+
 def _async_tp(v, s) -> dict:
     """async_tp true -> tp_comm async, false -> dtensor; a string names the tp_comm choice itself."""
     if not isinstance(v, str):
         return {"tp_comm": "async" if v else "dtensor"}
-    choices = schema.TRAINING_PARAMS["tp_comm"].choices
-    if v not in choices:
-        raise MlsysOptError(f"{v!r} is not async TP (allowed: true, false or a tp_comm choice: {', '.join(choices)})")
-    return {"tp_comm": v}
+    return {"tp_comm": _choice_of("tp_comm", v, "async TP", "true, false or a tp_comm choice: ")}
 
 
 def _pipeline_engine(v, s) -> dict:
     """DSPIPE: deepspeed with precision bf16 -> deepspeed_bf16 (DeepSpeed's BF16Optimizer: the precision maps to
     fp16 in the schema, so the engine choice carries it)."""
-    choices = schema.TRAINING_PARAMS["pipeline_engine"].choices
-    if v not in choices:
-        raise MlsysOptError(f"{v!r} is not a pipeline engine (allowed: {', '.join(choices)})")
+    _choice_of("pipeline_engine", v, "a pipeline engine")
     bf16 = str(s.get("precision", "")).lower() == "bf16"
     return {"pipeline_engine": "deepspeed_bf16" if v == "deepspeed" and bf16 else v}
 
@@ -151,10 +154,7 @@ def _pipeline_engine(v, s) -> dict:
 def _attention_backend(v, s) -> dict:
     """ATTNKERNEL: the fused-attention backend a row ran -> attention_kernel (cudnn: cuDNN's fused SDPA, i.e.
     Transformer Engine's FusedAttention on Hopper+ or PyTorch SDPA's cudnn backend; default: the part's curve)."""
-    choices = schema.TRAINING_PARAMS["attention_kernel"].choices
-    if v not in choices:
-        raise MlsysOptError(f"{v!r} is not an attention backend (allowed: {', '.join(choices)})")
-    return {"attention_kernel": v}
+    return {"attention_kernel": _choice_of("attention_kernel", v, "an attention backend")}
 
 
 def _spec(v, s) -> dict:

@@ -40,7 +40,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 
 from mlsys_opt._types import Array
-from mlsys_opt.walls import parallel
+from mlsys_opt.walls import fleet, parallel
 from mlsys_opt.walls._masked import as_float as _f
 from mlsys_opt.walls._masked import floor_pos
 
@@ -70,7 +70,8 @@ def p2p_time_s(share_bytes, microbatches, alpha_s, bw_bytes_per_s, gather_s) -> 
 def tied_grad_allreduce_s(vocab, hidden, tp, bytes_per_element, bw_bytes_per_s, alpha_s) -> Array:
     """ReduceTiedGrads: the tied embedding gradient all-reduced by the first and last stage, s.
 
-    A ring all-reduce over n = 2 ranks moves 2·(n-1)/n·B = B bytes per rank in 2·(n-1) = 2 steps::
+    A ring all-reduce over n = 2 ranks (`walls.fleet.ring_allreduce`) moves 2·(n-1)/n·B = B bytes per rank
+    in 2·(n-1) = 2 steps::
 
         t = B/β + 2·α,   B = V·h/t · e
 
@@ -80,8 +81,7 @@ def tied_grad_allreduce_s(vocab, hidden, tp, bytes_per_element, bw_bytes_per_s, 
     β = 6.25e9 B/s, α = 10 µs: 250880·14336/4·4/6.25e9 + 20e-6 = 0.5754785 s.
     """
     v, h, t, e, bw, a = _f(vocab, hidden, tp, bytes_per_element, bw_bytes_per_s, alpha_s)
-    b = v * h / floor_pos(t, 1.0) * e
-    return b / floor_pos(bw, 1e-30) + 2.0 * a
+    return fleet.ring_allreduce(v * h / floor_pos(t, 1.0) * e, 2.0, bw, a)
 
 
 def bf16_optimizer_dp_s(grad_bytes, param_bytes, dp, dp_local, bw_intra, alpha_intra, bw_inter, alpha_inter,
