@@ -121,7 +121,7 @@ def _run(rows):
 
 def test_scenario_window_alt_stage_and_deepep_rate_on_the_b200_row():
     """B200 row: λ = one layer's FLOPs / the last rank's, m = 6 (5 + MTP), m_a = 8 (a middle rank), the NIC at
-    0.898·48 GB/s; the EP term is ep_stage_exposed of those, the middle rank binds.  With 1 layer on the last
+    0.898·48 GB/s; the EP term is ep_stage_exposed of those.  With 1 layer on the last
     rank a middle rank (60/7 layers) is FLOP-critical: its FLOPs / (60/7) are one layer's, λ = 7/60 there,
     m_a = 0; without a layout nothing changes (m_a = 0)."""
     rows = [row("b200", "deepseek_v3", "ib_ndr", **B200),
@@ -145,7 +145,10 @@ def test_scenario_window_alt_stage_and_deepep_rate_on_the_b200_row():
     args = (t_layer, float(cmp.t_compute_s[i]), 6.0, float(s.ep_layer_frac[i]), partner, partner)
     want = float(moe.ep_stage_exposed(*args, alt_layers=8.0))
     assert float(cm.t_ep_s[i]) == pytest.approx(want, rel=1e-12)
-    assert want > float(moe.ep_stage_exposed(*args)) + 0.1                  # the 8-layer middle rank binds
+    # the 8-layer middle rank is taken into account; it no longer binds here since the last rank runs its LM head
+    # and MTP head passes at the 16-bit rate (stop 19: fp8 training keeps the head in BF16), a longer window
+    # (the walls test above covers the binding case)
+    assert want >= float(moe.ep_stage_exposed(*args)) * (1.0 - 1e-12)
     # the window is the 6 MoE layers' compute, not the whole stage's (LM heads, MTP projection, loss)
     assert 6.0 * float(s.ep_layer_frac[i]) < 0.75
 

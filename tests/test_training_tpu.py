@@ -24,6 +24,7 @@ from training_rows import check_batched_equals_scalar, check_step_time_grad
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration import runs as R
 from mlsys_opt.calibration.rows import CASES_PATH, load_measurements, plan_row
+from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import training_comm as TC
 from mlsys_opt.scenarios import training_parts as TP
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
@@ -51,6 +52,8 @@ def _parts(rows):
     """setup and communication of each config dict (one micro-batch size b, as the scenario evaluates)."""
     p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
     c = gather(p, T64, EFF)
+    apn = jnp.asarray(p.accelerators_per_node, c.apn.dtype)      # the node size where given, as S.training
+    c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
     s = TP.setup(p, c, EFF, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
     b = jnp.asarray([float(r["micro_batch_size"]) for r in rows])
     mb = s.gb / s.dp / b
@@ -146,3 +149,35 @@ def test_parallel_block_float32_stays_float32_and_finite():
     out, _ = jax.jit(S.training)(p, t32)
     assert out.step_time_s.dtype == jnp.float32 and out.mfu.dtype == jnp.float32
     assert np.all(np.isfinite(np.asarray(out.step_time_s))) and np.all(np.asarray(out.mfu) > 0)
+
+
+def test_multislice_rows_cross_slices_over_the_data_center_network():
+    """Cloud TPU Multislice: ICI inside a slice, the data-center network between slices (Google Cloud TPU
+    docs: v5e 2 x 100 Gbps NICs per 8-chip host = 25 Gb/s per chip; v5p 50 Gb/s per chip; a v5p job's
+    largest slice is 6,144 chips).  The MaxText multislice rows name the DCN fabric and, on v5p, the slice
+    as the node; in the scenario the data-parallel collectives across two slices take longer over DCN than
+    the ICI stand-in, and a single slice does not see the scale-out fabric at all."""
+    cat = load_catalog()
+    f = cat.frames["fabrics"].set_index("name")
+    assert f.loc["tpu_dcn_v5e", "bw_bytes_per_s"] == 25e9 / 8 and f.loc["tpu_dcn_v5p", "bw_bytes_per_s"] == 50e9 / 8
+    assert (f.loc[["tpu_dcn_v5e", "tpu_dcn_v5p"], "scope"] == "scale_out").all()
+    assert cat.entry("accelerators", "tpu_v5p")["accelerators_per_node"] == 6144
+    mt = [r for r in R.load_runs("training") if r.source_key == "maxtext_tpu_2023"]
+    multi = [r for r in mt if (r.setup.get("slices") or 1) > 1]
+    assert len(multi) == 28
+    for r in multi:
+        gen = r.setup["hardware"].split("_")[-1]
+        assert r.setup["fabric"] == f"tpu_dcn_{gen}", r.id
+        settings = R.plan_setup_row(r).evaluations[0][1]
+        if gen == "v5p":
+            assert settings["accelerators_per_node"] == r.setup["n_accelerators"] // r.setup["slices"], r.id
+    for r in mt:
+        if (r.setup.get("slices") or 1) == 1:
+            assert r.setup["fabric"] == "tpu_ici", r.id
+    two = dict(n_accelerators=512, global_batch=512, shard_group=256, accelerators_per_node=256, overlap=0.0)
+    one = dict(n_accelerators=256, global_batch=256, shard_group=256, accelerators_per_node=256, overlap=0.0)
+    dcn, ici = idx("fabrics", "tpu_dcn_v5p"), idx("fabrics", "tpu_ici")
+    _, cm = _parts([tpu(**two, fabric=dcn), tpu(**two, fabric=ici), tpu(**one, fabric=dcn), tpu(**one, fabric=ici)])
+    t_dp = np.asarray(cm.t_dp_s)
+    assert t_dp[0] > 1.5 * t_dp[1] > 0.0
+    assert t_dp[2] == t_dp[3] > 0.0

@@ -196,7 +196,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
       part's curve for attention_kernel (default: the catalog curve; cudnn: its cuDNN SDPA curve).
     - Communication [training_comm.communication]: TP (AR or RS+AG with SP), CP ring,
       EP all-to-all, PP p2p and bubble, DP/ZeRO/FSDP collectives with their overlap
-      windows; step × straggler_factor (fail-slow).
+      windows, the optimizer step's pass over its shard (walls.parallel.optimizer_update_bytes);
+      step × straggler_factor (fail-slow).
     - Reliability [training_parts.reliability]: Young-Daly checkpointing, goodput, the
       per-GPU failure rate or catalog MTBF, expected_interruptions.
     - MFU [node.model_flops_utilization] = model FLOPs / (step·N·peak).

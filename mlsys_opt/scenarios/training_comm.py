@@ -81,7 +81,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
       its own stream while the GPU computes or waits on NVLink TP collectives; the excess is exposed);
       param_sync = broadcast (InternEvo) adds the parameter broadcasts (bytes and NCCL latency), exposed
       [setup: walls.zero_sync.broadcast_params_s].
-    step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed).
+    - Optimizer step: one fused pass over the rank's optimizer shard after the reduction, exposed
+      (s.optimizer_update_s = walls.parallel.optimizer_update_bytes / HBM bandwidth).
+    step = straggler_factor·(compute + bubble + TP + CP + EP + PP + DP exposed + optimizer step).
     """
     g_node = c.apn
     tpf, cp, pp, ep, dp = s.tp, s.cp, s.pp, s.ep, s.dp
@@ -222,7 +224,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - busy, 0.0)
     # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]
     t_dp_exp = t_dp_exp + overflow + s.dp_sync_s
-    healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp
+    healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp + s.optimizer_update_s
     step = jnp.minimum(floor_pos(p.straggler_factor, 1.0) * healthy, node.UNBOUNDED)
     return Comm(t_tp, t_cp, t_ep, t_pp, t_dp + s.dp_sync_s, t_dp_exp, t_bubble, step)
 

@@ -161,6 +161,15 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     attention's batched GEMMs run at η_gemm and the row's peak (its score traffic is in the
     elementwise term).  Blended with the previous model (η_attn = η_gemm at the row's
     peak) by eff.achievable.
+
+    The LM head's GEMMs (s.head_flop_gpu) run at η_gemm and P_16 too: FP8 training keeps the
+    output layer in 16 bits in every framework the rows ran.  torchtitan converts every
+    nn.Linear but the output (`convert_to_float8_training(..., module_filter_fn=lambda mod, fqn:
+    fqn != "output")`, torchtitan float8.py, 2024-25; later `filter_fqns = ["output"]`);
+    Megatron-Core's GPTModel.output_layer is a tensor_parallel.ColumnParallelLinear, not a
+    Transformer Engine module, so te.fp8_autocast leaves it in BF16 (NeMo, Megatron-Bridge);
+    llm-foundry's MPT ties the head to wte and calls F.linear; DeepSeek-V3 §3.3.1 keeps "the
+    embedding module, the output head" in their original precision.
     """
     flash = 1.0 - s.eager
     a = eff.achievable
@@ -169,7 +178,11 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     eta_attn = eta_gemm + a * flash * (eta_fa - eta_gemm)
     peak_attn = c.peak + a * flash * (jnp.minimum(c.peak_16bit, c.peak) - c.peak)
     f_attn = jnp.clip(s.attn_flop_gpu, 0.0, s.flop_gpu)
-    t_unit = ((s.flop_gpu - f_attn) / (c.peak * floor_pos(eta_gemm, 1e-6))
+    # the LM head at the 16-bit peak (0 change at 16 bits; see the docstring)
+    f_head = jnp.clip(s.head_flop_gpu, 0.0, s.flop_gpu - f_attn)
+    peak_head = jnp.minimum(c.peak_16bit, c.peak)
+    t_unit = ((s.flop_gpu - f_attn - f_head) / (c.peak * floor_pos(eta_gemm, 1e-6))
+              + f_head / (peak_head * floor_pos(eta_gemm, 1e-6))
               + f_attn / (peak_attn * floor_pos(eta_attn, 1e-6)))
     return s.flop_gpu / floor_pos(c.peak * t_unit, 1e-30)
 

@@ -69,6 +69,7 @@ class Setup(NamedTuple):
     wb: Array; gbytes: Array; ob: Array; act_scale: Array; gather_b: Array
     model_flop: Array; flop_gpu: Array; attn_fwd_seq_layer: Array; attn_bwd_seq_layer: Array
     attn_flop_gpu: Array
+    head_flop_gpu: Array     # LM-head GEMM FLOPs of the critical stage (+ the MTP modules' head passes), per GPU
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
     kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
@@ -76,6 +77,7 @@ class Setup(NamedTuple):
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
     ep_layer_frac: Array     # DSV3EP: one layer's share of the critical stage's FLOPs (EP overlap window), 0-1
     ep_alt_layers: Array     # DSV3EP: MoE layers of a middle rank when a layout's last rank is FLOP-critical (else 0)
+    optimizer_update_s: Array  # the optimizer step's own HBM pass over its shard, s (after the backward)
     tp_fp8_sync_s: Array     # FP8TP: float8 TP amax all-reduce waits per block and micro-batch, s (0 without)
 
 
@@ -251,13 +253,15 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # even share holds 1/pp of) is the critical one when the head outweighs a layer (BLOOM: 250,880 x 14,336,
     # ~1.5 layers); otherwise a middle stage ((L + 2)/pp layers) is, as before
     body = dense + attn + extra
-    last_scale = jnp.where(split, ((layers + 2.0) / pp - 1.0) * pp / floor_pos(layers, 1.0), 1.0)
+    last_scale = jnp.where(split, jnp.maximum((layers + 2.0) / pp - 1.0, 0.0) * pp / floor_pos(layers, 1.0), 1.0)
     # DSV3: with a layout the last rank's k layers + the LM head + the MTP modules (Megatron-Core builds them in
     # the last stage's post-process) race the middle ranks' (L - k)/(pp - 1) layers
     last_scale = jnp.where(layout, k_last * pp / floor_pos(layers, 1.0), last_scale)
     mtp_attn = c.mtp_layers * gb * (ac.fwd_flop + ac.bwd_flop)
     mtp_stage = (6.0 * tokens * c.mtp_params + mtp_attn) * pp     # per-GPU × n: all on the last rank
-    last_crit = (split | layout) & (body * last_scale + head * (pp - 1.0) + mtp_stage > body * stage_scale)
+    # (the head's GEMMs count at their own rate: FP8 training keeps them in 16 bits [training_parts._with_attention_kernel])
+    head_slow = (c.peak / floor_pos(jnp.minimum(c.peak_16bit, c.peak), 1.0) - 1.0) * head * pp
+    last_crit = (split | layout) & (body * last_scale + head * (pp - 1.0) + head_slow + mtp_stage > body * stage_scale)
     crit_scale = jnp.where(last_crit, last_scale, stage_scale)
     on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
     # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
@@ -280,6 +284,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab / tp, p.loss_kernel)
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
     attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
+    # the LM head's GEMMs on the critical stage (its even share in body + the rest on the last stage; + each MTP
+    # module's pass through the shared head): kept in 16 bits by FP8 training [compute(), _with_attention_kernel]
+    head_flop_gpu = head * crit_scale / n + jnp.where(on_last, head * (pp - 1.0 + c.mtp_layers * pp) / n, 0.0)
     w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
@@ -290,6 +297,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
     states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
+    # the optimizer step: one memory-bound pass over the rank's optimizer shard, exposed [walls.parallel]
+    opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gbytes,
+                                                   wb) / c.mem_bw
     links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                  bw_intra_ring=c.bw_up_ring)
     sh_grad = shared_params / (tp * pp)
@@ -353,7 +363,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                  is_moe=is_moe, load=load, shared_params=shared_params, expert_params=expert_params,
                  wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
                  flop_gpu=flop_gpu, attn_fwd_seq_layer=ac.fwd_flop, attn_bwd_seq_layer=ac.bwd_flop,
-                 attn_flop_gpu=attn_flop_gpu,
+                 attn_flop_gpu=attn_flop_gpu, head_flop_gpu=head_flop_gpu, optimizer_update_s=opt_update_s,
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,

@@ -1,0 +1,80 @@
+"""The optimizer step's own HBM pass (issue 12, stop 19): walls.parallel.optimizer_update_bytes.
+
+A fused Adam reads each local parameter's state (master + m + v), its gradient, and writes the state and
+the updated model weight back, after the gradient reduction: bytes / HBM bandwidth adds to the step.
+Reference (the docstring's): Llama-3-8B under ZeRO-1 over 8 ranks, 1.0e9 parameters a rank, o = 12,
+g = 4, w = 2: 2·12e9 + 1e9·6 = 3.0e10 B.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from training_rows import CAT, check_batched_equals_scalar, evaluate, row, stack
+
+from mlsys_opt import scenarios as S
+from mlsys_opt.scenarios import training_parts as tparts
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
+from mlsys_opt.scenarios.parts import gather
+from mlsys_opt.walls import parallel
+
+T64 = CAT.tables(dtype=jnp.float64)
+TRAIN = jax.jit(S.training)
+PAD = 8
+P8 = 8.03e9
+
+
+@jax.jit
+def _setup(p):
+    c = gather(p, T64, EFF)
+    return c, tparts.setup(p, c, EFF, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
+
+
+def test_reference_values_and_gradient():
+    f = parallel.optimizer_update_bytes
+    assert float(f(12e9, 12.0, 4.0, 2.0)) == pytest.approx(3.0e10, rel=1e-12)
+    assert float(f(4e9, 4.0, 2.0, 2.0)) == pytest.approx(2 * 4e9 + 1e9 * 4.0, rel=1e-12)   # bf16 AdamW, no master
+    assert float(f(0.0, 12.0, 4.0, 2.0)) == 0.0
+    x = np.asarray([[12e9, 12.0, 4.0, 2.0], [4e9, 4.0, 2.0, 2.0]])
+    np.testing.assert_allclose(np.asarray(f(*x.T)), [float(f(*r)) for r in x], rtol=1e-12)   # batched == scalar
+    g = np.asarray(jax.grad(lambda v: f(*v))(jnp.asarray(x[0])))
+    for i in range(4):
+        h = 1e-6 * x[0, i]
+        up, dn = x[0].copy(), x[0].copy()
+        up[i] += h
+        dn[i] -= h
+        assert g[i] == pytest.approx((float(f(*up)) - float(f(*dn))) / (2 * h), rel=1e-6)
+
+
+def test_scenario_shard_and_step():
+    """ZeRO-1 over 8 ranks shards the pass 8 ways; ZeRO-0 runs it whole on every rank; the step grows by it."""
+    kw = dict(tp=1, pp=1, n_accelerators=8, global_batch=64, seq_len=8192, micro_batch_size=1)
+    rows = [row("h100_sxm", "llama3_8b", "ib_ndr", zero_stage=1, **kw),
+            row("h100_sxm", "llama3_8b", "ib_ndr", zero_stage=0, **kw)]
+    c, s = _setup(stack(rows, PAD))
+    bw = float(c.mem_bw[0])
+    want = float(parallel.optimizer_update_bytes(P8 / 8 * 12.0, 12.0, 4.0, 2.0)) / bw
+    assert float(s.optimizer_update_s[0]) == pytest.approx(want, rel=1e-9)
+    assert float(s.optimizer_update_s[1]) == pytest.approx(8 * want, rel=1e-9)
+    assert 5e-3 < want < 2e-2                                                  # ~10 ms on an H100
+    o, _ = check_batched_equals_scalar(rows, lambda r: evaluate(TRAIN, r, PAD, T64))
+    assert o["step_time_s"][1] > o["step_time_s"][0]
+
+
+def test_grad_of_step_time_wrt_hbm_bandwidth_includes_the_pass():
+    """d log(step)/d(HBM bandwidth) on one GPU without sharding (the pass is ~3 % of the step): jax.grad vs FD."""
+    base = row("h100_sxm", "llama3_8b", "ib_ndr", tp=1, pp=1, n_accelerators=1, global_batch=8, seq_len=4096,
+               micro_batch_size=1, zero_stage=0)
+    p0 = S.params_from_dict("training", base)
+    h = CAT.index("accelerators", "h100_sxm")
+    hw = T64.hw
+
+    def loss(x):
+        t = T64._replace(hw=hw._replace(mem_bw_bytes_per_s=hw.mem_bw_bytes_per_s.at[h].set(x)))
+        return jnp.log(S.training(p0, t)[0].step_time_s)
+
+    vg = jax.jit(jax.value_and_grad(loss))
+    x0 = float(hw.mem_bw_bytes_per_s[h])
+    g = float(vg(x0)[1])
+    d = 1e-6 * x0
+    fd = (float(vg(x0 + d)[0]) - float(vg(x0 - d)[0])) / (2 * d)
+    assert g < 0 and g == pytest.approx(fd, rel=1e-4)
