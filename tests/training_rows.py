@@ -74,3 +74,16 @@ def check_batched_equals_scalar(rows, run):
         for k in gb:
             np.testing.assert_allclose(gb[k][i], gs[k][0], rtol=1e-12, err_msg=k)
     return ob, gb
+
+
+def check_table_grad(base: dict, tables, with_value, x0: float, *, rel=1e-4, h_rel=1e-6) -> float:
+    """jax.grad of log(step_time_s) at `base` wrt one catalog-table value against central differences:
+    with_value(tables, x) returns the tables with that value set to x (e.g. one part's HBM bandwidth);
+    returns the gradient."""
+    p0 = S.params_from_dict("training", base)
+    vg = jax.jit(jax.value_and_grad(lambda x: jnp.log(S.training(p0, with_value(tables, x))[0].step_time_s)))
+    g = float(vg(x0)[1])
+    h = h_rel * x0
+    fd = (float(vg(x0 + h)[0]) - float(vg(x0 - h)[0])) / (2 * h)
+    assert np.isfinite(g) and g == pytest.approx(fd, rel=rel)
+    return g
