@@ -221,6 +221,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "loss_kernel": Rule(("loss_kernel",), _same("loss_kernel"),
                         "fused | torch | megatron: the cross entropy over the vocabulary (fused kernel, "
                         "F.cross_entropy on fp32 logits, Megatron's unfused vocab_parallel_cross_entropy)"),
+    "optimizer_kernel": Rule(("optimizer_kernel",), _same("optimizer_kernel"),
+                             "fused | foreach: the optimizer step's kernels (torch AdamW foreach=True: eight "
+                             "passes over the shard; fused: one)"),
     "last_stage_layers": Rule(("last_stage_layers",), _int("last_stage_layers"),
                               "decoder layers on the last pipeline rank (Megatron-Core "
                               "decoder_last_pipeline_num_layers / pipeline_model_parallel_layout)"),

@@ -224,6 +224,13 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                   "since TE 1.2; PyTorch SDPA's cudnn backend), at the part's published cuDNN "
                                   "curve (catalog achievable attention_cudnn_*; H200 cuDNN 9.19, copied to H100; "
                                   "the default curve on parts without one)", choices=("default", "cudnn")),
+    # stop 19 (issue 12): the optimizer step's kernels, one pass over the rank's optimizer shard or eight
+    "optimizer_kernel": ParamSpec("choice", "fused", "the optimizer step, a memory-bound pass over the rank's "
+                                  "optimizer shard after the gradient reduction: fused = one kernel, 2·O + "
+                                  "n·(g + w) bytes (Apex FusedAdam under Megatron / NeMo / DeepSpeed, torch "
+                                  "AdamW(fused=True), XLA); foreach = PyTorch's multi-tensor AdamW, eight "
+                                  "kernels, n·(4p + 7·M + 3g) bytes (torchtitan until its 2025 'fused' default) "
+                                  "[walls.parallel.optimizer_update_bytes]", choices=("fused", "foreach")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

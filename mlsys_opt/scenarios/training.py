@@ -82,6 +82,7 @@ class TrainingParams(NamedTuple):
     accelerators_per_node: Array = 0  # node size (scale-up domain); 0 = the catalog's (KEMPNER)
     pipeline_engine: Array = 0       # int32 code into schema pipeline_engine choices (DSPIPE)
     attention_kernel: Array = 0      # int32 code into schema attention_kernel choices (default, cudnn) (ATTNKERNEL)
+    optimizer_kernel: Array = 0      # int32 code into walls.parallel.OPTIMIZER_KERNELS (fused, foreach)
 
 
 class TrainingOutputs(NamedTuple):

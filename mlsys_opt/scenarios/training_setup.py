@@ -50,6 +50,7 @@ TP_COMM_DEFAULT = TRAINING_PARAMS["tp_comm"].choices.index("default")   # FP8TP
 MEGATRON_ENGINE, DS_BF16_ENGINE = (TRAINING_PARAMS["pipeline_engine"].choices.index(x)   # DSPIPE
                                    for x in ("megatron", "deepspeed_bf16"))
 assert TRAINING_PARAMS["loss_kernel"].choices == algorithm.LOSS_KERNELS
+assert TRAINING_PARAMS["optimizer_kernel"].choices == parallel.OPTIMIZER_KERNELS
 MICRO_BATCH_CANDIDATES = (1.0, 2.0, 4.0, 8.0)   # sequences per micro-batch tried when nothing is given
 ACT_BYTES = 2.0                                 # 16-bit activations (× parallel.ACTIVATION_SCALE)
 
@@ -298,8 +299,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
     # the optimizer step: one memory-bound pass over the rank's optimizer shard, exposed [walls.parallel]
-    opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gbytes,
-                                                   wb) / c.mem_bw
+    moments_b = jnp.asarray(parallel.MOMENT_BYTES, one.dtype)[jnp.asarray(p.optimizer_moments, jnp.int32)]
+    opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gbytes, wb,
+                                                   moments_b, p.optimizer_kernel) / c.mem_bw
     links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                  bw_intra_ring=c.bw_up_ring)
     sh_grad = shared_params / (tp * pp)

@@ -321,25 +321,45 @@ def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> 
     return jnp.where(w >= 4.0, 0.0, master) + moments
 
 
+# optimizer_kernel choices (training schema): one fused kernel, or PyTorch's multi-tensor (foreach) AdamW
+OPTIMIZER_KERNELS = ("fused", "foreach")
+
+
 def optimizer_update_bytes(optimizer_bytes, optimizer_bytes_per_param, grad_bytes_per_param,
-                           weight_bytes_per_param) -> Array:
+                           weight_bytes_per_param, moment_bytes_per_param=8.0, kernel=0) -> Array:
     """HBM bytes of one optimizer step over a rank's optimizer shard (memory-bound, after the backward).
 
-    A fused Adam kernel (Apex multi_tensor_adam under Megatron's optimizers and NeMo, torch
-    AdamW(fused=True)) reads each local parameter's state (master copy + m + v, o B) and its
-    gradient (g B) and writes the state back and the updated model weight (w B; Megatron's
+    n = O / o local parameters (O = optimizer_bytes, the shard's state bytes; o = master copy +
+    moments per parameter; g = gradient, w = model weight, M = both moments' bytes per parameter).
+    kernel 0, fused (Apex multi_tensor_adam under Megatron's optimizers and NeMo, DeepSpeed's
+    FusedAdam, torch AdamW(fused=True), XLA's fused optax update): one pass reads the state and the
+    gradient and writes the state and the updated model weight (Megatron's
     _copy_main_params_to_model_params, or the in-place update without a master copy)::
 
-        bytes = 2·O + (O / o)·(g + w),   O = optimizer_bytes (the shard's state bytes)
+        fused   = 2·O + n·(g + w)
 
-    A lower bound: unfused (foreach) implementations make several passes.  Runs after the
-    gradient reduction and before the next forward, so no GEMM hides it (the step adds
-    bytes / HBM bandwidth).  Example: Llama-3-8B, ZeRO-1 over 8 ranks (1.0e9 parameters a rank),
-    o = 12, g = 4, w = 2: 2·12e9 + 1e9·6 = 3.0e10 B, 9.0 ms at 3.35 TB/s.
-    Units: bytes; bytes per parameter.
+    kernel 1, foreach (torch.optim.AdamW(foreach=True), torch/optim/adamw.py _multi_tensor_adamw, no
+    amsgrad, not capturable): eight multi-tensor kernels, counted per parameter with p = the updated
+    parameter's bytes (the master copy where there is one, else w) and m = M/2 per moment:
+    weight decay mul_ (r p, w p) 2p; exp_avg lerp_ (r m + g, w m) 2m + g; exp_avg_sq mul_ 2m;
+    addcmul_(grad, grad) (r m + 2g, w m) 2m + 2g; sqrt 2m; div_ 2m; add_(eps) 2m; addcdiv_ (r p + 2m,
+    w p) 2p + 2m::
+
+        foreach = n·(4p + 7·M + 3g)
+
+    Runs after the gradient reduction and before the next forward, so no GEMM hides it (the step
+    adds bytes / HBM bandwidth).  Examples: Llama-3-8B, ZeRO-1 over 8 ranks (1.0e9 parameters a
+    rank), o = 12, g = 4, w = 2, M = 8: fused 2·12e9 + 1e9·6 = 3.0e10 B (9.0 ms at 3.35 TB/s);
+    foreach 1e9·(16 + 56 + 12) = 8.4e10 B.
+    Units: bytes; bytes per parameter; kernel an int code into OPTIMIZER_KERNELS.
     """
-    o_bytes, o, g, w = _f(optimizer_bytes, optimizer_bytes_per_param, grad_bytes_per_param, weight_bytes_per_param)
-    return 2.0 * o_bytes + o_bytes / floor_pos(o, 1e-9) * (g + w)
+    o_bytes, o, g, w, mom = _f(optimizer_bytes, optimizer_bytes_per_param, grad_bytes_per_param,
+                               weight_bytes_per_param, moment_bytes_per_param)
+    n = o_bytes / floor_pos(o, 1e-9)
+    fused = 2.0 * o_bytes + n * (g + w)
+    p = jnp.where(o - mom > 0.0, o - mom, w)
+    foreach = n * (4.0 * p + 7.0 * mom + 3.0 * g)
+    return jnp.where(jnp.asarray(kernel) == 1, foreach, fused)
 
 
 def low_precision_activation_scale(element_bytes) -> Array:
@@ -418,6 +438,7 @@ __all__ = [
     "GRAD_BYTES",
     "MASTER_WEIGHT_BYTES",
     "MOMENT_BYTES",
+    "OPTIMIZER_KERNELS",
     "OPTIMIZER_BYTES",
     "PARAM_GATHER_BYTES",
     "WEIGHT_BYTES",
