@@ -13,15 +13,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import CAT, check_batched_equals_scalar, check_step_time_grad, evaluate, row, stack
+from training_rows import CAT, breakdown, check_batched_equals_scalar, check_step_time_grad, evaluate, row
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration.setup import to_settings
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.scenarios import training_comm as tc
-from mlsys_opt.scenarios import training_parts as tp
-from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
-from mlsys_opt.scenarios.parts import gather
 from mlsys_opt.scenarios.schema import RECOMPUTE, TRAINING_PARAMS
 from mlsys_opt.walls import deepspeed_pipe as D
 from mlsys_opt.walls import parallel
@@ -93,14 +89,8 @@ CASES = [bloomish(), bloomish(pipeline_engine=DS), bloomish(pipeline_engine=DS_B
 
 def parts(rows):
     """Setup and Comm of the rows (the row_parts breakdown), float64."""
-    p = stack(rows, PAD)
-    c = gather(p, T64, DEFAULT_EFFICIENCY)
-    s = tp.setup(p, c, DEFAULT_EFFICIENCY, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
-    b = p.micro_batch_size * 1.0
-    mb = jnp.maximum(s.gb / s.dp / b, 1.0)
-    mem = tp.memory(p, c, s, b, mb)
-    cmp = tp.compute(p, c, DEFAULT_EFFICIENCY, s, mem, b, mb)
-    return p, c, s, mb, tc.communication(p, c, DEFAULT_EFFICIENCY, s, cmp, b, mb)
+    p, c, s, _, _, cm, mb = breakdown(rows, PAD, T64)
+    return p, c, s, mb, cm
 
 
 def test_scenario_wiring():

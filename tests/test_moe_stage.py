@@ -11,21 +11,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import (
-    CAT,
-    check_batched_equals_scalar,
-    check_step_time_grad,
-    row,
-    stack,
-)
+from test_training_mla import B200     # Megatron-Bridge 26.04 DeepSeek-V3 on 256 B200
+from training_rows import CAT, breakdown, check_batched_equals_scalar, check_step_time_grad, evaluate, row
 
 from mlsys_opt import scenarios as S
-from mlsys_opt._types import PRECISIONS
-from mlsys_opt.scenarios import training_comm as tcomm
-from mlsys_opt.scenarios import training_parts as tparts
-from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
-from mlsys_opt.scenarios.parts import gather
-from mlsys_opt.scenarios.schema import RECOMPUTE
 from mlsys_opt.walls import moe
 
 T64 = CAT.tables(dtype=jnp.float64)
@@ -33,10 +22,6 @@ TRAIN = jax.jit(S.training)
 PAD = 4
 F = 20.0 / 132.0
 H = 7168
-B200 = {"tp": 1, "pp": 8, "ep": 32, "virtual_stages": 2, "n_accelerators": 256, "global_batch": 4096,
-        "seq_len": 4096, "micro_batch_size": 1, "precision": PRECISIONS.index("fp8"),
-        "recompute": RECOMPUTE.index("selective"), "zero_stage": 1, "main_grads": 1, "ep_dispatcher": 1,
-        "ep_overlap": 1.0, "moe_node_limit": 4, "last_stage_layers": 5}
 GB200 = B200 | {"pp": 4, "ep": 64, "virtual_stages": 4, "last_stage_layers": 13, "ep_overlap": 0.0}
 
 
@@ -104,19 +89,12 @@ def test_stage_exposed_batched_equals_scalar_and_grad():
 
 # --------------------------------------------------------------------------- the scenario
 def _parts(rows):
-    p = stack(rows, PAD)
-    c = gather(p, T64, DEFAULT_EFFICIENCY)
-    s = tparts.setup(p, c, DEFAULT_EFFICIENCY, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
-    b = p.micro_batch_size * 1.0
-    mb = jnp.maximum(s.gb / s.dp / b, 1.0)
-    cmp = tparts.compute(p, c, DEFAULT_EFFICIENCY, s, tparts.memory(p, c, s, b, mb), b, mb)
-    return p, c, s, cmp, mb, tcomm.communication(p, c, DEFAULT_EFFICIENCY, s, cmp, b, mb)
+    p, c, s, _, cmp, cm, mb = breakdown(rows, PAD, T64)
+    return p, c, s, cmp, mb, cm
 
 
 def _run(rows):
-    o, g = TRAIN(stack(rows, PAD), T64)
-    return ({k: np.asarray(v)[:len(rows)] for k, v in o._asdict().items()},
-            {k: np.asarray(v)[:len(rows)] for k, v in g._asdict().items()})
+    return evaluate(TRAIN, rows, PAD, T64)
 
 
 def test_scenario_window_alt_stage_and_deepep_rate_on_the_b200_row():

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from training_rows import CAT, check_batched_equals_scalar, row, stack
+from training_rows import CAT, check_batched_equals_scalar, evaluate, row, stack
 
 from mlsys_opt import catalog
 from mlsys_opt import scenarios as S
@@ -51,10 +51,7 @@ def _setup(rows, tables=T64):
 
 
 def _run(rows, tables=T64):
-    o, g = TRAIN(stack(rows, PAD), tables)
-    n = len(rows)
-    return ({k: np.asarray(v)[:n] for k, v in o._asdict().items()},
-            {k: np.asarray(v)[:n] for k, v in g._asdict().items()})
+    return evaluate(TRAIN, rows, PAD, tables)
 
 
 def test_catalog_flags_and_the_per_model_column():

@@ -20,7 +20,7 @@ from mlsys_opt._types import PRECISIONS
 from mlsys_opt.scenarios import training_parts as tparts
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
 from mlsys_opt.scenarios.efficiency import matmul_efficiency
-from mlsys_opt.scenarios.parts import gather
+from mlsys_opt.scenarios.training import training_common
 
 T64 = CAT.tables(dtype=jnp.float64)
 TRAIN = jax.jit(S.training)
@@ -31,7 +31,7 @@ V8, H8 = 128256, 4096
 
 @jax.jit
 def _parts(p, tables):
-    c = gather(p, tables, EFF)
+    c = training_common(p, tables, EFF)
     vocab = tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
     return c, tparts.setup(p, c, EFF, vocab)
 

@@ -17,7 +17,7 @@ from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import schema
 from mlsys_opt.scenarios import training_parts as tparts
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
-from mlsys_opt.scenarios.parts import gather
+from mlsys_opt.scenarios.training import training_common
 from mlsys_opt.walls import parallel
 from test_training_physics import cfg as physics_cfg
 
@@ -196,7 +196,7 @@ def test_scenario_activation_offload_memory_and_host_time():
     # the window is the compute: the step less the optimizer's pass over the 8B states (fused Adam, one GPU:
     # 2·12 + 4 + 2 B per parameter at the achieved HBM rate; walls.parallel.optimizer_update_bytes)
     p1 = S.params_from_dict("training", {k: np.asarray([v]) for k, v in cfg().items()})
-    c1 = gather(p1, T64, EFF)
+    c1 = training_common(p1, T64, EFF)
     t_opt = float(parallel.optimizer_update_bytes(float(m["n_params"]) * 12.0, 12.0, 4.0, 2.0) / c1.mem_bw[0])
     assert t_opt == pytest.approx(float(tparts.setup(p1, c1, EFF, float(m["vocab_size"])).optimizer_update_s[0]),
                                   rel=1e-9)

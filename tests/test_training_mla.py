@@ -14,6 +14,7 @@ from training_rows import (
     CAT,
     check_batched_equals_scalar,
     check_step_time_grad,
+    evaluate,
     row,
     stack,
 )
@@ -48,10 +49,7 @@ def _setup(rows, tables=T64):
 
 
 def _run(rows, tables=T64):
-    o, g = TRAIN(stack(rows, PAD), tables)
-    n = len(rows)
-    return ({k: np.asarray(v)[:n] for k, v in o._asdict().items()},
-            {k: np.asarray(v)[:n] for k, v in g._asdict().items()})
+    return evaluate(TRAIN, rows, PAD, tables)
 
 
 def _megatron_flop_per_token(mtp: int) -> float:

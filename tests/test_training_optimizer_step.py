@@ -15,7 +15,7 @@ from training_rows import CAT, check_batched_equals_scalar, check_table_grad, ev
 from mlsys_opt import scenarios as S
 from mlsys_opt.scenarios import training_parts as tparts
 from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
-from mlsys_opt.scenarios.parts import gather
+from mlsys_opt.scenarios.training import training_common
 from mlsys_opt.walls import parallel
 
 T64 = CAT.tables(dtype=jnp.float64)
@@ -26,7 +26,7 @@ P8 = 8.03e9
 
 @jax.jit
 def _setup(p):
-    c = gather(p, T64, EFF)
+    c = training_common(p, T64, EFF)
     return c, tparts.setup(p, c, EFF, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
 
 

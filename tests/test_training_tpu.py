@@ -19,16 +19,12 @@ import numpy as np
 import pytest
 import tomllib
 from test_training_physics import T64, cfg, idx, run
-from training_rows import check_batched_equals_scalar, check_step_time_grad
+from training_rows import breakdown, check_batched_equals_scalar, check_step_time_grad
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.calibration import runs as R
 from mlsys_opt.calibration.rows import CASES_PATH, load_measurements, plan_row
 from mlsys_opt.catalog import load_catalog
-from mlsys_opt.scenarios import training_comm as TC
-from mlsys_opt.scenarios import training_parts as TP
-from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as EFF
-from mlsys_opt.scenarios.parts import gather
 
 FULL = S.schema.RECOMPUTE.index("full")
 FULL_DCE = S.schema.RECOMPUTE.index("full_dce")
@@ -50,16 +46,8 @@ def tpu(**kw):
 
 def _parts(rows):
     """setup and communication of each config dict (one micro-batch size b, as the scenario evaluates)."""
-    p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
-    c = gather(p, T64, EFF)
-    apn = jnp.asarray(p.accelerators_per_node, c.apn.dtype)      # the node size where given, as S.training
-    c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
-    s = TP.setup(p, c, EFF, T64.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
-    b = jnp.asarray([float(r["micro_batch_size"]) for r in rows])
-    mb = s.gb / s.dp / b
-    mem = TP.memory(p, c, s, b, mb)
-    cmp = TP.compute(p, c, EFF, s, mem, b, mb)
-    return s, TC.communication(p, c, EFF, s, cmp, b, mb)
+    _, _, s, _, _, cm, _ = breakdown(rows, len(rows), T64)
+    return s, cm
 
 
 def test_parallel_block_reference_values():

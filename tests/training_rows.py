@@ -9,6 +9,10 @@ import pytest
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.catalog import load_catalog
+from mlsys_opt.scenarios.training import training_common
+from mlsys_opt.scenarios import training_comm as tcomm
+from mlsys_opt.scenarios import training_parts as tparts
+from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
 from mlsys_opt.scenarios.schema import TRAINING_PARAMS
 
 CAT = load_catalog()
@@ -87,3 +91,17 @@ def check_table_grad(base: dict, tables, with_value, x0: float, *, rel=1e-4, h_r
     fd = (float(vg(x0 + h)[0]) - float(vg(x0 - h)[0])) / (2 * h)
     assert np.isfinite(g) and g == pytest.approx(fd, rel=rel)
     return g
+
+
+def breakdown(rows, pad: int, tables, eff=None):
+    """The training scenario's pieces for the rows at their given micro_batch_size b: (params, Common, Setup,
+    Memory, Compute, Comm, M), with the catalog rows as S.training reads them (training_common)."""
+    eff = DEFAULT_EFFICIENCY if eff is None else eff
+    p = stack(rows, pad)
+    c = training_common(p, tables, eff)
+    s = tparts.setup(p, c, eff, tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)])
+    b = p.micro_batch_size * 1.0
+    mb = jnp.maximum(s.gb / s.dp / b, 1.0)
+    mem = tparts.memory(p, c, s, b, mb)
+    cmp = tparts.compute(p, c, eff, s, mem, b, mb)
+    return p, c, s, mem, cmp, tcomm.communication(p, c, eff, s, cmp, b, mb), mb

@@ -156,6 +156,19 @@ def _pick(lanes: _Lane) -> _Lane:
     return _Lane(*(jnp.take_along_axis(x, idx, axis=0)[0] for x in lanes))
 
 
+def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY):
+    """The catalog rows a training configuration reads (parts.gather), with the training parameters that
+    replace catalog values: the node size where given, and the attention core's curve by kernel."""
+    c = gather(p, tables, eff)
+    # KEMPNER (issue 12): the cluster's node size where given (4-GPU HGX H200 nodes), else the catalog's
+    apn = jnp.asarray(p.accelerators_per_node).astype(c.apn.dtype)
+    c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
+    # ATTNKERNEL (issue 12): the attention core's curve by kernel, stacked per part [n_hw, kernel, 6] on the small
+    # table, then one gather per configuration (replaces gather()'s default curve, which XLA then drops)
+    kern = jnp.stack((tables.hw.attention_fwdbwd_eff, tables.hw.attention_cudnn_fwdbwd_eff), axis=1)
+    return c._replace(attention_fwdbwd_eff=take(kern, p.hardware, p.attention_kernel))
+
+
 # --------------------------------------------------------------------------- training
 @as_scenario
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY, *,
@@ -204,14 +217,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     - MFU [node.model_flops_utilization] = model FLOPs / (step·N·peak).
     - Energy/carbon/water [ops.sustainability], cost [ops.tco / ops.cloud_cost].
     """
-    c = gather(p, tables, eff)
-    # KEMPNER (issue 12): the cluster's node size where given (4-GPU HGX H200 nodes), else the catalog's
-    apn = jnp.asarray(p.accelerators_per_node).astype(c.apn.dtype)
-    c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
-    # ATTNKERNEL (issue 12): the attention core's curve by kernel, stacked per part [n_hw, kernel, 6] on the small
-    # table, then one gather per configuration (replaces gather()'s default curve, which XLA then drops)
-    kern = jnp.stack((tables.hw.attention_fwdbwd_eff, tables.hw.attention_cudnn_fwdbwd_eff), axis=1)
-    c = c._replace(attention_fwdbwd_eff=take(kern, p.hardware, p.attention_kernel))
+    c = training_common(p, tables, eff)
     shape = batch_shape(p)
     vocab = tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
     s = tparts.setup(p, c, eff, vocab, torch_tp=torch_tp, deepspeed_engine=deepspeed_engine,
