@@ -8,7 +8,8 @@ with the reason.  Prints (the numbers the README quotes):
   2. median / worst |error| per category and per target group; the legacy accuracy targets;
   3. which candidate parameters rows of how many organisations measure (fitted when >= 2:
      sources of one organisation count once);
-  4. per row: memory per accelerator vs HBM (feasible) and the predicted bottleneck;
+  4. per row: memory per accelerator vs HBM (feasible) and the predicted bottleneck; the predicted
+     memory against the published peak where a row prints one (median / worst |error|);
   5. leave-one-source-out and leave-one-organisation-out: every row of a source held out, the
      model fitted on the rest, the held-out rows predicted; median / worst for training and
      serving separately, the default (unfitted) model's figure, the rows that miss most, and
@@ -83,6 +84,13 @@ def main(argv=None) -> int:
     print(cal.sensitivity.to_string(float_format=lambda x: f"{x:.4g}"))
     print("\nper row (calibrated model): memory per accelerator vs HBM, feasible, predicted bottleneck")
     print(diag.to_string(float_format=lambda x: f"{x:.1f}"))
+    mem = C.memory_check(rows, diag)
+    if len(mem):
+        print(f"\nmemory per accelerator vs the published peak ({len(mem)} rows that print one, "
+              f"{mem.source.nunique()} sources; torchtitan's figure is max_memory_reserved, KempnerForge's "
+              f"max_memory_allocated): median |error| {mem.error_pct.abs().median():.1f} %, worst "
+              f"{mem.error_pct.abs().max():.1f} %")
+        print(mem.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
 
     if not args.no_loo:
         for by in ("source", "org"):

@@ -24,7 +24,7 @@ from mlsys_opt.walls import parallel
 
 T64 = CAT.tables(dtype=jnp.float64)
 TRAIN = jax.jit(S.training)
-PAD = 4
+PAD = 8
 ENGINES = TRAINING_PARAMS["pipeline_engine"].choices
 MEG, DS, DS_BF16 = (ENGINES.index(x) for x in ("megatron", "deepspeed", "deepspeed_bf16"))
 

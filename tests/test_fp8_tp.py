@@ -121,7 +121,7 @@ def test_scenario_batched_equals_scalar():
     rows = [cfg8(), cfg8(tp_comm=ASYNC, micro_batch_size=4), cfg8(tp_comm=DEFAULT), cfg8(recompute=RC.index("full"))]
 
     def run(rs):
-        out, g = jax.jit(S.training)(training_rows.stack(rs, 4), T64)
+        out, g = jax.jit(S.training)(training_rows.stack(rs, 8), T64)
         return ({k: np.asarray(v)[:len(rs)] for k, v in out._asdict().items()},
                 {k: np.asarray(v)[:len(rs)] for k, v in g._asdict().items()})
 

@@ -22,7 +22,7 @@ from mlsys_opt.scenarios.schema import RECOMPUTE
 T64 = CAT.tables(dtype=jnp.float64)
 T4 = CAT.with_entries("accelerators", {"h200": {"accelerators_per_node": 4}}).tables(dtype=jnp.float64)
 TRAIN = jax.jit(S.training)
-PAD = 6
+PAD = 8
 
 
 def kempner(**kw) -> dict:

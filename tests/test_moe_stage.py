@@ -19,7 +19,7 @@ from mlsys_opt.walls import moe
 
 T64 = CAT.tables(dtype=jnp.float64)
 TRAIN = jax.jit(S.training)
-PAD = 4
+PAD = 8
 F = 20.0 / 132.0
 H = 7168
 GB200 = B200 | {"pp": 4, "ep": 64, "virtual_stages": 4, "last_stage_layers": 13, "ep_overlap": 0.0}

@@ -5,6 +5,8 @@ of scenarios.training_comm.communication).
 Reference values hand-computed in the walls' docstrings, batched == scalar, jax.grad vs finite
 differences, the published-row mapping.  One jitted scenario for the module.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -250,8 +252,8 @@ def test_static_option_context_parallel_off_is_exact_at_cp_1():
     rows = [cfg(cp=1, seq_len=8192, cp_comm_type=t, recompute=r, micro_batch_size=m, kv_repeat=k)
             for t in (0, ALL_GATHER) for r in (0, full) for m, k in ((1, ON), (0, 0))]
     p = stack(rows)
-    on = jax.jit(lambda p: S.training(p, T64))(p)
-    off = jax.jit(lambda p: S.training(p, T64, context_parallel=False))(p)
+    on = TRAIN(p, T64)
+    off = jax.jit(functools.partial(S.training, context_parallel=False))(p, T64)
     for a, b in zip(jax.tree_util.tree_leaves(on), jax.tree_util.tree_leaves(off)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(np.max(np.asarray(on[0].step_time_s))) > 0

@@ -63,10 +63,10 @@ def test_full_recompute_reruns_the_blocks_not_the_lm_head():
 
 def test_batched_equals_scalar_and_recompute_kinds():
     rows = [cfg(recompute=RC.index(r)) for r in ("none", "full", "full_dce", "selective")]
-    o, _ = TRAIN(_params(rows), T64)
+    o, _ = TRAIN(training_rows.stack(rows, 8), T64)     # padded: the [8] program other training tests use
     step = np.asarray(o.step_time_s)
     for i, r in enumerate(rows):
-        one, _ = TRAIN(_params([r]), T64)
+        one, _ = TRAIN(training_rows.stack([r], 8), T64)
         assert float(np.asarray(one.step_time_s)[0]) == step[i]
     assert step[0] < step[2] < step[1]            # none < full_dce (no down-projection) < full
     assert np.all(np.isfinite(step))

@@ -28,7 +28,7 @@ CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
 TRAIN = jax.jit(S.training)
 DYNAMIC = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
-PAD = 4
+PAD = 8
 
 
 def cfg(**kw):

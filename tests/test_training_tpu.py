@@ -131,6 +131,7 @@ def test_parallel_block_float32_stays_float32_and_finite():
     from mlsys_opt.catalog import load_catalog
     t32 = load_catalog().tables(dtype=jnp.float32)
     rows = [tpu(parallel_block=ON), tpu(parallel_block=ON, recompute=FULL)]
+    rows += [rows[0]] * 6                    # 8 rows: the float32 [8] program other training tests use
     ints = S.INT_PARAMS["training"]          # catalog rows and choice codes stay int32
     p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows], None if k in ints else np.float32)
                                         for k in rows[0]})

@@ -59,7 +59,8 @@ from .fit import (
            sensitivity,
            synthetic_rows,
 )
-from .heldout import DATASETS, Dataset, dataset, diagnostics, format_loso, leave_one_source_out, summarize_loso
+from .heldout import (DATASETS, Dataset, dataset, diagnostics, format_loso, leave_one_source_out, memory_check,
+                      summarize_loso)
 from .report import (
            check_targets,
            format_validation_table,
@@ -121,7 +122,8 @@ __all__ = [
            "synthetic_rows",
            "to_scenario",
            "validate",
-           "DATASETS", "Dataset", "dataset", "diagnostics", "format_loso", "leave_one_source_out", "summarize_loso",
+           "DATASETS", "Dataset", "dataset", "diagnostics", "format_loso", "leave_one_source_out", "memory_check",
+           "summarize_loso",
            "ORGANISATIONS", "TRAINING_RUNS_PATH", "SERVING_RUNS_PATH", "Unevaluable", "evaluable", "load_runs",
            "TRAINING_MAP", "SERVING_MAP", "Rule", "to_settings", "MEASURED", "read_measurements",
 ]

@@ -106,6 +106,18 @@ def diagnostics(eff: Efficiency, plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("id")
 
 
+def memory_check(rows: Sequence[Measurement], diag: pd.DataFrame) -> pd.DataFrame:
+    """The predicted memory per accelerator (`diagnostics`) against the rows that publish their peak
+    (measured ``memory_gib``): id, source, measured_gib, predicted_gib, error_pct.  The published figure
+    is the framework's own counter (torchtitan logs torch.cuda max_memory_reserved, which includes the
+    caching allocator's free blocks; KempnerForge max_memory_allocated); the model counts allocations."""
+    out = [{"id": r.id, "source": r.source_key or r.source, "measured_gib": float(r.measured["memory_gib"]),
+            "predicted_gib": float(diag.loc[r.id, "memory_gib"])}
+           for r in rows if "memory_gib" in r.measured and r.id in diag.index]
+    df = pd.DataFrame(out, columns=["id", "source", "measured_gib", "predicted_gib"])
+    return df.assign(error_pct=100.0 * (df.predicted_gib / df.measured_gib - 1.0))
+
+
 # --------------------------------------------------------------------------- leave one source out
 
 def leave_one_source_out(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,

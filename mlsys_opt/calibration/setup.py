@@ -219,8 +219,15 @@ TRAINING_MAP: dict[str, Rule] = {
                         "delayed | dynamic: dynamic tensorwise scaling reads each cast operand once more for "
                         "its amax (torchao float8, torchtitan's float8 default)"),
     "loss_kernel": Rule(("loss_kernel",), _same("loss_kernel"),
-                        "fused | torch | megatron: the cross entropy over the vocabulary (fused kernel, "
-                        "F.cross_entropy on fp32 logits, Megatron's unfused vocab_parallel_cross_entropy)"),
+                        "fused | torch | megatron | torch16: the cross entropy over the vocabulary (fused "
+                        "kernel, F.cross_entropy on fp32 logits, Megatron's unfused vocab_parallel_cross_entropy, "
+                        "F.cross_entropy on the 16-bit logits)"),
+    "loss_parallel": Rule(("loss_parallel",), _bool_choice("loss_parallel"),
+                          "true: the loss over each TP rank's vocabulary shard (vocab-parallel); false: the "
+                          "logits all-gathered to every TP rank, the loss over the whole vocabulary"),
+    "grad_sync": Rule(("grad_sync",), _same("grad_sync"),
+                      "micro_batch | last: sharded gradients reduced after every micro-batch, or only after the "
+                      "last with the unsharded gradients accumulated in fp32 in between (FSDP2 no_sync)"),
     "optimizer_kernel": Rule(("optimizer_kernel",), _same("optimizer_kernel"),
                              "fused | foreach: the optimizer step's kernels (torch AdamW foreach=True: eight "
                              "passes over the shard; fused: one)"),

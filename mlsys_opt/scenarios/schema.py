@@ -180,9 +180,10 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                              "kernel on the LM-head stage: fused = one kernel over 16-bit logits, 6 B per logit "
                              "(flash-attn cross_entropy, Megatron-Core --cross-entropy-loss-fusion, Liger, XLA); "
                              "torch = F.cross_entropy on fp32 logits, 48 B (torchtitan); megatron = Megatron's "
-                             "unfused vocab_parallel_cross_entropy, 52 B (its default) "
+                             "unfused vocab_parallel_cross_entropy, 52 B (its default); torch16 = "
+                             "F.cross_entropy on the 16-bit logits without an fp32 cast, 18 B (KempnerForge) "
                              "[walls.algorithm.cross_entropy_bytes]",
-                             choices=("fused", "torch", "megatron")),
+                             choices=("fused", "torch", "megatron", "torch16")),
     "last_stage_layers": ParamSpec("int", 0, "decoder layers on the last pipeline rank, all its virtual stages "
                                    "together (Megatron-Core --decoder-last-pipeline-num-layers, or the last "
                                    "rank's share of pipeline_model_parallel_layout); the other pp - 1 ranks "
@@ -231,6 +232,25 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                   "AdamW(fused=True), XLA); foreach = PyTorch's multi-tensor AdamW, eight "
                                   "kernels, n·(4p + 7·M + 3g) bytes (torchtitan until its 2025 'fused' default) "
                                   "[walls.parallel.optimizer_update_bytes]", choices=("fused", "foreach")),
+    # MEMPEAK (issue 12): where the loss runs under tensor parallelism
+    "loss_parallel": ParamSpec("choice", "on", "the loss under tensor parallelism: on = each TP rank runs the "
+                               "cross entropy over its vocabulary shard V/tp (Megatron's vocab-parallel cross "
+                               "entropy; torchtitan loss_parallel, its default); off = the LM head's logits are "
+                               "all-gathered to every TP rank (output_layouts=Replicate) and each runs the loss "
+                               "over the whole vocabulary (KempnerForge, HF-style TP plans): one all-gather of "
+                               "T·V·2 B per micro-batch, and the loss's traffic and transient memory over V "
+                               "[walls.algorithm.cross_entropy_bytes, cross_entropy_peak_bytes]; no effect at tp = 1",
+                               choices=("on", "off")),
+    "grad_sync": ParamSpec("choice", "micro_batch", "when sharded gradients (ZeRO-2/3, FSDP) are reduced under "
+                           "gradient accumulation: micro_batch = reduce-scattered after every micro-batch's "
+                           "backward (DeepSpeed ZeRO-2/3, FSDP without no_sync); last = only after the last "
+                           "one, the others accumulate the unsharded gradients in fp32 on every rank (FSDP2 "
+                           "set_requires_gradient_sync(False) with reduce_dtype float32: FSDPParam."
+                           "to_accumulated_grad_if_needed; torchtitan's pipeline schedules, KempnerForge's "
+                           "maybe_no_sync): 4 B per unsharded parameter of the rank's stage held through the "
+                           "step when M > 1, in place of the gradient shards (written only by the last "
+                           "reduce-scatter); memory only, no effect at ZeRO 0-1",
+                           choices=("micro_batch", "last")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {
@@ -286,7 +306,8 @@ TRAINING_OUTPUTS: dict[str, OutputSpec] = {
     "scaling_efficiency": OutputSpec("frac", "T_compute / T_step", "max"),
     "goodput": OutputSpec("frac", "useful fraction of wall-clock time (checkpoints + failures)", "max"),
     "bubble_frac": OutputSpec("frac", "pipeline bubble fraction"),
-    "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + grads + optimizer + activations per GPU"),
+    "memory_per_accelerator_bytes": OutputSpec("bytes", "peak per GPU: weights + grads + optimizer + activations "
+                                               "+ the loss buffers or a recomputed layer"),
     "n_accelerators": OutputSpec("count", "accelerators used"),
     "dp": OutputSpec("count", "data-parallel degree N/(tp·cp·pp) (ep ranks are inside it)"),
     "bottleneck": OutputSpec("code", "roofline regime of the per-GPU step (BOTTLENECKS)"),

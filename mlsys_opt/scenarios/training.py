@@ -76,13 +76,15 @@ class TrainingParams(NamedTuple):
     param_sync: Array = 0            # int32 code into schema param_sync choices (all_gather, broadcast)
     parallel_block: Array = 0        # int32 code into schema.ON_OFF: attention and MLP in parallel (PaLM)
     fp8_scaling: Array = 0           # int32 code into schema fp8_scaling choices (delayed, dynamic)
-    loss_kernel: Array = 0           # int32 code into walls.algorithm.LOSS_KERNELS (fused, torch, megatron)
+    loss_kernel: Array = 0           # int32 code into walls.algorithm.LOSS_KERNELS (fused, torch, megatron, torch16)
     last_stage_layers: Array = 0     # decoder layers on the last pipeline rank; 0 = even split (DSV3)
     tp_comm: Array = 0               # int32 code into schema tp_comm choices (default, dtensor, async, async_ag)
     accelerators_per_node: Array = 0  # node size (scale-up domain); 0 = the catalog's (KEMPNER)
     pipeline_engine: Array = 0       # int32 code into schema pipeline_engine choices (DSPIPE)
     attention_kernel: Array = 0      # int32 code into schema attention_kernel choices (default, cudnn) (ATTNKERNEL)
     optimizer_kernel: Array = 0      # int32 code into walls.parallel.OPTIMIZER_KERNELS (fused, foreach)
+    loss_parallel: Array = 0         # int32 code into schema loss_parallel choices (on, off) (MEMPEAK)
+    grad_sync: Array = 0             # int32 code into schema grad_sync choices (micro_batch, last) (MEMPEAK)
 
 
 class TrainingOutputs(NamedTuple):

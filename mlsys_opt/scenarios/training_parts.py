@@ -56,8 +56,13 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
       × the precision's activation scale, × walls.parallel.low_precision_activation_scale for
       fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches
-      F [walls.parallel.interleaved_activation_factor]; + the fp32 logits of one micro-batch
-      4·s_loc·b·V/tp (vocab-parallel cross entropy).  Layers per stage: L/pp, or with
+      F [walls.parallel.interleaved_activation_factor]; + the transient peak of one micro-batch (MEMPEAK):
+      max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 B
+      per logit for loss_kernel fused / torch / megatron [walls.algorithm.cross_entropy_peak_bytes] (the
+      loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
+      full recomputation still holds one layer's activations during its backward).  With grad_sync = last
+      and M > 1 the stage's unsharded gradients in fp32 (4·P/(tp·pp), FSDP2 no_sync) take the place of the
+      gradient shards (written only by the last micro-batch's reduce-scatter).  Layers per stage: L/pp, or with
       stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup); with
       last_stage_layers = k, max((L - k)/(pp - 1), k) (DSV3).  The bytes
       of one sequence and layer (setup.act_seq_layer) do not depend on b: setup computes them once.
@@ -73,8 +78,12 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     in_flight = parallel.interleaved_activation_factor(s.pp, s.v, mb)
     k = jnp.clip(p.offload_layers, 0.0, s.layers_first)
     act = per_layer * parallel.offload_resident_layers(s.layers_first, k, in_flight)
-    logits = jnp.where(c.is_cnn, 0.0, 4.0 * s.s_loc * b * s.vocab / s.tp)
-    total = jnp.where(c.wafer, act + 2.0 * s.w_shard / s.layers_stage, states + act + logits)
+    # MEMPEAK: the transient peak on top of states and stored activations, the larger of the loss's buffers when
+    # the backward starts and (full recomputation) one rematerialised layer during its backward
+    transient = b * jnp.maximum(s.s_loc * s.loss_peak_bytes_per_token, s.recompute_seq_layer)
+    # MEMPEAK: grad_sync = last, the unsharded fp32 gradients accumulated over the step's micro-batches
+    states = states + jnp.where(mb > 1.5, s.accumulated_grad_bytes, 0.0)
+    total = jnp.where(c.wafer, act + 2.0 * s.w_shard / s.layers_stage, states + act + transient)
     return Memory(states, act_micro, total, mb * k * per_layer)
 
 
@@ -100,7 +109,9 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     + M·(L/pp)·walls.parallel.low_precision_cast_bytes(b·s_loc/tp, ...)/mem_bw for fp8/fp4 GEMMs
     (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
     + M·b·s_loc·β·V/tp / mem_bw on the LM-head stage: the softmax cross entropy over the vocabulary
-    (loss_kernel: β = 6 / 48 / 52 B per logit fused / torch / megatron, walls.algorithm.cross_entropy_bytes).
+    (loss_kernel: β = 6 / 48 / 52 B per logit fused / torch / megatron, walls.algorithm.cross_entropy_bytes);
+    with loss_parallel = off over V instead of V/tp, after a ring all-gather of the 2-byte logits
+    (b·s_loc·2V bytes per micro-batch over the TP group at the scale-up ring rate, walls.parallel.reduce_scatter).
     FP8TP: float8 tensorwise PyTorch TP adds the whole-tensor layout copies of its float8-gathered operands
     (in cast_bytes_per_token) and M·(L/pp)·s.tp_fp8_sync_s, the amax all-reduce waits (walls.tensor_parallel).
     × (1 + pipeline_overhead_frac·(1 - 1/pp)); + the activation-offload copies that the forward
@@ -125,6 +136,9 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     per_layer = eff.elementwise_traffic_scale * s.elem_factor * per_layer + b * s.s_loc * s.cast_bytes_per_token
     # + the loss over the vocabulary on the LM-head stage (b·s_loc tokens per micro-batch; not recomputed)
     t_elem = mb * (s.layers_stage * per_layer + b * s.s_loc * s.loss_bytes_per_token) / c.mem_bw
+    # MEMPEAK: loss_parallel = off, the logits' all-gather over the TP group before the loss (synchronous)
+    t_gather = parallel.reduce_scatter(b * s.s_loc * s.loss_gather_bytes_per_token, s.tp, c.bw_up_ring, c.alpha_up)
+    t_elem = t_elem + mb * jnp.where(s.loss_gather_bytes_per_token > 0, t_gather, 0.0)
     # FP8TP (issue 12, marked): + the float8 TP amax all-reduce waits, per block and micro-batch (0 without) [setup()]
     t_elem = t_elem + mb * s.layers_stage * s.tp_fp8_sync_s
     t = jnp.where(c.wafer, ws.latency_s, rl.latency_s) + t_elem

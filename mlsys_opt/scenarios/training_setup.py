@@ -44,6 +44,9 @@ KERNELS = TRAINING_PARAMS["kernels"].choices
 EAGER_KERNELS = tuple(KERNELS.index(k) for k in ("eager", "fa1_eager"))
 FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
+LOSS_GATHERED = TRAINING_PARAMS["loss_parallel"].choices.index("off")
+SYNC_LAST = TRAINING_PARAMS["grad_sync"].choices.index("last")
+ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in its reduce_dtype, float32
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
 TP_COMM_DEFAULT = TRAINING_PARAMS["tp_comm"].choices.index("default")   # FP8TP
@@ -79,6 +82,10 @@ class Setup(NamedTuple):
     ep_layer_frac: Array     # DSV3EP: one layer's share of the critical stage's FLOPs (EP overlap window), 0-1
     ep_alt_layers: Array     # DSV3EP: MoE layers of a middle rank when a layout's last rank is FLOP-critical (else 0)
     optimizer_update_s: Array  # the optimizer step's own HBM pass over its shard, s (after the backward)
+    loss_peak_bytes_per_token: Array  # MEMPEAK: the loss's transient buffers per token, B [memory()]
+    loss_gather_bytes_per_token: Array  # MEMPEAK: loss_parallel = off, the gathered 16-bit logits per token, B
+    accumulated_grad_bytes: Array  # MEMPEAK: grad_sync = last, unsharded fp32 gradients less the shards, when M > 1, B
+    recompute_seq_layer: Array  # MEMPEAK: one layer's rematerialised activations per sequence (full recompute), B
     tp_fp8_sync_s: Array     # FP8TP: float8 TP amax all-reduce waits per block and micro-batch, s (0 without)
 
 
@@ -282,7 +289,14 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # the loss over the vocabulary (memory-bound, on the LM-head stage: off the critical one when balanced
     # and a middle stage is slowest) [compute(), walls.algorithm.cross_entropy_bytes]: bytes per token
     head_on_crit = jnp.where(c.is_cnn | ~on_last, 0.0, 1.0 + c.mtp_layers)   # DSV3: + the MTP's own loss
-    loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab / tp, p.loss_kernel)
+    # MEMPEAK (issue 12): loss_parallel = off all-gathers the logits to every TP rank (output_layouts=Replicate),
+    # whose loss then runs over the whole vocabulary; the gather is synchronous (the loss waits for it) [compute()]
+    gathered = jnp.asarray(p.loss_parallel) == LOSS_GATHERED
+    vocab_loss = jnp.where(gathered, vocab, vocab / tp)
+    loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab_loss, p.loss_kernel)
+    loss_gather_b_tok = jnp.where(gathered & ~c.is_cnn & on_last, 2.0 * vocab, 0.0)
+    # MEMPEAK (issue 12): the loss's buffers alive together when the backward starts, per token [memory()]
+    loss_peak_tok = jnp.where(c.is_cnn, 0.0, algorithm.cross_entropy_peak_bytes(1.0, vocab_loss, p.loss_kernel))
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
     attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
     # the LM head's GEMMs on the critical stage (its even share in body + the rest on the last stage; + each MTP
@@ -296,6 +310,13 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     m_sh = node.training_memory(shared_params, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
     gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
+    # MEMPEAK (issue 12): grad_sync = last keeps the stage's unsharded gradients, in fp32, between micro-batches
+    # (ZeRO 0-1 hold unsharded gradients anyway) [memory(): only when M > 1]; their shards do not exist until the
+    # last micro-batch's reduce-scatter writes them (zero_grad(set_to_none=True) freed the last step's), so the
+    # unsharded fp32 gradients replace the sharded ones at the peak
+    accum_grads = jnp.where((jnp.asarray(p.grad_sync) == SYNC_LAST) & (zs > 1.5),
+                            jnp.maximum(ACCUMULATED_GRAD_BYTES * w_shard / floor_pos(wb, 1e-3)
+                                        - m_sh.gradients_bytes - m_ex.gradients_bytes, 0.0), 0.0)
     states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
     # the optimizer step: one memory-bound pass over the rank's optimizer shard, exposed [walls.parallel]
@@ -353,6 +374,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # full or per-op recomputation keeps other tensors [walls.parallel.low_precision_activation_scale]
     lp_act = jnp.where(full + op > 0, 1.0, parallel.low_precision_activation_scale(c.bpe))
     act_seq_layer = act_scale * (per_seq * lp_act + kept * core.stored_bytes)
+    # MEMPEAK (issue 12): full recomputation rematerialises one layer's activations (the "selective" form: flash
+    # keeps no score tensor) during that layer's backward, on top of the stored inputs [memory()]
+    recompute_seq_layer = full * act_scale * node.transformer_activation_bytes(
+        s_loc, 1.0, c.hidden, c.n_heads, 1.0, tp=tp, recompute_code=1.0, sequence_parallel=sp > 0)
     # consumed by every micro-batch lane: computed once (parts.materialized), not re-fused into each
     elem_factor, cast_tok, op_frac, layers_first, act_seq_layer = materialized(
         (elem_factor, cast_tok, op_frac, layers_first, act_seq_layer), p.hardware)
@@ -366,6 +391,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                  wb=wb, gbytes=gbytes, ob=ob, act_scale=act_scale, gather_b=gather_b, model_flop=model_flop,
                  flop_gpu=flop_gpu, attn_fwd_seq_layer=ac.fwd_flop, attn_bwd_seq_layer=ac.bwd_flop,
                  attn_flop_gpu=attn_flop_gpu, head_flop_gpu=head_flop_gpu, optimizer_update_s=opt_update_s,
+                 loss_peak_bytes_per_token=loss_peak_tok, recompute_seq_layer=recompute_seq_layer,
+                 loss_gather_bytes_per_token=loss_gather_b_tok, accumulated_grad_bytes=accum_grads,
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,

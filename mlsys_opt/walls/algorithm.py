@@ -27,7 +27,8 @@ from mlsys_opt.walls._masked import UNBOUNDED, nan_where, nonneg, safe_div, safe
 
 __all__ = [
     "Chinchilla", "Reasoning", "Compression",
-    "training_flop", "cross_entropy_bytes", "LOSS_KERNELS", "LOSS_BYTES_PER_LOGIT", "chinchilla", "tokens_per_param", "flop_for_budget",
+    "training_flop", "cross_entropy_bytes", "cross_entropy_peak_bytes", "LOSS_KERNELS", "LOSS_BYTES_PER_LOGIT",
+    "LOSS_PEAK_BYTES_PER_LOGIT", "chinchilla", "tokens_per_param", "flop_for_budget",
     "reasoning", "quantization", "pruning", "quantization_loss_frac",
     "STRUCTURE_CODES",
 ]
@@ -80,8 +81,53 @@ def training_flop(n_params: Array, n_tokens: Array, *, flop_per_param_token: flo
 # megatron Megatron-LM/-Core vocab_parallel_cross_entropy (not fused): cast 2 + 4, max 4, subtract max in
 #          place 4 + 4, exp in place 4 + 4, sum 4, divide in place 4 + 4; backward mul_ 4 + 4; cast's
 #          backward 4 + 2: 52 (megatron/core/tensor_parallel/cross_entropy.py).
-LOSS_KERNELS: tuple[str, ...] = ("fused", "torch", "megatron")
-LOSS_BYTES_PER_LOGIT: tuple[float, ...] = (6.0, 48.0, 52.0)
+# torch16  F.cross_entropy on the 16-bit logits themselves, no fp32 cast (KempnerForge scripts/train.py): log_softmax
+#          forward 3 reads + 1 write of 2 B = 8; nll_loss backward's zero-filled gradient 2; log_softmax backward
+#          3 reads + 1 write = 8: 18.
+LOSS_KERNELS: tuple[str, ...] = ("fused", "torch", "megatron", "torch16")
+LOSS_BYTES_PER_LOGIT: tuple[float, ...] = (6.0, 48.0, 52.0, 18.0)
+
+
+# Peak bytes per logit element the loss holds at once (beyond the stored activations), counted from the same code
+# (the allocations alive together; PyTorch frees a tensor when its last reference goes):
+# fused    the 16-bit logits, kept for the backward, and their 16-bit gradient written by it: 2 + 2 = 4
+#          (flash-attn losses.cross_entropy with inplace_backward=False, its default).
+# torch    forward: 16-bit logits 2 + the fp32 copy 4 + log_softmax's output 4 (saved) = 10; backward:
+#          log_softmax's saved output 4 + nll_loss's fp32 gradient 4 + log_softmax_backward's input gradient 4 = 12
+#          (the bf16 logits are freed before it: torchtitan's train step `del pred` before loss.backward()).
+# megatron the 16-bit logits 2 + the fp32 copy that every step then updates in place (max, subtract, exp,
+#          divide: the saved softmax) 4 = 6; its backward rewrites the softmax in place into the gradient
+#          (grad_input.mul_) and casts it to 16 bits: 4 + 2 = 6 (megatron/core/tensor_parallel/cross_entropy.py).
+# torch16  the 16-bit logits (still referenced by the training loop) 2 + log_softmax's saved output 2 + nll_loss's
+#          gradient 2 + log_softmax_backward's input gradient 2 = 8.
+LOSS_PEAK_BYTES_PER_LOGIT: tuple[float, ...] = (4.0, 12.0, 6.0, 8.0)
+
+
+def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array:
+    """Peak HBM the training loss holds at once: M = T · V_shard · μ(kind), bytes.
+
+    μ (bytes per logit element alive together) is LOSS_PEAK_BYTES_PER_LOGIT[kind]: 4 fused (16-bit logits and
+    their gradient), 12 PyTorch eager F.cross_entropy on fp32 logits (log_softmax's saved output, the NLL
+    gradient and the input gradient at the start of the backward), 6 Megatron's unfused kernel (the 16-bit
+    logits and the fp32 softmax it updates in place), 8 F.cross_entropy on the 16-bit logits; counts
+    above.  This buffer is transient: it sits on top of the stored activations when the backward starts
+    (the peak of a step that is not pipelined).
+
+    Args:
+      tokens: T, tokens whose logits this rank computes (count), ``[...]``.
+      vocab_shard: V_shard, vocabulary entries per rank (count), ``[...]``.
+      kind: int code into LOSS_KERNELS, ``[...]``.
+
+    Returns:
+      bytes, ``[...]``.
+
+    Worked example: Llama 3 8B, one 8,192-token sequence, V = 128,256, torch: 8192 · 128,256 · 12 = 1.26e10 B
+    (11.7 GiB; 3.9 GiB at the fp32 logits alone).
+    """
+    tokens, vocab_shard = nonneg(tokens, vocab_shard, broadcast=False)
+    mu = jnp.asarray(LOSS_PEAK_BYTES_PER_LOGIT, jnp.result_type(tokens, vocab_shard))
+    code = jnp.clip(jnp.asarray(kind, jnp.int32), 0, len(LOSS_PEAK_BYTES_PER_LOGIT) - 1)
+    return tokens * vocab_shard * mu[code]
 
 
 def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array:
@@ -91,7 +137,8 @@ def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array
     through the softmax cross entropy in forward and backward; these kernels are memory-bound
     (O(1) FLOP per byte), so their time is B / HBM bandwidth.  β (bytes per logit element,
     forward + backward) is LOSS_BYTES_PER_LOGIT[kind]: 6 fused, 48 PyTorch eager on fp32
-    logits, 52 Megatron's unfused vocabulary-parallel kernel (counts above).  For a small
+    logits, 52 Megatron's unfused vocabulary-parallel kernel, 18 PyTorch eager on the 16-bit
+    logits (counts above).  For a small
     model with a large vocabulary this is several per cent of the step: Llama 3.2 1B
     (h = 2048, V = 128,256) reads/writes 52 · 128,256 ≈ 6.7 MB per token unfused against
     ≈ 7.4 GFLOP per token of GEMMs.
