@@ -363,3 +363,24 @@ def test_bad_files_and_cli_exit_2(tmp_path, capsys):
         assert main([command, "--measurements", str(tmp_path / "x.csv")]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and "x.csv: row 1, column recompte" in err[0]
+
+
+def test_measured_memory_is_compared_not_fitted(tmp_path, capsys):
+    """memory_gib (peak per accelerator, GiB) in a user's file: compared with the scenario's memory by
+    heldout.memory_check and printed by `validate`; a row that measures only memory plans no target."""
+    from mlsys_opt.cli import main
+    header, a = CSV.splitlines()[0], CSV.splitlines()[1]
+    (tmp_path / "m.csv").write_text(f"{header},memory_gib\n{a},60\n" + a.replace("a,", "m,", 1).replace(
+        "6.1,0.42", ",") + ",50\n")
+    a, m = C.read_measurements(tmp_path / "m.csv")
+    assert a.measured == {"step_time_s": 6.1, "mfu": 0.42, "memory_gib": 60.0} and m.measured == {"memory_gib": 50.0}
+    assert [t.metric for t in R.plan_setup_row(a).targets] == ["step_time_s", "mfu"]
+    assert R.plan_setup_row(m).targets == () and len(R.plan_setup_row(m).evaluations) == 1
+    diag = C.diagnostics(C.DEFAULT_EFFICIENCY, C.build([a, m]))
+    mem = C.memory_check([a, m], diag)
+    assert list(mem.id) == ["a", "m"] and list(mem.measured_gib) == [60.0, 50.0]
+    np.testing.assert_allclose(mem.predicted_gib, diag.memory_gib, rtol=1e-12)    # same configuration twice
+    np.testing.assert_allclose(mem.error_pct, 100 * (mem.predicted_gib / mem.measured_gib - 1), rtol=1e-12)
+    assert main(["validate", "--measurements", str(tmp_path / "m.csv")]) == 0
+    out = capsys.readouterr().out
+    assert "peak memory per accelerator vs measured (2 rows with memory_gib)" in out

@@ -14,7 +14,9 @@ Schema (one row per measured run; CSV header or TOML ``[[runs]]`` tables)::
                   seq_len, precision, attention, recompute, fabric, n_tokens | input_len,
                   output_len, batch_size, request_rate, kv_precision, chunk_size, disaggregated ...)
                   or any scenario parameter by its schema name (zero_stage, overlap, region ...)
-    measured      one or more of MEASURED (SI: seconds, fractions, tokens/s, days, MWh)
+    measured      one or more of MEASURED (SI: seconds, fractions, tokens/s, days, MWh; memory_gib, the peak
+                  memory per accelerator in GiB as torch.cuda.max_memory_allocated reports it, is compared with
+                  the scenario's memory_per_accelerator_bytes by `heldout.memory_check`, not fitted)
 
 Every measured quantity of a row is compared (`runs` conventions).  The setup of every row goes
 through the table converter (`point.table_convert.convert_table`, the one way rows become
@@ -40,7 +42,7 @@ from . import setup as S
 from .rows import Measurement
 
 MEASURED = ("step_time_s", "mfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "time_to_train_days",
-            "energy_mwh", "ttft_s", "itl_s", "output_tokens_per_s")
+            "energy_mwh", "ttft_s", "itl_s", "output_tokens_per_s", "memory_gib")
 SERVING_ONLY = ("ttft_s", "itl_s", "output_tokens_per_s", "input_len", "output_len", "batch_size", "request_rate",
                 "kv_precision", "prompt_tokens", "output_tokens", "chunk_size")
 MODEL_KEYS = ("params_B", "layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "head_dim", "experts",

@@ -56,9 +56,12 @@ def cmd_validate(args) -> int:
     elif loo_by in ("source", "org"):
         loso = C.leave_one_source_out(rows, by=loo_by, steps=args.steps, plan=plan,
                                       min_sources=1 if getattr(args, "measurements", None) else C.MIN_SOURCES)
+    mem = C.memory_check(rows, diag)
     if args.json:
         out = {"rows": df, "summary": df.attrs.get("summary"), "targets": C.check_targets(df, loo),
                "feasibility": diag.reset_index(), "not_evaluated": [{"id": i, "why": w} for i, w in skipped]}
+        if len(mem):
+            out["memory"] = mem
         if loo:
             out["leave_one_out"] = loo
         if loso is not None:
@@ -78,6 +81,11 @@ def cmd_validate(args) -> int:
     _out()
     _out("per row (calibrated model): memory per accelerator vs HBM, feasible, predicted bottleneck")
     _out(diag.to_string(float_format=lambda x: f"{x:.1f}"))
+    if len(mem):
+        _out()
+        _out(f"peak memory per accelerator vs measured ({len(mem)} rows with memory_gib): median |error| "
+             f"{mem.error_pct.abs().median():.1f} %, worst {mem.error_pct.abs().max():.1f} %")
+        _out(mem.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
     if loso is not None:
         _out()
         _out(C.format_loso(loso, diag, skipped=skipped, every_row=False))
