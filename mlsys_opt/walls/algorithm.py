@@ -124,10 +124,15 @@ def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> 
     Worked example: Llama 3 8B, one 8,192-token sequence, V = 128,256, torch: 8192 · 128,256 · 12 = 1.26e10 B
     (11.7 GiB; 3.9 GiB at the fp32 logits alone).
     """
+    return _per_logit(tokens, vocab_shard, kind, LOSS_PEAK_BYTES_PER_LOGIT)
+
+
+def _per_logit(tokens, vocab_shard, kind, bytes_per_logit: tuple[float, ...]) -> Array:
+    """T · V_shard · bytes_per_logit[kind] (kind clipped to the table), the loss kernels' one form."""
     tokens, vocab_shard = nonneg(tokens, vocab_shard, broadcast=False)
-    mu = jnp.asarray(LOSS_PEAK_BYTES_PER_LOGIT, jnp.result_type(tokens, vocab_shard))
-    code = jnp.clip(jnp.asarray(kind, jnp.int32), 0, len(LOSS_PEAK_BYTES_PER_LOGIT) - 1)
-    return tokens * vocab_shard * mu[code]
+    per = jnp.asarray(bytes_per_logit, jnp.result_type(tokens, vocab_shard))
+    code = jnp.clip(jnp.asarray(kind, jnp.int32), 0, len(bytes_per_logit) - 1)
+    return tokens * vocab_shard * per[code]
 
 
 def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array:
@@ -154,10 +159,7 @@ def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array
     Worked example: T = 4096, V_shard = 131,072, megatron: 4096 · 131,072 · 52 = 2.79e10 B
     (≈ 9.4 ms at 2.97 TB/s).
     """
-    tokens, vocab_shard = nonneg(tokens, vocab_shard, broadcast=False)
-    beta = jnp.asarray(LOSS_BYTES_PER_LOGIT, jnp.result_type(tokens, vocab_shard))
-    code = jnp.clip(jnp.asarray(kind, jnp.int32), 0, len(LOSS_BYTES_PER_LOGIT) - 1)
-    return tokens * vocab_shard * beta[code]
+    return _per_logit(tokens, vocab_shard, kind, LOSS_BYTES_PER_LOGIT)
 
 
 def chinchilla(compute_flop: Array, *, tokens_per_param: float = 20.0,
