@@ -38,6 +38,10 @@ def test_peak_bytes_reference_values_batched_and_gradient():
     assert float(f(8192.0, V3, _kind("torch"))) == pytest.approx(1.26e10, rel=1e-3)
     for name, mu in (("fused", 4.0), ("torch", 12.0), ("megatron", 6.0), ("torch16", 8.0)):
         assert float(f(1.0, 1.0, _kind(name))) == mu
+        # a vocabulary shard changes only PyTorch's kernel (DTensor loss_parallel: 16 B peak, 76 B traffic)
+        assert float(f(1.0, 1.0, _kind(name), True)) == (16.0 if name == "torch" else mu)
+        beta = float(algorithm.cross_entropy_bytes(1.0, 1.0, _kind(name)))
+        assert float(algorithm.cross_entropy_bytes(1.0, 1.0, _kind(name), True)) == (76.0 if name == "torch" else beta)
     assert algorithm.LOSS_KERNELS == S.schema.TRAINING_PARAMS["loss_kernel"].choices
     assert float(algorithm.cross_entropy_bytes(1.0, 1.0, _kind("torch16"))) == 18.0
     x = np.asarray([[8192.0, V3, 1], [4096.0, V3 / 8, 0], [2048.0, 50257.0, 2], [1.0, 32000.0, 3]])
@@ -80,13 +84,17 @@ def test_loss_parallel_off_gathers_the_logits():
             row("h100_sxm", "llama3_8b", "ib_ndr", **{**kw, "tp": 1}),
             row("h100_sxm", "llama3_8b", "ib_ndr", loss_parallel=_code("loss_parallel", "off"), **{**kw, "tp": 1})]
     p, c, s, mem, cmp, *_ = breakdown(rows, PAD, T64)
-    assert float(s.loss_peak_bytes_per_token[1]) == pytest.approx(4 * float(s.loss_peak_bytes_per_token[0]))
-    assert float(s.loss_bytes_per_token[1]) == pytest.approx(4 * float(s.loss_bytes_per_token[0]))
-    assert float(s.loss_peak_bytes_per_token[0]) == pytest.approx(12 * V3 / 4)
+    # on: PyTorch's loss on the V/4 shard runs DTensor's loss_parallel handlers (16 B peak, 76 B traffic);
+    # off: F.cross_entropy over the whole vocabulary (12 B, 48 B)
+    assert float(s.loss_peak_bytes_per_token[0]) == pytest.approx(16 * V3 / 4)
+    assert float(s.loss_bytes_per_token[0]) == pytest.approx(76 * V3 / 4)
+    assert float(s.loss_peak_bytes_per_token[1]) == pytest.approx(12 * V3)
+    assert float(s.loss_bytes_per_token[1]) == pytest.approx(48 * V3)
+    assert float(s.loss_peak_bytes_per_token[2]) == pytest.approx(12 * V3)      # tp = 1: no shard
     assert float(s.loss_gather_bytes_per_token[1]) == 2 * V3 and float(s.loss_gather_bytes_per_token[0]) == 0.0
     bw, alpha = float(c.bw_up_ring[1]), float(c.alpha_up[1])
     gather = 3 * alpha + 0.75 * 8192 * V3 * 2 / bw               # ring all-gather of 8192·V·2 B over 4 ranks
-    extra = 8192 * 3 * 48 * V3 / 4 / float(c.mem_bw[1])           # the loss over V instead of V/4
+    extra = 8192 * (48 * V3 - 76 * V3 / 4) / float(c.mem_bw[1])   # the loss over V instead of its V/4 shard
     mb = 8 / 2                                                    # global batch 8 over dp = 2: M = 4
     assert float(cmp.t_elem_s[1] - cmp.t_elem_s[0]) == pytest.approx(mb * (gather + extra), rel=1e-6)
     ob, _ = check_batched_equals_scalar(rows, lambda r: evaluate(TRAIN, r, PAD, T64))

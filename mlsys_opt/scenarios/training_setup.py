@@ -293,10 +293,12 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # whose loss then runs over the whole vocabulary; the gather is synchronous (the loss waits for it) [compute()]
     gathered = jnp.asarray(p.loss_parallel) == LOSS_GATHERED
     vocab_loss = jnp.where(gathered, vocab, vocab / tp)
-    loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab_loss, p.loss_kernel)
+    sharded = ~gathered & (tp > 1.5)    # a vocabulary shard: PyTorch's loss runs DTensor's loss_parallel handlers
+    loss_tok = head_on_crit * algorithm.cross_entropy_bytes(1.0, vocab_loss, p.loss_kernel, sharded)
     loss_gather_b_tok = jnp.where(gathered & ~c.is_cnn & on_last, 2.0 * vocab, 0.0)
     # MEMPEAK (issue 12): the loss's buffers alive together when the backward starts, per token [memory()]
-    loss_peak_tok = jnp.where(c.is_cnn, 0.0, algorithm.cross_entropy_peak_bytes(1.0, vocab_loss, p.loss_kernel))
+    loss_peak_tok = jnp.where(c.is_cnn, 0.0,
+                              algorithm.cross_entropy_peak_bytes(1.0, vocab_loss, p.loss_kernel, sharded))
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
     attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
     # the LM head's GEMMs on the critical stage (its even share in body + the rest on the last stage; + each MTP

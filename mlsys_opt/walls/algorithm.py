@@ -101,9 +101,17 @@ LOSS_BYTES_PER_LOGIT: tuple[float, ...] = (6.0, 48.0, 52.0, 18.0)
 # torch16  the 16-bit logits (still referenced by the training loop) 2 + log_softmax's saved output 2 + nll_loss's
 #          gradient 2 + log_softmax_backward's input gradient 2 = 8.
 LOSS_PEAK_BYTES_PER_LOGIT: tuple[float, ...] = (4.0, 12.0, 6.0, 8.0)
+# torch on vocabulary-sharded logits (tp > 1): PyTorch runs F.cross_entropy through DTensor's loss_parallel handlers
+# (torch/distributed/tensor/parallel/loss.py, read at 02eef6b): _log_softmax on the fp32 shard (amax 4, x - max
+# 4 + 4, exp 4 + 4, sum 4, shifted - logsumexp 4 + 4 = 32) and _nll_loss_and_log_softmax_backward (zeros_like 4,
+# exp(x) 4 + 4, grad_input + exp 8 + 4, × grad_output 4 + 4 = 32), plus the casts 2 + 4 and 4 + 2: 76 B; alive
+# together in that backward: the saved output, grad_input, exp's sum and the product, 4 each: 16 B.
+TORCH_VOCAB_PARALLEL_BYTES_PER_LOGIT = 76.0
+TORCH_VOCAB_PARALLEL_PEAK_BYTES_PER_LOGIT = 16.0
+TORCH_LOSS = LOSS_KERNELS.index("torch")
 
 
-def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array:
+def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array, vocab_parallel=False) -> Array:
     """Peak HBM the training loss holds at once: M = T · V_shard · μ(kind), bytes.
 
     μ (bytes per logit element alive together) is LOSS_PEAK_BYTES_PER_LOGIT[kind]: 4 fused (16-bit logits and
@@ -111,12 +119,15 @@ def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> 
     gradient and the input gradient at the start of the backward), 6 Megatron's unfused kernel (the 16-bit
     logits and the fp32 softmax it updates in place), 8 F.cross_entropy on the 16-bit logits; counts
     above.  This buffer is transient: it sits on top of the stored activations when the backward starts
-    (the peak of a step that is not pipelined).
+    (the peak of a step that is not pipelined).  vocab_parallel (bool, ``[...]``): the logits are a vocabulary
+    shard (tp > 1, loss parallel), which PyTorch's torch kernel runs through DTensor's loss_parallel handlers:
+    16 B (TORCH_VOCAB_PARALLEL_PEAK_BYTES_PER_LOGIT); the other kernels are unchanged.
 
     Args:
       tokens: T, tokens whose logits this rank computes (count), ``[...]``.
       vocab_shard: V_shard, vocabulary entries per rank (count), ``[...]``.
       kind: int code into LOSS_KERNELS, ``[...]``.
+      vocab_parallel: bool, ``[...]`` (default False).
 
     Returns:
       bytes, ``[...]``.
@@ -124,18 +135,21 @@ def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> 
     Worked example: Llama 3 8B, one 8,192-token sequence, V = 128,256, torch: 8192 · 128,256 · 12 = 1.26e10 B
     (11.7 GiB; 3.9 GiB at the fp32 logits alone).
     """
-    return _per_logit(tokens, vocab_shard, kind, LOSS_PEAK_BYTES_PER_LOGIT)
+    return _per_logit(tokens, vocab_shard, kind, LOSS_PEAK_BYTES_PER_LOGIT, vocab_parallel,
+                      TORCH_VOCAB_PARALLEL_PEAK_BYTES_PER_LOGIT)
 
 
-def _per_logit(tokens, vocab_shard, kind, bytes_per_logit: tuple[float, ...]) -> Array:
-    """T · V_shard · bytes_per_logit[kind] (kind clipped to the table), the loss kernels' one form."""
+def _per_logit(tokens, vocab_shard, kind, bytes_per_logit: tuple[float, ...], vocab_parallel, torch_vp: float) -> Array:
+    """T · V_shard · bytes_per_logit[kind] (kind clipped to the table), torch_vp for the torch kernel on a
+    vocabulary shard (DTensor loss_parallel): the loss kernels' one form."""
     tokens, vocab_shard = nonneg(tokens, vocab_shard, broadcast=False)
     per = jnp.asarray(bytes_per_logit, jnp.result_type(tokens, vocab_shard))
     code = jnp.clip(jnp.asarray(kind, jnp.int32), 0, len(bytes_per_logit) - 1)
-    return tokens * vocab_shard * per[code]
+    beta = jnp.where(jnp.asarray(vocab_parallel, bool) & (code == TORCH_LOSS), torch_vp, per[code])
+    return tokens * vocab_shard * beta
 
 
-def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array:
+def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array, vocab_parallel=False) -> Array:
     """HBM bytes of the training loss over the vocabulary: B = T · V_shard · β(kind).
 
     The LM head's logits [T, V_shard] (V_shard = V / tp for a vocabulary-parallel head) go
@@ -143,7 +157,8 @@ def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array
     (O(1) FLOP per byte), so their time is B / HBM bandwidth.  β (bytes per logit element,
     forward + backward) is LOSS_BYTES_PER_LOGIT[kind]: 6 fused, 48 PyTorch eager on fp32
     logits, 52 Megatron's unfused vocabulary-parallel kernel, 18 PyTorch eager on the 16-bit
-    logits (counts above).  For a small
+    logits (counts above); 76 for PyTorch's kernel on a vocabulary shard (vocab_parallel: DTensor's
+    loss_parallel handlers, TORCH_VOCAB_PARALLEL_BYTES_PER_LOGIT).  For a small
     model with a large vocabulary this is several per cent of the step: Llama 3.2 1B
     (h = 2048, V = 128,256) reads/writes 52 · 128,256 ≈ 6.7 MB per token unfused against
     ≈ 7.4 GFLOP per token of GEMMs.
@@ -152,6 +167,7 @@ def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array
       tokens: T, tokens whose logits this rank computes (count), ``[...]``.
       vocab_shard: V_shard, vocabulary entries per rank (count), ``[...]``.
       kind: int code into LOSS_KERNELS, ``[...]``.
+      vocab_parallel: bool, ``[...]`` (default False): the logits are a vocabulary shard (tp > 1).
 
     Returns:
       bytes, ``[...]``.
@@ -159,7 +175,8 @@ def cross_entropy_bytes(tokens: Array, vocab_shard: Array, kind: Array) -> Array
     Worked example: T = 4096, V_shard = 131,072, megatron: 4096 · 131,072 · 52 = 2.79e10 B
     (≈ 9.4 ms at 2.97 TB/s).
     """
-    return _per_logit(tokens, vocab_shard, kind, LOSS_BYTES_PER_LOGIT)
+    return _per_logit(tokens, vocab_shard, kind, LOSS_BYTES_PER_LOGIT, vocab_parallel,
+                      TORCH_VOCAB_PARALLEL_BYTES_PER_LOGIT)
 
 
 def chinchilla(compute_flop: Array, *, tokens_per_param: float = 20.0,
