@@ -57,9 +57,9 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       × the precision's activation scale, × walls.parallel.low_precision_activation_scale for
       fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches
       F [walls.parallel.interleaved_activation_factor]; + the transient peak of one micro-batch (MEMPEAK):
-      max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 B
-      per logit for loss_kernel fused / torch / megatron [walls.algorithm.cross_entropy_peak_bytes] (the
-      loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
+      max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 / 8 B
+      per logit for loss_kernel fused / torch / megatron / torch16, 16 for torch on a vocabulary shard (DTensor
+      loss_parallel) [walls.algorithm.cross_entropy_peak_bytes] (the loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
       full recomputation still holds one layer's activations during its backward).  With grad_sync = last
       and M > 1 the stage's unsharded gradients in fp32 (4·P/(tp·pp), FSDP2 no_sync) take the place of the
       gradient shards (written only by the last micro-batch's reduce-scatter).  Layers per stage: L/pp, or with
