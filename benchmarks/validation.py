@@ -86,11 +86,9 @@ def main(argv=None) -> int:
     print(diag.to_string(float_format=lambda x: f"{x:.1f}"))
     mem = C.memory_check(rows, diag)
     if len(mem):
-        print(f"\nmemory per accelerator vs the published peak ({len(mem)} rows that print one, "
-              f"{mem.source.nunique()} sources; torchtitan's figure is max_memory_reserved, KempnerForge's "
-              f"max_memory_allocated): median |error| {mem.error_pct.abs().median():.1f} %, worst "
-              f"{mem.error_pct.abs().max():.1f} %")
-        print(mem.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+        print("\n" + C.format_memory_check(mem, f"memory per accelerator vs the published peak ({len(mem)} rows "
+                                            f"that print one, {mem.source.nunique()} sources; torchtitan's figure is "
+                                            "max_memory_reserved, KempnerForge's max_memory_allocated)"))
 
     if not args.no_loo:
         for by in ("source", "org"):

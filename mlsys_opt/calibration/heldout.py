@@ -118,6 +118,13 @@ def memory_check(rows: Sequence[Measurement], diag: pd.DataFrame) -> pd.DataFram
     return df.assign(error_pct=100.0 * (df.predicted_gib / df.measured_gib - 1.0))
 
 
+def format_memory_check(mem: pd.DataFrame, what: str) -> str:
+    """`memory_check`'s table under one line: `what`, then median and worst |error| %."""
+    err = mem.error_pct.abs()
+    return (f"{what}: median |error| {err.median():.1f} %, worst {err.max():.1f} %\n"
+            + mem.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+
+
 # --------------------------------------------------------------------------- leave one source out
 
 def leave_one_source_out(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFAULT_EFFICIENCY,

@@ -139,7 +139,8 @@ def cross_entropy_peak_bytes(tokens: Array, vocab_shard: Array, kind: Array, voc
                       TORCH_VOCAB_PARALLEL_PEAK_BYTES_PER_LOGIT)
 
 
-def _per_logit(tokens, vocab_shard, kind, bytes_per_logit: tuple[float, ...], vocab_parallel, torch_vp: float) -> Array:
+def _per_logit(tokens, vocab_shard, kind, bytes_per_logit: tuple[float, ...], vocab_parallel,
+               torch_vp: float) -> Array:
     """T · V_shard · bytes_per_logit[kind] (kind clipped to the table), torch_vp for the torch kernel on a
     vocabulary shard (DTensor loss_parallel): the loss kernels' one form."""
     tokens, vocab_shard = nonneg(tokens, vocab_shard, broadcast=False)

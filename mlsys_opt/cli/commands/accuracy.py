@@ -83,9 +83,7 @@ def cmd_validate(args) -> int:
     _out(diag.to_string(float_format=lambda x: f"{x:.1f}"))
     if len(mem):
         _out()
-        _out(f"peak memory per accelerator vs measured ({len(mem)} rows with memory_gib): median |error| "
-             f"{mem.error_pct.abs().median():.1f} %, worst {mem.error_pct.abs().max():.1f} %")
-        _out(mem.to_string(index=False, float_format=lambda x: f"{x:.1f}"))
+        _out(C.format_memory_check(mem, f"peak memory per accelerator vs measured ({len(mem)} rows with memory_gib)"))
     if loso is not None:
         _out()
         _out(C.format_loso(loso, diag, skipped=skipped, every_row=False))
