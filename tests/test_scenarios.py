@@ -477,3 +477,26 @@ def test_more_replicas_lower_p99():
     ok = np.asarray(o.replicas) < S.MAX_AUTO_REPLICAS
     assert np.all(np.asarray(o.utilization)[ok] <= np.asarray(q.max_utilization)[ok] * (1 + 1e-9))
     assert np.all(np.asarray(g.queue_stable)[ok] < 0)
+
+
+def test_package_attributes_stay_the_scenario_functions_after_submodule_imports():
+    """Importing the submodule mlsys_opt.scenarios.training (or .serving) first must not leave the package
+    attribute the module: `scenarios.training` is the scenario function, whichever import came first
+    (a fresh interpreter, since this process has loaded both already)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+    child = ("from mlsys_opt.scenarios.training import training_common\n"
+             "import mlsys_opt.scenarios.serving\n"
+             "from mlsys_opt import scenarios as S\n"
+             "from mlsys_opt.scenarios import training, serving\n"
+             "assert callable(S.training) and callable(S.serving), (S.training, S.serving)\n"
+             "assert training is S.SCENARIO_FNS['training'] and serving is S.SCENARIO_FNS['serving']\n"
+             "assert training.__module__ == 'mlsys_opt.scenarios.training'\n"
+             "assert callable(training_common)\n")
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(root), "JAX_PLATFORMS": "cpu"}
+    proc = subprocess.run([sys.executable, "-c", child], cwd=root, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr

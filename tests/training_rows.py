@@ -9,11 +9,6 @@ import pytest
 
 from mlsys_opt import scenarios as S
 from mlsys_opt.catalog import load_catalog
-# SCENARIO_FNS first: it loads the scenario functions (scenarios' module __getattr__); importing the
-# submodule mlsys_opt.scenarios.training before that would leave S.training the module, not the
-# function, in every test module that imports this one (`pytest tests/test_training_physics.py`
-# alone failed at collection)
-from mlsys_opt.scenarios import SCENARIO_FNS  # noqa: F401
 from mlsys_opt.scenarios.training import training_common
 from mlsys_opt.scenarios import training_comm as tcomm
 from mlsys_opt.scenarios import training_parts as tparts

@@ -20,6 +20,8 @@ counts, byte sizes).  Modelling choices and their sources are documented on
 """
 from __future__ import annotations
 
+import sys
+import types
 from typing import Any, NamedTuple
 
 from ..errors import MlsysOptError, did_you_mean
@@ -45,6 +47,25 @@ def __getattr__(name: str) -> Any:
         g["SCENARIO_FNS"] = {"training": g["training"], "serving": g["serving"]}
         return g[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """This package's module type: `scenarios.training` and `scenarios.serving` stay the scenario functions.
+
+    Loading a submodule (`from mlsys_opt.scenarios.training import training_common`) makes the import
+    system set the package attribute of the same name to that submodule (importlib's
+    `_find_and_load_unlocked`: setattr(parent, child, module)), which would hide the function
+    `training` until the first module `__getattr__` call, and for good once that has run.  The
+    submodules stay in sys.modules, so from-imports of their names work; only the package attribute
+    is the function's."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in ("training", "serving") and isinstance(value, types.ModuleType):
+            return        # the function is loaded by __getattr__ on first access
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 INT_PARAMS = {s: tuple(k for k, v in t.items() if v.kind in ("catalog", "choice"))
