@@ -378,6 +378,14 @@ def decode_compute_efficiency(eta: Array, eff: Efficiency = DEFAULT_EFFICIENCY, 
 # FA1 / FA2 TFLOP/s read from the FA2 README figures (Dao-AILab/flash-attention assets,
 # commit 0251105, panel d): H100 108/265, 126/294, 135/308, 137/328 (0.41-0.44); A100 69/155,
 # 76/173, 80/182, 83/189 (0.44); mean of the eight 0.432 (the FA2 paper's "around 2x").
+# One constant, not a curve: the ratio is flat in the sequence length over 2k-16k (A100 0.439-0.445,
+# H100 0.41-0.44), so the FA2 curve carries the length dependence; only head dim 128 was read (every
+# row mapped to fa1 has head dim 128).  llm-foundry's attn_impl 'triton' (llmfoundry/models/layers/
+# flash_attn_triton.py @v0.3.0, a copy of Dao-AILab/flash-attention flash_attn_triton.py @eff9fe6) is
+# this generation too: its docstring says "Triton forward + backward is slightly slower than CUDA
+# forward + backward", llm-foundry's TUTORIAL.md @v0.3.0 that "triton is slightly faster than flash"
+# (flash-attn 1.x); the FA2 README's "Triton" bars are OpenAI's triton.ops.flash_attention (benchmarks/
+# benchmark_flash_attention.py imports it), not this kernel.
 FLASH1_OF_FLASH2 = 0.43
 
 
