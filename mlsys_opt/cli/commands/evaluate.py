@@ -142,6 +142,7 @@ def cmd_evaluate(args) -> int:
     from ...point import evaluation
     from .. import audit as audit_table
     from .. import report
+    from ..advice import advice
     from ..plots import check_path
     target, params, limits = _config(args)
     if args.figure:
@@ -181,7 +182,7 @@ def cmd_evaluate(args) -> int:
                      "outputs": {k: row[k] for k in _output_cols(space) if k in row},
                      "constraints": {k[2:]: row[k] for k in row.index if k.startswith("g_")},
                      "feasible": bool(row["feasible"]), "binding_constraint": row["binding_constraint"],
-                     "audit": audit, "figure": str(figure) if figure else None})
+                     "advice": advice(row, space), "audit": audit, "figure": str(figure) if figure else None})
     else:
         _out(_title(row, space))
         _out()
@@ -197,6 +198,8 @@ def cmd_evaluate(args) -> int:
         else:
             bad = [k[2:].replace("limit_", "limit:", 1) for k in row.index if k.startswith("g_") and row[k] > 0]
             _out(f"feasible: NO, violated: {', '.join(bad)}")
+            for line in advice(row, space):
+                _out(f"  {line}")
         if figure:
             _out(f"wrote {figure} (iron-law loss cascade)" if space.scenario == "training"
                  else f"wrote {figure} (decode step on the roofline)")
@@ -327,7 +330,8 @@ def cmd_sensitivity(args) -> int:
              + f"; tightest constraint: {b.constraint} (g = {b.g:+.3f}, <= 0 feasible)")
         _out()
     if violated:
-        _out(f"infeasible configuration: violated {', '.join(violated)} (the elasticities hold all the same)")
+        _out(f"infeasible configuration: violated {', '.join(violated)} (the elasticities hold all the same; "
+             f"`mlsys-opt evaluate` with the same options says what to change)")
     if figure:
         _out(f"wrote {figure} (tornado chart of {outputs[0]})")
     if failed:
