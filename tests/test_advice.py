@@ -88,3 +88,15 @@ def test_every_serving_constraint_has_a_sentence(name):
                          **{f"g_{n}": (1.0 if n == name else -1.0) for n in schema.SERVING_CONSTRAINTS}))
     (line,) = advice(row, SPACE["serving"])
     assert line.startswith(f"{name}: ") and len(line) > len(name) + 20
+
+
+def test_evaluate_grid_prints_advice_for_its_infeasible_rows(capsys):
+    argv = ["evaluate", "--model", "llama3_8b", "--hardware", "h100_sxm", "--n-accelerators", "1024,4096",
+            "--tokens", "2e12"]
+    assert main(argv) == 0                                   # one feasible configuration: exit 0
+    out = capsys.readouterr().out
+    assert "n_accelerators 4096: batch_split: a global batch of 1,024 sequences over dp = 4,096" in out
+    assert "n_accelerators 1024:" not in out
+    assert main(argv + ["--json"]) == 0
+    tips = [c["advice"] for c in json.loads(capsys.readouterr().out)["configurations"]]
+    assert tips[0] == "" and tips[1].startswith("batch_split:")

@@ -153,7 +153,8 @@ def cmd_evaluate(args) -> int:
     grid = any(isinstance(v, list) for v in params.values())
     if grid or len(df) > 1:
         if args.json:
-            _print_json({"scenario": space.scenario, "configurations": df})
+            tips = ["; ".join(advice(r, space)) for _, r in df.iterrows()]
+            _print_json({"scenario": space.scenario, "configurations": df.assign(advice=tips)})
         else:
             varying = [c for c in df.columns if c in params and isinstance(params[c], list)]
             extra = ["time_to_train_s", "tco_usd", "carbon_kg", "mfu"] if space.scenario == "training" else \
@@ -161,6 +162,13 @@ def cmd_evaluate(args) -> int:
             cols = list(dict.fromkeys(varying + [n for n, _ in space.objectives] + extra))
             cols += ["feasible", "binding_constraint"]
             _out(report.format_table(df, cols, width=report.terminal_width()))
+            bad = df[~df["feasible"].astype(bool)]
+            for _, r in bad.head(MAX_ADVICE_ROWS).iterrows():     # what to change, per infeasible configuration
+                label = ", ".join(f"{c} {r[c]}" for c in varying) or "configuration"
+                for line in advice(r, space):
+                    _out(f"{label}: {line}")
+            if len(bad) > MAX_ADVICE_ROWS:
+                _out(f"(+{len(bad) - MAX_ADVICE_ROWS} more infeasible configurations)")
         return EXIT_OK if df["feasible"].any() or args.allow_infeasible else EXIT_INFEASIBLE
     row = df.iloc[0]
     binding = None
@@ -209,6 +217,7 @@ def cmd_evaluate(args) -> int:
     return EXIT_OK if bool(row["feasible"]) or args.allow_infeasible else EXIT_INFEASIBLE
 
 
+MAX_ADVICE_ROWS = 10      # a grid prints what to change for at most this many infeasible configurations
 WORKLOAD_INPUTS = ("n_tokens", "request_rate", "duration")   # what is asked, not how the system answers
 
 
