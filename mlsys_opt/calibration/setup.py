@@ -228,6 +228,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "grad_sync": Rule(("grad_sync",), _same("grad_sync"),
                       "micro_batch | last: sharded gradients reduced after every micro-batch, or only after the "
                       "last with the unsharded gradients accumulated in fp32 in between (FSDP2 no_sync)"),
+    "tp_embedding": Rule(("tp_embedding",), _same("tp_embedding"),
+                         "sharded | replicated: the untied token embedding split over the TP ranks, or whole on "
+                         "every TP rank (KempnerForge's TP plan)"),
     "optimizer_kernel": Rule(("optimizer_kernel",), _same("optimizer_kernel"),
                              "fused | foreach: the optimizer step's kernels (torch AdamW foreach=True: eight "
                              "passes over the shard; fused: one)"),

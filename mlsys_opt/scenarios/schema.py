@@ -251,6 +251,15 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                            "step when M > 1, in place of the gradient shards (written only by the last "
                            "reduce-scatter); memory only, no effect at ZeRO 0-1",
                            choices=("micro_batch", "last")),
+    # KEMPNER2 (issue 12): whether tensor parallelism shards the token embedding
+    "tp_embedding": ParamSpec("choice", "sharded", "the untied input embedding (V·h) under tensor parallelism: "
+                              "sharded = split over the TP ranks (Megatron's VocabParallelEmbedding, torchtitan's "
+                              "RowwiseParallel tok_embeddings); replicated = every TP rank holds the whole table "
+                              "(KempnerForge's TP plan leaves token_embedding unparallelized, kempnerforge/"
+                              "distributed/tensor_parallel.py @01b461a): its weights, gradients and optimizer "
+                              "state, and its data-parallel gradient traffic, count once per TP rank instead of "
+                              "1/tp; no FLOP change (a row gather); no effect at tp = 1 or with tied embeddings",
+                              choices=("sharded", "replicated")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -85,6 +85,7 @@ class TrainingParams(NamedTuple):
     optimizer_kernel: Array = 0      # int32 code into walls.parallel.OPTIMIZER_KERNELS (fused, foreach)
     loss_parallel: Array = 0         # int32 code into schema loss_parallel choices (on, off) (MEMPEAK)
     grad_sync: Array = 0             # int32 code into schema grad_sync choices (micro_batch, last) (MEMPEAK)
+    tp_embedding: Array = 0          # int32 code into schema tp_embedding choices (sharded, replicated) (KEMPNER2)
 
 
 class TrainingOutputs(NamedTuple):

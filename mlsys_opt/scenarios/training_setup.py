@@ -46,6 +46,7 @@ FLASH1_KERNELS = tuple(KERNELS.index(k) for k in ("fa1", "fa1_eager"))
 BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
 LOSS_GATHERED = TRAINING_PARAMS["loss_parallel"].choices.index("off")
 SYNC_LAST = TRAINING_PARAMS["grad_sync"].choices.index("last")
+EMB_REPLICATED = TRAINING_PARAMS["tp_embedding"].choices.index("replicated")   # KEMPNER2
 ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in its reduce_dtype, float32
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
@@ -207,6 +208,12 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     expert_params = jnp.where(is_moe, c.n_experts * per_expert, 0.0)
     expert_active = jnp.where(is_moe, c.top_k * per_expert, 0.0)
     shared_params = c.n_params - expert_params
+    # KEMPNER2 (issue 12): tp_embedding = replicated (KempnerForge's TP plan leaves token_embedding unsharded,
+    # kempnerforge/distributed/tensor_parallel.py @01b461a) -- every TP rank holds the whole untied V·h table, so the
+    # per-rank parameter count is shared/(tp·pp) + (1 - 1/tp)·E/pp: count the table tp times before dividing by tp·pp
+    # (states [memory()], weight traffic [compute()], DP gradients [communication()]; no GEMM FLOPs, EMBED above)
+    emb_rep = jnp.where((jnp.asarray(p.tp_embedding) == EMB_REPLICATED) & ~c.is_cnn, (tp - 1.0) * c.untied_emb, 0.0)
+    shared_rank = shared_params + emb_rep
     prec = p.precision
     wb, gbytes, ob = (_table(t, prec, one.dtype) * one for t in (parallel.WEIGHT_BYTES, parallel.GRAD_BYTES,
                                                        parallel.OPTIMIZER_BYTES))
@@ -304,12 +311,12 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # the LM head's GEMMs on the critical stage (its even share in body + the rest on the last stage; + each MTP
     # module's pass through the shared head): kept in 16 bits by FP8 training [compute(), _with_attention_kernel]
     head_flop_gpu = head * crit_scale / n + jnp.where(on_last, head * (pp - 1.0 + c.mtp_layers * pp) / n, 0.0)
-    w_shard = (shared_params / (tp * pp) + expert_params / (tp * pp * ep)) * wb
+    w_shard = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
     expert_shard = jnp.minimum(shard, floor_pos(dpc / ep, 1.0))
     kw = dict(weight_bytes_per_param=wb, grad_bytes_per_param=gbytes, optimizer_bytes_per_param=ob, zero_stage=zs)
-    m_sh = node.training_memory(shared_params, 0.0, shard_factor=tp * pp, dp=shard, **kw)
+    m_sh = node.training_memory(shared_rank, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
     gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
     # MEMPEAK (issue 12): grad_sync = last keeps the stage's unsharded gradients, in fp32, between micro-batches
@@ -327,7 +334,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                                                    moments_b, p.optimizer_kernel) / c.mem_bw
     links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                  bw_intra_ring=c.bw_up_ring)
-    sh_grad = shared_params / (tp * pp)
+    sh_grad = shared_rank / (tp * pp)
     f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
                                                 dp_local=jnp.clip(c.apn / tp, 1.0, dpc), layers=layers / pp, **links)
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
