@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from jax.test_util import check_grads
 from golden import A100_PEAK, H100_BW, H100_PEAK
-from wallcheck import PROP, all_finite, check_case, close, fd_check, jax_uniform
+from wallcheck import PROP, all_finite, check_case, close, fd_check, fd_check_derivative, jax_uniform
 
 from mlsys_opt.walls import node, queueing
 
@@ -344,12 +344,24 @@ def test_grad_streaming_wall6():
     fd_check(lambda bw: stream(1.75e9, 1e12, 80, bw, 125e15, efficiency=0.5).latency_s, 1.2e12)
 
 
+def _queue_outputs(lam, mu, c):
+    q = mmc(lam, mu, c)
+    return jnp.stack([q.mean_wait_s, q.p99_latency_s, q.p_wait])
+
+
+# d(mean_wait, p99, p_wait)/d(lam, mu, c) by reverse mode (a jax.grad per output) in ONE compiled
+# program: separate jax.grad calls per argument compiled mmc_queue's gammaincc four times (~10 s)
+_QUEUE_JACOBIAN = jax.jit(jax.jacrev(_queue_outputs, argnums=(0, 1, 2)))
+
+
 def test_grad_queue_wall7():
-    fd_check(lambda lam: mmc(lam, 1.0, 10.0).mean_wait_s, 8.0)
-    fd_check(lambda lam: mmc(lam, 1.0, 10.0).p99_latency_s, 8.0)
-    fd_check(lambda mu: mmc(8.0, mu, 10.0).p_wait, 1.0)
+    J = np.stack(_QUEUE_JACOBIAN(8.0, 1.0, 10.0), axis=1)          # [output, argument]
+    fd_check_derivative(J[0, 0], lambda lam: mmc(lam, 1.0, 10.0).mean_wait_s, 8.0)
+    fd_check_derivative(J[1, 0], lambda lam: mmc(lam, 1.0, 10.0).p99_latency_s, 8.0)
+    fd_check_derivative(J[2, 1], lambda mu: mmc(8.0, mu, 10.0).p_wait, 1.0)
     # non-integer servers: d(p_wait)/dc through gammaincc's first argument
-    g = fd_check(lambda c: mmc(8.0, 1.0, c).p_wait, 10.5, rtol=1e-5)
+    g = fd_check_derivative(np.stack(_QUEUE_JACOBIAN(8.0, 1.0, 10.5), axis=1)[2, 2],
+                            lambda c: mmc(8.0, 1.0, c).p_wait, 10.5, rtol=1e-5)
     assert g < 0
 
 

@@ -35,9 +35,15 @@ def assert_grad_matches_fd(f, x, rtol=1e-6, atol=1e-14):
 
     h = 1e-6·|x| (1e-6 at x = 0). Returns the gradient.
     """
-    x = float(x)
+    return assert_derivative_matches_fd(float(jax.grad(f)(float(x))), f, x, rtol=rtol, atol=atol)
+
+
+def assert_derivative_matches_fd(g, f, x, rtol=1e-6, atol=1e-14):
+    """A derivative g of f at x, computed elsewhere by jax (e.g. one jax.jacrev for several
+    inputs and outputs: one compile), equals f's central finite difference as in
+    :func:`assert_grad_matches_fd`. Returns g."""
+    x, g = float(x), float(g)
     h = 1e-6 * abs(x) if x != 0 else 1e-6
-    g = float(jax.grad(f)(x))
     fd = (float(f(x + h)) - float(f(x - h))) / (2 * h)
     np.testing.assert_allclose(g, fd, rtol=rtol, atol=atol)
     assert np.isfinite(g)
@@ -47,6 +53,11 @@ def assert_grad_matches_fd(f, x, rtol=1e-6, atol=1e-14):
 def fd_check(f, x, rtol=1e-6):
     """:func:`assert_grad_matches_fd` with no absolute slack (atol = 0)."""
     return assert_grad_matches_fd(f, x, rtol=rtol, atol=0.0)
+
+
+def fd_check_derivative(g, f, x, rtol=1e-6):
+    """:func:`assert_derivative_matches_fd` with no absolute slack (atol = 0)."""
+    return assert_derivative_matches_fd(g, f, x, rtol=rtol, atol=0.0)
 
 
 # ----------------------------------------------------------------------------- samplers
