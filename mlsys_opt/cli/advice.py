@@ -39,6 +39,21 @@ def _nearest_multiples(n: float, k: float) -> str:
     return " or ".join(f"{v:,}" for v in vals)
 
 
+def _capacity(row) -> tuple[float, float]:
+    """(memory needed, capacity) per accelerator, bytes: g_memory = memory / capacity - 1."""
+    mem = float(row["memory_per_accelerator_bytes"])
+    return mem, mem / (float(row["g_memory"]) + 1.0)
+
+
+def _pipeline_depth(pp: int, model: dict) -> str:
+    return f"pipeline_depth: pp {pp} is more than the model's {int(model.get('n_layers', 0))} layers"
+
+
+def _precision(hw: dict, hardware: Any, precision: Any) -> str:
+    ok = [k for k in schema.PARAMS["training"]["precision"].choices if hw.get(f"has_{k}")]
+    return f"precision: the {hardware} has no {precision} path: choose one of {', '.join(ok) or '(none listed)'}"
+
+
 def _training(row, space, name: str) -> str:
     def p(k):
         return _param(row, "training", k)
@@ -46,8 +61,7 @@ def _training(row, space, name: str) -> str:
     tp, cp, pp = (int(round(float(p(k) or 1))) for k in ("tp", "cp", "pp"))
     n = int(round(float(row["n_accelerators"])))
     if name == "memory":
-        mem = float(row["memory_per_accelerator_bytes"])
-        cap = mem / (float(row["g_memory"]) + 1.0)
+        mem, cap = _capacity(row)
         return (f"memory: {_gb(mem)} per accelerator needed, the {p('hardware')} holds {_gb(cap)}: shard the "
                 f"states (zero_stage 3 / sharding = fsdp), raise tp, pp or cp, recompute activations "
                 f"(recompute = full), fewer sequences per micro-batch (micro_batch_size), or an accelerator "
@@ -62,7 +76,7 @@ def _training(row, space, name: str) -> str:
         return (f"tp_within_node: tp {tp} is more than the {apn} accelerators of one {p('hardware')} node "
                 f"(tensor parallelism needs the scale-up link): tp <= {apn}, split the rest with pp or cp")
     if name == "pipeline_depth":
-        return f"pipeline_depth: pp {pp} is more than the model's {int(model.get('n_layers', 0))} layers"
+        return _pipeline_depth(pp, model)
     if name == "experts":
         e, ep = int(model.get("n_experts", 1)), int(round(float(p("ep") or 1)))
         return (f"experts: ep {ep} must be <= and divide the {e} experts and divide the data-parallel degree "
@@ -78,9 +92,7 @@ def _training(row, space, name: str) -> str:
                    "<= global_batch/dp" if float(p("micro_batch_size") or 0) > 0 or float(p("microbatches") or 0) > 0
                    else ""))
     if name == "precision":
-        ok = [k for k in schema.PARAMS["training"]["precision"].choices if hw.get(f"has_{k}")]
-        return (f"precision: the {p('hardware')} has no {p('precision')} path: choose one of "
-                f"{', '.join(ok) or '(none listed)'}")
+        return _precision(hw, p("hardware"), p("precision"))
     if name == "context_split":
         return f"context_split: cp {cp} does not divide the sequence length {int(float(p('seq_len'))):,}"
     if name == "heads":
@@ -96,8 +108,7 @@ def _serving(row, space, name: str) -> str:
     model, hw = _entry(space, "models", p("model")), _entry(space, "accelerators", p("hardware"))
     tp, pp = (int(round(float(p(k) or 1))) for k in ("tp", "pp"))
     if name == "memory":
-        mem = float(row["memory_per_accelerator_bytes"]) if "memory_per_accelerator_bytes" in row else float("nan")
-        cap = mem / (float(row["g_memory"]) + 1.0)
+        mem, cap = _capacity(row)
         return (f"memory: weights and KV cache need {_gb(mem)} per accelerator, the {p('hardware')} holds "
                 f"{_gb(cap)}: raise tp or pp, lower the batch cap, a smaller precision or kv_precision, or an "
                 f"accelerator with more memory")
@@ -105,11 +116,9 @@ def _serving(row, space, name: str) -> str:
         return (f"tp_within_node: tp {tp} is more than the {int(hw.get('accelerators_per_node', 0))} "
                 f"accelerators of one {p('hardware')} node: tp <= that, split the rest with pp")
     if name == "pipeline_depth":
-        return f"pipeline_depth: pp {pp} is more than the model's {int(model.get('n_layers', 0))} layers"
+        return _pipeline_depth(pp, model)
     if name == "precision":
-        ok = [k for k in schema.PARAMS["training"]["precision"].choices if hw.get(f"has_{k}")]
-        return (f"precision: the {p('hardware')} has no {p('precision')} path: choose one of "
-                f"{', '.join(ok) or '(none listed)'}")
+        return _precision(hw, p("hardware"), p("precision"))
     if name == "queue_stable":
         r = int(float(row["replicas"]))
         return (f"queue_stable: {r:,} replica{'s' if r != 1 else ''} cannot keep up with "
