@@ -87,7 +87,9 @@ def _fit(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
     """Adam on _loss for `steps` steps (lax.scan): (u at the lowest loss, loss history [steps]).
 
     free [k] is 1 for the parameters fitted, 0 for those held at u0 (their gradient is 0,
-    so Adam never moves them): one compiled program serves every subset of `names`.
+    so Adam never moves them): one compiled program serves every subset of `names`, and
+    `_program_names` makes `names` FIT_PARAMS (+ any other parameter asked for) whichever subset a
+    caller fits.
     """
     loss = functools.partial(_loss, u0=u0, eff0=eff0, batch=batch, weights=weights, free=free, names=names,
                              prior=prior)
@@ -186,10 +188,21 @@ def identification(rows: Sequence[Measurement] | None = None, eff0: Efficiency =
     return pd.DataFrame(out).set_index("parameter")
 
 
+def _program_names(fit: Sequence[str] | None) -> tuple[str, ...]:
+    """The parameters of the compiled fit program: FIT_PARAMS, then any other parameter `fit` names
+    (checked, in Efficiency's order).  `_fit` takes them as a static argument, so every subset of
+    FIT_PARAMS (the default rule's choice, `fit=...` of a user or a test) runs one program; the
+    `free` mask holds the parameters not fitted at their given values."""
+    if fit is None:
+        return FIT_PARAMS
+    given = set(_check_names(fit))
+    return FIT_PARAMS + tuple(n for n in Efficiency._fields if n in given and n not in FIT_PARAMS)
+
+
 def _free(names, lead, src, weights, fit, min_sources) -> np.ndarray:
-    """The free mask of one fit: the replicated candidates (fit None) or all of `names`."""
+    """The free mask of one fit: the replicated candidates (fit None) or the parameters `fit` names."""
     if fit is not None:
-        return np.ones(len(names))
+        return np.array([n in set(fit) for n in names], float)
     return _replicated(lead, src, weights, len(names), min_sources)
 
 
@@ -233,7 +246,7 @@ def calibrate(rows: Sequence[Measurement] | None = None, eff0: Efficiency = DEFA
     if not bool(jnp.any(b.fit)):
         raise MlsysOptError("calibrate: none of the given rows is marked fit = true in "
                             f"{CASES_PATH.name}; nothing to fit")
-    names = FIT_PARAMS if fit is None else _check_names(fit)
+    names = _program_names(fit)
     fit_mask = np.asarray(b.fit)
     lead = _leading(eff0, plan, names) if fit is None else None
     free = _free(names, lead, src, fit_mask, fit, min_sources)
@@ -308,7 +321,7 @@ def leave_one_out(rows: Sequence[Measurement] | None = None, eff0: Efficiency = 
     if by not in ("row", "source"):
         raise MlsysOptError(f"leave_one_out(by={by!r}): allowed 'row' or 'source'")
     rows, plan, src = _rows_and_plan(rows, catalog)
-    names = FIT_PARAMS if fit is None else _check_names(fit)
+    names = _program_names(fit)
     b = plan.batch
     key = [t.id for t in plan.targets] if by == "row" else src
     fit_mask = np.asarray(b.fit)

@@ -28,13 +28,12 @@ from ..errors import MlsysOptError
 from ..scenarios import schema
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from .fit import (
-    FIT_PARAMS,
     MIN_SOURCES,
-    _check_names,
     _fit,
     _free,
     _from_u,
     _leading,
+    _program_names,
     _source,
     _to_u,
     organisation,
@@ -146,7 +145,7 @@ def leave_one_source_out(rows: Sequence[Measurement] | None = None, eff0: Effici
     src = [_source(by_id[t.id]) for t in plan.targets]
     org = [organisation(s) for s in src]
     key = src if by == "source" else org
-    names = FIT_PARAMS if fit is None else _check_names(fit)
+    names = _program_names(fit)
     fit_mask = np.asarray(b.fit)
     folds = list(dict.fromkeys(k for k, f in zip(key, fit_mask) if f))
     held = np.array([[k == f for k in key] for f in folds] + [[False] * len(key)])   # last: all rows
