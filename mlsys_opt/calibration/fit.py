@@ -202,7 +202,8 @@ def _program_names(fit: Sequence[str] | None) -> tuple[str, ...]:
 def _free(names, lead, src, weights, fit, min_sources) -> np.ndarray:
     """The free mask of one fit: the replicated candidates (fit None) or the parameters `fit` names."""
     if fit is not None:
-        return np.array([n in set(fit) for n in names], float)
+        chosen = set(fit)
+        return np.array([n in chosen for n in names], float)
     return _replicated(lead, src, weights, len(names), min_sources)
 
 

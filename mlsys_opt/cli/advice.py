@@ -22,13 +22,6 @@ def _param(row, scenario: str, name: str) -> Any:
     return row.get(column_name(scenario, name))
 
 
-def _entry(space, kind: str, name: Any) -> dict:
-    for r in space.catalog.rows(kind):
-        if r["name"] == name:
-            return r
-    return {}
-
-
 def _gb(x: float) -> str:
     return f"{x / 1e9:,.1f} GB"
 
@@ -45,11 +38,11 @@ def _capacity(row) -> tuple[float, float]:
     return mem, mem / (float(row["g_memory"]) + 1.0)
 
 
-def _pipeline_depth(pp: int, model: dict) -> str:
+def _pipeline_depth(pp: int, model) -> str:
     return f"pipeline_depth: pp {pp} is more than the model's {int(model.get('n_layers', 0))} layers"
 
 
-def _precision(hw: dict, hardware: Any, precision: Any) -> str:
+def _precision(hw, hardware: Any, precision: Any) -> str:
     ok = [k for k in schema.PARAMS["training"]["precision"].choices if hw.get(f"has_{k}")]
     return f"precision: the {hardware} has no {precision} path: choose one of {', '.join(ok) or '(none listed)'}"
 
@@ -57,7 +50,7 @@ def _precision(hw: dict, hardware: Any, precision: Any) -> str:
 def _training(row, space, name: str) -> str:
     def p(k):
         return _param(row, "training", k)
-    model, hw = _entry(space, "models", p("model")), _entry(space, "accelerators", p("hardware"))
+    model, hw = space.catalog.entry("models", p("model")), space.catalog.entry("accelerators", p("hardware"))
     tp, cp, pp = (int(round(float(p(k) or 1))) for k in ("tp", "cp", "pp"))
     n = int(round(float(row["n_accelerators"])))
     if name == "memory":
@@ -105,7 +98,7 @@ def _training(row, space, name: str) -> str:
 def _serving(row, space, name: str) -> str:
     def p(k):
         return _param(row, "serving", k)
-    model, hw = _entry(space, "models", p("model")), _entry(space, "accelerators", p("hardware"))
+    model, hw = space.catalog.entry("models", p("model")), space.catalog.entry("accelerators", p("hardware"))
     tp, pp = (int(round(float(p(k) or 1))) for k in ("tp", "pp"))
     if name == "memory":
         mem, cap = _capacity(row)
