@@ -91,7 +91,7 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  moe_imbalance=rng.uniform(1, 3, n), straggler_factor=rng.uniform(1, 2, n),
                  failure_rate_per_gpu_hour=np.where(rng.uniform(size=n) < 0.5, 0.0, logu(rng, 1e-7, 1e-2, n)),
                  kernels=rng.integers(0, 4, n), main_grads=rng.integers(0, 2, n),
-                 master_weights=rng.integers(0, 3, n), optimizer_moments=rng.integers(0, 2, n),
+                 master_weights=rng.integers(0, 4, n), optimizer_moments=rng.integers(0, 2, n),
                  offload_layers=rng.integers(0, 3, n), ep_dispatcher=rng.integers(0, 2, n),
                  moe_node_limit=rng.integers(0, 9, n), cp_comm_type=rng.integers(0, 2, n),
                  kv_repeat=rng.integers(0, 2, n), param_sync=rng.integers(0, 2, n),

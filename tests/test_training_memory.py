@@ -56,15 +56,17 @@ def run(rows):
 
 # --------------------------------------------------------------------------- walls: reference values
 def test_optimizer_state_bytes_reference_values():
-    """master (fp32 4 / remainders 2 / none 0, 0 when the weights are fp32) + moments (fp32 8 / bf16 4)."""
-    assert MASTER == ("fp32", "remainders", "none") and MOMENTS == ("fp32", "bf16")
+    """master (fp32 4 / remainders 2 / none 0 / fp32_param 4, 0 when the weights are fp32) + moments (fp32 8 /
+    bf16 4)."""
+    assert MASTER == ("fp32", "remainders", "none", "fp32_param") and MOMENTS == ("fp32", "bf16")
     cases = [(2.0, 0, 0, 12.0),   # Megatron distributed optimizer (distrib_optimizer.md: 4 + 4 + 4)
              (2.0, 1, 0, 10.0),   # Apex store_param_remainders (NeMo 1.x with bf16 O2)
              (2.0, 2, 1, 4.0),    # pure-bf16 AdamW / Apex dtype=bf16
              (2.0, 0, 1, 8.0),    # precision-aware optimizer, bf16 moments
              (2.0, 2, 0, 8.0),    # Gopher: bf16 parameters, fp32 Adam state
+             (2.0, 3, 0, 12.0),   # PyTorch FSDP on an fp32 model: the fp32 parameter is the master (FSDP16)
              (3.0, 0, 0, 12.0),   # fp8 (bf16 weight + cached cast) keeps the 12 B default
-             (4.0, 0, 0, 8.0), (4.0, 1, 0, 8.0), (4.0, 2, 1, 4.0)]   # fp32 weights are the master
+             (4.0, 0, 0, 8.0), (4.0, 1, 0, 8.0), (4.0, 2, 1, 4.0), (4.0, 3, 0, 8.0)]   # fp32 weights are the master
     w, m, v, want = (np.array(c) for c in zip(*cases))
     got = parallel.optimizer_state_bytes(w, m.astype(np.int32), v.astype(np.int32))
     np.testing.assert_array_equal(np.asarray(got), want)

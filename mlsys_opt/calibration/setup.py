@@ -190,7 +190,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "stage_balance": Rule(("stage_balance",), _same("stage_balance"), "on: end stages hold fewer layers"),
     "grad_reduce_in_fp32": Rule(("main_grads",), lambda v, s: {"main_grads": "fp32" if v else "bf16"},
                                 "Megatron-Core DDP setting -> main_grads fp32 | bf16"),
-    "master_weights": Rule(("master_weights",), _same("master_weights"), "fp32 | remainders | none"),
+    "master_weights": Rule(("master_weights",), _same("master_weights"),
+                           "fp32 | remainders | none | fp32_param (PyTorch FSDP on an fp32 model: the fp32 "
+                           "parameter is the master, no persistent 16-bit copy)"),
     "optimizer_moments": Rule(("optimizer_moments",), _same("optimizer_moments"), "fp32 | bf16"),
     "tp_overlap": Rule(("tp_overlap",), _float("tp_overlap"),
                        "fraction of TP collectives hidden behind GEMMs, as the source documents it "

@@ -132,11 +132,16 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                             "grad_reduce_in_fp32=False (Megatron-Bridge perf configs): 2 B per parameter and half "
                             "the gradient collective bytes", choices=("fp32", "bf16")),
     "master_weights": ParamSpec("choice", "fp32", "optimizer master copy of 16-bit or lower weights "
-                                "(walls.parallel.optimizer_state_bytes): fp32 = 4 B (Megatron-LM distributed "
-                                "optimizer, FSDP); remainders = 2 B (Apex DistributedFusedAdam "
-                                "store_param_remainders, NeMo 1.x default with bf16); none = 0 B (update "
-                                "applied to the bf16 weights: Apex dtype=bf16, torch AdamW on a bf16 model)",
-                                choices=("fp32", "remainders", "none")),
+                                "(walls.parallel.optimizer_state_bytes): fp32 = 4 B beside persistent 16-bit "
+                                "weights (Megatron-LM distributed optimizer, Megatron-FSDP, DeepSpeed); "
+                                "remainders = 2 B (Apex DistributedFusedAdam store_param_remainders, NeMo 1.x "
+                                "default with bf16); none = 0 B (update applied to the bf16 weights: Apex "
+                                "dtype=bf16, torch AdamW on a bf16 model); fp32_param = 4 B, the fp32 parameter "
+                                "itself (PyTorch FSDP1/FSDP2 mixed precision on an fp32 model, MaxText fp32 "
+                                "weights): no persistent 16-bit copy, so ZeRO-3 holds 16 B per parameter (4 "
+                                "param + 4 grad in its dtype + 8 Adam) plus the gathered 16-bit units, and the "
+                                "optimizer step writes no 16-bit weight [FSDP16]",
+                                choices=("fp32", "remainders", "none", "fp32_param")),
     "optimizer_moments": ParamSpec("choice", "fp32", "Adam m and v precision: fp32 = 8 B, bf16 = 4 B per "
                                    "parameter (Megatron-Core precision-aware optimizer exp_avg_dtype; torch "
                                    "AdamW on bf16 parameters)", choices=("fp32", "bf16")),

@@ -47,8 +47,9 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       (shard_group or dp·cp: CP ranks hold the same weights; experts: at most dp·cp/ep); bytes per param
       from walls.parallel (bf16: 2 + 4 + 12 = 18, Megatron-LM distrib_optimizer.md; optimizer =
       master_weights + optimizer_moments [walls.parallel.optimizer_state_bytes], e.g. NeMo 1.x
-      Apex remainders 2 + 8, a pure-bf16 AdamW 0 + 4).  ZeRO-3 holds two gathered layers
-      (current + prefetch).
+      Apex remainders 2 + 8, a pure-bf16 AdamW 0 + 4; master_weights = fp32_param, PyTorch FSDP on an
+      fp32 model: no persistent 16-bit weights at ZeRO-3 and fp32 gradient shards, 4 + 4 + 8 = 16, see
+      setup FSDP16).  ZeRO-3 holds two gathered layers (current + prefetch).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
       selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:

@@ -47,6 +47,7 @@ BF16_GRADS = TRAINING_PARAMS["main_grads"].choices.index("bf16")
 LOSS_GATHERED = TRAINING_PARAMS["loss_parallel"].choices.index("off")
 SYNC_LAST = TRAINING_PARAMS["grad_sync"].choices.index("last")
 EMB_REPLICATED = TRAINING_PARAMS["tp_embedding"].choices.index("replicated")   # KEMPNER2
+FP32_PARAM_MASTER = TRAINING_PARAMS["master_weights"].choices.index("fp32_param")   # FSDP16
 ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in its reduce_dtype, float32
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
@@ -220,8 +221,25 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     act_scale, gather_b = (_table(t, prec, one.dtype) * one for t in (parallel.ACTIVATION_SCALE, parallel.PARAM_GATHER_BYTES))
     # main_grads = bf16 (Megatron-Core grad_reduce_in_fp32=False): 16-bit grad buffer and reductions
     gbytes = jnp.where(jnp.asarray(p.main_grads) == BF16_GRADS, jnp.minimum(gbytes, 2.0), gbytes)
-    # optimizer state = master copy (fp32 / remainders / none) + Adam moments (fp32 / bf16) [memory()]
+    # optimizer state = master copy (fp32 / remainders / none / fp32_param) + Adam moments (fp32 / bf16) [memory()]
     ob = parallel.optimizer_state_bytes(wb, p.master_weights, p.optimizer_moments) * one
+    # FSDP16: master_weights = fp32_param -- the fp32 parameter is the master and the only persistent weight
+    # (PyTorch FSDP2, torch/distributed/fsdp/_fully_shard/_fsdp_param.py @010ae4a: the sharded parameter keeps
+    # orig_dtype, all_gather_inputs casts it to param_dtype, free_unsharded_param frees the gathered copy, and
+    # ShardedState.SHARDED is 'the only contributor to parameter memory'; MixedPrecisionPolicy (_fsdp_api.py
+    # @01d5c2c): 'does not require any extra memory to keep a high-precision copy of the parameters for the
+    # optimizer step'; FSDP1, _flat_param.py @01caf79: _local_shard holds the sharded flat parameter, _mp_shard the
+    # low-precision shard only between pre_unshard and post_unshard's _free_low_precision_sharded_param).  Its
+    # gradient shard has the parameter's dtype whatever reduce_dtype is (FSDP2 foreach_reduce casts the reduce
+    # output to orig_dtype, _fsdp_collectives.py @010ae4a; FSDP1 _cast_grad_to_param_dtype).  So at ZeRO-3 the
+    # 16-bit weights are only the gathered units (gather_buf below): 4 (param, counted as the master in ob) + 4
+    # (grad) + 8 (Adam) = 16 B per sharded parameter where Megatron's distributed optimizer and Megatron-FSDP
+    # keep 2 + 4 + 12 = 18 (their model_weight_buffer).  ZeRO <= 2 keeps its unsharded 16-bit weights: FSDP's
+    # SHARD_GRAD_OP / reshard_after_forward=False holds the gathered parameters from the forward to the backward.
+    # fp32 weights (wb = 4) are their own master already: no change.
+    param_master = (jnp.asarray(p.master_weights) == FP32_PARAM_MASTER) & (wb < 4.0)
+    wb_state = jnp.where(param_master & (zs > 2.5), 0.0, wb)   # persistent weight bytes per parameter
+    gb_state = jnp.where(param_master, 4.0, gbytes)             # stored gradient bytes per parameter
 
     # DSV3: the core's GEMMs are core_head_dim wide per head (MLA: Q·Kᵀ over 128 + 64, P·V over 128; = head_dim
     # for MHA/GQA) [catalog/shapes.py]; MTP (DeepSeek-V3 §2.2): mtp_layers more blocks, each with its projection
@@ -315,7 +333,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
     expert_shard = jnp.minimum(shard, floor_pos(dpc / ep, 1.0))
-    kw = dict(weight_bytes_per_param=wb, grad_bytes_per_param=gbytes, optimizer_bytes_per_param=ob, zero_stage=zs)
+    kw = dict(weight_bytes_per_param=wb_state, grad_bytes_per_param=gb_state, optimizer_bytes_per_param=ob,
+              zero_stage=zs)
     m_sh = node.training_memory(shared_rank, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
     gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
@@ -330,8 +349,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
     # the optimizer step: one memory-bound pass over the rank's optimizer shard, exposed [walls.parallel]
     moments_b = jnp.asarray(parallel.MOMENT_BYTES, one.dtype)[jnp.asarray(p.optimizer_moments, jnp.int32)]
-    opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gbytes, wb,
-                                                   moments_b, p.optimizer_kernel) / c.mem_bw
+    # (FSDP16: with fp32_param the update is in place on the fp32 shard, no 16-bit weight is written: w = 0)
+    opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gb_state,
+                                                   jnp.where(param_master, 0.0, wb), moments_b,
+                                                   p.optimizer_kernel) / c.mem_bw
     links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                  bw_intra_ring=c.bw_up_ring)
     sh_grad = shared_rank / (tp * pp)

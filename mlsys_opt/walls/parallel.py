@@ -42,16 +42,20 @@ ACTIVATION_SCALE = (2.0, 2.0, 1.0, 1.0, 1.0, 1.0)
 PARAM_GATHER_BYTES = (4.0, 4.0, 2.0, 2.0, 2.0, 2.0)   # dtype of the ZeRO/FSDP parameter all-gather (bf16)
 # Optimizer state of Adam, split as the frameworks configure it (scenario parameters master_weights and
 # optimizer_moments; OPTIMIZER_BYTES above is the default fp32 + fp32 = 4 + 8):
-# - master copy per choice ("fp32", "remainders", "none"): fp32 4 B (Megatron-LM distributed optimizer,
-#   DeepSpeed, FSDP with fp32 sharded params); remainders 2 B: Apex DistributedFusedAdam
+# - master copy per choice ("fp32", "remainders", "none", "fp32_param"): fp32 4 B, a separate fp32 copy
+#   next to persistent 16-bit weights (Megatron-LM distributed optimizer, Megatron-FSDP's main_weight_buffer
+#   beside its model_weight_buffer, DeepSpeed); remainders 2 B: Apex DistributedFusedAdam
 #   store_param_remainders keeps only the low 16 bits of the fp32 master next to the bf16 weight (NeMo 1.x
 #   turns it on for bf16 O2 with an fp32 optimizer: megatron_base_model.py setup_optimization); none 0 B:
 #   the update is applied to the 16-bit weights themselves (Apex dtype=bf16 -> store_params=False; a
-#   torch.optim.AdamW on a model cast to bf16; Gopher's bf16 parameters, Rae et al. 2021 App. C).  Zero
+#   torch.optim.AdamW on a model cast to bf16; Gopher's bf16 parameters, Rae et al. 2021 App. C);
+#   fp32_param 4 B: the fp32 parameter itself is the master and the only persistent weight, the 16-bit
+#   weights exist only as cast copies while a unit is gathered (PyTorch FSDP1/FSDP2 mixed precision, MaxText
+#   fp32 weights; the scenario drops the persistent 16-bit shard at ZeRO-3, training_setup FSDP16).  Zero
 #   when the weights are fp32 already (they are the master).
 # - Adam moments m, v per choice ("fp32", "bf16"): 8 or 4 B (Megatron-Core precision-aware optimizer
 #   exp_avg_dtype / exp_avg_sq_dtype; torch AdamW keeps them in the parameter dtype).
-MASTER_WEIGHT_BYTES = (4.0, 2.0, 0.0)
+MASTER_WEIGHT_BYTES = (4.0, 2.0, 0.0, 4.0)
 MOMENT_BYTES = (8.0, 4.0)
 
 
@@ -304,15 +308,18 @@ def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
 def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> Array:
     """Adam optimizer-state bytes per parameter: master copy + moments, o = [w < 4]·M[master] + V[moments].
 
-    M = MASTER_WEIGHT_BYTES (fp32 4, remainders 2, none 0), V = MOMENT_BYTES (fp32 8, bf16 4);
-    weights stored at 4 B (fp32/tf32 training) are their own master (M counts 0).  Codes index
-    the scenario choices master_weights ("fp32", "remainders", "none") and optimizer_moments
-    ("fp32", "bf16").  Sources: Megatron-LM docs distrib_optimizer.md (fp32 master + m + v =
+    M = MASTER_WEIGHT_BYTES (fp32 4, remainders 2, none 0, fp32_param 4), V = MOMENT_BYTES (fp32 8,
+    bf16 4); weights stored at 4 B (fp32/tf32 training) are their own master (M counts 0).  Codes index
+    the scenario choices master_weights ("fp32", "remainders", "none", "fp32_param") and optimizer_moments
+    ("fp32", "bf16"); fp32_param (the fp32 parameter is the master: PyTorch FSDP mixed precision) has the
+    same optimizer bytes as fp32, the difference is the weights the scenario keeps (training_setup, FSDP16).
+    Sources: Megatron-LM docs distrib_optimizer.md (fp32 master + m + v =
     12 B), Apex contrib DistributedFusedAdam (store_param_remainders: "store bits required to
     reconstruct FP32 params"; dtype = optimizer-state dtype), Megatron-Core precision-aware
     optimizer (exp_avg_dtype, exp_avg_sq_dtype), Rae et al. 2021 App. C (Gopher: bf16 parameters
     and fp32 Adam state: 'occupy 2.5 TiB' for 280B = 2 + 8 B per parameter, gradients not counted).
-    Examples: bf16 weights (2 B), fp32/fp32: 12; remainders/fp32: 10; none/bf16: 4; fp32 weights: 8.
+    Examples: bf16 weights (2 B), fp32/fp32: 12; remainders/fp32: 10; none/bf16: 4; fp32_param/fp32: 12;
+    fp32 weights: 8.
     Units: bytes per parameter; codes are ints (may be arrays).
     """
     (w,) = _f(weight_bytes_per_param)
