@@ -49,7 +49,8 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       master_weights + optimizer_moments [walls.parallel.optimizer_state_bytes], e.g. NeMo 1.x
       Apex remainders 2 + 8, a pure-bf16 AdamW 0 + 4; master_weights = fp32_param, PyTorch FSDP on an
       fp32 model: no persistent 16-bit weights at ZeRO-3 and fp32 gradient shards, 4 + 4 + 8 = 16, see
-      setup FSDP16).  ZeRO-3 holds two gathered layers (current + prefetch).
+      setup FSDP16).  ZeRO-3 holds two gathered layers (current + prefetch), in the all-gather dtype with
+      fp32_param (bf16 for fp8 too: torchao's float8 all-gather is off by default).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
       selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:
@@ -61,7 +62,11 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 / 8 B
       per logit for loss_kernel fused / torch / megatron / torch16, 16 for torch on a vocabulary shard (DTensor
       loss_parallel) [walls.algorithm.cross_entropy_peak_bytes] (the loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
-      full recomputation still holds one layer's activations during its backward).  With grad_sync = last
+      full recomputation still holds one layer's activations during its backward); with master_weights =
+      fp32_param at ZeRO-3 (PyTorch FSDP) the layer's backward adds n_u·(2 + r): the unit's unsharded 16-bit
+      gradients and the previous unit's reduce-scatter input in the reduce dtype (r = 4, or 2 with main_grads =
+      bf16), n_u = params per rank and unit [walls.parallel.fsdp_backward_buffer_bytes; FSDP16], so the transient
+      is max(loss, b·layer + n_u·(2 + r)).  With grad_sync = last
       and M > 1 the stage's unsharded gradients in fp32 (4·P/(tp·pp), FSDP2 no_sync) take the place of the
       gradient shards (written only by the last micro-batch's reduce-scatter).  Layers per stage: L/pp, or with
       stage_balance = on the first stage's (L + 2)/pp - 1 (Llama 3 §3.3.2, see setup); with
@@ -81,7 +86,9 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     act = per_layer * parallel.offload_resident_layers(s.layers_first, k, in_flight)
     # MEMPEAK: the transient peak on top of states and stored activations, the larger of the loss's buffers when
     # the backward starts and (full recomputation) one rematerialised layer during its backward
-    transient = b * jnp.maximum(s.s_loc * s.loss_peak_bytes_per_token, s.recompute_seq_layer)
+    # (FSDP16: PyTorch FSDP's per-unit gradient buffers belong to the layers' backward, with the rematerialised layer)
+    transient = jnp.maximum(b * s.s_loc * s.loss_peak_bytes_per_token,
+                            b * s.recompute_seq_layer + s.fsdp_backward_bytes)
     # MEMPEAK: grad_sync = last, the unsharded fp32 gradients accumulated over the step's micro-batches
     states = states + jnp.where(mb > 1.5, s.accumulated_grad_bytes, 0.0)
     total = jnp.where(c.wafer, act + 2.0 * s.w_shard / s.layers_stage, states + act + transient)
@@ -213,14 +220,15 @@ def reliability(p, c: Common, s: Setup, step_s) -> Reliability:
 
     Per-GPU MTBF: 3600/failure_rate_per_gpu_hour when the rate is > 0, else the catalog's;
     cluster MTBF = MTBF/N [fleet.cluster_mtbf_s]; checkpoint = P·(param gather bytes +
-    optimizer bytes) at checkpoint_bw; τ = interval or Young-Daly; time = steps·step/goodput
+    optimizer bytes) at checkpoint_bw (fp32_param: P·optimizer bytes, the fp32 parameter is the master;
+    FSDP16); τ = interval or Young-Daly; time = steps·step/goodput
     (capped at node.UNBOUNDED); expected_interruptions = time / cluster MTBF
     [fleet.expected_failures] (Llama 3 paper §3.3.4: 419 in 54 days on 16,384 H100s).
     """
     rate = p.failure_rate_per_gpu_hour
     mtbf_gpu = jnp.where(rate > 0, 3600.0 / floor_pos(rate, 1e-30), c.mtbf)
     mtbf = fleet.cluster_mtbf_s(mtbf_gpu, s.n)
-    ckpt_s = c.n_params * (s.gather_b + s.ob) / floor_pos(p.checkpoint_bw, 1.0)
+    ckpt_s = c.n_params * s.ckpt_bytes_per_param / floor_pos(p.checkpoint_bw, 1.0)
     tau = jnp.where(p.checkpoint_interval > 0, p.checkpoint_interval, ops.young_daly_interval_s(ckpt_s, mtbf))
     good = ops.goodput(tau, ckpt_s, mtbf, recovery_s=p.recovery)
     time = jnp.minimum(s.steps * step_s / good, node.UNBOUNDED)

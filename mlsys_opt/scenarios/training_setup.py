@@ -89,6 +89,8 @@ class Setup(NamedTuple):
     accumulated_grad_bytes: Array  # MEMPEAK: grad_sync = last, unsharded fp32 gradients less the shards, when M > 1, B
     recompute_seq_layer: Array  # MEMPEAK: one layer's rematerialised activations per sequence (full recompute), B
     tp_fp8_sync_s: Array     # FP8TP: float8 TP amax all-reduce waits per block and micro-batch, s (0 without)
+    fsdp_backward_bytes: Array  # FSDP16: PyTorch FSDP's per-unit gradient buffers in a layer's backward, B
+    ckpt_bytes_per_param: Array  # FSDP16: checkpointed bytes per parameter (weights + optimizer state)
 
 
 def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepspeed_engine: bool = True,
@@ -337,7 +339,20 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
               zero_stage=zs)
     m_sh = node.training_memory(shared_rank, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
-    gather_buf = jnp.where(zs > 2.5, 2.0 * w_shard / (layers / pp), 0.0)
+    # ZeRO-3 holds two gathered units (current + prefetched), L/pp units a stage.  FSDP16: with fp32_param (PyTorch
+    # FSDP) they are gathered in the all-gather dtype (gather_b: bf16 for fp8 too, torchao Float8Linear casts the
+    # gathered bf16 weight itself unless Float8LinearConfig.enable_fsdp_float8_all_gather, off by default: torchtitan
+    # @9dec370 --float8.enable_fsdp_float8_all_gather is store_true), not at the fp8 recipe's 3 B (bf16 + TE cache)
+    unit_params = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) / (layers / pp)
+    unit_w = unit_params * jnp.where(param_master, gather_b, wb)
+    gather_buf = jnp.where(zs > 2.5, 2.0 * unit_w, 0.0)
+    # FSDP16: PyTorch FSDP's backward also holds, at the end of a unit's backward, the unit's unsharded gradients
+    # (param dtype, gather_b) and the previous unit's reduce-scatter input (reduce dtype: fp32, or bf16 with
+    # main_grads = bf16), kept in reduce_scatter_state until this unit's post_backward [walls.parallel.
+    # fsdp_backward_buffer_bytes; memory(): a transient of the layers' backward, not of the loss's].  (MaxText rows
+    # share fp32_param; XLA schedules its own gradient buffers, not read, and none of them publishes a peak)
+    fsdp_bwd = jnp.where(param_master & (zs > 2.5),
+                         parallel.fsdp_backward_buffer_bytes(unit_params, gather_b, gbytes), 0.0)
     # MEMPEAK (issue 12): grad_sync = last keeps the stage's unsharded gradients, in fp32, between micro-batches
     # (ZeRO 0-1 hold unsharded gradients anyway) [memory(): only when M > 1]; their shards do not exist until the
     # last micro-batch's reduce-scatter writes them (zero_grad(set_to_none=True) freed the last step's), so the
@@ -347,6 +362,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                                         - m_sh.gradients_bytes - m_ex.gradients_bytes, 0.0), 0.0)
     states = (m_sh.weights_bytes + m_sh.gradients_bytes + m_sh.optimizer_bytes + m_ex.weights_bytes
               + m_ex.gradients_bytes + m_ex.optimizer_bytes + gather_buf)
+    # FSDP16: a checkpoint holds the weights and the optimizer state: gather_b (16-bit weights) + ob, or with
+    # fp32_param only ob, whose 4-byte master is the fp32 parameter itself (torchtitan's DCP saves the model's fp32
+    # sharded state_dict and AdamW's exp_avg / exp_avg_sq: 12 B) [reliability()]
+    ckpt_b = jnp.where(param_master, 0.0, gather_b) + ob
     # the optimizer step: one memory-bound pass over the rank's optimizer shard, exposed [walls.parallel]
     moments_b = jnp.asarray(parallel.MOMENT_BYTES, one.dtype)[jnp.asarray(p.optimizer_moments, jnp.int32)]
     # (FSDP16: with fp32_param the update is in place on the fp32 shard, no 16-bit weight is written: w = 0)
@@ -428,4 +447,5 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,
                  loss_bytes_per_token=loss_tok, kv_width=kv_width, ep_layers_stage=ep_layers_stage,
                  ep_layer_frac=ep_layer_frac, ep_alt_layers=ep_alt_layers,   # DSV3EP
-                 tp_fp8_sync_s=tp_fp8_sync)   # FP8TP
+                 tp_fp8_sync_s=tp_fp8_sync,   # FP8TP
+                 fsdp_backward_bytes=fsdp_bwd, ckpt_bytes_per_param=ckpt_b)   # FSDP16

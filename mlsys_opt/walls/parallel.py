@@ -328,6 +328,30 @@ def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> 
     return jnp.where(w >= 4.0, 0.0, master) + moments
 
 
+def fsdp_backward_buffer_bytes(unit_params, param_bytes, reduce_bytes) -> Array:
+    """Per-unit gradient buffers of PyTorch FSDP's backward beyond its gathered parameters, bytes.
+
+    B = n_u·(p + r): at the end of a unit's backward the autograd gradients of its unsharded parameters
+    (param_dtype, p B each) are alive next to the previous unit's reduce-scatter input (reduce_dtype, r B
+    each), which FSDP keeps until this unit's post-backward; the unit's own gathered weights and the
+    prefetched next unit are the two gathered units counted apart.
+    Source (FSDP2): torch/distributed/fsdp/_fully_shard/_fsdp_collectives.py foreach_reduce allocates
+    ``reduce_scatter_input = torch.empty(..., dtype=reduce_dtype)`` in the compute stream, copies the
+    unsharded gradients in (foreach_reduce_scatter_copy_in) and only then clears them; it returns the
+    input, which FSDPParamGroup.post_backward (_fsdp_param_group.py) keeps as
+    ``comm_ctx.reduce_scatter_state`` until the next unit's post_backward waits on its event and drops it
+    (before allocating its own); pre_backward prefetches the next unit (_backward_prefetch).  Read at
+    _fsdp_collectives.py @010ae4a and _fsdp_param_group.py @002a76f; a torch-2.6-era copy (Dec 2024, the
+    torchtitan benchmark's nightly 1963fc8: typing.List signatures, foreach_reduce returning the input as the
+    first of six) has the same order.
+    Example: a Llama-3-8B layer (n_u = 218,112,000: 2·4096² + 2·4096·1024 + 3·4096·14336 + 2·4096) with
+    bf16 parameters and fp32 reduction: 218.112e6·(2 + 4) = 1.3087e9 B (1.22 GiB).
+    Units: n_u parameters per rank; bytes per parameter; all may be arrays.
+    """
+    n, pb, rb = _f(unit_params, param_bytes, reduce_bytes)
+    return n * (pb + rb)
+
+
 # optimizer_kernel choices (training schema): one fused kernel, or PyTorch's multi-tensor (foreach) AdamW
 OPTIMIZER_KERNELS = ("fused", "foreach")
 
@@ -454,6 +478,7 @@ __all__ = [
     "data_parallel_times",
     "exposed",
     "flat_ring_bytes_s",
+    "fsdp_backward_buffer_bytes",
     "hierarchical_reduce_scatter",
     "interleaved_activation_factor",
     "low_precision_activation_scale",
