@@ -102,7 +102,7 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  accelerators_per_node=np.where(rng.uniform(size=n) < 0.5, 0, rng.choice([2, 4, 8], n)),
                  pipeline_engine=rng.integers(0, 2, n),
                  attention_kernel=rng.integers(0, 2, n), optimizer_kernel=rng.integers(0, 2, n),
-                 loss_parallel=rng.integers(0, 2, n), grad_sync=rng.integers(0, 2, n),
+                 loss_parallel=rng.integers(0, 2, n), grad_sync=rng.integers(0, 2, n), fsdp_runtime=rng.integers(0, 2, n),
                  tp_embedding=rng.integers(0, 2, n))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:

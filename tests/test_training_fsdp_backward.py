@@ -1,5 +1,5 @@
-"""PyTorch FSDP's backward buffers, its gathered-unit dtype and its checkpoint bytes (FSDP16, master_weights =
-fp32_param).
+"""PyTorch FSDP2's backward buffers and gathered-unit dtype (fsdp_runtime = torch_fsdp2) and the checkpoint bytes of
+master_weights = fp32_param (FSDP16).
 
 - At the end of a unit's backward FSDP2 holds the unit's unsharded gradients (param_dtype, 2 B) and the previous
   unit's reduce-scatter input (reduce_dtype: 4 B in fp32, 2 in bf16), kept in ``reduce_scatter_state`` until this
@@ -32,6 +32,7 @@ TRAIN = jax.jit(training)
 PAD = 8
 MASTER = S.schema.TRAINING_PARAMS["master_weights"].choices
 FP32_PARAM, FP32_MASTER = MASTER.index("fp32_param"), MASTER.index("fp32")
+FSDP2 = S.schema.TRAINING_PARAMS["fsdp_runtime"].choices.index("torch_fsdp2")
 BF16_GRADS = S.schema.TRAINING_PARAMS["main_grads"].choices.index("bf16")
 FUSED_LOSS = S.schema.TRAINING_PARAMS["loss_kernel"].choices.index("fused")
 FP8 = PRECISIONS.index("fp8")
@@ -57,13 +58,14 @@ def test_fsdp_backward_buffer_reference_value():
 
 
 def _rows():
-    return [llama(master_weights=FP32_MASTER),                         # 0 Megatron-style: no FSDP buffers
-            llama(master_weights=FP32_PARAM),                          # 1 PyTorch FSDP: + n_u·(2 + 4)
-            llama(master_weights=FP32_PARAM, main_grads=BF16_GRADS),   # 2 reduce_dtype bf16: + n_u·(2 + 2)
-            llama(master_weights=FP32_PARAM, zero_stage=2),            # 3 ZeRO-2: no gathered units, no term
-            llama(master_weights=FP32_PARAM, seq_len=8192),            # 4 the loss's buffers dominate
-            llama(master_weights=FP32_PARAM, precision=FP8),           # 5 fp8: bf16 gathered units
-            llama(master_weights=FP32_MASTER, precision=FP8)]          # 6 TE fp8: 3 B gathered units
+    f = dict(master_weights=FP32_PARAM, fsdp_runtime=FSDP2)
+    return [llama(master_weights=FP32_PARAM),                  # 0 another runtime (MaxText, FSDP1): no FSDP2 buffers
+            llama(**f),                                        # 1 PyTorch FSDP2: + n_u·(2 + 4)
+            llama(**f, main_grads=BF16_GRADS),                 # 2 reduce_dtype bf16: + n_u·(2 + 2)
+            llama(**f, zero_stage=2),                          # 3 ZeRO-2: no gathered units, no term
+            llama(**f, seq_len=8192),                          # 4 the loss's buffers dominate
+            llama(**f, precision=FP8),                         # 5 fp8 under FSDP2: bf16 gathered units
+            llama(master_weights=FP32_PARAM, precision=FP8)]   # 6 another runtime: 3 B gathered units (TE recipe)
 
 
 def test_fsdp_backward_buffers_in_the_layers_backward():
@@ -75,17 +77,18 @@ def test_fsdp_backward_buffers_in_the_layers_backward():
     assert 6.0 * UNIT == pytest.approx(1.506e9, rel=2e-3)
     transient = np.asarray(mem.total_bytes - mem.states_bytes)
     loss = np.asarray(s.loss_peak_bytes_per_token * s.s_loc)       # b = 1, no recomputation
-    # rows 0 and 1 store the same activations: their transients differ by (FSDP buffers - the loss's)
+    # rows 0 and 1 store the same activations and states: their transients differ by (FSDP2 buffers - the loss's)
     assert loss[1] < fb[1]
     assert transient[1] - transient[0] == pytest.approx(fb[1] - loss[0], rel=1e-9)
     # at 8192 tokens the loss's buffers (8192·4·V = 4.2 GB) exceed them: the total is unchanged by the term
     assert loss[4] > fb[4]
-    _, _, _, mem_a, *_ = breakdown([llama(master_weights=FP32_MASTER, seq_len=8192)], PAD, T64)
+    _, _, _, mem_a, *_ = breakdown([llama(master_weights=FP32_PARAM, seq_len=8192)], PAD, T64)
     assert transient[4] == pytest.approx(float(mem_a.total_bytes[0] - mem_a.states_bytes[0]), rel=1e-12)
     # fp8 under FSDP: two units gathered in bf16 (2 B), not 3 B
     states = np.asarray(s.states_bytes)
     assert states[5] == pytest.approx(16.0 * P / 8.0 + 2.0 * 2.0 * UNIT, rel=1e-12)
-    assert states[6] == pytest.approx(3.0 * P / 8.0 + 16.0 * P / 8.0 + 2.0 * 3.0 * UNIT, rel=1e-12)
+    assert states[6] == pytest.approx(16.0 * P / 8.0 + 2.0 * 3.0 * UNIT, rel=1e-12)
+    assert states[1] == states[0]      # bf16: the same gathered bytes, the same states
 
 
 def test_fp32_param_checkpoint_bytes():
@@ -103,7 +106,7 @@ def test_batched_equals_scalar():
 
 def test_memory_gradient_wrt_tp_where_the_buffers_bind():
     """d memory / d tp (tp as a float) with the FSDP buffers binding: jax.grad vs central differences."""
-    p0 = S.params_from_dict("training", llama(tp=2, master_weights=FP32_PARAM))
+    p0 = S.params_from_dict("training", llama(tp=2, master_weights=FP32_PARAM, fsdp_runtime=FSDP2))
     vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
     x0, h = 2.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])

@@ -230,6 +230,8 @@ TRAINING_MAP: dict[str, Rule] = {
     "grad_sync": Rule(("grad_sync",), _same("grad_sync"),
                       "micro_batch | last: sharded gradients reduced after every micro-batch, or only after the "
                       "last with the unsharded gradients accumulated in fp32 in between (FSDP2 no_sync)"),
+    "fsdp_runtime": Rule(("fsdp_runtime",), _same("fsdp_runtime"),
+                         "default | torch_fsdp2: PyTorch FSDP2 (fully_shard) adds its per-unit backward buffers and gathers in the all-gather dtype (FSDP16)"),
     "tp_embedding": Rule(("tp_embedding",), _same("tp_embedding"),
                          "sharded | replicated: the untied token embedding split over the TP ranks, or whole on "
                          "every TP rank (KempnerForge's TP plan)"),

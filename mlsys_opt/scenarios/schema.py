@@ -265,6 +265,17 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                               "state, and its data-parallel gradient traffic, count once per TP rank instead of "
                               "1/tp; no FLOP change (a row gather); no effect at tp = 1 or with tied embeddings",
                               choices=("sharded", "replicated")),
+    # FSDP16: PyTorch FSDP2's transient buffers
+    "fsdp_runtime": ParamSpec("choice", "default", "the ZeRO-3 / FSDP runtime, for its transient memory: default = "
+                              "two gathered units (current + prefetched) at the weight bytes (Megatron-FSDP, "
+                              "DeepSpeed, XLA / MaxText, FSDP1: not read); torch_fsdp2 = PyTorch FSDP2 "
+                              "(fully_shard): the units gathered in the all-gather dtype (bf16 under an fp8 recipe: "
+                              "torchao enable_fsdp_float8_all_gather is off by default), and a layer's backward "
+                              "holds the unit's unsharded param-dtype gradients and the previous unit's "
+                              "reduce-scatter input in the reduce dtype (foreach_reduce, reduce_scatter_state) "
+                              "[walls.parallel.fsdp_backward_buffer_bytes]; memory only, no effect below ZeRO-3 "
+                              "[FSDP16]",
+                              choices=("default", "torch_fsdp2")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

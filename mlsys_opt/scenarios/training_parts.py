@@ -50,7 +50,7 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       Apex remainders 2 + 8, a pure-bf16 AdamW 0 + 4; master_weights = fp32_param, PyTorch FSDP on an
       fp32 model: no persistent 16-bit weights at ZeRO-3 and fp32 gradient shards, 4 + 4 + 8 = 16, see
       setup FSDP16).  ZeRO-3 holds two gathered layers (current + prefetch), in the all-gather dtype with
-      fp32_param (bf16 for fp8 too: torchao's float8 all-gather is off by default).
+      fsdp_runtime = torch_fsdp2 (bf16 for fp8 too: torchao's float8 all-gather is off by default).
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
       selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:
@@ -62,8 +62,8 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 / 8 B
       per logit for loss_kernel fused / torch / megatron / torch16, 16 for torch on a vocabulary shard (DTensor
       loss_parallel) [walls.algorithm.cross_entropy_peak_bytes] (the loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
-      full recomputation still holds one layer's activations during its backward); with master_weights =
-      fp32_param at ZeRO-3 (PyTorch FSDP) the layer's backward adds n_u·(2 + r): the unit's unsharded 16-bit
+      full recomputation still holds one layer's activations during its backward); with fsdp_runtime =
+      torch_fsdp2 at ZeRO-3 (PyTorch FSDP2) the layer's backward adds n_u·(2 + r): the unit's unsharded 16-bit
       gradients and the previous unit's reduce-scatter input in the reduce dtype (r = 4, or 2 with main_grads =
       bf16), n_u = params per rank and unit [walls.parallel.fsdp_backward_buffer_bytes; FSDP16], so the transient
       is max(loss, b·layer + n_u·(2 + r)).  With grad_sync = last
@@ -86,7 +86,7 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     act = per_layer * parallel.offload_resident_layers(s.layers_first, k, in_flight)
     # MEMPEAK: the transient peak on top of states and stored activations, the larger of the loss's buffers when
     # the backward starts and (full recomputation) one rematerialised layer during its backward
-    # (FSDP16: PyTorch FSDP's per-unit gradient buffers belong to the layers' backward, with the rematerialised layer)
+    # (FSDP16: FSDP2's per-unit gradient buffers belong to the layers' backward, with the rematerialised layer)
     transient = jnp.maximum(b * s.s_loc * s.loss_peak_bytes_per_token,
                             b * s.recompute_seq_layer + s.fsdp_backward_bytes)
     # MEMPEAK: grad_sync = last, the unsharded fp32 gradients accumulated over the step's micro-batches

@@ -48,6 +48,7 @@ LOSS_GATHERED = TRAINING_PARAMS["loss_parallel"].choices.index("off")
 SYNC_LAST = TRAINING_PARAMS["grad_sync"].choices.index("last")
 EMB_REPLICATED = TRAINING_PARAMS["tp_embedding"].choices.index("replicated")   # KEMPNER2
 FP32_PARAM_MASTER = TRAINING_PARAMS["master_weights"].choices.index("fp32_param")   # FSDP16
+TORCH_FSDP2 = TRAINING_PARAMS["fsdp_runtime"].choices.index("torch_fsdp2")   # FSDP16
 ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in its reduce_dtype, float32
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
@@ -89,7 +90,7 @@ class Setup(NamedTuple):
     accumulated_grad_bytes: Array  # MEMPEAK: grad_sync = last, unsharded fp32 gradients less the shards, when M > 1, B
     recompute_seq_layer: Array  # MEMPEAK: one layer's rematerialised activations per sequence (full recompute), B
     tp_fp8_sync_s: Array     # FP8TP: float8 TP amax all-reduce waits per block and micro-batch, s (0 without)
-    fsdp_backward_bytes: Array  # FSDP16: PyTorch FSDP's per-unit gradient buffers in a layer's backward, B
+    fsdp_backward_bytes: Array  # FSDP16: FSDP2's per-unit gradient buffers in a layer's backward (torch_fsdp2), B
     ckpt_bytes_per_param: Array  # FSDP16: checkpointed bytes per parameter (weights + optimizer state)
 
 
@@ -339,20 +340,20 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
               zero_stage=zs)
     m_sh = node.training_memory(shared_rank, 0.0, shard_factor=tp * pp, dp=shard, **kw)
     m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
-    # ZeRO-3 holds two gathered units (current + prefetched), L/pp units a stage.  FSDP16: with fp32_param (PyTorch
-    # FSDP) they are gathered in the all-gather dtype (gather_b: bf16 for fp8 too, torchao Float8Linear casts the
+    # ZeRO-3 holds two gathered units (current + prefetched), L/pp units a stage.  FSDP16: fsdp_runtime = torch_fsdp2
+    # (PyTorch FSDP2) gathers them in the all-gather dtype (gather_b: bf16 for fp8 too, torchao Float8Linear casts the
     # gathered bf16 weight itself unless Float8LinearConfig.enable_fsdp_float8_all_gather, off by default: torchtitan
     # @9dec370 --float8.enable_fsdp_float8_all_gather is store_true), not at the fp8 recipe's 3 B (bf16 + TE cache)
+    fsdp2 = (jnp.asarray(p.fsdp_runtime) == TORCH_FSDP2) & (zs > 2.5)
     unit_params = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) / (layers / pp)
-    unit_w = unit_params * jnp.where(param_master, gather_b, wb)
+    unit_w = unit_params * jnp.where(fsdp2, gather_b, wb)
     gather_buf = jnp.where(zs > 2.5, 2.0 * unit_w, 0.0)
-    # FSDP16: PyTorch FSDP's backward also holds, at the end of a unit's backward, the unit's unsharded gradients
-    # (param dtype, gather_b) and the previous unit's reduce-scatter input (reduce dtype: fp32, or bf16 with
-    # main_grads = bf16), kept in reduce_scatter_state until this unit's post_backward [walls.parallel.
-    # fsdp_backward_buffer_bytes; memory(): a transient of the layers' backward, not of the loss's].  (MaxText rows
-    # share fp32_param; XLA schedules its own gradient buffers, not read, and none of them publishes a peak)
-    fsdp_bwd = jnp.where(param_master & (zs > 2.5),
-                         parallel.fsdp_backward_buffer_bytes(unit_params, gather_b, gbytes), 0.0)
+    # FSDP16: FSDP2's backward also holds, at the end of a unit's backward, the unit's unsharded gradients (param
+    # dtype, gather_b) and the previous unit's reduce-scatter input (reduce dtype: fp32, or bf16 with main_grads =
+    # bf16), kept in reduce_scatter_state until this unit's post_backward [walls.parallel.fsdp_backward_buffer_bytes;
+    # memory(): a transient of the layers' backward, not of the loss's].  Not for the other runtimes: XLA schedules
+    # its own buffers (MaxText's v5e rows, which ran in 16 GB, would not fit with them), FSDP1 not read
+    fsdp_bwd = jnp.where(fsdp2, parallel.fsdp_backward_buffer_bytes(unit_params, gather_b, gbytes), 0.0)
     # MEMPEAK (issue 12): grad_sync = last keeps the stage's unsharded gradients, in fp32, between micro-batches
     # (ZeRO 0-1 hold unsharded gradients anyway) [memory(): only when M > 1]; their shards do not exist until the
     # last micro-batch's reduce-scatter writes them (zero_grad(set_to_none=True) freed the last step's), so the
