@@ -12,7 +12,10 @@ on its own (tests/test_engine_step.py) like ``pareto.py``'s functions:
 4. the exact front: :func:`prefilter` (drop lanes beaten by front anchors),
    :func:`refine` (anchors from the chunk's own front when many lanes
    survive), :func:`merge_survivors` (compacted survivors merged M at a time
-   with ``pareto.merge_fronts``).
+   with ``pareto.merge_fronts``);
+5. :func:`update_near_miss`: while no lane so far is feasible, the least-violating
+   lane (:func:`total_violation`) and per constraint the lane closest to meeting it
+   (skipped by a ``lax.cond`` from the first feasible lane on: a feasible sweep pays one predicate).
 
 Layout: every stage takes the chunk's evaluations as COLUMNS: F, G and aux are
 sequences of [L] vectors, one per objective / constraint / aux column (a tuple
@@ -42,7 +45,7 @@ from jax.sharding import PartitionSpec as P
 from ..scenarios.parts import materialized
 from ..space import indexing
 from . import pareto
-from .state import BestLists, EngineConfig, Payload, ReducerState
+from .state import BestLists, EngineConfig, NearMissState, Payload, ReducerState
 
 AXIS = "lanes"
 BLOCK = 256                  # front slots compared per merge loop step
@@ -243,6 +246,63 @@ def update_best(best: BestLists, F, G, aux, digits, feas, k_loc: int, *,
     return BestLists(*(pick(x) for x in both))
 
 
+def total_violation(G):
+    """Per lane, the total normalised violation sum_j max(G_j, 0) of the constraint vectors G (n_constr >= 1
+    vectors [L], <= 0 met): 0 for a lane that meets every constraint.  pymoo's constraint violation (CV),
+    and the MOEA/D penalty's sum (``search.pymoo_problem``); the G columns are dimensionless ratios."""
+    v = jnp.maximum(G[0], 0)
+    for g in G[1:]:
+        v = v + jnp.maximum(g, 0)
+    return v
+
+
+def update_near_miss(near: NearMissState, F, G, aux, digits, ok, n_hard: int, *,
+                     gather: Callable = _identity) -> NearMissState:
+    """Fold the chunk's candidates into the near miss (``state.NearMissState``).
+
+    Per device, the least-violating candidate (smallest :func:`total_violation`) and, per constraint j,
+    the candidate with the smallest G_j among those that meet every hard constraint (the first `n_hard`
+    columns) other than j; the first lane on ties.  The devices' picks are all-gathered and picked from
+    the same way (device order is lane order), and replace the carried ones only when strictly
+    smaller, so ties keep the lower configuration index.
+
+    Args:
+      near: the carried state; F, G, aux, digits: column sequences (vectors [L]), n_constr >= 1;
+      ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
+      gather: all-gather over the devices along axis 0 (identity on one device).
+    """
+    m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
+    # the least-violating lane (a candidate's V clamped below +inf, which marks the others)
+    v = jnp.where(ok, jnp.minimum(total_violation(G).astype(dG), jnp.finfo(dG).max), jnp.inf)
+    i = jnp.argmin(v)[None]                                               # [1]
+    # per constraint: the smallest G_j over the candidates meeting the other hard constraints
+    n_bad = sum((G[h] > 0).astype(jnp.int32) for h in range(n_hard)) if n_hard else None
+    keys = []
+    for j in range(m):
+        mask = ok
+        if n_hard:
+            mask = ok & ((n_bad - (G[j] > 0).astype(jnp.int32) if j < n_hard else n_bad) == 0)
+        keys.append(jnp.where(mask, G[j].astype(dG), jnp.inf))
+    K = jnp.stack(keys)                                                   # [m, L]
+    b = jnp.argmin(K, axis=1)                                             # [m]
+    cand = (v[i], rows_at(F, i, dF), rows_at(G, i, dG), rows_at(aux, i, da), rows_at(digits, i, jnp.int32),
+            K[jnp.arange(m), b][None], rows_at(F, b, dF)[None], rows_at(G, b, dG)[None],
+            rows_at(aux, b, da)[None], rows_at(digits, b, jnp.int32)[None])
+    cv, cF, cG, ca, cd, bk, bF, bG, ba, bd = jax.tree_util.tree_map(gather, cand)   # [D, ...]
+    d = jnp.argmin(cv)                                                    # the first device on ties
+    take = cv[d] < near.violation                                         # +inf while none carried
+    pick = lambda new, old: jnp.where(take, new, old)
+    dj = jnp.argmin(bk, axis=0)                                           # [m]
+    cols = jnp.arange(m)
+    kj = bk[dj, cols]
+    tj = jnp.isfinite(kj) & (~near.best_valid | (kj < jnp.diagonal(near.best_G)))
+    pick_j = lambda new, old: jnp.where(tj.reshape((m,) + (1,) * (old.ndim - 1)), new[dj, cols], old)
+    return NearMissState(pick(cv[d], near.violation), pick(cF[d], near.F), pick(cG[d], near.G),
+                         pick(ca[d], near.aux), pick(cd[d], near.digits), near.valid | take,
+                         pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
+                         pick_j(bd, near.best_digits), near.best_valid | tj)
+
+
 def _first_k_by_valid_value_position(val, valid, k: int):
     """Per row of val [r, m]: the positions of its k first entries in (valid first, value, position) order.
 
@@ -314,8 +374,14 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             lambda fr: merge_survivors(fr, F, lane, surv, Payload(G, aux, digits), n_iter, M, gather=gather),
             lambda fr: (fr, jnp.zeros((), bool)), front)
         overflow = state.overflow | ovf
+        near = state.near
+        if cfg.n_constr:             # (no constraints: every finite lane is feasible, nothing to come close to)
+            def fold_near(nm):
+                ok = (lane < n_valid) & all_finite(F, G, lane)
+                return update_near_miss(nm, F, G, aux, digits, ok, cfg.n_hard, gather=gather)
+            near = lax.cond((state.front.n > 0) | (count > 0), lambda nm: nm, fold_near, near)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
-        return ReducerState(front, best, overflow), outs
+        return ReducerState(front, best, overflow, near), outs
 
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
                             check_vma=False)
@@ -324,5 +390,4 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
 
 
 __all__ = ["AXIS", "build_step", "feasibility", "histogram_counts", "merge_survivors", "most_violated", "prefilter",
-           "refine", "rows_at",
-           "update_best"]
+           "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
