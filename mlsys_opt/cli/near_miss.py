@@ -44,8 +44,9 @@ def _limit_rows(space, nm) -> list[dict]:
     return out
 
 
-def near_miss_lines(space, nm) -> list[str]:
-    """The few lines printed after "no feasible configuration" (see the module docstring)."""
+def near_miss_lines(space, nm, *, sampled: bool = False) -> list[str]:
+    """The few lines printed after "no feasible configuration" (see the module docstring); `sampled`: a
+    search's near miss, over the configurations it evaluated rather than the whole space."""
     from ..scenarios import schema
     from ..sweeps.near_miss import g_column
     if not len(nm.least):
@@ -71,8 +72,8 @@ def near_miss_lines(space, nm) -> list[str]:
                          f"{_sense(lim['sense'])} {_limit_text(lim)} allowed ({_overshoot(lim['least_g'], lim)})")
     shown = [lim for lim in limits if lim["least_g"] > 0 or lim["best_g"] is None or lim["best_g"] > 0]
     if shown:
-        lines.append("best value each broken limit reaches (among configurations that meet the structural "
-                     "constraints):")
+        lines.append(f"best value each broken limit reaches (among {'the evaluated ' if sampled else ''}"
+                     "configurations that meet the structural constraints):")
     for lim in shown:
         word = "lowest" if lim["sense"] == "max" else "highest"
         if lim["best_row"] is None:

@@ -202,7 +202,8 @@ def _front_report(args, space, front, *, header: list[str], table_path, figure_p
                  "(loosen [constraints] or widen the axes)")
             if near is not None:
                 from ..near_miss import near_miss_lines
-                for line in near_miss_lines(space, near):
+                sampled = kind == "search" and not getattr(result, "exhaustive", False)
+                for line in near_miss_lines(space, near, sampled=sampled):
                     _out(line)
         if files:
             _out()
