@@ -60,11 +60,6 @@ def near_miss_lines(space, nm, *, sampled: bool = False) -> list[str]:
         g = float(row[g_column(name)])
         if g > 0:
             lines.append(f"  breaks {name} (g = {g:+.3g})")
-    for name in schema.STRUCTURAL_CONSTRAINTS[space.scenario]:
-        best = nm.closest.get(name)
-        if best is not None and len(best) and float(best.iloc[0][g_column(name)]) > 0:
-            lines.append(f"  no configuration meets {name} together with the other structural constraints "
-                         f"(closest: g = {float(best.iloc[0][g_column(name)]):+.3g})")
     limits = _limit_rows(space, nm)
     for lim in limits:
         if lim["least_g"] > 0:
@@ -107,10 +102,9 @@ def near_miss_json(space, nm) -> dict[str, Any]:
                 "constraints": {c: row[g_column(c)] for c in constraint_names(space)}}
     least = config(nm.least.iloc[0]) if len(nm.least) else None
     closest = {}
-    for name, frame in nm.closest.items():       # limits, and structural constraints nothing buildable meets
+    for name, frame in nm.closest.items():
         r = frame.iloc[0]
-        if name.startswith("limit:") or float(r[g_column(name)]) > 0:
-            closest[name] = {"g": r[g_column(name)], "configuration": _axis_values(space, r)}
+        closest[name] = {"g": r[g_column(name)], "configuration": _axis_values(space, r)}
     for lim in _limit_rows(space, nm):
         entry = closest.setdefault(lim["constraint"], {"g": None, "configuration": None})
         entry.update({"output": lim["output"], "sense": lim["sense"], "limit_si": lim["limit"],
@@ -118,9 +112,8 @@ def near_miss_json(space, nm) -> dict[str, Any]:
                       "best_meets_limit": None if lim["best_g"] is None else lim["best_g"] <= 0})
     return {"violation": nm.violation, "least_violating": least, "closest": closest,
             "rule": "violation = sum over constraints of max(g, 0), g <= 0 met (limits: (y - L)/|L|); closest: "
-                    "per limit (and per structural constraint that no configuration meets with the others), the "
-                    "smallest g among configurations meeting every structural constraint but it; ties: the "
-                    "lower configuration index"}
+                    "per limit, the smallest g among configurations meeting every structural constraint; ties: "
+                    "the lower configuration index"}
 
 
 __all__ = ["near_miss_json", "near_miss_lines"]

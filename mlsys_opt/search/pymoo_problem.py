@@ -407,7 +407,8 @@ def _near_miss(problem: SpaceProblem, space, digits, F):
     picks = [least, *(int(i) for i in closest if i >= 0)]
     _, Gp, aux = problem._eval(digits[picks])
     frame = lambda k: near_miss_frame(space, digits[[picks[k]]], Gp[[k]], aux[[k]])
-    named = [c for c, i in zip(constraint_names(space), closest) if i >= 0]
+    n_hard = len(schema.STRUCTURAL_CONSTRAINTS[space.scenario])
+    named = [c for c, i in zip(constraint_names(space)[n_hard:], closest) if i >= 0]
     return NearMiss(float(total_violation(G[[least]])[0]), frame(0), {c: frame(k + 1) for k, c in enumerate(named)})
 
 

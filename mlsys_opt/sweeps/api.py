@@ -341,7 +341,7 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
         nm = res.near_miss
         near = NearMiss(nm.violation, near_miss_frame(space, nm.least.digits, nm.least.G, nm.least.aux),
                         {c: near_miss_frame(space, r.digits, r.G, r.aux)
-                         for c, r in zip(constraint_names(space), nm.closest) if len(r.index)})
+                         for c, r in zip(constraint_names(space)[counts["n_hard"]:], nm.closest) if len(r.index)})
     if timings is not None:
         timings["frame"] = timings.get("frame", 0.0) + time.perf_counter() - t1
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,

@@ -8,7 +8,7 @@ reasons add; the front is the non-dominated subset of the union of the
 local fronts under ``pareto.beats`` (a lower configuration index wins among
 identical objective vectors); the best-k lists merge by (value, index); when no
 process found a feasible configuration, the near misses merge by (total
-violation, index) and, per constraint, by (its value, index) -- each local pick
+violation, index) and, per soft constraint, by (its value, index) -- each local pick
 is its share's minimum under the same rule, so the smallest of them is the
 global one (a process with a feasible configuration has none: the merged
 result then has none either).
@@ -101,9 +101,10 @@ def _merge_near_misses(parts: list[dict]):
     least = {k: np.concatenate([p[f"near_least_{k}"] for p in parts]) for k in _ROW_KEYS}
     v = np.concatenate([np.full(len(p["near_least_index"]), float(p["near_violation"])) for p in parts])
     closest = []
-    for j in range(int(parts[0]["near_n"])):
+    n_soft = int(parts[0]["near_n"])
+    for j in range(n_soft):          # soft constraint j is G column n_constr - n_soft + j
         rows = {k: np.concatenate([p[f"near{j}_{k}"] for p in parts]) for k in _ROW_KEYS}
-        closest.append(smallest(rows, rows["G"][:, j]))
+        closest.append(smallest(rows, rows["G"][:, rows["G"].shape[1] - n_soft + j]))
     best = smallest(least, v)
     return NearMissRows(float(v[np.lexsort((least["index"], v))[0]]) if len(v) else float("inf"), best,
                         tuple(closest))

@@ -45,10 +45,11 @@ with shard_map on a 1-D mesh, the reducer state replicated):
      (d) a front larger than ``front_capacity`` sets a flag; the host raises
          MlsysOptError asking for a larger capacity (never a silent drop);
   5. near miss, only while nothing so far is feasible (a ``lax.cond``): the
-     least-violating configuration (smallest sum_j max(G_j, 0)) and per
-     constraint the configuration with its smallest G_j (among those meeting
-     the other hard constraints, ``n_hard``): per-device argmins, all-gathered,
-     kept across chunks when not strictly beaten (ties: the lower index).
+     least-violating configuration (smallest sum_j max(G_j, 0)) and per soft
+     constraint (the columns after the first ``n_hard``) the configuration with
+     its smallest G_j among those meeting every hard one: per-device mins, and
+     only when one beats the carried value the lanes, all-gathered; kept across
+     chunks when not strictly beaten (ties: the lower index).
 Several hosts: after ``jax.distributed.initialize()`` every process calls
 stream() with the same arguments; jax.devices() then spans all hosts, the
 reduced state is replicated and only process 0 writes checkpoints (this path
@@ -132,9 +133,9 @@ class NearMissRows(NamedTuple):
 
     violation: float, sum_j max(G_j, 0) of `least` (inf when no configuration had finite F and G).
     least: the configuration with the smallest total violation (ties: the lower index).
-    closest: tuple (one per constraint j) of FrontRows: the configuration with the smallest G_j among
-      those whose F and G are finite and that meet every hard constraint (the first ``n_hard``) other
-      than j (ties: the lower index); no row when there is none.
+    closest: tuple (one per soft constraint j, the columns after the first ``n_hard``) of FrontRows: the
+      configuration with the smallest G_j among those whose F and G are finite and that meet every
+      hard constraint (ties: the lower index); no row when there is none.
     """
     violation: float
     least: FrontRows
@@ -215,7 +216,7 @@ def _near_miss_rows(near: NearMissState, cfg: EngineConfig) -> NearMissRows:
         digits, F, G, aux = (np.asarray(x)[None][:int(bool(keep))] for x in (digits, F, G, aux))
         return FrontRows(np.array(indexing.indices_of(digits, cfg.radices), dtype=np.int64), digits, F, G, aux)
     closest = tuple(rows(nm.best_valid[j], nm.best_digits[j], nm.best_F[j], nm.best_G[j], nm.best_aux[j])
-                    for j in range(cfg.n_constr))
+                    for j in range(cfg.n_constr - cfg.n_hard))
     return NearMissRows(float(nm.violation) if nm.valid else float("inf"),
                         rows(nm.valid, nm.digits, nm.F, nm.G, nm.aux), closest)
 
@@ -259,9 +260,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         init, acc)`` and ``.save(loop, cfg, desc)``) replacing the file here.
       layout: ``"rows"`` (chunk_fn returns [chunk, n] arrays) or ``"columns"`` (sequences of n
         vectors [chunk], or [n, chunk] arrays).
-      n_hard: the first n_hard constraint columns are hard (a space's structural constraints): the near
-        miss's closest configuration per constraint is taken among those meeting every hard one but
-        itself (0: among all configurations with finite F and G).
+      n_hard: the first n_hard constraint columns are hard (a space's structural constraints), the others
+        soft (its limits): the near miss's closest configuration per soft constraint is taken among
+        those meeting every hard one (0: every column is soft).
       steps: a compiled-step cache (``sweeps.executables.StepCache``) or None: ``steps.shapes(lanes)``
         gives chunk_fn's output shapes without tracing it (None: trace), ``steps.step(cfg, build)`` the
         step and its sharding (a loaded executable, or ``build()``, the default below, compiled and stored).

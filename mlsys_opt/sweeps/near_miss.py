@@ -7,10 +7,10 @@ Two questions a capacity planner asks when every configuration breaks a constrai
    The columns are dimensionless already (``sweeps.api.limit_columns``: a limit as (y - L)/|L|;
    structural margins as ratios - 1), so V adds a 20 % overshoot of a latency SLO and a 20 %
    overshoot of a budget alike;
-2. how far must each limit move?  Per constraint j, the CLOSEST configuration: the smallest g_j
-   among the configurations that meet every structural constraint other than j (a configuration
-   that does not fit in memory achieves no latency worth quoting), so for a limit its output is the
-   best value the space achieves: loosening the limit to it makes that configuration meet it.
+2. how far must each limit move?  Per limit j, the CLOSEST configuration: the smallest g_j among
+   the configurations that meet every structural constraint (a configuration that does not fit in
+   memory achieves no latency worth quoting), so its output is the best value the space achieves:
+   loosening the limit to it makes that configuration meet it.
 
 Ties keep the lower configuration index; configurations whose objectives or constraints are NaN or
 infinite are never picked.  The sweep reduces both on the device while streaming
@@ -34,9 +34,9 @@ class NearMiss(NamedTuple):
     least: one-row DataFrame (no row when violation is inf): the least-violating configuration, with
       the front's columns (axes, every output in SI units, human columns) plus one ``g_<constraint>``
       column per constraint (<= 0 met; ``limit:`` written ``limit_``) and ``violation``.
-    closest: dict constraint name (``sweeps.api.constraint_names``) -> one-row DataFrame (same
-      columns): the configuration with the smallest g of that constraint among those meeting every
-      structural constraint but it; a constraint without such a configuration is absent.
+    closest: dict limit constraint name (``limit:<output>``, as ``sweeps.api.constraint_names``) ->
+      one-row DataFrame (same columns): the configuration with the smallest g of that limit among
+      those meeting every structural constraint; absent when no configuration meets them all.
     """
     violation: float
     least: pd.DataFrame
@@ -63,7 +63,8 @@ def select(G: np.ndarray, ok: np.ndarray, position: np.ndarray, n_hard: int) -> 
 
     Returns:
       ``(least, closest)``: the row of the least-violating configuration (-1 when no row is ok) and
-      int64[n_constr] the row of each constraint's closest configuration (-1 where none qualifies).
+      int64[n_constr - n_hard] the row of each soft constraint's (limit's) closest configuration (-1
+      where no ok row meets every hard constraint).
     """
     G, ok, position = np.asarray(G, np.float64), np.asarray(ok, bool), np.asarray(position, np.int64)
     rows = np.flatnonzero(ok)
@@ -71,11 +72,8 @@ def select(G: np.ndarray, ok: np.ndarray, position: np.ndarray, n_hard: int) -> 
     def first(cand, key) -> int:
         return int(cand[np.lexsort((position[cand], key[cand]))[0]]) if len(cand) else -1
     least = first(rows, total_violation(G))
-    bad_hard = (G[:, :n_hard] > 0).sum(axis=1)
-    closest = np.full(G.shape[1], -1, np.int64)
-    for j in range(G.shape[1]):
-        others = bad_hard - (G[:, j] > 0) if j < n_hard else bad_hard
-        closest[j] = first(rows[others[rows] == 0], G[:, j])
+    hard_ok = rows[(G[rows, :n_hard] <= 0).all(axis=1)]
+    closest = np.array([first(hard_ok, G[:, j]) for j in range(n_hard, G.shape[1])], np.int64)
     return least, closest
 
 

@@ -40,7 +40,7 @@ class EngineConfig(NamedTuple):
     hist: tuple           # ((objective, edges tuple), ...)
     dtypes: tuple         # (F, G, aux) dtype names
     columns: bool = False  # chunk_fn returns F, G, aux as [n, chunk] (one row per column) instead of [chunk, n]
-    n_hard: int = 0       # the first n_hard G columns are hard (structural): NearMissState's per-constraint rule
+    n_hard: int = 0       # the first n_hard G columns are hard (structural), the rest soft (NearMissState)
 
 
 class Payload(NamedTuple):
@@ -64,7 +64,10 @@ class NearMissState(NamedTuple):
 
     Candidates: the in-range lanes whose F and G are all finite.  Total violation
     V = sum_j max(G_j, 0) (``step.total_violation``; dimensionless: every G column is normalised, a
-    structural margin as a ratio - 1, a limit as (y - L)/|L|).  Ties keep the lower configuration index.
+    structural margin as a ratio - 1, a limit as (y - L)/|L|).  The columns after the first
+    ``EngineConfig.n_hard`` are the soft ones (a space's limits): for each, the closest lane is the one
+    with its smallest value among the candidates that meet every hard constraint.  Ties keep the lower
+    configuration index.  n_soft = n_constr - n_hard.
     """
     violation: jax.Array     # [] V of the least-violating lane (G's dtype)
     F: jax.Array             # [n_obj]       that lane's objectives (minimize sense)
@@ -72,11 +75,11 @@ class NearMissState(NamedTuple):
     aux: jax.Array           # [n_aux]
     digits: jax.Array        # int32[n_axes]
     valid: jax.Array         # bool[]: a candidate has been seen
-    best_F: jax.Array        # [n_constr, n_obj]: row j = the lane with the smallest G_j among the
-    best_G: jax.Array        # [n_constr, n_constr]   candidates meeting every hard constraint
-    best_aux: jax.Array      # [n_constr, n_aux]      (the first cfg.n_hard columns) other than j
-    best_digits: jax.Array   # int32[n_constr, n_axes]
-    best_valid: jax.Array    # bool[n_constr]
+    best_F: jax.Array        # [n_soft, n_obj]: row j = the closest lane for soft constraint n_hard + j
+    best_G: jax.Array        # [n_soft, n_constr]
+    best_aux: jax.Array      # [n_soft, n_aux]
+    best_digits: jax.Array   # int32[n_soft, n_axes]
+    best_valid: jax.Array    # bool[n_soft]: a candidate meeting every hard constraint has been seen
 
 
 class ReducerState(NamedTuple):
@@ -127,11 +130,11 @@ def initial_state(cfg: EngineConfig) -> ReducerState:
 def initial_near_miss(cfg: EngineConfig) -> NearMissState:
     """No candidate yet (host arrays, as :func:`initial_state`)."""
     dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
-    n_obj, m, n_axes = cfg.n_obj, cfg.n_constr, len(cfg.radices)
+    n_obj, m, n_axes, s = cfg.n_obj, cfg.n_constr, len(cfg.radices), cfg.n_constr - cfg.n_hard
     return NearMissState(np.asarray(np.inf, dG), np.zeros(n_obj, dF), np.zeros(m, dG), np.zeros(cfg.n_aux, da),
-                         np.zeros(n_axes, np.int32), np.zeros((), bool), np.zeros((m, n_obj), dF),
-                         np.zeros((m, m), dG), np.zeros((m, cfg.n_aux), da), np.zeros((m, n_axes), np.int32),
-                         np.zeros(m, bool))
+                         np.zeros(n_axes, np.int32), np.zeros((), bool), np.zeros((s, n_obj), dF),
+                         np.zeros((s, m), dG), np.zeros((s, cfg.n_aux), da), np.zeros((s, n_axes), np.int32),
+                         np.zeros(s, bool))
 
 
 def initial_counters(cfg: EngineConfig) -> HostCounters:

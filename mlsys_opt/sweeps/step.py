@@ -14,8 +14,11 @@ on its own (tests/test_engine_step.py) like ``pareto.py``'s functions:
    survive), :func:`merge_survivors` (compacted survivors merged M at a time
    with ``pareto.merge_fronts``);
 5. :func:`update_near_miss`: while no lane so far is feasible, the least-violating
-   lane (:func:`total_violation`) and per constraint the lane closest to meeting it
-   (skipped by a ``lax.cond`` from the first feasible lane on: a feasible sweep pays one predicate).
+   lane (:func:`total_violation`) and per soft constraint (a limit) the lane closest to
+   meeting it (skipped by a ``lax.cond`` from the first feasible lane on: a feasible sweep
+   pays one predicate).  argmins are written as two plain min reductions (value, then
+   the first lane holding it): XLA's CPU code for jnp.argmin's (value, index) reduction
+   is a scalar loop, 4x slower.
 
 Layout: every stage takes the chunk's evaluations as COLUMNS: F, G and aux are
 sequences of [L] vectors, one per objective / constraint / aux column (a tuple
@@ -256,51 +259,60 @@ def total_violation(G):
     return v
 
 
-def update_near_miss(near: NearMissState, F, G, aux, digits, ok, n_hard: int, *,
-                     gather: Callable = _identity) -> NearMissState:
+def update_near_miss(near: NearMissState, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
+                     gather: Callable = _identity, pmax: Callable = _identity) -> NearMissState:
     """Fold the chunk's candidates into the near miss (``state.NearMissState``).
 
-    Per device, the least-violating candidate (smallest :func:`total_violation`) and, per constraint j,
-    the candidate with the smallest G_j among those that meet every hard constraint (the first `n_hard`
-    columns) other than j; the first lane on ties.  The devices' picks are all-gathered and picked from
-    the same way (device order is lane order), and replace the carried ones only when strictly
-    smaller, so ties keep the lower configuration index.
+    One pass of plain min reductions gives the chunk's smallest total violation (:func:`total_violation`)
+    and, per soft constraint (the columns after the first `n_hard`), its smallest value among the
+    candidates meeting every hard constraint.  Only when one of them beats the carried value (a
+    ``lax.cond``: rare after the first chunks) are the lanes located (the first on ties), all-gathered
+    and picked from the same way (device order is lane order); they replace the carried ones only
+    when strictly smaller, so ties keep the lower configuration index.
 
     Args:
-      near: the carried state; F, G, aux, digits: column sequences (vectors [L]), n_constr >= 1;
+      near: the carried state; F, G, aux: column sequences (vectors [L]), n_constr >= 1;
+      digits_of: lanes int32[k] -> their digits int32[k, n_axes] (the step decodes just those: the
+        chunk's digit columns as an operand of the ``lax.cond`` would be materialised every chunk);
       ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
-      gather: all-gather over the devices along axis 0 (identity on one device).
+      gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device).
     """
     m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
-    # the least-violating lane (a candidate's V clamped below +inf, which marks the others)
+    lane = jnp.arange(ok.shape[0], dtype=jnp.int32)
+    # a candidate's V clamped below +inf, which marks the others
     v = jnp.where(ok, jnp.minimum(total_violation(G).astype(dG), jnp.finfo(dG).max), jnp.inf)
-    i = jnp.argmin(v)[None]                                               # [1]
-    # per constraint: the smallest G_j over the candidates meeting the other hard constraints
-    n_bad = sum((G[h] > 0).astype(jnp.int32) for h in range(n_hard)) if n_hard else None
-    keys = []
-    for j in range(m):
-        mask = ok
-        if n_hard:
-            mask = ok & ((n_bad - (G[j] > 0).astype(jnp.int32) if j < n_hard else n_bad) == 0)
-        keys.append(jnp.where(mask, G[j].astype(dG), jnp.inf))
-    K = jnp.stack(keys)                                                   # [m, L]
-    b = jnp.argmin(K, axis=1)                                             # [m]
-    cand = (v[i], rows_at(F, i, dF), rows_at(G, i, dG), rows_at(aux, i, da), rows_at(digits, i, jnp.int32),
-            K[jnp.arange(m), b][None], rows_at(F, b, dF)[None], rows_at(G, b, dG)[None],
-            rows_at(aux, b, da)[None], rows_at(digits, b, jnp.int32)[None])
-    cv, cF, cG, ca, cd, bk, bF, bG, ba, bd = jax.tree_util.tree_map(gather, cand)   # [D, ...]
-    d = jnp.argmin(cv)                                                    # the first device on ties
-    take = cv[d] < near.violation                                         # +inf while none carried
-    pick = lambda new, old: jnp.where(take, new, old)
-    dj = jnp.argmin(bk, axis=0)                                           # [m]
-    cols = jnp.arange(m)
-    kj = bk[dj, cols]
-    tj = jnp.isfinite(kj) & (~near.best_valid | (kj < jnp.diagonal(near.best_G)))
-    pick_j = lambda new, old: jnp.where(tj.reshape((m,) + (1,) * (old.ndim - 1)), new[dj, cols], old)
-    return NearMissState(pick(cv[d], near.violation), pick(cF[d], near.F), pick(cG[d], near.G),
-                         pick(ca[d], near.aux), pick(cd[d], near.digits), near.valid | take,
-                         pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
-                         pick_j(bd, near.best_digits), near.best_valid | tj)
+    hard_ok = ok
+    for h in range(n_hard):
+        hard_ok = hard_ok & (G[h] <= 0)
+    keys = [jnp.where(hard_ok, G[j].astype(dG), jnp.inf) for j in range(n_hard, m)]
+    vmin, kmin = jnp.min(v), jnp.stack([jnp.min(k) for k in keys] or [jnp.zeros((), dG)])[:m - n_hard]
+    soft = jnp.arange(m - n_hard)
+    carried = near.best_G[soft, n_hard + soft]                            # [n_soft]
+    better = jnp.isfinite(kmin) & (~near.best_valid | (kmin < carried))
+    improves = (vmin < near.violation) | jnp.any(better)
+
+    def fold(near):
+        i = jnp.min(jnp.where(v == vmin, lane, lane.shape[0] - 1))[None]    # [1], the first lane on ties
+        b = jnp.stack([jnp.min(jnp.where(k == km, lane, lane.shape[0] - 1)) for k, km in zip(keys, kmin)]
+                      or [jnp.zeros((), jnp.int32)])[:m - n_hard]          # [n_soft]
+        cand = (vmin[None], rows_at(F, i, dF), rows_at(G, i, dG), rows_at(aux, i, da), digits_of(i),
+                kmin[None], rows_at(F, b, dF)[None], rows_at(G, b, dG)[None], rows_at(aux, b, da)[None],
+                digits_of(b)[None])
+        cv, cF, cG, ca, cd, bk, bF, bG, ba, bd = jax.tree_util.tree_map(gather, cand)   # [D, ...]
+        d = jnp.argmin(cv)                                                # the first device on ties
+        take = cv[d] < near.violation                                     # +inf while none carried
+        pick = lambda new, old: jnp.where(take, new, old)
+        dj = jnp.argmin(bk, axis=0)                                       # [n_soft]
+        kj = bk[dj, soft]
+        tj = jnp.isfinite(kj) & (~near.best_valid | (kj < carried))
+        pick_j = lambda new, old: jnp.where(tj.reshape(tj.shape + (1,) * (old.ndim - 1)), new[dj, soft], old)
+        return NearMissState(pick(cv[d], near.violation), pick(cF[d], near.F), pick(cG[d], near.G),
+                             pick(ca[d], near.aux), pick(cd[d], near.digits), near.valid | take,
+                             pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
+                             pick_j(bd, near.best_digits), near.best_valid | tj)
+
+    # every device takes the same branch (the gathers inside are collectives)
+    return lax.cond(pmax(improves.astype(jnp.int32)) > 0, fold, lambda nm: nm, near)
 
 
 def _first_k_by_valid_value_position(val, valid, k: int):
@@ -376,9 +388,12 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
         overflow = state.overflow | ovf
         near = state.near
         if cfg.n_constr:             # (no constraints: every finite lane is feasible, nothing to come close to)
+            def digits_of(idx):
+                return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
+
             def fold_near(nm):
                 ok = (lane < n_valid) & all_finite(F, G, lane)
-                return update_near_miss(nm, F, G, aux, digits, ok, cfg.n_hard, gather=gather)
+                return update_near_miss(nm, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
             near = lax.cond((state.front.n > 0) | (count > 0), lambda nm: nm, fold_near, near)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
         return ReducerState(front, best, overflow, near), outs
