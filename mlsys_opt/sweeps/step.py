@@ -259,39 +259,52 @@ def total_violation(G):
     return v
 
 
-def update_near_miss(near: NearMissState, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
+def _near_keys(G, ok, n_hard: int, dtype):
+    """(v [L], keys: n_soft vectors [L]): each candidate's total violation (clamped below +inf, which marks
+    the others), and per soft constraint its value where the lane meets every hard constraint (else +inf)."""
+    v = jnp.where(ok, jnp.minimum(total_violation(G).astype(dtype), jnp.finfo(dtype).max), jnp.inf)
+    hard_ok = ok
+    for h in range(n_hard):
+        hard_ok = hard_ok & (G[h] <= 0)
+    return v, [jnp.where(hard_ok, G[j].astype(dtype), jnp.inf) for j in range(n_hard, len(G))]
+
+
+def near_miss_minima(G, ok, n_hard: int, dtype):
+    """The chunk's smallest total violation [] and per soft constraint its smallest value [n_soft] (+inf: no
+    candidate), as plain min reductions (one pass over G; see :func:`update_near_miss`)."""
+    v, keys = _near_keys(G, ok, n_hard, dtype)
+    return jnp.min(v), jnp.stack([jnp.min(k) for k in keys] or [jnp.zeros((), dtype)])[:len(keys)]
+
+
+def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
                      gather: Callable = _identity, pmax: Callable = _identity) -> NearMissState:
     """Fold the chunk's candidates into the near miss (``state.NearMissState``).
 
-    One pass of plain min reductions gives the chunk's smallest total violation (:func:`total_violation`)
-    and, per soft constraint (the columns after the first `n_hard`), its smallest value among the
-    candidates meeting every hard constraint.  Only when one of them beats the carried value (a
-    ``lax.cond``: rare after the first chunks) are the lanes located (the first on ties), all-gathered
-    and picked from the same way (device order is lane order); they replace the carried ones only
-    when strictly smaller, so ties keep the lower configuration index.
+    `minima` (:func:`near_miss_minima`) are the chunk's smallest total violation and, per soft constraint
+    (the columns after the first `n_hard`), its smallest value among the candidates meeting every hard
+    constraint.  Only when one of them beats the carried value (a ``lax.cond``: rare after the first
+    chunks) are the lanes located (the first on ties), all-gathered and picked from the same way
+    (device order is lane order); they replace the carried ones only when strictly smaller, so ties
+    keep the lower configuration index.
 
     Args:
-      near: the carried state; F, G, aux: column sequences (vectors [L]), n_constr >= 1;
+      near: the carried state; minima: ``(vmin [], kmin [n_soft])`` (+inf: nothing to fold);
+      F, G, aux: column sequences (vectors [L]), n_constr >= 1;
       digits_of: lanes int32[k] -> their digits int32[k, n_axes] (the step decodes just those: the
         chunk's digit columns as an operand of the ``lax.cond`` would be materialised every chunk);
       ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
       gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device).
     """
     m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
-    lane = jnp.arange(ok.shape[0], dtype=jnp.int32)
-    # a candidate's V clamped below +inf, which marks the others
-    v = jnp.where(ok, jnp.minimum(total_violation(G).astype(dG), jnp.finfo(dG).max), jnp.inf)
-    hard_ok = ok
-    for h in range(n_hard):
-        hard_ok = hard_ok & (G[h] <= 0)
-    keys = [jnp.where(hard_ok, G[j].astype(dG), jnp.inf) for j in range(n_hard, m)]
-    vmin, kmin = jnp.min(v), jnp.stack([jnp.min(k) for k in keys] or [jnp.zeros((), dG)])[:m - n_hard]
+    vmin, kmin = minima
     soft = jnp.arange(m - n_hard)
     carried = near.best_G[soft, n_hard + soft]                            # [n_soft]
     better = jnp.isfinite(kmin) & (~near.best_valid | (kmin < carried))
     improves = (vmin < near.violation) | jnp.any(better)
 
     def fold(near):
+        v, keys = _near_keys(G, ok, n_hard, dG)
+        lane = jnp.arange(ok.shape[0], dtype=jnp.int32)
         i = jnp.min(jnp.where(v == vmin, lane, lane.shape[0] - 1))[None]    # [1], the first lane on ties
         b = jnp.stack([jnp.min(jnp.where(k == km, lane, lane.shape[0] - 1)) for k, km in zip(keys, kmin)]
                       or [jnp.zeros((), jnp.int32)])[:m - n_hard]          # [n_soft]
@@ -391,10 +404,14 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             def digits_of(idx):
                 return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
 
-            def fold_near(nm):
-                ok = (lane < n_valid) & all_finite(F, G, lane)
-                return update_near_miss(nm, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
-            near = lax.cond((state.front.n > 0) | (count > 0), lambda nm: nm, fold_near, near)
+            ok = (lane < n_valid) & all_finite(F, G, lane)   # (the same expression as feasibility's: shared)
+            dG = state.near.G.dtype
+            # the minima pass is skipped once anything is feasible; the cond's operands are G and a mask
+            # only (a cond over the whole evaluation cost more than the pass itself)
+            minima = lax.cond((state.front.n > 0) | (count > 0),
+                              lambda: (jnp.array(jnp.inf, dG), jnp.full((cfg.n_constr - cfg.n_hard,), jnp.inf, dG)),
+                              lambda: near_miss_minima(G, ok, cfg.n_hard, dG))
+            near = update_near_miss(near, minima, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
         return ReducerState(front, best, overflow, near), outs
 
@@ -405,4 +422,4 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
 
 
 __all__ = ["AXIS", "build_step", "feasibility", "histogram_counts", "merge_survivors", "most_violated", "prefilter",
-           "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
+           "near_miss_minima", "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
