@@ -15,11 +15,15 @@ once, and later runs on the same space and size reuse the compilation.
 exactly as the sweep computes them (``mlsys_opt.sweeps.api.evaluate_params``), so
 a search front and a sweep front are directly comparable.
 
-Every evaluated configuration is kept in an archive (digits, F, feasibility),
+Every evaluated configuration is kept in an archive (digits, F, G, feasibility),
 and the returned front is the exact non-dominated set of the FEASIBLE points
 evaluated over the whole run, not only of the final population.  Ties
 (identical objective vectors) keep the configuration with the lowest index in
-the space, the sweep's rule (``mlsys_opt.sweeps.pareto``).
+the space, the sweep's rule (``mlsys_opt.sweeps.pareto``).  When none was
+feasible, ``near_miss`` holds the least-violating configuration evaluated and
+each constraint's closest one, by the sweep's rule (``sweeps.near_miss``) over
+the whole archive: pymoo's own answer (``Result.opt``, the least infeasible of
+the final population, by the same total violation) can only be as close.
 
 Operators (pymoo mixed-integer guide; ``pymoo_algorithms``): integer random
 sampling, SBX and polynomial mutation on the digits with ``RoundingRepair``,
@@ -69,6 +73,8 @@ class SearchResult(NamedTuple):
     archive: (digits int32 [n, n_axes], F float64 [n, n_obj], feasible bool [n],
       position int64 [n]) of every evaluation in order, for anytime analysis
       (``front_at``); position = the configuration's index in the space.
+    near_miss: when no evaluated configuration is feasible, the least-violating one and each
+      constraint's closest (``sweeps.near_miss.NearMiss``, the sweep's rule over the archive); else None.
     """
     front: pd.DataFrame
     digits: np.ndarray
@@ -80,6 +86,7 @@ class SearchResult(NamedTuple):
     seed: int
     archive: tuple
     exhaustive: bool = False    # the space had <= evals configurations: every one was evaluated (exact front)
+    near_miss: object = None    # sweeps.near_miss.NearMiss | None
 
 
 # --------------------------------------------------------------------------- evaluation
@@ -176,7 +183,7 @@ class SpaceProblem(Problem):
         self._strides = _strides(space.radices)
         n_constr = len(constraint_names(space)) if penalty is None else 0
         self.penalty = penalty
-        self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self._archive: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []   # digits, F, feasible, G
         self.on_evaluated = None           # callable(n) after each batch (run_search's progress bar)
         super().__init__(n_var=len(self.active), n_obj=len(space.objectives), n_ieq_constr=n_constr,
                          xl=np.zeros(len(self.active)), xu=(self.radices[self.active] - 1).astype(float),
@@ -193,7 +200,7 @@ class SpaceProblem(Problem):
         """(F, G) of digits [n, n_axes], recorded in the archive."""
         F, G, _ = self._eval(digits)
         feasible = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(F), bool)
-        self._archive.append((np.asarray(digits, np.int32), F, feasible))
+        self._archive.append((np.asarray(digits, np.int32), F, feasible, G))
         if self.on_evaluated is not None:
             self.on_evaluated(len(F))
         return F, G
@@ -210,8 +217,12 @@ class SpaceProblem(Problem):
         """(digits [n, n_axes], F [n, n_obj], feasible [n]) of every evaluation so far."""
         if not self._archive:
             return (np.zeros((0, len(self.radices)), np.int32), np.zeros((0, self.n_obj)), np.zeros(0, bool))
-        d, f, ok = zip(*self._archive)
+        d, f, ok, _ = zip(*self._archive)
         return np.concatenate(d), np.concatenate(f), np.concatenate(ok)
+
+    def archive_G(self) -> np.ndarray:
+        """G [n, n_constr] of every evaluation so far, in the order of :meth:`archive`."""
+        return np.concatenate([a[3] for a in self._archive]) if self._archive else np.zeros((0, 0))
 
     def positions(self, digits) -> np.ndarray:
         """Index of each configuration in the space (int64; the sweep's tie-break key)."""
@@ -374,9 +385,31 @@ def run_search(space, *, algorithm: str | None = None, evals: int | None = None,
     df = add_human_columns(df)
     order = np.argsort(F[front_idx, 0], kind="stable") if len(fd) else np.zeros(0, np.int64)
     df = df.iloc[order].reset_index(drop=True)
+    near = None if ok.any() else _near_miss(problem, space, digits, F)
     return SearchResult(front=df, digits=fd[order], F=F[front_idx][order], n_evaluated=int(len(F)),
                         n_feasible=int(ok.sum()), elapsed_s=time.perf_counter() - t0, algorithm=name,
-                        seed=seed, archive=(digits, F, ok, problem.positions(digits)), exhaustive=exhaustive)
+                        seed=seed, archive=(digits, F, ok, problem.positions(digits)), exhaustive=exhaustive,
+                        near_miss=near)
+
+
+def _near_miss(problem: SpaceProblem, space, digits, F):
+    """The archive's near miss (``sweeps.near_miss``): its rows evaluated again for their outputs."""
+    from ..scenarios import schema
+    from ..sweeps.api import constraint_names, near_miss_frame
+    from ..sweeps.near_miss import NearMiss, select, total_violation
+    G = problem.archive_G()
+    if not len(F) or not G.shape[1]:
+        return None
+    finite = np.isfinite(F).all(axis=1) & np.isfinite(G).all(axis=1)
+    least, closest = select(G, finite, problem.positions(digits), len(schema.STRUCTURAL_CONSTRAINTS[space.scenario]))
+    if least < 0:                    # no row with finite objectives and constraints
+        return NearMiss(float("inf"), near_miss_frame(space, digits[:0], G[:0], np.zeros((0, 0))), {})
+    picks = [least, *(int(i) for i in closest if i >= 0)]
+    _, Gp, aux = problem._eval(digits[picks])
+    frame = lambda k: near_miss_frame(space, digits[[picks[k]]], Gp[[k]], aux[[k]])
+    n_hard = len(schema.STRUCTURAL_CONSTRAINTS[space.scenario])
+    named = [c for c, i in zip(constraint_names(space)[n_hard:], closest) if i >= 0]
+    return NearMiss(float(total_violation(G[[least]])[0]), frame(0), {c: frame(k + 1) for k, c in enumerate(named)})
 
 
 __all__ = ["SpaceProblem", "SearchResult", "run_search", "batch_evaluator", "front_at"]

@@ -16,6 +16,9 @@ Column conventions of the result (`SweepResult.front`):
 Constraints handed to the engine: the scenario's structural constraints
 followed by one column per spec limit, ``(output - limit) / |limit|`` for a
 maximum and ``(limit - output) / |limit|`` for a minimum (<= 0 feasible).
+The structural ones are the engine's hard constraints (``n_hard``): when nothing
+is feasible, ``SweepResult.near_miss`` (``sweeps.near_miss``) says how close the
+space comes.
 """
 from __future__ import annotations
 
@@ -38,6 +41,7 @@ from ..scenarios import SCENARIO_FNS, params_from_dict, schema, static_options
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..space.spec import Space, load_space
 from . import engine as sweep_engine
+from .near_miss import NearMiss, g_column, total_violation
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,6 +65,9 @@ class SweepResult(NamedTuple):
     # reason -> infeasible configurations: the constraint each binds most, or "non_finite"
     # (a NaN or infinite objective/constraint); read-only default, never shared mutable state
     infeasible_by: Mapping[str, int] = MappingProxyType({})
+    # when no configuration is feasible: the least-violating one and each constraint's closest
+    # (sweeps.near_miss.NearMiss); None when some configuration is feasible
+    near_miss: NearMiss | None = None
 
     def to_frame(self) -> pd.DataFrame:
         """The front (inputs and outputs, SI units in the column names)."""
@@ -307,7 +314,8 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
     if timings is not None:
         timings["spec"] = timings.get("spec", 0.0) + time.perf_counter() - t0
     stream = _dist.stream if distributed else sweep_engine.stream
-    counts = {"n_obj": len(space.objectives), "n_constr": len(constraint_names(space)), "n_aux": len(names)}
+    counts = {"n_obj": len(space.objectives), "n_constr": len(constraint_names(space)), "n_aux": len(names),
+              "n_hard": len(schema.STRUCTURAL_CONSTRAINTS[space.scenario])}
     extra = {"index_range": (0, min(1, space.size))} if first_only else {}
     steps = None if distributed else _step_cache(space, eff, dtype, given_tables, names, devices, counts,
                                                  chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k)
@@ -328,10 +336,28 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
     for j, (obj, _) in enumerate(space.objectives):
         best[obj] = _frame(space, res.best[j].digits, res.best[j].aux, names)
     reasons = dict(zip(constraint_names(space) + (NON_FINITE,), (int(c) for c in res.infeasible_by)))
+    near = None
+    if res.near_miss is not None:
+        nm = res.near_miss
+        near = NearMiss(nm.violation, near_miss_frame(space, nm.least.digits, nm.least.G, nm.least.aux),
+                        {c: near_miss_frame(space, r.digits, r.G, r.aux)
+                         for c, r in zip(constraint_names(space)[counts["n_hard"]:], nm.closest) if len(r.index)})
     if timings is not None:
         timings["frame"] = timings.get("frame", 0.0) + time.perf_counter() - t1
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
-                       reasons)
+                       reasons, near)
+
+
+def near_miss_frame(space: Space, digits, G, aux) -> pd.DataFrame:
+    """Rows of a near miss (``sweeps.near_miss.NearMiss``): the front's columns, then ``g_<constraint>``
+    per constraint column of G [n, n_constr] and ``violation`` (sum of the positive g)."""
+    df = _frame(space, digits, aux, output_names(space))
+    names = constraint_names(space)
+    G = np.asarray(G, np.float64).reshape(len(df), len(names))
+    for j, name in enumerate(names):
+        df[g_column(name)] = G[:, j]
+    df["violation"] = total_violation(G)
+    return df
 
 
 def _preload_pandas() -> None:

@@ -2,12 +2,13 @@
 
 File layout (``np.savez``, no pickles): the front members ``front_F``,
 ``front_G``, ``front_aux``, ``front_digits`` [n, ...]; the best lists
-``best_F`` ... ``best_valid`` [n_obj, k, ...]; ``hist_<i>`` and ``reasons``
+``best_F`` ... ``best_valid`` [n_obj, k, ...]; the near miss ``near_violation`` ...
+``near_best_valid`` (``state.NearMissState``'s fields); ``hist_<i>`` and ``reasons``
 (int64 counts); ``next_index`` and ``n_feasible`` as decimal strings (exact
 for any space size); ``n_chunks``; ``version``; ``radices``; and ``config``
 (the JSON run description) with its SHA-256 ``fingerprint``.  A run resumes a
 checkpoint only when the fingerprints match: same axes, evaluator output
-shapes and dtypes, top_k, histograms and run_key (chunk size and device
+shapes and dtypes, top_k, histograms, hard constraints and run_key (chunk size and device
 count may differ).
 
 Crash safety: a save writes ``<path>.tmp.<pid>``, flushes and fsyncs it,
@@ -31,9 +32,9 @@ import numpy as np
 from ..errors import MlsysOptError
 from ..space import indexing
 from . import pareto
-from .state import BestLists, EngineConfig, HostCounters, ReducerState, SweepLoop, to_host
+from .state import BestLists, EngineConfig, HostCounters, NearMissState, ReducerState, SweepLoop, to_host
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2        # 2: the near miss (near_*) entries
 _TEMP_INFIX = ".tmp."
 
 
@@ -42,7 +43,8 @@ def describe_run(cfg: EngineConfig, run_key: str) -> dict:
     return {"radices": list(cfg.radices), "n_obj": cfg.n_obj, "n_constr": cfg.n_constr,
             "n_aux": cfg.n_aux, "top_k": cfg.top_k, "dtypes": list(cfg.dtypes),
             "histograms": [[j, [float(e).hex() for e in edges]] for j, edges in cfg.hist],
-            "run_key": run_key, "reasons": "constraints+non_finite"}   # reason columns: n_constr + 1
+            "run_key": run_key, "reasons": "constraints+non_finite",   # reason columns: n_constr + 1
+            "near_miss_hard_constraints": cfg.n_hard}    # (absent before the near_* entries: refused)
 
 
 # What each part of a composed run_key (`compose_run_key`) stands for, in a refusal's words.
@@ -97,6 +99,7 @@ def save(path: str, loop: SweepLoop, cfg: EngineConfig, desc: dict) -> None:
             (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
              ("digits", st.front.payload[2]))}
     arrs.update({f"best_{name}": to_host(x) for name, x in zip(BestLists._fields, st.best)})
+    arrs.update({f"near_{name}": to_host(x) for name, x in zip(NearMissState._fields, st.near)})
     for i, h in enumerate(loop.acc.hist):
         arrs[f"hist_{i}"] = h
     arrs["reasons"] = loop.acc.reasons
@@ -236,13 +239,14 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
             "front_digits": (n, n_axes), "best_F": (cfg.n_obj, k, cfg.n_obj),
             "best_G": (cfg.n_obj, k, cfg.n_constr), "best_aux": (cfg.n_obj, k, cfg.n_aux),
             "best_digits": (cfg.n_obj, k, n_axes), "best_valid": (cfg.n_obj, k)}
+    want.update({f"near_{name}": np.shape(x) for name, x in zip(NearMissState._fields, init.near)})
     want.update({f"hist_{i}": (len(e) + 1,) for i, (_, e) in enumerate(cfg.hist)})
     for key, shape in want.items():
         if key not in z:
             raise MlsysOptError(f"entry '{key}' is missing")
         if tuple(z[key].shape) != shape:
             raise MlsysOptError(f"entry '{key}' has shape {tuple(z[key].shape)}, expected {shape}")
-    for key in ("front_digits", "best_digits"):
+    for key in ("front_digits", "best_digits", "near_digits", "near_best_digits"):
         if np.any(z[key] < 0) or np.any(z[key] >= np.array(cfg.radices)):
             raise MlsysOptError(f"entry '{key}' holds digits outside the axes {list(cfg.radices)}")
     next_index, n_feasible = int(str(z["next_index"])), int(str(z["n_feasible"]))
@@ -261,10 +265,11 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
                          type(fr.payload)(*(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits")))),
                          np.arange(cfg.capacity) < n, np.asarray(n, np.int32), np.asarray(n, np.int32))
     best = BestLists(*(np.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
+    near = NearMissState(*(np.asarray(z[f"near_{name}"], x.dtype) for name, x in zip(NearMissState._fields, init.near)))
     acc = HostCounters(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
                        int(z.get("n_chunks", 0)),
                        z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr + 1, np.int64))
-    return ReducerState(front, best, np.zeros((), bool)), acc
+    return ReducerState(front, best, np.zeros((), bool), near), acc
 
 
 __all__ = ["CHECKPOINT_VERSION", "RUN_KEY_PARTS", "compose_run_key", "describe_run", "fingerprint", "load", "remove_stale_temp_files", "save",

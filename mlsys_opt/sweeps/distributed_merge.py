@@ -6,7 +6,12 @@ coordinator's key-value store (``sweeps.distributed``), and every process
 runs the same deterministic ``merge_results``: counts, histograms and
 reasons add; the front is the non-dominated subset of the union of the
 local fronts under ``pareto.beats`` (a lower configuration index wins among
-identical objective vectors); the best-k lists merge by (value, index).
+identical objective vectors); the best-k lists merge by (value, index); when no
+process found a feasible configuration, the near misses merge by (total
+violation, index) and, per soft constraint, by (its value, index) -- each local pick
+is its share's minimum under the same rule, so the smallest of them is the
+global one (a process with a feasible configuration has none: the merged
+result then has none either).
 Exact: a configuration on the global front is beaten by nothing, so it is on
 its own process's front; a configuration beaten globally is beaten by some
 member of the union (transitivity), so the filter removes it.
@@ -44,6 +49,12 @@ def pack_result(res) -> bytes:
         arrs[f"hist{j}_edges"], arrs[f"hist{j}_counts"] = np.asarray(edges), np.asarray(counts, np.int64)
     arrs.update(n_feasible=np.array(str(res.n_feasible)), n_evaluated=np.array(str(res.n_evaluated)),
                 reasons=np.asarray(res.infeasible_by, np.int64), n_best=np.int64(len(res.best)))
+    nm = res.near_miss
+    if nm is not None:
+        arrs.update(near_violation=np.float64(nm.violation), near_n=np.int64(len(nm.closest)))
+        arrs.update({f"near_least_{k}": np.asarray(getattr(nm.least, k)) for k in _ROW_KEYS})
+        for j, r in enumerate(nm.closest):
+            arrs.update({f"near{j}_{k}": np.asarray(getattr(r, k)) for k in _ROW_KEYS})
     buf = io.BytesIO()
     np.savez(buf, **arrs)
     return buf.getvalue()
@@ -75,5 +86,25 @@ def merge_results(blobs: list[bytes], top_k: int, n_evaluated: int, elapsed_s: f
             hists[j] = (parts[0][key], sum(p[f"hist{j}_counts"] for p in parts))
     n_feasible = sum(int(str(p["n_feasible"])) for p in parts)
     reasons = sum(p["reasons"] for p in parts)
+    near = _merge_near_misses(parts) if n_feasible == 0 and all("near_n" in p for p in parts) else None
     return EngineResult(n_evaluated, n_feasible, FrontRows(**front), tuple(best), hists, elapsed_s,
-                        np.asarray(reasons, np.int64))
+                        np.asarray(reasons, np.int64), near)
+
+
+def _merge_near_misses(parts: list[dict]):
+    """One NearMissRows from every process's (see the module docstring)."""
+    from .engine import FrontRows, NearMissRows
+
+    def smallest(rows: dict, key: np.ndarray) -> FrontRows:      # rows of 0 or 1 per process
+        o = np.lexsort((rows["index"], key))[:1]
+        return FrontRows(**{k: v[o] for k, v in rows.items()})
+    least = {k: np.concatenate([p[f"near_least_{k}"] for p in parts]) for k in _ROW_KEYS}
+    v = np.concatenate([np.full(len(p["near_least_index"]), float(p["near_violation"])) for p in parts])
+    closest = []
+    n_soft = int(parts[0]["near_n"])
+    for j in range(n_soft):          # soft constraint j is G column n_constr - n_soft + j
+        rows = {k: np.concatenate([p[f"near{j}_{k}"] for p in parts]) for k in _ROW_KEYS}
+        closest.append(smallest(rows, rows["G"][:, rows["G"].shape[1] - n_soft + j]))
+    best = smallest(least, v)
+    return NearMissRows(float(v[np.lexsort((least["index"], v))[0]]) if len(v) else float("inf"), best,
+                        tuple(closest))

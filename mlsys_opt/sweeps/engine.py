@@ -43,7 +43,13 @@ with shard_map on a 1-D mesh, the reducer state replicated):
          while loop runs as many steps as needed, so nothing is dropped for
          lack of buffer room;
      (d) a front larger than ``front_capacity`` sets a flag; the host raises
-         MlsysOptError asking for a larger capacity (never a silent drop).
+         MlsysOptError asking for a larger capacity (never a silent drop);
+  5. near miss, only while nothing so far is feasible (a ``lax.cond``): the
+     least-violating configuration (smallest sum_j max(G_j, 0)) and per soft
+     constraint (the columns after the first ``n_hard``) the configuration with
+     its smallest G_j among those meeting every hard one: per-device mins, and
+     only when one beats the carried value the lanes, all-gathered; kept across
+     chunks when not strictly beaten (ties: the lower index).
 Several hosts: after ``jax.distributed.initialize()`` every process calls
 stream() with the same arguments; jax.devices() then spans all hosts, the
 reduced state is replicated and only process 0 writes checkpoints (this path
@@ -86,6 +92,7 @@ from . import checkpoint
 from .state import (
     BestLists,
     EngineConfig,
+    NearMissState,
     Payload,
     ReducerState,
     SweepLoop,
@@ -121,6 +128,20 @@ class FrontRows(NamedTuple):
     aux: np.ndarray
 
 
+class NearMissRows(NamedTuple):
+    """How close a sweep with no feasible configuration comes (rows as :class:`FrontRows`, 0 or 1 each).
+
+    violation: float, sum_j max(G_j, 0) of `least` (inf when no configuration had finite F and G).
+    least: the configuration with the smallest total violation (ties: the lower index).
+    closest: tuple (one per soft constraint j, the columns after the first ``n_hard``) of FrontRows: the
+      configuration with the smallest G_j among those whose F and G are finite and that meet every
+      hard constraint (ties: the lower index); no row when there is none.
+    """
+    violation: float
+    least: FrontRows
+    closest: tuple
+
+
 class EngineResult(NamedTuple):
     """Outcome of :func:`stream`.
 
@@ -140,6 +161,8 @@ class EngineResult(NamedTuple):
         is j -- the reason code of each infeasible configuration, aggregated;
         the last entry (``non_finite``) counts the configurations whose F or G
         is NaN or infinite.  n_evaluated = n_feasible + sum(infeasible_by).
+      near_miss: :class:`NearMissRows` when no configuration is feasible (and
+        the evaluator has constraints), else None.
     """
     n_evaluated: int
     n_feasible: int
@@ -148,6 +171,7 @@ class EngineResult(NamedTuple):
     histograms: dict
     elapsed_s: float
     infeasible_by: np.ndarray
+    near_miss: NearMissRows | None = None
 
 
 # --------------------------------------------------------------------------- host side
@@ -184,13 +208,27 @@ def _rows(st: ReducerState, cfg: EngineConfig) -> tuple[FrontRows, tuple]:
     return front, best
 
 
+def _near_miss_rows(near: NearMissState, cfg: EngineConfig) -> NearMissRows:
+    """The device near miss as host rows (see :class:`NearMissRows`)."""
+    nm = NearMissState(*(to_host(x) for x in near))
+
+    def rows(keep, digits, F, G, aux):
+        digits, F, G, aux = (np.asarray(x)[None][:int(bool(keep))] for x in (digits, F, G, aux))
+        return FrontRows(np.array(indexing.indices_of(digits, cfg.radices), dtype=np.int64), digits, F, G, aux)
+    closest = tuple(rows(nm.best_valid[j], nm.best_digits[j], nm.best_F[j], nm.best_G[j], nm.best_aux[j])
+                    for j in range(cfg.n_constr - cfg.n_hard))
+    return NearMissRows(float(nm.violation) if nm.valid else float("inf"),
+                        rows(nm.valid, nm.digits, nm.F, nm.G, nm.aux), closest)
+
+
 def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: int, n_aux: int,
            chunk_size: int = 2**16, front_capacity: int = 4096, top_k: int = 16,
            histograms: Mapping[int, Sequence[float]] | None = None, devices=None,
            progress: Callable[[int, int], None] | bool | None = None,
            checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
            checkpoint_every: int = 64, run_key: str = "", index_range: tuple[int, int] | None = None,
-           saver=None, timings: dict | None = None, layout: str = "rows", steps=None) -> EngineResult:
+           saver=None, timings: dict | None = None, layout: str = "rows", steps=None,
+           n_hard: int = 0) -> EngineResult:
     """Evaluate every configuration of the space and reduce on the device.
 
     Args:
@@ -222,6 +260,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         init, acc)`` and ``.save(loop, cfg, desc)``) replacing the file here.
       layout: ``"rows"`` (chunk_fn returns [chunk, n] arrays) or ``"columns"`` (sequences of n
         vectors [chunk], or [n, chunk] arrays).
+      n_hard: the first n_hard constraint columns are hard (a space's structural constraints), the others
+        soft (its limits): the near miss's closest configuration per soft constraint is taken among
+        those meeting every hard one (0: every column is soft).
       steps: a compiled-step cache (``sweeps.executables.StepCache``) or None: ``steps.shapes(lanes)``
         gives chunk_fn's output shapes without tracing it (None: trace), ``steps.step(cfg, build)`` the
         step and its sharding (a loaded executable, or ``build()``, the default below, compiled and stored).
@@ -235,7 +276,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     t_start = time.perf_counter()
     devices = _devices(devices)
     cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
-                  histograms, checkpoint_every, len(devices), layout, None if steps is None else steps.shapes)
+                  histograms, checkpoint_every, len(devices), layout, None if steps is None else steps.shapes, n_hard)
     N = indexing.space_size(cfg.radices)
     lo, hi = (0, N) if index_range is None else (int(index_range[0]), int(index_range[1]))
     if not 0 <= lo <= hi <= N:
@@ -320,8 +361,9 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         timings["evaluate"] = timings.get("evaluate", 0.0) + t_rows - t_loop
         timings["reduce"] = timings.get("reduce", 0.0) + time.perf_counter() - t_rows
     hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(cfg.hist, loop.acc.hist)}
+    near = _near_miss_rows(loop.state.near, cfg) if loop.acc.n_feasible == 0 and cfg.n_constr else None
     return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start,
-                        loop.acc.reasons.copy())
+                        loop.acc.reasons.copy(), near)
 
 
 def _devices(devices) -> tuple:
@@ -338,7 +380,8 @@ def _devices(devices) -> tuple:
 
 
 def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
-            histograms, checkpoint_every, n_dev: int, layout: str = "rows", shapes=None) -> EngineConfig:
+            histograms, checkpoint_every, n_dev: int, layout: str = "rows", shapes=None,
+            n_hard: int = 0) -> EngineConfig:
     """Validate the arguments of :func:`stream` and check chunk_fn's output shapes."""
     if layout not in ("rows", "columns"):
         raise MlsysOptError(f"stream: layout={layout!r} must be 'rows' ([chunk, n] arrays) or 'columns' ([n, chunk])")
@@ -350,6 +393,8 @@ def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacit
                         ("top_k", top_k, 1), ("checkpoint_every", checkpoint_every, 1)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
             raise MlsysOptError(f"stream: {name}={v!r} must be an int >= {lo}")
+    if isinstance(n_hard, bool) or not isinstance(n_hard, (int, np.integer)) or not 0 <= n_hard <= n_constr:
+        raise MlsysOptError(f"stream: n_hard={n_hard!r} must be an int in [0, n_constr={n_constr}]")
     # chunk: a multiple of the device count, no larger than the space needs
     chunk = -(-min(int(chunk_size), -(-N // n_dev) * n_dev) // n_dev) * n_dev
     if chunk >= 2**31:
@@ -370,7 +415,7 @@ def _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacit
     if capacity > BLOCK:
         capacity = -(-capacity // BLOCK) * BLOCK
     return EngineConfig(radices, int(n_obj), int(n_constr), int(n_aux), chunk, lanes, capacity, int(top_k),
-                _check_hist(histograms, n_obj), tuple(str(o.dtype) for o in out), columns)
+                _check_hist(histograms, n_obj), tuple(str(o.dtype) for o in out), columns, int(n_hard))
 
 
 

@@ -5,8 +5,9 @@ Three layers, each a NamedTuple:
 - :class:`EngineConfig`: the static settings one jitted step is compiled for
   (hashable, a jit/lru_cache key);
 - :class:`ReducerState`: what the step carries from chunk to chunk ON THE
-  DEVICE: the exact Pareto front so far, the per-objective best-k lists and
-  the front-overflow flag (replicated over the devices);
+  DEVICE: the exact Pareto front so far, the per-objective best-k lists, the
+  front-overflow flag and, while nothing is feasible, the near miss
+  (:class:`NearMissState`) (replicated over the devices);
 - :class:`HostCounters`: what the host sums in exact Python ints from the
   few scalars each step returns (feasible count, histograms, reasons).
 
@@ -39,6 +40,7 @@ class EngineConfig(NamedTuple):
     hist: tuple           # ((objective, edges tuple), ...)
     dtypes: tuple         # (F, G, aux) dtype names
     columns: bool = False  # chunk_fn returns F, G, aux as [n, chunk] (one row per column) instead of [chunk, n]
+    n_hard: int = 0       # the first n_hard G columns are hard (structural), the rest soft (NearMissState)
 
 
 class Payload(NamedTuple):
@@ -57,11 +59,35 @@ class BestLists(NamedTuple):
     valid: jax.Array    # bool[n_obj, k]
 
 
+class NearMissState(NamedTuple):
+    """How close the sweep comes while no lane is feasible (``step.update_near_miss``; frozen once one is).
+
+    Candidates: the in-range lanes whose F and G are all finite.  Total violation
+    V = sum_j max(G_j, 0) (``step.total_violation``; dimensionless: every G column is normalised, a
+    structural margin as a ratio - 1, a limit as (y - L)/|L|).  The columns after the first
+    ``EngineConfig.n_hard`` are the soft ones (a space's limits): for each, the closest lane is the one
+    with its smallest value among the candidates that meet every hard constraint.  Ties keep the lower
+    configuration index.  n_soft = n_constr - n_hard.
+    """
+    violation: jax.Array     # [] V of the least-violating lane (G's dtype)
+    F: jax.Array             # [n_obj]       that lane's objectives (minimize sense)
+    G: jax.Array             # [n_constr]    its constraints
+    aux: jax.Array           # [n_aux]
+    digits: jax.Array        # int32[n_axes]
+    valid: jax.Array         # bool[]: a candidate has been seen
+    best_F: jax.Array        # [n_soft, n_obj]: row j = the closest lane for soft constraint n_hard + j
+    best_G: jax.Array        # [n_soft, n_constr]
+    best_aux: jax.Array      # [n_soft, n_aux]
+    best_digits: jax.Array   # int32[n_soft, n_axes]
+    best_valid: jax.Array    # bool[n_soft]: a candidate meeting every hard constraint has been seen
+
+
 class ReducerState(NamedTuple):
     """Device-resident reduction of every chunk so far."""
     front: pareto.Front   # payload: a Payload (G, aux, digits)
     best: BestLists
     overflow: jax.Array         # bool[]: the front outgrew its capacity
+    near: NearMissState         # meaningful only while the front is empty (nothing feasible so far)
 
 
 class HostCounters(NamedTuple):
@@ -98,7 +124,17 @@ def initial_state(cfg: EngineConfig) -> ReducerState:
     best = BestLists(np.zeros((n_obj, k, n_obj), dF), np.zeros((n_obj, k, cfg.n_constr), dG),
                      np.zeros((n_obj, k, cfg.n_aux), da), np.zeros((n_obj, k, n_axes), np.int32),
                      np.zeros((n_obj, k), bool))
-    return ReducerState(front, best, np.zeros((), bool))
+    return ReducerState(front, best, np.zeros((), bool), initial_near_miss(cfg))
+
+
+def initial_near_miss(cfg: EngineConfig) -> NearMissState:
+    """No candidate yet (host arrays, as :func:`initial_state`)."""
+    dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
+    n_obj, m, n_axes, s = cfg.n_obj, cfg.n_constr, len(cfg.radices), cfg.n_constr - cfg.n_hard
+    return NearMissState(np.asarray(np.inf, dG), np.zeros(n_obj, dF), np.zeros(m, dG), np.zeros(cfg.n_aux, da),
+                         np.zeros(n_axes, np.int32), np.zeros((), bool), np.zeros((s, n_obj), dF),
+                         np.zeros((s, m), dG), np.zeros((s, cfg.n_aux), da), np.zeros((s, n_axes), np.int32),
+                         np.zeros(s, bool))
 
 
 def initial_counters(cfg: EngineConfig) -> HostCounters:
@@ -127,5 +163,5 @@ def drain(loop: SweepLoop, cfg: EngineConfig) -> SweepLoop:
     return SweepLoop(loop.state, (), a)
 
 
-__all__ = ["BestLists", "EngineConfig", "HostCounters", "Payload", "ReducerState", "SweepLoop", "drain", "fold",
-           "initial_counters", "initial_state", "to_host"]
+__all__ = ["BestLists", "EngineConfig", "HostCounters", "NearMissState", "Payload", "ReducerState", "SweepLoop",
+           "drain", "fold", "initial_counters", "initial_near_miss", "initial_state", "to_host"]

@@ -12,7 +12,13 @@ on its own (tests/test_engine_step.py) like ``pareto.py``'s functions:
 4. the exact front: :func:`prefilter` (drop lanes beaten by front anchors),
    :func:`refine` (anchors from the chunk's own front when many lanes
    survive), :func:`merge_survivors` (compacted survivors merged M at a time
-   with ``pareto.merge_fronts``).
+   with ``pareto.merge_fronts``);
+5. :func:`update_near_miss`: while no lane so far is feasible, the least-violating
+   lane (:func:`total_violation`) and per soft constraint (a limit) the lane closest to
+   meeting it (skipped by a ``lax.cond`` from the first feasible lane on: a feasible sweep
+   pays one predicate).  argmins are written as two plain min reductions (value, then
+   the first lane holding it): XLA's CPU code for jnp.argmin's (value, index) reduction
+   is a scalar loop, 4x slower.
 
 Layout: every stage takes the chunk's evaluations as COLUMNS: F, G and aux are
 sequences of [L] vectors, one per objective / constraint / aux column (a tuple
@@ -42,7 +48,7 @@ from jax.sharding import PartitionSpec as P
 from ..scenarios.parts import materialized
 from ..space import indexing
 from . import pareto
-from .state import BestLists, EngineConfig, Payload, ReducerState
+from .state import BestLists, EngineConfig, NearMissState, Payload, ReducerState
 
 AXIS = "lanes"
 BLOCK = 256                  # front slots compared per merge loop step
@@ -243,6 +249,85 @@ def update_best(best: BestLists, F, G, aux, digits, feas, k_loc: int, *,
     return BestLists(*(pick(x) for x in both))
 
 
+def total_violation(G):
+    """Per lane, the total normalised violation sum_j max(G_j, 0) of the constraint vectors G (n_constr >= 1
+    vectors [L], <= 0 met): 0 for a lane that meets every constraint.  pymoo's constraint violation (CV),
+    and the MOEA/D penalty's sum (``search.pymoo_problem``); the G columns are dimensionless ratios."""
+    v = jnp.maximum(G[0], 0)
+    for g in G[1:]:
+        v = v + jnp.maximum(g, 0)
+    return v
+
+
+def _near_keys(G, ok, n_hard: int, dtype):
+    """(v [L], keys: n_soft vectors [L]): each candidate's total violation (clamped below +inf, which marks
+    the others), and per soft constraint its value where the lane meets every hard constraint (else +inf)."""
+    v = jnp.where(ok, jnp.minimum(total_violation(G).astype(dtype), jnp.finfo(dtype).max), jnp.inf)
+    hard_ok = ok
+    for h in range(n_hard):
+        hard_ok = hard_ok & (G[h] <= 0)
+    return v, [jnp.where(hard_ok, G[j].astype(dtype), jnp.inf) for j in range(n_hard, len(G))]
+
+
+def near_miss_minima(G, ok, n_hard: int, dtype):
+    """The chunk's smallest total violation [] and per soft constraint its smallest value [n_soft] (+inf: no
+    candidate), as plain min reductions (one pass over G; see :func:`update_near_miss`)."""
+    v, keys = _near_keys(G, ok, n_hard, dtype)
+    return jnp.min(v), jnp.stack([jnp.min(k) for k in keys] or [jnp.zeros((), dtype)])[:len(keys)]
+
+
+def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
+                     gather: Callable = _identity, pmax: Callable = _identity) -> NearMissState:
+    """Fold the chunk's candidates into the near miss (``state.NearMissState``).
+
+    `minima` (:func:`near_miss_minima`) are the chunk's smallest total violation and, per soft constraint
+    (the columns after the first `n_hard`), its smallest value among the candidates meeting every hard
+    constraint.  Only when one of them beats the carried value (a ``lax.cond``: rare after the first
+    chunks) are the lanes located (the first on ties), all-gathered and picked from the same way
+    (device order is lane order); they replace the carried ones only when strictly smaller, so ties
+    keep the lower configuration index.
+
+    Args:
+      near: the carried state; minima: ``(vmin [], kmin [n_soft])`` (+inf: nothing to fold);
+      F, G, aux: column sequences (vectors [L]), n_constr >= 1;
+      digits_of: lanes int32[k] -> their digits int32[k, n_axes] (the step decodes just those: the
+        chunk's digit columns as an operand of the ``lax.cond`` would be materialised every chunk);
+      ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
+      gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device).
+    """
+    m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
+    vmin, kmin = minima
+    soft = jnp.arange(m - n_hard)
+    carried = near.best_G[soft, n_hard + soft]                            # [n_soft]
+    better = jnp.isfinite(kmin) & (~near.best_valid | (kmin < carried))
+    improves = (vmin < near.violation) | jnp.any(better)
+
+    def fold(near):
+        v, keys = _near_keys(G, ok, n_hard, dG)
+        lane = jnp.arange(ok.shape[0], dtype=jnp.int32)
+        i = jnp.min(jnp.where(v == vmin, lane, lane.shape[0] - 1))[None]    # [1], the first lane on ties
+        b = jnp.stack([jnp.min(jnp.where(k == km, lane, lane.shape[0] - 1)) for k, km in zip(keys, kmin)]
+                      or [jnp.zeros((), jnp.int32)])[:m - n_hard]          # [n_soft]
+        cand = (vmin[None], rows_at(F, i, dF), rows_at(G, i, dG), rows_at(aux, i, da), digits_of(i),
+                kmin[None], rows_at(F, b, dF)[None], rows_at(G, b, dG)[None], rows_at(aux, b, da)[None],
+                digits_of(b)[None])
+        cv, cF, cG, ca, cd, bk, bF, bG, ba, bd = jax.tree_util.tree_map(gather, cand)   # [D, ...]
+        d = jnp.argmin(cv)                                                # the first device on ties
+        take = cv[d] < near.violation                                     # +inf while none carried
+        pick = lambda new, old: jnp.where(take, new, old)
+        dj = jnp.argmin(bk, axis=0)                                       # [n_soft]
+        kj = bk[dj, soft]
+        tj = jnp.isfinite(kj) & (~near.best_valid | (kj < carried))
+        pick_j = lambda new, old: jnp.where(tj.reshape(tj.shape + (1,) * (old.ndim - 1)), new[dj, soft], old)
+        return NearMissState(pick(cv[d], near.violation), pick(cF[d], near.F), pick(cG[d], near.G),
+                             pick(ca[d], near.aux), pick(cd[d], near.digits), near.valid | take,
+                             pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
+                             pick_j(bd, near.best_digits), near.best_valid | tj)
+
+    # every device takes the same branch (the gathers inside are collectives)
+    return lax.cond(pmax(improves.astype(jnp.int32)) > 0, fold, lambda nm: nm, near)
+
+
 def _first_k_by_valid_value_position(val, valid, k: int):
     """Per row of val [r, m]: the positions of its k first entries in (valid first, value, position) order.
 
@@ -314,8 +399,21 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             lambda fr: merge_survivors(fr, F, lane, surv, Payload(G, aux, digits), n_iter, M, gather=gather),
             lambda fr: (fr, jnp.zeros((), bool)), front)
         overflow = state.overflow | ovf
+        near = state.near
+        if cfg.n_constr:             # (no constraints: every finite lane is feasible, nothing to come close to)
+            def digits_of(idx):
+                return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
+
+            ok = (lane < n_valid) & all_finite(F, G, lane)   # (the same expression as feasibility's: shared)
+            dG = state.near.G.dtype
+            # the minima pass is skipped once anything is feasible; the cond's operands are G and a mask
+            # only (a cond over the whole evaluation cost more than the pass itself)
+            minima = lax.cond((state.front.n > 0) | (count > 0),
+                              lambda: (jnp.array(jnp.inf, dG), jnp.full((cfg.n_constr - cfg.n_hard,), jnp.inf, dG)),
+                              lambda: near_miss_minima(G, ok, cfg.n_hard, dG))
+            near = update_near_miss(near, minima, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
-        return ReducerState(front, best, overflow), outs
+        return ReducerState(front, best, overflow, near), outs
 
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
                             check_vma=False)
@@ -324,5 +422,4 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
 
 
 __all__ = ["AXIS", "build_step", "feasibility", "histogram_counts", "merge_survivors", "most_violated", "prefilter",
-           "refine", "rows_at",
-           "update_best"]
+           "near_miss_minima", "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]

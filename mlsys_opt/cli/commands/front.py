@@ -172,10 +172,13 @@ def _front_report(args, space, front, *, header: list[str], table_path, figure_p
             files["report"] = str(got)
         if msg:
             failed.append(msg)
+    near = getattr(result, "near_miss", None)       # nothing feasible: how close the space comes
     if args.json:
+        from ..near_miss import near_miss_json
         _print_json({**extra_json, "space": space.name, "scenario": space.scenario,
                      "objectives": [{"name": n, "sense": s} for n, s in space.objectives],
-                     "front": front, "files": files})
+                     "front": front, "files": files,
+                     "near_miss": None if near is None else near_miss_json(space, near)})
     else:
         for line in header:
             _out(line)
@@ -197,6 +200,11 @@ def _front_report(args, space, front, *, header: list[str], table_path, figure_p
         else:
             _out("no feasible configuration: every configuration breaks a constraint or limit "
                  "(loosen [constraints] or widen the axes)")
+            if near is not None:
+                from ..near_miss import near_miss_lines
+                sampled = kind == "search" and not getattr(result, "exhaustive", False)
+                for line in near_miss_lines(space, near, sampled=sampled):
+                    _out(line)
         if files:
             _out()
         for kind, path in files.items():
