@@ -21,6 +21,7 @@ import numpy as np
 import optax
 import pandas as pd
 
+from .._compile import jit_options
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios.efficiency import DEFAULT_EFFICIENCY, Efficiency
 from ..search.optim import adam_scan, from_unconstrained, to_unconstrained
@@ -82,15 +83,24 @@ def _loss(u, u0, eff0, batch, weights, free, names, prior):
     return data + prior * jnp.sum(free * (u - u0) ** 2) / floor_pos(jnp.sum(free), 1.0)
 
 
-@functools.partial(jax.jit, static_argnames=("names", "steps"))
 def _fit(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
     """Adam on _loss for `steps` steps (lax.scan): (u at the lowest loss, loss history [steps]).
 
     free [k] is 1 for the parameters fitted, 0 for those held at u0 (their gradient is 0,
     so Adam never moves them): one compiled program serves every subset of `names`, and
     `_program_names` makes `names` FIT_PARAMS (+ any other parameter asked for) whichever subset a
-    caller fits.
+    caller fits.  Compiled with ``_compile.jit_options()`` (the older CPU fusion emitters: about
+    two thirds of the compile time); call it at top level or under ``jax.vmap``, not inside a jit.
     """
+    return _fit_jit()(u0, eff0, batch, weights, free, learning_rate, prior, names=names, steps=steps)
+
+
+@functools.cache
+def _fit_jit():
+    return jax.jit(_fit_program, static_argnames=("names", "steps"), **jit_options())
+
+
+def _fit_program(u0, eff0, batch, weights, free, learning_rate, prior, *, names, steps):
     loss = functools.partial(_loss, u0=u0, eff0=eff0, batch=batch, weights=weights, free=free, names=names,
                              prior=prior)
     _, best_u, hist = adam_scan(loss, u0, optax.adam(learning_rate), steps)

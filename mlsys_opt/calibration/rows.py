@@ -29,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import jit_options
 from .._types import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from ..catalog import load_catalog
 from ..errors import MlsysOptError, did_you_mean
@@ -364,8 +365,17 @@ def _combine(q, batch: Batch):
     return batch.coef * num / floor_pos(den, 1e-30)
 
 
-@jax.jit
 def _evaluate_jit(eff: Efficiency, batch: Batch):
+    """(predicted figure [rows], structural g, diagnostics), compiled with ``_compile.jit_options()``."""
+    return _evaluate_compiled()(eff, batch)
+
+
+@functools.cache
+def _evaluate_compiled():
+    return jax.jit(_evaluate_program, **jit_options())
+
+
+def _evaluate_program(eff: Efficiency, batch: Batch):
     parts, g, diag = [], {}, {}
     for sc in ("training", "serving"):
         if sc in batch.params:

@@ -76,13 +76,14 @@ def _eval_fn(space, dtype):
     import jax
     import jax.numpy as jnp
 
+    from .._compile import jit_options
     from ..sweeps.api import evaluate_params, scenario_options
     # everything the traced program depends on: the scenario's trace-time options too (one
     # micro-batch geometry when the space gives `microbatches`, the candidate set otherwise)
     key = (space.scenario, space.objectives, tuple(sorted(space.limits.items())), jnp.dtype(dtype).name,
            tuple(sorted(scenario_options(space).items())))
-    if key not in _EVAL_FNS:
-        _EVAL_FNS[key] = jax.jit(lambda p, tables, eff: evaluate_params(space, p, tables, eff))
+    if key not in _EVAL_FNS:     # a point or a small grid: compiled as the sensitivity kernels (mlsys_opt._compile)
+        _EVAL_FNS[key] = jax.jit(lambda p, tables, eff: evaluate_params(space, p, tables, eff), **jit_options())
     return _EVAL_FNS[key]
 
 

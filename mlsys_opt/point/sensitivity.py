@@ -64,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._compile import jit_options
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import SCENARIO_FNS, params_from_dict, schema, static_options
 from ..walls._masked import UNBOUNDED
@@ -125,7 +126,7 @@ AUTO_SPARSE_ROWS = 100_000
 
 
 def _batch_kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None, method: str = "sparse",
-                  derivative: bool = True):
+                  derivative: bool = True, *, jit: bool = True):
     """jit: ``(p, tables, eff) -> (y, values, derivative, elasticity, g)`` for a batch; cached.
 
     p: {param: [n]} (catalog codes index `tables`, the full catalog tables); tables and eff
@@ -141,16 +142,25 @@ def _batch_kernel(scenario: str, in_names: tuple, dtype, options: dict | None = 
     input k does not reach (:mod:`mlsys_opt.point.linear`); "dense": ``jax.jacfwd`` (the whole
     tangent basis through every operation; the reference the tests compare against).
     options: the scenario's trace-time options (``scenarios.static_options``).  derivative=False:
-    None in its place (the elasticities alone: half the output).
+    None in its place (the elasticities alone: half the output).  Compiled with
+    ``_compile.jit_options()`` (the older CPU fusion emitters: about half the compile time, same
+    run time); jit=False: the function itself, for a caller that traces it inside its own
+    ``jax.jit`` (which then passes those options: a nested jit cannot).
     """
     if method not in METHODS:
         raise MlsysOptError(f"sensitivity: method {method!r} is not known (allowed: {', '.join(METHODS)})")
-    return _batch_kernel_cached(scenario, tuple(in_names), jnp.dtype(dtype).name,
-                                tuple(sorted((options or {}).items())), method, bool(derivative))
+    key = (scenario, tuple(in_names), jnp.dtype(dtype).name, tuple(sorted((options or {}).items())), method,
+           bool(derivative))
+    return _batch_jit(*key) if jit else _batch_fn(*key)
 
 
 @functools.lru_cache(maxsize=32)
-def _batch_kernel_cached(scenario: str, in_names: tuple, dtype, options: tuple, method: str, derivative: bool):
+def _batch_jit(*key):
+    return jax.jit(_batch_fn(*key), **jit_options())
+
+
+@functools.lru_cache(maxsize=32)
+def _batch_fn(scenario: str, in_names: tuple, dtype, options: tuple, method: str, derivative: bool):
     out_names = output_names(scenario, None)
     opts = dict(options)
     n_out, n_in = len(out_names), len(in_names)
@@ -181,7 +191,7 @@ def _batch_kernel_cached(scenario: str, in_names: tuple, dtype, options: tuple, 
         deriv = D * inv_x[:, None, :] if derivative else None
         return y, values, deriv, jnp.clip(D * scale, -UNBOUNDED, UNBOUNDED), g
 
-    return jax.jit(batch)
+    return batch
 
 
 def _reciprocals(y, values):
@@ -229,25 +239,26 @@ def _packed_rows(host: dict, dtype, chunk: int):
 def _packed_kernel(scenario: str, in_names: tuple, dtype: str, options: tuple, method: str, derivative: bool,
                    names_f: tuple, names_i: tuple):
     """:func:`_batch_kernel` on a chunk given as F [m, n_float] and I [m, n_int] (:func:`_packed_rows`)."""
-    kernel = _batch_kernel(scenario, in_names, dtype, dict(options), method, derivative)
+    kernel = _batch_kernel(scenario, in_names, dtype, dict(options), method, derivative, jit=False)
 
     def run(F, I, tables, eff):
         p = {k: F[:, j] for j, k in enumerate(names_f)}
         p.update({k: I[:, j] for j, k in enumerate(names_i)})
         return kernel(p, tables, eff)
 
-    return jax.jit(run)
+    return jax.jit(run, **jit_options())
 
 
-def _kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None):
+def _kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None, *, jit: bool = True):
     """The per-configuration-tables form: ``(p, local, eff, prec) -> (y, values, derivative, elasticity, g)``.
 
     local: tables whose fields are [n, 1, ...] (``config.gather_local``: the rows each
     configuration selects); p's catalog codes are ignored (row i of local is configuration
     i's).  options: the scenario's (default: automatic).  Kept for callers that gather rows
     themselves (``point.table_eval``); :func:`_batch_kernel` reads the full tables and costs less.
+    jit=False: not compiled, for tracing inside the caller's ``jax.jit(..., **jit_options())``.
     """
-    kernel = _batch_kernel(scenario, in_names, dtype, options)
+    kernel = _batch_kernel(scenario, in_names, dtype, options, jit=False)
 
     def run(p, local, eff, prec):
         n = jnp.shape(p["hardware"])[0]
@@ -256,7 +267,7 @@ def _kernel(scenario: str, in_names: tuple, dtype, options: dict | None = None):
         tables = jax.tree_util.tree_map(lambda a: a[:, 0], local)
         return kernel(pp, tables, eff)
 
-    return run
+    return jax.jit(run, **jit_options()) if jit else run
 
 
 # --------------------------------------------------------------------------- public API

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .._compile import jit_options
 from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import STATIC_OPTION_PARAMS, schema, static_options
 from ..sweeps.api import NON_FINITE
@@ -216,7 +217,7 @@ class TableEvaluator:
                                     f"{did_you_mean(o, allowed)} (allowed: {', '.join(allowed)})")
         from .config import gather_local, parameter_names
         inputs = parameter_names(self.scenario)
-        kernel = sens._kernel(self.scenario, inputs, self.dtype)
+        kernel = sens._kernel(self.scenario, inputs, self.dtype, jit=False)
         sel = np.array([allowed.index(o) for o in wanted])
         eff = type(self.eff)(*[jnp.asarray(x, self.dtype) for x in self.eff])
         sub = min(self.chunk, SENS_CHUNK)
@@ -226,7 +227,7 @@ class TableEvaluator:
                 local = gather_local(tables, p)
                 _, _, _, elast, _ = kernel(p, local, eff, jnp.asarray(p["precision"], jnp.int32))
                 return elast
-            _FNS[key] = jax.jit(run)
+            _FNS[key] = jax.jit(run, **jit_options())     # as point.sensitivity's kernels (mlsys_opt._compile)
         fn = _FNS[key]
 
         def evaluate(cols: dict) -> np.ndarray:

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._compile import jit_options
 from ..errors import MlsysOptError, did_you_mean
 from ..point.config import (
     gather_local,
@@ -154,7 +155,7 @@ def optimize_continuous(target, knobs: Sequence[str], *, base_config: dict | Non
         p1, xs, x0_ = setup(pc, lc, pr)
         return jax.vmap(lambda x: evaluate(x, p1, lc, xs, x0_))(xc)
 
-    J, G = jax.jit(jax.vmap(score))(*args, jnp.asarray(C, dtype))
+    J, G = jax.jit(jax.vmap(score), **jit_options())(*args, jnp.asarray(C, dtype))
     values, obj, feas = _pick(C, np.asarray(J, np.float64), np.asarray(G, np.float64), sign)
     frame = _frame(space, digits, n, knobs, values, x_cont, objective, obj, feas)
     order = np.lexsort((sign * obj, ~feas))
@@ -241,7 +242,7 @@ def _solve(scenario: str, knobs, setup, evaluate, args, sign: float, limits_t: t
         z, _, _ = adam_scan(loss, jnp.zeros((len(knobs),), dtype), opt, steps)
         return x_of(z, x0), x0
 
-    x_cont, x0 = jax.jit(jax.vmap(solve))(*args)
+    x_cont, x0 = jax.jit(jax.vmap(solve), **jit_options())(*args)     # small batches: mlsys_opt._compile
     x_cont, x0 = np.asarray(x_cont, np.float64), np.asarray(x0, np.float64)
     if np.any(x0 <= 0):
         bad = knobs[int(np.argmax(np.any(x0 <= 0, axis=0)))]

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._compile import jit_options
 from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
 from ..errors import MlsysOptError, did_you_mean
 from ..point.config import (
@@ -362,7 +363,7 @@ def synthesize(target, base_config, targets: dict, free: Sequence[str], *, objec
         z, _, _ = adam_scan(lambda z: loss(z, t), jnp.zeros((n_free,), dtype), opt, steps)
         return evaluate(z)
 
-    x, y, g, j = jax.jit(jax.vmap(solve))(jnp.asarray(T, dtype))
+    x, y, g, j = jax.jit(jax.vmap(solve), **jit_options())(jnp.asarray(T, dtype))    # mlsys_opt._compile
     x, y, g, j = (np.asarray(a, np.float64) for a in (x, y, g, j))
     met = np.all(np.asarray(senses)[None, :] * (y - T) <= 1e-9 * T, axis=1) & np.all(g <= 0, axis=1)
     outputs = {o: y[:, i] for i, o in enumerate(tnames)}
