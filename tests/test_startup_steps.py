@@ -71,7 +71,7 @@ def _cache(space, folder, **kw):
 
     from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
     names = api.output_names(space)
-    counts = {"n_obj": len(space.objectives), "n_constr": len(api.constraint_names(space)), "n_aux": len(names)}
+    counts = api.engine_counts(space, names)
     engine = {"chunk_size": 8, "front_capacity": 4096, "top_k": 5, **kw}
     return api._step_cache(space, DEFAULT_EFFICIENCY, jax.numpy.float32, None, names, None, counts, **engine)
 

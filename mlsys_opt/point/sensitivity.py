@@ -42,7 +42,9 @@ per-configuration table copies, ~17,500 now.  ``method="dense"`` keeps
 reference the tests compare against.  The sparse kernel is a larger program
 (one JVP per input): it compiles in about three times the time of the dense
 one (capstone, float32: 18.5 vs 11.6 CPU-s; the serving scenario: 72 vs 28 s
-wall, 2-core CPU under load), and saves ~28 us per configuration (17.7 vs
+wall, 2-core CPU under load; measured with XLA's default CPU emitters: the
+kernels now compile with :func:`mlsys_opt._compile.jit_options`, serving
+63 -> 44 CPU-s sparse and 25 -> 14 dense, the same run time), and saves ~28 us per configuration (17.7 vs
 45.6 CPU-us), so it pays from ~2.5e5 configurations on.  ``method="auto"``
 (the default) takes the dense kernel below ``AUTO_SPARSE_ROWS``
 configurations (one point, a front, a table of a few thousand rows) and the

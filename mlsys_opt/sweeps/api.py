@@ -314,8 +314,7 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
     if timings is not None:
         timings["spec"] = timings.get("spec", 0.0) + time.perf_counter() - t0
     stream = _dist.stream if distributed else sweep_engine.stream
-    counts = {"n_obj": len(space.objectives), "n_constr": len(constraint_names(space)), "n_aux": len(names),
-              "n_hard": len(schema.STRUCTURAL_CONSTRAINTS[space.scenario])}
+    counts = engine_counts(space, names)
     extra = {"index_range": (0, min(1, space.size))} if first_only else {}
     steps = None if distributed else _step_cache(space, eff, dtype, given_tables, names, devices, counts,
                                                  chunk_size=chunk_size, front_capacity=front_capacity, top_k=top_k)
@@ -346,6 +345,13 @@ def _sweep(space, *, chunk_size=None, front_capacity=None, top_k=5, devices=None
         timings["frame"] = timings.get("frame", 0.0) + time.perf_counter() - t1
     return SweepResult(front, best, res.n_evaluated, res.n_feasible, res.elapsed_s, space, res.histograms,
                        reasons, near)
+
+
+def engine_counts(space: Space, names) -> dict:
+    """The engine's column counts for a sweep of `space` with aux columns `names` (objectives, constraints:
+    structural then limits, aux, and how many of the constraints are structural: ``n_hard``)."""
+    return {"n_obj": len(space.objectives), "n_constr": len(constraint_names(space)), "n_aux": len(names),
+            "n_hard": len(schema.STRUCTURAL_CONSTRAINTS[space.scenario])}
 
 
 def near_miss_frame(space: Space, digits, G, aux) -> pd.DataFrame:
