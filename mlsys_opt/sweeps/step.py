@@ -403,7 +403,12 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             lambda fr: (fr, jnp.zeros((), bool)), front)
         overflow = state.overflow | ovf
         near = state.near
-        if cfg.n_constr:             # (no constraints: every finite lane is feasible, nothing to come close to)
+        if cfg.n_constr:
+            # the near miss's gathers run after the best lists' and the front's (a data dependence through
+            # the barrier): XLA's CPU thunk executor runs independent thunks at once, and two all-gathers of
+            # different conditional branches met at one rendezvous key ("Unexpected number of participants:
+            # all gather ... op_id=1", a flaky abort of tests/test_distributed.py's 2-device sweep)
+            near, _, _ = lax.optimization_barrier((near, best, front))             # (no constraints: every finite lane is feasible, nothing to come close to)
             def digits_of(idx):
                 return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
 
