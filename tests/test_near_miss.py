@@ -134,21 +134,26 @@ SCRIPT = textwrap.dedent('''
     import jax
     from mlsys_opt.sweeps import engine as sweep_engine
     from test_near_miss import KW, R, toy
-    r = sweep_engine.stream(R, toy, chunk_size=1000, **KW)               # 250 lanes on each of 4 devices
-    print("RESULT" + json.dumps({"n_devices": len(jax.devices()), "least": r.near_miss.least.index.tolist(),
-                                 "violation": r.near_miss.violation,
+    r4 = sweep_engine.stream(R, toy, chunk_size=1000, **KW)              # 250 lanes on each of 4 devices
+    r = sweep_engine.stream(R, toy, chunk_size=1000, devices=1, **KW)    # the first device alone
+    print("RESULT" + json.dumps({"n_devices": len(jax.devices()), "near4": r4.near_miss is not None,
+                                 "n4": [r4.n_evaluated, r4.n_feasible], "n1": [r.n_evaluated, r.n_feasible],
+                                 "least": r.near_miss.least.index.tolist(), "violation": r.near_miss.violation,
                                  "closest": [c.index.tolist() for c in r.near_miss.closest]}))
 ''')
 
 
-def test_four_devices_gather_the_same_near_miss():
+def test_several_devices_skip_the_near_miss_and_one_device_finds_it():
+    """On 4 devices the sweep runs without the near miss (sweeps.step.near_miss_computed: its conditional
+    gathers met the others' at one rendezvous key); the same process on one device gives the brute force's."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     tests = os.path.dirname(os.path.abspath(__file__))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tests], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
     least, v, best, _ = brute()
-    assert out["n_devices"] == 4 and out["least"] == [least] and out["violation"] == v
+    assert out["n_devices"] == 4 and not out["near4"] and out["n4"] == out["n1"]
+    assert out["least"] == [least] and out["violation"] == v
     assert out["closest"] == [[b] if b >= 0 else [] for b in best]
 
 

@@ -102,7 +102,7 @@ from .state import (
     initial_state,
     to_host,
 )
-from .step import BLOCK, build_step
+from .step import BLOCK, build_step, near_miss_computed
 
 _LAG = 2                      # chunks between dispatch and host read-back
 _build_step = build_step      # (the name tests stub to run the host loop without compiling)
@@ -366,7 +366,8 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         timings["evaluate"] = timings.get("evaluate", 0.0) + t_rows - t_loop
         timings["reduce"] = timings.get("reduce", 0.0) + time.perf_counter() - t_rows
     hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(cfg.hist, loop.acc.hist)}
-    near = _near_miss_rows(loop.state.near, cfg) if loop.acc.n_feasible == 0 and cfg.n_constr else None
+    near = (_near_miss_rows(loop.state.near, cfg) if loop.acc.n_feasible == 0 and near_miss_computed(cfg)
+            else None)
     return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start,
                         loop.acc.reasons.copy(), near)
 

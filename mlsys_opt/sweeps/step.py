@@ -259,6 +259,11 @@ def total_violation(G):
     return v
 
 
+def near_miss_computed(cfg: EngineConfig) -> bool:
+    """Whether the step tracks the near miss: constraints to miss, on one device per process (lanes = chunk)."""
+    return bool(cfg.n_constr) and cfg.lanes == cfg.chunk
+
+
 def _near_keys(G, ok, n_hard: int, dtype):
     """(v [L], keys: n_soft vectors [L]): each candidate's total violation (clamped below +inf, which marks
     the others), and per soft constraint its value where the lane meets every hard constraint (else +inf)."""
@@ -403,12 +408,11 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             lambda fr: (fr, jnp.zeros((), bool)), front)
         overflow = state.overflow | ovf
         near = state.near
-        if cfg.n_constr:
-            # the near miss's gathers run after the best lists' and the front's (a data dependence through
-            # the barrier): XLA's CPU thunk executor runs independent thunks at once, and two all-gathers of
-            # different conditional branches met at one rendezvous key ("Unexpected number of participants:
-            # all gather ... op_id=1", a flaky abort of tests/test_distributed.py's 2-device sweep)
-            near, _, _ = lax.optimization_barrier((near, best, front))             # (no constraints: every finite lane is feasible, nothing to come close to)
+        # one device only: every collective of this step lowers with channel_id 1, and the near miss's
+        # conditional all-gathers, run by XLA's CPU thunk executor beside the best lists' and the front's,
+        # met them at one rendezvous key (aborts and hangs of 2-device sweeps: "Unexpected number of
+        # participants: all gather ... op_id=1"); a barrier did not make it safe.  See near_miss_computed
+        if near_miss_computed(cfg):             # (no constraints: every finite lane is feasible, nothing to come close to)
             def digits_of(idx):
                 return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
 
@@ -431,4 +435,4 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
 
 
 __all__ = ["AXIS", "build_step", "feasibility", "histogram_counts", "merge_survivors", "most_violated", "prefilter",
-           "near_miss_minima", "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
+           "near_miss_computed", "near_miss_minima", "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
