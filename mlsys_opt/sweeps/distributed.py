@@ -458,7 +458,7 @@ def stream(radices, chunk_fn: Callable, *, run_key: str, chunk_size: int, top_k:
             saver = _Saver(cl, tag, path, ranges, part)
             res = engine.stream(radices, chunk_fn, chunk_size=chunk_size, top_k=top_k, devices=tuple(local),
                                 progress=progress if me == 0 or callable(progress) else False, index_range=ranges[me], saver=saver,
-                                run_key=run_key, timings=timings, lockstep=True, **engine_kw)
+                                run_key=run_key, timings=timings, **engine_kw)
         except BaseException as exc:
             try:               # the others stop at once instead of waiting for a heartbeat timeout
                 cl.client.key_value_set(f"{_NS}/{tag}/error/{me}", " ".join(str(exc).split())[:300]

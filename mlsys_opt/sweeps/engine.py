@@ -228,7 +228,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
            checkpoint_path: str | os.PathLike | None = None, resume: bool = False,
            checkpoint_every: int = 64, run_key: str = "", index_range: tuple[int, int] | None = None,
            saver=None, timings: dict | None = None, layout: str = "rows", steps=None,
-           n_hard: int = 0, lockstep: bool = False) -> EngineResult:
+           n_hard: int = 0) -> EngineResult:
     """Evaluate every configuration of the space and reduce on the device.
 
     Args:
@@ -263,10 +263,6 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
       n_hard: the first n_hard constraint columns are hard (a space's structural constraints), the others
         soft (its limits): the near miss's closest configuration per soft constraint is taken among
         those meeting every hard one (0: every column is soft).
-      lockstep: every chunk's step runs the same sequence of device collectives whatever its data
-        (``sweeps.distributed`` sets it: under jax.distributed's gloo CPU collectives, processes whose
-        steps took different ``lax.cond`` branches around a collective were seen to exchange mismatched
-        messages and abort); costs the near miss's fold on every chunk.
       steps: a compiled-step cache (``sweeps.executables.StepCache``) or None: ``steps.shapes(lanes)``
         gives chunk_fn's output shapes without tracing it (None: trace), ``steps.step(cfg, build)`` the
         step and its sharding (a loaded executable, or ``build()``, the default below, compiled and stored).
@@ -281,7 +277,6 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     devices = _devices(devices)
     cfg = _config(radices, chunk_fn, n_obj, n_constr, n_aux, chunk_size, front_capacity, top_k,
                   histograms, checkpoint_every, len(devices), layout, None if steps is None else steps.shapes, n_hard)
-    cfg = cfg._replace(lockstep=bool(lockstep))
     N = indexing.space_size(cfg.radices)
     lo, hi = (0, N) if index_range is None else (int(index_range[0]), int(index_range[1]))
     if not 0 <= lo <= hi <= N:

@@ -41,7 +41,6 @@ class EngineConfig(NamedTuple):
     dtypes: tuple         # (F, G, aux) dtype names
     columns: bool = False  # chunk_fn returns F, G, aux as [n, chunk] (one row per column) instead of [chunk, n]
     n_hard: int = 0       # the first n_hard G columns are hard (structural), the rest soft (NearMissState)
-    lockstep: bool = False  # every chunk runs the same collectives (sweeps.distributed: see step.update_near_miss)
 
 
 class Payload(NamedTuple):

@@ -282,7 +282,7 @@ def near_miss_minima(G, ok, n_hard: int, dtype):
 
 
 def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
-                     gather: Callable = _identity, pmax: Callable = _identity, lockstep: bool = False) -> NearMissState:
+                     gather: Callable = _identity, pmax: Callable = _identity) -> NearMissState:
     """Fold the chunk's candidates into the near miss (``state.NearMissState``).
 
     `minima` (:func:`near_miss_minima`) are the chunk's smallest total violation and, per soft constraint
@@ -298,8 +298,7 @@ def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable
       digits_of: lanes int32[k] -> their digits int32[k, n_axes] (the step decodes just those: the
         chunk's digit columns as an operand of the ``lax.cond`` would be materialised every chunk);
       ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
-      gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device);
-      lockstep: fold on every chunk, no ``lax.cond`` around the gathers (``EngineConfig.lockstep``).
+      gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device).
     """
     m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
     vmin, kmin = minima
@@ -330,8 +329,6 @@ def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable
                              pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
                              pick_j(bd, near.best_digits), near.best_valid | tj)
 
-    if lockstep:      # the same collectives on every chunk (sweeps.distributed): fold is a no-op when nothing improves
-        return fold(near)
     # every device takes the same branch (the gathers inside are collectives)
     return lax.cond(pmax(improves.astype(jnp.int32)) > 0, fold, lambda nm: nm, near)
 
@@ -423,8 +420,7 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             minima = lax.cond((state.front.n > 0) | (count > 0),
                               lambda: (jnp.array(jnp.inf, dG), jnp.full((cfg.n_constr - cfg.n_hard,), jnp.inf, dG)),
                               lambda: near_miss_minima(G, ok, cfg.n_hard, dG))
-            near = update_near_miss(near, minima, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax,
-                                    lockstep=cfg.lockstep)
+            near = update_near_miss(near, minima, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
         return ReducerState(front, best, overflow, near), outs
 
