@@ -6,6 +6,7 @@ The toy's values are multiples of 1/8 (exact in float32), so argmins tie often: 
 the lower configuration index" is checked, not only the values.
 """
 import functools
+import html
 import json
 import os
 import subprocess
@@ -270,3 +271,14 @@ def test_a_feasible_space_has_no_near_miss(capsys, spec, tmp_path, monkeypatch):
     assert code == 0 and data["n_feasible"] > 0 and data["near_miss"] is None
     code = cli.main(["sweep", str(feasible), "--no-save", "--chunk-size", "8"])
     assert code == 0 and "least-violating" not in capsys.readouterr().out
+
+
+def test_html_report_of_an_infeasible_sweep_shows_the_near_miss(spec, swept):
+    from mlsys_opt.cli.html import render
+    from mlsys_opt.cli.near_miss import near_miss_lines
+    page = render(swept)
+    assert "No feasible configuration" in page and 'id="near-miss"' in page
+    section = page[page.index('id="near-miss"'):]
+    for line in near_miss_lines(swept.space, swept.near_miss)[:2]:      # the printed lines, HTML-escaped
+        assert html.escape(line) in section
+    assert "best value each broken limit reaches (among configurations" in section

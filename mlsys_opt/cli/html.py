@@ -10,7 +10,9 @@ page works from a USB stick or a mail attachment.  Views:
 - a scatter of any two objectives (buttons choose the pair) coloured by the
   remaining one, with every input and output of a point in its hover text;
 - a parallel-coordinates view of the front (categorical axes as ticks);
-- the infeasibility breakdown: configurations per binding constraint.
+- the infeasibility breakdown: configurations per binding constraint;
+- when nothing is feasible, the near miss (``cli.near_miss``: the least-violating configuration and the
+  best value each broken limit reaches), in the words `sweep`/`search` print.
 
 No hand-written JavaScript: sorting and axis choice are plotly ``updatemenus``
 (restyle/update buttons) computed here in Python.
@@ -137,6 +139,18 @@ def _infeasibility(infeasible_by: dict, n_evaluated: int, n_feasible: int):
     return fig
 
 
+def _near_miss_html(result, space) -> str:
+    """How close an infeasible space comes (the lines `sweep`/`search` print), or '' without a near miss."""
+    near = getattr(result, "near_miss", None)
+    if near is None:
+        return ""
+    from .near_miss import near_miss_lines
+    sampled = hasattr(result, "exhaustive") and not result.exhaustive        # a search's sample, not the space
+    lines = near_miss_lines(space, near, sampled=sampled)
+    return ('<section id="near-miss"><h2>How close the space comes</h2><pre>'
+            + _html.escape("\n".join(lines)) + "</pre></section>")
+
+
 def _spec_text(space) -> str:
     src = getattr(space, "source", "")
     try:
@@ -176,6 +190,7 @@ def render(result, *, space=None, title: str | None = None) -> str:
                + f". mlsys_opt {__version__}, {stamp}.</p>")
     if not len(front):
         summary += "<p><b>No feasible configuration</b>: the breakdown below says which constraints bind.</p>"
+        summary += _near_miss_html(result, space)
     spec = f"<details><summary>Spec</summary><pre>{_html.escape(_spec_text(space))}</pre></details>"
     return ("<!DOCTYPE html><html><head><meta charset='utf-8'><title>" + _html.escape(head) + "</title>"
             "<style>body{font-family:sans-serif;margin:2em;max-width:1400px}section{margin:2em 0}</style>"
