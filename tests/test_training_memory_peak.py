@@ -142,15 +142,22 @@ def test_memory_gradient_wrt_sequence_length():
 
 def test_published_peaks():
     """The rows that publish their peak memory (torchtitan's max_memory_reserved, KempnerForge's
-    max_memory_allocated): median |error| <= 10 %; before MEMPEAK (fp32 logits only, no recompute layer,
-    KempnerForge's memory_gb read as decimal GB with fp32 master states) it was 38 %."""
+    max_memory_allocated): median |error| <= 12 %; before MEMPEAK (fp32 logits only, no recompute layer,
+    KempnerForge's memory_gb read as decimal GB with fp32 master states) it was 38 %.  MEMEAGER (torch.compile's
+    partitioner saves fewer SAC outputs than eager; FSDP2's root unit stays gathered) moved the median from 8.9 to
+    11.2 %: the model counts allocations, and torchtitan's 8B rows now sit together 11-14 % under its
+    max_memory_reserved figure (eager and compiled alike, 7.3 points apart before), the caching allocator's
+    reserve that the model does not count."""
     from mlsys_opt import calibration as C
     rows = [r for r in C.load_runs("training") if "memory_gib" in r.measured]
     assert len(rows) >= 30 and len({r.source_key for r in rows}) >= 3
     mem = C.memory_check(rows, C.diagnostics(C.DEFAULT_EFFICIENCY, C.build(rows)))
     assert len(mem) == len(rows) and np.isfinite(mem.error_pct).all()
-    assert mem.error_pct.abs().median() <= 10.0
+    assert mem.error_pct.abs().median() <= 12.0
     by_id = mem.set_index("id").error_pct
+    # MEMEAGER: torchtitan's 8B rows (Tables 1-3: eager, compiled, float8, op SAC and full AC) within 4 points
+    titan8 = by_id[[i for i in by_id.index if i.startswith(("titan24_t1", "titan24_t2", "titan24_t3"))]]
+    assert len(titan8) == 10 and titan8.max() - titan8.min() <= 4.0
     # FSDP2 no_sync rows: fp32 unsharded gradients between micro-batches, 16-bit loss over the whole vocabulary
     for rid in ("kempner26_h200_7b_n2_FSDP2", "kempner26_h200_13b_n8_FSDP8", "kempner26_h200_70b_n32_TP4_FSDP8"):
         assert abs(by_id[rid]) <= 10.0, rid

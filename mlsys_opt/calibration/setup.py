@@ -231,7 +231,7 @@ TRAINING_MAP: dict[str, Rule] = {
                       "micro_batch | last: sharded gradients reduced after every micro-batch, or only after the "
                       "last with the unsharded gradients accumulated in fp32 in between (FSDP2 no_sync)"),
     "fsdp_runtime": Rule(("fsdp_runtime",), _same("fsdp_runtime"),
-                         "default | torch_fsdp2: PyTorch FSDP2 (fully_shard) adds its per-unit backward buffers and gathers in the all-gather dtype (FSDP16)"),
+                         "default | torch_fsdp2 | torch_fsdp2_root: PyTorch FSDP2 (fully_shard) adds its per-unit backward buffers and gathers in the all-gather dtype (FSDP16); _root: as at torch 1963fc8, the root unit stays gathered from forward to backward (MEMEAGER)"),
     "tp_embedding": Rule(("tp_embedding",), _same("tp_embedding"),
                          "sharded | replicated: the untied token embedding split over the TP ranks, or whole on "
                          "every TP rank (KempnerForge's TP plan)"),

@@ -124,7 +124,9 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                            dimension="dimensionless", low=0.0, high=1.0),
     "kernels": ParamSpec("choice", "fused", "software kernels: fused = FlashAttention-2-class attention and fused "
                          "norm/residual/RoPE/SwiGLU (Megatron, Transformer Engine, torch.compile); eager = PyTorch "
-                         "eager elementwise ops (HBM traffic × efficiency.unfused_elementwise_factor, ~3.4); fa1 = "
+                         "eager elementwise ops (HBM traffic × efficiency.unfused_elementwise_factor, ~3.4; with "
+                         "recompute = op the SAC cache keeps every MUST_SAVE output, torch.compile only those its "
+                         "backward reads: walls.saved_activations, MEMEAGER); fa1 = "
                          "FlashAttention-1-generation attention (× efficiency.FLASH1_OF_FLASH2 = 0.43); fa1_eager = both",
                          choices=("fused", "eager", "fa1", "fa1_eager")),
     "main_grads": ParamSpec("choice", "fp32", "main-gradient precision (accumulated and reduced): fp32 = Megatron-LM "
@@ -274,8 +276,11 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                               "holds the unit's unsharded param-dtype gradients and the previous unit's "
                               "reduce-scatter input in the reduce dtype (foreach_reduce, reduce_scatter_state) "
                               "[walls.parallel.fsdp_backward_buffer_bytes]; memory only, no effect below ZeRO-3 "
-                              "[FSDP16]",
-                              choices=("default", "torch_fsdp2")),
+                              "[FSDP16]; torch_fsdp2_root = torch_fsdp2 as at torch 1963fc8 (Dec 2024, torchtitan's "
+                              "benchmarks): the root unit (embedding, final norm, output) is never resharded after "
+                              "forward and stays gathered through the backward beside the two blocks "
+                              "[walls.saved_activations.fsdp2_root_params, MEMEAGER]",
+                              choices=("default", "torch_fsdp2", "torch_fsdp2_root")),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -86,7 +86,7 @@ class TrainingParams(NamedTuple):
     loss_parallel: Array = 0         # int32 code into schema loss_parallel choices (on, off) (MEMPEAK)
     grad_sync: Array = 0             # int32 code into schema grad_sync choices (micro_batch, last) (MEMPEAK)
     tp_embedding: Array = 0          # int32 code into schema tp_embedding choices (sharded, replicated) (KEMPNER2)
-    fsdp_runtime: Array = 0          # int32 code into schema fsdp_runtime choices (default, torch_fsdp2) (FSDP16)
+    fsdp_runtime: Array = 0          # int32 code into schema fsdp_runtime choices (default, torch_fsdp2, torch_fsdp2_root) (FSDP16, MEMEAGER)
 
 
 class TrainingOutputs(NamedTuple):

@@ -54,7 +54,8 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     - Activations per layer [node.transformer_activation_bytes, Korthikanti et al. 2022
       Table 2] at s/cp tokens, SP dividing the 10·sbh term: sbh·(10/t' + 24/t) (none and
       selective), 2·sbh/t' (full), 2·s·b·walls.parallel.op_sac_activation_elements (op:
-      torchtitan's per-op SAC), plus the attention core's stored bytes
+      torchtitan's per-op SAC; MEMEAGER: with kernels = eager / fa1_eager the SAC cache's every MUST_SAVE output,
+      otherwise, torch.compile, only those its backward reads [walls.saved_activations]), plus the attention core's stored bytes
       [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
       × the precision's activation scale, × walls.parallel.low_precision_activation_scale for
       fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches

@@ -20,6 +20,7 @@ from ..walls import (
     fleet,
     node,
     parallel,
+    saved_activations,
     tensor_parallel,
     zero_sync,
 )
@@ -49,6 +50,7 @@ SYNC_LAST = TRAINING_PARAMS["grad_sync"].choices.index("last")
 EMB_REPLICATED = TRAINING_PARAMS["tp_embedding"].choices.index("replicated")   # KEMPNER2
 FP32_PARAM_MASTER = TRAINING_PARAMS["master_weights"].choices.index("fp32_param")   # FSDP16
 TORCH_FSDP2 = TRAINING_PARAMS["fsdp_runtime"].choices.index("torch_fsdp2")   # FSDP16
+TORCH_FSDP2_ROOT = TRAINING_PARAMS["fsdp_runtime"].choices.index("torch_fsdp2_root")   # MEMEAGER
 ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in its reduce_dtype, float32
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
@@ -181,8 +183,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
     op_frac = op * parallel.op_sac_recompute_fraction(c.hidden, c.attn_width, kv_width, c.ffn_dim)
     t_sp = jnp.where(sp > 0, tp, 1.0)
+    # MEMEAGER: kernels = eager / fa1_eager (torch_compile false) keeps every MUST_SAVE output in the SAC cache;
+    # torch.compile's partitioner saves only those its backward reads (not w2's) [walls.saved_activations]
     op_bytes = ACT_BYTES * parallel.op_sac_activation_elements(c.hidden, c.attn_width, kv_width, c.ffn_dim,
-                                                               tp=tp, t_sp=t_sp)
+                                                               tp=tp, t_sp=t_sp, compiled=1.0 - unfused)
     layers = c.n_layers
     balanced = jnp.asarray(p.stage_balance) == BALANCED
     # stage_balance = on (Llama 3 §3.3.2): the two end stages hold one layer less, so a middle stage,
@@ -344,10 +348,18 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # (PyTorch FSDP2) gathers them in the all-gather dtype (gather_b: bf16 for fp8 too, torchao Float8Linear casts the
     # gathered bf16 weight itself unless Float8LinearConfig.enable_fsdp_float8_all_gather, off by default: torchtitan
     # @9dec370 --float8.enable_fsdp_float8_all_gather is store_true), not at the fp8 recipe's 3 B (bf16 + TE cache)
-    fsdp2 = (jnp.asarray(p.fsdp_runtime) == TORCH_FSDP2) & (zs > 2.5)
+    runtime = jnp.asarray(p.fsdp_runtime)
+    root_kept = (runtime == TORCH_FSDP2_ROOT) & (zs > 2.5) & ~c.is_cnn
+    fsdp2 = ((runtime == TORCH_FSDP2) | root_kept) & (zs > 2.5)
     unit_params = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) / (layers / pp)
+    # MEMEAGER: fsdp_runtime = torch_fsdp2_root (FSDP2 at torch 1963fc8, torchtitan 9dec370): the root unit
+    # (fully_shard(model): the parameters outside the blocks) is never resharded after forward, so it stays gathered
+    # through the backward beside the two block units, which no longer carry its share [walls.saved_activations]
+    root_params = saved_activations.fsdp2_root_params(vocab, c.hidden, c.untied_emb + emb_rep, tp=tp, pp=pp)
+    stage_params = unit_params * (layers / pp)
+    unit_params = jnp.where(root_kept, jnp.maximum(stage_params - root_params, 0.0) / (layers / pp), unit_params)
     unit_w = unit_params * jnp.where(fsdp2, gather_b, wb)
-    gather_buf = jnp.where(zs > 2.5, 2.0 * unit_w, 0.0)
+    gather_buf = jnp.where(zs > 2.5, 2.0 * unit_w + jnp.where(root_kept, root_params * gather_b, 0.0), 0.0)
     # FSDP16: FSDP2's backward also holds, at the end of a unit's backward, the unit's unsharded gradients (param
     # dtype, gather_b) and the previous unit's reduce-scatter input (reduce dtype: fp32, or bf16 with main_grads =
     # bf16), kept in reduce_scatter_state until this unit's post_backward [walls.parallel.fsdp_backward_buffer_bytes;

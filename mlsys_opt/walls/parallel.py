@@ -21,6 +21,10 @@ from mlsys_opt._types import Array
 from mlsys_opt.walls import fleet
 from mlsys_opt.walls._masked import as_float as _f
 from mlsys_opt.walls._masked import floor_pos
+from mlsys_opt.walls.saved_activations import (  # re-exported: per-op SAC, eager and torch.compile (MEMEAGER)
+    op_sac_activation_elements,
+    op_sac_recompute_fraction,
+)
 
 # Bytes per parameter of mixed-precision Adam training, per numeric precision (columns of
 # _types.PRECISIONS: fp32, tf32, fp16/bf16, fp8, int8, int4/fp4).  A framework table, not an
@@ -246,49 +250,6 @@ def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes,
     t, h, g, r, e, full, amax = _f(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute, amax_pass)
     count = (3.0 + r) * (1.0 + full) + 3.0 + 2.0 * g + 2.0 * r
     return jnp.where(e < 2.0, t * h * (2.0 + 2.0 * e + 2.0 * amax) * count, 0.0)
-
-
-def op_sac_activation_elements(hidden, q_width, kv_width, ffn, *, tp=1.0, t_sp=1.0) -> Array:
-    """Elements per token per layer that per-op selective activation checkpointing stores.
-
-    torchtitan's op-level SAC (`selective_ac_option = 'op'`, parallelize_llama.py at 9dec370,
-    the default of its Llama train configs) checkpoints each transformer block and, inside it,
-    saves the outputs of the ops in its save list (aten.mm, the SDPA flash/efficient kernels,
-    the reduce-scatter, abs/max for float8 scaling) "except every second mm"; everything else
-    (norms, RoPE, SiLU·mul, residual adds, the other mm) is recomputed in backward.  A Llama
-    block issues its mm in the order wq, wk, wv, wo, w1, w3, w2 (torchtitan's Attention and
-    FeedForward forward), so the 1st, 3rd, 5th and 7th are saved: wq (q), wv (kv), w1 (ffn),
-    w2 (h; a row-parallel partial sum, full width per rank), plus the block input (h/t') and the
-    SDPA output (q), and with tp > 1 the reduce-scatter output (h/t')::
-
-        elements = h/t' + (2·q + kv + ffn)/tp + h + [tp > 1]·h/t'
-
-    h = hidden, q = heads·head_dim, kv = kv_heads·head_dim, ffn = MLP width (gated MLP; 0 =
-    unknown, counted as 4·h), t' = tp with sequence parallelism else 1.  Bytes = 2·elements
-    (16-bit).  The attention core's LSE is counted by walls.attention.  Example: Llama-3-8B
-    (h = q = 4096, kv = 1024, ffn = 14336), tp 1: 4096 + 9216 + 14336 + 4096 = 31,744 elements
-    (63.5 KB per token and layer, against 34·h = 139 KB for Korthikanti's selective form).
-    """
-    h, q, kv, f, t, tsp = _f(hidden, q_width, kv_width, ffn, tp, t_sp)
-    f = jnp.where(f > 0, f, 4.0 * h)
-    t, tsp = floor_pos(t, 1.0), floor_pos(tsp, 1.0)
-    return h / tsp + (2.0 * q + kv + f) / t + h + jnp.where(t > 1.0, h / tsp, 0.0)
-
-
-def op_sac_recompute_fraction(hidden, q_width, kv_width, ffn) -> Array:
-    """Share of a Llama block's forward matmul FLOPs that per-op SAC recomputes (dimensionless).
-
-    The recomputed mm are wk, wo and w3 (`op_sac_activation_elements`)::
-
-        f = (h·kv + q·h + h·ffn) / (2·h·q + 2·h·kv + 3·h·ffn)
-
-    Example: Llama-3-8B: (4.19e6 + 1.68e7 + 5.87e7) / (3.36e7 + 8.39e6 + 1.76e8) = 0.365
-    (the backward then adds 0.365 of the forward GEMMs: +12 % of 6·P·T).  ffn 0 counts as 4·h.
-    """
-    h, q, kv, f = _f(hidden, q_width, kv_width, ffn)
-    f = jnp.where(f > 0, f, 4.0 * h)
-    den = 2.0 * h * q + 2.0 * h * kv + 3.0 * h * f
-    return (h * kv + q * h + h * f) / floor_pos(den, 1e-30)
 
 
 def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
