@@ -112,6 +112,16 @@ def test_checkpoint_resume_carries_the_near_miss(tmp_path):
         assert int(str(z["next_index"])) == 5 * 256 and bool(z["near_valid"])
         old = {k: z[k] for k in z.files if not k.startswith("near_")}
     check(sweep_engine.stream(R, toy, chunk_size=1000, checkpoint_path=path, resume=True, **KW))
+    # near_* entries without a candidate after infeasible, finite configurations: a multi-device checkpoint of
+    # an earlier mlsys_opt (it did not track the near miss there) is refused, not resumed into a wrong one
+    with np.load(path) as z:
+        untracked = {k: z[k] for k in z.files}
+    for k in ("near_valid", "near_best_valid"):
+        untracked[k] = np.zeros_like(untracked[k])
+    untracked["near_violation"] = np.array(np.inf, untracked["near_violation"].dtype)
+    np.savez(path, **untracked)
+    with pytest.raises(MlsysOptError, match="no near miss.*over several devices of an earlier mlsys_opt"):
+        sweep_engine.stream(R, toy, chunk_size=256, checkpoint_path=path, resume=True, **KW)
     # a checkpoint written before the near miss existed is refused, never resumed with half of it
     desc = json.loads(str(old["config"]))
     desc.pop("near_miss_hard_constraints")
@@ -130,32 +140,64 @@ def test_distributed_merge_of_shares_equals_one_sweep():
 
 
 SCRIPT = textwrap.dedent('''
-    import json, sys
+    import json, os, sys, tempfile
     sys.path.insert(0, sys.argv[1])
     import jax
     from mlsys_opt.sweeps import engine as sweep_engine
     from test_near_miss import KW, R, toy
-    r4 = sweep_engine.stream(R, toy, chunk_size=1000, **KW)              # 250 lanes on each of 4 devices
-    r = sweep_engine.stream(R, toy, chunk_size=1000, devices=1, **KW)    # the first device alone
-    print("RESULT" + json.dumps({"n_devices": len(jax.devices()), "near4": r4.near_miss is not None,
-                                 "n4": [r4.n_evaluated, r4.n_feasible], "n1": [r.n_evaluated, r.n_feasible],
-                                 "least": r.near_miss.least.index.tolist(), "violation": r.near_miss.violation,
-                                 "closest": [c.index.tolist() for c in r.near_miss.closest]}))
+
+    def near(r):
+        nm = r.near_miss
+        return None if nm is None else {
+            "least": nm.least.index.tolist(), "violation": nm.violation,
+            "rows": [x.tolist() for x in (nm.least.digits, nm.least.F, nm.least.G, nm.least.aux)],
+            "closest": [c.index.tolist() for c in nm.closest],
+            "closest_rows": [[x.tolist() for x in (c.digits, c.F, c.G, c.aux)] for c in nm.closest]}
+    out = {"n_devices": len(jax.devices())}
+    for name, chunk, devices, kw in (("four", 1000, None, {}),       # 250 lanes on each of 4 devices
+                                     ("four_small", 256, None, {}),  # 64 lanes each, 12 chunks
+                                     ("two", 1000, 2, {}),
+                                     ("four_soft", 1000, None, {"n_hard": 0}),
+                                     ("one", 1000, 1, {}), ("one_soft", 1000, 1, {"n_hard": 0})):
+        r = sweep_engine.stream(R, toy, chunk_size=chunk, devices=devices, **{**KW, **kw})
+        out[name] = {"n": [r.n_evaluated, r.n_feasible], "near": near(r)}
+    # a checkpoint holds the devices' near misses merged: interrupted on 4 devices, resumed on 2; on 1, on 4
+    for name, first, then in (("resumed_4_2", 4, 2), ("resumed_1_4", 1, 4)):
+        path = os.path.join(tempfile.mkdtemp(), "ck.npz")
+        seen = []
+
+        def stop(done, total):
+            seen.append(done)
+            if len(seen) == 5:
+                raise KeyboardInterrupt
+        try:
+            sweep_engine.stream(R, toy, chunk_size=256, devices=first, checkpoint_path=path, **{**KW, "progress": stop})
+        except KeyboardInterrupt:
+            pass
+        r = sweep_engine.stream(R, toy, chunk_size=1000, devices=then, checkpoint_path=path, resume=True, **KW)
+        out[name] = {"n": [r.n_evaluated, r.n_feasible], "near": near(r)}
+    print("RESULT" + json.dumps(out))
 ''')
 
 
-def test_several_devices_skip_the_near_miss_and_one_device_finds_it():
-    """On 4 devices the sweep runs without the near miss (sweeps.step.near_miss_computed: its conditional
-    gathers met the others' at one rendezvous key); the same process on one device gives the brute force's."""
+def test_several_devices_find_the_one_device_near_miss():
+    """On 4 (and 2) host devices each device folds its own lanes into its own entry and the host merges
+    them (state.merge_near_miss): the near miss is the 1-device sweep's, row for row, and the brute force's;
+    so is a sweep resumed on another device count (a checkpoint holds the merged near miss)."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     tests = os.path.dirname(os.path.abspath(__file__))
     proc = subprocess.run([sys.executable, "-c", SCRIPT, tests], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT")][-1][len("RESULT"):])
-    least, v, best, _ = brute()
-    assert out["n_devices"] == 4 and not out["near4"] and out["n4"] == out["n1"]
-    assert out["least"] == [least] and out["violation"] == v
-    assert out["closest"] == [[b] if b >= 0 else [] for b in best]
+    assert out["n_devices"] == 4
+    for name in ("four", "four_small", "two", "resumed_4_2", "resumed_1_4"):
+        assert out[name] == out["one"], name
+    assert out["four_soft"] == out["one_soft"]
+    for key, n_hard in (("one", 1), ("one_soft", 0)):
+        least, v, best, _ = brute(n_hard)
+        nm = out[key]["near"]
+        assert out[key]["n"] == [N, 0] and nm["least"] == [least] and nm["violation"] == v
+        assert nm["closest"] == [[b] if b >= 0 else [] for b in best]
 
 
 # --------------------------------------------------------------------------- a space, the CLI, the search

@@ -3,7 +3,9 @@
 File layout (``np.savez``, no pickles): the front members ``front_F``,
 ``front_G``, ``front_aux``, ``front_digits`` [n, ...]; the best lists
 ``best_F`` ... ``best_valid`` [n_obj, k, ...]; the near miss ``near_violation`` ...
-``near_best_valid`` (``state.NearMissState``'s fields); ``hist_<i>`` and ``reasons``
+``near_best_valid`` (``state.NearMissState``'s fields: the devices' entries merged into one, so
+a checkpoint does not depend on the device count; a resume puts it on the first device);
+``hist_<i>`` and ``reasons``
 (int64 counts); ``next_index`` and ``n_feasible`` as decimal strings (exact
 for any space size); ``n_chunks``; ``version``; ``radices``; and ``config``
 (the JSON run description) with its SHA-256 ``fingerprint``.  A run resumes a
@@ -32,7 +34,17 @@ import numpy as np
 from ..errors import MlsysOptError
 from ..space import indexing
 from . import pareto
-from .state import BestLists, EngineConfig, HostCounters, NearMissState, ReducerState, SweepLoop, to_host
+from .state import (
+    BestLists,
+    EngineConfig,
+    HostCounters,
+    NearMissState,
+    ReducerState,
+    SweepLoop,
+    initial_near_miss,
+    merge_near_miss,
+    to_host,
+)
 
 CHECKPOINT_VERSION = 2        # 2: the near miss (near_*) entries
 _TEMP_INFIX = ".tmp."
@@ -99,7 +111,11 @@ def save(path: str, loop: SweepLoop, cfg: EngineConfig, desc: dict) -> None:
             (("F", st.front.F), ("G", st.front.payload[0]), ("aux", st.front.payload[1]),
              ("digits", st.front.payload[2]))}
     arrs.update({f"best_{name}": to_host(x) for name, x in zip(BestLists._fields, st.best)})
-    arrs.update({f"near_{name}": to_host(x) for name, x in zip(NearMissState._fields, st.near)})
+    # the devices' near misses merged (a mesh over several processes' devices -- engine.stream's untested
+    # multi-host path, which reports no near miss -- holds other processes' entries: none is saved)
+    near = (merge_near_miss(st.near, cfg.radices) if all(getattr(x, "is_fully_addressable", True) for x in st.near)
+            else initial_near_miss(cfg, 0))
+    arrs.update({f"near_{name}": x for name, x in zip(NearMissState._fields, near)})
     for i, h in enumerate(loop.acc.hist):
         arrs[f"hist_{i}"] = h
     arrs["reasons"] = loop.acc.reasons
@@ -223,12 +239,29 @@ def load(path: str, cfg: EngineConfig, desc: dict, init: ReducerState) -> tuple[
         raise MlsysOptError(
             f"checkpoint {path} was written by a different run ({what or 'fingerprint differs'}); "
             f"resume only with the same space, catalog, calibration and settings, or {_RESTART}")
+    if _near_miss_untracked(z):
+        raise MlsysOptError(
+            f"checkpoint {path} holds no near miss although its configurations so far are all infeasible: it was "
+            f"written by a sweep that did not track it (over several devices of an earlier mlsys_opt, or over "
+            f"several processes' devices in one mesh), and a resumed sweep would report one of the later "
+            f"configurations only; {_RESTART}")
     try:
         return _restore(z, cfg, init)
     except MlsysOptError as exc:
         raise MlsysOptError(f"checkpoint {path} is damaged: {exc}; {_RESTART}") from None
     except Exception as exc:  # noqa: BLE001
         raise MlsysOptError(f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); {_RESTART}") from None
+
+
+def _near_miss_untracked(z: dict) -> bool:
+    """Nothing feasible, some configuration with finite F and G counted (a reason other than non_finite), yet
+    no near miss: the near_* entries of a sweep that did not track it (see :func:`save`, and earlier mlsys_opt
+    versions on several devices)."""
+    try:
+        return (int(str(z["n_feasible"])) == 0 and not bool(z["near_valid"])
+                and int(np.sum(np.asarray(z["reasons"])[:-1])) > 0)
+    except (KeyError, ValueError, TypeError, IndexError):
+        return False                 # (_restore names the defect)
 
 
 def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerState, HostCounters]:
@@ -239,7 +272,7 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
             "front_digits": (n, n_axes), "best_F": (cfg.n_obj, k, cfg.n_obj),
             "best_G": (cfg.n_obj, k, cfg.n_constr), "best_aux": (cfg.n_obj, k, cfg.n_aux),
             "best_digits": (cfg.n_obj, k, n_axes), "best_valid": (cfg.n_obj, k)}
-    want.update({f"near_{name}": np.shape(x) for name, x in zip(NearMissState._fields, init.near)})
+    want.update({f"near_{name}": np.shape(x)[1:] for name, x in zip(NearMissState._fields, init.near)})
     want.update({f"hist_{i}": (len(e) + 1,) for i, (_, e) in enumerate(cfg.hist)})
     for key, shape in want.items():
         if key not in z:
@@ -265,7 +298,10 @@ def _restore(z: dict, cfg: EngineConfig, init: ReducerState) -> tuple[ReducerSta
                          type(fr.payload)(*(put(a, z[f"front_{key}"]) for a, key in zip(fr.payload, ("G", "aux", "digits")))),
                          np.arange(cfg.capacity) < n, np.asarray(n, np.int32), np.asarray(n, np.int32))
     best = BestLists(*(np.asarray(z[f"best_{name}"], x.dtype) for name, x in zip(BestLists._fields, init.best)))
-    near = NearMissState(*(np.asarray(z[f"near_{name}"], x.dtype) for name, x in zip(NearMissState._fields, init.near)))
+    # the saved (merged) near miss as the first device's entry, the others' empty (its configurations come
+    # before every one still to sweep: a tie keeps it, as on one device)
+    near = NearMissState(*(np.concatenate([np.asarray(z[f"near_{name}"], x.dtype)[None], np.asarray(x)[1:]])
+                           for name, x in zip(NearMissState._fields, init.near)))
     acc = HostCounters(next_index, n_feasible, tuple(z[f"hist_{i}"].astype(np.int64) for i in range(len(cfg.hist))),
                        int(z.get("n_chunks", 0)),
                        z["reasons"].astype(np.int64) if "reasons" in z else np.zeros(cfg.n_constr + 1, np.int64))

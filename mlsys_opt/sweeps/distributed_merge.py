@@ -8,10 +8,10 @@ reasons add; the front is the non-dominated subset of the union of the
 local fronts under ``pareto.beats`` (a lower configuration index wins among
 identical objective vectors); the best-k lists merge by (value, index); when no
 process found a feasible configuration, the near misses merge by (total
-violation, index) and, per soft constraint, by (its value, index) -- each local pick
-is its share's minimum under the same rule, so the smallest of them is the
-global one (a process with a feasible configuration has none: the merged
-result then has none either).
+violation, index) and, per soft constraint, by (its value, index) (``near_miss.smallest``,
+the rule that also merges one process's devices) -- each local pick is its share's minimum
+under the same rule, so the smallest of them is the global one (a process with a feasible
+configuration has none: the merged result then has none either).
 Exact: a configuration on the global front is beaten by nothing, so it is on
 its own process's front; a configuration beaten globally is beaten by some
 member of the union (transitivity), so the filter removes it.
@@ -24,6 +24,7 @@ import io
 
 import numpy as np
 
+from .near_miss import smallest
 from .pareto import nondominated_host
 
 
@@ -95,8 +96,8 @@ def _merge_near_misses(parts: list[dict]):
     """One NearMissRows from every process's (see the module docstring)."""
     from .engine import FrontRows, NearMissRows
 
-    def smallest(rows: dict, key: np.ndarray) -> FrontRows:      # rows of 0 or 1 per process
-        o = np.lexsort((rows["index"], key))[:1]
+    def first(rows: dict, key: np.ndarray) -> FrontRows:      # rows of 0 or 1 per process
+        o = [smallest(key, rows["index"])] if len(key) else []    # (the near miss's tie rule)
         return FrontRows(**{k: v[o] for k, v in rows.items()})
     least = {k: np.concatenate([p[f"near_least_{k}"] for p in parts]) for k in _ROW_KEYS}
     v = np.concatenate([np.full(len(p["near_least_index"]), float(p["near_violation"])) for p in parts])
@@ -104,7 +105,6 @@ def _merge_near_misses(parts: list[dict]):
     n_soft = int(parts[0]["near_n"])
     for j in range(n_soft):          # soft constraint j is G column n_constr - n_soft + j
         rows = {k: np.concatenate([p[f"near{j}_{k}"] for p in parts]) for k in _ROW_KEYS}
-        closest.append(smallest(rows, rows["G"][:, rows["G"].shape[1] - n_soft + j]))
-    best = smallest(least, v)
-    return NearMissRows(float(v[np.lexsort((least["index"], v))[0]]) if len(v) else float("inf"), best,
+        closest.append(first(rows, rows["G"][:, rows["G"].shape[1] - n_soft + j]))
+    return NearMissRows(float(v[smallest(v, least["index"])]) if len(v) else float("inf"), first(least, v),
                         tuple(closest))

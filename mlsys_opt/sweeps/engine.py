@@ -47,13 +47,17 @@ with shard_map on a 1-D mesh, the reducer state replicated):
   5. near miss, only while nothing so far is feasible (a ``lax.cond``): the
      least-violating configuration (smallest sum_j max(G_j, 0)) and per soft
      constraint (the columns after the first ``n_hard``) the configuration with
-     its smallest G_j among those meeting every hard one: per-device mins, and
-     only when one beats the carried value the lanes, all-gathered; kept across
-     chunks when not strictly beaten (ties: the lower index).
+     its smallest G_j among those meeting every hard one: each device folds its
+     own lanes into its own entry (no collective; per-device mins, and only when
+     one beats the carried value the lanes' rows), kept across chunks when not
+     strictly beaten (ties: the lower index); the host merges the entries by
+     (value, index) when the result is built or a checkpoint written.
 Several hosts: after ``jax.distributed.initialize()`` every process calls
 stream() with the same arguments; jax.devices() then spans all hosts, the
-reduced state is replicated and only process 0 writes checkpoints (this path
-is written for, not tested: the tests force 4 CPU devices in one process).
+reduced state is replicated (the near miss's entries are per device: this path
+reports none) and only process 0 writes checkpoints (this path is written for,
+not tested: the tests force 4 CPU devices in one process; ``sweeps.distributed``
+has each process sweep a share on its local devices instead).
 
 Only a few scalars per chunk come back to the host, read two chunks late so
 the device never waits; device memory is fixed by chunk_size and
@@ -100,9 +104,10 @@ from .state import (
     fold,
     initial_counters,
     initial_state,
+    merge_near_miss,
     to_host,
 )
-from .step import BLOCK, build_step, near_miss_computed
+from .step import BLOCK, build_step, near_miss_computed, state_shardings
 
 _LAG = 2                      # chunks between dispatch and host read-back
 _build_step = build_step      # (the name tests stub to run the host loop without compiling)
@@ -209,8 +214,9 @@ def _rows(st: ReducerState, cfg: EngineConfig) -> tuple[FrontRows, tuple]:
 
 
 def _near_miss_rows(near: NearMissState, cfg: EngineConfig) -> NearMissRows:
-    """The device near miss as host rows (see :class:`NearMissRows`)."""
-    nm = NearMissState(*(to_host(x) for x in near))
+    """The devices' near misses (``state.NearMissState``, fields [D, ...]), merged, as host rows (see
+    :class:`NearMissRows`)."""
+    nm = merge_near_miss(near, cfg.radices)
 
     def rows(keep, digits, F, G, aux):
         digits, F, G, aux = (np.asarray(x)[None][:int(bool(keep))] for x in (digits, F, G, aux))
@@ -305,7 +311,7 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
     def build():
         return _build_step(_traced(chunk_fn, cfg.lanes, len(cfg.radices))[0], cfg, devices)
     step, rep = build() if steps is None else steps.step(cfg, build)
-    init = jax.device_put(init, rep)     # the step's output sharding: the step compiles once
+    init = jax.device_put(init, state_shardings(rep))     # the step's output sharding: the step compiles once
     # one process: the two small per-chunk inputs go in as numpy (jit's own transfer, ~0.2 ms a chunk
     # less than device_put; always numpy, so one compile); several processes: global device arrays
     put = (lambda x: x) if jax.process_count() == 1 else (lambda x: jax.device_put(x, rep))
@@ -361,8 +367,11 @@ def stream(radices: Sequence[int], chunk_fn: Callable, *, n_obj: int, n_constr: 
         timings["evaluate"] = timings.get("evaluate", 0.0) + t_rows - t_loop
         timings["reduce"] = timings.get("reduce", 0.0) + time.perf_counter() - t_rows
     hists = {j: (np.asarray(e, np.float64), h) for (j, e), h in zip(cfg.hist, loop.acc.hist)}
+    # (a mesh over several processes' devices -- the multi-host path above -- leaves other processes'
+    # near-miss entries out of reach: no near miss there; sweeps.distributed sweeps local devices)
+    spans = any(d.process_index != jax.process_index() for d in devices)
     near = (_near_miss_rows(loop.state.near, cfg) if loop.acc.n_feasible == 0 and near_miss_computed(cfg)
-            else None)
+            and not spans else None)
     return EngineResult(N, loop.acc.n_feasible, front, best, hists, time.perf_counter() - t_start,
                         loop.acc.reasons.copy(), near)
 

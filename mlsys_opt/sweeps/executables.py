@@ -228,12 +228,13 @@ class StepCache:
         import jax
 
         from .state import initial_state
+        from .step import state_shardings
         t0 = time.perf_counter()
         step, rep = build()
-        init = initial_state(cfg)
-        args = (init, np.zeros(len(cfg.radices), np.int32), np.int32(1))
-        spec = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=rep),
-                                      args)
+        args = (initial_state(cfg), np.zeros(len(cfg.radices), np.int32), np.int32(1))
+        shardings = (state_shardings(rep), rep, rep)       # (the near miss: one entry per device)
+        spec = jax.tree_util.tree_map(lambda sh, a: jax.tree_util.tree_map(
+            lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype, sharding=sh), a), shardings, args)
         compiled = _compile_bypassing_jax_cache(step.lower(*spec))
         self.compile_s = time.perf_counter() - t0
         failed = self.store(compiled, exact(cfg._asdict()))

@@ -13,8 +13,9 @@ Two questions a capacity planner asks when every configuration breaks a constrai
    loosening the limit to it makes that configuration meet it.
 
 Ties keep the lower configuration index; configurations whose objectives or constraints are NaN or
-infinite are never picked.  The sweep reduces both on the device while streaming
-(``sweeps.step.update_near_miss``); a search picks them from its archive with :func:`select`.
+infinite are never picked.  The sweep reduces both on each device while streaming
+(``sweeps.step.update_near_miss``) and merges the devices' on the host (``sweeps.state.merge_near_miss``);
+a search picks them from its archive with :func:`select`.  :func:`smallest` is the one tie rule of all three.
 """
 from __future__ import annotations
 
@@ -66,15 +67,24 @@ def select(G: np.ndarray, ok: np.ndarray, position: np.ndarray, n_hard: int) -> 
       int64[n_constr - n_hard] the row of each soft constraint's (limit's) closest configuration (-1
       where no ok row meets every hard constraint).
     """
-    G, ok, position = np.asarray(G, np.float64), np.asarray(ok, bool), np.asarray(position, np.int64)
-    rows = np.flatnonzero(ok)
-
-    def first(cand, key) -> int:
-        return int(cand[np.lexsort((position[cand], key[cand]))[0]]) if len(cand) else -1
-    least = first(rows, total_violation(G))
-    hard_ok = rows[(G[rows, :n_hard] <= 0).all(axis=1)]
-    closest = np.array([first(hard_ok, G[:, j]) for j in range(n_hard, G.shape[1])], np.int64)
+    G, ok = np.asarray(G, np.float64), np.asarray(ok, bool)
+    hard_ok = ok & (G[:, :n_hard] <= 0).all(axis=1)
+    least = smallest(total_violation(G), position, ok)
+    closest = np.array([smallest(G[:, j], position, hard_ok) for j in range(n_hard, G.shape[1])], np.int64)
     return least, closest
 
 
-__all__ = ["NearMiss", "g_column", "select", "total_violation"]
+def smallest(key: np.ndarray, position: np.ndarray, ok: np.ndarray | None = None) -> int:
+    """The row with the smallest key among the rows `ok` (default: all), the smallest position on ties; -1 when
+    there is none: the near miss's one rule, used by :func:`select`, by the merge of a sweep's per-device
+    near misses (``sweeps.state.merge_near_miss``) and by that of its processes' (``sweeps.distributed_merge``).
+
+    Args: key [n] (float, compared as stored: no NaN among the rows `ok`); position int64[n], the rows'
+    configuration indices; ok bool[n] or None.
+    """
+    key, position = np.asarray(key), np.asarray(position, np.int64)
+    rows = np.arange(len(key)) if ok is None else np.flatnonzero(ok)
+    return int(rows[np.lexsort((position[rows], key[rows]))[0]]) if len(rows) else -1
+
+
+__all__ = ["NearMiss", "g_column", "select", "smallest", "total_violation"]

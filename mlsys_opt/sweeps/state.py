@@ -6,8 +6,9 @@ Three layers, each a NamedTuple:
   (hashable, a jit/lru_cache key);
 - :class:`ReducerState`: what the step carries from chunk to chunk ON THE
   DEVICE: the exact Pareto front so far, the per-objective best-k lists, the
-  front-overflow flag and, while nothing is feasible, the near miss
-  (:class:`NearMissState`) (replicated over the devices);
+  front-overflow flag (replicated over the devices) and, while nothing is feasible, the near miss
+  (:class:`NearMissState`: one per device, of its own lanes; :func:`merge_near_miss` merges them
+  on the host);
 - :class:`HostCounters`: what the host sums in exact Python ints from the
   few scalars each step returns (feasible count, histograms, reasons).
 
@@ -24,7 +25,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..errors import MlsysOptError
+from ..space import indexing
 from . import pareto
+from .near_miss import smallest
 
 
 class EngineConfig(NamedTuple):
@@ -61,6 +64,12 @@ class BestLists(NamedTuple):
 
 class NearMissState(NamedTuple):
     """How close the sweep comes while no lane is feasible (``step.update_near_miss``; frozen once one is).
+
+    In the reducer state every field has a leading [D] axis, one entry per device (sharded over the
+    mesh like the lanes): each device folds its own lanes, with no collective (gathers in the step's
+    conditionals raced the best lists' and the front's: every collective lowers with channel_id 1), and
+    :func:`merge_near_miss` merges the D entries on the host into one (the shapes below, what the
+    result and a checkpoint hold).
 
     Candidates: the in-range lanes whose F and G are all finite.  Total violation
     V = sum_j max(G_j, 0) (``step.total_violation``; dimensionless: every G column is normalised, a
@@ -127,14 +136,40 @@ def initial_state(cfg: EngineConfig) -> ReducerState:
     return ReducerState(front, best, np.zeros((), bool), initial_near_miss(cfg))
 
 
-def initial_near_miss(cfg: EngineConfig) -> NearMissState:
-    """No candidate yet (host arrays, as :func:`initial_state`)."""
+def n_devices(cfg: EngineConfig) -> int:
+    """The devices the step shards its lanes over (chunk = devices x lanes)."""
+    return cfg.chunk // cfg.lanes
+
+
+def initial_near_miss(cfg: EngineConfig, n_dev: int | None = None) -> NearMissState:
+    """No candidate yet, on each of `n_dev` devices (default :func:`n_devices`; 0: one merged state, without
+    the device axis): host arrays, as :func:`initial_state`."""
     dF, dG, da = (jnp.dtype(d) for d in cfg.dtypes)
     n_obj, m, n_axes, s = cfg.n_obj, cfg.n_constr, len(cfg.radices), cfg.n_constr - cfg.n_hard
-    return NearMissState(np.asarray(np.inf, dG), np.zeros(n_obj, dF), np.zeros(m, dG), np.zeros(cfg.n_aux, da),
-                         np.zeros(n_axes, np.int32), np.zeros((), bool), np.zeros((s, n_obj), dF),
-                         np.zeros((s, m), dG), np.zeros((s, cfg.n_aux), da), np.zeros((s, n_axes), np.int32),
-                         np.zeros(s, bool))
+    D = (n_devices(cfg) if n_dev is None else n_dev,) if n_dev != 0 else ()
+    z = lambda *shape, dt: np.zeros(D + shape, dt)
+    return NearMissState(np.full(D, np.inf, dG), z(n_obj, dt=dF), z(m, dt=dG), z(cfg.n_aux, dt=da),
+                         z(n_axes, dt=np.int32), z(dt=bool), z(s, n_obj, dt=dF), z(s, m, dt=dG), z(s, cfg.n_aux, dt=da),
+                         z(s, n_axes, dt=np.int32), z(s, dt=bool))
+
+
+def merge_near_miss(near: NearMissState, radices) -> NearMissState:
+    """The D devices' near misses (fields [D, ...], device or host arrays) as one (host arrays, no device axis).
+
+    The rule of one device (``near_miss.smallest``): the least-violating entry by (violation, configuration
+    index), and per soft constraint the closest by (its G value, index), among the valid entries; the
+    index comes from the stored digits and `radices`.  Each device's entry is the minimum under that rule
+    of its own lanes, so the result is the whole sweep's, bit for bit the one of a 1-device sweep.
+    """
+    nm = NearMissState(*(np.asarray(x) for x in near))     # every shard (the step's near miss is per device)
+    index = lambda digits: np.asarray(indexing.indices_of(digits, radices), np.int64)
+    n_soft, n_hard = nm.best_valid.shape[1], nm.G.shape[1] - nm.best_valid.shape[1]
+    d = max(smallest(nm.violation, index(nm.digits), nm.valid), 0)     # (none valid: any entry, valid False)
+    least = [x[d] for x in nm[:6]]
+    picks = [max(smallest(nm.best_G[:, j, n_hard + j], index(nm.best_digits[:, j]), nm.best_valid[:, j]), 0)
+             for j in range(n_soft)]
+    j = np.arange(n_soft)
+    return NearMissState(*least, *(x[picks, j] for x in nm[6:]))
 
 
 def initial_counters(cfg: EngineConfig) -> HostCounters:
@@ -164,4 +199,5 @@ def drain(loop: SweepLoop, cfg: EngineConfig) -> SweepLoop:
 
 
 __all__ = ["BestLists", "EngineConfig", "HostCounters", "NearMissState", "Payload", "ReducerState", "SweepLoop",
-           "drain", "fold", "initial_counters", "initial_near_miss", "initial_state", "to_host"]
+           "drain", "fold", "initial_counters", "initial_near_miss", "initial_state", "merge_near_miss", "n_devices",
+           "to_host"]

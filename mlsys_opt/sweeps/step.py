@@ -18,7 +18,8 @@ on its own (tests/test_engine_step.py) like ``pareto.py``'s functions:
    meeting it (skipped by a ``lax.cond`` from the first feasible lane on: a feasible sweep
    pays one predicate).  argmins are written as two plain min reductions (value, then
    the first lane holding it): XLA's CPU code for jnp.argmin's (value, index) reduction
-   is a scalar loop, 4x slower.
+   is a scalar loop, 4x slower.  Each device folds its own lanes into its own entry of
+   the near miss, with no collective (``state.merge_near_miss`` merges them on the host).
 
 Layout: every stage takes the chunk's evaluations as COLUMNS: F, G and aux are
 sequences of [L] vectors, one per objective / constraint / aux column (a tuple
@@ -30,7 +31,11 @@ best lanes' values are gathered into rows, for the front and the best lists.
 
 Cross-device operations are passed in (``gather``, ``pmax``), so every stage
 runs unsharded in a test with the identity; :func:`build_step` wires them to
-``lax.all_gather``/``lax.pmax`` over the lane axis inside ``shard_map``.
+``lax.all_gather``/``lax.pmax`` over the lane axis inside ``shard_map``.  The near miss
+has none: every collective of the step lowers with channel_id 1, and conditional
+all-gathers of its own, run by XLA's CPU thunk executor beside the best lists' and the
+front's, met them at one rendezvous key ("Unexpected number of participants: all gather
+... op_id=1": aborts and hangs).
 The module docstring of ``sweeps.engine`` explains why the front is exact.
 """
 from __future__ import annotations
@@ -260,8 +265,14 @@ def total_violation(G):
 
 
 def near_miss_computed(cfg: EngineConfig) -> bool:
-    """Whether the step tracks the near miss: constraints to miss, on one device per process (lanes = chunk)."""
-    return bool(cfg.n_constr) and cfg.lanes == cfg.chunk
+    """Whether the step tracks the near miss: constraints to miss (without any, every finite lane is feasible)."""
+    return bool(cfg.n_constr)
+
+
+def state_shardings(rep: NamedSharding) -> ReducerState:
+    """The step's state shardings (a pytree prefix of :class:`ReducerState`), from the replicated one: the
+    near miss's leading device axis sharded over the mesh (one entry per device), the rest replicated."""
+    return ReducerState(rep, rep, rep, NamedSharding(rep.mesh, P(AXIS)))
 
 
 def _near_keys(G, ok, n_hard: int, dtype):
@@ -281,31 +292,28 @@ def near_miss_minima(G, ok, n_hard: int, dtype):
     return jnp.min(v), jnp.stack([jnp.min(k) for k in keys] or [jnp.zeros((), dtype)])[:len(keys)]
 
 
-def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable, ok, n_hard: int, *,
-                     gather: Callable = _identity, pmax: Callable = _identity) -> NearMissState:
-    """Fold the chunk's candidates into the near miss (``state.NearMissState``).
+def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable, ok, n_hard: int) -> NearMissState:
+    """Fold the chunk's candidates (one device's lanes) into that device's near miss (``state.NearMissState``).
 
     `minima` (:func:`near_miss_minima`) are the chunk's smallest total violation and, per soft constraint
     (the columns after the first `n_hard`), its smallest value among the candidates meeting every hard
     constraint.  Only when one of them beats the carried value (a ``lax.cond``: rare after the first
-    chunks) are the lanes located (the first on ties), all-gathered and picked from the same way
-    (device order is lane order); they replace the carried ones only when strictly smaller, so ties
-    keep the lower configuration index.
+    chunks) are the lanes located (the first on ties) and their rows read; they replace the carried ones
+    only when strictly smaller, so ties keep the lower configuration index.  No collective: the
+    predicate is this device's own (``state.merge_near_miss`` merges the devices' on the host).
 
     Args:
-      near: the carried state; minima: ``(vmin [], kmin [n_soft])`` (+inf: nothing to fold);
-      F, G, aux: column sequences (vectors [L]), n_constr >= 1;
+      near: the carried state (one device's: no device axis); minima: ``(vmin [], kmin [n_soft])``
+        (+inf: nothing to fold); F, G, aux: column sequences (vectors [L]), n_constr >= 1;
       digits_of: lanes int32[k] -> their digits int32[k, n_axes] (the step decodes just those: the
         chunk's digit columns as an operand of the ``lax.cond`` would be materialised every chunk);
-      ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr];
-      gather: all-gather over the devices along axis 0; pmax: max over the devices (identities on one device).
+      ok: bool[L], the candidates (in range, F and G finite); n_hard: static int in [0, n_constr].
     """
     m, dF, dG, da = len(G), near.F.dtype, near.G.dtype, near.aux.dtype
     vmin, kmin = minima
     soft = jnp.arange(m - n_hard)
-    carried = near.best_G[soft, n_hard + soft]                            # [n_soft]
-    better = jnp.isfinite(kmin) & (~near.best_valid | (kmin < carried))
-    improves = (vmin < near.violation) | jnp.any(better)
+    take = vmin < near.violation                                          # +inf while none carried
+    better = jnp.isfinite(kmin) & (~near.best_valid | (kmin < near.best_G[soft, n_hard + soft]))   # [n_soft]
 
     def fold(near):
         v, keys = _near_keys(G, ok, n_hard, dG)
@@ -313,24 +321,16 @@ def update_near_miss(near: NearMissState, minima, F, G, aux, digits_of: Callable
         i = jnp.min(jnp.where(v == vmin, lane, lane.shape[0] - 1))[None]    # [1], the first lane on ties
         b = jnp.stack([jnp.min(jnp.where(k == km, lane, lane.shape[0] - 1)) for k, km in zip(keys, kmin)]
                       or [jnp.zeros((), jnp.int32)])[:m - n_hard]          # [n_soft]
-        cand = (vmin[None], rows_at(F, i, dF), rows_at(G, i, dG), rows_at(aux, i, da), digits_of(i),
-                kmin[None], rows_at(F, b, dF)[None], rows_at(G, b, dG)[None], rows_at(aux, b, da)[None],
-                digits_of(b)[None])
-        cv, cF, cG, ca, cd, bk, bF, bG, ba, bd = jax.tree_util.tree_map(gather, cand)   # [D, ...]
-        d = jnp.argmin(cv)                                                # the first device on ties
-        take = cv[d] < near.violation                                     # +inf while none carried
         pick = lambda new, old: jnp.where(take, new, old)
-        dj = jnp.argmin(bk, axis=0)                                       # [n_soft]
-        kj = bk[dj, soft]
-        tj = jnp.isfinite(kj) & (~near.best_valid | (kj < carried))
-        pick_j = lambda new, old: jnp.where(tj.reshape(tj.shape + (1,) * (old.ndim - 1)), new[dj, soft], old)
-        return NearMissState(pick(cv[d], near.violation), pick(cF[d], near.F), pick(cG[d], near.G),
-                             pick(ca[d], near.aux), pick(cd[d], near.digits), near.valid | take,
-                             pick_j(bF, near.best_F), pick_j(bG, near.best_G), pick_j(ba, near.best_aux),
-                             pick_j(bd, near.best_digits), near.best_valid | tj)
+        pick_j = lambda new, old: jnp.where(better.reshape(better.shape + (1,) * (old.ndim - 1)), new, old)
+        return NearMissState(pick(vmin, near.violation), pick(rows_at(F, i, dF)[0], near.F),
+                             pick(rows_at(G, i, dG)[0], near.G), pick(rows_at(aux, i, da)[0], near.aux),
+                             pick(digits_of(i)[0], near.digits), near.valid | take,
+                             pick_j(rows_at(F, b, dF), near.best_F), pick_j(rows_at(G, b, dG), near.best_G),
+                             pick_j(rows_at(aux, b, da), near.best_aux), pick_j(digits_of(b), near.best_digits),
+                             near.best_valid | better)
 
-    # every device takes the same branch (the gathers inside are collectives)
-    return lax.cond(pmax(improves.astype(jnp.int32)) > 0, fold, lambda nm: nm, near)
+    return lax.cond(take | jnp.any(better), fold, lambda nm: nm, near)
 
 
 def _first_k_by_valid_value_position(val, valid, k: int):
@@ -356,7 +356,8 @@ def _first_k_by_valid_value_position(val, valid, k: int):
 
 @functools.lru_cache(maxsize=16)
 def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
-    """The jitted, lane-sharded step ``(state, start_digits, n_valid) -> (state, outputs)`` and its sharding.
+    """The jitted, lane-sharded step ``(state, start_digits, n_valid) -> (state, outputs)`` and its replicated
+    sharding (the state's: :func:`state_shardings` of it).
 
     outputs = (feasible count, histogram counts, overflow flag, front size, survivors, reasons),
     each summed or maxed over the devices.
@@ -405,10 +406,6 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             lambda fr: (fr, jnp.zeros((), bool)), front)
         overflow = state.overflow | ovf
         near = state.near
-        # one device only: every collective of this step lowers with channel_id 1, and the near miss's
-        # conditional all-gathers, run by XLA's CPU thunk executor beside the best lists' and the front's,
-        # met them at one rendezvous key (aborts and hangs of 2-device sweeps: "Unexpected number of
-        # participants: all gather ... op_id=1"); a barrier did not make it safe.  See near_miss_computed
         if near_miss_computed(cfg):             # (no constraints: every finite lane is feasible, nothing to come close to)
             def digits_of(idx):
                 return jnp.stack(indexing.decode_chunk_columns(start_digits, lane[idx], cfg.radices), axis=-1)
@@ -420,15 +417,21 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
             minima = lax.cond((state.front.n > 0) | (count > 0),
                               lambda: (jnp.array(jnp.inf, dG), jnp.full((cfg.n_constr - cfg.n_hard,), jnp.inf, dG)),
                               lambda: near_miss_minima(G, ok, cfg.n_hard, dG))
-            near = update_near_miss(near, minima, F, G, aux, digits_of, ok, cfg.n_hard, gather=gather, pmax=pmax)
+            # this device's entry (the state's near miss is sharded over the devices: [1, ...] here)
+            mine = jax.tree_util.tree_map(lambda x: x[0], near)
+            mine = update_near_miss(mine, minima, F, G, aux, digits_of, ok, cfg.n_hard)
+            near = jax.tree_util.tree_map(lambda x: x[None], mine)
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
         return ReducerState(front, best, overflow, near), outs
 
-    sharded = jax.shard_map(local, mesh=mesh, in_specs=(P(), P(), P()), out_specs=(P(), P()),
+    spec = ReducerState(P(), P(), P(), P(AXIS))       # the near miss: one entry per device (state_shardings)
+    sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec, P(), P()), out_specs=(spec, P()),
                             check_vma=False)
     rep = NamedSharding(mesh, P())      # fixed shardings: the first call does not compile twice
-    return jax.jit(sharded, in_shardings=(rep, rep, rep), out_shardings=(rep, rep)), rep
+    st = state_shardings(rep)
+    return jax.jit(sharded, in_shardings=(st, rep, rep), out_shardings=(st, rep)), rep
 
 
 __all__ = ["AXIS", "build_step", "feasibility", "histogram_counts", "merge_survivors", "most_violated", "prefilter",
-           "near_miss_computed", "near_miss_minima", "refine", "rows_at", "total_violation", "update_best", "update_near_miss"]
+           "near_miss_computed", "near_miss_minima", "refine", "rows_at", "state_shardings", "total_violation",
+           "update_best", "update_near_miss"]
