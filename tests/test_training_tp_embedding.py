@@ -13,10 +13,11 @@ import pytest
 from training_rows import CAT, breakdown, check_batched_equals_scalar, evaluate, row
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt.scenarios.training import training
 
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(training)
+TRAIN = jax.jit(training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 PAD = 8
 VH = 128256.0 * 4096.0
 REPLICATED = S.schema.TRAINING_PARAMS["tp_embedding"].choices.index("replicated")
