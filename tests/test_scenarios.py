@@ -18,8 +18,8 @@ from mlsys_opt.walls import fleet
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
 T32 = CAT.tables()
-_TRAIN = jax.jit(S.training)
-_SERVE = jax.jit(S.serving)
+_TRAIN = jax.jit(S.training, **jit_options())
+_SERVE = jax.jit(S.serving, **jit_options())
 
 
 def TRAIN(p, tables, eff=DEFAULT_EFFICIENCY):
@@ -413,7 +413,7 @@ def test_grad_serving_vs_finite_differences():
 def test_all_outputs_finite_over_1e5_random_configs_float32(scenario):
     with jax.enable_x64(False):
         p = random_params(scenario, 100_000, seed=2, dtype=np.float32)
-        out, g = jax.jit(S.SCENARIO_FNS[scenario])(p, T32)
+        out, g = jax.jit(S.SCENARIO_FNS[scenario], **jit_options())(p, T32)
         for name, x in list(out._asdict().items()) + [("g." + k, v) for k, v in g._asdict().items()]:
             x = np.asarray(x)
             assert x.shape == (100_000,), name

@@ -152,7 +152,7 @@ def test_batched_equals_scalar_and_grad_vs_finite_differences():
         t = T64._replace(model=M._replace(untied_embedding_params=M.untied_embedding_params.at[m].set(x)))
         return jnp.log(S.training(p0, t)[0].step_time_s)
 
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jax.jit(jax.value_and_grad(loss), **jit_options())
     x0 = float(M.untied_embedding_params[m])
     g = float(vg(x0)[1])
     h = 1e-6 * x0

@@ -108,7 +108,8 @@ def test_batched_equals_scalar():
 def test_memory_gradient_wrt_tp_where_the_buffers_bind():
     """d memory / d tp (tp as a float) with the FSDP buffers binding: jax.grad vs central differences."""
     p0 = S.params_from_dict("training", llama(tp=2, master_weights=FP32_PARAM, fsdp_runtime=FSDP2))
-    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
+    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes),
+                 **jit_options())
     x0, h = 2.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])
     fd = (float(vg(jnp.asarray(x0 + h))[0]) - float(vg(jnp.asarray(x0 - h))[0])) / (2 * h)

@@ -92,7 +92,8 @@ def test_fp32_param_memory_gradient_wrt_tp():
     """d memory / d tp under fp32_param at ZeRO-3 (tp as a float): jax.grad vs central differences."""
     r = row("h100_sxm", "llama3_8b", "ib_ndr", **{**KW, "tp": 2, "zero_stage": 3, "master_weights": FP32_PARAM})
     p0 = S.params_from_dict("training", r)
-    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
+    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes),
+                 **jit_options())
     x0, h = 2.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])
     fd = (float(vg(jnp.asarray(x0 + h))[0]) - float(vg(jnp.asarray(x0 - h))[0])) / (2 * h)

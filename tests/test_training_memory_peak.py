@@ -133,7 +133,7 @@ def test_memory_gradient_wrt_sequence_length():
                   **{**KW, "seq_len": 2048, "recompute": RECOMPUTE.index("full")})):
         p0 = S.params_from_dict("training", r)
         vg = jax.jit(jax.value_and_grad(
-            lambda x, p0=p0: training(p0._replace(seq_len=x), T64)[0].memory_per_accelerator_bytes))
+            lambda x, p0=p0: training(p0._replace(seq_len=x), T64)[0].memory_per_accelerator_bytes), **jit_options())
         x0 = float(r["seq_len"])
         g = float(vg(jnp.asarray(x0))[1])
         h = 1e-3

@@ -254,7 +254,7 @@ def test_scenario_batched_equals_scalar_and_grad_of_ep_overlap():
     def loss(x):
         return jnp.log(S.training(p0._replace(ep_overlap=x), T64)[0].step_time_s)
 
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jax.jit(jax.value_and_grad(loss), **jit_options())
     g = float(vg(0.6)[1])
     h = 1e-6
     fd = (float(vg(0.6 + h)[0]) - float(vg(0.6 - h)[0])) / (2 * h)

@@ -56,7 +56,8 @@ def test_replicated_embedding_gradient_wrt_tp():
     """d memory / d tp with the replicated table: jax.grad vs central differences (tp as a float)."""
     r = row("h100_sxm", "llama3_8b", "ib_ndr", tp=4, n_accelerators=8, zero_stage=1, tp_embedding=REPLICATED, **KW)
     p0 = S.params_from_dict("training", r)
-    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
+    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes),
+                 **jit_options())
     x0, h = 4.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])
     fd = (float(vg(jnp.asarray(x0 + h))[0]) - float(vg(jnp.asarray(x0 - h))[0])) / (2 * h)
