@@ -80,7 +80,7 @@ OBJECTIVES = {"training": ["time_to_train_s", "tco_usd", "carbon_kg"],
 
 @functools.lru_cache(maxsize=None)
 def _jitted(scenario: str):
-    return jax.jit(scenarios.SCENARIO_FNS[scenario])
+    return jax.jit(scenarios.SCENARIO_FNS[scenario], **jit_options())
 
 
 def evaluate(space, digits: np.ndarray, dtype, tables=None) -> tuple[dict, dict, dict]:

@@ -14,6 +14,7 @@ import pytest
 import training_rows
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import training_parts as tpart
@@ -121,7 +122,7 @@ def test_scenario_batched_equals_scalar():
     rows = [cfg8(), cfg8(tp_comm=ASYNC, micro_batch_size=4), cfg8(tp_comm=DEFAULT), cfg8(recompute=RC.index("full"))]
 
     def run(rs):
-        out, g = jax.jit(S.training)(training_rows.stack(rs, 8), T64)
+        out, g = jax.jit(S.training, **jit_options())(training_rows.stack(rs, 8), T64)
         return ({k: np.asarray(v)[:len(rs)] for k, v in out._asdict().items()},
                 {k: np.asarray(v)[:len(rs)] for k, v in g._asdict().items()})
 

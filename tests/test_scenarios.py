@@ -18,8 +18,20 @@ from mlsys_opt.walls import fleet
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
 T32 = CAT.tables()
-TRAIN = jax.jit(S.training)
-SERVE = jax.jit(S.serving)
+_TRAIN = jax.jit(S.training, **jit_options())
+_SERVE = jax.jit(S.serving, **jit_options())
+
+
+def TRAIN(p, tables, eff=DEFAULT_EFFICIENCY):
+    """The jitted training scenario, the efficiency always passed (one compile per batch shape, not two)."""
+    return _TRAIN(p, tables, eff)
+
+
+def SERVE(p, tables, eff=DEFAULT_EFFICIENCY):
+    """The jitted serving scenario, the efficiency always passed (as TRAIN)."""
+    return _SERVE(p, tables, eff)
+
+
 FP16 = PRECISIONS.index("fp16")
 
 
@@ -210,9 +222,11 @@ def test_seed003_audit_512_h100_quebec():
 
     # The same job sized to a 30-day run (time is linear in n_tokens).
     n30 = d["n_tokens"] * 30 * SECONDS_PER_DAY / float(o.time_to_train_s)
-    rows = [training_dict(n_tokens=n30, region=idx("regions", r), pricing=pr)
-            for r in ("quebec", "poland") for pr in (0, 1)]
-    o30, _ = TRAIN(S.params_from_dict("training", stack(rows)), T64)
+    # four rows (quebec, poland) x (cloud, on-prem) as [4] region / pricing / tp columns beside scalars: the
+    # layout test_scalar_inputs_give_scalar_outputs_and_broadcast compiles (one program for both)
+    rows = training_dict(n_tokens=n30, tp=np.full(4, 8.0), pricing=np.array([0, 1, 0, 1]),
+                         region=np.array([idx("regions", r) for r in ("quebec", "quebec", "poland", "poland")]))
+    o30, _ = TRAIN(S.params_from_dict("training", rows), T64)
     days = np.asarray(o30.time_to_train_s) / SECONDS_PER_DAY
     np.testing.assert_allclose(days, 30.0, rtol=1e-9)
     hours = 30 * 24
@@ -297,7 +311,9 @@ def test_batched_equals_scalar(scenario):
 def test_scalar_inputs_give_scalar_outputs_and_broadcast():
     o, g = TRAIN(S.params_from_dict("training", training_dict()), T64)
     assert all(x.shape == () for x in o) and all(x.shape == () for x in g)
-    d = training_dict(tp=np.array([1.0, 2.0, 4.0, 8.0]))
+    # (region and pricing as [4] columns too: the layout test_seed003_audit_512_h100_quebec compiles)
+    d = training_dict(tp=np.array([1.0, 2.0, 4.0, 8.0]), region=np.full(4, idx("regions", "quebec")),
+                      pricing=np.ones(4, int))
     o, g = TRAIN(S.params_from_dict("training", d), T64)
     assert all(x.shape == (4,) for x in o) and all(x.shape == (4,) for x in g)
 
@@ -314,7 +330,6 @@ def _log_time(p, tables, eff):
     return jnp.sum(jnp.log(S.training(p, tables, eff)[0].time_to_train_s))
 
 
-LOG_TIME = jax.jit(_log_time)
 # reverse mode compiled as the package's derivative programs are (mlsys_opt._compile: ~2/3 the compile time)
 GRAD_LOG_TIME = jax.jit(jax.grad(_log_time, argnums=(1, 2), allow_int=True), **jit_options())
 
@@ -327,9 +342,11 @@ def test_grad_time_to_train_vs_finite_differences():
     p = S.params_from_dict("training", stack([d] * N_GRAD))
     h, prec, f = d["hardware"], d["precision"], d["fabric"]
     gt, ge = GRAD_LOG_TIME(p, T64, DEFAULT_EFFICIENCY)
+    one = S.params_from_dict("training", d)
 
     def loss(tables, eff=DEFAULT_EFFICIENCY):
-        return float(LOG_TIME(p, tables, eff))
+        # N_GRAD·log T of the one row: the scalar program the seed tests compile (no program of its own)
+        return N_GRAD * float(np.log(float(TRAIN(one, tables, eff)[0].time_to_train_s)))
 
     def set_hw(field, i, value):
         arr = getattr(T64.hw, field)
@@ -396,7 +413,7 @@ def test_grad_serving_vs_finite_differences():
 def test_all_outputs_finite_over_1e5_random_configs_float32(scenario):
     with jax.enable_x64(False):
         p = random_params(scenario, 100_000, seed=2, dtype=np.float32)
-        out, g = jax.jit(S.SCENARIO_FNS[scenario])(p, T32)
+        out, g = jax.jit(S.SCENARIO_FNS[scenario], **jit_options())(p, T32)
         for name, x in list(out._asdict().items()) + [("g." + k, v) for k, v in g._asdict().items()]:
             x = np.asarray(x)
             assert x.shape == (100_000,), name

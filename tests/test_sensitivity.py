@@ -9,11 +9,14 @@ auto-replica step), where both must agree to 1e-6 relative.
 """
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mlsys_opt._compile import jit_options
 from mlsys_opt.errors import MlsysOptError
 from mlsys_opt.point.config import TABLE_PARAM, parameter_names, resolve_config
 from mlsys_opt.point.sensitivity import binding, sensitivity, sensitivity_arrays
@@ -44,7 +47,7 @@ def _fd_elasticities(scenario, config, names, outputs):
     eff = type(DEFAULT_EFFICIENCY)(*[jnp.asarray(x, jnp.float64) for x in DEFAULT_EFFICIENCY])
     rows = {t: int(np.asarray(p[param])[0]) for t, param in TABLE_PARAM.items()}
 
-    @jax.jit
+    @functools.partial(jax.jit, **jit_options())      # as the package's small-batch programs
     def run(p, tables, eff):
         outs, _ = SCENARIO_FNS[scenario](params_from_dict(scenario, p), tables, eff)
         return jnp.stack([jnp.asarray(getattr(outs, o), jnp.float64)[0] for o in outputs])

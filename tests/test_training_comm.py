@@ -15,6 +15,7 @@ import numpy as np
 import training_rows
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.calibration import setup as calsetup
 from mlsys_opt.catalog import load_catalog
@@ -23,7 +24,8 @@ from mlsys_opt.walls import parallel, zero_sync
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
 T32 = CAT.tables(dtype=jnp.float32)
-TRAIN = jax.jit(S.training)
+# compiled as the package's small-batch programs are (mlsys_opt._compile: ~half the compile time)
+TRAIN = jax.jit(S.training, **jit_options())
 BROADCAST = S.schema.TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 PAD = 8
 
@@ -91,8 +93,8 @@ def test_param_sync_gradient_vs_finite_differences():
     p0 = S.params_from_dict("training", {k: np.asarray([v] * PAD) for k, v in base.items()})
 
     def step(n):
-        return TRAIN(p0._replace(n_accelerators=jnp.full((PAD,), n)), T64)[0].step_time_s[0]
-    g = float(jax.jit(jax.grad(step))(1024.0))
+        return S.training(p0._replace(n_accelerators=jnp.full((PAD,), n)), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(step), **jit_options())(1024.0))
     h = 0.5
     o = run([cfg(param_sync=BROADCAST, n_accelerators=1024.0 + h), cfg(param_sync=BROADCAST, n_accelerators=1024.0 - h),
              cfg(n_accelerators=1024.0 + h), cfg(n_accelerators=1024.0 - h)])
@@ -327,9 +329,9 @@ def test_pipeline_bubble_holds_the_stage_exposed_communication():
     base = rows[0]
     p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in base.items()})
 
-    def step(o):
-        return TRAIN(p0._replace(tp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
-    g = float(jax.jit(jax.grad(step))(0.3))
+    def step(o, train=TRAIN):
+        return train(p0._replace(tp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(lambda o: step(o, S.training)), **jit_options())(0.3))
     h = 1e-4
     fd = (float(step(0.3 + h)) - float(step(0.3 - h))) / (2 * h)
     np.testing.assert_allclose(g, fd, rtol=1e-6)

@@ -14,6 +14,7 @@ import pytest
 import training_rows
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.calibration import setup as setup_map
 from mlsys_opt.catalog import load_catalog
@@ -22,7 +23,7 @@ from mlsys_opt.walls import attention
 
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(S.training)
+TRAIN = jax.jit(S.training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 ALL_GATHER, ON = CP_COMM_TYPES.index("all_gather"), ON_OFF.index("on")
 PAD = 8
 
@@ -181,7 +182,7 @@ def test_scenario_gradient_vs_finite_differences():
         out, _ = S.training(base._replace(cp_overlap=jnp.asarray([o])), T64)
         return jnp.log(out.step_time_s[0])
 
-    vg = jax.jit(jax.value_and_grad(f))
+    vg = jax.jit(jax.value_and_grad(f), **jit_options())
     v, g = vg(0.5)
     h = 1e-4
     fd = (float(vg(0.5 + h)[0]) - float(vg(0.5 - h)[0])) / (2 * h)
@@ -253,7 +254,7 @@ def test_static_option_context_parallel_off_is_exact_at_cp_1():
             for t in (0, ALL_GATHER) for r in (0, full) for m, k in ((1, ON), (0, 0))]
     p = stack(rows)
     on = TRAIN(p, T64)
-    off = jax.jit(functools.partial(S.training, context_parallel=False))(p, T64)
+    off = jax.jit(functools.partial(S.training, context_parallel=False), **jit_options())(p, T64)
     for a, b in zip(jax.tree_util.tree_leaves(on), jax.tree_util.tree_leaves(off)):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
     assert float(np.max(np.asarray(on[0].step_time_s))) > 0

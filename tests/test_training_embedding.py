@@ -19,6 +19,7 @@ from training_rows import CAT, check_batched_equals_scalar, evaluate, row, stack
 
 from mlsys_opt import catalog
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt.calibration import setup as calib_setup
 from mlsys_opt.errors import CatalogError, MlsysOptError
 from mlsys_opt.scenarios import training_parts as tparts
@@ -30,7 +31,7 @@ T64 = CAT.tables(dtype=jnp.float64)
 M = T64.model
 # the previous model: no model's input embedding left out of the GEMM FLOPs
 OLD = T64._replace(model=M._replace(untied_embedding_params=M.untied_embedding_params * 0.0))
-TRAIN = jax.jit(S.training)
+TRAIN = jax.jit(S.training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 PAD = 8
 V8, H8 = 128256, 4096
 FULL = RECOMPUTE.index("full")
@@ -151,7 +152,7 @@ def test_batched_equals_scalar_and_grad_vs_finite_differences():
         t = T64._replace(model=M._replace(untied_embedding_params=M.untied_embedding_params.at[m].set(x)))
         return jnp.log(S.training(p0, t)[0].step_time_s)
 
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jax.jit(jax.value_and_grad(loss), **jit_options())
     x0 = float(M.untied_embedding_params[m])
     g = float(vg(x0)[1])
     h = 1e-6 * x0

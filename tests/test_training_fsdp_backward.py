@@ -23,12 +23,13 @@ import pytest
 from training_rows import CAT, breakdown, check_batched_equals_scalar, evaluate, row
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.scenarios.training import training
 from mlsys_opt.walls import parallel
 
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(training)
+TRAIN = jax.jit(training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 PAD = 8
 MASTER = S.schema.TRAINING_PARAMS["master_weights"].choices
 FP32_PARAM, FP32_MASTER = MASTER.index("fp32_param"), MASTER.index("fp32")
@@ -107,7 +108,8 @@ def test_batched_equals_scalar():
 def test_memory_gradient_wrt_tp_where_the_buffers_bind():
     """d memory / d tp (tp as a float) with the FSDP buffers binding: jax.grad vs central differences."""
     p0 = S.params_from_dict("training", llama(tp=2, master_weights=FP32_PARAM, fsdp_runtime=FSDP2))
-    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
+    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes),
+                 **jit_options())
     x0, h = 2.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])
     fd = (float(vg(jnp.asarray(x0 + h))[0]) - float(vg(jnp.asarray(x0 - h))[0])) / (2 * h)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios import schema
@@ -23,7 +24,7 @@ from test_training_physics import cfg as physics_cfg
 
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(S.training)
+TRAIN = jax.jit(S.training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 FP16, FP8 = PRECISIONS.index("fp16"), PRECISIONS.index("fp8")
 MASTER = schema.TRAINING_PARAMS["master_weights"].choices
 MOMENTS = schema.TRAINING_PARAMS["optimizer_moments"].choices

@@ -13,11 +13,12 @@ import pytest
 from training_rows import CAT, breakdown, check_batched_equals_scalar, evaluate, row
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt.scenarios.training import training
 from mlsys_opt.walls import algorithm
 
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(training)
+TRAIN = jax.jit(training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 PAD = 8
 V3 = 128256.0
 RECOMPUTE = S.schema.TRAINING_PARAMS["recompute"].choices
@@ -132,7 +133,7 @@ def test_memory_gradient_wrt_sequence_length():
                   **{**KW, "seq_len": 2048, "recompute": RECOMPUTE.index("full")})):
         p0 = S.params_from_dict("training", r)
         vg = jax.jit(jax.value_and_grad(
-            lambda x, p0=p0: training(p0._replace(seq_len=x), T64)[0].memory_per_accelerator_bytes))
+            lambda x, p0=p0: training(p0._replace(seq_len=x), T64)[0].memory_per_accelerator_bytes), **jit_options())
         x0 = float(r["seq_len"])
         g = float(vg(jnp.asarray(x0))[1])
         h = 1e-3

@@ -11,6 +11,7 @@ import pytest
 from training_rows import check_batched_equals_scalar
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS, SECONDS_PER_YEAR
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.errors import MlsysOptError
@@ -19,7 +20,7 @@ from mlsys_opt.walls import attention, fleet, parallel
 
 CAT = load_catalog()
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(S.training)
+TRAIN = jax.jit(S.training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 FP16, FP8 = PRECISIONS.index("fp16"), PRECISIONS.index("fp8")
 GIB = 2.0 ** 30
 
@@ -268,7 +269,7 @@ def test_grad_of_new_continuous_params_vs_finite_differences():
         return jnp.log(S.training(q, T64)[0].time_to_train_s)
 
     x0 = jnp.asarray([float(base[k]) for k in GRAD_PARAMS])
-    vg = jax.jit(jax.value_and_grad(loss))          # one compile for the gradient and the differences
+    vg = jax.jit(jax.value_and_grad(loss), **jit_options())          # one compile for the gradient and the differences
     grad = np.asarray(vg(x0)[1])
     for i, k in enumerate(GRAD_PARAMS):
         h = 1e-6 * max(abs(float(x0[i])), 1e-4)
@@ -326,7 +327,7 @@ def test_unfused_elementwise_factor_reference_and_scenario():
         np.testing.assert_allclose(ob["step_time_s"][i], run([r])[0]["step_time_s"][0], rtol=1e-12)
     p_off = S.params_from_dict("training", off)
     vg = jax.jit(jax.value_and_grad(lambda x: jnp.log(S.training(
-        p_off, T64, DEFAULT_EFFICIENCY._replace(elementwise_traffic_scale=x))[0].step_time_s)))
+        p_off, T64, DEFAULT_EFFICIENCY._replace(elementwise_traffic_scale=x))[0].step_time_s)), **jit_options())
     g = float(vg(1.4)[1])
     fd = (float(vg(1.4 + 1e-6)[0]) - float(vg(1.4 - 1e-6)[0])) / 2e-6
     assert g == pytest.approx(fd, rel=1e-5) and g > 0

@@ -13,10 +13,11 @@ import pytest
 from training_rows import CAT, breakdown, check_batched_equals_scalar, evaluate, row
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt.scenarios.training import training
 
 T64 = CAT.tables(dtype=jnp.float64)
-TRAIN = jax.jit(training)
+TRAIN = jax.jit(training, **jit_options())      # mlsys_opt._compile: ~half the compile time
 PAD = 8
 VH = 128256.0 * 4096.0
 REPLICATED = S.schema.TRAINING_PARAMS["tp_embedding"].choices.index("replicated")
@@ -55,7 +56,8 @@ def test_replicated_embedding_gradient_wrt_tp():
     """d memory / d tp with the replicated table: jax.grad vs central differences (tp as a float)."""
     r = row("h100_sxm", "llama3_8b", "ib_ndr", tp=4, n_accelerators=8, zero_stage=1, tp_embedding=REPLICATED, **KW)
     p0 = S.params_from_dict("training", r)
-    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes))
+    vg = jax.jit(jax.value_and_grad(lambda x: training(p0._replace(tp=x), T64)[0].memory_per_accelerator_bytes),
+                 **jit_options())
     x0, h = 4.0, 1e-4
     g = float(vg(jnp.asarray(x0))[1])
     fd = (float(vg(jnp.asarray(x0 + h))[0]) - float(vg(jnp.asarray(x0 - h))[0])) / (2 * h)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from mlsys_opt import scenarios as S
+from mlsys_opt._compile import jit_options
 from mlsys_opt.catalog import load_catalog
 from mlsys_opt.scenarios.training import training_common
 from mlsys_opt.scenarios import training_comm as tcomm
@@ -56,7 +57,7 @@ def check_step_time_grad(base: dict, names, tables, *, rel=1e-4, h_rel=1e-6) -> 
         return jnp.log(S.training(q, tables)[0].step_time_s)
 
     x0 = jnp.asarray([float(base[k]) for k in names])
-    vg = jax.jit(jax.value_and_grad(loss))
+    vg = jax.jit(jax.value_and_grad(loss), **jit_options())     # as the package's derivative programs
     grad = np.asarray(vg(x0)[1])
     for i, k in enumerate(names):
         h = h_rel * max(abs(float(x0[i])), 1e-4)
@@ -85,7 +86,8 @@ def check_table_grad(base: dict, tables, with_value, x0: float, *, rel=1e-4, h_r
     with_value(tables, x) returns the tables with that value set to x (e.g. one part's HBM bandwidth);
     returns the gradient."""
     p0 = S.params_from_dict("training", base)
-    vg = jax.jit(jax.value_and_grad(lambda x: jnp.log(S.training(p0, with_value(tables, x))[0].step_time_s)))
+    vg = jax.jit(jax.value_and_grad(lambda x: jnp.log(S.training(p0, with_value(tables, x))[0].step_time_s)),
+                 **jit_options())
     g = float(vg(x0)[1])
     h = h_rel * x0
     fd = (float(vg(x0 + h)[0]) - float(vg(x0 - h)[0])) / (2 * h)
