@@ -188,7 +188,6 @@ def test_messages_without_a_suggestion_leave_no_stray_semicolon(site):
 def test_messages_with_a_suggestion_keep_it():
     from mlsys_opt import scenarios
     from mlsys_opt.walls import registry
-    sensitivity = importlib.import_module("mlsys_opt.point.sensitivity")
     for call, start in ((lambda: scenarios.params_from_dict("trainig", {}),
                          "unknown scenario 'trainig'; did you mean 'training'? (allowed: "),
                         (lambda: registry.law("amdahls"), "law 'amdahls' is not known; did you mean 'amdahl"),
@@ -198,6 +197,7 @@ def test_messages_with_a_suggestion_keep_it():
         with pytest.raises(MlsysOptError) as info:
             call()
         assert str(info.value).startswith(start), str(info.value)
+
 
 def test_validate_returns_canonical_values(tmp_path):
     assert validate.check_int("n", np.int64(3)) == 3 and type(validate.check_int("n", 4.0)) is int
