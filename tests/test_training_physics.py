@@ -558,3 +558,32 @@ def test_published_checkpointing_follows_each_runs_torch_and_script():
     kempner = {r.id: r.setup for r in rows if r.source_key == "kempnerforge_2026"}
     for rid in ("kempner26_h200_7b_n1_single", "kempner26_h200_7b_n2_FSDP2"):
         assert (kempner[rid]["micro_batch_size"], kempner[rid]["grad_accum"]) == (2, 4)
+
+
+def test_memory_reserve_frac_holds_back_hbm():
+    """memory_reserve_frac r: the fit needs memory <= capacity·(1 - r); g = memory / (capacity·(1 - r)) - 1.
+    The micro-batch is given, so the memory and every output stay as at r = 0."""
+    rows = [cfg(micro_batch_size=1, memory_reserve_frac=0.0), cfg(micro_batch_size=1, memory_reserve_frac=0.2),
+            cfg(micro_batch_size=1, memory_reserve_frac=0.05)]
+    o, g = run(rows)
+    mem = o["memory_per_accelerator_bytes"]
+    assert mem[1] == mem[0] and o["step_time_s"][1] == o["step_time_s"][0]
+    for i, r in ((1, 0.2), (2, 0.05)):       # the same need over (1 - r) of the capacity
+        assert g["memory"][i] == pytest.approx((g["memory"][0] + 1) / (1 - r) - 1, rel=1e-12)
+    # batched == one row at a time
+    for i, row in enumerate(rows):
+        _, gi = run([row])
+        assert gi["memory"][0] == g["memory"][i]
+
+    # jax.grad vs central finite differences: dg/dr = (g0 + 1) / (1 - r)^2
+    def g_mem(r):
+        p = stack([cfg(micro_batch_size=1, memory_reserve_frac=0.0)])._replace(memory_reserve_frac=jnp.full((PAD,), r))
+        return S.training(p, T64)[1].memory[0]
+    r0, h = 0.2, 1e-6
+    grad = float(jax.jit(jax.grad(g_mem), **jit_options())(r0))
+    fd = (float(g_mem(r0 + h)) - float(g_mem(r0 - h))) / (2 * h)
+    assert grad == pytest.approx(fd, rel=1e-6) and grad == pytest.approx((g["memory"][0] + 1) / 0.8 ** 2, rel=1e-9)
+    # bad input fails at the boundary with the allowed range
+    with pytest.raises(MlsysOptError, match="memory_reserve_frac"):
+        load_space({"name": "x", "scenario": "training", "fixed": {"model": "llama3_8b", "memory_reserve_frac": 0.95},
+                    "axes": {"hardware": ["h100_sxm"]}})

@@ -55,7 +55,9 @@ def _training(row, space, name: str) -> str:
     n = int(round(float(row["n_accelerators"])))
     if name == "memory":
         mem, cap = _capacity(row)
-        return (f"memory: {_gb(mem)} per accelerator needed, the {p('hardware')} holds {_gb(cap)}: shard the "
+        reserve = float(p("memory_reserve_frac") or 0.0)
+        held = f" with memory_reserve_frac {reserve:g} held back" if reserve > 0 else ""
+        return (f"memory: {_gb(mem)} per accelerator needed, the {p('hardware')} holds {_gb(cap)}{held}: shard the "
                 f"states (zero_stage 3 / sharding = fsdp), raise tp, pp or cp, recompute activations "
                 f"(recompute = full), fewer sequences per micro-batch (micro_batch_size), or an accelerator "
                 f"with more memory")

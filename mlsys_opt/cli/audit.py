@@ -110,9 +110,12 @@ def _audit_training(row, space) -> list[tuple]:
             f"({_h(peak, 'flop_rate', 'TFLOP/s', '{:,.0f}')} {row['precision']})",
             f"binding at the node ({bound})" if bound in BOTTLENECKS else bound)]
     mem, cap = float(row["memory_per_accelerator_bytes"]), float(hw["mem_capacity_bytes"])
+    reserve = float(row.get("memory_reserve_frac", 0.0) or 0.0)      # HBM held back from the fit
+    usable = (f", {_h(cap * (1 - reserve), 'bytes', 'GB', '{:.1f}')} usable at memory_reserve_frac "
+              f"{reserve:g}" if reserve > 0 else "")
     out.append(("Node", "2 Memory (capacity)",
                 f"{_h(mem, 'bytes', 'GB', '{:.1f}')} of {_h(cap, 'bytes', 'GB', '{:.0f}')} per device "
-                f"({100 * mem / cap:.0f} %)", _limit_status(_g(row, "memory"))))
+                f"({100 * mem / cap:.0f} %{usable})", _limit_status(_g(row, "memory"))))
     out.append(("Node", "3 Software", f"MFU {100 * mfu:.1f} % (kernel efficiency {100 * kernel:.1f} % "
                 f"at η = {float(row['efficiency']):.2f})", _loss_status("kernel", factors)))
     tokens_step = float(row["global_batch"]) * float(row["seq_len"])

@@ -281,6 +281,13 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                               "forward and stays gathered through the backward beside the two blocks "
                               "[walls.saved_activations.fsdp2_root_params, MEMEAGER]",
                               choices=("default", "torch_fsdp2", "torch_fsdp2_root")),
+    "memory_reserve_frac": ParamSpec("float", 0.0, "fraction of each accelerator's HBM held back from the memory "
+                                     "constraint: the model counts allocated bytes, while the framework's caching "
+                                     "allocator reserves more (torchtitan's published max_memory_reserved sits "
+                                     "11-14 % above the model's allocations), and the CUDA context and NCCL "
+                                     "buffers take some; 0 = the whole exposed HBM (the catalog's capacity). "
+                                     "Fits need memory <= capacity × (1 - memory_reserve_frac); also used to "
+                                     "choose the micro-batch", dimension="dimensionless", low=0.0, high=0.9),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -87,6 +87,7 @@ class TrainingParams(NamedTuple):
     grad_sync: Array = 0             # int32 code into schema grad_sync choices (micro_batch, last) (MEMPEAK)
     tp_embedding: Array = 0          # int32 code into schema tp_embedding choices (sharded, replicated) (KEMPNER2)
     fsdp_runtime: Array = 0          # int32 code into schema fsdp_runtime choices (default, torch_fsdp2, torch_fsdp2_root) (FSDP16, MEMEAGER)
+    memory_reserve_frac: Array = 0.0  # HBM fraction held back from the memory constraint (0 = all of it)
 
 
 class TrainingOutputs(NamedTuple):
@@ -111,7 +112,7 @@ class TrainingOutputs(NamedTuple):
 
 
 class TrainingConstraints(NamedTuple):
-    memory: Array            # memory / capacity - 1
+    memory: Array            # memory / (capacity·(1 - memory_reserve_frac)) - 1
     divisibility: Array      # |N mod (tp·cp·pp)| - 1/2  (GPUs)
     tp_within_node: Array    # tp / accelerators_per_node - 1
     pipeline_depth: Array    # pp / n_layers - 1
@@ -167,6 +168,8 @@ def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT
     # KEMPNER (issue 12): the cluster's node size where given (4-GPU HGX H200 nodes), else the catalog's
     apn = jnp.asarray(p.accelerators_per_node).astype(c.apn.dtype)
     c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
+    # the HBM a fit may use: capacity × (1 - memory_reserve_frac) (the allocator's reserve, context, NCCL buffers)
+    c = c._replace(capacity=c.capacity * (1.0 - jnp.clip(p.memory_reserve_frac, 0.0, 0.9)))
     # ATTNKERNEL (issue 12): the attention core's curve by kernel, stacked per part [n_hw, kernel, 6] on the small
     # table, then one gather per configuration (replaces gather()'s default curve, which XLA then drops)
     kern = jnp.stack((tables.hw.attention_fwdbwd_eff, tables.hw.attention_cudnn_fwdbwd_eff), axis=1)
