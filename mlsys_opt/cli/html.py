@@ -144,9 +144,8 @@ def _near_miss_html(result, space) -> str:
     near = getattr(result, "near_miss", None)
     if near is None:
         return ""
-    from .near_miss import near_miss_lines
-    sampled = hasattr(result, "exhaustive") and not result.exhaustive        # a search's sample, not the space
-    lines = near_miss_lines(space, near, sampled=sampled)
+    from .near_miss import near_miss_lines, sampled
+    lines = near_miss_lines(space, near, sampled=sampled(result))
     return ('<section id="near-miss"><h2>How close the space comes</h2><pre>'
             + _html.escape("\n".join(lines)) + "</pre></section>")
 

@@ -44,6 +44,12 @@ def _limit_rows(space, nm) -> list[dict]:
     return out
 
 
+def sampled(result) -> bool:
+    """Whether `result`'s near miss is over a sample: a search that evaluated part of the space (a sweep, or a
+    search whose budget covered the space, saw every configuration)."""
+    return not getattr(result, "exhaustive", True)
+
+
 def near_miss_lines(space, nm, *, sampled: bool = False) -> list[str]:
     """The few lines printed after "no feasible configuration" (see the module docstring); `sampled`: a
     search's near miss, over the configurations it evaluated rather than the whole space."""
@@ -116,4 +122,4 @@ def near_miss_json(space, nm) -> dict[str, Any]:
                     "the lower configuration index"}
 
 
-__all__ = ["near_miss_json", "near_miss_lines"]
+__all__ = ["near_miss_json", "near_miss_lines", "sampled"]

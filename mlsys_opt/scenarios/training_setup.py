@@ -119,7 +119,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
       before it runs) never re-run, since its output only feeds the residual add (with parallel_block = on
       the attention output projection too, 2·T·h·(a·d)·L); selective: eager's attention core forward;
       core_attn (Megatron-Core's selective): the attention core forward whatever the kernel (flash too); op
-      (torchtitan per-op SAC): op_frac = walls.parallel.op_sac_recompute_fraction of the forward
+      (torchtitan per-op SAC): op_frac = walls.saved_activations.op_sac_recompute_fraction of the forward
       GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
       the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
@@ -179,14 +179,14 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         amax_ar = fleet.hierarchical_allreduce(4.0, tp_node, tp / tp_node, c.bw_up, c.alpha_up, c.bw_out, c.alpha_out)
         tp_fp8_sync = jnp.where(fp8_tp, tensor_parallel.float8_tp_amax_syncs(1.0 + full + op) * amax_ar, 0.0)
     # per-op SAC recomputes op_frac of the forward GEMMs and stores op_bytes per token and layer
-    # [walls.parallel.op_sac_recompute_fraction, op_sac_activation_elements]
+    # [walls.saved_activations.op_sac_recompute_fraction, op_sac_activation_elements]
     kv_width = jnp.where(c.n_kv_heads > 0, c.n_kv_heads, c.n_heads) * c.head_dim
-    op_frac = op * parallel.op_sac_recompute_fraction(c.hidden, c.attn_width, kv_width, c.ffn_dim)
+    op_frac = op * saved_activations.op_sac_recompute_fraction(c.hidden, c.attn_width, kv_width, c.ffn_dim)
     t_sp = jnp.where(sp > 0, tp, 1.0)
     # MEMEAGER: kernels = eager / fa1_eager (torch_compile false) keeps every MUST_SAVE output in the SAC cache;
     # torch.compile's partitioner saves only those its backward reads (not w2's) [walls.saved_activations]
-    op_bytes = ACT_BYTES * parallel.op_sac_activation_elements(c.hidden, c.attn_width, kv_width, c.ffn_dim,
-                                                               tp=tp, t_sp=t_sp, compiled=1.0 - unfused)
+    op_bytes = ACT_BYTES * saved_activations.op_sac_activation_elements(c.hidden, c.attn_width, kv_width, c.ffn_dim,
+                                                                        tp=tp, t_sp=t_sp, compiled=1.0 - unfused)
     layers = c.n_layers
     balanced = jnp.asarray(p.stage_balance) == BALANCED
     # stage_balance = on (Llama 3 §3.3.2): the two end stages hold one layer less, so a middle stage,

@@ -50,7 +50,7 @@ import pandas as pd
 from pymoo.core.problem import Problem
 
 from ..errors import MlsysOptError
-
+from ..sweeps.near_miss import total_violation
 from ..sweeps.pareto import nondominated_host
 from .pymoo_algorithms import make_algorithm, resolve_algorithm
 
@@ -208,7 +208,7 @@ class SpaceProblem(Problem):
     def _evaluate(self, X, out, *args, **kwargs):
         F, G = self.evaluate_digits(self.digits(X))
         if self.penalty is not None and G.shape[1]:
-            F = F + self.penalty * np.maximum(G, 0.0).sum(axis=1, keepdims=True)
+            F = F + self.penalty * total_violation(G)[:, None]
         out["F"] = F
         if self.n_ieq_constr:
             out["G"] = G
@@ -263,7 +263,7 @@ def _seed_rows(problem: SpaceProblem, n_sample: int, pop_size: int, rng) -> np.n
     rng.shuffle(X)
     F, G = problem.evaluate_digits(problem.digits(X))
     ok = np.all(G <= 0, axis=1) if G.shape[1] else np.ones(len(F), bool)
-    cv = np.maximum(G, 0).sum(axis=1) if G.shape[1] else np.zeros(len(F))
+    cv = total_violation(G)                # (0 for every row when there are no constraints)
     picks: list[int] = []
     for j in range(F.shape[1]):           # per objective: best feasible, else least violating
         order = np.lexsort((F[:, j], cv)) if not ok.any() else np.flatnonzero(ok)[np.argsort(F[ok, j])]

@@ -424,11 +424,11 @@ def build_step(chunk_fn, cfg: EngineConfig, devices: tuple):
         outs = (count, hists, overflow, front.n, psum(ns), psum(reasons))
         return ReducerState(front, best, overflow, near), outs
 
-    spec = ReducerState(P(), P(), P(), P(AXIS))       # the near miss: one entry per device (state_shardings)
+    rep = NamedSharding(mesh, P())      # fixed shardings: the first call does not compile twice
+    st = state_shardings(rep)           # the near miss: one entry per device
+    spec = jax.tree_util.tree_map(lambda sh: sh.spec, st)
     sharded = jax.shard_map(local, mesh=mesh, in_specs=(spec, P(), P()), out_specs=(spec, P()),
                             check_vma=False)
-    rep = NamedSharding(mesh, P())      # fixed shardings: the first call does not compile twice
-    st = state_shardings(rep)
     return jax.jit(sharded, in_shardings=(st, rep, rep), out_shardings=(st, rep)), rep
 
 

@@ -201,9 +201,8 @@ def _front_report(args, space, front, *, header: list[str], table_path, figure_p
             _out("no feasible configuration: every configuration breaks a constraint or limit "
                  "(loosen [constraints] or widen the axes)")
             if near is not None:
-                from ..near_miss import near_miss_lines
-                sampled = kind == "search" and not getattr(result, "exhaustive", False)
-                for line in near_miss_lines(space, near, sampled=sampled):
+                from ..near_miss import near_miss_lines, sampled
+                for line in near_miss_lines(space, near, sampled=sampled(result)):
                     _out(line)
         if files:
             _out()
