@@ -24,24 +24,25 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (257, 31) and len(published) == 288
-    assert len({r.id for r in published}) == 288                       # ids are unique
+    assert (len(train), len(serve)) == (267, 31) and len(published) == 298
+    assert len({r.id for r in published}) == 298                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
-    # sources of one organisation count once: NVIDIA publishes four training sources and TRT-LLM
+    # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
     assert {r.source_key for r in train if r.org == "NVIDIA"} == {
-        "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604"}
+        "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604", "korthikanti_2022"}
     assert all(R.scenario_of(r) == "training" for r in train) and all(R.scenario_of(r) == "serving" for r in serve)
 
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 288 and len(ok) >= 269
+    assert len(ok) + len(skipped) == 298 and len(ok) >= 279
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
     assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner",
-                                 "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn"))
+                                 "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn",
+                                 "korth22"))
                for r in why)                                             # every training row is evaluated
     catalog = load_catalog()
     for r in ok:
@@ -124,12 +125,13 @@ def test_documented_overlap_rows(published):
     MaxText's LIBTPU_INIT_ARGS (async collectives) -> DP overlap; the Megatron-LM README -> DP and TP overlap;
     Megatron-Bridge's recipes at the rows' commit -> DP overlap, and TP overlap for the Llama rows (TP > 1);
     the NeMo-Framework-Launcher 24.07 configs -> DP overlap, and TP overlap where ub_tp_comm_overlap is on (and on
-    the 512-GPU GPT-3 row, whose figure the table links to MLPerf, where NVIDIA's config sets TP_COMM_OVERLAP)."""
+    the 512-GPU GPT-3 row, whose figure the table links to MLPerf, where NVIDIA's config sets TP_COMM_OVERLAP);
+    Korthikanti et al. 2022 §6.3 ('we do not use any overlapping of gradient all-reduces') -> DP overlap 0."""
     data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
-    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407"}
+    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022"}
     assert {r.source_key for r in rows} == documented
-    assert all(r.setup["dp_overlap"] == 1.0 for r in rows)
+    assert all(r.setup["dp_overlap"] == (0.0 if r.source_key == "korthikanti_2022" else 1.0) for r in rows)
     tp_rows = {r.id for r in rows if r.setup.get("tp_overlap") == 1.0}
     nemo_tp = {"nemo2407_gpt3_20b_n64", "nemo2407_llama2_70b_n64", "nemo2407_llama3_70b_n64",
                "nemo2407_nemotron_8b_n64", "nemo2407_nemotron_22b_n64",

@@ -46,6 +46,7 @@ SERVING_RUNS_PATH = DATA_DIR / "serving_runs.json"
 ORGANISATIONS = {
     "mosaic_llmfoundry": "MosaicML/Databricks", "megatron_core_2024": "NVIDIA", "nemo_perf_2407": "NVIDIA",
     "nemo_longseq": "NVIDIA", "megatron_bridge_2604": "NVIDIA", "nvidia_trtllm_docs": "NVIDIA",
+    "korthikanti_2022": "NVIDIA",
     "Narayanan et al.": "NVIDIA", "NVIDIA TensorRT-LLM performance page": "NVIDIA",
     "torchtitan_2024_2025": "Meta", "llama3_paper_2024": "Meta", "opt_paper_2022": "Meta",
     "Touvron et al. 2023 'Llama 2' Table 2": "Meta", "Touvron et al. 2023 'LLaMA' Table 15": "Meta",
