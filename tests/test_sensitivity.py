@@ -5,7 +5,11 @@ local-table trick: each input is scaled by e^{±h} directly in the full catalog
 tables / the parameter dict / the efficiency tuple and the scenario is
 re-evaluated; e_fd = (ln y(+h) - ln y(-h)) / 2h with h = 1e-6.  Configurations
 are chosen away from max()/min() kinks (no roofline tie, η·scale < 1, no
-auto-replica step), where both must agree to 1e-6 relative.
+auto-replica step), where both must agree to 1e-6 relative.  Inputs whose default
+sits on the edge of their domain (EDGE_INPUTS: straggler_factor = 1, a fabric's
+oversubscription = 1; nothing below is admissible) are compared with the forward
+difference (ln y(+h) - ln y) / h: the derivative there is the upward one, not the
+average of a kink's two sides (what jnp.maximum's balanced tie gave before).
 """
 from __future__ import annotations
 
@@ -32,6 +36,8 @@ SPARSE_CHECK = ("hardware.mem_bw_bytes_per_s", "region.carbon_gco2e_per_kwh", "p
 # central differences at H = 1e-6 carry ~1e-9 of rounding noise on long chains (energy_j wrt
 # fabric.latency_s: AD 2.926306e-5; FD 2.926199e-5 at H = 1e-6, 2.926306e-5 at H = 1e-4)
 ATOL = 1e-8
+# inputs at the lower edge of their domain at these configurations: one-sided (forward) differences
+EDGE_INPUTS = ("straggler_factor", "fabric.oversubscription")
 
 TRAINING = {"hardware": "h100_sxm", "model": "llama3_70b", "n_accelerators": 2048, "tp": 8, "pp": 4,
             "microbatches": 16, "global_batch": 2048, "n_tokens": "1.24e12 token", "zero_stage": 1,
@@ -67,10 +73,12 @@ def _fd_elasticities(scenario, config, names, outputs):
         return run(pp, tt, ee)
 
     out = np.zeros((len(outputs), len(names)))
+    y0 = np.asarray(scaled(names[0], 1.0))
     for j, name in enumerate(names):
-        yp, ym = np.asarray(scaled(name, np.exp(H))), np.asarray(scaled(name, np.exp(-H)))
+        yp = np.asarray(scaled(name, np.exp(H)))
+        ym, span = (y0, H) if name in EDGE_INPUTS else (np.asarray(scaled(name, np.exp(-H))), 2 * H)
         ok = (yp > 0) & (ym > 0)
-        out[:, j] = np.where(ok, (np.log(np.where(ok, yp, 1)) - np.log(np.where(ok, ym, 1))) / (2 * H), 0.0)
+        out[:, j] = np.where(ok, (np.log(np.where(ok, yp, 1)) - np.log(np.where(ok, ym, 1))) / span, 0.0)
     return out
 
 
@@ -154,3 +162,18 @@ def test_bad_names_raise():
     df = sensitivity("training", TRAINING, outputs=["mfu"])
     with pytest.raises(MlsysOptError, match="no rows"):
         binding(df, "tco_usd")
+
+
+def test_an_input_on_the_edge_of_its_domain_gets_its_upward_derivative():
+    """straggler_factor = 1 (no fail-slow) is the lower edge of its domain and the step time is
+    proportional to it: +1 % of it is +1 % of the step (elasticity 1), not the ½ of jnp.maximum's
+    balanced tie that walls._masked.floor_pos used to give.  floor_pos itself: derivative 1 at and
+    above the floor, 0 below."""
+    from mlsys_opt.walls._masked import floor_pos
+    s = sensitivity_arrays("training", TRAINING, parameters=("straggler_factor", "fabric.oversubscription"))
+    e = dict(zip(s.parameters, s.elasticity[0, s.outputs.index("step_time_s")]))
+    assert e["straggler_factor"] == pytest.approx(1.0, rel=1e-9)
+    assert e["fabric.oversubscription"] > 0.0        # a tapered fabric slows the exposed collectives
+    g = jax.vmap(jax.grad(lambda x: floor_pos(x, 1.0)))(jnp.array([0.5, 1.0, 2.0]))
+    np.testing.assert_array_equal(np.asarray(g), [0.0, 1.0, 1.0])
+    assert np.isnan(floor_pos(jnp.nan, 1.0))

@@ -77,7 +77,9 @@ def test_loss_kernel_batched_equals_scalar_and_grad():
     rows = [cfg(**ONE, loss_kernel=MEGATRON), cfg(loss_kernel=TORCH), cfg(**dict(ONE, tp=2, n_accelerators=2),
                                                                           loss_kernel=MEGATRON)]
     check_batched_equals_scalar(rows, run)
-    check_step_time_grad(cfg(**ONE, loss_kernel=MEGATRON), ("efficiency", "straggler_factor"), T64)
+    # straggler_factor off its domain edge (1): central differences straddle no floor there
+    check_step_time_grad(cfg(**ONE, loss_kernel=MEGATRON, straggler_factor=1.05), ("efficiency", "straggler_factor"),
+                         T64)
 
 
 def test_published_rows_map_the_loss_kernel_their_code_ran():
