@@ -177,3 +177,8 @@ def test_an_input_on_the_edge_of_its_domain_gets_its_upward_derivative():
     g = jax.vmap(jax.grad(lambda x: floor_pos(x, 1.0)))(jnp.array([0.5, 1.0, 2.0]))
     np.testing.assert_array_equal(np.asarray(g), [0.0, 1.0, 1.0])
     assert np.isnan(floor_pos(jnp.nan, 1.0))
+    # an overlap fraction at its upper edge (cp_overlap = 1 by default): exposure max((1-o)·t, t - w, 0) is 0
+    # for t <= w, and lowering o exposes (1-o)·t: d/do = -t (jnp.maximum's tie at 0 gave -t/2)
+    from mlsys_opt.walls import parallel
+    assert float(jax.grad(lambda o: parallel.exposed(0.1, o, 0.2))(1.0)) == pytest.approx(-0.1, rel=1e-12)
+    assert float(jax.grad(lambda o: parallel.exposed(0.1, o, 0.04))(1.0)) == 0.0     # t > w: t - w binds

@@ -33,6 +33,21 @@ def test_lognormal_quantile_reference():
     assert np.quantile(x, 0.99) == pytest.approx(float(sw.lognormal_quantile(2000.0, 0.5, 0.99)), rel=0.02)
 
 
+def test_lognormal_quantile_derivative_at_fixed_lengths():
+    """cv = 0 (fixed lengths, the scenario default) is the edge of cv's domain: x_q = mean·exp(z·σ - σ²/2)
+    with σ = cv + O(cv³), so dx_q/dcv = mean·z_q there (the upward side), not a square root's 0; the
+    forward difference agrees, and away from 0 the derivative is the smooth one (central differences)."""
+    g = jax.grad(lambda v: sw.lognormal_quantile(2000.0, v, 0.99))
+    assert float(g(0.0)) == pytest.approx(2000.0 * Z99, rel=1e-9)
+    h = 1e-7
+    fwd = (float(sw.lognormal_quantile(2000.0, h, 0.99)) - 2000.0) / h
+    assert float(g(0.0)) == pytest.approx(fwd, rel=1e-5)
+    f = lambda v: sw.lognormal_quantile(2000.0, v, 0.99)     # noqa: E731  (float64: tests/conftest.py)
+    for v in (1e-5, 0.5, 2.0):
+        fd = (float(f(v + 1e-7)) - float(f(v - 1e-7))) / 2e-7
+        assert float(jax.grad(f)(v)) == pytest.approx(fd, rel=1e-6), v
+
+
 def test_combine_quantiles_reference_and_monotone():
     assert float(sw.combine_quantiles(0.1, 0.9, 0.3, 0.6)) == pytest.approx(0.4 + math.sqrt(0.64 + 0.09), rel=1e-12)
     # normals: exact

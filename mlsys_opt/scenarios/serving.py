@@ -213,12 +213,12 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
     itl_tok = itl.itl_mean_s / d.spec.tokens_per_step
     s_slot = jnp.where(disagg, t.kv.transfer_s, t.mean_s) + out1 * itl_tok
     slots = jnp.where(disagg, r_d, replicas) * r.batch
-    sd_out = itl_tok * out1 * jnp.maximum(p.output_cv, 0.0)
-    sd_pr = jnp.where(disagg, 0.0, t.mean_s) * jnp.maximum(p.prompt_cv, 0.0)
+    sd_out = itl_tok * out1 * floor_pos(p.output_cv, 0.0)
+    sd_pr = jnp.where(disagg, 0.0, t.mean_s) * floor_pos(p.prompt_cv, 0.0)
     s_safe = floor_pos(s_slot, 1e-12)
     cs2 = (sd_out * sd_out + sd_pr * sd_pr) / (s_safe * s_safe)
     pf_safe = floor_pos(pf_serv, 1e-12)
-    cv_pf = jnp.maximum(p.prompt_cv, 0.0)
+    cv_pf = floor_pos(p.prompt_cv, 0.0)
     # One Erlang C per configuration: the queue TTFT waits in (colocated: the slots;
     # disaggregated: the prefill pool) is M/G/c; the decode pool of a disaggregated
     # deployment takes the closed form (queueing.ggc_queue_closed_form, Sakasegawa).

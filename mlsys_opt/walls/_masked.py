@@ -152,7 +152,8 @@ def safe_div(num: Array, den: Array, *, fill: float) -> jax.Array:
 
 
 def floor_pos(x: Array, floor: float) -> jax.Array:
-    """max(x, floor): a positive stand-in for a denominator or degree (same units as x); NaN stays NaN.
+    """max(x, floor): a positive stand-in for a denominator or degree (same units as x), or a floor at 0
+    of a quantity non-negative by construction (an exposed time); NaN stays NaN.
 
     Derivative 1 at x == floor (and 0 below): the floor guards the edge of the input's domain, and
     inputs sit on that edge by default (straggler_factor = 1, a fabric's oversubscription = 1), where

@@ -194,8 +194,8 @@ def cp_allgather_exposed_s(chunk_bytes, cp, bw, alpha, attn_fwd_s, attn_bwd_s, *
     n = floor_pos(n, 1.0)
     b = floor_pos(b, 1.0)
 
-    def hidden_beyond(t, w):
-        return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
+    def hidden_beyond(t, w):      # walls.parallel.exposed (floor_pos: the derivative at o = 1 is -t, not -t/2)
+        return floor_pos(jnp.maximum((1.0 - o) * t, t - w), 0.0)
 
     t_ag = (n - 1.0) * (c / b + al)
     t_kv = 2.0 * c / b + al

@@ -215,9 +215,11 @@ def exposed(t_comm_s, overlap, window_s) -> Array:
 
     `overlap` is the fraction a framework *tries* to hide; it can only hide behind the
     compute that runs concurrently (`window`).  Example: t = 0.1, overlap 1, window 0.04: 0.06.
+    The floor at 0 passes the derivative at 0 (floor_pos): at overlap = 1 with t <= window the
+    exposure is 0 and d/d(overlap) = -t, the only admissible side (jnp.maximum's tie gave -t/2).
     """
     t, o, w = _f(t_comm_s, overlap, window_s)
-    return jnp.maximum(jnp.maximum((1.0 - o) * t, t - w), 0.0)
+    return floor_pos(jnp.maximum((1.0 - o) * t, t - w), 0.0)
 
 
 def low_precision_cast_bytes(tokens, hidden, kv_ratio, ffn_ratio, element_bytes, full_recompute=0.0,

@@ -54,8 +54,15 @@ def lognormal_quantile(mean, cv, q) -> Array:
     m, v, qq = nonneg(mean, cv, q)
     # z_q once per q (a Python number stays a constant under jit, not one ndtri per element)
     z = ndtri(jnp.clip(jnp.asarray(q, m.dtype), 1e-12, 1.0 - 1e-12))
-    s2 = jnp.log1p(v * v)
-    return nan_where(any_nan(m, v, qq), m * jnp.exp(z * safe_sqrt(s2) - 0.5 * s2))
+    u = v * v
+    s2 = jnp.log1p(u)
+    # σ = cv·sqrt(ln(1 + cv²)/cv²): the same value as sqrt(σ²), with dσ/dcv = 1 at cv = 0 (fixed lengths,
+    # the default; cv >= 0 is the only admissible side) where a square root's derivative is undefined
+    # (safe_sqrt's 0 read "variable lengths cost nothing" there); 1 - u/2 is the series below 1e-8
+    big = u > 1e-8
+    ratio = jnp.where(big, s2 / jnp.where(big, u, 1.0), 1.0 - 0.5 * u)
+    sigma = v * jnp.sqrt(ratio)
+    return nan_where(any_nan(m, v, qq), m * jnp.exp(z * sigma - 0.5 * s2))
 
 
 def combine_quantiles(mean_a_s, q_a_s, mean_b_s, q_b_s) -> Array:
