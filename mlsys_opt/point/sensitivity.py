@@ -26,7 +26,11 @@ derivative D_k / x_k.  For a table row with one column per precision (peak
 FLOP/s), t is the whole row, i.e. the elasticity of scaling every
 precision's peak together, which equals the chosen precision's elasticity.
 Where y = 0 the elasticity is 0; where x = 0 the elasticity is 0 and the
-derivative is ∂y/∂x.
+derivative is ∂y/∂x.  An input on the edge of its domain (straggler_factor = 1,
+a fabric's oversubscription = 1, an overlap fraction of 1, a length cv of 0) gets
+the derivative of its admissible side: the walls floor with ``_masked.floor_pos``,
+whose derivative at the floor is 1, where ``jnp.maximum``'s balanced tie would
+report half of it (docs/CONTRACTS.md).
 
 Cost (issue 15 item 6, sweep scale): the primal is computed once
 (``jax.linearize``) and the columns are JVPs of that linear map, one input
