@@ -24,8 +24,8 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (267, 31) and len(published) == 298
-    assert len({r.id for r in published}) == 298                       # ids are unique
+    assert (len(train), len(serve)) == (288, 31) and len(published) == 319
+    assert len({r.id for r in published}) == 319                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
@@ -36,13 +36,13 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 298 and len(ok) >= 279
+    assert len(ok) + len(skipped) == 319 and len(ok) >= 300
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
     assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner",
                                  "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn",
-                                 "korth22"))
+                                 "korth22", "megascale24"))
                for r in why)                                             # every training row is evaluated
     catalog = load_catalog()
     for r in ok:
@@ -126,18 +126,27 @@ def test_documented_overlap_rows(published):
     Megatron-Bridge's recipes at the rows' commit -> DP overlap, and TP overlap for the Llama rows (TP > 1);
     the NeMo-Framework-Launcher 24.07 configs -> DP overlap, and TP overlap where ub_tp_comm_overlap is on (and on
     the 512-GPU GPT-3 row, whose figure the table links to MLPerf, where NVIDIA's config sets TP_COMM_OVERLAP);
-    Korthikanti et al. 2022 §6.3 ('we do not use any overlapping of gradient all-reduces') -> DP overlap 0."""
+    Korthikanti et al. 2022 §6.3 ('we do not use any overlapping of gradient all-reduces') -> DP overlap 0;
+    MegaScale (Jiang et al. 2024): its Megatron-LM baseline at commit 285068c8 has no overlap flags -> DP and TP
+    overlap 0; MegaScale itself: TP overlap 1 (§3.2, Figure 3c), DP overlap 1 - 1/(2v) = 0.917 (§3.2, v = 6)."""
     data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
-    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022"}
+    documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022",
+                  "megascale_2024"}
     assert {r.source_key for r in rows} == documented
-    assert all(r.setup["dp_overlap"] == (0.0 if r.source_key == "korthikanti_2022" else 1.0) for r in rows)
+
+    def dp_overlap(r):
+        if r.source_key == "megascale_2024":
+            return 0.917 if r.id.startswith("megascale24_megascale_") else 0.0
+        return 0.0 if r.source_key == "korthikanti_2022" else 1.0
+    assert all(r.setup["dp_overlap"] == dp_overlap(r) for r in rows)
     tp_rows = {r.id for r in rows if r.setup.get("tp_overlap") == 1.0}
     nemo_tp = {"nemo2407_gpt3_20b_n64", "nemo2407_llama2_70b_n64", "nemo2407_llama3_70b_n64",
                "nemo2407_nemotron_8b_n64", "nemo2407_nemotron_22b_n64",
                "nemo2407_gpt3_175b_n512"}   # NVIDIA's MLPerf GPT-3 configuration: TP_COMM_OVERLAP=True
     assert tp_rows == {r.id for r in rows if r.source_key == "megatron_core_2024" or r.id in nemo_tp
-                       or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)}
+                       or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)
+                       or r.id.startswith("megascale24_megascale_")}
     assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key != "megatron_core_2024")
     for key in documented:
         assert "overlap" in data["sources"][key]["comm_overlap"]

@@ -15,7 +15,9 @@ MIN_ORGANISATIONS = 12          # issue 12: ">= 70 rows from >= 12 independent s
 NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatron_llama_2023": ("Alibaba", 3),
                "glm130b_2022": ("Tsinghua/Zhipu AI", 2), "bloom_tr11_2022": ("BigScience", 1),
                "mlperf_v31_habana": ("Intel (Habana Labs)", 2),
-               "flashattn_training_2023": ("Stanford HazyResearch (T. Dao)", 3)}
+               "flashattn_training_2023": ("Stanford HazyResearch (T. Dao)", 3),
+               # a held-out organisation added after issue 12: MegaScale (Jiang et al., NSDI 2024)
+               "megascale_2024": ("ByteDance", 21)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 CHECKED_SOURCES = {*NEW_SOURCES, "korthikanti_2022"}
 
@@ -85,7 +87,12 @@ def test_new_rows_compare_convention_free_quantities(training):
               # Korthikanti et al. 2022: Table 5 prints the iteration time beside MFU/HFU; the abstract's
               # full-recompute 2240-GPU figure is an MFU only (full s² attention count, Appendix A eq. 7)
               "korth22_530b_280xa100_sp_selective": ("step_time_s", 37.83),
-              "korth22_530b_2240xa100_fullrecomp": ("mfu", 0.421)}
+              "korth22_530b_2240xa100_fullrecomp": ("mfu", 0.421),
+              # MegaScale (Jiang et al. 2024): Table 2 prints the iteration time beside throughput and MFU;
+              # Figure 9 and Table 3 print only MFUs (Megatron-LM's full s² attention count)
+              "megascale24_megatron_175b_12288xa100_gb6144": ("step_time_s", 8.57),
+              "megascale24_megascale_175b_12288xa100_gb6144": ("step_time_s", 6.34),
+              "megascale24_megatron_530b_2240xa100_gb2240": ("mfu", 0.492)}
     for rid, (metric, value) in expect.items():
         t = R.plan_setup_row(by_id[rid]).targets[0]
         assert (t.metric, t.measured) == (metric, value), rid
