@@ -110,7 +110,7 @@ class Mix(NamedTuple):
 
 def request_mix(p) -> Mix:
     prompt, out = floor_pos(p.prompt_tokens, 1.0), floor_pos(p.output_tokens, 1.0)
-    hit = jnp.clip(p.prefix_hit_rate, 0.0, 1.0)
+    hit = jnp.minimum(floor_pos(p.prefix_hit_rate, 0.0), 1.0)     # derivative at the default 0: the upward one
     return Mix(prompt, sw.lognormal_quantile(prompt, p.prompt_cv, Q50),
                sw.lognormal_quantile(prompt, p.prompt_cv, Q99), out,
                sw.lognormal_quantile(out, p.output_cv, Q99), hit * prompt, hit)

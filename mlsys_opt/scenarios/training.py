@@ -169,7 +169,8 @@ def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT
     apn = jnp.asarray(p.accelerators_per_node).astype(c.apn.dtype)
     c = c._replace(apn=jnp.where(apn > 0, apn, c.apn))
     # the HBM a fit may use: capacity × (1 - memory_reserve_frac) (the allocator's reserve, context, NCCL buffers)
-    c = c._replace(capacity=c.capacity * (1.0 - jnp.clip(p.memory_reserve_frac, 0.0, 0.9)))
+    # floor_pos: the derivative at the default 0 is the upward one (jnp.clip splits a tie)
+    c = c._replace(capacity=c.capacity * (1.0 - jnp.minimum(floor_pos(p.memory_reserve_frac, 0.0), 0.9)))
     # ATTNKERNEL (issue 12): the attention core's curve by kernel, stacked per part [n_hw, kernel, 6] on the small
     # table, then one gather per configuration (replaces gather()'s default curve, which XLA then drops)
     kern = jnp.stack((tables.hw.attention_fwdbwd_eff, tables.hw.attention_cudnn_fwdbwd_eff), axis=1)
