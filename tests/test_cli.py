@@ -306,3 +306,16 @@ def test_sweep_outputs_say_what_produced_them_and_html_report(capsys, tmp_path, 
     code, _, err = run(capsys, "sweep", str(tiny_spec), "--no-figure", "-o", str(tmp_path / "f.parquet"))
     assert code == 0, err
     assert mlsys_opt.load_result(tmp_path / "f.parquet").meta["spec"]["scenario"] == "training"
+
+
+def test_an_input_at_its_ideal_floor_is_no_lever():
+    """straggler_factor = 1 has elasticity +1 (the step scales with it) but can only get worse: the binding input
+    of `evaluate`'s audit and `sensitivity`'s "of the system" skip it there, not at 1.2 (stragglers to remove)."""
+    import pandas as pd
+    from mlsys_opt.cli.commands.evaluate import _levers
+    df = pd.DataFrame({"parameter": ["straggler_factor", "hardware.peak_flop_per_s", "n_tokens"],
+                       "value": [1.0, 989e12, 1e12], "elasticity": [1.0, -0.9, 1.0]})
+    df.attrs["constraints"] = "kept"
+    assert list(_levers(df)["parameter"]) == ["hardware.peak_flop_per_s"] and _levers(df).attrs["constraints"] == "kept"
+    df.loc[0, "value"] = 1.2
+    assert list(_levers(df)["parameter"]) == ["straggler_factor", "hardware.peak_flop_per_s"]

@@ -177,9 +177,7 @@ def cmd_evaluate(args) -> int:
         from ...point.sensitivity import sensitivity
         sens = sensitivity(space, _config_of(space, row, params), outputs=[_first_objective(space)],
                            eff=_eff(args), tables=space.catalog.tables())
-        system = sens[~sens["parameter"].isin(WORKLOAD_INPUTS)]      # the workload size is not a lever
-        system.attrs.update(sens.attrs)
-        binding = find_binding(system, _first_objective(space))
+        binding = find_binding(_levers(sens), _first_objective(space))
     audit = audit_table.audit(row, space, sensitivity_binding=binding)
     figure, failed = None, ""          # a figure that cannot be written: the audit is still printed, exit 2
     if args.figure:
@@ -219,6 +217,20 @@ def cmd_evaluate(args) -> int:
 
 MAX_ADVICE_ROWS = 10      # a grid prints what to change for at most this many infeasible configurations
 WORKLOAD_INPUTS = ("n_tokens", "request_rate", "duration")   # what is asked, not how the system answers
+# inputs whose ideal value is the lower edge of their domain: there they can only make the design worse, so they
+# are no lever (straggler_factor = 1 scales the step with elasticity exactly 1 and would name itself "binding"
+# in every healthy configuration; a fabric without oversubscription cannot be less oversubscribed)
+IDEAL_AT_FLOOR = {"straggler_factor": 1.0, "fabric.oversubscription": 1.0}
+
+
+def _levers(sens: pd.DataFrame) -> pd.DataFrame:
+    """The sensitivity rows of inputs a design can move to its benefit: not the workload (WORKLOAD_INPUTS), not
+    an input sitting at its ideal floor (IDEAL_AT_FLOOR); attrs (the constraints) kept for `binding`."""
+    floor = sens["parameter"].map(IDEAL_AT_FLOOR)
+    ideal = floor.notna() & (sens["value"] <= floor)
+    system = sens[~sens["parameter"].isin(WORKLOAD_INPUTS) & ~ideal]
+    system.attrs.update(sens.attrs)
+    return system
 
 
 def _config_of(space, row, params: dict) -> dict:
@@ -331,9 +343,7 @@ def cmd_sensitivity(args) -> int:
                               "derivative (SI)": [f"{d:.4g}" for d in rows["derivative"]]})
         _out(report.format_table(table, human=False))
         b = binding(df, o)
-        system = df[~df["parameter"].isin(WORKLOAD_INPUTS)]
-        system.attrs.update(df.attrs)
-        bs = binding(system, o)
+        bs = binding(_levers(df), o)
         _out(f"binding input: {b.parameter} ({b.elasticity:+.2f})"
              + (f"; of the system: {bs.parameter} ({bs.elasticity:+.2f})" if bs.parameter != b.parameter else "")
              + f"; tightest constraint: {b.constraint} (g = {b.g:+.3f}, <= 0 feasible)")
