@@ -223,7 +223,7 @@ WORKLOAD_INPUTS = ("n_tokens", "request_rate", "duration")   # what is asked, no
 IDEAL_AT_FLOOR = {"straggler_factor": 1.0, "fabric.oversubscription": 1.0}
 
 
-def _levers(sens: pd.DataFrame) -> pd.DataFrame:
+def _levers(sens: "pd.DataFrame") -> "pd.DataFrame":   # noqa: F821  (pandas is imported lazily)
     """The sensitivity rows of inputs a design can move to its benefit: not the workload (WORKLOAD_INPUTS), not
     an input sitting at its ideal floor (IDEAL_AT_FLOOR); attrs (the constraints) kept for `binding`."""
     floor = sens["parameter"].map(IDEAL_AT_FLOOR)
