@@ -151,15 +151,33 @@ def safe_div(num: Array, den: Array, *, fill: float) -> jax.Array:
     return jnp.where(jnp.isnan(num) | jnp.isnan(den), jnp.asarray(jnp.nan, q.dtype), out)
 
 
+@functools.partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _floor_at(x: jax.Array, floor: float) -> jax.Array:
+    return jnp.maximum(x, floor)
+
+
+@_floor_at.defjvp
+def _floor_at_jvp(floor, primals, tangents):
+    (x,), (t,) = primals, tangents
+    return jnp.maximum(x, floor), jnp.where(x >= floor, t, jnp.zeros_like(t))
+
+
 def floor_pos(x: Array, floor: float) -> jax.Array:
     """max(x, floor): a positive stand-in for a denominator or degree (same units as x), or a floor at 0
     of a quantity non-negative by construction (an exposed time); NaN stays NaN.
 
     Derivative 1 at x == floor (and 0 below): the floor guards the edge of the input's domain, and
     inputs sit on that edge by default (straggler_factor = 1, a fabric's oversubscription = 1), where
-    the only admissible change is upward.  ``jnp.maximum`` splits a tie's gradient (½ to each
+    the only admissible change is upward.  ``jnp.maximum`` alone splits a tie's gradient (½ to each
     argument), which halved those inputs' sensitivities (a 1 % straggler read as +0.5 % step time).
+    The value is ``jnp.maximum``'s (one operation in a sweep, which takes no derivative); the rule is a
+    custom JVP (a Python-number floor) or a select (an array floor).
     """
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.floating):
+        x = x * 1.0                        # as jnp.maximum(int, float): the default float dtype
+    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
+        return _floor_at(x, float(floor))
     return jnp.where(x < floor, floor, x)
 
 
