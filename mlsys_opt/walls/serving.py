@@ -80,8 +80,11 @@ def combine_quantiles(mean_a_s, q_a_s, mean_b_s, q_b_s) -> Array:
     """
     a, qa, b, qb = nonneg(mean_a_s, q_a_s, mean_b_s, q_b_s)
     da, db = qa - a, qb - b
-    pa, pb = jnp.maximum(da, 0.0), jnp.maximum(db, 0.0)
-    return a + b + safe_sqrt(pa * pa + pb * pb) + jnp.minimum(da, 0.0) + jnp.minimum(db, 0.0)
+    # d⁺ with floor_pos and d⁻ = d - d⁺: at d = 0 (cv = 0, fixed lengths) the derivative goes to d⁺, the side
+    # an upper quantile moves to (jnp.maximum / jnp.minimum split it ½/½ into both); values unchanged.  At
+    # d_a = d_b = 0 the root-sum-square is a cone, no linear derivative: safe_sqrt's 0 there
+    pa, pb = floor_pos(da, 0.0), floor_pos(db, 0.0)
+    return a + b + safe_sqrt(pa * pa + pb * pb) + (da - pa) + (db - pb)
 
 
 # --------------------------------------------------------------------------- attention
