@@ -113,7 +113,13 @@ EXAMPLES = {
     "sensitivity": """examples:
   mlsys-opt sensitivity --model llama3_70b --hardware h100_sxm --n-accelerators 512 --tp 8 \\
       --region quebec --tokens 1.24e12 --figure tornado.png
-  mlsys-opt sensitivity --space capstone --set hardware=b200 n_accelerators=4096 tp=8 --output tco_usd""",
+  mlsys-opt sensitivity --space capstone --set hardware=b200 n_accelerators=4096 tp=8 --output tco_usd
+
+reading it: an elasticity of -0.9 means +1 % of the input gives -0.9 % of the output (exact, forward-mode
+autodiff).  An input on the edge of its domain (straggler_factor = 1, an overlap of 1, a length cv of 0) gets
+the derivative of the side it can move to.  "binding input" is the largest |elasticity|; "of the system"
+leaves out the workload (n_tokens, request_rate, duration) and inputs at their ideal floor
+(straggler_factor = 1, oversubscription = 1), which can only make the design worse.""",
     "synthesize": """examples:
   mlsys-opt synthesize --model llama3_70b --itl 50ms          # -> HBM bandwidth needed (2.8 TB/s)
   mlsys-opt synthesize --model llama3_70b --itl 50ms --batch 16 --context 4096
