@@ -176,7 +176,7 @@ def floor_pos(x: Array, floor: float) -> jax.Array:
     x = jnp.asarray(x)
     if not jnp.issubdtype(x.dtype, jnp.floating):
         x = x * 1.0                        # as jnp.maximum(int, float): the default float dtype
-    if isinstance(floor, (int, float)) and not isinstance(floor, bool):
+    if isinstance(floor, (int, float)):
         return _floor_at(x, float(floor))
     return jnp.where(x < floor, floor, x)
 

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from mlsys_opt._types import Array
+from mlsys_opt.walls import parallel
 from mlsys_opt.walls._masked import as_float as _f
 from mlsys_opt.walls._masked import floor_pos, safe_div
 
@@ -194,13 +195,10 @@ def cp_allgather_exposed_s(chunk_bytes, cp, bw, alpha, attn_fwd_s, attn_bwd_s, *
     n = floor_pos(n, 1.0)
     b = floor_pos(b, 1.0)
 
-    def hidden_beyond(t, w):      # walls.parallel.exposed (floor_pos: the derivative at o = 1 is -t, not -t/2)
-        return floor_pos(jnp.maximum((1.0 - o) * t, t - w), 0.0)
-
     t_ag = (n - 1.0) * (c / b + al)
     t_kv = 2.0 * c / b + al
-    fwd = k * hidden_beyond(t_ag, tf / n)
-    bwd = hidden_beyond(t_ag, tb / n) + (n - 1.0) * hidden_beyond(t_kv, tb / n) + t_kv
+    fwd = k * parallel.exposed(t_ag, o, tf / n)           # x(t, W) above
+    bwd = parallel.exposed(t_ag, o, tb / n) + (n - 1.0) * parallel.exposed(t_kv, o, tb / n) + t_kv
     return jnp.where(n > 1.0, fwd + bwd, 0.0)
 
 
