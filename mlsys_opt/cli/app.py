@@ -124,7 +124,8 @@ leaves out the workload (n_tokens, request_rate, duration) and inputs at their i
   mlsys-opt synthesize --model llama3_70b --itl 50ms          # -> HBM bandwidth needed (2.8 TB/s)
   mlsys-opt synthesize --model llama3_70b --itl 50ms --batch 16 --context 4096
   mlsys-opt synthesize --model llama3_70b --ttft 500ms --prompt-tokens 4096
-  mlsys-opt synthesize --model llama3_70b --days 14 --hardware h100_sxm --tokens 15e12   # -> GPUs""",
+  mlsys-opt synthesize --model llama3_8b --days 14 --tokens 2e12       # -> GPUs, with the layout needing fewest
+  mlsys-opt synthesize --model llama3_70b --days 14 --tokens 15e12 --set global_batch=4096   # tp=8 pp=1 would pin""",
     "catalog": """examples:
   mlsys-opt catalog list                 # every kind
   mlsys-opt catalog list accelerators    # or: hardware, models, fabrics, regions
@@ -264,10 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prompt-tokens", type=_positive_int, metavar="N",
                    help="prompt length for --ttft (default 1024)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
-                   help="training settings for the --days check (default: tp=8 pp=4 global_batch=2048 "
-                        "seq_len=8192 as spaces/capstone.toml, with microbatches=0 micro_batch_size=0: the "
-                        "fastest fitting micro-batch of 1, 2, 4 or 8 sequences), e.g. --set pp=8 "
-                        "micro_batch_size=2")
+                   help="training settings for the --days check (default: global_batch=2048 seq_len=8192 as "
+                        "spaces/capstone.toml, microbatches=0 micro_batch_size=0: the fastest fitting micro-batch "
+                        "of 1, 2, 4 or 8 sequences; tp, pp and zero_stage not set here are searched: tp 1-8, "
+                        "pp 1-16, ZeRO 1 or 3, the layout needing the fewest devices wins), e.g. --set tp=8 "
+                        "pp=4 zero_stage=1 (no search) or --set global_batch=4096")
 
     p = add("catalog", cmd_catalog, "list, show or add hardware, models, fabrics and regions")
     csub = p.add_subparsers(dest="action", metavar="ACTION", parser_class=_Parser, required=True)

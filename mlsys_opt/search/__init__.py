@@ -3,7 +3,9 @@
 - :func:`run_search` (``pymoo_problem``): Pareto search of a ``Space`` with a
   vectorised pymoo problem (NSGA-II/III, AGE-MOEA, SPEA2, MOEA/D, ...).
 - ``synthesis``: the walls run backwards, closed forms (required bandwidth,
-  FLOP/s, memory, devices) and a batched gradient solve (:func:`synthesize`).
+  FLOP/s, memory, devices) and a batched gradient solve (:func:`synthesize`);
+  ``fleet_layouts``: the fewest devices for a deadline over parallelism layouts
+  (:func:`min_devices_over_layouts`).
 - ``gradient``: optax optimisation of continuous knobs with the discrete axes
   of a space enumerated around them (:func:`optimize_continuous`).
 """
@@ -16,7 +18,8 @@ from importlib import import_module
 _LAZY = {"ALGORITHMS": "pymoo_algorithms", "SearchResult": "pymoo_problem", "SpaceProblem": "pymoo_problem",
          "front_at": "pymoo_problem", "run_search": "pymoo_problem",
          "synthesize": "synthesis", "SynthesisResult": "synthesis", "inverse_roofline": "synthesis",
-         "min_devices_for_time": "synthesis", "optimize_continuous": "gradient", "OptimizeResult": "gradient"}
+         "min_devices_for_time": "synthesis", "min_devices_over_layouts": "fleet_layouts",
+         "LayoutsResult": "fleet_layouts", "optimize_continuous": "gradient", "OptimizeResult": "gradient"}
 
 
 def __getattr__(name):
@@ -26,4 +29,4 @@ def __getattr__(name):
 
 
 __all__ = ["run_search", "SpaceProblem", "SearchResult", "ALGORITHMS", "front_at", "synthesize",
-           "inverse_roofline", "min_devices_for_time", "optimize_continuous"]
+           "inverse_roofline", "min_devices_for_time", "min_devices_over_layouts", "optimize_continuous"]

@@ -42,7 +42,9 @@ def cmd_synthesize(args) -> int:
 # as the fleet shrinks: small fleets ran out of memory, feasibility was not monotone in N, and the search
 # window [iron-law bound, 8 × bound] fell below the first fitting fleet for long deadlines (--days 30 said
 # "no fleet" where --days 14 found one).
-DAYS_DEFAULTS = {"tp": 8, "pp": 4, "global_batch": 2048, "seq_len": 8192, "microbatches": 0}
+# The parallelism layout is searched (search.fleet_layouts: tp x pp x ZeRO stage) unless --set pins it: the capstone's
+# tp 8 x pp 4, the fixed default before, asked Llama-3-8B for 352 H100s where data parallelism with FSDP needs 225.
+DAYS_DEFAULTS = {"global_batch": 2048, "seq_len": 8192, "microbatches": 0}
 # --set keys that --days takes from a flag of its own (a --set value would be silently overridden)
 SET_FLAGS = {"model": "--model", "hardware": "--hardware", "efficiency": "--mfu", "precision": "--precision"}
 
@@ -151,13 +153,22 @@ def synthesize_target(args, catalog) -> dict:
         config = {**DAYS_DEFAULTS, **sets, "model": name,
                   "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
                   "precision": prec}
-        try:            # a placeholder fleet of one tp·pp·ep group: min_devices_for_time sweeps N itself
-            config["n_accelerators"] = int(config["tp"]) * int(config["pp"]) * int(config.get("ep", 1))
+        try:            # a placeholder fleet of one tp·pp·ep group: the search sweeps N itself
+            config["n_accelerators"] = int(config.get("tp", 1)) * int(config.get("pp", 1)) * int(config.get("ep", 1))
         except (TypeError, ValueError):
             raise MlsysOptError("--set tp/pp/ep: expected integers") from None
         from ...point.evaluation import point_space
+        from ...search.fleet_layouts import LAYOUT_AXES, min_devices_over_layouts
+        search_axes = {k: v for k, v in LAYOUT_AXES.items() if k not in sets}
         space = point_space("training", config, catalog=catalog)
-        res = S.min_devices_for_time(space, {space.axes[0].name: space.axes[0].labels[0]}, days * SECONDS_PER_DAY)
+        point = {space.axes[0].name: space.axes[0].labels[0]}
+        layouts = None
+        if search_axes:
+            layouts = min_devices_over_layouts(space, point, days * SECONDS_PER_DAY, axes=search_axes)
+            res = layouts.best
+            config.update(layouts.layout)
+        else:
+            res = S.min_devices_for_time(space, point, days * SECONDS_PER_DAY)
         hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
         flop = 6.0 * float(m["n_active_params"]) * n_tok
         out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
@@ -165,16 +176,27 @@ def synthesize_target(args, catalog) -> dict:
                    scenario_time_s=res.time_s)
         settings = ", ".join(f"{k} {'0 (auto)' if k in ('microbatches', 'micro_batch_size') and str(v) == '0' else v}"
                              for k, v in config.items() if k in DAYS_DEFAULTS or k in sets)
+        searched = (f"; the fewest over {layouts.n_layouts} layouts of {' × '.join(search_axes)}" if layouts else "")
+        chosen = (" with " + ", ".join(f"{k} {v}" for k, v in layouts.layout.items()) if layouts and res.n else "")
+        if layouts:
+            out.update(layout=layouts.layout, layouts=layouts.table)
         lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
                   f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
                   f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} devices (a lower bound)",
-                  (f"  training scenario ({settings}): {res.n:,} devices train in {res.time_s / SECONDS_PER_DAY:.1f} "
-                   f"days (communication, bubbles, failures included)" if res.n else
-                   f"  training scenario ({settings}): no fleet up to 8× the bound meets {days:g} days "
+                  (f"  training scenario ({settings}{searched}): {res.n:,} devices train in "
+                   f"{res.time_s / SECONDS_PER_DAY:.1f} days{chosen} (communication, bubbles, failures included)"
+                   if res.n else
+                   f"  training scenario ({settings}{searched}): no fleet up to 8× the bound meets {days:g} days "
                    "(scaling losses, memory or the batch split bind; change them with --set, e.g. "
-                   "--set global_batch=4096 pp=8)")]
+                   "--set global_batch=4096 virtual_stages=4)")]
+        if layouts is not None and len(layouts.table) > 1:
+            tab = layouts.table.head(6).assign(days=lambda f: (f["time_to_train_s"] / SECONDS_PER_DAY).round(1),
+                                               cost=lambda f: [q("tco_usd", v) for v in f["tco_usd"]])
+            lines += ["", "  fewest devices per layout (layouts within 1.5× of the fewest, cost of the run):",
+                      *("  " + r for r in report.format_table(
+                          tab.drop(columns=["time_to_train_s", "tco_usd"]), human=False).splitlines())]
         need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
                 for pk in peaks]
         cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
