@@ -395,3 +395,20 @@ def test_measured_memory_is_compared_not_fitted(tmp_path, capsys):
     assert main(["validate", "--measurements", str(tmp_path / "m.csv")]) == 0
     out = capsys.readouterr().out
     assert "peak memory per accelerator vs measured (2 rows with memory_gib)" in out
+
+
+def test_the_example_measurements_file_reproduces_the_packaged_rows():
+    """examples/my_runs.csv (the README's `validate --measurements` example) holds two published runs in the user
+    schema; read from it, each predicts what the packaged row of the same run predicts."""
+    from mlsys_opt.calibration.heldout import dataset
+    from mlsys_opt.calibration.rows import build, predict
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY
+    user = C.read_measurements(Path(__file__).resolve().parents[1] / "examples" / "my_runs.csv")
+    assert [r.id for r in user] == ["titan_8b_compile", "mpt_7b_8gpu"]
+    packaged = {r.id: r for r in dataset("training").rows}
+    pairs = [(user[0], packaged["titan24_t1_8b_n8_compile"]), (user[1], packaged["mosaic_h100_7b_s2048_n8_gb48"])]
+    for mine, theirs in pairs:
+        assert mine.measured["tokens_per_s_per_gpu"] == theirs.measured["tokens_per_s_per_gpu"]
+        got = float(predict(DEFAULT_EFFICIENCY, build([mine]).batch)[0])
+        want = float(predict(DEFAULT_EFFICIENCY, build([theirs]).batch)[0])
+        assert got == pytest.approx(want, rel=1e-5), mine.id

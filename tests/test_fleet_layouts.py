@@ -1,7 +1,9 @@
-"""search.fleet_layouts: the fewest accelerators for a deadline, over tp × pp × ZeRO-stage layouts.
+"""search.fleet_layouts: the fewest accelerators for a deadline over tp × pp × ZeRO-stage layouts, and the best
+layout of one configuration (training: fastest on its fleet; serving: cheapest for its load).
 
 Checked against brute force (synthesis.min_devices_for_time, the exhaustive scan of one layout, run for every
-layout), and through `mlsys-opt synthesize --days`, which searches the layouts --set leaves open.
+layout; mlsys_opt.evaluate of every layout), and through `mlsys-opt synthesize --days` (searches the layouts --set
+leaves open) and `mlsys-opt evaluate` (names the best layout when none was given).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import pytest
 
 from mlsys_opt import cli
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.search.fleet_layouts import LAYOUT_AXES, min_devices_over_layouts
+from mlsys_opt.search.fleet_layouts import LAYOUT_AXES, best_layout_at, min_devices_over_layouts
 from mlsys_opt.search.synthesis import min_devices_for_time
 
 DAY = 86400.0
@@ -77,3 +79,58 @@ def test_synthesize_days_searches_the_layouts_set_leaves_open(capsys):
     out = capsys.readouterr().out
     assert code == 0 and "the fewest over 40 layouts of tp × pp × zero_stage" in out
     assert "fewest devices per layout" in out and f"{free['scenario_devices']:,} devices train in" in out
+
+
+def test_the_fastest_layout_on_a_fleet_equals_evaluating_each_layout():
+    import mlsys_opt
+    cfg = {"model": "llama3_70b", "hardware": "h100_sxm", "n_tokens": 1.4e12, "n_accelerators": 96}
+    axes = {"tp": (1, 4, 8), "pp": (1, 2, 5), "zero_stage": (1, 3)}       # pp 5 does not divide 96: skipped
+    r = best_layout_at("training", cfg, axes=axes)
+    times = {}
+    for tp, pp, z in itertools.product(*axes.values()):
+        if 96 % (tp * pp):
+            continue
+        out = mlsys_opt.evaluate("training", **cfg, tp=tp, pp=pp, zero_stage=z)
+        if bool(out["feasible"]):
+            times[(tp, pp, z)] = float(out["time_to_train_s"])
+    assert len(r.table) == len(times) > 1
+    assert tuple(r.layout.values()) == min(times, key=times.get)
+    assert r.outputs["time_to_train_s"] == pytest.approx(min(times.values()), rel=1e-5)
+    assert list(r.table["time_to_train_s"]) == sorted(r.table["time_to_train_s"])
+    assert best_layout_at("training", {**cfg, "n_accelerators": 8}).layout == {}   # 70B fits no 8 H100s
+
+
+def test_evaluate_names_the_fastest_layout_when_none_was_given(capsys):
+    argv = ["evaluate", "--model", "llama3_70b", "--hardware", "h100_sxm", "--n-accelerators", "512",
+            "--tokens", "1.4e12", "--no-sensitivity"]
+    code = cli.main(argv)
+    out = capsys.readouterr().out
+    assert code == 3 and "feasible: NO" in out          # tp 1, pp 1: 70B states do not fit one GPU
+    line = [x for x in out.splitlines() if x.startswith("layout: ")]
+    assert len(line) == 1 and "feasible layouts on 512 × h100_sxm is tp " in line[0], out
+    data = _json(capsys, *argv, "--allow-infeasible")
+    hint = data["layout_hint"]
+    flags = [f"--{k.replace('_', '-')}" if i % 2 == 0 else str(v) for k, v in hint["layout"].items() for i in (0, 1)]
+    again = _json(capsys, *argv[:-1], *flags, "--no-sensitivity")
+    assert again["feasible"] and again["layout_hint"] is None         # the layout named, then evaluated
+    assert hint["objective"] == "time_to_train_s"
+    assert again["outputs"]["time_to_train_s"] == pytest.approx(hint["value"], rel=1e-5)
+    pinned = _json(capsys, *argv, "--tp", "1", "--allow-infeasible")
+    assert pinned["layout_hint"] is None                               # a layout given: no hint
+
+
+def test_serving_names_the_cheapest_layout_for_the_load(capsys):
+    import mlsys_opt
+    cfg = {"model": "llama3_70b", "hardware": "h100_sxm", "request_rate": "50 /s"}
+    r = best_layout_at("serving", cfg)
+    cost = {}
+    for tp, pp in itertools.product((1, 2, 4, 8), (1, 2)):
+        out = mlsys_opt.evaluate("serving", **cfg, tp=tp, pp=pp)
+        if bool(out["feasible"]):
+            cost[(tp, pp)] = float(out["cost_per_mtok_usd"])
+    assert r.objective == "cost_per_mtok_usd" and len(r.table) == len(cost) and (1, 1) not in cost
+    assert tuple(r.layout.values()) == min(cost, key=cost.get)
+    assert r.outputs["cost_per_mtok_usd"] == pytest.approx(min(cost.values()), rel=1e-5)
+    data = _json(capsys, "evaluate", "--model", "llama3_70b", "--hardware", "h100_sxm", "--request-rate", "50",
+                 "--no-sensitivity", "--allow-infeasible")
+    assert not data["feasible"] and data["layout_hint"]["layout"] == r.layout

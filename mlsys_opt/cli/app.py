@@ -147,7 +147,7 @@ a user catalog file:
   mlsys-opt validate
   mlsys-opt validate --loo source
   mlsys-opt validate --rows legacy --calibration my_calibration.json --json
-  mlsys-opt validate --measurements my_runs.csv""",
+  mlsys-opt validate --measurements examples/my_runs.csv   # a template of the columns""",
     "warmup": """examples:
   mlsys-opt warmup                          # every ready space (mlsys-opt spaces list), ~10 s each on 2 cores
   mlsys-opt warmup capstone my_space.toml   # only these
@@ -161,7 +161,7 @@ The program depends on the catalog, the calibration, --chunk-size and --devices,
 versions of mlsys_opt and JAX: warm up with the flags the sweeps will use.""",
     "calibrate": """examples:
   mlsys-opt calibrate -o calibration.json
-  mlsys-opt calibrate --measurements my_runs.csv -o my_cluster.json
+  mlsys-opt calibrate --measurements examples/my_runs.csv -o my_cluster.json
   mlsys-opt sweep capstone --calibration calibration.json""",
 }
 
@@ -304,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "serving (training_runs.json / serving_runs.json), runs (both)")
     p.add_argument("--measurements", metavar="FILE",
                    help="your own measured runs (.csv or .toml: setup columns + measured quantities; "
-                        "see mlsys_opt.calibration.user) instead of the published rows")
+                        "examples/my_runs.csv is a template, mlsys_opt/calibration/user.py the full schema) "
+                        "instead of the published rows")
     p.add_argument("--steps", type=_positive_int, default=400, metavar="N",
                    help="Adam steps of each --loo refit (default 400)")
     p = add("warmup", cmd_warmup, "compile the sweeps of the ready spaces (or of the given ones) into the compile "
@@ -323,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rows", choices=("all", "legacy", "training", "serving", "runs"), default="all",
                    help="which published rows to fit (default all)")
     p.add_argument("--measurements", metavar="FILE",
-                   help="fit to your own measured runs (.csv or .toml) instead of the published rows")
+                   help="fit to your own measured runs (.csv or .toml; template: examples/my_runs.csv) instead of "
+                        "the published rows")
     return parser
 
 

@@ -1,4 +1,4 @@
-"""Fewest accelerators that train within a deadline, searched over parallelism layouts (wall 22).
+"""Parallelism layouts searched: the fewest accelerators for a deadline (wall 22), the best layout of a configuration.
 
 `synthesis.min_devices_for_time` answers "how many accelerators train this in T days?"
 for one parallelism layout.  The answer depends on the layout as much as on the
@@ -21,9 +21,14 @@ multiple of g_l from N₀ up to C_l is evaluated, so each reported
 N_l is the exact smallest such fleet (within the window), not a grid value.
 Layouts whose C_l exceeds `runners_up` × min_l C_l are not refined (every grid point below C_l failed).
 
+:func:`best_layout_at` answers the question for a given configuration: the fastest
+feasible layout on its fleet (training), or the cheapest per token for its load
+(serving: tp × pp, replicas as the config says), which `mlsys-opt evaluate` names when
+the user gave no layout.
+
 Source of the default axes: the layouts Megatron-LM / NeMo and torchtitan recipes
 use (TP within an 8-GPU node, pipeline depths of powers of two, ZeRO-1 as
-Megatron's distributed optimizer, ZeRO-3 as FSDP).
+Megatron's distributed optimizer, ZeRO-3 as FSDP); serving engines' tp 1-8 and pp 1-2.
 """
 from __future__ import annotations
 
@@ -42,6 +47,8 @@ from ..walls import analysis
 from .synthesis import DevicesResult, _training_jit
 
 LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2, 4, 8, 16), "zero_stage": (1, 3)}
+SERVING_LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2)}
+OBJECTIVE = {"training": "time_to_train_s", "serving": "cost_per_mtok_usd"}      # what best_layout_at minimises
 CHUNK = 4096            # rows per jitted call (the shape min_devices_for_time compiles too)
 
 
@@ -60,19 +67,35 @@ class LayoutsResult(NamedTuple):
     n_layouts: int
 
 
-def _evaluate(rows: dict, tables, eff, dtype, p_dtypes) -> tuple[np.ndarray, dict]:
-    """ok [n] (feasible and finite) and the outputs {field: [n]} of the training scenario, CHUNK rows
-    per jitted call (the last chunk padded with its final row)."""
+_JIT: dict = {}
+
+
+def _scenario_jit(scenario: str):
+    """The jitted scenario function {param: [n]}, tables, eff -> (outputs, constraints); training's is
+    synthesis.min_devices_for_time's (one compilation for both)."""
+    if scenario == "training":
+        return _training_jit()
+    if scenario not in _JIT:
+        from ..scenarios import SCENARIO_FNS, params_from_dict
+        _JIT[scenario] = jax.jit(lambda p, t, e: SCENARIO_FNS[scenario](params_from_dict(scenario, p), t, e))
+    return _JIT[scenario]
+
+
+def _evaluate(rows: dict, tables, eff, dtype, p_dtypes, scenario: str = "training") -> tuple[np.ndarray, dict]:
+    """ok [n] (feasible, finite objectives) and the outputs {field: [n]} of the scenario, CHUNK rows per jitted
+    call (the last chunk padded with its final row)."""
     n = len(next(iter(rows.values())))
+    fn = _scenario_jit(scenario)
     oks, outs = [], []
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         batch = {k: jnp.asarray(np.concatenate([v[start:stop], np.full(CHUNK - (stop - start), v[stop - 1])]),
                                 p_dtypes[k]) for k, v in rows.items()}
-        o, cons = _training_jit()(batch, tables, eff)
+        o, cons = fn(batch, tables, eff)
         o = jax.tree_util.tree_map(lambda x: np.asarray(x)[: stop - start], o)
         g = np.stack([np.asarray(c)[: stop - start] for c in cons])
-        oks.append(np.all(g <= 0, axis=0) & np.isfinite(np.asarray(o.time_to_train_s, np.float64)))
+        finite = np.all([np.isfinite(np.asarray(x, np.float64)) for x in o], axis=0)
+        oks.append(np.all(g <= 0, axis=0) & finite)
         outs.append(o)
     cat = {f: np.concatenate([np.asarray(getattr(o, f)) for o in outs]) for f in outs[0]._fields}
     return np.concatenate(oks), cat
@@ -86,6 +109,28 @@ def _rows(q: dict, layouts: list[dict], ks: list[np.ndarray], groups: np.ndarray
         rows[key] = np.array([layouts[i][key] for i in idx], dtype=float)
     rows["n_accelerators"] = np.concatenate([k * groups[i] for i, k in enumerate(ks)]).astype(float)
     return rows, idx
+
+
+def _setup(target, config: dict, axes: dict | None, dtype, who: str, scenarios=("training",)):
+    """(scenario, q: the base row {param: value}, p_dtypes, catalog tables, layouts, groups g_l = tp·cp·pp·ep)."""
+    scenario, _, p, catalog = resolve_config(target, config, dtype)
+    if scenario not in scenarios:
+        raise MlsysOptError(f"{who} needs the {' or '.join(scenarios)} scenario; got {scenario}")
+    axes = dict((LAYOUT_AXES if scenario == "training" else SERVING_LAYOUT_AXES) if axes is None else axes)
+    if not axes or any(len(v) == 0 for v in axes.values()):
+        raise MlsysOptError(f"{who}: every searched axis needs at least one value")
+    unknown = [k for k in axes if k not in p]
+    if unknown:
+        raise MlsysOptError(f"{who}: {', '.join(unknown)} is not a {scenario} parameter")
+    q = {k: np.asarray(v)[0] for k, v in p.items()}
+    layouts = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
+    groups = np.array([int(round(math.prod(float(lay.get(k, q.get(k, 1.0))) for k in ("tp", "cp", "pp", "ep"))))
+                       for lay in layouts])
+    return scenario, q, {k: np.asarray(v).dtype for k, v in p.items()}, catalog.tables(dtype=dtype), layouts, groups
+
+
+def _dtype(dtype):
+    return jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
 
 
 def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes: dict | None = None,
@@ -105,28 +150,14 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..walls.algorithm import training_flop
 
-    axes = dict(LAYOUT_AXES if axes is None else axes)
-    if not axes or any(len(v) == 0 for v in axes.values()):
-        raise MlsysOptError("min_devices_over_layouts: every searched axis needs at least one value")
-    dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
-    scenario, _, p, catalog = resolve_config(target, config, dtype)
-    if scenario != "training":
-        raise MlsysOptError(f"min_devices_over_layouts needs the training scenario; got {scenario}")
-    unknown = [k for k in axes if k not in p]
-    if unknown:
-        raise MlsysOptError(f"min_devices_over_layouts: {', '.join(unknown)} is not a training parameter")
+    dtype = _dtype(dtype)
+    _, q, p_dtypes, tables, layouts, groups = _setup(target, config, axes, dtype, "min_devices_over_layouts")
+    axes = layouts[0]
     eff = DEFAULT_EFFICIENCY if eff is None else eff
-    tables = catalog.tables(dtype=dtype)
-    q = {k: np.asarray(v)[0] for k, v in p.items()}
-    p_dtypes = {k: np.asarray(v).dtype for k, v in p.items()}
     h, m, prec = int(q["hardware"]), int(q["model"]), int(q["precision"])
     flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
     n0 = float(analysis.required_devices(flop, target_time_s, float(tables.hw.peak_flop_per_s[h, prec]),
                                          float(q["efficiency"]), 1.0, 1.0))
-    layouts = [dict(zip(axes, combo)) for combo in itertools.product(*axes.values())]
-    groups = np.array([int(round(float(lay.get("tp", q["tp"])) * float(lay.get("cp", q["cp"]))
-                                 * float(lay.get("pp", q["pp"])) * float(lay.get("ep", q["ep"]))))
-                       for lay in layouts])
     k0 = np.maximum(1, np.ceil(n0 / groups).astype(int) - 1)
     k1 = np.maximum(k0 + 1, np.ceil(max_factor * n0 / groups).astype(int))
 
@@ -164,4 +195,50 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
     return LayoutsResult(best, dict(layouts[i]), table, len(layouts))
 
 
-__all__ = ["LAYOUT_AXES", "LayoutsResult", "min_devices_over_layouts"]
+class LayoutAtFleet(NamedTuple):
+    """The best feasible layout of a configuration.
+
+    layout: {axis: value} ({} when no layout is feasible); outputs: its scenario outputs;
+    table: every feasible layout (axes..., the objective, tco_usd), best first; objective: the output minimised.
+    """
+    layout: dict
+    outputs: dict
+    table: pd.DataFrame
+    objective: str
+
+
+def best_layout_at(target, config: dict, *, axes: dict | None = None, eff=None, dtype=None) -> LayoutAtFleet:
+    """The feasible layout with the lowest OBJECTIVE, everything else as in the config: training, the
+    shortest time_to_train_s at the config's n_accelerators over LAYOUT_AXES (layouts whose tp·cp·pp·ep
+    does not divide it are skipped); serving, the lowest cost_per_mtok_usd over SERVING_LAYOUT_AXES (the
+    replicas as the config says: 0 = enough for the load).  One jitted call."""
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
+
+    dtype = _dtype(dtype)
+    scenario, q, p_dtypes, tables, layouts, groups = _setup(target, config, axes, dtype, "best_layout_at",
+                                                            ("training", "serving"))
+    objective = OBJECTIVE[scenario]
+    fits = list(range(len(layouts)))
+    counts = [np.array([1]) for _ in fits]
+    if scenario == "training":
+        n = int(round(float(q["n_accelerators"])))
+        fits = [i for i, g in enumerate(groups) if n % g == 0]
+        counts = [np.array([n // groups[i]]) for i in fits]
+    cols = [*layouts[0], objective, "tco_usd"]
+    if not fits:
+        return LayoutAtFleet({}, {}, pd.DataFrame(columns=cols), objective)
+    rows, idx = _rows(q, [layouts[i] for i in fits], counts, groups[fits])
+    if scenario != "training":
+        rows.pop("n_accelerators")
+    ok, outs = _evaluate(rows, tables, DEFAULT_EFFICIENCY if eff is None else eff, dtype, p_dtypes, scenario)
+    order = [int(r) for r in np.argsort(outs[objective], kind="stable") if ok[r]]
+    table = pd.DataFrame([{**layouts[fits[r]], objective: float(outs[objective][r]),
+                           "tco_usd": float(outs["tco_usd"][r])} for r in order], columns=cols)
+    if not order:
+        return LayoutAtFleet({}, {}, table, objective)
+    r = order[0]
+    return LayoutAtFleet(dict(layouts[fits[r]]), {f: float(v[r]) for f, v in outs.items()}, table, objective)
+
+
+__all__ = ["LAYOUT_AXES", "OBJECTIVE", "SERVING_LAYOUT_AXES", "LayoutAtFleet", "LayoutsResult", "best_layout_at",
+           "min_devices_over_layouts"]

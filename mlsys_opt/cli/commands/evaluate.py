@@ -171,6 +171,7 @@ def cmd_evaluate(args) -> int:
                 _out(f"(+{len(bad) - MAX_ADVICE_ROWS} more infeasible configurations)")
         return EXIT_OK if df["feasible"].any() or args.allow_infeasible else EXIT_INFEASIBLE
     row = df.iloc[0]
+    hint = _layout_hint(target, space, row, params, _eff(args))
     binding = None
     if not args.no_sensitivity:
         from ...point.sensitivity import binding as find_binding
@@ -188,7 +189,8 @@ def cmd_evaluate(args) -> int:
                      "outputs": {k: row[k] for k in _output_cols(space) if k in row},
                      "constraints": {k[2:]: row[k] for k in row.index if k.startswith("g_")},
                      "feasible": bool(row["feasible"]), "binding_constraint": row["binding_constraint"],
-                     "advice": advice(row, space), "audit": audit, "figure": str(figure) if figure else None})
+                     "advice": advice(row, space), "audit": audit, "figure": str(figure) if figure else None,
+                     "layout_hint": hint and {k: v for k, v in hint.items() if k != "line"}})
     else:
         _out(_title(row, space))
         _out()
@@ -206,6 +208,8 @@ def cmd_evaluate(args) -> int:
             _out(f"feasible: NO, violated: {', '.join(bad)}")
             for line in advice(row, space):
                 _out(f"  {line}")
+        if hint:
+            _out(hint["line"])
         if figure:
             _out(f"wrote {figure} (iron-law loss cascade)" if space.scenario == "training"
                  else f"wrote {figure} (decode step on the roofline)")
@@ -213,6 +217,42 @@ def cmd_evaluate(args) -> int:
         _err(f"{PROG}: error: {failed}")
         return EXIT_INPUT
     return EXIT_OK if bool(row["feasible"]) or args.allow_infeasible else EXIT_INFEASIBLE
+
+
+LAYOUT_PARAMS = {"training": ("tp", "pp", "zero_stage"), "serving": ("tp", "pp")}   # search.fleet_layouts
+
+
+def _layout_hint(target, space, row, params: dict, eff) -> dict | None:
+    """A configuration evaluated without any of LAYOUT_PARAMS (the defaults: tp 1, pp 1, ZeRO-1) where another
+    layout is feasible and better, or where this one is not: the best layout (search.fleet_layouts.best_layout_at:
+    training, the fastest on this fleet; serving, the cheapest per token for this load) as {layout, objective,
+    value, tco_usd, line}; else None."""
+    names = LAYOUT_PARAMS.get(space.scenario, ())
+    if not names or not isinstance(target, str) or set(names) & set(params):
+        return None
+    from ...search.fleet_layouts import best_layout_at
+    from .. import report
+    best = best_layout_at(space, _config_of(space, row, params), eff=eff)
+    training = space.scenario == "training"
+    where = f"on {int(row['n_accelerators']):,} × {row['hardware']}" if training else \
+        f"for this load on {row['hardware']}"
+    given = ", ".join(f"{k} {int(row[k])}" for k in names)
+    n = len(best.table) if best.layout else 0
+    if not best.layout:
+        return {"layout": {}, "objective": best.objective, "value": None, "tco_usd": None,
+                "line": f"layout: no {' × '.join(names)} layout is feasible {where} (more accelerators, or ones "
+                        "with more memory)"}
+    v = best.outputs[best.objective]
+    if bool(row["feasible"]) and v >= 0.99 * float(row[best.objective]):
+        return None
+    flags = " ".join(f"--{k.replace('_', '-')} {val}" for k, val in best.layout.items())
+    what = (f"{v / 86400:.1f} days, {report.quantity_text('tco_usd', best.outputs['tco_usd'])}" if training else
+            f"${v:.3g}/Mtok, {int(best.outputs['n_accelerators']):,} accelerators in "
+            f"{int(best.outputs['replicas']):,} replicas")
+    return {"layout": best.layout, "objective": best.objective, "value": v, "tco_usd": best.outputs["tco_usd"],
+            "line": f"layout: {', '.join(names[:-1])} and {names[-1]} were not given ({given} evaluated); the "
+                    f"{'fastest' if training else 'cheapest'} of {n} feasible layouts {where} is "
+                    + ", ".join(f"{k} {val}" for k, val in best.layout.items()) + f": {what} ({flags})"}
 
 
 MAX_ADVICE_ROWS = 10      # a grid prints what to change for at most this many infeasible configurations
