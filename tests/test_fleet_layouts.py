@@ -134,3 +134,11 @@ def test_serving_names_the_cheapest_layout_for_the_load(capsys):
     data = _json(capsys, "evaluate", "--model", "llama3_70b", "--hardware", "h100_sxm", "--request-rate", "50",
                  "--no-sensitivity", "--allow-infeasible")
     assert not data["feasible"] and data["layout_hint"]["layout"] == r.layout
+
+
+def test_synthesize_days_searches_expert_parallelism_for_a_moe_model(capsys):
+    moe = _json(capsys, "synthesize", "--model", "mixtral_8x7b", "--days", "30")
+    assert set(moe["layout"]) == {*LAYOUT_AXES, "ep"} and moe["scenario_devices"] > 0
+    assert moe["scenario_devices"] % (moe["layout"]["tp"] * moe["layout"]["pp"] * moe["layout"]["ep"]) == 0
+    fixed = _json(capsys, "synthesize", "--model", "mixtral_8x7b", "--days", "30", "--set", "ep=1")
+    assert "ep" not in fixed["layout"] and fixed["scenario_devices"] >= moe["scenario_devices"]

@@ -268,7 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="training settings for the --days check (default: global_batch=2048 seq_len=8192 as "
                         "spaces/capstone.toml, microbatches=0 micro_batch_size=0: the fastest fitting micro-batch "
                         "of 1, 2, 4 or 8 sequences; tp, pp and zero_stage not set here are searched: tp 1-8, "
-                        "pp 1-16, ZeRO 1 or 3, the layout needing the fewest devices wins), e.g. --set tp=8 "
+                        "pp 1-16, ZeRO 1 or 3, and ep 1-64 for a MoE model: the layout needing the fewest devices wins), "
+                        "e.g. --set tp=8 "
                         "pp=4 zero_stage=1 (no search) or --set global_batch=4096")
 
     p = add("catalog", cmd_catalog, "list, show or add hardware, models, fabrics and regions")

@@ -45,6 +45,7 @@ def cmd_synthesize(args) -> int:
 # The parallelism layout is searched (search.fleet_layouts: tp x pp x ZeRO stage) unless --set pins it: the capstone's
 # tp 8 x pp 4, the fixed default before, asked Llama-3-8B for 352 H100s where data parallelism with FSDP needs 225.
 DAYS_DEFAULTS = {"global_batch": 2048, "seq_len": 8192, "microbatches": 0}
+MOE_EP = (1, 8, 16, 32, 64)      # expert-parallel degrees searched for a MoE model (DeepSeek-V3 trained at ep 64)
 # --set keys that --days takes from a flag of its own (a --set value would be silently overridden)
 SET_FLAGS = {"model": "--model", "hardware": "--hardware", "efficiency": "--mfu", "precision": "--precision"}
 
@@ -159,7 +160,10 @@ def synthesize_target(args, catalog) -> dict:
             raise MlsysOptError("--set tp/pp/ep: expected integers") from None
         from ...point.evaluation import point_space
         from ...search.fleet_layouts import LAYOUT_AXES, min_devices_over_layouts
-        search_axes = {k: v for k, v in LAYOUT_AXES.items() if k not in sets}
+        axes = dict(LAYOUT_AXES)
+        if float(m["n_experts"]) > 1:        # MoE: expert parallelism is part of the layout (ep divides dp)
+            axes["ep"] = MOE_EP
+        search_axes = {k: v for k, v in axes.items() if k not in sets}
         space = point_space("training", config, catalog=catalog)
         point = {space.axes[0].name: space.axes[0].labels[0]}
         layouts = None
