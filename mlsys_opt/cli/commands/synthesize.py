@@ -188,8 +188,10 @@ def synthesize_target(args, catalog) -> dict:
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
                   f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
-                  f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} devices (a lower bound)",
-                  (f"  training scenario ({settings}{searched}): {res.n:,} devices train in "
+                  f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} device{'' if math.ceil(res.iron_law_n) == 1 else 's'}"
+                  " (a lower bound)",
+                  (f"  training scenario ({settings}{searched}): {res.n:,} "
+                   f"{'device trains' if res.n == 1 else 'devices train'} in "
                    f"{res.time_s / SECONDS_PER_DAY:.1f} days{chosen} (communication, bubbles, failures included)"
                    if res.n else
                    f"  training scenario ({settings}{searched}): no fleet up to 8× the bound meets {days:g} days "
