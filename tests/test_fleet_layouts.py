@@ -142,3 +142,19 @@ def test_synthesize_days_searches_expert_parallelism_for_a_moe_model(capsys):
     assert moe["scenario_devices"] % (moe["layout"]["tp"] * moe["layout"]["pp"] * moe["layout"]["ep"]) == 0
     fixed = _json(capsys, "synthesize", "--model", "mixtral_8x7b", "--days", "30", "--set", "ep=1")
     assert "ep" not in fixed["layout"] and fixed["scenario_devices"] >= moe["scenario_devices"]
+
+
+def test_the_window_starts_below_the_iron_law_when_the_scenario_beats_its_mfu(capsys):
+    """The iron law at the user's MFU (0.4) is no lower bound: on TPU v5p the scenario trains Llama-3-70B in 14 days
+    on fewer chips than 6PD/(T·peak·0.4).  The search starts at the physical bound (MFU = 1), so it finds them, and
+    one group fewer misses the deadline."""
+    cfg = {**BASE, "model": "llama3_70b", "n_tokens": 1.41e12, "hardware": "tpu_v5p", "tp": 4, "pp": 1,
+           "zero_stage": 3, "n_accelerators": 4}
+    d = min_devices_for_time("training", cfg, 14 * DAY)
+    assert 0 < d.n < d.iron_law_n and d.time_s <= 14 * DAY < d.time_below_s
+    data = _json(capsys, "synthesize", "--model", "llama3_70b", "--days", "14", "--tokens", "1.41e12")
+    cand = {r["hardware"]: r for r in data["candidates"]}
+    assert cand["h100_sxm"]["devices"] == data["scenario_devices"] and cand["tpu_v5p"]["devices"] <= d.n
+    assert cand["tpu_v5p"]["devices"] < cand["tpu_v5p"]["devices (iron law)"]
+    found = [r["devices"] for r in data["candidates"] if r["devices"]]
+    assert found == sorted(found) and all(r["layout"] for r in data["candidates"] if r["devices"])

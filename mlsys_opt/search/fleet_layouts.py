@@ -15,9 +15,10 @@ would, so :func:`min_devices_over_layouts` searches them:
     answer   = argmin over l of (N_l, time at N_l)
 
 in two vectorised passes (no per-configuration loop): a geometric grid of `grid`
-fleet sizes per layout from the iron-law bound N₀ = 6PD/(T·peak·MFU) to
-`max_factor`·N₀ finds each layout's first feasible grid point C_l; then every
-multiple of g_l from N₀ up to C_l is evaluated, so each reported
+fleet sizes per layout, from the physical bound N_lb = 6PD/(T·peak) (MFU = 1: the
+scenario may beat the user's MFU, so the iron law N₀ = 6PD/(T·peak·MFU) bounds
+nothing) to `max_factor`·N₀, finds each layout's first feasible grid point C_l;
+then every multiple of g_l from N_lb up to C_l is evaluated, so each reported
 N_l is the exact smallest such fleet (within the window), not a grid value.
 Layouts whose C_l exceeds `runners_up` × min_l C_l are not refined (every grid point below C_l failed).
 
@@ -156,9 +157,12 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     h, m, prec = int(q["hardware"]), int(q["model"]), int(q["precision"])
     flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
-    n0 = float(analysis.required_devices(flop, target_time_s, float(tables.hw.peak_flop_per_s[h, prec]),
-                                         float(q["efficiency"]), 1.0, 1.0))
-    k0 = np.maximum(1, np.ceil(n0 / groups).astype(int) - 1)
+    peak = float(tables.hw.peak_flop_per_s[h, prec])
+    n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
+    # the window starts at the physical bound (MFU = 1): the scenario's own MFU may beat the user's η, so the
+    # iron law at η is no lower bound on the scenario's fleet
+    n_lb = float(analysis.required_devices(flop, target_time_s, peak, 1.0, 1.0, 1.0))
+    k0 = np.maximum(1, np.floor(n_lb / groups).astype(int))
     k1 = np.maximum(k0 + 1, np.ceil(max_factor * n0 / groups).astype(int))
 
     # pass 1: a geometric grid per layout -> C_l, its first feasible fleet that meets T
@@ -173,7 +177,7 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
     if not first:
         return LayoutsResult(DevicesResult(n0, 0, math.inf, math.inf, {}), {}, empty, len(layouts))
 
-    # pass 2: every multiple of g_l from k0 up to C_l -> the exact smallest fleet of each layout whose C_l is
+    # pass 2: every multiple of g_l from the bound up to C_l -> the exact smallest fleet of each layout whose C_l is
     # within `runners_up` × the best C (the winner is among them: its fleet is <= min C)
     c_best = min(first.values())
     fine_ids = sorted(i for i in first if first[i] <= runners_up * c_best)

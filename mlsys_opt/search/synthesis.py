@@ -112,10 +112,11 @@ class DevicesResult(NamedTuple):
     """Fewest accelerators that train within a target time.
 
     iron_law_n: N = 6PD/(T·peak·η) (MFU = the efficiency parameter, η_scaling =
-      goodput = 1): a lower bound.
-    n: smallest multiple of tp·pp·ep at which the full training scenario is
-      feasible and time_to_train_s <= target (0 when none up to max_factor × the bound).
-    time_s: time_to_train_s at n; time_below_s: at n - tp·pp·ep (inf if none/infeasible).
+      goodput = 1): the back-of-the-envelope answer, no bound (the scenario's MFU may exceed η).
+    n: smallest multiple of tp·cp·pp·ep at which the full training scenario is
+      feasible and time_to_train_s <= target, searched from the physical bound 6PD/(T·peak)
+      (0 when none up to max_factor × iron_law_n).
+    time_s: time_to_train_s at n; time_below_s: at n - tp·cp·pp·ep (inf if none/infeasible).
     outputs: every training output at n (dict of floats).
     """
     iron_law_n: float
@@ -134,7 +135,7 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
         hardware, n_tokens, tp, pp, ...) as for ``sensitivity``.
       target_time_s: T, s.  max_factor: candidates go up to max_factor × the iron-law N.
 
-    All candidates N (multiples of tp·pp·ep) are evaluated in one vectorised call.
+    All candidates N (multiples of tp·cp·pp·ep) are evaluated in one vectorised call.
     """
     from ..catalog import load_catalog  # noqa: F401
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
@@ -151,8 +152,9 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     peak = float(tables.hw.peak_flop_per_s[h, prec])
     flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
     n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
-    group = int(round(float(q["tp"]) * float(q["pp"]) * float(q["ep"])))
-    k0 = max(1, math.ceil(n0 / group) - 1)
+    group = int(round(float(q["tp"]) * float(q["cp"]) * float(q["pp"]) * float(q["ep"])))
+    # from the physical bound (MFU = 1): the scenario's MFU may beat the user's η, so n0 bounds nothing
+    k0 = max(1, math.floor(analysis.required_devices(flop, target_time_s, peak, 1.0, 1.0, 1.0) / group))
     k1 = max(k0 + 1, math.ceil(max_factor * n0 / group))
     ks = np.arange(k0, min(k1, k0 + max_candidates) + 1)
     n_cand = ks * group

@@ -6,6 +6,8 @@ scenario); see ``mlsys_opt.search.synthesis``.
 """
 from __future__ import annotations
 
+import math
+
 from ...errors import MlsysOptError
 from .common import EXIT_OK, _catalog, _count, _out, _print_json, _split_kv
 
@@ -186,10 +188,10 @@ def synthesize_target(args, catalog) -> dict:
             out.update(layout=layouts.layout, layouts=layouts.table)
         lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
-                  f"  iron law: N ≥ 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
+                  f"  iron law: N = 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
                   f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} device{'' if math.ceil(res.iron_law_n) == 1 else 's'}"
-                  " (a lower bound)",
+                  f" at MFU {args.mfu:g} (the back-of-the-envelope answer; the scenario below may need fewer or more)",
                   (f"  training scenario ({settings}{searched}): {res.n:,} "
                    f"{'device trains' if res.n == 1 else 'devices train'} in "
                    f"{res.time_s / SECONDS_PER_DAY:.1f} days{chosen} (communication, bubbles, failures included)"
@@ -200,16 +202,59 @@ def synthesize_target(args, catalog) -> dict:
         if layouts is not None and len(layouts.table) > 1:
             tab = layouts.table.head(6).assign(days=lambda f: (f["time_to_train_s"] / SECONDS_PER_DAY).round(1),
                                                cost=lambda f: [q("tco_usd", v) for v in f["tco_usd"]])
-            lines += ["", "  fewest devices per layout (layouts within 1.5× of the fewest, cost of the run):",
+            lines += ["", "  fewest devices per layout (those within 1.5× of the fewest; cost of the run):",
                       *("  " + r for r in report.format_table(
                           tab.drop(columns=["time_to_train_s", "tco_usd"]), human=False).splitlines())]
         need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
                 for pk in peaks]
-        cand = pd.DataFrame({"hardware": hw["name"].to_numpy(), "peak": [q("p_flop_per_s", v) for v in peaks],
-                             "devices (iron law)": need}).sort_values("devices (iron law)", kind="stable")
+        cand = _days_candidates(space, point, hw["name"].to_numpy(), need, days * SECONDS_PER_DAY, search_axes)
+        cand.insert(1, "peak", [q("p_flop_per_s", float(v)) for v in peaks[cand.index.to_numpy()]])
+        cand = cand.reset_index(drop=True)
+        out["candidates"] = cand
+        shown = cand.assign(**{"devices (iron law)": [f"{v:,}" for v in cand["devices (iron law)"]],
+                               "devices": [f"{v:,}" if v else "none" for v in cand["devices"]],
+                               "days": [f"{t / SECONDS_PER_DAY:.1f}" if n else "" for t, n in
+                                        zip(cand["time_to_train_s"], cand["devices"])],
+                               "run cost": [q("tco_usd", c) if n else "" for c, n in zip(cand["tco_usd"], cand["devices"])]})
+        shown = shown.drop(columns=["time_to_train_s", "tco_usd"])
+        ok = cand[cand["devices"] > 0]
+        cheapest = (f"cheapest run: {ok.loc[ok['tco_usd'].idxmin(), 'hardware']}, "
+                    f"{int(ok.loc[ok['tco_usd'].idxmin(), 'devices']):,} devices, "
+                    f"{ok.loc[ok['tco_usd'].idxmin(), 'layout']}, {q('tco_usd', float(ok['tco_usd'].min()))}"
+                    if len(ok) else "no accelerator meets the deadline with these settings")
+        out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first (the iron law at the MFU above, "
+                                "then the training scenario's fewest at its best layout; run cost: "
+                                f"{config.get('pricing', 'cloud')} pricing):",
+                                report.format_table(shown.head(20), human=False), cheapest]
+        return out
     key = [c for c in cand.columns if c.startswith("devices")][0]
     cand[key] = [f"{int(v):,}" for v in cand[key]]
     out["candidates"] = cand
     out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first:",
                             report.format_table(cand.head(12), human=False)]
     return out
+
+
+def _days_candidates(space, point: dict, names, iron_law: list, target_s: float, search_axes: dict):
+    """Per accelerator: the iron-law bound, then the training scenario's fewest devices (at the best layout of
+    `search_axes`, or the pinned one), its time, the run's cost and the layout; fewest first, 'none' last.
+
+    One vectorised search per catalog accelerator (search.fleet_layouts / synthesis.min_devices_for_time)."""
+    import pandas as pd
+
+    from ...search import synthesis as S
+    from ...search.fleet_layouts import min_devices_over_layouts
+    rows = []
+    for i, (name, bound) in enumerate(zip(names, iron_law)):
+        where = {**point, "hardware": str(name)}
+        if search_axes:
+            r = min_devices_over_layouts(space, where, target_s, axes=search_axes)
+            best, layout = r.best, ", ".join(f"{k} {v}" for k, v in r.layout.items())
+        else:
+            best, layout = S.min_devices_for_time(space, where, target_s), "as set"
+        rows.append({"index": i, "hardware": str(name), "devices (iron law)": int(bound), "devices": int(best.n),
+                     "time_to_train_s": float(best.time_s), "tco_usd": float(best.outputs.get("tco_usd", math.inf)),
+                     "layout": layout if best.n else ""})
+    df = pd.DataFrame(rows).set_index("index")
+    return df.assign(_none=df["devices"] == 0).sort_values(["_none", "devices", "tco_usd"], kind="stable") \
+        .drop(columns="_none")
