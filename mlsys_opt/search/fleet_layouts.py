@@ -135,7 +135,7 @@ def _dtype(dtype):
 
 
 def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes: dict | None = None,
-                             max_factor: float = 8.0, grid: int = 256, runners_up: float = 1.5, eff=None,
+                             max_factor: float = 8.0, grid: int = 128, runners_up: float = 1.5, eff=None,
                              dtype=None) -> LayoutsResult:
     """The fewest accelerators, over parallelism layouts, that train within `target_time_s` (module docstring).
 

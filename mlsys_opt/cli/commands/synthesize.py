@@ -223,8 +223,8 @@ def synthesize_target(args, catalog) -> dict:
                     f"{ok.loc[ok['tco_usd'].idxmin(), 'layout']}, {q('tco_usd', float(ok['tco_usd'].min()))}"
                     if len(ok) else "no accelerator meets the deadline with these settings")
         out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first (the iron law at the MFU above, "
-                                "then the training scenario's fewest at its best layout; run cost: "
-                                f"{config.get('pricing', 'cloud')} pricing):",
+                                "then the training scenario's fewest at its best layout; run cost at the catalog's "
+                                f"{config.get('pricing', 'cloud')} prices, estimates: put your own in with --catalog):",
                                 report.format_table(shown.head(20), human=False), cheapest]
         return out
     key = [c for c in cand.columns if c.startswith("devices")][0]
