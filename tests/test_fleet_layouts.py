@@ -154,7 +154,8 @@ def test_the_window_starts_below_the_iron_law_when_the_scenario_beats_its_mfu(ca
     assert 0 < d.n < d.iron_law_n and d.time_s <= 14 * DAY < d.time_below_s
     data = _json(capsys, "synthesize", "--model", "llama3_70b", "--days", "14", "--tokens", "1.41e12")
     cand = {r["hardware"]: r for r in data["candidates"]}
-    assert cand["h100_sxm"]["devices"] == data["scenario_devices"] and cand["tpu_v5p"]["devices"] <= d.n
-    assert cand["tpu_v5p"]["devices"] < cand["tpu_v5p"]["devices (iron law)"]
-    found = [r["devices"] for r in data["candidates"] if r["devices"]]
-    assert found == sorted(found) and all(r["layout"] for r in data["candidates"] if r["devices"])
+    assert cand["h100_sxm"]["scenario_devices"] == data["scenario_devices"]
+    assert cand["tpu_v5p"]["scenario_devices"] <= d.n
+    assert cand["tpu_v5p"]["scenario_devices"] < cand["tpu_v5p"]["iron_law_devices"]
+    found = [r["scenario_devices"] for r in data["candidates"] if r["scenario_devices"]]
+    assert found == sorted(found) and all(r["layout"] for r in data["candidates"] if r["scenario_devices"])

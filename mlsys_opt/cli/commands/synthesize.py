@@ -186,12 +186,13 @@ def synthesize_target(args, catalog) -> dict:
         chosen = (" with " + ", ".join(f"{k} {v}" for k, v in layouts.layout.items()) if layouts and res.n else "")
         if layouts:
             out.update(layout=layouts.layout, layouts=layouts.table)
+        n_iron = math.ceil(res.iron_law_n)
         lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
                   f"  iron law: N = 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
-                  f" · {args.mfu:g}) = {math.ceil(res.iron_law_n):,} device{'' if math.ceil(res.iron_law_n) == 1 else 's'}"
-                  f" at MFU {args.mfu:g} (the back-of-the-envelope answer; the scenario below may need fewer or more)",
+                  f" · {args.mfu:g}) = {n_iron:,} device{'' if n_iron == 1 else 's'} at MFU {args.mfu:g} "
+                  "(the back-of-the-envelope answer; the scenario below may need fewer or more)",
                   (f"  training scenario ({settings}{searched}): {res.n:,} "
                    f"{'device trains' if res.n == 1 else 'devices train'} in "
                    f"{res.time_s / SECONDS_PER_DAY:.1f} days{chosen} (communication, bubbles, failures included)"
@@ -208,24 +209,10 @@ def synthesize_target(args, catalog) -> dict:
         need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
                 for pk in peaks]
         cand = _days_candidates(space, point, hw["name"].to_numpy(), need, days * SECONDS_PER_DAY, search_axes)
-        cand.insert(1, "peak", [q("p_flop_per_s", float(v)) for v in peaks[cand.index.to_numpy()]])
+        cand.insert(1, "peak_flop_per_s", peaks[cand.index.to_numpy()].astype(float))
         cand = cand.reset_index(drop=True)
         out["candidates"] = cand
-        shown = cand.assign(**{"devices (iron law)": [f"{v:,}" for v in cand["devices (iron law)"]],
-                               "devices": [f"{v:,}" if v else "none" for v in cand["devices"]],
-                               "days": [f"{t / SECONDS_PER_DAY:.1f}" if n else "" for t, n in
-                                        zip(cand["time_to_train_s"], cand["devices"])],
-                               "run cost": [q("tco_usd", c) if n else "" for c, n in zip(cand["tco_usd"], cand["devices"])]})
-        shown = shown.drop(columns=["time_to_train_s", "tco_usd"])
-        ok = cand[cand["devices"] > 0]
-        cheapest = (f"cheapest run: {ok.loc[ok['tco_usd'].idxmin(), 'hardware']}, "
-                    f"{int(ok.loc[ok['tco_usd'].idxmin(), 'devices']):,} devices, "
-                    f"{ok.loc[ok['tco_usd'].idxmin(), 'layout']}, {q('tco_usd', float(ok['tco_usd'].min()))}"
-                    if len(ok) else "no accelerator meets the deadline with these settings")
-        out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first (the iron law at the MFU above, "
-                                "then the training scenario's fewest at its best layout; run cost at the catalog's "
-                                f"{config.get('pricing', 'cloud')} prices, estimates: put your own in with --catalog):",
-                                report.format_table(shown.head(20), human=False), cheapest]
+        out["lines"] = lines + _days_table(cand, config.get("pricing", "cloud"))
         return out
     key = [c for c in cand.columns if c.startswith("devices")][0]
     cand[key] = [f"{int(v):,}" for v in cand[key]]
@@ -233,6 +220,32 @@ def synthesize_target(args, catalog) -> dict:
     out["lines"] = lines + ["", "datacenter accelerators in the catalog, fewest needed first:",
                             report.format_table(cand.head(12), human=False)]
     return out
+
+
+def _days_table(cand, pricing: str) -> list[str]:
+    """The printed per-accelerator table of --days (`_days_candidates` plus the peak) and the cheapest run."""
+    import pandas as pd
+
+    from .. import report
+    q = report.quantity_text
+    met = cand["scenario_devices"] > 0
+    shown = pd.DataFrame({
+        "hardware": cand["hardware"], "peak": [q("p_flop_per_s", float(v)) for v in cand["peak_flop_per_s"]],
+        "devices (iron law)": [f"{v:,}" for v in cand["iron_law_devices"]],
+        "devices": [f"{v:,}" if n else "none" for v, n in zip(cand["scenario_devices"], met)],
+        "layout": cand["layout"],
+        "days": [f"{t / 86400:.1f}" if n else "" for t, n in zip(cand["time_to_train_s"], met)],
+        "run cost": [q("tco_usd", c) if n else "" for c, n in zip(cand["tco_usd"], met)]})
+    ok = cand[met]
+    if len(ok):
+        best = ok.loc[ok["tco_usd"].idxmin()]
+        cheapest = (f"cheapest run: {best['hardware']}, {int(best['scenario_devices']):,} devices, {best['layout']}, "
+                    f"{q('tco_usd', float(best['tco_usd']))}")
+    else:
+        cheapest = "no accelerator meets the deadline with these settings"
+    return ["", "datacenter accelerators in the catalog, fewest needed first (the iron law at the MFU above, then the "
+            f"training scenario's fewest at its best layout; run cost at the catalog's {pricing} prices, estimates: "
+            "put your own in with --catalog):", report.format_table(shown.head(20), human=False), cheapest]
 
 
 def _days_candidates(space, point: dict, names, iron_law: list, target_s: float, search_axes: dict):
@@ -252,9 +265,10 @@ def _days_candidates(space, point: dict, names, iron_law: list, target_s: float,
             best, layout = r.best, ", ".join(f"{k} {v}" for k, v in r.layout.items())
         else:
             best, layout = S.min_devices_for_time(space, where, target_s), "as set"
-        rows.append({"index": i, "hardware": str(name), "devices (iron law)": int(bound), "devices": int(best.n),
+        rows.append({"index": i, "hardware": str(name), "iron_law_devices": int(bound), "scenario_devices": int(best.n),
                      "time_to_train_s": float(best.time_s), "tco_usd": float(best.outputs.get("tco_usd", math.inf)),
                      "layout": layout if best.n else ""})
     df = pd.DataFrame(rows).set_index("index")
-    return df.assign(_none=df["devices"] == 0).sort_values(["_none", "devices", "tco_usd"], kind="stable") \
+    return df.assign(_none=df["scenario_devices"] == 0).sort_values(["_none", "scenario_devices", "tco_usd"],
+                                                                    kind="stable") \
         .drop(columns="_none")
