@@ -197,7 +197,7 @@ def synthesize_target(args, catalog) -> dict:
                    f"{'device trains' if res.n == 1 else 'devices train'} in "
                    f"{res.time_s / SECONDS_PER_DAY:.1f} days{chosen} (communication, bubbles, failures included)"
                    if res.n else
-                   f"  training scenario ({settings}{searched}): no fleet up to 8× the bound meets {days:g} days "
+                   f"  training scenario ({settings}{searched}): no fleet up to 8× the iron law meets {days:g} days "
                    "(scaling losses, memory or the batch split bind; change them with --set, e.g. "
                    "--set global_batch=4096 virtual_stages=4)")]
         if layouts is not None and len(layouts.table) > 1:
