@@ -19,7 +19,8 @@ _LAZY = {"ALGORITHMS": "pymoo_algorithms", "SearchResult": "pymoo_problem", "Spa
          "front_at": "pymoo_problem", "run_search": "pymoo_problem",
          "synthesize": "synthesis", "SynthesisResult": "synthesis", "inverse_roofline": "synthesis",
          "min_devices_for_time": "synthesis", "min_devices_over_layouts": "fleet_layouts",
-         "LayoutsResult": "fleet_layouts", "optimize_continuous": "gradient", "OptimizeResult": "gradient"}
+         "LayoutsResult": "fleet_layouts", "best_layout_at": "fleet_layouts", "LayoutAtFleet": "fleet_layouts",
+         "optimize_continuous": "gradient", "OptimizeResult": "gradient"}
 
 
 def __getattr__(name):
@@ -29,4 +30,5 @@ def __getattr__(name):
 
 
 __all__ = ["run_search", "SpaceProblem", "SearchResult", "ALGORITHMS", "front_at", "synthesize",
-           "inverse_roofline", "min_devices_for_time", "min_devices_over_layouts", "optimize_continuous"]
+           "inverse_roofline", "min_devices_for_time", "min_devices_over_layouts", "best_layout_at",
+           "optimize_continuous"]
