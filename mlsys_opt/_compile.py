@@ -3,8 +3,9 @@
 Used by the sensitivity kernels (``point.sensitivity``, ``point.table_eval``'s sensitivity
 columns), the calibration fit and row evaluation (``calibration.fit._fit``,
 ``calibration.rows._evaluate_jit``), the gradient and synthesis solves (``search.gradient``,
-``search.synthesis``) and ``point.evaluation`` (a point or a small grid): programs that run on a
-few configurations, where compiling is most of a call's time.
+``search.synthesis``), the layout searches (``search.fleet_layouts``: 4,096-row chunks, 10-30 ms a
+call; compile 3.7 -> 2.5 s training, 2.7 -> 1.8 s serving) and ``point.evaluation`` (a point or a
+small grid): programs that run on a few configurations, where compiling is most of a call's time.
 
 XLA's CPU backend compiles each fusion of a program with its MLIR fusion emitters by default.
 For the sensitivity kernels (``point.sensitivity``: the scenario's forward-mode Jacobian on

@@ -42,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
+from .._compile import jit_options
 from ..errors import MlsysOptError
 from ..point.config import resolve_config
 from ..walls import analysis
@@ -78,7 +79,8 @@ def _scenario_jit(scenario: str):
         return _training_jit()
     if scenario not in _JIT:
         from ..scenarios import SCENARIO_FNS, params_from_dict
-        _JIT[scenario] = jax.jit(lambda p, t, e: SCENARIO_FNS[scenario](params_from_dict(scenario, p), t, e))
+        _JIT[scenario] = jax.jit(lambda p, t, e: SCENARIO_FNS[scenario](params_from_dict(scenario, p), t, e),
+                                 **jit_options())
     return _JIT[scenario]
 
 

@@ -180,7 +180,8 @@ _JIT: dict = {}
 def _training_jit():
     if "training" not in _JIT:
         from ..scenarios import SCENARIO_FNS, params_from_dict
-        _JIT["training"] = jax.jit(lambda p, t, e: SCENARIO_FNS["training"](params_from_dict("training", p), t, e))
+        _JIT["training"] = jax.jit(lambda p, t, e: SCENARIO_FNS["training"](params_from_dict("training", p), t, e),
+                                   **jit_options())
     return _JIT["training"]
 
 
