@@ -159,3 +159,15 @@ def test_the_window_starts_below_the_iron_law_when_the_scenario_beats_its_mfu(ca
     assert cand["tpu_v5p"]["scenario_devices"] < cand["tpu_v5p"]["iron_law_devices"]
     found = [r["scenario_devices"] for r in data["candidates"] if r["scenario_devices"]]
     assert found == sorted(found) and all(r["layout"] for r in data["candidates"] if r["scenario_devices"])
+
+
+def test_a_cnn_run_counts_its_flop_per_sample(capsys):
+    """ResNet-50: 6·P·D (P = 25.6M parameters) undercounts a sample 160×; the scenario charges flop_per_sample
+    (8.2 GFLOP forward) = 2·P_eff, so the iron law and the search window use 6·P_eff·D = 3 × 8.2e9 × D."""
+    data = _json(capsys, "synthesize", "--model", "resnet50", "--days", "1", "--tokens", "1e9")
+    assert data["training_flop"] == pytest.approx(3 * 8.2e9 * 1e9, rel=1e-9)
+    assert data["scenario_time_s"] <= DAY and data["scenario_devices"] >= 2          # one H100 is not enough
+    lay = data["layout"]
+    d = min_devices_for_time("training", {**BASE, **lay, "model": "resnet50", "n_tokens": 1e9,
+                                          "n_accelerators": lay["tp"] * lay["pp"]}, DAY)
+    assert d.n == data["scenario_devices"] and d.time_s <= DAY < d.time_below_s

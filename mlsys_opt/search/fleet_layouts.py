@@ -46,7 +46,7 @@ from .._compile import jit_options
 from ..errors import MlsysOptError
 from ..point.config import resolve_config
 from ..walls import analysis
-from .synthesis import DevicesResult, _training_jit
+from .synthesis import DevicesResult, _training_jit, run_flop
 
 LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2, 4, 8, 16), "zero_stage": (1, 3)}
 SERVING_LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2)}
@@ -151,14 +151,13 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
       runners_up: layouts whose grid answer is within this factor of the best one are refined and tabled.
     """
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
-    from ..walls.algorithm import training_flop
 
     dtype = _dtype(dtype)
     _, q, p_dtypes, tables, layouts, groups = _setup(target, config, axes, dtype, "min_devices_over_layouts")
     axes = layouts[0]
     eff = DEFAULT_EFFICIENCY if eff is None else eff
     h, m, prec = int(q["hardware"]), int(q["model"]), int(q["precision"])
-    flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
+    flop = run_flop(tables, m, float(q["n_tokens"]))
     peak = float(tables.hw.peak_flop_per_s[h, prec])
     n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
     # the window starts at the physical bound (MFU = 1): the scenario's own MFU may beat the user's η, so the

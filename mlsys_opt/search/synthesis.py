@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from .._compile import jit_options
-from .._types import BYTES_PER_ELEMENT, PRECISION_ALIASES, PRECISIONS
+from .._types import BYTES_PER_ELEMENT, MODEL_KINDS, PRECISION_ALIASES, PRECISIONS
 from ..errors import MlsysOptError, did_you_mean
 from ..point.config import (
     gather_local,
@@ -126,6 +126,16 @@ class DevicesResult(NamedTuple):
     outputs: dict
 
 
+def run_flop(tables, model: int, n_tokens: float) -> float:
+    """6·P_eff·D, the work of a training run (FLOP) as the training scenario counts it: P_eff = the active
+    parameters per token, or flop_per_sample/2 per sample for a CNN (scenarios.parts: a sample costs
+    flop_per_sample = 2·P_eff forward FLOP; 6·P per sample would undercount ResNet-50 160×)."""
+    from ..walls.algorithm import training_flop
+    fps = float(tables.model.flop_per_sample[model])
+    cnn = int(tables.model.kind[model]) == MODEL_KINDS.index("cnn")
+    return float(training_flop(0.5 * fps if cnn else float(tables.model.n_active_params[model]), n_tokens))
+
+
 def min_devices_for_time(target, config: dict, target_time_s: float, *, max_factor: float = 8.0,
                          max_candidates: int = 65536, eff=None, dtype=None) -> DevicesResult:
     """Iron law for a time-to-train target, then checked on the training scenario.
@@ -139,7 +149,6 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     """
     from ..catalog import load_catalog  # noqa: F401
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
-    from ..walls.algorithm import training_flop
 
     dtype = jnp.float64 if dtype is None and jax.config.jax_enable_x64 else (dtype or jnp.float32)
     scenario, space, p, catalog = resolve_config(target, config, dtype)
@@ -150,7 +159,7 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     q = {k: np.asarray(v)[0] for k, v in p.items()}
     h, m, prec = int(q["hardware"]), int(q["model"]), int(q["precision"])
     peak = float(tables.hw.peak_flop_per_s[h, prec])
-    flop = float(training_flop(float(tables.model.n_active_params[m]), float(q["n_tokens"])))
+    flop = run_flop(tables, m, float(q["n_tokens"]))
     n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
     group = int(round(float(q["tp"]) * float(q["cp"]) * float(q["pp"]) * float(q["ep"])))
     # from the physical bound (MFU = 1): the scenario's MFU may beat the user's η, so n0 bounds nothing

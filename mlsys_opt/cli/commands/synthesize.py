@@ -176,7 +176,8 @@ def synthesize_target(args, catalog) -> dict:
         else:
             res = S.min_devices_for_time(space, point, days * SECONDS_PER_DAY)
         hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
-        flop = 6.0 * float(m["n_active_params"]) * n_tok
+        cnn = str(m["kind"]) == "cnn"     # 6·P_eff·D with P_eff = FLOP per sample / 2 (search.synthesis.run_flop)
+        flop = 6.0 * (0.5 * float(m["flop_per_sample"]) if cnn else float(m["n_active_params"])) * n_tok
         out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
                    training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
                    scenario_time_s=res.time_s)
@@ -187,9 +188,11 @@ def synthesize_target(args, catalog) -> dict:
         if layouts:
             out.update(layout=layouts.layout, layouts=layouts.table)
         n_iron = math.ceil(res.iron_law_n)
-        lines += [f"train {name} on {_count(n_tok)} tokens{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
-                  f" in {days:g} days on {hw_name} ({prec}, MFU {args.mfu:g}):",
-                  f"  iron law: N = 6PD / (T · peak · MFU) = {flop:.4g} FLOP / ({days:g} d · "
+        lines += [f"train {name} on {_count(n_tok)} {'samples' if cnn else 'tokens'}"
+                  f"{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
+                  f" in {days:g} day{'' if days == 1 else 's'} on {hw_name} ({prec}, MFU {args.mfu:g}):",
+                  f"  iron law: N = 6{'·(FLOP per sample / 2)' if cnn else 'P'}D / (T · peak · MFU) = {flop:.4g} FLOP"
+                  f" / ({days:g} d · "
                   f"{q('p_flop_per_s', float(catalog.entry('accelerators', hw_name)[f'peak_{prec}_flop_per_s']))}"
                   f" · {args.mfu:g}) = {n_iron:,} device{'' if n_iron == 1 else 's'} at MFU {args.mfu:g} "
                   "(the back-of-the-envelope answer; the scenario below may need fewer or more)",
