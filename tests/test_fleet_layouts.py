@@ -171,3 +171,14 @@ def test_a_cnn_run_counts_its_flop_per_sample(capsys):
     d = min_devices_for_time("training", {**BASE, **lay, "model": "resnet50", "n_tokens": 1e9,
                                           "n_accelerators": lay["tp"] * lay["pp"]}, DAY)
     assert d.n == data["scenario_devices"] and d.time_s <= DAY < d.time_below_s
+
+
+def test_absurd_deadlines_and_token_counts_answer_or_refuse_without_a_traceback(capsys):
+    """A deadline no fleet can meet answers 'no fleet' at once (the refinement would otherwise scan millions of
+    fleet sizes); a token count past 1e18 overflowed float32 to an infinite fleet (a traceback) and is refused."""
+    for argv in (["--days", "1e-30"], ["--days", "1e-30", "--set", "tp=8", "pp=4", "zero_stage=1"]):
+        data = _json(capsys, "synthesize", "--model", "llama3_70b", *argv)
+        assert data["scenario_devices"] == 0
+    code = cli.main(["synthesize", "--model", "llama3_70b", "--days", "30", "--tokens", "1e30"])
+    err = capsys.readouterr().err
+    assert code == 2 and "at most 1e+18 tokens" in err and "Traceback" not in err

@@ -18,8 +18,11 @@ in two vectorised passes (no per-configuration loop): a geometric grid of `grid`
 fleet sizes per layout, from the physical bound N_lb = 6PD/(T·peak) (MFU = 1: the
 scenario may beat the user's MFU, so the iron law N₀ = 6PD/(T·peak·MFU) bounds
 nothing) to `max_factor`·N₀, finds each layout's first feasible grid point C_l;
-then every multiple of g_l from N_lb up to C_l is evaluated, so each reported
-N_l is the exact smallest such fleet (within the window), not a grid value.
+then the multiples of g_l between the grid point below it and C_l are evaluated
+(every one when there are at most MAX_FINE, i.e. for fleets up to a few thousand
+accelerators; else MAX_FINE of them evenly spaced), so each reported N_l is the
+smallest such fleet, not a grid value, provided a fleet that meets T keeps meeting
+it when grown by one grid step (more devices: shorter steps, less memory each).
 Layouts whose C_l exceeds `runners_up` × min_l C_l are not refined (every grid point below C_l failed).
 
 :func:`best_layout_at` answers the question for a given configuration: the fastest
@@ -52,6 +55,8 @@ LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2, 4, 8
 SERVING_LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2)}
 OBJECTIVE = {"training": "time_to_train_s", "serving": "cost_per_mtok_usd"}      # what best_layout_at minimises
 CHUNK = 4096            # rows per jitted call (the shape min_devices_for_time compiles too)
+MAX_FINE = 512          # fleet sizes per layout in the refinement pass
+MAX_DEVICES = 1e9       # fleets searched at most (a deadline needing more answers "none")
 
 
 class LayoutsResult(NamedTuple):
@@ -163,26 +168,35 @@ def min_devices_over_layouts(target, config: dict, target_time_s: float, *, axes
     # the window starts at the physical bound (MFU = 1): the scenario's own MFU may beat the user's η, so the
     # iron law at η is no lower bound on the scenario's fleet
     n_lb = float(analysis.required_devices(flop, target_time_s, peak, 1.0, 1.0, 1.0))
-    k0 = np.maximum(1, np.floor(n_lb / groups).astype(int))
-    k1 = np.maximum(k0 + 1, np.ceil(max_factor * n0 / groups).astype(int))
+    if not max_factor * n0 <= MAX_DEVICES:         # a deadline no fleet of this world meets (or inf / NaN)
+        return LayoutsResult(DevicesResult(n0, 0, math.inf, math.inf, {}), {},
+                             pd.DataFrame(columns=[*axes, "devices", "time_to_train_s", "tco_usd"]), len(layouts))
+    k0 = np.maximum(1, np.floor(n_lb / groups).astype(np.int64))
+    k1 = np.maximum(k0 + 1, np.ceil(max_factor * n0 / groups).astype(np.int64))
 
     # pass 1: a geometric grid per layout -> C_l, its first feasible fleet that meets T
     coarse = [np.unique(np.round(np.geomspace(a, b, grid)).astype(int)) for a, b in zip(k0, k1)]
     rows, idx = _rows(q, layouts, coarse, groups)
     ok, outs = _evaluate(rows, tables, eff, dtype, p_dtypes)
     ok &= outs["time_to_train_s"] <= target_time_s
-    first = {}
+    first, prev = {}, {}            # C_l, and the grid point before it (k units), per layout
     for i in np.unique(idx[ok]):
-        first[int(i)] = int(rows["n_accelerators"][np.argmax(ok & (idx == i))])
+        at = int(np.argmax(ok & (idx == i)))
+        first[int(i)] = int(rows["n_accelerators"][at])
+        prev[int(i)] = int(rows["n_accelerators"][at - 1]) // groups[i] if at > 0 and idx[at - 1] == i else k0[i] - 1
     empty = pd.DataFrame(columns=[*axes, "devices", "time_to_train_s", "tco_usd"])
     if not first:
         return LayoutsResult(DevicesResult(n0, 0, math.inf, math.inf, {}), {}, empty, len(layouts))
 
-    # pass 2: every multiple of g_l from the bound up to C_l -> the exact smallest fleet of each layout whose C_l is
-    # within `runners_up` × the best C (the winner is among them: its fleet is <= min C)
+    # pass 2: the multiples of g_l between the failing grid point below C_l and C_l -> the smallest fleet of each
+    # layout whose C_l is within `runners_up` × the best C (the winner is among them: its fleet is <= min C);
+    # every multiple when there are at most MAX_FINE of them (~2.5 % of N apart: all up to a few thousand
+    # devices), else MAX_FINE evenly spaced (the answer to 0.005 % of N)
     c_best = min(first.values())
     fine_ids = sorted(i for i in first if first[i] <= runners_up * c_best)
-    fine = [np.arange(k0[i], first[i] // groups[i] + 1) for i in fine_ids]
+    fine = [np.unique(np.round(np.linspace(prev[i] + 1, first[i] // groups[i],
+                                           min(MAX_FINE, first[i] // groups[i] - prev[i]))).astype(np.int64))
+            for i in fine_ids]
     rows, idx = _rows(q, [layouts[i] for i in fine_ids], fine, groups[fine_ids])
     ok, outs = _evaluate(rows, tables, eff, dtype, p_dtypes)
     meets = ok & (outs["time_to_train_s"] <= target_time_s)

@@ -15,6 +15,7 @@ from .common import EXIT_OK, _catalog, _count, _out, _print_json, _split_kv
 # the options each mode reads (the others are refused rather than silently ignored)
 MODE_OPTIONS = {"itl": ("batch", "context"), "ttft": ("prompt_tokens",), "days": ("hardware", "tokens", "set")}
 MAX_DAYS = 36500.0      # a century: beyond it the iron-law fleet rounds to nothing
+MAX_TOKENS = 1e18       # training tokens: beyond it the work overflows float32 (1e30 tokens read inf devices)
 
 
 def _check_options(args) -> None:
@@ -153,6 +154,9 @@ def synthesize_target(args, catalog) -> dict:
         sets, tokens_raw, tokens_flag = _days_settings(args)
         n_tok = units.parse(tokens_raw, "tokens", positive=True, field=tokens_flag) if tokens_raw \
             else 20.0 * float(m["n_params"])
+        if not n_tok <= MAX_TOKENS:
+            raise MlsysOptError(f"{tokens_flag} {tokens_raw}: expected at most {MAX_TOKENS:g} tokens (a million "
+                                "times the largest published runs)")
         config = {**DAYS_DEFAULTS, **sets, "model": name,
                   "hardware": args.hardware or "h100_sxm", "n_tokens": n_tok, "efficiency": args.mfu,
                   "precision": prec}
