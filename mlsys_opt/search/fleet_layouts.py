@@ -45,11 +45,10 @@ import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from .._compile import jit_options
 from ..errors import MlsysOptError
 from ..point.config import resolve_config
 from ..walls import analysis
-from .synthesis import DevicesResult, _training_jit, run_flop
+from .synthesis import DevicesResult, _scenario_jit, run_flop
 
 LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2, 4, 8, 16), "zero_stage": (1, 3)}
 SERVING_LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2)}
@@ -72,21 +71,6 @@ class LayoutsResult(NamedTuple):
     layout: dict
     table: pd.DataFrame
     n_layouts: int
-
-
-_JIT: dict = {}
-
-
-def _scenario_jit(scenario: str):
-    """The jitted scenario function {param: [n]}, tables, eff -> (outputs, constraints); training's is
-    synthesis.min_devices_for_time's (one compilation for both)."""
-    if scenario == "training":
-        return _training_jit()
-    if scenario not in _JIT:
-        from ..scenarios import SCENARIO_FNS, params_from_dict
-        _JIT[scenario] = jax.jit(lambda p, t, e: SCENARIO_FNS[scenario](params_from_dict(scenario, p), t, e),
-                                 **jit_options())
-    return _JIT[scenario]
 
 
 def _evaluate(rows: dict, tables, eff, dtype, p_dtypes, scenario: str = "training") -> tuple[np.ndarray, dict]:

@@ -172,7 +172,7 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     m = max(4096, 1 << max(0, int(len(ks) - 1).bit_length()))   # pad: one compiled shape in practice
     batch = {k: jnp.full((m,), v, jnp.asarray(p[k]).dtype) for k, v in q.items()}
     batch["n_accelerators"] = jnp.asarray(np.concatenate([n_cand, np.full(m - len(ks), n_cand[-1])]), dtype)
-    outs, cons = _training_jit()(batch, tables, eff)
+    outs, cons = _scenario_jit()(batch, tables, eff)
     outs = type(outs)(*[np.asarray(x)[: len(ks)] for x in outs])
     cons = [np.asarray(c)[: len(ks)] for c in cons]
     t = np.asarray(outs.time_to_train_s, np.float64)
@@ -188,12 +188,14 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
 _JIT: dict = {}
 
 
-def _training_jit():
-    if "training" not in _JIT:
+def _scenario_jit(scenario: str = "training"):
+    """The jitted scenario function ({param: [n]}, tables, eff) -> (outputs, constraints), one per scenario
+    (shared by min_devices_for_time and search.fleet_layouts)."""
+    if scenario not in _JIT:
         from ..scenarios import SCENARIO_FNS, params_from_dict
-        _JIT["training"] = jax.jit(lambda p, t, e: SCENARIO_FNS["training"](params_from_dict("training", p), t, e),
-                                   **jit_options())
-    return _JIT["training"]
+        _JIT[scenario] = jax.jit(lambda p, t, e: SCENARIO_FNS[scenario](params_from_dict(scenario, p), t, e),
+                                 **jit_options())
+    return _JIT[scenario]
 
 
 # --------------------------------------------------------------------------- gradient solve

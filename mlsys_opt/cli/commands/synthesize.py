@@ -180,18 +180,17 @@ def synthesize_target(args, catalog) -> dict:
         else:
             res = S.min_devices_for_time(space, point, days * SECONDS_PER_DAY)
         hw_name = str(catalog.entry("accelerators", config["hardware"])["name"])
-        cnn = str(m["kind"]) == "cnn"     # 6·P_eff·D with P_eff = FLOP per sample / 2 (search.synthesis.run_flop)
-        flop = 6.0 * (0.5 * float(m["flop_per_sample"]) if cnn else float(m["n_active_params"])) * n_tok
+        cnn = str(m["kind"]) == "cnn"     # 6·P_eff·D with P_eff = FLOP per sample / 2
+        flop = S.run_flop(catalog.tables(), catalog.index("models", name), n_tok)
+        n_iron = math.ceil(res.iron_law_n)
         out.update(target="days", target_s=days * SECONDS_PER_DAY, hardware=hw_name, n_tokens=n_tok,
-                   training_flop=flop, iron_law_devices=math.ceil(res.iron_law_n), scenario_devices=res.n,
-                   scenario_time_s=res.time_s)
+                   training_flop=flop, iron_law_devices=n_iron, scenario_devices=res.n, scenario_time_s=res.time_s)
         settings = ", ".join(f"{k} {'0 (auto)' if k in ('microbatches', 'micro_batch_size') and str(v) == '0' else v}"
                              for k, v in config.items() if k in DAYS_DEFAULTS or k in sets)
         searched = (f"; the fewest over {layouts.n_layouts} layouts of {' × '.join(search_axes)}" if layouts else "")
         chosen = (" with " + ", ".join(f"{k} {v}" for k, v in layouts.layout.items()) if layouts and res.n else "")
         if layouts:
             out.update(layout=layouts.layout, layouts=layouts.table)
-        n_iron = math.ceil(res.iron_law_n)
         lines += [f"train {name} on {_count(n_tok)} {'samples' if cnn else 'tokens'}"
                   f"{'' if tokens_raw else ' (Chinchilla: 20 per parameter)'}"
                   f" in {days:g} day{'' if days == 1 else 's'} on {hw_name} ({prec}, MFU {args.mfu:g}):",
@@ -215,7 +214,9 @@ def synthesize_target(args, catalog) -> dict:
                           tab.drop(columns=["time_to_train_s", "tco_usd"]), human=False).splitlines())]
         need = [math.ceil(float(analysis.required_devices(flop, days * SECONDS_PER_DAY, pk, args.mfu, 1.0, 1.0)))
                 for pk in peaks]
-        cand = _days_candidates(space, point, hw["name"].to_numpy(), need, days * SECONDS_PER_DAY, search_axes)
+        known = {hw_name: (res, ", ".join(f"{k} {v}" for k, v in layouts.layout.items()) if layouts else "as set")}
+        cand = _days_candidates(space, point, hw["name"].to_numpy(), need, days * SECONDS_PER_DAY, search_axes,
+                                known)
         cand.insert(1, "peak_flop_per_s", peaks[cand.index.to_numpy()].astype(float))
         cand = cand.reset_index(drop=True)
         out["candidates"] = cand
@@ -255,11 +256,13 @@ def _days_table(cand, pricing: str) -> list[str]:
             "put your own in with --catalog):", report.format_table(shown.head(20), human=False), cheapest]
 
 
-def _days_candidates(space, point: dict, names, iron_law: list, target_s: float, search_axes: dict):
+def _days_candidates(space, point: dict, names, iron_law: list, target_s: float, search_axes: dict,
+                     known: dict):
     """Per accelerator: the iron-law bound, then the training scenario's fewest devices (at the best layout of
     `search_axes`, or the pinned one), its time, the run's cost and the layout; fewest first, 'none' last.
 
-    One vectorised search per catalog accelerator (search.fleet_layouts / synthesis.min_devices_for_time)."""
+    One vectorised search per catalog accelerator (search.fleet_layouts / synthesis.min_devices_for_time), except
+    those in `known` ({name: (DevicesResult, layout text)}: the accelerator the command already answered for)."""
     import pandas as pd
 
     from ...search import synthesis as S
@@ -267,7 +270,9 @@ def _days_candidates(space, point: dict, names, iron_law: list, target_s: float,
     rows = []
     for i, (name, bound) in enumerate(zip(names, iron_law)):
         where = {**point, "hardware": str(name)}
-        if search_axes:
+        if str(name) in known:
+            best, layout = known[str(name)]
+        elif search_axes:
             r = min_devices_over_layouts(space, where, target_s, axes=search_axes)
             best, layout = r.best, ", ".join(f"{k} {v}" for k, v in r.layout.items())
         else:
