@@ -17,7 +17,9 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                "mlperf_v31_habana": ("Intel (Habana Labs)", 2),
                "flashattn_training_2023": ("Stanford HazyResearch (T. Dao)", 3),
                # a held-out organisation added after issue 12: MegaScale (Jiang et al., NSDI 2024)
-               "megascale_2024": ("ByteDance", 21)}
+               "megascale_2024": ("ByteDance", 21),
+               # a held-out organisation and hardware: AMD's MI300X PyTorch training benchmark (rocm/pytorch-training)
+               "amd_pytorch_training_2502": ("AMD", 4)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 CHECKED_SOURCES = {*NEW_SOURCES, "korthikanti_2022"}
 
@@ -92,7 +94,9 @@ def test_new_rows_compare_convention_free_quantities(training):
               # Figure 9 and Table 3 print only MFUs (Megatron-LM's full s² attention count)
               "megascale24_megatron_175b_12288xa100_gb6144": ("step_time_s", 8.57),
               "megascale24_megascale_175b_12288xa100_gb6144": ("step_time_s", 6.34),
-              "megascale24_megatron_530b_2240xa100_gb2240": ("mfu", 0.492)}
+              "megascale24_megatron_530b_2240xa100_gb2240": ("mfu", 0.492),
+              # AMD rocm/pytorch-training: TFLOP/s/GPU only, no recomputation (train_fsdp.py's full s² count)
+              "amd25_pttrain_mi300x_llama31_8b_bf16_s8192_mbs3": ("model_tflops_per_gpu", 542.94)}
     for rid, (metric, value) in expect.items():
         t = R.plan_setup_row(by_id[rid]).targets[0]
         assert (t.metric, t.measured) == (metric, value), rid

@@ -59,7 +59,7 @@ ORGANISATIONS = {
     "bloom_tr11_2022": "BigScience", "internevo_2024": "Shanghai AI Laboratory",
     "alibaba_megatron_llama_2023": "Alibaba", "glm130b_2022": "Tsinghua/Zhipu AI",
     "mlperf_v31_habana": "Intel (Habana Labs)", "flashattn_training_2023": "Stanford HazyResearch (T. Dao)",
-    "megascale_2024": "ByteDance",
+    "megascale_2024": "ByteDance", "amd_pytorch_training_2502": "AMD",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
