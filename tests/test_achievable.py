@@ -187,6 +187,11 @@ def test_interpolation_reference_values():
     assert float(h[-1]) == pytest.approx(0.696 * 0.803 / 0.709)
     assert float(E.matmul_efficiency(0.5, 16384.0, gemm=h, hidden=16384.0, ffn=16384.0)) == \
         pytest.approx(0.65 * 0.696 * 0.803 / 0.709 / 0.822)
+    # ... and on MI300X fp16 (own MAMF 0.511, an fp8 series without one) the reference shape x its own MAMF,
+    # not the fp8 fractions of peak (max 0.443, below the part's own measured BF16 maximum)
+    amd = np.asarray(T64.hw.gemm_eff[_hw("mi300x"), 2])
+    np.testing.assert_allclose(amd, np.asarray(A.GEMM_REF_CURVE) * 0.511 / A.GEMM_REF_MAX, rtol=1e-12)
+    assert "fp16: a100_80gb fp16 shape x MAMF fp16" in ACC.loc["mi300x", "gemm_method"]
     # skinny M: tile(128)/tile(n_eq) with n_eq = (128·4096·4096)^(1/3) = 1290.2
     n_eq = (128 * 4096 * 4096) ** (1 / 3)
     q = (128 / 256) / (n_eq / (n_eq + 128))

@@ -51,7 +51,11 @@ Defaults (how set):
   cuBLASLt, Azure) rescaled to its maximum; a part with nothing takes the
   reference curve itself.  A precision without its own series uses the part's
   measured series of another precision, rescaled by the ratio of the two MAMF
-  maxima when both exist (else copied): shape transfer, shown in ``gemm_method``.
+  maxima when both exist: shape transfer, shown in ``gemm_method``.  Where only the
+  precision itself has a MAMF (MI300X: a hipBLASLt FP8 series, a BF16 MAMF), its
+  own measured maximum is used, on the reference shape as for a part with only
+  maxima, rather than the other precision's fractions of peak; where neither has
+  one, the other series is copied.
 - Attention: the reference part's FA2 forward+backward curve; forward = the
   forward+backward curve where no forward series exists.
 - Collectives: 0 in the table = "no data"; the model then uses the global
@@ -352,13 +356,13 @@ def _gemm(row: dict[str, Any], ctx: str) -> tuple[np.ndarray, str]:
     for i, p in enumerate(PRECISIONS):
         if p in grid:
             out[i], h = grid[p], "measured series"
-        elif grid:
+        elif grid and (p not in maxes or next(iter(grid)) in maxes):
             q = next(iter(grid))
-            if p in maxes and q in maxes:
+            if p in maxes:
                 out[i], h = grid[q] * maxes[p] / maxes[q], f"{q} series x MAMF {p}/{q}"
             else:
                 out[i], h = grid[q], f"{q} series"
-        elif maxes:
+        elif maxes:     # (also: p has its own MAMF, the other series none to relate them: the MAMF wins)
             m = maxes.get(p, maxes.get("fp16", next(iter(maxes.values()))))
             src = p if p in maxes else ("fp16" if "fp16" in maxes else next(iter(maxes)))
             out[i], h = ref * m / GEMM_REF_MAX, f"{REFERENCE} fp16 shape x MAMF {src}"
