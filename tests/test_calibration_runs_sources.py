@@ -21,7 +21,10 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation and hardware: AMD's MI300X PyTorch training benchmark (rocm/pytorch-training)
                "amd_pytorch_training_2502": ("AMD", 4)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
-CHECKED_SOURCES = {*NEW_SOURCES, "korthikanti_2022"}
+LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
+                 # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands
+                 "intel_gaudi2_modelperf_119": ("Intel (Habana Labs)", 5)}
+CHECKED_SOURCES = {*NEW_SOURCES, *LATER_SOURCES}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def test_independent_evaluable_organisations(training):
     fit_orgs = {R.org_of(r) for r in rows if r.fit_candidate and not r.source_inconsistent}
     assert len(fit_orgs) >= MIN_ORGANISATIONS
     assert len(rows) >= 70
-    for key, (org, n) in NEW_SOURCES.items():
+    for key, (org, n) in {**NEW_SOURCES, **LATER_SOURCES}.items():
         assert R.ORGANISATIONS[key] == org and sum(r.source_key == key for r in rows) == n
 
 
@@ -96,7 +99,10 @@ def test_new_rows_compare_convention_free_quantities(training):
               "megascale24_megascale_175b_12288xa100_gb6144": ("step_time_s", 6.34),
               "megascale24_megatron_530b_2240xa100_gb2240": ("mfu", 0.492),
               # AMD rocm/pytorch-training: TFLOP/s/GPU only, no recomputation (train_fsdp.py's full s² count)
-              "amd25_pttrain_mi300x_llama31_8b_bf16_s8192_mbs3": ("model_tflops_per_gpu", 542.94)}
+              "amd25_pttrain_mi300x_llama31_8b_bf16_s8192_mbs3": ("model_tflops_per_gpu", 542.94),
+              # Intel Gaudi 2 model-performance page: aggregate tokens/s as printed (Megatron-DeepSpeed's
+              # samples/s x sequence length; its TFLOPs formula is not printed there)
+              "intel119_gaudi2_llama31_70b_fp8_s8192_n64_gb128": ("tokens_per_s", 43332)}
     for rid, (metric, value) in expect.items():
         t = R.plan_setup_row(by_id[rid]).targets[0]
         assert (t.metric, t.measured) == (metric, value), rid
