@@ -474,6 +474,7 @@ def test_missing_file(cat, tmp_path):
     ({"peak": {"fp33": "1 TFLOP/s"}}, "peak.fp33", "did you mean 'fp32'"),
     ({"tdp": "-700 W"}, "tdp", "expected power (watts) > 0, got '-700 W'"),
     ({"segment": "cloud"}, "segment", "allowed: datacenter, edge, mobile, tiny"),
+    ({"scaleup_topology": "torus"}, "scaleup_topology", "allowed: switch, mesh"),
     ({"accelerators_per_node": 2.5}, "accelerators_per_node", "whole number"),
     ({"scaleup_bw": "0 GB/s"}, "scaleup_bw", "must be > 0 when accelerators_per_node = 8"),
     ({"mem_bandwidth": "1 TB/s"}, "mem_bandwidth", "did you mean 'mem_bw'"),

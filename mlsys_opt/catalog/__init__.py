@@ -226,6 +226,7 @@ def _build_tables(frames: Mapping[str, pd.DataFrame], dtype: Any, rows: Mapping[
         tdp_w=f(a, "tdp_w"),
         scaleup_bw_bytes_per_s=f(a, "scaleup_bw_bytes_per_s"),
         accelerators_per_node=f(a, "accelerators_per_node"),
+        scaleup_mesh=(a["scaleup_topology"] == "mesh").to_numpy(dtype=bool),
         price_usd=f(a, "price_usd"),
         cloud_usd_per_hour=f(a, "cloud_usd_per_hour"),
         mtbf_s=f(a, "mtbf_s"),

@@ -13,6 +13,7 @@ from .achievable import ACHIEVABLE_COLUMNS  # issue 19: achievable-rate columns,
 
 SEGMENTS: tuple[str, ...] = ("datacenter", "edge", "mobile", "tiny")
 SCOPES: tuple[str, ...] = ("scale_up", "scale_out")
+SCALEUP_TOPOLOGIES: tuple[str, ...] = ("switch", "mesh")
 DEFAULT_MTBF = "50000 hour"  # seed 000, Sec. 7.1: 50,000 h per GPU
 DEFAULT_HOST_BW = "32 GB/s"  # PCIe Gen4 x16, one direction (PCI-SIG: 16 GT/s x 16 lanes, 128b/130b)
 _ALL = None  # "allowed for every model kind"
@@ -69,6 +70,11 @@ SCHEMA: dict[str, list[Field]] = {
         Field("tdp", "tdp_w", "qty", "power", "pos"),
         Field("scaleup_bw", "scaleup_bw_bytes_per_s", "qty", "bandwidth", "nonneg"),
         Field("accelerators_per_node", "accelerators_per_node", "int", rule="pos"),
+        # MESH: how the node's accelerators are wired: "switch" (NVSwitch, ICI torus: every in-node group reaches
+        # the whole scaleup_bw) or "mesh" (direct all-to-all links, MI300X Infinity Fabric, Gaudi RoCE: a group
+        # of k of the node's n reaches (k - 1)/(n - 1) of it; scenarios.parts.group_link_bw)
+        Field("scaleup_topology", "scaleup_topology", "enum", required=False, default="switch",
+              choices=SCALEUP_TOPOLOGIES),
         Field("price", "price_usd", "qty", "usd", "pos"),
         Field("cloud_price", "cloud_usd_per_hour", "qty", "usd_per_hour", "pos"),
         Field("price_source", "price_source", "str"),
@@ -128,7 +134,7 @@ HAS_COLUMNS = tuple(f"has_{p}" for p in PRECISIONS)
 COLUMNS: dict[str, tuple[str, ...]] = {
     "accelerators": ("name", "display_name", "vendor", "segment", "year", *PEAK_COLUMNS, *HAS_COLUMNS,
                      "mem_capacity_bytes", "mem_bw_bytes_per_s", "sram_bytes", "tdp_w",
-                     "scaleup_bw_bytes_per_s", "accelerators_per_node", "price_usd", "cloud_usd_per_hour",
+                     "scaleup_bw_bytes_per_s", "accelerators_per_node", "scaleup_topology", "price_usd", "cloud_usd_per_hour",
                      "mtbf_s", "injection_bw_bytes_per_s", "host_bw_bytes_per_s", "is_wafer_scale", "ridge_flop_per_byte",
                      *ACHIEVABLE_COLUMNS["accelerators"], "aliases", "price_source", "source", "notes"),
     "models": ("name", "display_name", "kind", "year", "n_params", "n_active_params", "n_layers",

@@ -22,6 +22,7 @@ class AcceleratorTable(NamedTuple):
     tdp_w: Array                  # [n_hw] board power
     scaleup_bw_bytes_per_s: Array  # [n_hw] per-accelerator scale-up link bw (NVLink/ICI/xGMI), unidirectional
     accelerators_per_node: Array  # [n_hw] typical scale-up domain size (8 for DGX, 1 for a card)
+    scaleup_mesh: Array           # [n_hw] bool: in-node all-to-all links, not a switch (scaleup_topology = "mesh")
     price_usd: Array              # [n_hw] purchase price per accelerator
     cloud_usd_per_hour: Array     # [n_hw] on-demand cloud price per accelerator-hour
     mtbf_s: Array                 # [n_hw] component MTBF per accelerator

@@ -89,6 +89,7 @@ class Common(NamedTuple):
     has_precision: Array       # bool
     bpe: Array                 # bytes per element of the precision
     apn: Array                 # accelerators per node (scale-up domain)
+    mesh: Array                # bool: the node's accelerators are wired all-to-all, not through a switch (MESH)
     capacity: Array            # bytes
     mem_bw: Array              # achieved HBM B/s (× mem_bw_eff)
     inj_bw: Array              # weight-streaming injection B/s (wafer-scale)
@@ -140,6 +141,25 @@ class Common(NamedTuple):
     untied_emb: Array          # (1 - tied)·V·h parameters left out of the hardware GEMM FLOPs (0: tied, CNN)
 
 
+def group_link_bw(c: Common, bw, group):
+    """Scale-up B/s of a collective among `group` ranks of one node (MESH, issue 12).
+
+    Through a switch (NVSwitch) or a torus every in-node group reaches the part's whole scale-up
+    rate.  On a full mesh of direct links (catalog ``scaleup_topology = "mesh"``: MI300X, one
+    64 GB/s xGMI link to each of 7 peers; Gaudi 2/3, 3 RoCE ports to each of 7 peers) the rate is
+    split over the n - 1 links, and a group of k ranks drives only its k - 1 of them::
+
+        bw_k = bw · clip(k - 1, 1, n - 1) / (n - 1)            (n = accelerators per node)
+
+    Measured (Bekman, ml-engineering network/README.md all_reduce_bench, 8 x MI300X): 312.9 GB/s
+    busbw over 8 GPUs, 47.7 GB/s over 2 (0.152 of it; the rule: 1/7 = 0.143).  A pipeline's
+    send/recv is a group of 2.  Units: B/s, counts.
+    """
+    links = floor_pos(c.apn - 1.0, 1.0)
+    share = jnp.clip(jnp.asarray(group, c.apn.dtype) - 1.0, 1.0, links) / links
+    return bw * jnp.where(c.mesh, share, 1.0)
+
+
 def gather(p, t: Tables, eff: Efficiency) -> Common:
     """Gather catalog rows and derive achieved link rates (safe against zero rows).
 
@@ -188,7 +208,7 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     out_frac = eff.scaleout_comm_eff + a * (f_out - eff.scaleout_comm_eff)
     return Common(
         peak=peak, peak_16bit=jnp.where(peak16 > 0, peak16, peak), has_precision=has, bpe=bpe,
-        apn=floor_pos(t.hw.accelerators_per_node[h], 1.0),
+        apn=floor_pos(t.hw.accelerators_per_node[h], 1.0), mesh=t.hw.scaleup_mesh[h],
         capacity=floor_pos(t.hw.mem_capacity_bytes[h], 1.0),
         mem_bw=take(floor_pos(t.hw.mem_bw_bytes_per_s * mem_frac, 1.0), h),
         inj_bw=floor_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),

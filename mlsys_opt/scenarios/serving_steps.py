@@ -27,7 +27,7 @@ from .efficiency import (
     gemm_dims,
     tile_factor,
 )
-from .parts import Common, materialized
+from .parts import Common, group_link_bw, materialized
 from .schema import KV_PRECISIONS, OFFLOAD
 
 OFFLOAD_KV, OFFLOAD_WEIGHTS = OFFLOAD.index("kv"), OFFLOAD.index("weights")
@@ -151,12 +151,14 @@ def comm_s(r: Replica, c: Common, tokens) -> Array:
     al. 2022, arXiv:2209.05433 §4; TensorRT-LLM's and vLLM's custom all-reduce kernels run
     on fp16/bf16 tensors)."""
     msg = tokens * c.hidden * jnp.maximum(c.bpe, ACT_BYTES_MIN)
-    bw_x = jnp.where(r.in_node, c.bw_up, c.bw_out)
+    # MESH: on an all-to-all wired node a group of k ranks drives k - 1 of the n - 1 links [parts.group_link_bw]
+    def bw_x(group):
+        return jnp.where(r.in_node, group_link_bw(c, c.bw_up, group), c.bw_out)
     alpha_x = jnp.where(r.in_node, c.alpha_up, c.alpha_out)
-    t_tp = 2.0 * c.n_layers * fleet.ring_allreduce(msg, r.tp, c.bw_up, c.alpha_up)
+    t_tp = 2.0 * c.n_layers * fleet.ring_allreduce(msg, r.tp, group_link_bw(c, c.bw_up, r.tp), c.alpha_up)
     a2a_msg = msg * jnp.maximum(c.top_k, 1.0) * r.imbalance / r.ep
-    t_ep = jnp.where(r.ep > 1.0, 2.0 * c.n_layers * fleet.all_to_all(a2a_msg, r.ep, bw_x, alpha_x), 0.0)
-    return t_tp + t_ep + (r.pp - 1.0) * (alpha_x + msg / bw_x)
+    t_ep = jnp.where(r.ep > 1.0, 2.0 * c.n_layers * fleet.all_to_all(a2a_msg, r.ep, bw_x(r.ep), alpha_x), 0.0)
+    return t_tp + t_ep + (r.pp - 1.0) * (alpha_x + msg / bw_x(2.0))
 
 
 def expert_rows(r: Replica, c: Common, tokens) -> Array:

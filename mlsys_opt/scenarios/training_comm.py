@@ -16,7 +16,7 @@ from .._types import Array
 from ..walls import attention, deepspeed_pipe, fleet, moe, node, parallel, tensor_parallel
 from ..walls._masked import floor_pos
 from .efficiency import Efficiency
-from .parts import Common
+from .parts import Common, group_link_bw
 from .schema import TRAINING_PARAMS
 from .training_parts import ACT_BYTES, MEGATRON_ENGINE, PARALLEL_BLOCK_ON, Compute, Setup, _flash_eta
 
@@ -92,13 +92,15 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     act_msg = b * s.s_loc * c.hidden * ebytes
     k = 4.0 + 2.0 * s.full + s.op    # per-op SAC reruns the two SP all-gathers (~ one all-reduce)
 
-    # send/recv (CP ring, PP) and all-gathers get the scale-up link's ring rate, not NVLS's all-reduce rate
-    def link(in_node):
-        return jnp.where(in_node, c.bw_up_ring, c.bw_out), jnp.where(in_node, c.alpha_up, c.alpha_out)
+    # send/recv (CP ring, PP) and all-gathers get the scale-up link's ring rate, not NVLS's all-reduce rate;
+    # MESH: on an all-to-all wired node, the share of the links a group of `group` in-node ranks drives
+    def link(in_node, group):
+        return (jnp.where(in_node, group_link_bw(c, c.bw_up_ring, group), c.bw_out),
+                jnp.where(in_node, c.alpha_up, c.alpha_out))
 
     tp_local = jnp.minimum(tpf, g_node)
     # SP's reduce-scatter + all-gather run as rings (bw_up_ring); the all-reduce without SP may use NVLS (bw_up)
-    bw_tp = jnp.where(s.sp > 0, c.bw_up_ring, c.bw_up)
+    bw_tp = group_link_bw(c, jnp.where(s.sp > 0, c.bw_up_ring, c.bw_up), tp_local)
     t_tp_one = fleet.hierarchical_allreduce(act_msg, tp_local, tpf / tp_local, bw_tp, c.alpha_up,
                                             c.bw_out, c.alpha_out)
     tp_hidden = 1.0 - (1.0 - s.sp * p.tp_overlap) * (1.0 - eff.tp_comm_overlap)
@@ -144,7 +146,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
 
     if context_parallel:
         # CP [walls.attention]: K,V heads exchanged (kv_repeat: repeated to the query heads before SDPA)
-        bw_cp, a_cp = link(tpf * cp <= g_node)
+        bw_cp, a_cp = link(tpf * cp <= g_node, cp)
         hx = attention.cp_exchange_heads(c.n_heads, c.n_kv_heads, tpf, p.kv_repeat)
         cp_bytes = attention.ring_attention_bytes(s.seq, b, hx, c.head_dim, cp, bytes_per_element=ebytes)
         # full recomputation re-runs the forward ring: (3 + full)/3 of the forward + backward sends
@@ -183,7 +185,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     tok_bytes = b * s.s_loc / s.t_sp * c.hidden * ebytes * s.load
     # DSV3EP: DeepEP's normal kernels move DEEPEP_RDMA_OF_NCCL of NCCL's NIC rate (DeepEP legacy README, EP 32)
     bw_ep_out = c.bw_out * (1.0 - dedup * (1.0 - moe.DEEPEP_RDMA_OF_NCCL))
-    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, c.bw_up_ring, c.alpha_up, bw_ep_out, c.alpha_out,
+    t_ep_one = moe.expert_dispatch(tok_bytes, c.top_k, ep, g_ep, group_link_bw(c, c.bw_up_ring, g_ep), c.alpha_up,
+                                   bw_ep_out, c.alpha_out,
                                    node_limit=p.moe_node_limit, dedup=dedup)
     ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
@@ -193,10 +196,11 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     t_ep = moe.ep_stage_exposed(t_layer, cmp.t_compute_s, s.ep_layers_stage, s.ep_layer_frac, ep_hidden * partner,
                                 partner, alt_layers=s.ep_alt_layers)
 
-    bw_pp, a_pp = link(tpf * cp * dp < g_node)
+    bw_pp, a_pp = link(tpf * cp * dp < g_node, 2.0)        # a send/recv: one link
     # each TP rank sends its 1/t share: the sequence-parallel shard, or without SP Megatron's scatter/gather
     # (Narayanan et al. 2021 §4.1: split over the t ranks for the network, all-gathered over NVLink after)
-    pp_gather = (1.0 - s.sp) * parallel.reduce_scatter(act_msg, tp_local, c.bw_up_ring, c.alpha_up)
+    bw_tp_ring = group_link_bw(c, c.bw_up_ring, tp_local)
+    pp_gather = (1.0 - s.sp) * parallel.reduce_scatter(act_msg, tp_local, bw_tp_ring, c.alpha_up)
     t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / tpf / bw_pp + pp_gather), 0.0)
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
     # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
@@ -205,7 +209,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     if deepspeed_engine:
         ds_engine = jnp.asarray(p.pipeline_engine) != MEGATRON_ENGINE
         t_pp_ds = deepspeed_pipe.p2p_time_s(act_msg / tpf, mb * s.v, a_pp, bw_pp,
-                                            parallel.reduce_scatter(act_msg, tp_local, c.bw_up_ring, c.alpha_up))
+                                            parallel.reduce_scatter(act_msg, tp_local, bw_tp_ring, c.alpha_up))
         t_pp = jnp.where(ds_engine & (pp > 1.0), t_pp_ds, t_pp)
         dp_overlap = jnp.where(ds_engine, 0.0, dp_overlap)
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch

@@ -22,7 +22,7 @@ from .efficiency import (
     attention_efficiency,
     matmul_efficiency,
 )
-from .parts import Common
+from .parts import Common, group_link_bw
 from .training_setup import (  # noqa: F401  (re-exported: the scenario, training_comm and tests read them here)
     ACT_BYTES,
     MEGATRON_ENGINE,
@@ -146,7 +146,8 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     # + the loss over the vocabulary on the LM-head stage (b·s_loc tokens per micro-batch; not recomputed)
     t_elem = mb * (s.layers_stage * per_layer + b * s.s_loc * s.loss_bytes_per_token) / c.mem_bw
     # MEMPEAK: loss_parallel = off, the logits' all-gather over the TP group before the loss (synchronous)
-    t_gather = parallel.reduce_scatter(b * s.s_loc * s.loss_gather_bytes_per_token, s.tp, c.bw_up_ring, c.alpha_up)
+    t_gather = parallel.reduce_scatter(b * s.s_loc * s.loss_gather_bytes_per_token, s.tp,
+                                       group_link_bw(c, c.bw_up_ring, s.tp), c.alpha_up)
     t_elem = t_elem + mb * jnp.where(s.loss_gather_bytes_per_token > 0, t_gather, 0.0)
     # FP8TP (issue 12, marked): + the float8 TP amax all-reduce waits, per block and micro-batch (0 without) [setup()]
     t_elem = t_elem + mb * s.layers_stage * s.tp_fp8_sync_s

@@ -29,7 +29,7 @@ from .efficiency import (
     Efficiency,
     unfused_elementwise_factor,
 )
-from .parts import Common, materialized
+from .parts import Common, group_link_bw, materialized
 from .schema import ATTENTION, ON_OFF, RECOMPUTE, SEQUENCE_PARALLEL, TRAINING_PARAMS
 
 FULL_RECOMPUTE = RECOMPUTE.index("full")
@@ -176,7 +176,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                   & ~c.is_cnn)
         cast_tok = cast_tok + jnp.where(fp8_tp, tensor_parallel.float8_tp_transpose_bytes(1.0, c.hidden, c.bpe, tp), 0.0)
         tp_node = jnp.minimum(tp, floor_pos(c.apn, 1.0))
-        amax_ar = fleet.hierarchical_allreduce(4.0, tp_node, tp / tp_node, c.bw_up, c.alpha_up, c.bw_out, c.alpha_out)
+        amax_ar = fleet.hierarchical_allreduce(4.0, tp_node, tp / tp_node, group_link_bw(c, c.bw_up, tp_node), c.alpha_up,
+                                               c.bw_out, c.alpha_out)
         tp_fp8_sync = jnp.where(fp8_tp, tensor_parallel.float8_tp_amax_syncs(1.0 + full + op) * amax_ar, 0.0)
     # per-op SAC recomputes op_frac of the forward GEMMs and stores op_bytes per token and layer
     # [walls.saved_activations.op_sac_recompute_fraction, op_sac_activation_elements]
@@ -385,11 +386,15 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     opt_update_s = parallel.optimizer_update_bytes(m_sh.optimizer_bytes + m_ex.optimizer_bytes, ob, gb_state,
                                                    jnp.where(param_master, 0.0, wb), moments_b,
                                                    p.optimizer_kernel) / c.mem_bw
-    links = dict(zero_stage=zs, bw_intra=c.bw_up, alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
-                 bw_intra_ring=c.bw_up_ring)
+    # MESH: on an all-to-all wired node a group of k in-node ranks drives k - 1 of the n - 1 links [parts.group_link_bw]
+    def links(dp_local):
+        return dict(zero_stage=zs, dp_local=dp_local, bw_intra=group_link_bw(c, c.bw_up, dp_local),
+                    alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
+                    bw_intra_ring=group_link_bw(c, c.bw_up_ring, dp_local))
     sh_grad = shared_rank / (tp * pp)
+    dp_node = jnp.clip(c.apn / tp, 1.0, dpc)
     f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
-                                                dp_local=jnp.clip(c.apn / tp, 1.0, dpc), layers=layers / pp, **links)
+                                                layers=layers / pp, **links(dp_node))
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
     # gradients and all-gathers the 16-bit parameters (where ZeRO-1 reduce-scatters); ReduceTiedGrads all-reduces the
     # tied embedding gradient between the first and last stage after the flush (fp32 hp grads under bf16)
@@ -397,11 +402,11 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         engine = jnp.asarray(p.pipeline_engine)
         ds_bf16 = (engine == DS_BF16_ENGINE) & (zs < 2.5)
         f_sh = jnp.where(ds_bf16, deepspeed_pipe.bf16_optimizer_dp_s(
-            sh_grad * gbytes, sh_grad * gather_b, dpc, jnp.clip(c.apn / tp, 1.0, dpc), c.bw_up, c.alpha_up, c.bw_out,
-            c.alpha_out, c.bw_up_ring), f_sh)
+            sh_grad * gbytes, sh_grad * gather_b, dpc, dp_node, group_link_bw(c, c.bw_up, dp_node), c.alpha_up,
+            c.bw_out, c.alpha_out, group_link_bw(c, c.bw_up_ring, dp_node)), f_sh)
         tied_out = tp * cp * dp * (pp - 1.0) >= c.apn
         tied = deepspeed_pipe.tied_grad_allreduce_s(vocab, c.hidden, tp, jnp.where(ds_bf16, 4.0, 2.0),
-                                                    jnp.where(tied_out, c.bw_out, c.bw_up_ring),
+                                                    jnp.where(tied_out, c.bw_out, group_link_bw(c, c.bw_up_ring, 2.0)),
                                                     jnp.where(tied_out, c.alpha_out, c.alpha_up))
         # (TiedLayerSpec only: a model with an untied LM head (EMBED's c.untied_emb > 0) has no tied group)
         tied_group = (engine != MEGATRON_ENGINE) & (pp > 1.0) & ~c.is_cnn & (c.untied_emb <= 0.0)
@@ -409,8 +414,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     ex_grad = expert_params / (tp * pp * ep)
     edp = floor_pos(dpc / ep, 1.0)
     f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
-                                                dp_local=jnp.clip(c.apn / (tp * ep), 1.0, edp), layers=layers / pp,
-                                                **links)
+                                                layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)))
     # param_sync = broadcast (InternEvo hybrid ZeRO-1/2): gradients all-reduced over dp·cp (overlappable: the
     # reduce-scatter + all-gather above, the all-reduce's two halves when grads and params have the same bytes),
     # then one broadcast per owning rank over the ZeRO group, waited before the next forward: their bytes and
@@ -419,9 +423,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     dp_sync = jnp.zeros_like(one)
     if param_broadcast:    # static (scenarios.static_options): traced only when some row has param_sync = broadcast
         bcast = (jnp.asarray(p.param_sync) == BROADCAST_SYNC) & (zs > 0.5) & (zs < 2.5)
-        dp_sync = jnp.where(bcast, zero_sync.broadcast_params_s(sh_grad * gather_b, shard,
-                                                                jnp.clip(c.apn / tp, 1.0, shard), layers / pp,
-                                                                c.bw_up_ring, c.bw_out), 0.0)
+        shard_node = jnp.clip(c.apn / tp, 1.0, shard)
+        dp_sync = jnp.where(bcast, zero_sync.broadcast_params_s(sh_grad * gather_b, shard, shard_node, layers / pp,
+                                                                group_link_bw(c, c.bw_up_ring, shard_node), c.bw_out),
+                            0.0)
     # Activations of one sequence and layer [memory()]: independent of b, so computed here
     s_loc = seq / cp
     rc_act = jnp.where(full > 0, 2.0, 1.0)     # the "selective" form = no score tensor; full keeps inputs
