@@ -141,5 +141,8 @@ def test_setup_key_attention_backend():
     from mlsys_opt.calibration.runs import load_runs
     mapped = {r.id for r in load_runs("training")
               if to_settings("training", dict(r.setup)).settings.get("attention_kernel") == "cudnn"}
-    assert {i for i in mapped if i.startswith("kempner26_")} and len(mapped) == 16
-    assert all(i.startswith("kempner26_h200") or "_h100_sxm_" in i for i in mapped)
+    assert {i for i in mapped if i.startswith("kempner26_")} and len(mapped) == 24
+    # + Ai2's 8 OLMo-core rows: PyTorch SDPA on the nightly torch 2.6.0.dev20241009, before cuDNN became opt-in
+    assert {i for i in mapped if i.startswith("olmo24_")} == {r.id for r in load_runs("training")
+                                                            if r.source_key == "olmo_core_2024"}
+    assert all(i.startswith(("kempner26_h200", "olmo24_")) or "_h100_sxm_" in i for i in mapped)

@@ -19,7 +19,9 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation added after issue 12: MegaScale (Jiang et al., NSDI 2024)
                "megascale_2024": ("ByteDance", 21),
                # a held-out organisation and hardware: AMD's MI300X PyTorch training benchmark (rocm/pytorch-training)
-               "amd_pytorch_training_2502": ("AMD", 4)}
+               "amd_pytorch_training_2502": ("AMD", 4),
+               # a held-out organisation: Ai2's OLMo-core README throughput table (e27ba74, one 8 x H100 node, FSDP2)
+               "olmo_core_2024": ("Allen Institute for AI (Ai2)", 8)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands
@@ -102,7 +104,9 @@ def test_new_rows_compare_convention_free_quantities(training):
               "amd25_pttrain_mi300x_llama31_8b_bf16_s8192_mbs3": ("model_tflops_per_gpu", 542.94),
               # Intel Gaudi 2 model-performance page: aggregate tokens/s as printed (Megatron-DeepSpeed's
               # samples/s x sequence length; its TFLOPs formula is not printed there)
-              "intel119_gaudi2_llama31_70b_fp8_s8192_n64_gb128": ("tokens_per_s", 43332)}
+              "intel119_gaudi2_llama31_70b_fp8_s8192_n64_gb128": ("tokens_per_s", 43332),
+              # OLMo-core README: tokens/s per device as printed (the speed monitor's rank tokens / step time)
+              "olmo24_13b_h100_n8_fp8_s4096_mbs1": ("tokens_per_s_per_gpu", 5500)}
     for rid, (metric, value) in expect.items():
         t = R.plan_setup_row(by_id[rid]).targets[0]
         assert (t.metric, t.measured) == (metric, value), rid

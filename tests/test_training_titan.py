@@ -111,8 +111,14 @@ def test_torchtitan_fp8_rows_use_dynamic_scaling():
         assert settings.get("fp8_scaling") == want, r["id"]
         if want:
             assert any("roofline_utils" in a for a in r["assumptions"]), r["id"]
-    # no other source runs dynamic scaling: Transformer Engine's default (and AMD's TE rows) is delayed
-    assert all((r.get("setup") or {}).get("fp8_scaling", "delayed") == "delayed" for r in rows if r not in titan)
+    # the only other source that runs dynamic scaling is Ai2's OLMo-core (torchao Float8Config defaults, read at
+    # e27ba74); Transformer Engine's default (and AMD's TE rows) is delayed
+    others = [r for r in rows if r not in titan]
+    dynamic = {r["id"] for r in others if (r.get("setup") or {}).get("fp8_scaling", "delayed") != "delayed"}
+    olmo_fp8 = {r["id"] for r in others if r.get("source_key") == "olmo_core_2024" and r["setup"]["precision"] == "fp8"}
+    assert dynamic == olmo_fp8 and len(olmo_fp8) == 4
+    assert all(any("torchao" in a for a in r["assumptions"]) for r in others if r["id"] in olmo_fp8)
+    assert all((r.get("setup") or {}).get("fp8_scaling") == "dynamic" for r in others if r["id"] in olmo_fp8)
 
 
 def test_torchtitan_pipeline_rows_gather_once_per_step():

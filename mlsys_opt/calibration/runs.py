@@ -60,7 +60,7 @@ ORGANISATIONS = {
     "alibaba_megatron_llama_2023": "Alibaba", "glm130b_2022": "Tsinghua/Zhipu AI",
     "mlperf_v31_habana": "Intel (Habana Labs)", "flashattn_training_2023": "Stanford HazyResearch (T. Dao)",
     "megascale_2024": "ByteDance", "amd_pytorch_training_2502": "AMD",
-    "intel_gaudi2_modelperf_119": "Intel (Habana Labs)",
+    "intel_gaudi2_modelperf_119": "Intel (Habana Labs)", "olmo_core_2024": "Allen Institute for AI (Ai2)",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
