@@ -133,3 +133,13 @@ def test_serving_tp_all_reduce_on_a_mesh():
                         pp=jnp.asarray([2.0]), imbalance=jnp.asarray([1.0]))
     np.testing.assert_allclose(np.asarray(ST.comm_s(r, c, tokens)), np.asarray(c.alpha_up + msg / (c.bw_up / 7)),
                                rtol=1e-12)
+
+
+def test_a_smaller_node_keeps_the_boards_link_count():
+    """A training row that sets accelerators_per_node = 4 on MI300X (a 4-GPU slice of the 8-GPU board):
+    its tp-4 group drives 3 of the board's 7 links, not all of a 3-link mesh."""
+    rows = [_row("mi300x", 4, 4, accelerators_per_node=4)]
+    mesh, _ = R.evaluate(TRAIN, rows, PAD, T64)
+    three, _ = R.evaluate(TRAIN, rows, PAD, _switch_with_share(T64, "mi300x", 3 / 7))
+    for k in mesh:
+        np.testing.assert_allclose(mesh[k], three[k], rtol=1e-12, err_msg=k)

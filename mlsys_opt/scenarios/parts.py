@@ -89,7 +89,7 @@ class Common(NamedTuple):
     has_precision: Array       # bool
     bpe: Array                 # bytes per element of the precision
     apn: Array                 # accelerators per node (scale-up domain)
-    mesh: Array                # bool: the node's accelerators are wired all-to-all, not through a switch (MESH)
+    mesh_links: Array          # direct scale-up links per accelerator on an all-to-all wired node, 0 = a switch (MESH)
     capacity: Array            # bytes
     mem_bw: Array              # achieved HBM B/s (× mem_bw_eff)
     inj_bw: Array              # weight-streaming injection B/s (wafer-scale)
@@ -149,15 +149,17 @@ def group_link_bw(c: Common, bw, group):
     64 GB/s xGMI link to each of 7 peers; Gaudi 2/3, 3 RoCE ports to each of 7 peers) the rate is
     split over the n - 1 links, and a group of k ranks drives only its k - 1 of them::
 
-        bw_k = bw · clip(k - 1, 1, n - 1) / (n - 1)            (n = accelerators per node)
+        bw_k = bw · clip(k - 1, 1, n - 1) / (n - 1)            (n = the catalog's accelerators per node)
 
     Measured (Bekman, ml-engineering network/README.md all_reduce_bench, 8 x MI300X): 312.9 GB/s
     busbw over 8 GPUs, 47.7 GB/s over 2 (0.152 of it; the rule: 1/7 = 0.143).  A pipeline's
-    send/recv is a group of 2.  Units: B/s, counts.
+    send/recv is a group of 2.  n - 1 is the board's link count (`Common.mesh_links`), also where a
+    training row sets a smaller `accelerators_per_node` (a group of 4 of the 8 still drives 3 of 7 links).
+    Units: B/s, counts.
     """
-    links = floor_pos(c.apn - 1.0, 1.0)
+    links = floor_pos(c.mesh_links, 1.0)
     share = jnp.clip(jnp.asarray(group, c.apn.dtype) - 1.0, 1.0, links) / links
-    return bw * jnp.where(c.mesh, share, 1.0)
+    return bw * jnp.where(c.mesh_links > 0, share, 1.0)
 
 
 def gather(p, t: Tables, eff: Efficiency) -> Common:
@@ -208,7 +210,8 @@ def gather(p, t: Tables, eff: Efficiency) -> Common:
     out_frac = eff.scaleout_comm_eff + a * (f_out - eff.scaleout_comm_eff)
     return Common(
         peak=peak, peak_16bit=jnp.where(peak16 > 0, peak16, peak), has_precision=has, bpe=bpe,
-        apn=floor_pos(t.hw.accelerators_per_node[h], 1.0), mesh=t.hw.scaleup_mesh[h],
+        apn=floor_pos(t.hw.accelerators_per_node[h], 1.0),
+        mesh_links=jnp.where(t.hw.scaleup_mesh, t.hw.accelerators_per_node - 1.0, 0.0)[h],
         capacity=floor_pos(t.hw.mem_capacity_bytes[h], 1.0),
         mem_bw=take(floor_pos(t.hw.mem_bw_bytes_per_s * mem_frac, 1.0), h),
         inj_bw=floor_pos(t.hw.injection_bw_bytes_per_s[h], 1.0),
