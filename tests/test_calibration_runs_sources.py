@@ -21,7 +21,9 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation and hardware: AMD's MI300X PyTorch training benchmark (rocm/pytorch-training)
                "amd_pytorch_training_2502": ("AMD", 4),
                # a held-out organisation: Ai2's OLMo-core README throughput table (e27ba74, one 8 x H100 node, FSDP2)
-               "olmo_core_2024": ("Allen Institute for AI (Ai2)", 8)}
+               "olmo_core_2024": ("Allen Institute for AI (Ai2)", 8),
+               # a held-out organisation: IBM's fms-fsdp README tables (eager 4ffb9bd = the PyTorch blog, compiled ed74fd5)
+               "ibm_fms_fsdp_2024": ("IBM", 8)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands
@@ -106,7 +108,9 @@ def test_new_rows_compare_convention_free_quantities(training):
               # samples/s x sequence length; its TFLOPs formula is not printed there)
               "intel119_gaudi2_llama31_70b_fp8_s8192_n64_gb128": ("tokens_per_s", 43332),
               # OLMo-core README: tokens/s per device as printed (the speed monitor's rank tokens / step time)
-              "olmo24_13b_h100_n8_fp8_s4096_mbs1": ("tokens_per_s_per_gpu", 5500)}
+              "olmo24_13b_h100_n8_fp8_s4096_mbs1": ("tokens_per_s_per_gpu", 5500),
+              # IBM fms-fsdp: tokens/s/GPU as printed (batch_size x seq_length / step time), not its MFU / HFU
+              "ibm_fmsfsdp_a100_70b_eager": ("tokens_per_s_per_gpu", 370)}
     for rid, (metric, value) in expect.items():
         t = R.plan_setup_row(by_id[rid]).targets[0]
         assert (t.metric, t.measured) == (metric, value), rid
