@@ -392,9 +392,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                     alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                     bw_intra_ring=group_link_bw(c, c.bw_up_ring, dp_local))
     sh_grad = shared_rank / (tp * pp)
-    dp_node = jnp.clip(c.apn / tp, 1.0, dpc)
+    sh_links = links(jnp.clip(c.apn / tp, 1.0, dpc))
     f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
-                                                layers=layers / pp, **links(dp_node))
+                                                layers=layers / pp, **sh_links)
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
     # gradients and all-gathers the 16-bit parameters (where ZeRO-1 reduce-scatters); ReduceTiedGrads all-reduces the
     # tied embedding gradient between the first and last stage after the flush (fp32 hp grads under bf16)
@@ -402,8 +402,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         engine = jnp.asarray(p.pipeline_engine)
         ds_bf16 = (engine == DS_BF16_ENGINE) & (zs < 2.5)
         f_sh = jnp.where(ds_bf16, deepspeed_pipe.bf16_optimizer_dp_s(
-            sh_grad * gbytes, sh_grad * gather_b, dpc, dp_node, group_link_bw(c, c.bw_up, dp_node), c.alpha_up,
-            c.bw_out, c.alpha_out, group_link_bw(c, c.bw_up_ring, dp_node)), f_sh)
+            sh_grad * gbytes, sh_grad * gather_b, dpc, sh_links["dp_local"], sh_links["bw_intra"], c.alpha_up,
+            c.bw_out, c.alpha_out, sh_links["bw_intra_ring"]), f_sh)
         tied_out = tp * cp * dp * (pp - 1.0) >= c.apn
         tied = deepspeed_pipe.tied_grad_allreduce_s(vocab, c.hidden, tp, jnp.where(ds_bf16, 4.0, 2.0),
                                                     jnp.where(tied_out, c.bw_out, group_link_bw(c, c.bw_up_ring, 2.0)),

@@ -48,14 +48,13 @@ import pandas as pd
 from ..errors import MlsysOptError
 from ..point.config import resolve_config
 from ..walls import analysis
-from .synthesis import DevicesResult, _scenario_jit, run_flop
+from .synthesis import MAX_DEVICES, DevicesResult, _scenario_jit, run_flop
 
 LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2, 4, 8, 16), "zero_stage": (1, 3)}
 SERVING_LAYOUT_AXES: dict[str, tuple[int, ...]] = {"tp": (1, 2, 4, 8), "pp": (1, 2)}
 OBJECTIVE = {"training": "time_to_train_s", "serving": "cost_per_mtok_usd"}      # what best_layout_at minimises
 CHUNK = 4096            # rows per jitted call (the shape min_devices_for_time compiles too)
 MAX_FINE = 512          # fleet sizes per layout in the refinement pass
-MAX_DEVICES = 1e9       # fleets searched at most (a deadline needing more answers "none")
 
 
 class LayoutsResult(NamedTuple):

@@ -108,6 +108,9 @@ def inverse_roofline(model: str, target_latency_s: float, *, precision: str = "f
     return RooflineSpec(bw, peak, mem, peak / bw, w, flop)
 
 
+MAX_DEVICES = 1e9       # fleets searched at most (a deadline needing more answers "none"; fleet_layouts too)
+
+
 class DevicesResult(NamedTuple):
     """Fewest accelerators that train within a target time.
 
@@ -161,7 +164,7 @@ def min_devices_for_time(target, config: dict, target_time_s: float, *, max_fact
     peak = float(tables.hw.peak_flop_per_s[h, prec])
     flop = run_flop(tables, m, float(q["n_tokens"]))
     n0 = float(analysis.required_devices(flop, target_time_s, peak, float(q["efficiency"]), 1.0, 1.0))
-    if not max_factor * n0 <= 1e9:          # more than a billion accelerators (or inf / NaN): none
+    if not max_factor * n0 <= MAX_DEVICES:          # more than a billion accelerators (or inf / NaN): none
         return DevicesResult(n0, 0, math.inf, math.inf, {})
     group = int(round(float(q["tp"]) * float(q["cp"]) * float(q["pp"]) * float(q["ep"])))
     # from the physical bound (MFU = 1): the scenario's MFU may beat the user's η, so n0 bounds nothing

@@ -234,6 +234,7 @@ def _days_table(cand, pricing: str) -> list[str]:
     """The printed per-accelerator table of --days (`_days_candidates` plus the peak) and the cheapest run."""
     import pandas as pd
 
+    from ..._types import SECONDS_PER_DAY
     from .. import report
     q = report.quantity_text
     met = cand["scenario_devices"] > 0
@@ -242,7 +243,7 @@ def _days_table(cand, pricing: str) -> list[str]:
         "devices (iron law)": [f"{v:,}" for v in cand["iron_law_devices"]],
         "devices": [f"{v:,}" if n else "none" for v, n in zip(cand["scenario_devices"], met)],
         "layout": cand["layout"],
-        "days": [f"{t / 86400:.1f}" if n else "" for t, n in zip(cand["time_to_train_s"], met)],
+        "days": [f"{t / SECONDS_PER_DAY:.1f}" if n else "" for t, n in zip(cand["time_to_train_s"], met)],
         "run cost": [q("tco_usd", c) if n else "" for c, n in zip(cand["tco_usd"], met)]})
     ok = cand[met]
     if len(ok):
