@@ -207,6 +207,10 @@ def test_evaluate_seed_003_audit(capsys, tmp_path):
     assert 15 < outs["time_to_train_s"] / 86400 < 60          # seed: ~30 days at 40 % MFU
     wall21 = [r for r in data["audit"] if r["wall"] == "21 Sensitivity"][0]
     assert "hardware.peak_flop_per_s" in wall21["metric"]    # compute binds (seed 003 summary: Wall 1)
+    # where the step goes (scenarios.training_breakdown): the scenario's step time, its parts named
+    step = [r for r in data["audit"] if r["wall"] == "Step time"][0]
+    assert step["metric"].startswith(f"{outs['step_time_s']:,.4g} s = GEMMs ")
+    assert "DP exposed" in step["metric"] and step["status"].startswith("largest: GEMMs")
 
 
 def test_evaluate_limits_exit_3_and_grid(capsys):

@@ -52,7 +52,7 @@ def _worst(*gs: float | None) -> float | None:
 
 
 
-def audit(row: Mapping[str, Any], space, *, sensitivity_binding=None) -> pd.DataFrame:
+def audit(row: Mapping[str, Any], space, *, sensitivity_binding=None, eff=None) -> pd.DataFrame:
     """Seed 003's full-stack summary for one evaluated configuration.
 
     Args:
@@ -61,13 +61,15 @@ def audit(row: Mapping[str, Any], space, *, sensitivity_binding=None) -> pd.Data
       space: the ``Space`` it was evaluated in (scenario, catalog, limits).
       sensitivity_binding: optional ``sensitivity.Binding`` of the first
         objective (wall 21 row).
+      eff: the ``Efficiency`` the row was evaluated with (None: the defaults), for the
+        step-time (training) and latency (serving) breakdowns.
 
     Returns:
       DataFrame with `AUDIT_COLUMNS`: domain, wall ("14 Communication"), the key
       metric in human units, and status ("binding", "not binding", "VIOLATED",
       "largest loss", ...).  Limits within 10 % count as binding.
     """
-    rows = _audit_training(row, space) if space.scenario == "training" else _audit_serving(row, space)
+    rows = _audit_training(row, space, eff) if space.scenario == "training" else _audit_serving(row, space, eff)
     if sensitivity_binding is not None:
         b = sensitivity_binding
         at = next((i for i, r in enumerate(rows) if r[1].startswith("22")), len(rows))
@@ -89,7 +91,7 @@ def _loss_status(name: str, factors: dict[str, float]) -> str:
     return f"largest loss ({loss:.0f} %)" if name == worst else f"loss {loss:.0f} %"
 
 
-def _audit_training(row, space) -> list[tuple]:
+def _audit_training(row, space, eff=None) -> list[tuple]:
     from .._types import BOTTLENECKS, BYTES_PER_ELEMENT, PRECISIONS
     from ..scenarios import OPTIMIZER_BYTES_PER_PARAM
     from ..walls import algorithm, analysis, data, fleet, ops
@@ -109,6 +111,7 @@ def _audit_training(row, space) -> list[tuple]:
             f"per-device step {bound}-bound, {step:.3g} s/step on {hw['name']} "
             f"({_h(peak, 'flop_rate', 'TFLOP/s', '{:,.0f}')} {row['precision']})",
             f"binding at the node ({bound})" if bound in BOTTLENECKS else bound)]
+    out += _training_budget(row, space, eff)
     mem, cap = float(row["memory_per_accelerator_bytes"]), float(hw["mem_capacity_bytes"])
     reserve = float(row.get("memory_reserve_frac", 0.0) or 0.0)      # HBM held back from the fit
     usable = (f", {_h(cap * (1 - reserve), 'bytes', 'GB', '{:.1f}')} usable at memory_reserve_frac "
@@ -172,7 +175,7 @@ def _audit_training(row, space) -> list[tuple]:
     return out
 
 
-def _audit_serving(row, space) -> list[tuple]:
+def _audit_serving(row, space, eff=None) -> list[tuple]:
     from ..walls import node
     from .report import _h
 
@@ -209,34 +212,61 @@ def _audit_serving(row, space) -> list[tuple]:
     out.append(("Ops", "18 Sustainability", f"{_h(float(row['carbon_kg']), 'carbon', 'tCO2e', '{:,.1f}')} "
                 f"({float(row['carbon_per_mtok_kg']):.3g} kg/Mtok; {region['name']}: "
                 f"{float(region['carbon_gco2e_per_kwh']):g} g/kWh)", _limit_status(_g(row, "limit:carbon_kg"))))
-    out[1:1] = _serving_budget(row, space)
+    out[1:1] = _serving_budget(row, space, eff)
     return out
 
 
-def _serving_params(row, space):
-    """ServingParams of one audit row (inverse of point.evaluation._param_frame), float64."""
+def _params_of(row, space):
+    """The scenario's Params of one audit row (inverse of point.evaluation._param_frame), float32;
+    None when the row does not carry every parameter (a hand-made row)."""
     import jax.numpy as jnp
 
     from ..scenarios import params_from_dict, schema
     from ..space.spec import column_name
+    sc = space.scenario
+    specs = schema.PARAMS[sc]
+    if not all(name in row or column_name(sc, name) in row for name in specs):
+        return None
     values = {}
-    for name, spec in schema.SERVING_PARAMS.items():
-        v = row[name] if name in row else row[column_name("serving", name)]
+    for name, spec in specs.items():
+        v = row[name] if name in row else row[column_name(sc, name)]
         if spec.kind == "catalog":
             values[name] = space.catalog.index(spec.catalog_kind, str(v))
         elif spec.kind == "choice":
             values[name] = spec.choices.index(str(v))
         else:
             values[name] = jnp.asarray(float(v), jnp.float32)
-    return params_from_dict("serving", values)
+    return params_from_dict(sc, values)
 
 
-def _serving_budget(row, space) -> list[tuple]:
+def _training_budget(row, space, eff) -> list[tuple]:
+    """Where the step's time goes (scenarios.training_breakdown): one audit row, its largest term named."""
+    from ..scenarios.efficiency import DEFAULT_EFFICIENCY
+    import jax.numpy as jnp
+
+    from ..scenarios import STATIC_OPTION_PARAMS, static_options
+    from ..scenarios.training_breakdown import PARTS, breakdown, format_breakdown
+
+    p = _params_of(row, space)
+    if p is None or "micro_batch_seqs" not in row:
+        return []
+    p = p._replace(micro_batch_size=jnp.asarray(float(row["micro_batch_seqs"]), jnp.float32))  # the row's choice
+    opts = static_options("training", {k: [float(getattr(p, k))] for k in STATIC_OPTION_PARAMS["training"]})
+    bd = breakdown(p, space.catalog.tables(), DEFAULT_EFFICIENCY if eff is None else eff, **opts)
+    label, value = max(((lab, float(getattr(bd, f))) for f, lab in PARTS), key=lambda kv: kv[1])
+    step = float(bd.step_s)
+    return [("Node", "Step time", format_breakdown(bd), f"largest: {label} ({100 * value / step:.0f} %)")]
+
+
+def _serving_budget(row, space, eff=None) -> list[tuple]:
     """Where each millisecond of the P99 TTFT and the P99 ITL goes (scenarios.serving.breakdown)."""
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
     from ..scenarios.serving import breakdown
 
-    b = breakdown(_serving_params(row, space), space.catalog.tables(), DEFAULT_EFFICIENCY)
+    p = _params_of(row, space)
+    if p is None:
+        return []
+    b = breakdown(p, space.catalog.tables(), DEFAULT_EFFICIENCY if eff is None else eff)
     ms = lambda x: 1e3 * float(x)                                   # noqa: E731
 
     def parts(items):

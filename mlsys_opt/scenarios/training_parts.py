@@ -195,6 +195,13 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     llm-foundry's MPT ties the head to wte and calls F.linear; DeepSeek-V3 §3.3.1 keeps "the
     embedding module, the output head" in their original precision.
     """
+    t_gemm, t_head, t_attn = kernel_times(eta_gemm, c, eff, s)
+    return s.flop_gpu / floor_pos(c.peak * (t_gemm + t_head + t_attn), 1e-30)
+
+
+def kernel_times(eta_gemm, c: Common, eff: Efficiency, s: Setup):
+    """(GEMMs, LM head, attention core): each kernel family's FLOP time per step at its own rate, s
+    (`_with_attention_kernel`'s terms; their shares split the step's matmul time in the breakdown)."""
     flash = 1.0 - s.eager
     a = eff.achievable
     # FlashAttention-1-generation kernels (kernels = fa1 / fa1_eager): FLASH1_OF_FLASH2 of the FA2 rate
@@ -205,10 +212,9 @@ def _with_attention_kernel(eta_gemm, c: Common, eff: Efficiency, s: Setup):
     # the LM head at the 16-bit peak (0 change at 16 bits; see the docstring)
     f_head = jnp.clip(s.head_flop_gpu, 0.0, s.flop_gpu - f_attn)
     peak_head = jnp.minimum(c.peak_16bit, c.peak)
-    t_unit = ((s.flop_gpu - f_attn - f_head) / (c.peak * floor_pos(eta_gemm, 1e-6))
-              + f_head / (peak_head * floor_pos(eta_gemm, 1e-6))
-              + f_attn / (peak_attn * floor_pos(eta_attn, 1e-6)))
-    return s.flop_gpu / floor_pos(c.peak * t_unit, 1e-30)
+    return ((s.flop_gpu - f_attn - f_head) / (c.peak * floor_pos(eta_gemm, 1e-6)),
+            f_head / (peak_head * floor_pos(eta_gemm, 1e-6)),
+            f_attn / (peak_attn * floor_pos(eta_attn, 1e-6)))
 
 
 class Reliability(NamedTuple):

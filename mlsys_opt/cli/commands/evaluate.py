@@ -179,7 +179,7 @@ def cmd_evaluate(args) -> int:
         sens = sensitivity(space, _config_of(space, row, params), outputs=[_first_objective(space)],
                            eff=_eff(args), tables=space.catalog.tables())
         binding = find_binding(_levers(sens), _first_objective(space))
-    audit = audit_table.audit(row, space, sensitivity_binding=binding)
+    audit = audit_table.audit(row, space, sensitivity_binding=binding, eff=_eff(args))
     figure, failed = None, ""          # a figure that cannot be written: the audit is still printed, exit 2
     if args.figure:
         from ..plots import evaluation_figure
