@@ -74,6 +74,8 @@ def main(argv=None) -> int:
     df = C.validate(calibrated=cal.eff, rows=rows)
     plan = C.build(rows)
     diag = C.diagnostics(cal.eff, plan)
+    # where each training row's step goes in the model (printed under the rows that miss most)
+    diag = diag.join(C.step_breakdowns(cal.eff, plan))
     print()
     print(C.format_validation_table(df))
     print("\ncandidate parameters: the fit rows each measures (its leading elasticity), their sources and "
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
           "Gauss-Newton, large = the rows do not pin it down):")
     print(cal.sensitivity.to_string(float_format=lambda x: f"{x:.4g}"))
     print("\nper row (calibrated model): memory per accelerator vs HBM, feasible, predicted bottleneck")
-    print(diag.to_string(float_format=lambda x: f"{x:.1f}"))
+    print(diag.drop(columns="step").to_string(float_format=lambda x: f"{x:.1f}"))
     mem = C.memory_check(rows, diag)
     if len(mem):
         print("\n" + C.format_memory_check(mem, f"memory per accelerator vs the published peak ({len(mem)} rows "

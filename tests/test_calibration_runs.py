@@ -24,8 +24,8 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (313, 31) and len(published) == 344
-    assert len({r.id for r in published}) == 344                       # ids are unique
+    assert (len(train), len(serve)) == (321, 31) and len(published) == 352
+    assert len({r.id for r in published}) == 352                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
@@ -36,13 +36,14 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 344 and len(ok) >= 321
+    assert len(ok) + len(skipped) == 352 and len(ok) >= 329
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
     assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner",
                                  "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn",
-                                 "korth22", "megascale24", "amd25", "intel119", "olmo24", "ibm_fmsfsdp"))
+                                 "korth22", "megascale24", "amd25", "intel119", "olmo24", "ibm_fmsfsdp",
+                                 "together26"))
                for r in why)                                             # every training row is evaluated
     catalog = load_catalog()
     for r in ok:
@@ -128,11 +129,13 @@ def test_documented_overlap_rows(published):
     the 512-GPU GPT-3 row, whose figure the table links to MLPerf, where NVIDIA's config sets TP_COMM_OVERLAP);
     Korthikanti et al. 2022 §6.3 ('we do not use any overlapping of gradient all-reduces') -> DP overlap 0;
     MegaScale (Jiang et al. 2024): its Megatron-LM baseline at commit 285068c8 has no overlap flags -> DP and TP
-    overlap 0; MegaScale itself: TP overlap 1 (§3.2, Figure 3c), DP overlap 1 - 1/(2v) = 0.917 (§3.2, v = 6)."""
+    overlap 0; MegaScale itself: TP overlap 1 (§3.2, Figure 3c), DP overlap 1 - 1/(2v) = 0.917 (§3.2, v = 6);
+    Together AI's runs of the Megatron-Bridge recipes (their logs print overlap_grad_reduce / overlap_param_gather
+    true) -> DP overlap 1."""
     data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
     documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022",
-                  "megascale_2024"}
+                  "megascale_2024", "together_dgxc_2026"}
     assert {r.source_key for r in rows} == documented
 
     def dp_overlap(r):

@@ -60,7 +60,7 @@ from .fit import (
            synthetic_rows,
 )
 from .heldout import (DATASETS, Dataset, dataset, diagnostics, format_loso, format_memory_check, leave_one_source_out,
-                      memory_check, summarize_loso)
+                      memory_check, step_breakdowns, summarize_loso)
 from .report import (
            check_targets,
            format_validation_table,
@@ -123,7 +123,7 @@ __all__ = [
            "to_scenario",
            "validate",
            "DATASETS", "Dataset", "dataset", "diagnostics", "format_loso", "leave_one_source_out", "memory_check",
-           "format_memory_check", "summarize_loso",
+           "format_memory_check", "step_breakdowns", "summarize_loso",
            "ORGANISATIONS", "TRAINING_RUNS_PATH", "SERVING_RUNS_PATH", "Unevaluable", "evaluable", "load_runs",
            "TRAINING_MAP", "SERVING_MAP", "Rule", "to_settings", "MEASURED", "read_measurements",
 ]

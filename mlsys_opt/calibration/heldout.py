@@ -105,6 +105,20 @@ def diagnostics(eff: Efficiency, plan: Plan) -> pd.DataFrame:
     return pd.DataFrame(out).set_index("id")
 
 
+def step_breakdowns(eff: Efficiency, plan: Plan) -> pd.Series:
+    """Per training row (its first evaluation): where the model's step goes, as one line
+    (scenarios.training_breakdown.format_breakdown), indexed by row id; one jitted call."""
+    from ..scenarios.training_breakdown import breakdown, format_breakdown
+    if "training" not in plan.batch.params:
+        return pd.Series(dtype=object, name="step")
+    bd = jax.tree_util.tree_map(np.asarray, breakdown(plan.batch.params["training"], plan.batch.tables, eff))
+    ids = [rid for rid, sc, _ in plan.evaluations if sc == "training"]
+    first = {}
+    for i, rid in enumerate(ids):
+        first.setdefault(rid, i)
+    return pd.Series({rid: format_breakdown(bd, i) for rid, i in first.items()}, name="step")
+
+
 def memory_check(rows: Sequence[Measurement], diag: pd.DataFrame) -> pd.DataFrame:
     """The predicted memory per accelerator (`diagnostics`) against the rows that publish their peak
     (measured ``memory_gib``): id, source, measured_gib, predicted_gib, error_pct.  The published figure
@@ -232,7 +246,8 @@ def format_loso(df: pd.DataFrame, diag: pd.DataFrame | None = None, *, worst: in
     lines = []
     d = df.copy()
     if diag is not None:
-        d = d.join(diag[["feasible", "bottleneck", "memory_gib", "capacity_gib"]], on="id")
+        d = d.join(diag[[c for c in ("feasible", "bottleneck", "memory_gib", "capacity_gib", "step")
+                         if c in diag.columns]], on="id")
     if every_row:
         cols = {"id": "id", "source": "source", "metric": "metric", "measured": "measured",
                 "default_error_pct": "default%", "heldout_error_pct": "held-out%"}
@@ -268,6 +283,9 @@ def format_loso(df: pd.DataFrame, diag: pd.DataFrame | None = None, *, worst: in
         extra = f", {r.bottleneck}-bound" if diag is not None else ""
         lines.append(f"  {r.id} [{r.source}] {r.metric}: {r.heldout_error_pct:+.1f} % (default "
                      f"{r.default_error_pct:+.1f} %{extra})")
+        step = getattr(r, "step", None)
+        if isinstance(step, str):           # diag joined with step_breakdowns: the model's step of that row
+            lines.append(f"      model step: {step}")
     if len(skipped):
         lines += ["", f"not evaluated ({len(skipped)} rows):"]
         lines += [f"  {i}: {why}" for i, why in skipped]

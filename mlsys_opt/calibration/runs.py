@@ -61,7 +61,7 @@ ORGANISATIONS = {
     "mlperf_v31_habana": "Intel (Habana Labs)", "flashattn_training_2023": "Stanford HazyResearch (T. Dao)",
     "megascale_2024": "ByteDance", "amd_pytorch_training_2502": "AMD",
     "intel_gaudi2_modelperf_119": "Intel (Habana Labs)", "olmo_core_2024": "Allen Institute for AI (Ai2)",
-    "ibm_fms_fsdp_2024": "IBM",
+    "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",

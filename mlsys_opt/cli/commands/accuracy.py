@@ -49,6 +49,8 @@ def cmd_validate(args) -> int:
     df = C.validate(calibrated=eff, rows=rows)
     plan = C.build(rows)
     diag = C.diagnostics(eff, plan)
+    if getattr(args, "measurements", None):     # your runs: where the model's step of each goes (one more compile)
+        diag = diag.join(C.step_breakdowns(eff, plan))
     loo_by = getattr(args, "loo", None)
     loo = loso = None
     if loo_by == "row":
@@ -80,7 +82,12 @@ def cmd_validate(args) -> int:
     _out("predicted bottleneck (calibrated): " + ", ".join(f"{k} {v}" for k, v in diag["bottleneck"].value_counts().items()))
     _out()
     _out("per row (calibrated model): memory per accelerator vs HBM, feasible, predicted bottleneck")
-    _out(diag.to_string(float_format=lambda x: f"{x:.1f}"))
+    _out(diag.drop(columns="step", errors="ignore").to_string(float_format=lambda x: f"{x:.1f}"))
+    if "step" in diag.columns:
+        _out()
+        _out("where each training row's step goes in the model (calibrated; scenarios.training_breakdown):")
+        for rid, step in diag["step"].dropna().items():
+            _out(f"  {rid}: {step}")
     if len(mem):
         _out()
         _out(C.format_memory_check(mem, f"peak memory per accelerator vs measured ({len(mem)} rows with memory_gib)"))
