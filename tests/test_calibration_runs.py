@@ -24,8 +24,8 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (321, 31) and len(published) == 352
-    assert len({r.id for r in published}) == 352                       # ids are unique
+    assert (len(train), len(serve)) == (346, 31) and len(published) == 377
+    assert len({r.id for r in published}) == 377                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
@@ -36,14 +36,14 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 352 and len(ok) >= 329
+    assert len(ok) + len(skipped) == 377 and len(ok) >= 354
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
     assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner",
                                  "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn",
                                  "korth22", "megascale24", "amd25", "intel119", "olmo24", "ibm_fmsfsdp",
-                                 "together26"))
+                                 "together26", "hfus_"))
                for r in why)                                             # every training row is evaluated
     catalog = load_catalog()
     for r in ok:
@@ -63,9 +63,10 @@ def test_training_conventions_are_convention_free_first(published):
     longseq = next(r for r in published if r.id == "nemo_longseq_h100_llama2_7b_s4k_n4")
     t = R.plan_setup_row(longseq).targets[0]      # TFLOP/s only: MFU x the catalog peak at the row's precision
     peak = load_catalog().entry("accelerators", "h100_sxm")["peak_fp8_flop_per_s"] / 1e12
-    # NeMo's formula of that date counts the full s² square: × (6P + 12·L·a·d·s)/(6P + 12·L·a·d·s·f)
-    p, attn = 6.74e9 * 6.0, 12.0 * 32 * 32 * 128 * 4096.0
-    r = (p + attn) / (p + attn * (1.0 - 4095.0 / 8192.0))
+    # NeMo's formula of that date counts the full s² square and the vocabulary matrix once (no input embedding):
+    # × (6(P - V·h) + 12·L·a·d·s)/(6P + 12·L·a·d·s·f)
+    p, attn, emb = 6.74e9 * 6.0, 12.0 * 32 * 32 * 128 * 4096.0, 6.0 * 32000 * 4096
+    r = (p - emb + attn) / (p + attn * (1.0 - 4095.0 / 8192.0))
     assert t.metric == "model_tflops_per_gpu" and t.coef == pytest.approx(peak * r) and t.num == (((0, "mfu"), 1.0),)
 
 
@@ -85,6 +86,29 @@ def test_attention_flop_count_ratio():
     assert R.attention_count_ratio({"seq_len": s, "attention_flop_count": "full_square"}, entry) == pytest.approx(want)
     with pytest.raises(MlsysOptError, match="attention_flop_count: 'half'.*allowed: causal_half, full_square"):
         R.attention_count_ratio({"seq_len": s, "attention_flop_count": "half"}, model)
+
+
+def test_embedding_flop_count_ratio():
+    """Hand-computed: Llama 3 8B (8.03e9 params, untied 128,256 x 4,096, 32 layers, 32 heads of 128) at s = 8,192:
+    a source counting the vocabulary matrix once (NeMo, Megatron-Bridge, nanotron) reports 6·(P - V·h) + A."""
+    model = {"n_active_params": 8.03e9, "n_layers": 32, "n_heads": 32, "head_dim": 128, "vocab_size": 128256,
+             "hidden_dim": 4096, "tied_embeddings": False}
+    s = 8192.0
+    attn = 12.0 * 32 * 32 * 128 * s * (1.0 - (s - 1.0) / (2.0 * s))
+    ours = 6 * 8.03e9 + attn
+    want = (ours - 6 * 128256 * 4096) / ours
+    assert R.flop_count_ratio({"seq_len": s, "embedding_flop_count": "excluded"}, model) == pytest.approx(want)
+    assert want == pytest.approx(0.9423, abs=1e-4)                      # the input table: 5.8 % of the count
+    assert R.flop_count_ratio({"seq_len": s}, model) == 1.0
+    assert R.flop_count_ratio({"seq_len": s, "embedding_flop_count": "excluded"},
+                              model | {"tied_embeddings": True}) == 1.0  # tied: the one matrix is the head
+    # both conventions: the full square and no input embedding
+    full = 12.0 * 32 * 32 * 128 * s
+    both = R.flop_count_ratio({"seq_len": s, "embedding_flop_count": "excluded", "attention_flop_count": "full_square"},
+                              model)
+    assert both == pytest.approx((6 * 8.03e9 - 6 * 128256 * 4096 + full) / ours)
+    with pytest.raises(MlsysOptError, match="embedding_flop_count: 'no'.*allowed: counted, excluded"):
+        R.flop_count_ratio({"seq_len": s, "embedding_flop_count": "no"}, model)
 
 
 def test_training_mapping_table():

@@ -25,7 +25,9 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation: IBM's fms-fsdp README tables (eager 4ffb9bd = the PyTorch blog, compiled ed74fd5)
                "ibm_fms_fsdp_2024": ("IBM", 8),
                # a held-out organisation: Together AI's B200 runs of NVIDIA's DGX Cloud recipes (Megatron-Bridge)
-               "together_dgxc_2026": ("Together AI", 8)}
+               "together_dgxc_2026": ("Together AI", 8),
+               # a held-out organisation: Hugging Face's Ultra-Scale Playbook heatmap (nanotron, 1-64 nodes of 8 H100)
+               "hf_ultrascale_2025": ("Hugging Face", 25)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands

@@ -44,15 +44,15 @@ def test_balanced_critical_stage_reference_values():
                                                             ["n_layers"]) == L
         tokens = 2048.0 * (2048.0 if k == 0 else 8192.0)
         head = 6.0 * tokens * v * h
-        body = f[k] * n[k] - head * (pp - 1.0)           # stage_balance = off: even share + head·(pp-1)/N
-        middle = body * (L + 2.0) / L
-        last = body * ((L + 2.0) / pp - 1.0) * pp / L + head * (pp - 1.0)
+        trunk = f[k] * n[k] - head * pp                 # stage_balance = off: the trunk's even share + the head
+        middle = trunk * (L + 2.0) / L                   # HFUS: a middle stage runs none of the head
+        last = trunk * ((L + 2.0) / pp - 1.0) * pp / L + head * pp
         assert f[k + 1] * n[k + 1] == pytest.approx(max(middle, last), rel=1e-12)
         if k == 0:
             assert last > middle * 1.04                 # BLOOM: the head stage binds, by ~5 %
         else:
             assert middle > last                         # Llama 3: unchanged rule (L + 2)/pp
-            assert f[k + 1] * n[k + 1] == pytest.approx(body * 128.0 / 126.0, rel=1e-12)
+            assert f[k + 1] * n[k + 1] == pytest.approx(trunk * 128.0 / 126.0, rel=1e-12)
 
 
 def test_balanced_head_stage_batched_equals_scalar_and_finite():

@@ -125,8 +125,9 @@ def test_model_flops_and_critical_stage_reference_values():
     head = 6.0 * tokens * V * H
     mtp = 6.0 * tokens * 1_612_906_496 + 4096 * attn_seq_layer
     n, pp = 256.0, 8.0
-    middle = body * 8 / 61 * pp / n
-    last = (body * 5 / 61 * pp + head * (pp - 1) + mtp * pp) / n
+    trunk = body - head                                    # HFUS: the head runs on the last rank only
+    middle = trunk * 8 / 61 * pp / n
+    last = (trunk * 5 / 61 * pp + head * pp + mtp * pp) / n
     assert last > middle                                   # the MTP rank is critical (~8.9 layer-equivalents)
     assert float(s.flop_gpu[0]) == pytest.approx(max(middle, last), rel=1e-12)
     assert float(s.ep_layers_stage[0]) == 6.0              # 5 decoder layers + the MTP block, all MoE

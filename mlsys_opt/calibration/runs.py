@@ -61,7 +61,7 @@ ORGANISATIONS = {
     "mlperf_v31_habana": "Intel (Habana Labs)", "flashattn_training_2023": "Stanford HazyResearch (T. Dao)",
     "megascale_2024": "ByteDance", "amd_pytorch_training_2502": "AMD",
     "intel_gaudi2_modelperf_119": "Intel (Habana Labs)", "olmo_core_2024": "Allen Institute for AI (Ai2)",
-    "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI",
+    "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI", "hf_ultrascale_2025": "Hugging Face",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
@@ -146,8 +146,10 @@ def plan_setup_row(row: Measurement, catalog=None) -> RowPlan:
     catalog = _catalog_with(catalog, entries if scenario == "serving" else {})
     flags = list(mapped.flags)
     if scenario == "training":
-        full = setup.get("attention_flop_count") not in (None, "causal_half")
-        ratio = attention_count_ratio(setup, entry if entry is not None or not full else catalog.entry("models", name))
+        convention = (setup.get("attention_flop_count") not in (None, "causal_half")
+                      or setup.get("embedding_flop_count") not in (None, "counted"))
+        ratio = flop_count_ratio(setup, entry if entry is not None or not convention
+                                 else catalog.entry("models", name))
         evals, found = _training_target(row, settings, catalog, flags, ratio)
     else:
         evals, found = _serving_target(row, setup, settings, catalog, flags)
@@ -213,10 +215,52 @@ def attention_count_ratio(setup: dict, model) -> float:
     return (6.0 * p_active + attn) / (6.0 * p_active + attn * f)
 
 
+EMBEDDING_FLOP_COUNTS = ("counted", "excluded")
+
+
+def flop_count_ratio(setup: dict, model) -> float:
+    """Source FLOP count / the scenario's model FLOPs, for mfu and tflops_per_gpu rows: the attention
+    convention (`attention_count_ratio`) and the input-embedding one together.
+
+    The scenario's model FLOPs count 6 FLOP per parameter and token, the untied input embedding
+    included (6·P, PaLM App. B).  A source whose formula counts the vocabulary matrix once, as the
+    logit GEMM, and the input lookup not at all (setup.embedding_flop_count = "excluded") reports
+    F_src = 6·(P - E)·T + attention, E = V·h for an untied model (0 tied), so its MFU and TFLOP/s
+    are ours × r, r = (6·(P - E) + A_src)/(6·P + A) (A_src: attention_count_ratio's count).  Read in
+    the code: NeMo `flops_formulas.llama3` / `perf_metrics._llama2` (`6 * vocab_size / (layers * hs)`:
+    one 6·B·s·h·V term), Megatron-Bridge `flop_utils.transformer_flops` (`# Logit.` 3·2·h·V), AMD's
+    pytorch-training-benchmark `estimate_flops_per_token` (one V×E matmul), nanotron `get_flops`
+    (`lm_head_flops_fwd`, no embedding term).  "counted" (or absent) = the scenario's count.
+    Example: Llama 3 8B at s = 8192, causal half: r = 1 - 6·0.525e9/(6·8.03e9 + A) = 0.942.
+    """
+    count = str(setup.get("embedding_flop_count") or "counted")
+    if count not in EMBEDDING_FLOP_COUNTS:
+        raise MlsysOptError(f"setup.embedding_flop_count: {count!r} (allowed: {', '.join(EMBEDDING_FLOP_COUNTS)})")
+    r = attention_count_ratio(setup, model)
+    if count == "counted" or model is None:
+        return r
+
+    def get(*keys, default=None):
+        for k in keys:
+            if k in model and model[k] not in (None, ""):
+                return model[k]
+        return default
+
+    if bool(get("tied_embeddings", default=False)):
+        return r
+    seq = float(setup.get("seq_len") or 1)
+    p_active = float(get("n_active_params", "active_params", "params"))
+    emb = float(get("vocab_size", "vocab")) * float(get("hidden_dim", "hidden"))
+    attn = 12.0 * float(get("n_layers", "layers")) * float(get("n_heads", "heads")) * float(get("head_dim")) * seq
+    f = 1.0 - max(seq - 1.0, 0.0) / (2.0 * seq)
+    ours = 6.0 * p_active + attn * f
+    return (r * ours - 6.0 * emb) / ours
+
+
 def _training_target(row, settings, catalog, flags, flop_ratio: float = 1.0):
     """(evaluations, [(metric, measured, coef, (num, den), note), ...]) in TRAIN_METRICS order.
 
-    flop_ratio: `attention_count_ratio` of the row; multiplies the predicted mfu / tflops_per_gpu."""
+    flop_ratio: `flop_count_ratio` of the row; multiplies the predicted mfu / tflops_per_gpu."""
     n = float(settings.get("n_accelerators", 1))
     gb, seq = float(settings.get("global_batch", 1)), float(settings.get("seq_len", 1))
     settings.setdefault("n_tokens", 1000.0 * gb * seq)
@@ -237,14 +281,14 @@ def _training_target(row, settings, catalog, flags, flop_ratio: float = 1.0):
             out.append((metric, v, gb * seq, (one, step), "G·s/step"))
         elif metric == "mfu":
             out.append((metric, v, flop_ratio, mfu, "MFU, PaLM App. B FLOP count"
-                        + (f" × {flop_ratio:.3f} (the source counts the full s² square)" if flop_ratio != 1.0 else "")))
+                        + (f" × {flop_ratio:.3f} (the source's FLOP count)" if flop_ratio != 1.0 else "")))
         elif metric == "tflops_per_gpu":
             hw = catalog.entry("accelerators", settings["hardware"])
             prec = settings.get("precision", schema.TRAINING_PARAMS["precision"].default)
             peak = float(hw[f"peak_{prec}_flop_per_s"]) / 1e12
             out.append(("model_tflops_per_gpu", v, peak * flop_ratio, mfu,
                         "model TFLOP/s = MFU·peak (PaLM FLOP count" + (
-                            f") × {flop_ratio:.3f} (the source counts the full s² square)" if flop_ratio != 1.0
+                            f") × {flop_ratio:.3f} (the source's FLOP count)" if flop_ratio != 1.0
                             else "; the source may count attention differently)")))
         elif metric == "time_to_train_days":
             if "n_tokens" not in (row.setup or {}):

@@ -297,6 +297,7 @@ CONTEXT_KEYS = {
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
     "chunked_prefill": "see chunk_size", "name": "context",
     "attention_flop_count": "decides the compared quantity (runs.attention_count_ratio)",
+    "embedding_flop_count": "decides the compared quantity (runs.flop_count_ratio)",
     "pack_sample_into_one": "InternEvo sample packing (context)",
 }
 

@@ -122,16 +122,19 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
       (torchtitan per-op SAC): op_frac = walls.saved_activations.op_sac_recompute_fraction of the forward
       GEMMs, wk/wo/w3 of a Llama block, + eager's attention core forward),
       × recompute_flop_scale for the extras.  Per GPU: /N, except the LM head (6·V·h·T), which
-      the last pipeline stage runs alone unless stage_balance = on: + head·(pp - 1)/N.
+      the last pipeline stage runs alone: head·pp/N there, 0 on a middle stage (stage_balance = on
+      or last_stage_layers, when a middle stage is the slowest; HFUS, issue 12: the head's even
+      share used to stay on the middle stage, ~14 % of nanotron's 1.34B pp2 step).
     - DSV3 (issue 12; catalog/shapes.py): the attention core is core_head_dim = ((d + r) + d_v)/2 wide per
       head (MLA: Q·Kᵀ over 192, P·V over 128); MTP (DeepSeek-V3 §2.2) adds, on the last stage only,
       6·T·P_mtp (its block, 2·h² projection and LM-head pass) + its attention core, to the hardware and
       the model FLOPs (Megatron-Core num_floating_point_operations: mtp_num_layers); last_stage_layers = k
-      > 0 puts k layers on the last rank and (L - k)/(pp - 1) on the others, the critical stage being the
-      larger of a middle rank (body·k_mid/L) and the last (body·k/L + head·(pp-1)/pp + MTP) per stage;
+      > 0 puts k layers on the last rank and ⌈(L - k)/(pp - 1)⌉ on the busiest other one, the critical stage being the
+      larger of a middle rank (trunk·k_mid/L, trunk = every FLOP but the head's) and the last
+      (trunk·k/L + head + MTP) per stage;
       ep_layers_stage = min(layers of the critical stage (+ MTP on the last), L - dense_layers + MTP):
       the leading dense layers dispatch no tokens.  Every term is exactly 0 / unchanged without the fields.
-      DSV3EP: ep_layer_frac = (body·pp/(L·n))/flop_gpu, one layer's share of the critical stage's FLOPs (the
+      DSV3EP: ep_layer_frac = (trunk·pp/(L·n))/flop_gpu, one layer's share of the critical stage's FLOPs (the
       EP overlap window is its MoE layers' compute); ep_alt_layers = min(k_mid, L - k - dense_layers) when the
       layout's last rank is FLOP-critical, else 0 (a middle rank that may be slower with its EP time).
     """
@@ -200,7 +203,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # DeepSeek-V3 pipeline_model_parallel_layout) puts k layers on the last rank, (L - k)/(pp - 1) on each other one
     k_last = jnp.clip(p.last_stage_layers * one, 0.0, layers)
     layout = (k_last > 0.0) & (pp > 1.0)
-    k_mid = (layers - k_last) / floor_pos(pp - 1.0, 1.0)
+    # a stage holds whole layers: the other ranks' (L - k)/(pp - 1) rounded up on the busiest one (HFUS, issue 12:
+    # nanotron's 80 layers over 16 stages, 3 on the last, give two ranks 6, not 5.13; torchtitan's 126 over 8 -> 16)
+    k_mid = jnp.ceil((layers - k_last) / floor_pos(pp - 1.0, 1.0) - 1e-6)
     stage_scale = jnp.where(layout, k_mid * pp / floor_pos(layers, 1.0), stage_scale)
     layers_first = jnp.where(layout, jnp.maximum(k_mid, k_last), layers_first)   # the larger stage, first's in-flight
     zs = p.zero_stage * one
@@ -293,7 +298,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # MISC (issue 12): with stage_balance = on the last stage ((L + 2)/pp - 1 layers + the LM head, which the
     # even share holds 1/pp of) is the critical one when the head outweighs a layer (BLOOM: 250,880 x 14,336,
     # ~1.5 layers); otherwise a middle stage ((L + 2)/pp layers) is, as before
-    body = dense + attn + extra
+    # HFUS (issue 12): the LM head runs on the last stage only, so the stages share the trunk (every FLOP but
+    # the head's) and the last adds the whole head; a middle critical stage carries none of it
+    trunk = dense + attn + extra - head
     last_scale = jnp.where(split, jnp.maximum((layers + 2.0) / pp - 1.0, 0.0) * pp / floor_pos(layers, 1.0), 1.0)
     # DSV3: with a layout the last rank's k layers + the LM head + the MTP modules (Megatron-Core builds them in
     # the last stage's post-process) race the middle ranks' (L - k)/(pp - 1) layers
@@ -302,21 +309,21 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     mtp_stage = (6.0 * tokens * c.mtp_params + mtp_attn) * pp     # per-GPU × n: all on the last rank
     # (the head's GEMMs count at their own rate: FP8 training keeps them in 16 bits [training_parts._with_attention_kernel])
     head_slow = (c.peak / floor_pos(jnp.minimum(c.peak_16bit, c.peak), 1.0) - 1.0) * head * pp
-    last_crit = (split | layout) & (body * last_scale + head * (pp - 1.0) + head_slow + mtp_stage > body * stage_scale)
+    last_crit = (split | layout) & (trunk * last_scale + head * pp + head_slow + mtp_stage > trunk * stage_scale)
     crit_scale = jnp.where(last_crit, last_scale, stage_scale)
     on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
     # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
     last_crit, on_last = materialized((last_crit, on_last), p.hardware)
-    flop_gpu = body * crit_scale / n + jnp.where(on_last, (head * (pp - 1.0) + mtp_stage) / n, 0.0)
+    flop_gpu = trunk * crit_scale / n + jnp.where(on_last, (head * pp + mtp_stage) / n, 0.0)
     # MoE layers on the critical stage (expert dispatch [communication()]): the dense_layers lead the model (first
     # stage); the MTP block is MoE like the last layer (Megatron-Core mtp spec = the last layer's)
     crit_layers = jnp.where(layout, jnp.where(last_crit, k_last, k_mid), layers / pp) + jnp.where(
         on_last, c.mtp_layers, 0.0)
     ep_layers_stage = jnp.minimum(crit_layers, layers - c.dense_layers + c.mtp_layers)
     # DSV3EP (issue 12) [communication(), walls.moe.ep_stage_exposed]: the EP overlap hides dispatch/combine only
-    # behind MoE layers' compute, body·pp/(L·n) FLOP per GPU each; a middle rank's MoE layers (the dense ones lead
+    # behind MoE layers' compute, trunk·pp/(L·n) FLOP per GPU each; a middle rank's MoE layers (the dense ones lead
     # rank 0) race a FLOP-critical last rank once their EP time is counted
-    ep_layer_frac = jnp.clip(body * pp / (floor_pos(layers, 1.0) * n) / floor_pos(flop_gpu, 1.0), 0.0, 1.0)
+    ep_layer_frac = jnp.clip(trunk * pp / (floor_pos(layers, 1.0) * n) / floor_pos(flop_gpu, 1.0), 0.0, 1.0)
     ep_alt_layers = jnp.where(layout & last_crit,
                               jnp.maximum(jnp.minimum(k_mid, layers - k_last - c.dense_layers), 0.0), 0.0)
     # the loss over the vocabulary (memory-bound, on the LM-head stage: off the critical one when balanced
@@ -334,9 +341,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                               algorithm.cross_entropy_peak_bytes(1.0, vocab_loss, p.loss_kernel, sharded))
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
     attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
-    # the LM head's GEMMs on the critical stage (its even share in body + the rest on the last stage; + each MTP
+    # the LM head's GEMMs on the critical stage (all of them on the last stage, none on a middle one; + each MTP
     # module's pass through the shared head): kept in 16 bits by FP8 training [compute(), _with_attention_kernel]
-    head_flop_gpu = head * crit_scale / n + jnp.where(on_last, head * (pp - 1.0 + c.mtp_layers * pp) / n, 0.0)
+    head_flop_gpu = jnp.where(on_last, head * pp * (1.0 + c.mtp_layers) / n, 0.0)
     w_shard = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
