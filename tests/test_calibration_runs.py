@@ -24,8 +24,8 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (346, 31) and len(published) == 377
-    assert len({r.id for r in published}) == 377                       # ids are unique
+    assert (len(train), len(serve)) == (346, 71) and len(published) == 417
+    assert len({r.id for r in published}) == 417                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
@@ -36,7 +36,7 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 377 and len(ok) >= 354
+    assert len(ok) + len(skipped) == 417 and len(ok) >= 386
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
@@ -439,3 +439,17 @@ def test_the_example_measurements_file_reproduces_the_packaged_rows():
         got = float(predict(DEFAULT_EFFICIENCY, build([mine]).batch)[0])
         want = float(predict(DEFAULT_EFFICIENCY, build([theirs]).batch)[0])
         assert got == pytest.approx(want, rel=1e-5), mine.id
+
+
+def test_offline_batch_latency_rows(published):
+    """AMD's vLLM latency runs (benchmark_latency.py: one generate() of B fixed-length prompts) compare the
+    printed end-to-end latency with the batch's prefill + output_len decode steps: the denominator of the
+    offline throughput target, so B·out/latency is the throughput the model predicts for that batch."""
+    row = next(r for r in published if r.id == "amdvllm010_lat_mi300x_llama31_70b_tp8_fp8_2048_2048_bs32")
+    plan = R.plan_setup_row(row)
+    t = plan.targets[0]
+    assert t.metric == "batch_latency_s" and t.measured == row.measured["e2e_latency_mean_s"]
+    assert t.den == ((("const", 1.0), 1.0),) and t.coef == 1.0
+    # 2048-token prompts are above MI300X's FP8 ridge: B single-prompt prefills, then 2048 decode steps at batch 32
+    assert t.num == (((1, "ttft_s"), 32.0), ((0, "itl_s"), 2048.0))
+    assert plan.evaluations[0][1]["batch"] == 32 and plan.evaluations[1][1]["batch"] == 1

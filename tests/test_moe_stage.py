@@ -101,15 +101,15 @@ def _run(rows):
 def test_scenario_window_alt_stage_and_deepep_rate_on_the_b200_row():
     """B200 row: λ = one layer's FLOPs / the last rank's, m = 6 (5 + MTP), m_a = 8 (a middle rank), the NIC at
     0.898·48 GB/s; the EP term is ep_stage_exposed of those.  With 1 layer on the last
-    rank a middle rank (60/7 layers) is FLOP-critical: its FLOPs / (60/7) are one layer's, λ = 7/60 there,
-    m_a = 0; without a layout nothing changes (m_a = 0)."""
+    rank a middle rank (⌈60/7⌉ = 9 whole layers, HFUS) is FLOP-critical: its FLOPs / 9 are one layer's, λ = 1/9
+    there, m_a = 0; without a layout nothing changes (m_a = 0)."""
     rows = [row("b200", "deepseek_v3", "ib_ndr", **B200),
             row("b200", "deepseek_v3", "ib_ndr", **(B200 | {"last_stage_layers": 0})),
             row("gb200", "deepseek_v3", "ib_ndr", **GB200),
             row("b200", "deepseek_v3", "ib_ndr", **(B200 | {"last_stage_layers": 1}))]
     _, c, s, cmp, mb, cm = _parts(rows)
-    layer_flop = float(s.flop_gpu[3]) / (60.0 / 7.0)                       # one layer's FLOPs per GPU
-    assert float(s.ep_layer_frac[3]) == pytest.approx(7.0 / 60.0, rel=1e-12)
+    layer_flop = float(s.flop_gpu[3]) / 9.0                                 # one layer's FLOPs per GPU
+    assert float(s.ep_layer_frac[3]) == pytest.approx(1.0 / 9.0, rel=1e-12)
     assert float(s.flop_gpu[0]) > 8.0 * layer_flop                         # the last rank is FLOP-critical
     assert float(s.ep_layer_frac[0]) == pytest.approx(layer_flop / float(s.flop_gpu[0]), rel=1e-12)
     assert float(s.ep_alt_layers[0]) == 8.0 and float(s.ep_alt_layers[1]) == 0.0

@@ -150,7 +150,9 @@ def test_published_peaks():
     max_memory_reserved figure (eager and compiled alike, 7.3 points apart before), the caching allocator's
     reserve that the model does not count."""
     from mlsys_opt import calibration as C
-    rows = [r for r in C.load_runs("training") if "memory_gib" in r.measured]
+    # Hugging Face's heatmap memory figure (stop 27) is left out here: it does not say whether it is allocated or
+    # reserved, and nanotron holds buffers the model does not (training_runs_README.md); validation reports it
+    rows = [r for r in C.load_runs("training") if "memory_gib" in r.measured and r.source_key != "hf_ultrascale_2025"]
     assert len(rows) >= 30 and len({r.source_key for r in rows}) >= 3
     mem = C.memory_check(rows, C.diagnostics(C.DEFAULT_EFFICIENCY, C.build(rows)))
     assert len(mem) == len(rows) and np.isfinite(mem.error_pct).all()

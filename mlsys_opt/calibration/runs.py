@@ -62,11 +62,12 @@ ORGANISATIONS = {
     "megascale_2024": "ByteDance", "amd_pytorch_training_2502": "AMD",
     "intel_gaudi2_modelperf_119": "Intel (Habana Labs)", "olmo_core_2024": "Allen Institute for AI (Ai2)",
     "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI", "hf_ultrascale_2025": "Hugging Face",
+    "amd_vllm_devdocker_2508": "AMD",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
                  "time_to_train_days", "energy_mwh")
-SERVE_METRICS = ("output_tokens_per_s", "tokens_per_s_per_gpu", "ttft_s", "itl_s")
+SERVE_METRICS = ("output_tokens_per_s", "tokens_per_s_per_gpu", "batch_latency_s", "ttft_s", "itl_s")
 # published key -> compared quantity (first present wins within each list)
 SERVE_KEYS = {"output_tokens_per_s": ("output_tokens_per_s",),
               "tokens_per_s_per_gpu": ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"),
@@ -349,7 +350,9 @@ def _serving_target(row, setup, settings, catalog, flags):
     one = ((("const", 1.0), 1.0),)
     b = float(settings["batch"])
     out = []
-    if not rate and (keys["output_tokens_per_s"] or keys["tokens_per_s_per_gpu"]):
+    # an offline batch timed end to end (vLLM benchmark_latency.py: one generate() of B fixed-length prompts)
+    batch_latency = None if rate or setup.get("batch_size") is None else _measured(row, "e2e_latency_mean_s")
+    if not rate and (keys["output_tokens_per_s"] or keys["tokens_per_s_per_gpu"] or batch_latency):
         # prefill of the batch: B prompts of p_in tokens.  Below the ridge point one prompt is
         # weight-read bound and batching them is what an engine does: one prompt of B·p_in
         # tokens (the legacy convention); above it one prompt is already compute-bound, and B
@@ -371,6 +374,9 @@ def _serving_target(row, setup, settings, catalog, flags):
         if keys["tokens_per_s_per_gpu"]:
             v = _measured(row, keys["tokens_per_s_per_gpu"])
             out.append(("tokens_per_s_per_gpu", v, b * out_len / gpus, (one, den), note))
+        elif batch_latency and not keys["output_tokens_per_s"]:
+            # the batch's prefill + out_len decode steps, the throughput's denominator itself
+            out.append(("batch_latency_s", batch_latency, 1.0, (den, one), f"{note}; e2e latency of the batch"))
         else:
             n = float(setup.get("n_accelerators") or gpus)
             out.append(("output_tokens_per_s", _measured(row, "output_tokens_per_s"), b * out_len * n / gpus,
@@ -380,7 +386,7 @@ def _serving_target(row, setup, settings, catalog, flags):
             field = q.replace("_s", "_p50_s") if rate and q.replace("_s", "_p50_s") in FIELDS["serving"] else q
             out.append((q, _measured(row, keys[q]), 1.0, ((((0, field), 1.0),), one), f"{keys[q]} vs {field}; {note}"))
     if not out:
-        raise Unevaluable(f"row {row.id!r}: no compared quantity (offline throughput or TTFT/ITL) in measured")
+        raise Unevaluable(f"row {row.id!r}: no compared quantity (offline throughput, an offline batch's latency or TTFT/ITL) in measured")
     return evals, out
 
 
