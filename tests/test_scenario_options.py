@@ -44,6 +44,29 @@ def test_trusted_walls_equal_guarded_walls_on_valid_inputs():
     assert not _masked._trusted()
 
 
+def test_trusted_safe_div_has_finite_gradients_where_it_fills():
+    """den <= 0 inside scenario_inputs: the quotient is capped at UNBOUNDED and its gradient is 0, not NaN
+    (the floor is a select: jnp.maximum's derivative multiplied the clip's zero cotangent by -num/1e-60 = inf).
+    An unstable M/G/c queue (λ = 0.1/s against μ = 0.0587/s on one server: a batch-1 replica whose request
+    takes 17 s, AMD's vLLM latency rows at the 0.1/s placeholder rate) waits UNBOUNDED with zero gradients."""
+    from mlsys_opt.walls import queueing
+
+    def trusted(f):
+        def g(v):
+            with _masked.scenario_inputs():
+                return f(v)
+        return g
+
+    for den in (0.0, -1.0, 1e-35):
+        q, g = jax.value_and_grad(trusted(lambda d: _masked.safe_div(jnp.float32(1.0), d, fill=_masked.UNBOUNDED)))(
+            jnp.float32(den))
+        assert float(q) == float(jnp.float32(_masked.UNBOUNDED)) and float(g) == 0.0
+    for field in ("mean_wait_s", "wait_p50_s", "wait_p99_s"):
+        g = jax.grad(trusted(lambda v: getattr(queueing.mgc_queue(jnp.float32(0.1), v[0], jnp.float32(1.0), v[1]),
+                                                field)))(jnp.asarray([0.0587, 0.3], jnp.float32))
+        assert np.all(np.asarray(g) == 0.0), field
+
+
 def test_static_options_from_possible_values():
     assert S.static_options("serving", {}) == {}
     # cp / tp_comm / pipeline_engine / param_sync unknown: the CP, PyTorch TP, DeepSpeed and broadcast terms traced

@@ -141,7 +141,11 @@ def safe_div(num: Array, den: Array, *, fill: float) -> jax.Array:
     """
     num, den = jnp.asarray(num), jnp.asarray(den)
     if _trusted():
-        q = jnp.clip(num / jnp.maximum(den, TRUSTED_TINY), -UNBOUNDED, UNBOUNDED)
+        # the floor as a select, not jnp.maximum: at den <= 0 the quotient's derivative in the denominator is
+        # -num/TRUSTED_TINY² = inf in float32, and the clip's zero cotangent times it is NaN; maximum's
+        # derivative multiplies that NaN by 0 (NaN), a select drops it (an unstable M/G/c queue's wait had a
+        # NaN gradient in every float parameter of the serving scenario)
+        q = jnp.clip(num / jnp.where(den > TRUSTED_TINY, den, TRUSTED_TINY), -UNBOUNDED, UNBOUNDED)
         if isinstance(fill, (int, float)) and fill >= UNBOUNDED:
             return q
         return jnp.where(den > 0, q, jnp.where(num == 0, jnp.zeros_like(q), jnp.asarray(fill, q.dtype)))
