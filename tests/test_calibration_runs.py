@@ -365,6 +365,22 @@ def test_measurements_csv_and_toml(tmp_path):
     assert p.evaluations[0][1]["model"].startswith("run_") and "models" in p.entries
 
 
+def test_measurements_flop_count_conventions(tmp_path):
+    """A user's MFU from Megatron-LM / NeMo logs: the vocabulary matrix counted once and the full s² square;
+    the predicted MFU is counted the same way (runs.flop_count_ratio), a bad value names row and column."""
+    head = "id,model,hardware,n_accelerators,tp,global_batch,seq_len,precision,mfu,embedding_flop_count,attention_flop_count"
+    (tmp_path / "m.csv").write_text(head + "\nmegatron,llama3_8b,h100_sxm,8,1,64,8192,bf16,0.45,excluded,full_square\n"
+                                    "ours,llama3_8b,h100_sxm,8,1,64,8192,bf16,0.45,,\n")
+    mega, ours = (R.plan_setup_row(r).targets[0] for r in C.read_measurements(tmp_path / "m.csv"))
+    model = load_catalog().entry("models", "llama3_8b")
+    setup = {"seq_len": 8192, "embedding_flop_count": "excluded", "attention_flop_count": "full_square"}
+    assert ours.coef == 1.0 and mega.coef == pytest.approx(R.flop_count_ratio(setup, model))
+    assert 1.0 < mega.coef < 1.2               # + the other half of the square, - the input embedding (6 % of 6P)
+    (tmp_path / "b.csv").write_text(head + "\nx,llama3_8b,h100_sxm,8,1,64,8192,bf16,0.45,excluded,full\n")
+    with pytest.raises(MlsysOptError, match=r"row 1, column attention_flop_count: 'full' \(allowed: causal_half"):
+        C.read_measurements(tmp_path / "b.csv")
+
+
 @pytest.mark.parametrize("cells, message", [
     ({"tp": "abc"}, "row 2, column tp: 'abc' is not a whole number"),
     ({"hardware": "h1000"}, "row 2, column hardware: 'h1000'"),

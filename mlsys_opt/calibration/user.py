@@ -14,6 +14,9 @@ Schema (one row per measured run; CSV header or TOML ``[[runs]]`` tables)::
                   seq_len, precision, attention, recompute, fabric, n_tokens | input_len,
                   output_len, batch_size, request_rate, kv_precision, chunk_size, disaggregated ...)
                   or any scenario parameter by its schema name (zero_stage, overlap, region ...)
+    conventions   optional, for mfu / tflops_per_gpu: attention_flop_count (causal_half | full_square) and
+                  embedding_flop_count (counted | excluded: Megatron-LM / NeMo / Megatron-Bridge count the
+                  vocabulary matrix once, as the logit GEMM); the predicted figure is counted the same way
     measured      one or more of MEASURED (SI: seconds, fractions, tokens/s, days, MWh; memory_gib, the peak
                   memory per accelerator in GiB as torch.cuda.max_memory_allocated reports it, is compared with
                   the scenario's memory_per_accelerator_bytes by `heldout.memory_check`, not fitted)
@@ -48,6 +51,9 @@ SERVING_ONLY = ("ttft_s", "itl_s", "output_tokens_per_s", "input_len", "output_l
 MODEL_KEYS = ("params_B", "layers", "hidden", "heads", "kv_heads", "ffn_hidden", "vocab", "head_dim", "experts",
               "top_k", "active_params_B", "name")
 META = ("id", "scenario", "source", "model", "notes")
+# how the mfu / tflops_per_gpu of a row were counted (calibration.runs.flop_count_ratio): Megatron-LM's and NeMo's
+# logs count the vocabulary matrix once ("excluded") and, before 2025-08, the full s² attention square
+CONVENTIONS = {"attention_flop_count": ("causal_half", "full_square"), "embedding_flop_count": ("counted", "excluded")}
 
 
 def _blank(v) -> bool:
@@ -106,12 +112,15 @@ def read_measurements(path: str | Path, catalog=None) -> list[Measurement]:
     for i, rec in enumerate(recs, start=1):
         where = f"{path}: row {i}"
         sc = _scenario(rec, where)
-        known = set(S.MAPS[sc]) | set(schema.PARAMS[sc]) | set(MEASURED) | set(META) | {"dp"} \
+        known = set(S.MAPS[sc]) | set(schema.PARAMS[sc]) | set(MEASURED) | set(META) | set(CONVENTIONS) | {"dp"} \
             | {f"model_{k}" for k in MODEL_KEYS}
         for col, v in rec.items():
             if col not in known and v is not None:
                 raise MlsysOptError(f"{where}, column {col}: not a setup, parameter or measured column"
                                     f"{did_you_mean(col, sorted(known))} (measured: {', '.join(MEASURED)})")
+        for col, allowed in CONVENTIONS.items():
+            if rec.get(col) is not None and str(rec[col]) not in allowed:
+                raise MlsysOptError(f"{where}, column {col}: {rec[col]!r} (allowed: {', '.join(allowed)})")
         measured = {k: _number(rec[k], f"{where}, column {k}") for k in MEASURED if rec.get(k) is not None}
         if not measured:
             raise MlsysOptError(f"{where}: no measured quantity (give one or more of {', '.join(MEASURED)})")
