@@ -200,20 +200,7 @@ def attention_count_ratio(setup: dict, model) -> float:
     @ e47fa1b (2023-11; halved "due to causality" by 76bd53b, 2023-12).  "causal_half" (or
     absent) = the scenario's own count, r = 1.
     """
-    count = str(setup.get("attention_flop_count") or "causal_half")
-    if count not in ATTENTION_FLOP_COUNTS:
-        raise MlsysOptError(f"setup.attention_flop_count: {count!r} (allowed: {', '.join(ATTENTION_FLOP_COUNTS)})")
-    if count == "causal_half" or model is None:
-        return 1.0
-
-    def get(*keys):
-        return float(next(model[k] for k in keys if k in model and model[k] not in (None, "")))
-
-    seq = float(setup.get("seq_len") or 1)
-    p_active = get("n_active_params", "active_params", "params")
-    attn = 12.0 * get("n_layers", "layers") * get("n_heads", "heads") * get("head_dim") * seq
-    f = 1.0 - max(seq - 1.0, 0.0) / (2.0 * seq)
-    return (6.0 * p_active + attn) / (6.0 * p_active + attn * f)
+    return flop_count_ratio({**setup, "embedding_flop_count": "counted"}, model)
 
 
 EMBEDDING_FLOP_COUNTS = ("counted", "excluded")
@@ -227,35 +214,36 @@ def flop_count_ratio(setup: dict, model) -> float:
     included (6·P, PaLM App. B).  A source whose formula counts the vocabulary matrix once, as the
     logit GEMM, and the input lookup not at all (setup.embedding_flop_count = "excluded") reports
     F_src = 6·(P - E)·T + attention, E = V·h for an untied model (0 tied), so its MFU and TFLOP/s
-    are ours × r, r = (6·(P - E) + A_src)/(6·P + A) (A_src: attention_count_ratio's count).  Read in
+    are ours × r, r = (6·(P - E) + A_src)/(6·P + A) (A_src: the attention count above).  Read in
     the code: NeMo `flops_formulas.llama3` / `perf_metrics._llama2` (`6 * vocab_size / (layers * hs)`:
     one 6·B·s·h·V term), Megatron-Bridge `flop_utils.transformer_flops` (`# Logit.` 3·2·h·V), AMD's
     pytorch-training-benchmark `estimate_flops_per_token` (one V×E matmul), nanotron `get_flops`
     (`lm_head_flops_fwd`, no embedding term).  "counted" (or absent) = the scenario's count.
     Example: Llama 3 8B at s = 8192, causal half: r = 1 - 6·0.525e9/(6·8.03e9 + A) = 0.942.
     """
-    count = str(setup.get("embedding_flop_count") or "counted")
-    if count not in EMBEDDING_FLOP_COUNTS:
-        raise MlsysOptError(f"setup.embedding_flop_count: {count!r} (allowed: {', '.join(EMBEDDING_FLOP_COUNTS)})")
-    r = attention_count_ratio(setup, model)
-    if count == "counted" or model is None:
-        return r
+    full = _convention(setup, "attention_flop_count", ATTENTION_FLOP_COUNTS) == "full_square"
+    excluded = _convention(setup, "embedding_flop_count", EMBEDDING_FLOP_COUNTS) == "excluded"
+    if not (full or excluded) or model is None:
+        return 1.0
 
     def get(*keys, default=None):
-        for k in keys:
-            if k in model and model[k] not in (None, ""):
-                return model[k]
-        return default
+        return next((model[k] for k in keys if k in model and model[k] not in (None, "")), default)
 
-    if bool(get("tied_embeddings", default=False)):
-        return r
     seq = float(setup.get("seq_len") or 1)
-    p_active = float(get("n_active_params", "active_params", "params"))
-    emb = float(get("vocab_size", "vocab")) * float(get("hidden_dim", "hidden"))
+    six_p = 6.0 * float(get("n_active_params", "active_params", "params"))
     attn = 12.0 * float(get("n_layers", "layers")) * float(get("n_heads", "heads")) * float(get("head_dim")) * seq
     f = 1.0 - max(seq - 1.0, 0.0) / (2.0 * seq)
-    ours = 6.0 * p_active + attn * f
-    return (r * ours - 6.0 * emb) / ours
+    untied = excluded and not bool(get("tied_embeddings", default=False))
+    emb = 6.0 * float(get("vocab_size", "vocab")) * float(get("hidden_dim", "hidden")) if untied else 0.0
+    return (six_p - emb + attn * (1.0 if full else f)) / (six_p + attn * f)
+
+
+def _convention(setup: dict, key: str, allowed: tuple) -> str:
+    """setup[key] (the first of `allowed` when absent), checked against `allowed`."""
+    value = str(setup.get(key) or allowed[0])
+    if value not in allowed:
+        raise MlsysOptError(f"setup.{key}: {value!r} (allowed: {', '.join(allowed)})")
+    return value
 
 
 def _training_target(row, settings, catalog, flags, flop_ratio: float = 1.0):

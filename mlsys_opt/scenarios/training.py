@@ -134,14 +134,20 @@ def _rem(x, k):
     return jnp.abs(x - k * jnp.round(x / k))
 
 
-def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True, torch_tp: bool = True,
-          deepspeed_engine: bool = True) -> _Lane:
+def micro_batch_geometry(p, s: tparts.Setup, b_cand):
+    """(b, M_raw, M): sequences per micro-batch and micro-batches per step for a given micro_batch_size
+    (wins), microbatches (b = B/(dp·M)), else the candidate b_cand; M_raw before its floor at 1."""
     b_user, m_user = p.micro_batch_size, p.microbatches
     per_dp = s.gb / s.dp
     b = jnp.where(b_user > 0, b_user, jnp.where(m_user > 0, per_dp / floor_pos(m_user, 1.0), b_cand))
     b = floor_pos(b, 1e-6)
     mb_raw = jnp.where((b_user <= 0) & (m_user > 0), m_user, per_dp / b)
-    mb = floor_pos(mb_raw, 1.0)
+    return b, mb_raw, floor_pos(mb_raw, 1.0)
+
+
+def _lane(p, c, eff, s: tparts.Setup, shape, b_cand, context_parallel: bool = True, torch_tp: bool = True,
+          deepspeed_engine: bool = True) -> _Lane:
+    b, mb_raw, mb = micro_batch_geometry(p, s, b_cand)
     mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
     comm = tcomm.communication(p, c, eff, s, cmp, b, mb, context_parallel=context_parallel, torch_tp=torch_tp,

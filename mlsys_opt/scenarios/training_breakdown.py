@@ -1,7 +1,7 @@
 """Where a training step's time goes: the scenario's step time split into its terms (`breakdown`).
 
-The audit (`mlsys-opt evaluate`) prints it and `benchmarks/validation.py --breakdown` prints it per
-published run: the question "what binds my design?" asked of the step itself.  Same model as
+The audit (`mlsys-opt evaluate`), `mlsys-opt validate --measurements` and `benchmarks/validation.py`
+(under the rows that miss most) print it: the question "what binds my design?" asked of the step itself.  Same model as
 `training.training`: the micro-batch size the scenario chose, then its setup, memory, compute and
 communication (`training_parts`, `training_comm`) evaluated at that size.
 """
@@ -12,6 +12,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .._compile import jit_options
 from .._types import Array
@@ -20,7 +21,7 @@ from ..walls._masked import floor_pos
 from . import training_comm as tcomm
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
-from .training import TrainingParams, training, training_common
+from .training import TrainingParams, micro_batch_geometry, training, training_common
 
 
 class TrainingBreakdown(NamedTuple):
@@ -54,14 +55,10 @@ def _breakdown(p: TrainingParams, tables: Tables, eff: Efficiency, options: tupl
     c = training_common(p, tables, eff)
     s = tparts.setup(p, c, eff, tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)],
                      **{k: opts[k] for k in ("torch_tp", "deepspeed_engine", "param_broadcast") if k in opts})
-    if auto:                    # the scenario's choice among the candidates (or the given geometry)
-        b = training(p, tables, eff, **opts)[0].micro_batch_seqs
-    else:                       # training._lane's b for a given micro_batch_size or microbatches (else 1)
-        m = floor_pos(p.microbatches, 1.0)
-        b = jnp.where(p.micro_batch_size > 0, p.micro_batch_size,
-                      jnp.where(p.microbatches > 0, s.gb / s.dp / m, tparts.MICRO_BATCH_CANDIDATES[0]))
-        b = floor_pos(b, 1e-6)
-    mb = floor_pos(s.gb / s.dp / b, 1.0)       # training._lane with micro_batch_size = b
+    # the scenario's choice among the candidates, or (auto_micro_batch = False) the given geometry, else 1 sequence
+    b_cand = (training(p, tables, eff, **opts)[0].micro_batch_seqs if auto
+              else jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype))
+    b, _, mb = micro_batch_geometry(p, s, b_cand)
     mem = tparts.memory(p, c, s, b, mb)
     cmp = tparts.compute(p, c, eff, s, mem, b, mb)
     cm = tcomm.communication(p, c, eff, s, cmp, b, mb,
@@ -106,16 +103,13 @@ PARTS = (("gemm_s", "GEMMs"), ("attention_s", "attention"), ("lm_head_s", "LM he
 def format_breakdown(bd: TrainingBreakdown, i: int = 0, *, min_frac: float = 0.005) -> str:
     """'12.9 s = GEMMs 3.1 + attention 8.2 + ... (DP 2.0 of which 0.4 exposed)': one configuration's
     step, parts under min_frac of it left out (the split of the communication terms named)."""
-    step = float(jnp.ravel(bd.step_s)[i])
+    at = lambda field: float(np.ravel(np.asarray(getattr(bd, field)))[i])       # noqa: E731  (host-side)
+    step = at("step_s")
     unit, scale = ("s", 1.0) if step >= 1.0 else ("ms", 1e3)
-    shown = []
-    for field, label in PARTS:
-        v = float(jnp.ravel(getattr(bd, field))[i])
-        if abs(v) >= min_frac * step:
-            shown.append(f"{label} {scale * v:,.3g}")
-    dp_total = float(jnp.ravel(bd.dp_total_s)[i])
+    shown = [f"{label} {scale * at(field):,.3g}" for field, label in PARTS if abs(at(field)) >= min_frac * step]
+    dp_total = at("dp_total_s")
     tail = (f" (DP collectives {scale * dp_total:,.3g} {unit}, "
-            f"{100 * float(jnp.ravel(bd.dp_exposed_s)[i]) / dp_total:.0f} % exposed)") if dp_total >= min_frac * step else ""
+            f"{100 * at('dp_exposed_s') / dp_total:.0f} % exposed)") if dp_total >= min_frac * step else ""
     return f"{scale * step:,.4g} {unit} = " + " + ".join(shown) + f" {unit}{tail}"
 
 
