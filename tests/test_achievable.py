@@ -124,7 +124,8 @@ def test_jitted_curves_give_back_the_measured_points():
             if f"gemm_eff_{p}" in e:
                 sizes = jnp.asarray(e["gemm_sizes"], jnp.float64)      # tpu_v5e: 4096 and 8192 only
                 table = T64.hw.gemm_eff[_hw(name), PREC.index(p)]
-                np.testing.assert_allclose(np.asarray(E.gemm_curve(table, sizes)), e[f"gemm_eff_{p}"], atol=1e-12)
+                want, _ = A.timing_floor_held(e["gemm_sizes"], e[f"gemm_eff_{p}"])   # MI300X fp8 1024: held
+                np.testing.assert_allclose(np.asarray(E.gemm_curve(table, sizes)), want, atol=1e-12)
         if "attention_fwdbwd_eff_fp16_hdim128" in e and ACC.loc[name, "attention_provenance"] == "measured":
             s = jnp.asarray(e["attention_seqlens"], jnp.float64)
             got = E.attention_efficiency(T64.hw.attention_fwdbwd_eff[_hw(name)], s)
@@ -156,6 +157,23 @@ def test_alpha_beta_fit_reproduces_the_collective_curves():
         assert 1e-6 < alpha < 1e-5
         assert np.max(np.abs(np.log(model / measured))) < math.log(1.55)
         assert model[-1] == pytest.approx(measured[-1], rel=0.01)       # large messages: at β
+
+
+def test_timing_floor_points_are_held_at_the_next_size():
+    """A doubling of M = N = K (8x the work) that the harness times no longer is a per-call floor."""
+    mi = DATA["accelerators"]["mi300x"]
+    t_us = [2 * n**3 / (tf * 1e12) * 1e6 for n, tf in zip(mi["gemm_sizes"], mi["gemm_eff_fp8_measured_tflops"])]
+    assert t_us[0] == pytest.approx(40.4, abs=0.1) and t_us[1] == pytest.approx(40.2, abs=0.1)
+    eff, held = A.timing_floor_held(mi["gemm_sizes"], mi["gemm_eff_fp8"])
+    assert held == [1024.0] and eff == [0.164, 0.164, 0.365, 0.443, 0.388]
+    assert "fp8 at 1024: a timing floor" in ACC.loc["mi300x", "gemm_method"]
+    # a run of floor points takes the first size that resolves throughput
+    assert A.timing_floor_held([1, 2, 4, 8], [1 / 64, 1 / 8, 1.0, 1.0]) == ([1.0, 1.0, 1.0, 1.0], [1.0, 2.0])
+    for name in ("h100_sxm", "h200", "b200", "a100_80gb", "v100"):     # every NVIDIA series resolves at 1024
+        e = DATA["accelerators"][name]
+        for p in PREC:
+            if f"gemm_eff_{p}" in e:
+                assert A.timing_floor_held(e["gemm_sizes"], e[f"gemm_eff_{p}"]) == (e[f"gemm_eff_{p}"], []), name
 
 
 def test_nonsquare_gemms_cross_check():

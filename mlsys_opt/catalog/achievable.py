@@ -344,13 +344,16 @@ def fit_step_latency_s(msg_bytes, busbw_frac, n_gpus: float, bw_bytes_per_s: flo
 def _gemm(row: dict[str, Any], ctx: str) -> tuple[np.ndarray, str]:
     curves = {p: row[f"gemm_eff_{p}"] for p in PRECISIONS if row.get(f"gemm_eff_{p}") is not None}
     maxes = {p: row[f"gemm_max_eff_{p}"] for p in PRECISIONS if row.get(f"gemm_max_eff_{p}") is not None}
-    grid = {}
+    grid, held = {}, {}
     if curves:
         if row.get("gemm_sizes") is None:
             raise CatalogError(f"{ctx} gemm_sizes: missing (required with gemm_eff_<precision>: the M = N = K "
                                "sizes of the series, e.g. [1024, 4096, 16384])")
         for p, y in curves.items():
+            y, floored = timing_floor_held(row["gemm_sizes"], y)
             grid[p] = _curve(ctx, "gemm_sizes", f"gemm_eff_{p}", row["gemm_sizes"], y, GEMM_SIZES)
+            if floored:
+                held[p] = floored
     out, how = np.zeros((len(PRECISIONS), len(GEMM_SIZES))), []
     ref = np.asarray(GEMM_REF_CURVE)
     for i, p in enumerate(PRECISIONS):
@@ -368,8 +371,41 @@ def _gemm(row: dict[str, Any], ctx: str) -> tuple[np.ndarray, str]:
             out[i], h = ref * m / GEMM_REF_MAX, f"{REFERENCE} fp16 shape x MAMF {src}"
         else:
             out[i], h = ref, f"default ({REFERENCE} fp16 series)"
+        src = h.split(" ")[0] if h.split(" ")[0] in held else (p if p in held else None)   # own or copied series
+        if src:
+            h += (f" ({src} at {', '.join(f'{n:g}' for n in held[src])}: a timing floor, held at the next "
+                  "size's efficiency)")
         how.append(f"{p}: {h}")
     return np.clip(out, 1e-3, 1.0), "; ".join(how)
+
+
+# A doubling of M, N and K is 8x the work: a measured time that grows by less than this
+# factor over it is a fixed per-call time of the harness (launch, synchronisation), not the
+# kernel's throughput (physics: even a fully latency-hidden kernel takes 8x the tensor-core time).
+FLOOR_TIME_RATIO = 1.1
+
+
+def timing_floor_held(sizes, eff) -> tuple[list[float], list[float]]:
+    """(eff with timing-floor points held at the next size's efficiency, the sizes so held).
+
+    A square GEMM of size n takes t = 2n³/(eff·peak).  Where doubling the size lengthens
+    the measured time by less than `FLOOR_TIME_RATIO` (the work grew 8x), the smaller
+    point timed the harness's fixed per-call cost, not the kernel: as an efficiency it
+    would charge a same-work GEMM of another shape (a decode step's M = batch rows) that
+    fixed time.  Such a point takes the next size's efficiency (flat below the first
+    point that resolves throughput, as beyond every curve's ends).  Read from the top
+    down, so a run of floor points all take the first resolved value.
+    Example (MI300X hipBLASLt FP8, Azure): 1024³ at 53.13 TFLOP/s is 40.4 µs, 2048³ at
+    427.74 TFLOP/s is 40.2 µs: 1024 is held at 2048's 0.164 (was 0.020).
+    """
+    n = np.asarray(sizes, np.float64)
+    e = np.asarray(eff, np.float64).copy()
+    held = []
+    for i in range(len(e) - 2, -1, -1):
+        if n[i + 1] ** 3 / e[i + 1] < FLOOR_TIME_RATIO * n[i] ** 3 / e[i]:
+            e[i] = e[i + 1]
+            held.append(float(n[i]))
+    return e.tolist(), sorted(held)
 
 
 def resolve(kind: str, row: dict[str, Any], ctx: str) -> None:
