@@ -24,19 +24,20 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (346, 71) and len(published) == 417
-    assert len({r.id for r in published}) == 417                       # ids are unique
+    assert (len(train), len(serve)) == (395, 71) and len(published) == 466
+    assert len({r.id for r in published}) == 466                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
     assert {r.source_key for r in train if r.org == "NVIDIA"} == {
-        "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604", "korthikanti_2022"}
+        "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604", "korthikanti_2022",
+        "nemotron4_340b_2024", "nemotron4_15b_2024", "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019"}
     assert all(R.scenario_of(r) == "training" for r in train) and all(R.scenario_of(r) == "serving" for r in serve)
 
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 417 and len(ok) >= 386
+    assert len(ok) + len(skipped) == 466 and len(ok) >= 435
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
@@ -155,17 +156,20 @@ def test_documented_overlap_rows(published):
     MegaScale (Jiang et al. 2024): its Megatron-LM baseline at commit 285068c8 has no overlap flags -> DP and TP
     overlap 0; MegaScale itself: TP overlap 1 (§3.2, Figure 3c), DP overlap 1 - 1/(2v) = 0.917 (§3.2, v = 6);
     Together AI's runs of the Megatron-Bridge recipes (their logs print overlap_grad_reduce / overlap_param_gather
-    true) -> DP overlap 1."""
+    true) -> DP overlap 1; NVIDIA's Nemotron-4 reports (NeMo-Framework-Launcher configs of the time), DGX Cloud
+    v24.11.1 and MLPerf Training configs -> DP overlap 1, TP overlap where the config sets it (the 340B report's
+    launcher file has it off); Megatron-LM 2019 (no gradient overlap in that code) -> DP overlap 0."""
     data = json.loads(Path(C.TRAINING_RUNS_PATH).read_text())
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
     documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022",
-                  "megascale_2024", "together_dgxc_2026"}
+                  "megascale_2024", "together_dgxc_2026", "nemotron4_340b_2024", "nemotron4_15b_2024",
+                  "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019"}
     assert {r.source_key for r in rows} == documented
 
     def dp_overlap(r):
         if r.source_key == "megascale_2024":
             return 0.917 if r.id.startswith("megascale24_megascale_") else 0.0
-        return 0.0 if r.source_key == "korthikanti_2022" else 1.0
+        return 0.0 if r.source_key in ("korthikanti_2022", "megatronlm_2019") else 1.0
     assert all(r.setup["dp_overlap"] == dp_overlap(r) for r in rows)
     tp_rows = {r.id for r in rows if r.setup.get("tp_overlap") == 1.0}
     nemo_tp = {"nemo2407_gpt3_20b_n64", "nemo2407_llama2_70b_n64", "nemo2407_llama3_70b_n64",
@@ -173,7 +177,9 @@ def test_documented_overlap_rows(published):
                "nemo2407_gpt3_175b_n512"}   # NVIDIA's MLPerf GPT-3 configuration: TP_COMM_OVERLAP=True
     assert tp_rows == {r.id for r in rows if r.source_key == "megatron_core_2024" or r.id in nemo_tp
                        or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)
-                       or r.id.startswith("megascale24_megascale_")}
+                       or r.id.startswith("megascale24_megascale_")
+                       or r.source_key in ("nemotron4_15b_2024", "nvidia_dgxc_2411")
+                       or (r.source_key == "mlperf_training_nvidia" and int(r.setup["tp"]) > 1)}
     assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key != "megatron_core_2024")
     for key in documented:
         assert "overlap" in data["sources"][key]["comm_overlap"]

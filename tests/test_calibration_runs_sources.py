@@ -27,11 +27,18 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation: Together AI's B200 runs of NVIDIA's DGX Cloud recipes (Megatron-Bridge)
                "together_dgxc_2026": ("Together AI", 8),
                # a held-out organisation: Hugging Face's Ultra-Scale Playbook heatmap (nanotron, 1-64 nodes of 8 H100)
-               "hf_ultrascale_2025": ("Hugging Face", 25)}
+               "hf_ultrascale_2025": ("Hugging Face", 25),
+               # held-out organisations from papers: GPT-NeoX-20B (EleutherAI) and MT-NLG 530B (Microsoft with NVIDIA)
+               "gptneox20b_2022": ("EleutherAI", 1), "mtnlg_2022": ("Microsoft", 3)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands
-                 "intel_gaudi2_modelperf_119": ("Intel (Habana Labs)", 5)}
+                 "intel_gaudi2_modelperf_119": ("Intel (Habana Labs)", 5),
+                 # NVIDIA's Nemotron-4 reports, DGX Cloud benchmark tables (v24.11.1), MLPerf Training
+                 # submissions (v4.0-v5.1) and Megatron-LM 2019 (V100)
+                 "nemotron4_340b_2024": ("NVIDIA", 3), "nemotron4_15b_2024": ("NVIDIA", 3),
+                 "nvidia_dgxc_2411": ("NVIDIA", 26), "mlperf_training_nvidia": ("NVIDIA", 10),
+                 "megatronlm_2019": ("NVIDIA", 3)}
 CHECKED_SOURCES = {*NEW_SOURCES, *LATER_SOURCES}
 
 

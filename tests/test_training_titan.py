@@ -113,15 +113,17 @@ def test_torchtitan_fp8_rows_use_dynamic_scaling():
             assert any("roofline_utils" in a for a in r["assumptions"]), r["id"]
     # the other sources that scale each tensor from its own amax: Ai2's OLMo-core (torchao Float8Config defaults,
     # read at e27ba74) and the Megatron-Bridge FP8-CS presets (Transformer Engine Float8CurrentScaling: Together
-    # AI's B200 runs, Megatron-Bridge's own *_FP8_CS_V2 rows); Transformer Engine's default (and AMD's TE rows),
-    # the MXFP8 presets (per-block scale inside the cast) and NeMo 24.x's are delayed
+    # AI's B200 runs, Megatron-Bridge's own *_FP8_CS_V2 rows, MLPerf v5.1's Llama 3.1 8B FP8_RECIPE="tensorwise");
+    # Transformer Engine's default (and AMD's TE rows), the MXFP8 presets (per-block scale inside the cast) and
+    # NeMo 24.x's are delayed
     others = [r for r in rows if r not in titan]
     dynamic = {r["id"] for r in others if (r.get("setup") or {}).get("fp8_scaling", "delayed") != "delayed"}
     olmo_fp8 = {r["id"] for r in others if r.get("source_key") == "olmo_core_2024" and r["setup"]["precision"] == "fp8"}
     te_cs = {r["id"] for r in others if r["setup"]["precision"] == "fp8" and (
         r.get("source_key") == "together_dgxc_2026"
-        or (r.get("source_key") == "megatron_bridge_2604" and "mxfp8" not in r["id"]))}
-    assert dynamic == olmo_fp8 | te_cs and len(olmo_fp8) == 4 and len(te_cs) == 11
+        or (r.get("source_key") == "megatron_bridge_2604" and "mxfp8" not in r["id"])
+        or r["id"].startswith("mlperf_nv_v51_llama8b"))}
+    assert dynamic == olmo_fp8 | te_cs and len(olmo_fp8) == 4 and len(te_cs) == 13
     assert all(any("torchao" in a for a in r["assumptions"]) for r in others if r["id"] in olmo_fp8)
     assert all((r.get("setup") or {}).get("fp8_scaling") == "dynamic" for r in others if r["id"] in olmo_fp8)
 

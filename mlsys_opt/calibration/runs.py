@@ -63,6 +63,9 @@ ORGANISATIONS = {
     "intel_gaudi2_modelperf_119": "Intel (Habana Labs)", "olmo_core_2024": "Allen Institute for AI (Ai2)",
     "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI", "hf_ultrascale_2025": "Hugging Face",
     "amd_vllm_devdocker_2508": "AMD",
+    "nemotron4_340b_2024": "NVIDIA", "nemotron4_15b_2024": "NVIDIA", "nvidia_dgxc_2411": "NVIDIA",
+    "mlperf_training_nvidia": "NVIDIA", "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI",
+    "mtnlg_2022": "Microsoft",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
