@@ -55,7 +55,10 @@ Defaults (how set):
   precision itself has a MAMF (MI300X: a hipBLASLt FP8 series, a BF16 MAMF), its
   own measured maximum is used, on the reference shape as for a part with only
   maxima, rather than the other precision's fractions of peak; where neither has
-  one, the other series is copied.
+  one, the other series is copied.  A measured point that timed the harness's fixed
+  per-call cost rather than the kernel (doubling M = N = K, 8x the work, lengthens the
+  time by less than `FLOOR_TIME_RATIO`) takes the next size's efficiency
+  (`timing_floor_held`; MI300X's FP8 1024³, shown in ``gemm_method``).
 - Attention: the reference part's FA2 forward+backward curve; forward = the
   forward+backward curve where no forward series exists.
 - Collectives: 0 in the table = "no data"; the model then uses the global
