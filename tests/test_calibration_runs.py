@@ -24,20 +24,21 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (395, 71) and len(published) == 466
-    assert len({r.id for r in published}) == 466                       # ids are unique
+    assert (len(train), len(serve)) == (439, 71) and len(published) == 510
+    assert len({r.id for r in published}) == 510                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
     assert {r.source_key for r in train if r.org == "NVIDIA"} == {
         "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604", "korthikanti_2022",
-        "nemotron4_340b_2024", "nemotron4_15b_2024", "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019"}
+        "nemotron4_340b_2024", "nemotron4_15b_2024", "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019",
+        "nvidia_dgxc_2411_llama_gpt3"}
     assert all(R.scenario_of(r) == "training" for r in train) and all(R.scenario_of(r) == "serving" for r in serve)
 
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 466 and len(ok) >= 435
+    assert len(ok) + len(skipped) == 510 and len(ok) >= 479
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
@@ -163,7 +164,7 @@ def test_documented_overlap_rows(published):
     rows = [r for r in published if r.setup.get("dp_overlap") is not None or r.setup.get("tp_overlap") is not None]
     documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022",
                   "megascale_2024", "together_dgxc_2026", "nemotron4_340b_2024", "nemotron4_15b_2024",
-                  "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019"}
+                  "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019", "nvidia_dgxc_2411_llama_gpt3"}
     assert {r.source_key for r in rows} == documented
 
     def dp_overlap(r):
@@ -179,6 +180,7 @@ def test_documented_overlap_rows(published):
                        or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)
                        or r.id.startswith("megascale24_megascale_")
                        or r.source_key in ("nemotron4_15b_2024", "nvidia_dgxc_2411")
+                       or (r.source_key == "nvidia_dgxc_2411_llama_gpt3" and int(r.setup["tp"]) > 1)
                        or (r.source_key == "mlperf_training_nvidia" and int(r.setup["tp"]) > 1)}
     assert all(int(r.setup["tp"]) > 1 for r in rows if r.id in tp_rows and r.source_key != "megatron_core_2024")
     for key in documented:
