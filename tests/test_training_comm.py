@@ -167,7 +167,7 @@ def test_pipeline_p2p_sends_a_tensor_parallel_share():
     from mlsys_opt.scenarios.parts import gather
     rows = [cfg(model=CAT.index("models", "llama3_70b"), tp=8, pp=4, n_accelerators=256, global_batch=256,
                 micro_batch_size=1, microbatches=0, virtual_stages=2, sequence_parallel=sp, fabric=CAT.index("fabrics", "ib_ndr"),
-                hardware=CAT.index("accelerators", "h100_sxm")) for sp in (0, 1)]
+                hardware=CAT.index("accelerators", "h100_sxm"), pp_overlap=0.0) for sp in (0, 1)]
     p = S.params_from_dict("training", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
     c = gather(p, T64, eff)
     s = tparts.setup(p, c, eff, T64.model.vocab_size[np.asarray(p.model)])
@@ -340,3 +340,34 @@ def test_pipeline_bubble_holds_the_stage_exposed_communication():
     # row's DP collectives outlast that window, so each second of TP wait hides 1/M second of DP traffic)
     assert float(cm.t_dp_exposed_s[0]) > 0.0
     np.testing.assert_allclose(-g, t_tp_full * (1 + 3 / 8 - 1 / 8), rtol=1e-6)
+
+
+def test_interleaved_schedule_hides_its_steady_phase_sends():
+    """PPOVL: Megatron's interleaved schedule waits for a chunk's sends a chunk later (overlap_p2p_comm, on by
+    default, forced off without virtual stages): the steady 1F1B phase's share of the transfers, partner =
+    1 - w/(V·M), w = 2(pp - 1) + (V - 1)·pp warm-up chunks, hides behind the stage's compute:
+    t_pp = max((1 - o·partner)·t, t - t_compute).  pp 4, V 2, M 32: partner = 1 - 10/64.
+    Reference, V = 1 unchanged, batched == scalar, jax.grad vs finite differences."""
+    base = dict(model=CAT.index("models", "llama3_70b"), tp=8, pp=4, n_accelerators=256, global_batch=256,
+                micro_batch_size=1, microbatches=0, sequence_parallel=1, fabric=CAT.index("fabrics", "ib_ndr"),
+                hardware=CAT.index("accelerators", "h100_sxm"))
+    rows = [cfg(**base, virtual_stages=v, pp_overlap=o) for v, o in ((2, 0.0), (2, 1.0), (2, 0.5), (1, 0.0), (1, 1.0))]
+    b, mb = np.ones(5), np.full(5, 32.0)
+    _, _, cmp, cm = _parts(rows, b, mb)
+    t_pp = np.asarray(cm.t_pp_s)
+    partner = 1.0 - (2 * 3 + 1 * 4) / (2 * 32)
+    assert float(cmp.t_compute_s[1]) > t_pp[0]                      # the window is not the limit here
+    np.testing.assert_allclose(t_pp[1:3], t_pp[0] * (1.0 - np.array([1.0, 0.5]) * partner), rtol=1e-12)
+    assert t_pp[3] == t_pp[4] > 0.0                                  # no virtual stages: every send waited
+    for i in range(5):
+        _, _, _, one = _parts(rows[i:i + 1], b[i:i + 1], mb[i:i + 1])
+        np.testing.assert_allclose(float(one.t_pp_s[0]), t_pp[i], rtol=1e-12)
+    p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in rows[2].items()})
+
+    def step(o, train=TRAIN):
+        return train(p0._replace(pp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(lambda o: step(o, S.training)), **jit_options())(0.5))
+    h = 1e-4
+    fd = (float(step(0.5 + h)) - float(step(0.5 - h))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+    assert g < 0.0

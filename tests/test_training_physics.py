@@ -254,14 +254,14 @@ def test_batched_equals_row_by_row_and_finite():
 
 
 GRAD_PARAMS = ("overlap", "tp_overlap", "cp_overlap", "ep_overlap", "moe_imbalance", "straggler_factor",
-               "failure_rate_per_gpu_hour", "efficiency")
+               "failure_rate_per_gpu_hour", "efficiency", "pp_overlap")
 
 
 def test_grad_of_new_continuous_params_vs_finite_differences():
     base = cfg(model=idx("models", "mixtral_8x7b"), tp=4, pp=2, cp=2, ep=4, n_accelerators=256, global_batch=512,
                seq_len=16384, virtual_stages=2, overlap=0.6, tp_overlap=0.3, cp_overlap=0.4, ep_overlap=0.2,
                moe_imbalance=1.2, straggler_factor=1.1, failure_rate_per_gpu_hour=1e-4, zero_stage=3,
-               fabric=idx("fabrics", "ib_hdr"))
+               fabric=idx("fabrics", "ib_hdr"), pp_overlap=0.7)
     p0 = S.params_from_dict("training", base)
 
     def loss(x):

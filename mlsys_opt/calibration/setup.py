@@ -206,6 +206,9 @@ TRAINING_MAP: dict[str, Rule] = {
                           "alltoall | deepep (Megatron-Core moe_token_dispatcher_type / flex backend)"),
     "ep_overlap": Rule(("ep_overlap",), _float("ep_overlap"),
                        "Megatron-Core overlap_moe_expert_parallel_comm -> 1"),
+    "pp_overlap": Rule(("pp_overlap",), _float("pp_overlap"),
+                       "fraction of pipeline sends hidden with the interleaved schedule, as the run's code "
+                       "shows it (Megatron overlap_p2p_comm: 1; --no-overlap-p2p-communication: 0)"),
     "cp_overlap": Rule(("cp_overlap",), _float("cp_overlap"),
                        "fraction of the CP K,V exchange hidden behind attention, as the run's code shows it "
                        "(PyTorch CP traced by torch.compile: 0, its collectives are waited at once)"),

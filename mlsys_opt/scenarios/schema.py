@@ -288,6 +288,10 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                      "buffers take some; 0 = the whole exposed HBM (the catalog's capacity). "
                                      "Fits need memory <= capacity × (1 - memory_reserve_frac); also used to "
                                      "choose the micro-batch", dimension="dimensionless", low=0.0, high=0.9),
+    "pp_overlap": ParamSpec("float", 1.0, "fraction of pipeline sends hidden behind another chunk's compute "
+                            "with the interleaved schedule (virtual_stages > 1), in its steady 1F1B phase: "
+                            "Megatron-LM overlap_p2p_comm, on by default and forced off without virtual "
+                            "stages; 0 = every send waited", dimension="dimensionless", low=0.0, high=1.0),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -88,6 +88,7 @@ class TrainingParams(NamedTuple):
     tp_embedding: Array = 0          # int32 code into schema tp_embedding choices (sharded, replicated) (KEMPNER2)
     fsdp_runtime: Array = 0          # int32 code into schema fsdp_runtime choices (default, torch_fsdp2, torch_fsdp2_root) (FSDP16, MEMEAGER)
     memory_reserve_frac: Array = 0.0  # HBM fraction held back from the memory constraint (0 = all of it)
+    pp_overlap: Array = 1.0          # fraction of pipeline sends hidden (interleaved schedule only) (PPOVL)
 
 
 class TrainingOutputs(NamedTuple):

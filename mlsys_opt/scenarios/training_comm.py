@@ -202,6 +202,10 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     bw_tp_ring = group_link_bw(c, c.bw_up_ring, tp_local)
     pp_gather = (1.0 - s.sp) * parallel.reduce_scatter(act_msg, tp_local, bw_tp_ring, c.alpha_up)
     t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / tpf / bw_pp + pp_gather), 0.0)
+    # PPOVL: Megatron's interleaved schedule posts a chunk's sends and receives asynchronously and waits for
+    # them a chunk later (overlap_p2p_comm; forced off without virtual stages), so the steady 1F1B phase's
+    # transfers (the `partner` share of the chunks) hide behind the stage's compute; warm-up and flush wait
+    t_pp = parallel.exposed(t_pp, jnp.where(s.v > 1.0, p.pp_overlap, 0.0) * partner, cmp.t_compute_s)
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
     # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
     # (static deepspeed_engine: traced only when some row has pipeline_engine != megatron)
