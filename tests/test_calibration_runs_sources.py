@@ -29,7 +29,11 @@ NEW_SOURCES = {"internevo_2024": ("Shanghai AI Laboratory", 38), "alibaba_megatr
                # a held-out organisation: Hugging Face's Ultra-Scale Playbook heatmap (nanotron, 1-64 nodes of 8 H100)
                "hf_ultrascale_2025": ("Hugging Face", 25),
                # held-out organisations from papers: GPT-NeoX-20B (EleutherAI) and MT-NLG 530B (Microsoft with NVIDIA)
-               "gptneox20b_2022": ("EleutherAI", 1), "mtnlg_2022": ("Microsoft", 3)}
+               "gptneox20b_2022": ("EleutherAI", 1), "mtnlg_2022": ("Microsoft", 3),
+               # MLPerf Training submissions of NVIDIA's NeMo implementation on other organisations' clusters
+               "mlperf_azure": ("Microsoft", 1), "mlperf_coreweave_ibm": ("IBM+CoreWeave", 2),
+               "mlperf_nebius": ("Nebius", 2), "mlperf_oracle": ("Oracle", 2),
+               "mlperf_uflorida": ("University of Florida", 2), "mlperf_cisco": ("Cisco", 1)}
 # later held-out sources of an organisation already counted, checked like the issue-12 ones
 LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # Intel's Gaudi 2 model-performance page (software 1.19.0) with the Megatron-DeepSpeed 1.19.0 commands

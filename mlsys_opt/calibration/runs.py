@@ -66,6 +66,9 @@ ORGANISATIONS = {
     "nemotron4_340b_2024": "NVIDIA", "nemotron4_15b_2024": "NVIDIA", "nvidia_dgxc_2411": "NVIDIA",
     "mlperf_training_nvidia": "NVIDIA", "nvidia_dgxc_2411_llama_gpt3": "NVIDIA", "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI",
     "mtnlg_2022": "Microsoft",
+    # MLPerf Training submissions of NVIDIA's NeMo implementation by other organisations (the submitter's cluster)
+    "mlperf_azure": "Microsoft", "mlperf_coreweave_ibm": "IBM+CoreWeave", "mlperf_nebius": "Nebius",
+    "mlperf_oracle": "Oracle", "mlperf_uflorida": "University of Florida", "mlperf_cisco": "Cisco",
 }
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
