@@ -486,3 +486,16 @@ def test_offline_batch_latency_rows(published):
     # 2048-token prompts are above MI300X's FP8 ridge: B single-prompt prefills, then 2048 decode steps at batch 32
     assert t.num == (((1, "ttft_s"), 32.0), ((0, "itl_s"), 2048.0))
     assert plan.evaluations[0][1]["batch"] == 32 and plan.evaluations[1][1]["batch"] == 1
+
+
+def test_nanotron_rows_use_pytorch_ddp_buckets(published):
+    """BUCKETS: nanotron reduces through PyTorch DDP's buckets (ddp_bucket_cap_mb 25 MiB of fp32 gradients), so its
+    ZeRO-1 rows set dp_bucket_params = 25·2^20/4; every other row keeps Megatron-Core's default (0)."""
+    from mlsys_opt.calibration.setup import to_settings
+    for r in published:
+        if R.scenario_of(r) != "training":
+            continue
+        want = 6553600.0 if r.source_key == "hf_ultrascale_2025" else None
+        assert r.setup.get("dp_bucket_params") == want, r.id
+        if want:
+            assert to_settings("training", r.setup, r.id).settings["dp_bucket_params"] == want

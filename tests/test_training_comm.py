@@ -371,3 +371,26 @@ def test_interleaved_schedule_hides_its_steady_phase_sends():
     fd = (float(step(0.5 + h)) - float(step(0.5 - h))) / (2 * h)
     np.testing.assert_allclose(g, fd, rtol=1e-6)
     assert g < 0.0
+
+
+def test_zero1_issues_one_collective_per_gradient_bucket():
+    """BUCKETS: Megatron-Core's default bucket is max(40e6, 1e6·dp) parameters (DistributedDataParallelConfig.
+    bucket_size), so a ZeRO-1 step reduce-scatters and all-gathers ⌈P/B⌉ buckets, each paying the flat ring's
+    latency; a framework's own bucket (PyTorch DDP's 25 MiB of fp32 gradients = 6,553,600) replaces it."""
+    assert float(parallel.bucket_count(4e9, 128.0)) == 32.0            # B = 1.28e8
+    assert float(parallel.bucket_count(4e9, 16.0)) == 100.0            # B = 4e7 (the floor)
+    assert float(parallel.bucket_count(1e6, 16.0)) == 1.0
+    assert float(parallel.bucket_count(0.0, 16.0)) == 1.0
+    assert float(parallel.bucket_count(1.34e9, 128.0, 6553600.0)) == 205.0
+    np.testing.assert_array_equal(np.asarray(parallel.bucket_count(np.array([4e9, 4e9, 1.34e9]), np.array([128.0, 16.0, 128.0]),
+                                                                   np.array([0.0, 0.0, 6553600.0]))), [32.0, 100.0, 205.0])
+    kw = dict(dp=128.0, shard=128.0, dp_local=8.0, bw_intra=4e11, alpha_intra=2.5e-6, bw_inter=4.8e10, alpha_inter=2e-6)
+    lat = float(parallel.ring_latency_s(128.0, 8.0, 2.5e-6, 2e-6))
+    for zs, want in ((1.0, 2 * (32 - 1) * lat), (3.0, 0.0), (0.0, 0.0)):   # ZeRO-1 only (ZeRO-3: per layer)
+        one = parallel.data_parallel_times(8e9, 4e9, zero_stage=zs, **kw)
+        many = parallel.data_parallel_times(8e9, 4e9, zero_stage=zs, buckets=32.0, **kw)
+        np.testing.assert_allclose(float(many[0]) - float(one[0]), want, rtol=1e-12, atol=1e-15)
+    # in the scenario: a row's own bucket (more, smaller buckets) lengthens the ZeRO-1 DP time by the latencies
+    rows = [cfg(n_accelerators=1024, dp_bucket_params=b) for b in (0.0, 6553600.0)]
+    _, s, _, _ = _parts(rows, np.array([2.0, 2.0]), np.array([4.0, 4.0]))
+    assert float(s.dp_fixed_s[1]) > float(s.dp_fixed_s[0])

@@ -89,6 +89,7 @@ class TrainingParams(NamedTuple):
     fsdp_runtime: Array = 0          # int32 code into schema fsdp_runtime choices (default, torch_fsdp2, torch_fsdp2_root) (FSDP16, MEMEAGER)
     memory_reserve_frac: Array = 0.0  # HBM fraction held back from the memory constraint (0 = all of it)
     pp_overlap: Array = 1.0          # fraction of pipeline sends hidden (interleaved schedule only) (PPOVL)
+    dp_bucket_params: Array = 0.0    # ZeRO-1 gradient bucket, parameters; 0 = Megatron-Core's default (BUCKETS)
 
 
 class TrainingOutputs(NamedTuple):

@@ -400,8 +400,11 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                     bw_intra_ring=group_link_bw(c, c.bw_up_ring, dp_local))
     sh_grad = shared_rank / (tp * pp)
     sh_links = links(jnp.clip(c.apn / tp, 1.0, dpc))
+    # BUCKETS: ZeRO-1 issues one reduce-scatter and one all-gather per gradient bucket (Megatron-Core's default
+    # bucket grows with dp·cp so that the count times the ring latency stays flat) [walls.parallel.bucket_count]
     f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
-                                                layers=layers / pp, **sh_links)
+                                                layers=layers / pp, **sh_links,
+                                                buckets=parallel.bucket_count(sh_grad, dpc, p.dp_bucket_params))
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
     # gradients and all-gathers the 16-bit parameters (where ZeRO-1 reduce-scatters); ReduceTiedGrads all-reduces the
     # tied embedding gradient between the first and last stage after the flush (fp32 hp grads under bf16)
@@ -421,7 +424,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     ex_grad = expert_params / (tp * pp * ep)
     edp = floor_pos(dpc / ep, 1.0)
     f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
-                                                layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)))
+                                                layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)),
+                                                buckets=parallel.bucket_count(ex_grad, edp, p.dp_bucket_params))
     # param_sync = broadcast (InternEvo hybrid ZeRO-1/2): gradients all-reduced over dp·cp (overlappable: the
     # reduce-scatter + all-gather above, the all-reduce's two halves when grads and params have the same bytes),
     # then one broadcast per owning rank over the ZeRO group, waited before the next forward: their bytes and

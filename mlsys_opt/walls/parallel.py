@@ -170,8 +170,26 @@ def flat_ring_bytes_s(msg_bytes, n, n_local, bw_intra, bw_inter) -> Array:
     return (n - 1.0) / n * jnp.maximum(m, 0.0) * jnp.maximum(f_i / floor_pos(bi, 1.0), f_e / floor_pos(be, 1.0))
 
 
+# Megatron-Core's default DDP bucket: max(40M, 1M · dp·cp) parameters ("larger DP sizes need larger buckets to
+# ensure collectives do not become latency-bound"; DistributedDataParallelConfig.bucket_size, distributed_data_
+# parallel.py: `max(40000000, 1000000 * dp_group.size())`)
+MEGATRON_BUCKET_MIN_PARAMS = 40e6
+MEGATRON_BUCKET_PARAMS_PER_RANK = 1e6
+
+
+def bucket_count(n_params, dp, bucket_params=0.0) -> Array:
+    """Gradient buckets a ZeRO-1 step reduces (and gathers) one collective each: ⌈P / B⌉, count.
+
+    B = bucket_params, or where it is 0 Megatron-Core's default max(40e6, 1e6·dp) parameters.
+    Example: P = 4e9 parameters on the rank, dp 128: B = 1.28e8, 32 buckets; dp 16: B = 4e7, 100.
+    """
+    n, d, b = _f(n_params, dp, bucket_params)
+    size = jnp.where(b > 0, b, jnp.maximum(MEGATRON_BUCKET_MIN_PARAMS, MEGATRON_BUCKET_PARAMS_PER_RANK * d))
+    return jnp.maximum(jnp.ceil(floor_pos(n, 0.0) / floor_pos(size, 1.0)), 1.0)
+
+
 def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
-                        bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None):
+                        bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None, buckets=1.0):
     """`data_parallel_comm` split as (time once per step, time per micro-batch), s.
 
     ZeRO-3 gathers and reduce-scatters per micro-batch; the other stages communicate once
@@ -180,13 +198,14 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     scale-up shares, which the ring moves at the same time) and the latency (`ring_latency_s`) of
     NCCL's flat ring, once per collective: ZeRO-2/3 (FSDP, one unit per
     transformer block: FULL_SHARD / SHARD_GRAD_OP gather and reduce-scatter each block on its own)
-    issue `layers` of each kind per pass, ZeRO-1 one (bucketed).  All-reduces keep the two-level
+    issue `layers` of each kind per pass, ZeRO-1 `buckets` (one collective per gradient bucket, `bucket_count`;
+    each pays the ring's latency: BUCKETS).  All-reduces keep the two-level
     latency (NCCL's tree for all-reduce).  `bw_intra_ring` (default bw_intra): the scale-up rate of the
     reduce-scatters and all-gathers, which NVLink SHARP does not accelerate (NCCL runs them as rings;
     NVIDIA/nccl#1083, #1506); the all-reduces keep bw_intra (NVLS where the part has it).
     """
     ring_bw = bw_intra if bw_intra_ring is None else bw_intra_ring
-    g, w, d, ds, zs, loc, nl = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local, layers)
+    g, w, d, ds, zs, loc, nl, nb = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local, layers, buckets)
     d = floor_pos(d, 1.0)
     ds = jnp.clip(ds, 1.0, d)
     rep = d / ds
@@ -202,7 +221,7 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     # the replication all-reduce of the shard runs across the groups (outside the node once d_s spans it)
     rep_local = jnp.clip(loc / ds, 1.0, rep)
     ar_rep = 2.0 * rs(g / ds, rep, rep_local)
-    issues = jnp.where(zs > 1.5, floor_pos(nl, 1.0), 1.0)
+    issues = jnp.where(zs > 1.5, floor_pos(nl, 1.0), floor_pos(nb, 1.0))
     lat = issues * ring_latency_s(ds, loc_s, alpha_intra, alpha_inter)
     rs_g, ag_w = rs_bytes(g, ds, loc_s) + lat, rs_bytes(w, ds, loc_s) + lat
     fixed = jnp.where(zs > 2.5, ar_rep, jnp.where(zs > 0.5, rs_g + ag_w + ar_rep, ar_full))
@@ -429,6 +448,9 @@ def offload_exposed_s(bytes_one_way, host_bw_bytes_per_s, t_compute_s) -> Array:
 
 __all__ = [
     "ACTIVATION_SCALE",
+    "MEGATRON_BUCKET_MIN_PARAMS",
+    "MEGATRON_BUCKET_PARAMS_PER_RANK",
+    "bucket_count",
     "GRAD_BYTES",
     "MASTER_WEIGHT_BYTES",
     "MOMENT_BYTES",
