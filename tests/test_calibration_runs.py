@@ -490,12 +490,13 @@ def test_offline_batch_latency_rows(published):
 
 def test_nanotron_rows_use_pytorch_ddp_buckets(published):
     """BUCKETS: nanotron reduces through PyTorch DDP's buckets (ddp_bucket_cap_mb 25 MiB of fp32 gradients), so its
-    ZeRO-1 rows set dp_bucket_params = 25·2^20/4; every other row keeps Megatron-Core's default (0)."""
+    ZeRO-1 rows set dp_bucket_params = 25·2^20/4; InternEvo's HybridZeroOptimizer reduces 512M-element buckets; every
+    other row keeps Megatron-Core's default (0)."""
     from mlsys_opt.calibration.setup import to_settings
     for r in published:
         if R.scenario_of(r) != "training":
             continue
-        want = 6553600.0 if r.source_key == "hf_ultrascale_2025" else None
+        want = {"hf_ultrascale_2025": 6553600.0, "internevo_2024": 536870912.0}.get(r.source_key)
         assert r.setup.get("dp_bucket_params") == want, r.id
         if want:
             assert to_settings("training", r.setup, r.id).settings["dp_bucket_params"] == want
