@@ -197,6 +197,19 @@ def _parts(rows, b, mb):
     return c, s, cmp, tcomm.communication(p, c, eff, s, cmp, b, mb)
 
 
+def _step_grad_checked(row, field, x0):
+    """d step_time / d `field` at x0 for one row (jax.grad), checked against central differences; returns it."""
+    p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in row.items()})
+
+    def step(x, train=TRAIN):
+        return train(p0._replace(**{field: jnp.full((PAD,), x)}), T64)[0].step_time_s[0]
+    g = float(jax.jit(jax.grad(lambda x: step(x, S.training)), **jit_options())(x0))
+    h = 1e-4
+    fd = (float(step(x0 + h)) - float(step(x0 - h))) / (2 * h)
+    np.testing.assert_allclose(g, fd, rtol=1e-6)
+    return g
+
+
 def test_nvlink_sharp_serves_all_reduce_only():
     """NVLS (NVLink SHARP) reduces in the switch for all-reduce; NCCL runs reduce-scatter, all-gather, all-to-all
     and send/recv over the links (NVIDIA/nccl#1083, #1506): those get the ring all-reduce fraction
@@ -326,15 +339,7 @@ def test_pipeline_bubble_holds_the_stage_exposed_communication():
         _, _, _, one = _parts(rows[i:i + 1], b[i:i + 1], mb[i:i + 1])
         np.testing.assert_allclose(float(one.t_bubble_s[0]), float(cm.t_bubble_s[i]), rtol=1e-12)
     # d step / d tp_overlap: the exposed TP enters M·L·k·t_one·(1 - o) in the step and (pp-1)/(V·M) of it again
-    base = rows[0]
-    p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in base.items()})
-
-    def step(o, train=TRAIN):
-        return train(p0._replace(tp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
-    g = float(jax.jit(jax.grad(lambda o: step(o, S.training)), **jit_options())(0.3))
-    h = 1e-4
-    fd = (float(step(0.3 + h)) - float(step(0.3 - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=1e-6)
+    g = _step_grad_checked(rows[0], "tp_overlap", 0.3)
     t_tp_full = float(cm.t_tp_s[0])                  # tp_overlap 0, efficiency.tp_comm_overlap 0: nothing hidden
     # ... less the 1/M of it that widens the DP window (ZeRO-1: the last micro-batch's compute + exposed TP; this
     # row's DP collectives outlast that window, so each second of TP wait hides 1/M second of DP traffic)
@@ -362,15 +367,7 @@ def test_interleaved_schedule_hides_its_steady_phase_sends():
     for i in range(5):
         _, _, _, one = _parts(rows[i:i + 1], b[i:i + 1], mb[i:i + 1])
         np.testing.assert_allclose(float(one.t_pp_s[0]), t_pp[i], rtol=1e-12)
-    p0 = S.params_from_dict("training", {k: np.asarray([v_] * PAD) for k, v_ in rows[2].items()})
-
-    def step(o, train=TRAIN):
-        return train(p0._replace(pp_overlap=jnp.full((PAD,), o)), T64)[0].step_time_s[0]
-    g = float(jax.jit(jax.grad(lambda o: step(o, S.training)), **jit_options())(0.5))
-    h = 1e-4
-    fd = (float(step(0.5 + h)) - float(step(0.5 - h))) / (2 * h)
-    np.testing.assert_allclose(g, fd, rtol=1e-6)
-    assert g < 0.0
+    assert _step_grad_checked(rows[2], "pp_overlap", 0.5) < 0.0
 
 
 def test_zero1_issues_one_collective_per_gradient_bucket():
