@@ -351,7 +351,7 @@ def test_interleaved_schedule_hides_its_steady_phase_sends():
     """PPOVL: Megatron's interleaved schedule waits for a chunk's sends a chunk later (overlap_p2p_comm, on by
     default, forced off without virtual stages): the steady 1F1B phase's share of the transfers, partner =
     1 - w/(V·M), w = 2(pp - 1) + (V - 1)·pp warm-up chunks, hides behind the stage's compute:
-    t_pp = max((1 - o·partner)·t, t - t_compute).  pp 4, V 2, M 32: partner = 1 - 10/64.
+    t_pp = max((1 - o·partner)·t, t - t_compute - t_tp).  pp 4, V 2, M 32: partner = 1 - 10/64.
     Reference, V = 1 unchanged, batched == scalar, jax.grad vs finite differences."""
     base = dict(model=CAT.index("models", "llama3_70b"), tp=8, pp=4, n_accelerators=256, global_batch=256,
                 micro_batch_size=1, microbatches=0, sequence_parallel=1, fabric=CAT.index("fabrics", "ib_ndr"),

@@ -204,8 +204,12 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     t_pp = jnp.where(pp > 1.0, 2.0 * mb * s.v * (a_pp + act_msg / tpf / bw_pp + pp_gather), 0.0)
     # PPOVL: Megatron's interleaved schedule posts a chunk's sends and receives asynchronously and waits for
     # them a chunk later (overlap_p2p_comm; forced off without virtual stages), so the steady 1F1B phase's
-    # transfers (the `partner` share of the chunks) hide behind the stage's compute; warm-up and flush wait
-    t_pp = parallel.exposed(t_pp, jnp.where(s.v > 1.0, p.pp_overlap, 0.0) * partner, cmp.t_compute_s)
+    # transfers (the `partner` share of the chunks) hide behind the stage's busy time (compute + exposed TP, the
+    # DP window's: the sends run on a stream of their own); warm-up and flush wait.  What PP, DP, CP and EP hide
+    # together is capped by that busy time below (`overflow`), so faster compute never lengthens a step
+    t_pp_all = t_pp
+    t_pp = parallel.exposed(t_pp_all, jnp.where(s.v > 1.0, p.pp_overlap, 0.0) * partner, cmp.t_compute_s + t_tp)
+    pp_hidden = t_pp_all - t_pp
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
     # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
     # (static deepspeed_engine: traced only when some row has pipeline_engine != megatron)
@@ -215,6 +219,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         t_pp_ds = deepspeed_pipe.p2p_time_s(act_msg / tpf, mb * s.v, a_pp, bw_pp,
                                             parallel.reduce_scatter(act_msg, tp_local, bw_tp_ring, c.alpha_up))
         t_pp = jnp.where(ds_engine & (pp > 1.0), t_pp_ds, t_pp)
+        pp_hidden = jnp.where(ds_engine, 0.0, pp_hidden)
         dp_overlap = jnp.where(ds_engine, 0.0, dp_overlap)
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
     # communication (TP, CP, EP: sequential with the stage's kernels) included
@@ -228,8 +233,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     window = jnp.where(s.zs > 2.5, busy, busy / mb)
     # DSPIPE: DeepSpeed's PipelineEngine reduces after the flush (enable_backward_allreduce = False): nothing hidden
     t_dp_exp = parallel.exposed(t_dp, dp_overlap, window)
-    # CP, EP and DP hide behind the same busy time: what they hide together is at most compute + exposed TP.
-    overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + t_dp - t_dp_exp - busy, 0.0)
+    # CP, EP, PP and DP hide behind the same busy time: what they hide together is at most compute + exposed TP.
+    overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + pp_hidden + t_dp - t_dp_exp - busy, 0.0)
     # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]
     t_dp_exp = t_dp_exp + overflow + s.dp_sync_s
     healthy = cmp.t_compute_s + t_bubble + t_tp + t_cp + t_ep + t_pp + t_dp_exp + s.optimizer_update_s
