@@ -141,13 +141,13 @@ def test_setup_key_attention_backend():
     from mlsys_opt.calibration.runs import load_runs
     mapped = {r.id for r in load_runs("training")
               if to_settings("training", dict(r.setup)).settings.get("attention_kernel") == "cudnn"}
-    assert {i for i in mapped if i.startswith("kempner26_")} and len(mapped) == 85
+    assert {i for i in mapped if i.startswith("kempner26_")} and len(mapped) == 129
     # + Ai2's 8 OLMo-core rows: PyTorch SDPA on the nightly torch 2.6.0.dev20241009, before cuDNN became opt-in
     assert {i for i in mapped if i.startswith("olmo24_")} == {r.id for r in load_runs("training")
                                                             if r.source_key == "olmo_core_2024"}
     assert all(i.startswith(("kempner26_h200", "olmo24_")) or "_h100_sxm_" in i for i in mapped
-               if not i.startswith(("dgxc2411_", "mlperf_")))
+               if not i.startswith(("dgxc2411_", "dgxc2502_", "mlperf_")))
     # stop 28: Transformer Engine's fused (cuDNN) attention, its default on Hopper, for NVIDIA's DGX Cloud and MLPerf
     # H100 / H200 rows (the rows' assumptions cite it); Blackwell rows keep the part's cuDNN default curve unset
     hw = {r.id: r.setup["hardware"] for r in load_runs("training")}
-    assert all(hw[i] in ("h100_sxm", "h200") for i in mapped if i.startswith(("dgxc2411_", "mlperf_")))
+    assert all(hw[i] in ("h100_sxm", "h200") for i in mapped if i.startswith(("dgxc2411_", "dgxc2502_", "mlperf_")))

@@ -24,21 +24,21 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (449, 71) and len(published) == 520
-    assert len({r.id for r in published}) == 520                       # ids are unique
+    assert (len(train), len(serve)) == (493, 71) and len(published) == 564
+    assert len({r.id for r in published}) == 564                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
     assert {r.source_key for r in train if r.org == "NVIDIA"} == {
         "megatron_core_2024", "nemo_perf_2407", "nemo_longseq", "megatron_bridge_2604", "korthikanti_2022",
         "nemotron4_340b_2024", "nemotron4_15b_2024", "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019",
-        "nvidia_dgxc_2411_llama_gpt3"}
+        "nvidia_dgxc_2411_llama_gpt3", "nvidia_dgxc_2502"}
     assert all(R.scenario_of(r) == "training" for r in train) and all(R.scenario_of(r) == "serving" for r in serve)
 
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 520 and len(ok) >= 489
+    assert len(ok) + len(skipped) == 564 and len(ok) >= 533
     why = dict(skipped)
     assert "input length not published" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
@@ -169,7 +169,7 @@ def test_documented_overlap_rows(published):
     documented = {"maxtext_tpu_2023", "megatron_core_2024", "megatron_bridge_2604", "nemo_perf_2407", "korthikanti_2022",
                   "megascale_2024", "together_dgxc_2026", "nemotron4_340b_2024", "nemotron4_15b_2024",
                   "nvidia_dgxc_2411", "mlperf_training_nvidia", "megatronlm_2019", "nvidia_dgxc_2411_llama_gpt3",
-                  *MLPERF_OTHERS}
+                  "nvidia_dgxc_2502", *MLPERF_OTHERS}
     assert {r.source_key for r in rows} == documented
 
     def dp_overlap(r):
@@ -185,7 +185,8 @@ def test_documented_overlap_rows(published):
                        or (r.source_key == "megatron_bridge_2604" and "llama" in r.id and int(r.setup["tp"]) > 1)
                        or r.id.startswith("megascale24_megascale_")
                        or r.source_key in ("nemotron4_15b_2024", "nvidia_dgxc_2411")
-                       or (r.source_key == "nvidia_dgxc_2411_llama_gpt3" and int(r.setup["tp"]) > 1)
+                       or (r.source_key in ("nvidia_dgxc_2411_llama_gpt3", "nvidia_dgxc_2502")
+                           and int(r.setup["tp"]) > 1)
                        or (r.source_key == "mlperf_training_nvidia" and int(r.setup["tp"]) > 1)
                        # the other MLPerf submitters: NVIDIA's configs set TP_COMM_OVERLAP, except Oracle's B200
                        # 8B (TP 1) and University of Florida's runs (its config comments the setting out)

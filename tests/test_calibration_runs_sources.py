@@ -42,7 +42,8 @@ LATER_SOURCES = {"korthikanti_2022": ("NVIDIA", 10),
                  # submissions (v4.0-v5.1) and Megatron-LM 2019 (V100)
                  "nemotron4_340b_2024": ("NVIDIA", 3), "nemotron4_15b_2024": ("NVIDIA", 3),
                  "nvidia_dgxc_2411": ("NVIDIA", 26), "mlperf_training_nvidia": ("NVIDIA", 10),
-                 "megatronlm_2019": ("NVIDIA", 3), "nvidia_dgxc_2411_llama_gpt3": ("NVIDIA", 44)}
+                 "megatronlm_2019": ("NVIDIA", 3), "nvidia_dgxc_2411_llama_gpt3": ("NVIDIA", 44),
+                 "nvidia_dgxc_2502": ("NVIDIA", 44)}
 CHECKED_SOURCES = {*NEW_SOURCES, *LATER_SOURCES}
 
 
