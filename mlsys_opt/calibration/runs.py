@@ -64,8 +64,8 @@ ORGANISATIONS = {
     "ibm_fms_fsdp_2024": "IBM", "together_dgxc_2026": "Together AI", "hf_ultrascale_2025": "Hugging Face",
     "amd_vllm_devdocker_2508": "AMD",
     "nemotron4_340b_2024": "NVIDIA", "nemotron4_15b_2024": "NVIDIA", "nvidia_dgxc_2411": "NVIDIA",
-    "mlperf_training_nvidia": "NVIDIA", "nvidia_dgxc_2411_llama_gpt3": "NVIDIA", "nvidia_dgxc_2502": "NVIDIA", "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI",
-    "mtnlg_2022": "Microsoft",
+    "mlperf_training_nvidia": "NVIDIA", "nvidia_dgxc_2411_llama_gpt3": "NVIDIA", "nvidia_dgxc_2502": "NVIDIA",
+    "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI", "mtnlg_2022": "Microsoft",
     # MLPerf Training submissions of NVIDIA's NeMo implementation by other organisations (the submitter's cluster)
     "mlperf_azure": "Microsoft", "mlperf_coreweave_ibm": "IBM+CoreWeave", "mlperf_nebius": "Nebius",
     "mlperf_oracle": "Oracle", "mlperf_uflorida": "University of Florida", "mlperf_cisco": "Cisco",

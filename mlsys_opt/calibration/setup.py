@@ -207,8 +207,8 @@ TRAINING_MAP: dict[str, Rule] = {
     "ep_overlap": Rule(("ep_overlap",), _float("ep_overlap"),
                        "Megatron-Core overlap_moe_expert_parallel_comm -> 1"),
     "dp_bucket_params": Rule(("dp_bucket_params",), _float("dp_bucket_params"),
-                             "the framework's gradient bucket in parameters (PyTorch DDP bucket_cap_mb 25 over "
-                             "4-byte gradients: 6.25e6); absent: Megatron-Core's default"),
+                             "the framework's gradient bucket in parameters (PyTorch DDP bucket_cap_mb 25 MiB over "
+                             "4-byte gradients: 6,553,600); absent: Megatron-Core's default"),
     "pp_overlap": Rule(("pp_overlap",), _float("pp_overlap"),
                        "fraction of pipeline sends hidden with the interleaved schedule, as the run's code "
                        "shows it (Megatron overlap_p2p_comm: 1; --no-overlap-p2p-communication: 0)"),

@@ -43,6 +43,7 @@ from ..errors import MlsysOptError, did_you_mean
 from ..scenarios import schema
 from . import setup as S
 from .rows import Measurement
+from .runs import ATTENTION_FLOP_COUNTS, EMBEDDING_FLOP_COUNTS
 
 MEASURED = ("step_time_s", "mfu", "tflops_per_gpu", "tokens_per_s_per_gpu", "tokens_per_s", "time_to_train_days",
             "energy_mwh", "ttft_s", "itl_s", "output_tokens_per_s", "memory_gib")
@@ -53,7 +54,7 @@ MODEL_KEYS = ("params_B", "layers", "hidden", "heads", "kv_heads", "ffn_hidden",
 META = ("id", "scenario", "source", "model", "notes")
 # how the mfu / tflops_per_gpu of a row were counted (calibration.runs.flop_count_ratio): Megatron-LM's and NeMo's
 # logs count the vocabulary matrix once ("excluded") and, before 2025-08, the full s² attention square
-CONVENTIONS = {"attention_flop_count": ("causal_half", "full_square"), "embedding_flop_count": ("counted", "excluded")}
+CONVENTIONS = {"attention_flop_count": ATTENTION_FLOP_COUNTS, "embedding_flop_count": EMBEDDING_FLOP_COUNTS}
 
 
 def _blank(v) -> bool:

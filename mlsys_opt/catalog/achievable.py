@@ -360,10 +360,11 @@ def _gemm(row: dict[str, Any], ctx: str) -> tuple[np.ndarray, str]:
     out, how = np.zeros((len(PRECISIONS), len(GEMM_SIZES))), []
     ref = np.asarray(GEMM_REF_CURVE)
     for i, p in enumerate(PRECISIONS):
+        series = None               # the measured series this precision's curve comes from (its own or copied)
         if p in grid:
-            out[i], h = grid[p], "measured series"
+            out[i], h, series = grid[p], "measured series", p
         elif grid and (p not in maxes or next(iter(grid)) in maxes):
-            q = next(iter(grid))
+            q = series = next(iter(grid))
             if p in maxes:
                 out[i], h = grid[q] * maxes[p] / maxes[q], f"{q} series x MAMF {p}/{q}"
             else:
@@ -374,9 +375,8 @@ def _gemm(row: dict[str, Any], ctx: str) -> tuple[np.ndarray, str]:
             out[i], h = ref * m / GEMM_REF_MAX, f"{REFERENCE} fp16 shape x MAMF {src}"
         else:
             out[i], h = ref, f"default ({REFERENCE} fp16 series)"
-        src = h.split(" ")[0] if h.split(" ")[0] in held else (p if p in held else None)   # own or copied series
-        if src:
-            h += (f" ({src} at {', '.join(f'{n:g}' for n in held[src])}: a timing floor, held at the next "
+        if series in held:
+            h += (f" ({series} at {', '.join(f'{n:g}' for n in held[series])}: a timing floor, held at the next "
                   "size's efficiency)")
         how.append(f"{p}: {h}")
     return np.clip(out, 1e-3, 1.0), "; ".join(how)

@@ -294,7 +294,7 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                             "stages; 0 = every send waited", dimension="dimensionless", low=0.0, high=1.0),
     "dp_bucket_params": ParamSpec("float", 0.0, "ZeRO-1 gradient bucket in parameters: one reduce-scatter and "
                                   "one all-gather per bucket, each paying the ring's latency; 0 = Megatron-Core's "
-                                  "default max(40e6, 1e6·dp·cp) (PyTorch DDP's 25 MB of fp32 gradients: 6.25e6)",
+                                  "default max(40e6, 1e6·dp·cp) (PyTorch DDP's 25 MiB of fp32 gradients: 6,553,600)",
                                   dimension="dimensionless", low=0.0),
 }
 
