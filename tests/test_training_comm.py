@@ -391,3 +391,53 @@ def test_zero1_issues_one_collective_per_gradient_bucket():
     rows = [cfg(n_accelerators=1024, dp_bucket_params=b) for b in (0.0, 6553600.0)]
     _, s, _, _ = _parts(rows, np.array([2.0, 2.0]), np.array([4.0, 4.0]))
     assert float(s.dp_fixed_s[1]) > float(s.dp_fixed_s[0])
+
+
+def test_dp_tail_is_one_issue_no_overlap_can_hide():
+    """TAIL: the last gradient bucket's reduce-scatter runs after the backward's last kernel and the first
+    parameter bucket's all-gather before the first forward (Megatron-Core overlap_grad_reduce /
+    overlap_param_gather; FSDP per micro-batch): one issue's share of the collectives stays exposed."""
+    kw = dict(dp=128.0, shard=128.0, dp_local=8.0, bw_intra=4e11, alpha_intra=2.5e-6, bw_inter=4.8e10, alpha_inter=2e-6)
+    g_b, w_b = 8e9, 4e9
+    lat = float(parallel.ring_latency_s(128.0, 8.0, 2.5e-6, 2e-6))
+    rs = 127 / 128 * g_b / 8 / 4.8e10 + lat          # flat ring: the NIC share 1/8 of 127/128·M
+    ag = 127 / 128 * w_b / 8 / 4.8e10 + lat
+    z1 = parallel.data_parallel_collectives(g_b, w_b, zero_stage=1.0, buckets=32.0, **kw)
+    np.testing.assert_allclose(float(z1.tail_fixed_s), (rs - lat + ag - lat) / 32 + 2 * lat, rtol=1e-12)
+    assert float(z1.tail_per_microbatch_s) == 0.0
+    z3 = parallel.data_parallel_collectives(g_b, w_b, zero_stage=3.0, layers=32.0, **kw)
+    # ZeRO-3: per micro-batch one unit's AG + RS of the 32 (each unit pays the latency)
+    np.testing.assert_allclose(float(z3.tail_per_microbatch_s), (rs - lat + ag - lat) / 32 + 2 * lat, rtol=1e-12)
+    np.testing.assert_allclose(float(z3.tail_fixed_s), float(z3.fixed_s) / 32, rtol=1e-12)   # replication AR: 0 here
+    z0 = parallel.data_parallel_collectives(g_b, w_b, zero_stage=0.0, buckets=10.0, **kw)
+    np.testing.assert_allclose(float(z0.tail_fixed_s), float(z0.fixed_s) / 10, rtol=1e-12)
+    # data_parallel_times is the (fixed, per micro-batch) pair of the same computation
+    assert tuple(map(float, parallel.data_parallel_times(g_b, w_b, zero_stage=1.0, buckets=32.0, **kw))) == (
+        float(z1.fixed_s), float(z1.per_microbatch_s))
+    # batched = scalar
+    zs, nb = np.array([0.0, 1.0, 2.0, 3.0]), np.array([10.0, 32.0, 1.0, 1.0])
+    many = parallel.data_parallel_collectives(g_b, w_b, zero_stage=zs, buckets=nb, layers=32.0, **kw)
+    for i in range(4):
+        one = parallel.data_parallel_collectives(g_b, w_b, zero_stage=zs[i], buckets=nb[i], layers=32.0, **kw)
+        np.testing.assert_allclose([float(many.tail_fixed_s[i]), float(many.tail_per_microbatch_s[i])],
+                                   [float(one.tail_fixed_s), float(one.tail_per_microbatch_s)], rtol=1e-12)
+    # jax.grad vs central differences (d tail / d gradient bytes)
+    f = lambda x: parallel.data_parallel_collectives(x, w_b, zero_stage=1.0, buckets=32.0, **kw).tail_fixed_s  # noqa: E731
+    h = 1e6
+    np.testing.assert_allclose(float(jax.grad(f)(g_b)), (float(f(g_b + h)) - float(f(g_b - h))) / (2 * h), rtol=1e-6)
+    np.testing.assert_allclose(float(jax.grad(f)(g_b)), 127 / 128 / 8 / 4.8e10 / 32, rtol=1e-9)
+
+
+def test_dp_tail_stays_exposed_in_the_step():
+    """With full overlap and a window far longer than the collectives, the step still waits for the tail; it
+    never exceeds the collectives themselves, and the larger bucket of a larger dp (Megatron-Core's
+    max(40M, 1M·dp)) exposes more."""
+    rows = [cfg(overlap=1.0, n_accelerators=n, global_batch=8 * n) for n in (64, 1024)]
+    _, s, _, comm = _parts(rows, np.array([2.0, 2.0]), np.array([4.0, 4.0]))
+    tail = np.asarray(s.dp_tail_fixed_s)
+    np.testing.assert_allclose(np.asarray(comm.t_dp_exposed_s), tail, rtol=1e-12)
+    assert np.all(tail > 0) and np.all(tail < np.asarray(comm.t_dp_s))
+    assert tail[1] > tail[0]
+    no = [cfg(overlap=0.0, n_accelerators=64, global_batch=512)]
+    _, _, _, c0 = _parts(no, np.array([2.0]), np.array([4.0]))
+    np.testing.assert_allclose(np.asarray(c0.t_dp_exposed_s), np.asarray(c0.t_dp_s), rtol=1e-12)

@@ -76,7 +76,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
       part has it); reduce-scatter / all-gather (TP with SP, ZeRO/FSDP), all-to-all (EP) and
       send/recv (CP ring, PP) at c.bw_up_ring (NVLS reduces in-switch for all-reduce only).
     - DP [walls.parallel.data_parallel_comm]: ZeRO/FSDP/hybrid volumes of the shared shard
-      over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`;
+      over dp·cp and of the expert shard over dp·cp/ep, exposed beyond their window with `overlap`, and at
+      least their tail (TAIL: the last bucket's reduce-scatter and the first bucket's all-gather, which no
+      compute follows or precedes; ZeRO-3 once per micro-batch);
       CP, EP and DP together hide at most the compute + exposed TP time (the NIC's DP traffic runs on
       its own stream while the GPU computes or waits on NVLink TP collectives; the excess is exposed);
       param_sync = broadcast (InternEvo) adds the parameter broadcasts (bytes and NCCL latency), exposed
@@ -233,6 +235,10 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     window = jnp.where(s.zs > 2.5, busy, busy / mb)
     # DSPIPE: DeepSpeed's PipelineEngine reduces after the flush (enable_backward_allreduce = False): nothing hidden
     t_dp_exp = parallel.exposed(t_dp, dp_overlap, window)
+    # TAIL: the last gradient bucket's reduce-scatter and the first parameter bucket's all-gather (ZeRO-3: per
+    # micro-batch) have no compute to hide behind [walls.parallel.data_parallel_collectives]
+    tail = jnp.minimum(s.dp_tail_fixed_s + mb * s.dp_tail_per_microbatch_s, t_dp)
+    t_dp_exp = jnp.maximum(t_dp_exp, tail)
     # CP, EP, PP and DP hide behind the same busy time: what they hide together is at most compute + exposed TP.
     overflow = jnp.maximum(cp_hidden + (t_ep_all - t_ep) + pp_hidden + t_dp - t_dp_exp - busy, 0.0)
     # param_sync = broadcast: the broadcasts' latency, waited before the next forward (exposed) [setup]

@@ -81,6 +81,7 @@ class Setup(NamedTuple):
     head_flop_gpu: Array     # LM-head GEMM FLOPs of the critical stage (+ the MTP modules' head passes), per GPU
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
+    dp_tail_fixed_s: Array; dp_tail_per_microbatch_s: Array    # TAIL [walls.parallel.data_parallel_collectives]
     kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
@@ -402,9 +403,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     sh_links = links(jnp.clip(c.apn / tp, 1.0, dpc))
     # BUCKETS: ZeRO-1 issues one reduce-scatter and one all-gather per gradient bucket (Megatron-Core's default
     # bucket grows with dp·cp so that the count times the ring latency stays flat) [walls.parallel.bucket_count]
-    f_sh, m_sh_t = parallel.data_parallel_times(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
-                                                layers=layers / pp, **sh_links,
-                                                buckets=parallel.bucket_count(sh_grad, dpc, p.dp_bucket_params))
+    dp_sh = parallel.data_parallel_collectives(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
+                                               layers=layers / pp, **sh_links,
+                                               buckets=parallel.bucket_count(sh_grad, dpc, p.dp_bucket_params))
+    f_sh, m_sh_t = dp_sh.fixed_s, dp_sh.per_microbatch_s
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
     # gradients and all-gathers the 16-bit parameters (where ZeRO-1 reduce-scatters); ReduceTiedGrads all-reduces the
     # tied embedding gradient between the first and last stage after the flush (fp32 hp grads under bf16)
@@ -423,9 +425,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         f_sh = f_sh + jnp.where(tied_group, tied, 0.0)
     ex_grad = expert_params / (tp * pp * ep)
     edp = floor_pos(dpc / ep, 1.0)
-    f_ex, m_ex_t = parallel.data_parallel_times(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
-                                                layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)),
-                                                buckets=parallel.bucket_count(ex_grad, edp, p.dp_bucket_params))
+    dp_ex = parallel.data_parallel_collectives(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
+                                               layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)),
+                                               buckets=parallel.bucket_count(ex_grad, edp, p.dp_bucket_params))
+    f_ex, m_ex_t = dp_ex.fixed_s, dp_ex.per_microbatch_s
     # param_sync = broadcast (InternEvo hybrid ZeRO-1/2): gradients all-reduced over dp·cp (overlappable: the
     # reduce-scatter + all-gather above, the all-reduce's two halves when grads and params have the same bytes),
     # then one broadcast per owning rank over the ZeRO group, waited before the next forward: their bytes and
@@ -474,6 +477,10 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                  vocab=vocab, w_shard=w_shard, expert_active=expert_active, states_bytes=states,
                  dp_fixed_s=f_sh + jnp.where(is_moe, f_ex, 0.0),
                  dp_per_microbatch_s=m_sh_t + jnp.where(is_moe, m_ex_t, 0.0), dp_sync_s=dp_sync,
+                 # TAIL: the shared and the expert groups' last collectives run side by side: the longer one
+                 dp_tail_fixed_s=jnp.maximum(dp_sh.tail_fixed_s, jnp.where(is_moe, dp_ex.tail_fixed_s, 0.0)),
+                 dp_tail_per_microbatch_s=jnp.maximum(dp_sh.tail_per_microbatch_s,
+                                                      jnp.where(is_moe, dp_ex.tail_per_microbatch_s, 0.0)),
                  loss_bytes_per_token=loss_tok, kv_width=kv_width, ep_layers_stage=ep_layers_stage,
                  ep_layer_frac=ep_layer_frac, ep_alt_layers=ep_alt_layers,   # DSV3EP
                  tp_fp8_sync_s=tp_fp8_sync,   # FP8TP

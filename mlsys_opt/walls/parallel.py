@@ -188,9 +188,23 @@ def bucket_count(n_params, dp, bucket_params=0.0) -> Array:
     return jnp.maximum(jnp.ceil(floor_pos(n, 0.0) / floor_pos(size, 1.0)), 1.0)
 
 
-def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
-                        bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None, buckets=1.0):
-    """`data_parallel_comm` split as (time once per step, time per micro-batch), s.
+class DataParallelTimes(NamedTuple):
+    fixed_s: Array                  # DP collectives once per step, s
+    per_microbatch_s: Array         # DP collectives per micro-batch (ZeRO-3), s
+    tail_fixed_s: Array             # of fixed_s: the collective no overlap can hide (TAIL), s
+    tail_per_microbatch_s: Array    # of per_microbatch_s: the same per micro-batch, s
+
+
+def data_parallel_times(grad_bytes, param_bytes, **kw):
+    """`data_parallel_collectives`' (time once per step, time per micro-batch), s."""
+    t = data_parallel_collectives(grad_bytes, param_bytes, **kw)
+    return t.fixed_s, t.per_microbatch_s
+
+
+def data_parallel_collectives(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_local, bw_intra, alpha_intra,
+                              bw_inter, alpha_inter, layers=1.0, bw_intra_ring=None,
+                              buckets=1.0) -> DataParallelTimes:
+    """`data_parallel_comm` split as (time once per step, time per micro-batch), s, with their unhideable tails.
 
     ZeRO-3 gathers and reduce-scatters per micro-batch; the other stages communicate once
     per step.  The training scenario computes these outside its micro-batch-size lanes.
@@ -203,6 +217,19 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     latency (NCCL's tree for all-reduce).  `bw_intra_ring` (default bw_intra): the scale-up rate of the
     reduce-scatters and all-gathers, which NVLink SHARP does not accelerate (NCCL runs them as rings;
     NVIDIA/nccl#1083, #1506); the all-reduces keep bw_intra (NVLS where the part has it).
+
+    TAIL: overlap hides a collective behind compute that runs after it is issued; one of them has none.
+    The gradient bucket holding the first layers is ready only when the backward ends, so its
+    reduce-scatter (DDP: its all-reduce) runs after the last kernel; the parameter bucket the first layer
+    needs is gathered after the optimizer step and before the forward (Megatron-Core's
+    overlap_param_gather dispatches the first bucket's all-gather from the optimizer step and waits for it
+    in the first forward pre-hook; FSDP gathers unit 0 at the start of each micro-batch's forward and
+    reduce-scatters the last unit after its backward).  Tail = one issue's share of the step's
+    collectives: (RS + AG + replication AR)/issues (ZeRO-1/2), AR/buckets (DDP), per micro-batch
+    (AG + RS)/layers (ZeRO-3).  The bucket the backward fills last is the remainder of P/B, anywhere in
+    (0, B]: the mean bucket P/⌈P/B⌉ stands for it (smooth in P).  Megatron-Core's bucket grows with dp
+    (`bucket_count`), so the tail does too: Llama-15B-like 3.75e9 parameters per rank at dp 512 hold 8
+    buckets of 4.7e8, one RS + AG ≈ 1/8 of the step's DP time.
     """
     ring_bw = bw_intra if bw_intra_ring is None else bw_intra_ring
     g, w, d, ds, zs, loc, nl, nb = _f(grad_bytes, param_bytes, dp, shard, zero_stage, dp_local, layers, buckets)
@@ -226,7 +253,9 @@ def data_parallel_times(grad_bytes, param_bytes, *, dp, shard, zero_stage, dp_lo
     rs_g, ag_w = rs_bytes(g, ds, loc_s) + lat, rs_bytes(w, ds, loc_s) + lat
     fixed = jnp.where(zs > 2.5, ar_rep, jnp.where(zs > 0.5, rs_g + ag_w + ar_rep, ar_full))
     per_mb = jnp.where(zs > 2.5, 2.0 * ag_w + rs_g, 0.0)
-    return fixed, per_mb
+    # TAIL: one issue of each kind (the DDP all-reduce is bucketed as ZeRO-1's reduce-scatter is)
+    issues_ar = jnp.where(zs > 0.5, issues, floor_pos(nb, 1.0))
+    return DataParallelTimes(fixed, per_mb, fixed / issues_ar, jnp.where(zs > 2.5, (ag_w + rs_g) / issues, 0.0))
 
 
 def exposed(t_comm_s, overlap, window_s) -> Array:
@@ -451,6 +480,8 @@ __all__ = [
     "MEGATRON_BUCKET_MIN_PARAMS",
     "MEGATRON_BUCKET_PARAMS_PER_RANK",
     "bucket_count",
+    "DataParallelTimes",
+    "data_parallel_collectives",
     "GRAD_BYTES",
     "MASTER_WEIGHT_BYTES",
     "MOMENT_BYTES",
