@@ -120,6 +120,7 @@ SCALEUP_SOURCE: dict[str, tuple[str, str]] = {
     "v100": ("fabrics.nvlink3", "family:a100_80gb"),
     "h100_sxm": ("fabrics.nvlink4", "measured"),
     "h100_96gb_500w": ("fabrics.nvlink4", "family:h100_sxm"),
+    "h800": ("fabrics.nvlink4", "family:h100_sxm"),
     "h200": ("fabrics.nvlink4", "measured"),
     "b200": ("fabrics.nvlink5", "measured"),
     "gb200": ("fabrics.nvlink5", "family:b200"),
