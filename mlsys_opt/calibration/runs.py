@@ -18,11 +18,11 @@ quantity per row is compared (the first the row has, convention-free quantities 
               itl_s                 itl_s, the mean decode step at the running batch (compared with
                                     TPOT where published: vLLM streams in bursts, README)
 
-B = setup.batch_size, else (server rows) Little's law λ·latency on the published latency, else
-(offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
+B = setup.batch_size, else (offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
 (vLLM gpu_memory_utilization and TensorRT-LLM kv_cache_free_gpu_mem_fraction both default to
-0.9), capped at vLLM's max_num_seqs = 256 for vLLM.  Rows whose lengths are not published, or
-that time one phase of a disaggregated deployment, are not evaluable (`evaluable` says why).
+0.9), capped at vLLM's max_num_seqs = 256 for vLLM.  Rows whose lengths are not published, that
+time one phase of a disaggregated deployment, or that serve an offered rate without a batch size
+(LITTLE: the running batch is set by the load) are not evaluable (`evaluable` says why).
 """
 from __future__ import annotations
 
@@ -66,6 +66,7 @@ ORGANISATIONS = {
     "nemotron4_340b_2024": "NVIDIA", "nemotron4_15b_2024": "NVIDIA", "nvidia_dgxc_2411": "NVIDIA",
     "mlperf_training_nvidia": "NVIDIA", "nvidia_dgxc_2411_llama_gpt3": "NVIDIA", "nvidia_dgxc_2502": "NVIDIA",
     "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI", "mtnlg_2022": "Microsoft",
+    "nemo_perf_2504": "NVIDIA", "deepseek_v3_2024": "DeepSeek-AI",
     # MLPerf Training submissions of NVIDIA's NeMo implementation by other organisations (the submitter's cluster)
     "mlperf_azure": "Microsoft", "mlperf_coreweave_ibm": "IBM+CoreWeave", "mlperf_nebius": "Nebius",
     "mlperf_oracle": "Oracle", "mlperf_uflorida": "University of Florida", "mlperf_cisco": "Cisco",
@@ -328,14 +329,15 @@ def _serving_target(row, setup, settings, catalog, flags):
     note = ""
     if settings.get("batch") is None:
         if rate:
-            lat = _measured(row, "e2e_latency_p50_s") or _measured(row, "e2e_latency_mean_s")
-            if lat is None and keys["ttft_s"] and keys["itl_s"]:
-                lat = _measured(row, keys["ttft_s"]) + out_len * _measured(row, keys["itl_s"])
-            if lat is None:
-                raise Unevaluable(f"row {row.id!r}: concurrency unknown (no batch size and no latency to "
-                                  "apply Little's law to)")
-            settings["batch"] = max(1, round(float(rate) * lat))
-            note = f"batch = λ·latency = {settings['batch']} (Little's law on the published latency)"
+            # LITTLE: B = λ·L on the published latency L would serve B slots for L_model each, so the
+            # model's queue would run at ρ = λ·L_model/B = L_model/L: unstable (an unbounded TTFT) for
+            # any model as slow as the measurement, a perfect one included.  The engine's running batch
+            # at an offered rate is set by the load (continuous batching), which the scenario's fixed
+            # `batch` does not express: such a row is not evaluated.
+            raise Unevaluable(f"row {row.id!r}: served at an offered rate with no batch size: the running "
+                              "batch is set by the load (continuous batching), which a fixed batch cannot "
+                              "express (Little's law on its own latency would put the model's queue at "
+                              "utilisation L_model/L_measured)")
         else:
             settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
             note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"

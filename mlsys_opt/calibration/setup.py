@@ -151,6 +151,15 @@ def _pipeline_engine(v, s) -> dict:
     return {"pipeline_engine": "deepspeed_bf16" if v == "deepspeed" and bf16 else v}
 
 
+def _pp_schedule(v, s) -> dict:
+    """DUALPIPE: a row's printed schedule -> pp_schedule (1F1B and interleaved 1F1B are one choice: the interleaving
+    is virtual_stages)."""
+    name = str(v).strip().lower()
+    if name in ("1f1b", "interleaved 1f1b", "interleaved"):
+        return {"pp_schedule": "1f1b"}
+    return {"pp_schedule": _choice_of("pp_schedule", name, "a pipeline schedule", "1F1B, interleaved 1F1B or ")}
+
+
 def _attention_backend(v, s) -> dict:
     """ATTNKERNEL: the fused-attention backend a row ran -> attention_kernel (cudnn: cuDNN's fused SDPA, i.e.
     Transformer Engine's FusedAttention on Hopper+ or PyTorch SDPA's cudnn backend; default: the part's curve)."""
@@ -263,6 +272,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "pipeline_engine": Rule(("pipeline_engine",), _pipeline_engine,
                             "megatron | deepspeed: Megatron-LM's 1F1B or DeepSpeed's PipelineEngine "
                             "(deepspeed with precision bf16 -> deepspeed_bf16: the BF16Optimizer)"),
+    # DUALPIPE (issue 12): the pipeline schedule (1F1B, interleaved through virtual_stages; DeepSeek's DualPipe)
+    "pp_schedule": Rule(("pp_schedule",), _pp_schedule,
+                        "1F1B / Interleaved 1F1B -> 1f1b (interleaving is virtual_stages); dualpipe -> dualpipe"),
     # ATTNKERNEL (issue 12): which fused-attention kernel's published curve the attention core runs at
     "attention_backend": Rule(("attention_kernel",), _attention_backend,
                               "default | cudnn: cuDNN fused SDPA (TE FusedAttention on Hopper+, PyTorch SDPA "
@@ -297,7 +309,7 @@ CONTEXT_KEYS = {
     "slices": "used by sharding (hsdp group)",
     "gpus_per_node": "serving: node size (accelerator entry); training: mapped (accelerators_per_node)",
     "remat_policy": "mapped into recompute by the data",
-    "fp8_recipe": "precision detail", "pp_schedule": "schedule detail", "scale_up_fabric": "context",
+    "fp8_recipe": "precision detail", "scale_up_fabric": "context",
     "scale_up_domain": "context", "engine_version": "context", "length_distribution": "request mix",
     "mode": "decides the compared quantity", "num_requests": "context", "offered_qps": "context",
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",

@@ -53,6 +53,7 @@ KV_PRECISIONS = ("auto", *PRECISIONS)     # serving kv_precision; "auto" = the w
 OFFLOAD = ("off", "kv", "weights")        # serving offload
 EP_DISPATCHERS = ("alltoall", "deepep")   # training ep_dispatcher (walls.moe.dispatch_copies dedup 0 / 1)
 CP_COMM_TYPES = ("p2p", "all_gather")     # training cp_comm_type (walls.attention.CP_COMM_TYPES)
+PP_SCHEDULES = ("1f1b", "dualpipe")       # training pp_schedule (walls.parallel.dualpipe_bubble_slots)
 
 _COMMON: dict[str, ParamSpec] = {
     "hardware": ParamSpec("catalog", "h100_sxm", "accelerator", catalog_kind="accelerators"),
@@ -296,6 +297,15 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                   "one all-gather per bucket, each paying the ring's latency; 0 = Megatron-Core's "
                                   "default max(40e6, 1e6·dp·cp) (PyTorch DDP's 25 MiB of fp32 gradients: 6,553,600)",
                                   dimension="dimensionless", low=0.0),
+    # DUALPIPE (issue 12): DeepSeek-V3's bidirectional pipeline schedule
+    "pp_schedule": ParamSpec("choice", "1f1b", "pipeline schedule: 1f1b = Megatron-LM's one-forward-one-backward "
+                             "(interleaved with virtual_stages > 1); dualpipe = DeepSeek-V3's DualPipe (micro-"
+                             "batches fed from both ends, each rank holding two stages of two model copies): "
+                             "bubble (pp/2 - 1)(F&B + B - 3W) = (pp/2 - 1)·2/3 of a micro-batch's F + B, "
+                             "pp + 1 micro-batches of activations, 2x weights and gradients (optimizer "
+                             "shards over both copies), the end ranks sharing the last stage's LM head and MTP "
+                             "with the first stage, pipeline sends and the EP all-to-all overlappable in every "
+                             "chunk pair; virtual_stages is not used [walls.parallel.dualpipe_bubble_slots]", choices=PP_SCHEDULES),
 }
 
 SERVING_PARAMS: dict[str, ParamSpec] = {

@@ -71,7 +71,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     - PP: 2·M·V sends of b·s_loc·h·2/t bytes per rank (the SP shard; without SP Megatron's scatter/gather,
       Narayanan et al. 2021 §4.1, + the all-gather of the t shares over NVLink); bubble
       (t_compute + exposed TP + CP + EP)·(pp-1)/(V·M): pp - 1 micro-batch slots of a stage's
-      forward + backward, the per-micro-batch comm on its critical path included.
+      forward + backward, the per-micro-batch comm on its critical path included; pp_schedule = dualpipe
+      (DUALPIPE): (pp/2 - 1)·2/3 slots [walls.parallel.dualpipe_bubble_slots], and every chunk's sends and
+      all-to-all sit beside another chunk's compute (partner = 1).
     - Scale-up rates: all-reduces (TP without SP, DP ZeRO-0) at c.bw_up (NVLink SHARP where the
       part has it); reduce-scatter / all-gather (TP with SP, ZeRO/FSDP), all-to-all (EP) and
       send/recv (CP ring, PP) at c.bw_up_ring (NVLS reduces in-switch for all-reduce only).
@@ -192,6 +194,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
                                    node_limit=p.moe_node_limit, dedup=dedup)
     ep_hidden = 1.0 - (1.0 - p.ep_overlap) * (1.0 - eff.ep_comm_overlap)
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
+    # DUALPIPE: every chunk runs beside another's (forward and backward chunk pairs, DeepSeek-V3 §3.2.1: "both
+    # all-to-all and PP communication can be fully hidden")
+    partner = partner + s.dualpipe * (1.0 - partner)
     t_layer = jnp.where(s.is_moe, mb * k * t_ep_one, 0.0)                # one MoE layer's dispatch/combine, step
     t_ep_all = t_layer * s.ep_layers_stage                               # DSV3: MoE layers of the stage
     # DSV3EP: hidden only behind the MoE layers' compute; the slowest of the critical and a middle stage
@@ -210,7 +215,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # DP window's: the sends run on a stream of their own); warm-up and flush wait.  What PP, DP, CP and EP hide
     # together is capped by that busy time below (`overflow`), so faster compute never lengthens a step
     t_pp_all = t_pp
-    t_pp = parallel.exposed(t_pp_all, jnp.where(s.v > 1.0, p.pp_overlap, 0.0) * partner, cmp.t_compute_s + t_tp)
+    t_pp = parallel.exposed(t_pp_all, jnp.where((s.v > 1.0) | (s.dualpipe > 0.5), p.pp_overlap, 0.0) * partner,
+                            cmp.t_compute_s + t_tp)
     pp_hidden = t_pp_all - t_pp
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
     # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
@@ -225,7 +231,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         dp_overlap = jnp.where(ds_engine, 0.0, dp_overlap)
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
     # communication (TP, CP, EP: sequential with the stage's kernels) included
-    t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * (pp - 1.0) / (s.v * mb)
+    # DUALPIPE: (pp/2 - 1)·2/3 slots, whatever V [walls.parallel.dualpipe_bubble_slots]
+    slots = jnp.where(s.dualpipe > 0.5, parallel.dualpipe_bubble_slots(pp), (pp - 1.0) / s.v)
+    t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * slots / mb
 
     # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
     t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s

@@ -59,7 +59,7 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
       [walls.attention: eager 5·a·s_loc·s/t without recomputation, flash 4·a·s_loc/t LSE],
       × the precision's activation scale, × walls.parallel.low_precision_activation_scale for
       fp8/fp4 GEMM inputs saved quantized (none/selective: 29/34 at fp8); in-flight micro-batches
-      F [walls.parallel.interleaved_activation_factor]; + the transient peak of one micro-batch (MEMPEAK):
+      F [walls.parallel.pipeline_in_flight: interleaved_activation_factor; DualPipe pp + 1]; + the transient peak of one micro-batch (MEMPEAK):
       max(s_loc·b·μ·V/tp, b·one layer's rematerialised activations under full recomputation), μ = 4 / 12 / 6 / 8 B
       per logit for loss_kernel fused / torch / megatron / torch16, 16 for torch on a vocabulary shard (DTensor
       loss_parallel) [walls.algorithm.cross_entropy_peak_bytes] (the loss's buffers when the backward starts), the layer in the selective form (Korthikanti et al. 2022 §5:
@@ -82,7 +82,7 @@ def memory(p, c: Common, s: Setup, b, mb) -> Memory:
     states = s.states_bytes                  # computed once in setup (independent of b)
     per_layer = b * s.act_seq_layer          # one micro-batch, one layer (setup: independent of b)
     act_micro = s.layers_first * per_layer
-    in_flight = parallel.interleaved_activation_factor(s.pp, s.v, mb)
+    in_flight = parallel.pipeline_in_flight(s.pp, s.v, mb, s.dualpipe)     # DUALPIPE: pp + 1
     k = jnp.clip(p.offload_layers, 0.0, s.layers_first)
     act = per_layer * parallel.offload_resident_layers(s.layers_first, k, in_flight)
     # MEMPEAK: the transient peak on top of states and stored activations, the larger of the loss's buffers when

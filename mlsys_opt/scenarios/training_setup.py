@@ -55,6 +55,7 @@ ACCUMULATED_GRAD_BYTES = 4.0    # FSDP2 accumulates skipped-sync gradients in it
 BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
 TP_COMM_DEFAULT = TRAINING_PARAMS["tp_comm"].choices.index("default")   # FP8TP
+DUALPIPE = TRAINING_PARAMS["pp_schedule"].choices.index("dualpipe")   # DUALPIPE
 MEGATRON_ENGINE, DS_BF16_ENGINE = (TRAINING_PARAMS["pipeline_engine"].choices.index(x)   # DSPIPE
                                    for x in ("megatron", "deepspeed_bf16"))
 assert TRAINING_PARAMS["loss_kernel"].choices == algorithm.LOSS_KERNELS
@@ -82,6 +83,7 @@ class Setup(NamedTuple):
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
     dp_tail_fixed_s: Array; dp_tail_per_microbatch_s: Array    # TAIL [walls.parallel.data_parallel_collectives]
+    dualpipe: Array          # DUALPIPE: 1 with pp_schedule = dualpipe and pp > 1, else 0
     kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
@@ -204,6 +206,12 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # DeepSeek-V3 pipeline_model_parallel_layout) puts k layers on the last rank, (L - k)/(pp - 1) on each other one
     k_last = jnp.clip(p.last_stage_layers * one, 0.0, layers)
     layout = (k_last > 0.0) & (pp > 1.0)
+    # DUALPIPE (issue 12): DeepSeek's DualPipe puts stages r and pp-1-r on rank r (deepseek-ai/DualPipe examples/
+    # example_dualpipe.py: full_modules[rank], full_modules[pp_size - 1 - rank]) and feeds half the micro-batches from
+    # each end, so a rank runs each of its two stages for half of them: the end ranks share the last stage's LM head
+    # and MTP with the light first stage (hd = 1/2 of the last stage's work, 1/2 of a first/middle stage's)
+    dual = jnp.where((jnp.asarray(p.pp_schedule) == DUALPIPE) & (pp > 1.0), 2.0, 1.0)
+    hd = 1.0 / dual
     # a stage holds whole layers: the other ranks' (L - k)/(pp - 1) rounded up on the busiest one (HFUS, issue 12:
     # nanotron's 80 layers over 16 stages, 3 on the last, give two ranks 6, not 5.13; torchtitan's 126 over 8 -> 16)
     k_mid = jnp.ceil((layers - k_last) / floor_pos(pp - 1.0, 1.0) - 1e-6)
@@ -311,15 +319,16 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # (the head's GEMMs count at their own rate: FP8 training keeps them in 16 bits [training_parts._with_attention_kernel])
     head_slow = (c.peak / floor_pos(jnp.minimum(c.peak_16bit, c.peak), 1.0) - 1.0) * head * pp
     last_crit = (split | layout) & (trunk * last_scale + head * pp + head_slow + mtp_stage > trunk * stage_scale)
-    crit_scale = jnp.where(last_crit, last_scale, stage_scale)
+    # (DUALPIPE: the last rank's load is hd·last + (1 - hd)·first stage; the comparison with a middle rank is the same)
+    crit_scale = jnp.where(last_crit, hd * last_scale + (1.0 - hd) * stage_scale, stage_scale)
     on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
     # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
     last_crit, on_last = materialized((last_crit, on_last), p.hardware)
-    flop_gpu = trunk * crit_scale / n + jnp.where(on_last, (head * pp + mtp_stage) / n, 0.0)
+    flop_gpu = trunk * crit_scale / n + jnp.where(on_last, hd * (head * pp + mtp_stage) / n, 0.0)
     # MoE layers on the critical stage (expert dispatch [communication()]): the dense_layers lead the model (first
     # stage); the MTP block is MoE like the last layer (Megatron-Core mtp spec = the last layer's)
-    crit_layers = jnp.where(layout, jnp.where(last_crit, k_last, k_mid), layers / pp) + jnp.where(
-        on_last, c.mtp_layers, 0.0)
+    crit_layers = jnp.where(layout, jnp.where(last_crit, hd * k_last + (1.0 - hd) * k_mid, k_mid), layers / pp) + jnp.where(
+        on_last, hd * c.mtp_layers, 0.0)
     ep_layers_stage = jnp.minimum(crit_layers, layers - c.dense_layers + c.mtp_layers)
     # DSV3EP (issue 12) [communication(), walls.moe.ep_stage_exposed]: the EP overlap hides dispatch/combine only
     # behind MoE layers' compute, trunk·pp/(L·n) FLOP per GPU each; a middle rank's MoE layers (the dense ones lead
@@ -329,7 +338,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
                               jnp.maximum(jnp.minimum(k_mid, layers - k_last - c.dense_layers), 0.0), 0.0)
     # the loss over the vocabulary (memory-bound, on the LM-head stage: off the critical one when balanced
     # and a middle stage is slowest) [compute(), walls.algorithm.cross_entropy_bytes]: bytes per token
-    head_on_crit = jnp.where(c.is_cnn | ~on_last, 0.0, 1.0 + c.mtp_layers)   # DSV3: + the MTP's own loss
+    head_on_crit = jnp.where(c.is_cnn | ~on_last, 0.0, hd * (1.0 + c.mtp_layers))   # DSV3: + the MTP's own loss
     # MEMPEAK (issue 12): loss_parallel = off all-gathers the logits to every TP rank (output_layouts=Replicate),
     # whose loss then runs over the whole vocabulary; the gather is synchronous (the loss waits for it) [compute()]
     gathered = jnp.asarray(p.loss_parallel) == LOSS_GATHERED
@@ -341,18 +350,21 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     loss_peak_tok = jnp.where(c.is_cnn, 0.0,
                               algorithm.cross_entropy_peak_bytes(1.0, vocab_loss, p.loss_kernel, sharded))
     # the attention core's share (with its recomputed forward): a kernel of its own [compute()]
-    attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, mtp_attn * pp / n, 0.0)
+    attn_flop_gpu = (attn + attn_recompute) * crit_scale / n + jnp.where(on_last, hd * mtp_attn * pp / n, 0.0)
     # the LM head's GEMMs on the critical stage (all of them on the last stage, none on a middle one; + each MTP
     # module's pass through the shared head): kept in 16 bits by FP8 training [compute(), _with_attention_kernel]
-    head_flop_gpu = jnp.where(on_last, head * pp * (1.0 + c.mtp_layers) / n, 0.0)
-    w_shard = (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) * wb
+    head_flop_gpu = jnp.where(on_last, hd * head * pp * (1.0 + c.mtp_layers) / n, 0.0)
+    # DUALPIPE (issue 12): each rank holds two stages, one of each model copy (DeepSeek-V3 Table 2: parameters 2x):
+    # twice the weights and gradients, whose optimizer state shards over both copies' ranks (a ZeRO group of 2·d)
+    # and whose reductions move twice the bytes over that group [communication()]
+    w_shard = dual * (shared_rank / (tp * pp) + expert_params / (tp * pp * ep)) * wb
 
     # Optimizer states [memory()] and DP collectives [communication()]: independent of b.
     expert_shard = jnp.minimum(shard, floor_pos(dpc / ep, 1.0))
     kw = dict(weight_bytes_per_param=wb_state, grad_bytes_per_param=gb_state, optimizer_bytes_per_param=ob,
               zero_stage=zs)
-    m_sh = node.training_memory(shared_rank, 0.0, shard_factor=tp * pp, dp=shard, **kw)
-    m_ex = node.training_memory(expert_params, 0.0, shard_factor=tp * pp * ep, dp=expert_shard, **kw)
+    m_sh = node.training_memory(dual * shared_rank, 0.0, shard_factor=tp * pp, dp=dual * shard, **kw)
+    m_ex = node.training_memory(dual * expert_params, 0.0, shard_factor=tp * pp * ep, dp=dual * expert_shard, **kw)
     # ZeRO-3 holds two gathered units (current + prefetched), L/pp units a stage.  FSDP16: fsdp_runtime = torch_fsdp2
     # (PyTorch FSDP2) gathers them in the all-gather dtype (gather_b: bf16 for fp8 too, torchao Float8Linear casts the
     # gathered bf16 weight itself unless Float8LinearConfig.enable_fsdp_float8_all_gather, off by default: torchtitan
@@ -399,13 +411,14 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         return dict(zero_stage=zs, dp_local=dp_local, bw_intra=group_link_bw(c, c.bw_up, dp_local),
                     alpha_intra=c.alpha_up, bw_inter=c.bw_out, alpha_inter=c.alpha_out,
                     bw_intra_ring=group_link_bw(c, c.bw_up_ring, dp_local))
-    sh_grad = shared_rank / (tp * pp)
+    sh_grad = dual * shared_rank / (tp * pp)       # DUALPIPE: both copies' stages, over 2·d ranks
+    dpc_sh = dual * dpc
     sh_links = links(jnp.clip(c.apn / tp, 1.0, dpc))
     # BUCKETS: ZeRO-1 issues one reduce-scatter and one all-gather per gradient bucket (Megatron-Core's default
     # bucket grows with dp·cp so that the count times the ring latency stays flat) [walls.parallel.bucket_count]
-    dp_sh = parallel.data_parallel_collectives(sh_grad * gbytes, sh_grad * gather_b, dp=dpc, shard=shard,
+    dp_sh = parallel.data_parallel_collectives(sh_grad * gbytes, sh_grad * gather_b, dp=dpc_sh, shard=dual * shard,
                                                layers=layers / pp, **sh_links,
-                                               buckets=parallel.bucket_count(sh_grad, dpc, p.dp_bucket_params))
+                                               buckets=parallel.bucket_count(sh_grad, dpc_sh, p.dp_bucket_params))
     f_sh, m_sh_t = dp_sh.fixed_s, dp_sh.per_microbatch_s
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine [walls.deepspeed_pipe]: the BF16Optimizer all-reduces the fp32
     # gradients and all-gathers the 16-bit parameters (where ZeRO-1 reduce-scatters); ReduceTiedGrads all-reduces the
@@ -423,9 +436,9 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
         # (TiedLayerSpec only: a model with an untied LM head (EMBED's c.untied_emb > 0) has no tied group)
         tied_group = (engine != MEGATRON_ENGINE) & (pp > 1.0) & ~c.is_cnn & (c.untied_emb <= 0.0)
         f_sh = f_sh + jnp.where(tied_group, tied, 0.0)
-    ex_grad = expert_params / (tp * pp * ep)
-    edp = floor_pos(dpc / ep, 1.0)
-    dp_ex = parallel.data_parallel_collectives(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=expert_shard,
+    ex_grad = dual * expert_params / (tp * pp * ep)
+    edp = dual * floor_pos(dpc / ep, 1.0)
+    dp_ex = parallel.data_parallel_collectives(ex_grad * gbytes, ex_grad * gather_b, dp=edp, shard=dual * expert_shard,
                                                layers=layers / pp, **links(jnp.clip(c.apn / (tp * ep), 1.0, edp)),
                                                buckets=parallel.bucket_count(ex_grad, edp, p.dp_bucket_params))
     f_ex, m_ex_t = dp_ex.fixed_s, dp_ex.per_microbatch_s
@@ -463,6 +476,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     elem_factor, cast_tok, op_frac, layers_first, act_seq_layer = materialized(
         (elem_factor, cast_tok, op_frac, layers_first, act_seq_layer), p.hardware)
     return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=s_loc, gb=gb,
+                 dualpipe=dual - 1.0,
                  steps=floor_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, layers_first=layers_first,
                  full=full,
                  selective=selective, op=op, op_frac=op_frac, act_seq_layer=act_seq_layer, eager=eager, sp=sp,

@@ -316,6 +316,36 @@ def interleaved_activation_factor(pp, virtual_stages, microbatches) -> Array:
     return jnp.minimum(p, floor_pos(m, 1.0)) * inter
 
 
+# DUALPIPE: DeepSeek-V3 Technical Report (arXiv 2412.19437) §3.2.1 Table 2: bubble (PP/2 - 1)(F&B + B - 3W),
+# parameters 2x, activations PP + 1, for a forward chunk F, a full backward chunk B (input and weight
+# gradients), its weight-gradient part W and a pair of overlapped forward and backward chunks F&B (= F + B
+# of compute: the pair overlaps communication, not compute).  With the usual B = 2F, W = B/2 (zero-bubble
+# pipeline parallelism, Qi et al. 2023, whose W split DualPipe uses): F&B + B - 3W = 3F + 2F - 3F = 2F,
+# i.e. 2/3 of a micro-batch slot F + B.
+DUALPIPE_SLOT_FRAC = 2.0 / 3.0
+
+
+def dualpipe_bubble_slots(pp) -> Array:
+    """DualPipe's bubble in micro-batch slots of one stage's F + B: max(pp/2 - 1, 0)·2/3, count.
+
+    DeepSeek-V3 Table 2: (PP/2 - 1)(F&B + B - 3W) = (PP/2 - 1)·2F with B = 2F, W = F
+    (`DUALPIPE_SLOT_FRAC`); 1F1B's is (PP - 1)(F + B) = (PP - 1) slots.  Independent of the
+    micro-batch count (the schedule needs M >= PP).  Example: pp = 16: 7·2/3 = 4.667 slots
+    (1F1B: 15).  pp <= 2: 0.
+    """
+    (p,) = _f(pp)
+    return jnp.maximum(0.5 * floor_pos(p, 1.0) - 1.0, 0.0) * DUALPIPE_SLOT_FRAC
+
+
+def pipeline_in_flight(pp, virtual_stages, microbatches, dualpipe=0.0) -> Array:
+    """Micro-batches of one stage's activations the busiest rank holds: `interleaved_activation_factor`
+    (1F1B, interleaved), or with DualPipe (dualpipe = 1) min(pp + 1, M) (DeepSeek-V3 Table 2: PP + 1).
+    Example: pp = 16, M = 120: 1F1B 16, DualPipe 17."""
+    p, m, d = _f(pp, microbatches, dualpipe)
+    dual = jnp.minimum(floor_pos(p, 1.0) + 1.0, floor_pos(m, 1.0))
+    return jnp.where(d > 0.5, dual, interleaved_activation_factor(pp, virtual_stages, microbatches))
+
+
 def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> Array:
     """Adam optimizer-state bytes per parameter: master copy + moments, o = [w < 4]·M[master] + V[moments].
 
@@ -482,6 +512,9 @@ __all__ = [
     "bucket_count",
     "DataParallelTimes",
     "data_parallel_collectives",
+    "DUALPIPE_SLOT_FRAC",
+    "dualpipe_bubble_slots",
+    "pipeline_in_flight",
     "GRAD_BYTES",
     "MASTER_WEIGHT_BYTES",
     "MOMENT_BYTES",
