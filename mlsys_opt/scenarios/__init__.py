@@ -125,7 +125,8 @@ def _plain_default(spec):
 # the parameters `static_options` reads, per scenario: a caller that groups rows by their options (the table
 # evaluator) groups by exactly these
 STATIC_OPTION_PARAMS: dict[str, tuple[str, ...]] = {
-    "training": ("micro_batch_size", "microbatches", "cp", "tp_comm", "pipeline_engine", "param_sync"), "serving": ()}
+    "training": ("micro_batch_size", "microbatches", "cp", "tp_comm", "pipeline_engine", "param_sync", "pp_schedule"),
+    "serving": ()}
 
 
 def static_options(scenario: str, possible: dict) -> dict:
@@ -137,8 +138,8 @@ def static_options(scenario: str, possible: dict) -> dict:
     geometry is evaluated instead of the candidate set); context_parallel=False when every row
     has cp <= 1 (the context-parallel terms, 0 there, are not traced); torch_tp=False when every
     row has tp_comm = default (the PyTorch TP terms are not traced); deepspeed_engine=False when every row has
-    pipeline_engine = megatron; param_broadcast=False when every row has param_sync = all_gather.  Serving: no
-    options.
+    pipeline_engine = megatron; param_broadcast=False when every row has param_sync = all_gather; dualpipe=False
+    when every row has pp_schedule = 1f1b.  Serving: no options.
     """
     if scenario != "training":
         return {}
@@ -158,7 +159,8 @@ def static_options(scenario: str, possible: dict) -> dict:
 
     return {"auto_micro_batch": not (all_positive("micro_batch_size") or all_positive("microbatches")),
             "context_parallel": not no_cp, "torch_tp": not no_torch_tp,
-            "deepspeed_engine": not all_code("pipeline_engine", 0), "param_broadcast": not all_code("param_sync", 0)}
+            "deepspeed_engine": not all_code("pipeline_engine", 0), "param_broadcast": not all_code("param_sync", 0),
+            "dualpipe": not all_code("pp_schedule", 0)}
 
 
 __all__ = ["static_options", "STATIC_OPTION_PARAMS", "TrainingParams", "ServingParams", "TrainingOutputs", "ServingOutputs",

@@ -190,7 +190,7 @@ def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT
 @as_scenario
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY, *,
              auto_micro_batch: bool = True, context_parallel: bool = True, torch_tp: bool = True,
-             deepspeed_engine: bool = True, param_broadcast: bool = True):
+             deepspeed_engine: bool = True, param_broadcast: bool = True, dualpipe: bool = True):
     """A training run: (TrainingOutputs, TrainingConstraints), every field shaped like the batch.
 
     auto_micro_batch (static): False when every row gives micro_batch_size or microbatches
@@ -203,7 +203,8 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     torch_tp (static, ASYNCTP): False when every row has tp_comm = default; the PyTorch TP terms
     (walls.tensor_parallel, unused there) are then not traced (~300 fewer operations per configuration).
     deepspeed_engine (static): False when every row has pipeline_engine = megatron (walls.deepspeed_pipe not
-    traced); param_broadcast (static): False when every row has param_sync = all_gather (walls.zero_sync not traced).
+    traced); param_broadcast (static): False when every row has param_sync = all_gather (walls.zero_sync not traced);
+    dualpipe (static): False when every row has pp_schedule = 1f1b (the DualPipe terms not traced).
 
     Conventions (Megatron-Core, DeepSeek-V3): N = tp·cp·pp·dp; expert parallelism lives
     *inside* the data-parallel group (ep divides dp; experts sharded over tp·pp·ep, their
@@ -238,7 +239,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     shape = batch_shape(p)
     vocab = tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)]
     s = tparts.setup(p, c, eff, vocab, torch_tp=torch_tp, deepspeed_engine=deepspeed_engine,
-                     param_broadcast=param_broadcast)
+                     param_broadcast=param_broadcast, dualpipe=dualpipe)
     if auto_micro_batch:
         cands = jnp.asarray(tparts.MICRO_BATCH_CANDIDATES, c.peak.dtype)
         lanes = jax.vmap(lambda bc: _lane(p, c, eff, s, shape, bc, context_parallel, torch_tp,

@@ -54,7 +54,7 @@ def _breakdown(p: TrainingParams, tables: Tables, eff: Efficiency, options: tupl
     auto = opts.get("auto_micro_batch", True)
     c = training_common(p, tables, eff)
     s = tparts.setup(p, c, eff, tables.model.vocab_size[jnp.asarray(p.model, jnp.int32)],
-                     **{k: opts[k] for k in ("torch_tp", "deepspeed_engine", "param_broadcast") if k in opts})
+                     **{k: opts[k] for k in ("torch_tp", "deepspeed_engine", "param_broadcast", "dualpipe") if k in opts})
     # the scenario's choice among the candidates, or (auto_micro_batch = False) the given geometry, else 1 sequence
     b_cand = (training(p, tables, eff, **opts)[0].micro_batch_seqs if auto
               else jnp.asarray(tparts.MICRO_BATCH_CANDIDATES[0], c.peak.dtype))

@@ -196,7 +196,9 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
     # DUALPIPE: every chunk runs beside another's (forward and backward chunk pairs, DeepSeek-V3 §3.2.1: "both
     # all-to-all and PP communication can be fully hidden")
-    partner = partner + s.dualpipe * (1.0 - partner)
+    dual_on = not isinstance(s.dualpipe, float)      # (static dualpipe off: the float 0.0, nothing traced)
+    if dual_on:
+        partner = partner + s.dualpipe * (1.0 - partner)
     t_layer = jnp.where(s.is_moe, mb * k * t_ep_one, 0.0)                # one MoE layer's dispatch/combine, step
     t_ep_all = t_layer * s.ep_layers_stage                               # DSV3: MoE layers of the stage
     # DSV3EP: hidden only behind the MoE layers' compute; the slowest of the critical and a middle stage
@@ -215,8 +217,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # DP window's: the sends run on a stream of their own); warm-up and flush wait.  What PP, DP, CP and EP hide
     # together is capped by that busy time below (`overflow`), so faster compute never lengthens a step
     t_pp_all = t_pp
-    t_pp = parallel.exposed(t_pp_all, jnp.where((s.v > 1.0) | (s.dualpipe > 0.5), p.pp_overlap, 0.0) * partner,
-                            cmp.t_compute_s + t_tp)
+    pp_ovl = (s.v > 1.0) | (s.dualpipe > 0.5) if dual_on else s.v > 1.0
+    t_pp = parallel.exposed(t_pp_all, jnp.where(pp_ovl, p.pp_overlap, 0.0) * partner, cmp.t_compute_s + t_tp)
     pp_hidden = t_pp_all - t_pp
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
     # of meta + 1/t share per micro-batch) and 3 PartitionedTensor all-gathers whatever SP [walls.deepspeed_pipe]
@@ -232,7 +234,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
     # communication (TP, CP, EP: sequential with the stage's kernels) included
     # DUALPIPE: (pp/2 - 1)·2/3 slots, whatever V [walls.parallel.dualpipe_bubble_slots]
-    slots = jnp.where(s.dualpipe > 0.5, parallel.dualpipe_bubble_slots(pp), (pp - 1.0) / s.v)
+    slots = jnp.where(s.dualpipe > 0.5, parallel.dualpipe_bubble_slots(pp), (pp - 1.0) / s.v) if dual_on else (
+        (pp - 1.0) / s.v)
     t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * slots / mb
 
     # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's

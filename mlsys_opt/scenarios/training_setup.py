@@ -83,7 +83,7 @@ class Setup(NamedTuple):
     vocab: Array; w_shard: Array; expert_active: Array
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
     dp_tail_fixed_s: Array; dp_tail_per_microbatch_s: Array    # TAIL [walls.parallel.data_parallel_collectives]
-    dualpipe: Array          # DUALPIPE: 1 with pp_schedule = dualpipe and pp > 1, else 0
+    dualpipe: Array          # DUALPIPE: 1 with pp_schedule = dualpipe and pp > 1, else 0 (the float 0.0: not traced)
     kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
@@ -100,7 +100,7 @@ class Setup(NamedTuple):
 
 
 def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepspeed_engine: bool = True,
-          param_broadcast: bool = True) -> Setup:
+          param_broadcast: bool = True, dualpipe: bool = True) -> Setup:
     """Degrees, parameter split, bytes per parameter and FLOPs of one step.
 
     - N = tp·cp·pp·dp; ep ranks live inside dp (Megatron-Core / DeepSeek convention); a
@@ -210,7 +210,8 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     # example_dualpipe.py: full_modules[rank], full_modules[pp_size - 1 - rank]) and feeds half the micro-batches from
     # each end, so a rank runs each of its two stages for half of them: the end ranks share the last stage's LM head
     # and MTP with the light first stage (hd = 1/2 of the last stage's work, 1/2 of a first/middle stage's)
-    dual = jnp.where((jnp.asarray(p.pp_schedule) == DUALPIPE) & (pp > 1.0), 2.0, 1.0)
+    # (static dualpipe, scenarios.static_options: without a DualPipe row dual = hd = 1.0, Python constants XLA folds)
+    dual = jnp.where((jnp.asarray(p.pp_schedule) == DUALPIPE) & (pp > 1.0), 2.0, 1.0) if dualpipe else 1.0
     hd = 1.0 / dual
     # a stage holds whole layers: the other ranks' (L - k)/(pp - 1) rounded up on the busiest one (HFUS, issue 12:
     # nanotron's 80 layers over 16 stages, 3 on the last, give two ranks 6, not 5.13; torchtitan's 126 over 8 -> 16)
@@ -320,14 +321,16 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     head_slow = (c.peak / floor_pos(jnp.minimum(c.peak_16bit, c.peak), 1.0) - 1.0) * head * pp
     last_crit = (split | layout) & (trunk * last_scale + head * pp + head_slow + mtp_stage > trunk * stage_scale)
     # (DUALPIPE: the last rank's load is hd·last + (1 - hd)·first stage; the comparison with a middle rank is the same)
-    crit_scale = jnp.where(last_crit, hd * last_scale + (1.0 - hd) * stage_scale, stage_scale)
+    crit_scale = jnp.where(last_crit, last_scale if isinstance(hd, float) else hd * last_scale + (1.0 - hd) * stage_scale,
+                           stage_scale)
     on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
     # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
     last_crit, on_last = materialized((last_crit, on_last), p.hardware)
     flop_gpu = trunk * crit_scale / n + jnp.where(on_last, hd * (head * pp + mtp_stage) / n, 0.0)
     # MoE layers on the critical stage (expert dispatch [communication()]): the dense_layers lead the model (first
     # stage); the MTP block is MoE like the last layer (Megatron-Core mtp spec = the last layer's)
-    crit_layers = jnp.where(layout, jnp.where(last_crit, hd * k_last + (1.0 - hd) * k_mid, k_mid), layers / pp) + jnp.where(
+    k_crit_last = k_last if isinstance(hd, float) else hd * k_last + (1.0 - hd) * k_mid
+    crit_layers = jnp.where(layout, jnp.where(last_crit, k_crit_last, k_mid), layers / pp) + jnp.where(
         on_last, hd * c.mtp_layers, 0.0)
     ep_layers_stage = jnp.minimum(crit_layers, layers - c.dense_layers + c.mtp_layers)
     # DSV3EP (issue 12) [communication(), walls.moe.ep_stage_exposed]: the EP overlap hides dispatch/combine only

@@ -341,9 +341,11 @@ def pipeline_in_flight(pp, virtual_stages, microbatches, dualpipe=0.0) -> Array:
     """Micro-batches of one stage's activations the busiest rank holds: `interleaved_activation_factor`
     (1F1B, interleaved), or with DualPipe (dualpipe = 1) min(pp + 1, M) (DeepSeek-V3 Table 2: PP + 1).
     Example: pp = 16, M = 120: 1F1B 16, DualPipe 17."""
+    one_f1b = interleaved_activation_factor(pp, virtual_stages, microbatches)
+    if isinstance(dualpipe, (int, float)) and dualpipe == 0:      # a constant 0: nothing to trace
+        return one_f1b
     p, m, d = _f(pp, microbatches, dualpipe)
-    dual = jnp.minimum(floor_pos(p, 1.0) + 1.0, floor_pos(m, 1.0))
-    return jnp.where(d > 0.5, dual, interleaved_activation_factor(pp, virtual_stages, microbatches))
+    return jnp.where(d > 0.5, jnp.minimum(floor_pos(p, 1.0) + 1.0, floor_pos(m, 1.0)), one_f1b)
 
 
 def optimizer_state_bytes(weight_bytes_per_param, master_code, moments_code) -> Array:
