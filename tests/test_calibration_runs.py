@@ -38,11 +38,12 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 572 and len(ok) >= 553
+    assert len(ok) + len(skipped) == 572 and len(ok) >= 552
     why = dict(skipped)
-    # LITTLE: an offered rate without a batch size (the running batch is set by the load)
-    assert "offered rate with no batch size" in why["sglang030_a100_llama31_8b_sharegpt_rps4"]
-    assert "offered rate with no batch size" in why["trtllm014_h100_llama31_8b_tp1_bf16_467_256_qps16"]
+    # LITTLE: at an offered rate the running batch is set by the load (a printed batch is the engine's cap)
+    for rid in ("sglang030_a100_llama31_8b_sharegpt_rps4", "trtllm014_h100_llama31_8b_tp1_bf16_467_256_qps16",
+                "mlperf40_nvidia_8xh100_llama2_70b_server"):
+        assert "served at an offered rate" in why[rid], rid
     assert "one phase" in why["sglang_pd_ep72_9x8h100_deepseekv3_decode_kv2000"]
     assert all(not r.startswith(("mosaic", "titan", "nemo", "mcore", "maxtext", "llama3", "mbridge", "kempner",
                                  "internevo", "megatron_llama", "glm130b", "bloom176b", "mlperf31", "flashattn",

@@ -21,8 +21,8 @@ quantity per row is compared (the first the row has, convention-free quantities 
 B = setup.batch_size, else (offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
 (vLLM gpu_memory_utilization and TensorRT-LLM kv_cache_free_gpu_mem_fraction both default to
 0.9), capped at vLLM's max_num_seqs = 256 for vLLM.  Rows whose lengths are not published, that
-time one phase of a disaggregated deployment, or that serve an offered rate without a batch size
-(LITTLE: the running batch is set by the load) are not evaluable (`evaluable` says why).
+time one phase of a disaggregated deployment, or that are served at an offered rate (LITTLE: the
+running batch is set by the load) are not evaluable (`evaluable` says why).
 """
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ from ..errors import MlsysOptError
 from ..scenarios import schema
 from ..scenarios.serving_steps import embedding_extra_bytes
 from . import setup as S
-from .rows import DATA_DIR, FIELDS, PACK_TOKENS, Measurement, RowPlan, Target, read_rows_file
+from .rows import DATA_DIR, PACK_TOKENS, Measurement, RowPlan, Target, read_rows_file
 
 TRAINING_RUNS_PATH = DATA_DIR / "training_runs.json"
 SERVING_RUNS_PATH = DATA_DIR / "serving_runs.json"
@@ -327,28 +327,27 @@ def _serving_target(row, setup, settings, catalog, flags):
     rate = setup.get("request_rate")
     keys = {q: next((k for k in SERVE_KEYS[q] if _measured(row, k) is not None), None) for q in SERVE_KEYS}
     note = ""
+    if rate:
+        # LITTLE: at an offered rate the engine's running batch is set by the load (continuous batching), which
+        # the scenario's fixed `batch` does not express.  A printed batch size is then the engine's cap (MLPerf's
+        # gpu_batch_size), not the running batch; and B = λ·L on the published latency L would serve B slots for
+        # L_model each, so the model's queue would run at ρ = λ·L_model/B = L_model/L: unstable (an unbounded
+        # TTFT) for any model as slow as the measurement, a perfect one included.  Such rows are not evaluated.
+        raise Unevaluable(f"row {row.id!r}: served at an offered rate: the running batch is set by the load "
+                          "(continuous batching), which a fixed batch cannot express (a printed batch is the "
+                          "engine's cap; Little's law on the row's own latency would put the model's queue at "
+                          "utilisation L_model/L_measured)")
     if settings.get("batch") is None:
-        if rate:
-            # LITTLE: B = λ·L on the published latency L would serve B slots for L_model each, so the
-            # model's queue would run at ρ = λ·L_model/B = L_model/L: unstable (an unbounded TTFT) for
-            # any model as slow as the measurement, a perfect one included.  The engine's running batch
-            # at an offered rate is set by the load (continuous batching), which the scenario's fixed
-            # `batch` does not express: such a row is not evaluated.
-            raise Unevaluable(f"row {row.id!r}: served at an offered rate with no batch size: the running "
-                              "batch is set by the load (continuous batching), which a fixed batch cannot "
-                              "express (Little's law on its own latency would put the model's queue at "
-                              "utilisation L_model/L_measured)")
-        else:
-            settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
-            note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
+        settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
+        note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
     settings.setdefault("request_rate", "0.1 /s")
     evals = [("serving", settings)]
     one = ((("const", 1.0), 1.0),)
     b = float(settings["batch"])
     out = []
     # an offline batch timed end to end (vLLM benchmark_latency.py: one generate() of B fixed-length prompts)
-    batch_latency = None if rate or setup.get("batch_size") is None else _measured(row, "e2e_latency_mean_s")
-    if not rate and (keys["output_tokens_per_s"] or keys["tokens_per_s_per_gpu"] or batch_latency):
+    batch_latency = None if setup.get("batch_size") is None else _measured(row, "e2e_latency_mean_s")
+    if keys["output_tokens_per_s"] or keys["tokens_per_s_per_gpu"] or batch_latency:
         # prefill of the batch: B prompts of p_in tokens.  Below the ridge point one prompt is
         # weight-read bound and batching them is what an engine does: one prompt of B·p_in
         # tokens (the legacy convention); above it one prompt is already compute-bound, and B
@@ -377,10 +376,9 @@ def _serving_target(row, setup, settings, catalog, flags):
             n = float(setup.get("n_accelerators") or gpus)
             out.append(("output_tokens_per_s", _measured(row, "output_tokens_per_s"), b * out_len * n / gpus,
                         (one, den), note))
-    for q in ("ttft_s", "itl_s"):       # at an offered rate: the median with queueing where modelled
+    for q in ("ttft_s", "itl_s"):       # one prompt's TTFT, the decode step at the batch (no offered rate: LITTLE)
         if keys[q]:
-            field = q.replace("_s", "_p50_s") if rate and q.replace("_s", "_p50_s") in FIELDS["serving"] else q
-            out.append((q, _measured(row, keys[q]), 1.0, ((((0, field), 1.0),), one), f"{keys[q]} vs {field}; {note}"))
+            out.append((q, _measured(row, keys[q]), 1.0, ((((0, q), 1.0),), one), f"{keys[q]} vs {q}; {note}"))
     if not out:
         raise Unevaluable(f"row {row.id!r}: no compared quantity (offline throughput, an offline batch's latency or TTFT/ITL) in measured")
     return evals, out
