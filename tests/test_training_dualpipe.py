@@ -94,5 +94,9 @@ def test_dualpipe_is_faster_here_batched_equals_scalar_and_grads():
     rows = _rows() + _rows(pp=8, n_accelerators=1024, last_stage_layers=5)
     o, _ = check_batched_equals_scalar(rows, lambda r: evaluate(TRAIN, r, PAD, T64))
     assert o["step_time_s"][1] < o["step_time_s"][0] and o["step_time_s"][3] < o["step_time_s"][2]
+    # the reported bubble fraction: 1F1B (P - 1)/(M + P - 1), DualPipe k/(M + k) with k = (P/2 - 1)·2/3 slots
+    m = o["n_microbatches"][0]
+    assert o["bubble_frac"][0] == pytest.approx(15.0 / (m + 15.0), rel=1e-12)
+    assert o["bubble_frac"][1] == pytest.approx((14.0 / 3.0) / (m + 14.0 / 3.0), rel=1e-12)
     check_step_time_grad(rows[1] | dict(straggler_factor=1.05, pp_overlap=0.6),
                          ("efficiency", "ep_overlap", "pp_overlap", "straggler_factor"), T64)

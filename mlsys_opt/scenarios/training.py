@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from .._types import Array
 from ..catalog.tables import Tables
 from ..walls._masked import as_scenario, floor_pos
-from ..walls import fleet, node, ops
+from ..walls import fleet, node, ops, parallel
 from . import training_comm as tcomm
 from . import training_parts as tparts
 from .efficiency import DEFAULT_EFFICIENCY, Efficiency
@@ -186,6 +186,16 @@ def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT
     return c._replace(attention_fwdbwd_eff=take(kern, p.hardware, p.attention_kernel))
 
 
+def _bubble_frac(s: tparts.Setup, mb):
+    """The pipeline's bubble fraction: (P - 1)/(V·M + P - 1) [fleet.pipeline_bubble], or with DualPipe k/(M + k),
+    k = walls.parallel.dualpipe_bubble_slots(P) (the same form: slots of bubble over slots of work + bubble)."""
+    one_f1b = fleet.pipeline_bubble(s.pp, mb, s.v)
+    if isinstance(s.dualpipe, float):     # static dualpipe off
+        return one_f1b
+    k = parallel.dualpipe_bubble_slots(s.pp)
+    return jnp.where(s.dualpipe > 0.5, k / (floor_pos(mb, 1.0) + k), one_f1b)
+
+
 # --------------------------------------------------------------------------- training
 @as_scenario
 def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY, *,
@@ -262,7 +272,7 @@ def training(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     out = TrainingOutputs(
         time_to_train_s=rel.time_to_train_s, tco_usd=cost, carbon_kg=fp.carbon_kg, energy_j=fp.energy_j,
         water_l=fp.water_l, step_time_s=lane.step, mfu=mfu, scaling_efficiency=scaling, goodput=rel.goodput,
-        bubble_frac=fleet.pipeline_bubble(s.pp, lane.mb, s.v), memory_per_accelerator_bytes=lane.mem,
+        bubble_frac=_bubble_frac(s, lane.mb), memory_per_accelerator_bytes=lane.mem,
         n_accelerators=s.n, dp=s.dp_out, bottleneck=lane.bottleneck.astype(jnp.int32),
         expected_interruptions=rel.expected_interruptions, micro_batch_seqs=lane.b, n_microbatches=lane.mb,
         upfront_capex_usd=fleet_upfront_capex(c, p.pricing, s.n))
