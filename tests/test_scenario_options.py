@@ -70,7 +70,8 @@ def test_trusted_safe_div_has_finite_gradients_where_it_fills():
 def test_static_options_from_possible_values():
     assert S.static_options("serving", {}) == {}
     # cp / tp_comm / pipeline_engine / param_sync unknown: the CP, PyTorch TP, DeepSpeed and broadcast terms traced
-    cp = {"context_parallel": True, "torch_tp": True, "deepspeed_engine": True, "param_broadcast": True}
+    cp = {"context_parallel": True, "torch_tp": True, "deepspeed_engine": True, "param_broadcast": True,
+          "dualpipe": True}
     assert S.static_options("training", {}) == {"auto_micro_batch": True, **cp}
     assert S.static_options("training", {"microbatches": [4, 8]}) == {"auto_micro_batch": False, **cp}
     assert S.static_options("training", {"microbatches": [0, 8]}) == {"auto_micro_batch": True, **cp}
@@ -83,6 +84,8 @@ def test_static_options_from_possible_values():
     assert S.static_options("training", {"pipeline_engine": [0, 2]})["deepspeed_engine"] is True
     assert S.static_options("training", {"param_sync": [0]})["param_broadcast"] is False            # INTERNEVO
     assert S.static_options("training", {"param_sync": [1]})["param_broadcast"] is True
+    assert S.static_options("training", {"pp_schedule": [0]})["dualpipe"] is False                  # DUALPIPE
+    assert S.static_options("training", {"pp_schedule": [0, 1]})["dualpipe"] is True
     assert S.static_options("training", {"cp": [1, 4]}) == {"auto_micro_batch": True, **cp}
 
 
@@ -99,7 +102,8 @@ def _space(microbatches):
 def test_one_geometry_equals_the_candidate_set_when_the_space_gives_it():
     space = _space([2, 4, 8])
     off = {"context_parallel": False, "torch_tp": False,      # cp 1 fixed, tp_comm default,
-           "deepspeed_engine": False, "param_broadcast": False}     # Megatron's pipeline, all-gather sync
+           "deepspeed_engine": False, "param_broadcast": False,     # Megatron's pipeline, all-gather sync
+           "dualpipe": False}                                       # 1F1B
     assert scenario_options(space) == {"auto_micro_batch": False, **off}
     assert scenario_options(_space([0, 4])) == {"auto_micro_batch": True, **off}
     digits = np.stack(np.meshgrid(*[np.arange(r) for r in space.radices], indexing="ij"), -1).reshape(

@@ -146,7 +146,8 @@ def test_static_options_equal_the_automatic_micro_batch(capstone):
     from mlsys_opt.sweeps.api import scenario_options
     assert scenario_options(space) == {"auto_micro_batch": False, "context_parallel": True,   # cp is an axis
                                        "torch_tp": False, "deepspeed_engine": False,      # tp_comm, pipeline_engine
-                                       "param_broadcast": False}                          # and param_sync default
+                                       "param_broadcast": False,                          # param_sync and
+                                       "dualpipe": False}                                 # pp_schedule default
     _same(run["sparse"], run["auto"])
 
 
