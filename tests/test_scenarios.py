@@ -117,7 +117,7 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  attention_kernel=rng.integers(0, 2, n), optimizer_kernel=rng.integers(0, 2, n),
                  loss_parallel=rng.integers(0, 2, n), grad_sync=rng.integers(0, 2, n), fsdp_runtime=rng.integers(0, 2, n),
                  tp_embedding=rng.integers(0, 2, n), memory_reserve_frac=rng.uniform(0, 0.5, n),
-                 pp_overlap=rng.uniform(0, 1, n), pp_schedule=rng.integers(0, 2, n),
+                 pp_overlap=rng.uniform(0, 1, n), pp_schedule=rng.integers(0, 2, n), recompute_norm=rng.integers(0, 2, n),
                  dp_bucket_params=np.where(rng.uniform(size=n) < 0.5, 0.0, logu(rng, 1e5, 1e10, n)))
         v["microbatches"] = np.where(rng.uniform(size=n) < 0.3, 0.0, v["microbatches"])
     else:

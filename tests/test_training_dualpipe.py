@@ -1,4 +1,4 @@
-"""DUALPIPE (issue 12): DeepSeek-V3's DualPipe schedule (pp_schedule = dualpipe).
+"""DUALPIPE (issue 12): DeepSeek-V3's DualPipe schedule (pp_schedule = dualpipe); NORMRC: its RMSNorm recomputation.
 
 DeepSeek-V3 Technical Report (arXiv 2412.19437) §3.2.1 Table 2: bubble (PP/2 - 1)(F&B + B - 3W), parameters
 2x, activations PP + 1; deepseek-ai/DualPipe examples/example_dualpipe.py: rank r holds stages r and PP-1-r.
@@ -16,7 +16,7 @@ from mlsys_opt._compile import jit_options
 from mlsys_opt._types import PRECISIONS
 from mlsys_opt.calibration import setup as calsetup
 from mlsys_opt.errors import MlsysOptError
-from mlsys_opt.scenarios.schema import PP_SCHEDULES, RECOMPUTE
+from mlsys_opt.scenarios.schema import ON_OFF, PP_SCHEDULES, RECOMPUTE
 from mlsys_opt.walls import parallel
 
 T64 = CAT.tables(dtype=jnp.float64)
@@ -100,3 +100,29 @@ def test_dualpipe_is_faster_here_batched_equals_scalar_and_grads():
     assert o["bubble_frac"][1] == pytest.approx((14.0 / 3.0) / (m + 14.0 / 3.0), rel=1e-12)
     check_step_time_grad(rows[1] | dict(straggler_factor=1.05, pp_overlap=0.6),
                          ("efficiency", "ep_overlap", "pp_overlap", "straggler_factor"), T64)
+
+
+def test_recompute_norm_drops_both_norm_outputs_and_reruns_them():
+    """NORMRC (DeepSeek-V3 §3.2.3): recompute_norm = on stores 4·s·h/t' bytes less per sequence and layer (the two
+    RMSNorm outputs, 16-bit, × the precision's activation scale; t' = tp with sequence parallelism) and adds one
+    read + write of both norms to the elementwise traffic; with full recomputation it changes nothing."""
+    on = ON_OFF.index("on")
+    base = row("h100_sxm", "llama3_70b", "ib_ndr", tp=8, pp=4, n_accelerators=256, global_batch=256,
+               micro_batch_size=1, virtual_stages=1, recompute=RECOMPUTE.index("selective"))
+    full = base | dict(recompute=RECOMPUTE.index("full"))
+    rows = [base, base | dict(recompute_norm=on), full, full | dict(recompute_norm=on)]
+    _, c, s, mem, cmp, comm, mb = breakdown(rows, PAD, T64)
+    from mlsys_opt.scenarios.efficiency import DEFAULT_EFFICIENCY as eff
+    s_loc, h, t = float(s.s_loc[0]), 8192.0, 8.0                 # Llama 3 70B, tp 8 with sequence parallelism
+    saved = float(s.act_scale[0]) * 4.0 * s_loc * h / t
+    assert float(s.act_seq_layer[0] - s.act_seq_layer[1]) == pytest.approx(saved, rel=1e-12)
+    assert float(s.act_seq_layer[2]) == float(s.act_seq_layer[3])
+    # elementwise time: + scale·factor·act_scale·8·s·b·h/t' per layer and micro-batch, at the achieved HBM rate
+    rerun = eff.elementwise_traffic_scale * float(s.elem_factor[0]) * float(s.act_scale[0]) * 8.0 * s_loc * h / t
+    want = rerun * float(s.layers_stage[0]) * float(mb[0]) / float(c.mem_bw[0])
+    assert float(cmp.t_elem_s[1] - cmp.t_elem_s[0]) == pytest.approx(want, rel=1e-9)
+    assert float(cmp.t_elem_s[3]) == float(cmp.t_elem_s[2])
+    o, _ = check_batched_equals_scalar(rows, lambda r: evaluate(TRAIN, r, PAD, T64))
+    assert o["memory_per_accelerator_bytes"][1] < o["memory_per_accelerator_bytes"][0]
+    assert o["step_time_s"][1] > o["step_time_s"][0]
+    check_step_time_grad(rows[1] | dict(straggler_factor=1.05), ("efficiency", "straggler_factor"), T64)

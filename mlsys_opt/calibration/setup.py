@@ -272,6 +272,9 @@ TRAINING_MAP: dict[str, Rule] = {
     "pipeline_engine": Rule(("pipeline_engine",), _pipeline_engine,
                             "megatron | deepspeed: Megatron-LM's 1F1B or DeepSpeed's PipelineEngine "
                             "(deepspeed with precision bf16 -> deepspeed_bf16: the BF16Optimizer)"),
+    # NORMRC (issue 12): RMSNorm outputs recomputed in the backward (DeepSeek-V3 §3.2.3)
+    "recompute_norm": Rule(("recompute_norm",), _bool_choice("recompute_norm"),
+                           "true: the RMSNorm outputs are recomputed in the backward, not stored"),
     # DUALPIPE (issue 12): the pipeline schedule (1F1B, interleaved through virtual_stages; DeepSeek's DualPipe)
     "pp_schedule": Rule(("pp_schedule",), _pp_schedule,
                         "1F1B / Interleaved 1F1B -> 1f1b (interleaving is virtual_stages); dualpipe -> dualpipe"),

@@ -297,6 +297,11 @@ TRAINING_PARAMS: dict[str, ParamSpec] = {
                                   "one all-gather per bucket, each paying the ring's latency; 0 = Megatron-Core's "
                                   "default max(40e6, 1e6·dp·cp) (PyTorch DDP's 25 MiB of fp32 gradients: 6,553,600)",
                                   dimension="dimensionless", low=0.0),
+    # NORMRC (issue 12): DeepSeek-V3 §3.2.3 "We recompute all RMSNorm operations ... during back-propagation"
+    "recompute_norm": ParamSpec("choice", "off", "on: the RMSNorm outputs (the QKV and MLP inputs, 4·s·b·h/t' of "
+                                "Korthikanti's 34·s·b·h bytes per layer) are not stored but recomputed in the "
+                                "backward, one more read and write of both norms (DeepSeek-V3 §3.2.3); no effect "
+                                "with full or per-op recomputation", choices=ON_OFF),
     # DUALPIPE (issue 12): DeepSeek-V3's bidirectional pipeline schedule
     "pp_schedule": ParamSpec("choice", "1f1b", "pipeline schedule: 1f1b = Megatron-LM's one-forward-one-backward "
                              "(interleaved with virtual_stages > 1); dualpipe = DeepSeek-V3's DualPipe (micro-"

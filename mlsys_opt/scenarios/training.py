@@ -90,6 +90,7 @@ class TrainingParams(NamedTuple):
     memory_reserve_frac: Array = 0.0  # HBM fraction held back from the memory constraint (0 = all of it)
     pp_overlap: Array = 1.0          # fraction of pipeline sends hidden (interleaved schedule only) (PPOVL)
     dp_bucket_params: Array = 0.0    # ZeRO-1 gradient bucket, parameters; 0 = Megatron-Core's default (BUCKETS)
+    recompute_norm: Array = 0        # int32 code into schema.ON_OFF: RMSNorm outputs recomputed (NORMRC)
     pp_schedule: Array = 0           # int32 code into schema.PP_SCHEDULES (1f1b, dualpipe) (DUALPIPE)
 
 

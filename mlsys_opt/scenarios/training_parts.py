@@ -115,6 +115,7 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     (Korthikanti et al. 2022 Table 2; t' = tp with sequence parallelism; flash fuses the
     softmax/dropout, so no score traffic); × efficiency.unfused_elementwise_factor(g, ffn/h)
     (≈ 3.4, the counted eager/fused HBM bytes) with kernels = eager / fa1_eager (PyTorch eager);
+    + act_scale·M·(L/pp)·8·s_loc·b·h/t' with recompute_norm = on (both RMSNorms rerun in the backward: NORMRC);
     + M·(L/pp)·walls.parallel.low_precision_cast_bytes(b·s_loc/tp, ...)/mem_bw for fp8/fp4 GEMMs
     (quantize + transpose of every GEMM operand kept in BF16 between ops; 0 at 16 bits).
     + M·b·s_loc·β·V/tp / mem_bw on the LM-head stage: the softmax cross entropy over the vocabulary
@@ -140,7 +141,9 @@ def compute(p, c: Common, eff: Efficiency, s: Setup, mem: Memory, b, mb) -> Comp
     a_base = sbh * (10.0 / s.t_sp + 24.0 / s.tp)
     a_score = s.eager * 5.0 * c.n_heads * s.s_loc * s.seq * b / s.tp
     # per-op SAC reruns every elementwise op of the block (only mm / SDPA outputs are saved): + one pass
-    per_layer = s.act_scale * ((3.0 + s.full + s.op) * (a_base + a_score) + s.selective * a_score)
+    # NORMRC: recompute_norm = on reruns both RMSNorms in the backward (read 2 B + write 2 B per element, twice)
+    per_layer = s.act_scale * ((3.0 + s.full + s.op) * (a_base + a_score) + s.selective * a_score
+                               + s.norm_rc * 8.0 * sbh / s.t_sp)
     # eager kernels (setup.elem_factor) and the operand casts of sub-16-bit GEMMs (kernel bytes)
     per_layer = eff.elementwise_traffic_scale * s.elem_factor * per_layer + b * s.s_loc * s.cast_bytes_per_token
     # + the loss over the vocabulary on the LM-head stage (b·s_loc tokens per micro-batch; not recomputed)

@@ -56,6 +56,7 @@ BROADCAST_SYNC = TRAINING_PARAMS["param_sync"].choices.index("broadcast")
 DYNAMIC_FP8 = TRAINING_PARAMS["fp8_scaling"].choices.index("dynamic")
 TP_COMM_DEFAULT = TRAINING_PARAMS["tp_comm"].choices.index("default")   # FP8TP
 DUALPIPE = TRAINING_PARAMS["pp_schedule"].choices.index("dualpipe")   # DUALPIPE
+NORM_RECOMPUTED = ON_OFF.index("on")   # NORMRC
 MEGATRON_ENGINE, DS_BF16_ENGINE = (TRAINING_PARAMS["pipeline_engine"].choices.index(x)   # DSPIPE
                                    for x in ("megatron", "deepspeed_bf16"))
 assert TRAINING_PARAMS["loss_kernel"].choices == algorithm.LOSS_KERNELS
@@ -84,6 +85,7 @@ class Setup(NamedTuple):
     states_bytes: Array; dp_fixed_s: Array; dp_per_microbatch_s: Array; loss_bytes_per_token: Array
     dp_tail_fixed_s: Array; dp_tail_per_microbatch_s: Array    # TAIL [walls.parallel.data_parallel_collectives]
     dualpipe: Array          # DUALPIPE: 1 with pp_schedule = dualpipe and pp > 1, else 0 (the float 0.0: not traced)
+    norm_rc: Array           # NORMRC: 1 where the RMSNorm outputs are recomputed (recompute_norm = on), else 0
     kv_width: Array          # K (or V) projection width, kv heads · head_dim (heads · head_dim without GQA)
     dp_sync_s: Array         # exposed parameter-broadcast latency (param_sync = broadcast), s
     ep_layers_stage: Array   # MoE layers of the critical stage (DSV3: dense layers and MTP counted), count
@@ -463,6 +465,11 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     per_seq = node.transformer_activation_bytes(s_loc, 1.0, c.hidden, c.n_heads, 1.0, tp=tp, recompute_code=rc_act,
                                                 sequence_parallel=sp > 0)
     per_seq = jnp.where(op > 0, s_loc * op_bytes, per_seq)
+    # NORMRC (issue 12): recompute_norm = on keeps neither RMSNorm's output (the QKV and the MLP input, 2 + 2 of
+    # Korthikanti's 10/t' bytes per token and hidden unit; their inputs stay, for the norms' backward) and reruns
+    # both norms in the backward [compute()]; full and per-op recomputation store neither anyway
+    norm_rc = jnp.where(jnp.asarray(p.recompute_norm) == NORM_RECOMPUTED, (1.0 - full) * (1.0 - op), 0.0)
+    per_seq = per_seq - norm_rc * 4.0 * s_loc * c.hidden / t_sp
     core = attention.attention_core(s_loc, seq, c.n_heads, c.n_kv_heads, c.head_dim,
                                     kind=jnp.where(eager > 0, attention.EAGER, attention.FLASH), tp=tp)
     # (RECOMP: with core_attn the checkpointed flash kernel keeps no logsumexp either: only the core's inputs/output)
@@ -479,7 +486,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     elem_factor, cast_tok, op_frac, layers_first, act_seq_layer = materialized(
         (elem_factor, cast_tok, op_frac, layers_first, act_seq_layer), p.hardware)
     return Setup(n=n, tp=tp, cp=cp, pp=pp, v=v, dp=dp, dp_out=dp_out, ep=ep, seq=seq, s_loc=s_loc, gb=gb,
-                 dualpipe=dual - 1.0,
+                 dualpipe=dual - 1.0, norm_rc=norm_rc,
                  steps=floor_pos(p.n_tokens, 1.0) / tokens, layers_stage=layers / pp, layers_first=layers_first,
                  full=full,
                  selective=selective, op=op, op_frac=op_frac, act_seq_layer=act_seq_layer, eager=eager, sp=sp,
