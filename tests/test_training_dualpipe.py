@@ -41,6 +41,9 @@ def test_bubble_and_in_flight_reference_values():
     assert float(parallel.dualpipe_bubble_slots(2.0)) == 0.0 and float(parallel.dualpipe_bubble_slots(1.0)) == 0.0
     np.testing.assert_allclose(np.asarray(parallel.dualpipe_bubble_slots(np.array([4.0, 8.0, 16.0]))),
                                [2 / 3, 2.0, 14 / 3], rtol=1e-15)
+    # the bubble in slots, per schedule: 1F1B / interleaved (pp - 1)/V, DualPipe whatever V
+    np.testing.assert_allclose(np.asarray(parallel.bubble_slots(np.array([16.0, 16.0, 16.0]), np.array([1.0, 2.0, 2.0]),
+                                                                np.array([0.0, 0.0, 1.0]))), [15.0, 7.5, 14 / 3], rtol=1e-15)
     assert float(parallel.pipeline_in_flight(16.0, 1.0, 120.0, 1.0)) == 17.0
     assert float(parallel.pipeline_in_flight(16.0, 1.0, 120.0, 0.0)) == 16.0
     assert float(parallel.pipeline_in_flight(16.0, 1.0, 10.0, 1.0)) == 10.0

@@ -190,11 +190,8 @@ def training_common(p: TrainingParams, tables: Tables, eff: Efficiency = DEFAULT
 def _bubble_frac(s: tparts.Setup, mb):
     """The pipeline's bubble fraction: (P - 1)/(V·M + P - 1) [fleet.pipeline_bubble], or with DualPipe k/(M + k),
     k = walls.parallel.dualpipe_bubble_slots(P) (the same form: slots of bubble over slots of work + bubble)."""
-    one_f1b = fleet.pipeline_bubble(s.pp, mb, s.v)
-    if isinstance(s.dualpipe, float):     # static dualpipe off
-        return one_f1b
-    k = parallel.dualpipe_bubble_slots(s.pp)
-    return jnp.where(s.dualpipe > 0.5, k / (floor_pos(mb, 1.0) + k), one_f1b)
+    k = parallel.bubble_slots(s.pp, s.v, s.dualpipe)
+    return jnp.where(s.dualpipe > 0.5, k / (floor_pos(mb, 1.0) + k), fleet.pipeline_bubble(s.pp, mb, s.v))
 
 
 # --------------------------------------------------------------------------- training

@@ -196,9 +196,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     partner = moe.ep_overlap_partner_frac(pp, s.v, mb)      # chunks with another chunk's compute beside them
     # DUALPIPE: every chunk runs beside another's (forward and backward chunk pairs, DeepSeek-V3 §3.2.1: "both
     # all-to-all and PP communication can be fully hidden")
-    dual_on = not isinstance(s.dualpipe, float)      # (static dualpipe off: the float 0.0, nothing traced)
-    if dual_on:
-        partner = partner + s.dualpipe * (1.0 - partner)
+    # (static dualpipe off: s.dualpipe is the constant 0.0, a select XLA folds away)
+    partner = jnp.where(s.dualpipe > 0.5, 1.0, partner)
     t_layer = jnp.where(s.is_moe, mb * k * t_ep_one, 0.0)                # one MoE layer's dispatch/combine, step
     t_ep_all = t_layer * s.ep_layers_stage                               # DSV3: MoE layers of the stage
     # DSV3EP: hidden only behind the MoE layers' compute; the slowest of the critical and a middle stage
@@ -217,7 +216,7 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
     # DP window's: the sends run on a stream of their own); warm-up and flush wait.  What PP, DP, CP and EP hide
     # together is capped by that busy time below (`overflow`), so faster compute never lengthens a step
     t_pp_all = t_pp
-    pp_ovl = (s.v > 1.0) | (s.dualpipe > 0.5) if dual_on else s.v > 1.0
+    pp_ovl = (s.v > 1.0) | (s.dualpipe > 0.5)
     t_pp = parallel.exposed(t_pp_all, jnp.where(pp_ovl, p.pp_overlap, 0.0) * partner, cmp.t_compute_s + t_tp)
     pp_hidden = t_pp_all - t_pp
     # DSPIPE (issue 12): DeepSpeed's PipelineEngine: a step's receive and send block one after the other (4 transfers
@@ -233,10 +232,8 @@ def communication(p, c: Common, eff: Efficiency, s: Setup, cmp: Compute, b, mb, 
         dp_overlap = jnp.where(ds_engine, 0.0, dp_overlap)
     # the bubble is pp - 1 micro-batch slots of a stage's forward + backward, exposed per-micro-batch
     # communication (TP, CP, EP: sequential with the stage's kernels) included
-    # DUALPIPE: (pp/2 - 1)·2/3 slots, whatever V [walls.parallel.dualpipe_bubble_slots]
-    slots = jnp.where(s.dualpipe > 0.5, parallel.dualpipe_bubble_slots(pp), (pp - 1.0) / s.v) if dual_on else (
-        (pp - 1.0) / s.v)
-    t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * slots / mb
+    # DUALPIPE: (pp/2 - 1)·2/3 slots, whatever V [walls.parallel.bubble_slots]
+    t_bubble = (cmp.t_compute_s + t_tp + t_cp + t_ep) * parallel.bubble_slots(pp, s.v, s.dualpipe) / mb
 
     # DP volumes from setup [walls.parallel.data_parallel_times]; window as data_parallel_comm's
     t_dp = s.dp_fixed_s + mb * s.dp_per_microbatch_s

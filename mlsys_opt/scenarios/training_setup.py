@@ -323,7 +323,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     head_slow = (c.peak / floor_pos(jnp.minimum(c.peak_16bit, c.peak), 1.0) - 1.0) * head * pp
     last_crit = (split | layout) & (trunk * last_scale + head * pp + head_slow + mtp_stage > trunk * stage_scale)
     # (DUALPIPE: the last rank's load is hd·last + (1 - hd)·first stage; the comparison with a middle rank is the same)
-    crit_scale = jnp.where(last_crit, last_scale if isinstance(hd, float) else hd * last_scale + (1.0 - hd) * stage_scale,
+    crit_scale = jnp.where(last_crit, last_scale if not dualpipe else hd * last_scale + (1.0 - hd) * stage_scale,
                            stage_scale)
     on_last = ~((balanced | layout) & ~last_crit)    # the critical stage runs the LM head and the MTP
     # computed once (parts.materialized): flop_gpu, the attention share, the loss and the EP layers all read them
@@ -331,7 +331,7 @@ def setup(p, c: Common, eff: Efficiency, vocab, *, torch_tp: bool = True, deepsp
     flop_gpu = trunk * crit_scale / n + jnp.where(on_last, hd * (head * pp + mtp_stage) / n, 0.0)
     # MoE layers on the critical stage (expert dispatch [communication()]): the dense_layers lead the model (first
     # stage); the MTP block is MoE like the last layer (Megatron-Core mtp spec = the last layer's)
-    k_crit_last = k_last if isinstance(hd, float) else hd * k_last + (1.0 - hd) * k_mid
+    k_crit_last = k_last if not dualpipe else hd * k_last + (1.0 - hd) * k_mid
     crit_layers = jnp.where(layout, jnp.where(last_crit, k_crit_last, k_mid), layers / pp) + jnp.where(
         on_last, hd * c.mtp_layers, 0.0)
     ep_layers_stage = jnp.minimum(crit_layers, layers - c.dense_layers + c.mtp_layers)

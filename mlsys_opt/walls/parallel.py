@@ -22,7 +22,7 @@ from mlsys_opt.walls import fleet
 from mlsys_opt.walls._masked import as_float as _f
 from mlsys_opt.walls._masked import floor_pos
 from mlsys_opt.walls.pipeline_schedule import (  # re-exported: pipeline schedules (DUALPIPE)
-    DUALPIPE_SLOT_FRAC, dualpipe_bubble_slots, interleaved_activation_factor, pipeline_in_flight)
+    DUALPIPE_SLOT_FRAC, bubble_slots, dualpipe_bubble_slots, interleaved_activation_factor, pipeline_in_flight)
 from mlsys_opt.walls.saved_activations import (  # re-exported: per-op SAC, eager and torch.compile (MEMEAGER)
     op_sac_activation_elements,
     op_sac_recompute_fraction,
@@ -471,6 +471,7 @@ __all__ = [
     "DataParallelTimes",
     "data_parallel_collectives",
     "DUALPIPE_SLOT_FRAC",
+    "bubble_slots",
     "dualpipe_bubble_slots",
     "pipeline_in_flight",
     "GRAD_BYTES",

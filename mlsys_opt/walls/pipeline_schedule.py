@@ -51,11 +51,18 @@ def pipeline_in_flight(pp, virtual_stages, microbatches, dualpipe=0.0) -> Array:
     """Micro-batches of one stage's activations the busiest rank holds: `interleaved_activation_factor`
     (1F1B, interleaved), or with DualPipe (dualpipe = 1) min(pp + 1, M) (DeepSeek-V3 Table 2: PP + 1).
     Example: pp = 16, M = 120: 1F1B 16, DualPipe 17."""
-    one_f1b = interleaved_activation_factor(pp, virtual_stages, microbatches)
-    if isinstance(dualpipe, (int, float)) and dualpipe == 0:      # a constant 0: nothing to trace
-        return one_f1b
     p, m, d = _f(pp, microbatches, dualpipe)
-    return jnp.where(d > 0.5, jnp.minimum(floor_pos(p, 1.0) + 1.0, floor_pos(m, 1.0)), one_f1b)
+    return jnp.where(d > 0.5, jnp.minimum(floor_pos(p, 1.0) + 1.0, floor_pos(m, 1.0)),
+                     interleaved_activation_factor(pp, virtual_stages, microbatches))
 
 
-__all__ = ["DUALPIPE_SLOT_FRAC", "dualpipe_bubble_slots", "interleaved_activation_factor", "pipeline_in_flight"]
+def bubble_slots(pp, virtual_stages, dualpipe=0.0) -> Array:
+    """The pipeline bubble in micro-batch slots of one stage's F + B: 1F1B / interleaved (pp - 1)/V, or with
+    DualPipe (dualpipe = 1) `dualpipe_bubble_slots`.  A constant dualpipe = 0 (the scenario's static option off)
+    leaves a select on a constant, which XLA folds away.  Example: pp = 16, V = 2: 7.5; DualPipe: 4.667."""
+    p, v, d = _f(pp, virtual_stages, dualpipe)
+    return jnp.where(d > 0.5, dualpipe_bubble_slots(p), (floor_pos(p, 1.0) - 1.0) / floor_pos(v, 1.0))
+
+
+__all__ = ["DUALPIPE_SLOT_FRAC", "bubble_slots", "dualpipe_bubble_slots", "interleaved_activation_factor",
+           "pipeline_in_flight"]
