@@ -79,7 +79,7 @@ PLAIN = {
     "mean", "cv", "q", "attn_width", "new_tokens", "cached_tokens", "k", "acceptance", "draft_cost_frac",
     "n_experts", "top_k", "tokens", "slot_utilization", "slots_per_replica", "busy", "busy_frac",
     "idle_frac", "active_frac", "service_cv2", "arrival_cv2",
-    "chunk_share", "draft_cost_steps", "tokens_p50", "tokens_p01",
+    "chunk_share", "draft_cost_steps", "tokens_p50", "tokens_p01", "iterations", "seen", "saturated",
     # walls.ops.upfront_capex_usd: fractions of the accelerator price / TDP
     "system_frac", "network_frac", "host_power_frac",
     # walls.moe (expert dispatch): counts and switches
@@ -291,6 +291,9 @@ CASES = [
     Case(serving_walls.batch_step_s, dict(weight_read_s=None, compute_s=None, kv_read_s=None, overhead_s=None)),
     Case(serving_walls.prefill_interference, dict(decode_step_s=(1e-3, 0.1), chunk_extra_s=(1e-4, 0.1),
                                                   chunks_per_s=(0.1, 100.0))),
+    Case(serving_walls.running_batch, dict(arrivals_per_s=(0.1, 20.0), fixed_s=(1e-3, 1.0), step_at_one_s=(1e-3, 0.05),
+                                           step_slope_s=(1e-6, 1e-4), iterations=(1.0, 500.0), batch_cap=COUNT,
+                                           chunks_per_s=(0.0, 10.0), chunk_extra_s=(1e-4, 0.05))),
     Case(serving_walls.iteration_residual, dict(iteration_s=None, chunk_extra_s=None, chunk_share=FRAC,
                                                 busy_frac=FRAC)),
     Case(serving_walls.kv_transfer, dict(kv_bytes=None, bw_bytes_per_s=None, latency_s=(1e-6, 1e-3), prefill_s=None,

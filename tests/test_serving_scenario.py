@@ -71,7 +71,9 @@ def test_techniques_move_the_outputs_they_should():
     assert o["itl_p99_s"][c256] < o["itl_p99_s"][c512] < o["itl_p99_s"][plain]
     assert o["ttft_p99_s"][c256] > o["ttft_p99_s"][c512] > o["ttft_p99_s"][plain]
     # Disaggregation: no prefill interference on ITL, KV over the fabric, a prefill pool.
-    assert o["itl_p99_s"][dis] == pytest.approx(o["itl_s"][dis], rel=1e-12)
+    assert o["itl_p99_s"][dis] == pytest.approx(o["itl_p50_s"][dis], rel=1e-12)
+    assert o["itl_mean_s"][dis] == pytest.approx(o["itl_p50_s"][dis], rel=1e-12)
+    assert o["itl_p99_s"][plain] > o["itl_p50_s"][plain]          # colocated: a chunk on some iterations
     assert o["kv_transfer_s"][dis] > 0 and o["kv_transfer_s"][plain] == 0
     assert o["prefill_replicas"][dis] >= 1 and o["prefill_replicas"][plain] == 0
     # Speculation: (1 − α^(k+1))/(1 − α) tokens per step; a memory-bound step gets faster per token.
@@ -90,12 +92,37 @@ def test_techniques_move_the_outputs_they_should():
 
 def test_zero_load_p99_is_the_service_time():
     """request_rate = 0, fixed lengths: TTFT P99 = P50 = the prefill service (one decode
-    iteration of the batch with the whole prompt on it); ITL P99 = the decode step."""
-    o, _ = run([row(request_rate=0.0, prompt_cv=0.0, output_cv=0.0)])
+    iteration with the whole prompt on it); ITL P99 = the decode step of the one sequence in
+    flight (continuous batching: the running batch is 1 + 0), below the full batch's
+    `itl_s` and equal to it when the cap is 1."""
+    o, _ = run([row(request_rate=0.0, prompt_cv=0.0, output_cv=0.0),
+                row(request_rate=0.0, prompt_cv=0.0, output_cv=0.0, batch=1)])
     assert o["ttft_p99_s"][0] == pytest.approx(o["ttft_p50_s"][0], rel=1e-12)
     assert o["ttft_p99_s"][0] >= o["ttft_s"][0]
-    assert o["itl_p99_s"][0] == pytest.approx(o["itl_s"][0], rel=1e-12)
-    assert o["p99_latency_s"][0] == pytest.approx(o["ttft_p99_s"][0] + 249 * o["itl_s"][0], rel=1e-9)
+    assert o["running_batch"][0] == 0.0
+    assert o["itl_p99_s"][0] == pytest.approx(o["itl_mean_s"][0], rel=1e-12)
+    assert o["itl_p99_s"][0] == pytest.approx(o["itl_s"][1], rel=1e-12) and o["itl_s"][0] > o["itl_s"][1]
+    assert o["p99_latency_s"][0] == pytest.approx(o["ttft_p99_s"][0] + 249 * o["itl_mean_s"][0], rel=1e-9)
+
+
+def test_the_running_batch_follows_the_load():
+    """Continuous batching (walls.serving.running_batch): the batch a replica runs is Little's
+    λ/R·S (S = TTFT + (out − 1)·ITL at that batch), below the cap at a light load and at the
+    cap when the load exceeds it; the ITL at the load rises with it, never above a full batch's
+    beyond the chunk interference, and the queue's utilisation is running_batch / cap."""
+    rates = [0.5, 5.0, 5000.0]
+    o, _ = run([row(request_rate=lam, replicas=1, prompt_cv=0.0, output_cv=0.0, disaggregated=1,
+                    prefill_fraction=0.5) for lam in rates])
+    b = o["running_batch"]
+    assert np.all(np.diff(b) > 0) and b[-1] == 64.0 and 0 < b[0] < 2
+    assert np.all(np.diff(o["itl_mean_s"]) >= 0)
+    assert np.all(o["itl_mean_s"] <= o["itl_s"] * (1 + 1e-9))
+    assert o["itl_mean_s"][-1] == pytest.approx(o["itl_s"][-1], rel=1e-9)
+    # Little's law on the disaggregated decode pool (no chunks): B = λ/R_d·S at the batch 1 + B
+    lam, r_d = rates[1], o["replicas"][1] - o["prefill_replicas"][1]
+    s = o["kv_transfer_s"][1] + 249 * o["itl_mean_s"][1]
+    assert b[1] == pytest.approx(lam / r_d * s, rel=0.05)           # affine step vs its exact value
+    assert o["utilization"][1] >= b[1] / 64 * 0.95
 
 
 def test_decode_and_prefill_hand_computed():

@@ -166,18 +166,18 @@ def _params(rows):
 
 
 def _parts(rows):
-    """(params, gathered catalog, replica, decode step, TTFT service, pools, boundary wait) as
-    `scenarios.serving.serving` composes them, default efficiency, float64."""
+    """(params, gathered catalog, replica, decode step and TTFT service at the running batch, pools,
+    boundary wait, the step of a full batch) as `scenarios.serving.serving` composes them, default efficiency, float64."""
     p = _params(rows)
     c = gather(p, T64, DEFAULT_EFFICIENCY)
     mix = SV.request_mix(p)
     disagg = jnp.asarray(p.disaggregated) == 1
     r = SV.replica(p, c, T64.hw.host_bw_bytes_per_s[jnp.asarray(p.hardware, jnp.int32)], DEFAULT_EFFICIENCY,
                    prompt=mix.prompt, out_tok=mix.out, spec_on=jnp.asarray(p.spec_k) >= 1)
-    d = SV.decode_step(p, c, r, DEFAULT_EFFICIENCY, prompt=mix.prompt, out_tok=mix.out)
-    t = SV.ttft_service(p, c, r, DEFAULT_EFFICIENCY, d, mix, disagg)
-    q = SV.pools(p, r, d, t, mix, disagg)
-    return p, c, r, d, t, q, SV.boundary_wait(r, d, t, q, disagg)
+    load = SV.at_load(p, c, r, DEFAULT_EFFICIENCY, mix, disagg)
+    d, t = load.decode, load.ttft
+    q = SV.pools(p, r, d, t, mix, disagg, load.sizing)
+    return p, c, r, d, t, q, SV.boundary_wait(r, d, t, q, disagg), load.full
 
 
 def test_colocated_ttft_waits_for_the_iteration_in_flight():
@@ -187,7 +187,7 @@ def test_colocated_ttft_waits_for_the_iteration_in_flight():
     rows = [row(request_rate=40.0, replicas=8), row(request_rate=40.0, replicas=8, disaggregated=1),
             row(request_rate=0.0)]
     o, _ = run(rows)
-    _, _, r, d, t, q, res = _parts(rows)
+    _, _, r, d, t, q, res, _ = _parts(rows)
     busy = np.asarray(sw.busy_fraction(q.slot_queue.utilization, r.batch))
     want = sw.iteration_residual(d.step_s, t.chunking.extra_s, q.itl.chunk_share, busy)
     assert busy[0] > 0.5 and float(res.p50_s[0]) > 0
@@ -204,7 +204,7 @@ def test_moe_experts_run_at_their_own_gemm_rows_and_tp_messages_are_16_bit():
     mix = {"model": idx("models", "mixtral_8x7b"), "tp": 2, "request_rate": 0.1, "prompt_tokens": 1000,
            "output_tokens": 1000, "batch": 512}
     rows = [row(**mix, precision=PRECISIONS.index("fp8")), row(**mix, precision=PRECISIONS.index("fp16"))]
-    p, c, r, d, t, _, _ = _parts(rows)
+    p, c, r, _, t, _, _, d = _parts(rows)      # d: the full batch (the cap)
     eta = decode_compute_efficiency(p.efficiency, DEFAULT_EFFICIENCY, part=c, rows=r.batch, tp=r.tp)
     single = 2.0 * r.compute_params * r.batch / (r.lanes * r.peak * eta)
     assert np.all(np.asarray(d.compute_s) > np.asarray(single))

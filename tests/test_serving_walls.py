@@ -101,6 +101,25 @@ def test_prefill_interference_reference():
     assert float(idle.itl_p99_s) == pytest.approx(0.02) and float(idle.chunk_share) == 0.0
 
 
+def test_running_batch_reference():
+    """Little's law over the affine step (values: tests/golden.py); the batch seen is 1 + B; an
+    overload saturates at the cap; zero load runs one sequence at a time."""
+    rb = sw.running_batch(4.0, 0.03, 0.01, 1e-4, 193.0, 256.0)
+    b = 7.84 / 0.9228
+    assert float(rb.seen) == pytest.approx(b + 1.0) and not bool(rb.saturated)
+    s = 0.03 + 193.0 * (0.01 + 1e-4 * b)                 # the service at the batch seen: B = x·S
+    assert float(rb.mean) == pytest.approx(4.0 * s)
+    full = sw.running_batch(40.0, 0.03, 0.01, 1e-4, 193.0, 64.0)
+    assert bool(full.saturated) and float(full.mean) == 64.0 and float(full.seen) == 64.0
+    idle = sw.running_batch(0.0, 0.03, 0.01, 1e-4, 193.0, 64.0)
+    assert float(idle.mean) == 0.0 and float(idle.seen) == 1.0
+    # chunks on some iterations: the mean iteration t/(1 − y·Δ) (prefill_interference, f < 1)
+    ch = sw.running_batch(4.0, 0.03, 0.01, 1e-4, 193.0, 256.0, chunks_per_s=2.0, chunk_extra_s=0.05)
+    t = 0.01 + 1e-4 * float(ch.mean)
+    it = sw.prefill_interference(t, 0.05, 2.0)
+    assert float(ch.mean) == pytest.approx(4.0 * (0.03 + 193.0 * float(it.itl_mean_s)), rel=1e-9)
+
+
 def test_kv_transfer_reference():
     kv = sw.kv_transfer(655.36e6, 300e9, 2e-6, 0.3, 80)   # exposed 29.3 µs: tests/golden.py
     t = 655.36e6 / 300e9
@@ -227,7 +246,9 @@ def _all(x):
                       sw.kv_transfer(n * bpe, bw, 2e-6, pf, 80.0).exposed_s,
                       sw.experts_touched(8.0, 2.0, n / 100.0),
                       sw.prefill_interference(pf, pf * a, lam / 10).itl_mean_s,
-                      sw.busy_fraction(lam / (mu * c * 2), k + 1.0)])
+                      sw.busy_fraction(lam / (mu * c * 2), k + 1.0),
+                      sw.running_batch(lam / 10, pf / 10, pf / 100, pf * 1e-5, n / 20, c * 4, chunks_per_s=lam / 20,
+                                       chunk_extra_s=pf * a / 50).mean])
 
 
 def _random_inputs(n, seed):
@@ -253,7 +274,7 @@ def test_gradients_match_finite_differences():
 
     def loss(x):
         v = _all(x)
-        return jnp.sum(jnp.log(v + 1e-3) * jnp.arange(1.0, 10.0))
+        return jnp.sum(jnp.log(v + 1e-3) * jnp.arange(1.0, 11.0))
 
     loss = jax.jit(loss)
     g = np.asarray(jax.jit(jax.grad(loss))(jnp.asarray(x0)))

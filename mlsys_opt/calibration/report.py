@@ -64,7 +64,10 @@ def _baseline_q(plan: Plan, eta: float) -> np.ndarray:
         flop_tok = 2.0 * t.model.n_active_params[m]
         ttft = np.maximum(flop_tok * p.prompt_tokens / (peak * eta), w / bw)
         itl = np.maximum(flop_tok * p.batch / (peak * eta), (w + kv) / bw)
-        base = {"ttft_s": ttft, "itl_s": itl, "ttft_p50_s": ttft, "itl_p50_s": itl}   # no queue in the baseline
+        # no queue and a full batch in the baseline; throughput: the offered tokens up to the slots' capacity
+        cap = np.maximum(p.replicas, 1.0) * p.batch * p.output_tokens / (ttft + p.output_tokens * itl)
+        base = {"ttft_s": ttft, "itl_s": itl, "ttft_p50_s": ttft, "itl_p50_s": itl, "ttft_mean_s": ttft,
+                "itl_mean_s": itl, "throughput_tok_per_s": np.minimum(p.request_rate * p.output_tokens, cap)}
         parts.append(np.stack([base[f] for f in FIELDS["serving"]], -1).ravel())
     parts.append(np.ones(1))
     return np.concatenate(parts)

@@ -55,8 +55,8 @@ METRICS: dict[str, tuple[str, float]] = {
     "gpu_hours": ("gpu_hours", 1.0), "training_days": ("training_days", 1.0), "out_tokens_per_s_per_gpu": ("tok_per_s_per_gpu", 1.0),
     "first_token_latency_ms": ("ttft_ms", 1.0)}
 FIELDS = {"training": ("step_time_s", "time_to_train_s", "energy_j", "carbon_kg", "mfu"),
-          "serving": ("ttft_s", "itl_s") + tuple(f for f in ("ttft_p50_s", "itl_p50_s")
-                                                  if f in schema.OUTPUTS["serving"])}
+          "serving": ("ttft_s", "itl_s", "ttft_p50_s", "itl_p50_s", "ttft_mean_s", "itl_mean_s",
+                      "throughput_tok_per_s")}
 HARDWARE_NAMES = {"a100sxm480gb": "a100_80gb", "a10080gb": "a100_80gb", "a100": "a100_80gb",
                   "tpuv4": "tpu_v4", "tpuv3": "tpu_v3", "v100": "v100"}
 

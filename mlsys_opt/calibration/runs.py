@@ -15,14 +15,18 @@ quantity per row is compared (the first the row has, convention-free quantities 
                                     + out · mean decode step) / GPUs per replica, × replicas
               tokens_per_s_per_gpu  the same per accelerator
               ttft_s                ttft_s of one prompt (p50 or mean as published)
-              itl_s                 itl_s, the mean decode step at the running batch (compared with
-                                    TPOT where published: vLLM streams in bursts, README)
+              itl_s                 itl_s, the decode step of the batch (compared with TPOT where
+                                    published: vLLM streams in bursts, README)
+    at an offered rate (continuous batching, walls.serving.running_batch; `_offered_rate_target`):
+              ttft_s / itl_s        ttft_p50_s / itl_p50_s to a published median, ttft_mean_s /
+                                    itl_mean_s to a mean or a median TPOT (a per-request mean)
+              requests_per_s        throughput_tok_per_s / out, where the engine saturated
 
 B = setup.batch_size, else (offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
 (vLLM gpu_memory_utilization and TensorRT-LLM kv_cache_free_gpu_mem_fraction both default to
-0.9), capped at vLLM's max_num_seqs = 256 for vLLM.  Rows whose lengths are not published, that
-time one phase of a disaggregated deployment, or that are served at an offered rate (LITTLE: the
-running batch is set by the load) are not evaluable (`evaluable` says why).
+0.9), capped at vLLM's max_num_seqs = 256 for vLLM; at an offered rate B is the engine's cap and
+the running batch follows the load.  Rows whose lengths are not published or that time one phase
+of a disaggregated deployment are not evaluable (`evaluable` says why).
 """
 from __future__ import annotations
 
@@ -74,7 +78,8 @@ ORGANISATIONS = {
 
 TRAIN_METRICS = ("tokens_per_s_per_gpu", "step_time_s", "tokens_per_s", "mfu", "tflops_per_gpu",
                  "time_to_train_days", "energy_mwh")
-SERVE_METRICS = ("output_tokens_per_s", "tokens_per_s_per_gpu", "batch_latency_s", "ttft_s", "itl_s")
+SERVE_METRICS = ("output_tokens_per_s", "tokens_per_s_per_gpu", "batch_latency_s", "ttft_s", "itl_s",
+                 "requests_per_s")
 # published key -> compared quantity (first present wins within each list)
 SERVE_KEYS = {"output_tokens_per_s": ("output_tokens_per_s",),
               "tokens_per_s_per_gpu": ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"),
@@ -328,15 +333,7 @@ def _serving_target(row, setup, settings, catalog, flags):
     keys = {q: next((k for k in SERVE_KEYS[q] if _measured(row, k) is not None), None) for q in SERVE_KEYS}
     note = ""
     if rate:
-        # LITTLE: at an offered rate the engine's running batch is set by the load (continuous batching), which
-        # the scenario's fixed `batch` does not express.  A printed batch size is then the engine's cap (MLPerf's
-        # gpu_batch_size), not the running batch; and B = λ·L on the published latency L would serve B slots for
-        # L_model each, so the model's queue would run at ρ = λ·L_model/B = L_model/L: unstable (an unbounded
-        # TTFT) for any model as slow as the measurement, a perfect one included.  Such rows are not evaluated.
-        raise Unevaluable(f"row {row.id!r}: served at an offered rate: the running batch is set by the load "
-                          "(continuous batching), which a fixed batch cannot express (a printed batch is the "
-                          "engine's cap; Little's law on the row's own latency would put the model's queue at "
-                          "utilisation L_model/L_measured)")
+        return _offered_rate_target(row, setup, settings, catalog, keys, float(rate), p_in, out_len, gpus)
     if settings.get("batch") is None:
         settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
         note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
@@ -382,6 +379,39 @@ def _serving_target(row, setup, settings, catalog, flags):
     if not out:
         raise Unevaluable(f"row {row.id!r}: no compared quantity (offline throughput, an offline batch's latency or TTFT/ITL) in measured")
     return evals, out
+
+
+def _offered_rate_target(row, setup, settings, catalog, keys, rate, p_in, out_len, gpus):
+    """A row served at an offered rate (continuous batching, walls.serving.running_batch): the printed
+    batch is the engine's cap (MLPerf's gpu_batch_size, max_num_seqs), else the KV capacity within
+    the engine's default cap; the replicas are the row's accelerators over tp·pp.  Compared: the
+    TTFT and the time per output token (a median to the model's median, a mean or a median TPOT,
+    itself a per-request mean, to the model's mean), and the achieved request rate when the
+    engine saturated (below 0.9 of the offered rate: at a lower load the achieved rate is the
+    offered one and says nothing of the model)."""
+    note = ""
+    if settings.get("batch") is None:
+        settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
+        note = f"batch cap = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
+    else:
+        note = f"batch cap = {settings['batch']} (printed)"
+    one = ((("const", 1.0), 1.0),)
+    out = []
+    done = _measured(row, "requests_per_s")
+    if done is not None and done < 0.9 * rate:
+        out.append(("requests_per_s", done, 1.0 / out_len, ((((0, "throughput_tok_per_s"), 1.0),), one),
+                    f"saturated: {done:g} of {rate:g} req/s offered; {note}"))
+    for q in ("itl_s", "ttft_s"):       # the first is the row's compared figure (a user's file: all)
+        key = keys[q]
+        if key:
+            stat = "p50" if key in ("ttft_p50_s", "itl_p50_s") else "mean"
+            model = f"{q[:-2]}_{stat}_s"
+            out.append((q, _measured(row, key), 1.0, ((((0, model), 1.0),), one),
+                        f"{key} vs {model} at {rate:g} req/s; {note}"))
+    if not out:
+        raise Unevaluable(f"row {row.id!r}: served at an offered rate below saturation with no TTFT or "
+                          "time per output token in measured")
+    return [("serving", settings)], out
 
 
 def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:

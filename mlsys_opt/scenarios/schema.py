@@ -381,7 +381,8 @@ TRAINING_OUTPUTS: dict[str, OutputSpec] = {
 SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "p99_latency_s": OutputSpec("s", "99th percentile request latency (queue wait + service)"),
     "ttft_s": OutputSpec("s", "time to first token (prefill)"),
-    "itl_s": OutputSpec("s", "inter-token latency (one decode step)"),
+    "itl_s": OutputSpec("s", "inter-token latency of a full batch (one decode step of `batch` sequences, "
+                        "no load); the latencies at the offered load: itl_mean_s, itl_p50_s, itl_p99_s"),
     "cost_per_mtok_usd": OutputSpec("usd", "cost per million generated tokens"),
     "carbon_per_mtok_kg": OutputSpec("kgCO2e", "carbon per million generated tokens"),
     "tco_usd": OutputSpec("usd", "cost of the deployment over `duration` (on-prem: amortized over "
@@ -393,7 +394,7 @@ SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "utilization": OutputSpec("frac", "offered load per batch slot"),
     "kv_cache_bytes": OutputSpec("bytes", "KV cache per replica at full batch"),
     "memory_per_accelerator_bytes": OutputSpec("bytes", "weights + KV per accelerator"),
-    "bottleneck": OutputSpec("code", "roofline regime of a decode step"),
+    "bottleneck": OutputSpec("code", "roofline regime of a decode step of a full batch"),
     "ttft_p50_s": OutputSpec("s", "median time to first token (queue wait + prefill, chunking, KV transfer)"),
     "ttft_p99_s": OutputSpec("s", "99th percentile time to first token"),
     "itl_p50_s": OutputSpec("s", "median inter-token latency (decode step with prefill interference)"),
@@ -405,6 +406,11 @@ SERVING_OUTPUTS: dict[str, OutputSpec] = {
     "prefill_replicas": OutputSpec("count", "replicas in the prefill pool (0 colocated)"),
     "upfront_capex_usd": OutputSpec("usd", "purchase of the fleet: accelerators, servers, network share and "
                                     "facility (on-prem; 0 for cloud); tco_usd is only the period's amortized share"),
+    "ttft_mean_s": OutputSpec("s", "mean time to first token (queue wait + prefill, chunking, KV transfer)"),
+    "itl_mean_s": OutputSpec("s", "mean time per generated token at the offered load (the running batch's "
+                             "decode step with prefill interference, over the tokens per step)"),
+    "running_batch": OutputSpec("count", "mean sequences in a decode replica's batch at the offered load "
+                                "(continuous batching, Little's law; `batch` is the cap)"),
 }
 
 OUTPUTS: dict[str, dict[str, OutputSpec]] = {"training": TRAINING_OUTPUTS, "serving": SERVING_OUTPUTS}

@@ -85,6 +85,9 @@ class ServingOutputs(NamedTuple):
     spec_tokens_per_step: Array
     prefill_replicas: Array
     upfront_capex_usd: Array         # purchase of the on-prem fleet (0 cloud); tco_usd is the period's share
+    ttft_mean_s: Array
+    itl_mean_s: Array                # mean time per generated token at the offered load
+    running_batch: Array             # mean sequences in a decode replica's batch at the offered load
 
 
 class ServingConstraints(NamedTuple):
@@ -157,31 +160,25 @@ def ttft_service(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, mix: 
     return Ttft(mean, p50, p99, alone, chunks, kv)
 
 
-class Pools(NamedTuple):
+class Sizing(NamedTuple):
     replicas: Array          # all replicas (prefill + decode pools when disaggregated)
     prefill_replicas: Array  # 0 when colocated
-    slots: Array             # decode slots (colocated: every slot)
-    slot_service_s: Array    # mean time a request holds a slot
-    slot_queue: queueing.MGCQueue
-    prefill_queue: queueing.MGCQueue
-    itl: sw.Interference     # decode iterations with prefill chunks riding on them
-    utilization: Array       # worst pool
+    decode_replicas: Array   # the replicas holding decode slots (colocated: all)
 
 
-def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
-    """Size and queue the pools (walls.queueing.mgc_queue: Allen–Cunneen M/G/c).
+def size_pools(p, r: Replica, itl_s, t: Ttft, mix: Mix, disagg) -> Sizing:
+    """The replicas: given (`replicas` >= 1) or the fewest keeping every pool at or below
+    max_utilization (replicas = 0), clipped to [1, MAX_AUTO_REPLICAS].
 
-    Colocated: c = replicas·batch slots, each holding a request for S = TTFT service +
+    Colocated: c = R·batch slots, each holding a request for S = TTFT service +
     (output − 1)·ITL, ITL the mean decode iteration including its share of prefill chunks
     (walls.serving.prefill_interference, chunks per replica λ/R·n_chunks).
     Disaggregated: a prefill pool of R_p replicas, one prompt each (prefill is
     compute-bound: batching prompts does not raise its throughput), service = prefill +
-    KV transfer; a decode pool of R_d·batch slots, service = KV transfer + (output − 1)·ITL,
-    no prefill interference.  R_p = ⌈φ·R⌉, R_d = R − R_p (each at least 1; φ =
-    prefill_fraction).  Auto (replicas = 0): the fewest R keeping every pool at or
-    below max_utilization, clipped to [1, MAX_AUTO_REPLICAS].
-    Service-time variability C_s² = Var(S)/E[S]² from the length mix: the output term
-    (ITL·σ_out)² plus the prompt term (TTFT service·cv_prompt)² (log-normal lengths).
+    KV transfer; a decode pool of R_d·batch slots, service = KV transfer + (output − 1)·ITL.
+    R_p = ⌈φ·R⌉, R_d = R − R_p (each at least 1; φ = prefill_fraction).
+    `itl_s`: the per-token decode time at the batch the sized pool runs (`at_load`: u·batch
+    busy slots).
     """
     lam = jnp.maximum(p.request_rate, 0.0)
     u = floor_pos(p.max_utilization, 1e-3)
@@ -195,10 +192,10 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
     # R >= (b + √(b² − 4·λA·a·uB)) / (2uB),  b = λ(A + K) + uB·a  (a = 0: λ·S/(uB)).
     ub = u * r.batch
     a_int = lam * t.chunking.n_chunks * t.chunking.extra_s
-    big_a, big_k = lam * t.mean_s, lam * out1 * d.itl_s
+    big_a, big_k = lam * t.mean_s, lam * out1 * itl_s
     b1 = big_a + big_k + ub * a_int
     need_colo = (b1 + jnp.sqrt(jnp.maximum(b1 * b1 - 4.0 * big_a * a_int * ub, 0.0))) / (2.0 * ub)
-    s_dec = t.kv.transfer_s + out1 * d.itl_s
+    s_dec = t.kv.transfer_s + out1 * itl_s
     need_p, need_d = lam * pf_serv / u, lam * s_dec / (r.batch * u)
     auto = jnp.where(disagg, jnp.maximum(need_p / phi, need_d / (1.0 - phi)), need_colo)
     total = jnp.where(p.replicas >= 0.5, p.replicas, jnp.clip(jnp.ceil(auto), 1.0, MAX_AUTO_REPLICAS))
@@ -206,8 +203,78 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg) -> Pools:
     r_d = jnp.maximum(total - r_p, 1.0)
     r_d = jnp.where(p.replicas >= 0.5, r_d, jnp.maximum(r_d, jnp.minimum(jnp.ceil(need_d), MAX_AUTO_REPLICAS)))
     replicas = jnp.where(disagg, r_p + r_d, total)
-    prefill_replicas = jnp.where(disagg, r_p, 0.0)
+    return Sizing(replicas, jnp.where(disagg, r_p, 0.0), jnp.where(disagg, r_d, replicas))
 
+
+class Load(NamedTuple):
+    """The steps at the offered load (`at_load`)."""
+    full: DecodeStep         # a full batch (the cap): `itl_s`, the bottleneck
+    decode: DecodeStep       # the batch a request decodes in (running.seen)
+    ttft: Ttft               # TTFT service inside that running batch
+    sizing: Sizing
+    running: sw.RunningBatch
+
+
+def at_load(p, c: Common, r: Replica, eff: Efficiency, mix: Mix, disagg) -> Load:
+    """Continuous batching at the offered load: the running batch and the steps it runs.
+
+    The engine's `batch` is a cap (max_num_seqs); the batch it runs is set by the load
+    (walls.serving.running_batch).  The decode iteration is taken affine in the batch
+    between one sequence and the cap (both evaluated by `decode_step`), the replicas are
+    sized at u·cap busy slots (`size_pools`), and the running batch of those replicas
+    solves Little's law; the decode step and the TTFT service (chunks riding on that
+    batch) are then evaluated at the batch a request decodes in.  The KV memory stays
+    reserved for the cap (the engine allocates it up front).
+    """
+    d_full = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
+    d_one = decode_step(p, c, r._replace(batch=jnp.ones_like(r.batch)), eff, prompt=mix.prompt, out_tok=mix.out)
+    t_full = ttft_service(p, c, r, eff, d_full, mix, disagg)
+    d_full, t_full = _step_times(d_full, t_full, p.hardware)
+    tokens = d_full.spec.tokens_per_step
+    slope = safe_div(jnp.maximum(d_full.step_s - d_one.step_s, 0.0), r.batch - 1.0, fill=0.0)
+    u = jnp.clip(p.max_utilization, 1e-3, 1.0)
+    itl_sized = (d_one.step_s + slope * jnp.maximum(jnp.minimum(u * r.batch, r.batch - 1.0), 0.0)) / tokens
+    sizing = size_pools(p, r, itl_sized, t_full, mix, disagg)
+    lam = jnp.maximum(p.request_rate, 0.0)
+    x = lam / sizing.decode_replicas
+    chunks_per_s = jnp.where(disagg, 0.0, x * t_full.chunking.n_chunks)
+    fixed = jnp.where(disagg, t_full.kv.transfer_s, t_full.mean_s)
+    running = sw.running_batch(x, fixed, d_one.step_s, slope, jnp.maximum(mix.out - 1.0, 0.0) / tokens, r.batch,
+                               chunks_per_s=chunks_per_s, chunk_extra_s=t_full.chunking.extra_s)
+    r_run = r._replace(batch=running.seen)
+    d = decode_step(p, c, r_run, eff, prompt=mix.prompt, out_tok=mix.out)
+    t = ttft_service(p, c, r_run, eff, d, mix, disagg)
+    d, t = _step_times(d, t, p.hardware)
+    return Load(d_full, d, t, sizing, running)
+
+
+class Pools(NamedTuple):
+    replicas: Array          # all replicas (prefill + decode pools when disaggregated)
+    prefill_replicas: Array  # 0 when colocated
+    slots: Array             # decode slots (colocated: every slot)
+    slot_service_s: Array    # mean time a request holds a slot
+    slot_queue: queueing.MGCQueue
+    prefill_queue: queueing.MGCQueue
+    itl: sw.Interference     # decode iterations with prefill chunks riding on them
+    utilization: Array       # worst pool
+
+
+def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg, sizing: Sizing) -> Pools:
+    """Queue the pools (walls.queueing.mgc_queue: Allen–Cunneen M/G/c) of `sizing`.
+
+    Colocated: c = replicas·batch slots (the cap), each held for S = TTFT service +
+    (output − 1)·ITL, `d` and `t` the steps at the running batch (`at_load`).
+    Disaggregated: the prefill pool (one prompt per replica, service = prefill + KV
+    transfer) and the decode pool's slots (service = KV transfer + (output − 1)·ITL, no
+    prefill interference).
+    Service-time variability C_s² = Var(S)/E[S]² from the length mix: the output term
+    (ITL·σ_out)² plus the prompt term (TTFT service·cv_prompt)² (log-normal lengths).
+    """
+    lam = jnp.maximum(p.request_rate, 0.0)
+    out1 = jnp.maximum(mix.out - 1.0, 0.0)
+    pf_serv = t.alone.time_s + t.kv.transfer_s
+    replicas, r_p, r_d = sizing
+    prefill_replicas = r_p
     chunks_per_s = jnp.where(disagg, 0.0, lam / replicas * t.chunking.n_chunks)
     itl = sw.prefill_interference(d.step_s, t.chunking.extra_s, chunks_per_s)
     itl_tok = itl.itl_mean_s / d.spec.tokens_per_step
@@ -238,6 +305,8 @@ class Latency(NamedTuple):
     itl_p50_s: Array
     itl_p99_s: Array
     p99_latency_s: Array
+    ttft_mean_s: Array
+    itl_mean_s: Array
 
 
 def boundary_wait(r: Replica, d: DecodeStep, t: Ttft, q: Pools, disagg, busy=None) -> sw.Residual:
@@ -283,7 +352,8 @@ def latency(d: DecodeStep, t: Ttft, q: Pools, mix: Mix, disagg, res: sw.Residual
     dec99 = jnp.maximum(mix.out_p99 - 1.0, 0.0) * itl_tok + (1.0 - w_q) * q.slot_queue.wait_p99_s
     e2e = sw.combine_quantiles(w_mean + t.mean_s, ttft99, dec_mean, dec99)
     return Latency(ttft50, ttft99, jnp.minimum(itl50, UNBOUNDED), jnp.minimum(itl99, UNBOUNDED),
-                   jnp.minimum(e2e, UNBOUNDED))
+                   jnp.minimum(e2e, UNBOUNDED), jnp.minimum(w_mean + t.mean_s, UNBOUNDED),
+                   jnp.minimum(itl_tok, UNBOUNDED))
 
 
 class Footprint(NamedTuple):
@@ -370,8 +440,8 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     spec_on = jnp.asarray(p.spec_k) >= 1
     r = replica(p, c, tables.hw.host_bw_bytes_per_s[jnp.asarray(p.hardware, jnp.int32)], eff,
                 prompt=mix.prompt, out_tok=mix.out, spec_on=spec_on)
-    d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
-    t = ttft_service(p, c, r, eff, d, mix, disagg)
+    load = at_load(p, c, r, eff, mix, disagg)
+    d, t = load.decode, load.ttft
     # Computed once for their many consumers (parts.materialized; XLA's CPU fusion otherwise
     # recomputes the chunk's Δ, the residual wait and busy_fraction inside each consumer).  Cut
     # points chosen by measurement on the benchmarks/throughput.py serving chunk (XLA cost
@@ -379,8 +449,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     # Of the steps, only the times the queues, latency and footprint read (`_step_times`): each
     # materialized leaf is one more pass over the chunk (a copy), and the replica's sizes are
     # cheaper to recompute (chunk CPU time 6-13 % lower than materializing r, d and t whole).
-    d, t = _step_times(d, t, p.hardware)
-    q = pools(p, r, d, t, mix, disagg)
+    q = pools(p, r, d, t, mix, disagg, load.sizing)
     busy = sw.busy_fraction(q.slot_queue.utilization, r.batch)
     q, res, busy = materialized((q, boundary_wait(r, d, t, q, disagg, busy), busy), p.hardware)
     lat = latency(d, t, q, mix, disagg, res)
@@ -388,16 +457,17 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
     lat, f = materialized((lat, f), p.hardware)
 
     out = ServingOutputs(
-        p99_latency_s=lat.p99_latency_s, ttft_s=t.alone.time_s, itl_s=d.itl_s,
+        p99_latency_s=lat.p99_latency_s, ttft_s=t.alone.time_s, itl_s=load.full.itl_s,
         cost_per_mtok_usd=per_mtok(f.cost_usd, f.tokens), carbon_per_mtok_kg=per_mtok(f.carbon_kg, f.tokens),
         tco_usd=f.cost_usd, carbon_kg=f.carbon_kg, n_accelerators=f.n_dev, replicas=q.replicas,
         throughput_tok_per_s=f.throughput, utilization=q.utilization, kv_cache_bytes=r.kv_bytes,
-        memory_per_accelerator_bytes=r.memory_bytes, bottleneck=d.bottleneck,
+        memory_per_accelerator_bytes=r.memory_bytes, bottleneck=load.full.bottleneck,
         ttft_p50_s=lat.ttft_p50_s, ttft_p99_s=lat.ttft_p99_s, itl_p50_s=lat.itl_p50_s,
         itl_p99_s=lat.itl_p99_s, energy_per_mtok_j=per_mtok(f.energy_j, f.tokens),
         kv_transfer_s=jnp.where(disagg, t.kv.exposed_s, 0.0), offload_bytes=r.offload_bytes,
         spec_tokens_per_step=d.spec.tokens_per_step, prefill_replicas=q.prefill_replicas,
-        upfront_capex_usd=fleet_upfront_capex(c, p.pricing, f.n_dev))
+        upfront_capex_usd=fleet_upfront_capex(c, p.pricing, f.n_dev), ttft_mean_s=lat.ttft_mean_s,
+        itl_mean_s=lat.itl_mean_s, running_batch=load.running.mean)
     ctx = jnp.asarray(tables.model.context_len)[jnp.asarray(p.model, jnp.int32)]
     stable = jnp.where(disagg, q.slot_queue.stable & q.prefill_queue.stable, q.slot_queue.stable)
     g = ServingConstraints(
@@ -449,9 +519,9 @@ def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     disagg = jnp.asarray(p.disaggregated) == 1
     r = replica(p, c, tables.hw.host_bw_bytes_per_s[jnp.asarray(p.hardware, jnp.int32)], eff,
                 prompt=mix.prompt, out_tok=mix.out, spec_on=jnp.asarray(p.spec_k) >= 1)
-    d = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
-    t = ttft_service(p, c, r, eff, d, mix, disagg)
-    q = pools(p, r, d, t, mix, disagg)
+    load = at_load(p, c, r, eff, mix, disagg)
+    d, t = load.decode, load.ttft
+    q = pools(p, r, d, t, mix, disagg, load.sizing)
     lat = latency(d, t, q, mix, disagg, boundary_wait(r, d, t, q, disagg))
     a = t.alone
     gemm = a.compute_s - a.attention_s

@@ -194,6 +194,60 @@ def prefill_interference(decode_step_s, chunk_extra_s, chunks_per_s) -> Interfer
     return nan_where(any_nan(t, d, x), out)
 
 
+class RunningBatch(NamedTuple):
+    mean: Array        # time-average sequences in a replica's batch, B = x·S (Little), <= the cap
+    seen: Array        # the batch a request decodes in: 1 + B, at most the cap
+    saturated: Array   # bool: the load fills every slot (no fixed point, or 1 + B >= the cap)
+
+
+def running_batch(arrivals_per_s, fixed_s, step_at_one_s, step_slope_s, iterations, batch_cap, *,
+                  chunks_per_s=0.0, chunk_extra_s=0.0) -> RunningBatch:
+    """Continuous batching's running batch at an offered load (Little's law over an affine step).
+
+    An engine with iteration-level scheduling (Orca; vLLM, TensorRT-LLM, SGLang) runs as
+    many sequences as are in flight, up to its cap (max_num_seqs), so the decode
+    iteration, and with it the ITL, follows the load.  A request holds a slot for
+    S = A + n·m(b): A the time outside decode iterations (the TTFT service, or the KV
+    transfer of a disaggregated decode pool), n its decode iterations ((out − 1) over
+    the tokens per step), m(b) the mean iteration of a b-sequence batch with its share of
+    prefill chunks (`prefill_interference`: chunks at rate y, each adding Δ,
+    m = min(t/(1 − y·Δ), t + Δ)), and t(b) the decode step, affine between one sequence
+    and the cap: t(b) = t1 + k·(b − 1).  A request decodes beside the B others a Poisson
+    arrival finds (PASTA, Wolff 1982; below the cap the engine is an M/G/∞ system whose
+    others during a stay are Poisson(B)), b = 1 + B, and Little's law B = x·S gives, on
+    each branch of m (the fixed point of the smaller map is the smaller fixed point),
+
+        B = min( x·(A + n·g·t1) / (1 − x·n·g·k),  x·(A + n·(t1 + Δ)) / (1 − x·n·k) ),  g = 1/(1 − y·Δ),
+
+    a branch with a non-positive denominator having none; saturated (B = cap) when
+    neither has one or 1 + B >= cap.
+    Args: arrivals_per_s x (requests per second to one replica), fixed_s A, step_at_one_s t1,
+    step_slope_s k (s per sequence), iterations n, batch_cap (sequences, >= 1), chunks_per_s y,
+    chunk_extra_s Δ.
+    Example: x = 4/s, A = 30 ms, n = 193, t1 = 10 ms, k = 0.1 ms, cap 256, no chunks:
+      B = 4·(0.03 + 1.93)/(1 − 0.0772) = 8.50, seen 9.50 (t = 10.85 ms); chunks at
+      y = 19/s of Δ = 50 ms (y·Δ = 0.95): the stretched branch has no fixed point, a chunk on
+      every iteration gives B = 4·(0.03 + 193·0.06)/0.9228 = 50.33.
+    """
+    x, a, t1, k, n, b, y, dx = nonneg(arrivals_per_s, fixed_s, step_at_one_s, step_slope_s, iterations, batch_cap,
+                                      chunks_per_s, chunk_extra_s)
+    b = jnp.maximum(b, 1.0)
+    busy = y * dx
+    g = safe_div(1.0, 1.0 - busy, fill=UNBOUNDED)
+
+    def branch(num, slope):
+        den = 1.0 - x * slope
+        return jnp.where((den > 0.0) & (num < UNBOUNDED), safe_div(x * num, den, fill=UNBOUNDED), UNBOUNDED)
+
+    stretched = jnp.where(busy < 1.0, branch(a + n * g * t1, n * g * k), UNBOUNDED)
+    every = branch(a + n * (t1 + dx), n * k)               # a chunk on every iteration
+    mean = jnp.minimum(stretched, every)
+    saturated = mean + 1.0 >= b
+    mean = jnp.where(saturated, b, mean)
+    out = RunningBatch(mean, jnp.where(saturated, b, mean + 1.0), saturated)
+    return nan_where(any_nan(x, a, t1, k, n, b, y, dx), out)
+
+
 class Residual(NamedTuple):
     mean_s: Array  # mean wait for the iteration in flight to end
     p50_s: Array
