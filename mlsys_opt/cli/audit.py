@@ -182,10 +182,13 @@ def _audit_serving(row, space, eff=None) -> list[tuple]:
     hw, model, region = _entries(row, space)
     ttft, itl, p99 = float(row["ttft_s"]), float(row["itl_s"]), float(row["p99_latency_s"])
     bound = str(row["bottleneck"])
+    running = f"; {_h(float(row['itl_mean_s']), 'time', 'ms', '{:.2f}')} per token at the load's running batch " \
+              f"of {float(row['running_batch']):,.1f}" if "itl_mean_s" in row else ""
     out = [("Node", "4 Serving", f"TTFT {_h(ttft, 'time', 'ms', '{:,.1f}')}, ITL {_h(itl, 'time', 'ms', '{:.2f}')}"
-            f" at batch {int(row['batch'])}", _limit_status(_worst(_g(row, "limit:ttft_s"), _g(row, "limit:itl_s"))))]
+            f" at a full batch of {int(row['batch'])}{running}",
+            _limit_status(_worst(_g(row, "limit:ttft_s"), _g(row, "limit:itl_s"))))]
     wall = {"compute": "1 Compute", "memory": "2 Memory (bandwidth)", "overhead": "3 Software (dispatch)"}
-    out.append(("Node", wall.get(bound, bound), f"decode step {bound}-bound on {hw['name']} "
+    out.append(("Node", wall.get(bound, bound), f"decode step of a full batch {bound}-bound on {hw['name']} "
                 f"({_h(float(hw['mem_bw_bytes_per_s']), 'bandwidth', 'TB/s', '{:.3g}')} HBM)",
                 f"binding at the node ({bound})"))
     mem, cap = float(row["memory_per_accelerator_bytes"]), float(hw["mem_capacity_bytes"])

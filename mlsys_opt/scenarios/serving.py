@@ -275,11 +275,25 @@ def pools(p, r: Replica, d: DecodeStep, t: Ttft, mix: Mix, disagg, sizing: Sizin
     pf_serv = t.alone.time_s + t.kv.transfer_s
     replicas, r_p, r_d = sizing
     prefill_replicas = r_p
-    chunks_per_s = jnp.where(disagg, 0.0, lam / replicas * t.chunking.n_chunks)
-    itl = sw.prefill_interference(d.step_s, t.chunking.extra_s, chunks_per_s)
+    fixed = jnp.where(disagg, t.kv.transfer_s, t.mean_s)
+
+    def slot_service(decoders):
+        chunks_per_s = jnp.where(disagg, 0.0, lam / decoders * t.chunking.n_chunks)
+        itl = sw.prefill_interference(d.step_s, t.chunking.extra_s, chunks_per_s)
+        return itl, fixed + out1 * itl.itl_mean_s / d.spec.tokens_per_step
+
+    # Auto-sized (replicas = 0) at the affine step of u·batch busy slots (`at_load`): where the step at
+    # the running batch is above that line (the GEMM curves are not convex everywhere), add the decode
+    # replicas that bring the slots back to max_utilization (conservative: the step stays the one
+    # evaluated at the running batch of the replicas sized first).
+    u = floor_pos(p.max_utilization, 1e-3)
+    rho = lam * slot_service(r_d)[1] / (r_d * r.batch)
+    extra = jnp.where((p.replicas < 0.5) & (rho > u),
+                      jnp.minimum(jnp.ceil(r_d * rho / u - 1e-9), MAX_AUTO_REPLICAS) - r_d, 0.0)
+    r_d, replicas = r_d + jnp.maximum(extra, 0.0), replicas + jnp.maximum(extra, 0.0)
+    itl, s_slot = slot_service(r_d)
     itl_tok = itl.itl_mean_s / d.spec.tokens_per_step
-    s_slot = jnp.where(disagg, t.kv.transfer_s, t.mean_s) + out1 * itl_tok
-    slots = jnp.where(disagg, r_d, replicas) * r.batch
+    slots = r_d * r.batch
     sd_out = itl_tok * out1 * floor_pos(p.output_cv, 0.0)
     sd_pr = jnp.where(disagg, 0.0, t.mean_s) * floor_pos(p.prompt_cv, 0.0)
     s_safe = floor_pos(s_slot, 1e-12)
@@ -467,7 +481,7 @@ def serving(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIEN
         kv_transfer_s=jnp.where(disagg, t.kv.exposed_s, 0.0), offload_bytes=r.offload_bytes,
         spec_tokens_per_step=d.spec.tokens_per_step, prefill_replicas=q.prefill_replicas,
         upfront_capex_usd=fleet_upfront_capex(c, p.pricing, f.n_dev), ttft_mean_s=lat.ttft_mean_s,
-        itl_mean_s=lat.itl_mean_s, running_batch=load.running.mean)
+        itl_mean_s=lat.itl_mean_s, running_batch=jnp.clip(q.slot_queue.utilization, 0.0, 1.0) * r.batch)
     ctx = jnp.asarray(tables.model.context_len)[jnp.asarray(p.model, jnp.int32)]
     stable = jnp.where(disagg, q.slot_queue.stable & q.prefill_queue.stable, q.slot_queue.stable)
     g = ServingConstraints(
