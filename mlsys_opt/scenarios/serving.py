@@ -129,31 +129,52 @@ class Ttft(NamedTuple):
     kv: sw.KVTransfer        # disaggregated, at the mean prompt
 
 
-def ttft_service(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, mix: Mix, disagg) -> Ttft:
-    """TTFT without queueing (mean, P50, P99 prompt): colocated = chunked prefill inside the running batch;
-    disaggregated = the prefill alone + the exposed KV transfer (walls.serving.kv_transfer,
-    over the scale-out fabric, every accelerator of the replica sending its share).
-    Prefix hits skip their tokens (new = (1 − h)·prompt, attending to the cached h·prompt).
-    Evaluated at the mean, median and P99 prompt: the service is increasing in the prompt
-    length, so its quantiles are the service at the prompt's quantiles."""
+class PrefillParts(NamedTuple):
+    """The batch-independent parts of the TTFT service at one prompt length."""
+    new: Array               # uncached tokens
+    cached: Array
+    eta: Array               # η_prefill(new)
+    alone: PrefillTime
+    kv: sw.KVTransfer
+
+
+def prefill_parts(p, c: Common, r: Replica, eff: Efficiency, mix: Mix) -> tuple:
+    """(mean prompt, P99 prompt, η at the chunk): what `ttft_service` reads that does not depend
+    on the running batch, computed once for the full batch and the running batch (`at_load`)."""
     bw_kv = c.bw_out * r.devices
-    eta_chunk = prefill_eta(p, c, r, eff, p.chunk_size)     # the GEMM curve at the chunk, both prompts
 
     def at(prompt):
         new, cached = jnp.maximum((1.0 - mix.hit) * prompt, 1.0), mix.hit * prompt
         eta = prefill_eta(p, c, r, eff, new)
         alone = prefill_time(p, c, r, eff, new, cached, eta)
-        chunks = chunked_prefill(p, c, r, eff, d, new, cached, eta, eta_chunk)
         kv = sw.kv_transfer(r.kv_bytes_per_token * prompt, bw_kv, c.alpha_out, alone.time_s, c.n_layers)
-        colocated = jnp.maximum(chunks.ttft_s, alone.time_s)     # never faster than the prefill alone
-        return jnp.where(disagg, alone.time_s + kv.exposed_s, colocated), alone, chunks, kv
+        return PrefillParts(new, cached, eta, alone, kv)
 
-    mean, alone, chunks, kv = at(mix.prompt)
+    return at(mix.prompt), at(mix.prompt_p99), prefill_eta(p, c, r, eff, p.chunk_size)
+
+
+def ttft_service(p, c: Common, r: Replica, eff: Efficiency, d: DecodeStep, mix: Mix, disagg,
+                 parts: tuple | None = None) -> Ttft:
+    """TTFT without queueing (mean, P50, P99 prompt): colocated = chunked prefill inside the running batch;
+    disaggregated = the prefill alone + the exposed KV transfer (walls.serving.kv_transfer,
+    over the scale-out fabric, every accelerator of the replica sending its share).
+    Prefix hits skip their tokens (new = (1 − h)·prompt, attending to the cached h·prompt).
+    Evaluated at the mean, median and P99 prompt: the service is increasing in the prompt
+    length, so its quantiles are the service at the prompt's quantiles.
+    `parts`: `prefill_parts` when the caller has them (same values)."""
+    at_mean, at_p99, eta_chunk = prefill_parts(p, c, r, eff, mix) if parts is None else parts
+
+    def at(x: PrefillParts):
+        chunks = chunked_prefill(p, c, r, eff, d, x.new, x.cached, x.eta, eta_chunk)
+        colocated = jnp.maximum(chunks.ttft_s, x.alone.time_s)     # never faster than the prefill alone
+        return jnp.where(disagg, x.alone.time_s + x.kv.exposed_s, colocated), x.alone, chunks, x.kv
+
+    mean, alone, chunks, kv = at(at_mean)
     # Monotone by construction (a GEMM-efficiency curve may make a longer prompt's prefill
     # no slower than a shorter one's): P99 >= mean.  The median prompt (below the mean) is
     # interpolated linearly between the mean and the P99 prompt (the service is affine in
     # the prompt up to the small quadratic attention term), which saves a third evaluation.
-    p99 = jnp.maximum(at(mix.prompt_p99)[0], mean)
+    p99 = jnp.maximum(at(at_p99)[0], mean)
     span = mix.prompt_p99 - mix.prompt
     frac = safe_div(mix.prompt_p50 - mix.prompt, span, fill=0.0)     # no spread: the mean
     p50 = jnp.clip(mean + frac * (p99 - mean), 0.0, p99)
@@ -228,7 +249,8 @@ def at_load(p, c: Common, r: Replica, eff: Efficiency, mix: Mix, disagg) -> Load
     """
     d_full = decode_step(p, c, r, eff, prompt=mix.prompt, out_tok=mix.out)
     d_one = decode_step(p, c, r._replace(batch=jnp.ones_like(r.batch)), eff, prompt=mix.prompt, out_tok=mix.out)
-    t_full = ttft_service(p, c, r, eff, d_full, mix, disagg)
+    parts = prefill_parts(p, c, r, eff, mix)
+    t_full = ttft_service(p, c, r, eff, d_full, mix, disagg, parts)
     d_full, t_full = _step_times(d_full, t_full, p.hardware)
     tokens = d_full.spec.tokens_per_step
     slope = safe_div(jnp.maximum(d_full.step_s - d_one.step_s, 0.0), r.batch - 1.0, fill=0.0)
@@ -243,7 +265,7 @@ def at_load(p, c: Common, r: Replica, eff: Efficiency, mix: Mix, disagg) -> Load
                                chunks_per_s=chunks_per_s, chunk_extra_s=t_full.chunking.extra_s)
     r_run = r._replace(batch=running.seen)
     d = decode_step(p, c, r_run, eff, prompt=mix.prompt, out_tok=mix.out)
-    t = ttft_service(p, c, r_run, eff, d, mix, disagg)
+    t = ttft_service(p, c, r_run, eff, d, mix, disagg, parts)
     d, t = _step_times(d, t, p.hardware)
     return Load(d_full, d, t, sizing, running)
 
