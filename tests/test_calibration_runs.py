@@ -24,8 +24,8 @@ def published():
 
 def test_published_files_load_with_setups_and_organisations(published):
     train, serve = C.load_runs("training"), C.load_runs("serving")
-    assert (len(train), len(serve)) == (501, 71) and len(published) == 572
-    assert len({r.id for r in published}) == 572                       # ids are unique
+    assert (len(train), len(serve)) == (501, 144) and len(published) == 645
+    assert len({r.id for r in published}) == 645                       # ids are unique
     assert all(r.setup and r.source_key and r.org for r in published)
     assert {r.source_key for r in published} <= set(C.ORGANISATIONS)   # every source has its organisation
     # sources of one organisation count once: NVIDIA publishes five training sources and TRT-LLM
@@ -38,7 +38,7 @@ def test_published_files_load_with_setups_and_organisations(published):
 
 def test_every_row_plans_or_says_why(published):
     ok, skipped = C.evaluable(published)
-    assert len(ok) + len(skipped) == 572 and len(ok) >= 562
+    assert len(ok) + len(skipped) == 645 and len(ok) >= 635
     why = dict(skipped)
     # at an offered rate the load sets the running batch (walls.serving.running_batch) under the printed or
     # KV-capacity cap: the time per token is compared with the model's mean (TPOT is a per-request mean),
@@ -518,3 +518,37 @@ def test_nanotron_rows_use_pytorch_ddp_buckets(published):
         assert r.setup.get("dp_bucket_params") == want, r.id
         if want:
             assert to_settings("training", r.setup, r.id).settings["dp_bucket_params"] == want
+
+
+def test_kv_capacity_batch_reads_the_engines_memory_fraction(published):
+    """vLLM's gpu_memory_utilization and SGLang's mem_fraction_static are fractions of the whole memory
+    (KV = f·HBM − weights); TensorRT-LLM's kv_cache_free_gpu_mem_fraction is of what the weights leave
+    (KV = 0.9·(HBM − weights)); a printed fraction (setup.mem_fraction) wins."""
+    catalog = load_catalog()
+    m, hw = catalog.entry("models", "llama3_70b"), catalog.entry("accelerators", "h200")
+    hbm = 4 * hw["mem_capacity_bytes"]
+    weights = m["n_params"] * 2 + float(R.embedding_extra_bytes(m["vocab_size"], m["hidden_dim"], 2))
+    per_seq = R._kv_bytes_per_seq(m, 1000.0, 2)
+    settings = {"hardware": "h200", "model": "llama3_70b", "precision": "fp16", "tp": 4}
+    def batch(**setup):
+        return R._kv_batch(catalog, settings, {"kv_precision": "fp16", **setup}, 1000.0, 4)
+    assert batch(engine="sglang") == int((0.85 * hbm - weights) // per_seq)            # tp 4: 0.85
+    assert batch(engine="trtllm") == int((0.9 * (hbm - weights)) // per_seq)
+    assert batch(engine="sglang", mem_fraction=0.8) == int((0.8 * hbm - weights) // per_seq)
+    assert batch(engine="vllm") == 256                                                  # max_num_seqs
+    row = next(r for r in published if r.id == "dc_sglang_8xh200_llama31_405b_tp8_rand1k_rps1")
+    assert row.setup["mem_fraction"] == 0.87
+
+
+def test_a_finite_run_that_keeps_up_is_not_read_as_saturated(published):
+    """N requests arrive over N/λ and the run ends about one end-to-end latency later: keeping up achieves
+    N/(N/λ + L), below λ; only an achieved rate under 0.9 of that is a saturated engine's capacity."""
+    base = next(r for r in published if r.id == "dc_sglang_4xh200_llama33_70b_tp4_rand1k_rps8")
+    n, lam, lat = base.setup["num_requests"], base.setup["request_rate"], base.measured["e2e_latency_mean_s"]
+    kept_up = n / (n / lam + lat)
+    assert 6.9209 < 0.9 * lam and 6.9209 > 0.9 * kept_up            # the published run: kept up
+    kept = R.plan_setup_row(base._replace(measured={**base.measured, "requests_per_s": 6.9209}))
+    assert kept.targets[0].metric == "itl_s"
+    slow = R.plan_setup_row(base._replace(measured={**base.measured, "requests_per_s": 3.0}))
+    t = slow.targets[0]
+    assert t.metric == "requests_per_s" and t.coef == pytest.approx(1.0 / base.setup["output_len"])

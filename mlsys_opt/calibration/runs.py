@@ -20,11 +20,13 @@ quantity per row is compared (the first the row has, convention-free quantities 
     at an offered rate (continuous batching, walls.serving.running_batch; `_offered_rate_target`):
               ttft_s / itl_s        ttft_p50_s / itl_p50_s to a published median, ttft_mean_s /
                                     itl_mean_s to a mean or a median TPOT (a per-request mean)
-              requests_per_s        throughput_tok_per_s / out, where the engine saturated
+              requests_per_s        throughput_tok_per_s / out, where the engine saturated (below 0.9 of
+                                    N/(N/λ + end-to-end latency), what a finite run that keeps up achieves)
 
-B = setup.batch_size, else (offline rows) the KV-cache capacity: 0.9·(HBM·tp·pp − weights) / KV per sequence at in + out
-(vLLM gpu_memory_utilization and TensorRT-LLM kv_cache_free_gpu_mem_fraction both default to
-0.9), capped at vLLM's max_num_seqs = 256 for vLLM; at an offered rate B is the engine's cap and
+B = setup.batch_size, else the KV-cache capacity / KV per sequence at in + out: f·HBM·tp·pp − weights for
+vLLM (gpu_memory_utilization f = 0.9) and SGLang (mem_fraction_static, by tp), fractions of the whole memory;
+0.9·(HBM·tp·pp − weights) otherwise (TensorRT-LLM's kv_cache_free_gpu_mem_fraction: of what the weights
+leave); setup.mem_fraction where printed; capped at vLLM's max_num_seqs = 256 for vLLM; at an offered rate B is the engine's cap and
 the running batch follows the load.  Rows whose lengths are not published or that time one phase
 of a disaggregated deployment are not evaluable (`evaluable` says why).
 """
@@ -71,6 +73,8 @@ ORGANISATIONS = {
     "mlperf_training_nvidia": "NVIDIA", "nvidia_dgxc_2411_llama_gpt3": "NVIDIA", "nvidia_dgxc_2502": "NVIDIA",
     "megatronlm_2019": "NVIDIA", "gptneox20b_2022": "EleutherAI", "mtnlg_2022": "Microsoft",
     "nemo_perf_2504": "NVIDIA", "deepseek_v3_2024": "DeepSeek-AI",
+    "argonne_llm_inference_bench": "Argonne National Laboratory", "intel_gaudi_inference_perf": "Intel (Habana Labs)",
+    "datacrunch_h200_2412": "DataCrunch",
     # MLPerf Training submissions of NVIDIA's NeMo implementation by other organisations (the submitter's cluster)
     "mlperf_azure": "Microsoft", "mlperf_coreweave_ibm": "IBM+CoreWeave", "mlperf_nebius": "Nebius",
     "mlperf_oracle": "Oracle", "mlperf_uflorida": "University of Florida", "mlperf_cisco": "Cisco",
@@ -85,7 +89,14 @@ SERVE_KEYS = {"output_tokens_per_s": ("output_tokens_per_s",),
               "tokens_per_s_per_gpu": ("output_tokens_per_s_per_gpu", "tokens_per_s_per_gpu"),
               "ttft_s": ("ttft_p50_s", "ttft_mean_s", "ttft_s"),
               "itl_s": ("tpot_p50_s", "tpot_mean_s", "itl_mean_s", "itl_p50_s", "itl_s")}
-KV_MEMORY_FRACTION = 0.9        # vLLM gpu_memory_utilization / TRT-LLM kv_cache_free_gpu_mem_fraction
+KV_MEMORY_FRACTION = 0.9        # TRT-LLM kv_cache_free_gpu_mem_fraction (of the memory the weights leave)
+# Engines whose memory fraction is of the WHOLE memory, weights included (KV = f·HBM − weights): vLLM's
+# gpu_memory_utilization (default 0.9, vllm/engine/arg_utils.py) and SGLang's mem_fraction_static (default by
+# tp in sglang/srt/server_args.py, 0.3-0.4: 0.88 at tp 1, 0.87 at tp 2, 0.85 at tp 4, 0.83 at tp 8, 0.79 at
+# tp >= 16); a row's printed fraction (setup.mem_fraction) wins.
+WHOLE_MEMORY_FRACTION = {"vllm": lambda tp: 0.9,
+                         "sglang": lambda tp: 0.79 if tp >= 16 else 0.83 if tp >= 8 else 0.85 if tp >= 4
+                         else 0.87 if tp >= 2 else 0.88}
 MAX_NUM_SEQS = {"vllm": 256}    # vLLM's default max_num_seqs
 
 
@@ -336,7 +347,7 @@ def _serving_target(row, setup, settings, catalog, flags):
         return _offered_rate_target(row, setup, settings, catalog, keys, float(rate), p_in, out_len, gpus)
     if settings.get("batch") is None:
         settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
-        note = f"batch = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
+        note = f"batch = {settings['batch']} from the KV-cache capacity (the engine's memory fraction, _kv_batch)"
     settings.setdefault("request_rate", "0.1 /s")
     evals = [("serving", settings)]
     one = ((("const", 1.0), 1.0),)
@@ -387,18 +398,23 @@ def _offered_rate_target(row, setup, settings, catalog, keys, rate, p_in, out_le
     the engine's default cap; the replicas are the row's accelerators over tp·pp.  Compared: the
     TTFT and the time per output token (a median to the model's median, a mean or a median TPOT,
     itself a per-request mean, to the model's mean), and the achieved request rate when the
-    engine saturated (below 0.9 of the offered rate: at a lower load the achieved rate is the
-    offered one and says nothing of the model)."""
+    engine saturated (below 0.9 of the rate a run that keeps up achieves: at a lower load the
+    achieved rate is the offered one and says nothing of the model)."""
     note = ""
     if settings.get("batch") is None:
         settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
-        note = f"batch cap = {settings['batch']} from the KV-cache capacity (0.9 of HBM after weights)"
+        note = f"batch cap = {settings['batch']} from the KV-cache capacity (the engine's memory fraction, _kv_batch)"
     else:
         note = f"batch cap = {settings['batch']} (printed)"
     one = ((("const", 1.0), 1.0),)
     out = []
-    done = _measured(row, "requests_per_s")
-    if done is not None and done < 0.9 * rate:
+    # Saturated: below 0.9 of what the run would achieve if it kept up.  A finite run of N requests
+    # arrives over N/λ and ends about one end-to-end latency L later, so keeping up achieves
+    # N/(N/λ + L) (λ when N or L is not published).
+    done, n = _measured(row, "requests_per_s"), setup.get("num_requests")
+    lat = next((v for v in (_measured(row, k) for k in ("e2e_latency_mean_s", "e2e_latency_p50_s")) if v), None)
+    kept_up = float(n) / (float(n) / rate + lat) if n and lat else rate
+    if done is not None and done < 0.9 * kept_up:
         out.append(("requests_per_s", done, 1.0 / out_len, ((((0, "throughput_tok_per_s"), 1.0),), one),
                     f"saturated: {done:g} of {rate:g} req/s offered; {note}"))
     for q in ("itl_s", "ttft_s"):       # the first is the row's compared figure (a user's file: all)
@@ -423,7 +439,13 @@ def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:
     kv_bpe = BYTES_PER_ELEMENT[PRECISIONS.index(kv_prec)] if kv_prec in PRECISIONS else bpe
     # input embedding + LM head stay 16-bit under 8/4-bit weights
     embed = float(embedding_extra_bytes(float(m.get("vocab_size") or 0), float(m.get("hidden_dim") or 0), bpe))
-    free = KV_MEMORY_FRACTION * (hw["mem_capacity_bytes"] * gpus - m["n_params"] * bpe - embed)
+    weights, hbm = m["n_params"] * bpe + embed, hw["mem_capacity_bytes"] * gpus
+    engine = str(setup.get("engine", "")).lower()
+    if engine in WHOLE_MEMORY_FRACTION:
+        frac = float(setup.get("mem_fraction") or WHOLE_MEMORY_FRACTION[engine](float(settings.get("tp", 1))))
+        free = frac * hbm - weights
+    else:
+        free = float(setup.get("mem_fraction") or KV_MEMORY_FRACTION) * (hbm - weights)
     batch = max(1, int(free // max(_kv_bytes_per_seq(m, context, kv_bpe), 1.0)))
     return min(batch, MAX_NUM_SEQS.get(str(setup.get("engine", "")).lower(), batch))
 

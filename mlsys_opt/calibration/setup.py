@@ -317,6 +317,7 @@ CONTEXT_KEYS = {
     "mode": "decides the compared quantity", "num_requests": "context", "offered_qps": "context",
     "phase": "decides the compared quantity", "dataset": "context", "batch_size_note": "context",
     "chunked_prefill": "see chunk_size", "name": "context",
+    "mem_fraction": "the engine's memory fraction for the KV-capacity batch (runs._kv_batch)",
     "attention_flop_count": "decides the compared quantity (runs.attention_count_ratio)",
     "embedding_flop_count": "decides the compared quantity (runs.flop_count_ratio)",
     "pack_sample_into_one": "InternEvo sample packing (context)",
