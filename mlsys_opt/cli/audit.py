@@ -262,9 +262,9 @@ def _training_budget(row, space, eff) -> list[tuple]:
 
 
 def _serving_budget(row, space, eff=None) -> list[tuple]:
-    """Where each millisecond of the P99 TTFT and the P99 ITL goes (scenarios.serving.breakdown)."""
+    """Where each millisecond of the P99 TTFT and the P99 ITL goes (scenarios.serving_breakdown.breakdown)."""
     from ..scenarios.efficiency import DEFAULT_EFFICIENCY
-    from ..scenarios.serving import breakdown
+    from ..scenarios.serving_breakdown import breakdown
 
     p = _params_of(row, space)
     if p is None:
