@@ -400,7 +400,6 @@ def _offered_rate_target(row, setup, settings, catalog, keys, rate, p_in, out_le
     itself a per-request mean, to the model's mean), and the achieved request rate when the
     engine saturated (recorded under `measured`, below 0.9 of the offered rate: at a lower load the
     achieved rate is the offered one and says nothing of the model)."""
-    note = ""
     if settings.get("batch") is None:
         settings["batch"] = _kv_batch(catalog, settings, setup, p_in + out_len, gpus)
         note = f"batch cap = {settings['batch']} from the KV-cache capacity (the engine's memory fraction, _kv_batch)"

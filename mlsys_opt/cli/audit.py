@@ -183,7 +183,7 @@ def _audit_serving(row, space, eff=None) -> list[tuple]:
     ttft, itl, p99 = float(row["ttft_s"]), float(row["itl_s"]), float(row["p99_latency_s"])
     bound = str(row["bottleneck"])
     running = f"; {_h(float(row['itl_mean_s']), 'time', 'ms', '{:.2f}')} per token at the load's running batch " \
-              f"of {float(row['running_batch']):,.1f}" if "itl_mean_s" in row else ""
+              f"of {float(row['running_batch']):,.1f}"
     out = [("Node", "4 Serving", f"TTFT {_h(ttft, 'time', 'ms', '{:,.1f}')}, ITL {_h(itl, 'time', 'ms', '{:.2f}')}"
             f" at a full batch of {int(row['batch'])}{running}",
             _limit_status(_worst(_g(row, "limit:ttft_s"), _g(row, "limit:itl_s"))))]
