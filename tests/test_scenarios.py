@@ -62,7 +62,7 @@ def serving_dict(**kw):
              batch=16, replicas=0, max_utilization=0.8, duration=SECONDS_PER_YEAR,
              prompt_cv=0.0, output_cv=0.0, kv_precision=0, chunk_size=0, disaggregated=0, prefill_fraction=0.5,
              spec_k=0, spec_acceptance=0.7, draft_cost_frac=0.05, prefix_hit_rate=0.0, offload=0, ep=1,
-             moe_imbalance=1.0)
+             moe_imbalance=1.0, scheduler=0, scheduler_steps=1)
     d.update(kw)
     return d
 
@@ -133,7 +133,8 @@ def random_params(scenario, n, seed=0, dtype=np.float64):
                  spec_k=np.where(rng.uniform(size=n) < 0.5, 0.0, rng.integers(1, 9, n)),
                  spec_acceptance=rng.uniform(0, 0.999, n), draft_cost_frac=rng.uniform(0, 0.999, n),
                  prefix_hit_rate=rng.uniform(0, 1, n), offload=rng.integers(0, 3, n),
-                 ep=2.0 ** rng.integers(0, 5, n), moe_imbalance=rng.uniform(1, 3, n))
+                 ep=2.0 ** rng.integers(0, 5, n), moe_imbalance=rng.uniform(1, 3, n),
+                 scheduler=rng.integers(0, 2, n), scheduler_steps=rng.integers(1, 17, n).astype(float))
     ints = S.INT_PARAMS[scenario]
     return S.PARAMS_TYPES[scenario](**{k: jnp.asarray(v[k], jnp.int32 if k in ints else dtype)
                                        for k in S.PARAMS_TYPES[scenario]._fields})
@@ -390,7 +391,7 @@ def test_grad_time_to_train_vs_finite_differences():
 
 
 def test_grad_serving_vs_finite_differences():
-    d = serving_dict(tp=2, batch=64, replicas=4)
+    d = serving_dict(tp=2, batch=64, replicas=4, scheduler=1, scheduler_steps=2)   # serial: its host time too
     p = S.params_from_dict("serving", d)
     h = d["hardware"]
 
@@ -406,7 +407,7 @@ def test_grad_serving_vs_finite_differences():
     assert float(gt.hw.mem_bw_bytes_per_s[h]) == pytest.approx(fd, rel=1e-5)
     # (scaleup_comm_eff / scaleup_latency_s: this part's measured NVLink curve replaces them, issue 19)
     for name in ("prefill_eff_scale", "mem_bw_eff", "idle_power_frac", "active_power_frac",
-                 "dispatch_s_per_layer", "achievable"):
+                 "dispatch_s_per_layer", "achievable", "serial_host_s_per_seq"):
         assert float(getattr(ge, name)) != 0, name
 
 
@@ -445,7 +446,8 @@ def test_gradients_finite_over_random_configs():
     # Every efficiency leaf that can move a training time does so somewhere in the batch
     # (scaleout_comm_eff: every catalog fabric has a measured bus bandwidth, issue 19).
     for name in Efficiency._fields:
-        if name not in ("prefill_eff_scale", "active_power_frac", "idle_power_frac", "scaleout_comm_eff"):
+        if name not in ("prefill_eff_scale", "active_power_frac", "idle_power_frac", "scaleout_comm_eff",
+                        "serial_host_s_per_seq"):        # a serving engine's host time
             assert float(getattr(ge, name)) != 0, name
 
 

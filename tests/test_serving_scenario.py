@@ -38,7 +38,7 @@ def row(**kw):
              region=idx("regions", "us_avg"), fabric=idx("fabrics", "ib_ndr"),
              precision=PRECISIONS.index("fp16"), pricing=0, depreciation=3 * YEAR, duration=YEAR,
              tp=8, request_rate=50.0, prompt_tokens=2000, output_tokens=250, batch=64,
-             kv_precision=0, disaggregated=0, offload=0)
+             kv_precision=0, disaggregated=0, offload=0, scheduler=0)
     d.update(kw)
     return d
 
@@ -141,6 +141,26 @@ def test_decode_and_prefill_hand_computed():
     assert 0.05 < attn / (2 * 70.6e9 * n) < 0.1                  # +7.6 % FLOPs at 8k tokens
 
 
+def test_serial_scheduler_adds_host_time_per_running_sequence():
+    """scheduler = serial (vLLM V0): each decode iteration waits serial_host_s_per_seq (0.1 ms,
+    vLLM #6801: ~20 ms at batch 200) per running sequence, once per scheduler_steps; an
+    overlapped engine pays none.  Exact on the full-batch ITL (batch 64: +6.4 ms; 10 steps per
+    call: +0.64 ms); at the offered load it slows the running batch's step, so the batch grows."""
+    base = dict(tp=8, batch=64, request_rate=20.0, prompt_cv=0.0, output_cv=0.0)
+    o, _ = run([row(**base), row(**base, scheduler=1), row(**base, scheduler=1, scheduler_steps=10),
+                row(**base, scheduler=0, scheduler_steps=10)])
+    over, serial, multi, over10 = range(4)
+    assert o["itl_s"][serial] - o["itl_s"][over] == pytest.approx(64 * 1e-4, rel=1e-9)
+    assert o["itl_s"][multi] - o["itl_s"][over] == pytest.approx(6.4e-4, rel=1e-9)
+    assert o["itl_s"][over10] == o["itl_s"][over]
+    assert o["running_batch"][serial] > o["running_batch"][over]
+    assert o["itl_mean_s"][serial] > o["itl_mean_s"][over]
+    # linear in the per-sequence time: doubling it doubles the added ITL (the same compiled call)
+    o2, _ = run([row(**base), row(**base, scheduler=1)],
+                eff=DEFAULT_EFFICIENCY._replace(serial_host_s_per_seq=2e-4))
+    assert o2["itl_s"][1] - o2["itl_s"][0] == pytest.approx(128 * 1e-4, rel=1e-9)
+
+
 def test_moe_decode_reads_only_the_touched_experts():
     """Mixtral 8x7B (46.7B total, 12.9B active, top-2 of 8), one H100, batch 1: a decode step
     reads shared + 2 experts = the active parameters; at batch 64 every expert."""
@@ -223,7 +243,8 @@ def random_rows(n, seed, dtype=np.float64):
              spec_k=np.where(rng.uniform(size=n) < 0.5, 0.0, rng.integers(1, 8, n)),
              spec_acceptance=rng.uniform(0, 0.99, n), draft_cost_frac=rng.uniform(0, 0.5, n),
              prefix_hit_rate=rng.uniform(0, 1, n), offload=rng.integers(0, 3, n),
-             ep=2.0 ** rng.integers(0, 3, n), moe_imbalance=rng.uniform(1, 2, n))
+             ep=2.0 ** rng.integers(0, 3, n), moe_imbalance=rng.uniform(1, 2, n),
+             scheduler=rng.integers(0, 2, n), scheduler_steps=rng.integers(1, 17, n).astype(float))
     ints = S.INT_PARAMS["serving"]
     return S.ServingParams(**{k: jnp.asarray(v[k], jnp.int32 if k in ints else dtype)
                               for k in S.ServingParams._fields})
@@ -271,7 +292,7 @@ def test_gradients_of_new_parameters_match_finite_differences():
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("key,value,allowed", [
     ("spec_acceptance", 1.0, "0.999"), ("spec_acceptance", -0.1, "0"), ("draft_cost_frac", 1.0, "0.999"),
-    ("chunk_size", 200_000, "context")])
+    ("chunk_size", 200_000, "context"), ("scheduler", "async", "overlapped, serial"), ("scheduler_steps", 0, "1")])
 def test_bad_serving_input_is_a_one_line_error(key, value, allowed):
     from mlsys_opt.space.spec import load_space
     spec = {"name": "bad", "scenario": "serving",

@@ -136,6 +136,16 @@ def _choice_of(param: str, v, what: str, also: str = "") -> str:
     return v
 
 
+def _serving_choice(param: str, what: str):
+    """A rule mapping v to the serving parameter `param` if it is one of its choices, else the one-line error."""
+    def rule(v, s) -> dict:
+        choices = schema.SERVING_PARAMS[param].choices
+        if v not in choices:
+            raise MlsysOptError(f"{v!r} is not {what} (allowed: {', '.join(choices)})")
+        return {param: v}
+    return rule
+
+
 def _async_tp(v, s) -> dict:
     """async_tp true -> tp_comm async, false -> dtensor; a string names the tp_comm choice itself."""
     if not isinstance(v, str):
@@ -301,6 +311,9 @@ SERVING_MAP: dict[str, Rule] = {
     "disaggregated": Rule(("disaggregated",), _bool_choice("disaggregated"), "(H13)"),
     "speculative": Rule(("spec_k", "spec_acceptance"), _spec, "(H13)"),
     "engine": Rule(("engine",), _same("engine"), "(H19, only if it exists)"),
+    "scheduler": Rule(("scheduler",), _serving_choice("scheduler", "an engine scheduler"),
+                      "SERIALHOST: serial for vLLM's V0 engine (0.4-0.7), else overlapped"),
+    "scheduler_steps": Rule(("scheduler_steps",), _int("scheduler_steps"), "vLLM --num-scheduler-steps"),
     "region": Rule(("region",), _same("region")),
 }
 MAPS = {"training": TRAINING_MAP, "serving": SERVING_MAP}

@@ -188,6 +188,17 @@ class Efficiency(NamedTuple):
       layer per forward (or decode) pass.  Seed 000 §1.1 gives 0.01–0.1 ms of
       dispatch tax per launch; with CUDA graphs/async launch only ~1 launch per
       layer stays exposed.  Backward passes pay it twice.
+    - `serial_host_s_per_seq` = 1e-4 s: host (CPU) time per running sequence of one
+      decode iteration of an engine whose scheduler does not overlap the GPU
+      (serving `scheduler = "serial"`: vLLM's V0 engine, 0.4-0.7), added to the step:
+      scheduling, block-table and input preparation, sampling and output processing
+      are Python work per sequence.  Source: vLLM issue #6801 (Performance Roadmap,
+      2024-08-08): "when BS is 200, all this together [sampling, prepare input,
+      process_model_output, scheduler] can be 20 ms" -> 0.1 ms per sequence; the
+      multi-step-scheduling RFC #6854 (2024-07-26) saw 4 ms of GPU bubble per decode
+      step on Llama-3-8B / 1 x H100 (5-13 ms in general).  Overlapping engines (SGLang
+      >= 0.4's zero-overhead scheduler, TensorRT-LLM's overlap scheduler, vLLM V1) hide
+      it (`scheduler = "overlapped"`, the default): 0 there.
     - `active_power_frac` = 1.0: average board power / TDP while busy.  1 keeps
       the seeds' convention (seed 000 §5.1 worked example: 64 GPUs × 400 W).
     - `idle_power_frac` = 0.25: board power / TDP of an idle accelerator
@@ -210,6 +221,7 @@ class Efficiency(NamedTuple):
     pipeline_overhead_frac: Array = 0.0
     recompute_flop_scale: Array = 1.0
     dispatch_s_per_layer: Array = 10e-6
+    serial_host_s_per_seq: Array = 1e-4
     active_power_frac: Array = 1.0
     idle_power_frac: Array = 0.25
     elementwise_traffic_scale: Array = 1.4

@@ -51,6 +51,7 @@ ON_OFF = ("off", "on")
 PRICING = ("cloud", "onprem")
 KV_PRECISIONS = ("auto", *PRECISIONS)     # serving kv_precision; "auto" = the weight precision
 OFFLOAD = ("off", "kv", "weights")        # serving offload
+SCHEDULERS = ("overlapped", "serial")     # serving: does the engine's CPU work per iteration hide behind the GPU
 EP_DISPATCHERS = ("alltoall", "deepep")   # training ep_dispatcher (walls.moe.dispatch_copies dedup 0 / 1)
 CP_COMM_TYPES = ("p2p", "all_gather")     # training cp_comm_type (walls.attention.CP_COMM_TYPES)
 PP_SCHEDULES = ("1f1b", "dualpipe")       # training pp_schedule (walls.parallel.dualpipe_bubble_slots)
@@ -350,6 +351,15 @@ SERVING_PARAMS: dict[str, ParamSpec] = {
     "ep": ParamSpec("int", 1, "expert-parallel degree inside a replica (MoE; 1 for dense)", low=1),
     "moe_imbalance": ParamSpec("float", 1.0, "busiest expert-parallel rank's routed tokens / mean "
                                "(1 = perfectly balanced)", dimension="dimensionless", low=1.0, high=64.0),
+    # SERIALHOST: the engine's per-iteration CPU work (scheduling, input preparation, output processing)
+    "scheduler": ParamSpec("choice", "overlapped", "engine scheduler: overlapped = the CPU work of an iteration "
+                           "runs while the GPU computes the previous one (SGLang >= 0.4, TensorRT-LLM, vLLM V1: "
+                           "only the kernel dispatch is charged); serial = it runs between GPU steps (vLLM's V0 "
+                           "engine, 0.4-0.7): each decode step also waits serial_host_s_per_seq (0.1 ms) per "
+                           "running sequence [efficiency.Efficiency.serial_host_s_per_seq]", choices=SCHEDULERS),
+    "scheduler_steps": ParamSpec("int", 1, "decode steps per scheduler call (vLLM 0.6-0.7 --num-scheduler-steps, "
+                                 "multi-step scheduling): a serial engine's host time is paid once per this many "
+                                 "steps; no effect when scheduler = overlapped", low=1, high=256),
 }
 
 PARAMS: dict[str, dict[str, ParamSpec]] = {"training": TRAINING_PARAMS, "serving": SERVING_PARAMS}

@@ -58,6 +58,8 @@ class ServingParams(NamedTuple):
     offload: Array                   # code into schema.OFFLOAD
     ep: Array                        # expert-parallel degree
     moe_imbalance: Array             # busiest EP rank / mean
+    scheduler: Array                 # code into schema.SCHEDULERS (1 = serial: host time per step)
+    scheduler_steps: Array           # decode steps per scheduler call (multi-step scheduling)
 
 
 class ServingOutputs(NamedTuple):

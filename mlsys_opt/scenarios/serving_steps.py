@@ -28,9 +28,10 @@ from .efficiency import (
     tile_factor,
 )
 from .parts import Common, group_link_bw, materialized
-from .schema import KV_PRECISIONS, OFFLOAD
+from .schema import KV_PRECISIONS, OFFLOAD, SCHEDULERS
 
 OFFLOAD_KV, OFFLOAD_WEIGHTS = OFFLOAD.index("kv"), OFFLOAD.index("weights")
+SERIAL = SCHEDULERS.index("serial")
 assert KV_PRECISIONS[0] == "auto"
 
 
@@ -198,6 +199,23 @@ class DecodeStep(NamedTuple):
     bottleneck: Array
 
 
+def host_step_s(p, eff: Efficiency, batch) -> Array:
+    """Engine CPU time of one decode iteration that the GPU waits for, s:
+
+        t_host = serial_host_s_per_seq · B / n   (scheduler = serial),   0   (overlapped)
+
+    A serial engine (vLLM V0) schedules, builds the block tables and inputs and turns the
+    sampled tokens into outputs in Python between two GPU steps, per running sequence;
+    an overlapped one does it while the GPU runs the previous iteration, so only the
+    dispatch tax remains.  Multi-step scheduling (vLLM 0.6 --num-scheduler-steps n) pays it
+    once per n steps.  B: running sequences; n = scheduler_steps >= 1.  Source:
+    efficiency.Efficiency (vLLM #6801: ~20 ms between steps at batch 200; RFC #6854, whose
+    multi-step design incurs the ~4 ms bubble "once for every 8 decode" steps at n = 8)."""
+    serial = jnp.asarray(p.scheduler, jnp.int32) == SERIAL
+    per_step = jnp.maximum(eff.serial_host_s_per_seq, 0.0) * jnp.maximum(batch, 0.0) / jnp.maximum(p.scheduler_steps, 1.0)
+    return jnp.where(serial, per_step, 0.0)
+
+
 def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -> DecodeStep:
     """A continuous-batching decode step of `batch` sequences, with speculative decoding.
 
@@ -206,8 +224,9 @@ def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -
     + KV read of B sequences at the mean context prompt + output/2 + dispatch + comm;
     the verify pass scores k + 1 tokens per sequence against the KV read once.  The
     draft adds k passes of draft_cost_frac × a plain step (walls.serving.speculative_decoding);
-    tokens per step E = (1 − α^(k+1))/(1 − α).  Wafer-scale rows stream weights
-    (node.weight_streaming) as before.
+    tokens per step E = (1 − α^(k+1))/(1 − α).  A serial engine's host time (`host_step_s`)
+    is added once per iteration.  Wafer-scale rows stream weights (node.weight_streaming)
+    as before.
     """
     spec = sw.speculative_decoding(p.spec_k, p.spec_acceptance, p.draft_cost_frac)
     eta = decode_compute_efficiency(p.efficiency, eff, part=c, rows=r.batch, tp=r.tp)   # GEMM curve (issue 19)
@@ -230,7 +249,9 @@ def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -
     t_verify, w, comp, over = step(r.batch * k1)
     t_plain = step(r.batch)[0]
     draft = spec.draft_cost_steps * t_plain
-    t_step = t_verify + draft
+    host = host_step_s(p, eff, r.batch)                 # once per iteration, not per draft pass
+    over = over + host
+    t_step = t_verify + draft + host
     mem = jnp.maximum(w, t_kv)
     code = jnp.where(comp >= mem, node.COMPUTE, node.MEMORY)
     code = jnp.where(over > jnp.maximum(comp, mem), node.OVERHEAD, code).astype(jnp.int32)
