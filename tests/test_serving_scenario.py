@@ -161,6 +161,27 @@ def test_serial_scheduler_adds_host_time_per_running_sequence():
     assert o2["itl_s"][1] - o2["itl_s"][0] == pytest.approx(128 * 1e-4, rel=1e-9)
 
 
+def test_audit_breakdown_parts_sum_to_the_totals():
+    """The serving audit's decomposition (scenarios.serving_breakdown, `mlsys-opt evaluate`) sums to the
+    scenario's own P99 TTFT and P99 ITL, and shows a serial engine's host time as its own part."""
+    from mlsys_opt.scenarios.serving_breakdown import breakdown
+    rows = [row(), row(scheduler=1, scheduler_steps=2), row(chunk_size=512, prompt_cv=0.3, output_cv=0.5),
+            row(disaggregated=1, prefill_fraction=0.3), row(spec_k=3, spec_acceptance=0.8)]
+    p = S.params_from_dict("serving", {k: np.asarray([r[k] for r in rows]) for k in rows[0]})
+    p = p._replace(**{k: getattr(p, k).astype(jnp.float64) for k in p._fields if k not in S.INT_PARAMS["serving"]})
+    b = {k: np.asarray(v) for k, v in jax.jit(breakdown)(p, T64, DEFAULT_EFFICIENCY)._asdict().items()}
+    o, _ = run(rows)
+    ttft = sum(b[k] for k in ("ttft_wait_s", "ttft_gemm_s", "ttft_attention_s", "ttft_weights_s", "ttft_overhead_s",
+                              "ttft_batching_s", "ttft_kv_transfer_s", "ttft_long_prompt_s"))
+    itl = sum(b[k] for k in ("itl_weights_s", "itl_compute_s", "itl_kv_s", "itl_overhead_s", "itl_host_s",
+                             "itl_draft_s", "itl_prefill_s"))
+    np.testing.assert_allclose(ttft, b["ttft_p99_s"], rtol=1e-9)
+    np.testing.assert_allclose(itl, b["itl_p99_s"], rtol=1e-9)
+    np.testing.assert_allclose(b["ttft_p99_s"], o["ttft_p99_s"], rtol=1e-9)
+    np.testing.assert_allclose(b["itl_p99_s"], o["itl_p99_s"], rtol=1e-9)
+    assert b["itl_host_s"][1] > 0 and np.all(np.delete(b["itl_host_s"], 1) == 0)
+
+
 def test_moe_decode_reads_only_the_touched_experts():
     """Mixtral 8x7B (46.7B total, 12.9B active, top-2 of 8), one H100, batch 1: a decode step
     reads shared + 2 experts = the active parameters; at batch 64 every expert."""

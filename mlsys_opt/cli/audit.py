@@ -281,8 +281,8 @@ def _serving_budget(row, space, eff=None) -> list[tuple]:
                   ("decode iterations (chunks)", b.ttft_batching_s), ("KV transfer", b.ttft_kv_transfer_s),
                   ("long-prompt tail", b.ttft_long_prompt_s)])
     itl = parts([("weights", b.itl_weights_s), ("GEMM compute", b.itl_compute_s), ("KV read", b.itl_kv_s),
-                 ("dispatch+comm", b.itl_overhead_s), ("draft", b.itl_draft_s),
-                 ("prefill chunk", b.itl_prefill_s)])
+                 ("dispatch+comm", b.itl_overhead_s), ("host (serial scheduler)", b.itl_host_s),
+                 ("draft", b.itl_draft_s), ("prefill chunk", b.itl_prefill_s)])
     per = f" (step / {float(b.itl_tokens_per_step):.0f} tokens)" if float(b.itl_tokens_per_step) > 1 else ""
     return [("Node", "4 Serving: TTFT P99", f"{ms(b.ttft_p99_s):,.1f} ms = {ttft} ms",
              _limit_status(_g(row, "limit:ttft_p99_s"))),

@@ -35,6 +35,7 @@ class Breakdown(NamedTuple):
     itl_draft_s: Array         # draft passes (speculative decoding)
     itl_prefill_s: Array       # prefill chunk riding on the P99 iteration
     itl_tokens_per_step: Array  # tokens the P99 step emits (the divisor)
+    itl_host_s: Array          # a serial engine's scheduler between GPU steps (scheduler = serial)
 
 
 def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICIENCY) -> Breakdown:
@@ -42,7 +43,7 @@ def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
 
     TTFT P99 = wait + GEMMs + attention + weight-read excess + overhead + batching
     (colocated chunk iterations) + KV transfer (disaggregated) + long-prompt tail;
-    ITL P99 = (weights + compute excess + KV + overhead + draft + prefill chunk) / tokens.
+    ITL P99 = (weights + compute excess + KV + overhead + draft + prefill chunk + host) / tokens.
     The parts sum to the totals (the wait is the remainder of the root-sum-square combination).
     """
     c = gather(p, tables, eff)
@@ -66,4 +67,4 @@ def breakdown(p: ServingParams, tables: Tables, eff: Efficiency = DEFAULT_EFFICI
     w_exc = jnp.maximum(d.compute_s - d.weights_s, 0.0)
     return Breakdown(lat.ttft_p99_s, wait, gemm, a.attention_s, w_excess, a.overhead_s, batching, kv, tail,
                      lat.itl_p99_s, d.weights_s / n, w_exc / n, d.kv_s / n, d.overhead_s / n, d.draft_s / n,
-                     hit / n, n)
+                     hit / n, n, d.host_s / n)

@@ -197,6 +197,7 @@ class DecodeStep(NamedTuple):
     draft_s: Array
     spec: sw.Speculation
     bottleneck: Array
+    host_s: Array              # a serial engine's host time per iteration (`host_step_s`; 0 overlapped)
 
 
 def host_step_s(p, eff: Efficiency, batch) -> Array:
@@ -250,12 +251,11 @@ def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -
     t_plain = step(r.batch)[0]
     draft = spec.draft_cost_steps * t_plain
     host = host_step_s(p, eff, r.batch)                 # once per iteration, not per draft pass
-    over = over + host
     t_step = t_verify + draft + host
     mem = jnp.maximum(w, t_kv)
     code = jnp.where(comp >= mem, node.COMPUTE, node.MEMORY)
-    code = jnp.where(over > jnp.maximum(comp, mem), node.OVERHEAD, code).astype(jnp.int32)
-    return DecodeStep(t_step, t_step / spec.tokens_per_step, w, comp, t_kv, over, draft, spec, code)
+    code = jnp.where(over + host > jnp.maximum(comp, mem), node.OVERHEAD, code).astype(jnp.int32)
+    return DecodeStep(t_step, t_step / spec.tokens_per_step, w, comp, t_kv, over, draft, spec, code, host)
 
 
 class PrefillTime(NamedTuple):
