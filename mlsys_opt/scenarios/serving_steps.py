@@ -213,8 +213,8 @@ def host_step_s(p, eff: Efficiency, batch) -> Array:
     efficiency.Efficiency (vLLM #6801: ~20 ms between steps at batch 200; RFC #6854, whose
     multi-step design incurs the ~4 ms bubble "once for every 8 decode" steps at n = 8)."""
     serial = jnp.asarray(p.scheduler, jnp.int32) == SERIAL
-    per_step = jnp.maximum(eff.serial_host_s_per_seq, 0.0) * jnp.maximum(batch, 0.0) / jnp.maximum(p.scheduler_steps, 1.0)
-    return jnp.where(serial, per_step, 0.0)
+    per_seq = jnp.maximum(eff.serial_host_s_per_seq, 0.0) / jnp.maximum(p.scheduler_steps, 1.0)
+    return jnp.where(serial, per_seq * jnp.maximum(batch, 0.0), 0.0)
 
 
 def decode_step(p, c: Common, r: Replica, eff: Efficiency, *, prompt, out_tok) -> DecodeStep:
