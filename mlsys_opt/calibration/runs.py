@@ -447,7 +447,7 @@ def _kv_batch(catalog, settings, setup, context: float, gpus: float) -> int:
     else:
         free = float(setup.get("mem_fraction") or KV_MEMORY_FRACTION) * (hbm - weights)
     batch = max(1, int(free // max(_kv_bytes_per_seq(m, context, kv_bpe), 1.0)))
-    return min(batch, MAX_NUM_SEQS.get(str(setup.get("engine", "")).lower(), batch))
+    return min(batch, MAX_NUM_SEQS.get(engine, batch))
 
 
 # --------------------------------------------------------------------------- evaluable rows

@@ -128,22 +128,17 @@ def _chunk(v, s) -> dict:
     return {"chunk_size": int(v) if v else 0}
 
 
-def _choice_of(param: str, v, what: str, also: str = "") -> str:
-    """v if it is one of the training parameter's choices, else the one-line error naming what it is not."""
-    choices = schema.TRAINING_PARAMS[param].choices
+def _choice_of(param: str, v, what: str, also: str = "", scenario: str = "training") -> str:
+    """v if it is one of the scenario parameter's choices, else the one-line error naming what it is not."""
+    choices = schema.PARAMS[scenario][param].choices
     if v not in choices:
         raise MlsysOptError(f"{v!r} is not {what} (allowed: {also}{', '.join(choices)})")
     return v
 
 
 def _serving_choice(param: str, what: str):
-    """A rule mapping v to the serving parameter `param` if it is one of its choices, else the one-line error."""
-    def rule(v, s) -> dict:
-        choices = schema.SERVING_PARAMS[param].choices
-        if v not in choices:
-            raise MlsysOptError(f"{v!r} is not {what} (allowed: {', '.join(choices)})")
-        return {param: v}
-    return rule
+    """A rule mapping v to the serving parameter `param` if it is one of its choices (`_choice_of`)."""
+    return lambda v, s: {param: _choice_of(param, v, what, scenario="serving")}
 
 
 def _async_tp(v, s) -> dict:
